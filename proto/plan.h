@@ -1,0 +1,86 @@
+/* plan.h — the step plan rank 0 sends to every worker each engine step, and
+ * the per-sequence result each worker returns. Fixed-layout plain structs:
+ * no pointers, so a plan is one contiguous buffer that MPI moves as bytes.
+ *
+ *   [proto_plan_t][proto_seq_t × n_seqs][int32 tokens × n_tokens][int32 blocks × n_blocks]
+ *
+ * Workers see only token ids, positions, KV block tables and sampling knobs
+ * (DESIGN invariant 3); request text and stop strings stay on rank 0. */
+#ifndef MS_PROTO_PLAN_H
+#define MS_PROTO_PLAN_H
+
+#include <stdint.h>
+
+#define PROTO_MAGIC 0x5045534du /* "MSEP" little-endian */
+#define PROTO_VERSION 1
+#define PROTO_MAX_LOGPROBS 20
+
+typedef enum {
+    PROTO_MSG_PLAN = 1,     /* rank 0 -> all: run one step */
+    PROTO_MSG_RESULT = 2,   /* rank 0 <- workers: sampled tokens */
+    PROTO_MSG_SHUTDOWN = 3, /* rank 0 -> all: exit the engine loop */
+} proto_msg_type_t;
+
+typedef struct {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t type;   /* proto_msg_type_t */
+    uint32_t length; /* bytes of the whole message, header included */
+    uint32_t step;   /* engine step counter, for tracing and sanity */
+} proto_hdr_t;
+_Static_assert(sizeof(proto_hdr_t) == 16, "proto_hdr_t layout");
+
+enum {
+    PROTO_SEQ_SAMPLE = 1u << 0,   /* this chunk ends the known tokens: sample the next one */
+    PROTO_SEQ_MASK_EOS = 1u << 1, /* min_tokens not reached: EOS may not be sampled */
+};
+
+typedef struct {
+    int32_t slot;       /* sequence slot on the workers, 0..max_batch_size-1 (stable for a request) */
+    int32_t dp_rank;    /* attention-DP owner rank; -1 when attention is TP (all ranks) */
+    int32_t n_tokens;   /* tokens fed this step: a prefill chunk, or 1 when decoding */
+    int32_t pos;        /* position of the first fed token (= tokens already in the KV cache) */
+    int32_t tok_off;    /* index of the first fed token in the plan's token array */
+    int32_t blk_off;    /* index of this sequence's block table in the plan's block array */
+    int32_t n_blocks;   /* blocks covering positions [0, pos + n_tokens) */
+    uint32_t flags;     /* PROTO_SEQ_* */
+    float temperature;  /* 0 = greedy */
+    float top_p;        /* 1 = off */
+    int32_t top_k;      /* 0 = off */
+    int32_t n_logprobs; /* top-N logprobs to return, 0..PROTO_MAX_LOGPROBS; -1 = none at all */
+    uint64_t seed;      /* per-request; the sampler's random stream is f(seed, pos), independent of the batch */
+} proto_seq_t;
+_Static_assert(sizeof(proto_seq_t) == 56, "proto_seq_t layout");
+
+typedef struct {
+    proto_hdr_t hdr;
+    int32_t n_seqs;
+    int32_t n_tokens; /* total fed tokens (sum of seq n_tokens) */
+    int32_t n_blocks; /* total block-table entries */
+    uint32_t flags;   /* reserved */
+} proto_plan_t;
+_Static_assert(sizeof(proto_plan_t) == 32, "proto_plan_t layout");
+
+typedef struct {
+    int32_t slot;
+    int32_t token;    /* sampled token, or -1 when the seq had no PROTO_SEQ_SAMPLE */
+    float logprob;    /* log-probability of `token` under the unmodified distribution */
+    int32_t n_top;
+    int32_t top_ids[PROTO_MAX_LOGPROBS];
+    float top_logprobs[PROTO_MAX_LOGPROBS];
+} proto_result_t;
+_Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS, "proto_result_t layout");
+
+/* Views into a plan buffer (no copies). */
+static inline const proto_seq_t *proto_plan_seqs(const proto_plan_t *p) { return (const proto_seq_t *)(p + 1); }
+static inline const int32_t *proto_plan_tokens(const proto_plan_t *p)
+{
+    return (const int32_t *)(proto_plan_seqs(p) + p->n_seqs);
+}
+static inline const int32_t *proto_plan_blocks(const proto_plan_t *p) { return proto_plan_tokens(p) + p->n_tokens; }
+static inline uint32_t proto_plan_size(int32_t n_seqs, int32_t n_tokens, int32_t n_blocks)
+{
+    return (uint32_t)(sizeof(proto_plan_t) + sizeof(proto_seq_t) * (size_t)n_seqs + 4u * (size_t)(n_tokens + n_blocks));
+}
+
+#endif
