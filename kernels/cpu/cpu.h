@@ -1,0 +1,83 @@
+/* cpu.h — the CPU reference backend's entry points (one op per file) and the
+ * few helpers they share. The CPU backend is the numerical spec: clarity and
+ * exact rounding points first, then speed that keeps tests fast on 2 cores
+ * (row-major data, contiguous inner loops, fp32 converted once per row). */
+#ifndef MS_KERN_CPU_H
+#define MS_KERN_CPU_H
+
+#include "kernels/kernels.h"
+
+/* memory (mem.c) */
+ms_status_t kern_cpu_alloc(size_t bytes, void **out);
+void kern_cpu_free(void *p);
+ms_status_t kern_cpu_upload(kern_stream_t s, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cpu_download(kern_stream_t s, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cpu_copy(kern_stream_t s, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cpu_memset(kern_stream_t s, void *dst, int value, size_t bytes);
+ms_status_t kern_cpu_stream_create(kern_stream_t *out);
+void kern_cpu_stream_destroy(kern_stream_t s);
+ms_status_t kern_cpu_synchronize(kern_stream_t s);
+
+ms_status_t kern_cpu_embed(kern_stream_t s, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
+                           int32_t dim, bf16_t *out);
+ms_status_t kern_cpu_add(kern_stream_t s, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n);
+ms_status_t kern_cpu_cast(kern_stream_t s, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n);
+ms_status_t kern_cpu_gather_rows(kern_stream_t s, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
+                                 void *dst);
+ms_status_t kern_cpu_silu_mul(kern_stream_t s, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
+ms_status_t kern_cpu_rmsnorm(kern_stream_t s, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
+                             int32_t rows, int32_t dim, float eps);
+ms_status_t kern_cpu_gemm(kern_stream_t s, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
+                          ms_dtype_t ydt, int64_t ldy, int32_t m);
+ms_status_t kern_cpu_rope(kern_stream_t s, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
+                          const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim,
+                          int32_t interleaved);
+ms_status_t kern_cpu_kv_store(kern_stream_t s, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
+                              int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r);
+ms_status_t kern_cpu_kv_gather(kern_stream_t s, const bf16_t *cache, int32_t block_size, int32_t row_width,
+                               const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out);
+ms_status_t kern_cpu_mla_naive(kern_stream_t s, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
+                               const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
+                               int32_t dv, float scale, bf16_t *out);
+ms_status_t kern_cpu_mla_absorbed(kern_stream_t s, const bf16_t *q, const bf16_t *cache, int32_t block_size,
+                                  const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
+                                  const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv,
+                                  int32_t d_c, float scale, bf16_t *out);
+ms_status_t kern_cpu_moe_route(kern_stream_t s, const float *logits, const float *bias, int32_t T, int32_t E,
+                               int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
+                               float scaling, int32_t *idx, float *w);
+ms_status_t kern_cpu_moe_plan(kern_stream_t s, const int32_t *idx, int32_t P, const int32_t *e2slot, int32_t E,
+                              int32_t n_slots, int32_t *order, int32_t *pos_of_pair, int32_t *slot_of_sent,
+                              int32_t *slot_counts);
+ms_status_t kern_cpu_moe_experts(kern_stream_t s, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
+                                 int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
+                                 const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
+ms_status_t kern_cpu_moe_combine(kern_stream_t s, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+                                 const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
+ms_status_t kern_cpu_log_softmax(kern_stream_t s, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
+ms_status_t kern_cpu_sample(kern_stream_t s, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                            const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
+                            float *top_lp);
+
+/* ---- shared helpers (gemm.c) ---- */
+
+/* Row r, columns [c0, c0+n) of matrix `mat` of a (stacked) weight, as fp32
+ * (fp8 dequantized and rounded to bf16, see kernels.h). */
+void kern_cpu_mat_row(const kern_mat_t *w, int64_t mat, int32_t r, int32_t c0, int32_t n, float *out);
+/* Dot product with 8 partial sums (vectorizable at -O2). */
+static inline float kern_cpu_dot(const float *a, const float *b, int32_t n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+static inline void kern_cpu_bf16_to_f32(const bf16_t *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = bf16_to_f32(x[i]);
+}
+
+#endif

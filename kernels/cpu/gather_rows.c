@@ -1,0 +1,14 @@
+/* gather_rows.c — dst row i = src row idx[i] (rows of any byte width): the
+ * permutation step of MoE dispatch and of picking last-token rows. */
+#include "cpu.h"
+
+#include <string.h>
+
+ms_status_t kern_cpu_gather_rows(kern_stream_t s, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
+                                 void *dst)
+{
+    const char *a = src;
+    char *b = dst;
+    for (int32_t i = 0; i < n; i++) memcpy(b + (size_t)i * row_bytes, a + (size_t)idx[i] * row_bytes, row_bytes);
+    return MS_OK;
+}

@@ -1,0 +1,34 @@
+/* moe_combine.c — sum each token's weighted expert outputs the way
+ * transformers v5 does: each output times its fp32 routing weight, rounded to
+ * bf16, then accumulated in bf16 in ascending expert order (index_add_ over
+ * the expert loop). Rows arrive in dispatch order; pos_of_pair finds them. */
+#include "cpu.h"
+
+ms_status_t kern_cpu_moe_combine(kern_stream_t s, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+                                 const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out)
+{
+    int32_t ord[64];
+    if (K > 64) return MS_ERR(MS_ERR_UNSUPPORTED, "moe_combine: top_k %d > 64", K);
+    for (int32_t t = 0; t < T; t++) {
+        const int32_t *it = idx + (int64_t)t * K;
+        for (int32_t k = 0; k < K; k++) { /* insertion sort of k by expert id */
+            int32_t j = k;
+            while (j > 0 && it[ord[j - 1]] > it[k]) {
+                ord[j] = ord[j - 1];
+                j--;
+            }
+            ord[j] = k;
+        }
+        bf16_t *o = out + (int64_t)t * hidden;
+        for (int32_t d = 0; d < hidden; d++) {
+            float acc = 0.0f;
+            for (int32_t j = 0; j < K; j++) {
+                int32_t p = t * K + ord[j];
+                float v = bf16_round(bf16_to_f32(rows[(int64_t)pos_of_pair[p] * hidden + d]) * w[p]);
+                acc = bf16_round(acc + v);
+            }
+            o[d] = f32_to_bf16(acc);
+        }
+    }
+    return MS_OK;
+}

@@ -1,0 +1,33 @@
+/* ops.c — the CPU backend's ops table (each op lives in its own file). */
+#include "cpu.h"
+
+const kern_ops_t kern_cpu_ops = {
+    .name = "cpu",
+    .alloc = kern_cpu_alloc,
+    .free = kern_cpu_free,
+    .upload = kern_cpu_upload,
+    .download = kern_cpu_download,
+    .copy = kern_cpu_copy,
+    .memset = kern_cpu_memset,
+    .stream_create = kern_cpu_stream_create,
+    .stream_destroy = kern_cpu_stream_destroy,
+    .synchronize = kern_cpu_synchronize,
+    .embed = kern_cpu_embed,
+    .add = kern_cpu_add,
+    .cast = kern_cpu_cast,
+    .gather_rows = kern_cpu_gather_rows,
+    .silu_mul = kern_cpu_silu_mul,
+    .rmsnorm = kern_cpu_rmsnorm,
+    .gemm = kern_cpu_gemm,
+    .rope = kern_cpu_rope,
+    .kv_store = kern_cpu_kv_store,
+    .kv_gather = kern_cpu_kv_gather,
+    .mla_naive = kern_cpu_mla_naive,
+    .mla_absorbed = kern_cpu_mla_absorbed,
+    .moe_route = kern_cpu_moe_route,
+    .moe_plan = kern_cpu_moe_plan,
+    .moe_experts = kern_cpu_moe_experts,
+    .moe_combine = kern_cpu_moe_combine,
+    .log_softmax = kern_cpu_log_softmax,
+    .sample = kern_cpu_sample,
+};

@@ -1,0 +1,28 @@
+/* rmsnorm.c — RMSNorm as transformers' DeepseekV3RMSNorm: statistics in fp32,
+ * y = x * rsqrt(mean(x^2) + eps) rounded to bf16, then times the bf16 weight
+ * and rounded again. The sum of squares is accumulated in double so the CPU
+ * result is the correctly rounded fp32 mean whatever the row length. */
+#include "cpu.h"
+
+#include <math.h>
+
+ms_status_t kern_cpu_rmsnorm(kern_stream_t s, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
+                             int32_t rows, int32_t dim, float eps)
+{
+    for (int32_t r = 0; r < rows; r++) {
+        const bf16_t *xr = x + (int64_t)r * ldx;
+        bf16_t *yr = y + (int64_t)r * ldy;
+        double ss = 0;
+        for (int32_t i = 0; i < dim; i++) {
+            double v = bf16_to_f32(xr[i]);
+            ss += v * v;
+        }
+        float var = (float)(ss / dim);
+        float inv = 1.0f / sqrtf(var + eps);
+        for (int32_t i = 0; i < dim; i++) {
+            float n = bf16_round(bf16_to_f32(xr[i]) * inv);
+            yr[i] = f32_to_bf16(bf16_to_f32(w[i]) * n);
+        }
+    }
+    return MS_OK;
+}

@@ -1,0 +1,226 @@
+/* kernels.h — the one ops table every backend fills (ggml's ggml_backend_i,
+ * UCX's uct_iface_ops_t). Model code (worker/) calls these with device
+ * pointers only and never touches tensor memory itself (DESIGN invariant 1):
+ * the CPU backend's "device" is host memory, the CUDA backend's is GPU memory.
+ *
+ * Conventions for every op:
+ *  - Arguments are raw device pointers, sizes, strides (in elements unless the
+ *    name says bytes) and an opaque stream. Small plain descriptor structs
+ *    (kern_mat_t, kern_attn_seq_t, kern_sample_t) are passed by host pointer;
+ *    arrays of them that an op reads per row live in device memory.
+ *  - Ops are asynchronous with respect to the host on a stream; results are
+ *    visible to the host after download + synchronize. The CPU backend runs
+ *    everything synchronously.
+ *  - An op a backend lacks returns MS_ERR_UNSUPPORTED (never a NULL pointer).
+ *  - Numerics follow transformers v5 in bf16 (shared/reference/deepseek-v3.md):
+ *    activations are bf16 where transformers stores bf16 tensors; inside an op
+ *    sums accumulate in fp32 and round once on store. Each op's comment says
+ *    where it rounds.
+ *  - Weight matrices are PyTorch Linear layout [out, in] row-major. FP8 e4m3
+ *    weights carry fp32 scale_inv in KERN_FP8_BLOCK × KERN_FP8_BLOCK blocks:
+ *    W[i,j] = bf16(fp8(W)[i,j] * scale_inv[i/128, j/128]); the bf16 rounding of
+ *    the dequantized value makes an fp8 checkpoint compute exactly like its
+ *    dequantized bf16 twin.
+ */
+#ifndef MS_KERNELS_H
+#define MS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus /* CUDA sources include this header as C++ */
+extern "C" {
+#define KERN_STATIC_ASSERT static_assert
+#else
+#define KERN_STATIC_ASSERT _Static_assert
+#endif
+
+#include "status.h"
+#include "dtype.h"
+
+#define KERN_FP8_BLOCK 128
+#define KERN_MAX_LOGPROBS 20 /* = PROTO_MAX_LOGPROBS */
+
+typedef void *kern_stream_t; /* CPU: unused (NULL); CUDA: cudaStream_t */
+
+/* A weight matrix, or a stack of n equal matrices (routed experts): matrix e
+ * starts at data + e*rows*cols elements and its scales at
+ * scale_inv + e*ceil(rows/128)*ceil(cols/128). */
+typedef struct {
+    const void *data;       /* [rows, cols] row-major: BF16, F8E4M3 or F32 */
+    const float *scale_inv; /* F8E4M3 only: [ceil(rows/128), ceil(cols/128)]; else NULL */
+    ms_dtype_t dtype;
+    int32_t rows, cols;     /* out, in */
+} kern_mat_t;
+
+static inline int32_t kern_fp8_blocks(int32_t n) { return (n + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK; }
+
+/* One sequence's slice of a batched attention call (device array of these).
+ * Query tokens q_off .. q_off+n_q-1 sit at positions pos0 .. pos0+n_q-1 and
+ * attend causally to positions 0 .. their own (the KV cache already holds
+ * them: kv_store runs before attention). */
+typedef struct {
+    int32_t q_off;   /* first query row in the step's token arrays */
+    int32_t n_q;     /* query rows */
+    int32_t pos0;    /* position of the first query row */
+    int32_t kv_off;  /* naive path: first row of this seq in the gathered KV */
+    int32_t blk_off; /* first entry of this seq's block table in the block array */
+    int32_t pad_;
+} kern_attn_seq_t;
+KERN_STATIC_ASSERT(sizeof(kern_attn_seq_t) == 24, "kern_attn_seq_t layout");
+
+/* Per-row sampling parameters (device array). The random draw is a pure
+ * function of (seed, position): the same request samples the same token
+ * whatever else shares the batch. */
+typedef struct {
+    float temperature; /* 0 = greedy argmax (first index on ties, as torch.argmax) */
+    float top_p;       /* 1 = off */
+    int32_t top_k;     /* <= 0 = off */
+    int32_t n_logprobs;/* top-N logprobs to report, 0..KERN_MAX_LOGPROBS */
+    uint64_t seed;
+    int64_t position;  /* position of the token being sampled */
+    int32_t mask_token;/* token id that may not be sampled (EOS under min_tokens), -1 = none */
+    int32_t pad_;
+} kern_sample_t;
+KERN_STATIC_ASSERT(sizeof(kern_sample_t) == 40, "kern_sample_t layout");
+
+/* Workspace bytes kern_ops_t.moe_experts needs for R rows over n_local experts. */
+static inline size_t kern_moe_ws_bytes(int64_t R, int64_t hidden, int64_t inter, int64_t n_local)
+{
+    return (size_t)R * (size_t)(2 * hidden + 3 * inter) * 2 + (size_t)R * 4 + (size_t)(2 * n_local + 2) * 4 + 64;
+}
+
+typedef struct kern_ops {
+    const char *name; /* "cpu", "cuda" */
+
+    /* ---- memory and streams ---- */
+    ms_status_t (*alloc)(size_t bytes, void **out); /* zero-filled, 256-byte aligned */
+    void (*free)(void *p);
+    ms_status_t (*upload)(kern_stream_t s, void *dst_dev, const void *src_host, size_t bytes);
+    ms_status_t (*download)(kern_stream_t s, void *dst_host, const void *src_dev, size_t bytes);
+    ms_status_t (*copy)(kern_stream_t s, void *dst_dev, const void *src_dev, size_t bytes);
+    ms_status_t (*memset)(kern_stream_t s, void *dst_dev, int value, size_t bytes);
+    ms_status_t (*stream_create)(kern_stream_t *out);
+    void (*stream_destroy)(kern_stream_t s);
+    ms_status_t (*synchronize)(kern_stream_t s);
+
+    /* ---- elementwise / layout ---- */
+    /* out[i,:] = table[ids[i],:]; ids outside [0,vocab) are an error (CPU) */
+    ms_status_t (*embed)(kern_stream_t s, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
+                         int32_t dim, bf16_t *out);
+    /* y = bf16(a + b), n elements */
+    ms_status_t (*add)(kern_stream_t s, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n);
+    /* y = convert(x): F32<->BF16 (round-to-nearest-even), n elements */
+    ms_status_t (*cast)(kern_stream_t s, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n);
+    /* dst row i = src row idx[i]; rows of row_bytes bytes, contiguous */
+    ms_status_t (*gather_rows)(kern_stream_t s, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
+                               void *dst);
+    /* out = bf16(bf16(silu(gate)) * up), n elements (transformers: act_fn(gate) * up in bf16) */
+    ms_status_t (*silu_mul)(kern_stream_t s, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
+
+    /* ---- normalization / projection ---- */
+    /* y[r] = bf16(w * bf16(x[r] * rsqrt(mean(x[r]^2) + eps)))   (fp32 statistics) */
+    ms_status_t (*rmsnorm)(kern_stream_t s, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
+                           int32_t rows, int32_t dim, float eps);
+    /* y[m, 0..w->rows) = x[m, 0..w->cols) · Wᵀ, fp32 accumulation, one rounding on store.
+     * x: BF16 or F32; W: BF16, F8E4M3 (block-scaled) or F32; y: BF16 or F32.
+     * x BF16 + W BF16 + y F32 is the router's fp32 GEMM (bf16 values are exact in fp32). */
+    ms_status_t (*gemm)(kern_stream_t s, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
+                        ms_dtype_t ydt, int64_t ldy, int32_t m);
+
+    /* ---- attention ---- */
+    /* In-place rotary embedding on x[r*ld_row + h*ld_head + 0..dim) for rows r < rows, heads h < heads, at
+     * position pos[r], with inv_freq[dim/2] (fp32) and cos/sin scaled by attn_factor then rounded to bf16.
+     * interleaved=1 (rope_interleave, V3/R1): channels are pairs (2i, 2i+1); as transformers does, they are
+     * first permuted to halves [x0,x2,..,x1,x3,..] and the result stays in that layout (q_pe and k_pe use
+     * the same layout, so dot products are unaffected). Rotation in bf16 as transformers:
+     * out_i = bf16(bf16(x_i*cos_i) + bf16(rot_i*sin_i)). */
+    ms_status_t (*rope)(kern_stream_t s, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
+                        const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim, int32_t interleaved);
+    /* Paged latent cache rows are [d_c ckv | d_r kpe] bf16; cache row index = block*block_size + offset.
+     * cache[slots[i]] = [ckv[i*ld_ckv ..] | kpe[i*ld_kpe ..]] */
+    ms_status_t (*kv_store)(kern_stream_t s, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
+                            int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r);
+    /* For each seq: out rows kv_off .. kv_off+pos0+n_q-1 = cache rows of positions 0 .. pos0+n_q-1 (row width d_c+d_r) */
+    ms_status_t (*kv_gather)(kern_stream_t s, const bf16_t *cache, int32_t block_size, int32_t row_width,
+                             const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out);
+    /* Naive MLA (what transformers computes): per head h, K_h = [k_nope_h ; kpe], V_h = v_h, fp32 scores and
+     * softmax, fp32 P·V, output rounded to bf16.
+     * q:   [T, H*(dn+dr)] per head [nope dn | roped pe dr]
+     * kv:  [S, H*(dn+dv)] (kv_b_proj output over the gathered latents) per head [k_nope dn | v dv]
+     * kpe: gathered rows, row r at kpe + r*ld_kpe (dr values, roped)
+     * out: [T, H*dv] */
+    ms_status_t (*mla_naive)(kern_stream_t s, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
+                             const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
+                             int32_t dv, float scale, bf16_t *out);
+    /* Absorbed MLA over the paged latent cache (decode):
+     * q_abs_h = W_UK_hᵀ q_nope_h; score_t = (q_abs_h·ckv_t + q_pe_h·kpe_t) * scale; o_lat = Σ softmax·ckv_t;
+     * out_h = bf16(W_UV_h · o_lat). All fp32 inside. kv_b: [H*(dn+dv), d_c], per head [W_UK dn rows | W_UV dv rows].
+     * Same q/out layouts as mla_naive. */
+    ms_status_t (*mla_absorbed)(kern_stream_t s, const bf16_t *q, const bf16_t *cache, int32_t block_size,
+                                const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
+                                const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv, int32_t d_c,
+                                float scale, bf16_t *out);
+
+    /* ---- MoE ---- */
+    /* noaux_tc router on fp32 logits [T, E]: s = sigmoid, c = s + bias; group score = top-2 sum of c per group;
+     * keep the topk_group best groups (ties: lower index), c of the others := 0.0 (as transformers);
+     * idx = top_k of c (ties: lower index), sorted by descending c; w = s[idx], normalized when
+     * norm_topk_prob (sum + 1e-20), times scaling. idx, w: [T, top_k] */
+    ms_status_t (*moe_route)(kern_stream_t s, const float *logits, const float *bias, int32_t T, int32_t E,
+                             int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling,
+                             int32_t *idx, float *w);
+    /* Dispatch plan for P = T*top_k (token, k) pairs with expert idx[p]: expert e lives in global slot
+     * e2slot[e] (rank = slot / slots_per_rank). Pairs are ordered by slot (stable in p):
+     * order[j] = pair sent j-th; pos_of_pair[p] = j; slot_of_sent[j] = slot; slot_counts[slot] = pairs. */
+    ms_status_t (*moe_plan)(kern_stream_t s, const int32_t *idx, int32_t P, const int32_t *e2slot, int32_t E,
+                            int32_t n_slots, int32_t *order, int32_t *pos_of_pair, int32_t *slot_of_sent,
+                            int32_t *slot_counts);
+    /* Routed experts on R rows: row r goes to local expert slot_of_row[r] - slot_base (0..n_local-1).
+     * out[r] = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted; gate/up/down are stacks of
+     * n_local matrices. Grouping by expert happens inside (grouped GEMM); ws has kern_moe_ws_bytes(). */
+    ms_status_t (*moe_experts)(kern_stream_t s, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
+                               int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
+                               const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
+    /* out[t] = Σ over k in ascending expert id of bf16(rows[pos_of_pair[t*K+k]] * w[t*K+k]), accumulated in
+     * bf16 (transformers v5: weighted outputs rounded to bf16, index_add_ in expert order). */
+    ms_status_t (*moe_combine)(kern_stream_t s, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+                               const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
+
+    /* ---- logits ---- */
+    /* y[r] = log_softmax(x[r]) in fp32 (max-subtracted, double-free) */
+    ms_status_t (*log_softmax)(kern_stream_t s, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
+    /* Sample one token per row of fp32 logits [rows, vocab] (ld between rows). logprob and the top-N list
+     * are under the unmodified distribution (log_softmax of the raw logits). top_ids/top_lp: [rows,
+     * KERN_MAX_LOGPROBS], the first n_logprobs filled, descending. */
+    ms_status_t (*sample)(kern_stream_t s, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                          const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
+                          float *top_lp);
+} kern_ops_t;
+
+extern const kern_ops_t kern_cpu_ops;
+
+/* Pick a backend by name ("cpu" or "cuda"). A backend not compiled in is
+ * MS_ERR_UNSUPPORTED with a message saying so. */
+ms_status_t kern_backend_get(const char *name, const kern_ops_t **out);
+
+/* The sampler's counter-based random number: uniform in [0,1), a pure
+ * function of (seed, position). Shared by all backends so they agree. */
+static inline double kern_rng_uniform(uint64_t seed, int64_t position)
+{
+    /* splitmix64 finalizer over a mix of seed and position (two rounds so
+     * adjacent positions of one seed decorrelate). */
+    uint64_t z = seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(position + 1));
+    for (int i = 0; i < 2; i++) {
+        z += 0x9e3779b97f4a7c15ull;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+    }
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif
