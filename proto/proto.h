@@ -1,0 +1,48 @@
+/* proto.h — building, checking and moving control-plane messages (plan.h).
+ *
+ * Building: a proto_planbuf_t is a growable byte buffer the scheduler fills
+ * one sequence at a time; proto_planbuf_finish lays it out as plan.h says
+ * (header, seqs, tokens, block tables) and returns a view into the buffer.
+ *
+ * Checking: proto_plan_check validates a received buffer completely (magic,
+ * version, type, length, every offset and count) so a worker never indexes
+ * outside a plan, whatever arrives. */
+#ifndef MS_PROTO_H
+#define MS_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "plan.h"
+#include "status.h"
+
+typedef struct {
+    /* staging, separate arrays so adding is O(1) amortized */
+    proto_seq_t *seqs;
+    int n_seqs, cap_seqs;
+    int32_t *tokens;
+    int n_tokens, cap_tokens;
+    int32_t *blocks;
+    int n_blocks, cap_blocks;
+    /* the finished message */
+    uint8_t *msg;
+    size_t msg_cap;
+} proto_planbuf_t;
+
+void proto_planbuf_init(proto_planbuf_t *b);
+void proto_planbuf_free(proto_planbuf_t *b);
+void proto_planbuf_reset(proto_planbuf_t *b);
+/* Append one sequence: `seq`'s slot, dp_rank, pos, flags and sampling knobs
+ * are copied; n_tokens/tok_off/blk_off/n_blocks are filled from the arrays. */
+ms_status_t proto_planbuf_add(proto_planbuf_t *b, const proto_seq_t *seq, const int32_t *tokens, int n_tokens,
+                              const int32_t *blocks, int n_blocks);
+/* Lay out the message; the returned plan lives in b until the next reset. */
+ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_plan_t **out);
+
+/* A header for a message without a body (PROTO_MSG_SHUTDOWN). */
+proto_hdr_t proto_hdr_make(proto_msg_type_t type, uint32_t length, uint32_t step);
+/* Header sanity: magic, version, type in range, length within [16, max_len]. */
+ms_status_t proto_hdr_check(const proto_hdr_t *h, size_t max_len);
+/* Whole-plan sanity; len = bytes received. */
+ms_status_t proto_plan_check(const void *buf, size_t len);
+
+#endif
