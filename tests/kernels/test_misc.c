@@ -1,0 +1,76 @@
+/* test_misc.c — the small ops, checked exactly against their definitions:
+ * embed (and its out-of-range error), add, cast both ways, gather_rows,
+ * silu_mul (double reference rounded at transformers' two points: at most one
+ * bf16 ulp off), and backend selection. */
+#include "kref.h"
+#include "ms_build_config.h"
+
+int main(void)
+{
+    kr_seed(7);
+    enum { V = 50, D = 24, N = 7 };
+    bf16_t *tab = kr_bf16(V * D, 1.0), out[N * D];
+    int32_t ids[N] = {0, 49, 3, 3, 17, 8, 1};
+    T_CHECK(kern_cpu_ops.embed(NULL, ids, N, tab, V, D, out) == MS_OK);
+    int ok = 1;
+    for (int i = 0; i < N; i++) ok &= memcmp(out + i * D, tab + ids[i] * D, D * 2) == 0;
+    T_CHECK(ok);
+    ids[2] = V;
+    T_CHECK(kern_cpu_ops.embed(NULL, ids, N, tab, V, D, out) == MS_ERR_INVALID);
+
+    bf16_t *a = kr_bf16(1000, 1.0), *b = kr_bf16(1000, 1e-2), y[1000];
+    T_CHECK(kern_cpu_ops.add(NULL, a, b, y, 1000) == MS_OK);
+    ok = 1;
+    for (int i = 0; i < 1000; i++) ok &= bf16_to_f32(y[i]) == bf16_round((float)(kr_b(a[i]) + kr_b(b[i])));
+    T_CHECK(ok);
+
+    float f[1000], g[1000];
+    bf16_t h[1000];
+    for (int i = 0; i < 1000; i++) f[i] = (float)kr_normal();
+    T_CHECK(kern_cpu_ops.cast(NULL, f, MS_DT_F32, h, MS_DT_BF16, 1000) == MS_OK);
+    T_CHECK(kern_cpu_ops.cast(NULL, h, MS_DT_BF16, g, MS_DT_F32, 1000) == MS_OK);
+    ok = 1;
+    for (int i = 0; i < 1000; i++) ok &= g[i] == bf16_round(f[i]);
+    T_CHECK(ok);
+    T_CHECK(kern_cpu_ops.cast(NULL, f, MS_DT_F32, h, MS_DT_F8E4M3, 10) == MS_ERR_UNSUPPORTED);
+
+    int32_t gi[5] = {4, 0, 4, 2, 1};
+    int64_t src[5][3], dst[5][3];
+    for (int i = 0; i < 15; i++) ((int64_t *)src)[i] = i * 11;
+    T_CHECK(kern_cpu_ops.gather_rows(NULL, src, gi, 5, sizeof src[0], dst) == MS_OK);
+    ok = 1;
+    for (int i = 0; i < 5; i++) ok &= memcmp(dst[i], src[gi[i]], sizeof src[0]) == 0;
+    T_CHECK(ok);
+
+    bf16_t *gt = kr_bf16(4096, 3.0), *up = kr_bf16(4096, 1.0), act[4096];
+    T_CHECK(kern_cpu_ops.silu_mul(NULL, gt, up, act, 4096) == MS_OK);
+    kr_err_t e = {.what = "silu_mul"};
+    for (int i = 0; i < 4096; i++) {
+        double x = kr_b(gt[i]);
+        double want = bf16_round((float)(bf16_round((float)(x / (1 + exp(-x)))) * kr_b(up[i])));
+        kr_err_add(&e, kr_b(act[i]), want, fabs(want) / 128 + 1e-30);
+    }
+    KR_ERR_CHECK(e);
+
+    const kern_ops_t *ops = NULL;
+    T_CHECK(kern_backend_get("cpu", &ops) == MS_OK && ops == &kern_cpu_ops);
+    T_CHECK(kern_backend_get("tpu", &ops) == MS_ERR_INVALID);
+#if MS_HAVE_CUDA
+    T_CHECK(kern_backend_get("cuda", &ops) == MS_OK && !strcmp(ops->name, "cuda"));
+    T_CHECK(ops->gemm(NULL, NULL, MS_DT_BF16, 0, NULL, NULL, MS_DT_BF16, 0, 0) == MS_ERR_UNSUPPORTED);
+#else
+    T_CHECK(kern_backend_get("cuda", &ops) == MS_ERR_UNSUPPORTED);
+#endif
+    /* every op of every backend is filled in (never NULL) */
+    const kern_ops_t *all[2] = {&kern_cpu_ops, NULL};
+#if MS_HAVE_CUDA
+    kern_backend_get("cuda", &all[1]);
+#endif
+    for (int k = 0; k < 2 && all[k]; k++) {
+        void *const *fp = (void *const *)((const char *)all[k] + offsetof(kern_ops_t, alloc));
+        size_t nfp = (sizeof(kern_ops_t) - offsetof(kern_ops_t, alloc)) / sizeof(void *);
+        for (size_t i = 0; i < nfp; i++) T_CHECK_MSG(fp[i] != NULL, "%s op #%zu is NULL", all[k]->name, i);
+    }
+    free(tab), free(a), free(b), free(gt), free(up);
+    return t_done();
+}
