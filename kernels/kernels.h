@@ -170,12 +170,13 @@ typedef struct kern_ops {
     ms_status_t (*moe_route)(kern_stream_t s, const float *logits, const float *bias, int32_t T, int32_t E,
                              int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling,
                              int32_t *idx, float *w);
-    /* Dispatch plan for P = T*top_k (token, k) pairs with expert idx[p]: expert e lives in global slot
-     * e2slot[e] (rank = slot / slots_per_rank). Pairs are ordered by slot (stable in p):
-     * order[j] = pair sent j-th; pos_of_pair[p] = j; slot_of_sent[j] = slot; slot_counts[slot] = pairs. */
-    ms_status_t (*moe_plan)(kern_stream_t s, const int32_t *idx, int32_t P, const int32_t *e2slot, int32_t E,
-                            int32_t n_slots, int32_t *order, int32_t *pos_of_pair, int32_t *slot_of_sent,
-                            int32_t *slot_counts);
+    /* Dispatch plan for the T*K (token, k) pairs p = t*K + k with expert idx[p]: expert e lives in global
+     * slot e2slot[e] (rank = slot / slots_per_rank). Pairs are ordered by slot (stable in p); for the j-th
+     * sent pair: tok_of_sent[j] = its token row, slot_of_sent[j] = its slot; pos_of_pair[p] = j;
+     * slot_counts[slot] = pairs per slot (the host sums them per rank to size the all-to-all). */
+    ms_status_t (*moe_plan)(kern_stream_t s, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
+                            int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
+                            int32_t *slot_of_sent, int32_t *slot_counts);
     /* Routed experts on R rows: row r goes to local expert slot_of_row[r] - slot_base (0..n_local-1).
      * out[r] = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted; gate/up/down are stacks of
      * n_local matrices. Grouping by expert happens inside (grouped GEMM); ws has kern_moe_ws_bytes(). */

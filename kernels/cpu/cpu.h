@@ -46,9 +46,9 @@ ms_status_t kern_cpu_mla_absorbed(kern_stream_t s, const bf16_t *q, const bf16_t
 ms_status_t kern_cpu_moe_route(kern_stream_t s, const float *logits, const float *bias, int32_t T, int32_t E,
                                int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                float scaling, int32_t *idx, float *w);
-ms_status_t kern_cpu_moe_plan(kern_stream_t s, const int32_t *idx, int32_t P, const int32_t *e2slot, int32_t E,
-                              int32_t n_slots, int32_t *order, int32_t *pos_of_pair, int32_t *slot_of_sent,
-                              int32_t *slot_counts);
+ms_status_t kern_cpu_moe_plan(kern_stream_t s, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
+                              int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
+                              int32_t *slot_of_sent, int32_t *slot_counts);
 ms_status_t kern_cpu_moe_experts(kern_stream_t s, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
                                  int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
                                  const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);

@@ -63,9 +63,9 @@ static ms_status_t cu_moe_route(kern_stream_t s, const float *logits, const floa
 {
     return UNSUPPORTED("moe_route");
 }
-static ms_status_t cu_moe_plan(kern_stream_t s, const int32_t *idx, int32_t P, const int32_t *e2slot, int32_t E,
-                               int32_t n_slots, int32_t *order, int32_t *pos_of_pair, int32_t *slot_of_sent,
-                               int32_t *slot_counts)
+static ms_status_t cu_moe_plan(kern_stream_t s, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
+                               int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
+                               int32_t *slot_of_sent, int32_t *slot_counts)
 {
     return UNSUPPORTED("moe_plan");
 }

@@ -93,17 +93,20 @@ static void test_plan(void)
     int32_t idx[T * K], e2s[E], order[T * K], pos[T * K], sos[T * K], cnt[E];
     for (int e = 0; e < E; e++) e2s[e] = (e % EP) * (E / EP) + e / EP; /* round-robin placement */
     for (int i = 0; i < T * K; i++) idx[i] = (int)(kr_uniform() * E);
-    T_CHECK(kern_cpu_ops.moe_plan(NULL, idx, T * K, e2s, E, E, order, pos, sos, cnt) == MS_OK);
-    int total = 0, ok = 1;
+    T_CHECK(kern_cpu_ops.moe_plan(NULL, idx, T, K, e2s, E, E, order, pos, sos, cnt) == MS_OK);
+    int total = 0, ok = 1, seen[T * K] = {0};
     for (int sl = 0; sl < E; sl++) total += cnt[sl];
     T_CHECK(total == T * K);
-    for (int j = 0; j < T * K; j++) {
-        ok &= pos[order[j]] == j && sos[j] == e2s[idx[order[j]]];
-        if (j) ok &= sos[j] > sos[j - 1] || (sos[j] == sos[j - 1] && order[j] > order[j - 1]);
+    for (int p = 0; p < T * K; p++) { /* pair p went out at position pos[p]: its token and its slot */
+        int j = pos[p];
+        ok &= j >= 0 && j < T * K && !seen[j] && order[j] == p / K && sos[j] == e2s[idx[p]];
+        if (j >= 0 && j < T * K) seen[j] = p + 1;
     }
+    for (int j = 1; j < T * K; j++) /* by slot, stable in pair index */
+        ok &= sos[j] > sos[j - 1] || (sos[j] == sos[j - 1] && seen[j] > seen[j - 1]);
     T_CHECK(ok);
     idx[0] = E;
-    T_CHECK(kern_cpu_ops.moe_plan(NULL, idx, T * K, e2s, E, E, order, pos, sos, cnt) == MS_ERR_INVALID);
+    T_CHECK(kern_cpu_ops.moe_plan(NULL, idx, T, K, e2s, E, E, order, pos, sos, cnt) == MS_ERR_INVALID);
 }
 
 static void make_mat(kern_mat_t *m, int n, int rows, int cols, ms_dtype_t dt, double sc, double **ref)
