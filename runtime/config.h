@@ -1,0 +1,180 @@
+/* config.h — the one validated server configuration (`ms_config_t`).
+ *
+ * Filled, in this order (later wins):
+ *   1. cfg_defaults()                      TensorRT-LLM's documented defaults
+ *   2. trtllm-serve style command line     `moeserve serve MODEL --max_batch_size 64 ...`
+ *   3. the YAML file of --extra_llm_api_options, with TensorRT-LLM's keys
+ *      (a key given in the YAML overrides the same setting given as a flag,
+ *      as trtllm-serve does; configs/README.md lists every key).
+ * then checked as a whole. Any error is one line naming the file and line or
+ * the flag, and the key: `cfg.yaml:7: key 'moe_config.load_balancer.num_slots':
+ * expected a positive integer, got 'abc'`; `moeserve serve` exits 2 on it.
+ *
+ * The struct is plain data with no pointers, so rank 0 can parse it once and
+ * MPI_Bcast it to every rank as bytes. A value 0 in a field documented "0 =
+ * unset" means TensorRT-LLM's `None`: derived later from the model or the
+ * machine by whoever owns that decision (noted per field).
+ */
+#ifndef MS_CONFIG_H
+#define MS_CONFIG_H
+
+#include "status.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define MS_CFG_PATH_MAX 4096
+#define MS_CFG_NAME_MAX 256
+#define MS_CFG_MAX_GRAPH_BATCHES 128
+
+/* --backend: accepted for trtllm-serve compatibility. moeserve always runs its
+ * own engine; the value is only recorded and logged. */
+typedef enum { MS_BACKEND_PYTORCH = 0, MS_BACKEND_TENSORRT, MS_BACKEND_AUTODEPLOY } ms_cfg_backend_t;
+
+typedef enum { MS_KV_DTYPE_AUTO = 0, MS_KV_DTYPE_FP8, MS_KV_DTYPE_BF16 } ms_kv_dtype_t;
+
+typedef enum {
+    MS_MOE_BACKEND_CUTLASS = 0, /* TensorRT-LLM's default (per the R1 quickstart) */
+    MS_MOE_BACKEND_AUTO,
+    MS_MOE_BACKEND_TRTLLM,
+    MS_MOE_BACKEND_DEEPGEMM,
+    MS_MOE_BACKEND_WIDEEP,
+    MS_MOE_BACKEND_CUTEDSL,
+    MS_MOE_BACKEND_VANILLA,
+    MS_MOE_BACKEND_TRITON,
+} ms_moe_backend_t;
+
+typedef enum {
+    MS_ATTN_BACKEND_TRTLLM = 0,
+    MS_ATTN_BACKEND_FLASHINFER,
+    MS_ATTN_BACKEND_VANILLA,
+    MS_ATTN_BACKEND_FLASHINFER_STAR_ATTENTION,
+} ms_attn_backend_t;
+
+typedef enum { MS_SPEC_MTP = 0 } ms_spec_type_t;
+
+/* Which kernels backend the ranks use (moeserve addition). auto: CUDA when the
+ * build has it and a GPU is visible, else CPU. */
+typedef enum { MS_DEVICE_AUTO = 0, MS_DEVICE_CPU, MS_DEVICE_CUDA } ms_device_t;
+
+typedef struct {
+    /* ---- trtllm-serve command line ---- */
+    char model[MS_CFG_PATH_MAX];             /* MODEL exactly as given (dir or HF repo id) */
+    char model_dir[MS_CFG_PATH_MAX];         /* "" until cfg_resolve_model() fills it */
+    char served_model_name[MS_CFG_PATH_MAX]; /* --served_model_name; defaults to `model` */
+    char tokenizer[MS_CFG_PATH_MAX];         /* --tokenizer; "" = the model directory */
+    char revision[MS_CFG_NAME_MAX];          /* --revision; "" = main (HF cache lookup) */
+    char extra_llm_api_options[MS_CFG_PATH_MAX]; /* --extra_llm_api_options / --config; "" = none */
+    char host[MS_CFG_NAME_MAX];              /* --host, default "localhost" */
+    int port;                                /* --port, default 8000 */
+    ms_cfg_backend_t backend;                /* --backend, default pytorch (recorded only) */
+    ms_log_level_t log_level;                /* --log_level, default info */
+    bool trust_remote_code;                  /* accepted; moeserve never runs remote code */
+    int num_postprocess_workers;             /* accepted, default 0; not acted on */
+    char reasoning_parser[32];               /* --reasoning_parser: "" or "deepseek-r1" */
+    bool help;                               /* --help given: usage printed, exit 0 */
+
+    /* ---- LlmArgs top level (flag or YAML) ---- */
+    int max_batch_size;     /* default 2048 */
+    int max_num_tokens;     /* default 8192 */
+    int max_seq_len;        /* 0 = unset: the model's max_position_embeddings */
+    int max_beam_width;     /* must be 1 (no beam search) */
+    int tp_size;            /* tensor_parallel_size, default 1 */
+    int pp_size;            /* pipeline_parallel_size, must be 1 */
+    int ep_size;            /* moe_expert_parallel_size; 0 = unset (trtllm: MoE TP over tp_size, EP 1) */
+    int gpus_per_node;      /* 0 = unset: detect */
+    bool enable_attention_dp;
+    bool enable_chunked_prefill;
+    bool disable_overlap_scheduler;
+    bool print_iter_log;
+    int stream_interval;    /* tokens per streamed chunk, default 1 */
+    ms_attn_backend_t attention_backend; /* recorded only: moeserve has one MLA path */
+
+    struct {
+        bool enabled;        /* default true; `cuda_graph_config: null` turns graphs off */
+        bool enable_padding; /* default false */
+        int max_batch_size;  /* 0 = unset (trtllm: derived); else max of batch_sizes */
+        int n_batch_sizes;   /* 0 = unset: derived from max_batch_size */
+        int batch_sizes[MS_CFG_MAX_GRAPH_BATCHES]; /* ascending, unique */
+    } cuda_graph;
+
+    struct {
+        ms_kv_dtype_t dtype;             /* default auto (= the checkpoint's activation dtype) */
+        double free_gpu_memory_fraction; /* default 0.9; --kv_cache_free_gpu_memory_fraction */
+        bool enable_block_reuse;         /* default true */
+        int64_t max_tokens;              /* 0 = unset: sized from free memory */
+        int tokens_per_block;            /* default 32; a power of two */
+    } kv_cache;
+
+    struct {
+        bool enabled;                     /* speculative_config given (and not null) */
+        ms_spec_type_t decoding_type;     /* MTP */
+        int num_nextn_predict_layers;     /* default 1 */
+        bool use_relaxed_acceptance_for_thinking; /* default false */
+        int relaxed_topk;                 /* default 1 */
+        double relaxed_delta;             /* default 0 */
+    } speculative;
+
+    struct {
+        ms_moe_backend_t backend; /* default CUTLASS (recorded; moeserve picks its own kernels) */
+        int max_num_tokens;       /* 0 = unset: no chunking of the MoE input */
+        struct {
+            bool enabled;               /* load_balancer given (and not null) */
+            int num_slots;              /* 0 = unset: number of routed experts */
+            int layer_updates_per_iter; /* default 0 = static placement */
+        } load_balancer;
+    } moe;
+
+    /* ---- moeserve additions (YAML section `moeserve:` or flags) ---- */
+    struct {
+        ms_device_t device;     /* --device, default auto */
+        int max_queue_size;     /* --max_queue_size: waiting requests before 429, default 4096 */
+        int64_t max_body_bytes; /* HTTP request body limit (413 above it), default 16 MiB */
+    } ms;
+} ms_config_t;
+
+/* TensorRT-LLM's defaults; every string empty except host. */
+void cfg_defaults(ms_config_t *cfg);
+
+/* Parse `serve` arguments (argv[0] is "serve" and is skipped), then the YAML
+ * file named by --extra_llm_api_options, then validate. `out` is written only
+ * on success. `--help`: prints usage to stdout and returns MS_OK with
+ * out->help set. Errors are logged once (ms_error_last() has the line):
+ * MS_ERR_INVALID bad flag/key/value, MS_ERR_FORMAT YAML syntax, MS_ERR_IO
+ * unreadable file. The caller exits 2 on any of them. Does not touch the
+ * filesystem for MODEL (see cfg_resolve_model). */
+ms_status_t cfg_parse_serve_args(int argc, char **argv, ms_config_t *out);
+
+/* Apply a TensorRT-LLM extra_llm_api_options YAML file on top of `cfg` and
+ * validate the result. On error `cfg` is left unchanged. */
+ms_status_t cfg_load_yaml(const char *path, ms_config_t *cfg);
+
+/* Cross-field checks (also run by the two functions above). */
+ms_status_t cfg_validate(const ms_config_t *cfg);
+
+/* Every setting, one `key: value` line each, for the startup log. */
+void cfg_print(const ms_config_t *cfg, FILE *f);
+
+/* `moeserve serve --help` text. */
+void cfg_usage(FILE *f);
+
+/* Resolve MODEL to a directory: an existing directory is itself; otherwise a
+ * Hugging Face repo id ("org/name") looked up in the local HF cache
+ * ($HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
+ * else ~/.cache/huggingface/hub): models--org--name/refs/main ->
+ * snapshots/<hash>/ (or the only snapshot when refs/main is missing). Never
+ * downloads. MS_ERR_NOT_FOUND with the places it looked when absent. */
+ms_status_t cfg_resolve_model(const char *model_arg, char *dir_out, size_t n);
+/* Same, for a revision (branch/tag name under refs/, or a snapshot hash);
+ * NULL or "" means "main". */
+ms_status_t cfg_resolve_model_rev(const char *model_arg, const char *revision, char *dir_out, size_t n);
+
+/* Names for logging. */
+const char *cfg_kv_dtype_name(ms_kv_dtype_t d);
+const char *cfg_moe_backend_name(ms_moe_backend_t b);
+const char *cfg_attn_backend_name(ms_attn_backend_t b);
+const char *cfg_device_name(ms_device_t d);
+
+#endif

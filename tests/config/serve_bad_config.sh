@@ -1,0 +1,34 @@
+#!/bin/sh
+# `moeserve serve` with a bad --extra_llm_api_options file: exit code 2 and a
+# one-line error naming file, line and key. $1: the moeserve binary.
+set -u
+exe=$1
+dir=$(mktemp -d /tmp/ms-serve-cfg-XXXXXX) || exit 1
+trap 'rm -rf "$dir"' EXIT
+fail=0
+check() { # name expected-rc needle args...
+    name=$1 want=$2 needle=$3
+    shift 3
+    "$exe" serve "$@" >"$dir/out" 2>"$dir/err"
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        echo "FAIL $name: exit $rc, want $want"; cat "$dir/err"; fail=1
+    elif [ -n "$needle" ] && ! grep -qF -- "$needle" "$dir/err"; then
+        echo "FAIL $name: stderr lacks '$needle':"; cat "$dir/err"; fail=1
+    else
+        echo "ok $name"
+    fi
+}
+printf 'moe_config:\n  load_balancer:\n    num_slots: abc\n' >"$dir/bad.yaml"
+check bad-value 2 "$dir/bad.yaml:3: key 'moe_config.load_balancer.num_slots': expected a positive integer, got 'abc'" \
+    --extra_llm_api_options "$dir/bad.yaml" deepseek-ai/DeepSeek-R1-0528
+printf 'kv_cache_config:\n  dtype: fp8\n  colour: blue\n' >"$dir/unknown.yaml"
+check unknown-key 2 "$dir/unknown.yaml:3: key 'kv_cache_config.colour': unknown key" \
+    some/model --extra_llm_api_options="$dir/unknown.yaml"
+printf 'a: [1, 2\n' >"$dir/syntax.yaml"
+check syntax 2 "$dir/syntax.yaml:2: YAML syntax error" some/model --extra_llm_api_options "$dir/syntax.yaml"
+check missing-file 2 "$dir/none.yaml: cannot read" some/model --extra_llm_api_options "$dir/none.yaml"
+check bad-flag 2 "option '--max_batch_size': expected a positive integer, got 'x'" some/model --max_batch_size x
+check no-model 2 "missing MODEL" --tp_size 1
+check help 0 "" --help
+exit $fail
