@@ -1,0 +1,55 @@
+/* transport.h — the control plane over MPI: rank 0 broadcasts each step's
+ * plan (or SHUTDOWN) to every rank and gathers the sampled tokens back.
+ *
+ * Wire: a message is its 16-byte proto_hdr_t, broadcast with MPI_Ibcast that
+ * workers complete with MPI_Test and a sleeping backoff (an idle server does
+ * not burn a core per rank: CPU tests oversubscribe 4 ranks on 2 cores), then
+ * the rest of the message (length - 16 bytes) with MPI_Bcast. Results: every
+ * rank sends one status record plus the results of the sequences it owns
+ * (attention DP: dp_rank == rank; TP: rank 0) with MPI_Gatherv.
+ *
+ * The link uses its own duplicate of the communicator, so control messages
+ * never match the data plane's collectives (worker/comm). MPI errors are
+ * fatal (MPI_ERRORS_ARE_FATAL): a dead rank brings the job down through
+ * mpirun instead of leaving the others waiting. */
+#ifndef MS_PROTO_TRANSPORT_H
+#define MS_PROTO_TRANSPORT_H
+
+#include <mpi.h>
+#include "plan.h"
+#include "status.h"
+
+#define PROTO_MAX_MSG (256u << 20) /* a plan larger than this is a bug */
+
+typedef struct proto_link proto_link_t;
+
+ms_status_t proto_link_create(MPI_Comm comm, proto_link_t **out);
+void proto_link_destroy(proto_link_t *l);
+int proto_link_rank(const proto_link_t *l);
+int proto_link_size(const proto_link_t *l);
+
+/* Rank 0. */
+ms_status_t proto_send_plan(proto_link_t *l, const proto_plan_t *plan);
+ms_status_t proto_send_shutdown(proto_link_t *l, uint32_t step);
+
+/* Workers: wait for the next message. *plan is the received plan (valid
+ * until the next call), or NULL for SHUTDOWN. A malformed plan is
+ * MS_ERR_FORMAT (logged); the caller must still take part in the gather. */
+ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan);
+
+/* Owner of plan sequence i: the rank that returns its result. */
+static inline int proto_seq_owner(const proto_seq_t *s) { return s->dp_rank >= 0 ? s->dp_rank : 0; }
+
+typedef struct {
+    int failed_rank;          /* lowest rank whose step failed, -1 when none */
+    ms_status_t failed_status;
+} proto_step_status_t;
+
+/* Every rank, after every plan: `mine` is indexed like the plan's sequences
+ * (only the owned entries are read; may be NULL when my_status != MS_OK).
+ * Rank 0 gets every owned result in plan order in `merged` (n_seqs entries)
+ * and the step status; other ranks may pass NULL for both. */
+ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, const proto_result_t *mine,
+                                 ms_status_t my_status, proto_result_t *merged, proto_step_status_t *st);
+
+#endif
