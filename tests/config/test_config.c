@@ -6,6 +6,7 @@
 #include "config.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -108,6 +109,21 @@ static void test_repo_configs(const char *dir)
 {
     char p[1024];
     ms_config_t c;
+
+    /* Every shipped config parses, including ones added later. */
+    int n_yaml = 0;
+    DIR *d = opendir(dir);
+    T_CHECK(d != NULL);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || strcmp(e->d_name + l - 5, ".yaml")) continue;
+        configs_path(p, sizeof p, dir, e->d_name);
+        cfg_defaults(&c);
+        T_CHECK_MSG(cfg_load_yaml(p, &c) == MS_OK, "%s: %s", p, ms_error_last());
+        n_yaml++;
+    }
+    if (d) closedir(d);
+    T_CHECK(n_yaml >= 4);
 
     configs_path(p, sizeof p, dir, "r1-throughput.yaml");
     cfg_defaults(&c);
