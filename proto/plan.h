@@ -9,6 +9,7 @@
 #ifndef MS_PROTO_PLAN_H
 #define MS_PROTO_PLAN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x5045534du /* "MSEP" little-endian */
