@@ -1,0 +1,73 @@
+/* comm_local.c — the data plane of a single process: one rank per group, so
+ * an all-to-all or all-gather moves this rank's rows to itself (a device
+ * copy through the kernels backend) and an all-reduce leaves the buffer as
+ * it is. Model code calls it exactly as it will call the MPI/NCCL versions. */
+#include "worker/comm.h"
+
+#include <stdlib.h>
+
+typedef struct {
+    const kern_ops_t *k;
+} local_t;
+
+static int local_rank(const comm_t *c, comm_group_t g) { return 0; }
+static int local_size(const comm_t *c, comm_group_t g) { return 1; }
+
+static ms_status_t local_allreduce(comm_t *c, comm_group_t g, void *buf, int64_t n, ms_dtype_t dt, kern_stream_t s)
+{
+    return MS_OK;
+}
+
+static ms_status_t local_counts(comm_t *c, comm_group_t g, const int64_t *send, int64_t *recv)
+{
+    recv[0] = send[0];
+    return MS_OK;
+}
+
+static ms_status_t local_alltoallv(comm_t *c, comm_group_t g, const void *send, const int64_t *send_rows, void *recv,
+                                   const int64_t *recv_rows, size_t row_bytes, kern_stream_t s)
+{
+    if (send_rows[0] != recv_rows[0])
+        return MS_ERR(MS_ERR_INTERNAL, "comm_local alltoallv: sending %lld rows to self but expecting %lld",
+                      (long long)send_rows[0], (long long)recv_rows[0]);
+    const local_t *l = c->impl;
+    return l->k->copy(s, recv, send, (size_t)send_rows[0] * row_bytes);
+}
+
+static ms_status_t local_allgatherv(comm_t *c, comm_group_t g, const void *send, void *recv, const int64_t *recv_rows,
+                                    size_t row_bytes, kern_stream_t s)
+{
+    const local_t *l = c->impl;
+    return l->k->copy(s, recv, send, (size_t)recv_rows[0] * row_bytes);
+}
+
+static void local_destroy(comm_t *c)
+{
+    free(c->impl);
+    free(c);
+}
+
+static const comm_ops_t g_local_ops = {
+    .rank = local_rank,
+    .size = local_size,
+    .allreduce_sum = local_allreduce,
+    .alltoall_counts = local_counts,
+    .alltoallv = local_alltoallv,
+    .allgatherv = local_allgatherv,
+    .destroy = local_destroy,
+};
+
+ms_status_t comm_local_create(const kern_ops_t *ops, comm_t **out)
+{
+    comm_t *c = calloc(1, sizeof *c);
+    local_t *l = calloc(1, sizeof *l);
+    if (!c || !l) {
+        free(c), free(l);
+        return MS_ERR(MS_ERR_NOMEM, "comm_local: out of memory");
+    }
+    l->k = ops;
+    c->ops = &g_local_ops;
+    c->impl = l;
+    *out = c;
+    return MS_OK;
+}

@@ -1,0 +1,292 @@
+/* engine.c — turns a step plan into the forward pass's per-step metadata
+ * (token ids, positions, cache slots, attention descriptors, sampling
+ * parameters), runs it, and reads back the sampled tokens.
+ *
+ * Plan → metadata: this rank takes every sequence (attention TP) or those
+ * with dp_rank == its DP rank (attention DP). Token rows follow plan order.
+ * A token at position p of a sequence lands in cache row
+ * block_table[p / block_size] * block_size + p % block_size. Sequences are
+ * split between the naive MLA path (prefill chunks, transformers' form) and
+ * the absorbed one (decode) per engine_opts_t.mla. */
+#include "worker/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "worker/checkpoint.h"
+#include "worker/forward.h"
+#include "worker/kv_cache.h"
+#include "worker/weights.h"
+
+_Static_assert(KERN_MAX_LOGPROBS == PROTO_MAX_LOGPROBS, "logprob list lengths agree");
+
+struct engine {
+    mcfg_t cfg;
+    par_t par;
+    engine_opts_t opts;
+    const kern_ops_t *k;
+    kern_stream_t s;
+    comm_t *comm;
+    ckpt_t *ck;
+    weights_t w;
+    kvc_t kv;
+    fwd_t f;
+    /* host staging of one step's metadata */
+    int32_t *ids, *pos, *slots, *last_row;
+    kern_attn_seq_t *seqs;
+    kern_sample_t *sp;
+    int *seq_of_sample;    /* plan seq index of each sampled row */
+    int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
+    int n_sample_last;
+    int n_seqs_last;       /* plan sequences of the last step (engine_logits) */
+    int32_t *h_tok, *h_top;
+    float *h_lp, *h_toplp;
+};
+
+const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
+
+static void engine_free_host(engine_t *e)
+{
+    free(e->ids), free(e->pos), free(e->slots), free(e->last_row), free(e->seqs), free(e->sp);
+    free(e->seq_of_sample), free(e->sample_of_seq), free(e->h_tok), free(e->h_top), free(e->h_lp), free(e->h_toplp);
+}
+
+ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_opts_t *opts, comm_t *comm,
+                          engine_t **out)
+{
+    ms_status_t st;
+    engine_t *e = calloc(1, sizeof *e);
+    if (!e) return MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
+    e->par = *par;
+    e->opts = *opts;
+    e->comm = comm;
+    engine_opts_t *o = &e->opts;
+    if (o->kv_blocks < 1 || o->block_size < 1 || o->max_batch < 1 || o->max_tokens_per_step < 1) {
+        st = MS_ERR(MS_ERR_INVALID, "engine: kv_blocks %d, block_size %d, max_batch %d, max_tokens_per_step %d must "
+                                    "all be >= 1", o->kv_blocks, o->block_size, o->max_batch, o->max_tokens_per_step);
+        goto out_e;
+    }
+    if (o->max_naive_ctx <= 0) o->max_naive_ctx = o->kv_blocks * o->block_size;
+    MS_TRY_GOTO(st, kern_backend_get(o->backend ? o->backend : "cpu", &e->k), out_e);
+    MS_TRY_GOTO(st, mcfg_load(model_dir, &e->cfg), out_e);
+    MS_TRY_GOTO(st, par_validate(par, &e->cfg), out_e);
+    if (comm_size(comm, COMM_TP) != par->tp_size || comm_size(comm, COMM_EP) != par->ep_size) {
+        st = MS_ERR(MS_ERR_INVALID, "engine: comm groups (tp %d, ep %d) disagree with the layout (tp %d, ep %d)",
+                    comm_size(comm, COMM_TP), comm_size(comm, COMM_EP), par->tp_size, par->ep_size);
+        goto out_e;
+    }
+    MS_TRY_GOTO(st, e->k->stream_create(&e->s), out_e);
+    MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
+    MS_TRY_GOTO(st, weights_load(e->k, e->s, e->ck, &e->cfg, par, &e->w), out_ck);
+    MS_TRY_GOTO(st, kvc_create(e->k, e->cfg.num_hidden_layers, o->kv_blocks, o->block_size,
+                               e->cfg.kv_lora_rank + e->cfg.qk_rope_head_dim, &e->kv), out_w);
+    const int T = o->max_tokens_per_step, B = o->max_batch;
+    const int blk_max = B * o->kv_blocks;
+    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->s, comm, &e->w, &e->kv, T, B, o->max_naive_ctx, blk_max),
+                out_kv);
+    e->ids = malloc(sizeof(int32_t) * T), e->pos = malloc(sizeof(int32_t) * T), e->slots = malloc(sizeof(int32_t) * T);
+    e->last_row = malloc(sizeof(int32_t) * B), e->seqs = malloc(sizeof(kern_attn_seq_t) * B);
+    e->sp = malloc(sizeof(kern_sample_t) * B), e->seq_of_sample = malloc(sizeof(int) * B);
+    e->sample_of_seq = malloc(sizeof(int) * B), e->h_tok = malloc(sizeof(int32_t) * B);
+    e->h_lp = malloc(sizeof(float) * B), e->h_top = malloc(sizeof(int32_t) * B * KERN_MAX_LOGPROBS);
+    e->h_toplp = malloc(sizeof(float) * B * KERN_MAX_LOGPROBS);
+    if (!e->ids || !e->pos || !e->slots || !e->last_row || !e->seqs || !e->sp || !e->seq_of_sample ||
+        !e->sample_of_seq || !e->h_tok || !e->h_lp || !e->h_top || !e->h_toplp) {
+        st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
+        goto out_host;
+    }
+    MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens (%.1f MiB)", model_dir, e->cfg.num_hidden_layers,
+            o->kv_blocks, o->block_size, (double)e->kv.layer_elems * e->kv.n_layers * 2 / (1 << 20));
+    *out = e;
+    return MS_OK;
+out_host:
+    engine_free_host(e);
+    fwd_destroy(&e->f);
+out_kv:
+    kvc_destroy(&e->kv);
+out_w:
+    weights_free(&e->w);
+out_ck:
+    ckpt_close(e->ck);
+out_stream:
+    e->k->stream_destroy(e->s);
+out_e:
+    free(e);
+    return st;
+}
+
+void engine_destroy(engine_t *e)
+{
+    if (!e) return;
+    engine_free_host(e);
+    fwd_destroy(&e->f);
+    kvc_destroy(&e->kv);
+    weights_free(&e->w);
+    ckpt_close(e->ck);
+    e->k->stream_destroy(e->s);
+    free(e);
+}
+
+static bool seq_is_mine(const engine_t *e, const proto_seq_t *q)
+{
+    return !e->par.attention_dp || q->dp_rank == e->par.tp_rank;
+}
+
+/* Check the plan against itself and the engine's capacities before any work. */
+static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
+{
+    if (p->hdr.magic != PROTO_MAGIC || p->hdr.version != PROTO_VERSION || p->hdr.type != PROTO_MSG_PLAN)
+        return MS_ERR(MS_ERR_INVALID, "engine: not a version %d plan (magic %#x version %u type %u)", PROTO_VERSION,
+                      p->hdr.magic, p->hdr.version, p->hdr.type);
+    if (p->n_seqs < 0 || p->n_seqs > e->opts.max_batch)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan has %d sequences, max_batch is %d", p->n_seqs, e->opts.max_batch);
+    if (p->n_tokens < 0 || p->n_tokens > e->opts.max_tokens_per_step)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan has %d tokens, max_tokens_per_step is %d", p->n_tokens,
+                      e->opts.max_tokens_per_step);
+    if (p->n_blocks < 0 || p->n_blocks > e->f.blk_max)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan has %d block-table entries (max %d)", p->n_blocks, e->f.blk_max);
+    const proto_seq_t *sq = proto_plan_seqs(p);
+    const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
+    const int bs = e->opts.block_size;
+    for (int i = 0; i < p->n_seqs; i++) {
+        const proto_seq_t *q = &sq[i];
+        if (q->n_tokens < 1 || q->pos < 0 || q->tok_off < 0 || q->tok_off + q->n_tokens > p->n_tokens)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): tokens [%d, +%d) at pos %d outside the plan",
+                          i, q->slot, q->tok_off, q->n_tokens, q->pos);
+        if (q->n_blocks < 0 || q->blk_off < 0 || q->blk_off + q->n_blocks > p->n_blocks ||
+            (int64_t)q->n_blocks * bs < (int64_t)q->pos + q->n_tokens)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): %d blocks of %d cannot hold %d positions", i,
+                          q->slot, q->n_blocks, bs, q->pos + q->n_tokens);
+        for (int b = 0; b < q->n_blocks; b++)
+            if (blk[q->blk_off + b] < 0 || blk[q->blk_off + b] >= e->opts.kv_blocks)
+                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): block id %d outside [0, %d)", i, q->slot,
+                              blk[q->blk_off + b], e->opts.kv_blocks);
+        for (int t = 0; t < q->n_tokens; t++)
+            if (tok[q->tok_off + t] < 0 || tok[q->tok_off + t] >= e->cfg.vocab_size)
+                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): token id %d outside vocabulary [0, %d)",
+                              i, q->slot, tok[q->tok_off + t], e->cfg.vocab_size);
+    }
+    return MS_OK;
+}
+
+ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
+{
+    MS_TRY(plan_check(e, p));
+    const kern_ops_t *k = e->k;
+    fwd_t *f = &e->f;
+    const proto_seq_t *sq = proto_plan_seqs(p);
+    const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
+    const int bs = e->opts.block_size;
+    fwd_step_t st = {0};
+
+    /* naive seqs go first in the descriptor array, absorbed after: two passes */
+    int S = 0;
+    int *path = calloc((size_t)(p->n_seqs ? p->n_seqs : 1), sizeof(int)); /* 1 = naive */
+    if (!path) return MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
+    for (int i = 0; i < p->n_seqs; i++) {
+        const proto_seq_t *q = &sq[i];
+        if (!seq_is_mine(e, q)) continue;
+        int len = q->pos + q->n_tokens;
+        bool naive = e->opts.mla == ENGINE_MLA_NAIVE || (e->opts.mla == ENGINE_MLA_AUTO && q->n_tokens > 1);
+        if (naive && S + len > f->S_max) {
+            if (e->opts.mla == ENGINE_MLA_NAIVE) {
+                free(path);
+                return MS_ERR(MS_ERR_INVALID, "engine: naive MLA needs %d gathered rows, max_naive_ctx is %d", S + len,
+                              f->S_max);
+            }
+            naive = false;
+        }
+        if (naive) S += len;
+        path[i] = naive ? 1 : 0;
+    }
+    int ns = 0, T = 0, nsample = 0;
+    for (int i = 0; i < p->n_seqs; i++) e->sample_of_seq[i] = -1;
+    /* token rows follow plan order over my seqs */
+    int *row0 = malloc(sizeof(int) * (size_t)(p->n_seqs ? p->n_seqs : 1));
+    if (!row0) {
+        free(path);
+        return MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
+    }
+    for (int i = 0; i < p->n_seqs; i++) {
+        const proto_seq_t *q = &sq[i];
+        row0[i] = -1;
+        if (!seq_is_mine(e, q)) continue;
+        row0[i] = T;
+        for (int t = 0; t < q->n_tokens; t++) {
+            int ps = q->pos + t;
+            e->ids[T + t] = tok[q->tok_off + t];
+            e->pos[T + t] = ps;
+            e->slots[T + t] = blk[q->blk_off + ps / bs] * bs + ps % bs;
+        }
+        T += q->n_tokens;
+        if (q->flags & PROTO_SEQ_SAMPLE) {
+            e->last_row[nsample] = T - 1;
+            e->sp[nsample] = (kern_sample_t){
+                .temperature = q->temperature,
+                .top_p = q->top_p,
+                .top_k = q->top_k,
+                .n_logprobs = q->n_logprobs < 0 ? 0 : q->n_logprobs,
+                .seed = q->seed,
+                .position = q->pos + q->n_tokens,
+                .mask_token = (q->flags & PROTO_SEQ_MASK_EOS) ? e->cfg.eos_token_id : -1,
+            };
+            e->seq_of_sample[nsample] = i;
+            e->sample_of_seq[i] = nsample++;
+        }
+    }
+    int kv_off = 0;
+    for (int pass = 1; pass >= 0; pass--)
+        for (int i = 0; i < p->n_seqs; i++) {
+            const proto_seq_t *q = &sq[i];
+            if (row0[i] < 0 || path[i] != pass) continue;
+            e->seqs[ns++] = (kern_attn_seq_t){.q_off = row0[i], .n_q = q->n_tokens, .pos0 = q->pos,
+                                              .kv_off = pass ? kv_off : 0, .blk_off = q->blk_off};
+            if (pass) kv_off += q->pos + q->n_tokens, st.n_naive++;
+            else st.n_abs++;
+        }
+    free(path), free(row0);
+    st.T = T, st.S_naive = S, st.n_sample = nsample;
+    e->n_sample_last = nsample;
+    e->n_seqs_last = p->n_seqs;
+
+    if (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1) {
+        MS_TRY(k->upload(e->s, f->ids, e->ids, sizeof(int32_t) * (size_t)T));
+        MS_TRY(k->upload(e->s, f->pos, e->pos, sizeof(int32_t) * (size_t)T));
+        MS_TRY(k->upload(e->s, f->slots, e->slots, sizeof(int32_t) * (size_t)T));
+        MS_TRY(k->upload(e->s, f->seqs, e->seqs, sizeof(kern_attn_seq_t) * (size_t)ns));
+        MS_TRY(k->upload(e->s, f->blocks, blk, sizeof(int32_t) * (size_t)p->n_blocks));
+        MS_TRY(k->upload(e->s, f->last_row, e->last_row, sizeof(int32_t) * (size_t)nsample));
+        MS_TRY(k->upload(e->s, f->sp, e->sp, sizeof(kern_sample_t) * (size_t)nsample));
+        MS_TRY(fwd_run(f, &st));
+        MS_TRY(k->download(e->s, e->h_tok, f->tok, sizeof(int32_t) * (size_t)nsample));
+        MS_TRY(k->download(e->s, e->h_lp, f->lp, sizeof(float) * (size_t)nsample));
+        MS_TRY(k->download(e->s, e->h_top, f->top_ids, sizeof(int32_t) * (size_t)nsample * KERN_MAX_LOGPROBS));
+        MS_TRY(k->download(e->s, e->h_toplp, f->top_lp, sizeof(float) * (size_t)nsample * KERN_MAX_LOGPROBS));
+        MS_TRY(k->synchronize(e->s));
+    }
+    for (int i = 0; i < p->n_seqs; i++) {
+        proto_result_t *r = &res[i];
+        memset(r, 0, sizeof *r);
+        r->slot = sq[i].slot;
+        r->token = -1;
+        int j = e->sample_of_seq[i];
+        if (j < 0) continue;
+        r->token = e->h_tok[j];
+        r->logprob = e->h_lp[j];
+        r->n_top = e->sp[j].n_logprobs;
+        memcpy(r->top_ids, e->h_top + (size_t)j * KERN_MAX_LOGPROBS, sizeof(int32_t) * (size_t)r->n_top);
+        memcpy(r->top_logprobs, e->h_toplp + (size_t)j * KERN_MAX_LOGPROBS, sizeof(float) * (size_t)r->n_top);
+    }
+    return MS_OK;
+}
+
+ms_status_t engine_logits(engine_t *e, int seq_index, float *out)
+{
+    if (seq_index < 0 || seq_index >= e->n_seqs_last || e->sample_of_seq[seq_index] < 0 ||
+        e->sample_of_seq[seq_index] >= e->n_sample_last)
+        return MS_ERR(MS_ERR_NOT_FOUND, "engine: plan sequence %d was not sampled in the last step", seq_index);
+    const size_t V = (size_t)e->cfg.vocab_size;
+    MS_TRY(e->k->download(e->s, out, e->f.logits + (size_t)e->sample_of_seq[seq_index] * V, sizeof(float) * V));
+    return e->k->synchronize(e->s);
+}

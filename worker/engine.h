@@ -1,0 +1,61 @@
+/* engine.h — one rank's inference engine: weights, paged latent KV cache and
+ * the forward pass, driven one step plan at a time (proto/plan.h).
+ *
+ * A step mixes sequences freely: prefill chunks (n_tokens > 1, pos = tokens
+ * already cached) and decode steps (n_tokens = 1). Each sequence's KV lives
+ * in the blocks its block table lists (rank 0's allocator owns the table; the
+ * engine owns the storage). Sequences flagged PROTO_SEQ_SAMPLE get a token.
+ *
+ * Lifetime: engine_create borrows `comm` (it must outlive the engine) and
+ * copies par and opts; engine_destroy frees everything the engine made.
+ * Not thread-safe: one thread drives an engine. */
+#ifndef MS_ENGINE_H
+#define MS_ENGINE_H
+
+#include <stddef.h> /* proto/plan.h uses size_t */
+#include "proto/plan.h"
+#include "status.h"
+#include "worker/comm.h"
+#include "worker/model_config.h"
+#include "worker/par.h"
+
+typedef enum {
+    ENGINE_MLA_AUTO = 0, /* prefill chunks naive (transformers' form), decode absorbed */
+    ENGINE_MLA_NAIVE,    /* every sequence naive (a reference; needs max_naive_ctx room) */
+    ENGINE_MLA_ABSORBED, /* every sequence absorbed over the paged cache */
+} engine_mla_t;
+
+typedef struct {
+    int kv_blocks;           /* blocks in the paged cache (per layer) */
+    int block_size;          /* tokens per block, e.g. 32 */
+    int max_batch;           /* sequences per step (slots) */
+    int max_tokens_per_step; /* fed tokens per step */
+    const char *backend;     /* "cpu" (default) or "cuda" */
+    engine_mla_t mla;
+    int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = kv_blocks*block_size.
+                              * In AUTO, prefill seqs beyond it fall back to the absorbed path. */
+} engine_opts_t;
+
+typedef struct engine engine_t;
+
+/* Load MODEL_DIR (config.json + safetensors) for this rank's share (par) and
+ * allocate the cache and activations. */
+ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_opts_t *opts, comm_t *comm,
+                          engine_t **out);
+void engine_destroy(engine_t *e);
+
+/* Run one step. results has plan->n_seqs entries, in plan order: slot, the
+ * sampled token (-1 when the seq had no PROTO_SEQ_SAMPLE or is another
+ * attention-DP rank's), its logprob and top-N logprobs. A bad plan (ids out
+ * of vocabulary, block ids out of range, too many tokens...) is
+ * MS_ERR_INVALID naming the sequence, and nothing is computed. */
+ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *results);
+
+/* The fp32 logits (vocab_size values, what sampling saw: lm_head output
+ * rounded to bf16 as transformers) of plan sequence `seq_index` of the last
+ * step; MS_ERR_NOT_FOUND if that sequence was not sampled on this rank. */
+ms_status_t engine_logits(engine_t *e, int seq_index, float *out);
+
+const mcfg_t *engine_config(const engine_t *e);
+
+#endif

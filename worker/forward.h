@@ -1,0 +1,107 @@
+/* forward.h — the DeepSeek-V3 forward pass of one rank over one step's
+ * tokens (internal to worker/; engine.c is its only caller).
+ *
+ * Tokens of all sequences of a step are concatenated (T rows); every per-token
+ * op (norms, GEMMs, router, MoE) runs once over all of them, and attention
+ * gets per-sequence descriptors (kern_attn_seq_t). The model code only calls
+ * the kernels ops table and worker/comm (DESIGN invariant 1 and 2): it reads
+ * no tensor memory except the MoE dispatch counts it downloads to size the
+ * all-to-all.
+ *
+ * All activations live in one device allocation made at creation for the
+ * largest step (T_max tokens, B_max sequences): llm.c's one-allocation-per-
+ * lifetime style. Shapes below use T_max rows unless said otherwise. */
+#ifndef MS_FORWARD_H
+#define MS_FORWARD_H
+
+#include "kernels/kernels.h"
+#include "worker/comm.h"
+#include "worker/kv_cache.h"
+#include "worker/model_config.h"
+#include "worker/par.h"
+#include "worker/rope_params.h"
+#include "worker/weights.h"
+
+typedef struct {
+    const mcfg_t *c;
+    par_t par;
+    const kern_ops_t *k;
+    kern_stream_t s;
+    comm_t *comm;     /* borrowed */
+    weights_t *w;     /* borrowed */
+    kvc_t *kv;        /* borrowed */
+    rope_params_t rp;
+
+    /* dimensions (local to this rank) */
+    int D, V, H, dn, dr, dv, dc, qk, q_lora, I, E, K, El, Im, Is;
+    int T_max, B_max, S_max, R_max, blk_max;
+
+    void *mem;        /* the activation allocation */
+    size_t bytes;
+    /* constants */
+    float *inv_freq;  /* (dr/2) */
+    int32_t *e2slot;  /* (E) global slot of each expert, see par.h */
+    /* residual stream and attention */
+    bf16_t *x;        /* (T, D) residual */
+    bf16_t *xn;       /* (T, D) normed input of attention / FFN */
+    bf16_t *qa;       /* (T, q_lora) */
+    bf16_t *q;        /* (T, H*qk) per head [nope | roped pe] */
+    bf16_t *kva;      /* (T, dc+dr) [RMSNorm_kva(c_kv) | RoPE(k_pe)] after normalization in place */
+    bf16_t *att;      /* (T, H*dv) */
+    float *of32;      /* (T, D) o_proj partial sums (fp32 so a TP all-reduce rounds once) */
+    bf16_t *tb;       /* (T, D) attention / FFN output before the residual add */
+    bf16_t *gkv;      /* (S_max, dc+dr) gathered latents (naive path) */
+    bf16_t *kvb;      /* (S_max, H*(dn+dv)) kv_b_proj over them */
+    /* FFN */
+    bf16_t *g, *u;    /* (T, max(I, Is)) gate / up, then silu(gate)*up in g */
+    float *rlog;      /* (T, E) router logits fp32 */
+    int32_t *ridx;    /* (T, K) */
+    float *rw;        /* (T, K) */
+    int32_t *tos, *pos_of_pair, *sos; /* (T*K) dispatch plan */
+    int32_t *slot_counts;             /* (E) */
+    int32_t *recv_slot;               /* (R_max) */
+    bf16_t *send, *back;              /* (T*K, D) */
+    bf16_t *recv, *eout;              /* (R_max, D) */
+    void *moe_ws;
+    size_t moe_ws_bytes;
+    bf16_t *routed, *shared;          /* (T, D) */
+    /* logits and sampling, B_max rows */
+    bf16_t *last, *lastn;             /* (B, D) */
+    bf16_t *lg16;                     /* (B, V) lm_head output (bf16, as transformers) */
+    float *logits;                    /* (B, V) the same values in fp32 */
+    int32_t *tok;                     /* (B) */
+    float *lp;                        /* (B) */
+    int32_t *top_ids;                 /* (B, KERN_MAX_LOGPROBS) */
+    float *top_lp;                    /* (B, KERN_MAX_LOGPROBS) */
+    /* step metadata uploaded by the engine */
+    int32_t *ids, *pos, *slots;       /* (T) */
+    kern_attn_seq_t *seqs;            /* (B) naive seqs first, then absorbed */
+    int32_t *blocks;                  /* (blk_max) */
+    int32_t *last_row;                /* (B) token row of each sampled seq */
+    kern_sample_t *sp;                /* (B) */
+
+    int32_t *h_counts;                /* host (E) */
+} fwd_t;
+
+/* What the engine uploaded for this step. */
+typedef struct {
+    int T;         /* tokens (rows) */
+    int n_naive;   /* seqs[0..n_naive) take the naive MLA path */
+    int n_abs;     /* seqs[n_naive..n_naive+n_abs) the absorbed path */
+    int S_naive;   /* gathered latent rows for the naive seqs */
+    int n_sample;  /* rows of last_row / sp */
+} fwd_step_t;
+
+ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_stream_t s, comm_t *comm,
+                       weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max);
+void fwd_destroy(fwd_t *f);
+
+/* embed → layers → final norm → lm_head → sample (results stay on the device
+ * in tok, lp, top_ids, top_lp and logits until the engine downloads them). */
+ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st);
+
+/* internal pieces (forward_attn.c, forward_moe.c) */
+ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st);
+ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
+
+#endif

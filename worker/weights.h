@@ -1,0 +1,61 @@
+/* weights.h — one rank's model weights in ONE device allocation per
+ * lifetime, carved into named tensors (llm.c's malloc_and_point_parameters).
+ * Every field is a device pointer into `mem`; shapes are local to this rank
+ * (H = heads this rank holds, see par.h; E_l = local experts). Linear weights
+ * are kern_mat_t: [out, in] BF16, or F8E4M3 with 128×128 scale_inv, exactly
+ * as the checkpoint stores them (fp8 stays fp8 on the device).
+ * Notation: D hidden_size, V vocab, qk = dn + dr, dc kv_lora_rank, dr rope
+ * dim, dn/dv nope/v head dims, I intermediate_size, Im moe_intermediate_size,
+ * Is = Im * n_shared_experts, E n_routed_experts. */
+#ifndef MS_WEIGHTS_H
+#define MS_WEIGHTS_H
+
+#include <stdbool.h>
+#include "kernels/kernels.h"
+#include "worker/checkpoint.h"
+#include "worker/model_config.h"
+#include "worker/par.h"
+
+typedef struct {
+    bf16_t *input_norm;  /* (D) */
+    bf16_t *post_norm;   /* (D) */
+    /* attention */
+    kern_mat_t q_a;      /* (q_lora, D)          when q_lora_rank > 0 */
+    bf16_t *q_a_norm;    /* (q_lora) */
+    kern_mat_t q_b;      /* (H*qk, q_lora)       rows of this rank's heads */
+    kern_mat_t q;        /* (H*qk, D)            when q_lora_rank == 0 */
+    kern_mat_t kv_a;     /* (dc+dr, D)           kv_a_proj_with_mqa */
+    bf16_t *kv_a_norm;   /* (dc) */
+    kern_mat_t kv_b;     /* (H*(dn+dv), dc)      per head [W_UK dn rows | W_UV dv rows] */
+    kern_mat_t o;        /* (D, H*dv)            columns of this rank's heads */
+    /* FFN: dense layers */
+    bool is_moe;
+    kern_mat_t gate, up; /* (I, D) */
+    kern_mat_t down;     /* (D, I) */
+    /* FFN: MoE layers */
+    kern_mat_t router;   /* (E, D) bf16 (fp32 GEMM) */
+    float *router_bias;  /* (E) e_score_correction_bias */
+    kern_mat_t ex_gate, ex_up; /* E_l × (Im, D), local expert j = global j*ep_size + ep_rank */
+    kern_mat_t ex_down;  /* E_l × (D, Im) */
+    kern_mat_t sh_gate, sh_up; /* (Is, D) shared experts */
+    kern_mat_t sh_down;  /* (D, Is) */
+} wlayer_t;
+
+typedef struct {
+    const kern_ops_t *k;
+    void *mem;           /* the one device allocation */
+    size_t bytes;
+    bf16_t *embed;       /* (V, D) */
+    bf16_t *norm;        /* (D) final norm */
+    kern_mat_t lm_head;  /* (V, D) bf16 (the embedding when tie_word_embeddings) */
+    wlayer_t *layers;    /* host array [num_hidden_layers] */
+    int n_layers;
+} weights_t;
+
+/* Validate (ckpt_expect: shapes and dtypes, errors name the shard file and
+ * tensor) and upload this rank's share of the checkpoint. */
+ms_status_t weights_load(const kern_ops_t *k, kern_stream_t s, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
+                         weights_t *out);
+void weights_free(weights_t *w);
+
+#endif
