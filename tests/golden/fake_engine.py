@@ -15,6 +15,9 @@ import sys
 
 def main():
     a = sys.argv[1:]
+    if "--help" in a:
+        print("fake_engine: generate DIR --prompt-ids IDS --max-tokens N --dump-logits FILE")
+        return 0
     ids = [int(x) for x in a[a.index("--prompt-ids") + 1].split(",")]
     n = int(a[a.index("--max-tokens") + 1])
     dump = a[a.index("--dump-logits") + 1]

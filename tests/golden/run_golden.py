@@ -13,7 +13,7 @@ usage: run_golden.py FIXTURE.json MKMODEL MOESERVE [--greedy-rule strict|teacher
      - max |logit - fixture logit| <= TOLERANCE (2e-2, from the fixture), and
      - greedy tokens identical to the fixture's 32 ("strict"). If the engine
        stops at EOS, its tokens must be the fixture's up to and including
-       that EOS.
+       that EOS (`--ignore-eos` is passed when `generate --help` lists it).
    On a token mismatch it re-runs the engine teacher-forced on the fixture's
    prefix and prints both margins at the divergent step, so a failure shows
    whether the reference itself was a near-tie there (the fixture records
@@ -51,12 +51,27 @@ def sha_files(d):
     return out
 
 
+_IGNORE_EOS = None
+
+
+def ignore_eos_flag(moeserve):
+    """['--ignore-eos'] when `generate --help` offers it: the fixtures' greedy runs do not stop at EOS."""
+    global _IGNORE_EOS
+    if _IGNORE_EOS is None:
+        try:
+            p = subprocess.run([moeserve, "generate", "--help"], capture_output=True, text=True, timeout=30)
+            _IGNORE_EOS = ["--ignore-eos"] if "--ignore-eos" in p.stdout + p.stderr else []
+        except Exception:
+            _IGNORE_EOS = []
+    return _IGNORE_EOS
+
+
 def engine(moeserve, model, ids, max_tokens, vocab, tmp):
     dump = os.path.join(tmp, "logits.bin")
     if os.path.exists(dump):
         os.unlink(dump)
     cmd = [moeserve, "generate", model, "--prompt-ids", ",".join(map(str, ids)), "--max-tokens", str(max_tokens),
-           "--dump-logits", dump]
+           "--dump-logits", dump] + ignore_eos_flag(moeserve)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr.strip()[-2000:]}")
