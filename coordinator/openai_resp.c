@@ -1,0 +1,394 @@
+/* openai_resp.c — the JSON that goes back to OpenAI clients (openai.h):
+ * per-choice accumulation of engine chunks, whole responses
+ * (text_completion / chat.completion), streaming events
+ * (text_completion / chat.completion.chunk), the usage event and error
+ * bodies.
+ *
+ * Text offsets in completions logprobs count Unicode code points, as Python
+ * clients index strings. Logprob values of -inf become -9999.0 (JSON has no
+ * infinity; vLLM uses the same stand-in). */
+#include "openai.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80) return 1;
+    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000;
+    else return 0;
+    if (len > n) return 0;
+    unsigned cp = c & (0x3Fu >> (len - 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
+static bool utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (!k) return false;
+        i += k;
+    }
+    return true;
+}
+
+static size_t utf8_count(const char *s, size_t n)
+{
+    size_t cps = 0;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80) cps++;
+    return cps;
+}
+
+/* A JSON string from bytes that should be UTF-8; invalid bytes become U+FFFD
+ * so a bad byte can never turn a reply into a failure. */
+static json_t *jstr(const char *s, size_t n)
+{
+    json_t *j = json_stringn(s ? s : "", s ? n : 0);
+    if (j) return j;
+    char *buf = malloc(n * 3 + 1);
+    if (!buf) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (k) {
+            memcpy(buf + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    j = json_stringn(buf, o);
+    free(buf);
+    return j;
+}
+
+static json_t *jlogprob(float lp)
+{
+    return json_real(isfinite(lp) ? (double)lp : -9999.0);
+}
+
+/* A token as text for logprobs: its bytes when they are valid UTF-8, else
+ * "bytes:\xNN..." (the vLLM convention for partial characters). */
+static json_t *jtoken(const oai_tok_ops_t *tok, int32_t id, const char **raw, size_t *raw_len)
+{
+    size_t n = 0;
+    const char *b = tok && tok->token_bytes ? tok->token_bytes(tok->arg, id, &n) : NULL;
+    if (!b) n = 0;
+    if (raw) *raw = b, *raw_len = n;
+    if (!b || utf8_valid(b, n)) return jstr(b, n);
+    char *buf = malloc(6 + 4 * n + 1);
+    if (!buf) return NULL;
+    size_t o = (size_t)sprintf(buf, "bytes:");
+    for (size_t i = 0; i < n; i++) o += (size_t)sprintf(buf + o, "\\x%02x", (unsigned char)b[i]);
+    json_t *j = json_stringn(buf, o);
+    free(buf);
+    return j;
+}
+
+static json_t *jbytes(const char *b, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_integer((unsigned char)b[i]));
+    return a;
+}
+
+static json_t *logprobs_new(oai_kind_t kind)
+{
+    if (kind == OAI_CHAT) return json_pack("{s:[]}", "content");
+    return json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
+}
+
+static bool logprobs_empty(const oai_choice_t *c, oai_kind_t kind)
+{
+    if (!c->logprobs) return true;
+    return json_array_size(json_object_get(c->logprobs, kind == OAI_CHAT ? "content" : "tokens")) == 0;
+}
+
+static ms_status_t text_append(oai_choice_t *c, const char *s, size_t n)
+{
+    if (c->len + n + 1 > c->cap) {
+        size_t cap = c->cap ? c->cap : 64;
+        while (cap < c->len + n + 1) cap *= 2;
+        char *t = realloc(c->text, cap);
+        if (!t) return MS_ERR(MS_ERR_NOMEM, "gateway: out of memory for %zu bytes of output", c->len + n);
+        c->text = t;
+        c->cap = cap;
+    }
+    if (n) memcpy(c->text + c->len, s, n);
+    c->len += n;
+    c->text[c->len] = 0;
+    return MS_OK;
+}
+
+ms_status_t oai_choice_init(oai_choice_t *c, const oai_request_t *rq, int index)
+{
+    memset(c, 0, sizeof *c);
+    c->index = index;
+    c->n_prompt = rq->prompts[index].n_ids;
+    MS_TRY(text_append(c, "", 0));
+    if (rq->echo && rq->prompts[index].text) {
+        MS_TRY(text_append(c, rq->prompts[index].text, rq->prompts[index].text_len));
+        c->text_offset = utf8_count(c->text, c->len);
+    }
+    if (rq->params.logprobs >= 0) {
+        c->logprobs = logprobs_new(rq->kind);
+        if (!c->logprobs) return MS_ERR(MS_ERR_NOMEM, "gateway: out of memory");
+    }
+    return MS_OK;
+}
+
+void oai_choice_free(oai_choice_t *c)
+{
+    if (!c) return;
+    free(c->text);
+    free(c->error);
+    json_decref(c->logprobs);
+    memset(c, 0, sizeof *c);
+}
+
+/* Completions shape: tokens, token_logprobs, top_logprobs ({token: lp}),
+ * text_offset. */
+static void add_logprobs_completion(oai_choice_t *c, const oai_tok_ops_t *tok, const req_chunk_t *ch, size_t base_cp,
+                                    size_t chunk_cp)
+{
+    json_t *toks = json_object_get(c->logprobs, "tokens"), *lps = json_object_get(c->logprobs, "token_logprobs");
+    json_t *tops = json_object_get(c->logprobs, "top_logprobs"), *offs = json_object_get(c->logprobs, "text_offset");
+    size_t cum = 0;
+    for (int i = 0; i < ch->n_ids; i++) {
+        const char *raw;
+        size_t raw_len;
+        json_t *t = jtoken(tok, ch->ids[i], &raw, &raw_len);
+        json_array_append_new(offs, json_integer((json_int_t)(base_cp + (cum < chunk_cp ? cum : chunk_cp))));
+        cum += utf8_count(raw ? raw : "", raw_len);
+        json_t *top = json_object();
+        if (ch->top) {
+            const proto_result_t *r = &ch->top[i];
+            for (int k = 0; k < r->n_top && k < PROTO_MAX_LOGPROBS; k++) {
+                json_t *tk = jtoken(tok, r->top_ids[k], NULL, NULL);
+                if (tk && !json_object_get(top, json_string_value(tk)))
+                    json_object_set_new(top, json_string_value(tk), jlogprob(r->top_logprobs[k]));
+                json_decref(tk);
+            }
+        }
+        /* the sampled token is always listed, as OpenAI does */
+        if (t && !json_object_get(top, json_string_value(t)))
+            json_object_set_new(top, json_string_value(t), jlogprob(ch->logprobs[i]));
+        json_array_append_new(tops, top);
+        json_array_append_new(toks, t ? t : json_string(""));
+        json_array_append_new(lps, jlogprob(ch->logprobs[i]));
+    }
+}
+
+/* Chat shape: content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]. */
+static void add_logprobs_chat(oai_choice_t *c, const oai_tok_ops_t *tok, const req_chunk_t *ch, int top_n)
+{
+    json_t *content = json_object_get(c->logprobs, "content");
+    for (int i = 0; i < ch->n_ids; i++) {
+        const char *raw;
+        size_t raw_len;
+        json_t *t = jtoken(tok, ch->ids[i], &raw, &raw_len);
+        json_t *tops = json_array();
+        if (ch->top) {
+            const proto_result_t *r = &ch->top[i];
+            for (int k = 0; k < r->n_top && k < top_n && k < PROTO_MAX_LOGPROBS; k++) {
+                const char *kraw;
+                size_t klen;
+                json_t *kt = jtoken(tok, r->top_ids[k], &kraw, &klen);
+                json_array_append_new(tops, json_pack("{s:o, s:o, s:o}", "token", kt ? kt : json_string(""), "logprob",
+                                                      jlogprob(r->top_logprobs[k]), "bytes", jbytes(kraw, klen)));
+            }
+        }
+        json_array_append_new(content, json_pack("{s:o, s:o, s:o, s:o}", "token", t ? t : json_string(""), "logprob",
+                                                 jlogprob(ch->logprobs[i]), "bytes", jbytes(raw, raw_len),
+                                                 "top_logprobs", tops));
+    }
+}
+
+ms_status_t oai_choice_add(oai_choice_t *c, const oai_request_t *rq, const oai_tok_ops_t *tok, const req_chunk_t *ch)
+{
+    size_t base_cp = c->text_offset, chunk_cp = utf8_count(ch->text ? ch->text : "", ch->text ? ch->text_len : 0);
+    if (ch->text && ch->text_len) MS_TRY(text_append(c, ch->text, ch->text_len));
+    c->text_offset += chunk_cp;
+    c->n_completion += ch->n_ids;
+    if (c->logprobs && ch->logprobs && ch->n_ids > 0) {
+        if (rq->kind == OAI_CHAT)
+            add_logprobs_chat(c, tok, ch, rq->params.logprobs);
+        else
+            add_logprobs_completion(c, tok, ch, base_cp, chunk_cp);
+    }
+    if (ch->finish != REQ_FINISH_NONE) {
+        c->finish = ch->finish;
+        if (ch->error && !c->error) c->error = strdup(ch->error);
+    }
+    return MS_OK;
+}
+
+void oai_make_id(oai_kind_t kind, char *buf, size_t cap)
+{
+    unsigned char r[16];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        /* no entropy source: a time + counter id is still unique enough */
+        static unsigned long long ctr;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned long long a = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)ts.tv_sec << 30);
+        unsigned long long b = __atomic_add_fetch(&ctr, 1, __ATOMIC_RELAXED) * 0x9E3779B97F4A7C15ull;
+        memcpy(r, &a, 8);
+        memcpy(r + 8, &b, 8);
+    }
+    int o = snprintf(buf, cap, "%s", kind == OAI_CHAT ? "chatcmpl-" : "cmpl-");
+    for (size_t i = 0; i < sizeof r && (size_t)o + 2 < cap; i++) o += snprintf(buf + o, cap - (size_t)o, "%02x", r[i]);
+}
+
+static const char *finish_name(req_finish_t f)
+{
+    /* ERROR never reaches a 200 body; the gateway answers 5xx instead */
+    return f == REQ_FINISH_NONE ? NULL : req_finish_str(f);
+}
+
+static json_t *jfinish(req_finish_t f)
+{
+    const char *s = finish_name(f);
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *usage_json(const oai_choice_t *choices, int n)
+{
+    long long p = 0, g = 0;
+    for (int i = 0; i < n; i++) {
+        p += choices[i].n_prompt;
+        g += choices[i].n_completion;
+    }
+    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p, "completion_tokens", (json_int_t)g,
+                     "total_tokens", (json_int_t)(p + g));
+}
+
+static json_t *logprobs_copy(const oai_choice_t *c)
+{
+    return c->logprobs ? json_deep_copy(c->logprobs) : json_null();
+}
+
+json_t *oai_response(const oai_request_t *rq, const char *id, int64_t created, const char *model,
+                     const oai_choice_t *choices, int n_choices)
+{
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < n_choices; i++) {
+        const oai_choice_t *c = &choices[i];
+        json_t *ch;
+        if (rq->kind == OAI_CHAT)
+            ch = json_pack("{s:i, s:{s:s, s:o}, s:o, s:o, s:n}", "index", c->index, "message", "role", "assistant",
+                           "content", jstr(c->text, c->len), "logprobs", logprobs_copy(c), "finish_reason",
+                           jfinish(c->finish), "stop_reason");
+        else
+            ch = json_pack("{s:i, s:o, s:o, s:o, s:n}", "index", c->index, "text", jstr(c->text, c->len), "logprobs",
+                           logprobs_copy(c), "finish_reason", jfinish(c->finish), "stop_reason");
+        if (!ch || json_array_append_new(arr, ch)) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", id, "object",
+                     rq->kind == OAI_CHAT ? "chat.completion" : "text_completion", "created", (json_int_t)created,
+                     "model", model, "choices", arr, "usage", usage_json(choices, n_choices));
+}
+
+static json_t *chunk_wrap(const oai_request_t *rq, const char *id, int64_t created, const char *model, json_t *choice)
+{
+    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object",
+                          rq->kind == OAI_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                          (json_int_t)created, "model", model, "choices", choice);
+    /* OpenAI sends "usage": null on every event when the final one will carry usage */
+    if (j && rq->include_usage) json_object_set_new(j, "usage", json_null());
+    return j;
+}
+
+json_t *oai_choice_chunk(const oai_request_t *rq, const char *id, int64_t created, const char *model, oai_choice_t *c)
+{
+    if (c->finish_sent) return NULL;
+    if (rq->kind == OAI_CHAT && !c->started) {
+        c->started = true;
+        return chunk_wrap(rq, id, created, model,
+                          json_pack("{s:i, s:{s:s, s:s}, s:n, s:n}", "index", c->index, "delta", "role", "assistant",
+                                    "content", "", "logprobs", "finish_reason"));
+    }
+    bool finishing = c->finish != REQ_FINISH_NONE;
+    bool have_lp = !logprobs_empty(c, rq->kind);
+    if (c->len == 0 && !have_lp && !finishing) return NULL;
+    c->started = true;
+    json_t *lp = json_null();
+    if (have_lp) {
+        lp = c->logprobs;
+        c->logprobs = logprobs_new(rq->kind);
+    }
+    json_t *choice;
+    if (rq->kind == OAI_CHAT) {
+        json_t *delta = json_object();
+        if (c->len) json_object_set_new(delta, "content", jstr(c->text, c->len));
+        choice = json_pack("{s:i, s:o, s:o, s:o, s:n}", "index", c->index, "delta", delta, "logprobs", lp,
+                           "finish_reason", jfinish(c->finish), "stop_reason");
+    } else {
+        choice = json_pack("{s:i, s:o, s:o, s:o, s:n}", "index", c->index, "text", jstr(c->text, c->len), "logprobs",
+                           lp, "finish_reason", jfinish(c->finish), "stop_reason");
+    }
+    c->len = 0;
+    if (c->text) c->text[0] = 0;
+    if (finishing) c->finish_sent = true;
+    return choice ? chunk_wrap(rq, id, created, model, choice) : NULL;
+}
+
+json_t *oai_usage_chunk(const oai_request_t *rq, const char *id, int64_t created, const char *model,
+                        const oai_choice_t *choices, int n_choices)
+{
+    return json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", id, "object",
+                     rq->kind == OAI_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)created, "model", model, "choices", "usage", usage_json(choices, n_choices));
+}
+
+json_t *oai_error_body(const oai_error_t *err)
+{
+    json_t *param = err->param[0] ? json_string(err->param) : json_null();
+    const char *type = err->type ? err->type : "invalid_request_error";
+    return json_pack("{s:s, s:o, s:s, s:O, s:i, s:{s:o, s:s, s:o, s:i}}", "object", "error", "message",
+                     jstr(err->message, strlen(err->message)), "type", type, "param", param, "code", err->status,
+                     "error", "message", jstr(err->message, strlen(err->message)), "type", type, "param", param,
+                     "code", err->status);
+}
+
+char *oai_dump(const json_t *j, bool sse, size_t *len)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    if (!s) return NULL;
+    size_t n = strlen(s);
+    if (!sse) {
+        if (len) *len = n;
+        return s;
+    }
+    char *out = malloc(n + 9);
+    if (out) {
+        memcpy(out, "data: ", 6);
+        memcpy(out + 6, s, n);
+        memcpy(out + 6 + n, "\n\n", 3);
+        if (len) *len = n + 8;
+    }
+    free(s);
+    return out;
+}
