@@ -144,8 +144,9 @@ typedef struct kern_ops {
     /* For each seq: out rows kv_off .. kv_off+pos0+n_q-1 = cache rows of positions 0 .. pos0+n_q-1 (row width d_c+d_r) */
     ms_status_t (*kv_gather)(kern_stream_t s, const bf16_t *cache, int32_t block_size, int32_t row_width,
                              const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out);
-    /* Naive MLA (what transformers computes): per head h, K_h = [k_nope_h ; kpe], V_h = v_h, fp32 scores and
-     * softmax, fp32 P·V, output rounded to bf16.
+    /* Naive MLA (what transformers computes): per head h, K_h = [k_nope_h ; kpe], V_h = v_h; rounding as
+     * transformers' eager attention: s = bf16(bf16(Q·K) * scale), p = bf16(softmax_fp32(s)), out = bf16(p·V)
+     * (fp32 sums).
      * q:   [T, H*(dn+dr)] per head [nope dn | roped pe dr]
      * kv:  [S, H*(dn+dv)] (kv_b_proj output over the gathered latents) per head [k_nope dn | v dv]
      * kpe: gathered rows, row r at kpe + r*ld_kpe (dr values, roped)
@@ -183,8 +184,8 @@ typedef struct kern_ops {
     ms_status_t (*moe_experts)(kern_stream_t s, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
                                int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
                                const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
-    /* out[t] = Σ over k in ascending expert id of bf16(rows[pos_of_pair[t*K+k]] * w[t*K+k]), accumulated in
-     * bf16 (transformers v5: weighted outputs rounded to bf16, index_add_ in expert order). */
+    /* out[t] = bf16(Σ over k, in ascending expert id, of rows[pos_of_pair[t*K+k]] * w[t*K+k]) with an fp32
+     * sum (transformers 5.17's grouped/batched experts path: fp32 products, fp32 sum, one rounding). */
     ms_status_t (*moe_combine)(kern_stream_t s, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
                                const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 

@@ -1,7 +1,10 @@
 /* mla_naive.c — MLA attention in the form transformers computes it: per head
  * K = [k_nope ; k_pe] (k_pe shared by all heads), V = v, both materialized by
- * kv_b_proj over the gathered latents. Scores, softmax and P·V in fp32, the
- * output rounded to bf16 once. Causal: query at position p sees keys 0..p. */
+ * kv_b_proj over the gathered latents. Rounding as transformers' eager
+ * attention in bf16 (the golden reference):
+ *   s = bf16(Q·K) (fp32 sum); s = bf16(s * scale); p = softmax_fp32(s);
+ *   p = bf16(p); out = bf16(Σ p·V) (fp32 sum)
+ * Causal: the query at position p sees keys 0..p. */
 #include "cpu.h"
 
 #include <math.h>
@@ -36,7 +39,7 @@ ms_status_t kern_cpu_mla_naive(kern_stream_t s, const bf16_t *q, const bf16_t *k
                 kern_cpu_bf16_to_f32(q + t * ldq + (int64_t)h * dqk, qf, dqk);
                 float mx = -INFINITY;
                 for (int32_t j = 0; j < nk; j++) {
-                    P[j] = kern_cpu_dot(qf, K + (size_t)j * dqk, dqk) * scale;
+                    P[j] = bf16_round(bf16_round(kern_cpu_dot(qf, K + (size_t)j * dqk, dqk)) * scale);
                     if (P[j] > mx) mx = P[j];
                 }
                 float sum = 0;
@@ -46,7 +49,7 @@ ms_status_t kern_cpu_mla_naive(kern_stream_t s, const bf16_t *q, const bf16_t *k
                 }
                 for (int32_t d = 0; d < dv; d++) o[d] = 0;
                 for (int32_t j = 0; j < nk; j++) {
-                    const float pj = P[j] / sum, *vj = V + (size_t)j * dv;
+                    const float pj = bf16_round(P[j] / sum), *vj = V + (size_t)j * dv;
                     for (int32_t d = 0; d < dv; d++) o[d] += pj * vj[d];
                 }
                 bf16_t *orow = out + t * ldo + (int64_t)h * dv;

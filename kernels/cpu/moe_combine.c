@@ -1,7 +1,12 @@
 /* moe_combine.c — sum each token's weighted expert outputs the way
- * transformers v5 does: each output times its fp32 routing weight, rounded to
- * bf16, then accumulated in bf16 in ascending expert order (index_add_ over
- * the expert loop). Rows arrive in dispatch order; pos_of_pair finds them. */
+ * transformers 5.17 does in its default experts path (grouped_mm /
+ * batched_mm experts_forward): each bf16 expert output times its fp32 routing
+ * weight gives fp32, the top-k products are summed in fp32, and the sum is
+ * rounded to bf16 once. (The eager per-expert loop with bf16 index_add_ would
+ * round every term; measured against the golden fixtures, the fp32 sum is
+ * what transformers ran: bit-identical logits on tiny_bf16.) Terms are added
+ * in ascending expert id, so the result does not depend on where the experts
+ * ran (EP layout). Rows arrive in dispatch order; pos_of_pair finds them. */
 #include "cpu.h"
 
 ms_status_t kern_cpu_moe_combine(kern_stream_t s, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
@@ -24,8 +29,7 @@ ms_status_t kern_cpu_moe_combine(kern_stream_t s, const bf16_t *rows, const int3
             float acc = 0.0f;
             for (int32_t j = 0; j < K; j++) {
                 int32_t p = t * K + ord[j];
-                float v = bf16_round(bf16_to_f32(rows[(int64_t)pos_of_pair[p] * hidden + d]) * w[p]);
-                acc = bf16_round(acc + v);
+                acc += bf16_to_f32(rows[(int64_t)pos_of_pair[p] * hidden + d]) * w[p];
             }
             o[d] = f32_to_bf16(acc);
         }

@@ -2,14 +2,17 @@
  *  - kv_store then kv_gather round-trips every sequence's latents exactly
  *    through a shuffled block table (block size 4);
  *  - mla_naive against a double reference (explicit per-head K = [k_nope;kpe],
- *    causal softmax, P·V) for a batch mixing a prefill (pos0 0), a chunked
- *    prefill continuing at pos0 7 and a decode at pos0 12;
+ *    causal softmax, P·V, with transformers' eager bf16 roundings of the
+ *    scores, scaled scores and probabilities) for a batch mixing a prefill
+ *    (pos0 0), a chunked prefill continuing at pos0 7 and a decode at pos0 12;
  *  - mla_absorbed against a double reference that materializes k_nope and v
  *    from kv_b (bf16 and fp8 kv_b);
  *  - naive (kv_b via gemm) and absorbed agree (they differ only by the bf16
  *    rounding of k_nope/v).
- * Tolerance vs double: |got-ref| <= |ref|/256 + 1e-3·max|v| (output bf16
- * rounding plus fp32 accumulation). naive vs absorbed: 2e-2·max|out|.
+ * Tolerance vs double: absorbed |got-ref| <= |ref|/256 + 1e-3·max|v| (output
+ * bf16 rounding plus fp32 accumulation); naive |ref|/128 + 1e-2·max|v| (a
+ * score may round the other way where fp32 and double straddle a bf16
+ * boundary). naive (eager roundings) vs absorbed (fp32): 5e-2·max|v|.
  * Dims: DeepSeek-V3 per head (dn 128, dr 64, dv 128, d_c 512; 2 heads, heads
  * are independent) and a tiny geometry (4 heads, 16/8/16, d_c 32). */
 #include "kref.h"
@@ -26,20 +29,22 @@ static const kern_attn_seq_t SEQS[3] = {
 };
 
 /* double reference attention for one (token, head) given K rows and V rows */
+/* eager = 1: round scores, scaled scores and probabilities to bf16 as transformers' eager attention */
 static void ref_attend(const double *q, const double *K, const double *V, int nk, int dqk, int dv, double scale,
-                       double *out)
+                       int eager, double *out)
 {
     double *p = malloc(sizeof(double) * nk), mx = -INFINITY, sum = 0;
     for (int j = 0; j < nk; j++) {
         double s = 0;
         for (int d = 0; d < dqk; d++) s += q[d] * K[(long)j * dqk + d];
-        p[j] = s * scale;
+        p[j] = eager ? bf16_round(bf16_round((float)s) * (float)scale) : s * scale;
         if (p[j] > mx) mx = p[j];
     }
     for (int j = 0; j < nk; j++) sum += (p[j] = exp(p[j] - mx));
+    for (int j = 0; j < nk; j++) p[j] = eager ? bf16_round((float)(p[j] / sum)) : p[j] / sum;
     for (int d = 0; d < dv; d++) {
         double o = 0;
-        for (int j = 0; j < nk; j++) o += p[j] / sum * V[(long)j * dv + d];
+        for (int j = 0; j < nk; j++) o += p[j] * V[(long)j * dv + d];
         out[d] = o;
     }
     free(p);
@@ -84,6 +89,8 @@ static void run(geo_t g, ms_dtype_t kvb_dt)
 
     /* naive with arbitrary kv rows */
     bf16_t *kv = kr_bf16((int64_t)S * H * (dn + dv), 1.0);
+    double kvmax = 0;
+    for (long i = 0; i < (long)S * H * (dn + dv); i++) kvmax = fmax(kvmax, fabs(kr_b(kv[i])));
     T_CHECK(kern_cpu_ops.mla_naive(NULL, q, kv, gat + dc, rw, seqs, 3, H, dn, dr, dv, (float)scale, out) == MS_OK);
     kr_err_t e = {.what = "mla_naive"};
     for (int s = 0; s < 3; s++)
@@ -98,9 +105,9 @@ static void run(geo_t g, ms_dtype_t kvb_dt)
             for (int i = 0; i < seqs[s].n_q; i++) {
                 int t = seqs[s].q_off + i;
                 for (int d = 0; d < dqk; d++) qd[d] = kr_b(q[(long)t * H * dqk + (long)h * dqk + d]);
-                ref_attend(qd, K, V, seqs[s].pos0 + i + 1, dqk, dv, scale, o);
+                ref_attend(qd, K, V, seqs[s].pos0 + i + 1, dqk, dv, scale, 1, o);
                 for (int d = 0; d < dv; d++)
-                    kr_err_add(&e, kr_b(out[(long)t * H * dv + (long)h * dv + d]), o[d], fabs(o[d]) / 256 + 4e-3);
+                    kr_err_add(&e, kr_b(out[(long)t * H * dv + (long)h * dv + d]), o[d], fabs(o[d]) / 128 + 1e-2 * kvmax);
             }
         }
     KR_ERR_CHECK(e);
@@ -147,7 +154,7 @@ static void run(geo_t g, ms_dtype_t kvb_dt)
             for (int i = 0; i < seqs[s].n_q; i++) {
                 int t = seqs[s].q_off + i;
                 for (int d = 0; d < dqk; d++) qd[d] = kr_b(q[(long)t * H * dqk + (long)h * dqk + d]);
-                ref_attend(qd, K, V, seqs[s].pos0 + i + 1, dqk, dv, scale, o);
+                ref_attend(qd, K, V, seqs[s].pos0 + i + 1, dqk, dv, scale, 0, o);
                 for (int d = 0; d < dv; d++)
                     kr_err_add(&e2, kr_b(out2[(long)t * H * dv + (long)h * dv + d]), o[d], fabs(o[d]) / 256 + 1e-3 * vmax);
             }
@@ -159,7 +166,7 @@ static void run(geo_t g, ms_dtype_t kvb_dt)
     T_CHECK(kern_cpu_ops.gemm(NULL, gat, MS_DT_BF16, rw, &kvb, kv2, MS_DT_BF16, rows, S) == MS_OK);
     T_CHECK(kern_cpu_ops.mla_naive(NULL, q, kv2, gat + dc, rw, seqs, 3, H, dn, dr, dv, (float)scale, out) == MS_OK);
     kr_err_t e3 = {.what = "naive vs absorbed"};
-    for (long i = 0; i < (long)T * H * dv; i++) kr_err_add(&e3, kr_b(out[i]), kr_b(out2[i]), 2e-2 * vmax);
+    for (long i = 0; i < (long)T * H * dv; i++) kr_err_add(&e3, kr_b(out[i]), kr_b(out2[i]), 5e-2 * vmax);
     KR_ERR_CHECK(e3);
     fprintf(stderr, "H=%d dn=%d dr=%d dv=%d dc=%d kv_b %s: naive %.3f, absorbed %.3f, cross %.3f x tol\n", H, dn, dr,
             dv, dc, ms_dtype_name(kvb_dt), e.worst, e2.worst, e3.worst);
