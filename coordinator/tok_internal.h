@@ -14,8 +14,11 @@
  * never a real key: keys are pairs of 31-bit ids or small node/byte codes. */
 #define TOK_MAP_EMPTY UINT64_MAX
 typedef struct {
-    uint64_t *keys;
-    uint64_t *vals;
+    uint64_t key, val; /* together: one cache line fetch per probe */
+} tok_map_ent_t;
+
+typedef struct {
+    tok_map_ent_t *ent;
     size_t mask; /* capacity - 1, capacity a power of two */
     size_t n;
 } tok_map_t;
@@ -37,9 +40,9 @@ static inline bool tok_map_get(const tok_map_t *m, uint64_t key, uint64_t *val)
 {
     size_t i = (size_t)tok_hash64(key) & m->mask;
     for (;;) {
-        uint64_t k = m->keys[i];
+        uint64_t k = m->ent[i].key;
         if (k == key) {
-            *val = m->vals[i];
+            *val = m->ent[i].val;
             return true;
         }
         if (k == TOK_MAP_EMPTY) return false;
@@ -86,6 +89,7 @@ struct tok {
 
     /* Pre-tokenizer: a sequence of regex splits, each Isolated. */
     pcre2_code *split[TOK_MAX_SPLITS];
+    bool split_jit[TOK_MAX_SPLITS]; /* JIT-compiled: pcre2_jit_match, the fast path */
     size_t n_split;
 
     /* tokenizer_config.json */

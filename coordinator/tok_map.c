@@ -8,15 +8,9 @@
 
 static ms_status_t map_alloc(tok_map_t *m, size_t cap)
 {
-    m->keys = malloc(cap * sizeof *m->keys);
-    m->vals = malloc(cap * sizeof *m->vals);
-    if (!m->keys || !m->vals) {
-        free(m->keys);
-        free(m->vals);
-        m->keys = m->vals = NULL;
-        return MS_ERR(MS_ERR_NOMEM, "tokenizer: out of memory (map of %zu)", cap);
-    }
-    memset(m->keys, 0xff, cap * sizeof *m->keys); /* TOK_MAP_EMPTY */
+    m->ent = malloc(cap * sizeof *m->ent);
+    if (!m->ent) return MS_ERR(MS_ERR_NOMEM, "tokenizer: out of memory (map of %zu)", cap);
+    for (size_t i = 0; i < cap; i++) m->ent[i].key = TOK_MAP_EMPTY;
     m->mask = cap - 1;
     m->n = 0;
     return MS_OK;
@@ -31,18 +25,17 @@ ms_status_t tok_map_init(tok_map_t *m, size_t expected)
 
 void tok_map_free(tok_map_t *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free(m->ent);
     memset(m, 0, sizeof *m);
 }
 
 static void map_put_nogrow(tok_map_t *m, uint64_t key, uint64_t val)
 {
     size_t i = (size_t)tok_hash64(key) & m->mask;
-    while (m->keys[i] != TOK_MAP_EMPTY && m->keys[i] != key) i = (i + 1) & m->mask;
-    if (m->keys[i] == TOK_MAP_EMPTY) m->n++;
-    m->keys[i] = key;
-    m->vals[i] = val;
+    while (m->ent[i].key != TOK_MAP_EMPTY && m->ent[i].key != key) i = (i + 1) & m->mask;
+    if (m->ent[i].key == TOK_MAP_EMPTY) m->n++;
+    m->ent[i].key = key;
+    m->ent[i].val = val;
 }
 
 ms_status_t tok_map_put(tok_map_t *m, uint64_t key, uint64_t val)
@@ -51,7 +44,7 @@ ms_status_t tok_map_put(tok_map_t *m, uint64_t key, uint64_t val)
         tok_map_t bigger;
         MS_TRY(map_alloc(&bigger, (m->mask + 1) * 2));
         for (size_t i = 0; i <= m->mask; i++)
-            if (m->keys[i] != TOK_MAP_EMPTY) map_put_nogrow(&bigger, m->keys[i], m->vals[i]);
+            if (m->ent[i].key != TOK_MAP_EMPTY) map_put_nogrow(&bigger, m->ent[i].key, m->ent[i].val);
         tok_map_free(m);
         *m = bigger;
     }

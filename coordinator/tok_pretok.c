@@ -211,7 +211,7 @@ static ms_status_t compile_one(tok_t *tok, const char *path, const char *what, c
     }
     /* JIT is a large speed-up; without it (an odd platform) pcre2_match still
      * interprets the same pattern. */
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    tok->split_jit[tok->n_split] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     tok->split[tok->n_split++] = re;
     return MS_OK;
 }
@@ -284,10 +284,12 @@ static ms_status_t split_level(const tok_t *tok, tok_tls_t *tls, pcre2_match_dat
 {
     if (level == tok->n_split) return tok_bpe_word(tok, tls, s, len, out);
     const pcre2_code *re = tok->split[level];
+    bool jit = tok->split_jit[level];
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     size_t pos = 0, prev = 0;
     while (pos < len) {
-        int rc = pcre2_match(re, s, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+        int rc = jit ? pcre2_jit_match(re, s, len, pos, 0, md, NULL)
+                     : pcre2_match(re, s, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];

@@ -1,6 +1,6 @@
 /* tok_bench.c — tokenizer encode throughput, single-threaded.
  *
- *   moeserve-tok-bench MODEL_DIR CORPUS.jsonl [--passes N] [--threads T]
+ *   moeserve-tok-bench MODEL_DIR CORPUS.jsonl [--passes N] [--threads T] [--js REF_ENCODE_JS]
  *
  * CORPUS holds one JSON string per line (tests/tokenizer/gen_corpus.py
  * --bench 20 writes ~20 MB of fresh mixed lines). Each pass encodes every
@@ -8,7 +8,9 @@
  * (tests/tokenizer/ref_encode.js --bench, tests/tokenizer/rust_ref.py). The
  * first pass starts with a cold word cache. Prints one JSON line per pass:
  * bytes, tokens, seconds, MB/s (1 MB = 1e6 bytes). --threads T runs T threads
- * over the same tok_t (each encodes all lines) to show it scales. */
+ * over the same tok_t (each encodes all lines) to show it scales. --js runs
+ * the JavaScript reference (tests/tokenizer/ref_encode.js --bench) with node on
+ * the same corpus right after, so both numbers come from one run. */
 #include "coordinator/tok.h"
 
 #include <jansson.h>
@@ -102,9 +104,11 @@ int main(int argc, char **argv)
         return 2;
     }
     int passes = 3, threads = 1;
+    const char *js = NULL;
     for (int i = 3; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--passes")) passes = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--js")) js = argv[i + 1];
     }
     if (passes < 1 || threads < 1 || threads > 256) {
         fprintf(stderr, "tok_bench: bad --passes/--threads\n");
@@ -140,9 +144,18 @@ int main(int argc, char **argv)
                p + 1, threads, c.n, bytes, jobs[0].tokens * (size_t)threads, s, bytes / 1e6 / s, t_load);
         fflush(stdout);
     }
+    int rc = 0;
+    if (js) {
+        /* argv paths are the user's own; quote them for the shell */
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "node '%s' '%s' --bench '%s'", js, argv[1], argv[2]);
+        fflush(stdout);
+        rc = system(cmd) ? 1 : 0;
+        if (rc) fprintf(stderr, "tok_bench: the JS reference failed: %s\n", cmd);
+    }
     for (size_t i = 0; i < c.n; i++) free(c.text[i]);
     free(c.text);
     free(c.len);
     tok_free(tok);
-    return 0;
+    return rc;
 }

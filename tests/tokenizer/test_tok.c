@@ -212,6 +212,98 @@ static void test_corpus_threads(const tok_t *tok)
     }
 }
 
+static uint64_t g_rng = 0x9E3779B97F4A7C15ULL;
+static uint32_t rnd(uint32_t n)
+{
+    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng % n);
+}
+
+static size_t put_utf8(char *o, uint32_t c)
+{
+    if (c < 0x80) return o[0] = (char)c, 1;
+    if (c < 0x800) return o[0] = (char)(0xC0 | c >> 6), o[1] = (char)(0x80 | (c & 63)), 2;
+    if (c < 0x10000)
+        return o[0] = (char)(0xE0 | c >> 12), o[1] = (char)(0x80 | ((c >> 6) & 63)), o[2] = (char)(0x80 | (c & 63)), 3;
+    o[0] = (char)(0xF0 | c >> 18), o[1] = (char)(0x80 | ((c >> 12) & 63)), o[2] = (char)(0x80 | ((c >> 6) & 63));
+    o[3] = (char)(0x80 | (c & 63));
+    return 4;
+}
+
+static bool valid_utf8(const char *s, size_t n)
+{
+    json_t *j = json_stringn(s, n);
+    json_decref(j);
+    return j != NULL;
+}
+
+/* Random text (any scalar value, runs of one character to reach the long-word
+ * path) round-trips; random ids decode to valid UTF-8, streamed or not. */
+static void test_fuzz(const tok_t *tok)
+{
+    static const uint32_t pool[] = {' ', '\n', '\t', 'a', '1', '<', 0x3000, 0x180E, 0x85, 0x4E2D, 0x1F600, 0x0301};
+    char buf[4096];
+    size_t bad_rt = 0, bad_stream = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t n = 0, want = 1 + rnd(iter % 10 == 0 ? 1000 : 60);
+        while (n + 8 < sizeof buf && n < want) {
+            uint32_t c;
+            switch (rnd(4)) {
+            case 0: c = 1 + rnd(0x7F); break;
+            case 1: c = pool[rnd(sizeof pool / sizeof pool[0])]; break;
+            case 2: c = rnd(0x110000); break;
+            default: c = 0x80 + rnd(0x3000); break;
+            }
+            if (c >= 0xD800 && c < 0xE000) c = 'x';
+            size_t reps = rnd(8) == 0 ? 1 + rnd(100) : 1;
+            for (size_t k = 0; k < reps && n + 8 < sizeof buf; k++) n += put_utf8(buf + n, c);
+        }
+        int32_t *ids;
+        size_t nid;
+        char *text;
+        size_t len;
+        if (tok_encode(tok, buf, n, false, &ids, &nid) != MS_OK) {
+            bad_rt++;
+            continue;
+        }
+        if (tok_decode(tok, ids, nid, false, &text, &len) != MS_OK || len != n || memcmp(text, buf, n)) bad_rt++;
+        else free(text);
+        free(ids);
+    }
+    T_CHECK_MSG(bad_rt == 0, "%zu random texts do not round-trip", bad_rt);
+    for (int iter = 0; iter < 2000; iter++) {
+        int32_t ids[64];
+        size_t nid = 1 + rnd(64);
+        for (size_t k = 0; k < nid; k++) ids[k] = rnd(3) ? (int32_t)rnd(300) : (int32_t)rnd(129000);
+        bool skip = rnd(2);
+        char *text;
+        size_t len;
+        if (tok_decode(tok, ids, nid, skip, &text, &len) != MS_OK || !valid_utf8(text, len)) {
+            bad_stream++;
+            continue;
+        }
+        tok_stream_t *st;
+        tok_stream_create(tok, skip, &st);
+        char acc[64 * 160];
+        size_t alen = 0;
+        const char *p;
+        size_t pl;
+        bool ok = true;
+        for (size_t k = 0; k < nid; k++) {
+            tok_stream_push(st, ids[k], &p, &pl);
+            ok = ok && valid_utf8(p, pl) && alen + pl <= sizeof acc;
+            if (ok) memcpy(acc + alen, p, pl), alen += pl;
+        }
+        tok_stream_flush(st, &p, &pl);
+        ok = ok && alen + pl <= sizeof acc;
+        if (ok) memcpy(acc + alen, p, pl), alen += pl;
+        if (!ok || alen != len || memcmp(acc, text, len)) bad_stream++;
+        tok_stream_destroy(st);
+        free(text);
+    }
+    T_CHECK_MSG(bad_stream == 0, "%zu random id sequences: stream != decode or broken UTF-8", bad_stream);
+}
+
 static void check_chat(const tok_t *tok, const chat_msg_t *m, size_t n, bool gen, const char *want)
 {
     char *p = NULL;
@@ -251,7 +343,7 @@ static void write_file(const char *name, const char *text)
 /* R1: the shipped V3 config with R1's two differences (see check_corpus.py). */
 static void test_chat_r1(void)
 {
-    char path[4096];
+    char path[4200];
     snprintf(path, sizeof path, "%s/tokenizer_config.json", g_model);
     json_error_t err;
     json_t *cfg = json_load_file(path, 0, &err);
@@ -279,7 +371,7 @@ static void test_chat_r1(void)
     json_dump_file(cfg, path, 0);
     json_decref(cfg);
     free(nt);
-    char src[4096], dst[512];
+    char src[4200], dst[512];
     snprintf(src, sizeof src, "%s/tokenizer.json", g_model);
     snprintf(dst, sizeof dst, "%s/tokenizer.json", g_tmp);
     unlink(dst);
@@ -472,6 +564,7 @@ int main(int argc, char **argv)
         test_basics(tok);
         test_decode(tok);
         test_corpus_threads(tok);
+        test_fuzz(tok);
         test_chat_v3(tok);
         tok_free(tok);
     }
