@@ -1,7 +1,135 @@
-/* serve.c — the `serve` command (issue 4 fills this in). */
+/* serve.c — the `serve` command: `mpirun -np N build/moeserve serve MODEL
+ * [trtllm-serve flags] --extra_llm_api_options cfg.yaml` (N = 1 also runs
+ * without mpirun: Open MPI's singleton init).
+ *
+ * Owns the process: configuration, MPI bootstrap, the layout of ranks, the
+ * KV pool size, signals, startup and shutdown order. The loops themselves
+ * are in serve_loop.c.
+ *
+ * Roles: every rank is a worker holding its share of the weights and its KV
+ * cache. Rank 0 also runs the tokenizer, the scheduler and the HTTP gateway
+ * (its own thread); rank 0's main thread is the only thread that calls MPI,
+ * so MPI_THREAD_FUNNELED suffices.
+ *
+ * Layout (TensorRT-LLM's vocabulary): world size = tp_size. Attention is
+ * data-parallel across the ranks when enable_attention_dp (each rank its own
+ * sequences and KV pool), tensor-parallel otherwise (heads split, one shared
+ * sequence set). MoE experts are split over ep_size ranks (groups of ep_size
+ * consecutive ranks; unset = the world size).
+ *
+ * Startup agreement: every fallible stage ends with an all-rank vote
+ * (MPI_Allreduce), so a failure on one rank (bad model dir, port in use, out
+ * of memory) makes every rank exit 1 with the reason logged, not wait forever.
+ *
+ * Signals: SIGINT/SIGTERM are blocked in every thread and taken by a sigwait
+ * thread. Rank 0: stop accepting, abort in-flight requests, let the gateway
+ * drain, tell the workers to exit; every rank exits 0. A second signal exits
+ * at once. Workers ignore signals for a grace period (mpirun forwards its
+ * SIGTERM to every rank: rank 0 leads the shutdown) and exit 1 after it, so
+ * a worker signalled alone still brings the job down. */
 #include "commands.h"
 #include "config.h"
+#include "serve_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coordinator/http.h"
+#include "coordinator/output.h"
+#include "kernels/kernels.h"
+#include "ms_build_config.h"
+#include "worker/comm_mpi.h"
+
+#define WORKER_SIGNAL_GRACE_S 10
+
+static struct {
+    int rank;
+    coord_t *coord;      /* rank 0, once created */
+    volatile int stopping;
+    volatile int exiting; /* main thread is past its loop */
+    pthread_mutex_t mu;
+} g_sig = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void *signal_thread(void *arg)
+{
+    sigset_t *set = arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(set, &sig) != 0) continue;
+        pthread_mutex_lock(&g_sig.mu);
+        int first = !g_sig.stopping;
+        g_sig.stopping = 1;
+        coord_t *c = g_sig.coord;
+        pthread_mutex_unlock(&g_sig.mu);
+        if (g_sig.rank == 0) {
+            if (!first) {
+                MS_WARN("second %s: exiting now", strsignal(sig));
+                _exit(1);
+            }
+            MS_INFO("%s: shutting down (no new requests; in-flight requests are aborted)", strsignal(sig));
+            if (c) coord_stop(c);
+        } else if (first) {
+            MS_INFO("%s: waiting for rank 0 to shut the job down", strsignal(sig));
+            for (int i = 0; i < WORKER_SIGNAL_GRACE_S * 10 && !g_sig.exiting; i++) usleep(100000);
+            if (!g_sig.exiting) {
+                MS_WARN("rank 0 did not shut the job down within %d s of %s; exiting", WORKER_SIGNAL_GRACE_S,
+                        strsignal(sig));
+                _exit(1);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Every rank says whether its stage went well; true when all did. */
+static bool all_ok(bool ok)
+{
+    int mine = ok ? 1 : 0, all = 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return all == 1;
+}
+
+static long mem_available_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* KV pool per rank: kv_cache_config.max_tokens when given; else on CPU ranks
+ * a share of the free memory (free_gpu_memory_fraction of a quarter of
+ * MemAvailable split over the local ranks), capped at what max_batch_size
+ * sequences of max_seq_len could use. */
+static int kv_blocks_for_cfg(const ms_config_t *cfg, const mcfg_t *m, int max_seq_len, int local_ranks)
+{
+    int bs = cfg->kv_cache.tokens_per_block;
+    int64_t tokens = cfg->kv_cache.max_tokens;
+    if (tokens <= 0) {
+        int64_t per_tok = (int64_t)(m->kv_lora_rank + m->qk_rope_head_dim) * m->num_hidden_layers * 2;
+        int64_t cap = (int64_t)cfg->max_batch_size * max_seq_len;
+        long avail = mem_available_bytes();
+        tokens = cap;
+        if (avail > 0 && per_tok > 0) {
+            int64_t fit = (int64_t)((double)avail / 4 * cfg->kv_cache.free_gpu_memory_fraction / local_ranks / per_tok);
+            if (fit < tokens) tokens = fit;
+        }
+        if (tokens < max_seq_len) tokens = max_seq_len;
+    }
+    int64_t blocks = (tokens + bs - 1) / bs;
+    if (blocks > (1 << 30)) blocks = 1 << 30;
+    return (int)blocks;
+}
 
 int cmd_serve(int argc, char **argv)
 {
@@ -9,7 +137,179 @@ int cmd_serve(int argc, char **argv)
     static ms_config_t cfg;
     if (cfg_parse_serve_args(argc, argv, &cfg) != MS_OK) return 2;
     if (cfg.help) return 0;
+    ms_log_set_level(cfg.log_level);
 
-    fprintf(stderr, "moeserve serve: the HTTP server is not built yet\n");
-    return 1;
+    /* Before MPI starts its threads, so they all inherit the mask. */
+    static sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int provided = 0;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "moeserve: MPI_Init_thread failed\n");
+        return 1;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) ms_log_set_rank(rank);
+    g_sig.rank = rank;
+    pthread_t sig_th;
+    pthread_create(&sig_th, NULL, signal_thread, &sigs);
+    pthread_detach(sig_th);
+    int local_ranks = 1;
+    {
+        MPI_Comm node;
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+        MPI_Comm_size(node, &local_ranks);
+        MPI_Comm_free(&node);
+    }
+
+    int rc = 1;
+    serve_ctx_t sc = {.cfg = &cfg, .rank = rank, .size = size, .eos_id = -1};
+    tok_t *tok = NULL;
+    http_server_t *http = NULL;
+    comm_t *comm = NULL;
+    const kern_ops_t *kops = NULL;
+    mcfg_t mc;
+    bool ok = true;
+
+    /* ---- layout ---- */
+    if (cfg.tp_size != size) {
+        if (cfg.tp_size == 1) {
+            if (rank == 0) MS_INFO("tp_size not given: using the world size %d", size);
+            cfg.tp_size = size;
+        } else {
+            (void)MS_ERR(MS_ERR_INVALID, "--tp_size %d but mpirun started %d ranks: they must match", cfg.tp_size, size);
+            ok = false;
+        }
+    }
+    int ep = cfg.ep_size > 0 ? cfg.ep_size : size;
+    if (ok && (ep > size || size % ep)) {
+        (void)MS_ERR(MS_ERR_INVALID, "--ep_size %d must divide the %d ranks", ep, size);
+        ok = false;
+    }
+    if (ok && cfg_resolve_model(cfg.model, cfg.model_dir, sizeof cfg.model_dir) != MS_OK) ok = false;
+    if (ok && mcfg_load(cfg.model_dir, &mc) != MS_OK) ok = false;
+    if (!all_ok(ok)) goto out_mpi;
+    int max_seq_len = cfg.max_seq_len > 0 ? cfg.max_seq_len : mc.max_position_embeddings;
+    bool dp = cfg.enable_attention_dp && size > 1;
+    int groups = dp ? size : 1;
+    par_t par = {.tp_rank = rank, .tp_size = size, .ep_rank = rank % ep, .ep_size = ep, .attention_dp = dp};
+    engine_opts_t eo = {
+        .kv_blocks = kv_blocks_for_cfg(&cfg, &mc, max_seq_len, local_ranks),
+        .block_size = cfg.kv_cache.tokens_per_block,
+        .max_batch = cfg.max_batch_size * groups,
+        .max_tokens_per_step = cfg.max_num_tokens * groups,
+        .backend = cfg.ms.device == MS_DEVICE_CUDA ? "cuda" : "cpu",
+        .mla = ENGINE_MLA_AUTO,
+    };
+    sc.max_seqs = eo.max_batch;
+    sc.vocab_size = mc.vocab_size;
+    if (rank == 0) {
+        MS_INFO("moeserve %s: model %s (%s), %d rank%s: attention %s %d, experts EP %d; max_batch_size %d, "
+                "max_num_tokens %d, max_seq_len %d, KV %d blocks x %d tokens per %s",
+                MS_VERSION, cfg.model, cfg.model_dir, size, size > 1 ? "s" : "", dp ? "DP" : "TP", size, ep,
+                cfg.max_batch_size, cfg.max_num_tokens, max_seq_len, eo.kv_blocks, eo.block_size,
+                dp ? "rank" : "job");
+    }
+
+    /* ---- data plane ---- */
+    if (size == 1) {
+        ok = kern_backend_get(eo.backend, &kops) == MS_OK && comm_local_create(kops, &comm) == MS_OK;
+    } else {
+        ok = comm_mpi_create(MPI_COMM_WORLD, ep, NULL, &comm) == MS_OK;
+    }
+    if (ok) ok = proto_link_create(MPI_COMM_WORLD, &sc.link) == MS_OK;
+    if (!all_ok(ok)) goto out_comm;
+
+    /* ---- rank 0: tokenizer, scheduler, gateway (answers 503 while loading) ---- */
+    if (rank == 0) {
+        const char *tokdir = cfg.tokenizer[0] ? cfg.tokenizer : cfg.model_dir;
+        sched_config_t scfg = {
+            .n_groups = groups,
+            .attention_dp = dp,
+            .max_batch_size = cfg.max_batch_size,
+            .max_num_tokens = cfg.max_num_tokens,
+            .max_seq_len = max_seq_len,
+            .block_size = eo.block_size,
+            .n_blocks = eo.kv_blocks,
+            .chunked_prefill = cfg.enable_chunked_prefill,
+        };
+        ok = tok_load(tokdir, &tok) == MS_OK && coord_create(cfg.ms.max_queue_size, &sc.coord) == MS_OK &&
+             sched_create(&scfg, &sc.sched) == MS_OK;
+        if (ok) {
+            sc.tok = tok;
+            sc.eos_id = tok_eos_id(tok);
+            pthread_mutex_lock(&g_sig.mu);
+            g_sig.coord = sc.coord;
+            if (g_sig.stopping) coord_stop(sc.coord);
+            pthread_mutex_unlock(&g_sig.mu);
+            http_opts_t ho = {
+                .host = cfg.host,
+                .port = cfg.port,
+                .served_model_name = cfg.served_model_name[0] ? cfg.served_model_name : cfg.model,
+                .max_seq_len = sched_seq_limit(sc.sched),
+                .vocab_size = mc.vocab_size,
+                .max_body_bytes = (size_t)cfg.ms.max_body_bytes,
+                .stream_interval = cfg.stream_interval,
+                .tok = tok,
+                .coord = sc.coord,
+            };
+            ok = http_server_create(&ho, &http) == MS_OK && http_server_start(http) == MS_OK;
+            if (ok)
+                MS_INFO("HTTP gateway listening on http://%s:%d (503 until the model is loaded)", cfg.host,
+                        http_server_port(http));
+        }
+    }
+    if (!all_ok(ok)) goto out_rank0;
+
+    /* ---- weights ---- */
+    double t0 = out_now();
+    MS_INFO("rank %d (pid %d): loading %s (attention %s rank %d/%d, experts %d/%d)", rank, (int)getpid(),
+            cfg.model_dir, dp ? "DP" : "TP", rank, size, par.ep_rank, ep);
+    ok = engine_create(cfg.model_dir, &par, &eo, comm, &sc.engine) == MS_OK;
+    if (ok) MS_INFO("rank %d: loaded in %.1f s", rank, out_now() - t0);
+    if (!all_ok(ok)) goto out_engine;
+
+    /* ---- serve ---- */
+    ms_status_t st;
+    if (rank == 0) {
+        MS_INFO("ready: serving %s on http://%s:%d", cfg.served_model_name[0] ? cfg.served_model_name : cfg.model,
+                cfg.host, http_server_port(http));
+        st = serve_loop_rank0(&sc);
+        http_server_stop(http); /* every request was ended: the gateway only flushes replies */
+        ms_status_t st2 = serve_shutdown_workers(&sc);
+        if (st == MS_OK) st = st2;
+    } else {
+        st = serve_loop_worker(&sc);
+    }
+    g_sig.exiting = 1;
+    rc = st == MS_OK ? 0 : 1;
+    if (rank == 0) MS_INFO("shut down %s", rc == 0 ? "cleanly" : "after an error");
+
+out_engine:
+    engine_destroy(sc.engine);
+out_rank0:
+    if (http) {
+        http_server_stop(http);
+        http_server_destroy(http);
+    }
+    pthread_mutex_lock(&g_sig.mu);
+    g_sig.coord = NULL;
+    pthread_mutex_unlock(&g_sig.mu);
+    sched_destroy(sc.sched);
+    coord_destroy(sc.coord);
+    tok_free(tok);
+out_comm:
+    proto_link_destroy(sc.link);
+    comm_destroy(comm);
+out_mpi:
+    g_sig.exiting = 1;
+    MPI_Finalize();
+    return rc;
 }

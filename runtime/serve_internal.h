@@ -1,0 +1,38 @@
+/* serve_internal.h — what runtime/serve.c (bootstrap, roles, shutdown)
+ * shares with runtime/serve_loop.c (the engine loops). */
+#ifndef MS_SERVE_INTERNAL_H
+#define MS_SERVE_INTERNAL_H
+
+#include <mpi.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "coordinator/coord.h"
+#include "coordinator/sched.h"
+#include "coordinator/tok.h"
+#include "proto/transport.h"
+#include "worker/engine.h"
+
+typedef struct {
+    const ms_config_t *cfg;
+    int rank, size;
+    engine_t *engine;
+    proto_link_t *link;
+    int max_seqs;            /* plan sequences at most (sizes the result buffers) */
+    int vocab_size;
+    /* rank 0 only */
+    coord_t *coord;
+    sched_t *sched;
+    const tok_t *tok;
+    int32_t eos_id;
+} serve_ctx_t;
+
+/* Rank 0: schedule, step and emit until coord_stop(); then ends every held
+ * request (abort) so the gateway can drain. Returns MS_OK on an orderly stop. */
+ms_status_t serve_loop_rank0(serve_ctx_t *sc);
+/* Rank 0, after the gateway drained: tell the workers to exit. */
+ms_status_t serve_shutdown_workers(serve_ctx_t *sc);
+/* Workers: follow plans until SHUTDOWN. */
+ms_status_t serve_loop_worker(serve_ctx_t *sc);
+
+#endif

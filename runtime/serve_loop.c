@@ -1,0 +1,289 @@
+/* serve_loop.c — the engine loops of `moeserve serve`.
+ *
+ * Rank 0 (its main thread, the only thread that calls MPI):
+ *   take new requests (coord) -> drop cancelled ones -> sched_step -> plan
+ *   -> broadcast -> engine_step -> gather sampled tokens -> output processing
+ *   (append, detokenize, stop checks, chunks to the gateway) -> gauges.
+ *   With nothing to do it sleeps on the coord condition variable (woken by a
+ *   submit, a cancel or a stop) while the workers sleep in proto_recv.
+ * Workers: receive a plan, engine_step, send results; until SHUTDOWN.
+ *
+ * Failures: a step that fails before computing anything (engine_step's
+ * MS_ERR_INVALID, identical on every rank since every rank checks the same
+ * plan) ends that step's requests with REQ_FINISH_ERROR and the server goes
+ * on. A step that fails half-way on one rank of several leaves the others
+ * inside a data-plane collective that can never complete, so that rank aborts
+ * the whole job (MPI_Abort) with a message naming it: never a silent hang. */
+#include "serve_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coordinator/output.h"
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void fatal_step(const serve_ctx_t *sc, ms_status_t st)
+{
+    (void)MS_ERR(st, "rank %d: a step failed part-way (%s: %s); the other ranks cannot finish it, aborting the job",
+           sc->rank, ms_status_str(st), ms_error_last());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+/* A step failure is survivable when nothing was computed, or when there is
+ * nobody to wait for us. */
+static bool step_failure_survivable(const serve_ctx_t *sc, ms_status_t st)
+{
+    return st == MS_OK || st == MS_ERR_INVALID || sc->size == 1;
+}
+
+/* ---- rank 0 -------------------------------------------------------------- */
+
+/* End a request that never reached the scheduler. */
+static void end_unscheduled(coord_t *c, req_t *r, req_finish_t why, const char *msg)
+{
+    req_chunk_t *ch = calloc(1, sizeof *ch);
+    if (ch) {
+        ch->text = strdup("");
+        ch->finish = why;
+        if (msg) ch->error = strdup(msg);
+        coord_push_chunk(c, r, ch);
+    } else {
+        MS_WARN("out of memory ending request %llu", (unsigned long long)r->id);
+    }
+    req_release(r);
+}
+
+static void end_seq(serve_ctx_t *sc, sched_seq_t *q, req_finish_t why, const char *msg)
+{
+    out_seq_t *o = q->user;
+    req_t *r = q->req;
+    if (why != REQ_FINISH_NONE) out_seq_end(o, sc->coord, why, msg);
+    out_seq_destroy(o);
+    sched_finish(sc->sched, q);
+    req_release(r);
+}
+
+static void admit_new(serve_ctx_t *sc, uint64_t *seed_state)
+{
+    req_t *batch[64];
+    int n;
+    while ((n = coord_take_new(sc->coord, batch, 64)) > 0) {
+        for (int i = 0; i < n; i++) {
+            req_t *r = batch[i];
+            if (req_is_cancelled(r)) {
+                end_unscheduled(sc->coord, r, REQ_FINISH_ABORT, NULL);
+                continue;
+            }
+            out_ctx_t oc = {.tok = sc->tok, .eos_id = sc->eos_id, .seq_limit = sched_seq_limit(sc->sched)};
+            out_seq_t *o = NULL;
+            if (out_seq_create(&oc, r, &o) != MS_OK) {
+                end_unscheduled(sc->coord, r, REQ_FINISH_ERROR, ms_error_last());
+                continue;
+            }
+            uint64_t seed = r->params.has_seed ? r->params.seed : splitmix64(seed_state);
+            sched_seq_t *q;
+            if (sched_add(sc->sched, r, o, seed, &q) != MS_OK) {
+                out_seq_end(o, sc->coord, REQ_FINISH_ERROR, ms_error_last());
+                out_seq_destroy(o);
+                req_release(r);
+            }
+        }
+    }
+}
+
+static void drop_cancelled(serve_ctx_t *sc)
+{
+    sched_seq_t *q = sched_first(sc->sched), *nx;
+    for (; q; q = nx) {
+        nx = sched_next(sc->sched, q);
+        if (req_is_cancelled(q->req)) end_seq(sc, q, REQ_FINISH_ABORT, NULL);
+    }
+}
+
+static void publish(serve_ctx_t *sc, int batch, uint64_t steps)
+{
+    sched_stats_t ss;
+    sched_stats(sc->sched, &ss);
+    coord_stats_t cs = {
+        .running = ss.running,
+        .waiting = ss.waiting,
+        .kv_blocks_used = ss.kv_blocks_used,
+        .kv_blocks_free = ss.kv_blocks_free,
+        .last_batch_size = batch,
+        .steps = steps,
+        .ready = true,
+    };
+    coord_stats_set(sc->coord, &cs);
+}
+
+/* Every sequence of the step ends with an error (5xx at the gateway). */
+static void fail_step(serve_ctx_t *sc, sched_seq_t **seqs, int n, const char *msg)
+{
+    MS_WARN("step failed: %s; ending its %d requests with an error", msg, n);
+    for (int i = 0; i < n; i++)
+        if (seqs[i]) end_seq(sc, seqs[i], REQ_FINISH_ERROR, msg);
+}
+
+static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, const proto_result_t *res)
+{
+    const proto_seq_t *ps = proto_plan_seqs(plan);
+    int n = plan->n_seqs;
+    sched_commit(sc->sched);
+    for (int i = 0; i < n; i++) {
+        sched_seq_t *q = seqs[i];
+        if (!q || !q->step_sample) continue;
+        const proto_result_t *r = &res[i];
+        if (r->token < 0 || r->token >= sc->vocab_size || r->slot != ps[i].slot) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "rank %d returned token %d for slot %d (expected a token for slot %d)",
+                     proto_seq_owner(&ps[i]), r->token, r->slot, ps[i].slot);
+            (void)MS_ERR(MS_ERR_INTERNAL, "%s", msg);
+            end_seq(sc, q, REQ_FINISH_ERROR, msg);
+            continue;
+        }
+        req_finish_t fin = REQ_FINISH_NONE;
+        ms_status_t st = sched_append(sc->sched, q, r->token);
+        if (st == MS_OK) st = out_seq_token(q->user, sc->coord, r, q->n_tokens, &fin);
+        if (st != MS_OK)
+            end_seq(sc, q, REQ_FINISH_ERROR, ms_error_last());
+        else if (fin != REQ_FINISH_NONE)
+            end_seq(sc, q, REQ_FINISH_NONE, NULL); /* out_seq_token pushed the final chunk */
+    }
+}
+
+ms_status_t serve_loop_rank0(serve_ctx_t *sc)
+{
+    proto_result_t *res = calloc((size_t)sc->max_seqs, sizeof *res);
+    proto_result_t *merged = calloc((size_t)sc->max_seqs, sizeof *merged);
+    if (!res || !merged) {
+        free(res);
+        free(merged);
+        return MS_ERR(MS_ERR_NOMEM, "serve: out of memory");
+    }
+    uint64_t seed_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    uint64_t steps = 0;
+    uint32_t step_no = 0;
+    ms_status_t ret = MS_OK;
+    publish(sc, 0, 0);
+
+    while (!coord_stopping(sc->coord)) {
+        admit_new(sc, &seed_state);
+        drop_cancelled(sc);
+        sched_stats_t ss;
+        sched_stats(sc->sched, &ss);
+        if (ss.running == 0 && ss.waiting == 0) {
+            publish(sc, 0, steps);
+            coord_wait(sc->coord, -1);
+            continue;
+        }
+
+        const proto_plan_t *plan;
+        sched_seq_t **seqs;
+        double t0 = out_now();
+        ms_status_t st = sched_step(sc->sched, step_no, &plan, &seqs);
+        if (st != MS_OK) {
+            ret = st; /* scheduler bookkeeping is broken: stop serving rather than guess */
+            break;
+        }
+        int n = plan->n_seqs;
+        if (n == 0) {
+            /* Everything waits for something that a finishing request will
+             * free; nothing runs, so that cannot come: a scheduler bug. Sleep
+             * a little rather than spin, and say so. */
+            MS_WARN("scheduler produced an empty step with %d waiting requests", ss.waiting);
+            publish(sc, 0, steps);
+            coord_wait(sc->coord, 100);
+            continue;
+        }
+        if (n > sc->max_seqs) {
+            ret = MS_ERR(MS_ERR_INTERNAL, "plan of %d sequences exceeds %d", n, sc->max_seqs);
+            break;
+        }
+        if (sc->size > 1) MS_TRY_GOTO(ret, proto_send_plan(sc->link, plan), out);
+        st = engine_step(sc->engine, plan, res);
+        if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
+        char errmsg[600] = "";
+        if (st != MS_OK) snprintf(errmsg, sizeof errmsg, "rank 0: %s", ms_error_last());
+        proto_step_status_t pst = {.failed_rank = st == MS_OK ? -1 : 0, .failed_status = st};
+        if (sc->size > 1) {
+            MS_TRY_GOTO(ret, proto_gather_results(sc->link, plan, res, st, merged, &pst), out);
+        } else {
+            memcpy(merged, res, sizeof *res * (size_t)n);
+        }
+        if (pst.failed_rank >= 0) {
+            if (!errmsg[0])
+                snprintf(errmsg, sizeof errmsg, "the step failed on rank %d (%s; its log has the details)",
+                         pst.failed_rank, ms_status_str(pst.failed_status));
+            fail_step(sc, seqs, n, errmsg);
+        } else {
+            emit(sc, plan, seqs, merged);
+        }
+        steps++;
+        step_no++;
+        publish(sc, n, steps);
+        if (sc->cfg->print_iter_log) {
+            sched_stats(sc->sched, &ss);
+            MS_INFO("step %llu: %d seqs, %d tokens, %.1f ms; running %d, waiting %d, KV blocks %d used / %d free",
+                    (unsigned long long)steps, n, plan->n_tokens, (out_now() - t0) * 1e3, ss.running, ss.waiting,
+                    ss.kv_blocks_used, ss.kv_blocks_free);
+        }
+    }
+
+out:
+    /* Stop: end everything still held so the gateway can answer and drain. */
+    for (sched_seq_t *q = sched_first(sc->sched), *nx; q; q = nx) {
+        nx = sched_next(sc->sched, q);
+        end_seq(sc, q, REQ_FINISH_ABORT, NULL);
+    }
+    req_t *batch[64];
+    int k;
+    while ((k = coord_take_new(sc->coord, batch, 64)) > 0)
+        for (int i = 0; i < k; i++) end_unscheduled(sc->coord, batch[i], REQ_FINISH_ABORT, NULL);
+    publish(sc, 0, steps);
+    free(res);
+    free(merged);
+    return ret;
+}
+
+ms_status_t serve_shutdown_workers(serve_ctx_t *sc)
+{
+    if (sc->size == 1) return MS_OK;
+    return proto_send_shutdown(sc->link, 0);
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+ms_status_t serve_loop_worker(serve_ctx_t *sc)
+{
+    proto_result_t *res = calloc((size_t)sc->max_seqs, sizeof *res);
+    if (!res) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory");
+    for (;;) {
+        const proto_plan_t *plan = NULL;
+        ms_status_t st = proto_recv(sc->link, &plan);
+        if (st != MS_OK) {
+            /* The collectives that follow this message cannot be matched. */
+            (void)MS_ERR(st, "rank %d: unusable control message from rank 0; aborting the job", sc->rank);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        if (!plan) break; /* SHUTDOWN */
+        if (plan->n_seqs > sc->max_seqs) {
+            st = MS_ERR(MS_ERR_INVALID, "rank %d: plan of %d sequences exceeds %d", sc->rank, plan->n_seqs,
+                        sc->max_seqs);
+        } else {
+            st = engine_step(sc->engine, plan, res);
+            if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
+        }
+        MS_TRY(proto_gather_results(sc->link, plan, st == MS_OK ? res : NULL, st, NULL, NULL));
+    }
+    free(res);
+    return MS_OK;
+}

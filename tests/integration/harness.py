@@ -1,0 +1,336 @@
+"""harness.py — launch real moeserve servers for integration tests.
+
+Standard library only. A test script does:
+
+    from harness import Env, Server
+    env = Env.from_args()            # paths from meson (argv) or the environment
+    model = env.tiny_model()         # builds the tiny checkpoint once (file lock)
+    with Server(env, model, np=2, args=["--tp_size", "2", "--ep_size", "2"]) as srv:
+        out = srv.completion(prompt=[0, 1, 2], max_tokens=8, temperature=0)
+
+Every wait has a timeout; a server is always killed (its whole process
+group) when the `with` block ends, whatever happened. A test that cannot run
+here (no tokenizer files, no mpirun) fails saying to run scripts/setup.sh.
+"""
+import fcntl
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+            # keep Open MPI quiet and local: no network discovery on CI boxes
+            "OMPI_MCA_btl": "self,vader", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+
+
+def log(*a):
+    print("[%s]" % time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+def skip(why):
+    log("SKIP:", why)
+    sys.exit(SKIP)
+
+
+def free_port():
+    """A port nobody listens on right now (bind to 0, read it back, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Env:
+    """Paths: --moeserve, --mkmodel, --tokdir, --workdir, --configs (or MS_* environment)."""
+
+    def __init__(self, moeserve, mkmodel, tokdir, workdir, configs):
+        self.moeserve, self.mkmodel, self.tokdir = moeserve, mkmodel, tokdir
+        self.workdir, self.configs = workdir, configs
+        os.makedirs(workdir, exist_ok=True)
+
+    @classmethod
+    def from_args(cls, argv=None):
+        argv = list(sys.argv[1:] if argv is None else argv)
+        vals = {"moeserve": os.environ.get("MS_MOESERVE"), "mkmodel": os.environ.get("MS_MKMODEL"),
+                "tokdir": os.environ.get("MS_TOKDIR"), "workdir": os.environ.get("MS_WORKDIR"),
+                "configs": os.environ.get("MS_CONFIGS")}
+        rest = []
+        i = 0
+        while i < len(argv):
+            k = argv[i][2:] if argv[i].startswith("--") else None
+            if k in vals and i + 1 < len(argv):
+                vals[k] = argv[i + 1]
+                i += 2
+            else:
+                rest.append(argv[i])
+                i += 1
+        cls.rest = rest
+        missing = [k for k, v in vals.items() if not v]
+        if missing:
+            print("harness: missing " + ", ".join("--" + m for m in missing), file=sys.stderr)
+            sys.exit(2)
+        # Missing prerequisites fail (with what to do), they do not skip: the
+        # test command runs scripts/setup.sh first, so they are always there.
+        if not os.path.isfile(os.path.join(vals["tokdir"], "tokenizer.json")):
+            print("harness: no tokenizer files in %s: run scripts/setup.sh" % vals["tokdir"], file=sys.stderr)
+            sys.exit(1)
+        if shutil.which("mpirun") is None:
+            print("harness: mpirun not found: run scripts/setup.sh (openmpi-bin)", file=sys.stderr)
+            sys.exit(1)
+        return cls(**vals)
+
+    def tiny_model(self):
+        """The tiny synthetic DeepSeek-V3 with the real tokenizer, built once."""
+        out = os.path.join(self.workdir, "tiny")
+        with open(os.path.join(self.workdir, ".tiny.lock"), "w") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            if not os.path.isfile(os.path.join(out, "model.safetensors.index.json")):
+                tmp = tempfile.mkdtemp(dir=self.workdir, prefix=".tiny-")
+                subprocess.run([self.mkmodel, "--preset", "tiny", "--dtype", "bf16", "--tokenizer", self.tokdir,
+                                "--out", tmp], check=True, timeout=120, stdout=subprocess.DEVNULL)
+                if os.path.exists(out):
+                    shutil.rmtree(out)
+                os.rename(tmp, out)
+        return out
+
+    def generate(self, model, prompt_ids, max_tokens):
+        """Reference greedy continuation from the single-process engine
+        (same MLA mode as the server: naive prefill, absorbed decode)."""
+        key = "%s|%s|%d" % (model, ",".join(map(str, prompt_ids)), max_tokens)
+        cache = os.path.join(self.workdir, "generate-cache.json")
+        with open(cache + ".lock", "w") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            data = {}
+            if os.path.exists(cache):
+                with open(cache) as f:
+                    data = json.load(f)
+            if key not in data:
+                r = subprocess.run([self.moeserve, "generate", model, "--prompt-ids", ",".join(map(str, prompt_ids)),
+                                    "--max-tokens", str(max_tokens), "--ignore-eos", "--mla", "auto"],
+                                   capture_output=True, text=True, timeout=120)
+                if r.returncode != 0:
+                    raise RuntimeError("generate failed: " + r.stderr[-2000:])
+                data[key] = [int(x) for x in r.stdout.strip().split(",") if x]
+                with open(cache, "w") as f:
+                    json.dump(data, f)
+            return data[key]
+
+    def run_tool(self, cmd, model, lines):
+        r = subprocess.run([self.moeserve, cmd, model], input="\n".join(lines) + "\n", capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("%s failed: %s" % (cmd, r.stderr[-2000:]))
+        return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+
+    def detokenize(self, model, ids_list):
+        return self.run_tool("detokenize", model, [json.dumps(ids) for ids in ids_list])
+
+    def tokenize(self, model, texts):
+        return self.run_tool("tokenize", model, [json.dumps(t) for t in texts])
+
+
+class ServerDied(Exception):
+    pass
+
+
+class Server:
+    """One `moeserve serve` job: np = 1 runs without mpirun, else mpirun -np N."""
+
+    def __init__(self, env, model, np=1, args=(), config=None, yaml_extra="", use_mpirun=None, ready_timeout=90):
+        self.env, self.model, self.np = env, model, np
+        self.port = free_port()
+        self.proc = None
+        self.ready_timeout = ready_timeout
+        self.logf = tempfile.NamedTemporaryFile(mode="w+", dir=env.workdir, prefix="server-", suffix=".log",
+                                                delete=False)
+        cfg = config or os.path.join(env.configs, "tiny-cpu.yaml")
+        if yaml_extra:
+            with open(cfg) as f:
+                base = f.read()
+            tmp = tempfile.NamedTemporaryFile(mode="w", dir=env.workdir, suffix=".yaml", delete=False)
+            tmp.write(base + "\n" + yaml_extra + "\n")
+            tmp.close()
+            cfg = tmp.name
+        serve = [env.moeserve, "serve", model, "--host", "127.0.0.1", "--port", str(self.port),
+                 "--extra_llm_api_options", cfg] + list(args)
+        mpi = use_mpirun if use_mpirun is not None else np > 1
+        self.cmd = (["mpirun", "-np", str(np), "--oversubscribe"] + serve) if mpi else serve
+
+    # -- lifetime -------------------------------------------------------------
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        return False
+
+    def start(self):
+        env = dict(os.environ, **ROOT_ENV)
+        log("starting:", " ".join(self.cmd))
+        self.t_start = time.time()
+        self.proc = subprocess.Popen(self.cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        self.wait_ready()
+
+    def log_text(self):
+        self.logf.flush()
+        with open(self.logf.name, errors="replace") as f:
+            return f.read()
+
+    def log_tail(self, n=40):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self):
+        deadline = time.time() + self.ready_timeout
+        while time.time() < deadline:
+            if not self.alive():
+                raise ServerDied("server exited with %s before it was ready:\n%s" % (self.proc.returncode,
+                                                                                     self.log_tail()))
+            try:
+                st, _, _ = self.request("GET", "/health", timeout=2)
+                if st == 200:
+                    log("ready after %.1f s on port %d" % (time.time() - self.t_start, self.port))
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise ServerDied("server not ready within %d s:\n%s" % (self.ready_timeout, self.log_tail()))
+
+    def rank_pids(self):
+        """{rank: pid} from the ranks' startup lines."""
+        pids = {}
+        for m in re.finditer(r"rank (\d+) \(pid (\d+)\): loading", self.log_text()):
+            pids[int(m.group(1))] = int(m.group(2))
+        return pids
+
+    def wait_exit(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self):
+        """Whatever state it is in: the whole process group goes."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        # ranks that outlived mpirun (should never happen) must not linger;
+        # only processes that are still this server's ranks (pids get reused)
+        for pid in self.rank_pids().values():
+            if self.is_our_rank(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def is_our_rank(self, pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            return False
+        return b"serve" in argv and str(self.port).encode() in argv
+
+    def ranks_alive(self):
+        return [r for r, pid in self.rank_pids().items() if self.is_our_rank(pid)]
+
+    # -- HTTP -----------------------------------------------------------------
+    def request(self, method, path, body=None, timeout=60, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
+            h = {"Content-Type": "application/json"} if data is not None else {}
+            h.update(headers or {})
+            conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            conn.close()
+
+    def post_json(self, path, body, timeout=120):
+        st, _, data = self.request("POST", path, body, timeout=timeout)
+        try:
+            js = json.loads(data)
+        except ValueError:
+            js = None
+        return st, js
+
+    def completion(self, timeout=120, **body):
+        st, js = self.post_json("/v1/completions", body, timeout)
+        if st != 200:
+            raise AssertionError("completion -> %d %s" % (st, js))
+        return js
+
+    def stream(self, path, body, timeout=120):
+        """POST with stream: true; returns the list of parsed SSE data events
+        (the final "[DONE]" kept as the string)."""
+        body = dict(body, stream=True)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            if r.status != 200:
+                raise AssertionError("stream -> %d %s" % (r.status, r.read()[:500]))
+            events = []
+            for raw in r:
+                line = raw.decode().rstrip("\r\n")
+                if not line.startswith("data: "):
+                    continue
+                payload = line[6:]
+                events.append(payload if payload == "[DONE]" else json.loads(payload))
+            return events
+        finally:
+            conn.close()
+
+    def metrics(self):
+        st, _, data = self.request("GET", "/metrics", timeout=10)
+        if st != 200:
+            raise AssertionError("/metrics -> %d" % st)
+        out = {}
+        for line in data.decode().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name, _, val = line.rpartition(" ")
+            try:
+                out[name] = float(val)
+            except ValueError:
+                pass
+        return out
+
+
+class Checks:
+    """Counts failures instead of stopping at the first; exit code at the end."""
+
+    def __init__(self):
+        self.failed = 0
+        self.n = 0
+
+    def check(self, cond, msg):
+        self.n += 1
+        if not cond:
+            self.failed += 1
+            log("FAIL:", msg)
+        return cond
+
+    def done(self):
+        log("%d checks, %d failed" % (self.n, self.failed))
+        sys.exit(1 if self.failed or self.n == 0 else 0)
