@@ -33,6 +33,8 @@ typedef struct {
 
 struct tok_tls {
     pcre2_match_data *md;
+    pcre2_match_context *mc; /* carries the JIT stack */
+    pcre2_jit_stack *jit_stack;
     cache_slot_t *slots;
     uint8_t *keys;
     int32_t *ids;
@@ -48,6 +50,8 @@ void tok_tls_destroy(void *p)
     tok_tls_t *t = p;
     if (!t) return;
     pcre2_match_data_free(t->md);
+    pcre2_match_context_free(t->mc);
+    pcre2_jit_stack_free(t->jit_stack);
     free(t->slots);
     free(t->keys);
     free(t->ids);
@@ -65,10 +69,16 @@ tok_tls_t *tok_tls_get(const tok_t *tok)
     t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->md = pcre2_match_data_create(16, NULL);
+    /* The JIT keeps a backtrack entry per character of a greedy repeat: the
+     * default 32 KiB stack fails on a few thousand spaces. Address space is
+     * reserved up front and pages are touched only as a match needs them. */
+    t->mc = pcre2_match_context_create(NULL);
+    t->jit_stack = pcre2_jit_stack_create(64 * 1024, TOK_JIT_STACK_MAX, NULL);
+    if (t->mc && t->jit_stack) pcre2_jit_stack_assign(t->mc, NULL, t->jit_stack);
     t->slots = calloc(CACHE_SLOTS, sizeof *t->slots);
     t->keys = malloc(CACHE_KEY_ARENA);
     t->ids = malloc(CACHE_ID_ARENA * sizeof *t->ids);
-    if (!t->md || !t->slots || !t->keys || !t->ids || pthread_setspecific(tok->tls_key, t)) {
+    if (!t->md || !t->mc || !t->jit_stack || !t->slots || !t->keys || !t->ids || pthread_setspecific(tok->tls_key, t)) {
         tok_tls_destroy(t);
         return NULL;
     }
@@ -76,6 +86,7 @@ tok_tls_t *tok_tls_get(const tok_t *tok)
 }
 
 pcre2_match_data *tok_tls_match_data(tok_tls_t *tls) { return tls->md; }
+pcre2_match_context *tok_tls_match_context(tok_tls_t *tls) { return tls->mc; }
 
 static inline uint64_t hash_bytes(const uint8_t *s, size_t n)
 {

@@ -135,6 +135,8 @@ ms_status_t tok_bpe_word(const tok_t *tok, tok_tls_t *tls, const uint8_t *w, siz
 /* Run the pre-tokenizer on s[0..len) and BPE every piece. */
 ms_status_t tok_pretok_encode(const tok_t *tok, tok_tls_t *tls, const uint8_t *s, size_t len, tok_ids_t *out);
 pcre2_match_data *tok_tls_match_data(tok_tls_t *tls);
+pcre2_match_context *tok_tls_match_context(tok_tls_t *tls);
+#define TOK_JIT_STACK_MAX (256u << 20) /* per thread, reserved not committed */
 
 /* Loading helpers (tok_load.c / tok_pretok.c / chat_template.c). */
 ms_status_t tok_pretok_compile(tok_t *tok, const char *path, const void *pre_tokenizer_json);

@@ -279,8 +279,8 @@ static inline size_t utf8_len(uint8_t c)
     return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
 }
 
-static ms_status_t split_level(const tok_t *tok, tok_tls_t *tls, pcre2_match_data *md, size_t level,
-                               const uint8_t *s, size_t len, tok_ids_t *out)
+static ms_status_t split_level(const tok_t *tok, tok_tls_t *tls, pcre2_match_data *md, pcre2_match_context *mc,
+                               size_t level, const uint8_t *s, size_t len, tok_ids_t *out)
 {
     if (level == tok->n_split) return tok_bpe_word(tok, tls, s, len, out);
     const pcre2_code *re = tok->split[level];
@@ -288,8 +288,11 @@ static ms_status_t split_level(const tok_t *tok, tok_tls_t *tls, pcre2_match_dat
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     size_t pos = 0, prev = 0;
     while (pos < len) {
-        int rc = jit ? pcre2_jit_match(re, s, len, pos, 0, md, NULL)
-                     : pcre2_match(re, s, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+        int rc = jit ? pcre2_jit_match(re, s, len, pos, 0, md, mc) : PCRE2_ERROR_JIT_STACKLIMIT;
+        /* Past the JIT stack (megabytes of one repeat) the interpreter, which
+         * keeps its backtracking on the heap, still gives the same match. */
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(re, s, len, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, mc);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
@@ -301,16 +304,16 @@ static ms_status_t split_level(const tok_t *tok, tok_tls_t *tls, pcre2_match_dat
             pos = ms + utf8_len(s[ms]);
             continue;
         }
-        if (ms > prev) MS_TRY(split_level(tok, tls, md, level + 1, s + prev, ms - prev, out));
-        MS_TRY(split_level(tok, tls, md, level + 1, s + ms, me - ms, out));
+        if (ms > prev) MS_TRY(split_level(tok, tls, md, mc, level + 1, s + prev, ms - prev, out));
+        MS_TRY(split_level(tok, tls, md, mc, level + 1, s + ms, me - ms, out));
         prev = pos = me;
     }
-    if (prev < len) MS_TRY(split_level(tok, tls, md, level + 1, s + prev, len - prev, out));
+    if (prev < len) MS_TRY(split_level(tok, tls, md, mc, level + 1, s + prev, len - prev, out));
     return MS_OK;
 }
 
 ms_status_t tok_pretok_encode(const tok_t *tok, tok_tls_t *tls, const uint8_t *s, size_t len, tok_ids_t *out)
 {
     if (len == 0) return MS_OK;
-    return split_level(tok, tls, tok_tls_match_data(tls), 0, s, len, out);
+    return split_level(tok, tls, tok_tls_match_data(tls), tok_tls_match_context(tls), 0, s, len, out);
 }
