@@ -66,11 +66,11 @@ static void test_basics(const tok_t *tok)
     /* a huge single repeat (past PCRE2's default JIT stack) still encodes:
      * 400 000 spaces are 3125 tokens of 128 spaces (id 69933) */
     size_t big = 400000;
-    char *sp = malloc(big);
-    memset(sp, ' ', big);
-    T_CHECK(tok_encode(tok, sp, big, false, &ids, &n) == MS_OK && n == 3125 && ids[0] == 69933 && ids[3124] == 69933);
+    char *spaces = malloc(big);
+    memset(spaces, ' ', big);
+    T_CHECK(tok_encode(tok, spaces, big, false, &ids, &n) == MS_OK && n == 3125 && ids[0] == 69933 && ids[3124] == 69933);
     free(ids);
-    free(sp);
+    free(spaces);
     /* NUL bytes are text like any other */
     T_CHECK(tok_encode(tok, "a\0b", 3, false, &ids, &n) == MS_OK && n == 3);
     free(ids);
