@@ -20,7 +20,7 @@ static void et_cleanup(void)
 {
     for (int i = 0; i < et_ndirs; i++) {
         char cmd[sizeof et_dirs[0] + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", et_dirs[i]);
+        snprintf(cmd, sizeof cmd, "rm -rf '%.190s'", et_dirs[i]);
         if (system(cmd)) {
         }
     }
