@@ -39,7 +39,7 @@ static char *et_tmpdir(void)
 
 /* Write a checkpoint with `mkmodel ARGS --out TMP/m [--dequant-twin TMP/twin]`; returns TMP/m, and the twin's
  * path in *twin when asked (static storage). */
-static const char *et_model_twin(const char *mkmodel, const char *args, const char **twin)
+static inline const char *et_model_twin(const char *mkmodel, const char *args, const char **twin)
 {
     static char paths[16][256];
     static int np;
@@ -58,9 +58,9 @@ static const char *et_model_twin(const char *mkmodel, const char *args, const ch
     if (twin) *twin = t;
     return m;
 }
-static const char *et_model(const char *mkmodel, const char *args) { return et_model_twin(mkmodel, args, NULL); }
+static inline const char *et_model(const char *mkmodel, const char *args) { return et_model_twin(mkmodel, args, NULL); }
 
-static engine_t *et_engine(const char *dir, engine_mla_t mla, int kv_blocks, int block_size, int max_batch,
+static inline engine_t *et_engine(const char *dir, engine_mla_t mla, int kv_blocks, int block_size, int max_batch,
                            int max_tokens, comm_t **comm)
 {
     engine_opts_t o = {.kv_blocks = kv_blocks, .block_size = block_size, .max_batch = max_batch,
@@ -86,7 +86,7 @@ typedef struct {
 } et_seq_t;
 
 /* Run one step of several sequences; results[i] for seqs[i]. */
-static ms_status_t et_step(engine_t *e, const et_seq_t *seqs, int n, proto_result_t *results)
+static inline ms_status_t et_step(engine_t *e, const et_seq_t *seqs, int n, proto_result_t *results)
 {
     proto_planbuf_t pb;
     proto_planbuf_init(&pb);
@@ -106,9 +106,9 @@ static ms_status_t et_step(engine_t *e, const et_seq_t *seqs, int n, proto_resul
     return st;
 }
 
-static int et_blocks_for(int len, int bs) { return (len + bs - 1) / bs; }
+static inline int et_blocks_for(int len, int bs) { return (len + bs - 1) / bs; }
 
-static double et_maxdiff(const float *a, const float *b, int n)
+static inline double et_maxdiff(const float *a, const float *b, int n)
 {
     double m = 0;
     for (int i = 0; i < n; i++) {

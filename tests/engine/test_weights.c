@@ -1,0 +1,95 @@
+/* test_weights.c — weights_load for one rank's share, against the full load
+ * (CPU backend: device memory is host memory, so the test can compare):
+ *  - attention TP (tp 2, rank 1): q_b / kv_b hold the rows of heads 2..3,
+ *    o_proj the matching columns; everything else is the full tensor;
+ *  - EP (ep 2, rank 1): local expert j is global expert 2j+1 (par.h);
+ *  - attention DP keeps full heads;
+ *  - fp8 head shards that cut a 128×128 scale block are refused (par_validate);
+ *  - the TP/EP rank's allocation is smaller than the full one (DP with ep 1: equal).
+ * argv[1] = moeserve-mkmodel. */
+#include "etest.h"
+#include "worker/checkpoint.h"
+#include "worker/weights.h"
+
+static int mat_rows_equal(const kern_mat_t *a, const kern_mat_t *full, int r0, int nr, int c0, int nc)
+{
+    size_t es = ms_dtype_size(a->dtype);
+    if (a->rows != nr || a->cols != nc || a->dtype != full->dtype) return 0;
+    for (int r = 0; r < nr; r++)
+        if (memcmp((const char *)a->data + (size_t)r * nc * es,
+                   (const char *)full->data + ((size_t)(r0 + r) * full->cols + c0) * es, (size_t)nc * es))
+            return 0;
+    return 1;
+}
+
+static int expert_equal(const kern_mat_t *a, int j, const kern_mat_t *full, int e)
+{
+    size_t n = (size_t)a->rows * a->cols * ms_dtype_size(a->dtype);
+    return a->rows == full->rows && a->cols == full->cols &&
+           !memcmp((const char *)a->data + j * n, (const char *)full->data + e * n, n);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return 2;
+    const char *dir = et_model(argv[1], "--preset tiny --dtype bf16 --seed 9");
+    const char *fp8 = et_model(argv[1], "--preset tiny --dtype fp8 --seed 9");
+    T_CHECK(dir && fp8);
+    if (!dir || !fp8) return t_done();
+    mcfg_t c;
+    ckpt_t *ck;
+    T_CHECK(mcfg_load(dir, &c) == MS_OK && ckpt_open(dir, &ck) == MS_OK);
+    const kern_ops_t *k = &kern_cpu_ops;
+    weights_t full, part, dp;
+    par_t p1 = par_single(), p2 = {.tp_rank = 1, .tp_size = 2, .ep_rank = 1, .ep_size = 2},
+          p3 = {.tp_rank = 1, .tp_size = 2, .ep_rank = 0, .ep_size = 1, .attention_dp = true};
+    T_CHECK(par_validate(&p2, &c) == MS_OK && par_validate(&p3, &c) == MS_OK);
+    T_CHECK(weights_load(k, NULL, ck, &c, &p1, &full) == MS_OK);
+    T_CHECK(weights_load(k, NULL, ck, &c, &p2, &part) == MS_OK);
+    T_CHECK(weights_load(k, NULL, ck, &c, &p3, &dp) == MS_OK);
+    T_CHECK(part.bytes < full.bytes && dp.bytes == full.bytes);
+    const int H = c.num_attention_heads, Hl = H / 2, h0 = Hl, qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+    const int dn = c.qk_nope_head_dim, dv = c.v_head_dim, D = c.hidden_size;
+    int ok = 1, moe_layers = 0;
+    for (int l = 0; l < c.num_hidden_layers; l++) {
+        const wlayer_t *f = &full.layers[l], *s = &part.layers[l], *d = &dp.layers[l];
+        ok &= mat_rows_equal(&s->q_b, &f->q_b, h0 * qk, Hl * qk, 0, f->q_b.cols);
+        ok &= mat_rows_equal(&s->kv_b, &f->kv_b, h0 * (dn + dv), Hl * (dn + dv), 0, f->kv_b.cols);
+        ok &= mat_rows_equal(&s->o, &f->o, 0, D, h0 * dv, Hl * dv);
+        ok &= mat_rows_equal(&s->q_a, &f->q_a, 0, f->q_a.rows, 0, f->q_a.cols);
+        ok &= mat_rows_equal(&s->kv_a, &f->kv_a, 0, f->kv_a.rows, 0, f->kv_a.cols);
+        ok &= mat_rows_equal(&d->q_b, &f->q_b, 0, f->q_b.rows, 0, f->q_b.cols); /* DP: all heads */
+        ok &= mat_rows_equal(&d->o, &f->o, 0, D, 0, f->o.cols);
+        ok &= !memcmp(s->input_norm, f->input_norm, 2 * (size_t)D);
+        if (!f->is_moe) continue;
+        moe_layers++;
+        ok &= mat_rows_equal(&s->router, &f->router, 0, f->router.rows, 0, D);
+        ok &= !memcmp(s->router_bias, f->router_bias, sizeof(float) * (size_t)c.n_routed_experts);
+        for (int j = 0; j < c.n_routed_experts / 2; j++) {
+            ok &= expert_equal(&s->ex_gate, j, &f->ex_gate, 2 * j + 1);
+            ok &= expert_equal(&s->ex_up, j, &f->ex_up, 2 * j + 1);
+            ok &= expert_equal(&s->ex_down, j, &f->ex_down, 2 * j + 1);
+            ok &= expert_equal(&d->ex_down, 2 * j + 1, &f->ex_down, 2 * j + 1);
+        }
+        ok &= mat_rows_equal(&s->sh_down, &f->sh_down, 0, D, 0, f->sh_down.cols);
+    }
+    T_CHECK(ok);
+    T_CHECK(moe_layers == c.num_hidden_layers - c.first_k_dense_replace);
+    fprintf(stderr, "full %.2f MiB, tp2/ep2 rank 1 %.2f MiB, dp rank with ep1 %.2f MiB\n", full.bytes / 1048576.0,
+            part.bytes / 1048576.0, dp.bytes / 1048576.0);
+    weights_free(&full), weights_free(&part), weights_free(&dp);
+    ckpt_close(ck);
+
+    /* fp8: 2 heads x 48 = 96 rows of q_b cut a 128-row scale block */
+    mcfg_t c8;
+    T_CHECK(mcfg_load(fp8, &c8) == MS_OK);
+    T_CHECK(par_validate(&p2, &c8) == MS_ERR_UNSUPPORTED);
+    par_t ep_only = {.tp_rank = 0, .tp_size = 1, .ep_rank = 1, .ep_size = 4};
+    T_CHECK(par_validate(&ep_only, &c8) == MS_OK);
+    T_CHECK(mcfg_load(fp8, &c8) == MS_OK && ckpt_open(fp8, &ck) == MS_OK);
+    T_CHECK(weights_load(k, NULL, ck, &c8, &ep_only, &part) == MS_OK);
+    T_CHECK(part.layers[1].ex_gate.dtype == MS_DT_F8E4M3 && part.layers[1].ex_gate.scale_inv != NULL);
+    weights_free(&part);
+    ckpt_close(ck);
+    return t_done();
+}
