@@ -33,7 +33,7 @@ __global__ static void rmsnorm_kernel(const uint16_t *x, int64_t ldx, const uint
         if ((int32_t)threadIdx.x < st) part[threadIdx.x] += part[threadIdx.x + st];
         __syncthreads();
     }
-    float inv = rsqrtf(part[0] / dim + eps);
+    float inv = 1.0f / sqrtf(part[0] / dim + eps); /* as the CPU: correctly rounded sqrt and division */
     for (int32_t i = threadIdx.x; i < dim; i += blockDim.x) {
         float nrm = bf16_f(f_bf16(bf16_f(xr[i]) * inv));
         yr[i] = f_bf16(bf16_f(w[i]) * nrm);

@@ -2,8 +2,9 @@
  * op the CUDA backend implements is run on the same inputs as the CPU
  * reference and compared. Without a CUDA build or without a GPU this test
  * reports SKIP (77); it never passes vacuously. Shapes: DeepSeek-V3 hidden
- * 7168 rows and kv_a_layernorm 512 in 576-wide rows. Tolerance: embed exact;
- * rmsnorm one bf16 ulp (GPU reduces in fp32, CPU in double). */
+ * 7168 rows. Tolerance: embed exact; rmsnorm two bf16 ulps (the GPU reduces
+ * in fp32, the CPU in double: the normalized value may round the other way,
+ * then the weight product rounds again). */
 #include "kref.h"
 
 int main(void)
@@ -33,7 +34,7 @@ int main(void)
     T_CHECK(cu->synchronize(st) == MS_OK);
     kern_cpu_ops.rmsnorm(NULL, x, dim, w, yc, dim, rows, dim, 1e-6f);
     kr_err_t e = {.what = "rmsnorm cuda vs cpu"};
-    for (long i = 0; i < (long)rows * dim; i++) kr_err_add(&e, kr_b(yg[i]), kr_b(yc[i]), fabs(kr_b(yc[i])) / 128 + 1e-30);
+    for (long i = 0; i < (long)rows * dim; i++) kr_err_add(&e, kr_b(yg[i]), kr_b(yc[i]), fabs(kr_b(yc[i])) / 64 + 1e-30);
     KR_ERR_CHECK(e);
 
     bf16_t *tab = kr_bf16((int64_t)V * 576, 1.0), *ec = calloc(8 * 576, 2), *eg = calloc(8 * 576, 2);
