@@ -21,7 +21,8 @@
  * 5. Greedy token = argmax of the returned logits (lowest id on ties);
  *    logprob = log_softmax at the token (|diff| <= 1e-4); top-N descending.
  * 6. fp8 checkpoint and its dequantized bf16 twin give bit-identical logits.
- * 7. Bad plans (token id, block id, too few blocks, too many tokens) are
+ * 7. Bad plans (token id, block id, too few blocks, too many tokens, bad
+ *    sampling knobs) are
  *    MS_ERR_INVALID and the engine keeps working; bad options and a missing
  *    model directory fail engine_create. */
 #include "etest.h"
@@ -243,7 +244,11 @@ static void test_bad(const char *dir)
     et_seq_t two[2] = {{.slot = 0, .n = 8, .tokens = toks, .blocks = bl, .n_blocks = 2, .n_logprobs = -1},
                        {.slot = 1, .n = 1, .tokens = toks, .blocks = bl, .n_blocks = 1, .n_logprobs = -1}};
     T_CHECK(et_step(e, two, 2, r) == MS_ERR_INVALID); /* 9 tokens > max_tokens_per_step 8 */
-    q.pos = 0, q.n = 2;
+    q.pos = 0, q.n = 2, q.n_logprobs = 21;
+    T_CHECK(et_step(e, &q, 1, r) == MS_ERR_INVALID); /* more logprobs than a result holds */
+    q.n_logprobs = -1, q.temperature = -1;
+    T_CHECK(et_step(e, &q, 1, r) == MS_ERR_INVALID);
+    q.temperature = 0;
     T_CHECK(et_step(e, &q, 1, r) == MS_OK && r[0].token >= 0 && r[0].token < 512); /* still works */
     engine_destroy(e);
     comm_destroy(c);
