@@ -182,8 +182,8 @@ static void seq_unplace(sched_t *s, sched_seq_t *q)
 
 static void seq_preempt(sched_t *s, sched_seq_t *q)
 {
-    MS_DEBUG("sched: preempting request %llu (%d tokens, %d KV blocks freed)", (unsigned long long)q->req->id,
-             q->n_tokens, q->kv.n);
+    MS_INFO("KV cache full: preempting request %llu (%d tokens, %d blocks freed); it resumes when blocks free up",
+            (unsigned long long)q->req->id, q->n_tokens, q->kv.n);
     list_remove(&s->running, q);
     seq_unplace(s, q);
     q->n_cached = 0;

@@ -38,6 +38,21 @@ static void fatal_step(const serve_ctx_t *sc, ms_status_t st)
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
+/* Test hook: MOESERVE_FAULT_STEP=N makes step N fail on every rank before
+ * anything is computed, as a plan the engine rejects would (integration
+ * tests use it to check the 5xx path and that serving goes on). */
+static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
+{
+    static long fault = -2;
+    if (fault == -2) {
+        const char *v = getenv("MOESERVE_FAULT_STEP");
+        fault = v && *v ? strtol(v, NULL, 10) : -1;
+    }
+    if (fault >= 0 && (long)plan->hdr.step == fault)
+        return MS_ERR(MS_ERR_INVALID, "injected failure of step %ld (MOESERVE_FAULT_STEP)", fault);
+    return engine_step(sc->engine, plan, res);
+}
+
 /* A step failure is survivable when nothing was computed, or when there is
  * nobody to wait for us. */
 static bool step_failure_survivable(const serve_ctx_t *sc, ms_status_t st)
@@ -209,7 +224,7 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
             break;
         }
         if (sc->size > 1) MS_TRY_GOTO(ret, proto_send_plan(sc->link, plan), out);
-        st = engine_step(sc->engine, plan, res);
+        st = step_or_fault(sc, plan, res);
         if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
         char errmsg[600] = "";
         if (st != MS_OK) snprintf(errmsg, sizeof errmsg, "rank 0: %s", ms_error_last());
@@ -279,7 +294,7 @@ ms_status_t serve_loop_worker(serve_ctx_t *sc)
             st = MS_ERR(MS_ERR_INVALID, "rank %d: plan of %d sequences exceeds %d", sc->rank, plan->n_seqs,
                         sc->max_seqs);
         } else {
-            st = engine_step(sc->engine, plan, res);
+            st = step_or_fault(sc, plan, res);
             if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
         }
         MS_TRY(proto_gather_results(sc->link, plan, st == MS_OK ? res : NULL, st, NULL, NULL));

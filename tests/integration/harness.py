@@ -100,10 +100,11 @@ class Env:
                 os.rename(tmp, out)
         return out
 
-    def generate(self, model, prompt_ids, max_tokens):
+    def generate(self, model, prompt_ids, max_tokens, chunk=0):
         """Reference greedy continuation from the single-process engine
-        (same MLA mode as the server: naive prefill, absorbed decode)."""
-        key = "%s|%s|%d" % (model, ",".join(map(str, prompt_ids)), max_tokens)
+        (same MLA mode as the server: naive prefill, absorbed decode;
+        chunk > 0: the prompt is prefilled chunk tokens per step)."""
+        key = "%s|%s|%d|%d" % (model, ",".join(map(str, prompt_ids)), max_tokens, chunk)
         cache = os.path.join(self.workdir, "generate-cache.json")
         with open(cache + ".lock", "w") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)
@@ -113,7 +114,8 @@ class Env:
                     data = json.load(f)
             if key not in data:
                 r = subprocess.run([self.moeserve, "generate", model, "--prompt-ids", ",".join(map(str, prompt_ids)),
-                                    "--max-tokens", str(max_tokens), "--ignore-eos", "--mla", "auto"],
+                                    "--max-tokens", str(max_tokens), "--ignore-eos", "--mla", "auto"] +
+                                   (["--chunk", str(chunk)] if chunk else []),
                                    capture_output=True, text=True, timeout=120)
                 if r.returncode != 0:
                     raise RuntimeError("generate failed: " + r.stderr[-2000:])
@@ -143,8 +145,10 @@ class ServerDied(Exception):
 class Server:
     """One `moeserve serve` job: np = 1 runs without mpirun, else mpirun -np N."""
 
-    def __init__(self, env, model, np=1, args=(), config=None, yaml_extra="", use_mpirun=None, ready_timeout=90):
+    def __init__(self, env, model, np=1, args=(), config=None, yaml_extra="", use_mpirun=None, ready_timeout=90,
+                 extra_env=None):
         self.env, self.model, self.np = env, model, np
+        self.extra_env = dict(extra_env or {})
         self.port = free_port()
         self.proc = None
         self.ready_timeout = ready_timeout
@@ -174,6 +178,7 @@ class Server:
 
     def start(self):
         env = dict(os.environ, **ROOT_ENV)
+        env.update(self.extra_env)
         log("starting:", " ".join(self.cmd))
         self.t_start = time.time()
         self.proc = subprocess.Popen(self.cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
