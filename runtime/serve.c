@@ -23,8 +23,8 @@
  *
  * Signals: SIGINT/SIGTERM are blocked in every thread and taken by a sigwait
  * thread. Rank 0: stop accepting, abort in-flight requests, let the gateway
- * drain, tell the workers to exit; every rank exits 0. A second signal exits
- * at once. Workers ignore signals for a grace period (mpirun forwards its
+ * drain, tell the workers to exit; every rank exits 0. Another signal two or
+ * more seconds later exits at once. Workers ignore signals for a grace period (mpirun forwards its
  * SIGTERM to every rank: rank 0 leads the shutdown) and exit 1 after it, so
  * a worker signalled alone still brings the job down. */
 #include "commands.h"
@@ -53,6 +53,7 @@ static struct {
     coord_t *coord;      /* rank 0, once created */
     volatile int stopping;
     volatile int exiting; /* main thread is past its loop */
+    time_t t_first;       /* monotonic seconds of the first signal */
     pthread_mutex_t mu;
 } g_sig = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -67,11 +68,18 @@ static void *signal_thread(void *arg)
         g_sig.stopping = 1;
         coord_t *c = g_sig.coord;
         pthread_mutex_unlock(&g_sig.mu);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (first) g_sig.t_first = now.tv_sec;
         if (g_sig.rank == 0) {
-            if (!first) {
+            /* Ctrl-C reaches rank 0 twice at once (from the terminal, and from
+             * mpirun forwarding it): only a signal seconds later is a user
+             * insisting. */
+            if (!first && now.tv_sec - g_sig.t_first >= 2) {
                 MS_WARN("second %s: exiting now", strsignal(sig));
                 _exit(1);
             }
+            if (!first) continue;
             MS_INFO("%s: shutting down (no new requests; in-flight requests are aborted)", strsignal(sig));
             if (c) coord_stop(c);
         } else if (first) {
@@ -194,8 +202,11 @@ int cmd_serve(int argc, char **argv)
         ok = false;
     }
     if (ok && cfg_resolve_model(cfg.model, cfg.model_dir, sizeof cfg.model_dir) != MS_OK) ok = false;
-    if (ok && mcfg_load(cfg.model_dir, &mc) != MS_OK) ok = false;
-    if (!all_ok(ok)) goto out_mpi;
+    if (!all_ok(ok)) {
+        rc = 2; /* bad usage: the layout or MODEL as given */
+        goto out_mpi;
+    }
+    if (!all_ok(mcfg_load(cfg.model_dir, &mc) == MS_OK)) goto out_mpi;
     int max_seq_len = cfg.max_seq_len > 0 ? cfg.max_seq_len : mc.max_position_embeddings;
     bool dp = cfg.enable_attention_dp && size > 1;
     int groups = dp ? size : 1;

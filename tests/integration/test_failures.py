@@ -9,7 +9,8 @@ to stop.
      few seconds. (mpirun itself reports a non-zero status whenever it was
      signalled — Open MPI's behaviour — so only the ranks' logs and the time
      are checked.)
-  3. a bad layout (--tp_size not matching -np) fails at startup with a clear
+  3. Ctrl-C (SIGINT to the whole process group): the same, cleanly.
+  4. a bad layout (--tp_size not matching -np) fails at startup with a clear
      message on every rank, not a hang.
 """
 import os
@@ -74,6 +75,23 @@ def term_mpirun(c, env, model):
         log("SIGTERM to mpirun -> exit %r after %.2f s" % (rc, dt))
 
 
+def ctrl_c(c, env, model):
+    """What a terminal's Ctrl-C does: SIGINT to mpirun and every rank at once
+    (rank 0 also gets mpirun's forwarded SIGTERM right after)."""
+    with Server(env, model, np=2, args=TP2) as srv:
+        srv.completion(prompt=[0, 1, 2], max_tokens=2)
+        t0 = time.time()
+        os.killpg(srv.proc.pid, signal.SIGINT)
+        rc = srv.wait_exit(20)
+        dt = time.time() - t0
+        text = srv.log_text()
+        c.check(rc is not None and dt < 10, "Ctrl-C: still running after %.1f s" % dt)
+        c.check("[rank 0] info: shut down cleanly" in text, "Ctrl-C: no clean shutdown on rank 0:\n%s"
+                % srv.log_tail())
+        c.check(not srv.ranks_alive(), "ranks left behind: %r" % srv.ranks_alive())
+        log("Ctrl-C -> exit %r after %.2f s" % (rc, dt))
+
+
 def bad_layout(c, env, model):
     cmd = ["mpirun", "-np", "2", "--oversubscribe", env.moeserve, "serve", model, "--port", str(free_port()), "--tp_size", "4",
            "--ep_size", "2", "--extra_llm_api_options", os.path.join(env.configs, "tiny-cpu.yaml")]
@@ -84,7 +102,7 @@ def bad_layout(c, env, model):
     except subprocess.TimeoutExpired:
         c.check(False, "a bad layout hung for 60 s")
         return
-    c.check(r.returncode != 0, "bad layout exited %d" % r.returncode)
+    c.check(r.returncode == 2, "bad layout exited %d (want 2: bad usage)" % r.returncode)
     c.check("--tp_size 4 but mpirun started 2 ranks" in r.stderr, "unclear error: %s" % r.stderr[-1500:])
     log("bad layout -> exit %d after %.1f s" % (r.returncode, time.time() - t0))
 
@@ -95,6 +113,7 @@ def main():
     c = Checks()
     kill_worker(c, env, model)
     term_mpirun(c, env, model)
+    ctrl_c(c, env, model)
     bad_layout(c, env, model)
     c.done()
 
