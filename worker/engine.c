@@ -38,6 +38,8 @@ struct engine {
     kern_sample_t *sp;
     int *seq_of_sample;    /* plan seq index of each sampled row */
     int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
+    int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
+    int *row0;             /* per plan seq: its first token row, -1 if another rank's */
     int n_sample_last;
     int n_seqs_last;       /* plan sequences of the last step (engine_logits) */
     int32_t *h_tok, *h_top;
@@ -49,7 +51,7 @@ const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
 static void engine_free_host(engine_t *e)
 {
     free(e->ids), free(e->pos), free(e->slots), free(e->last_row), free(e->seqs), free(e->sp);
-    free(e->seq_of_sample), free(e->sample_of_seq), free(e->h_tok), free(e->h_top), free(e->h_lp), free(e->h_toplp);
+    free(e->seq_of_sample), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->h_tok), free(e->h_top), free(e->h_lp), free(e->h_toplp);
 }
 
 ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_opts_t *opts, comm_t *comm,
@@ -89,10 +91,11 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     e->last_row = malloc(sizeof(int32_t) * B), e->seqs = malloc(sizeof(kern_attn_seq_t) * B);
     e->sp = malloc(sizeof(kern_sample_t) * B), e->seq_of_sample = malloc(sizeof(int) * B);
     e->sample_of_seq = malloc(sizeof(int) * B), e->h_tok = malloc(sizeof(int32_t) * B);
+    e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B);
     e->h_lp = malloc(sizeof(float) * B), e->h_top = malloc(sizeof(int32_t) * B * KERN_MAX_LOGPROBS);
     e->h_toplp = malloc(sizeof(float) * B * KERN_MAX_LOGPROBS);
     if (!e->ids || !e->pos || !e->slots || !e->last_row || !e->seqs || !e->sp || !e->seq_of_sample ||
-        !e->sample_of_seq || !e->h_tok || !e->h_lp || !e->h_top || !e->h_toplp) {
+        !e->sample_of_seq || !e->path || !e->row0 || !e->h_tok || !e->h_lp || !e->h_top || !e->h_toplp) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
@@ -186,20 +189,17 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
     fwd_step_t st = {0};
 
     /* naive seqs go first in the descriptor array, absorbed after: two passes */
-    int S = 0;
-    int *path = calloc((size_t)(p->n_seqs ? p->n_seqs : 1), sizeof(int)); /* 1 = naive */
-    if (!path) return MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
+    int S = 0, *path = e->path, *row0 = e->row0;
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
+        path[i] = 0;
         if (!seq_is_mine(e, q)) continue;
         int len = q->pos + q->n_tokens;
         bool naive = e->opts.mla == ENGINE_MLA_NAIVE || (e->opts.mla == ENGINE_MLA_AUTO && q->n_tokens > 1);
         if (naive && S + len > f->S_max) {
-            if (e->opts.mla == ENGINE_MLA_NAIVE) {
-                free(path);
+            if (e->opts.mla == ENGINE_MLA_NAIVE)
                 return MS_ERR(MS_ERR_INVALID, "engine: naive MLA needs %d gathered rows, max_naive_ctx is %d", S + len,
                               f->S_max);
-            }
             naive = false;
         }
         if (naive) S += len;
@@ -208,11 +208,6 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
     int ns = 0, T = 0, nsample = 0;
     for (int i = 0; i < p->n_seqs; i++) e->sample_of_seq[i] = -1;
     /* token rows follow plan order over my seqs */
-    int *row0 = malloc(sizeof(int) * (size_t)(p->n_seqs ? p->n_seqs : 1));
-    if (!row0) {
-        free(path);
-        return MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
-    }
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         row0[i] = -1;
@@ -250,7 +245,6 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
             if (pass) kv_off += q->pos + q->n_tokens, st.n_naive++;
             else st.n_abs++;
         }
-    free(path), free(row0);
     st.T = T, st.S_naive = S, st.n_sample = nsample;
     e->n_sample_last = nsample;
     e->n_seqs_last = p->n_seqs;

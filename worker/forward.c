@@ -138,8 +138,6 @@ static ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *u
     return k->gemm(f->s, f->g, MS_DT_BF16, F, down, out, MS_DT_BF16, f->D, n);
 }
 
-/* Shared expert for the MoE (kept here beside the dense MLP it equals). */
-ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out);
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out)
 {
     return fwd_mlp(f, &y->sh_gate, &y->sh_up, &y->sh_down, xn, n, out);

@@ -103,5 +103,7 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st);
 /* internal pieces (forward_attn.c, forward_moe.c) */
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st);
 ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
+/* the shared experts of an MoE layer on n rows of xn (forward.c, beside the dense MLP it equals) */
+ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out);
 
 #endif

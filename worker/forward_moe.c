@@ -15,8 +15,6 @@
 
 #include <string.h>
 
-ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out);
-
 ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st)
 {
     const kern_ops_t *k = f->k;
