@@ -7,10 +7,10 @@
  * sequence of a group is found by walking from the tail. Per group: a KV
  * block pool, a slot table and a running count.
  *
- * Invariants (checked by tests/unit/test_sched*.c):
- *   - a running sequence owns exactly kv_blocks_for(max(n_cached+pending...))
- *     blocks of its group's pool, at least enough for every fed position;
- *   - sum over groups of running <= max_batch_size each; slots unique;
+ * Invariants (checked by tests/unit/test_sched.c):
+ *   - a running sequence holds blocks of its group's pool for at least every
+ *     position it has fed or feeds this step; a waiting one holds none;
+ *   - per group, running <= max_batch_size and slots are unique;
  *   - per step and group, fed tokens <= max_num_tokens;
  *   - every block is either free or in exactly one running sequence's table. */
 #include "sched.h"
