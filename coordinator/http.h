@@ -1,0 +1,65 @@
+/* http.h — the HTTP gateway on rank 0: a libevent evhttp server on its own
+ * thread serving the OpenAI-compatible API.
+ *
+ *   GET  /health               200 ready | 503 loading or draining
+ *   GET  /v1/models            {"object":"list","data":[{id, object:"model", created, owned_by}]}
+ *   GET  /version              {"version": "..."}
+ *   GET  /metrics              Prometheus text (metrics.h)
+ *   POST /v1/completions       openai.h
+ *   POST /v1/chat/completions  openai.h
+ * Unknown route 404, wrong method 405, body over max_body_bytes 413, queue
+ * full 429, loading/draining 503; every error body is OpenAI-style JSON
+ * (except 413, which libevent writes itself before the handler runs).
+ *
+ * Threads: every evhttp_* call happens on the gateway thread (DESIGN
+ * invariant 4). The engine thread talks to it only through coord_t: it pushes
+ * chunks with coord_push_chunk, whose notify hook (set here) is an
+ * event_active() on the gateway's base.
+ *
+ * Shutdown order for the caller (runtime/serve.c):
+ *   coord_stop(coord)          new submissions refused; /health says 503
+ *   http_server_stop(srv)      stop accepting; wait for in-flight replies (the
+ *                              engine finishes or aborts them) up to
+ *                              drain_timeout_s, then end the rest with 503
+ *   join the engine thread
+ *   http_server_destroy(srv)   only after the engine no longer pushes chunks */
+#ifndef MS_HTTP_H
+#define MS_HTTP_H
+
+#include <stddef.h>
+
+#include "openai.h"
+#include "request.h"
+
+typedef struct tok tok_t;
+
+typedef struct http_server http_server_t;
+
+typedef struct {
+    const char *host;              /* e.g. "0.0.0.0" (copied) */
+    int port;                      /* 0 = any free port (tests): see http_server_port */
+    const char *served_model_name; /* in /v1/models and every response's "model" (copied) */
+    int max_seq_len;
+    int vocab_size;
+    size_t max_body_bytes;         /* 0 = 32 MiB */
+    int stream_interval;           /* tokens per streamed chunk, passed to the engine */
+    const tok_t *tok;              /* borrowed; must outlive the server */
+    const oai_tok_ops_t *tok_ops;  /* tests: a fake tokenizer instead of tok (borrowed) */
+    coord_t *coord;                /* borrowed */
+    double drain_timeout_s;        /* http_server_stop waits this long for in-flight requests; 0 = 30 */
+} http_opts_t;
+
+/* Validates options and sets up the event base and listener state; does not
+ * bind yet. */
+ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out);
+/* Bind host:port and start the gateway thread. Returns after the bind
+ * succeeded, or MS_ERR_IO with a message naming host:port. */
+ms_status_t http_server_start(http_server_t *srv);
+/* The bound port (after start). */
+int http_server_port(const http_server_t *srv);
+/* Stop accepting, finish in-flight replies (bounded by drain_timeout_s) and
+ * join the gateway thread. Safe to call twice, or without start. */
+void http_server_stop(http_server_t *srv);
+void http_server_destroy(http_server_t *srv);
+
+#endif
