@@ -158,6 +158,8 @@ def gauge(srv, name):
 def t_health(c, srv, model):
     st, _, raw = srv.request("GET", "/health", timeout=10)
     c.check(st == 200, "GET /health -> %d %r (want 200 when ready)" % (st, raw[:200]))
+    st, _, raw = srv.request("HEAD", "/health", timeout=10)
+    c.check(st == 200 and raw == b"", "HEAD /health -> %d %r (want 200, no body)" % (st, raw[:200]))
 
 
 def t_models(c, srv, model):
@@ -361,7 +363,7 @@ def t_ignore_eos_min_tokens(c, srv, model, ref):
 
 
 def t_seed(c, srv, model, ref):
-    body = {"prompt": "Once upon a time", "max_tokens": 16, "temperature": 1.0, "seed": 1234, "ignore_eos": True}
+    body = {"prompt": "Once upon a time", "max_tokens": 10, "temperature": 1.0, "seed": 1234, "ignore_eos": True}
     t0 = time.time()
     a = comp(c, srv, body, "seed a")
     b = comp(c, srv, body, "seed b")
@@ -375,7 +377,7 @@ def t_seed(c, srv, model, ref):
     if greedy:
         c.check(greedy["choices"][0]["text"] != ta, "temperature 1 sampled exactly the greedy text %r" % ta)
     # the same request while other requests share the batch
-    noise = [{"prompt": [0] + [300 + 11 * i + j for j in range(3 + i)], "max_tokens": 12 + i, "temperature": 0.7,
+    noise = [{"prompt": [0] + [300 + 11 * i + j for j in range(3 + i)], "max_tokens": 6 + i, "temperature": 0.7,
               "ignore_eos": True} for i in range(6)]
     fns = [lambda b=b: post(srv, "/v1/completions", b) for b in noise]
     fns[3:3] = [lambda: post(srv, "/v1/completions", body)]
@@ -390,6 +392,21 @@ def t_seed(c, srv, model, ref):
             continue
         t = r[1]["choices"][0]["text"]
         c.check(t == ta, "seed 1234 under load (copy %d): %r != alone %r" % (i, t, ta))
+
+
+def t_sampling_knobs(c, srv, model, ref):
+    """top_k 1 and a tiny top_p leave only the most likely token: greedy text at any temperature."""
+    for extra in ({"top_k": 1}, {"top_p": 1e-6}, {"top_k": -1, "top_p": 1e-6}):
+        body = dict({"prompt": SEED_IDS, "max_tokens": 8, "temperature": 1.5, "seed": 7, "ignore_eos": True}, **extra)
+        js = comp(c, srv, body, "sampling %r" % extra)
+        if js:
+            c.check(js["choices"][0]["text"] == ref["prefix_k"][8], "temperature 1.5 with %r: %r (want greedy %r)"
+                    % (extra, js["choices"][0]["text"], ref["prefix_k"][8]))
+    for bad in ({"top_p": 0}, {"top_p": 1.5}, {"top_k": -2}, {"seed": "x"}, {"stop": [1]}, {"stop": [""]},
+                {"stop_token_ids": [VOCAB]}, {"logprobs": 21}, {"ignore_eos": "yes"}):
+        st, _, raw = srv.request("POST", "/v1/completions", dict({"prompt": SEED_IDS, "max_tokens": 2}, **bad),
+                                 timeout=20)
+        check_error(c, "sampling field %r" % bad, st, raw, 400)
 
 
 def t_logprobs(c, srv, model, ref):
@@ -472,6 +489,13 @@ def t_chat(c, srv, model, ref):
     c.check(ch.get("finish_reason") == "length", "chat finish_reason %r" % ch.get("finish_reason"))
     c.check(js.get("usage", {}).get("completion_tokens") == 8, "chat usage %r" % js.get("usage"))
     ref["chat"] = msg.get("content")
+    # a multi-turn conversation (system, user, assistant, user) is accepted
+    turns = CHAT + [{"role": "assistant", "content": "In New York State."}, {"role": "user", "content": "Sure?"}]
+    st, js2, raw = post(srv, "/v1/chat/completions", {"messages": turns, "max_tokens": 4, "temperature": 0,
+                                                      "ignore_eos": True})
+    c.check(st == 200 and js2["usage"]["completion_tokens"] == 4 and
+            js2["usage"]["prompt_tokens"] > js["usage"]["prompt_tokens"],
+            "multi-turn chat -> %d %r (want 200, 4 tokens, a longer prompt than %r)" % (st, raw[:300], js["usage"]))
 
 
 def t_chat_stream(c, srv, model, ref):
@@ -546,6 +570,10 @@ def t_errors(c, srv, model, ref):
         ("min_tokens > max_tokens", "POST", "/v1/completions", dict(base, min_tokens=5), 400),
         ("negative temperature", "POST", "/v1/completions", dict(base, temperature=-1), 400),
         ("chat without messages", "POST", "/v1/chat/completions", {"max_tokens": 4}, 400),
+        ("chat unknown role", "POST", "/v1/chat/completions",
+         {"messages": [{"role": "wizard", "content": "x"}], "max_tokens": 2}, 400),
+        ("chat messages not a list", "POST", "/v1/chat/completions", {"messages": "hi", "max_tokens": 2}, 400),
+        ("chat empty messages", "POST", "/v1/chat/completions", {"messages": [], "max_tokens": 2}, 400),
         ("chat malformed JSON", "POST", "/v1/chat/completions", b"{", 400),
         ("wrong model", "POST", "/v1/completions", dict(base, model="no-such-model"), 404),
         ("chat wrong model", "POST", "/v1/chat/completions", {"model": "nope", "messages": CHAT}, 404),
@@ -555,8 +583,12 @@ def t_errors(c, srv, model, ref):
         ("wrong method DELETE /v1/models", "DELETE", "/v1/models", None, 405),
     ]
     for what, method, path, body, want in cases:
-        st, _, raw = srv.request(method, path, body, timeout=20)
+        st, h, raw = srv.request(method, path, body, timeout=20)
         check_error(c, "%s (%s %s)" % (what, method, path), st, raw, want)
+        c.check(h.get("Content-Type", "").startswith("application/json"), "%s: Content-Type %r"
+                % (what, h.get("Content-Type")))
+        if want == 405:
+            c.check(h.get("Allow"), "%s: 405 without an Allow header" % what)
     # stream: the error comes as a normal JSON reply before any SSE starts
     st, _, raw = srv.request("POST", "/v1/completions", dict(base, max_tokens="x", stream=True), timeout=20)
     check_error(c, "stream with a bad field", st, raw, 400)
@@ -611,11 +643,17 @@ def t_disconnect(c, srv, model, ref):
                    "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
         got = b""
         deadline = time.time() + 20
-        while b"data: " not in got and time.time() < deadline:
+        while got.count(b"data: ") < 3 and time.time() < deadline:
             got += s.recv(65536)
-        c.check(b"data: " in got, "no SSE chunk within 20 s: %r" % got[:300])
-        used = gauge(srv, "moeserve_kv_cache_blocks_used")
-        c.check(used and used > 0, "KV blocks used while streaming: %r (want > 0)" % used)
+        c.check(got.count(b"data: ") >= 3, "not 3 SSE chunks within 20 s: %r" % got[:300])
+        # the gauges are published after an engine step: poll briefly
+        used, t1 = None, time.time()
+        while time.time() - t1 < 3:
+            used = gauge(srv, "moeserve_kv_cache_blocks_used")
+            if used:
+                break
+            time.sleep(0.05)
+        c.check(used and used > 0, "KV blocks used while a 900-token request streams: %r (want > 0)" % used)
     finally:
         s.close()
     t0 = time.time()
@@ -671,7 +709,7 @@ def main():
         for name, fn in [("completion_seed_request", t_seed_request), ("prompt_forms", t_prompt_forms),
                          ("add_special_tokens", t_add_special), ("echo", t_echo), ("stop_string", t_stop_string),
                          ("stop_token_ids", t_stop_token_ids), ("ignore_eos_min_tokens", t_ignore_eos_min_tokens),
-                         ("seed_sampling", t_seed), ("logprobs", t_logprobs), ("stream", t_stream),
+                         ("seed_sampling", t_seed), ("sampling_knobs", t_sampling_knobs), ("logprobs", t_logprobs), ("stream", t_stream),
                          ("stream_include_usage", t_stream_usage), ("chat", t_chat), ("chat_stream", t_chat_stream),
                          ("errors", t_errors), ("concurrent_36", t_concurrent), ("disconnect", t_disconnect)]:
             if not srv.alive():
