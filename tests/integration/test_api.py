@@ -13,7 +13,8 @@ any failed). What is covered:
       concurrency), logprobs;
   streaming: SSE framing, [DONE], text == non-streamed, include_usage;
   chat: non-streamed and streamed;
-  errors: each bad request -> its status + an OpenAI-style error body, and
+  errors: each bad request -> its status + an OpenAI-style error body (413
+      included: the issue asks it of every error), and
       the server still answers correctly afterwards;
   load: 36 concurrent completions with exact token counts;
   disconnect: a client that hangs up mid-stream frees its KV blocks.
@@ -592,7 +593,12 @@ def t_errors(c, srv, model, ref):
     # stream: the error comes as a normal JSON reply before any SSE starts
     st, _, raw = srv.request("POST", "/v1/completions", dict(base, max_tokens="x", stream=True), timeout=20)
     check_error(c, "stream with a bad field", st, raw, 400)
-    # body over the limit (moeserve.max_body_bytes = MAX_BODY here)
+    # after all that, a normal request still gives the right answer
+    after_ok(c, srv, model, ref, "after the errors")
+
+
+def t_body_limit(c, srv, model, ref):
+    """413 above moeserve.max_body_bytes (MAX_BODY here), with an OpenAI-style body like every other error."""
     big = json.dumps({"prompt": "x" * (MAX_BODY + 100), "max_tokens": 1}).encode()
     req = (b"POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nConnection: close\r\n"
            b"Content-Length: %d\r\n\r\n" % len(big)) + big
@@ -602,13 +608,16 @@ def t_errors(c, srv, model, ref):
     ok = json.dumps({"prompt": SEED_TEXT, "max_tokens": 1, "user": "u" * (MAX_BODY - 200)}).encode()
     st, _, raw = srv.request("POST", "/v1/completions", ok, timeout=30)
     c.check(st == 200, "a %d-byte body under the limit -> %d %r" % (len(ok), st, raw[:300]))
-    # after all that, a normal request still gives the right answer
-    js = comp(c, srv, {"model": model, "prompt": SEED_TEXT, "max_tokens": 16, "temperature": 0}, "after errors")
+    after_ok(c, srv, model, ref, "after the 413")
+
+
+def after_ok(c, srv, model, ref, what):
+    js = comp(c, srv, {"model": model, "prompt": SEED_TEXT, "max_tokens": 16, "temperature": 0}, what)
     if js:
-        c.check(js["choices"][0]["text"] == ref["text16"], "after the errors: %r != %r"
-                % (js["choices"][0]["text"], ref["text16"]))
+        c.check(js["choices"][0]["text"] == ref["text16"], "%s: %r != %r" % (what, js["choices"][0]["text"],
+                                                                          ref["text16"]))
     st, _, _ = srv.request("GET", "/health", timeout=10)
-    c.check(st == 200, "/health after the errors -> %d" % st)
+    c.check(st == 200, "/health %s -> %d" % (what, st))
 
 
 # -- load and disconnect ---------------------------------------------------------
@@ -711,7 +720,7 @@ def main():
                          ("stop_token_ids", t_stop_token_ids), ("ignore_eos_min_tokens", t_ignore_eos_min_tokens),
                          ("seed_sampling", t_seed), ("sampling_knobs", t_sampling_knobs), ("logprobs", t_logprobs), ("stream", t_stream),
                          ("stream_include_usage", t_stream_usage), ("chat", t_chat), ("chat_stream", t_chat_stream),
-                         ("errors", t_errors), ("concurrent_36", t_concurrent), ("disconnect", t_disconnect)]:
+                         ("errors", t_errors), ("body_limit_413", t_body_limit), ("concurrent_36", t_concurrent), ("disconnect", t_disconnect)]:
             if not srv.alive():
                 c.name = name
                 c.check(False, "server died before this check:\n%s" % srv.log_tail())
