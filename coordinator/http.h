@@ -9,7 +9,8 @@
  *   POST /v1/chat/completions  openai.h
  * Unknown route 404, wrong method 405, body over max_body_bytes 413, queue
  * full 429, loading/draining 503; every error body is OpenAI-style JSON
- * (except 413, which libevent writes itself before the handler runs).
+ * (413 too, except for bodies past 2x the limit + 1 MiB, which libevent
+ * 2.1 refuses itself with an HTML page before the handler runs).
  *
  * Threads: every evhttp_* call happens on the gateway thread (DESIGN
  * invariant 4). The engine thread talks to it only through coord_t: it pushes
