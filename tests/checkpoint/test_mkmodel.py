@@ -3,7 +3,9 @@
 bytes, other seed → other weights), the safetensors rules the Python
 `safetensors` library enforces (contiguous data, 8-aligned header,
 __metadata__ format "pt"), HF names, FP8 block scales with partial blocks,
-the bit-exact dequantized twin, the presets and the command-line errors.
+the bit-exact dequantized twin (and FP8 linears keeping their BF16 std),
+the peaky lm_head (row next(v) aligned with embedding v), the presets and
+the command-line errors.
 
 usage: test_mkmodel.py MKMODEL            (standard library only)
 """
@@ -157,6 +159,11 @@ def main():
         for k in T:
             if F[k][0] != "F8_E4M3":
                 check(F[k][2] == T[k][2], f"{k}: non-quantized tensor differs in the twin")
+            else:
+                # An FP8 linear keeps about its BF16 std (1/sqrt(fan_in)): the fp8 model behaves like the bf16 one.
+                v = bf16s(T[k][2])
+                ratio = math.sqrt(sum(x * x for x in v) / len(v)) * math.sqrt(T[k][1][1])
+                check(0.75 <= ratio <= 1.15, f"{k}: fp8 std is {ratio:.3f} x 1/sqrt(fan_in)")
 
         # q_lora_rank null and its q_proj.
         N = read_ckpt(p("n1"))
@@ -166,6 +173,23 @@ def main():
               not any("q_a_proj" in k for k in N), "tiny-noq must use q_proj")
         check(N["model.layers.1.mlp.shared_experts.gate_proj.weight"][1] ==
               [ncfg["moe_intermediate_size"] * ncfg["n_shared_experts"], ncfg["hidden_size"]], "shared expert width")
+
+        # Peaky head (tools/mkmodel_write.c): lm_head row next(v) = 3/H x token v's unit-variance embedding
+        # (std 2.5) + a random part orthogonal to it; next() has no fixed point and is one-to-one.
+        V, H = ncfg["vocab_size"], ncfg["hidden_size"]
+        emb, head = bf16s(N["model.embed_tokens.weight"][2]), bf16s(N["lm_head.weight"][2])
+        esd = math.sqrt(sum(x * x for x in emb) / len(emb))
+        check(2.3 < esd < 2.7, f"embedding std {esd:.3f}, expected ~2.5")
+        seen = set()
+        for v in range(0, V, 37):
+            e = emb[v * H:(v + 1) * H]
+            ee = sum(x * x for x in e)
+            proj = sorted(((sum(h * x for h, x in zip(head[u * H:(u + 1) * H], e)) / ee * H * 2.5, u)
+                           for u in range(V)), reverse=True)
+            (p1, u1), (p2, _) = proj[0], proj[1]
+            check(abs(p1 - 3.0) < 0.02 and p2 < 2.2 and u1 != v and u1 not in seen,
+                  f"lm_head: token {v}'s aligned row {u1} projects {p1:.4f} (expected 3), next best {p2:.3f}")
+            seen.add(u1)
 
         # MTP layer, --layers, --shard-mb 0, --config-only, r1 geometry, tokenizer copy.
         run(mk, "--preset", "tiny", "--out", p("m"), "--mtp", "--layers", "2", "--shard-mb", "0")
