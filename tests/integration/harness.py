@@ -124,15 +124,16 @@ class Env:
                     json.dump(data, f)
             return data[key]
 
-    def run_tool(self, cmd, model, lines):
-        r = subprocess.run([self.moeserve, cmd, model], input="\n".join(lines) + "\n", capture_output=True,
+    def run_tool(self, cmd, model, lines, args=()):
+        r = subprocess.run([self.moeserve, cmd, model, *args], input="\n".join(lines) + "\n", capture_output=True,
                            text=True, timeout=60)
         if r.returncode != 0:
             raise RuntimeError("%s failed: %s" % (cmd, r.stderr[-2000:]))
         return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
 
     def detokenize(self, model, ids_list):
-        return self.run_tool("detokenize", model, [json.dumps(ids) for ids in ids_list])
+        """Text as the server returns it: skip_special_tokens defaults to true."""
+        return self.run_tool("detokenize", model, [json.dumps(ids) for ids in ids_list], ["--skip-special"])
 
     def tokenize(self, model, texts):
         return self.run_tool("tokenize", model, [json.dumps(t) for t in texts])
