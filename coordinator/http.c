@@ -408,7 +408,7 @@ void http_server_destroy(http_server_t *srv)
     if (!srv) return;
     http_server_stop(srv);
     /* From here the engine must not push chunks any more (http.h). */
-    coord_set_notify(srv->opts.coord, NULL, NULL);
+    if (srv->started) coord_set_notify(srv->opts.coord, NULL, NULL);
     http_gen_free_all(srv);
     event_free(srv->drain_ev);
     event_free(srv->stop_ev);
