@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 SKIP = 77
 ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
@@ -323,6 +324,7 @@ class Server:
         return out
 
 
+# Shared by the test_*.py scripts: named check groups that count failures.
 class Checks:
     """Counts failures instead of stopping at the first; exit code at the end."""
 
@@ -339,4 +341,38 @@ class Checks:
 
     def done(self):
         log("%d checks, %d failed" % (self.n, self.failed))
+        sys.exit(1 if self.failed or self.n == 0 else 0)
+
+
+class Checks:
+    """Named checks; failures are counted, logged with their name, not raised."""
+
+    def __init__(self):
+        self.n = self.failed = 0
+        self.failed_names = []
+        self.name = "?"
+
+    def check(self, cond, msg):
+        self.n += 1
+        if not cond:
+            self.failed += 1
+            if self.name not in self.failed_names:
+                self.failed_names.append(self.name)
+            log("FAIL [%s]: %s" % (self.name, msg))
+        return bool(cond)
+
+    def run(self, name, fn, *a):
+        """Run one named check group; an exception is a failure of that group only."""
+        self.name = name
+        t0 = time.time()
+        before = self.failed
+        try:
+            fn(self, *a)
+        except Exception as e:  # noqa: BLE001 - reported, then the next check runs
+            self.check(False, "raised %s: %s\n%s" % (type(e).__name__, e, traceback.format_exc(limit=4)))
+        log("%s %s (%.2f s)" % ("ok  " if self.failed == before else "FAIL", name, time.time() - t0))
+
+    def done(self):
+        log("%d checks, %d failed%s" % (self.n, self.failed,
+                                         (": " + ", ".join(self.failed_names)) if self.failed_names else ""))
         sys.exit(1 if self.failed or self.n == 0 else 0)

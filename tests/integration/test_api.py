@@ -28,10 +28,9 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Env, Server, log  # noqa: E402
+from harness import Checks, Env, Server, log  # noqa: E402
 
 SEED_IDS = [0, 15382, 344, 2010, 4404, 33]  # "Where is New York?" with BOS
 SEED_TEXT = "Where is New York?"
@@ -39,40 +38,6 @@ MAX_BODY = 8192        # moeserve.max_body_bytes for this server (413 above)
 MAX_SEQ_LEN = 1024     # configs/tiny-cpu.yaml
 VOCAB = 129280         # the real DeepSeek-V3 tokenizer / tiny preset vocabulary
 PROMTOOL = "/usr/bin/promtool"
-
-
-class Checks:
-    """Named checks; failures are counted, logged with their name, not raised."""
-
-    def __init__(self):
-        self.n = self.failed = 0
-        self.failed_names = []
-        self.name = "?"
-
-    def check(self, cond, msg):
-        self.n += 1
-        if not cond:
-            self.failed += 1
-            if self.name not in self.failed_names:
-                self.failed_names.append(self.name)
-            log("FAIL [%s]: %s" % (self.name, msg))
-        return bool(cond)
-
-    def run(self, name, fn, *a):
-        """Run one named check group; an exception is a failure of that group only."""
-        self.name = name
-        t0 = time.time()
-        before = self.failed
-        try:
-            fn(self, *a)
-        except Exception as e:  # noqa: BLE001 - reported, then the next check runs
-            self.check(False, "raised %s: %s\n%s" % (type(e).__name__, e, traceback.format_exc(limit=4)))
-        log("%s %s (%.2f s)" % ("ok  " if self.failed == before else "FAIL", name, time.time() - t0))
-
-    def done(self):
-        log("%d checks, %d failed%s" % (self.n, self.failed,
-                                         (": " + ", ".join(self.failed_names)) if self.failed_names else ""))
-        sys.exit(1 if self.failed or self.n == 0 else 0)
 
 
 # -- helpers -----------------------------------------------------------------

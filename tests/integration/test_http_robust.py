@@ -34,41 +34,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Env, Server, log  # noqa: E402
+from harness import Checks, Env, Server, log  # noqa: E402
 
 SEED_TEXT = "Where is New York?"
 QUEUE = 4
-
-
-class Checks:
-    def __init__(self):
-        self.n = self.failed = 0
-        self.name = "?"
-        self.failed_names = []
-
-    def check(self, cond, msg):
-        self.n += 1
-        if not cond:
-            self.failed += 1
-            if self.name not in self.failed_names:
-                self.failed_names.append(self.name)
-            log("FAIL [%s]: %s" % (self.name, msg))
-        return bool(cond)
-
-    def run(self, name, fn, *a):
-        self.name = name
-        t0 = time.time()
-        try:
-            fn(self, *a)
-        except Exception as e:  # noqa: BLE001 - a crash in a check is a failed check
-            import traceback
-            self.check(False, "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()))
-        log("%s: %.1f s" % (name, time.time() - t0))
-
-    def done(self):
-        log("%d checks, %d failed%s" % (self.n, self.failed,
-                                         (": " + ", ".join(self.failed_names)) if self.failed_names else ""))
-        sys.exit(1 if self.failed or self.n == 0 else 0)
 
 
 def raw(srv, data, timeout=10, half_close=False):
