@@ -4,14 +4,25 @@
  * the CPU backend's "device" is host memory, the CUDA backend's is GPU memory.
  *
  * Conventions for every op:
- *  - Arguments are raw device pointers, sizes, strides (in elements unless the
- *    name says bytes) and an opaque stream. Small plain descriptor structs
+ *  - The first argument is the backend context (kern_ctx_t: stream, workspace,
+ *    library handles, fault flag); then raw device pointers, sizes, strides
+ *    (in elements unless the name says bytes). Small plain descriptor structs
  *    (kern_mat_t, kern_attn_seq_t, kern_sample_t) are passed by host pointer;
  *    arrays of them that an op reads per row live in device memory.
  *  - Ops are asynchronous with respect to the host on a stream; results are
  *    visible to the host after download + synchronize. The CPU backend runs
  *    everything synchronously.
- *  - An op a backend lacks returns MS_ERR_UNSUPPORTED (never a NULL pointer).
+ *  - An op a backend lacks returns MS_ERR_UNSUPPORTED (never a NULL pointer)
+ *    and supports_op() says so up front, so an engine rejects a backend at
+ *    creation, not at its first step.
+ *  - An op's status reports launch and shape errors only (bad sizes, an
+ *    unsupported dtype). A data fault — a token id outside the vocabulary, a
+ *    slot or block id out of range — never fails the call: the op ORs a
+ *    KERN_FAULT_* bit into the context's device fault word, treats the row as
+ *    padding, and the engine reads the word once per step with its results.
+ *  - Padded rows (a slot, row or token index of -1) are no-ops in every op
+ *    that takes an index: nothing is read for them and their outputs are
+ *    left as they were, or zero where the op says so.
  *  - Numerics follow transformers v5 in bf16 (shared/reference/deepseek-v3.md):
  *    activations are bf16 where transformers stores bf16 tensors; inside an op
  *    sums accumulate in fp32 and round once on store. Each op's comment says
@@ -41,7 +52,46 @@ extern "C" {
 #define KERN_FP8_BLOCK 128
 #define KERN_MAX_LOGPROBS 20 /* = PROTO_MAX_LOGPROBS */
 
-typedef void *kern_stream_t; /* CPU: unused (NULL); CUDA: cudaStream_t */
+/* Data-fault bits an op ORs into *kern_ctx_t.fault (never a failed status). */
+enum {
+    KERN_FAULT_TOKEN = 1u << 0, /* a token id outside [0, vocab) */
+    KERN_FAULT_SLOT = 1u << 1,  /* an expert / slot id outside the placement table */
+    KERN_FAULT_BLOCK = 1u << 2, /* a KV row or block id outside the cache */
+    KERN_FAULT_CAPACITY = 1u << 3, /* more rows for a receive slot than its capacity */
+};
+
+/* The backend context every op takes: one stream of work plus what the ops on
+ * it share. Made by ops->ctx_create (the main one) and ops->ctx_create_side (a
+ * second stream sharing the device, library handles and fault word, with its
+ * own workspace), destroyed by ops->ctx_destroy. Fields are the backend's;
+ * model code reads none of them except to repoint `fault` into its own result
+ * block (so faults come back in the step's one download). Not thread-safe:
+ * one thread drives a context. */
+typedef struct kern_ctx {
+    const struct kern_ops *ops; /* the backend that made it */
+    void *stream;               /* CUDA: cudaStream_t; CPU: NULL (ops run synchronously) */
+    void *blas;                 /* CUDA: cublasLtHandle_t, shared with side contexts; CPU: NULL */
+    void *ws;                   /* device workspace for ops on this stream (ws_bytes), e.g. GEMM scratch */
+    size_t ws_bytes;
+    uint32_t *fault;            /* device word: OR of KERN_FAULT_* raised by ops; owned unless repointed */
+    uint32_t *own_fault;        /* the word ctx_create allocated (freed by ctx_destroy) */
+    int device;                 /* CUDA device ordinal; 0 on CPU */
+    int is_side;                /* made by ctx_create_side: shares blas and fault */
+} kern_ctx_t;
+
+typedef void *kern_event_t; /* CUDA: cudaEvent_t; CPU: a dummy non-NULL token */
+
+/* Every op of the table, for supports_op() and kern_op_name(). */
+typedef enum {
+    KERN_OP_EMBED, KERN_OP_ADD, KERN_OP_CAST, KERN_OP_GATHER_ROWS, KERN_OP_SILU_MUL, KERN_OP_RMSNORM,
+    KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE, KERN_OP_MLA_ABSORBED,
+    KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE, KERN_OP_LOG_SOFTMAX,
+    KERN_OP_SAMPLE,
+    KERN_N_OPS
+} kern_op_t;
+
+/* "gemm", "moe_experts", ... ("?" outside the enum) */
+const char *kern_op_name(kern_op_t op);
 
 /* A weight matrix, or a stack of n equal matrices (routed experts): matrix e
  * starts at data + e*rows*cols elements and its scales at
@@ -96,36 +146,54 @@ typedef struct kern_ops {
     /* ---- memory and streams ---- */
     ms_status_t (*alloc)(size_t bytes, void **out); /* zero-filled, 256-byte aligned */
     void (*free)(void *p);
-    ms_status_t (*upload)(kern_stream_t s, void *dst_dev, const void *src_host, size_t bytes);
-    ms_status_t (*download)(kern_stream_t s, void *dst_host, const void *src_dev, size_t bytes);
-    ms_status_t (*copy)(kern_stream_t s, void *dst_dev, const void *src_dev, size_t bytes);
-    ms_status_t (*memset)(kern_stream_t s, void *dst_dev, int value, size_t bytes);
-    ms_status_t (*stream_create)(kern_stream_t *out);
-    void (*stream_destroy)(kern_stream_t s);
-    ms_status_t (*synchronize)(kern_stream_t s);
+    ms_status_t (*upload)(kern_ctx_t *cx, void *dst_dev, const void *src_host, size_t bytes);
+    ms_status_t (*download)(kern_ctx_t *cx, void *dst_host, const void *src_dev, size_t bytes);
+    ms_status_t (*copy)(kern_ctx_t *cx, void *dst_dev, const void *src_dev, size_t bytes);
+    ms_status_t (*memset)(kern_ctx_t *cx, void *dst_dev, int value, size_t bytes);
+    /* wait until everything queued on cx has run */
+    ms_status_t (*synchronize)(kern_ctx_t *cx);
+
+    /* ---- contexts, events, pinned host memory ---- */
+    /* main context on `device` with ws_bytes of workspace and its own fault word (zeroed) */
+    ms_status_t (*ctx_create)(int device, size_t ws_bytes, kern_ctx_t **out);
+    /* a second stream beside `main`: shares device, library handles and fault word; own workspace */
+    ms_status_t (*ctx_create_side)(kern_ctx_t *main, size_t ws_bytes, kern_ctx_t **out);
+    void (*ctx_destroy)(kern_ctx_t *cx);
+    ms_status_t (*event_create)(kern_ctx_t *cx, kern_event_t *out);
+    void (*event_destroy)(kern_event_t ev);
+    /* record ev after the work queued so far on cx */
+    ms_status_t (*event_record)(kern_ctx_t *cx, kern_event_t ev);
+    /* work queued on cx after this waits for ev (no host wait) */
+    ms_status_t (*event_wait)(kern_ctx_t *cx, kern_event_t ev);
+    /* page-locked host memory (plain memory on CPU), zero-filled: the staging
+     * that lets upload/download be asynchronous and graph-capturable */
+    ms_status_t (*host_alloc)(size_t bytes, void **out);
+    void (*host_free)(void *p);
+    /* 1 when the op is implemented by this backend, 0 when it answers MS_ERR_UNSUPPORTED */
+    int (*supports_op)(kern_op_t op);
 
     /* ---- elementwise / layout ---- */
     /* out[i,:] = table[ids[i],:]; ids outside [0,vocab) are an error (CPU) */
-    ms_status_t (*embed)(kern_stream_t s, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
+    ms_status_t (*embed)(kern_ctx_t *cx, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
                          int32_t dim, bf16_t *out);
     /* y = bf16(a + b), n elements */
-    ms_status_t (*add)(kern_stream_t s, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n);
+    ms_status_t (*add)(kern_ctx_t *cx, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n);
     /* y = convert(x): F32<->BF16 (round-to-nearest-even), n elements */
-    ms_status_t (*cast)(kern_stream_t s, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n);
+    ms_status_t (*cast)(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n);
     /* dst row i = src row idx[i]; rows of row_bytes bytes, contiguous */
-    ms_status_t (*gather_rows)(kern_stream_t s, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
+    ms_status_t (*gather_rows)(kern_ctx_t *cx, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
                                void *dst);
     /* out = bf16(bf16(silu(gate)) * up), n elements (transformers: act_fn(gate) * up in bf16) */
-    ms_status_t (*silu_mul)(kern_stream_t s, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
+    ms_status_t (*silu_mul)(kern_ctx_t *cx, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
 
     /* ---- normalization / projection ---- */
     /* y[r] = bf16(w * bf16(x[r] * rsqrt(mean(x[r]^2) + eps)))   (fp32 statistics) */
-    ms_status_t (*rmsnorm)(kern_stream_t s, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
+    ms_status_t (*rmsnorm)(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
                            int32_t rows, int32_t dim, float eps);
     /* y[m, 0..w->rows) = x[m, 0..w->cols) · Wᵀ, fp32 accumulation, one rounding on store.
      * x: BF16 or F32; W: BF16, F8E4M3 (block-scaled) or F32; y: BF16 or F32.
      * x BF16 + W BF16 + y F32 is the router's fp32 GEMM (bf16 values are exact in fp32). */
-    ms_status_t (*gemm)(kern_stream_t s, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
+    ms_status_t (*gemm)(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
                         ms_dtype_t ydt, int64_t ldy, int32_t m);
 
     /* ---- attention ---- */
@@ -135,14 +203,14 @@ typedef struct kern_ops {
      * first permuted to halves [x0,x2,..,x1,x3,..] and the result stays in that layout (q_pe and k_pe use
      * the same layout, so dot products are unaffected). Rotation in bf16 as transformers:
      * out_i = bf16(bf16(x_i*cos_i) + bf16(rot_i*sin_i)). */
-    ms_status_t (*rope)(kern_stream_t s, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
+    ms_status_t (*rope)(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                         const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim, int32_t interleaved);
     /* Paged latent cache rows are [d_c ckv | d_r kpe] bf16; cache row index = block*block_size + offset.
      * cache[slots[i]] = [ckv[i*ld_ckv ..] | kpe[i*ld_kpe ..]] */
-    ms_status_t (*kv_store)(kern_stream_t s, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
+    ms_status_t (*kv_store)(kern_ctx_t *cx, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
                             int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r);
     /* For each seq: out rows kv_off .. kv_off+pos0+n_q-1 = cache rows of positions 0 .. pos0+n_q-1 (row width d_c+d_r) */
-    ms_status_t (*kv_gather)(kern_stream_t s, const bf16_t *cache, int32_t block_size, int32_t row_width,
+    ms_status_t (*kv_gather)(kern_ctx_t *cx, const bf16_t *cache, int32_t block_size, int32_t row_width,
                              const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out);
     /* Naive MLA (what transformers computes): per head h, K_h = [k_nope_h ; kpe], V_h = v_h; rounding as
      * transformers' eager attention: s = bf16(bf16(Q·K) * scale), p = bf16(softmax_fp32(s)), out = bf16(p·V)
@@ -151,14 +219,14 @@ typedef struct kern_ops {
      * kv:  [S, H*(dn+dv)] (kv_b_proj output over the gathered latents) per head [k_nope dn | v dv]
      * kpe: gathered rows, row r at kpe + r*ld_kpe (dr values, roped)
      * out: [T, H*dv] */
-    ms_status_t (*mla_naive)(kern_stream_t s, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
+    ms_status_t (*mla_naive)(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
                              const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
                              int32_t dv, float scale, bf16_t *out);
     /* Absorbed MLA over the paged latent cache (decode):
      * q_abs_h = W_UK_hᵀ q_nope_h; score_t = (q_abs_h·ckv_t + q_pe_h·kpe_t) * scale; o_lat = Σ softmax·ckv_t;
      * out_h = bf16(W_UV_h · o_lat). All fp32 inside. kv_b: [H*(dn+dv), d_c], per head [W_UK dn rows | W_UV dv rows].
      * Same q/out layouts as mla_naive. */
-    ms_status_t (*mla_absorbed)(kern_stream_t s, const bf16_t *q, const bf16_t *cache, int32_t block_size,
+    ms_status_t (*mla_absorbed)(kern_ctx_t *cx, const bf16_t *q, const bf16_t *cache, int32_t block_size,
                                 const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
                                 const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv, int32_t d_c,
                                 float scale, bf16_t *out);
@@ -168,39 +236,43 @@ typedef struct kern_ops {
      * keep the topk_group best groups (ties: lower index), c of the others := 0.0 (as transformers);
      * idx = top_k of c (ties: lower index), sorted by descending c; w = s[idx], normalized when
      * norm_topk_prob (sum + 1e-20), times scaling. idx, w: [T, top_k] */
-    ms_status_t (*moe_route)(kern_stream_t s, const float *logits, const float *bias, int32_t T, int32_t E,
+    ms_status_t (*moe_route)(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                              int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling,
                              int32_t *idx, float *w);
     /* Dispatch plan for the T*K (token, k) pairs p = t*K + k with expert idx[p]: expert e lives in global
      * slot e2slot[e] (rank = slot / slots_per_rank). Pairs are ordered by slot (stable in p); for the j-th
      * sent pair: tok_of_sent[j] = its token row, slot_of_sent[j] = its slot; pos_of_pair[p] = j;
      * slot_counts[slot] = pairs per slot (the host sums them per rank to size the all-to-all). */
-    ms_status_t (*moe_plan)(kern_stream_t s, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
+    ms_status_t (*moe_plan)(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
                             int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
                             int32_t *slot_of_sent, int32_t *slot_counts);
     /* Routed experts on R rows: row r goes to local expert slot_of_row[r] - slot_base (0..n_local-1).
      * out[r] = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted; gate/up/down are stacks of
      * n_local matrices. Grouping by expert happens inside (grouped GEMM); ws has kern_moe_ws_bytes(). */
-    ms_status_t (*moe_experts)(kern_stream_t s, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
+    ms_status_t (*moe_experts)(kern_ctx_t *cx, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
                                int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
                                const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
     /* out[t] = bf16(Σ over k, in ascending expert id, of rows[pos_of_pair[t*K+k]] * w[t*K+k]) with an fp32
      * sum (transformers 5.17's grouped/batched experts path: fp32 products, fp32 sum, one rounding). */
-    ms_status_t (*moe_combine)(kern_stream_t s, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+    ms_status_t (*moe_combine)(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
                                const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 
     /* ---- logits ---- */
     /* y[r] = log_softmax(x[r]) in fp32 (max-subtracted, double-free) */
-    ms_status_t (*log_softmax)(kern_stream_t s, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
+    ms_status_t (*log_softmax)(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
     /* Sample one token per row of fp32 logits [rows, vocab] (ld between rows). logprob and the top-N list
      * are under the unmodified distribution (log_softmax of the raw logits). top_ids/top_lp: [rows,
      * KERN_MAX_LOGPROBS], the first n_logprobs filled, descending. */
-    ms_status_t (*sample)(kern_stream_t s, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+    ms_status_t (*sample)(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                           const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                           float *top_lp);
 } kern_ops_t;
 
 extern const kern_ops_t kern_cpu_ops;
+
+/* MS_OK when backend k implements every op of ops[0..n); otherwise
+ * MS_ERR_UNSUPPORTED naming the first missing op and the backend. */
+ms_status_t kern_require_ops(const kern_ops_t *k, const kern_op_t *ops, int n);
 
 /* Pick a backend by name ("cpu" or "cuda"). A backend not compiled in is
  * MS_ERR_UNSUPPORTED with a message saying so. */

@@ -13,7 +13,7 @@ typedef struct {
 static int local_rank(const comm_t *c, comm_group_t g) { return 0; }
 static int local_size(const comm_t *c, comm_group_t g) { return 1; }
 
-static ms_status_t local_allreduce(comm_t *c, comm_group_t g, void *buf, int64_t n, ms_dtype_t dt, kern_stream_t s)
+static ms_status_t local_allreduce(comm_t *c, comm_group_t g, void *buf, int64_t n, ms_dtype_t dt, kern_ctx_t *cx)
 {
     return MS_OK;
 }
@@ -25,20 +25,20 @@ static ms_status_t local_counts(comm_t *c, comm_group_t g, const int64_t *send, 
 }
 
 static ms_status_t local_alltoallv(comm_t *c, comm_group_t g, const void *send, const int64_t *send_rows, void *recv,
-                                   const int64_t *recv_rows, size_t row_bytes, kern_stream_t s)
+                                   const int64_t *recv_rows, size_t row_bytes, kern_ctx_t *cx)
 {
     if (send_rows[0] != recv_rows[0])
         return MS_ERR(MS_ERR_INTERNAL, "comm_local alltoallv: sending %lld rows to self but expecting %lld",
                       (long long)send_rows[0], (long long)recv_rows[0]);
     const local_t *l = c->impl;
-    return l->k->copy(s, recv, send, (size_t)send_rows[0] * row_bytes);
+    return l->k->copy(cx, recv, send, (size_t)send_rows[0] * row_bytes);
 }
 
 static ms_status_t local_allgatherv(comm_t *c, comm_group_t g, const void *send, void *recv, const int64_t *recv_rows,
-                                    size_t row_bytes, kern_stream_t s)
+                                    size_t row_bytes, kern_ctx_t *cx)
 {
     const local_t *l = c->impl;
-    return l->k->copy(s, recv, send, (size_t)recv_rows[0] * row_bytes);
+    return l->k->copy(cx, recv, send, (size_t)recv_rows[0] * row_bytes);
 }
 
 static void local_destroy(comm_t *c)

@@ -21,7 +21,7 @@ typedef struct {
 static int mpic_rank(const comm_t *c, comm_group_t g) { return ((const mpic_t *)c->impl)->rank[g]; }
 static int mpic_size(const comm_t *c, comm_group_t g) { return ((const mpic_t *)c->impl)->size[g]; }
 
-static ms_status_t mpic_allreduce(comm_t *c, comm_group_t g, void *buf, int64_t n, ms_dtype_t dt, kern_stream_t s)
+static ms_status_t mpic_allreduce(comm_t *c, comm_group_t g, void *buf, int64_t n, ms_dtype_t dt, kern_ctx_t *cx)
 {
     mpic_t *m = c->impl;
     int size = m->size[g];
@@ -74,7 +74,7 @@ static ms_status_t row_type(size_t row_bytes, MPI_Datatype *t)
 }
 
 static ms_status_t mpic_alltoallv(comm_t *c, comm_group_t g, const void *send, const int64_t *send_rows, void *recv,
-                                  const int64_t *recv_rows, size_t row_bytes, kern_stream_t s)
+                                  const int64_t *recv_rows, size_t row_bytes, kern_ctx_t *cx)
 {
     mpic_t *m = c->impl;
     int size = m->size[g];
@@ -90,7 +90,7 @@ static ms_status_t mpic_alltoallv(comm_t *c, comm_group_t g, const void *send, c
 }
 
 static ms_status_t mpic_allgatherv(comm_t *c, comm_group_t g, const void *send, void *recv, const int64_t *recv_rows,
-                                   size_t row_bytes, kern_stream_t s)
+                                   size_t row_bytes, kern_ctx_t *cx)
 {
     mpic_t *m = c->impl;
     int size = m->size[g], me = m->rank[g];

@@ -26,7 +26,7 @@ struct engine {
     par_t par;
     engine_opts_t opts;
     const kern_ops_t *k;
-    kern_stream_t s;
+    kern_ctx_t *cx;
     comm_t *comm;
     ckpt_t *ck;
     weights_t w;
@@ -47,6 +47,14 @@ struct engine {
 };
 
 const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
+
+/* Every op the forward pass calls: checked at creation so a backend that
+ * lacks one is rejected before any weight is loaded. */
+static const kern_op_t engine_ops_used[] = {
+    KERN_OP_EMBED, KERN_OP_ADD, KERN_OP_CAST, KERN_OP_GATHER_ROWS, KERN_OP_SILU_MUL, KERN_OP_RMSNORM,
+    KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE, KERN_OP_MLA_ABSORBED,
+    KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE, KERN_OP_SAMPLE,
+};
 
 static void engine_free_host(engine_t *e)
 {
@@ -78,14 +86,16 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                     comm_size(comm, COMM_TP), comm_size(comm, COMM_EP), par->tp_size, par->ep_size);
         goto out_e;
     }
-    MS_TRY_GOTO(st, e->k->stream_create(&e->s), out_e);
+    MS_TRY_GOTO(st, kern_require_ops(e->k, engine_ops_used, (int)(sizeof engine_ops_used / sizeof engine_ops_used[0])),
+                out_e);
+    MS_TRY_GOTO(st, e->k->ctx_create(0, 0, &e->cx), out_e);
     MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
-    MS_TRY_GOTO(st, weights_load(e->k, e->s, e->ck, &e->cfg, par, &e->w), out_ck);
+    MS_TRY_GOTO(st, weights_load(e->k, e->cx, e->ck, &e->cfg, par, &e->w), out_ck);
     MS_TRY_GOTO(st, kvc_create(e->k, e->cfg.num_hidden_layers, o->kv_blocks, o->block_size,
                                e->cfg.kv_lora_rank + e->cfg.qk_rope_head_dim, &e->kv), out_w);
     const int T = o->max_tokens_per_step, B = o->max_batch;
     const int blk_max = B * o->kv_blocks;
-    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->s, comm, &e->w, &e->kv, T, B, o->max_naive_ctx, blk_max),
+    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, T, B, o->max_naive_ctx, blk_max),
                 out_kv);
     e->ids = malloc(sizeof(int32_t) * T), e->pos = malloc(sizeof(int32_t) * T), e->slots = malloc(sizeof(int32_t) * T);
     e->last_row = malloc(sizeof(int32_t) * B), e->seqs = malloc(sizeof(kern_attn_seq_t) * B);
@@ -113,7 +123,7 @@ out_w:
 out_ck:
     ckpt_close(e->ck);
 out_stream:
-    e->k->stream_destroy(e->s);
+    e->k->ctx_destroy(e->cx);
 out_e:
     free(e);
     return st;
@@ -127,7 +137,7 @@ void engine_destroy(engine_t *e)
     kvc_destroy(&e->kv);
     weights_free(&e->w);
     ckpt_close(e->ck);
-    e->k->stream_destroy(e->s);
+    e->k->ctx_destroy(e->cx);
     free(e);
 }
 
@@ -250,19 +260,19 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
     e->n_seqs_last = p->n_seqs;
 
     if (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1) {
-        MS_TRY(k->upload(e->s, f->ids, e->ids, sizeof(int32_t) * (size_t)T));
-        MS_TRY(k->upload(e->s, f->pos, e->pos, sizeof(int32_t) * (size_t)T));
-        MS_TRY(k->upload(e->s, f->slots, e->slots, sizeof(int32_t) * (size_t)T));
-        MS_TRY(k->upload(e->s, f->seqs, e->seqs, sizeof(kern_attn_seq_t) * (size_t)ns));
-        MS_TRY(k->upload(e->s, f->blocks, blk, sizeof(int32_t) * (size_t)p->n_blocks));
-        MS_TRY(k->upload(e->s, f->last_row, e->last_row, sizeof(int32_t) * (size_t)nsample));
-        MS_TRY(k->upload(e->s, f->sp, e->sp, sizeof(kern_sample_t) * (size_t)nsample));
+        MS_TRY(k->upload(e->cx, f->ids, e->ids, sizeof(int32_t) * (size_t)T));
+        MS_TRY(k->upload(e->cx, f->pos, e->pos, sizeof(int32_t) * (size_t)T));
+        MS_TRY(k->upload(e->cx, f->slots, e->slots, sizeof(int32_t) * (size_t)T));
+        MS_TRY(k->upload(e->cx, f->seqs, e->seqs, sizeof(kern_attn_seq_t) * (size_t)ns));
+        MS_TRY(k->upload(e->cx, f->blocks, blk, sizeof(int32_t) * (size_t)p->n_blocks));
+        MS_TRY(k->upload(e->cx, f->last_row, e->last_row, sizeof(int32_t) * (size_t)nsample));
+        MS_TRY(k->upload(e->cx, f->sp, e->sp, sizeof(kern_sample_t) * (size_t)nsample));
         MS_TRY(fwd_run(f, &st));
-        MS_TRY(k->download(e->s, e->h_tok, f->tok, sizeof(int32_t) * (size_t)nsample));
-        MS_TRY(k->download(e->s, e->h_lp, f->lp, sizeof(float) * (size_t)nsample));
-        MS_TRY(k->download(e->s, e->h_top, f->top_ids, sizeof(int32_t) * (size_t)nsample * KERN_MAX_LOGPROBS));
-        MS_TRY(k->download(e->s, e->h_toplp, f->top_lp, sizeof(float) * (size_t)nsample * KERN_MAX_LOGPROBS));
-        MS_TRY(k->synchronize(e->s));
+        MS_TRY(k->download(e->cx, e->h_tok, f->tok, sizeof(int32_t) * (size_t)nsample));
+        MS_TRY(k->download(e->cx, e->h_lp, f->lp, sizeof(float) * (size_t)nsample));
+        MS_TRY(k->download(e->cx, e->h_top, f->top_ids, sizeof(int32_t) * (size_t)nsample * KERN_MAX_LOGPROBS));
+        MS_TRY(k->download(e->cx, e->h_toplp, f->top_lp, sizeof(float) * (size_t)nsample * KERN_MAX_LOGPROBS));
+        MS_TRY(k->synchronize(e->cx));
     }
     for (int i = 0; i < p->n_seqs; i++) {
         proto_result_t *r = &res[i];
@@ -286,6 +296,6 @@ ms_status_t engine_logits(engine_t *e, int seq_index, float *out)
         e->sample_of_seq[seq_index] >= e->n_sample_last)
         return MS_ERR(MS_ERR_NOT_FOUND, "engine: plan sequence %d was not sampled in the last step", seq_index);
     const size_t V = (size_t)e->cfg.vocab_size;
-    MS_TRY(e->k->download(e->s, out, e->f.logits + (size_t)e->sample_of_seq[seq_index] * V, sizeof(float) * V));
-    return e->k->synchronize(e->s);
+    MS_TRY(e->k->download(e->cx, out, e->f.logits + (size_t)e->sample_of_seq[seq_index] * V, sizeof(float) * V));
+    return e->k->synchronize(e->cx);
 }

@@ -75,12 +75,12 @@ static void fwd_layout(fwd_t *f, char *base)
     f->bytes = cv.off;
 }
 
-ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_stream_t s, comm_t *comm,
+ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
                        weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max)
 {
     ms_status_t st;
     memset(f, 0, sizeof *f);
-    f->c = c, f->par = *p, f->k = k, f->s = s, f->comm = comm, f->w = w, f->kv = kv;
+    f->c = c, f->par = *p, f->k = k, f->cx = cx, f->comm = comm, f->w = w, f->kv = kv;
     MS_TRY(rope_params_compute(c, &f->rp));
     f->D = c->hidden_size, f->V = c->vocab_size, f->H = par_heads_local(p, c);
     f->dn = c->qk_nope_head_dim, f->dr = c->qk_rope_head_dim, f->dv = c->v_head_dim, f->dc = c->kv_lora_rank;
@@ -94,7 +94,7 @@ ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops
     fwd_layout(f, NULL);
     MS_TRY_GOTO(st, k->alloc(f->bytes, &f->mem), out_counts);
     fwd_layout(f, f->mem);
-    MS_TRY_GOTO(st, k->upload(s, f->inv_freq, f->rp.inv_freq, sizeof(float) * (size_t)(f->dr / 2)), out_mem);
+    MS_TRY_GOTO(st, k->upload(cx, f->inv_freq, f->rp.inv_freq, sizeof(float) * (size_t)(f->dr / 2)), out_mem);
     if (f->E) {
         int32_t *e2s = malloc(sizeof(int32_t) * (size_t)f->E);
         if (!e2s) {
@@ -102,8 +102,8 @@ ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops
             goto out_mem;
         }
         for (int e = 0; e < f->E; e++) e2s[e] = par_expert_slot(p, c, e);
-        st = k->upload(s, f->e2slot, e2s, sizeof(int32_t) * (size_t)f->E);
-        if (st == MS_OK) st = k->synchronize(s);
+        st = k->upload(cx, f->e2slot, e2s, sizeof(int32_t) * (size_t)f->E);
+        if (st == MS_OK) st = k->synchronize(cx);
         free(e2s);
         if (st != MS_OK) goto out_mem;
     }
@@ -132,10 +132,10 @@ static ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *u
 {
     const kern_ops_t *k = f->k;
     const int F = gate->rows;
-    MS_TRY(k->gemm(f->s, xn, MS_DT_BF16, f->D, gate, f->g, MS_DT_BF16, F, n));
-    MS_TRY(k->gemm(f->s, xn, MS_DT_BF16, f->D, up, f->u, MS_DT_BF16, F, n));
-    MS_TRY(k->silu_mul(f->s, f->g, f->u, f->g, (int64_t)n * F));
-    return k->gemm(f->s, f->g, MS_DT_BF16, F, down, out, MS_DT_BF16, f->D, n);
+    MS_TRY(k->gemm(f->cx, xn, MS_DT_BF16, f->D, gate, f->g, MS_DT_BF16, F, n));
+    MS_TRY(k->gemm(f->cx, xn, MS_DT_BF16, f->D, up, f->u, MS_DT_BF16, F, n));
+    MS_TRY(k->silu_mul(f->cx, f->g, f->u, f->g, (int64_t)n * F));
+    return k->gemm(f->cx, f->g, MS_DT_BF16, F, down, out, MS_DT_BF16, f->D, n);
 }
 
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out)
@@ -148,23 +148,23 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
     const kern_ops_t *k = f->k;
     const int T = st->T, D = f->D;
     const float eps = f->c->rms_norm_eps;
-    MS_TRY(k->embed(f->s, f->ids, T, f->w->embed, f->V, D, f->x));
+    MS_TRY(k->embed(f->cx, f->ids, T, f->w->embed, f->V, D, f->x));
     for (int l = 0; l < f->w->n_layers; l++) {
         const wlayer_t *y = &f->w->layers[l];
         /* h = x + MLA(RMSNorm_input(x)) */
         MS_TRY(fwd_attention(f, l, st));
-        MS_TRY(k->add(f->s, f->x, f->tb, f->x, (int64_t)T * D));
+        MS_TRY(k->add(f->cx, f->x, f->tb, f->x, (int64_t)T * D));
         /* out = h + FFN(RMSNorm_post(h)) */
-        MS_TRY(k->rmsnorm(f->s, f->x, D, y->post_norm, f->xn, D, T, D, eps));
+        MS_TRY(k->rmsnorm(f->cx, f->x, D, y->post_norm, f->xn, D, T, D, eps));
         if (y->is_moe) MS_TRY(fwd_moe(f, l, st));
         else MS_TRY(fwd_mlp(f, &y->gate, &y->up, &y->down, f->xn, T, f->tb));
-        MS_TRY(k->add(f->s, f->x, f->tb, f->x, (int64_t)T * D));
+        MS_TRY(k->add(f->cx, f->x, f->tb, f->x, (int64_t)T * D));
     }
     if (st->n_sample == 0) return MS_OK;
     const int B = st->n_sample;
-    MS_TRY(k->gather_rows(f->s, f->x, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->last));
-    MS_TRY(k->rmsnorm(f->s, f->last, D, f->w->norm, f->lastn, D, B, D, eps));
-    MS_TRY(k->gemm(f->s, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
-    MS_TRY(k->cast(f->s, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)B * f->V));
-    return k->sample(f->s, f->logits, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids, f->top_lp);
+    MS_TRY(k->gather_rows(f->cx, f->x, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->last));
+    MS_TRY(k->rmsnorm(f->cx, f->last, D, f->w->norm, f->lastn, D, B, D, eps));
+    MS_TRY(k->gemm(f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
+    MS_TRY(k->cast(f->cx, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)B * f->V));
+    return k->sample(f->cx, f->logits, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids, f->top_lp);
 }

@@ -26,7 +26,7 @@ typedef struct {
     const mcfg_t *c;
     par_t par;
     const kern_ops_t *k;
-    kern_stream_t s;
+    kern_ctx_t *cx;
     comm_t *comm;     /* borrowed */
     weights_t *w;     /* borrowed */
     kvc_t *kv;        /* borrowed */
@@ -92,7 +92,7 @@ typedef struct {
     int n_sample;  /* rows of last_row / sp */
 } fwd_step_t;
 
-ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_stream_t s, comm_t *comm,
+ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
                        weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max);
 void fwd_destroy(fwd_t *f);
 

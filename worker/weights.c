@@ -14,7 +14,7 @@
 
 typedef struct {
     const kern_ops_t *k;
-    kern_stream_t s;
+    kern_ctx_t *cx;
     const ckpt_t *ck;
     char *base; /* NULL in pass 0 */
     size_t off;
@@ -33,9 +33,9 @@ static ms_status_t wl_put(wl_t *L, void *dst, const ckpt_tensor_t *t, int64_t co
 {
     if (!L->base) return MS_OK;
     const char *src = (const char *)t->data;
-    if (c0 == 0 && nc == cols) return L->k->upload(L->s, dst, src + (size_t)(r0 * cols) * esize, (size_t)(nr * nc) * esize);
+    if (c0 == 0 && nc == cols) return L->k->upload(L->cx, dst, src + (size_t)(r0 * cols) * esize, (size_t)(nr * nc) * esize);
     for (int64_t r = 0; r < nr; r++)
-        MS_TRY(L->k->upload(L->s, (char *)dst + (size_t)(r * nc) * esize, src + (size_t)((r0 + r) * cols + c0) * esize,
+        MS_TRY(L->k->upload(L->cx, (char *)dst + (size_t)(r * nc) * esize, src + (size_t)((r0 + r) * cols + c0) * esize,
                             (size_t)nc * esize));
     return MS_OK;
 }
@@ -52,8 +52,8 @@ static ms_status_t wl_vec(wl_t *L, void **dst, ms_dtype_t dt, int64_t n, const c
         float *tmp = malloc(sizeof(float) * (size_t)n);
         if (!tmp) return MS_ERR(MS_ERR_NOMEM, "weights: out of memory widening %s", name);
         for (int64_t i = 0; i < n; i++) tmp[i] = bf16_to_f32(((const bf16_t *)t.data)[i]);
-        ms_status_t st = L->k->upload(L->s, *dst, tmp, (size_t)n * 4);
-        if (st == MS_OK) st = L->k->synchronize(L->s); /* tmp must outlive an async upload */
+        ms_status_t st = L->k->upload(L->cx, *dst, tmp, (size_t)n * 4);
+        if (st == MS_OK) st = L->k->synchronize(L->cx); /* tmp must outlive an async upload */
         free(tmp);
         return st;
     }
@@ -200,14 +200,14 @@ static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, weights_t *w
     return MS_OK;
 }
 
-ms_status_t weights_load(const kern_ops_t *k, kern_stream_t s, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
+ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
                          weights_t *out)
 {
     ms_status_t st;
     weights_t w = {.k = k, .n_layers = c->num_hidden_layers};
     w.layers = calloc((size_t)c->num_hidden_layers, sizeof(wlayer_t));
     if (!w.layers) return MS_ERR(MS_ERR_NOMEM, "weights: out of memory");
-    wl_t L = {.k = k, .s = s, .ck = ck};
+    wl_t L = {.k = k, .cx = cx, .ck = ck};
     MS_TRY_GOTO(st, wl_all(&L, c, p, &w), out_layers);
     w.bytes = L.off;
     MS_TRY_GOTO(st, k->alloc(w.bytes, &w.mem), out_layers);
@@ -215,7 +215,7 @@ ms_status_t weights_load(const kern_ops_t *k, kern_stream_t s, const ckpt_t *ck,
     L.base = w.mem;
     L.off = 0;
     MS_TRY_GOTO(st, wl_all(&L, c, p, &w), out_mem);
-    MS_TRY_GOTO(st, k->synchronize(s), out_mem);
+    MS_TRY_GOTO(st, k->synchronize(cx), out_mem);
     MS_INFO("weights: %.1f MiB on the %s backend (%d layers, %d heads, %d experts on this rank)",
             (double)w.bytes / (1 << 20), k->name, c->num_hidden_layers, par_heads_local(p, c),
             par_experts_local(p, c));

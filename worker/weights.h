@@ -54,7 +54,7 @@ typedef struct {
 
 /* Validate (ckpt_expect: shapes and dtypes, errors name the shard file and
  * tensor) and upload this rank's share of the checkpoint. */
-ms_status_t weights_load(const kern_ops_t *k, kern_stream_t s, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
+ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
                          weights_t *out);
 void weights_free(weights_t *w);
 

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-ms_status_t kern_cpu_cast(kern_stream_t s, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n)
+ms_status_t kern_cpu_cast(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n)
 {
     if (xdt == ydt) {
         memmove(y, x, (size_t)n * ms_dtype_size(xdt));

@@ -10,52 +10,67 @@
 /* memory (mem.c) */
 ms_status_t kern_cpu_alloc(size_t bytes, void **out);
 void kern_cpu_free(void *p);
-ms_status_t kern_cpu_upload(kern_stream_t s, void *dst, const void *src, size_t bytes);
-ms_status_t kern_cpu_download(kern_stream_t s, void *dst, const void *src, size_t bytes);
-ms_status_t kern_cpu_copy(kern_stream_t s, void *dst, const void *src, size_t bytes);
-ms_status_t kern_cpu_memset(kern_stream_t s, void *dst, int value, size_t bytes);
-ms_status_t kern_cpu_stream_create(kern_stream_t *out);
-void kern_cpu_stream_destroy(kern_stream_t s);
-ms_status_t kern_cpu_synchronize(kern_stream_t s);
+ms_status_t kern_cpu_upload(kern_ctx_t *cx, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cpu_download(kern_ctx_t *cx, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cpu_copy(kern_ctx_t *cx, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cpu_memset(kern_ctx_t *cx, void *dst, int value, size_t bytes);
+ms_status_t kern_cpu_synchronize(kern_ctx_t *cx);
+ms_status_t kern_cpu_ctx_create(int device, size_t ws_bytes, kern_ctx_t **out);
+ms_status_t kern_cpu_ctx_create_side(kern_ctx_t *main, size_t ws_bytes, kern_ctx_t **out);
+void kern_cpu_ctx_destroy(kern_ctx_t *cx);
+ms_status_t kern_cpu_event_create(kern_ctx_t *cx, kern_event_t *out);
+void kern_cpu_event_destroy(kern_event_t ev);
+ms_status_t kern_cpu_event_record(kern_ctx_t *cx, kern_event_t ev);
+ms_status_t kern_cpu_event_wait(kern_ctx_t *cx, kern_event_t ev);
+ms_status_t kern_cpu_host_alloc(size_t bytes, void **out);
+void kern_cpu_host_free(void *p);
 
-ms_status_t kern_cpu_embed(kern_stream_t s, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
+/* A data fault (kernels.h): OR `bit` into the context's fault word. Ops may
+ * be called with a NULL context in unit tests; then the fault is dropped and
+ * the op still treats the row as padding. */
+static inline void kern_cpu_fault(kern_ctx_t *cx, uint32_t bit)
+{
+    if (cx && cx->fault) *cx->fault |= bit;
+}
+
+ms_status_t kern_cpu_embed(kern_ctx_t *cx, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
                            int32_t dim, bf16_t *out);
-ms_status_t kern_cpu_add(kern_stream_t s, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n);
-ms_status_t kern_cpu_cast(kern_stream_t s, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n);
-ms_status_t kern_cpu_gather_rows(kern_stream_t s, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
+ms_status_t kern_cpu_add(kern_ctx_t *cx, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n);
+ms_status_t kern_cpu_cast(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n);
+ms_status_t kern_cpu_gather_rows(kern_ctx_t *cx, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
                                  void *dst);
-ms_status_t kern_cpu_silu_mul(kern_stream_t s, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
-ms_status_t kern_cpu_rmsnorm(kern_stream_t s, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
+ms_status_t kern_cpu_silu_mul(kern_ctx_t *cx, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
+ms_status_t kern_cpu_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
                              int32_t rows, int32_t dim, float eps);
-ms_status_t kern_cpu_gemm(kern_stream_t s, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
+ms_status_t kern_cpu_gemm(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
                           ms_dtype_t ydt, int64_t ldy, int32_t m);
-ms_status_t kern_cpu_rope(kern_stream_t s, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
+ms_status_t kern_cpu_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                           const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim,
                           int32_t interleaved);
-ms_status_t kern_cpu_kv_store(kern_stream_t s, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
+ms_status_t kern_cpu_kv_store(kern_ctx_t *cx, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
                               int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r);
-ms_status_t kern_cpu_kv_gather(kern_stream_t s, const bf16_t *cache, int32_t block_size, int32_t row_width,
+ms_status_t kern_cpu_kv_gather(kern_ctx_t *cx, const bf16_t *cache, int32_t block_size, int32_t row_width,
                                const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out);
-ms_status_t kern_cpu_mla_naive(kern_stream_t s, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
+ms_status_t kern_cpu_mla_naive(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
                                const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
                                int32_t dv, float scale, bf16_t *out);
-ms_status_t kern_cpu_mla_absorbed(kern_stream_t s, const bf16_t *q, const bf16_t *cache, int32_t block_size,
+ms_status_t kern_cpu_mla_absorbed(kern_ctx_t *cx, const bf16_t *q, const bf16_t *cache, int32_t block_size,
                                   const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
                                   const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv,
                                   int32_t d_c, float scale, bf16_t *out);
-ms_status_t kern_cpu_moe_route(kern_stream_t s, const float *logits, const float *bias, int32_t T, int32_t E,
+ms_status_t kern_cpu_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                                int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                float scaling, int32_t *idx, float *w);
-ms_status_t kern_cpu_moe_plan(kern_stream_t s, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
+ms_status_t kern_cpu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
                               int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
                               int32_t *slot_of_sent, int32_t *slot_counts);
-ms_status_t kern_cpu_moe_experts(kern_stream_t s, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
+ms_status_t kern_cpu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
                                  int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
                                  const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
-ms_status_t kern_cpu_moe_combine(kern_stream_t s, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
                                  const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
-ms_status_t kern_cpu_log_softmax(kern_stream_t s, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
-ms_status_t kern_cpu_sample(kern_stream_t s, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+ms_status_t kern_cpu_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
+ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                             const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                             float *top_lp);
 

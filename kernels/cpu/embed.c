@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-ms_status_t kern_cpu_embed(kern_stream_t s, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
+ms_status_t kern_cpu_embed(kern_ctx_t *cx, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
                            int32_t dim, bf16_t *out)
 {
     for (int32_t i = 0; i < n; i++) {

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-ms_status_t kern_cpu_gather_rows(kern_stream_t s, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
+ms_status_t kern_cpu_gather_rows(kern_ctx_t *cx, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
                                  void *dst)
 {
     const char *a = src;

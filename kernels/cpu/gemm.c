@@ -48,7 +48,7 @@ void kern_cpu_mat_row(const kern_mat_t *w, int64_t mat, int32_t r, int32_t c0, i
     }
 }
 
-ms_status_t kern_cpu_gemm(kern_stream_t s, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
+ms_status_t kern_cpu_gemm(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
                           ms_dtype_t ydt, int64_t ldy, int32_t m)
 {
     const int32_t K = w->cols, N = w->rows;

@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-ms_status_t kern_cpu_kv_gather(kern_stream_t s, const bf16_t *cache, int32_t block_size, int32_t row_width,
+ms_status_t kern_cpu_kv_gather(kern_ctx_t *cx, const bf16_t *cache, int32_t block_size, int32_t row_width,
                                const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out)
 {
     for (int32_t q = 0; q < n_seqs; q++) {

@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-ms_status_t kern_cpu_kv_store(kern_stream_t s, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
+ms_status_t kern_cpu_kv_store(kern_ctx_t *cx, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
                               int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r)
 {
     const int64_t w = d_c + d_r;

@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-ms_status_t kern_cpu_log_softmax(kern_stream_t s, const float *x, int64_t ld, int32_t rows, int32_t n, float *y)
+ms_status_t kern_cpu_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y)
 {
     for (int32_t r = 0; r < rows; r++) {
         const float *xr = x + r * ld;

@@ -19,36 +19,84 @@ ms_status_t kern_cpu_alloc(size_t bytes, void **out)
 
 void kern_cpu_free(void *p) { free(p); }
 
-ms_status_t kern_cpu_upload(kern_stream_t s, void *dst, const void *src, size_t bytes)
+ms_status_t kern_cpu_upload(kern_ctx_t *cx, void *dst, const void *src, size_t bytes)
 {
     if (bytes) memcpy(dst, src, bytes);
     return MS_OK;
 }
 
-ms_status_t kern_cpu_download(kern_stream_t s, void *dst, const void *src, size_t bytes)
+ms_status_t kern_cpu_download(kern_ctx_t *cx, void *dst, const void *src, size_t bytes)
 {
     if (bytes) memcpy(dst, src, bytes);
     return MS_OK;
 }
 
-ms_status_t kern_cpu_copy(kern_stream_t s, void *dst, const void *src, size_t bytes)
+ms_status_t kern_cpu_copy(kern_ctx_t *cx, void *dst, const void *src, size_t bytes)
 {
     if (bytes && dst != src) memmove(dst, src, bytes);
     return MS_OK;
 }
 
-ms_status_t kern_cpu_memset(kern_stream_t s, void *dst, int value, size_t bytes)
+ms_status_t kern_cpu_memset(kern_ctx_t *cx, void *dst, int value, size_t bytes)
 {
     if (bytes) memset(dst, value, bytes);
     return MS_OK;
 }
 
-ms_status_t kern_cpu_stream_create(kern_stream_t *out)
+ms_status_t kern_cpu_synchronize(kern_ctx_t *cx) { return MS_OK; }
+
+/* A context is host memory: no stream, no library handle; the workspace and
+ * the fault word are plain allocations. */
+static ms_status_t cpu_ctx_make(int device, size_t ws_bytes, kern_ctx_t *main, kern_ctx_t **out)
 {
-    *out = NULL;
+    kern_ctx_t *cx = calloc(1, sizeof *cx);
+    if (!cx) return MS_ERR(MS_ERR_NOMEM, "cpu backend: out of memory for a context");
+    cx->ops = &kern_cpu_ops;
+    cx->device = device;
+    if (ws_bytes && kern_cpu_alloc(ws_bytes, &cx->ws) != MS_OK) goto fail;
+    cx->ws_bytes = ws_bytes;
+    if (main) {
+        cx->fault = main->fault, cx->is_side = 1;
+    } else {
+        if (kern_cpu_alloc(sizeof(uint32_t), (void **)&cx->own_fault) != MS_OK) goto fail;
+        cx->fault = cx->own_fault;
+    }
+    *out = cx;
     return MS_OK;
+fail:
+    free(cx->ws);
+    free(cx);
+    return MS_ERR(MS_ERR_NOMEM, "cpu backend: cannot allocate a %zu-byte workspace", ws_bytes);
 }
 
-void kern_cpu_stream_destroy(kern_stream_t s) {}
+ms_status_t kern_cpu_ctx_create(int device, size_t ws_bytes, kern_ctx_t **out)
+{
+    return cpu_ctx_make(device, ws_bytes, NULL, out);
+}
 
-ms_status_t kern_cpu_synchronize(kern_stream_t s) { return MS_OK; }
+ms_status_t kern_cpu_ctx_create_side(kern_ctx_t *main, size_t ws_bytes, kern_ctx_t **out)
+{
+    return cpu_ctx_make(main->device, ws_bytes, main, out);
+}
+
+void kern_cpu_ctx_destroy(kern_ctx_t *cx)
+{
+    if (!cx) return;
+    free(cx->ws);
+    free(cx->own_fault);
+    free(cx);
+}
+
+/* Ops complete before they return, so an event is always already reached. */
+ms_status_t kern_cpu_event_create(kern_ctx_t *cx, kern_event_t *out)
+{
+    static int token;
+    *out = &token;
+    return MS_OK;
+}
+void kern_cpu_event_destroy(kern_event_t ev) {}
+ms_status_t kern_cpu_event_record(kern_ctx_t *cx, kern_event_t ev) { return MS_OK; }
+ms_status_t kern_cpu_event_wait(kern_ctx_t *cx, kern_event_t ev) { return MS_OK; }
+
+ms_status_t kern_cpu_host_alloc(size_t bytes, void **out) { return kern_cpu_alloc(bytes, out); }
+void kern_cpu_host_free(void *p) { free(p); }

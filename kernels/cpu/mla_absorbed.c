@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-ms_status_t kern_cpu_mla_absorbed(kern_stream_t s, const bf16_t *q, const bf16_t *cache, int32_t block_size,
+ms_status_t kern_cpu_mla_absorbed(kern_ctx_t *cx, const bf16_t *q, const bf16_t *cache, int32_t block_size,
                                   const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
                                   const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv,
                                   int32_t d_c, float scale, bf16_t *out)

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-ms_status_t kern_cpu_mla_naive(kern_stream_t s, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
+ms_status_t kern_cpu_mla_naive(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
                                const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
                                int32_t dv, float scale, bf16_t *out)
 {

@@ -9,7 +9,7 @@
  * ran (EP layout). Rows arrive in dispatch order; pos_of_pair finds them. */
 #include "cpu.h"
 
-ms_status_t kern_cpu_moe_combine(kern_stream_t s, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
                                  const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out)
 {
     int32_t ord[64];

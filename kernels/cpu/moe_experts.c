@@ -22,7 +22,7 @@ static kern_mat_t mat_at(const kern_mat_t *m, int32_t e)
     return r;
 }
 
-ms_status_t kern_cpu_moe_experts(kern_stream_t s, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
+ms_status_t kern_cpu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
                                  int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
                                  const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes)
 {
@@ -54,10 +54,10 @@ ms_status_t kern_cpu_moe_experts(kern_stream_t s, const bf16_t *x, const int32_t
         if (!n) continue;
         for (int32_t i = 0; i < n; i++) memcpy(xg + (size_t)i * H, x + (size_t)rows[b + i] * H, sizeof(bf16_t) * H);
         kern_mat_t ge = mat_at(gate, e), ue = mat_at(up, e), de = mat_at(down, e);
-        MS_TRY(kern_cpu_gemm(s, xg, MS_DT_BF16, H, &ge, g, MS_DT_BF16, I, n));
-        MS_TRY(kern_cpu_gemm(s, xg, MS_DT_BF16, H, &ue, u, MS_DT_BF16, I, n));
-        MS_TRY(kern_cpu_silu_mul(s, g, u, a, (int64_t)n * I));
-        MS_TRY(kern_cpu_gemm(s, a, MS_DT_BF16, I, &de, y, MS_DT_BF16, H, n));
+        MS_TRY(kern_cpu_gemm(cx, xg, MS_DT_BF16, H, &ge, g, MS_DT_BF16, I, n));
+        MS_TRY(kern_cpu_gemm(cx, xg, MS_DT_BF16, H, &ue, u, MS_DT_BF16, I, n));
+        MS_TRY(kern_cpu_silu_mul(cx, g, u, a, (int64_t)n * I));
+        MS_TRY(kern_cpu_gemm(cx, a, MS_DT_BF16, I, &de, y, MS_DT_BF16, H, n));
         for (int32_t i = 0; i < n; i++) memcpy(out + (size_t)rows[b + i] * H, y + (size_t)i * H, sizeof(bf16_t) * H);
     }
     return MS_OK;

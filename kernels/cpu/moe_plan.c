@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-ms_status_t kern_cpu_moe_plan(kern_stream_t s, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
+ms_status_t kern_cpu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
                               int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
                               int32_t *slot_of_sent, int32_t *slot_counts)
 {

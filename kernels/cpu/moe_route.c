@@ -25,7 +25,7 @@ static void topk_stable(const float *v, int32_t n, int32_t k, int32_t *out, unsi
     }
 }
 
-ms_status_t kern_cpu_moe_route(kern_stream_t s, const float *logits, const float *bias, int32_t T, int32_t E,
+ms_status_t kern_cpu_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                                int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                float scaling, int32_t *idx, float *w)
 {

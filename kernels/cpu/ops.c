@@ -1,6 +1,9 @@
 /* ops.c — the CPU backend's ops table (each op lives in its own file). */
 #include "cpu.h"
 
+/* The reference implements every op. */
+static int cpu_supports_op(kern_op_t op) { return op >= 0 && op < KERN_N_OPS; }
+
 const kern_ops_t kern_cpu_ops = {
     .name = "cpu",
     .alloc = kern_cpu_alloc,
@@ -9,9 +12,17 @@ const kern_ops_t kern_cpu_ops = {
     .download = kern_cpu_download,
     .copy = kern_cpu_copy,
     .memset = kern_cpu_memset,
-    .stream_create = kern_cpu_stream_create,
-    .stream_destroy = kern_cpu_stream_destroy,
     .synchronize = kern_cpu_synchronize,
+    .ctx_create = kern_cpu_ctx_create,
+    .ctx_create_side = kern_cpu_ctx_create_side,
+    .ctx_destroy = kern_cpu_ctx_destroy,
+    .event_create = kern_cpu_event_create,
+    .event_destroy = kern_cpu_event_destroy,
+    .event_record = kern_cpu_event_record,
+    .event_wait = kern_cpu_event_wait,
+    .host_alloc = kern_cpu_host_alloc,
+    .host_free = kern_cpu_host_free,
+    .supports_op = cpu_supports_op,
     .embed = kern_cpu_embed,
     .add = kern_cpu_add,
     .cast = kern_cpu_cast,

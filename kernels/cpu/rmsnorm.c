@@ -6,7 +6,7 @@
 
 #include <math.h>
 
-ms_status_t kern_cpu_rmsnorm(kern_stream_t s, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
+ms_status_t kern_cpu_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
                              int32_t rows, int32_t dim, float eps)
 {
     for (int32_t r = 0; r < rows; r++) {

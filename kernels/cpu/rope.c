@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-ms_status_t kern_cpu_rope(kern_stream_t s, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
+ms_status_t kern_cpu_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                           const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim,
                           int32_t interleaved)
 {

@@ -42,7 +42,7 @@ static void top_n(const float *lg, int32_t vocab, int32_t n, int32_t *ids)
     }
 }
 
-ms_status_t kern_cpu_sample(kern_stream_t s, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                             const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                             float *top_lp)
 {

@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-ms_status_t kern_cpu_silu_mul(kern_stream_t s, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n)
+ms_status_t kern_cpu_silu_mul(kern_ctx_t *cx, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         float g = bf16_to_f32(gate[i]);

@@ -13,17 +13,29 @@ extern "C" {
 
 ms_status_t kern_cuda_alloc(size_t bytes, void **out);
 void kern_cuda_free(void *p);
-ms_status_t kern_cuda_upload(kern_stream_t s, void *dst, const void *src, size_t bytes);
-ms_status_t kern_cuda_download(kern_stream_t s, void *dst, const void *src, size_t bytes);
-ms_status_t kern_cuda_copy(kern_stream_t s, void *dst, const void *src, size_t bytes);
-ms_status_t kern_cuda_memset(kern_stream_t s, void *dst, int value, size_t bytes);
-ms_status_t kern_cuda_stream_create(kern_stream_t *out);
-void kern_cuda_stream_destroy(kern_stream_t s);
-ms_status_t kern_cuda_synchronize(kern_stream_t s);
+ms_status_t kern_cuda_upload(kern_ctx_t *cx, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cuda_download(kern_ctx_t *cx, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cuda_copy(kern_ctx_t *cx, void *dst, const void *src, size_t bytes);
+ms_status_t kern_cuda_memset(kern_ctx_t *cx, void *dst, int value, size_t bytes);
+ms_status_t kern_cuda_synchronize(kern_ctx_t *cx);
+ms_status_t kern_cuda_ctx_create(int device, size_t ws_bytes, kern_ctx_t **out);
+ms_status_t kern_cuda_ctx_create_side(kern_ctx_t *main, size_t ws_bytes, kern_ctx_t **out);
+void kern_cuda_ctx_destroy(kern_ctx_t *cx);
+ms_status_t kern_cuda_event_create(kern_ctx_t *cx, kern_event_t *out);
+void kern_cuda_event_destroy(kern_event_t ev);
+ms_status_t kern_cuda_event_record(kern_ctx_t *cx, kern_event_t ev);
+ms_status_t kern_cuda_event_wait(kern_ctx_t *cx, kern_event_t ev);
+ms_status_t kern_cuda_host_alloc(size_t bytes, void **out);
+void kern_cuda_host_free(void *p);
+/* the cuBLASLt handle of a main context (blas.cu) */
+ms_status_t kern_cuda_blas_create(void **out);
+void kern_cuda_blas_destroy(void *h);
 
-ms_status_t kern_cuda_embed(kern_stream_t s, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
+extern const kern_ops_t kern_cuda_ops;
+
+ms_status_t kern_cuda_embed(kern_ctx_t *cx, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
                             int32_t dim, bf16_t *out);
-ms_status_t kern_cuda_rmsnorm(kern_stream_t s, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y,
+ms_status_t kern_cuda_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y,
                               int64_t ldy, int32_t rows, int32_t dim, float eps);
 
 #ifdef __cplusplus

@@ -19,11 +19,11 @@ __global__ static void embed_kernel(const int32_t *ids, const uint16_t *table, i
     for (int32_t i = threadIdx.x; i < dim; i += blockDim.x) o[i] = r[i];
 }
 
-extern "C" ms_status_t kern_cuda_embed(kern_stream_t s, const int32_t *ids, int32_t n, const bf16_t *table,
+extern "C" ms_status_t kern_cuda_embed(kern_ctx_t *cx, const int32_t *ids, int32_t n, const bf16_t *table,
                                        int64_t vocab, int32_t dim, bf16_t *out)
 {
     if (n <= 0) return MS_OK;
-    embed_kernel<<<n, 256, 0, (cudaStream_t)s>>>(ids, table, vocab, dim, out);
+    embed_kernel<<<n, 256, 0, (cudaStream_t)cx->stream>>>(ids, table, vocab, dim, out);
     CUDA_CHECK(cudaGetLastError());
     return MS_OK;
 }

@@ -2,6 +2,8 @@
  * are asynchronous on the given stream; download results are valid after
  * kern_cuda_synchronize(stream). alloc zero-fills like the CPU backend. */
 #include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
 #include "cuda.h"
 
 extern "C" ms_status_t kern_cuda_alloc(size_t bytes, void **out)
@@ -25,45 +27,138 @@ extern "C" void kern_cuda_free(void *p)
     if (p) cudaFree(p);
 }
 
-extern "C" ms_status_t kern_cuda_upload(kern_stream_t s, void *dst, const void *src, size_t bytes)
+extern "C" ms_status_t kern_cuda_upload(kern_ctx_t *cx, void *dst, const void *src, size_t bytes)
 {
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, (cudaStream_t)s));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, (cudaStream_t)cx->stream));
     return MS_OK;
 }
 
-extern "C" ms_status_t kern_cuda_download(kern_stream_t s, void *dst, const void *src, size_t bytes)
+extern "C" ms_status_t kern_cuda_download(kern_ctx_t *cx, void *dst, const void *src, size_t bytes)
 {
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, (cudaStream_t)s));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, (cudaStream_t)cx->stream));
     return MS_OK;
 }
 
-extern "C" ms_status_t kern_cuda_copy(kern_stream_t s, void *dst, const void *src, size_t bytes)
+extern "C" ms_status_t kern_cuda_copy(kern_ctx_t *cx, void *dst, const void *src, size_t bytes)
 {
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)s));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)cx->stream));
     return MS_OK;
 }
 
-extern "C" ms_status_t kern_cuda_memset(kern_stream_t s, void *dst, int value, size_t bytes)
+extern "C" ms_status_t kern_cuda_memset(kern_ctx_t *cx, void *dst, int value, size_t bytes)
 {
-    CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, (cudaStream_t)s));
+    CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, (cudaStream_t)cx->stream));
     return MS_OK;
 }
 
-extern "C" ms_status_t kern_cuda_stream_create(kern_stream_t *out)
+extern "C" ms_status_t kern_cuda_synchronize(kern_ctx_t *cx)
 {
-    cudaStream_t st;
-    CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    *out = (kern_stream_t)st;
+    CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)cx->stream));
     return MS_OK;
 }
 
-extern "C" void kern_cuda_stream_destroy(kern_stream_t s)
+/* A context owns a non-blocking stream, a workspace and (main only) the
+ * cuBLASLt handle and the fault word; a side context borrows those two. */
+static ms_status_t cu_ctx_make(int device, size_t ws_bytes, kern_ctx_t *main, kern_ctx_t **out)
 {
-    if (s) cudaStreamDestroy((cudaStream_t)s);
+    ms_status_t st;
+    kern_ctx_t *cx = (kern_ctx_t *)calloc(1, sizeof *cx);
+    if (!cx) return MS_ERR(MS_ERR_NOMEM, "cuda backend: out of memory for a context");
+    cx->ops = main ? main->ops : &kern_cuda_ops;
+    cx->device = device;
+    cudaError_t rc = cudaSetDevice(device);
+    if (rc != cudaSuccess) {
+        st = MS_ERR(MS_ERR_CUDA, "cudaSetDevice(%d) failed: %s", device, cudaGetErrorString(rc));
+        goto out_cx;
+    }
+    cudaStream_t s;
+    rc = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (rc != cudaSuccess) {
+        st = MS_ERR(MS_ERR_CUDA, "cudaStreamCreate failed: %s", cudaGetErrorString(rc));
+        goto out_cx;
+    }
+    cx->stream = (void *)s;
+    if (ws_bytes) MS_TRY_GOTO(st, kern_cuda_alloc(ws_bytes, &cx->ws), out_stream);
+    cx->ws_bytes = ws_bytes;
+    if (main) {
+        cx->blas = main->blas, cx->fault = main->fault, cx->is_side = 1;
+    } else {
+        MS_TRY_GOTO(st, kern_cuda_alloc(sizeof(uint32_t), (void **)&cx->own_fault), out_ws);
+        cx->fault = cx->own_fault;
+        MS_TRY_GOTO(st, kern_cuda_blas_create(&cx->blas), out_fault);
+    }
+    *out = cx;
+    return MS_OK;
+out_fault:
+    kern_cuda_free(cx->own_fault);
+out_ws:
+    kern_cuda_free(cx->ws);
+out_stream:
+    cudaStreamDestroy(s);
+out_cx:
+    free(cx);
+    return st;
 }
 
-extern "C" ms_status_t kern_cuda_synchronize(kern_stream_t s)
+extern "C" ms_status_t kern_cuda_ctx_create(int device, size_t ws_bytes, kern_ctx_t **out)
 {
-    CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)s));
+    return cu_ctx_make(device, ws_bytes, NULL, out);
+}
+
+extern "C" ms_status_t kern_cuda_ctx_create_side(kern_ctx_t *main, size_t ws_bytes, kern_ctx_t **out)
+{
+    return cu_ctx_make(main->device, ws_bytes, main, out);
+}
+
+extern "C" void kern_cuda_ctx_destroy(kern_ctx_t *cx)
+{
+    if (!cx) return;
+    cudaStreamSynchronize((cudaStream_t)cx->stream);
+    if (!cx->is_side) kern_cuda_blas_destroy(cx->blas);
+    kern_cuda_free(cx->own_fault);
+    kern_cuda_free(cx->ws);
+    cudaStreamDestroy((cudaStream_t)cx->stream);
+    free(cx);
+}
+
+extern "C" ms_status_t kern_cuda_event_create(kern_ctx_t *cx, kern_event_t *out)
+{
+    cudaEvent_t ev;
+    CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    *out = (kern_event_t)ev;
     return MS_OK;
+}
+
+extern "C" void kern_cuda_event_destroy(kern_event_t ev)
+{
+    if (ev) cudaEventDestroy((cudaEvent_t)ev);
+}
+
+extern "C" ms_status_t kern_cuda_event_record(kern_ctx_t *cx, kern_event_t ev)
+{
+    CUDA_CHECK(cudaEventRecord((cudaEvent_t)ev, (cudaStream_t)cx->stream));
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_event_wait(kern_ctx_t *cx, kern_event_t ev)
+{
+    CUDA_CHECK(cudaStreamWaitEvent((cudaStream_t)cx->stream, (cudaEvent_t)ev, 0));
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_host_alloc(size_t bytes, void **out)
+{
+    void *p = NULL;
+    size_t n = bytes ? bytes : 256;
+    cudaError_t rc = cudaHostAlloc(&p, n, cudaHostAllocPortable);
+    if (rc != cudaSuccess)
+        return MS_ERR(MS_ERR_NOMEM, "cuda backend: cannot pin %zu host bytes: %s", bytes, cudaGetErrorString(rc));
+    memset(p, 0, n);
+    *out = p;
+    return MS_OK;
+}
+
+extern "C" void kern_cuda_host_free(void *p)
+{
+    if (p) cudaFreeHost(p);
 }

@@ -40,11 +40,11 @@ __global__ static void rmsnorm_kernel(const uint16_t *x, int64_t ldx, const uint
     }
 }
 
-extern "C" ms_status_t kern_cuda_rmsnorm(kern_stream_t s, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y,
+extern "C" ms_status_t kern_cuda_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y,
                                          int64_t ldy, int32_t rows, int32_t dim, float eps)
 {
     if (rows <= 0) return MS_OK;
-    rmsnorm_kernel<<<rows, 256, 0, (cudaStream_t)s>>>(x, ldx, w, y, ldy, dim, eps);
+    rmsnorm_kernel<<<rows, 256, 0, (cudaStream_t)cx->stream>>>(x, ldx, w, y, ldy, dim, eps);
     CUDA_CHECK(cudaGetLastError());
     return MS_OK;
 }

@@ -21,8 +21,8 @@ int main(void)
     }
     cu->free(probe);
     kr_seed(8);
-    kern_stream_t st;
-    T_CHECK(cu->stream_create(&st) == MS_OK);
+    kern_ctx_t *st;
+    T_CHECK(cu->ctx_create(0, 0, &st) == MS_OK);
     const int rows = 4, dim = 7168, V = 1000;
     bf16_t *x = kr_bf16((int64_t)rows * dim, 1.0), *w = kr_bf16(dim, 1.0), *yc = calloc((size_t)rows * dim, 2),
            *yg = calloc((size_t)rows * dim, 2);
@@ -48,7 +48,7 @@ int main(void)
     kern_cpu_ops.embed(NULL, ids, 8, tab, V, 576, ec);
     T_CHECK(memcmp(ec, eg, 8 * 576 * 2) == 0);
     cu->free(dx), cu->free(dw), cu->free(dy), cu->free(dt), cu->free(di), cu->free(de);
-    cu->stream_destroy(st);
+    cu->ctx_destroy(st);
     free(x), free(w), free(yc), free(yg), free(tab), free(ec), free(eg);
     return t_done();
 }
