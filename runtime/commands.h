@@ -7,5 +7,6 @@ int cmd_serve(int argc, char **argv);      /* runtime/serve.c: mpirun-launched s
 int cmd_generate(int argc, char **argv);   /* worker/generate_cmd.c: one-process greedy generation */
 int cmd_tokenize(int argc, char **argv);   /* coordinator/tok_cmd.c */
 int cmd_detokenize(int argc, char **argv); /* coordinator/tok_cmd.c */
+int cmd_eplb_plan(int argc, char **argv);  /* coordinator/eplb_cmd.c */
 
 #endif
