@@ -1,67 +1,18 @@
-/* ops.c — the CUDA backend's ops table. Memory, streams, embed and rmsnorm
- * run on the GPU (the .cu files); every other op is not written yet and
- * returns MS_ERR_UNSUPPORTED with the op's name, so a model that needs it
- * fails at its first step with a clear message instead of a NULL call. */
+/* ops.c — the CUDA backend's ops table. Memory, streams and the ops listed in
+ * cu_supports_op run on the GPU (one .cu file each); the rest (absorbed MLA,
+ * MoE plan/experts/combine, whose signatures are still changing) are not
+ * written yet and return MS_ERR_UNSUPPORTED with the op's name, so an engine
+ * that needs one is rejected at creation instead of calling NULL. */
 #include "cuda.h"
 
 #define UNSUPPORTED(op) MS_ERR(MS_ERR_UNSUPPORTED, "cuda backend: op '%s' is not implemented yet", op)
 
-static ms_status_t cu_add(kern_ctx_t *cx, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n)
-{
-    return UNSUPPORTED("add");
-}
-static ms_status_t cu_cast(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n)
-{
-    return UNSUPPORTED("cast");
-}
-static ms_status_t cu_gather_rows(kern_ctx_t *cx, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
-                                  void *dst)
-{
-    return UNSUPPORTED("gather_rows");
-}
-static ms_status_t cu_silu_mul(kern_ctx_t *cx, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n)
-{
-    return UNSUPPORTED("silu_mul");
-}
-static ms_status_t cu_gemm(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
-                           ms_dtype_t ydt, int64_t ldy, int32_t m)
-{
-    return UNSUPPORTED("gemm");
-}
-static ms_status_t cu_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
-                           const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim,
-                           int32_t interleaved)
-{
-    return UNSUPPORTED("rope");
-}
-static ms_status_t cu_kv_store(kern_ctx_t *cx, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
-                               int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r)
-{
-    return UNSUPPORTED("kv_store");
-}
-static ms_status_t cu_kv_gather(kern_ctx_t *cx, const bf16_t *cache, int32_t block_size, int32_t row_width,
-                                const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out)
-{
-    return UNSUPPORTED("kv_gather");
-}
-static ms_status_t cu_mla_naive(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
-                                const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
-                                int32_t dv, float scale, bf16_t *out)
-{
-    return UNSUPPORTED("mla_naive");
-}
 static ms_status_t cu_mla_absorbed(kern_ctx_t *cx, const bf16_t *q, const bf16_t *cache, int32_t block_size,
                                    const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
                                    const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv,
                                    int32_t d_c, float scale, bf16_t *out)
 {
     return UNSUPPORTED("mla_absorbed");
-}
-static ms_status_t cu_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
-                                int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
-                                float scaling, int32_t *idx, float *w)
-{
-    return UNSUPPORTED("moe_route");
 }
 static ms_status_t cu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
                                int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
@@ -80,23 +31,25 @@ static ms_status_t cu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int3
 {
     return UNSUPPORTED("moe_combine");
 }
-static ms_status_t cu_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y)
-{
-    return UNSUPPORTED("log_softmax");
-}
-static ms_status_t cu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
-                             const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
-                             float *top_lp)
-{
-    return UNSUPPORTED("sample");
-}
 
 /* Keep in step with the table below: an op listed here has a GPU kernel. */
 static int cu_supports_op(kern_op_t op)
 {
     switch (op) {
     case KERN_OP_EMBED:
-    case KERN_OP_RMSNORM: return 1;
+    case KERN_OP_ADD:
+    case KERN_OP_CAST:
+    case KERN_OP_GATHER_ROWS:
+    case KERN_OP_SILU_MUL:
+    case KERN_OP_RMSNORM:
+    case KERN_OP_GEMM:
+    case KERN_OP_ROPE:
+    case KERN_OP_KV_STORE:
+    case KERN_OP_KV_GATHER:
+    case KERN_OP_MLA_NAIVE:
+    case KERN_OP_MOE_ROUTE:
+    case KERN_OP_LOG_SOFTMAX:
+    case KERN_OP_SAMPLE: return 1;
     default: return 0;
     }
 }
@@ -121,21 +74,21 @@ const kern_ops_t kern_cuda_ops = {
     .host_free = kern_cuda_host_free,
     .supports_op = cu_supports_op,
     .embed = kern_cuda_embed,
-    .add = cu_add,
-    .cast = cu_cast,
-    .gather_rows = cu_gather_rows,
-    .silu_mul = cu_silu_mul,
+    .add = kern_cuda_add,
+    .cast = kern_cuda_cast,
+    .gather_rows = kern_cuda_gather_rows,
+    .silu_mul = kern_cuda_silu_mul,
     .rmsnorm = kern_cuda_rmsnorm,
-    .gemm = cu_gemm,
-    .rope = cu_rope,
-    .kv_store = cu_kv_store,
-    .kv_gather = cu_kv_gather,
-    .mla_naive = cu_mla_naive,
+    .gemm = kern_cuda_gemm,
+    .rope = kern_cuda_rope,
+    .kv_store = kern_cuda_kv_store,
+    .kv_gather = kern_cuda_kv_gather,
+    .mla_naive = kern_cuda_mla_naive,
     .mla_absorbed = cu_mla_absorbed,
-    .moe_route = cu_moe_route,
+    .moe_route = kern_cuda_moe_route,
     .moe_plan = cu_moe_plan,
     .moe_experts = cu_moe_experts,
     .moe_combine = cu_moe_combine,
-    .log_softmax = cu_log_softmax,
-    .sample = cu_sample,
+    .log_softmax = kern_cuda_log_softmax,
+    .sample = kern_cuda_sample,
 };
