@@ -391,7 +391,7 @@ int main(int argc, char **argv)
     }
     if (isinf(a.request_rate)) puts("Traffic request rate: inf");
     else printf("Traffic request rate: %g\n", a.request_rate);
-    printf("Burstiness factor: %g (%s)\n", a.burstiness, a.burstiness == 1.0 ? "Poisson process" : "Gamma distribution");
+    printf(a.burstiness == floor(a.burstiness) ? "Burstiness factor: %.1f (%s)\n" : "Burstiness factor: %g (%s)\n", a.burstiness, a.burstiness == 1.0 ? "Poisson process" : "Gamma distribution");
     if (a.max_concurrency > 0) printf("Maximum request concurrency: %d\n", a.max_concurrency);
     else puts("Maximum request concurrency: None");
     fflush(stdout);
