@@ -2,7 +2,7 @@
 (one np1 `moeserve serve`, harness.py): a small run completes with exact
 request and token counts, sane percentiles, a report block that parses back
 field by field and agrees with the saved JSON; chat and Poisson-rate runs
-complete too.
+complete too; scripts/bench.sh sweeps two concurrencies into a table and plots.
 
 argv: harness paths (--moeserve ... --configs) and --bench build/moeserve-bench.
 """
@@ -110,6 +110,31 @@ def check_rate(c, env, srv, model):
     c.check("Benchmarking:" in r.stderr, "no progress on stderr")
 
 
+def check_sweep(c, env, srv, model):
+    """scripts/bench.sh: the seed's loop, a table and a PNG/SVG plot."""
+    out = tempfile.mkdtemp(dir=env.workdir, prefix="sweep-")
+    root = os.path.join(HERE, "..", "..")
+    envv = dict(os.environ, CONCURRENCY_LIST="1 3", MULTI_ROUND="1", ISL="8", OSL="4", RESULT_DIR=out, MODEL=model,
+                GPUS="2", BENCH=bench_path())
+    r = subprocess.run(["bash", os.path.join(root, "scripts", "bench.sh"), "--base-url",
+                        "http://127.0.0.1:%d" % srv.port, "--disable-tqdm"], env=envv, capture_output=True, text=True,
+                       timeout=120)
+    c.check(r.returncode == 0, "bench.sh exit %d: %s" % (r.returncode, r.stderr[-1000:]))
+    for f in ("concurrency_1.json", "concurrency_3.json", "sweep.md", "sweep.png", "sweep.svg"):
+        c.check(os.path.getsize(os.path.join(out, f)) > 0 if os.path.exists(os.path.join(out, f)) else False,
+                "bench.sh wrote no %s" % f)
+    with open(os.path.join(out, "sweep.png"), "rb") as f:
+        c.check(f.read(8) == b"\x89PNG\r\n\x1a\n", "sweep.png is not a PNG")
+    rows = [l for l in open(os.path.join(out, "sweep.md")) if l.startswith("| 1 |") or l.startswith("| 3 |")]
+    c.check(len(rows) == 2, "table rows %s" % rows)
+    with open(os.path.join(out, "concurrency_3.json")) as f:
+        js = json.load(f)
+    cells = [x.strip() for x in rows[-1].split("|")[1:-1]] if rows else []
+    c.check(js["completed"] == 3 and js["max_concurrency"] == 3 and js["total_output_tokens"] == 12, "sweep JSON")
+    # per-GPU throughput is the block's output throughput over GPUS
+    c.check(len(cells) == 10 and abs(float(cells[4]) * 2 - float(cells[3])) < 0.02, "per-GPU column %s" % cells)
+
+
 def main():
     env = Env.from_args()
     model = env.tiny_model()
@@ -118,6 +143,7 @@ def main():
         c.run("counts_block_json", check_counts_and_block, env, srv, model)
         c.run("chat", check_chat, env, srv, model)
         c.run("poisson_rate", check_rate, env, srv, model)
+        c.run("bench_sh_sweep", check_sweep, env, srv, model)
     c.done()
 
 
