@@ -61,7 +61,8 @@ def check_counts_and_block(c, env, srv, model):
     # E2EL = TTFT + (OSL-1) * TPOT for every request, so the means agree
     c.check(abs(fields["Mean E2EL (ms)"] - fields["Mean TTFT (ms)"] - (OSL - 1) * fields["Mean TPOT (ms)"]) < 0.1,
             "mean E2EL != mean TTFT + (OSL-1) mean TPOT")
-    c.check(abs(fields["Output token throughput (tok/s)"] - N * OSL / dur) / (N * OSL / dur) < 0.01,
+    # the block prints the duration to 10 ms: on a sub-second run that alone is > 1 %, so allow for it
+    c.check(abs(fields["Output token throughput (tok/s)"] - N * OSL / dur) / (N * OSL / dur) < 0.01 + 0.006 / dur,
             "output throughput != tokens / duration")
 
     with open(os.path.join(out, "r.json")) as f:
