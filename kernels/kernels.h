@@ -7,7 +7,7 @@
  *  - The first argument is the backend context (kern_ctx_t: stream, workspace,
  *    library handles, fault flag); then raw device pointers, sizes, strides
  *    (in elements unless the name says bytes). Small plain descriptor structs
- *    (kern_mat_t, kern_attn_seq_t, kern_sample_t) are passed by host pointer;
+ *    (kern_mat_t, kern_gemm_t, kern_kv_t, kern_attn_seq_t, kern_sample_t) are passed by host pointer;
  *    arrays of them that an op reads per row live in device memory.
  *  - Ops are asynchronous with respect to the host on a stream; results are
  *    visible to the host after download + synchronize. The CPU backend runs
