@@ -124,7 +124,8 @@ static int kv_blocks_for_cfg(const ms_config_t *cfg, const mcfg_t *m, int max_se
     int bs = cfg->kv_cache.tokens_per_block;
     int64_t tokens = cfg->kv_cache.max_tokens;
     if (tokens <= 0) {
-        int64_t per_tok = (int64_t)(m->kv_lora_rank + m->qk_rope_head_dim) * m->num_hidden_layers * 2;
+        ms_dtype_t kdt = cfg->kv_cache.dtype == MS_KV_DTYPE_FP8 ? MS_DT_F8E4M3 : MS_DT_BF16;
+        int64_t per_tok = (int64_t)kern_kv_row_bytes(kdt, m->kv_lora_rank, m->qk_rope_head_dim) * m->num_hidden_layers;
         int64_t cap = (int64_t)cfg->max_batch_size * max_seq_len;
         long avail = mem_available_bytes();
         tokens = cap;
@@ -214,6 +215,7 @@ int cmd_serve(int argc, char **argv)
     engine_opts_t eo = {
         .kv_blocks = kv_blocks_for_cfg(&cfg, &mc, max_seq_len, local_ranks),
         .block_size = cfg.kv_cache.tokens_per_block,
+        .kv_fp8 = cfg.kv_cache.dtype == MS_KV_DTYPE_FP8, /* auto = the checkpoint's activations: bf16 */
         .max_batch = cfg.max_batch_size * groups,
         .max_tokens_per_step = cfg.max_num_tokens * groups,
         .backend = cfg.ms.device == MS_DEVICE_CUDA ? "cuda" : "cpu",

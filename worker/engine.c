@@ -52,7 +52,8 @@ const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
  * lacks one is rejected before any weight is loaded. */
 static const kern_op_t engine_ops_used[] = {
     KERN_OP_EMBED, KERN_OP_ADD, KERN_OP_CAST, KERN_OP_GATHER_ROWS, KERN_OP_SILU_MUL, KERN_OP_RMSNORM,
-    KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE, KERN_OP_MLA_ABSORBED,
+    KERN_OP_ADD_RMSNORM, KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE,
+    KERN_OP_MLA_LATENT,
     KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE, KERN_OP_SAMPLE,
 };
 
@@ -92,7 +93,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
     MS_TRY_GOTO(st, weights_load(e->k, e->cx, e->ck, &e->cfg, par, &e->w), out_ck);
     MS_TRY_GOTO(st, kvc_create(e->k, e->cfg.num_hidden_layers, o->kv_blocks, o->block_size,
-                               e->cfg.kv_lora_rank + e->cfg.qk_rope_head_dim, &e->kv), out_w);
+                               o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, e->cfg.kv_lora_rank, e->cfg.qk_rope_head_dim,
+                               &e->kv), out_w);
     const int T = o->max_tokens_per_step, B = o->max_batch;
     const int blk_max = B * o->kv_blocks;
     MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, T, B, o->max_naive_ctx, blk_max),
@@ -109,8 +111,9 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
-    MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens (%.1f MiB)", model_dir, e->cfg.num_hidden_layers,
-            o->kv_blocks, o->block_size, (double)e->kv.layer_elems * e->kv.n_layers * 2 / (1 << 20));
+    MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens, %s rows of %d bytes (%.1f MiB)", model_dir,
+            e->cfg.num_hidden_layers, o->kv_blocks, o->block_size, o->kv_fp8 ? "fp8" : "bf16", e->kv.row_bytes,
+            (double)e->kv.layer_bytes * e->kv.n_layers / (1 << 20));
     *out = e;
     return MS_OK;
 out_host:

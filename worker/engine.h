@@ -27,7 +27,8 @@ typedef enum {
 
 typedef struct {
     int kv_blocks;           /* blocks in the paged cache (per layer) */
-    int block_size;          /* tokens per block, e.g. 32 */
+    int block_size;          /* tokens per block, e.g. 32 (64 = FlashMLA's page) */
+    int kv_fp8;              /* 1: FP8 latent rows with per-128 scales (kv_cache_config.dtype fp8); 0: BF16 */
     int max_batch;           /* sequences per step (slots) */
     int max_tokens_per_step; /* fed tokens per step */
     const char *backend;     /* "cpu" (default) or "cuda" */

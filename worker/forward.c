@@ -37,8 +37,17 @@ static void fwd_layout(fwd_t *f, char *base)
     f->att = carve(&cv, 2 * T * f->H * f->dv);
     f->of32 = carve(&cv, 4 * T * f->D);
     f->tb = carve(&cv, 2 * T * f->D);
-    f->gkv = carve(&cv, 2 * S * (f->dc + f->dr));
-    f->kvb = carve(&cv, 2 * S * f->H * (f->dn + f->dv));
+    {   /* naive scratch and absorbed latents are used one after the other inside a layer: one region */
+        size_t naive = ((2 * S * (f->dc + f->dr) + 255) & ~(size_t)255) + 2 * S * f->H * (f->dn + f->dv);
+        size_t lat = ((4 * T * f->H * f->dc + 255) & ~(size_t)255) + 4 * T * f->H * f->dc;
+        carve_t un = {cv.base ? cv.base + cv.off : NULL, 0};
+        f->gkv = carve(&un, 2 * S * (f->dc + f->dr));
+        f->kvb = carve(&un, 2 * S * f->H * (f->dn + f->dv));
+        un.off = 0;
+        f->qlat = carve(&un, 4 * T * f->H * f->dc);
+        f->olat = carve(&un, 4 * T * f->H * f->dc);
+        carve(&cv, naive > lat ? naive : lat);
+    }
     f->g = carve(&cv, 2 * T * F);
     f->u = carve(&cv, 2 * T * F);
     f->rlog = carve(&cv, 4 * T * f->E);
@@ -57,7 +66,6 @@ static void fwd_layout(fwd_t *f, char *base)
     f->moe_ws = carve(&cv, f->moe_ws_bytes);
     f->routed = carve(&cv, 2 * T * f->D);
     f->shared = carve(&cv, 2 * T * f->D);
-    f->last = carve(&cv, 2 * B * f->D);
     f->lastn = carve(&cv, 2 * B * f->D);
     f->lg16 = carve(&cv, 2 * B * f->V);
     f->logits = carve(&cv, 4 * B * f->V);
@@ -132,10 +140,10 @@ static ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *u
 {
     const kern_ops_t *k = f->k;
     const int F = gate->rows;
-    MS_TRY(k->gemm(f->cx, xn, MS_DT_BF16, f->D, gate, f->g, MS_DT_BF16, F, n));
-    MS_TRY(k->gemm(f->cx, xn, MS_DT_BF16, f->D, up, f->u, MS_DT_BF16, F, n));
+    MS_TRY(kern_gemm_plain(k, f->cx, xn, MS_DT_BF16, f->D, gate, f->g, MS_DT_BF16, F, n));
+    MS_TRY(kern_gemm_plain(k, f->cx, xn, MS_DT_BF16, f->D, up, f->u, MS_DT_BF16, F, n));
     MS_TRY(k->silu_mul(f->cx, f->g, f->u, f->g, (int64_t)n * F));
-    return k->gemm(f->cx, f->g, MS_DT_BF16, F, down, out, MS_DT_BF16, f->D, n);
+    return kern_gemm_plain(k, f->cx, f->g, MS_DT_BF16, F, down, out, MS_DT_BF16, f->D, n);
 }
 
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out)
@@ -146,25 +154,27 @@ ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int
 ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
 {
     const kern_ops_t *k = f->k;
-    const int T = st->T, D = f->D;
+    const int T = st->T, D = f->D, L = f->w->n_layers;
     const float eps = f->c->rms_norm_eps;
     MS_TRY(k->embed(f->cx, f->ids, T, f->w->embed, f->V, D, f->x));
-    for (int l = 0; l < f->w->n_layers; l++) {
+    /* Each residual add is fused with the RMSNorm that follows it (the next sublayer's input norm, or the
+     * final norm after the last layer): xn always holds the normed input of what runs next. */
+    MS_TRY(k->rmsnorm(f->cx, f->x, D, L > 0 ? f->w->layers[0].input_norm : f->w->norm, f->xn, D, T, D, eps));
+    for (int l = 0; l < L; l++) {
         const wlayer_t *y = &f->w->layers[l];
         /* h = x + MLA(RMSNorm_input(x)) */
         MS_TRY(fwd_attention(f, l, st));
-        MS_TRY(k->add(f->cx, f->x, f->tb, f->x, (int64_t)T * D));
+        MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, y->post_norm, f->xn, T, D, eps));
         /* out = h + FFN(RMSNorm_post(h)) */
-        MS_TRY(k->rmsnorm(f->cx, f->x, D, y->post_norm, f->xn, D, T, D, eps));
         if (y->is_moe) MS_TRY(fwd_moe(f, l, st));
         else MS_TRY(fwd_mlp(f, &y->gate, &y->up, &y->down, f->xn, T, f->tb));
-        MS_TRY(k->add(f->cx, f->x, f->tb, f->x, (int64_t)T * D));
+        MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, l + 1 < L ? f->w->layers[l + 1].input_norm : f->w->norm, f->xn, T,
+                              D, eps));
     }
     if (st->n_sample == 0) return MS_OK;
     const int B = st->n_sample;
-    MS_TRY(k->gather_rows(f->cx, f->x, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->last));
-    MS_TRY(k->rmsnorm(f->cx, f->last, D, f->w->norm, f->lastn, D, B, D, eps));
-    MS_TRY(k->gemm(f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
+    MS_TRY(k->gather_rows(f->cx, f->xn, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->lastn));
+    MS_TRY(kern_gemm_plain(k, f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
     MS_TRY(k->cast(f->cx, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)B * f->V));
     return k->sample(f->cx, f->logits, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids, f->top_lp);
 }

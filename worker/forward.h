@@ -52,6 +52,8 @@ typedef struct {
     bf16_t *tb;       /* (T, D) attention / FFN output before the residual add */
     bf16_t *gkv;      /* (S_max, dc+dr) gathered latents (naive path) */
     bf16_t *kvb;      /* (S_max, H*(dn+dv)) kv_b_proj over them */
+    float *qlat;      /* (T, H, dc) q_nope·W_UK (absorbed path; shares memory with gkv/kvb: used before them) */
+    float *olat;      /* (T, H, dc) latent attention output */
     /* FFN */
     bf16_t *g, *u;    /* (T, max(I, Is)) gate / up, then silu(gate)*up in g */
     float *rlog;      /* (T, E) router logits fp32 */
@@ -66,7 +68,7 @@ typedef struct {
     size_t moe_ws_bytes;
     bf16_t *routed, *shared;          /* (T, D) */
     /* logits and sampling, B_max rows */
-    bf16_t *last, *lastn;             /* (B, D) */
+    bf16_t *lastn;                    /* (B, D) final-normed rows of the sampled tokens */
     bf16_t *lg16;                     /* (B, V) lm_head output (bf16, as transformers) */
     float *logits;                    /* (B, V) the same values in fp32 */
     int32_t *tok;                     /* (B) */
@@ -101,6 +103,7 @@ void fwd_destroy(fwd_t *f);
 ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st);
 
 /* internal pieces (forward_attn.c, forward_moe.c) */
+/* MLA of one layer on f->xn (= RMSNorm_input(x), made by the caller's fused add+norm), output in f->tb */
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st);
 ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
 /* the shared experts of an MoE layer on n rows of xn (forward.c, beside the dense MLP it equals) */

@@ -32,7 +32,7 @@ ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st)
     if (ep > 1024) return MS_ERR(MS_ERR_UNSUPPORTED, "moe: ep_size %d > 1024", ep);
     for (int r = 0; r < ep; r++) send_rows[r] = 0;
     if (tn > 0) {
-        MS_TRY(k->gemm(f->cx, xs, MS_DT_BF16, D, &y->router, f->rlog, MS_DT_F32, E, tn));
+        MS_TRY(kern_gemm_plain(k, f->cx, xs, MS_DT_BF16, D, &y->router, f->rlog, MS_DT_F32, E, tn));
         MS_TRY(k->moe_route(f->cx, f->rlog, y->router_bias, tn, E, f->c->n_group, f->c->topk_group, K,
                             f->c->norm_topk_prob, f->c->routed_scaling_factor, f->ridx, f->rw));
         MS_TRY(k->moe_plan(f->cx, f->ridx, tn, K, f->e2slot, E, E, f->tos, f->pos_of_pair, f->sos, f->slot_counts));

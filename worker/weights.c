@@ -126,6 +126,39 @@ static ms_status_t wl_linear(wl_t *L, kern_mat_t *m, bool allow_fp8, int64_t row
     return wl_linear_part(L, name, dt, rows, cols, r0, nr, c0, nc, (void *)m->data, (float *)m->scale_inv);
 }
 
+/* Rows [r0, r0+nr) of linear `name` ([rows, cols]) as BF16 whatever the checkpoint stores: an FP8 weight is
+ * dequantized once here, on the host, with the kernels' rule bf16(fp8 * scale_inv) (so the numbers are the
+ * ones an FP8 GEMM would have used). For kv_b: the absorbed MLA's per-head GEMMs (W_UK read transposed)
+ * and the naive path's kv_b GEMM read it as plain BF16. */
+static ms_status_t wl_linear_bf16(wl_t *L, kern_mat_t *m, int64_t rows, int64_t cols, int64_t r0, int64_t nr,
+                                  const char *name)
+{
+    ms_dtype_t dt;
+    MS_TRY(wl_linear_dtype(L, name, true, &dt));
+    if (dt != MS_DT_F8E4M3) return wl_linear(L, m, false, rows, cols, r0, nr, 0, cols, name);
+    wl_reserve(L, m, MS_DT_BF16, 1, nr, cols);
+    ckpt_tensor_t t, ts;
+    int64_t shape[2] = {rows, cols}, sshape[2] = {kern_fp8_blocks((int32_t)rows), kern_fp8_blocks((int32_t)cols)};
+    char sname[300];
+    snprintf(sname, sizeof sname, "%s_scale_inv", name);
+    MS_TRY(ckpt_expect(L->ck, name, MS_DT_F8E4M3, 2, shape, &t));
+    MS_TRY(ckpt_expect(L->ck, sname, MS_DT_F32, 2, sshape, &ts));
+    if (!L->base) return MS_OK;
+    bf16_t *tmp = malloc(sizeof(bf16_t) * (size_t)(nr * cols));
+    if (!tmp) return MS_ERR(MS_ERR_NOMEM, "weights: out of memory dequantizing %s", name);
+    const uint8_t *q = t.data;
+    const float *sc = ts.data;
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float s = sc[((r0 + r) / KERN_FP8_BLOCK) * sshape[1] + c / KERN_FP8_BLOCK];
+            tmp[r * cols + c] = f32_to_bf16(fp8e4m3_to_f32(q[(r0 + r) * cols + c]) * s);
+        }
+    ms_status_t st = L->k->upload(L->cx, (void *)m->data, tmp, sizeof(bf16_t) * (size_t)(nr * cols));
+    if (st == MS_OK) st = L->k->synchronize(L->cx); /* tmp must outlive an async upload */
+    free(tmp);
+    return st;
+}
+
 #define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
 static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, weights_t *w)
@@ -164,8 +197,8 @@ static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, weights_t *w
         }
         MS_TRY(wl_linear(L, &y->kv_a, true, dc + dr, D, 0, dc + dr, 0, D, LN("self_attn.kv_a_proj_with_mqa.weight")));
         MS_TRY(wl_vec(L, (void **)&y->kv_a_norm, MS_DT_BF16, dc, LN("self_attn.kv_a_layernorm.weight")));
-        MS_TRY(wl_linear(L, &y->kv_b, true, H * (dn + dv), dc, h0 * (dn + dv), Hl * (dn + dv), 0, dc,
-                         LN("self_attn.kv_b_proj.weight")));
+        MS_TRY(wl_linear_bf16(L, &y->kv_b, H * (dn + dv), dc, h0 * (dn + dv), Hl * (dn + dv),
+                              LN("self_attn.kv_b_proj.weight")));
         MS_TRY(wl_linear(L, &y->o, true, D, H * dv, 0, D, h0 * dv, Hl * dv, LN("self_attn.o_proj.weight")));
         y->is_moe = mcfg_layer_is_moe(c, l);
         if (!y->is_moe) {

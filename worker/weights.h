@@ -26,7 +26,8 @@ typedef struct {
     kern_mat_t q;        /* (H*qk, D)            when q_lora_rank == 0 */
     kern_mat_t kv_a;     /* (dc+dr, D)           kv_a_proj_with_mqa */
     bf16_t *kv_a_norm;   /* (dc) */
-    kern_mat_t kv_b;     /* (H*(dn+dv), dc)      per head [W_UK dn rows | W_UV dv rows] */
+    kern_mat_t kv_b;     /* (H*(dn+dv), dc)      per head [W_UK dn rows | W_UV dv rows]; always BF16
+                          * (an FP8 checkpoint's kv_b is dequantized once at load) */
     kern_mat_t o;        /* (D, H*dv)            columns of this rank's heads */
     /* FFN: dense layers */
     bool is_moe;
