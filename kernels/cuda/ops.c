@@ -7,12 +7,56 @@
 
 #define UNSUPPORTED(op) MS_ERR(MS_ERR_UNSUPPORTED, "cuda backend: op '%s' is not implemented yet", op)
 
-static ms_status_t cu_mla_absorbed(kern_ctx_t *cx, const bf16_t *q, const bf16_t *cache, int32_t block_size,
-                                   const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
-                                   const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv,
-                                   int32_t d_c, float scale, bf16_t *out)
+/* Adapters from the descriptor signatures of kernels.h to the GPU kernels
+ * written against the earlier positional ones: each takes the case its kernel
+ * implements exactly and answers UNSUPPORTED (naming what is missing) for the
+ * rest, never a silently different result. */
+static ms_status_t cu_gemm(kern_ctx_t *cx, const kern_gemm_t *g)
 {
-    return UNSUPPORTED("mla_absorbed");
+    const int32_t batch = g->batch > 1 ? g->batch : 1;
+    if (g->epi != KERN_EPI_NONE || g->w_trans || g->xdt == MS_DT_F8E4M3 || (g->ldw && g->ldw != g->w->cols))
+        return UNSUPPORTED("gemm (epilogue, transposed, strided or FP8-activation mode)");
+    for (int32_t b = 0; b < batch; b++) {
+        const size_t xe = ms_dtype_size(g->xdt), ye = ms_dtype_size(g->ydt), we = ms_dtype_size(g->w->dtype);
+        kern_mat_t w = *g->w;
+        w.data = (const char *)g->w->data + (size_t)b * (size_t)g->bsw * we;
+        if (b && g->bsw && w.dtype == MS_DT_F8E4M3)
+            w.scale_inv = g->w->scale_inv + (size_t)b * kern_fp8_blocks(w.rows) * kern_fp8_blocks(w.cols);
+        MS_TRY(kern_cuda_gemm(cx, (const char *)g->x + (size_t)b * (size_t)g->bsx * xe, g->xdt, g->ldx, &w,
+                              (char *)g->y + (size_t)b * (size_t)g->bsy * ye, g->ydt, g->ldy, g->m));
+    }
+    return MS_OK;
+}
+static ms_status_t cu_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv,
+                               const bf16_t *kpe, int64_t ld_kpe, const int32_t *slots, int32_t n)
+{
+    if (kv->dtype != MS_DT_BF16) return UNSUPPORTED("kv_store (FP8 rows)");
+    return kern_cuda_kv_store(cx, kv->data, ckv, ld_ckv, kpe, ld_kpe, slots, n, kv->d_c, kv->d_r);
+}
+static ms_status_t cu_kv_gather(kern_ctx_t *cx, const kern_kv_t *kv, const kern_attn_seq_t *seqs, int32_t n_seqs,
+                                const int32_t *block_tables, bf16_t *out)
+{
+    /* the kernel gathers whole causal contexts; windows (kv_len > 0) are not read yet */
+    return UNSUPPORTED("kv_gather (typed rows and windows)");
+}
+static ms_status_t cu_add_rmsnorm(kern_ctx_t *cx, bf16_t *x, const bf16_t *res, const bf16_t *w, bf16_t *y,
+                                  int32_t rows, int32_t dim, float eps)
+{
+    /* add then rmsnorm: both exact ops, so the pair is bit-identical to the fused CPU op */
+    MS_TRY(kern_cuda_add(cx, x, res, x, (int64_t)rows * dim));
+    return kern_cuda_rmsnorm(cx, x, dim, w, y, dim, rows, dim, eps);
+}
+static ms_status_t cu_act_quant(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, int32_t rows, int32_t cols, uint8_t *q,
+                                int64_t ldq, float *scale, int64_t lds)
+{
+    return UNSUPPORTED("act_quant");
+}
+static ms_status_t cu_mla_latent(kern_ctx_t *cx, const void *q_lat, ms_dtype_t qdt, const bf16_t *q_pe, int64_t ld_pe,
+                                 int64_t ld_pe_head, const kern_kv_t *kv, const int32_t *block_tables,
+                                 const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, float scale, void *o_lat,
+                                 ms_dtype_t odt)
+{
+    return UNSUPPORTED("mla_latent");
 }
 static ms_status_t cu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
                                int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
@@ -42,10 +86,10 @@ static int cu_supports_op(kern_op_t op)
     case KERN_OP_GATHER_ROWS:
     case KERN_OP_SILU_MUL:
     case KERN_OP_RMSNORM:
+    case KERN_OP_ADD_RMSNORM:
     case KERN_OP_GEMM:
     case KERN_OP_ROPE:
     case KERN_OP_KV_STORE:
-    case KERN_OP_KV_GATHER:
     case KERN_OP_MLA_NAIVE:
     case KERN_OP_MOE_ROUTE:
     case KERN_OP_LOG_SOFTMAX:
@@ -79,12 +123,14 @@ const kern_ops_t kern_cuda_ops = {
     .gather_rows = kern_cuda_gather_rows,
     .silu_mul = kern_cuda_silu_mul,
     .rmsnorm = kern_cuda_rmsnorm,
-    .gemm = kern_cuda_gemm,
+    .add_rmsnorm = cu_add_rmsnorm,
+    .gemm = cu_gemm,
+    .act_quant = cu_act_quant,
     .rope = kern_cuda_rope,
-    .kv_store = kern_cuda_kv_store,
-    .kv_gather = kern_cuda_kv_gather,
+    .kv_store = cu_kv_store,
+    .kv_gather = cu_kv_gather,
     .mla_naive = kern_cuda_mla_naive,
-    .mla_absorbed = cu_mla_absorbed,
+    .mla_latent = cu_mla_latent,
     .moe_route = kern_cuda_moe_route,
     .moe_plan = cu_moe_plan,
     .moe_experts = cu_moe_experts,
