@@ -289,7 +289,17 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
         MS_TRY(k->download(e->cx, e->h_lp, f->lp, sizeof(float) * (size_t)nsample));
         MS_TRY(k->download(e->cx, e->h_top, f->top_ids, sizeof(int32_t) * (size_t)nsample * KERN_MAX_LOGPROBS));
         MS_TRY(k->download(e->cx, e->h_toplp, f->top_lp, sizeof(float) * (size_t)nsample * KERN_MAX_LOGPROBS));
+        uint32_t fault = 0;
+        MS_TRY(k->download(e->cx, &fault, e->cx->fault, sizeof fault));
         MS_TRY(k->synchronize(e->cx));
+        if (fault) { /* a data fault inside the step (kernels.h): its results are not to be trusted */
+            MS_TRY(k->memset(e->cx, e->cx->fault, 0, sizeof fault));
+            MS_TRY(k->synchronize(e->cx));
+            return MS_ERR(MS_ERR_INTERNAL, "engine: the step raised device faults %#x (%s%s%s%s)", fault,
+                          fault & KERN_FAULT_TOKEN ? "token id " : "", fault & KERN_FAULT_SLOT ? "expert slot " : "",
+                          fault & KERN_FAULT_BLOCK ? "KV block " : "",
+                          fault & KERN_FAULT_CAPACITY ? "MoE slot capacity (moe_config.max_num_tokens)" : "");
+        }
     }
     for (int i = 0; i < p->n_seqs; i++) {
         proto_result_t *r = &res[i];
