@@ -86,7 +86,8 @@ typedef enum {
     KERN_OP_EMBED, KERN_OP_ADD, KERN_OP_CAST, KERN_OP_GATHER_ROWS, KERN_OP_SILU_MUL, KERN_OP_RMSNORM,
     KERN_OP_ADD_RMSNORM, KERN_OP_GEMM, KERN_OP_ACT_QUANT, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER,
     KERN_OP_MLA_NAIVE, KERN_OP_MLA_LATENT,
-    KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE, KERN_OP_LOG_SOFTMAX,
+    KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE,
+    KERN_OP_LOG_SOFTMAX,
     KERN_OP_SAMPLE,
     KERN_N_OPS
 } kern_op_t;
@@ -204,10 +205,68 @@ typedef struct {
 } kern_sample_t;
 KERN_STATIC_ASSERT(sizeof(kern_sample_t) == 40, "kern_sample_t layout");
 
-/* Workspace bytes kern_ops_t.moe_experts needs for R rows over n_local experts. */
-static inline size_t kern_moe_ws_bytes(int64_t R, int64_t hidden, int64_t inter, int64_t n_local)
+/* ---- MoE data shapes (placement tables, slot records) ---- */
+
+/* One MoE layer's expert placement, as device tables (what an EPLB rewrites).
+ * n_slots physical slots in all; EP rank r holds global slots
+ * [r*slots_per_rank, (r+1)*slots_per_rank) as its local slots 0.. . Expert e
+ * has n_rep[e] >= 1 replicas at global slots log2phy[e*max_rep + 0 .. n_rep[e]). */
+typedef struct {
+    const int32_t *log2phy; /* device [E, max_rep]; -1 past n_rep[e] */
+    const int32_t *n_rep;   /* device [E] */
+    int32_t E, max_rep, n_slots, slots_per_rank;
+} kern_moe_place_t;
+
+/* The local slots' routed-expert weights: one contiguous record per slot,
+ * `stride` bytes apart, so an expert moves as one copy. A record holds
+ *   gate|up [2*inter, hidden] (gate rows first) at byte 0, down [hidden, inter]
+ *   at off_down; for F8E4M3 the fp32 scale_inv blocks of gate
+ *   [ceil(inter/128), ceil(hidden/128)], then up (same), then down
+ *   [ceil(hidden/128), ceil(inter/128)] from off_scale.
+ * When inter % 128 == 0, gate|up with its scales is exactly one fused
+ * [2*inter, hidden] block-scaled matrix (DeepSeek-V3: inter 2048). */
+typedef struct {
+    const void *base;       /* record of local slot 0 */
+    size_t stride;          /* bytes between records (256-aligned) */
+    ms_dtype_t dtype;       /* BF16 or F8E4M3 */
+    int32_t hidden, inter;
+    size_t off_down, off_scale;
+} kern_moe_slots_t;
+
+static inline size_t kern_align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* The record layout for dtype/hidden/inter (base NULL). */
+static inline kern_moe_slots_t kern_moe_slots_layout(ms_dtype_t dt, int32_t hidden, int32_t inter)
 {
-    return (size_t)R * (size_t)(2 * hidden + 3 * inter) * 2 + (size_t)R * 4 + (size_t)(2 * n_local + 2) * 4 + 64;
+    kern_moe_slots_t w = {NULL, 0, dt, hidden, inter, 0, 0};
+    size_t es = ms_dtype_size(dt), mat = (size_t)hidden * (size_t)inter * es;
+    w.off_down = kern_align256(2 * mat);
+    w.off_scale = kern_align256(w.off_down + mat);
+    size_t end = w.off_scale;
+    if (dt == MS_DT_F8E4M3) end += sizeof(float) * 3 * (size_t)kern_fp8_blocks(hidden) * (size_t)kern_fp8_blocks(inter);
+    w.stride = kern_align256(end);
+    return w;
+}
+
+/* Matrix `which` (0 gate [inter, hidden], 1 up, 2 down [hidden, inter]) of local slot j, as a kern_mat_t view. */
+static inline kern_mat_t kern_moe_slot_mat(const kern_moe_slots_t *w, int32_t j, int which)
+{
+    const char *rec = (const char *)w->base + (size_t)j * w->stride;
+    size_t es = ms_dtype_size(w->dtype), mat = (size_t)w->hidden * (size_t)w->inter * es;
+    size_t sblk = (size_t)kern_fp8_blocks(w->hidden) * (size_t)kern_fp8_blocks(w->inter);
+    kern_mat_t m;
+    m.dtype = w->dtype;
+    m.rows = which == 2 ? w->hidden : w->inter;
+    m.cols = which == 2 ? w->inter : w->hidden;
+    m.data = rec + (which == 2 ? w->off_down : (size_t)which * mat);
+    m.scale_inv = w->dtype == MS_DT_F8E4M3 ? (const float *)(rec + w->off_scale) + (size_t)which * sblk : NULL;
+    return m;
+}
+
+/* Workspace bytes kern_ops_t.moe_experts needs for slots of `cap` rows. */
+static inline size_t kern_moe_ws_bytes(int64_t cap, int64_t inter)
+{
+    return (size_t)cap * (size_t)inter * 2 * 2 + 64;
 }
 
 typedef struct kern_ops {
@@ -326,22 +385,35 @@ typedef struct kern_ops {
     ms_status_t (*moe_route)(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                              int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling,
                              int32_t *idx, float *w);
-    /* Dispatch plan for the T*K (token, k) pairs p = t*K + k with expert idx[p]: expert e lives in global
-     * slot e2slot[e] (rank = slot / slots_per_rank). Pairs are ordered by slot (stable in p); for the j-th
-     * sent pair: tok_of_sent[j] = its token row, slot_of_sent[j] = its slot; pos_of_pair[p] = j;
-     * slot_counts[slot] = pairs per slot (the host sums them per rank to size the all-to-all). */
-    ms_status_t (*moe_plan)(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
-                            int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
-                            int32_t *slot_of_sent, int32_t *slot_counts);
-    /* Routed experts on R rows: row r goes to local expert slot_of_row[r] - slot_base (0..n_local-1).
-     * out[r] = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted; gate/up/down are stacks of
-     * n_local matrices. Grouping by expert happens inside (grouped GEMM); ws has kern_moe_ws_bytes(). */
-    ms_status_t (*moe_experts)(kern_ctx_t *cx, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
-                               int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
-                               const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
-    /* out[t] = bf16(Σ over k, in ascending expert id, of rows[pos_of_pair[t*K+k]] * w[t*K+k]) with an fp32
-     * sum (transformers 5.17's grouped/batched experts path: fp32 products, fp32 sum, one rounding). */
-    ms_status_t (*moe_combine)(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+    /* Dispatch layout of the T*K pairs p = t*K + k (expert e = idx[p]) over the layer's placement. Replica
+     * rule: the pair goes to replica r = (t + k) % n_rep[e], global slot slot_of_pair[p] = log2phy[e][r]
+     * (consecutive tokens and a token's k alternate replicas; replicas hold identical weights and the
+     * expert op is row-independent, so the choice never changes a result, whatever the layout).
+     * rank_in_slot[p] = pairs q < p of this call with the same slot; slot_counts[s] = pairs per global slot
+     * (n_slots entries, all written); load[e] += pairs routed to expert e (int64, accumulated; NULL = none).
+     * idx -1 is padding (slot -1, not counted); an expert outside [0,E) or a slot outside [0,n_slots)
+     * raises KERN_FAULT_SLOT and the pair becomes padding. */
+    ms_status_t (*moe_plan)(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const kern_moe_place_t *pl,
+                            int32_t *slot_of_pair, int32_t *rank_in_slot, int32_t *slot_counts, int64_t *load);
+    /* The same-rank half of a dispatch (all of it in one process): pairs p with slot_of_pair[p] in
+     * [slot0, slot0+n_local) land at row (slot - slot0)*cap + rank_in_slot[p] of recv [n_local, cap, D]:
+     * recv[row] = x[p / K], row_of_pair[p] = row; every other pair gets row_of_pair -1. recv_count[j] =
+     * min(slot_counts[slot0 + j], cap). A pair at rank_in_slot >= cap raises KERN_FAULT_CAPACITY and is
+     * dropped (row -1): never a silent truncation. */
+    ms_status_t (*moe_scatter)(kern_ctx_t *cx, const bf16_t *x, int32_t T, int32_t K, int32_t D,
+                               const int32_t *slot_of_pair, const int32_t *rank_in_slot, const int32_t *slot_counts,
+                               int32_t slot0, int32_t n_local, int32_t cap, bf16_t *recv, int32_t *recv_count,
+                               int32_t *row_of_pair);
+    /* Routed experts in the masked grouped-GEMM shape: x and out are [n_local, cap, hidden]; local slot j
+     * runs its record's expert on rows 0 .. counts[j] (device counts) and leaves rows beyond untouched.
+     * out row = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted. A count outside [0, cap]
+     * raises KERN_FAULT_CAPACITY and is clamped. ws has kern_moe_ws_bytes(cap, inter). */
+    ms_status_t (*moe_experts)(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local, int32_t cap,
+                               const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);
+    /* out[t] = bf16(Σ over k, in ascending expert id, of rows[row_of_pair[t*K+k]] * w[t*K+k]) with an fp32
+     * sum (transformers 5.17's grouped/batched experts path: fp32 products, fp32 sum, one rounding).
+     * A pair with row -1 (padding, or dropped by a fault) adds nothing. */
+    ms_status_t (*moe_combine)(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 
     /* ---- logits ---- */

@@ -220,6 +220,8 @@ int cmd_serve(int argc, char **argv)
         .max_tokens_per_step = cfg.max_num_tokens * groups,
         .backend = cfg.ms.device == MS_DEVICE_CUDA ? "cuda" : "cpu",
         .mla = ENGINE_MLA_AUTO,
+        .num_slots = cfg.moe.load_balancer.enabled ? cfg.moe.load_balancer.num_slots : 0,
+        .moe_max_num_tokens = cfg.moe.max_num_tokens,
     };
     sc.max_seqs = eo.max_batch;
     sc.vocab_size = mc.vocab_size;

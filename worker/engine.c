@@ -17,6 +17,7 @@
 #include "worker/checkpoint.h"
 #include "worker/forward.h"
 #include "worker/kv_cache.h"
+#include "worker/placement.h"
 #include "worker/weights.h"
 
 _Static_assert(KERN_MAX_LOGPROBS == PROTO_MAX_LOGPROBS, "logprob list lengths agree");
@@ -29,6 +30,7 @@ struct engine {
     kern_ctx_t *cx;
     comm_t *comm;
     ckpt_t *ck;
+    placement_t pl;
     weights_t w;
     kvc_t kv;
     fwd_t f;
@@ -53,8 +55,8 @@ const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
 static const kern_op_t engine_ops_used[] = {
     KERN_OP_EMBED, KERN_OP_ADD, KERN_OP_CAST, KERN_OP_GATHER_ROWS, KERN_OP_SILU_MUL, KERN_OP_RMSNORM,
     KERN_OP_ADD_RMSNORM, KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE,
-    KERN_OP_MLA_LATENT,
-    KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE, KERN_OP_SAMPLE,
+    KERN_OP_MLA_LATENT, KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS,
+    KERN_OP_MOE_COMBINE, KERN_OP_SAMPLE,
 };
 
 static void engine_free_host(engine_t *e)
@@ -91,14 +93,18 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                 out_e);
     MS_TRY_GOTO(st, e->k->ctx_create(0, 0, &e->cx), out_e);
     MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
-    MS_TRY_GOTO(st, weights_load(e->k, e->cx, e->ck, &e->cfg, par, &e->w), out_ck);
+    if (e->cfg.n_routed_experts > 0)
+        MS_TRY_GOTO(st, placement_create(e->cfg.num_hidden_layers, e->cfg.n_routed_experts, o->num_slots,
+                                         par->ep_size, o->assignment, &e->pl), out_ck);
+    o->assignment = NULL; /* borrowed for creation only */
+    MS_TRY_GOTO(st, weights_load(e->k, e->cx, e->ck, &e->cfg, par, &e->pl, &e->w), out_pl);
     MS_TRY_GOTO(st, kvc_create(e->k, e->cfg.num_hidden_layers, o->kv_blocks, o->block_size,
                                o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, e->cfg.kv_lora_rank, e->cfg.qk_rope_head_dim,
                                &e->kv), out_w);
     const int T = o->max_tokens_per_step, B = o->max_batch;
     const int blk_max = B * o->kv_blocks;
-    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, T, B, o->max_naive_ctx, blk_max),
-                out_kv);
+    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B, o->max_naive_ctx,
+                               blk_max, o->moe_max_num_tokens), out_kv);
     e->ids = malloc(sizeof(int32_t) * T), e->pos = malloc(sizeof(int32_t) * T), e->slots = malloc(sizeof(int32_t) * T);
     e->last_row = malloc(sizeof(int32_t) * B), e->seqs = malloc(sizeof(kern_attn_seq_t) * B);
     e->sp = malloc(sizeof(kern_sample_t) * B), e->seq_of_sample = malloc(sizeof(int) * B);
@@ -123,6 +129,8 @@ out_kv:
     kvc_destroy(&e->kv);
 out_w:
     weights_free(&e->w);
+out_pl:
+    placement_free(&e->pl);
 out_ck:
     ckpt_close(e->ck);
 out_stream:
@@ -139,9 +147,18 @@ void engine_destroy(engine_t *e)
     fwd_destroy(&e->f);
     kvc_destroy(&e->kv);
     weights_free(&e->w);
+    placement_free(&e->pl);
     ckpt_close(e->ck);
     e->k->ctx_destroy(e->cx);
     free(e);
+}
+
+ms_status_t engine_expert_load(engine_t *e, int64_t *out)
+{
+    const size_t n = (size_t)e->cfg.num_hidden_layers * (size_t)e->cfg.n_routed_experts;
+    if (!n) return MS_OK;
+    MS_TRY(e->k->download(e->cx, out, e->f.load, sizeof(int64_t) * n));
+    return e->k->synchronize(e->cx);
 }
 
 static bool seq_is_mine(const engine_t *e, const proto_seq_t *q)
@@ -275,7 +292,17 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
         MS_TRY(k->download(e->cx, e->h_lp, f->lp, sizeof(float) * (size_t)nsample));
         MS_TRY(k->download(e->cx, e->h_top, f->top_ids, sizeof(int32_t) * (size_t)nsample * KERN_MAX_LOGPROBS));
         MS_TRY(k->download(e->cx, e->h_toplp, f->top_lp, sizeof(float) * (size_t)nsample * KERN_MAX_LOGPROBS));
+        uint32_t fault = 0;
+        MS_TRY(k->download(e->cx, &fault, e->cx->fault, sizeof fault));
         MS_TRY(k->synchronize(e->cx));
+        if (fault) { /* a data fault inside the step (kernels.h): its results are not to be trusted */
+            MS_TRY(k->memset(e->cx, e->cx->fault, 0, sizeof fault));
+            MS_TRY(k->synchronize(e->cx));
+            return MS_ERR(MS_ERR_INTERNAL, "engine: the step raised device faults %#x (%s%s%s%s)", fault,
+                          fault & KERN_FAULT_TOKEN ? "token id " : "", fault & KERN_FAULT_SLOT ? "expert slot " : "",
+                          fault & KERN_FAULT_BLOCK ? "KV block " : "",
+                          fault & KERN_FAULT_CAPACITY ? "MoE slot capacity (moe_config.max_num_tokens)" : "");
+        }
     }
     for (int i = 0; i < p->n_seqs; i++) {
         proto_result_t *r = &res[i];

@@ -35,6 +35,11 @@ typedef struct {
     engine_mla_t mla;
     int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = kv_blocks*block_size.
                               * In AUTO, prefill seqs beyond it fall back to the absorbed path. */
+    /* MoE (placement.h) */
+    int num_slots;           /* moe_config.load_balancer.num_slots; 0 = n_routed_experts */
+    const int32_t *assignment; /* [num_hidden_layers][num_slots] expert per global slot, NULL = default;
+                                * borrowed during engine_create only */
+    int moe_max_num_tokens;  /* moe_config.max_num_tokens: rows per expert slot; 0 = the worst case */
 } engine_opts_t;
 
 typedef struct engine engine_t;
@@ -58,5 +63,12 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *r
 ms_status_t engine_logits(engine_t *e, int seq_index, float *out);
 
 const mcfg_t *engine_config(const engine_t *e);
+
+/* The routed-pair counters load[layer][expert] (num_hidden_layers * n_routed_experts
+ * int64, dense layers 0): (token, k) pairs this rank's tokens routed to each
+ * expert since creation (a device buffer the MoE layers bump; read between
+ * steps, no step is stopped). Summed over the ranks that route disjoint tokens
+ * (DP ranks, TP slices) it is the job's load. */
+ms_status_t engine_expert_load(engine_t *e, int64_t *out);
 
 #endif

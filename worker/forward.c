@@ -25,10 +25,15 @@ static int imax(int a, int b) { return a > b ? a : b; }
 static void fwd_layout(fwd_t *f, char *base)
 {
     carve_t cv = {base, 0};
-    const size_t T = (size_t)f->T_max, B = (size_t)f->B_max, S = (size_t)f->S_max, R = (size_t)f->R_max;
+    const size_t T = (size_t)f->T_max, B = (size_t)f->B_max, S = (size_t)f->S_max;
     const size_t P = T * (size_t)f->K, F = (size_t)imax(f->I, f->Is);
     f->inv_freq = carve(&cv, sizeof(float) * (size_t)(f->dr / 2));
-    f->e2slot = carve(&cv, sizeof(int32_t) * (size_t)f->E);
+    const size_t L = (size_t)f->c->num_hidden_layers, NS = f->pl ? (size_t)f->pl->n_slots : 0;
+    const size_t Sl = f->pl ? (size_t)f->pl->slots_per_rank : 0, RR = Sl * (size_t)f->moe_cap;
+    f->pl_log2phy = carve(&cv, 4 * L * f->E * (f->pl ? (size_t)f->pl->max_rep : 0));
+    f->pl_nrep = carve(&cv, 4 * L * f->E);
+    f->pl_phy2log = carve(&cv, 4 * L * NS);
+    f->load = carve(&cv, 8 * L * f->E);
     f->x = carve(&cv, 2 * T * f->D);
     f->xn = carve(&cv, 2 * T * f->D);
     f->qa = carve(&cv, 2 * T * (size_t)f->q_lora);
@@ -53,16 +58,18 @@ static void fwd_layout(fwd_t *f, char *base)
     f->rlog = carve(&cv, 4 * T * f->E);
     f->ridx = carve(&cv, 4 * P);
     f->rw = carve(&cv, 4 * P);
-    f->tos = carve(&cv, 4 * P);
-    f->pos_of_pair = carve(&cv, 4 * P);
-    f->sos = carve(&cv, 4 * P);
-    f->slot_counts = carve(&cv, 4 * (size_t)f->E);
-    f->recv_slot = carve(&cv, 4 * R);
-    f->send = carve(&cv, 2 * P * f->D);
-    f->back = carve(&cv, 2 * P * f->D);
-    f->recv = carve(&cv, 2 * R * f->D);
-    f->eout = carve(&cv, 2 * R * f->D);
-    f->moe_ws_bytes = f->E ? kern_moe_ws_bytes((int64_t)R, f->D, f->Im, f->El) : 0;
+    comm_moe_t *m = &f->moe;
+    m->slot_of_pair = carve(&cv, 4 * P);
+    m->rank_in_slot = carve(&cv, 4 * P);
+    m->row_of_pair = carve(&cv, 4 * P);
+    m->slot_counts = carve(&cv, 4 * NS);
+    m->recv_count = carve(&cv, 4 * Sl);
+    m->recv = carve(&cv, 2 * RR * f->D);
+    /* rows move in send order only between ranks */
+    m->send = f->par.ep_size > 1 ? carve(&cv, 2 * P * f->D) : NULL;
+    m->back = f->par.ep_size > 1 ? carve(&cv, 2 * P * f->D) : NULL;
+    f->eout = carve(&cv, 2 * RR * f->D);
+    f->moe_ws_bytes = f->E ? kern_moe_ws_bytes(f->moe_cap, f->Im) : 0;
     f->moe_ws = carve(&cv, f->moe_ws_bytes);
     f->routed = carve(&cv, 2 * T * f->D);
     f->shared = carve(&cv, 2 * T * f->D);
@@ -83,8 +90,21 @@ static void fwd_layout(fwd_t *f, char *base)
     f->bytes = cv.off;
 }
 
+/* Upload the placement tables (once, at load) and zero the load counters. */
+static ms_status_t fwd_upload_placement(fwd_t *f)
+{
+    const placement_t *pl = f->pl;
+    const size_t L = (size_t)pl->n_layers, E = (size_t)pl->n_experts;
+    MS_TRY(f->k->upload(f->cx, f->pl_log2phy, pl->log2phy, 4 * L * E * (size_t)pl->max_rep));
+    MS_TRY(f->k->upload(f->cx, f->pl_nrep, pl->n_rep, 4 * L * E));
+    MS_TRY(f->k->upload(f->cx, f->pl_phy2log, pl->phy2log, 4 * L * (size_t)pl->n_slots));
+    MS_TRY(f->k->memset(f->cx, f->load, 0, 8 * L * E));
+    return f->k->synchronize(f->cx); /* the host tables may go away after creation */
+}
+
 ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
-                       weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max)
+                       weights_t *w, kvc_t *kv, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
+                       int moe_max_tokens)
 {
     ms_status_t st;
     memset(f, 0, sizeof *f);
@@ -93,35 +113,29 @@ ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops
     f->D = c->hidden_size, f->V = c->vocab_size, f->H = par_heads_local(p, c);
     f->dn = c->qk_nope_head_dim, f->dr = c->qk_rope_head_dim, f->dv = c->v_head_dim, f->dc = c->kv_lora_rank;
     f->qk = f->dn + f->dr, f->q_lora = c->q_lora_rank, f->I = c->intermediate_size;
-    f->E = c->n_routed_experts, f->K = c->num_experts_per_tok, f->El = par_experts_local(p, c);
+    f->E = c->n_routed_experts, f->K = c->num_experts_per_tok;
     f->Im = c->moe_intermediate_size, f->Is = c->moe_intermediate_size * c->n_shared_experts;
     f->T_max = T_max, f->B_max = B_max, f->S_max = S_max, f->blk_max = blk_max;
-    f->R_max = p->ep_size * T_max * f->K;
-    f->h_counts = calloc((size_t)(f->E ? f->E : 1), sizeof(int32_t));
-    if (!f->h_counts) return MS_ERR(MS_ERR_NOMEM, "forward: out of memory");
+    if (f->E) {
+        if (!pl || pl->n_layers != c->num_hidden_layers || pl->n_experts != f->E || pl->ep_size != p->ep_size)
+            return MS_ERR(MS_ERR_INVALID, "forward: the expert placement does not match the model and layout");
+        f->pl = pl;
+        int64_t cap = (int64_t)p->ep_size * T_max;
+        if (moe_max_tokens > 0 && moe_max_tokens < cap) cap = moe_max_tokens;
+        if (cap > INT32_MAX) cap = INT32_MAX;
+        f->moe_cap = (int)cap;
+        f->moe.cap = f->moe_cap, f->moe.n_local = pl->slots_per_rank;
+    }
     fwd_layout(f, NULL);
-    MS_TRY_GOTO(st, k->alloc(f->bytes, &f->mem), out_counts);
+    MS_TRY(k->alloc(f->bytes, &f->mem));
     fwd_layout(f, f->mem);
     MS_TRY_GOTO(st, k->upload(cx, f->inv_freq, f->rp.inv_freq, sizeof(float) * (size_t)(f->dr / 2)), out_mem);
-    if (f->E) {
-        int32_t *e2s = malloc(sizeof(int32_t) * (size_t)f->E);
-        if (!e2s) {
-            st = MS_ERR(MS_ERR_NOMEM, "forward: out of memory");
-            goto out_mem;
-        }
-        for (int e = 0; e < f->E; e++) e2s[e] = par_expert_slot(p, c, e);
-        st = k->upload(cx, f->e2slot, e2s, sizeof(int32_t) * (size_t)f->E);
-        if (st == MS_OK) st = k->synchronize(cx);
-        free(e2s);
-        if (st != MS_OK) goto out_mem;
-    }
-    MS_INFO("forward: %.1f MiB of activations for %d tokens, %d sequences per step", (double)f->bytes / (1 << 20),
-            T_max, B_max);
+    if (f->E) MS_TRY_GOTO(st, fwd_upload_placement(f), out_mem);
+    MS_INFO("forward: %.1f MiB of activations for %d tokens, %d sequences per step (MoE: %d slots x %d rows)",
+            (double)f->bytes / (1 << 20), T_max, B_max, f->moe.n_local, f->moe_cap);
     return MS_OK;
 out_mem:
     k->free(f->mem);
-out_counts:
-    free(f->h_counts);
     memset(f, 0, sizeof *f);
     return st;
 }
@@ -130,7 +144,6 @@ void fwd_destroy(fwd_t *f)
 {
     if (!f || !f->k) return;
     f->k->free(f->mem);
-    free(f->h_counts);
     memset(f, 0, sizeof *f);
 }
 

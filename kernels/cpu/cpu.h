@@ -70,13 +70,15 @@ ms_status_t kern_cpu_mla_latent(kern_ctx_t *cx, const void *q_lat, ms_dtype_t qd
 ms_status_t kern_cpu_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                                int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                float scaling, int32_t *idx, float *w);
-ms_status_t kern_cpu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
-                              int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
-                              int32_t *slot_of_sent, int32_t *slot_counts);
-ms_status_t kern_cpu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
-                                 int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
-                                 const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
-ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+ms_status_t kern_cpu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const kern_moe_place_t *pl,
+                              int32_t *slot_of_pair, int32_t *rank_in_slot, int32_t *slot_counts, int64_t *load);
+ms_status_t kern_cpu_moe_scatter(kern_ctx_t *cx, const bf16_t *x, int32_t T, int32_t K, int32_t D,
+                                 const int32_t *slot_of_pair, const int32_t *rank_in_slot, const int32_t *slot_counts,
+                                 int32_t slot0, int32_t n_local, int32_t cap, bf16_t *recv, int32_t *recv_count,
+                                 int32_t *row_of_pair);
+ms_status_t kern_cpu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local, int32_t cap,
+                                 const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);
+ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                  const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 ms_status_t kern_cpu_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
 ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,

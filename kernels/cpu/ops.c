@@ -39,6 +39,7 @@ const kern_ops_t kern_cpu_ops = {
     .mla_latent = kern_cpu_mla_latent,
     .moe_route = kern_cpu_moe_route,
     .moe_plan = kern_cpu_moe_plan,
+    .moe_scatter = kern_cpu_moe_scatter,
     .moe_experts = kern_cpu_moe_experts,
     .moe_combine = kern_cpu_moe_combine,
     .log_softmax = kern_cpu_log_softmax,
