@@ -53,10 +53,12 @@ ms_status_t kern_cuda_gemm(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_
 ms_status_t kern_cuda_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                            const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim,
                            int32_t interleaved);
-ms_status_t kern_cuda_kv_store(kern_ctx_t *cx, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
-                               int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r);
-ms_status_t kern_cuda_kv_gather(kern_ctx_t *cx, const bf16_t *cache, int32_t block_size, int32_t row_width,
-                                const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out);
+ms_status_t kern_cuda_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv,
+                               const bf16_t *kpe, int64_t ld_kpe, const int32_t *slots, int32_t n);
+/* the KV layout checks kv_store and kv_gather share (kv_store.cu) */
+ms_status_t kern_cuda_kv_check(const kern_kv_t *kv, const char *op);
+ms_status_t kern_cuda_kv_gather(kern_ctx_t *cx, const kern_kv_t *kv, const kern_attn_seq_t *seqs, int32_t n_seqs,
+                                const int32_t *block_tables, bf16_t *out);
 ms_status_t kern_cuda_mla_naive(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
                                 const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
                                 int32_t dv, float scale, bf16_t *out);

@@ -27,18 +27,6 @@ static ms_status_t cu_gemm(kern_ctx_t *cx, const kern_gemm_t *g)
     }
     return MS_OK;
 }
-static ms_status_t cu_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv,
-                               const bf16_t *kpe, int64_t ld_kpe, const int32_t *slots, int32_t n)
-{
-    if (kv->dtype != MS_DT_BF16) return UNSUPPORTED("kv_store (FP8 rows)");
-    return kern_cuda_kv_store(cx, kv->data, ckv, ld_ckv, kpe, ld_kpe, slots, n, kv->d_c, kv->d_r);
-}
-static ms_status_t cu_kv_gather(kern_ctx_t *cx, const kern_kv_t *kv, const kern_attn_seq_t *seqs, int32_t n_seqs,
-                                const int32_t *block_tables, bf16_t *out)
-{
-    /* the kernel gathers whole causal contexts; windows (kv_len > 0) are not read yet */
-    return UNSUPPORTED("kv_gather (typed rows and windows)");
-}
 static ms_status_t cu_add_rmsnorm(kern_ctx_t *cx, bf16_t *x, const bf16_t *res, const bf16_t *w, bf16_t *y,
                                   int32_t rows, int32_t dim, float eps)
 {
@@ -90,6 +78,7 @@ static int cu_supports_op(kern_op_t op)
     case KERN_OP_GEMM:
     case KERN_OP_ROPE:
     case KERN_OP_KV_STORE:
+    case KERN_OP_KV_GATHER:
     case KERN_OP_MLA_NAIVE:
     case KERN_OP_MOE_ROUTE:
     case KERN_OP_LOG_SOFTMAX:
@@ -127,8 +116,8 @@ const kern_ops_t kern_cuda_ops = {
     .gemm = cu_gemm,
     .act_quant = cu_act_quant,
     .rope = kern_cuda_rope,
-    .kv_store = cu_kv_store,
-    .kv_gather = cu_kv_gather,
+    .kv_store = kern_cuda_kv_store,
+    .kv_gather = kern_cuda_kv_gather,
     .mla_naive = kern_cuda_mla_naive,
     .mla_latent = cu_mla_latent,
     .moe_route = kern_cuda_moe_route,
