@@ -43,16 +43,17 @@ __device__ static inline void cu_fault(uint32_t *fault, uint32_t bit)
 }
 
 /* Block-wide reductions (blockDim a multiple of 32, at most 1024); every
- * thread gets the result. `sh` is 32 slots of shared scratch. */
+ * thread gets the result. `sh` is 32 slots of shared scratch; `id` is the
+ * op's identity (fills the slots of absent warps). */
 template <typename T, typename Op>
-__device__ static inline T cu_block_reduce(T v, Op op, T *sh)
+__device__ static inline T cu_block_reduce(T v, Op op, T *sh, T id)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     __syncthreads(); /* sh may still be read by a previous reduction */
     if (lane == 0) sh[warp] = v;
     __syncthreads();
-    v = lane < nw ? sh[lane] : sh[0];
+    v = lane < nw ? sh[lane] : id;
     for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }

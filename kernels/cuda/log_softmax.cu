@@ -12,10 +12,10 @@ __global__ static void log_softmax_kernel(const float *x, int64_t ld, int32_t n,
     float *yr = y + blockIdx.x * ld;
     float mx = -INFINITY;
     for (int32_t i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, xr[i]);
-    mx = cu_block_reduce(mx, cu_op_max(), shf);
+    mx = cu_block_reduce(mx, cu_op_max(), shf, -INFINITY);
     double s = 0;
     for (int32_t i = threadIdx.x; i < n; i += blockDim.x) s += exp((double)xr[i] - mx);
-    s = cu_block_reduce(s, cu_op_sumd(), shd);
+    s = cu_block_reduce(s, cu_op_sumd(), shd, 0.0);
     const float lse = (float)(mx + log(s));
     for (int32_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = __fsub_rn(xr[i], lse);
 }

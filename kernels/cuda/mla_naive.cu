@@ -77,7 +77,7 @@ __global__ static void __launch_bounds__(MLA_THREADS) mla_naive_kernel(mla_args 
             __syncthreads();
             for (int32_t j = threadIdx.x; j < t1 - t0; j += blockDim.x) mx = fmaxf(mx, S[j]);
         }
-        mx = cu_block_reduce(mx, cu_op_max(), shf);
+        mx = cu_block_reduce(mx, cu_op_max(), shf, -INFINITY);
         float sum = 0.f;
         for (int32_t t0 = 0; t0 < nk; t0 += MLA_SCAP) {
             const int32_t t1 = min(nk, t0 + MLA_SCAP);
@@ -92,7 +92,7 @@ __global__ static void __launch_bounds__(MLA_THREADS) mla_naive_kernel(mla_args 
                 sum = __fadd_rn(sum, e);
             }
         }
-        sum = cu_block_reduce(sum, mla_op_sum(), shf);
+        sum = cu_block_reduce(sum, mla_op_sum(), shf, 0.0f);
         /* pass 3: out[d] = Σ_j bf16(e_j / sum) * V_j[d], sequential in j as the CPU */
         for (int32_t d0 = 0; d0 < a.dv; d0 += blockDim.x) {
             const int32_t d = d0 + threadIdx.x;

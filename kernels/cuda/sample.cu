@@ -124,7 +124,7 @@ __device__ static double smp_mass(const float *lg, int32_t vocab, float temp, in
         const float v = smp_val(lg, i, temp);
         if (smp_key(v, i) <= limit) s += exp((double)v - cm);
     }
-    return cu_block_reduce(s, cu_op_sumd(), sh->shd);
+    return cu_block_reduce(s, cu_op_sumd(), sh->shd, 0.0);
 }
 
 __global__ static void __launch_bounds__(SMP_THREADS)
@@ -139,10 +139,10 @@ __global__ static void __launch_bounds__(SMP_THREADS)
 
     float mx = -INFINITY;
     for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) mx = fmaxf(mx, lg[i]);
-    mx = cu_block_reduce(mx, cu_op_max(), sh.shf);
+    mx = cu_block_reduce(mx, cu_op_max(), sh.shf, -INFINITY);
     double s = 0;
     for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) s += exp((double)lg[i] - mx);
-    const double lse = mx + log(cu_block_reduce(s, cu_op_sumd(), sh.shd));
+    const double lse = mx + log(cu_block_reduce(s, cu_op_sumd(), sh.shd, 0.0));
 
     int32_t tok;
     if (p.temperature <= 0.0f) {
@@ -164,7 +164,7 @@ __global__ static void __launch_bounds__(SMP_THREADS)
         float vmax = -INFINITY;
         for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x)
             if (i != mask) vmax = fmaxf(vmax, smp_val(lg, i, temp));
-        const double cm = cu_block_reduce(vmax, cu_op_max(), sh.shf);
+        const double cm = cu_block_reduce(vmax, cu_op_max(), sh.shf, -INFINITY);
         uint64_t limit = ~0ull;
         if (p.top_k > 0 && p.top_k < n) limit = smp_select(lg, vocab, temp, mask, limit, false, 0, p.top_k, true, &sh);
         double tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
