@@ -46,19 +46,24 @@ static ms_status_t cu_mla_latent(kern_ctx_t *cx, const void *q_lat, ms_dtype_t q
 {
     return UNSUPPORTED("mla_latent");
 }
-static ms_status_t cu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
-                               int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
-                               int32_t *slot_of_sent, int32_t *slot_counts)
+static ms_status_t cu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const kern_moe_place_t *pl,
+                               int32_t *slot_of_pair, int32_t *rank_in_slot, int32_t *slot_counts, int64_t *load)
 {
     return UNSUPPORTED("moe_plan");
 }
-static ms_status_t cu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
-                                  int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
-                                  const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes)
+static ms_status_t cu_moe_scatter(kern_ctx_t *cx, const bf16_t *x, int32_t T, int32_t K, int32_t D,
+                                  const int32_t *slot_of_pair, const int32_t *rank_in_slot, const int32_t *slot_counts,
+                                  int32_t slot0, int32_t n_local, int32_t cap, bf16_t *recv, int32_t *recv_count,
+                                  int32_t *row_of_pair)
+{
+    return UNSUPPORTED("moe_scatter");
+}
+static ms_status_t cu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local, int32_t cap,
+                                  const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes)
 {
     return UNSUPPORTED("moe_experts");
 }
-static ms_status_t cu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+static ms_status_t cu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                   const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out)
 {
     return UNSUPPORTED("moe_combine");
@@ -122,6 +127,7 @@ const kern_ops_t kern_cuda_ops = {
     .mla_latent = cu_mla_latent,
     .moe_route = kern_cuda_moe_route,
     .moe_plan = cu_moe_plan,
+    .moe_scatter = cu_moe_scatter,
     .moe_experts = cu_moe_experts,
     .moe_combine = cu_moe_combine,
     .log_softmax = kern_cuda_log_softmax,
