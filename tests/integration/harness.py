@@ -12,6 +12,7 @@ Every wait has a timeout; a server is always killed (its whole process
 group) when the `with` block ends, whatever happened. A test that cannot run
 here (no tokenizer files, no mpirun) fails saying to run scripts/setup.sh.
 """
+import errno
 import fcntl
 import http.client
 import json
@@ -46,6 +47,44 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The peer closing first is a valid outcome of every raw exchange: a server
+# may answer a bad request and close before the client has finished sending
+# (EPIPE / ECONNRESET on send) or before it half-closes (ENOTCONN on
+# shutdown). What it answered is still in the receive buffer.
+_CLOSED_FIRST = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+def raw_exchange(port, data, timeout=10, half_close=False, limit=1 << 24):
+    """Send raw bytes to 127.0.0.1:port and read until EOF, timeout or limit
+    bytes. Returns (bytes, timed_out); the server closing at any point is not
+    an error."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    got = b""
+    try:
+        try:
+            s.sendall(data)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except _CLOSED_FIRST:
+            pass
+        except OSError as e:
+            if e.errno != errno.ENOTCONN:
+                raise
+        while len(got) < limit:
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                return got, True
+            except _CLOSED_FIRST:
+                return got, False
+            if not d:
+                return got, False
+            got += d
+        return got, False
+    finally:
+        s.close()
 
 
 class Env:
@@ -325,25 +364,6 @@ class Server:
 
 
 # Shared by the test_*.py scripts: named check groups that count failures.
-class Checks:
-    """Counts failures instead of stopping at the first; exit code at the end."""
-
-    def __init__(self):
-        self.failed = 0
-        self.n = 0
-
-    def check(self, cond, msg):
-        self.n += 1
-        if not cond:
-            self.failed += 1
-            log("FAIL:", msg)
-        return cond
-
-    def done(self):
-        log("%d checks, %d failed" % (self.n, self.failed))
-        sys.exit(1 if self.failed or self.n == 0 else 0)
-
-
 class Checks:
     """Named checks; failures are counted, logged with their name, not raised."""
 
