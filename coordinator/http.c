@@ -47,14 +47,14 @@ const char *http_reason(int code)
 static void on_reply_complete(struct evhttp_request *req, void *arg)
 {
     struct http_server *srv = arg;
-    srv->writing--;
+    __atomic_fetch_sub(&srv->writing, 1, __ATOMIC_RELAXED);
 }
 
 /* Count a reply as "being written" until libevent has flushed it, so a
  * draining server does not close sockets under unsent bytes. */
 void http_track_complete(struct http_server *srv, struct evhttp_request *req)
 {
-    srv->writing++;
+    __atomic_fetch_add(&srv->writing, 1, __ATOMIC_RELAXED);
     evhttp_request_set_on_complete_cb(req, on_reply_complete, srv);
 }
 
@@ -108,7 +108,9 @@ static void handle_health(struct http_server *srv, struct evhttp_request *req)
 {
     coord_stats_t st;
     coord_stats_get(srv->opts.coord, &st);
-    if (srv->draining || st.draining)
+    if (srv->failed)
+        http_reply_errorf(srv, req, 503, "service_unavailable", "%s", srv->fail_msg);
+    else if (srv->draining || st.draining)
         http_reply_errorf(srv, req, 503, "service_unavailable", "the server is shutting down");
     else if (!st.ready)
         http_reply_errorf(srv, req, 503, "service_unavailable", "the model is still loading");
@@ -215,7 +217,7 @@ static void drain_check(struct http_server *srv)
     double now = http_now();
     if (srv->n_calls > 0 && now >= srv->drain_deadline) {
         MS_WARN("http: %d requests still in flight after the drain timeout; ending them", srv->n_calls);
-        http_gen_abort_all(srv);
+        http_gen_abort_all(srv, NULL);
     }
     if (srv->n_calls > 0) {
         srv->drain_idle_since = 0;
@@ -223,7 +225,7 @@ static void drain_check(struct http_server *srv)
     }
     if (srv->drain_idle_since == 0) srv->drain_idle_since = now;
     /* replies whose socket died never report completion: give them 2 s */
-    if (srv->writing <= 0 || now - srv->drain_idle_since > 2.0) event_base_loopexit(srv->base, NULL);
+    if (http_server_writing(srv) <= 0 || now - srv->drain_idle_since > 2.0) event_base_loopexit(srv->base, NULL);
 }
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -234,17 +236,55 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct http_server *srv = arg;
-    if (srv->draining) return;
-    srv->draining = true;
+    if (srv->stopping) return;
+    srv->stopping = srv->draining = true;
     if (srv->sock) {
         evhttp_del_accept_socket(srv->http, srv->sock);
         srv->sock = NULL;
     }
-    MS_INFO("http: stopped accepting; %d requests in flight", srv->n_calls);
+    if (srv->n_calls) MS_INFO("http: stopped accepting; %d requests still being answered", srv->n_calls);
     srv->drain_deadline = http_now() + srv->opts.drain_timeout_s;
     struct timeval tv = {0, 20000};
     event_add(srv->drain_ev, &tv);
     drain_check(srv);
+}
+
+static void on_drain_start(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_server *srv = arg;
+    if (srv->draining) return;
+    srv->draining = true;
+    MS_INFO("http: draining: %d requests in flight; /health and new requests answer 503", srv->n_calls);
+}
+
+static void on_fail(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_server *srv = arg;
+    srv->draining = srv->failed = true;
+    if (srv->n_calls) MS_WARN("http: ending %d requests in flight: %s", srv->n_calls, srv->fail_msg);
+    http_gen_abort_all(srv, srv->fail_msg);
+}
+
+void http_server_drain(http_server_t *srv)
+{
+    if (srv && srv->started) event_active(srv->drain_start_ev, EV_READ, 0);
+}
+
+int http_server_in_flight(const http_server_t *srv)
+{
+    return __atomic_load_n(&srv->n_calls, __ATOMIC_RELAXED);
+}
+
+int http_server_writing(const http_server_t *srv)
+{
+    return __atomic_load_n(&srv->writing, __ATOMIC_RELAXED);
+}
+
+void http_server_fail_all(http_server_t *srv, const char *msg)
+{
+    if (!srv || !srv->started || srv->fail_msg[0]) return;
+    snprintf(srv->fail_msg, sizeof srv->fail_msg, "%s", msg && *msg ? msg : "the server failed");
+    event_active(srv->fail_ev, EV_READ, 0); /* takes the base's lock: fail_msg is visible there */
 }
 
 static void *gateway_main(void *arg)
@@ -326,7 +366,10 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     srv->wake_ev = event_new(srv->base, -1, 0, on_wake, srv);
     srv->stop_ev = event_new(srv->base, -1, 0, on_stop, srv);
     srv->drain_ev = event_new(srv->base, -1, EV_PERSIST, on_drain_tick, srv);
-    if (!srv->http || !srv->wake_ev || !srv->stop_ev || !srv->drain_ev) goto out_events;
+    srv->drain_start_ev = event_new(srv->base, -1, 0, on_drain_start, srv);
+    srv->fail_ev = event_new(srv->base, -1, 0, on_fail, srv);
+    if (!srv->http || !srv->wake_ev || !srv->stop_ev || !srv->drain_ev || !srv->drain_start_ev || !srv->fail_ev)
+        goto out_events;
     /* libevent 2.1 answers bodies over its own limit with an HTML page and
      * offers no hook to change that, so its limit is a hard cap above ours
      * (2x + 1 MiB) and on_request answers the JSON 413 for everything between.
@@ -347,6 +390,8 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     return MS_OK;
 
 out_events:
+    if (srv->fail_ev) event_free(srv->fail_ev);
+    if (srv->drain_start_ev) event_free(srv->drain_start_ev);
     if (srv->drain_ev) event_free(srv->drain_ev);
     if (srv->stop_ev) event_free(srv->stop_ev);
     if (srv->wake_ev) event_free(srv->wake_ev);
@@ -410,6 +455,8 @@ void http_server_destroy(http_server_t *srv)
     /* From here the engine must not push chunks any more (http.h). */
     if (srv->started) coord_set_notify(srv->opts.coord, NULL, NULL);
     http_gen_free_all(srv);
+    event_free(srv->fail_ev);
+    event_free(srv->drain_start_ev);
     event_free(srv->drain_ev);
     event_free(srv->stop_ev);
     event_free(srv->wake_ev);

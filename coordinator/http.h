@@ -48,6 +48,8 @@ typedef struct {
     const oai_tok_ops_t *tok_ops;  /* tests: a fake tokenizer instead of tok (borrowed) */
     coord_t *coord;                /* borrowed */
     double drain_timeout_s;        /* http_server_stop waits this long for in-flight requests; 0 = 30 */
+    int max_connections;           /* open connections at most (http_conn.c); 0 = 8192; lowered to the fd limit */
+    double request_timeout_s;      /* one whole request (head and body) must arrive within this; 0 = 60 */
 } http_opts_t;
 
 /* Validates options and sets up the event base and listener state; does not
@@ -61,6 +63,17 @@ int http_server_port(const http_server_t *srv);
 /* Stop accepting, finish in-flight replies (bounded by drain_timeout_s) and
  * join the gateway thread. Safe to call twice, or without start. */
 void http_server_stop(http_server_t *srv);
+/* Any thread. Start a graceful drain: /health and new requests answer 503
+ * (the listener stays open so health checks get that answer), the requests
+ * in flight go on; logs how many there are. Idempotent. */
+void http_server_drain(http_server_t *srv);
+/* Any thread. Generation requests in flight, and replies not yet written. */
+int http_server_in_flight(const http_server_t *srv);
+int http_server_writing(const http_server_t *srv);
+/* Any thread, e.g. when a rank died and the engine can never finish: answer
+ * every in-flight request now with `msg` (503, or an SSE error event then
+ * [DONE]) and refuse new ones. Does not wait for the writes. */
+void http_server_fail_all(http_server_t *srv, const char *msg);
 void http_server_destroy(http_server_t *srv);
 
 #endif

@@ -41,17 +41,24 @@ struct http_server {
     struct evhttp_bound_socket *sock;
     struct event *wake_ev;          /* activated by the engine thread (coord notify) */
     struct event *stop_ev;          /* activated by http_server_stop */
-    struct event *drain_ev;         /* periodic while draining */
+    struct event *drain_ev;         /* periodic while stopping */
+    struct event *drain_start_ev;   /* activated by http_server_drain */
+    struct event *fail_ev;          /* activated by http_server_fail_all */
     pthread_t thread;
     bool started, stopped;
     int port;
     int64_t created;                /* server start time, for /v1/models */
 
     http_call_t *calls;
-    int n_calls;
-    int writing;                    /* replies handed to libevent but not yet written out */
-    bool draining;
+    int n_calls;                    /* written on the gateway thread with __atomic ops: other threads read it */
+    int writing;                    /* replies handed to libevent but not yet written out (atomic, as n_calls) */
+    bool draining;                  /* /health and new requests answer 503 */
+    bool stopping;                  /* http_server_stop: listener closed, waiting for the last replies */
     double drain_deadline, drain_idle_since;
+    /* http_server_fail_all: every in-flight call ends with this 503 message
+     * (written before fail_ev is activated, read on the gateway thread) */
+    char fail_msg[256];
+    bool failed;                    /* on_fail ran (gateway thread): fail_msg is final */
 };
 
 double http_now(void); /* CLOCK_MONOTONIC seconds */
@@ -69,7 +76,9 @@ void http_track_complete(struct http_server *srv, struct evhttp_request *req);
 /* http_gen.c */
 void http_gen_handle(struct http_server *srv, struct evhttp_request *req, oai_kind_t kind);
 void http_gen_wake(struct http_server *srv);      /* drain every call's outbox */
-void http_gen_abort_all(struct http_server *srv); /* drain deadline: end every call now */
+/* End every call now: non-streamed replies are a 503 with `msg`, streams get
+ * an SSE error event with it, then [DONE]. */
+void http_gen_abort_all(struct http_server *srv, const char *msg);
 void http_gen_free_all(struct http_server *srv);  /* destroy: release what is left */
 
 #endif
