@@ -12,6 +12,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,12 @@ static const struct {
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct http_server *srv = arg;
+    http_conn_request_started(srv, req);
+    if (http_conn_rejected(srv, req)) { /* the guard answered already; the socket's write side is closed */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        evhttp_send_reply(req, 400, "Bad Request", NULL);
+        return;
+    }
     const char *uri = evhttp_request_get_uri(req);
     if (!uri) { /* libevent already failed the request (e.g. 413) */
         http_reply_errorf(srv, req, 400, "invalid_request_error", "malformed HTTP request");
@@ -238,6 +245,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     struct http_server *srv = arg;
     if (srv->stopping) return;
     srv->stopping = srv->draining = true;
+    http_conn_stop(srv);
     if (srv->sock) {
         evhttp_del_accept_socket(srv->http, srv->sock);
         srv->sock = NULL;
@@ -290,6 +298,12 @@ void http_server_fail_all(http_server_t *srv, const char *msg)
 static void *gateway_main(void *arg)
 {
     struct http_server *srv = arg;
+    /* A write to a socket whose peer left must be EPIPE, not a process-wide
+     * SIGPIPE: blocked in this thread, whatever the program does with it. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     event_base_loop(srv->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
@@ -348,6 +362,7 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     srv->opts.served_model_name = strdup(opts->served_model_name);
     if (!srv->opts.host || !srv->opts.served_model_name) goto out_free;
     if (!srv->opts.max_body_bytes) srv->opts.max_body_bytes = 32u << 20;
+    if (srv->opts.request_timeout_s <= 0) srv->opts.request_timeout_s = 60;
     if (srv->opts.drain_timeout_s <= 0) srv->opts.drain_timeout_s = 30;
     if (srv->opts.stream_interval <= 0) srv->opts.stream_interval = 1;
     if (opts->tok_ops) {
@@ -370,12 +385,12 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     srv->fail_ev = event_new(srv->base, -1, 0, on_fail, srv);
     if (!srv->http || !srv->wake_ev || !srv->stop_ev || !srv->drain_ev || !srv->drain_start_ev || !srv->fail_ev)
         goto out_events;
+    if (http_conn_init(srv) != MS_OK) goto out_events;
     /* libevent 2.1 answers bodies over its own limit with an HTML page and
      * offers no hook to change that, so its limit is a hard cap above ours
      * (2x + 1 MiB) and on_request answers the JSON 413 for everything between.
      * Only bodies past the hard cap still get libevent's page. */
     evhttp_set_max_body_size(srv->http, (ev_ssize_t)(2 * srv->opts.max_body_bytes + (1u << 20)));
-    evhttp_set_max_headers_size(srv->http, 64 * 1024);
     /* Read the rest of an oversized body before closing, so the client sees our 413. */
     evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
     /* Every method reaches on_request, which answers 405 as JSON. */
@@ -390,6 +405,9 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     return MS_OK;
 
 out_events:
+    if (srv->http) evhttp_free(srv->http);
+    srv->http = NULL;
+    http_conn_free(srv);
     if (srv->fail_ev) event_free(srv->fail_ev);
     if (srv->drain_start_ev) event_free(srv->drain_start_ev);
     if (srv->drain_ev) event_free(srv->drain_ev);
@@ -422,6 +440,7 @@ ms_status_t http_server_start(http_server_t *srv)
         else if (ss.ss_family == AF_INET6) srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     srv->created = (int64_t)time(NULL);
+    http_conn_start(srv);
     coord_set_notify(srv->opts.coord, on_notify, srv);
     int rc = pthread_create(&srv->thread, NULL, gateway_main, srv);
     if (rc) {
@@ -461,6 +480,7 @@ void http_server_destroy(http_server_t *srv)
     event_free(srv->stop_ev);
     event_free(srv->wake_ev);
     evhttp_free(srv->http);
+    http_conn_free(srv);
     event_base_free(srv->base);
     metrics_destroy(srv->metrics);
     free((char *)srv->opts.host);

@@ -55,14 +55,16 @@ static void call_free(http_call_t *call)
     free(call);
 }
 
-/* Stop watching the connection: our watcher and libevent's close callback. */
+/* Stop watching the connection: our watcher and the close notification. */
 static void call_detach_conn(http_call_t *call)
 {
     if (call->watch) {
         event_free(call->watch);
         call->watch = NULL;
     }
-    if (call->evcon) evhttp_connection_set_closecb(call->evcon, NULL, NULL);
+    if (call->conn) http_conn_detach(call->conn);
+    else if (call->evcon) evhttp_connection_set_closecb(call->evcon, NULL, NULL);
+    call->conn = NULL;
 }
 
 static void call_client_gone(http_call_t *call, const char *how)
@@ -79,11 +81,16 @@ static void call_client_gone(http_call_t *call, const char *how)
     MS_INFO("http: client of %s %s; cancelled %d engine requests", call->id, how, cancelled);
 }
 
+void http_gen_conn_closed(http_call_t *call)
+{
+    call->evcon = NULL; /* libevent frees it right after this callback */
+    call->conn = NULL;
+    call_client_gone(call, "closed the connection");
+}
+
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
-    http_call_t *call = arg;
-    call->evcon = NULL; /* libevent frees it right after this callback */
-    call_client_gone(call, "closed the connection");
+    http_gen_conn_closed(arg);
 }
 
 static void on_watch(evutil_socket_t fd, short what, void *arg)
@@ -104,7 +111,8 @@ static void call_watch(struct http_server *srv, http_call_t *call)
 {
     call->evcon = evhttp_request_get_connection(call->evreq);
     if (!call->evcon) return;
-    evhttp_connection_set_closecb(call->evcon, on_conn_close, call);
+    call->conn = http_conn_attach(srv, call->evcon, call);
+    if (!call->conn) evhttp_connection_set_closecb(call->evcon, on_conn_close, call);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(call->evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd < 0) return;
@@ -354,11 +362,13 @@ void http_gen_handle(struct http_server *srv, struct evhttp_request *req, oai_ki
         /* all or nothing: take back the prompts already queued */
         for (int k = 0; k < i; k++) coord_cancel(srv->opts.coord, call->reqs[k]);
         call_free(call);
-        if (s == MS_ERR_NOMEM)
+        if (s == MS_ERR_NOMEM) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
             http_reply_errorf(srv, req, 429, "rate_limit_error",
                               "the server's request queue is full (%d waiting); retry later", st.waiting);
-        else
+        } else {
             http_reply_errorf(srv, req, 503, "service_unavailable", "the server is shutting down");
+        }
         return;
     }
     call_link(srv, call);

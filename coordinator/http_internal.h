@@ -13,6 +13,8 @@
 #include "metrics.h"
 #include "openai.h"
 
+typedef struct http_conn http_conn_t; /* http_conn.c */
+
 /* One POST /v1/(chat/)completions in flight: its engine requests (one per
  * prompt) and the reply being built. */
 typedef struct http_call {
@@ -21,6 +23,7 @@ typedef struct http_call {
     struct evhttp_request *evreq;   /* freed by libevent once we send the final reply */
     struct evhttp_connection *evcon; /* NULL once the connection is gone */
     struct event *watch;            /* EOF watcher on the socket (disconnect detection) */
+    http_conn_t *conn;              /* its tracked connection (NULL: untracked, closecb is ours) */
     oai_request_t rq;
     char id[48];
     int64_t created;
@@ -59,6 +62,16 @@ struct http_server {
      * (written before fail_ev is activated, read on the gateway thread) */
     char fail_msg[256];
     bool failed;                    /* on_fail ran (gateway thread): fail_msg is final */
+
+    /* connections (http_conn.c) */
+    http_conn_t *conns, *conns_tail; /* oldest first */
+    int n_conns, max_conns;
+    struct bufferevent **pending;   /* new bufferevents waiting for on_fixup (referenced) */
+    int n_pending, cap_pending;
+    struct event *fixup_ev, *sweep_ev, *accept_ev;
+    int accept_errors, accept_backoff_ms;
+    double accept_last_err, accept_last_log;
+    long conns_evicted, conns_refused, conns_timed_out;
 };
 
 double http_now(void); /* CLOCK_MONOTONIC seconds */
@@ -73,7 +86,22 @@ void http_reply_errorf(struct http_server *srv, struct evhttp_request *req, int 
 const char *http_reason(int code);
 void http_track_complete(struct http_server *srv, struct evhttp_request *req);
 
+/* http_conn.c */
+ms_status_t http_conn_init(struct http_server *srv); /* after evhttp_new */
+void http_conn_start(struct http_server *srv);       /* after the bind */
+void http_conn_stop(struct http_server *srv);        /* the listener goes */
+void http_conn_free(struct http_server *srv);        /* after evhttp_free */
+http_conn_t *http_conn_find(struct http_server *srv, struct evhttp_connection *evcon);
+/* on_request: the request arrived whole (its deadline is met) */
+void http_conn_request_started(struct http_server *srv, struct evhttp_request *req);
+/* the guard already answered this connection: do not reply again */
+bool http_conn_rejected(struct http_server *srv, struct evhttp_request *req);
+/* a call is being answered on evcon (no deadline, not idle); NULL if untracked */
+http_conn_t *http_conn_attach(struct http_server *srv, struct evhttp_connection *evcon, http_call_t *call);
+void http_conn_detach(http_conn_t *c);
+
 /* http_gen.c */
+void http_gen_conn_closed(http_call_t *call); /* its connection is going away */
 void http_gen_handle(struct http_server *srv, struct evhttp_request *req, oai_kind_t kind);
 void http_gen_wake(struct http_server *srv);      /* drain every call's outbox */
 /* End every call now: non-streamed replies are a 503 with `msg`, streams get
