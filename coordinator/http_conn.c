@@ -451,7 +451,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     }
     double now = http_now();
     srv->accept_errors++;
-    srv->accept_backoff_ms = now - srv->accept_last_err < 2.0 ? srv->accept_backoff_ms * 2 : 50;
+    srv->accept_backoff_ms = now - srv->accept_last_err < 2.0 ? srv->accept_backoff_ms * 2 : 25;
     if (srv->accept_backoff_ms > 1000) srv->accept_backoff_ms = 1000;
     srv->accept_last_err = now;
     if (now - srv->accept_last_log >= 5.0) {
@@ -461,10 +461,18 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
         srv->accept_last_log = now;
         srv->accept_errors = 0;
     }
-    /* out of descriptors: an idle connection is the one to give one back */
+    /* Out of descriptors: an idle connection gives one back and accepting
+     * goes on at once (each round accepts one and closes one: no spin), so
+     * a backlog of flood connections drains and a health check behind it
+     * gets in. With nothing idle to close, pause. */
     if (err == EMFILE || err == ENFILE) {
         http_conn_t *old = oldest_idle(srv, NULL);
-        if (old) conn_close(old);
+        if (old) {
+            srv->conns_evicted++;
+            conn_close(old);
+            srv->accept_backoff_ms = 25; /* the next pause, if it comes to that, starts small again */
+            return;
+        }
     }
     evconnlistener_disable(lev);
     struct timeval tv = {srv->accept_backoff_ms / 1000, (srv->accept_backoff_ms % 1000) * 1000};

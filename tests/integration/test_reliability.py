@@ -11,13 +11,16 @@ wait is bounded.
                      429 carries Retry-After
   slow_client        a client trickling a byte every 0.4 s gets 408 at
                      request_timeout (2 s here), not a held connection
+  fd_exhaustion      the fd limit lowered under the running server: accept
+                     errors back off (no spin), one log line per 5 s,
+                     /health gets through
   flood              FLOOD idle connections against max_connections CAP:
                      /health still answers 200 (the oldest idle ones make
                      room), every flood socket is closed or answered, the
                      server does not spin, its log does not grow
-  drain              SIGTERM to rank 0 with N requests in flight: /health and
-                     new requests 503 at once, all N finish with 200, the log
-                     names N, exit 0
+  drain              SIGTERM to rank 0 of an np2 job with N requests in
+                     flight: /health and new requests 503 at once, all N
+                     finish with 200, the log names N, mpirun exits 0
   drain_abort        SIGTERM then a second SIGTERM 2 s later: the in-flight
                      requests end at once (503 / an SSE error event then
                      [DONE]), exit 0
@@ -234,18 +237,61 @@ def t_flood(c, srv):
                                                                                      time.time() - t0))
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def t_fd_exhaustion(c, srv):
+    """The fd limit lowered under the running server (below its connection
+    cap): accept() fails with EMFILE. The listener must back off instead of
+    spinning, log once per 5 s, and /health must still get through."""
+    import resource
+    pid = srv.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (48, hard))
+    log_before = srv.log_text().count("accept() failed")
+    socks = []
+    try:
+        for _ in range(FLOOD):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+            except OSError:
+                break
+        cpu0, t0 = cpu_seconds(pid), time.time()
+        time.sleep(3)
+        cpu = cpu_seconds(pid) - cpu0
+        ok = 0
+        for _ in range(3):
+            try:
+                st, _, _ = srv.request("GET", "/health", timeout=5)
+                ok += st == 200
+            except OSError:
+                pass
+        c.check(ok >= 1, "/health never answered with the fds exhausted (%d of 3)" % ok)
+        lines = srv.log_text().count("accept() failed") - log_before
+        c.check(1 <= lines <= 3, "%d 'accept() failed' log lines in ~4 s (want one per 5 s, at least one)" % lines)
+        log("fd exhaustion: %d flood sockets, server CPU %.2f s in %.1f s, %d accept-error log lines, /health %d/3" %
+            (len(socks), cpu, time.time() - t0, lines, ok))
+    finally:
+        for s in socks:
+            s.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+
 # -- shutdown and death ---------------------------------------------------------
 
 def t_drain(c, env, model):
     n = 12
-    with Server(env, model, np=1) as srv:
+    with Server(env, model, np=2, args=TP2) as srv:
         body = {"prompt": PROMPT, "max_tokens": 40, "ignore_eos": True, "temperature": 0}
         fns = [lambda: srv.post_json("/v1/completions", body, timeout=120) for _ in range(n - 2)] + \
               [lambda: srv.stream("/v1/completions", body, timeout=120) for _ in range(2)]
         th, res = in_threads(fns)
         c.check(wait_running(srv, n), "the %d requests never ran" % n)
         t0 = time.time()
-        srv.proc.send_signal(signal.SIGTERM)
+        os.kill(srv.rank_pids()[0], signal.SIGTERM)  # rank 0 itself: mpirun would kill the ranks after ~1 s
         time.sleep(0.3)
         st, _, _ = srv.request("GET", "/health", timeout=5)
         c.check(st == 503, "/health while draining: %r (want 503)" % st)
@@ -369,7 +415,7 @@ def main():
     only = set(Env.rest)
     t_all = time.time()
     first = [("sampling_rule", t_sampling_rule), ("protocol_json", t_protocol_json), ("slow_client", t_slow_client),
-             ("flood", t_flood)]
+             ("flood", t_flood), ("fd_exhaustion", t_fd_exhaustion)]
     if not only or only & {n for n, _ in first}:
         cfg = config_with(env, "reliability.yaml", ms={"max_connections": CAP, "request_timeout": 2})
         srv = Server(env, model, np=1, config=cfg)
