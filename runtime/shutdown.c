@@ -10,6 +10,8 @@
  *     more seconds after the first ends the drain at once (Ctrl-C reaches rank
  *     0 twice at once: from the terminal and forwarded by mpirun, so a second
  *     signal within 2 s is the same keystroke); a third exits at once.
+ *   A signal from mpirun shortens the drain to what Open MPI allows before
+ *     it SIGKILLs the ranks (grace_for), so clients still get an answer.
  *   Before the gateway exists (loading) a signal stops at once.
  *   Workers ignore signals for drain_timeout + 10 s (mpirun forwards its
  *     SIGTERM to every rank: rank 0 leads the shutdown) and exit 1 after it,
@@ -22,6 +24,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,13 +48,31 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Rank 0 after the first signal, with the gateway up: drain, then stop. */
-static void drain(coord_t *c, http_server_t *http, int sig)
+/* Seconds we may drain for. A signal from mpirun (our parent, when mpirun
+ * launched us) means Open MPI is tearing the job down: it SIGKILLs every
+ * rank odls_base_sigkill_timeout seconds (default 1) after its SIGTERM, so
+ * the drain must end in time to answer the clients still waiting. */
+static double grace_for(const siginfo_t *si)
 {
-    double t0 = now_s(), deadline = t0 + g.grace_s;
+    if (!getenv("OMPI_COMM_WORLD_SIZE") || si->si_pid != getppid()) return g.grace_s;
+    const char *v = getenv("OMPI_MCA_odls_base_sigkill_timeout");
+    double kill_s = v && *v ? atof(v) : 1.0;
+    double grace = kill_s - 0.5 < g.grace_s ? kill_s - 0.5 : g.grace_s;
+    if (grace < 0) grace = 0;
+    if (grace < g.grace_s)
+        MS_WARN("the signal came from mpirun, which kills every rank %g s later (odls_base_sigkill_timeout): "
+                "draining for %g s instead of drain_timeout %g s (signal rank 0 itself, or run mpirun with "
+                "--mca odls_base_sigkill_timeout N, for a full drain)", kill_s, grace, g.grace_s);
+    return grace;
+}
+
+/* Rank 0 after the first signal, with the gateway up: drain, then stop. */
+static void drain(coord_t *c, http_server_t *http, int sig, double grace_s)
+{
+    double t0 = now_s(), deadline = t0 + grace_s;
     int n0 = http_server_in_flight(http);
     MS_INFO("%s: shutting down: draining %d requests in flight for up to %g s (no new requests; a second signal "
-            "aborts them)", strsignal(sig), n0, g.grace_s);
+            "aborts them)", strsignal(sig), n0, grace_s);
     http_server_drain(http);
     struct timespec tick = {0, 50 * 1000 * 1000};
     for (;;) {
@@ -61,7 +82,7 @@ static void drain(coord_t *c, http_server_t *http, int sig)
             break;
         }
         if (now_s() >= deadline) {
-            MS_WARN("drain_timeout of %g s passed: aborting %d requests still in flight", g.grace_s, n);
+            MS_WARN("drain time of %g s passed: aborting %d requests still in flight", grace_s, n);
             break;
         }
         int s2 = sigtimedwait(&g.set, NULL, &tick);
@@ -77,8 +98,9 @@ static void *signal_thread(void *arg)
 {
     (void)arg;
     for (;;) {
-        int sig = 0;
-        if (sigwait(&g.set, &sig) != 0) continue;
+        siginfo_t si;
+        int sig = sigwaitinfo(&g.set, &si);
+        if (sig < 0) continue;
         pthread_mutex_lock(&g.mu);
         bool first = !g.stopping;
         g.stopping = true;
@@ -94,7 +116,7 @@ static void *signal_thread(void *arg)
             }
             if (!first) continue;
             if (c && http) {
-                drain(c, http, sig);
+                drain(c, http, sig, grace_for(&si));
             } else {
                 MS_INFO("%s: shutting down (still starting: nothing to drain)", strsignal(sig));
                 if (c) coord_stop(c);

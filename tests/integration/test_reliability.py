@@ -24,6 +24,9 @@ wait is bounded.
   drain_abort        SIGTERM then a second SIGTERM 2 s later: the in-flight
                      requests end at once (503 / an SSE error event then
                      [DONE]), exit 0
+  mpirun_term        SIGTERM to mpirun (which SIGKILLs the ranks ~1 s later):
+                     rank 0 drains only as long as that allows, and every
+                     client still gets an answer (200 or a JSON 503)
   dead_rank          kill -9 of rank 1 of an np2 job with streamed and plain
                      requests in flight: every stream gets an error event
                      naming the rank then [DONE], every plain request a 503,
@@ -336,6 +339,25 @@ def t_drain_abort(c, env, model):
         log("drain abort: exit %r %.2f s after the second signal" % (rc, dt))
 
 
+def t_mpirun_term(c, env, model):
+    """SIGTERM to mpirun: Open MPI kills the ranks ~1 s later whatever they do,
+    so rank 0 shortens its drain and every client still gets an answer."""
+    with Server(env, model, np=2, args=TP2) as srv:
+        body = {"prompt": PROMPT, "max_tokens": 900, "ignore_eos": True, "temperature": 0}
+        fns = [lambda: post_raw(srv.port, body, timeout=60) for _ in range(3)]
+        th, res = in_threads(fns)
+        c.check(wait_running(srv, 3), "the requests never ran")
+        srv.proc.send_signal(signal.SIGTERM)
+        join(th, 30)
+        srv.wait_exit(20)
+        for i, r in enumerate(res):
+            c.check(isinstance(r, bytes) and status_of(r) in (200, 503) and (status_of(r) == 200 or json_error(r, 503)),
+                    "request %d over SIGTERM to mpirun: %r (want an answer, not a closed connection)" %
+                    (i, r[:200] if isinstance(r, bytes) else r))
+        c.check("the signal came from mpirun" in srv.log_text(), "no word about mpirun's kill timeout:\n%s"
+                % srv.log_tail())
+
+
 def t_dead_rank(c, env, model):
     with Server(env, model, np=2, args=TP2) as srv:
         pids = srv.rank_pids()
@@ -437,7 +459,7 @@ def main():
             if c.failed:
                 log("server log tail:\n" + srv.log_tail(30))
     for name, fn in [("retry_after", t_retry_after), ("drain", t_drain), ("drain_abort", t_drain_abort),
-                     ("dead_rank", t_dead_rank)]:
+                     ("mpirun_term", t_mpirun_term), ("dead_rank", t_dead_rank)]:
         if not only or name in only:
             c.run(name, fn, env, model)
     log("test_reliability: %.1f s" % (time.time() - t_all))
