@@ -8,9 +8,17 @@
  *   POST /v1/completions       openai.h
  *   POST /v1/chat/completions  openai.h
  * Unknown route 404, wrong method 405, body over max_body_bytes 413, queue
- * full 429, loading/draining 503; every error body is OpenAI-style JSON
- * (413 too, except for bodies past 2x the limit + 1 MiB, which libevent
- * 2.1 refuses itself with an HTML page before the handler runs).
+ * full 429 (with Retry-After: 1), loading/draining 503; a malformed request
+ * line, an unknown method or version, a header line without ':', a bad
+ * Content-Length 400; a request head over 64 KiB 431; a request not received
+ * whole within request_timeout 408; more than max_connections open, all busy,
+ * 503 (http_conn.c). Every error body is OpenAI-style JSON, except where
+ * libevent 2.1 answers by itself with an HTML page and offers no hook:
+ * errors in a chunked request body (bad chunk size, or chunks past 2x the
+ * body limit + 1 MiB), errors in the second and later requests of a pipelined
+ * batch (the head guard only reads a connection's bytes while no reply is
+ * queued before them), and request heads that pass the guard but not
+ * libevent's own parser (e.g. an unparsable URI).
  *
  * Threads: every evhttp_* call happens on the gateway thread (DESIGN
  * invariant 4). The engine thread talks to it only through coord_t: it pushes
