@@ -87,6 +87,24 @@ def raw_exchange(port, data, timeout=10, half_close=False, limit=1 << 24):
         s.close()
 
 
+
+def status_of(resp):
+    """The status code of a raw HTTP reply, or None."""
+    try:
+        return int(resp.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_error_body(data, status):
+    """An OpenAI-style error body {"error": {"message": str, ..., "code": status}}."""
+    try:
+        js = json.loads(data)
+    except ValueError:
+        return False
+    e = js.get("error") if isinstance(js, dict) else None
+    return isinstance(e, dict) and isinstance(e.get("message"), str) and e.get("code") == status
+
 class Env:
     """Paths: --moeserve, --mkmodel, --tokdir, --workdir, --configs (or MS_* environment)."""
 
@@ -391,6 +409,25 @@ class Checks:
         except Exception as e:  # noqa: BLE001 - reported, then the next check runs
             self.check(False, "raised %s: %s\n%s" % (type(e).__name__, e, traceback.format_exc(limit=4)))
         log("%s %s (%.2f s)" % ("ok  " if self.failed == before else "FAIL", name, time.time() - t0))
+
+    def run_on_server(self, srv, groups):
+        """Start srv, run each (name, fn) group on it (fn(checks, srv)) while it
+        lives, then kill it; its log tail is shown when anything failed."""
+        try:
+            srv.start()
+            for name, fn in groups:
+                if not srv.alive():
+                    self.name = name
+                    self.check(False, "server died before this check:\n%s" % srv.log_tail())
+                    continue
+                self.run(name, fn, srv)
+        except Exception as e:  # noqa: BLE001 - a startup failure is one failed check
+            self.name = "startup"
+            self.check(False, "%s: %s\n%s" % (type(e).__name__, e, srv.log_tail() if srv.proc else ""))
+        finally:
+            srv.kill()
+            if self.failed:
+                log("server log tail:\n" + srv.log_tail(30))
 
     def done(self):
         log("%d checks, %d failed%s" % (self.n, self.failed,

@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Checks, Env, Server, log, raw_exchange  # noqa: E402
+from harness import Checks, Env, Server, is_error_body, log, raw_exchange, status_of  # noqa: E402
 
 SEED_TEXT = "Where is New York?"
 QUEUE = 4
@@ -43,22 +43,6 @@ QUEUE = 4
 def raw(srv, data, timeout=10, half_close=False):
     """Send raw bytes, read until EOF or timeout; returns (bytes, timed_out)."""
     return raw_exchange(srv.port, data, timeout=timeout, half_close=half_close)
-
-
-def status_of(resp):
-    try:
-        return int(resp.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def is_error_body(data, status):
-    try:
-        js = json.loads(data)
-    except ValueError:
-        return False
-    e = js.get("error") if isinstance(js, dict) else None
-    return isinstance(e, dict) and isinstance(e.get("message"), str) and e.get("code") == status
 
 
 def alive(c, srv, what):
@@ -362,20 +346,11 @@ def main():
     srv = Server(env, model, np=1, config=cfg)
     t_all = time.time()
     try:
-        srv.start()
-        for name, fn in [("queue_full_429", t_queue_full), ("nonstream_disconnect", t_nonstream_disconnect),
-                         ("malformed_http", t_malformed_http), ("json_edge_cases", t_json_edge_cases),
-                         ("fuzz", t_fuzz), ("keepalive_pipelining", t_keepalive), ("shutdown_inflight", t_shutdown)]:
-            if not srv.alive():
-                c.name = name
-                c.check(False, "server died before this check:\n%s" % srv.log_tail())
-                continue
-            c.run(name, fn, srv)
-    except Exception as e:  # noqa: BLE001
-        c.name = "startup"
-        c.check(False, "%s: %s\n%s" % (type(e).__name__, e, srv.log_tail() if srv.proc else ""))
+        c.run_on_server(srv, [("queue_full_429", t_queue_full), ("nonstream_disconnect", t_nonstream_disconnect),
+                              ("malformed_http", t_malformed_http), ("json_edge_cases", t_json_edge_cases),
+                              ("fuzz", t_fuzz), ("keepalive_pipelining", t_keepalive),
+                              ("shutdown_inflight", t_shutdown)])
     finally:
-        srv.kill()
         os.unlink(cfg)
     log("test_http_robust: %.1f s" % (time.time() - t_all))
     if c.failed:

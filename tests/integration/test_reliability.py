@@ -45,7 +45,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Checks, Env, Server, log, raw_exchange  # noqa: E402
+from harness import Checks, Env, Server, is_error_body, log, raw_exchange, status_of  # noqa: E402
 
 PROMPT = "Where is New York?"
 CAP = 64
@@ -53,21 +53,10 @@ FLOOD = 200
 TP2 = ["--tp_size", "2", "--ep_size", "2"]
 
 
-def status_of(resp):
-    try:
-        return int(resp.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        return None
-
-
 def json_error(resp, status):
+    """A whole raw reply: a JSON content type and an OpenAI error body with this code."""
     head, _, body = resp.partition(b"\r\n\r\n")
-    try:
-        js = json.loads(body)
-    except ValueError:
-        return False
-    e = js.get("error") if isinstance(js, dict) else None
-    return isinstance(e, dict) and e.get("code") == status and b"application/json" in head
+    return b"application/json" in head and is_error_body(body, status)
 
 
 def sse_events(resp):
@@ -441,23 +430,7 @@ def main():
     if not only or only & {n for n, _ in first}:
         cfg = config_with(env, "reliability.yaml", ms={"max_connections": CAP, "request_timeout": 2})
         srv = Server(env, model, np=1, config=cfg)
-        try:
-            srv.start()
-            for name, fn in first:
-                if only and name not in only:
-                    continue
-                if not srv.alive():
-                    c.name = name
-                    c.check(False, "server died before this check:\n%s" % srv.log_tail())
-                    continue
-                c.run(name, fn, srv)
-        except Exception as e:  # noqa: BLE001
-            c.name = "startup"
-            c.check(False, "%s: %s" % (type(e).__name__, e))
-        finally:
-            srv.kill()
-            if c.failed:
-                log("server log tail:\n" + srv.log_tail(30))
+        c.run_on_server(srv, [(n, f) for n, f in first if not only or n in only])
     for name, fn in [("retry_after", t_retry_after), ("drain", t_drain), ("drain_abort", t_drain_abort),
                      ("mpirun_term", t_mpirun_term), ("dead_rank", t_dead_rank)]:
         if not only or name in only:
