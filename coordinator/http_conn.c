@@ -527,8 +527,15 @@ void http_conn_stop(struct http_server *srv)
 
 void http_conn_free(struct http_server *srv)
 {
-    /* evhttp_free closed the connections (on_close freed ours) */
+    /* evhttp_free closed the connections; on_close freed ours, except for
+     * those evhttp frees without a close callback (one already reset to
+     * DISCONNECTED, e.g. after a read error while idle) */
     servers_set(srv->http, NULL);
+    while (srv->conns) {
+        http_conn_t *c = srv->conns;
+        conn_unlink(srv, c);
+        free(c);
+    }
     for (int i = 0; i < srv->n_pending; i++) bufferevent_decref(srv->pending[i]);
     free(srv->pending);
     if (srv->fixup_ev) event_free(srv->fixup_ev);
