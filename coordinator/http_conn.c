@@ -25,8 +25,10 @@
  *     checks apply there;
  *   - the connection cap: above max_connections the oldest idle connection
  *     (no request arriving, none being answered) is closed for the new one,
- *     so health checks get through a flood of idle sockets; when every
- *     connection is busy the new one gets a 503 and is closed.
+ *     else the one whose request has been trickling in longest (over 1 s),
+ *     so health checks get through a flood of idle or slow sockets; when
+ *     every connection is being answered the new one gets a 503 and is
+ *     closed.
  * Accept errors (EMFILE) pause the listener with a growing back-off instead
  * of libevent's spin, close an idle connection to free a descriptor, and are
  * logged once per 5 s with a count. */
@@ -295,6 +297,21 @@ static http_conn_t *oldest_idle(struct http_server *srv, const http_conn_t *exce
     return NULL;
 }
 
+/* At the cap with nothing idle: the request that has been arriving longest
+ * (at least a second: a trickling client, not a normal upload) makes room,
+ * so a flood of slow clients cannot lock health checks out for a whole
+ * request_timeout either. */
+static http_conn_t *slowest_arriving(struct http_server *srv, const http_conn_t *except)
+{
+    http_conn_t *best = NULL;
+    double now = http_now();
+    for (http_conn_t *c = srv->conns; c; c = c->next)
+        if (c != except && !c->call && !c->t_linger && c->t_req && now - c->t_req >= 1.0 &&
+            (!best || c->t_req < best->t_req))
+            best = c;
+    return best;
+}
+
 static void conn_open(struct http_server *srv, struct evhttp_connection *evcon, struct bufferevent *bev)
 {
     http_conn_t *c = calloc(1, sizeof *c);
@@ -307,6 +324,7 @@ static void conn_open(struct http_server *srv, struct evhttp_connection *evcon, 
     evhttp_connection_set_closecb(evcon, on_close, c);
     if (srv->n_conns <= srv->max_conns) return;
     http_conn_t *old = oldest_idle(srv, c);
+    if (!old) old = slowest_arriving(srv, c);
     if (old) {
         srv->conns_evicted++;
         conn_close(old);

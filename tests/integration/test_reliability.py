@@ -14,9 +14,9 @@ wait is bounded.
   fd_exhaustion      the fd limit lowered under the running server: accept
                      errors back off (no spin), one log line per 5 s,
                      /health gets through
-  flood              FLOOD idle connections against max_connections CAP:
-                     /health still answers 200 (the oldest idle ones make
-                     room), every flood socket is closed or answered, the
+  flood              FLOOD idle and slow connections against max_connections
+                     CAP: /health still answers 200 (the oldest idle, then
+                     the slowest, make room), every flood socket is closed or answered, the
                      server does not spin, its log does not grow
   drain              SIGTERM to rank 0 of an np2 job with N requests in
                      flight: /health and new requests 503 at once, all N
@@ -196,37 +196,45 @@ def t_flood(c, srv):
     t0 = time.time()
     for i in range(FLOOD):
         try:
-            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            if i % 2:  # half of them are slow clients part-way through a request head
+                s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
         except OSError as e:
             c.check(False, "flood connection %d: %s" % (i, e))
             break
+    time.sleep(1.1)  # the slow ones are now over a second into their requests
     # /health answers under the flood (several times, each on a new connection)
     for k in range(5):
         t1 = time.time()
         st, _, _ = srv.request("GET", "/health", timeout=5)
-        c.check(st == 200, "/health under a flood of %d idle connections: %r" % (FLOOD, st))
+        c.check(st == 200, "/health under a flood of %d idle and slow connections: %r" % (FLOOD, st))
         log("flood: /health %d in %.3f s" % (st, time.time() - t1))
-    # a busy server: the evicted flood sockets are closed, the rest still open
-    closed = 0
+    # the flood sockets beyond the cap were closed to make room, refused with a JSON 503, or (slow
+    # ones) timed out with a JSON 408
+    closed = refused = 0
     for s in socks:
         s.setblocking(False)
         try:
-            if s.recv(1) == b"":
+            d = s.recv(65536)
+            if d == b"":
                 closed += 1
+            elif status_of(d) in (503, 408) and json_error(d, status_of(d)):
+                refused += 1  # refused at the cap, or a slow one past request_timeout
         except BlockingIOError:
             pass
         except OSError:
             closed += 1
-    c.check(closed >= FLOOD - CAP, "%d of %d flood sockets closed (cap %d: want >= %d)" % (closed, FLOOD, CAP,
-                                                                                         FLOOD - CAP))
+    c.check(closed + refused >= FLOOD - CAP, "%d of %d flood sockets closed, %d answered 503/408 (cap %d: want >= %d in all)"
+            % (closed, FLOOD, refused, CAP, FLOOD - CAP))
     for s in socks:
         s.close()
     grown = len(srv.log_text()) - log_before
     c.check(grown < 20000, "the log grew %d bytes during the flood" % grown)
     st, js = srv.post_json("/v1/completions", {"prompt": PROMPT, "max_tokens": 3, "temperature": 0})
     c.check(st == 200, "a completion after the flood: %r %r" % (st, js))
-    log("flood: %d connections against a cap of %d, %d closed for room, %.2f s" % (FLOOD, CAP, closed,
-                                                                                     time.time() - t0))
+    log("flood: %d connections against a cap of %d, %d closed for room, %d answered 503/408, %.2f s" %
+        (FLOOD, CAP, closed, refused, time.time() - t0))
 
 
 def cpu_seconds(pid):
