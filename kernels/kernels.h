@@ -448,8 +448,14 @@ ms_status_t kern_require_ops(const kern_ops_t *k, const kern_op_t *ops, int n);
 ms_status_t kern_backend_get(const char *name, const kern_ops_t **out);
 
 /* The sampler's counter-based random number: uniform in [0,1), a pure
- * function of (seed, position). Shared by all backends so they agree. */
-static inline double kern_rng_uniform(uint64_t seed, int64_t position)
+ * function of (seed, position). Shared by all backends so they agree: CUDA
+ * sources compile it for the device too (KERN_HOST_DEVICE). */
+#ifdef __CUDACC__
+#define KERN_HOST_DEVICE __host__ __device__
+#else
+#define KERN_HOST_DEVICE
+#endif
+KERN_HOST_DEVICE static inline double kern_rng_uniform(uint64_t seed, int64_t position)
 {
     /* splitmix64 finalizer over a mix of seed and position (two rounds so
      * adjacent positions of one seed decorrelate). */

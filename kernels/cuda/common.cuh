@@ -6,6 +6,7 @@
 #ifndef MS_KERN_CUDA_COMMON_CUH
 #define MS_KERN_CUDA_COMMON_CUH
 
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include "cuda.h"
@@ -22,6 +23,12 @@ __device__ static inline uint16_t cu_f_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
+/* bytes of an element (ms_dtype_size is host code) */
+__host__ __device__ static inline size_t cu_dt_size(ms_dtype_t dt)
+{
+    return dt == MS_DT_F32 ? 4 : dt == MS_DT_BF16 ? 2 : 1;
+}
+
 __device__ static inline float cu_bf16_round(float f) { return cu_bf16_f(cu_f_bf16(f)); }
 
 /* fp8 e4m3fn -> fp32, exactly fp8e4m3_to_f32 (runtime/dtype.c). */
@@ -35,6 +42,22 @@ __device__ static inline float cu_fp8_f(uint8_t v)
 
 /* expf as glibc's (correctly rounded in all but rare cases): through double. */
 __device__ static inline float cu_expf(float x) { return (float)exp((double)x); }
+
+/* One element of the gated activation with the CPU's two roundings (kern_cpu_silu_mul1): g and u are
+ * bf16 values; bf16(bf16(silu(g)) * u). Shared by silu_mul and the GEMM's SiLU·mul epilogue. */
+__device__ static inline uint16_t cu_silu_mul1(float g, float u)
+{
+    float a = cu_bf16_round(__fdiv_rn(g, __fadd_rn(1.0f, cu_expf(-g))));
+    return cu_f_bf16(__fmul_rn(a, u));
+}
+
+/* DeepSeek's act_quant rule (kernels/cpu/act_quant.c), shared by act_quant and the FP8 KV row:
+ * the group scale from its amax, and one value's e4m3 code (IEEE division, RNE, saturating). */
+__device__ static inline float cu_quant_scale(float amax) { return __fdiv_rn(fmaxf(amax, 1e-4f), 448.0f); }
+__device__ static inline uint8_t cu_quant_e4m3(float x, float s)
+{
+    return (uint8_t)__nv_cvt_float_to_fp8(__fdiv_rn(x, s), __NV_SATFINITE, __NV_E4M3);
+}
 
 /* A data fault (kernels.h): OR bit into the context's device fault word. */
 __device__ static inline void cu_fault(uint32_t *fault, uint32_t bit)

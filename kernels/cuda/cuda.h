@@ -32,6 +32,9 @@ void kern_cuda_host_free(void *p);
 /* Minimum workspace of every context (mem.cu): cuBLASLt scratch plus the
  * fp8 dequantization tiles of gemm.cu. */
 #define KERN_CUDA_WS_MIN ((size_t)96 << 20)
+/* The first bytes of a context's workspace are cuBLASLt's; ops that need
+ * scratch of their own take it after these (gemm.cu, moe_experts.cu). */
+#define KERN_CUDA_BLAS_WS ((size_t)32 << 20)
 
 /* the cuBLASLt handle of a main context (blas.cu) */
 ms_status_t kern_cuda_blas_create(void **out);
@@ -48,8 +51,22 @@ ms_status_t kern_cuda_cast(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, void *
 ms_status_t kern_cuda_gather_rows(kern_ctx_t *cx, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
                                   void *dst);
 ms_status_t kern_cuda_silu_mul(kern_ctx_t *cx, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
-ms_status_t kern_cuda_gemm(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
-                           ms_dtype_t ydt, int64_t ldy, int32_t m);
+ms_status_t kern_cuda_add_rmsnorm(kern_ctx_t *cx, bf16_t *x, const bf16_t *res, const bf16_t *w, bf16_t *y,
+                                  int32_t rows, int32_t dim, float eps);
+/* the gemm op (kern_gemm_t) */
+ms_status_t kern_cuda_gemm(kern_ctx_t *cx, const kern_gemm_t *g);
+/* The gemm op's engine with what the op derives made explicit, for ops that run GEMMs inside
+ * (moe_experts): bs_wscale = floats between batch b's FP8 scale grids (slot records are not stacked
+ * matrices); scratch = device memory for the silu_mul sums and dequantized FP8 tiles (cuBLASLt uses
+ * the first KERN_CUDA_BLAS_WS of cx->ws, which scratch must not overlap). g is not checked again. */
+ms_status_t kern_cuda_gemm_run(kern_ctx_t *cx, const kern_gemm_t *g, int64_t bs_wscale, void *scratch,
+                               size_t scratch_bytes);
+/* y[b, i, j] = bf16(bf16(silu(t[b, i, j])) * t[b, i, n + j]) for t [batch, m, 2n] bf16 (the epilogue pass) */
+ms_status_t kern_cuda_gemm_silu_pass(kern_ctx_t *cx, const bf16_t *t, int32_t m, int32_t n, int32_t batch, bf16_t *y,
+                                     int64_t ldy, int64_t bsy);
+/* act_quant as the ops table's op (act_quant_op.cu; act_quant.cu is the MoE path's masked variant) */
+ms_status_t kern_cuda_act_quant_op(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, int32_t rows, int32_t cols,
+                                   uint8_t *q, int64_t ldq, float *scale, int64_t lds);
 ms_status_t kern_cuda_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                            const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim,
                            int32_t interleaved);
@@ -62,6 +79,20 @@ ms_status_t kern_cuda_kv_gather(kern_ctx_t *cx, const kern_kv_t *kv, const kern_
 ms_status_t kern_cuda_mla_naive(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
                                 const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
                                 int32_t dv, float scale, bf16_t *out);
+ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, ms_dtype_t qdt, const bf16_t *q_pe, int64_t ld_pe,
+                                 int64_t ld_pe_head, const kern_kv_t *kv, const int32_t *block_tables,
+                                 const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, float scale,
+                                 void *o_lat, ms_dtype_t odt);
+ms_status_t kern_cuda_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const kern_moe_place_t *pl,
+                               int32_t *slot_of_pair, int32_t *rank_in_slot, int32_t *slot_counts, int64_t *load);
+ms_status_t kern_cuda_moe_scatter(kern_ctx_t *cx, const bf16_t *x, int32_t T, int32_t K, int32_t D,
+                                  const int32_t *slot_of_pair, const int32_t *rank_in_slot,
+                                  const int32_t *slot_counts, int32_t slot0, int32_t n_local, int32_t cap,
+                                  bf16_t *recv, int32_t *recv_count, int32_t *row_of_pair);
+ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local,
+                                  int32_t cap, const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);
+ms_status_t kern_cuda_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
+                                  const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                                 int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                 float scaling, int32_t *idx, float *w);

@@ -1,135 +1,284 @@
-/* gemm.cu — y[m, 0..N) = x[m, 0..K) · Wᵀ for W [N, K] (kernels.h), fp32
- * accumulation, one rounding on store.
- *  - x BF16, W BF16, y BF16/F32: cuBLASLt (blas.h).
- *  - W F8E4M3 with 128×128 scale_inv, `dequant` mode: W is dequantized to
- *    BF16 (bf16(fp8 * scale), the CPU's rounding) a tile of rows at a time
- *    into the context workspace and each tile is one cuBLASLt GEMM writing
- *    its column slice of y; the whole weight is never expanded. The tile
- *    buffer is reused in stream order.
- *  - anything cuBLASLt cannot take (F32 x or W, odd alignments): a plain
- *    tiled fp32 kernel that reads every dtype directly.
- * Workspace layout (cx->ws, at least KERN_CUDA_WS_MIN, mem.cu):
- *   [cuBLASLt workspace GEMM_BLAS_WS | dequant tiles ...]. */
+/* gemm.cu — the gemm op on the kern_gemm_t descriptor (kernels.h): per batch
+ * b, y_b = x_b · W_bᵀ with row strides, batch strides, a transposed or
+ * row-strided W, the fused SiLU·mul epilogue and the FP8×FP8 mode; fp32
+ * accumulation, one rounding on store, as kernels/cpu/gemm.c.
+ *  - x BF16, W BF16 (either storage order): one strided-batched cuBLASLt call
+ *    (blas.h) for all batches.
+ *  - W F8E4M3 with 128×128 scale_inv, x BF16 (`dequant` mode): W is
+ *    dequantized to BF16 (bf16(fp8 * scale), the CPU's rounding) a tile of
+ *    rows at a time, all batches at once, into scratch; each tile is one
+ *    batched cuBLASLt GEMM writing its column slice of y. The whole weight is
+ *    never expanded.
+ *  - x F8E4M3 with act_quant's 1×128 scales and W F8E4M3 (`fp8` mode): our
+ *    own kernel, exactly the CPU's blocking (per 128-wide K block an fp32 sum
+ *    of raw e4m3 products, then × x_scale·w_scale into the fp32 accumulator).
+ *    cuBLASLt 13 has VEC128/BLK128x128 scale modes, but its Hopper kernels
+ *    promote partial sums on their own schedule; a kernel of ours keeps the
+ *    blocking the CPU reference (and DeepSeek's fp8_gemm) defines.
+ *  - F32 x or W, or what cuBLASLt declines: the same tiled SIMT kernel.
+ *  - SiLU·mul (fused gate|up W of 2n rows): the GEMM writes the 2n bf16 sums
+ *    (= bf16(g), bf16(u): the CPU's first rounding) to scratch, then one pass
+ *    writes bf16(bf16(silu(g))·u) into y. cuBLASLt has no epilogue with those
+ *    roundings.
+ * Scratch: the gemm op uses cx->ws as [cuBLASLt GEMM_BLAS_WS | scratch];
+ * moe_experts passes its own scratch to kern_cuda_gemm_run. */
 #include "common.cuh"
 #include "blas.h"
 
-#define GEMM_BLAS_WS ((size_t)32 << 20)
 #define GEMM_TILE 16
 
-__device__ static inline float gemm_w(const kern_mat_t w, int32_t n, int32_t k)
+/* A GEMM with every stride resolved (elements of each operand's dtype; scales in floats). */
+struct gemm_args {
+    const void *x;
+    const float *xs;
+    ms_dtype_t xdt;
+    int64_t ldx, bsx, ld_xs, bs_xs;
+    const void *w;
+    const float *ws;
+    ms_dtype_t wdt;
+    int64_t ldw, bsw, bs_ws;
+    int32_t w_trans, sbc; /* sbc: scale grid columns = ceil(ldw/128) */
+    void *y;
+    ms_dtype_t ydt;
+    int64_t ldy, bsy;
+    int32_t m, n, k, batch;
+};
+
+__device__ static inline float gemm_x(const gemm_args &a, const void *xb, int32_t i, int32_t k)
 {
-    const int64_t off = (int64_t)n * w.cols + k;
-    switch (w.dtype) {
-    case MS_DT_BF16: return cu_bf16_f(((const uint16_t *)w.data)[off]);
-    case MS_DT_F32: return ((const float *)w.data)[off];
+    const int64_t off = (int64_t)i * a.ldx + k;
+    switch (a.xdt) {
+    case MS_DT_BF16: return cu_bf16_f(((const uint16_t *)xb)[off]);
+    case MS_DT_F32: return ((const float *)xb)[off];
+    default: return cu_fp8_f(((const uint8_t *)xb)[off]);
+    }
+}
+
+/* W element (n, k); FP8: dequantized to its bf16 value, or raw (the FP8×FP8 mode) */
+__device__ static inline float gemm_w(const gemm_args &a, const void *wb, const float *wsb, int32_t n, int32_t k,
+                                      bool raw)
+{
+    const int64_t off = a.w_trans ? (int64_t)k * a.ldw + n : (int64_t)n * a.ldw + k;
+    switch (a.wdt) {
+    case MS_DT_BF16: return cu_bf16_f(((const uint16_t *)wb)[off]);
+    case MS_DT_F32: return ((const float *)wb)[off];
     default: {
-        const int32_t sb_c = ((w.cols + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK);
-        const float s = w.scale_inv[(int64_t)(n / KERN_FP8_BLOCK) * sb_c + k / KERN_FP8_BLOCK];
-        return cu_bf16_round(__fmul_rn(cu_fp8_f(((const uint8_t *)w.data)[off]), s));
+        const float v = cu_fp8_f(((const uint8_t *)wb)[off]);
+        if (raw) return v;
+        return cu_bf16_round(__fmul_rn(v, wsb[(int64_t)(n / KERN_FP8_BLOCK) * a.sbc + k / KERN_FP8_BLOCK]));
     }
     }
 }
 
-/* the fallback: 16×16 output tiles through shared memory, fp32 sums */
-__global__ static void gemm_simt_kernel(const void *x, ms_dtype_t xdt, int64_t ldx, kern_mat_t w, void *y,
-                                        ms_dtype_t ydt, int64_t ldy, int32_t m)
+/* 16×16 output tiles through shared memory; gridDim.z = batch. FP8X: the fp8 mode's K blocking. */
+template <bool FP8X> __global__ static void gemm_simt_kernel(gemm_args a)
 {
-    __shared__ float xs[GEMM_TILE][GEMM_TILE + 1], ws[GEMM_TILE][GEMM_TILE + 1];
-    const int32_t tx = threadIdx.x, ty = threadIdx.y;
+    __shared__ float xt[GEMM_TILE][GEMM_TILE + 1], wt[GEMM_TILE][GEMM_TILE + 1];
+    const int32_t tx = threadIdx.x, ty = threadIdx.y, b = blockIdx.z;
     const int32_t row = blockIdx.y * GEMM_TILE + ty, col = blockIdx.x * GEMM_TILE + tx;
-    const int32_t K = w.cols, N = w.rows;
-    float acc = 0.f;
-    for (int32_t k0 = 0; k0 < K; k0 += GEMM_TILE) {
-        const int32_t xr = blockIdx.y * GEMM_TILE + ty, kx = k0 + tx;
-        float xv = 0.f;
-        if (xr < m && kx < K)
-            xv = xdt == MS_DT_BF16 ? cu_bf16_f(((const uint16_t *)x)[xr * ldx + kx]) : ((const float *)x)[xr * ldx + kx];
-        xs[ty][tx] = xv;
-        const int32_t wn = blockIdx.x * GEMM_TILE + ty;
-        ws[ty][tx] = (wn < N && kx < K) ? gemm_w(w, wn, kx) : 0.f;
+    const void *xb = (const char *)a.x + (size_t)b * a.bsx * cu_dt_size(a.xdt);
+    const void *wb = (const char *)a.w + (size_t)b * a.bsw * cu_dt_size(a.wdt);
+    const float *wsb = a.ws ? a.ws + b * a.bs_ws : NULL;
+    const float *xsb = FP8X ? a.xs + b * a.bs_xs : NULL;
+    float acc = 0.f, part = 0.f;
+    for (int32_t k0 = 0; k0 < a.k; k0 += GEMM_TILE) {
+        const int32_t xr = blockIdx.y * GEMM_TILE + ty, kx = k0 + tx, wn = blockIdx.x * GEMM_TILE + ty;
+        xt[ty][tx] = (xr < a.m && kx < a.k) ? gemm_x(a, xb, xr, kx) : 0.f;
+        wt[ty][tx] = (wn < a.n && kx < a.k) ? gemm_w(a, wb, wsb, wn, kx, FP8X) : 0.f;
         __syncthreads();
+        if (FP8X) {
 #pragma unroll
-        for (int32_t kk = 0; kk < GEMM_TILE; kk++) acc = fmaf(xs[ty][kk], ws[tx][kk], acc);
+            for (int32_t kk = 0; kk < GEMM_TILE; kk++) part = __fadd_rn(part, __fmul_rn(xt[ty][kk], wt[tx][kk]));
+            const int32_t k1 = k0 + GEMM_TILE;
+            if ((k1 % KERN_FP8_BLOCK) == 0 || k1 >= a.k) { /* end of a 128-wide K block: promote with both scales */
+                const int32_t kb = k0 / KERN_FP8_BLOCK;
+                if (row < a.m && col < a.n) {
+                    const float s = __fmul_rn(xsb[(int64_t)row * a.ld_xs + kb],
+                                              wsb[(int64_t)(col / KERN_FP8_BLOCK) * a.sbc + kb]);
+                    acc = __fadd_rn(acc, __fmul_rn(part, s));
+                }
+                part = 0.f;
+            }
+        } else {
+#pragma unroll
+            for (int32_t kk = 0; kk < GEMM_TILE; kk++) acc = fmaf(xt[ty][kk], wt[tx][kk], acc);
+        }
         __syncthreads();
     }
-    if (row < m && col < N) {
-        if (ydt == MS_DT_F32) ((float *)y)[row * ldy + col] = acc;
-        else ((uint16_t *)y)[row * ldy + col] = cu_f_bf16(acc);
+    if (row < a.m && col < a.n) {
+        const int64_t o = (int64_t)b * a.bsy + (int64_t)row * a.ldy + col;
+        if (a.ydt == MS_DT_F32) ((float *)a.y)[o] = acc;
+        else ((uint16_t *)a.y)[o] = cu_f_bf16(acc);
     }
 }
 
-/* rows [n0, n0+nt) of an fp8 weight -> bf16 tile [nt, K] */
-__global__ static void gemm_dequant_kernel(kern_mat_t w, int32_t n0, int32_t nt, uint16_t *tile)
+static ms_status_t gemm_simt(kern_ctx_t *cx, const gemm_args &a)
 {
-    const int32_t K = w.cols, sb_c = (K + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK;
-    const int64_t total = (int64_t)nt * K;
-    const uint8_t *src = (const uint8_t *)w.data + (int64_t)n0 * K;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        const int32_t r = (int32_t)(i / K), c = (int32_t)(i % K);
-        const float s = w.scale_inv[(int64_t)((n0 + r) / KERN_FP8_BLOCK) * sb_c + c / KERN_FP8_BLOCK];
-        tile[i] = cu_f_bf16(__fmul_rn(cu_fp8_f(src[i]), s));
-    }
-}
-
-static ms_status_t gemm_simt(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w,
-                             void *y, ms_dtype_t ydt, int64_t ldy, int32_t m)
-{
-    dim3 grid((unsigned)((w->rows + GEMM_TILE - 1) / GEMM_TILE), (unsigned)((m + GEMM_TILE - 1) / GEMM_TILE));
-    gemm_simt_kernel<<<grid, dim3(GEMM_TILE, GEMM_TILE), 0, CU_STREAM(cx)>>>(x, xdt, ldx, *w, y, ydt, ldy, m);
+    dim3 grid((unsigned)((a.n + GEMM_TILE - 1) / GEMM_TILE), (unsigned)((a.m + GEMM_TILE - 1) / GEMM_TILE),
+              (unsigned)a.batch);
+    if (a.xdt == MS_DT_F8E4M3) gemm_simt_kernel<true><<<grid, dim3(GEMM_TILE, GEMM_TILE), 0, CU_STREAM(cx)>>>(a);
+    else gemm_simt_kernel<false><<<grid, dim3(GEMM_TILE, GEMM_TILE), 0, CU_STREAM(cx)>>>(a);
     CU_LAUNCHED();
     return MS_OK;
 }
 
-static ms_status_t gemm_fp8_dequant(kern_ctx_t *cx, const void *x, int64_t ldx, const kern_mat_t *w, void *y,
-                                    ms_dtype_t ydt, int64_t ldy, int32_t m)
+/* rows [n0, n0+nt) of every batch's fp8 weight -> bf16 tile [batch, nt, K] (gridDim.y = batch) */
+__global__ static void gemm_dequant_kernel(gemm_args a, int32_t n0, int32_t nt, uint16_t *tile)
 {
-    const int32_t K = w->cols, N = w->rows;
-    const size_t tile_bytes = cx->ws_bytes > GEMM_BLAS_WS ? cx->ws_bytes - GEMM_BLAS_WS : 0;
-    int64_t nt = (int64_t)(tile_bytes / ((size_t)K * 2)) / KERN_FP8_BLOCK * KERN_FP8_BLOCK;
-    if (nt < KERN_FP8_BLOCK)
-        return MS_ERR(MS_ERR_INVALID, "cuda gemm: workspace of %zu bytes too small to dequantize %d-wide fp8 tiles",
-                      cx->ws_bytes, K);
+    const int32_t K = a.k, b = blockIdx.y;
+    const int64_t total = (int64_t)nt * K;
+    const uint8_t *src = (const uint8_t *)a.w + (size_t)b * a.bsw + (int64_t)n0 * a.ldw;
+    const float *sc = a.ws + b * a.bs_ws;
+    uint16_t *dst = tile + (size_t)b * total;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int32_t r = (int32_t)(i / K), c = (int32_t)(i % K);
+        const float s = sc[(int64_t)((n0 + r) / KERN_FP8_BLOCK) * a.sbc + c / KERN_FP8_BLOCK];
+        dst[i] = cu_f_bf16(__fmul_rn(cu_fp8_f(src[(int64_t)r * a.ldw + c]), s));
+    }
+}
+
+static size_t gemm_blas_ws(const kern_ctx_t *cx) { return cx->ws_bytes < KERN_CUDA_BLAS_WS ? cx->ws_bytes : KERN_CUDA_BLAS_WS; }
+
+static ms_status_t gemm_fp8_dequant(kern_ctx_t *cx, const gemm_args &a, void *scratch, size_t scratch_bytes)
+{
+    const int32_t K = a.k, N = a.n;
+    int64_t nt = (int64_t)(scratch_bytes / ((size_t)K * 2 * (size_t)a.batch)) / KERN_FP8_BLOCK * KERN_FP8_BLOCK;
     if (nt > N) nt = N;
-    uint16_t *tile = (uint16_t *)((char *)cx->ws + GEMM_BLAS_WS);
-    const size_t ysz = ms_dtype_size(ydt);
+    if (nt < KERN_FP8_BLOCK && nt < N)
+        return MS_ERR(MS_ERR_INVALID, "cuda gemm: %zu bytes of scratch cannot hold %d x %d-row dequantized fp8 tiles "
+                      "of width %d", scratch_bytes, a.batch, KERN_FP8_BLOCK, K);
+    uint16_t *tile = (uint16_t *)scratch;
+    const size_t ysz = ms_dtype_size(a.ydt);
     for (int32_t n0 = 0; n0 < N; n0 += (int32_t)nt) {
         const int32_t rows = (int32_t)(N - n0 < nt ? N - n0 : nt);
-        const int64_t elems = (int64_t)rows * K;
-        const int64_t blocks = (elems + 255) / 256;
-        gemm_dequant_kernel<<<(unsigned)(blocks < 8192 ? blocks : 8192), 256, 0, CU_STREAM(cx)>>>(*w, n0, rows, tile);
+        const int64_t blocks = ((int64_t)rows * K + 255) / 256;
+        gemm_dequant_kernel<<<dim3((unsigned)(blocks < 4096 ? blocks : 4096), (unsigned)a.batch), 256, 0,
+                              CU_STREAM(cx)>>>(a, n0, rows, tile);
         CU_LAUNCHED();
-        kern_cuda_mm_t mm = {m, rows, K, 1, x, MS_DT_BF16, ldx, 0, tile, MS_DT_BF16, K, 0,
-                             (char *)y + (size_t)n0 * ysz, ydt, ldy, 0, KERN_CUDA_EPI_NONE};
-        ms_status_t st = kern_cuda_blas_matmul(cx, &mm, cx->ws, GEMM_BLAS_WS);
+        void *y = (char *)a.y + (size_t)n0 * ysz;
+        kern_cuda_mm_t mm = {a.m, rows, K, a.batch, a.x, a.xdt, a.ldx, a.bsx, tile, MS_DT_BF16, K,
+                             (int64_t)rows * K, 0, y, a.ydt, a.ldy, a.bsy};
+        ms_status_t st = kern_cuda_blas_matmul(cx, &mm, cx->ws, gemm_blas_ws(cx));
         if (st == MS_ERR_UNSUPPORTED) {
-            kern_mat_t tw = {tile, NULL, MS_DT_BF16, rows, K};
-            st = gemm_simt(cx, x, MS_DT_BF16, ldx, &tw, (char *)y + (size_t)n0 * ysz, ydt, ldy, m);
+            gemm_args t = a;
+            t.w = tile, t.ws = NULL, t.wdt = MS_DT_BF16, t.ldw = K, t.bsw = (int64_t)rows * K, t.w_trans = 0;
+            t.n = rows, t.y = y;
+            st = gemm_simt(cx, t);
         }
         MS_TRY(st);
     }
     return MS_OK;
 }
 
-extern "C" ms_status_t kern_cuda_gemm(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx,
-                                      const kern_mat_t *w, void *y, ms_dtype_t ydt, int64_t ldy, int32_t m)
+/* y = x·Wᵀ for resolved args, no epilogue */
+static ms_status_t gemm_plain(kern_ctx_t *cx, const gemm_args &a, void *scratch, size_t scratch_bytes)
 {
-    const int32_t K = w->cols, N = w->rows;
-    if (xdt != MS_DT_BF16 && xdt != MS_DT_F32)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: x dtype %s not supported", ms_dtype_name(xdt));
-    if (ydt != MS_DT_BF16 && ydt != MS_DT_F32)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: y dtype %s not supported", ms_dtype_name(ydt));
+    if (a.xdt == MS_DT_F8E4M3) return gemm_simt(cx, a);
+    if (a.xdt == MS_DT_BF16 && a.wdt == MS_DT_F8E4M3) return gemm_fp8_dequant(cx, a, scratch, scratch_bytes);
+    if (a.xdt == MS_DT_BF16 && a.wdt == MS_DT_BF16) {
+        kern_cuda_mm_t mm = {a.m, a.n, a.k, a.batch, a.x, a.xdt, a.ldx, a.bsx, a.w, a.wdt, a.ldw, a.bsw, a.w_trans,
+                             a.y, a.ydt, a.ldy, a.bsy};
+        ms_status_t st = kern_cuda_blas_matmul(cx, &mm, cx->ws, gemm_blas_ws(cx));
+        if (st != MS_ERR_UNSUPPORTED) return st;
+    }
+    return gemm_simt(cx, a);
+}
+
+/* y[b, i, j] = silu_mul1(t[b, i, j], t[b, i, n + j]) for j < n; t is [batch, m, 2n] bf16 */
+__global__ static void gemm_silu_kernel(const uint16_t *t, int32_t m, int32_t n, uint16_t *y, int64_t ldy, int64_t bsy)
+{
+    const int32_t b = blockIdx.z, i = blockIdx.y;
+    const uint16_t *tr = t + ((size_t)b * m + i) * 2 * (size_t)n;
+    uint16_t *yr = y + (size_t)b * bsy + (size_t)i * ldy;
+    for (int32_t j = blockIdx.x * blockDim.x + threadIdx.x; j < n; j += gridDim.x * blockDim.x)
+        yr[j] = cu_silu_mul1(cu_bf16_f(tr[j]), cu_bf16_f(tr[n + j]));
+}
+
+extern "C" ms_status_t kern_cuda_gemm_silu_pass(kern_ctx_t *cx, const bf16_t *t, int32_t m, int32_t n, int32_t batch,
+                                                bf16_t *y, int64_t ldy, int64_t bsy)
+{
+    if (m <= 0 || n <= 0 || batch <= 0) return MS_OK;
+    dim3 grid((unsigned)((n + 255) / 256 < 64 ? (n + 255) / 256 : 64), (unsigned)m, (unsigned)batch);
+    gemm_silu_kernel<<<grid, 256, 0, CU_STREAM(cx)>>>(t, m, n, y, ldy, bsy);
+    CU_LAUNCHED();
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_gemm_run(kern_ctx_t *cx, const kern_gemm_t *g, int64_t bs_wscale, void *scratch,
+                                          size_t scratch_bytes)
+{
+    const kern_mat_t *w = g->w;
+    const int silu = g->epi == KERN_EPI_SILU_MUL;
+    gemm_args a;
+    a.x = g->x, a.xs = g->x_scale, a.xdt = g->xdt, a.ldx = g->ldx, a.bsx = g->bsx, a.ld_xs = g->ld_xs, a.bs_xs = g->bs_xs;
+    a.w = w->data, a.ws = w->scale_inv, a.wdt = w->dtype, a.w_trans = g->w_trans ? 1 : 0;
+    a.ldw = g->ldw ? g->ldw : (g->w_trans ? w->rows : w->cols);
+    a.bsw = g->bsw, a.bs_ws = bs_wscale, a.sbc = kern_fp8_blocks((int32_t)a.ldw);
+    a.y = g->y, a.ydt = g->ydt, a.ldy = g->ldy, a.bsy = g->bsy;
+    a.m = g->m, a.k = w->cols, a.n = w->rows, a.batch = g->batch > 1 ? g->batch : 1;
+    if (a.m <= 0 || a.n <= 0) return MS_OK;
+    if (a.k <= 0) return MS_ERR(MS_ERR_INVALID, "cuda gemm: K = %d", a.k);
+    if (a.batch > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: batch %d > 65535", a.batch);
+    if (!silu) return gemm_plain(cx, a, scratch, scratch_bytes);
+
+    /* SiLU·mul: the 2n sums of a chunk of rows into scratch as bf16, then the gated pass into y */
+    const int32_t n = a.n / 2;
+    const size_t row_bytes = (size_t)a.n * 2 * (size_t)a.batch;
+    const int dequant = a.xdt == MS_DT_BF16 && a.wdt == MS_DT_F8E4M3; /* then half the scratch holds fp8 tiles */
+    int64_t mc = (int64_t)(scratch_bytes / (dequant ? 2 : 1) / row_bytes);
+    if (mc > a.m) mc = a.m;
+    if (mc < 1)
+        return MS_ERR(MS_ERR_INVALID, "cuda gemm: %zu bytes of scratch too small for a %d-wide silu_mul epilogue",
+                      scratch_bytes, a.n);
+    uint16_t *t = (uint16_t *)scratch;
+    char *rest = (char *)scratch + kern_align256((size_t)mc * row_bytes);
+    const size_t rest_bytes = scratch_bytes - kern_align256((size_t)mc * row_bytes);
+    for (int32_t i0 = 0; i0 < a.m; i0 += (int32_t)mc) {
+        const int32_t rows = (int32_t)(a.m - i0 < mc ? a.m - i0 : mc);
+        gemm_args c = a;
+        c.x = (const char *)a.x + (size_t)i0 * a.ldx * ms_dtype_size(a.xdt);
+        if (c.xs) c.xs = a.xs + (int64_t)i0 * a.ld_xs;
+        c.m = rows, c.y = t, c.ydt = MS_DT_BF16, c.ldy = a.n, c.bsy = (int64_t)rows * a.n;
+        MS_TRY(gemm_plain(cx, c, rest, rest_bytes));
+        MS_TRY(kern_cuda_gemm_silu_pass(cx, t, rows, n, a.batch, (bf16_t *)a.y + (size_t)i0 * a.ldy, a.ldy, a.bsy));
+    }
+    return MS_OK;
+}
+
+/* the shape and mode checks of kernels/cpu/gemm.c (gemm_check), so both backends reject the same calls */
+static ms_status_t gemm_check(const kern_gemm_t *g)
+{
+    const kern_mat_t *w = g->w;
+    if (g->xdt != MS_DT_BF16 && g->xdt != MS_DT_F32 && g->xdt != MS_DT_F8E4M3)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: x dtype %s not supported", ms_dtype_name(g->xdt));
+    if (g->ydt != MS_DT_BF16 && g->ydt != MS_DT_F32)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: y dtype %s not supported", ms_dtype_name(g->ydt));
     if (w->dtype != MS_DT_BF16 && w->dtype != MS_DT_F32 && w->dtype != MS_DT_F8E4M3)
         return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: weight dtype %s not supported", ms_dtype_name(w->dtype));
-    if (w->dtype == MS_DT_F8E4M3 && !w->scale_inv)
-        return MS_ERR(MS_ERR_INVALID, "cuda gemm: fp8 weight without scale_inv");
-    if (m <= 0 || N <= 0) return MS_OK;
-    if (K <= 0) return MS_ERR(MS_ERR_INVALID, "cuda gemm: K = %d", K);
-    if (xdt == MS_DT_BF16 && w->dtype == MS_DT_BF16) {
-        kern_cuda_mm_t mm = {m, N, K, 1, x, xdt, ldx, 0, w->data, w->dtype, K, 0, y, ydt, ldy, 0, KERN_CUDA_EPI_NONE};
-        ms_status_t st = kern_cuda_blas_matmul(cx, &mm, cx->ws, cx->ws_bytes < GEMM_BLAS_WS ? cx->ws_bytes : GEMM_BLAS_WS);
-        if (st != MS_ERR_UNSUPPORTED) return st;
-    } else if (xdt == MS_DT_BF16 && w->dtype == MS_DT_F8E4M3) {
-        return gemm_fp8_dequant(cx, x, ldx, w, y, ydt, ldy, m);
-    }
-    return gemm_simt(cx, x, xdt, ldx, w, y, ydt, ldy, m);
+    if (w->dtype == MS_DT_F8E4M3 && !w->scale_inv) return MS_ERR(MS_ERR_INVALID, "cuda gemm: fp8 weight without scale_inv");
+    if (w->dtype == MS_DT_F8E4M3 && g->w_trans)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: a transposed weight must be BF16 or F32, not fp8");
+    if (g->xdt == MS_DT_F8E4M3 && (w->dtype != MS_DT_F8E4M3 || !g->x_scale))
+        return MS_ERR(MS_ERR_INVALID, "cuda gemm: fp8 activations need x_scale and a block-scaled fp8 weight");
+    if (g->epi == KERN_EPI_SILU_MUL && (w->rows % 2 || g->ydt != MS_DT_BF16))
+        return MS_ERR(MS_ERR_INVALID, "cuda gemm: silu_mul epilogue needs an even fused gate|up row count (%d) and "
+                      "bf16 output", w->rows);
+    if (g->epi != KERN_EPI_NONE && g->epi != KERN_EPI_SILU_MUL)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: epilogue %d not supported", (int)g->epi);
+    const int64_t ldw = g->ldw ? g->ldw : (g->w_trans ? w->rows : w->cols);
+    if (ldw < (g->w_trans ? w->rows : w->cols))
+        return MS_ERR(MS_ERR_INVALID, "cuda gemm: weight stride %lld below its row length", (long long)ldw);
+    if (w->dtype == MS_DT_F8E4M3 && g->batch > 1 && g->bsw != (int64_t)w->rows * ldw)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: batched fp8 weights must be stacked matrices");
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_gemm(kern_ctx_t *cx, const kern_gemm_t *g)
+{
+    MS_TRY(gemm_check(g));
+    const kern_mat_t *w = g->w;
+    const int64_t ldw = g->ldw ? g->ldw : (g->w_trans ? w->rows : w->cols);
+    const int64_t bs_ws = g->bsw ? (int64_t)kern_fp8_blocks(w->rows) * kern_fp8_blocks((int32_t)ldw) : 0;
+    const size_t blas = gemm_blas_ws(cx);
+    return kern_cuda_gemm_run(cx, g, bs_ws, (char *)cx->ws + blas, cx->ws_bytes - blas);
 }

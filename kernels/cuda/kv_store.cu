@@ -35,9 +35,8 @@ __global__ static void __launch_bounds__(KVS_WARPS * 32)
         float amax = 0.f;
         for (int32_t j = c0 + lane; j < c1; j += 32) amax = fmaxf(amax, fabsf(cu_bf16_f(c[j])));
         for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float sc = __fdiv_rn(fmaxf(amax, 1e-4f), 448.0f);
-        for (int32_t j = c0 + lane; j < c1; j += 32)
-            row[j] = (uint8_t)__nv_cvt_float_to_fp8(__fdiv_rn(cu_bf16_f(c[j]), sc), __NV_SATFINITE, __NV_E4M3);
+        const float sc = cu_quant_scale(amax);
+        for (int32_t j = c0 + lane; j < c1; j += 32) row[j] = cu_quant_e4m3(cu_bf16_f(c[j]), sc);
         if (lane < 4) row[kv.d_c + 4 * g + lane] = (uint8_t)(__float_as_uint(sc) >> (8 * lane)); /* unaligned-safe */
     }
     uint8_t *kp = row + kv.d_c + 4 * ng;

@@ -17,19 +17,6 @@
 
 #define SMP_THREADS 1024
 
-/* Must equal kern_rng_uniform (kernels.h), which is host-only C. */
-__device__ static inline double smp_rng_uniform(uint64_t seed, int64_t position)
-{
-    uint64_t z = seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(position + 1));
-    for (int i = 0; i < 2; i++) {
-        z += 0x9e3779b97f4a7c15ull;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
-    }
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-
 struct smp_shared {
     uint32_t cnt[256];
     double mass[256];
@@ -172,7 +159,7 @@ __global__ static void __launch_bounds__(SMP_THREADS)
             limit = smp_select(lg, vocab, temp, mask, limit, true, cm, (double)p.top_p * tot, true, &sh);
             tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
         }
-        const double u = smp_rng_uniform(p.seed, p.position) * tot;
+        const double u = kern_rng_uniform(p.seed, p.position) * tot;
         tok = (int32_t)(uint32_t)smp_select(lg, vocab, temp, mask, limit, true, cm, u, false, &sh);
     }
     if (threadIdx.x == 0) {

@@ -6,9 +6,7 @@
 __global__ static void silu_mul_kernel(const uint16_t *gate, const uint16_t *up, uint16_t *out, int64_t n)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float g = cu_bf16_f(gate[i]);
-        float a = cu_bf16_round(__fdiv_rn(g, __fadd_rn(1.0f, cu_expf(-g))));
-        out[i] = cu_f_bf16(__fmul_rn(a, cu_bf16_f(up[i])));
+        out[i] = cu_silu_mul1(cu_bf16_f(gate[i]), cu_bf16_f(up[i]));
     }
 }
 

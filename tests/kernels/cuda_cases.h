@@ -64,13 +64,22 @@ void cc_run_gather_rows(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_silu_mul(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_rmsnorm(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_gemm(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_gemm_ex(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_act_quant(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_add_rmsnorm(cc_env_t *, const cc_case_t *, cc_result_t *);
 /* runners (cuda_cases_attn.c) */
 void cc_run_rope(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_kv_store(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_kv_gather(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_mla_naive(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_mla_latent(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_route(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_log_softmax(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_sample(cc_env_t *, const cc_case_t *, cc_result_t *);
+/* runners (cuda_cases_moe.c) */
+void cc_run_moe_plan(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_moe_scatter(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_moe_combine(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_moe_experts(cc_env_t *, const cc_case_t *, cc_result_t *);
 
 #endif

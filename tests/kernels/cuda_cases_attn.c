@@ -267,3 +267,73 @@ void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
              worst_lp, c->tol, rows);
     free(lg), free(ps), free(tg), free(tc), free(ig), free(ic), free(lpg), free(lpc), free(tlg), free(tlc);
 }
+
+/* p[] = heads, d_c, d_r, block size, fp8 rows, variant, q/o dtype (0 f32/f32, 1 bf16/bf16, 2 bf16/f32),
+ * ld_pe_head. variant 0: 24 decode seqs (n_q 1, contexts up to 1500); 1: a prefill chunk, a fresh prefill and
+ * decode seqs; 2: one decode seq over 9001 positions; 3 (contract, shared with the CPU): block ids -2 and
+ * n_blocks are faults and leave their keys out. tol = nmse; max-abs bound 1e-4 of max|ref| for f32 out,
+ * 2 bf16 ulps for bf16 out (online softmax and split contexts sum in another order than the CPU). */
+void cc_run_mla_latent(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t H = (int32_t)c->p[0], dc = (int32_t)c->p[1], dr = (int32_t)c->p[2], bs = (int32_t)c->p[3];
+    const ms_dtype_t kdt = c->p[4] ? MS_DT_F8E4M3 : MS_DT_BF16;
+    const int variant = (int)c->p[5];
+    const ms_dtype_t qdt = c->p[6] == 0 ? MS_DT_F32 : MS_DT_BF16, odt = c->p[6] == 1 ? MS_DT_BF16 : MS_DT_F32;
+    const int64_t ld_pe_head = c->p[7], ld_pe = H * ld_pe_head;
+    kern_attn_seq_t seqs[32];
+    int32_t n_seqs = 0, T = 0, blk = 0;
+    kr_seed(208);
+    int32_t lens[32], nqs[32];
+    if (variant == 0 || variant == 3) {
+        n_seqs = variant == 0 ? 24 : 3;
+        for (int32_t s = 0; s < n_seqs; s++) lens[s] = 1 + (int32_t)(kr_uniform() * 1500), nqs[s] = 1;
+        lens[0] = 1, lens[1] = 1500 > bs ? bs : 1500; /* a first token; a full block */
+    } else if (variant == 1) {
+        n_seqs = 4;
+        lens[0] = 300, nqs[0] = 37;  /* a chunk after a prefix */
+        lens[1] = 50, nqs[1] = 50;   /* a fresh prefill */
+        lens[2] = 777, nqs[2] = 1;   /* decode */
+        lens[3] = 65, nqs[3] = 1;
+    } else {
+        n_seqs = 1, lens[0] = 9001, nqs[0] = 1;
+    }
+    for (int32_t s = 0; s < n_seqs; s++) {
+        seqs[s] = (kern_attn_seq_t){.q_off = T, .n_q = nqs[s], .pos0 = lens[s] - nqs[s], .blk_off = blk};
+        T += nqs[s], blk += (lens[s] + bs - 1) / bs;
+    }
+    const int32_t pool = blk + 3;
+    int32_t *bt = malloc(sizeof(int32_t) * (size_t)blk);
+    for (int32_t i = 0; i < blk; i++) bt[i] = (i * 7 + 2) % pool; /* distinct (7 and pool coprime below) */
+    if (pool % 7 == 0)
+        for (int32_t i = 0; i < blk; i++) bt[i] = pool - 1 - i;
+    if (variant == 3) bt[seqs[2].blk_off] = -2, bt[seqs[2].blk_off + 1 < blk ? seqs[2].blk_off + 1 : 0] = pool;
+    kern_kv_t kv = cc_make_cache(pool, bs, dc, dr, kdt);
+    const size_t cb = (size_t)pool * bs * kv.row_bytes, qe = ms_dtype_size(qdt), oe = ms_dtype_size(odt);
+    const int64_t nq = (int64_t)T * H * dc, no = nq;
+    void *q = qdt == MS_DT_F32 ? (void *)kr_f32(nq, 1.0) : (void *)kr_bf16(nq, 1.0);
+    bf16_t *qpe = kr_bf16((int64_t)T * ld_pe, 1.0);
+    void *want = calloc((size_t)no, oe), *got = calloc((size_t)no, oe);
+    void *dcache = cc_dev(env, kv.data, cb), *dq = cc_dev(env, q, (size_t)nq * qe),
+         *dpe = cc_dev(env, qpe, sizeof(bf16_t) * (size_t)(T * ld_pe)),
+         *ds = cc_dev(env, seqs, sizeof(kern_attn_seq_t) * (size_t)n_seqs),
+         *db = cc_dev(env, bt, sizeof(int32_t) * (size_t)blk), *dout = cc_dev(env, NULL, (size_t)no * oe);
+    kern_kv_t kd = kv;
+    kd.data = dcache;
+    const float scale = 0.0722f;
+    const int64_t pe_off = ld_pe_head - dr; /* q_pe sits after the nope part of each head's row */
+    cc_ok(r, K->mla_latent(CX, dq, qdt, (bf16_t *)dpe + pe_off, ld_pe, ld_pe_head, &kd, db, ds, n_seqs, H, scale, dout,
+                           odt), "mla_latent");
+    cc_get(env, got, dout, (size_t)no * oe);
+    uint32_t cpu_fault = 0;
+    kern_ctx_t ccx = {.fault = &cpu_fault};
+    cc_ok(r, kern_cpu_ops.mla_latent(&ccx, q, qdt, qpe + pe_off, ld_pe, ld_pe_head, &kv, bt, seqs, n_seqs, H, scale,
+                                     want, odt), "cpu mla_latent");
+    if (odt == MS_DT_F32) cc_cmp_f32(r, "o_lat", got, want, no, c->tol, 1e-4);
+    else cc_cmp_bf16(r, "o_lat", got, want, no, c->tol, 2.0 / 256);
+    if (variant == 3) {
+        uint32_t f = cc_fault_take(env);
+        cc_check(r, f == KERN_FAULT_BLOCK && cpu_fault == KERN_FAULT_BLOCK, "fault word 0x%x (cpu 0x%x) == BLOCK", f,
+                 cpu_fault);
+    }
+    free(bt), free(kv.data), free(q), free(qpe), free(want), free(got);
+}

@@ -186,3 +186,118 @@ void cc_run_gemm(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     else cc_cmp_f32(r, "y", got, want, (int64_t)m * ldy, c->tol, 1e-5);
     free(x), free(w), free(sc), free(want), free(got);
 }
+
+/* The descriptor modes of the gemm op. p[] = m, n (outputs), k, batch, mode, y dtype:
+ *   mode 0 BF16 W, batched with row and batch strides; 1 BF16 W stored transposed (ldw > n);
+ *   2 BF16 W with ldw > k; 3 SiLU·mul over a fused gate|up BF16 W; 4 SiLU·mul over an FP8 W (dequant);
+ *   5 FP8×FP8 (x from the CPU's act_quant, W block-scaled fp8, stacked per batch); 6 FP8 W dequant, batched.
+ * Every operand sits in a larger buffer (gaps between rows and batches), y is zero-initialized on both
+ * sides and compared whole (gaps must stay zero). */
+void cc_run_gemm_ex(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t m = (int32_t)c->p[0], n = (int32_t)c->p[1], Kd = (int32_t)c->p[2], B = (int32_t)c->p[3];
+    const int mode = (int)c->p[4];
+    const ms_dtype_t ydt = (ms_dtype_t)c->p[5];
+    const int silu = mode == 3 || mode == 4, fp8w = mode >= 4, fp8x = mode == 5, trans = mode == 1;
+    const int32_t rows = silu ? 2 * n : n; /* W rows */
+    kr_seed(108);
+    const int64_t ldx = Kd + 3, bsx = (int64_t)m * ldx + 5;
+    const int64_t ldw = trans ? rows + 5 : mode == 2 || fp8w ? Kd + (fp8w ? 130 : 9) : Kd;
+    const int64_t wmat = trans ? (int64_t)Kd * ldw : (int64_t)rows * ldw; /* one stored matrix */
+    const int64_t bsw = B > 1 ? wmat + (fp8w ? 0 : 11) : 0;                /* fp8: stacked, as the op requires */
+    const int64_t ldy = n + 2, bsy = (int64_t)m * ldy + 7;
+    const size_t xe = fp8x ? 1 : 2, we = fp8w ? 1 : 2, ye = ms_dtype_size(ydt);
+    const int64_t nx = (int64_t)(B - 1) * bsx + m * ldx, nw = (int64_t)(B - 1) * bsw + wmat,
+                  ny = (int64_t)(B - 1) * bsy + m * ldy;
+    /* x */
+    bf16_t *xb = kr_bf16(nx, 1.0);
+    void *x = xb;
+    uint8_t *xq = NULL;
+    float *xs = NULL;
+    const int64_t ld_xs = kern_fp8_blocks(Kd), bs_xs = (int64_t)m * ld_xs + 1;
+    if (fp8x) { /* quantize each batch's rows with the CPU op (what the GPU op computes bit for bit) */
+        xq = calloc((size_t)nx, 1), xs = calloc((size_t)((B - 1) * bs_xs + m * ld_xs), 4);
+        for (int32_t b = 0; b < B; b++)
+            kern_cpu_ops.act_quant(NULL, xb + b * bsx, ldx, m, Kd, xq + b * bsx, ldx, xs + b * bs_xs, ld_xs);
+        x = xq;
+    }
+    /* W */
+    void *w;
+    float *sc = NULL;
+    const int64_t sgrid = (int64_t)kern_fp8_blocks(rows) * kern_fp8_blocks((int32_t)ldw);
+    if (fp8w) {
+        uint8_t *w8 = malloc((size_t)nw);
+        for (int64_t i = 0; i < nw; i++) w8[i] = kr_fp8();
+        sc = malloc(sizeof(float) * (size_t)(sgrid * B));
+        for (int64_t i = 0; i < sgrid * B; i++) sc[i] = (float)(0.0005 * (0.5 + kr_uniform()));
+        w = w8;
+    } else {
+        w = nw > (1 << 24) ? cc_bf16_fast(nw, 0.05) : kr_bf16(nw, 0.05);
+    }
+    const size_t nxs = fp8x ? sizeof(float) * (size_t)((B - 1) * bs_xs + m * ld_xs) : 0;
+    void *dx = cc_dev(env, x, (size_t)nx * xe), *dw = cc_dev(env, w, (size_t)nw * we),
+         *dsc = sc ? cc_dev(env, sc, sizeof(float) * (size_t)(sgrid * B)) : NULL,
+         *dxs = fp8x ? cc_dev(env, xs, nxs) : NULL, *dy = cc_dev(env, NULL, (size_t)ny * ye);
+    void *want = calloc((size_t)ny, ye), *got = calloc((size_t)ny, ye);
+    const ms_dtype_t wdt = fp8w ? MS_DT_F8E4M3 : MS_DT_BF16, xdt = fp8x ? MS_DT_F8E4M3 : MS_DT_BF16;
+    kern_mat_t wd = {dw, dsc, wdt, rows, Kd}, wh = {w, sc, wdt, rows, Kd};
+    kern_gemm_t g = {.x = dx, .x_scale = dxs, .w = &wd, .y = dy, .xdt = xdt, .ydt = ydt, .m = m, .batch = B,
+                     .ldx = ldx, .bsx = bsx, .ld_xs = ld_xs, .bs_xs = bs_xs, .ldw = ldw, .bsw = bsw, .ldy = ldy,
+                     .bsy = bsy, .w_trans = trans, .epi = silu ? KERN_EPI_SILU_MUL : KERN_EPI_NONE};
+    cc_ok(r, K->gemm(CX, &g), "gemm");
+    cc_get(env, got, dy, (size_t)ny * ye);
+    g.x = x, g.x_scale = xs, g.w = &wh, g.y = want;
+    cc_ok(r, kern_cpu_ops.gemm(NULL, &g), "cpu gemm");
+    /* tol = nmse; max-abs 2 bf16 ulps of max|ref| (4 after silu_mul: either input may round the other way) */
+    if (ydt == MS_DT_BF16) cc_cmp_bf16(r, "y", got, want, ny, c->tol, (silu ? 4.0 : 2.0) / 256);
+    else cc_cmp_f32(r, "y", got, want, ny, c->tol, 1e-5);
+    free(xb), free(xq), free(xs), free(w), free(sc), free(want), free(got);
+}
+
+/* p[] = rows, cols, extra ldx: codes and scales bit-identical (row 1 all zeros: the 1e-4 amax floor) */
+void cc_run_act_quant(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t rows = (int32_t)c->p[0], cols = (int32_t)c->p[1];
+    const int64_t ldx = cols + c->p[2], ldq = cols + 5, lds = kern_fp8_blocks(cols) + 1;
+    kr_seed(109);
+    bf16_t *x = kr_bf16(rows * ldx, 2.0);
+    if (rows > 1) memset(x + ldx, 0, sizeof(bf16_t) * (size_t)cols);
+    if (rows > 2) x[2 * ldx + 3] = f32_to_bf16(3000.0f); /* one outlier sets a group's scale */
+    const size_t nq = (size_t)rows * ldq, ns = sizeof(float) * (size_t)rows * lds;
+    uint8_t *qg = calloc(nq, 1), *qc = calloc(nq, 1);
+    float *sg = calloc(ns, 1), *scp = calloc(ns, 1);
+    void *dx = cc_dev(env, x, sizeof(bf16_t) * (size_t)(rows * ldx)), *dq = cc_dev(env, NULL, nq),
+         *ds = cc_dev(env, NULL, ns);
+    cc_ok(r, K->act_quant(CX, dx, ldx, rows, cols, dq, ldq, ds, lds), "act_quant");
+    cc_get(env, qg, dq, nq), cc_get(env, sg, ds, ns);
+    cc_ok(r, kern_cpu_ops.act_quant(NULL, x, ldx, rows, cols, qc, ldq, scp, lds), "cpu act_quant");
+    cc_cmp_bytes(r, "e4m3 codes", qg, qc, nq);
+    cc_cmp_bytes(r, "scales", sg, scp, ns);
+    free(x), free(qg), free(qc), free(sg), free(scp);
+}
+
+/* p[] = rows, dim: x bit-identical to the CPU; y bit-identical to this backend's add + rmsnorm and within
+ * rmsnorm's tolerance (tol, per element relative) of the CPU's */
+void cc_run_add_rmsnorm(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t rows = (int32_t)c->p[0], dim = (int32_t)c->p[1];
+    const int64_t n = (int64_t)rows * dim;
+    const size_t nb = sizeof(bf16_t) * (size_t)n;
+    kr_seed(110);
+    bf16_t *x = kr_bf16(n, 1.0), *res = kr_bf16(n, 0.3), *w = kr_bf16(dim, 1.0);
+    bf16_t *xg = malloc(nb), *yg = malloc(nb), *x2 = malloc(nb), *y2 = malloc(nb), *yc = malloc(nb);
+    void *dx = cc_dev(env, x, nb), *dr = cc_dev(env, res, nb), *dw = cc_dev(env, w, (size_t)dim * 2),
+         *dy = cc_dev(env, NULL, nb), *dx2 = cc_dev(env, x, nb), *dy2 = cc_dev(env, NULL, nb);
+    cc_ok(r, K->add_rmsnorm(CX, dx, dr, dw, dy, rows, dim, 1e-6f), "add_rmsnorm");
+    cc_ok(r, K->add(CX, dx2, dr, dx2, n), "add");
+    cc_ok(r, K->rmsnorm(CX, dx2, dim, dw, dy2, dim, rows, dim, 1e-6f), "rmsnorm");
+    cc_get(env, xg, dx, nb), cc_get(env, yg, dy, nb), cc_get(env, x2, dx2, nb), cc_get(env, y2, dy2, nb);
+    cc_ok(r, kern_cpu_ops.add_rmsnorm(NULL, x, res, w, yc, rows, dim, 1e-6f), "cpu add_rmsnorm");
+    cc_cmp_bytes(r, "x vs cpu", xg, x, nb);
+    cc_cmp_bytes(r, "y vs this backend's add + rmsnorm", yg, y2, nb);
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs(kr_b(yg[i]) - kr_b(yc[i])) / (fabs(kr_b(yc[i])) * c->tol + 1e-30));
+    cc_check(r, worst <= 1.0, "y vs cpu: per element |d| <= %.4g|ref| (worst %.3g x tol)", c->tol, worst);
+    free(x), free(res), free(w), free(xg), free(yg), free(x2), free(y2), free(yc);
+}

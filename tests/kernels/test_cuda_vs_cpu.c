@@ -57,6 +57,32 @@ static const cc_case_t g_cases[] = {
     {"gemm",        "m=32 n=7168 k=16384 (o)",    "fp8->f32",  cc_run_gemm,        {32, 7168, 16384, BF, FP8, F32, 0},  1e-9},
     {"gemm",        "m=3 n=64 k=128",             "x f32->f32", cc_run_gemm,       {3, 64, 128, F32, BF, F32, 0},       1e-9},
     {"gemm",        "m=4 n=256 k=7168",           "w f32->f32", cc_run_gemm,       {4, 256, 7168, BF, F32, F32, 0},     1e-9},
+    /* gemm descriptor modes, p[] = m, n, k, batch, mode, y dtype (cc_run_gemm_ex: 0 batched strided, 1 W stored
+     * transposed, 2 ldw > k, 3 silu_mul bf16, 4 silu_mul fp8 dequant, 5 FP8xFP8, 6 fp8 dequant batched);
+     * tol = nmse, max-abs 2 bf16 ulps (4 after silu_mul) or 1e-5 (f32) of max|ref| */
+    {"gemm",        "4x m=3 n=40 k=72 strided",   "bf16 batch", cc_run_gemm_ex,    {3, 40, 72, 4, 0, BF},               1e-5},
+    {"gemm",        "128 heads m=4 n=128 k=512 (W_UV)", "bf16 batch", cc_run_gemm_ex, {4, 128, 512, 128, 0, BF},       1e-5},
+    {"gemm",        "128 heads m=4 n=512 k=128 (W_UK)", "bf16 trans", cc_run_gemm_ex, {4, 512, 128, 128, 1, BF},       1e-5},
+    {"gemm",        "128 heads m=4 n=512 k=128 (W_UK)", "trans->f32", cc_run_gemm_ex, {4, 512, 128, 128, 1, F32},      1e-9},
+    {"gemm",        "m=5 n=33 k=37 ldw=46",       "bf16 ldw",  cc_run_gemm_ex,     {5, 33, 37, 1, 2, BF},               1e-5},
+    {"gemm",        "m=3 n=40 k=64",              "silu_mul",  cc_run_gemm_ex,     {3, 40, 64, 1, 3, BF},               1e-5},
+    {"gemm",        "m=32 n=2048 k=7168 (shared)", "silu_mul", cc_run_gemm_ex,     {32, 2048, 7168, 1, 3, BF},          1e-5},
+    {"gemm",        "m=3 n=130 k=300",            "silu fp8",  cc_run_gemm_ex,     {3, 130, 300, 1, 4, BF},             1e-5},
+    {"gemm",        "m=32 n=2048 k=7168 (shared)", "silu fp8", cc_run_gemm_ex,     {32, 2048, 7168, 1, 4, BF},          1e-5},
+    {"gemm",        "m=3 n=200 k=300",            "fp8xfp8",   cc_run_gemm_ex,     {3, 200, 300, 1, 5, BF},             1e-5},
+    {"gemm",        "3x m=3 n=64 k=256",          "fp8xfp8 f32", cc_run_gemm_ex,   {3, 64, 256, 3, 5, F32},             1e-9},
+    {"gemm",        "m=8 n=24576 k=1536 (q_b)",   "fp8xfp8",   cc_run_gemm_ex,     {8, 24576, 1536, 1, 5, BF},          1e-5},
+    {"gemm",        "m=4 n=7168 k=18432 (down)",  "fp8xfp8",   cc_run_gemm_ex,     {4, 7168, 18432, 1, 5, BF},          1e-5},
+    {"gemm",        "3x m=3 n=200 k=300",         "fp8 dq batch", cc_run_gemm_ex,  {3, 200, 300, 3, 6, BF},             1e-5},
+    /* act_quant p[] = rows, cols, extra ldx: codes and scales bit-identical */
+    {"act_quant",   "5x300 (short group, zero row)", "bf16->fp8", cc_run_act_quant, {5, 300, 3},                        0},
+    {"act_quant",   "128x7168",                   "bf16->fp8", cc_run_act_quant,   {128, 7168, 0},                      0},
+    {"act_quant",   "64x1536 ldx=1544",           "bf16->fp8", cc_run_act_quant,   {64, 1536, 8},                       0},
+    {"act_quant",   "4x18432",                    "bf16->fp8", cc_run_act_quant,   {4, 18432, 0},                       0},
+    /* add_rmsnorm: x bit-identical, y bit-identical to add + rmsnorm here and within 2 bf16 ulps of the CPU */
+    {"add_rmsnorm", "4x7168",                     "bf16",      cc_run_add_rmsnorm, {4, 7168},                           1.0 / 64},
+    {"add_rmsnorm", "32x1536",                    "bf16",      cc_run_add_rmsnorm, {32, 1536},                          1.0 / 64},
+    {"add_rmsnorm", "3x100",                      "bf16",      cc_run_add_rmsnorm, {3, 100},                            1.0 / 64},
     /* rope p[] = rows, heads, ld_row, ld_head, offset of the rope slice, dim, interleaved, attn_factor*1000 */
     {"rope",        "32 rows x 128 heads q_pe",   "bf16",      cc_run_rope,        {32, 128, 128 * 192, 192, 128, 64, 1, 1000}, 0},
     {"rope",        "64 rows k_pe (ld 576)",      "bf16",      cc_run_rope,        {64, 1, 576, 576, 512, 64, 1, 1000}, 0},
@@ -77,10 +103,40 @@ static const cc_case_t g_cases[] = {
     {"mla_naive",   "4 heads 16+8/16, 3 seqs",    "bf16",      cc_run_mla_naive,   {4, 16, 8, 16, 0},                   1e-6},
     {"mla_naive",   "128 heads 128+64/128, 3 seqs", "bf16",    cc_run_mla_naive,   {128, 128, 64, 128, 0},              1e-6},
     {"mla_naive",   "2 heads 128+64/128, ctx 9001", "bf16",    cc_run_mla_naive,   {2, 128, 64, 128, 1},                1e-6},
+    /* mla_latent p[] = heads, d_c, d_r, block, fp8 rows, variant (0: 24 decode seqs <=1500, 1: prefill chunks +
+     * decode, 2: ctx 9001, 3: faulted blocks), q/o (0 f32/f32, 1 bf16/bf16, 2 bf16/f32), ld_pe_head;
+     * tol = nmse; max-abs 1e-4 (f32 out) or 2 bf16 ulps of max|ref|: online softmax, split contexts */
+    {"mla_latent",  "4 heads 16+8 bs=16 mixed",   "bf16 kv f32", cc_run_mla_latent, {4, 16, 8, 16, 0, 1, 0, 11},       1e-8},
+    {"mla_latent",  "4 heads 16+8 bs=16 decode",  "fp8 kv bf16", cc_run_mla_latent, {4, 16, 8, 16, 1, 0, 1, 11},       1e-5},
+    {"mla_latent",  "128 heads 512+64 24 decode", "bf16 kv f32", cc_run_mla_latent, {128, 512, 64, 64, 0, 0, 0, 192},  1e-8},
+    {"mla_latent",  "128 heads 512+64 24 decode", "fp8 kv bf16", cc_run_mla_latent, {128, 512, 64, 64, 1, 0, 1, 192},  1e-5},
+    {"mla_latent",  "128 heads 512+64 mixed",     "fp8 kv bf->f32", cc_run_mla_latent, {128, 512, 64, 64, 1, 1, 2, 192}, 1e-8},
+    {"mla_latent",  "16 heads 512+64 ctx 9001",   "bf16 kv f32", cc_run_mla_latent, {16, 512, 64, 64, 0, 2, 0, 192},   1e-8},
+    {"mla_latent",  "blocks -2/end fault",        "bf16 kv f32", cc_run_mla_latent, {8, 512, 64, 64, 0, 3, 0, 192},    1e-8, 2},
     /* moe_route p[] = T, E, n_group, topk_group, top_k, ties: selection and weights bit-identical */
     {"moe_route",   "T=5 E=16 g=4/2 k=4",         "f32",       cc_run_moe_route,   {5, 16, 4, 2, 4, 0},                 0},
     {"moe_route",   "T=128 E=256 g=8/4 k=8",      "f32",       cc_run_moe_route,   {128, 256, 8, 4, 8, 0},              0},
     {"moe_route",   "T=64 E=256 g=8/4 k=8 ties",  "f32",       cc_run_moe_route,   {64, 256, 8, 4, 8, 1},               0},
+    /* moe_plan p[] = T, K, E, n_slots (experts 0.. with a 2nd replica): bit-identical, load accumulated */
+    {"moe_plan",    "T=5 K=4 E=16 slots=24",      "i32",       cc_run_moe_plan,    {5, 4, 16, 24},                      0},
+    {"moe_plan",    "T=128 K=8 E=256 slots=384",  "i32",       cc_run_moe_plan,    {128, 8, 256, 384},                  0},
+    {"moe_plan",    "T=4096 K=8 E=256 slots=384", "i32",       cc_run_moe_plan,    {4096, 8, 256, 384},                 0},
+    {"moe_plan",    "ids E/-5, n_rep 0 fault",    "i32",       cc_run_moe_plan,    {16, 8, 256, 384},                   0, 2},
+    /* moe_scatter p[] = T, K, E, n_slots, D, slot0, n_local, cap: bit-identical */
+    {"moe_scatter", "T=5 K=4 D=64 all local",     "bf16",      cc_run_moe_scatter, {5, 4, 16, 24, 64, 0, 24, 8},        0},
+    {"moe_scatter", "T=128 K=8 D=7168 rank 1/8",  "bf16",      cc_run_moe_scatter, {128, 8, 256, 384, 7168, 48, 48, 64}, 0},
+    {"moe_scatter", "cap 2 overflows: fault",     "bf16",      cc_run_moe_scatter, {64, 8, 256, 384, 7168, 0, 48, 2},   0, 2},
+    /* moe_combine p[] = T, K, E, hidden: bit-identical */
+    {"moe_combine", "T=5 K=4 hidden=64",          "bf16",      cc_run_moe_combine, {5, 4, 16, 64},                      0},
+    {"moe_combine", "T=128 K=8 hidden=7168",      "bf16",      cc_run_moe_combine, {128, 8, 256, 7168},                 0},
+    /* moe_experts p[] = n_local, cap, hidden, inter, fp8 records (dequant mode): tol = nmse, max-abs 4 bf16
+     * ulps of max|ref|; rows past the counts untouched */
+    {"moe_experts", "3 slots cap 8 64/32",        "bf16",      cc_run_moe_experts, {3, 8, 64, 32, 0},                   1e-5},
+    {"moe_experts", "5 slots cap 8 256/128",      "fp8",       cc_run_moe_experts, {5, 8, 256, 128, 1},                 1e-5},
+    {"moe_experts", "4 slots cap 6 128/96 unfused", "fp8",     cc_run_moe_experts, {4, 6, 128, 96, 1},                  1e-5},
+    {"moe_experts", "4 slots cap 16 7168/2048",   "bf16",      cc_run_moe_experts, {4, 16, 7168, 2048, 0},              1e-5},
+    {"moe_experts", "4 slots cap 16 7168/2048",   "fp8",       cc_run_moe_experts, {4, 16, 7168, 2048, 1},              1e-5},
+    {"moe_experts", "counts cap+5/-2 fault",      "bf16",      cc_run_moe_experts, {5, 8, 64, 32, 0},                   1e-5, 2},
     /* log_softmax: |got - want| <= tol */
     {"log_softmax", "4x129280",                   "f32",       cc_run_log_softmax, {4, 129280},                         2e-6},
     {"log_softmax", "3x1000",                     "f32",       cc_run_log_softmax, {3, 1000},                           2e-6},

@@ -1,0 +1,213 @@
+/* mla_latent.cu — paged latent attention, the middle op of absorbed MLA
+ * (kernels.h; the CPU spec is kernels/cpu/mla_latent.c), shaped for decode as
+ * FlashMLA is: one CTA per (sequence, group of MLL_HG heads), one warp per
+ * head, the cache rows of a tile of MLL_TILE positions staged once in shared
+ * memory as bf16 values (FP8 rows dequantized to bf16(e4m3 · s_g) while
+ * staging) and read by every head of the group. Softmax is online in fp32
+ * (running max and sum per head, the output rescaled as the max grows), one
+ * rounding on store (none for F32 o_lat).
+ *
+ * Parallelism beyond heads: a decode sequence (n_q == 1) splits its context
+ * into `splits` chunks over gridDim.z; each chunk writes its (max, sum,
+ * unnormalized o) to the context workspace and a second kernel merges them
+ * (scratch n_seqs·H·splits·(d_c+2) floats: it grows with the batch, never
+ * with the context). A sequence with several query rows (a prefill chunk)
+ * splits its rows over gridDim.z instead and writes o_lat directly.
+ *
+ * Differences from the CPU: scores and sums are reduced in another order and
+ * the softmax is normalized at the end, so results agree to fp32 rounding
+ * (the harness states the tolerance), not bit for bit. A block-table entry
+ * outside [0, n_blocks) raises KERN_FAULT_BLOCK and its keys are left out;
+ * with every key left out o_lat is zero, as on the CPU. */
+#include "common.cuh"
+
+#define MLL_HG 8                 /* heads per CTA, one warp each */
+#define MLL_THREADS (MLL_HG * 32)
+#define MLL_MAXC 16              /* d_c / 32 channels per lane: d_c <= 512 */
+#define MLL_MAXR 2               /* d_r <= 64 */
+#define MLL_TILE 32
+#define MLL_SPLIT_MAX 16
+
+struct mll_args {
+    const void *q;
+    ms_dtype_t qdt, odt;
+    const uint16_t *qpe;
+    int64_t ld_pe, ld_pe_head;
+    kern_kv_t kv;
+    const int32_t *bt;
+    const kern_attn_seq_t *seqs;
+    int32_t H, splits;
+    float scale;
+    void *o;
+    float *part; /* [n_seqs, H, splits, d_c + 2]: m, l, o[d_c] */
+    uint32_t *fault;
+};
+
+/* stage cache row of position p into dst (rw bf16 values); 0 for a faulted block */
+__device__ static int mll_stage(const mll_args &a, const int32_t *bt, int32_t p, uint16_t *dst, int32_t lane)
+{
+    const kern_kv_t &kv = a.kv;
+    const int32_t blk = bt[p / kv.block_size];
+    if (blk < 0 || blk >= kv.n_blocks) {
+        if (lane == 0) cu_fault(a.fault, KERN_FAULT_BLOCK);
+        return 0;
+    }
+    const uint8_t *row = (const uint8_t *)kv.data + ((int64_t)blk * kv.block_size + p % kv.block_size) * kv.row_bytes;
+    if (kv.dtype != MS_DT_F8E4M3) {
+        const uint16_t *src = (const uint16_t *)row;
+        for (int32_t j = lane; j < kv.d_c + kv.d_r; j += 32) dst[j] = src[j];
+        return 1;
+    }
+    for (int32_t j = lane; j < kv.d_c; j += 32) {
+        const uint8_t *sp = row + kv.d_c + 4 * (j / KERN_FP8_BLOCK);
+        const float s =
+            __uint_as_float((uint32_t)sp[0] | (uint32_t)sp[1] << 8 | (uint32_t)sp[2] << 16 | (uint32_t)sp[3] << 24);
+        dst[j] = cu_f_bf16(__fmul_rn(cu_fp8_f(row[j]), s));
+    }
+    const uint8_t *kp = row + kv.d_c + 4 * ((kv.d_c + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK);
+    for (int32_t j = lane; j < kv.d_r; j += 32) dst[kv.d_c + j] = (uint16_t)(kp[2 * j] | kp[2 * j + 1] << 8);
+    return 1;
+}
+
+__global__ static void __launch_bounds__(MLL_THREADS) mll_kernel(mll_args a)
+{
+    __shared__ int okf[MLL_TILE];
+    extern __shared__ uint16_t sk[]; /* [MLL_TILE][d_c + d_r] */
+    const kern_attn_seq_t sq = a.seqs[blockIdx.x];
+    if (sq.n_q <= 0 || sq.q_off < 0) return;
+    const int32_t warp = threadIdx.x / 32, lane = threadIdx.x & 31, h = blockIdx.y * MLL_HG + warp;
+    const int32_t dc = a.kv.d_c, dr = a.kv.d_r, rw = dc + dr;
+    const bool hv = h < a.H, ctx_split = sq.n_q == 1 && a.splits > 1;
+    const int32_t *bt = a.bt + sq.blk_off;
+    for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sq.n_q; i += ctx_split ? 1 : gridDim.z) {
+        const int32_t t = sq.q_off + i, nk = sq.pos0 + i + 1;
+        int32_t j0 = 0, j1 = nk;
+        if (ctx_split) {
+            const int32_t per = (nk + a.splits - 1) / a.splits;
+            j0 = min(nk, (int32_t)blockIdx.z * per), j1 = min(nk, j0 + per);
+        }
+        float qa[MLL_MAXC], qp[MLL_MAXR], o[MLL_MAXC];
+        const int64_t base = ((int64_t)t * a.H + h) * dc;
+#pragma unroll
+        for (int j = 0; j < MLL_MAXC; j++) {
+            const int32_t c = lane + 32 * j;
+            qa[j] = 0.f, o[j] = 0.f;
+            if (hv && c < dc)
+                qa[j] = a.qdt == MS_DT_F32 ? ((const float *)a.q)[base + c] : cu_bf16_f(((const uint16_t *)a.q)[base + c]);
+        }
+#pragma unroll
+        for (int j = 0; j < MLL_MAXR; j++) {
+            const int32_t c = lane + 32 * j;
+            qp[j] = hv && c < dr ? cu_bf16_f(a.qpe[t * a.ld_pe + h * a.ld_pe_head + c]) : 0.f;
+        }
+        float m = -INFINITY, l = 0.f;
+        for (int32_t tb = j0; tb < j1; tb += MLL_TILE) {
+            const int32_t n = min(MLL_TILE, j1 - tb);
+            __syncthreads(); /* the previous tile has been read */
+            for (int32_t r = warp; r < n; r += MLL_HG) {
+                const int ok = mll_stage(a, bt, tb + r, sk + r * rw, lane);
+                if (lane == 0) okf[r] = ok;
+            }
+            __syncthreads();
+            if (!hv) continue;
+            for (int32_t r = 0; r < n; r++) {
+                if (!okf[r]) continue;
+                const uint16_t *kr = sk + r * rw;
+                float d = 0.f;
+#pragma unroll
+                for (int j = 0; j < MLL_MAXC; j++)
+                    if (lane + 32 * j < dc) d = fmaf(qa[j], cu_bf16_f(kr[lane + 32 * j]), d);
+#pragma unroll
+                for (int j = 0; j < MLL_MAXR; j++)
+                    if (lane + 32 * j < dr) d = fmaf(qp[j], cu_bf16_f(kr[dc + lane + 32 * j]), d);
+                for (int off = 16; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+                const float s = d * a.scale, mn = fmaxf(m, s);
+                const float corr = expf(m - mn), p = expf(s - mn); /* m = -inf at the first key: corr 0 */
+                l = l * corr + p;
+#pragma unroll
+                for (int j = 0; j < MLL_MAXC; j++)
+                    if (lane + 32 * j < dc) o[j] = o[j] * corr + p * cu_bf16_f(kr[lane + 32 * j]);
+                m = mn;
+            }
+        }
+        if (!hv) continue;
+        if (ctx_split) {
+            float *pp = a.part + (((int64_t)blockIdx.x * a.H + h) * a.splits + blockIdx.z) * (dc + 2);
+            if (lane == 0) pp[0] = m, pp[1] = l;
+#pragma unroll
+            for (int j = 0; j < MLL_MAXC; j++)
+                if (lane + 32 * j < dc) pp[2 + lane + 32 * j] = o[j];
+            continue;
+        }
+        const float inv = l > 0.f ? 1.0f / l : 0.f;
+#pragma unroll
+        for (int j = 0; j < MLL_MAXC; j++) {
+            const int32_t c = lane + 32 * j;
+            if (c >= dc) continue;
+            const float v = o[j] * inv;
+            if (a.odt == MS_DT_F32) ((float *)a.o)[base + c] = v;
+            else ((uint16_t *)a.o)[base + c] = cu_f_bf16(v);
+        }
+    }
+}
+
+/* merge the context chunks of decode sequences: grid (n_seqs, H) */
+__global__ static void mll_merge_kernel(mll_args a)
+{
+    const kern_attn_seq_t sq = a.seqs[blockIdx.x];
+    if (sq.n_q != 1 || sq.q_off < 0) return;
+    const int32_t h = blockIdx.y, dc = a.kv.d_c, S = a.splits;
+    const float *pp = a.part + ((int64_t)blockIdx.x * a.H + h) * S * (dc + 2);
+    float M = -INFINITY, L = 0.f;
+    for (int32_t z = 0; z < S; z++) M = fmaxf(M, pp[z * (dc + 2)]);
+    float wz[MLL_SPLIT_MAX];
+    for (int32_t z = 0; z < S; z++) {
+        const float mz = pp[z * (dc + 2)];
+        wz[z] = mz == -INFINITY ? 0.f : expf(mz - M);
+        L += pp[z * (dc + 2) + 1] * wz[z];
+    }
+    const float inv = L > 0.f ? 1.0f / L : 0.f;
+    const int64_t base = ((int64_t)sq.q_off * a.H + h) * dc;
+    for (int32_t c = threadIdx.x; c < dc; c += blockDim.x) {
+        float v = 0.f;
+        for (int32_t z = 0; z < S; z++) v += pp[z * (dc + 2) + 2 + c] * wz[z];
+        v *= inv;
+        if (a.odt == MS_DT_F32) ((float *)a.o)[base + c] = v;
+        else ((uint16_t *)a.o)[base + c] = cu_f_bf16(v);
+    }
+}
+
+extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, ms_dtype_t qdt, const bf16_t *q_pe,
+                                            int64_t ld_pe, int64_t ld_pe_head, const kern_kv_t *kv,
+                                            const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
+                                            int32_t heads, float scale, void *o_lat, ms_dtype_t odt)
+{
+    MS_TRY(kern_cuda_kv_check(kv, "mla_latent"));
+    if ((qdt != MS_DT_F32 && qdt != MS_DT_BF16) || (odt != MS_DT_F32 && odt != MS_DT_BF16))
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: q_lat %s / o_lat %s must be F32 or BF16",
+                      ms_dtype_name(qdt), ms_dtype_name(odt));
+    if (kv->d_c > 32 * MLL_MAXC || kv->d_r > 32 * MLL_MAXR || kv->d_c < 1)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: d_c %d / d_r %d above the kernel's %d / %d", kv->d_c,
+                      kv->d_r, 32 * MLL_MAXC, 32 * MLL_MAXR);
+    if (n_seqs <= 0 || heads <= 0) return MS_OK;
+    const int32_t n_hg = (heads + MLL_HG - 1) / MLL_HG;
+    if (n_hg > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: %d heads", heads);
+    /* context splits: enough CTAs for ~2 waves of 132 SMs, bounded by the workspace */
+    const int64_t ctas = (int64_t)n_seqs * n_hg;
+    int64_t splits = (264 + ctas - 1) / ctas;
+    if (splits > MLL_SPLIT_MAX) splits = MLL_SPLIT_MAX;
+    const size_t per_split = (size_t)n_seqs * heads * (kv->d_c + 2) * sizeof(float);
+    if (splits > 1 && (size_t)splits * per_split > cx->ws_bytes) splits = (int64_t)(cx->ws_bytes / per_split);
+    if (splits < 1) splits = 1;
+    mll_args a = {q_lat, qdt, odt, q_pe, ld_pe, ld_pe_head, *kv, block_tables, seqs, heads, (int32_t)splits, scale,
+                  o_lat, (float *)cx->ws, cx->fault};
+    const size_t smem = (size_t)MLL_TILE * (kv->d_c + kv->d_r) * sizeof(uint16_t);
+    if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(mll_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    mll_kernel<<<dim3((unsigned)n_seqs, (unsigned)n_hg, (unsigned)splits), MLL_THREADS, smem, CU_STREAM(cx)>>>(a);
+    CU_LAUNCHED();
+    if (splits > 1) {
+        mll_merge_kernel<<<dim3((unsigned)n_seqs, (unsigned)heads), 128, 0, CU_STREAM(cx)>>>(a);
+        CU_LAUNCHED();
+    }
+    return MS_OK;
+}

@@ -1,0 +1,113 @@
+/* moe_experts.cu — routed experts on the masked layout (kernels.h), as
+ * kernels/cpu/moe_experts.c computes them: x and out are [n_local, cap,
+ * hidden], slot j runs its record's expert on rows 0 .. counts[j] (device
+ * counts), out row = bf16(down(bf16(bf16(silu(gate x)) · bf16(up x)))).
+ *
+ * No launch per expert: the slots are the batch dimension of two batched
+ * GEMMs through kern_cuda_gemm_run (gemm.cu), W_b = slot b's record (batch
+ * stride = the record stride, FP8 scales likewise):
+ *   h = silu_mul(x · [gate|up]ᵀ)   the fused gate|up block of the record
+ *   d = h · downᵀ                  into scratch
+ * then a masked copy moves rows < count into out, so rows beyond a count are
+ * never written (and a count outside [0, cap] raises KERN_FAULT_CAPACITY and
+ * is clamped, as on the CPU). The counts stay on the device, so the GEMMs
+ * run all cap rows of every slot; padding rows cost tensor-core time but no
+ * result (skipping them needs a grouped kernel that reads the counts, e.g.
+ * helper-7's moe_gemm_fp8.cu, whose FP8×FP8 numerics are the `fp8` mode, not
+ * this op's CPU spec, and whose weights are stacked arrays, not records).
+ * BF16 records run on cuBLASLt; FP8 records in the `dequant` mode (tiles of
+ * weight rows dequantized to bf16, all slots of a chunk at once). FP8 gate|up
+ * with inter % 128 != 0 is not one block-scaled matrix: then gate and up are
+ * two GEMMs into the sums buffer and the gated pass follows.
+ * Slots go in chunks that fit the context workspace (a host loop over
+ * chunks of slots, not over experts; R1's 32 local slots at cap 128 take 2). */
+#include "common.cuh"
+
+__global__ static void moe_copy_kernel(const uint16_t *d, const int32_t *counts, int32_t cap, int32_t H, uint16_t *out,
+                                       uint32_t *fault)
+{
+    const int32_t j = blockIdx.y, r = blockIdx.x;
+    int32_t n = counts[j];
+    if (n < 0 || n > cap) {
+        if (r == 0 && threadIdx.x == 0) cu_fault(fault, KERN_FAULT_CAPACITY);
+        n = n < 0 ? 0 : cap;
+    }
+    if (r >= n) return;
+    const int64_t row = (int64_t)j * cap + r;
+    for (int32_t i = threadIdx.x; i < H; i += blockDim.x) out[row * H + i] = d[row * H + i];
+}
+
+extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local,
+                                             int32_t cap, const kern_moe_slots_t *w, bf16_t *out, void *ws,
+                                             size_t ws_bytes)
+{
+    (void)ws; /* the CPU's per-slot scratch; the GPU batches slots and takes its scratch from cx->ws */
+    const int32_t H = w->hidden, I = w->inter;
+    if (H < 1 || I < 1 || n_local < 0 || cap < 0 || (w->dtype != MS_DT_BF16 && w->dtype != MS_DT_F8E4M3))
+        return MS_ERR(MS_ERR_INVALID, "cuda moe_experts: hidden %d, inter %d, n_local %d, cap %d, dtype %s", H, I,
+                      n_local, cap, ms_dtype_name(w->dtype));
+    if (ws_bytes < kern_moe_ws_bytes(cap, I))
+        return MS_ERR(MS_ERR_INVALID, "cuda moe_experts: workspace %zu < %zu bytes", ws_bytes,
+                      kern_moe_ws_bytes(cap, I));
+    if (!n_local || !cap) return MS_OK;
+    const int fp8 = w->dtype == MS_DT_F8E4M3, fused = !fp8 || I % KERN_FP8_BLOCK == 0;
+    const size_t es = ms_dtype_size(w->dtype);
+    if (w->stride % 4 || w->stride % es) return MS_ERR(MS_ERR_INVALID, "cuda moe_experts: record stride %zu", w->stride);
+    const int64_t bsw = (int64_t)(w->stride / es), bss = (int64_t)(w->stride / sizeof(float));
+    const size_t big = (size_t)(H > I ? H : I);
+
+    /* per slot: h [cap, I] and d [cap, H] here, the gemm's sums [cap, 2I] (twice: it gives fp8 tiles half),
+     * fp8 tiles of >= 128 rows; unfused also its own sums buffer */
+    const size_t per_slot = kern_align256((size_t)cap * I * 2) + kern_align256((size_t)cap * H * 2) +
+                            2 * (size_t)cap * 2 * I * 2 + (fp8 ? (size_t)KERN_FP8_BLOCK * big * 2 * 2 : 0) +
+                            (fused ? 0 : (size_t)cap * 2 * I * 2) + 1024;
+    char *scratch = (char *)cx->ws + KERN_CUDA_BLAS_WS;
+    const size_t scratch_bytes = cx->ws_bytes > KERN_CUDA_BLAS_WS ? cx->ws_bytes - KERN_CUDA_BLAS_WS : 0;
+    int64_t chunk = (int64_t)(scratch_bytes / per_slot);
+    if (chunk < 1)
+        return MS_ERR(MS_ERR_INVALID, "cuda moe_experts: context workspace of %zu bytes cannot hold one slot of %d rows "
+                      "(%zu bytes)", cx->ws_bytes, cap, per_slot + KERN_CUDA_BLAS_WS);
+    if (chunk > n_local) chunk = n_local;
+    if (chunk > 65535) chunk = 65535;
+
+    for (int32_t j0 = 0; j0 < n_local; j0 += (int32_t)chunk) {
+        const int32_t nc = (int32_t)(n_local - j0 < chunk ? n_local - j0 : chunk);
+        bf16_t *h = (bf16_t *)scratch;
+        bf16_t *d = (bf16_t *)(scratch + kern_align256((size_t)nc * cap * I * 2));
+        char *rest = (char *)d + kern_align256((size_t)nc * cap * H * 2);
+        size_t rest_bytes = scratch_bytes - (size_t)(rest - scratch);
+        kern_moe_slots_t sw = *w;
+        sw.base = (const char *)w->base + (size_t)j0 * w->stride;
+        const bf16_t *xj = x + (size_t)j0 * cap * H;
+
+        kern_mat_t ge = kern_moe_slot_mat(&sw, 0, 0), ue = kern_moe_slot_mat(&sw, 0, 1), de = kern_moe_slot_mat(&sw, 0, 2);
+        kern_gemm_t g = {};
+        g.x = xj, g.xdt = MS_DT_BF16, g.ldx = H, g.bsx = (int64_t)cap * H;
+        g.ydt = MS_DT_BF16, g.m = cap, g.batch = nc, g.bsw = bsw;
+        if (fused) {
+            kern_mat_t gu = ge;
+            gu.rows = 2 * I; /* gate rows then up rows, contiguous (and their scale grids, as I % 128 == 0) */
+            g.w = &gu, g.y = h, g.ldy = I, g.bsy = (int64_t)cap * I, g.epi = KERN_EPI_SILU_MUL;
+            MS_TRY(kern_cuda_gemm_run(cx, &g, bss, rest, rest_bytes));
+        } else {
+            bf16_t *t = (bf16_t *)rest; /* [nc, cap, 2I] gate | up sums */
+            char *rest2 = rest + kern_align256((size_t)nc * cap * 2 * I * 2);
+            const size_t rest2_bytes = rest_bytes - (size_t)(rest2 - rest);
+            g.ldy = 2 * I, g.bsy = (int64_t)cap * 2 * I;
+            g.w = &ge, g.y = t;
+            MS_TRY(kern_cuda_gemm_run(cx, &g, bss, rest2, rest2_bytes));
+            g.w = &ue, g.y = t + I;
+            MS_TRY(kern_cuda_gemm_run(cx, &g, bss, rest2, rest2_bytes));
+            MS_TRY(kern_cuda_gemm_silu_pass(cx, t, cap, I, nc, h, I, (int64_t)cap * I));
+        }
+        kern_gemm_t dg = {};
+        dg.x = h, dg.xdt = MS_DT_BF16, dg.ldx = I, dg.bsx = (int64_t)cap * I;
+        dg.w = &de, dg.y = d, dg.ydt = MS_DT_BF16, dg.ldy = H, dg.bsy = (int64_t)cap * H;
+        dg.m = cap, dg.batch = nc, dg.bsw = bsw;
+        MS_TRY(kern_cuda_gemm_run(cx, &dg, bss, rest, rest_bytes));
+        moe_copy_kernel<<<dim3((unsigned)cap, (unsigned)nc), 256, 0, CU_STREAM(cx)>>>(
+            d, counts + j0, cap, H, out + (size_t)j0 * cap * H, cx->fault);
+        CU_LAUNCHED();
+    }
+    return MS_OK;
+}
