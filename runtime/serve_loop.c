@@ -11,7 +11,9 @@
  * Failures: a step that fails before computing anything (engine_step's
  * MS_ERR_INVALID, identical on every rank since every rank checks the same
  * plan) ends that step's requests with REQ_FINISH_ERROR and the server goes
- * on. A step that fails half-way on one rank of several leaves the others
+ * on. So does a step that ran in full on every rank but raised a data fault
+ * (engine_step's MS_ERR_DATA: the device fault word came back nonzero). A
+ * step that fails half-way on one rank of several leaves the others
  * inside a data-plane collective that can never complete, so that rank aborts
  * the whole job (MPI_Abort) with a message naming it: never a silent hang. */
 #include "serve_internal.h"
@@ -38,9 +40,11 @@ static void fatal_step(const serve_ctx_t *sc, ms_status_t st)
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
-/* Test hook: MOESERVE_FAULT_STEP=N makes step N fail on every rank before
- * anything is computed, as a plan the engine rejects would (integration
- * tests use it to check the 5xx path and that serving goes on). */
+/* Test hook: MOESERVE_FAULT_STEP=N makes step N fail on every rank with a
+ * data fault: the engine's device fault word starts nonzero, the step runs in
+ * full and its results come back with the fault, exactly as when an op meets
+ * a bad token or slot id (integration tests check the 5xx and that serving
+ * goes on). */
 static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
 {
     static long fault = -2;
@@ -48,16 +52,16 @@ static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, prot
         const char *v = getenv("MOESERVE_FAULT_STEP");
         fault = v && *v ? strtol(v, NULL, 10) : -1;
     }
-    if (fault >= 0 && (long)plan->hdr.step == fault)
-        return MS_ERR(MS_ERR_INVALID, "injected failure of step %ld (MOESERVE_FAULT_STEP)", fault);
+    if (fault >= 0 && (long)plan->hdr.step == fault) engine_inject_fault(sc->engine, ENGINE_FAULT_INJECTED);
     return engine_step(sc->engine, plan, res);
 }
 
-/* A step failure is survivable when nothing was computed, or when there is
- * nobody to wait for us. */
+/* A step failure is survivable when nothing was computed (MS_ERR_INVALID),
+ * when the step completed on every rank with a data fault (MS_ERR_DATA), or
+ * when there is nobody to wait for us. */
 static bool step_failure_survivable(const serve_ctx_t *sc, ms_status_t st)
 {
-    return st == MS_OK || st == MS_ERR_INVALID || sc->size == 1;
+    return st == MS_OK || st == MS_ERR_INVALID || st == MS_ERR_DATA || sc->size == 1;
 }
 
 /* ---- rank 0 -------------------------------------------------------------- */

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/step_io.h"
+
 typedef struct {
     char *base;
     size_t off;
@@ -61,17 +63,11 @@ static void fwd_layout(fwd_t *f, char *base)
     f->lastn = carve(&cv, 2 * B * f->D);
     f->lg16 = carve(&cv, 2 * B * f->V);
     f->logits = carve(&cv, 4 * B * f->V);
-    f->tok = carve(&cv, 4 * B);
-    f->lp = carve(&cv, 4 * B);
-    f->top_ids = carve(&cv, 4 * B * KERN_MAX_LOGPROBS);
-    f->top_lp = carve(&cv, 4 * B * KERN_MAX_LOGPROBS);
-    f->ids = carve(&cv, 4 * T);
-    f->pos = carve(&cv, 4 * T);
-    f->slots = carve(&cv, 4 * T);
-    f->seqs = carve(&cv, sizeof(kern_attn_seq_t) * B);
-    f->blocks = carve(&cv, 4 * (size_t)f->blk_max);
-    f->last_row = carve(&cv, 4 * B);
-    f->sp = carve(&cv, sizeof(kern_sample_t) * B);
+    /* step metadata and results: one block, pointers set per step (step_io.h) */
+    step_io_layout_t io;
+    step_io_layout(&io, f->T_max, f->B_max, f->B_max, f->blk_max);
+    f->io_bytes = io.end;
+    f->io = carve(&cv, f->io_bytes);
     f->bytes = cv.off;
 }
 

@@ -69,10 +69,15 @@ typedef struct {
     bf16_t *last, *lastn;             /* (B, D) */
     bf16_t *lg16;                     /* (B, V) lm_head output (bf16, as transformers) */
     float *logits;                    /* (B, V) the same values in fp32 */
+    /* results, inside io (pointers set per step) */
     int32_t *tok;                     /* (B) */
     float *lp;                        /* (B) */
     int32_t *top_ids;                 /* (B, KERN_MAX_LOGPROBS) */
     float *top_lp;                    /* (B, KERN_MAX_LOGPROBS) */
+    /* The step I/O block (worker/step_io.h): the engine points the fields
+     * below into it each step (results first, then the uploaded metadata). */
+    void *io;
+    size_t io_bytes;                  /* capacity: step_io_layout(T_max, B_max, B_max, blk_max) */
     /* step metadata uploaded by the engine */
     int32_t *ids, *pos, *slots;       /* (T) */
     kern_attn_seq_t *seqs;            /* (B) naive seqs first, then absorbed */
