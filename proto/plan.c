@@ -123,3 +123,35 @@ ms_status_t proto_plan_check(const void *buf, size_t len)
                       p->n_tokens);
     return MS_OK;
 }
+
+/* A sequence goes to `rank` when that rank owns its attention (DP) or every
+ * rank runs it (TP, dp_rank -1). */
+static bool part_has(const proto_seq_t *q, int rank) { return q->dp_rank < 0 || q->dp_rank == rank; }
+
+size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst)
+{
+    const proto_seq_t *s = proto_plan_seqs(full);
+    const int32_t *tok = proto_plan_tokens(full), *blk = proto_plan_blocks(full);
+    int ns = 0, nt = 0, nb = 0;
+    for (int i = 0; i < full->n_seqs; i++)
+        if (part_has(&s[i], rank)) ns++, nt += s[i].n_tokens, nb += s[i].n_blocks;
+    size_t size = proto_plan_size(ns, nt, nb);
+    if (!dst) return size;
+    proto_plan_t *p = dst;
+    memset(p, 0, sizeof *p);
+    p->hdr = proto_hdr_make(PROTO_MSG_PLAN, (uint32_t)size, full->hdr.step);
+    p->n_seqs = ns, p->n_tokens = nt, p->n_blocks = nb, p->flags = full->flags;
+    proto_seq_t *o = (proto_seq_t *)proto_plan_seqs(p);
+    int32_t *ot = (int32_t *)proto_plan_tokens(p), *ob = (int32_t *)proto_plan_blocks(p);
+    int k = 0;
+    nt = nb = 0;
+    for (int i = 0; i < full->n_seqs; i++) {
+        if (!part_has(&s[i], rank)) continue;
+        o[k] = s[i];
+        o[k].tok_off = nt, o[k].blk_off = nb;
+        memcpy(ot + nt, tok + s[i].tok_off, 4u * (size_t)s[i].n_tokens);
+        if (s[i].n_blocks) memcpy(ob + nb, blk + s[i].blk_off, 4u * (size_t)s[i].n_blocks);
+        nt += s[i].n_tokens, nb += s[i].n_blocks, k++;
+    }
+    return size;
+}

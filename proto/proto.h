@@ -38,6 +38,13 @@ ms_status_t proto_planbuf_add(proto_planbuf_t *b, const proto_seq_t *seq, const 
 /* Lay out the message; the returned plan lives in b until the next reset. */
 ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_plan_t **out);
 
+/* Rank `rank`'s part of a full plan: the sequences it runs (attention DP:
+ * its own, dp_rank == rank; TP: all, dp_rank -1), in plan order, with their
+ * tokens and block tables, offsets rebased. Writes it to dst when not NULL;
+ * returns its size in bytes either way. Other DP ranks' sequences never
+ * reach a rank: nothing in its step needs them. */
+size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst);
+
 /* A header for a message without a body (PROTO_MSG_SHUTDOWN). */
 proto_hdr_t proto_hdr_make(proto_msg_type_t type, uint32_t length, uint32_t step);
 /* Header sanity: magic, version, type in range, length within [16, max_len]. */

@@ -1,10 +1,12 @@
 /* transport.c — control-plane messages over MPI (transport.h).
  *
  * Ordering: every rank calls the same collectives in the same order on the
- * link's communicator: per step, Ibcast(header) [+ Bcast(body)], then
- * Gatherv(results); at the end Ibcast(SHUTDOWN header). Rank 0 posts the
- * header with MPI_Ibcast too, because a nonblocking collective never matches
- * a blocking one. */
+ * link's communicator: per step, Iscatter(per-rank header) + Scatterv(each
+ * rank's part of the plan), then Gatherv(results); at the end
+ * Iscatter(SHUTDOWN header). Rank 0 posts the header with MPI_Iscatter too,
+ * because a nonblocking collective never matches a blocking one. Each rank
+ * gets only its part (proto_plan_part): attention-DP ranks never see each
+ * other's sequences. */
 #include "transport.h"
 #include "proto.h"
 
@@ -21,6 +23,12 @@ struct proto_link {
     int *counts, *displs;              /* Gatherv, bytes per rank */
     proto_result_t *send, *recv;       /* gather staging */
     size_t send_cap, recv_cap;
+    /* rank 0: every rank's part, concatenated (Scatterv) */
+    uint8_t *parts;
+    size_t parts_cap;
+    proto_hdr_t *hdrs;                 /* (size) */
+    int *pcounts, *pdispls;            /* (size) body bytes / offsets of each part */
+    proto_link_stats_t stats;
 };
 
 ms_status_t proto_link_create(MPI_Comm comm, proto_link_t **out)
@@ -36,7 +44,10 @@ ms_status_t proto_link_create(MPI_Comm comm, proto_link_t **out)
     MPI_Comm_size(l->comm, &l->size);
     l->counts = calloc((size_t)l->size, sizeof(int));
     l->displs = calloc((size_t)l->size, sizeof(int));
-    if (!l->counts || !l->displs) {
+    l->pcounts = calloc((size_t)l->size, sizeof(int));
+    l->pdispls = calloc((size_t)l->size, sizeof(int));
+    l->hdrs = calloc((size_t)l->size, sizeof(proto_hdr_t));
+    if (!l->counts || !l->displs || !l->pcounts || !l->pdispls || !l->hdrs) {
         proto_link_destroy(l);
         return MS_ERR(MS_ERR_NOMEM, "proto: out of memory");
     }
@@ -55,17 +66,26 @@ void proto_link_destroy(proto_link_t *l)
     free(l->displs);
     free(l->send);
     free(l->recv);
+    free(l->parts);
+    free(l->hdrs);
+    free(l->pcounts);
+    free(l->pdispls);
     free(l);
 }
 
 int proto_link_rank(const proto_link_t *l) { return l->rank; }
 int proto_link_size(const proto_link_t *l) { return l->size; }
 
-static ms_status_t bcast_hdr_root(proto_link_t *l, proto_hdr_t *h)
+const proto_link_stats_t *proto_link_stats(const proto_link_t *l) { return &l->stats; }
+
+/* Root: every rank's header (hdrs[r]), completed at once. */
+static ms_status_t scatter_hdr_root(proto_link_t *l, proto_hdr_t *mine)
 {
     MPI_Request rq;
-    MPI_CHECK(MPI_Ibcast(h, (int)sizeof *h, MPI_BYTE, 0, l->comm, &rq));
+    MPI_CHECK(MPI_Iscatter(l->hdrs, (int)sizeof *mine, MPI_BYTE, mine, (int)sizeof *mine, MPI_BYTE, 0, l->comm, &rq));
     MPI_CHECK(MPI_Wait(&rq, MPI_STATUS_IGNORE));
+    l->stats.calls++;
+    l->stats.bytes += sizeof *mine * (size_t)(l->size - 1);
     return MS_OK;
 }
 
@@ -73,26 +93,64 @@ ms_status_t proto_send_plan(proto_link_t *l, const proto_plan_t *plan)
 {
     if (plan->hdr.length > PROTO_MAX_MSG)
         return MS_ERR(MS_ERR_INTERNAL, "proto: plan of %u bytes exceeds the %u limit", plan->hdr.length, PROTO_MAX_MSG);
-    proto_hdr_t h = plan->hdr;
-    MS_TRY(bcast_hdr_root(l, &h));
-    if (l->size > 1)
-        MPI_CHECK(MPI_Bcast((void *)((const uint8_t *)plan + sizeof h), (int)(h.length - sizeof h), MPI_BYTE, 0,
-                            l->comm));
+    size_t total = 0;
+    for (int r = 1; r < l->size; r++) total += proto_plan_part(plan, r, NULL);
+    if (total > l->parts_cap) {
+        uint8_t *b = realloc(l->parts, total);
+        if (!b) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for %zu bytes of plans", total);
+        l->parts = b;
+        l->parts_cap = total;
+    }
+    size_t off = 0, body = 0;
+    memset(&l->hdrs[0], 0, sizeof l->hdrs[0]);
+    l->pcounts[0] = l->pdispls[0] = 0;
+    for (int r = 1; r < l->size; r++) {
+        size_t n = proto_plan_part(plan, r, l->parts + off);
+        memcpy(&l->hdrs[r], l->parts + off, sizeof l->hdrs[r]);
+        l->pdispls[r] = (int)(off + sizeof(proto_hdr_t));
+        l->pcounts[r] = (int)(n - sizeof(proto_hdr_t));
+        body += (size_t)l->pcounts[r];
+        off += n;
+    }
+    if (off > (size_t)INT32_MAX) return MS_ERR(MS_ERR_INTERNAL, "proto: %zu bytes of plans in one step", off);
+    proto_hdr_t mine;
+    MS_TRY(scatter_hdr_root(l, &mine));
+    MPI_CHECK(MPI_Scatterv(l->parts, l->pcounts, l->pdispls, MPI_BYTE, MPI_IN_PLACE, 0, MPI_BYTE, 0, l->comm));
+    l->stats.calls++;
+    l->stats.bytes += body;
     return MS_OK;
 }
 
 ms_status_t proto_send_shutdown(proto_link_t *l, uint32_t step)
 {
-    proto_hdr_t h = proto_hdr_make(PROTO_MSG_SHUTDOWN, sizeof h, step);
-    return bcast_hdr_root(l, &h);
+    for (int r = 0; r < l->size; r++) l->hdrs[r] = proto_hdr_make(PROTO_MSG_SHUTDOWN, sizeof(proto_hdr_t), step);
+    proto_hdr_t mine;
+    return scatter_hdr_root(l, &mine);
 }
 
 /* Complete a request without holding a core: poll hot for a few
  * microseconds (a busy server's next plan is usually already on its way),
- * then sleep with exponential backoff up to 1 ms (an idle server wakes each
+ * then sleep with a backoff capped at PROTO_BUSY_SLEEP_NS (50 us) for the
+ * first PROTO_BUSY_WINDOW_NS of the wait: while requests run, plans follow
+ * each other within one scheduling pass of rank 0, so a waiting worker never
+ * oversleeps a plan by more than ~50 us. A wait longer than the window means
+ * rank 0 has nothing to run: back off to 1 ms (an idle server wakes each
  * rank at most ~1000 times a second). */
+#define PROTO_BUSY_SLEEP_NS 50000L
+#define PROTO_BUSY_WINDOW_NS 100000000L
+#define PROTO_IDLE_SLEEP_NS 1000000L
+
+static long elapsed_ns(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
 static ms_status_t wait_idle(MPI_Request *rq)
 {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     long sleep_ns = 2000;
     for (int spins = 0;; spins++) {
         int done = 0;
@@ -101,7 +159,8 @@ static ms_status_t wait_idle(MPI_Request *rq)
         if (spins < 64) continue;
         struct timespec ts = {0, sleep_ns};
         nanosleep(&ts, NULL);
-        if (sleep_ns < 1000000) sleep_ns *= 2;
+        long cap = elapsed_ns(&t0) < PROTO_BUSY_WINDOW_NS ? PROTO_BUSY_SLEEP_NS : PROTO_IDLE_SLEEP_NS;
+        sleep_ns = sleep_ns * 2 < cap ? sleep_ns * 2 : cap;
     }
 }
 
@@ -109,7 +168,7 @@ ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan)
 {
     proto_hdr_t h;
     MPI_Request rq;
-    MPI_CHECK(MPI_Ibcast(&h, (int)sizeof h, MPI_BYTE, 0, l->comm, &rq));
+    MPI_CHECK(MPI_Iscatter(NULL, 0, MPI_BYTE, &h, (int)sizeof h, MPI_BYTE, 0, l->comm, &rq));
     MS_TRY(wait_idle(&rq));
     /* A header we cannot trust leaves us unable to follow the collectives
      * that come next: the caller aborts the job. */
@@ -126,7 +185,8 @@ ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan)
         l->cap = h.length;
     }
     memcpy(l->buf, &h, sizeof h);
-    MPI_CHECK(MPI_Bcast(l->buf + sizeof h, (int)(h.length - sizeof h), MPI_BYTE, 0, l->comm));
+    MPI_CHECK(MPI_Scatterv(NULL, NULL, NULL, MPI_BYTE, l->buf + sizeof h, (int)(h.length - sizeof h), MPI_BYTE, 0,
+                           l->comm));
     MS_TRY(proto_plan_check(l->buf, h.length));
     *plan = (const proto_plan_t *)l->buf;
     return MS_OK;
@@ -169,6 +229,7 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
         k++;
     }
 
+    l->stats.calls++;
     if (l->rank != 0) {
         MPI_CHECK(MPI_Gatherv(l->send, (int)(sizeof(proto_result_t) * (size_t)k), MPI_BYTE, NULL, NULL, NULL, MPI_BYTE,
                               0, l->comm));
@@ -190,6 +251,7 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
     if (!grow_results(&l->recv, &l->recv_cap, total)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
     MPI_CHECK(MPI_Gatherv(l->send, (int)(sizeof(proto_result_t) * (size_t)k), MPI_BYTE, l->recv, l->counts, l->displs,
                           MPI_BYTE, 0, l->comm));
+    l->stats.bytes += sizeof(proto_result_t) * (total - (size_t)k); /* what the other ranks sent */
 
     st->failed_rank = -1;
     st->failed_status = MS_OK;

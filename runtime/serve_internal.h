@@ -12,6 +12,7 @@
 #include "coordinator/tok.h"
 #include "proto/transport.h"
 #include "worker/engine.h"
+#include "worker/sizing.h"
 
 typedef struct {
     const ms_config_t *cfg;
@@ -26,6 +27,11 @@ typedef struct {
     const tok_t *tok;
     int32_t eos_id;
 } serve_ctx_t;
+
+/* One rank's layout and per-step limits for a world of `world` ranks
+ * (serve_layout.c); MS_ERR_INVALID naming tp_size / ep_size when they do not
+ * fit the world. */
+ms_status_t serve_layout(const ms_config_t *cfg, int world, int rank, par_t *par, sizing_limits_t *lim);
 
 /* Rank 0: schedule, step and emit until coord_stop(); then ends every held
  * request (abort) so the gateway can drain. Returns MS_OK on an orderly stop. */

@@ -56,6 +56,37 @@ static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, prot
     return engine_step(sc->engine, plan, res);
 }
 
+/* Rank 0 runs only its own part of the plan (proto_plan_part: attention DP
+ * gives it its own sequences, TP all of them) and spreads the results back
+ * to full-plan indices, which proto_gather_results reads. */
+static ms_status_t step_rank0(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
+{
+    static uint8_t *part;
+    static size_t cap;
+    static proto_result_t *pres;
+    static int pres_cap;
+    size_t n = proto_plan_part(plan, 0, NULL);
+    if (n == plan->hdr.length) return step_or_fault(sc, plan, res); /* all of it */
+    if (n > cap) {
+        uint8_t *b = realloc(part, n);
+        if (!b) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory for a %zu-byte plan", n);
+        part = b, cap = n;
+    }
+    proto_plan_part(plan, 0, part);
+    const proto_plan_t *mine = (const proto_plan_t *)part;
+    if (mine->n_seqs > pres_cap) {
+        proto_result_t *r = realloc(pres, sizeof *r * (size_t)mine->n_seqs);
+        if (!r) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory for results");
+        pres = r, pres_cap = mine->n_seqs;
+    }
+    ms_status_t st = step_or_fault(sc, mine, pres);
+    if (st != MS_OK) return st;
+    const proto_seq_t *ps = proto_plan_seqs(plan);
+    for (int i = 0, k = 0; i < plan->n_seqs; i++)
+        if (ps[i].dp_rank < 0 || ps[i].dp_rank == 0) res[i] = pres[k++];
+    return MS_OK;
+}
+
 /* A step failure is survivable when nothing was computed (MS_ERR_INVALID),
  * when the step completed on every rank with a data fault (MS_ERR_DATA), or
  * when there is nobody to wait for us. */
@@ -228,7 +259,7 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
             break;
         }
         if (sc->size > 1) MS_TRY_GOTO(ret, proto_send_plan(sc->link, plan), out);
-        st = step_or_fault(sc, plan, res);
+        st = step_rank0(sc, plan, res);
         if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
         char errmsg[600] = "";
         if (st != MS_OK) snprintf(errmsg, sizeof errmsg, "rank 0: %s", ms_error_last());

@@ -18,6 +18,7 @@
 #include "worker/checkpoint.h"
 #include "worker/forward.h"
 #include "worker/kv_cache.h"
+#include "worker/sizing.h"
 #include "worker/step_io.h"
 #include "worker/weights.h"
 
@@ -46,6 +47,13 @@ struct engine {
 };
 
 const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
+
+void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv)
+{
+    *weights = e->w.bytes;
+    *activations = e->f.bytes;
+    *kv = e->kv.layer_elems * (size_t)e->kv.n_layers * 2;
+}
 
 /* Every op the forward pass calls: checked at creation so a backend that
  * lacks one is rejected before any weight is loaded. */
@@ -77,7 +85,6 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                                     "all be >= 1", o->kv_blocks, o->block_size, o->max_batch, o->max_tokens_per_step);
         goto out_e;
     }
-    if (o->max_naive_ctx <= 0) o->max_naive_ctx = o->kv_blocks * o->block_size;
     if (o->ops) e->k = o->ops;
     else MS_TRY_GOTO(st, kern_backend_get(o->backend ? o->backend : "cpu", &e->k), out_e);
     MS_TRY_GOTO(st, mcfg_load(model_dir, &e->cfg), out_e);
@@ -98,7 +105,12 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     /* A block belongs to one sequence, so one step's block tables (this
      * rank's sequences) hold at most every block of the pool once. */
     const int blk_max = o->kv_blocks;
-    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, T, B, o->max_naive_ctx, blk_max),
+    /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
+    if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
+    const int64_t R = e->cfg.n_routed_experts
+                          ? sizing_moe_recv_rows(&e->cfg, par, sizing_moe_tokens(o->moe_max_num_tokens, par->ep_size, T))
+                          : 0;
+    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, T, B, o->max_naive_ctx, blk_max, R),
                 out_kv);
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B);
@@ -207,9 +219,26 @@ static void fault_describe(uint32_t bits, char *buf, size_t n)
 
 void engine_inject_fault(engine_t *e, uint32_t bits) { e->inject_fault |= bits; }
 
+static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res);
+
 ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
 {
-    MS_TRY(plan_check(e, p));
+    ms_status_t st = plan_check(e, p);
+    if (st == MS_OK) return step_run(e, p, res);
+    /* Each attention-DP rank checks only its own part: one whose part is bad
+     * still takes part in the step's collectives with no tokens, so the other
+     * ranks finish theirs; the caller ends the bad part's requests. */
+    if (e->par.ep_size > 1 || e->par.tp_size > 1) {
+        proto_plan_t empty = {.hdr = p->hdr};
+        empty.hdr.length = sizeof empty;
+        ms_status_t st2 = step_run(e, &empty, res);
+        if (st2 != MS_OK) return st2; /* failed part-way: not survivable */
+    }
+    return st;
+}
+
+static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res)
+{
     const kern_ops_t *k = e->k;
     fwd_t *f = &e->f;
     const proto_seq_t *sq = proto_plan_seqs(p);

@@ -32,8 +32,11 @@ typedef struct {
     int max_tokens_per_step; /* fed tokens per step */
     const char *backend;     /* "cpu" (default) or "cuda" */
     engine_mla_t mla;
-    int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = kv_blocks*block_size.
-                              * In AUTO, prefill seqs beyond it fall back to the absorbed path. */
+    int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = sizing_naive_ctx()
+                              * (bounded, never the whole pool). In AUTO, prefill seqs beyond it fall back
+                              * to the absorbed path. */
+    int moe_max_num_tokens;  /* tokens this rank's MoE takes per step (moe_config.max_num_tokens); 0 = ep_size *
+                              * max_tokens_per_step (sizing_moe_tokens) */
     const struct kern_ops *ops; /* tests: this ops table instead of `backend` (e.g. a counting wrapper); borrowed */
 } engine_opts_t;
 
@@ -73,5 +76,9 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *r
 ms_status_t engine_logits(engine_t *e, int seq_index, float *out);
 
 const mcfg_t *engine_config(const engine_t *e);
+
+/* Bytes this engine allocated: weights, the activation arena, the KV cache
+ * (what worker/sizing.h predicts from config.json alone). */
+void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv);
 
 #endif

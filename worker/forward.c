@@ -71,20 +71,37 @@ static void fwd_layout(fwd_t *f, char *base)
     f->bytes = cv.off;
 }
 
-ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
-                       weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max)
+/* Every dimension the layout reads (fwd_create and fwd_bytes agree by construction). */
+static void fwd_dims(fwd_t *f, const mcfg_t *c, const par_t *p, int T_max, int B_max, int S_max, int blk_max,
+                     int64_t R_max)
 {
-    ms_status_t st;
-    memset(f, 0, sizeof *f);
-    f->c = c, f->par = *p, f->k = k, f->cx = cx, f->comm = comm, f->w = w, f->kv = kv;
-    MS_TRY(rope_params_compute(c, &f->rp));
     f->D = c->hidden_size, f->V = c->vocab_size, f->H = par_heads_local(p, c);
     f->dn = c->qk_nope_head_dim, f->dr = c->qk_rope_head_dim, f->dv = c->v_head_dim, f->dc = c->kv_lora_rank;
     f->qk = f->dn + f->dr, f->q_lora = c->q_lora_rank, f->I = c->intermediate_size;
     f->E = c->n_routed_experts, f->K = c->num_experts_per_tok, f->El = par_experts_local(p, c);
     f->Im = c->moe_intermediate_size, f->Is = c->moe_intermediate_size * c->n_shared_experts;
     f->T_max = T_max, f->B_max = B_max, f->S_max = S_max, f->blk_max = blk_max;
-    f->R_max = p->ep_size * T_max * f->K;
+    f->R_max = (int)R_max;
+}
+
+size_t fwd_bytes(const mcfg_t *c, const par_t *p, int T_max, int B_max, int S_max, int blk_max, int64_t R_max)
+{
+    fwd_t f;
+    memset(&f, 0, sizeof f);
+    fwd_dims(&f, c, p, T_max, B_max, S_max, blk_max, R_max);
+    fwd_layout(&f, NULL);
+    return f.bytes;
+}
+
+ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
+                       weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max, int64_t R_max)
+{
+    ms_status_t st;
+    memset(f, 0, sizeof *f);
+    f->c = c, f->par = *p, f->k = k, f->cx = cx, f->comm = comm, f->w = w, f->kv = kv;
+    MS_TRY(rope_params_compute(c, &f->rp));
+    if (R_max > (1 << 30)) return MS_ERR(MS_ERR_INVALID, "forward: MoE receive capacity %lld rows is too large", (long long)R_max);
+    fwd_dims(f, c, p, T_max, B_max, S_max, blk_max, R_max);
     f->h_counts = calloc((size_t)(f->E ? f->E : 1), sizeof(int32_t));
     if (!f->h_counts) return MS_ERR(MS_ERR_NOMEM, "forward: out of memory");
     fwd_layout(f, NULL);
@@ -103,8 +120,8 @@ ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops
         free(e2s);
         if (st != MS_OK) goto out_mem;
     }
-    MS_INFO("forward: %.1f MiB of activations for %d tokens, %d sequences per step", (double)f->bytes / (1 << 20),
-            T_max, B_max);
+    MS_INFO("forward: %.1f MiB of activations for %d tokens, %d sequences, %d MoE receive rows, %d naive-attention "
+            "rows per step", (double)f->bytes / (1 << 20), T_max, B_max, f->R_max, S_max);
     return MS_OK;
 out_mem:
     k->free(f->mem);

@@ -97,8 +97,11 @@ typedef struct {
     int n_sample;  /* rows of last_row / sp */
 } fwd_step_t;
 
+/* R_max: MoE receive rows (worker/sizing.h's sizing_moe_recv_rows). */
 ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
-                       weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max);
+                       weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max, int64_t R_max);
+/* Bytes fwd_create would allocate for these limits (no allocation; sizing.c). */
+size_t fwd_bytes(const mcfg_t *c, const par_t *p, int T_max, int B_max, int S_max, int blk_max, int64_t R_max);
 void fwd_destroy(fwd_t *f);
 
 /* embed → layers → final norm → lm_head → sample (results stay on the device

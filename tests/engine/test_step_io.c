@@ -13,6 +13,7 @@
 #include "tests/engine/etest.h"
 #include "tests/engine/ops_count.h"
 #include "worker/comm_mpi.h"
+#include "worker/sizing.h"
 
 enum { NSEQ = 4, BS = 4, PRE = 5 };
 static const int32_t TOK[8] = {0, 400, 221, 344, 391, 52, 17, 250};
@@ -65,6 +66,15 @@ static void run(const char *dir, bool dp, int ep, const kern_ops_t *ops)
         MPI_Abort(MPI_COMM_WORLD, 1); /* the other ranks would wait in a collective */
         return;
     }
+    /* what the engine allocated is what plan-memory predicts from config.json */
+    size_t w, a, kv;
+    engine_memory(e, &w, &a, &kv);
+    sizing_limits_t lim = {.max_batch = o.max_batch, .max_tokens = o.max_tokens_per_step, .block_size = BS};
+    sizing_t sz;
+    T_CHECK(sizing_rank(engine_config(e), &par, &lim, false, o.kv_blocks, 0, 0, &sz) == MS_OK);
+    T_CHECK_MSG(sz.weights == w && sz.activations == a && sz.kv == kv,
+                "rank %d: sizing says weights %zu, activations %zu, KV %zu; the engine has %zu, %zu, %zu", g_rank,
+                sz.weights, sz.activations, sz.kv, w, a, kv);
     proto_result_t res[NSEQ];
     T_CHECK(step(e, dp, NSEQ, 0, res) == MS_OK); /* prefill: not counted */
     /* decode at batch 4, then batch 1 (DP: ranks 1.. have no tokens but take part) */
