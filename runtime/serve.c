@@ -235,6 +235,7 @@ int cmd_serve(int argc, char **argv)
     }
     sc.vocab_size = mc.vocab_size;
     if (rank == 0) {
+        cfg_warn_inactive(&cfg);
         MS_INFO("moeserve %s: model %s (%s), %d rank%s: attention %s %d, experts EP %d; max_batch_size %d, "
                 "max_num_tokens %d, max_seq_len %d, KV %d blocks x %d tokens per %s",
                 MS_VERSION, cfg.model, cfg.model_dir, size, size > 1 ? "s" : "", dp ? "DP" : "TP", size, ep,
