@@ -21,7 +21,7 @@ struct proto_link {
     uint8_t *buf;   /* received message (workers) */
     size_t cap;
     int *counts, *displs;              /* Gatherv, bytes per rank */
-    proto_result_t *send, *recv;       /* gather staging */
+    uint8_t *send, *recv;              /* gather staging (wire results) */
     size_t send_cap, recv_cap;
     /* rank 0: every rank's part, concatenated (Scatterv) */
     uint8_t *parts;
@@ -192,10 +192,28 @@ ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan)
     return MS_OK;
 }
 
-static bool grow_results(proto_result_t **p, size_t *cap, size_t n)
+/* Results on the wire: per rank a 16-byte status record {slot -1, status,
+ * 0, rank}, then per owned sequence, in plan order, {slot, token, logprob,
+ * n_top} and n_top (id, logprob) pairs, where n_top is what the plan asked
+ * for (the sampled seq's n_logprobs, else 0). Rank 0 derives every rank's
+ * byte count from the plan, so no count travels. */
+typedef struct {
+    int32_t slot, token;
+    float logprob;
+    int32_t n_top;
+} wire_res_t;
+_Static_assert(sizeof(wire_res_t) == 16, "wire_res_t layout");
+
+static int wire_top(const proto_seq_t *q)
+{
+    return (q->flags & PROTO_SEQ_SAMPLE) && q->n_logprobs > 0 ? q->n_logprobs : 0;
+}
+static size_t wire_bytes(const proto_seq_t *q) { return sizeof(wire_res_t) + 8u * (size_t)wire_top(q); }
+
+static bool grow_bytes(uint8_t **p, size_t *cap, size_t n)
 {
     if (n <= *cap) return true;
-    proto_result_t *q = realloc(*p, sizeof *q * n);
+    uint8_t *q = realloc(*p, n);
     if (!q) return false;
     *p = q;
     *cap = n;
@@ -207,68 +225,80 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
 {
     const proto_seq_t *seqs = proto_plan_seqs(plan);
     int n = plan->n_seqs;
-    /* What I send: one status record, then my owned results in plan order. */
-    int n_mine = 0;
-    for (int i = 0; i < n; i++) n_mine += proto_seq_owner(&seqs[i]) == l->rank;
-    if (!grow_results(&l->send, &l->send_cap, (size_t)n_mine + 1))
-        return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
-    memset(&l->send[0], 0, sizeof l->send[0]);
-    l->send[0].slot = -1;
-    l->send[0].token = (int32_t)my_status;
-    l->send[0].n_top = l->rank;
-    int k = 1;
+    size_t sb = sizeof(wire_res_t);
+    for (int i = 0; i < n; i++)
+        if (proto_seq_owner(&seqs[i]) == l->rank) sb += wire_bytes(&seqs[i]);
+    if (!grow_bytes(&l->send, &l->send_cap, sb)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
+    uint8_t *w = l->send;
+    wire_res_t h = {.slot = -1, .token = (int32_t)my_status, .n_top = l->rank};
+    memcpy(w, &h, sizeof h);
+    w += sizeof h;
     for (int i = 0; i < n; i++) {
-        if (proto_seq_owner(&seqs[i]) != l->rank) continue;
-        if (mine && my_status == MS_OK) {
-            l->send[k] = mine[i];
-        } else {
-            memset(&l->send[k], 0, sizeof l->send[k]);
-            l->send[k].slot = seqs[i].slot;
-            l->send[k].token = -1;
+        const proto_seq_t *q = &seqs[i];
+        if (proto_seq_owner(q) != l->rank) continue;
+        int nt = wire_top(q);
+        const proto_result_t *r = mine && my_status == MS_OK ? &mine[i] : NULL;
+        wire_res_t x = {.slot = q->slot, .token = r ? r->token : -1, .logprob = r ? r->logprob : 0, .n_top = nt};
+        memcpy(w, &x, sizeof x);
+        w += sizeof x;
+        for (int j = 0; j < nt; j++) {
+            int32_t id = r && j < r->n_top ? r->top_ids[j] : -1;
+            float lp = r && j < r->n_top ? r->top_logprobs[j] : 0;
+            memcpy(w, &id, 4), memcpy(w + 4, &lp, 4);
+            w += 8;
         }
-        k++;
     }
+    if (sb > (size_t)INT32_MAX) return MS_ERR(MS_ERR_INTERNAL, "proto: %zu bytes of results", sb);
 
     l->stats.calls++;
     if (l->rank != 0) {
-        MPI_CHECK(MPI_Gatherv(l->send, (int)(sizeof(proto_result_t) * (size_t)k), MPI_BYTE, NULL, NULL, NULL, MPI_BYTE,
-                              0, l->comm));
+        MPI_CHECK(MPI_Gatherv(l->send, (int)sb, MPI_BYTE, NULL, NULL, NULL, MPI_BYTE, 0, l->comm));
         return MS_OK;
     }
 
-    for (int r = 0; r < l->size; r++) l->counts[r] = 1;
+    for (int r = 0; r < l->size; r++) l->counts[r] = (int)sizeof(wire_res_t);
     for (int i = 0; i < n; i++) {
         int o = proto_seq_owner(&seqs[i]);
         if (o < 0 || o >= l->size) return MS_ERR(MS_ERR_INTERNAL, "proto: sequence %d owned by rank %d", i, o);
-        l->counts[o]++;
+        l->counts[o] += (int)wire_bytes(&seqs[i]);
     }
     size_t total = 0;
     for (int r = 0; r < l->size; r++) {
-        l->displs[r] = (int)(total * sizeof(proto_result_t));
+        l->displs[r] = (int)total;
         total += (size_t)l->counts[r];
-        l->counts[r] *= (int)sizeof(proto_result_t);
     }
-    if (!grow_results(&l->recv, &l->recv_cap, total)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
-    MPI_CHECK(MPI_Gatherv(l->send, (int)(sizeof(proto_result_t) * (size_t)k), MPI_BYTE, l->recv, l->counts, l->displs,
-                          MPI_BYTE, 0, l->comm));
-    l->stats.bytes += sizeof(proto_result_t) * (total - (size_t)k); /* what the other ranks sent */
+    if (!grow_bytes(&l->recv, &l->recv_cap, total)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
+    MPI_CHECK(MPI_Gatherv(l->send, (int)sb, MPI_BYTE, l->recv, l->counts, l->displs, MPI_BYTE, 0, l->comm));
+    l->stats.bytes += total - sb; /* what the other ranks sent */
 
     st->failed_rank = -1;
     st->failed_status = MS_OK;
-    int *next = l->counts; /* reused: per rank, the next result to take */
+    int *next = l->counts; /* reused: per rank, the byte offset of its next result */
     for (int r = 0; r < l->size; r++) {
-        const proto_result_t *s0 = &l->recv[l->displs[r] / sizeof(proto_result_t)];
-        if (s0->slot != -1 || s0->n_top != r)
+        wire_res_t s0;
+        memcpy(&s0, l->recv + l->displs[r], sizeof s0);
+        if (s0.slot != -1 || s0.n_top != r)
             return MS_ERR(MS_ERR_INTERNAL, "proto: rank %d sent a malformed result block", r);
-        if (s0->token != MS_OK && st->failed_rank < 0) {
+        if (s0.token != MS_OK && st->failed_rank < 0) {
             st->failed_rank = r;
-            st->failed_status = (ms_status_t)s0->token;
+            st->failed_status = (ms_status_t)s0.token;
         }
-        next[r] = 1;
+        next[r] = l->displs[r] + (int)sizeof s0;
     }
     for (int i = 0; i < n; i++) {
         int o = proto_seq_owner(&seqs[i]);
-        merged[i] = l->recv[l->displs[o] / sizeof(proto_result_t) + (size_t)next[o]++];
+        const uint8_t *p = l->recv + next[o];
+        wire_res_t x;
+        memcpy(&x, p, sizeof x);
+        proto_result_t *m = &merged[i];
+        memset(m, 0, sizeof *m);
+        m->slot = x.slot, m->token = x.token, m->logprob = x.logprob;
+        m->n_top = x.n_top == wire_top(&seqs[i]) ? x.n_top : 0;
+        for (int j = 0; j < m->n_top; j++) {
+            memcpy(&m->top_ids[j], p + sizeof x + 8u * (size_t)j, 4);
+            memcpy(&m->top_logprobs[j], p + sizeof x + 8u * (size_t)j + 4, 4);
+        }
+        next[o] += (int)wire_bytes(&seqs[i]);
     }
     return MS_OK;
 }

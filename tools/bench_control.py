@@ -23,7 +23,7 @@ src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(src, "tests", "integration"))
 from harness import Env, Server  # noqa: E402
 
-build = sys.argv[1]
+build = os.path.abspath(sys.argv[1])
 args = sys.argv[2:]
 np_ = int(args[args.index("--np") + 1]) if "--np" in args else 2
 batches = [int(b) for b in (args[args.index("--batches") + 1] if "--batches" in args else "1,256").split(",")]
@@ -42,6 +42,8 @@ with open(cfg, "w") as f:
 
 
 def counters():
+    if not os.path.exists(ctr):  # made by rank 0 at its first control-plane call
+        return 0, 0
     with open(ctr, "rb") as f:
         b = f.read(16)
     return int.from_bytes(b[:8], "little"), int.from_bytes(b[8:], "little")
@@ -72,7 +74,7 @@ def run(srv, batch, max_tokens):
     return c1[0] - c0[0], c1[1] - c0[1], steps1 - steps0
 
 
-M1, M2 = 4, 20
+M1, M2 = 4, 68
 srv = Server(env, model, np=np_, config=cfg, args=["--tp_size", str(np_)], ready_timeout=180)
 srv.cmd[1:1] = ["-x", "LD_PRELOAD=" + lib, "-x", "MOESERVE_MPI_COUNT=" + ctr]
 with srv:
