@@ -29,6 +29,11 @@ struct proto_link {
     proto_hdr_t *hdrs;                 /* (size) */
     int *pcounts, *pdispls;            /* (size) body bytes / offsets of each part */
     proto_link_stats_t stats;
+    /* delta encoding (plan_delta.c): rank 0 one mirror per rank, a worker its own */
+    proto_mirror_t **mirrors;          /* (size) */
+    uint8_t **pbuf;                    /* rank 0: each rank's encoded part */
+    size_t *pbuf_cap, *pbuf_len;
+    proto_planbuf_t expanded;          /* worker: the received part as full entries */
 };
 
 ms_status_t proto_link_create(MPI_Comm comm, proto_link_t **out)
@@ -47,7 +52,15 @@ ms_status_t proto_link_create(MPI_Comm comm, proto_link_t **out)
     l->pcounts = calloc((size_t)l->size, sizeof(int));
     l->pdispls = calloc((size_t)l->size, sizeof(int));
     l->hdrs = calloc((size_t)l->size, sizeof(proto_hdr_t));
-    if (!l->counts || !l->displs || !l->pcounts || !l->pdispls || !l->hdrs) {
+    l->mirrors = calloc((size_t)l->size, sizeof *l->mirrors);
+    l->pbuf = calloc((size_t)l->size, sizeof *l->pbuf);
+    l->pbuf_cap = calloc((size_t)l->size, sizeof(size_t));
+    l->pbuf_len = calloc((size_t)l->size, sizeof(size_t));
+    proto_planbuf_init(&l->expanded);
+    bool ok = l->mirrors && l->pbuf && l->pbuf_cap && l->pbuf_len;
+    for (int r = 0; ok && r < l->size; r++)
+        if ((l->rank == 0 ? r > 0 : r == l->rank) && proto_mirror_create(&l->mirrors[r]) != MS_OK) ok = false;
+    if (!ok || !l->counts || !l->displs || !l->pcounts || !l->pdispls || !l->hdrs) {
         proto_link_destroy(l);
         return MS_ERR(MS_ERR_NOMEM, "proto: out of memory");
     }
@@ -68,6 +81,15 @@ void proto_link_destroy(proto_link_t *l)
     free(l->recv);
     free(l->parts);
     free(l->hdrs);
+    for (int r = 0; r < l->size; r++) {
+        if (l->mirrors) proto_mirror_destroy(l->mirrors[r]);
+        if (l->pbuf) free(l->pbuf[r]);
+    }
+    free(l->mirrors);
+    free(l->pbuf);
+    free(l->pbuf_cap);
+    free(l->pbuf_len);
+    proto_planbuf_free(&l->expanded);
     free(l->pcounts);
     free(l->pdispls);
     free(l);
@@ -94,7 +116,10 @@ ms_status_t proto_send_plan(proto_link_t *l, const proto_plan_t *plan)
     if (plan->hdr.length > PROTO_MAX_MSG)
         return MS_ERR(MS_ERR_INTERNAL, "proto: plan of %u bytes exceeds the %u limit", plan->hdr.length, PROTO_MAX_MSG);
     size_t total = 0;
-    for (int r = 1; r < l->size; r++) total += proto_plan_part(plan, r, NULL);
+    for (int r = 1; r < l->size; r++) {
+        MS_TRY(proto_plan_part_delta(plan, r, l->mirrors[r], &l->pbuf[r], &l->pbuf_cap[r], &l->pbuf_len[r]));
+        total += l->pbuf_len[r];
+    }
     if (total > l->parts_cap) {
         uint8_t *b = realloc(l->parts, total);
         if (!b) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for %zu bytes of plans", total);
@@ -105,7 +130,8 @@ ms_status_t proto_send_plan(proto_link_t *l, const proto_plan_t *plan)
     memset(&l->hdrs[0], 0, sizeof l->hdrs[0]);
     l->pcounts[0] = l->pdispls[0] = 0;
     for (int r = 1; r < l->size; r++) {
-        size_t n = proto_plan_part(plan, r, l->parts + off);
+        size_t n = l->pbuf_len[r];
+        memcpy(l->parts + off, l->pbuf[r], n);
         memcpy(&l->hdrs[r], l->parts + off, sizeof l->hdrs[r]);
         l->pdispls[r] = (int)(off + sizeof(proto_hdr_t));
         l->pcounts[r] = (int)(n - sizeof(proto_hdr_t));
@@ -188,7 +214,7 @@ ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan)
     MPI_CHECK(MPI_Scatterv(NULL, NULL, NULL, MPI_BYTE, l->buf + sizeof h, (int)(h.length - sizeof h), MPI_BYTE, 0,
                            l->comm));
     MS_TRY(proto_plan_check(l->buf, h.length));
-    *plan = (const proto_plan_t *)l->buf;
+    MS_TRY(proto_plan_expand((const proto_plan_t *)l->buf, l->mirrors[l->rank], &l->expanded, plan));
     return MS_OK;
 }
 
