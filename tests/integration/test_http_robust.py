@@ -47,7 +47,10 @@ def raw(srv, data, timeout=10, half_close=False):
     try:
         s.sendall(data)
         if half_close:
-            s.shutdown(socket.SHUT_WR)
+            try:
+                s.shutdown(socket.SHUT_WR)
+            except OSError:  # the server already answered and closed: read what it sent
+                pass
         while True:
             d = s.recv(65536)
             if not d:
