@@ -102,6 +102,13 @@ void http_reply_errorf(struct http_server *srv, struct evhttp_request *req, int 
     http_reply_error(srv, req, &err);
 }
 
+const char *http_body(struct evhttp_request *req, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    *len = evbuffer_get_length(in);
+    return *len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)*len) : "";
+}
+
 /* ---- simple endpoints --------------------------------------------------- */
 
 static void handle_health(struct http_server *srv, struct evhttp_request *req)
@@ -165,6 +172,9 @@ static const struct {
     {"/metrics", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_metrics},
     {"/v1/completions", EVHTTP_REQ_POST, "POST", handle_completions},
     {"/v1/chat/completions", EVHTTP_REQ_POST, "POST", handle_chat},
+    {"/tokenize", EVHTTP_REQ_POST, "POST", http_tok_tokenize},
+    {"/detokenize", EVHTTP_REQ_POST, "POST", http_tok_detokenize},
+    {"/tokenizer_info", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", http_tok_info},
 };
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -318,7 +328,8 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     }
     srv->oai = (oai_ctx_t){.served_model = srv->opts.served_model_name, .max_seq_len = opts->max_seq_len,
                            .vocab_size = opts->vocab_size, .stream_interval = srv->opts.stream_interval,
-                           .tok = &srv->tok_ops};
+                           .bos_id = opts->tok ? tok_bos_id(opts->tok) : -1,
+                           .eos_id = opts->tok ? tok_eos_id(opts->tok) : -1, .tok = &srv->tok_ops};
     if (metrics_create(&srv->metrics) != MS_OK) goto out_free;
     srv->base = event_base_new();
     if (!srv->base) goto out_metrics;

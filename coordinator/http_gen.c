@@ -293,9 +293,8 @@ void http_gen_handle(struct http_server *srv, struct evhttp_request *req, oai_ki
         return;
     }
 
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    const char *body = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
+    size_t len;
+    const char *body = http_body(req, &len);
     if (!body) {
         http_reply_errorf(srv, req, 500, "internal_error", "out of memory reading the request body");
         return;

@@ -68,6 +68,12 @@ void http_track_complete(struct http_server *srv, struct evhttp_request *req);
 
 /* http_gen.c */
 void http_gen_handle(struct http_server *srv, struct evhttp_request *req, oai_kind_t kind);
+/* The request body as one contiguous buffer ("" when empty); NULL when out of memory. */
+const char *http_body(struct evhttp_request *req, size_t *len);
+/* http_tok.c: POST /tokenize, POST /detokenize, GET /tokenizer_info */
+void http_tok_tokenize(struct http_server *srv, struct evhttp_request *req);
+void http_tok_detokenize(struct http_server *srv, struct evhttp_request *req);
+void http_tok_info(struct http_server *srv, struct evhttp_request *req);
 void http_gen_wake(struct http_server *srv);      /* drain every call's outbox */
 void http_gen_abort_all(struct http_server *srv); /* drain deadline: end every call now */
 void http_gen_free_all(struct http_server *srv);  /* destroy: release what is left */

@@ -53,6 +53,7 @@ typedef struct {
     int max_seq_len;           /* prompt + max_tokens must fit */
     int vocab_size;            /* token ids must be in [0, vocab_size) */
     int stream_interval;       /* copied into req_params_t */
+    int bos_id, eos_id;        /* tokenizer's BOS / EOS ids for /tokenizer_info; -1 when none */
     const oai_tok_ops_t *tok;
 } oai_ctx_t;
 
@@ -137,6 +138,24 @@ json_t *oai_usage_chunk(const oai_request_t *rq, const char *id, int64_t created
 /* {"object":"error", message, type, param, code, "error": {message, type, param, code}}: the
  * OpenAI shape under "error", the vLLM/TensorRT-LLM shape at the top level. */
 json_t *oai_error_body(const oai_error_t *err);
+/* ---- tokenizer endpoints (openai_tokenize.c; vLLM's request and response shapes) ---- */
+
+/* POST /tokenize: {"prompt": "..."} or {"messages": [...]} (+ add_special_tokens, add_generation_prompt,
+ * return_token_strs) -> {"count", "max_model_len", "tokens", "token_strs"}. */
+bool oai_tokenize(const oai_ctx_t *ctx, const char *body, size_t len, json_t **out, oai_error_t *err);
+/* POST /detokenize: {"tokens": [...]} -> {"prompt": "..."}. */
+bool oai_detokenize(const oai_ctx_t *ctx, const char *body, size_t len, json_t **out, oai_error_t *err);
+/* GET /tokenizer_info: what a client needs to tokenize on its side the way the server does. */
+json_t *oai_tokenizer_info(const oai_ctx_t *ctx);
+
+/* ---- shared by openai_*.c ---- */
+
+/* The rendered, tokenized prompt of a chat body's `messages` into rq->prompts[0]. */
+bool oai_parse_messages(json_t *o, const oai_ctx_t *ctx, bool add_special, oai_request_t *rq, oai_error_t *err);
+/* A token as JSON text: its bytes when valid UTF-8, else "bytes:\xNN..." (vLLM's convention);
+ * raw/raw_len (optional) get the bytes. */
+json_t *oai_token_text(const oai_tok_ops_t *tok, int32_t id, const char **raw, size_t *raw_len);
+
 /* Serialize compactly; `sse` wraps it as "data: ...\n\n". Returns malloc'd text. */
 char *oai_dump(const json_t *j, bool sse, size_t *len);
 

@@ -40,7 +40,7 @@ static const char *const completion_keys[] = {
 static const char *const chat_keys[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop",
     "stop_token_ids", "ignore_eos", "min_tokens", "add_special_tokens", "skip_special_tokens", "stream",
-    "stream_options", "n", "logprobs", "top_logprobs", "user", "add_generation_prompt",
+    "stream_options", "n", "logprobs", "top_logprobs", "user", "add_generation_prompt", "prompt_token_ids",
     /* neutral only */
     "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p", "tools", "tool_choice",
     "response_format", "parallel_tool_calls", "include_stop_str_in_output", NULL};
@@ -385,7 +385,7 @@ static bool message_content(json_t *m, size_t i, bool may_be_null, char **out, o
     return true;
 }
 
-static bool parse_messages(json_t *o, const oai_ctx_t *ctx, bool add_special, oai_request_t *rq, oai_error_t *err)
+bool oai_parse_messages(json_t *o, const oai_ctx_t *ctx, bool add_special, oai_request_t *rq, oai_error_t *err)
 {
     json_t *v = field(o, "messages");
     if (!v) return oai_fail(err, 400, "messages", "'messages' is required");
@@ -449,6 +449,28 @@ static bool parse_messages(json_t *o, const oai_ctx_t *ctx, bool add_special, oa
     if (st != MS_OK) return oai_fail(err, 400, "messages", "cannot tokenize 'messages' (invalid UTF-8?)");
     if (nids == 0) return oai_fail(err, 400, "messages", "'messages' render to an empty prompt");
     rq->prompts[0].n_ids = (int)nids;
+    return true;
+}
+
+/* A chat request's prompt: `prompt_token_ids` (trtllm-serve's extension, what
+ * benchmark_serving --tokenize-on-client sends) is the prompt as given, and
+ * `messages` is then not rendered (it may be absent); else the messages
+ * through the chat template. */
+static bool chat_prompt(json_t *o, const oai_ctx_t *ctx, bool add_special, oai_request_t *rq, oai_error_t *err)
+{
+    json_t *ids = field(o, "prompt_token_ids");
+    if (!ids) return oai_parse_messages(o, ctx, add_special, rq, err);
+    if (!json_is_array(ids))
+        return oai_fail(err, 400, "prompt_token_ids", "'prompt_token_ids' must be a list of token ids");
+    json_t *m = field(o, "messages");
+    if (m && !json_is_array(m)) return oai_fail(err, 400, "messages", "'messages' must be a list");
+    rq->prompts = calloc(1, sizeof *rq->prompts);
+    if (!rq->prompts) return oai_fail(err, 500, "prompt_token_ids", "out of memory");
+    rq->n_prompts = 1;
+    if (!prompt_from_ids(ids, ctx, &rq->prompts[0], err)) {
+        snprintf(err->param, sizeof err->param, "prompt_token_ids");
+        return false;
+    }
     return true;
 }
 
@@ -559,7 +581,7 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
     bool add_special = kind == OAI_COMPLETION;
     if (!get_bool(o, "add_special_tokens", &add_special, err)) goto out;
     if (kind == OAI_COMPLETION ? !parse_prompts(o, ctx, add_special, &rq, err)
-                               : !parse_messages(o, ctx, add_special, &rq, err))
+                               : !chat_prompt(o, ctx, add_special, &rq, err))
         goto out;
     if (!check_lengths(ctx, &rq, max_set, err)) goto out;
     ok = true;

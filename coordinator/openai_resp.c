@@ -88,7 +88,7 @@ static json_t *jlogprob(float lp)
 
 /* A token as text for logprobs: its bytes when they are valid UTF-8, else
  * "bytes:\xNN..." (the vLLM convention for partial characters). */
-static json_t *jtoken(const oai_tok_ops_t *tok, int32_t id, const char **raw, size_t *raw_len)
+json_t *oai_token_text(const oai_tok_ops_t *tok, int32_t id, const char **raw, size_t *raw_len)
 {
     size_t n = 0;
     const char *b = tok && tok->token_bytes ? tok->token_bytes(tok->arg, id, &n) : NULL;
@@ -176,14 +176,14 @@ static void add_logprobs_completion(oai_choice_t *c, const oai_tok_ops_t *tok, c
     for (int i = 0; i < ch->n_ids; i++) {
         const char *raw;
         size_t raw_len;
-        json_t *t = jtoken(tok, ch->ids[i], &raw, &raw_len);
+        json_t *t = oai_token_text(tok, ch->ids[i], &raw, &raw_len);
         json_array_append_new(offs, json_integer((json_int_t)(base_cp + (cum < chunk_cp ? cum : chunk_cp))));
         cum += utf8_count(raw ? raw : "", raw_len);
         json_t *top = json_object();
         if (ch->top) {
             const proto_result_t *r = &ch->top[i];
             for (int k = 0; k < r->n_top && k < PROTO_MAX_LOGPROBS; k++) {
-                json_t *tk = jtoken(tok, r->top_ids[k], NULL, NULL);
+                json_t *tk = oai_token_text(tok, r->top_ids[k], NULL, NULL);
                 if (tk && !json_object_get(top, json_string_value(tk)))
                     json_object_set_new(top, json_string_value(tk), jlogprob(r->top_logprobs[k]));
                 json_decref(tk);
@@ -205,14 +205,14 @@ static void add_logprobs_chat(oai_choice_t *c, const oai_tok_ops_t *tok, const r
     for (int i = 0; i < ch->n_ids; i++) {
         const char *raw;
         size_t raw_len;
-        json_t *t = jtoken(tok, ch->ids[i], &raw, &raw_len);
+        json_t *t = oai_token_text(tok, ch->ids[i], &raw, &raw_len);
         json_t *tops = json_array();
         if (ch->top) {
             const proto_result_t *r = &ch->top[i];
             for (int k = 0; k < r->n_top && k < top_n && k < PROTO_MAX_LOGPROBS; k++) {
                 const char *kraw;
                 size_t klen;
-                json_t *kt = jtoken(tok, r->top_ids[k], &kraw, &klen);
+                json_t *kt = oai_token_text(tok, r->top_ids[k], &kraw, &klen);
                 json_array_append_new(tops, json_pack("{s:o, s:o, s:o}", "token", kt ? kt : json_string(""), "logprob",
                                                       jlogprob(r->top_logprobs[k]), "bytes", jbytes(kraw, klen)));
             }

@@ -31,10 +31,12 @@ const char *kern_op_name(kern_op_t op)
     static const char *const names[KERN_N_OPS] = {
         [KERN_OP_EMBED] = "embed", [KERN_OP_ADD] = "add", [KERN_OP_CAST] = "cast",
         [KERN_OP_GATHER_ROWS] = "gather_rows", [KERN_OP_SILU_MUL] = "silu_mul", [KERN_OP_RMSNORM] = "rmsnorm",
-        [KERN_OP_GEMM] = "gemm", [KERN_OP_ROPE] = "rope", [KERN_OP_KV_STORE] = "kv_store",
-        [KERN_OP_KV_GATHER] = "kv_gather", [KERN_OP_MLA_NAIVE] = "mla_naive", [KERN_OP_MLA_ABSORBED] = "mla_absorbed",
-        [KERN_OP_MOE_ROUTE] = "moe_route", [KERN_OP_MOE_PLAN] = "moe_plan", [KERN_OP_MOE_EXPERTS] = "moe_experts",
-        [KERN_OP_MOE_COMBINE] = "moe_combine", [KERN_OP_LOG_SOFTMAX] = "log_softmax", [KERN_OP_SAMPLE] = "sample",
+        [KERN_OP_ADD_RMSNORM] = "add_rmsnorm", [KERN_OP_GEMM] = "gemm", [KERN_OP_ACT_QUANT] = "act_quant",
+        [KERN_OP_ROPE] = "rope", [KERN_OP_KV_STORE] = "kv_store", [KERN_OP_KV_GATHER] = "kv_gather",
+        [KERN_OP_MLA_NAIVE] = "mla_naive", [KERN_OP_MLA_LATENT] = "mla_latent",
+        [KERN_OP_MOE_ROUTE] = "moe_route", [KERN_OP_MOE_PLAN] = "moe_plan", [KERN_OP_MOE_SCATTER] = "moe_scatter",
+        [KERN_OP_MOE_EXPERTS] = "moe_experts", [KERN_OP_MOE_COMBINE] = "moe_combine",
+        [KERN_OP_LOG_SOFTMAX] = "log_softmax", [KERN_OP_SAMPLE] = "sample",
     };
     return (op >= 0 && op < KERN_N_OPS && names[op]) ? names[op] : "?";
 }

@@ -7,7 +7,7 @@
  *  - The first argument is the backend context (kern_ctx_t: stream, workspace,
  *    library handles, fault flag); then raw device pointers, sizes, strides
  *    (in elements unless the name says bytes). Small plain descriptor structs
- *    (kern_mat_t, kern_attn_seq_t, kern_sample_t) are passed by host pointer;
+ *    (kern_mat_t, kern_gemm_t, kern_kv_t, kern_attn_seq_t, kern_sample_t) are passed by host pointer;
  *    arrays of them that an op reads per row live in device memory.
  *  - Ops are asynchronous with respect to the host on a stream; results are
  *    visible to the host after download + synchronize. The CPU backend runs
@@ -84,8 +84,10 @@ typedef void *kern_event_t; /* CUDA: cudaEvent_t; CPU: a dummy non-NULL token */
 /* Every op of the table, for supports_op() and kern_op_name(). */
 typedef enum {
     KERN_OP_EMBED, KERN_OP_ADD, KERN_OP_CAST, KERN_OP_GATHER_ROWS, KERN_OP_SILU_MUL, KERN_OP_RMSNORM,
-    KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE, KERN_OP_MLA_ABSORBED,
-    KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE, KERN_OP_LOG_SOFTMAX,
+    KERN_OP_ADD_RMSNORM, KERN_OP_GEMM, KERN_OP_ACT_QUANT, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER,
+    KERN_OP_MLA_NAIVE, KERN_OP_MLA_LATENT,
+    KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE,
+    KERN_OP_LOG_SOFTMAX,
     KERN_OP_SAMPLE,
     KERN_N_OPS
 } kern_op_t;
@@ -105,6 +107,73 @@ typedef struct {
 
 static inline int32_t kern_fp8_blocks(int32_t n) { return (n + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK; }
 
+/* Epilogue of a GEMM. */
+typedef enum {
+    KERN_EPI_NONE = 0,
+    /* Fused gated activation over a fused gate|up weight: W has 2n rows, gate rows 0..n then up rows n..2n;
+     * the GEMM writes n outputs y[:, j] = bf16(bf16(silu(bf16(g_j))) * bf16(u_j)), g/u the fp32 sums. These
+     * are exactly the roundings of gemm(gate) + gemm(up) to bf16 followed by silu_mul. y must be BF16. */
+    KERN_EPI_SILU_MUL,
+} kern_epi_t;
+
+/* One GEMM call (a descriptor keeps the signature readable): for b < batch (0 counts as 1),
+ *   y_b[i, n] = Σ_k x_b[i, k] · W_b[n, k]      i < m, n < w->rows (w->rows/2 with KERN_EPI_SILU_MUL), k < w->cols
+ * with x_b = x + b*bsx (row i at i*ldx), W_b = w->data + b*bsw, y_b = y + b*bsy (row i at i*ldy). Strides
+ * are in elements of their own dtype; a batch stride of 0 shares the operand between batches (0 for W
+ * with batch 1 is the usual case). Per-head absorption is H such GEMMs over column slices of q.
+ *
+ * W (w->rows = out, w->cols = in): row n starts at data + n*ldw (ldw 0 = w->cols). w_trans = 1: W is
+ * stored transposed, element (n, k) at data[k*ldw + n] (ldw 0 = w->rows); BF16/F32 only (kv_b's W_UK
+ * rows read as q_nope·W_UK). FP8 W: scale_inv is the [ceil(rows/128), ceil(ldw/128)] grid of the
+ * stored matrix; batch > 1 needs stacked matrices (bsw = rows*ldw, scales stacked per matrix).
+ *
+ * dtypes: x BF16 or F32 (fp32 accumulation over bf16/fp32 values, one rounding on store), or F8E4M3
+ * with x_scale (kern_ops_t.act_quant's output: x_scale[i*ld_xs + k/128], per token per 128 channels,
+ * bs_xs per batch); FP8 x needs FP8 W and accumulates like DeepSeek's fp8_gemm / DeepGEMM: per 128-wide
+ * K block the fp8·fp8 products are summed in fp32, then scaled by x_scale·w_scale and added to the fp32
+ * accumulator. This mode is not transformers' and not the default; it exists so a GPU FP8×FP8 GEMM can
+ * be compared with a CPU reference of the same numerics. y BF16 or F32.
+ * x BF16 + W BF16 + y F32 is the router's fp32 GEMM (bf16 values are exact in fp32). */
+typedef struct {
+    const void *x;
+    const float *x_scale;
+    const kern_mat_t *w;
+    void *y;
+    ms_dtype_t xdt, ydt;
+    int32_t m, batch;
+    int64_t ldx, bsx, ld_xs, bs_xs;
+    int64_t ldw, bsw;
+    int64_t ldy, bsy;
+    int32_t w_trans;
+    kern_epi_t epi;
+} kern_gemm_t;
+
+/* Bytes of FP8 activation scales for rows x cols (one fp32 per 128 channels per row). */
+static inline int64_t kern_act_scales(int32_t rows, int32_t cols) { return (int64_t)rows * kern_fp8_blocks(cols); }
+
+/* One layer of the paged latent KV cache. Row index = block * block_size + offset; row r starts at
+ * data + r * row_bytes (see kern_kv_row_bytes). Two row layouts, typed by bytes:
+ *  - BF16 (kv_cache_config.dtype bf16/auto): [d_c bf16 ckv | d_r bf16 kpe], 2*(d_c+d_r) bytes
+ *    (1152 for DeepSeek-V3).
+ *  - F8E4M3 (kv_cache_config.dtype fp8; FlashMLA's FP8 row): [d_c e4m3 ckv | ceil(d_c/128) fp32 scales |
+ *    d_r bf16 kpe], d_c + 4*ceil(d_c/128) + 2*d_r bytes (656 for DeepSeek-V3). Group g of ckv
+ *    (channels 128g..128g+127) is stored as e4m3(ckv / s_g) with s_g = max(amax_g, 1e-4) / 448, the same
+ *    rule as act_quant; readers dequantize to bf16(e4m3 · s_g), as FP8 weights are. kpe stays bf16: rope
+ *    keys are small and position-sensitive. d_c must be a multiple of 4 (scale alignment). */
+typedef struct {
+    void *data;          /* this layer's rows (device) */
+    ms_dtype_t dtype;    /* MS_DT_BF16 or MS_DT_F8E4M3 (of the ckv part) */
+    int32_t d_c, d_r;
+    int32_t block_size;  /* tokens per block; 64 is FlashMLA's page */
+    int32_t n_blocks;    /* blocks in this layer; block ids outside [0, n_blocks) are data faults */
+    int32_t row_bytes;   /* kern_kv_row_bytes(dtype, d_c, d_r) */
+} kern_kv_t;
+
+static inline int32_t kern_kv_row_bytes(ms_dtype_t dt, int32_t d_c, int32_t d_r)
+{
+    return dt == MS_DT_F8E4M3 ? d_c + 4 * kern_fp8_blocks(d_c) + 2 * d_r : 2 * (d_c + d_r);
+}
+
 /* One sequence's slice of a batched attention call (device array of these).
  * Query tokens q_off .. q_off+n_q-1 sit at positions pos0 .. pos0+n_q-1 and
  * attend causally to positions 0 .. their own (the KV cache already holds
@@ -115,9 +184,11 @@ typedef struct {
     int32_t pos0;    /* position of the first query row */
     int32_t kv_off;  /* naive path: first row of this seq in the gathered KV */
     int32_t blk_off; /* first entry of this seq's block table in the block array */
+    int32_t kv_pos0; /* kv_gather window: first position gathered (with kv_len > 0) */
+    int32_t kv_len;  /* kv_gather window length; 0 = positions 0 .. pos0+n_q-1 (the whole causal context) */
     int32_t pad_;
 } kern_attn_seq_t;
-KERN_STATIC_ASSERT(sizeof(kern_attn_seq_t) == 24, "kern_attn_seq_t layout");
+KERN_STATIC_ASSERT(sizeof(kern_attn_seq_t) == 32, "kern_attn_seq_t layout");
 
 /* Per-row sampling parameters (device array). The random draw is a pure
  * function of (seed, position): the same request samples the same token
@@ -134,10 +205,68 @@ typedef struct {
 } kern_sample_t;
 KERN_STATIC_ASSERT(sizeof(kern_sample_t) == 40, "kern_sample_t layout");
 
-/* Workspace bytes kern_ops_t.moe_experts needs for R rows over n_local experts. */
-static inline size_t kern_moe_ws_bytes(int64_t R, int64_t hidden, int64_t inter, int64_t n_local)
+/* ---- MoE data shapes (placement tables, slot records) ---- */
+
+/* One MoE layer's expert placement, as device tables (what an EPLB rewrites).
+ * n_slots physical slots in all; EP rank r holds global slots
+ * [r*slots_per_rank, (r+1)*slots_per_rank) as its local slots 0.. . Expert e
+ * has n_rep[e] >= 1 replicas at global slots log2phy[e*max_rep + 0 .. n_rep[e]). */
+typedef struct {
+    const int32_t *log2phy; /* device [E, max_rep]; -1 past n_rep[e] */
+    const int32_t *n_rep;   /* device [E] */
+    int32_t E, max_rep, n_slots, slots_per_rank;
+} kern_moe_place_t;
+
+/* The local slots' routed-expert weights: one contiguous record per slot,
+ * `stride` bytes apart, so an expert moves as one copy. A record holds
+ *   gate|up [2*inter, hidden] (gate rows first) at byte 0, down [hidden, inter]
+ *   at off_down; for F8E4M3 the fp32 scale_inv blocks of gate
+ *   [ceil(inter/128), ceil(hidden/128)], then up (same), then down
+ *   [ceil(hidden/128), ceil(inter/128)] from off_scale.
+ * When inter % 128 == 0, gate|up with its scales is exactly one fused
+ * [2*inter, hidden] block-scaled matrix (DeepSeek-V3: inter 2048). */
+typedef struct {
+    const void *base;       /* record of local slot 0 */
+    size_t stride;          /* bytes between records (256-aligned) */
+    ms_dtype_t dtype;       /* BF16 or F8E4M3 */
+    int32_t hidden, inter;
+    size_t off_down, off_scale;
+} kern_moe_slots_t;
+
+static inline size_t kern_align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* The record layout for dtype/hidden/inter (base NULL). */
+static inline kern_moe_slots_t kern_moe_slots_layout(ms_dtype_t dt, int32_t hidden, int32_t inter)
 {
-    return (size_t)R * (size_t)(2 * hidden + 3 * inter) * 2 + (size_t)R * 4 + (size_t)(2 * n_local + 2) * 4 + 64;
+    kern_moe_slots_t w = {NULL, 0, dt, hidden, inter, 0, 0};
+    size_t es = ms_dtype_size(dt), mat = (size_t)hidden * (size_t)inter * es;
+    w.off_down = kern_align256(2 * mat);
+    w.off_scale = kern_align256(w.off_down + mat);
+    size_t end = w.off_scale;
+    if (dt == MS_DT_F8E4M3) end += sizeof(float) * 3 * (size_t)kern_fp8_blocks(hidden) * (size_t)kern_fp8_blocks(inter);
+    w.stride = kern_align256(end);
+    return w;
+}
+
+/* Matrix `which` (0 gate [inter, hidden], 1 up, 2 down [hidden, inter]) of local slot j, as a kern_mat_t view. */
+static inline kern_mat_t kern_moe_slot_mat(const kern_moe_slots_t *w, int32_t j, int which)
+{
+    const char *rec = (const char *)w->base + (size_t)j * w->stride;
+    size_t es = ms_dtype_size(w->dtype), mat = (size_t)w->hidden * (size_t)w->inter * es;
+    size_t sblk = (size_t)kern_fp8_blocks(w->hidden) * (size_t)kern_fp8_blocks(w->inter);
+    kern_mat_t m;
+    m.dtype = w->dtype;
+    m.rows = which == 2 ? w->hidden : w->inter;
+    m.cols = which == 2 ? w->inter : w->hidden;
+    m.data = rec + (which == 2 ? w->off_down : (size_t)which * mat);
+    m.scale_inv = w->dtype == MS_DT_F8E4M3 ? (const float *)(rec + w->off_scale) + (size_t)which * sblk : NULL;
+    return m;
+}
+
+/* Workspace bytes kern_ops_t.moe_experts needs for slots of `cap` rows. */
+static inline size_t kern_moe_ws_bytes(int64_t cap, int64_t inter)
+{
+    return (size_t)cap * (size_t)inter * 2 * 2 + 64;
 }
 
 typedef struct kern_ops {
@@ -173,14 +302,15 @@ typedef struct kern_ops {
     int (*supports_op)(kern_op_t op);
 
     /* ---- elementwise / layout ---- */
-    /* out[i,:] = table[ids[i],:]; ids outside [0,vocab) are an error (CPU) */
+    /* out[i,:] = table[ids[i],:]. A padded row (id -1) is written as zeros; an id outside [0, vocab) raises
+     * KERN_FAULT_TOKEN and is written as zeros too. */
     ms_status_t (*embed)(kern_ctx_t *cx, const int32_t *ids, int32_t n, const bf16_t *table, int64_t vocab,
                          int32_t dim, bf16_t *out);
     /* y = bf16(a + b), n elements */
     ms_status_t (*add)(kern_ctx_t *cx, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n);
     /* y = convert(x): F32<->BF16 (round-to-nearest-even), n elements */
     ms_status_t (*cast)(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, void *y, ms_dtype_t ydt, int64_t n);
-    /* dst row i = src row idx[i]; rows of row_bytes bytes, contiguous */
+    /* dst row i = src row idx[i]; rows of row_bytes bytes, contiguous. idx -1: dst row i is left as it was */
     ms_status_t (*gather_rows)(kern_ctx_t *cx, const void *src, const int32_t *idx, int32_t n, size_t row_bytes,
                                void *dst);
     /* out = bf16(bf16(silu(gate)) * up), n elements (transformers: act_fn(gate) * up in bf16) */
@@ -190,11 +320,18 @@ typedef struct kern_ops {
     /* y[r] = bf16(w * bf16(x[r] * rsqrt(mean(x[r]^2) + eps)))   (fp32 statistics) */
     ms_status_t (*rmsnorm)(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
                            int32_t rows, int32_t dim, float eps);
-    /* y[m, 0..w->rows) = x[m, 0..w->cols) · Wᵀ, fp32 accumulation, one rounding on store.
-     * x: BF16 or F32; W: BF16, F8E4M3 (block-scaled) or F32; y: BF16 or F32.
-     * x BF16 + W BF16 + y F32 is the router's fp32 GEMM (bf16 values are exact in fp32). */
-    ms_status_t (*gemm)(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
-                        ms_dtype_t ydt, int64_t ldy, int32_t m);
+    /* Residual add fused with the next RMSNorm: per row x[r] := bf16(x[r] + res[r]), then
+     * y[r] = rmsnorm(x[r]) as rmsnorm above; bit-identical to add followed by rmsnorm. Rows are dim wide
+     * and contiguous (x, res, y: [rows, dim]); y must not alias x or res. */
+    ms_status_t (*add_rmsnorm)(kern_ctx_t *cx, bf16_t *x, const bf16_t *res, const bf16_t *w, bf16_t *y, int32_t rows,
+                               int32_t dim, float eps);
+    /* y = x · Wᵀ per batch, with strides, epilogue and FP8 activations: see kern_gemm_t. */
+    ms_status_t (*gemm)(kern_ctx_t *cx, const kern_gemm_t *g);
+    /* FP8 activation quantization as DeepSeek's act_quant (1×128 per-token groups): for row r and group
+     * g (columns 128g..), s = max(amax, 1e-4) / 448, q[r, c] = e4m3(x[r, c] / s) (round to nearest even,
+     * saturating), scale[r*lds + g] = s. cols need not be a multiple of 128 (the last group is short). */
+    ms_status_t (*act_quant)(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, int32_t rows, int32_t cols, uint8_t *q,
+                             int64_t ldq, float *scale, int64_t lds);
 
     /* ---- attention ---- */
     /* In-place rotary embedding on x[r*ld_row + h*ld_head + 0..dim) for rows r < rows, heads h < heads, at
@@ -205,13 +342,17 @@ typedef struct kern_ops {
      * out_i = bf16(bf16(x_i*cos_i) + bf16(rot_i*sin_i)). */
     ms_status_t (*rope)(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                         const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim, int32_t interleaved);
-    /* Paged latent cache rows are [d_c ckv | d_r kpe] bf16; cache row index = block*block_size + offset.
-     * cache[slots[i]] = [ckv[i*ld_ckv ..] | kpe[i*ld_kpe ..]] */
-    ms_status_t (*kv_store)(kern_ctx_t *cx, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
-                            int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r);
-    /* For each seq: out rows kv_off .. kv_off+pos0+n_q-1 = cache rows of positions 0 .. pos0+n_q-1 (row width d_c+d_r) */
-    ms_status_t (*kv_gather)(kern_ctx_t *cx, const bf16_t *cache, int32_t block_size, int32_t row_width,
-                             const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out);
+    /* cache row slots[i] = [ckv[i*ld_ckv ..] | kpe[i*ld_kpe ..]] in kv's row layout (FP8: quantized per
+     * 128 channels, see kern_kv_t). slot -1: padding, nothing written; a slot outside the cache raises
+     * KERN_FAULT_BLOCK and is skipped. */
+    ms_status_t (*kv_store)(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
+                            int64_t ld_kpe, const int32_t *slots, int32_t n);
+    /* For each seq: out rows kv_off .. kv_off+pos0+n_q-1 = the bf16 rows [ckv | kpe] (d_c+d_r wide,
+     * dequantized for FP8) of positions 0 .. pos0+n_q-1; with kv_len > 0 only positions kv_pos0 ..
+     * kv_pos0+kv_len-1, into rows kv_off .. kv_off+kv_len-1 (a bounded window: prefill attention in chunks).
+     * A block-table entry outside [0, n_blocks) raises KERN_FAULT_BLOCK; its rows are written as zeros. */
+    ms_status_t (*kv_gather)(kern_ctx_t *cx, const kern_kv_t *kv, const kern_attn_seq_t *seqs, int32_t n_seqs,
+                             const int32_t *block_tables, bf16_t *out);
     /* Naive MLA (what transformers computes): per head h, K_h = [k_nope_h ; kpe], V_h = v_h; rounding as
      * transformers' eager attention: s = bf16(bf16(Q·K) * scale), p = bf16(softmax_fp32(s)), out = bf16(p·V)
      * (fp32 sums).
@@ -222,14 +363,19 @@ typedef struct kern_ops {
     ms_status_t (*mla_naive)(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
                              const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
                              int32_t dv, float scale, bf16_t *out);
-    /* Absorbed MLA over the paged latent cache (decode):
-     * q_abs_h = W_UK_hᵀ q_nope_h; score_t = (q_abs_h·ckv_t + q_pe_h·kpe_t) * scale; o_lat = Σ softmax·ckv_t;
-     * out_h = bf16(W_UV_h · o_lat). All fp32 inside. kv_b: [H*(dn+dv), d_c], per head [W_UK dn rows | W_UV dv rows].
-     * Same q/out layouts as mla_naive. */
-    ms_status_t (*mla_absorbed)(kern_ctx_t *cx, const bf16_t *q, const bf16_t *cache, int32_t block_size,
-                                const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
-                                const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv, int32_t d_c,
-                                float scale, bf16_t *out);
+    /* Paged latent attention, the middle op of absorbed MLA (FlashMLA's shape; the first and last are
+     * batched GEMMs q_lat = q_nope·W_UK and o = o_lat·W_UVᵀ per head, see kern_gemm_t):
+     *   score_t = (q_lat_h·ckv_t + q_pe_h·kpe_t) * scale   over the seq's cache rows t = 0 .. pos of the query
+     *   o_lat_h = Σ_t softmax_fp32(score)_t · ckv_t       fp32 sums, one rounding on store (odt)
+     * q_lat: [T, H, d_c] (row t at t*H*d_c) of dtype qdt (F32 or BF16); q_pe: head h of row t at
+     * q_pe + t*ld_pe + h*ld_pe_head (dr = kv->d_r roped values, bf16); o_lat: [T, H, d_c] of dtype odt
+     * (F32 or BF16); only rows of the given seqs are written. Cache rows are read in kv's layout (FP8
+     * dequantized to bf16 values). A block-table entry outside [0, n_blocks) raises KERN_FAULT_BLOCK and
+     * its keys are left out of the softmax. */
+    ms_status_t (*mla_latent)(kern_ctx_t *cx, const void *q_lat, ms_dtype_t qdt, const bf16_t *q_pe, int64_t ld_pe,
+                              int64_t ld_pe_head, const kern_kv_t *kv, const int32_t *block_tables,
+                              const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, float scale, void *o_lat,
+                              ms_dtype_t odt);
 
     /* ---- MoE ---- */
     /* noaux_tc router on fp32 logits [T, E]: s = sigmoid, c = s + bias; group score = top-2 sum of c per group;
@@ -239,22 +385,35 @@ typedef struct kern_ops {
     ms_status_t (*moe_route)(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                              int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling,
                              int32_t *idx, float *w);
-    /* Dispatch plan for the T*K (token, k) pairs p = t*K + k with expert idx[p]: expert e lives in global
-     * slot e2slot[e] (rank = slot / slots_per_rank). Pairs are ordered by slot (stable in p); for the j-th
-     * sent pair: tok_of_sent[j] = its token row, slot_of_sent[j] = its slot; pos_of_pair[p] = j;
-     * slot_counts[slot] = pairs per slot (the host sums them per rank to size the all-to-all). */
-    ms_status_t (*moe_plan)(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
-                            int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
-                            int32_t *slot_of_sent, int32_t *slot_counts);
-    /* Routed experts on R rows: row r goes to local expert slot_of_row[r] - slot_base (0..n_local-1).
-     * out[r] = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted; gate/up/down are stacks of
-     * n_local matrices. Grouping by expert happens inside (grouped GEMM); ws has kern_moe_ws_bytes(). */
-    ms_status_t (*moe_experts)(kern_ctx_t *cx, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
-                               int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
-                               const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
-    /* out[t] = bf16(Σ over k, in ascending expert id, of rows[pos_of_pair[t*K+k]] * w[t*K+k]) with an fp32
-     * sum (transformers 5.17's grouped/batched experts path: fp32 products, fp32 sum, one rounding). */
-    ms_status_t (*moe_combine)(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+    /* Dispatch layout of the T*K pairs p = t*K + k (expert e = idx[p]) over the layer's placement. Replica
+     * rule: the pair goes to replica r = (t + k) % n_rep[e], global slot slot_of_pair[p] = log2phy[e][r]
+     * (consecutive tokens and a token's k alternate replicas; replicas hold identical weights and the
+     * expert op is row-independent, so the choice never changes a result, whatever the layout).
+     * rank_in_slot[p] = pairs q < p of this call with the same slot; slot_counts[s] = pairs per global slot
+     * (n_slots entries, all written); load[e] += pairs routed to expert e (int64, accumulated; NULL = none).
+     * idx -1 is padding (slot -1, not counted); an expert outside [0,E) or a slot outside [0,n_slots)
+     * raises KERN_FAULT_SLOT and the pair becomes padding. */
+    ms_status_t (*moe_plan)(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const kern_moe_place_t *pl,
+                            int32_t *slot_of_pair, int32_t *rank_in_slot, int32_t *slot_counts, int64_t *load);
+    /* The same-rank half of a dispatch (all of it in one process): pairs p with slot_of_pair[p] in
+     * [slot0, slot0+n_local) land at row (slot - slot0)*cap + rank_in_slot[p] of recv [n_local, cap, D]:
+     * recv[row] = x[p / K], row_of_pair[p] = row; every other pair gets row_of_pair -1. recv_count[j] =
+     * min(slot_counts[slot0 + j], cap). A pair at rank_in_slot >= cap raises KERN_FAULT_CAPACITY and is
+     * dropped (row -1): never a silent truncation. */
+    ms_status_t (*moe_scatter)(kern_ctx_t *cx, const bf16_t *x, int32_t T, int32_t K, int32_t D,
+                               const int32_t *slot_of_pair, const int32_t *rank_in_slot, const int32_t *slot_counts,
+                               int32_t slot0, int32_t n_local, int32_t cap, bf16_t *recv, int32_t *recv_count,
+                               int32_t *row_of_pair);
+    /* Routed experts in the masked grouped-GEMM shape: x and out are [n_local, cap, hidden]; local slot j
+     * runs its record's expert on rows 0 .. counts[j] (device counts) and leaves rows beyond untouched.
+     * out row = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted. A count outside [0, cap]
+     * raises KERN_FAULT_CAPACITY and is clamped. ws has kern_moe_ws_bytes(cap, inter). */
+    ms_status_t (*moe_experts)(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local, int32_t cap,
+                               const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);
+    /* out[t] = bf16(Σ over k, in ascending expert id, of rows[row_of_pair[t*K+k]] * w[t*K+k]) with an fp32
+     * sum (transformers 5.17's grouped/batched experts path: fp32 products, fp32 sum, one rounding).
+     * A pair with row -1 (padding, or dropped by a fault) adds nothing. */
+    ms_status_t (*moe_combine)(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 
     /* ---- logits ---- */
@@ -269,6 +428,16 @@ typedef struct kern_ops {
 } kern_ops_t;
 
 extern const kern_ops_t kern_cpu_ops;
+
+/* The common case of the gemm op: one GEMM, natural weight strides, no epilogue:
+ * y[m, 0..w->rows) = x[m, 0..w->cols) · Wᵀ. */
+static inline ms_status_t kern_gemm_plain(const kern_ops_t *k, kern_ctx_t *cx, const void *x, ms_dtype_t xdt,
+                                          int64_t ldx, const kern_mat_t *w, void *y, ms_dtype_t ydt, int64_t ldy,
+                                          int32_t m)
+{
+    kern_gemm_t g = {.x = x, .w = w, .y = y, .xdt = xdt, .ydt = ydt, .m = m, .ldx = ldx, .ldy = ldy};
+    return k->gemm(cx, &g);
+}
 
 /* MS_OK when backend k implements every op of ops[0..n); otherwise
  * MS_ERR_UNSUPPORTED naming the first missing op and the backend. */

@@ -8,5 +8,6 @@ int cmd_plan_memory(int argc, char **argv); /* runtime/plan_memory.c: per-rank m
 int cmd_generate(int argc, char **argv);   /* worker/generate_cmd.c: one-process greedy generation */
 int cmd_tokenize(int argc, char **argv);   /* coordinator/tok_cmd.c */
 int cmd_detokenize(int argc, char **argv); /* coordinator/tok_cmd.c */
+int cmd_eplb_plan(int argc, char **argv);  /* coordinator/eplb_cmd.c */
 
 #endif

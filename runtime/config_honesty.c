@@ -26,27 +26,18 @@ int cfg_inactive(const ms_config_t *c, cfg_inactive_t *out, int max)
         add(out, max, &n, "cuda_graph_config",
             "no CUDA graph is captured yet (the CUDA backend is not complete): decode steps run eagerly, batches are "
             "not padded%s", "");
-    if (c->kv_cache.dtype == MS_KV_DTYPE_FP8)
-        add(out, max, &n, "kv_cache_config.dtype",
-            "%s: the KV cache stores bf16 rows today (FP8 rows with scales are being added); plan-memory already "
-            "sizes FP8 rows", "fp8");
     if (c->speculative.enabled)
         add(out, max, &n, "speculative_config",
             "MTP speculative decoding is not implemented: no draft tokens, one token per sequence per step%s", "");
-    if (c->moe.load_balancer.enabled)
-        add(out, max, &n, "moe_config.load_balancer",
-            "static expert placement, one slot per expert: num_slots and layer_updates_per_iter are validated but "
-            "not used yet (no replicas, no online rebalancing)%s", "");
+    if (c->moe.load_balancer.enabled && c->moe.load_balancer.layer_updates_per_iter > 0)
+        add(out, max, &n, "moe_config.load_balancer.layer_updates_per_iter",
+            "no online rebalancing yet: the placement (num_slots, default or initial assignments) stays static%s", "");
     if (c->moe.backend != MS_MOE_BACKEND_CUTLASS)
         add(out, max, &n, "moe_config.backend", "%s is recorded only: moeserve runs its own expert kernels",
             cfg_moe_backend_name(c->moe.backend));
     if (c->attention_backend != MS_ATTN_BACKEND_TRTLLM)
         add(out, max, &n, "attention_backend", "%s is recorded only: moeserve has one MLA path",
             cfg_attn_backend_name(c->attention_backend));
-    if (c->moe.max_num_tokens > 0)
-        add(out, max, &n, "moe_config.max_num_tokens",
-            "sizes each rank's MoE receive buffer (tokens per step); the MoE input is not chunked: a step routing "
-            "more tokens to one rank fails with an error%s", "");
     return n;
 }
 

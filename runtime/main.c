@@ -16,6 +16,8 @@ static const struct {
     {"generate", cmd_generate, "generate MODEL --prompt-ids 0,1,2 --max-tokens N   greedy generation, one process"},
     {"tokenize", cmd_tokenize, "tokenize MODEL [--no-special]   JSON string per line on stdin -> id arrays"},
     {"detokenize", cmd_detokenize, "detokenize MODEL   JSON id arrays per line on stdin -> JSON strings"},
+    {"eplb-plan", cmd_eplb_plan, "eplb-plan STATS.json --num-slots N --ep-size P [--nodes K] [--groups G] [--out F]   "
+                                 "expert placement YAML (load_balancer) from expert statistics"},
 };
 
 static void usage(FILE *f)

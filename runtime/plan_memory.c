@@ -75,9 +75,10 @@ int cmd_plan_memory(int argc, char **argv)
             break;
         }
         if (r == 0)
-            printf("layout: attention %s, EP %d (%d experts per rank); per rank %d sequences, %d tokens per step, "
-                   "MoE max_num_tokens %d\n", par.attention_dp ? "DP" : "TP", par.ep_size,
-                   par_experts_local(&par, &mc), lim.max_batch, lim.max_tokens, lim.moe_max_num_tokens);
+            printf("layout: attention %s, EP %d (%d expert slots per rank); per rank %d sequences, %d tokens per "
+                   "step, MoE max_num_tokens %d\n", par.attention_dp ? "DP" : "TP", par.ep_size,
+                   (lim.num_slots > 0 ? lim.num_slots : mc.n_routed_experts) / par.ep_size, lim.max_batch,
+                   lim.max_tokens, lim.moe_max_num_tokens);
         if (par_validate(&par, &mc) != MS_OK) {
             rc = 2;
             break;
@@ -90,9 +91,9 @@ int cmd_plan_memory(int argc, char **argv)
         }
         size_t total = s.weights + s.activations + s.kv;
         printf("rank %d: weights %.2f GiB, activations %.2f GiB, KV %.2f GiB (%d blocks x %d tokens), total %.2f GiB "
-               "of %.2f GiB | bytes weights=%zu activations=%zu kv=%zu kv_token=%zu kv_blocks=%d moe_recv_rows=%lld "
+               "of %.2f GiB | bytes weights=%zu activations=%zu kv=%zu kv_token=%zu kv_blocks=%d moe_slot_cap=%d moe_recv_rows=%lld "
                "naive_ctx=%d\n", r, s.weights / GIB, s.activations / GIB, s.kv / GIB, s.kv_blocks, lim.block_size,
-               total / GIB, dev / GIB, s.weights, s.activations, s.kv, s.kv_token, s.kv_blocks,
+               total / GIB, dev / GIB, s.weights, s.activations, s.kv, s.kv_token, s.kv_blocks, s.moe_slot_cap,
                (long long)s.moe_recv_rows, s.naive_ctx);
     }
 out:

@@ -125,7 +125,7 @@ static int kv_blocks_for_cfg(const ms_config_t *cfg, const mcfg_t *m, int max_se
     int bs = cfg->kv_cache.tokens_per_block;
     int64_t tokens = cfg->kv_cache.max_tokens;
     if (tokens <= 0) {
-        int64_t per_tok = (int64_t)sizing_kv_token_bytes(m, false); /* the cache stores bf16 rows today */
+        int64_t per_tok = (int64_t)sizing_kv_token_bytes(m, cfg->kv_cache.dtype == MS_KV_DTYPE_FP8);
         int64_t cap = (int64_t)cfg->max_batch_size * max_seq_len;
         long avail = mem_available_bytes();
         tokens = cap;
@@ -217,12 +217,14 @@ int cmd_serve(int argc, char **argv)
     engine_opts_t eo = {
         .kv_blocks = kv_blocks_for_cfg(&cfg, &mc, max_seq_len, local_ranks),
         .block_size = lim.block_size,
+        .kv_fp8 = cfg.kv_cache.dtype == MS_KV_DTYPE_FP8, /* auto = the checkpoint's activations: bf16 */
         /* per rank (attention DP: its own sequences; TP: the one group) */
         .max_batch = lim.max_batch,
         .max_tokens_per_step = lim.max_tokens,
-        .moe_max_num_tokens = lim.moe_max_num_tokens,
         .backend = cfg.ms.device == MS_DEVICE_CUDA ? "cuda" : "cpu",
         .mla = ENGINE_MLA_AUTO,
+        .num_slots = lim.num_slots,
+        .moe_max_num_tokens = lim.moe_max_num_tokens,
     };
     sc.max_seqs = cfg.max_batch_size * groups; /* rank 0's whole plan */
     {

@@ -20,6 +20,7 @@ ms_status_t serve_layout(const ms_config_t *cfg, int world, int rank, par_t *par
     *lim = (sizing_limits_t){.max_batch = cfg->max_batch_size,
                              .max_tokens = cfg->max_num_tokens,
                              .moe_max_num_tokens = cfg->moe.max_num_tokens,
+                             .num_slots = cfg->moe.load_balancer.enabled ? cfg->moe.load_balancer.num_slots : 0,
                              .block_size = cfg->kv_cache.tokens_per_block};
     return MS_OK;
 }

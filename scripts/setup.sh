@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential meson ninja-build pkg-config python3
       libopenmpi-dev openmpi-bin libevent-dev libjansson-dev libyaml-dev libpcre2-dev
-      curl ca-certificates prometheus)
+      curl ca-certificates prometheus
+      gnuplot-nox)  # gnuplot-nox: scripts/bench.sh plots
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,6 +27,30 @@ typedef enum {
 
 typedef struct comm comm_t;
 
+/* One MoE layer's dispatch/combine (DeepEP's shape and "handle"): the caller
+ * fills the routing inputs per layer and carves the device buffers once;
+ * comm_moe_dispatch leaves the rows grouped by local slot in recv
+ * [n_local, cap, D] with a device count per slot, comm_moe_combine brings the
+ * expert outputs (same shape) home and sums them per token. Counts stay on
+ * the device as far as model code is concerned: a transport may move them
+ * internally (the MPI one does, it is a CPU transport), the caller never
+ * reads one. What combine needs from dispatch stays in the struct. */
+typedef struct {
+    /* routing inputs, per layer */
+    const int32_t *idx;     /* device [T, K] expert ids (-1 = padding) */
+    const float *w;         /* device [T, K] routing weights */
+    int32_t T, K, D;
+    kern_moe_place_t place; /* the layer's placement (device tables) */
+    int64_t *load;          /* device [E] the layer's routed-pair counter (accumulated), or NULL */
+    /* device buffers, carved once for T_max tokens */
+    int32_t cap, n_local;   /* rows per slot; local slots = place.slots_per_rank */
+    int32_t *slot_of_pair, *rank_in_slot, *row_of_pair; /* [T_max*K] */
+    int32_t *slot_counts;   /* [n_slots] this rank's pairs per global slot */
+    bf16_t *recv;           /* [n_local, cap, D] rows grouped by local slot */
+    int32_t *recv_count;    /* [n_local] rows of each local slot (<= cap) */
+    bf16_t *send, *back;    /* [T_max*K, D] staging in send order (transports that move rows, e.g. MPI) */
+} comm_moe_t;
+
 typedef struct {
     int (*rank)(const comm_t *c, comm_group_t g);
     int (*size)(const comm_t *c, comm_group_t g);
@@ -42,6 +66,13 @@ typedef struct {
      * (every rank knows all counts). send may alias recv at this rank's offset. */
     ms_status_t (*allgatherv)(comm_t *c, comm_group_t g, const void *send, void *recv, const int64_t *recv_rows,
                               size_t row_bytes, kern_ctx_t *cx);
+    /* MoE dispatch over group g: m->idx/w/place/x → m->recv, m->recv_count (and what combine needs), after the
+     * caller's moe_plan filled slot_of_pair / rank_in_slot / slot_counts (comm_moe_dispatch does both). A slot
+     * receiving more than cap rows raises KERN_FAULT_CAPACITY and the excess is dropped. */
+    ms_status_t (*moe_dispatch)(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *x, kern_ctx_t *cx);
+    /* expert_out [n_local, cap, D] → out [T, D]: each token's K outputs summed on its home rank (moe_combine) */
+    ms_status_t (*moe_combine)(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *expert_out, bf16_t *out,
+                               kern_ctx_t *cx);
     void (*destroy)(comm_t *c);
 } comm_ops_t;
 
@@ -71,6 +102,22 @@ static inline ms_status_t comm_allgatherv(comm_t *c, comm_group_t g, const void 
 {
     return c->ops->allgatherv(c, g, send, recv, recv_rows, row_bytes, cx);
 }
+/* Collective over g even for a rank with T = 0. */
+static inline ms_status_t comm_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *x, kern_ctx_t *cx)
+{
+    MS_TRY(cx->ops->moe_plan(cx, m->idx, m->T, m->K, &m->place, m->slot_of_pair, m->rank_in_slot, m->slot_counts,
+                             m->load));
+    return c->ops->moe_dispatch(c, g, m, x, cx);
+}
+static inline ms_status_t comm_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *expert_out,
+                                           bf16_t *out, kern_ctx_t *cx)
+{
+    return c->ops->moe_combine(c, g, m, expert_out, out, cx);
+}
+/* Both halves when the whole placement is on this rank (a group of one): device ops only. */
+ms_status_t comm_moe_dispatch_self(comm_moe_t *m, const bf16_t *x, kern_ctx_t *cx);
+ms_status_t comm_moe_combine_self(comm_moe_t *m, const bf16_t *expert_out, bf16_t *out, kern_ctx_t *cx);
+
 static inline void comm_destroy(comm_t *c)
 {
     if (c) c->ops->destroy(c);

@@ -1,7 +1,8 @@
 /* comm_local.c — the data plane of a single process: one rank per group, so
  * an all-to-all or all-gather moves this rank's rows to itself (a device
  * copy through the kernels backend) and an all-reduce leaves the buffer as
- * it is. Model code calls it exactly as it will call the MPI/NCCL versions. */
+ * it is; an MoE dispatch/combine is the moe_scatter / moe_combine ops (no host
+ * step). Model code calls it exactly as it will call the MPI/NCCL versions. */
 #include "worker/comm.h"
 
 #include <stdlib.h>
@@ -41,6 +42,30 @@ static ms_status_t local_allgatherv(comm_t *c, comm_group_t g, const void *send,
     return l->k->copy(cx, recv, send, (size_t)recv_rows[0] * row_bytes);
 }
 
+ms_status_t comm_moe_dispatch_self(comm_moe_t *m, const bf16_t *x, kern_ctx_t *cx)
+{
+    return cx->ops->moe_scatter(cx, x, m->T, m->K, m->D, m->slot_of_pair, m->rank_in_slot, m->slot_counts, 0,
+                                m->n_local, m->cap, m->recv, m->recv_count, m->row_of_pair);
+}
+
+ms_status_t comm_moe_combine_self(comm_moe_t *m, const bf16_t *expert_out, bf16_t *out, kern_ctx_t *cx)
+{
+    return cx->ops->moe_combine(cx, expert_out, m->row_of_pair, m->idx, m->w, m->T, m->K, m->D, out);
+}
+
+static ms_status_t local_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *x, kern_ctx_t *cx)
+{
+    if (m->n_local != m->place.n_slots)
+        return MS_ERR(MS_ERR_INTERNAL, "comm_local moe_dispatch: %d local slots of %d", m->n_local, m->place.n_slots);
+    return comm_moe_dispatch_self(m, x, cx);
+}
+
+static ms_status_t local_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *expert_out, bf16_t *out,
+                                     kern_ctx_t *cx)
+{
+    return comm_moe_combine_self(m, expert_out, out, cx);
+}
+
 static void local_destroy(comm_t *c)
 {
     free(c->impl);
@@ -54,6 +79,8 @@ static const comm_ops_t g_local_ops = {
     .alltoall_counts = local_counts,
     .alltoallv = local_alltoallv,
     .allgatherv = local_allgatherv,
+    .moe_dispatch = local_moe_dispatch,
+    .moe_combine = local_moe_combine,
     .destroy = local_destroy,
 };
 

@@ -16,6 +16,15 @@ typedef struct {
     int64_t *c64;           /* scratch for counts */
     float *gather;          /* allreduce scratch: size * n floats */
     size_t gather_cap;
+    /* MoE: kept from a dispatch for its combine */
+    int32_t *moe_in;        /* [size][slots_per_rank] rows each source sends to each of my local slots */
+    int32_t *moe_out;       /* [n_slots] my rows per global slot */
+    int32_t *moe_pre;       /* [size][slots_per_rank] rows of lower sources before source s's in local slot j */
+    int32_t *moe_start;     /* [n_slots] first send row of each global slot */
+    size_t moe_in_cap, moe_out_cap, moe_pre_cap, moe_start_cap;
+    int64_t *moe_srows, *moe_rrows; /* [size] rows to / from each rank */
+    char *stage;            /* received rows in source order */
+    size_t stage_cap;
 } mpic_t;
 
 static int mpic_rank(const comm_t *c, comm_group_t g) { return ((const mpic_t *)c->impl)->rank[g]; }
@@ -106,6 +115,120 @@ static ms_status_t mpic_allgatherv(comm_t *c, comm_group_t g, const void *send, 
     return MS_OK;
 }
 
+/* ---- MoE dispatch / combine ----
+ * A CPU transport: the CPU backend's device memory is host memory, so the plan
+ * (slot_of_pair, rank_in_slot, slot_counts) is read in place and rows move
+ * with memcpy around two MPI_Alltoallv calls. The counts are exchanged here,
+ * inside the transport (one MPI_Alltoall of per-slot counts); the slot ids no
+ * longer travel: a row's slot is where it lands.
+ * Send order: by global slot (so by destination rank), then by rank_in_slot.
+ * A local slot j gets source 0's rows first, then source 1's, ...: row
+ * (j, Σ_{s'<s} in[s'][j] + i) for source s's i-th row. */
+
+static ms_status_t grow(void **p, size_t *cap, size_t need, const char *what)
+{
+    if (need <= *cap) return MS_OK;
+    void *q = realloc(*p, need);
+    if (!q) return MS_ERR(MS_ERR_NOMEM, "comm_mpi: out of memory for %zu bytes of %s", need, what);
+    *p = q, *cap = need;
+    return MS_OK;
+}
+
+/* Row in recv / expert_out of source s's i-th row for local slot j, or -1 past capacity. */
+static int64_t moe_row(const mpic_t *m, const comm_moe_t *mo, int s, int j, int32_t i)
+{
+    int64_t r = (int64_t)m->moe_pre[(size_t)s * mo->place.slots_per_rank + j] + i;
+    return r < mo->cap ? (int64_t)j * mo->cap + r : -1;
+}
+
+static ms_status_t mpic_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, const bf16_t *x, kern_ctx_t *cx)
+{
+    mpic_t *m = c->impl;
+    const int size = m->size[g], spr = mo->place.slots_per_rank, S = mo->place.n_slots;
+    if (size == 1) return comm_moe_dispatch_self(mo, x, cx);
+    if (S != size * spr || mo->n_local != spr)
+        return MS_ERR(MS_ERR_INTERNAL, "comm_mpi moe_dispatch: %d slots, %d per rank, %d local, %d ranks", S, spr,
+                      mo->n_local, size);
+    const size_t row = sizeof(bf16_t) * (size_t)mo->D;
+    MS_TRY(grow((void **)&m->moe_out, &m->moe_out_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
+    MS_TRY(grow((void **)&m->moe_in, &m->moe_in_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
+    MS_TRY(grow((void **)&m->moe_pre, &m->moe_pre_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
+    MS_TRY(grow((void **)&m->moe_start, &m->moe_start_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
+    MS_TRY(cx->ops->download(cx, m->moe_out, mo->slot_counts, sizeof(int32_t) * (size_t)S));
+    MS_TRY(cx->ops->synchronize(cx));
+    MPI_CHECK(MPI_Alltoall(m->moe_out, spr, MPI_INT32_T, m->moe_in, spr, MPI_INT32_T, m->comm[g]));
+    /* send buffer in slot order: start of each global slot's rows */
+    int64_t off = 0;
+    int32_t *start = m->moe_start;
+    for (int j = 0; j < spr; j++)
+        for (int s = 0, pre = 0; s < size; s++) {
+            m->moe_pre[(size_t)s * spr + j] = pre;
+            pre += m->moe_in[(size_t)s * spr + j];
+        }
+    for (int r = 0; r < size; r++) {
+        int64_t n = 0, in = 0;
+        for (int j = 0; j < spr; j++) {
+            start[r * spr + j] = (int32_t)(off + n);
+            n += m->moe_out[r * spr + j];
+            in += m->moe_in[r * spr + j];
+        }
+        m->moe_srows[r] = n, m->moe_rrows[r] = in;
+        off += n;
+    }
+    const int64_t P = (int64_t)mo->T * mo->K;
+    for (int64_t p = 0; p < P; p++) {
+        const int32_t sl = mo->slot_of_pair[p];
+        mo->row_of_pair[p] = -1;
+        if (sl < 0) continue;
+        const int32_t j = start[sl] + mo->rank_in_slot[p];
+        memcpy((char *)mo->send + (size_t)j * row, (const char *)x + (size_t)(p / mo->K) * row, row);
+        mo->row_of_pair[p] = j; /* where combine finds it in `back` */
+    }
+    int64_t in_total = 0;
+    for (int r = 0; r < size; r++) in_total += m->moe_rrows[r];
+    MS_TRY(grow((void **)&m->stage, &m->stage_cap, (size_t)in_total * row + 1, "MoE receive staging"));
+    MS_TRY(mpic_alltoallv(c, g, mo->send, m->moe_srows, m->stage, m->moe_rrows, row, cx));
+    /* place rows by local slot; counts beyond cap are a fault (the excess is dropped, never silently) */
+    const char *src = m->stage;
+    for (int s = 0; s < size; s++)
+        for (int j = 0; j < spr; j++)
+            for (int32_t i = 0; i < m->moe_in[(size_t)s * spr + j]; i++, src += row) {
+                int64_t r = moe_row(m, mo, s, j, i);
+                if (r >= 0) memcpy((char *)mo->recv + (size_t)r * row, src, row);
+            }
+    for (int j = 0; j < spr; j++) {
+        int64_t n = 0;
+        for (int s = 0; s < size; s++) n += m->moe_in[(size_t)s * spr + j];
+        if (n > mo->cap) {
+            (void)MS_ERR(MS_ERR_INVALID, "comm_mpi: local slot %d receives %lld rows, capacity is %d (moe_config.max_num_tokens): rows "
+                     "dropped, the step faults", j, (long long)n, mo->cap);
+            if (cx->fault) *cx->fault |= KERN_FAULT_CAPACITY;
+        }
+        int32_t cnt = (int32_t)(n < mo->cap ? n : mo->cap);
+        MS_TRY(cx->ops->upload(cx, mo->recv_count + j, &cnt, sizeof cnt));
+    }
+    return cx->ops->synchronize(cx);
+}
+
+static ms_status_t mpic_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *mo, const bf16_t *expert_out, bf16_t *out,
+                                    kern_ctx_t *cx)
+{
+    mpic_t *m = c->impl;
+    const int size = m->size[g], spr = mo->place.slots_per_rank;
+    if (size == 1) return comm_moe_combine_self(mo, expert_out, out, cx);
+    const size_t row = sizeof(bf16_t) * (size_t)mo->D;
+    char *dst = m->stage; /* same order as received; a dropped row goes back as zeros (its step faulted) */
+    for (int s = 0; s < size; s++)
+        for (int j = 0; j < spr; j++)
+            for (int32_t i = 0; i < m->moe_in[(size_t)s * spr + j]; i++, dst += row) {
+                int64_t r = moe_row(m, mo, s, j, i);
+                if (r >= 0) memcpy(dst, (const char *)expert_out + (size_t)r * row, row);
+                else memset(dst, 0, row);
+            }
+    MS_TRY(mpic_alltoallv(c, g, m->stage, m->moe_rrows, mo->back, m->moe_srows, row, cx));
+    return cx->ops->moe_combine(cx, mo->back, mo->row_of_pair, mo->idx, mo->w, mo->T, mo->K, mo->D, out);
+}
+
 static void mpic_destroy(comm_t *c)
 {
     if (!c) return;
@@ -119,6 +242,7 @@ static void mpic_destroy(comm_t *c)
         free(m->displs);
         free(m->c64);
         free(m->gather);
+        free(m->moe_in), free(m->moe_out), free(m->moe_pre), free(m->moe_start), free(m->moe_srows), free(m->moe_rrows), free(m->stage);
         free(m);
     }
     free(c);
@@ -131,6 +255,8 @@ static const comm_ops_t g_mpi_ops = {
     .alltoall_counts = mpic_counts,
     .alltoallv = mpic_alltoallv,
     .allgatherv = mpic_allgatherv,
+    .moe_dispatch = mpic_moe_dispatch,
+    .moe_combine = mpic_moe_combine,
     .destroy = mpic_destroy,
 };
 
@@ -164,7 +290,9 @@ ms_status_t comm_mpi_create(MPI_Comm world, int ep_size, const kern_ops_t *ops, 
     m->counts = calloc(2 * (size_t)ws, sizeof(int));
     m->displs = calloc(2 * (size_t)ws, sizeof(int));
     m->c64 = calloc((size_t)ws, sizeof(int64_t));
-    if (!m->counts || !m->displs || !m->c64) {
+    m->moe_srows = calloc((size_t)ws, sizeof(int64_t));
+    m->moe_rrows = calloc((size_t)ws, sizeof(int64_t));
+    if (!m->counts || !m->displs || !m->c64 || !m->moe_srows || !m->moe_rrows) {
         mpic_destroy(c);
         return MS_ERR(MS_ERR_NOMEM, "comm_mpi: out of memory");
     }

@@ -20,6 +20,7 @@
 #include "worker/kv_cache.h"
 #include "worker/sizing.h"
 #include "worker/step_io.h"
+#include "worker/placement.h"
 #include "worker/weights.h"
 
 _Static_assert(KERN_MAX_LOGPROBS == PROTO_MAX_LOGPROBS, "logprob list lengths agree");
@@ -32,6 +33,7 @@ struct engine {
     kern_ctx_t *cx;
     comm_t *comm;
     ckpt_t *ck;
+    placement_t pl;
     weights_t w;
     kvc_t kv;
     fwd_t f;
@@ -52,15 +54,16 @@ void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size
 {
     *weights = e->w.bytes;
     *activations = e->f.bytes;
-    *kv = e->kv.layer_elems * (size_t)e->kv.n_layers * 2;
+    *kv = e->kv.layer_bytes * (size_t)e->kv.n_layers;
 }
 
 /* Every op the forward pass calls: checked at creation so a backend that
  * lacks one is rejected before any weight is loaded. */
 static const kern_op_t engine_ops_used[] = {
     KERN_OP_EMBED, KERN_OP_ADD, KERN_OP_CAST, KERN_OP_GATHER_ROWS, KERN_OP_SILU_MUL, KERN_OP_RMSNORM,
-    KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE, KERN_OP_MLA_ABSORBED,
-    KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE, KERN_OP_SAMPLE,
+    KERN_OP_ADD_RMSNORM, KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE,
+    KERN_OP_MLA_LATENT, KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS,
+    KERN_OP_MOE_COMBINE, KERN_OP_SAMPLE,
 };
 
 static void engine_free_host(engine_t *e)
@@ -98,20 +101,22 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                 out_e);
     MS_TRY_GOTO(st, e->k->ctx_create(0, 0, &e->cx), out_e);
     MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
-    MS_TRY_GOTO(st, weights_load(e->k, e->cx, e->ck, &e->cfg, par, &e->w), out_ck);
+    if (e->cfg.n_routed_experts > 0)
+        MS_TRY_GOTO(st, placement_create(e->cfg.num_hidden_layers, e->cfg.n_routed_experts, o->num_slots,
+                                         par->ep_size, o->assignment, &e->pl), out_ck);
+    o->assignment = NULL; /* borrowed for creation only */
+    MS_TRY_GOTO(st, weights_load(e->k, e->cx, e->ck, &e->cfg, par, &e->pl, &e->w), out_pl);
     MS_TRY_GOTO(st, kvc_create(e->k, e->cfg.num_hidden_layers, o->kv_blocks, o->block_size,
-                               e->cfg.kv_lora_rank + e->cfg.qk_rope_head_dim, &e->kv), out_w);
+                               o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, e->cfg.kv_lora_rank, e->cfg.qk_rope_head_dim,
+                               &e->kv), out_w);
     const int T = o->max_tokens_per_step, B = o->max_batch;
     /* A block belongs to one sequence, so one step's block tables (this
      * rank's sequences) hold at most every block of the pool once. */
     const int blk_max = o->kv_blocks;
     /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
     if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
-    const int64_t R = e->cfg.n_routed_experts
-                          ? sizing_moe_recv_rows(&e->cfg, par, sizing_moe_tokens(o->moe_max_num_tokens, par->ep_size, T))
-                          : 0;
-    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, T, B, o->max_naive_ctx, blk_max, R),
-                out_kv);
+    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B, o->max_naive_ctx,
+                               blk_max, o->moe_max_num_tokens), out_kv);
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B);
     if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0) {
@@ -119,8 +124,9 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
         goto out_host;
     }
     MS_TRY_GOTO(st, e->k->host_alloc(e->f.io_bytes, &e->stage), out_host);
-    MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens (%.1f MiB)", model_dir, e->cfg.num_hidden_layers,
-            o->kv_blocks, o->block_size, (double)e->kv.layer_elems * e->kv.n_layers * 2 / (1 << 20));
+    MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens, %s rows of %d bytes (%.1f MiB)", model_dir,
+            e->cfg.num_hidden_layers, o->kv_blocks, o->block_size, o->kv_fp8 ? "fp8" : "bf16", e->kv.row_bytes,
+            (double)e->kv.layer_bytes * e->kv.n_layers / (1 << 20));
     *out = e;
     return MS_OK;
 out_host:
@@ -130,6 +136,8 @@ out_kv:
     kvc_destroy(&e->kv);
 out_w:
     weights_free(&e->w);
+out_pl:
+    placement_free(&e->pl);
 out_ck:
     ckpt_close(e->ck);
 out_stream:
@@ -146,9 +154,18 @@ void engine_destroy(engine_t *e)
     fwd_destroy(&e->f);
     kvc_destroy(&e->kv);
     weights_free(&e->w);
+    placement_free(&e->pl);
     ckpt_close(e->ck);
     e->k->ctx_destroy(e->cx);
     free(e);
+}
+
+ms_status_t engine_expert_load(engine_t *e, int64_t *out)
+{
+    const size_t n = (size_t)e->cfg.num_hidden_layers * (size_t)e->cfg.n_routed_experts;
+    if (!n) return MS_OK;
+    MS_TRY(e->k->download(e->cx, out, e->f.load, sizeof(int64_t) * n));
+    return e->k->synchronize(e->cx);
 }
 
 static bool seq_is_mine(const engine_t *e, const proto_seq_t *q)

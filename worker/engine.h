@@ -27,7 +27,8 @@ typedef enum {
 
 typedef struct {
     int kv_blocks;           /* blocks in the paged cache (per layer) */
-    int block_size;          /* tokens per block, e.g. 32 */
+    int block_size;          /* tokens per block, e.g. 32 (64 = FlashMLA's page) */
+    int kv_fp8;              /* 1: FP8 latent rows with per-128 scales (kv_cache_config.dtype fp8); 0: BF16 */
     int max_batch;           /* sequences per step (slots) */
     int max_tokens_per_step; /* fed tokens per step */
     const char *backend;     /* "cpu" (default) or "cuda" */
@@ -35,8 +36,12 @@ typedef struct {
     int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = sizing_naive_ctx()
                               * (bounded, never the whole pool). In AUTO, prefill seqs beyond it fall back
                               * to the absorbed path. */
-    int moe_max_num_tokens;  /* tokens this rank's MoE takes per step (moe_config.max_num_tokens); 0 = ep_size *
-                              * max_tokens_per_step (sizing_moe_tokens) */
+    /* MoE (placement.h) */
+    int num_slots;           /* moe_config.load_balancer.num_slots; 0 = n_routed_experts */
+    const int32_t *assignment; /* [num_hidden_layers][num_slots] expert per global slot, NULL = default;
+                                * borrowed during engine_create only */
+    int moe_max_num_tokens;  /* moe_config.max_num_tokens: rows per expert slot; 0 = the worst case
+                              * (worker/sizing.h sizing_moe_slot_cap) */
     const struct kern_ops *ops; /* tests: this ops table instead of `backend` (e.g. a counting wrapper); borrowed */
 } engine_opts_t;
 
@@ -76,6 +81,13 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *r
 ms_status_t engine_logits(engine_t *e, int seq_index, float *out);
 
 const mcfg_t *engine_config(const engine_t *e);
+
+/* The routed-pair counters load[layer][expert] (num_hidden_layers * n_routed_experts
+ * int64, dense layers 0): (token, k) pairs this rank's tokens routed to each
+ * expert since creation (a device buffer the MoE layers bump; read between
+ * steps, no step is stopped). Summed over the ranks that route disjoint tokens
+ * (DP ranks, TP slices) it is the job's load. */
+ms_status_t engine_expert_load(engine_t *e, int64_t *out);
 
 /* Bytes this engine allocated: weights, the activation arena, the KV cache
  * (what worker/sizing.h predicts from config.json alone). */

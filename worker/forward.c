@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/sizing.h"
 #include "worker/step_io.h"
 
 typedef struct {
@@ -27,10 +28,15 @@ static int imax(int a, int b) { return a > b ? a : b; }
 static void fwd_layout(fwd_t *f, char *base)
 {
     carve_t cv = {base, 0};
-    const size_t T = (size_t)f->T_max, B = (size_t)f->B_max, S = (size_t)f->S_max, R = (size_t)f->R_max;
+    const size_t T = (size_t)f->T_max, B = (size_t)f->B_max, S = (size_t)f->S_max;
     const size_t P = T * (size_t)f->K, F = (size_t)imax(f->I, f->Is);
     f->inv_freq = carve(&cv, sizeof(float) * (size_t)(f->dr / 2));
-    f->e2slot = carve(&cv, sizeof(int32_t) * (size_t)f->E);
+    const size_t L = (size_t)f->c->num_hidden_layers, NS = f->pl ? (size_t)f->pl->n_slots : 0;
+    const size_t Sl = f->pl ? (size_t)f->pl->slots_per_rank : 0, RR = Sl * (size_t)f->moe_cap;
+    f->pl_log2phy = carve(&cv, 4 * L * f->E * (f->pl ? (size_t)f->pl->max_rep : 0));
+    f->pl_nrep = carve(&cv, 4 * L * f->E);
+    f->pl_phy2log = carve(&cv, 4 * L * NS);
+    f->load = carve(&cv, 8 * L * f->E);
     f->x = carve(&cv, 2 * T * f->D);
     f->xn = carve(&cv, 2 * T * f->D);
     f->qa = carve(&cv, 2 * T * (size_t)f->q_lora);
@@ -39,27 +45,37 @@ static void fwd_layout(fwd_t *f, char *base)
     f->att = carve(&cv, 2 * T * f->H * f->dv);
     f->of32 = carve(&cv, 4 * T * f->D);
     f->tb = carve(&cv, 2 * T * f->D);
-    f->gkv = carve(&cv, 2 * S * (f->dc + f->dr));
-    f->kvb = carve(&cv, 2 * S * f->H * (f->dn + f->dv));
+    {   /* naive scratch and absorbed latents are used one after the other inside a layer: one region */
+        size_t naive = ((2 * S * (f->dc + f->dr) + 255) & ~(size_t)255) + 2 * S * f->H * (f->dn + f->dv);
+        size_t lat = ((4 * T * f->H * f->dc + 255) & ~(size_t)255) + 4 * T * f->H * f->dc;
+        carve_t un = {cv.base ? cv.base + cv.off : NULL, 0};
+        f->gkv = carve(&un, 2 * S * (f->dc + f->dr));
+        f->kvb = carve(&un, 2 * S * f->H * (f->dn + f->dv));
+        un.off = 0;
+        f->qlat = carve(&un, 4 * T * f->H * f->dc);
+        f->olat = carve(&un, 4 * T * f->H * f->dc);
+        carve(&cv, naive > lat ? naive : lat);
+    }
     f->g = carve(&cv, 2 * T * F);
     f->u = carve(&cv, 2 * T * F);
     f->rlog = carve(&cv, 4 * T * f->E);
     f->ridx = carve(&cv, 4 * P);
     f->rw = carve(&cv, 4 * P);
-    f->tos = carve(&cv, 4 * P);
-    f->pos_of_pair = carve(&cv, 4 * P);
-    f->sos = carve(&cv, 4 * P);
-    f->slot_counts = carve(&cv, 4 * (size_t)f->E);
-    f->recv_slot = carve(&cv, 4 * R);
-    f->send = carve(&cv, 2 * P * f->D);
-    f->back = carve(&cv, 2 * P * f->D);
-    f->recv = carve(&cv, 2 * R * f->D);
-    f->eout = carve(&cv, 2 * R * f->D);
-    f->moe_ws_bytes = f->E ? kern_moe_ws_bytes((int64_t)R, f->D, f->Im, f->El) : 0;
+    comm_moe_t *m = &f->moe;
+    m->slot_of_pair = carve(&cv, 4 * P);
+    m->rank_in_slot = carve(&cv, 4 * P);
+    m->row_of_pair = carve(&cv, 4 * P);
+    m->slot_counts = carve(&cv, 4 * NS);
+    m->recv_count = carve(&cv, 4 * Sl);
+    m->recv = carve(&cv, 2 * RR * f->D);
+    /* rows move in send order only between ranks */
+    m->send = f->par.ep_size > 1 ? carve(&cv, 2 * P * f->D) : NULL;
+    m->back = f->par.ep_size > 1 ? carve(&cv, 2 * P * f->D) : NULL;
+    f->eout = carve(&cv, 2 * RR * f->D);
+    f->moe_ws_bytes = f->E ? kern_moe_ws_bytes(f->moe_cap, f->Im) : 0;
     f->moe_ws = carve(&cv, f->moe_ws_bytes);
     f->routed = carve(&cv, 2 * T * f->D);
     f->shared = carve(&cv, 2 * T * f->D);
-    f->last = carve(&cv, 2 * B * f->D);
     f->lastn = carve(&cv, 2 * B * f->D);
     f->lg16 = carve(&cv, 2 * B * f->V);
     f->logits = carve(&cv, 4 * B * f->V);
@@ -71,62 +87,68 @@ static void fwd_layout(fwd_t *f, char *base)
     f->bytes = cv.off;
 }
 
-/* Every dimension the layout reads (fwd_create and fwd_bytes agree by construction). */
-static void fwd_dims(fwd_t *f, const mcfg_t *c, const par_t *p, int T_max, int B_max, int S_max, int blk_max,
-                     int64_t R_max)
+/* Upload the placement tables (once, at load) and zero the load counters. */
+static ms_status_t fwd_upload_placement(fwd_t *f)
 {
+    const placement_t *pl = f->pl;
+    const size_t L = (size_t)pl->n_layers, E = (size_t)pl->n_experts;
+    MS_TRY(f->k->upload(f->cx, f->pl_log2phy, pl->log2phy, 4 * L * E * (size_t)pl->max_rep));
+    MS_TRY(f->k->upload(f->cx, f->pl_nrep, pl->n_rep, 4 * L * E));
+    MS_TRY(f->k->upload(f->cx, f->pl_phy2log, pl->phy2log, 4 * L * (size_t)pl->n_slots));
+    MS_TRY(f->k->memset(f->cx, f->load, 0, 8 * L * E));
+    return f->k->synchronize(f->cx); /* the host tables may go away after creation */
+}
+
+/* Every dimension the layout reads: fwd_create and fwd_bytes agree by construction. */
+static ms_status_t fwd_dims(fwd_t *f, const mcfg_t *c, const par_t *p, const placement_t *pl, int T_max, int B_max,
+                            int S_max, int blk_max, int moe_max_tokens)
+{
+    f->c = c, f->par = *p;
     f->D = c->hidden_size, f->V = c->vocab_size, f->H = par_heads_local(p, c);
     f->dn = c->qk_nope_head_dim, f->dr = c->qk_rope_head_dim, f->dv = c->v_head_dim, f->dc = c->kv_lora_rank;
     f->qk = f->dn + f->dr, f->q_lora = c->q_lora_rank, f->I = c->intermediate_size;
-    f->E = c->n_routed_experts, f->K = c->num_experts_per_tok, f->El = par_experts_local(p, c);
+    f->E = c->n_routed_experts, f->K = c->num_experts_per_tok;
     f->Im = c->moe_intermediate_size, f->Is = c->moe_intermediate_size * c->n_shared_experts;
     f->T_max = T_max, f->B_max = B_max, f->S_max = S_max, f->blk_max = blk_max;
-    f->R_max = (int)R_max;
+    if (f->E) {
+        if (!pl || pl->n_layers != c->num_hidden_layers || pl->n_experts != f->E || pl->ep_size != p->ep_size)
+            return MS_ERR(MS_ERR_INVALID, "forward: the expert placement does not match the model and layout");
+        f->pl = pl;
+        f->moe_cap = sizing_moe_slot_cap(moe_max_tokens, p->ep_size, T_max);
+        f->moe.cap = f->moe_cap, f->moe.n_local = pl->slots_per_rank;
+    }
+    return MS_OK;
 }
 
-size_t fwd_bytes(const mcfg_t *c, const par_t *p, int T_max, int B_max, int S_max, int blk_max, int64_t R_max)
+size_t fwd_bytes(const mcfg_t *c, const par_t *p, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
+                 int moe_max_tokens)
 {
     fwd_t f;
     memset(&f, 0, sizeof f);
-    fwd_dims(&f, c, p, T_max, B_max, S_max, blk_max, R_max);
+    if (fwd_dims(&f, c, p, pl, T_max, B_max, S_max, blk_max, moe_max_tokens) != MS_OK) return 0;
     fwd_layout(&f, NULL);
     return f.bytes;
 }
 
 ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
-                       weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max, int64_t R_max)
+                       weights_t *w, kvc_t *kv, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
+                       int moe_max_tokens)
 {
     ms_status_t st;
     memset(f, 0, sizeof *f);
-    f->c = c, f->par = *p, f->k = k, f->cx = cx, f->comm = comm, f->w = w, f->kv = kv;
+    f->k = k, f->cx = cx, f->comm = comm, f->w = w, f->kv = kv;
     MS_TRY(rope_params_compute(c, &f->rp));
-    if (R_max > (1 << 30)) return MS_ERR(MS_ERR_INVALID, "forward: MoE receive capacity %lld rows is too large", (long long)R_max);
-    fwd_dims(f, c, p, T_max, B_max, S_max, blk_max, R_max);
-    f->h_counts = calloc((size_t)(f->E ? f->E : 1), sizeof(int32_t));
-    if (!f->h_counts) return MS_ERR(MS_ERR_NOMEM, "forward: out of memory");
+    MS_TRY(fwd_dims(f, c, p, pl, T_max, B_max, S_max, blk_max, moe_max_tokens));
     fwd_layout(f, NULL);
-    MS_TRY_GOTO(st, k->alloc(f->bytes, &f->mem), out_counts);
+    MS_TRY(k->alloc(f->bytes, &f->mem));
     fwd_layout(f, f->mem);
     MS_TRY_GOTO(st, k->upload(cx, f->inv_freq, f->rp.inv_freq, sizeof(float) * (size_t)(f->dr / 2)), out_mem);
-    if (f->E) {
-        int32_t *e2s = malloc(sizeof(int32_t) * (size_t)f->E);
-        if (!e2s) {
-            st = MS_ERR(MS_ERR_NOMEM, "forward: out of memory");
-            goto out_mem;
-        }
-        for (int e = 0; e < f->E; e++) e2s[e] = par_expert_slot(p, c, e);
-        st = k->upload(cx, f->e2slot, e2s, sizeof(int32_t) * (size_t)f->E);
-        if (st == MS_OK) st = k->synchronize(cx);
-        free(e2s);
-        if (st != MS_OK) goto out_mem;
-    }
-    MS_INFO("forward: %.1f MiB of activations for %d tokens, %d sequences, %d MoE receive rows, %d naive-attention "
-            "rows per step", (double)f->bytes / (1 << 20), T_max, B_max, f->R_max, S_max);
+    if (f->E) MS_TRY_GOTO(st, fwd_upload_placement(f), out_mem);
+    MS_INFO("forward: %.1f MiB of activations for %d tokens, %d sequences per step (MoE: %d slots x %d rows)",
+            (double)f->bytes / (1 << 20), T_max, B_max, f->moe.n_local, f->moe_cap);
     return MS_OK;
 out_mem:
     k->free(f->mem);
-out_counts:
-    free(f->h_counts);
     memset(f, 0, sizeof *f);
     return st;
 }
@@ -135,7 +157,6 @@ void fwd_destroy(fwd_t *f)
 {
     if (!f || !f->k) return;
     f->k->free(f->mem);
-    free(f->h_counts);
     memset(f, 0, sizeof *f);
 }
 
@@ -145,10 +166,10 @@ static ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *u
 {
     const kern_ops_t *k = f->k;
     const int F = gate->rows;
-    MS_TRY(k->gemm(f->cx, xn, MS_DT_BF16, f->D, gate, f->g, MS_DT_BF16, F, n));
-    MS_TRY(k->gemm(f->cx, xn, MS_DT_BF16, f->D, up, f->u, MS_DT_BF16, F, n));
+    MS_TRY(kern_gemm_plain(k, f->cx, xn, MS_DT_BF16, f->D, gate, f->g, MS_DT_BF16, F, n));
+    MS_TRY(kern_gemm_plain(k, f->cx, xn, MS_DT_BF16, f->D, up, f->u, MS_DT_BF16, F, n));
     MS_TRY(k->silu_mul(f->cx, f->g, f->u, f->g, (int64_t)n * F));
-    return k->gemm(f->cx, f->g, MS_DT_BF16, F, down, out, MS_DT_BF16, f->D, n);
+    return kern_gemm_plain(k, f->cx, f->g, MS_DT_BF16, F, down, out, MS_DT_BF16, f->D, n);
 }
 
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out)
@@ -159,25 +180,27 @@ ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int
 ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
 {
     const kern_ops_t *k = f->k;
-    const int T = st->T, D = f->D;
+    const int T = st->T, D = f->D, L = f->w->n_layers;
     const float eps = f->c->rms_norm_eps;
     MS_TRY(k->embed(f->cx, f->ids, T, f->w->embed, f->V, D, f->x));
-    for (int l = 0; l < f->w->n_layers; l++) {
+    /* Each residual add is fused with the RMSNorm that follows it (the next sublayer's input norm, or the
+     * final norm after the last layer): xn always holds the normed input of what runs next. */
+    MS_TRY(k->rmsnorm(f->cx, f->x, D, L > 0 ? f->w->layers[0].input_norm : f->w->norm, f->xn, D, T, D, eps));
+    for (int l = 0; l < L; l++) {
         const wlayer_t *y = &f->w->layers[l];
         /* h = x + MLA(RMSNorm_input(x)) */
         MS_TRY(fwd_attention(f, l, st));
-        MS_TRY(k->add(f->cx, f->x, f->tb, f->x, (int64_t)T * D));
+        MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, y->post_norm, f->xn, T, D, eps));
         /* out = h + FFN(RMSNorm_post(h)) */
-        MS_TRY(k->rmsnorm(f->cx, f->x, D, y->post_norm, f->xn, D, T, D, eps));
         if (y->is_moe) MS_TRY(fwd_moe(f, l, st));
         else MS_TRY(fwd_mlp(f, &y->gate, &y->up, &y->down, f->xn, T, f->tb));
-        MS_TRY(k->add(f->cx, f->x, f->tb, f->x, (int64_t)T * D));
+        MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, l + 1 < L ? f->w->layers[l + 1].input_norm : f->w->norm, f->xn, T,
+                              D, eps));
     }
     if (st->n_sample == 0) return MS_OK;
     const int B = st->n_sample;
-    MS_TRY(k->gather_rows(f->cx, f->x, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->last));
-    MS_TRY(k->rmsnorm(f->cx, f->last, D, f->w->norm, f->lastn, D, B, D, eps));
-    MS_TRY(k->gemm(f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
+    MS_TRY(k->gather_rows(f->cx, f->xn, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->lastn));
+    MS_TRY(kern_gemm_plain(k, f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
     MS_TRY(k->cast(f->cx, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)B * f->V));
     return k->sample(f->cx, f->logits, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids, f->top_lp);
 }

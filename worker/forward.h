@@ -5,8 +5,8 @@
  * op (norms, GEMMs, router, MoE) runs once over all of them, and attention
  * gets per-sequence descriptors (kern_attn_seq_t). The model code only calls
  * the kernels ops table and worker/comm (DESIGN invariant 1 and 2): it reads
- * no tensor memory except the MoE dispatch counts it downloads to size the
- * all-to-all.
+ * no tensor memory, MoE counts included (they stay on the device; see
+ * comm.h's comm_moe_t).
  *
  * All activations live in one device allocation made at creation for the
  * largest step (T_max tokens, B_max sequences): llm.c's one-allocation-per-
@@ -19,6 +19,7 @@
 #include "worker/kv_cache.h"
 #include "worker/model_config.h"
 #include "worker/par.h"
+#include "worker/placement.h"
 #include "worker/rope_params.h"
 #include "worker/weights.h"
 
@@ -30,17 +31,22 @@ typedef struct {
     comm_t *comm;     /* borrowed */
     weights_t *w;     /* borrowed */
     kvc_t *kv;        /* borrowed */
+    const placement_t *pl; /* borrowed: the host tables the device copies below came from */
     rope_params_t rp;
 
     /* dimensions (local to this rank) */
-    int D, V, H, dn, dr, dv, dc, qk, q_lora, I, E, K, El, Im, Is;
-    int T_max, B_max, S_max, R_max, blk_max;
+    int D, V, H, dn, dr, dv, dc, qk, q_lora, I, E, K, Im, Is;
+    int T_max, B_max, S_max, blk_max;
+    int moe_cap;      /* rows per local expert slot in the MoE receive buffer */
 
     void *mem;        /* the activation allocation */
     size_t bytes;
     /* constants */
     float *inv_freq;  /* (dr/2) */
-    int32_t *e2slot;  /* (E) global slot of each expert, see par.h */
+    int32_t *pl_log2phy; /* (L, E, max_rep) device copy of the placement (placement.h) */
+    int32_t *pl_nrep;    /* (L, E) */
+    int32_t *pl_phy2log; /* (L, n_slots) */
+    int64_t *load;       /* (L, E) routed (token, k) pairs per expert since creation, this rank's tokens */
     /* residual stream and attention */
     bf16_t *x;        /* (T, D) residual */
     bf16_t *xn;       /* (T, D) normed input of attention / FFN */
@@ -52,24 +58,22 @@ typedef struct {
     bf16_t *tb;       /* (T, D) attention / FFN output before the residual add */
     bf16_t *gkv;      /* (S_max, dc+dr) gathered latents (naive path) */
     bf16_t *kvb;      /* (S_max, H*(dn+dv)) kv_b_proj over them */
+    float *qlat;      /* (T, H, dc) q_nope·W_UK (absorbed path; shares memory with gkv/kvb: used before them) */
+    float *olat;      /* (T, H, dc) latent attention output */
     /* FFN */
     bf16_t *g, *u;    /* (T, max(I, Is)) gate / up, then silu(gate)*up in g */
     float *rlog;      /* (T, E) router logits fp32 */
     int32_t *ridx;    /* (T, K) */
     float *rw;        /* (T, K) */
-    int32_t *tos, *pos_of_pair, *sos; /* (T*K) dispatch plan */
-    int32_t *slot_counts;             /* (E) */
-    int32_t *recv_slot;               /* (R_max) */
-    bf16_t *send, *back;              /* (T*K, D) */
-    bf16_t *recv, *eout;              /* (R_max, D) */
+    comm_moe_t moe;                   /* dispatch/combine buffers: plan (T*K), recv (Sl, moe_cap, D), counts */
+    bf16_t *eout;                     /* (Sl, moe_cap, D) expert outputs, slot-grouped like moe.recv */
     void *moe_ws;
     size_t moe_ws_bytes;
     bf16_t *routed, *shared;          /* (T, D) */
     /* logits and sampling, B_max rows */
-    bf16_t *last, *lastn;             /* (B, D) */
+    bf16_t *lastn;                    /* (B, D) final-normed rows of the sampled tokens */
     bf16_t *lg16;                     /* (B, V) lm_head output (bf16, as transformers) */
     float *logits;                    /* (B, V) the same values in fp32 */
-    /* results, inside io (pointers set per step) */
     int32_t *tok;                     /* (B) */
     float *lp;                        /* (B) */
     int32_t *top_ids;                 /* (B, KERN_MAX_LOGPROBS) */
@@ -84,8 +88,6 @@ typedef struct {
     int32_t *blocks;                  /* (blk_max) */
     int32_t *last_row;                /* (B) token row of each sampled seq */
     kern_sample_t *sp;                /* (B) */
-
-    int32_t *h_counts;                /* host (E) */
 } fwd_t;
 
 /* What the engine uploaded for this step. */
@@ -97,11 +99,15 @@ typedef struct {
     int n_sample;  /* rows of last_row / sp */
 } fwd_step_t;
 
-/* R_max: MoE receive rows (worker/sizing.h's sizing_moe_recv_rows). */
+/* moe_max_tokens: moe_config.max_num_tokens (TensorRT-LLM: tokens a rank's MoE takes per step), 0 = unset.
+ * A token sends at most one row to a slot, so a slot's capacity is min(moe_max_tokens, ep_size * T_max):
+ * the worst case of every token of the EP group on one slot when unset. */
 ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
-                       weights_t *w, kvc_t *kv, int T_max, int B_max, int S_max, int blk_max, int64_t R_max);
-/* Bytes fwd_create would allocate for these limits (no allocation; sizing.c). */
-size_t fwd_bytes(const mcfg_t *c, const par_t *p, int T_max, int B_max, int S_max, int blk_max, int64_t R_max);
+                       weights_t *w, kvc_t *kv, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
+                       int moe_max_tokens);
+/* Bytes fwd_create would allocate for these limits (no allocation; worker/sizing.c). */
+size_t fwd_bytes(const mcfg_t *c, const par_t *p, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
+                 int moe_max_tokens);
 void fwd_destroy(fwd_t *f);
 
 /* embed → layers → final norm → lm_head → sample (results stay on the device
@@ -109,6 +115,7 @@ void fwd_destroy(fwd_t *f);
 ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st);
 
 /* internal pieces (forward_attn.c, forward_moe.c) */
+/* MLA of one layer on f->xn (= RMSNorm_input(x), made by the caller's fused add+norm), output in f->tb */
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st);
 ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
 /* the shared experts of an MoE layer on n rows of xn (forward.c, beside the dense MLP it equals) */

@@ -1,18 +1,50 @@
-/* forward_attn.c — MLA attention of one layer over a step's tokens, writing
- * o_proj's output to f->tb (see shared/reference/deepseek-v3.md section 2):
+/* forward_attn.c — MLA attention of one layer over a step's tokens, from
+ * f->xn (= RMSNorm_input(x), made by fwd_run's fused add+norm) to o_proj's
+ * output in f->tb (see shared/reference/deepseek-v3.md section 2):
  *
- *   xn = RMSNorm_input(x)
  *   q  = q_b(RMSNorm_qa(q_a(xn)))  or q_proj(xn)         (T, H*qk) bf16
  *   kva = kv_a(xn); kva[:, :dc] = RMSNorm_kva(kva[:, :dc]) (in place)
  *   RoPE on q's pe part of every head and on kva's k_pe, at each token's position
- *   kv_store: the cache row of each token = kva row  (ckv | kpe)
- *   naive seqs:   gather the seq's latents, kv_b over them, attention (transformers' form)
- *   absorbed seqs: attention straight over the paged cache
+ *   kv_store: the cache row of each token = kva row  (ckv | kpe), in the cache's row layout
+ *   absorbed seqs (three ops, FlashMLA's shape):
+ *     q_lat[t,h] = q_nope[t,h]·W_UK[h]        batched GEMM over heads, fp32 out
+ *     o_lat = latent attention of q_lat, q_pe over the paged cache (fp32)
+ *     att[t,h] = W_UV[h]·o_lat[t,h]           batched GEMM over heads, one bf16 rounding
+ *   naive seqs: gather the seq's latents, kv_b over them, attention (transformers' form)
  *   o = o_proj(att) in fp32, all-reduced over the TP group (heads split), one bf16 rounding
+ *
+ * The absorbed GEMMs run over all T rows (absorbed rows are scattered among
+ * the step's rows); the naive path runs after them and overwrites its own
+ * rows of att, so what the absorbed GEMMs wrote there does not matter. The
+ * latents stay fp32 between the three ops, as the fused op before them did,
+ * so absorbed decode rounds as before (only the summation order of the
+ * q_nope·W_UK product changed).
  *
  * The cache is written before attention reads it, so a sequence's new tokens
  * attend to themselves through the cache like earlier ones. */
 #include "worker/forward.h"
+
+/* q_lat = q_nope·W_UK and att = o_lat·W_UVᵀ, per head, for T rows */
+static ms_status_t fwd_absorbed(fwd_t *f, const wlayer_t *y, const kern_kv_t *kv, const fwd_step_t *st)
+{
+    const kern_ops_t *k = f->k;
+    const int T = st->T, H = f->H, dn = f->dn, dv = f->dv, dc = f->dc, qk = f->qk;
+    const bf16_t *kvb = y->kv_b.data;
+    /* W_UK[h]: rows h*(dn+dv) .. +dn of kv_b, [dn, dc]; read transposed as a [dc out, dn in] weight */
+    kern_mat_t wuk = {.data = kvb, .dtype = MS_DT_BF16, .rows = dc, .cols = dn};
+    kern_gemm_t g1 = {.x = f->q, .xdt = MS_DT_BF16, .ldx = (int64_t)H * qk, .bsx = qk, .w = &wuk, .w_trans = 1,
+                      .ldw = dc, .bsw = (int64_t)(dn + dv) * dc, .y = f->qlat, .ydt = MS_DT_F32,
+                      .ldy = (int64_t)H * dc, .bsy = dc, .m = T, .batch = H};
+    MS_TRY(k->gemm(f->cx, &g1));
+    MS_TRY(k->mla_latent(f->cx, f->qlat, MS_DT_F32, f->q + dn, (int64_t)H * qk, qk, kv, f->blocks,
+                         f->seqs + st->n_naive, st->n_abs, H, f->rp.softmax_scale, f->olat, MS_DT_F32));
+    /* W_UV[h]: rows h*(dn+dv)+dn .. +dv of kv_b, [dv out, dc in] */
+    kern_mat_t wuv = {.data = kvb + (size_t)dn * dc, .dtype = MS_DT_BF16, .rows = dv, .cols = dc};
+    kern_gemm_t g2 = {.x = f->olat, .xdt = MS_DT_F32, .ldx = (int64_t)H * dc, .bsx = dc, .w = &wuv, .ldw = dc,
+                      .bsw = (int64_t)(dn + dv) * dc, .y = f->att, .ydt = MS_DT_BF16, .ldy = (int64_t)H * dv,
+                      .bsy = dv, .m = T, .batch = H};
+    return k->gemm(f->cx, &g2);
+}
 
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st)
 {
@@ -20,37 +52,33 @@ ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st)
     const wlayer_t *y = &f->w->layers[layer];
     const int T = st->T, D = f->D, H = f->H, rw = f->dc + f->dr;
     const float eps = f->c->rms_norm_eps;
-    bf16_t *cache = kvc_layer(f->kv, layer);
+    const kern_kv_t kv = kvc_layer(f->kv, layer);
 
     if (T > 0) {
-        MS_TRY(k->rmsnorm(f->cx, f->x, D, y->input_norm, f->xn, D, T, D, eps));
         if (f->q_lora > 0) {
-            MS_TRY(k->gemm(f->cx, f->xn, MS_DT_BF16, D, &y->q_a, f->qa, MS_DT_BF16, f->q_lora, T));
+            MS_TRY(kern_gemm_plain(k, f->cx, f->xn, MS_DT_BF16, D, &y->q_a, f->qa, MS_DT_BF16, f->q_lora, T));
             MS_TRY(k->rmsnorm(f->cx, f->qa, f->q_lora, y->q_a_norm, f->qa, f->q_lora, T, f->q_lora, eps));
-            MS_TRY(k->gemm(f->cx, f->qa, MS_DT_BF16, f->q_lora, &y->q_b, f->q, MS_DT_BF16, (int64_t)H * f->qk, T));
+            MS_TRY(kern_gemm_plain(k, f->cx, f->qa, MS_DT_BF16, f->q_lora, &y->q_b, f->q, MS_DT_BF16,
+                                   (int64_t)H * f->qk, T));
         } else {
-            MS_TRY(k->gemm(f->cx, f->xn, MS_DT_BF16, D, &y->q, f->q, MS_DT_BF16, (int64_t)H * f->qk, T));
+            MS_TRY(kern_gemm_plain(k, f->cx, f->xn, MS_DT_BF16, D, &y->q, f->q, MS_DT_BF16, (int64_t)H * f->qk, T));
         }
-        MS_TRY(k->gemm(f->cx, f->xn, MS_DT_BF16, D, &y->kv_a, f->kva, MS_DT_BF16, rw, T));
+        MS_TRY(kern_gemm_plain(k, f->cx, f->xn, MS_DT_BF16, D, &y->kv_a, f->kva, MS_DT_BF16, rw, T));
         MS_TRY(k->rmsnorm(f->cx, f->kva, rw, y->kv_a_norm, f->kva, rw, T, f->dc, eps));
         const int il = f->c->rope_interleave ? 1 : 0;
         MS_TRY(k->rope(f->cx, f->q + f->dn, T, H, (int64_t)H * f->qk, f->qk, f->pos, f->inv_freq, f->rp.attn_factor,
                        f->dr, il));
         MS_TRY(k->rope(f->cx, f->kva + f->dc, T, 1, rw, 0, f->pos, f->inv_freq, f->rp.attn_factor, f->dr, il));
-        MS_TRY(k->kv_store(f->cx, cache, f->kva, rw, f->kva + f->dc, rw, f->slots, T, f->dc, f->dr));
-        const float scale = f->rp.softmax_scale;
-        const int bs = f->kv->block_size;
+        MS_TRY(k->kv_store(f->cx, &kv, f->kva, rw, f->kva + f->dc, rw, f->slots, T));
+        if (st->n_abs > 0) MS_TRY(fwd_absorbed(f, y, &kv, st));
         if (st->n_naive > 0) {
-            MS_TRY(k->kv_gather(f->cx, cache, bs, rw, f->seqs, st->n_naive, f->blocks, f->gkv));
-            MS_TRY(k->gemm(f->cx, f->gkv, MS_DT_BF16, rw, &y->kv_b, f->kvb, MS_DT_BF16, (int64_t)H * (f->dn + f->dv),
-                           st->S_naive));
+            MS_TRY(k->kv_gather(f->cx, &kv, f->seqs, st->n_naive, f->blocks, f->gkv));
+            MS_TRY(kern_gemm_plain(k, f->cx, f->gkv, MS_DT_BF16, rw, &y->kv_b, f->kvb, MS_DT_BF16,
+                                   (int64_t)H * (f->dn + f->dv), st->S_naive));
             MS_TRY(k->mla_naive(f->cx, f->q, f->kvb, f->gkv + f->dc, rw, f->seqs, st->n_naive, H, f->dn, f->dr, f->dv,
-                                scale, f->att));
+                                f->rp.softmax_scale, f->att));
         }
-        if (st->n_abs > 0)
-            MS_TRY(k->mla_absorbed(f->cx, f->q, cache, bs, f->blocks, f->seqs + st->n_naive, st->n_abs, &y->kv_b, H,
-                                   f->dn, f->dr, f->dv, f->dc, scale, f->att));
-        MS_TRY(k->gemm(f->cx, f->att, MS_DT_BF16, (int64_t)H * f->dv, &y->o, f->of32, MS_DT_F32, D, T));
+        MS_TRY(kern_gemm_plain(k, f->cx, f->att, MS_DT_BF16, (int64_t)H * f->dv, &y->o, f->of32, MS_DT_F32, D, T));
     }
     /* attention TP: heads are split, partial o_proj sums add up over the group */
     if (!f->par.attention_dp && f->par.tp_size > 1)

@@ -8,7 +8,8 @@
  * position's logits (after prefill, before any generated token) as raw
  * little-endian float32, vocab_size values. Greedy unless --temperature > 0
  * (then --top-p, --top-k, --seed apply). --chunk N prefills N tokens per step;
- * --block-size sets the KV block size. --mla picks the attention form:
+ * --block-size sets the KV block size; --kv-dtype fp8 stores the latent cache
+ * in FP8 rows (kv_cache_config.dtype fp8; not the golden path). --mla picks the attention form:
  * naive (default: what transformers computes, eager, also when decoding, so
  * this command is the golden-test reference), absorbed (DeepSeek's decode
  * form over the latent cache; ~0.05 logit differences from bf16 rounding),
@@ -28,7 +29,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: moeserve generate MODEL_DIR --prompt-ids ID,ID,... [--max-tokens N] [--dump-logits FILE]\n"
                     "       [--ignore-eos] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--chunk N]\n"
-                    "       [--mla naive|absorbed|auto] [--block-size N] [--backend cpu|cuda]\n");
+                    "       [--mla naive|absorbed|auto] [--block-size N] [--kv-dtype bf16|fp8] [--backend cpu|cuda]\n");
     return 2;
 }
 
@@ -97,6 +98,7 @@ int cmd_generate(int argc, char **argv)
     long max_tokens = 16, top_k = 0, chunk = 0, block_size = 32, seed = 0;
     double temperature = 0, top_p = 1;
     bool ignore_eos = false;
+    int kv_fp8 = 0;
     engine_mla_t mla = ENGINE_MLA_NAIVE; /* the golden reference path: transformers' eager form, also in decode */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -145,6 +147,13 @@ int cmd_generate(int argc, char **argv)
             if (parse_long(a, v, 1, 1 << 16, &block_size)) goto out_usage;
         } else if (!strcmp(a, "--backend")) {
             backend = v;
+        } else if (!strcmp(a, "--kv-dtype")) {
+            if (!strcmp(v, "bf16") || !strcmp(v, "auto")) kv_fp8 = 0;
+            else if (!strcmp(v, "fp8")) kv_fp8 = 1;
+            else {
+                fprintf(stderr, "moeserve generate: --kv-dtype: '%s' is not bf16, auto or fp8\n", v);
+                goto out_usage;
+            }
         } else if (!strcmp(a, "--mla")) {
             if (!strcmp(v, "auto")) mla = ENGINE_MLA_AUTO;
             else if (!strcmp(v, "naive")) mla = ENGINE_MLA_NAIVE;
@@ -171,6 +180,7 @@ int cmd_generate(int argc, char **argv)
         .max_tokens_per_step = (int)chunk,
         .backend = backend,
         .mla = mla,
+        .kv_fp8 = kv_fp8,
     };
     par_t par = par_single();
     comm_t *comm = NULL;

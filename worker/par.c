@@ -10,9 +10,6 @@ ms_status_t par_validate(const par_t *p, const mcfg_t *c)
     if (!p->attention_dp && c->num_attention_heads % p->tp_size)
         return MS_ERR(MS_ERR_INVALID, "parallel layout: num_attention_heads %d not divisible by tp_size %d",
                       c->num_attention_heads, p->tp_size);
-    if (c->n_routed_experts % p->ep_size)
-        return MS_ERR(MS_ERR_INVALID, "parallel layout: n_routed_experts %d not divisible by ep_size %d",
-                      c->n_routed_experts, p->ep_size);
     if (!p->attention_dp && p->tp_size > 1 && c->weight_dtype == MS_DT_F8E4M3) {
         int h = c->num_attention_heads / p->tp_size;
         int qk = c->qk_nope_head_dim + c->qk_rope_head_dim;

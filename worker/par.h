@@ -10,10 +10,9 @@
  *    matching o_proj columns; o_proj partial sums are all-reduced (fp32) over
  *    COMM_TP. The latent KV cache (shared by all heads) is replicated.
  * MoE (expert parallel over COMM_EP, ep_size ranks):
- *  - expert e lives on rank e % ep_size as local expert e / ep_size
- *    (round-robin, so hot neighbouring experts spread out); its global slot is
- *    (e % ep_size) * (E/ep_size) + e / ep_size. The engine keeps this map in
- *    one e2slot table, so an EPLB can later move experts by rewriting it.
+ *  - which expert sits in which of this rank's slots is data: the per-layer
+ *    placement tables of placement.h (num_slots / ep_size slots per rank,
+ *    replicas allowed; by default expert e on rank e % ep_size).
  *  - in attention-TP mode the tokens are replicated over COMM_TP, so rank r
  *    routes only its contiguous slice of them and the slices are all-gathered
  *    after the MoE.
@@ -42,13 +41,6 @@ static inline int par_heads_local(const par_t *p, const mcfg_t *c)
 static inline int par_head0(const par_t *p, const mcfg_t *c)
 {
     return p->attention_dp ? 0 : p->tp_rank * par_heads_local(p, c);
-}
-static inline int par_experts_local(const par_t *p, const mcfg_t *c) { return c->n_routed_experts / p->ep_size; }
-/* Global expert id of this rank's local expert j. */
-static inline int par_expert_global(const par_t *p, int j) { return j * p->ep_size + p->ep_rank; }
-static inline int par_expert_slot(const par_t *p, const mcfg_t *c, int e)
-{
-    return (e % p->ep_size) * par_experts_local(p, c) + e / p->ep_size;
 }
 
 /* Check ranks and sizes against the model (divisibility, fp8 block alignment of

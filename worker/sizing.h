@@ -21,20 +21,17 @@
 #include "worker/model_config.h"
 #include "worker/par.h"
 
-/* Tokens this rank's MoE takes per step: moe_config.max_num_tokens when set
- * (> 0), else the most that can arrive (every EP rank's whole step). */
-static inline int64_t sizing_moe_tokens(int moe_max_num_tokens, int ep_size, int rank_max_tokens)
+/* Receive capacity of one expert slot per step (rows): moe_config.
+ * max_num_tokens when set (TensorRT-LLM: tokens a rank's MoE takes per
+ * step), capped by the worst case — every token of the EP group on one slot
+ * (a token sends at most one row to a slot). forward.c sizes its
+ * [local slots, cap, hidden] receive buffer with it; a step that would
+ * exceed it raises KERN_FAULT_CAPACITY (never silent truncation). */
+static inline int sizing_moe_slot_cap(int moe_max_num_tokens, int ep_size, int rank_max_tokens)
 {
-    return moe_max_num_tokens > 0 ? moe_max_num_tokens : (int64_t)ep_size * rank_max_tokens;
-}
-
-/* Rows of the MoE receive buffer for moe_tokens tokens: a token sends one
- * row per routed expert, so at most min(top-k, local experts) reach one rank.
- * The same function sizes forward.c's buffer and plan-memory's line. */
-static inline int64_t sizing_moe_recv_rows(const mcfg_t *c, const par_t *p, int64_t moe_tokens)
-{
-    int64_t k = c->num_experts_per_tok, el = par_experts_local(p, c);
-    return moe_tokens * (k < el ? k : el);
+    int64_t cap = (int64_t)ep_size * rank_max_tokens;
+    if (moe_max_num_tokens > 0 && moe_max_num_tokens < cap) cap = moe_max_num_tokens;
+    return (int)(cap > INT32_MAX ? INT32_MAX : cap);
 }
 
 /* Gathered latent rows of the naive (transformers-form) prefill attention
@@ -49,20 +46,21 @@ static inline int sizing_naive_ctx(int64_t kv_tokens, int rank_max_tokens)
     return (int)(s < 1 ? 1 : s);
 }
 
-/* Bytes of one cached token over all layers: [d_c | d_r] bf16 rows, or with
- * kv_fp8 the FP8 row of kernels (d_c e4m3 + one fp32 scale per 128 + d_r
- * bf16, FlashMLA's shape). */
+/* Bytes of one cached token over all layers: kern_kv_row_bytes (BF16 rows,
+ * or FP8 rows with per-128 scales when kv_fp8) times the layers. */
 size_t sizing_kv_token_bytes(const mcfg_t *c, bool kv_fp8);
 
-/* Weight bytes this rank loads (its heads, its experts; FP8 linears with
- * their 128x128 scales when the config has an fp8 quantization_config). */
-size_t sizing_weight_bytes(const mcfg_t *c, const par_t *p);
+/* Weight bytes this rank loads (its heads, its num_slots / ep_size expert
+ * slot records; FP8 linears with their 128x128 scales when the config has an
+ * fp8 quantization_config; kv_b dequantized to BF16 as weights.c loads it). */
+size_t sizing_weight_bytes(const mcfg_t *c, const par_t *p, int num_slots);
 
 /* One rank's per-step limits (what engine_opts_t carries). */
 typedef struct {
     int max_batch;          /* sequences per step on this rank */
     int max_tokens;         /* tokens per step on this rank */
     int moe_max_num_tokens; /* moe_config.max_num_tokens; 0 = unset */
+    int num_slots;          /* moe_config.load_balancer.num_slots; 0 = n_routed_experts */
     int block_size;
 } sizing_limits_t;
 
@@ -71,13 +69,16 @@ typedef struct {
     size_t weights;
     size_t activations;     /* the forward pass's arena (forward.c's layout) */
     size_t kv_token;        /* per cached token, all layers */
-    int64_t moe_tokens, moe_recv_rows;
+    int moe_slot_cap;       /* rows per expert slot */
+    int64_t moe_recv_rows;  /* local slots x moe_slot_cap */
     int naive_ctx;
     int kv_blocks;          /* the pool (input, or chosen from device memory) */
     size_t kv;              /* kv_blocks * block_size * kv_token */
 } sizing_t;
 
-/* Activation bytes for a rank with these limits and a pool of kv_blocks. */
+/* Activation bytes for a rank with these limits and a pool of kv_blocks
+ * (the default expert placement: slot tables are a few KiB whatever the
+ * assignment). 0 when the limits do not fit the model (num_slots). */
 size_t sizing_activation_bytes(const mcfg_t *c, const par_t *p, const sizing_limits_t *lim, int kv_blocks,
                                sizing_t *detail);
 

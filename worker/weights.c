@@ -4,8 +4,8 @@
  * checkpoint header (ckpt_expect) and adds up aligned sizes; then one device
  * allocation; pass 1 walks the identical sequence, so the offsets match, and
  * uploads. Only the slices this rank needs are touched in the mmap (head
- * shards: rows of q_b/q/kv_b, columns of o_proj; experts e % ep_size ==
- * ep_rank), so pages of other ranks' tensors are never read. */
+ * shards: rows of q_b/q/kv_b, columns of o_proj; the experts of this rank's
+ * slots), so pages of other ranks' tensors are never read. */
 #include "worker/weights.h"
 
 #include <stdio.h>
@@ -94,26 +94,40 @@ static ms_status_t wl_linear_part(wl_t *L, const char *name, ms_dtype_t dt, int6
     return wl_put(L, scale, &ts, sshape[1], r0 / B, (nr + B - 1) / B, c0 / B, (nc + B - 1) / B, 4);
 }
 
-/* Reserve a stack of n matrices [nr, nc] of dtype dt (with scales for fp8) and point m at it. */
-static void wl_reserve(wl_t *L, kern_mat_t *m, ms_dtype_t dt, int n, int64_t nr, int64_t nc)
+/* Reserve one matrix [nr, nc] of dtype dt (with scales for fp8) and point m at it. */
+static void wl_reserve(wl_t *L, kern_mat_t *m, ms_dtype_t dt, int64_t nr, int64_t nc)
 {
     m->dtype = dt;
     m->rows = (int32_t)nr, m->cols = (int32_t)nc;
-    m->data = wl_take(L, (size_t)n * nr * nc * ms_dtype_size(dt));
+    m->data = wl_take(L, (size_t)(nr * nc) * ms_dtype_size(dt));
     m->scale_inv = NULL;
-    if (dt == MS_DT_F8E4M3) m->scale_inv = wl_take(L, sizeof(float) * (size_t)n * kern_fp8_blocks((int32_t)nr) *
-                                                       kern_fp8_blocks((int32_t)nc));
+    if (dt == MS_DT_F8E4M3)
+        m->scale_inv = wl_take(L, sizeof(float) * (size_t)kern_fp8_blocks((int32_t)nr) * kern_fp8_blocks((int32_t)nc));
 }
 
-static void *mat_data_at(const kern_mat_t *m, int j)
+/* The routed experts of layer l: one record per local slot, each loaded from the expert the placement puts
+ * there, so an expert (and a replica) is one contiguous copy. */
+static ms_status_t wl_experts(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, int l,
+                              kern_moe_slots_t *w)
 {
-    if (!m->data) return NULL;
-    return (char *)m->data + (size_t)j * m->rows * m->cols * ms_dtype_size(m->dtype);
-}
-static float *mat_scale_at(const kern_mat_t *m, int j)
-{
-    if (!m->scale_inv) return NULL;
-    return (float *)m->scale_inv + (size_t)j * kern_fp8_blocks(m->rows) * kern_fp8_blocks(m->cols);
+    static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
+    char nm[256];
+    const int64_t D = c->hidden_size, Im = c->moe_intermediate_size;
+    const int spr = pl->slots_per_rank, s0 = p->ep_rank * spr;
+    ms_dtype_t dt;
+    snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, placement_expert(pl, l, s0));
+    MS_TRY(wl_linear_dtype(L, nm, true, &dt));
+    *w = kern_moe_slots_layout(dt, (int32_t)D, (int32_t)Im);
+    w->base = wl_take(L, w->stride * (size_t)spr);
+    for (int j = 0; j < spr; j++)
+        for (int k = 0; k < 3; k++) {
+            kern_mat_t m = kern_moe_slot_mat(w, j, k);
+            const int64_t rows = k == 2 ? D : Im, cols = k == 2 ? Im : D;
+            snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.%s.weight", l, placement_expert(pl, l, s0 + j),
+                     proj[k]);
+            MS_TRY(wl_linear_part(L, nm, dt, rows, cols, 0, rows, 0, cols, (void *)m.data, (float *)m.scale_inv));
+        }
+    return MS_OK;
 }
 
 /* One linear (optionally a row or column slice), in its own reservation. */
@@ -122,19 +136,52 @@ static ms_status_t wl_linear(wl_t *L, kern_mat_t *m, bool allow_fp8, int64_t row
 {
     ms_dtype_t dt;
     MS_TRY(wl_linear_dtype(L, name, allow_fp8, &dt));
-    wl_reserve(L, m, dt, 1, nr, nc);
+    wl_reserve(L, m, dt, nr, nc);
     return wl_linear_part(L, name, dt, rows, cols, r0, nr, c0, nc, (void *)m->data, (float *)m->scale_inv);
+}
+
+/* Rows [r0, r0+nr) of linear `name` ([rows, cols]) as BF16 whatever the checkpoint stores: an FP8 weight is
+ * dequantized once here, on the host, with the kernels' rule bf16(fp8 * scale_inv) (so the numbers are the
+ * ones an FP8 GEMM would have used). For kv_b: the absorbed MLA's per-head GEMMs (W_UK read transposed)
+ * and the naive path's kv_b GEMM read it as plain BF16. */
+static ms_status_t wl_linear_bf16(wl_t *L, kern_mat_t *m, int64_t rows, int64_t cols, int64_t r0, int64_t nr,
+                                  const char *name)
+{
+    ms_dtype_t dt;
+    MS_TRY(wl_linear_dtype(L, name, true, &dt));
+    if (dt != MS_DT_F8E4M3) return wl_linear(L, m, false, rows, cols, r0, nr, 0, cols, name);
+    wl_reserve(L, m, MS_DT_BF16, nr, cols);
+    ckpt_tensor_t t, ts;
+    int64_t shape[2] = {rows, cols}, sshape[2] = {kern_fp8_blocks((int32_t)rows), kern_fp8_blocks((int32_t)cols)};
+    char sname[300];
+    snprintf(sname, sizeof sname, "%s_scale_inv", name);
+    MS_TRY(ckpt_expect(L->ck, name, MS_DT_F8E4M3, 2, shape, &t));
+    MS_TRY(ckpt_expect(L->ck, sname, MS_DT_F32, 2, sshape, &ts));
+    if (!L->base) return MS_OK;
+    bf16_t *tmp = malloc(sizeof(bf16_t) * (size_t)(nr * cols));
+    if (!tmp) return MS_ERR(MS_ERR_NOMEM, "weights: out of memory dequantizing %s", name);
+    const uint8_t *q = t.data;
+    const float *sc = ts.data;
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float s = sc[((r0 + r) / KERN_FP8_BLOCK) * sshape[1] + c / KERN_FP8_BLOCK];
+            tmp[r * cols + c] = f32_to_bf16(fp8e4m3_to_f32(q[(r0 + r) * cols + c]) * s);
+        }
+    ms_status_t st = L->k->upload(L->cx, (void *)m->data, tmp, sizeof(bf16_t) * (size_t)(nr * cols));
+    if (st == MS_OK) st = L->k->synchronize(L->cx); /* tmp must outlive an async upload */
+    free(tmp);
+    return st;
 }
 
 #define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
-static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, weights_t *w)
+static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, weights_t *w)
 {
     char nm[256];
     const int64_t D = c->hidden_size, V = c->vocab_size, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int64_t dv = c->v_head_dim, dc = c->kv_lora_rank, qk = dn + dr, Hl = par_heads_local(p, c);
     const int64_t h0 = par_head0(p, c), H = c->num_attention_heads, E = c->n_routed_experts;
-    const int64_t Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts, El = par_experts_local(p, c);
+    const int64_t Is = (int64_t)c->moe_intermediate_size * c->n_shared_experts;
 
     MS_TRY(wl_vec(L, (void **)&w->norm, MS_DT_BF16, D, "model.norm.weight"));
     {
@@ -164,8 +211,8 @@ static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, weights_t *w
         }
         MS_TRY(wl_linear(L, &y->kv_a, true, dc + dr, D, 0, dc + dr, 0, D, LN("self_attn.kv_a_proj_with_mqa.weight")));
         MS_TRY(wl_vec(L, (void **)&y->kv_a_norm, MS_DT_BF16, dc, LN("self_attn.kv_a_layernorm.weight")));
-        MS_TRY(wl_linear(L, &y->kv_b, true, H * (dn + dv), dc, h0 * (dn + dv), Hl * (dn + dv), 0, dc,
-                         LN("self_attn.kv_b_proj.weight")));
+        MS_TRY(wl_linear_bf16(L, &y->kv_b, H * (dn + dv), dc, h0 * (dn + dv), Hl * (dn + dv),
+                              LN("self_attn.kv_b_proj.weight")));
         MS_TRY(wl_linear(L, &y->o, true, D, H * dv, 0, D, h0 * dv, Hl * dv, LN("self_attn.o_proj.weight")));
         y->is_moe = mcfg_layer_is_moe(c, l);
         if (!y->is_moe) {
@@ -177,19 +224,7 @@ static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, weights_t *w
         }
         MS_TRY(wl_linear(L, &y->router, false, E, D, 0, E, 0, D, LN("mlp.gate.weight")));
         MS_TRY(wl_vec(L, (void **)&y->router_bias, MS_DT_F32, E, LN("mlp.gate.e_score_correction_bias")));
-        static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
-        kern_mat_t *stk[3] = {&y->ex_gate, &y->ex_up, &y->ex_down};
-        for (int k = 0; k < 3; k++) {
-            const int64_t rows = k == 2 ? D : Im, cols = k == 2 ? Im : D;
-            ms_dtype_t dt;
-            MS_TRY(wl_linear_dtype(L, NAME(nm, "model.layers.%d.mlp.experts.%d.%s.weight", l, par_expert_global(p, 0),
-                                           proj[k]), true, &dt));
-            wl_reserve(L, stk[k], dt, (int)El, rows, cols);
-            for (int j = 0; j < El; j++)
-                MS_TRY(wl_linear_part(L, NAME(nm, "model.layers.%d.mlp.experts.%d.%s.weight", l, par_expert_global(p, j),
-                                              proj[k]), dt, rows, cols, 0, rows, 0, cols, mat_data_at(stk[k], j),
-                                      mat_scale_at(stk[k], j)));
-        }
+        MS_TRY(wl_experts(L, c, p, pl, l, &y->experts));
         if (Is > 0) {
             MS_TRY(wl_linear(L, &y->sh_gate, true, Is, D, 0, Is, 0, D, LN("mlp.shared_experts.gate_proj.weight")));
             MS_TRY(wl_linear(L, &y->sh_up, true, Is, D, 0, Is, 0, D, LN("mlp.shared_experts.up_proj.weight")));
@@ -201,24 +236,27 @@ static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, weights_t *w
 }
 
 ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
-                         weights_t *out)
+                         const placement_t *pl, weights_t *out)
 {
+    if (c->n_routed_experts > 0 && (!pl || pl->n_layers != c->num_hidden_layers || pl->n_experts != c->n_routed_experts ||
+                                    pl->ep_size != p->ep_size))
+        return MS_ERR(MS_ERR_INVALID, "weights: the expert placement does not match the model and layout");
     ms_status_t st;
     weights_t w = {.k = k, .n_layers = c->num_hidden_layers};
     w.layers = calloc((size_t)c->num_hidden_layers, sizeof(wlayer_t));
     if (!w.layers) return MS_ERR(MS_ERR_NOMEM, "weights: out of memory");
     wl_t L = {.k = k, .cx = cx, .ck = ck};
-    MS_TRY_GOTO(st, wl_all(&L, c, p, &w), out_layers);
+    MS_TRY_GOTO(st, wl_all(&L, c, p, pl, &w), out_layers);
     w.bytes = L.off;
     MS_TRY_GOTO(st, k->alloc(w.bytes, &w.mem), out_layers);
     memset(w.layers, 0, (size_t)c->num_hidden_layers * sizeof(wlayer_t));
     L.base = w.mem;
     L.off = 0;
-    MS_TRY_GOTO(st, wl_all(&L, c, p, &w), out_mem);
+    MS_TRY_GOTO(st, wl_all(&L, c, p, pl, &w), out_mem);
     MS_TRY_GOTO(st, k->synchronize(cx), out_mem);
-    MS_INFO("weights: %.1f MiB on the %s backend (%d layers, %d heads, %d experts on this rank)",
+    MS_INFO("weights: %.1f MiB on the %s backend (%d layers, %d heads, %d expert slots on this rank)",
             (double)w.bytes / (1 << 20), k->name, c->num_hidden_layers, par_heads_local(p, c),
-            par_experts_local(p, c));
+            pl ? pl->slots_per_rank : 0);
     *out = w;
     return MS_OK;
 out_mem:

@@ -1,7 +1,7 @@
 /* weights.h — one rank's model weights in ONE device allocation per
  * lifetime, carved into named tensors (llm.c's malloc_and_point_parameters).
  * Every field is a device pointer into `mem`; shapes are local to this rank
- * (H = heads this rank holds, see par.h; E_l = local experts). Linear weights
+ * (H = heads this rank holds, see par.h; routed experts by slot, placement.h). Linear weights
  * are kern_mat_t: [out, in] BF16, or F8E4M3 with 128×128 scale_inv, exactly
  * as the checkpoint stores them (fp8 stays fp8 on the device).
  * Notation: D hidden_size, V vocab, qk = dn + dr, dc kv_lora_rank, dr rope
@@ -15,6 +15,7 @@
 #include "worker/checkpoint.h"
 #include "worker/model_config.h"
 #include "worker/par.h"
+#include "worker/placement.h"
 
 typedef struct {
     bf16_t *input_norm;  /* (D) */
@@ -26,7 +27,8 @@ typedef struct {
     kern_mat_t q;        /* (H*qk, D)            when q_lora_rank == 0 */
     kern_mat_t kv_a;     /* (dc+dr, D)           kv_a_proj_with_mqa */
     bf16_t *kv_a_norm;   /* (dc) */
-    kern_mat_t kv_b;     /* (H*(dn+dv), dc)      per head [W_UK dn rows | W_UV dv rows] */
+    kern_mat_t kv_b;     /* (H*(dn+dv), dc)      per head [W_UK dn rows | W_UV dv rows]; always BF16
+                          * (an FP8 checkpoint's kv_b is dequantized once at load) */
     kern_mat_t o;        /* (D, H*dv)            columns of this rank's heads */
     /* FFN: dense layers */
     bool is_moe;
@@ -35,8 +37,8 @@ typedef struct {
     /* FFN: MoE layers */
     kern_mat_t router;   /* (E, D) bf16 (fp32 GEMM) */
     float *router_bias;  /* (E) e_score_correction_bias */
-    kern_mat_t ex_gate, ex_up; /* E_l × (Im, D), local expert j = global j*ep_size + ep_rank */
-    kern_mat_t ex_down;  /* E_l × (D, Im) */
+    kern_moe_slots_t experts; /* slots_per_rank records [gate|up (2*Im, D), down (D, Im), fp8 scales]; local
+                               * slot j holds expert phy2log[layer][ep_rank*slots_per_rank + j] (placement.h) */
     kern_mat_t sh_gate, sh_up; /* (Is, D) shared experts */
     kern_mat_t sh_down;  /* (D, Is) */
 } wlayer_t;
@@ -53,9 +55,11 @@ typedef struct {
 } weights_t;
 
 /* Validate (ckpt_expect: shapes and dtypes, errors name the shard file and
- * tensor) and upload this rank's share of the checkpoint. */
+ * tensor) and upload this rank's share of the checkpoint; routed experts go
+ * to the slots `pl` gives this rank (a replicated expert is loaded into each
+ * of its slots). pl is borrowed for the call. */
 ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
-                         weights_t *out);
+                         const placement_t *pl, weights_t *out);
 void weights_free(weights_t *w);
 
 #endif

@@ -7,6 +7,8 @@
 
 #include "kernels/kernels.h"
 
+#include <math.h>
+
 /* memory (mem.c) */
 ms_status_t kern_cpu_alloc(size_t bytes, void **out);
 void kern_cpu_free(void *p);
@@ -42,32 +44,41 @@ ms_status_t kern_cpu_gather_rows(kern_ctx_t *cx, const void *src, const int32_t 
 ms_status_t kern_cpu_silu_mul(kern_ctx_t *cx, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
 ms_status_t kern_cpu_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y, int64_t ldy,
                              int32_t rows, int32_t dim, float eps);
+ms_status_t kern_cpu_add_rmsnorm(kern_ctx_t *cx, bf16_t *x, const bf16_t *res, const bf16_t *w, bf16_t *y, int32_t rows,
+                                 int32_t dim, float eps);
+ms_status_t kern_cpu_gemm_ex(kern_ctx_t *cx, const kern_gemm_t *g);
+/* One plain GEMM (batch 1, no epilogue, natural strides): the table's gemm with a descriptor built here;
+ * for ops that call a GEMM inside (moe_experts). */
 ms_status_t kern_cpu_gemm(kern_ctx_t *cx, const void *x, ms_dtype_t xdt, int64_t ldx, const kern_mat_t *w, void *y,
                           ms_dtype_t ydt, int64_t ldy, int32_t m);
+ms_status_t kern_cpu_act_quant(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, int32_t rows, int32_t cols, uint8_t *q,
+                               int64_t ldq, float *scale, int64_t lds);
 ms_status_t kern_cpu_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                           const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim,
                           int32_t interleaved);
-ms_status_t kern_cpu_kv_store(kern_ctx_t *cx, bf16_t *cache, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
-                              int64_t ld_kpe, const int32_t *slots, int32_t n, int32_t d_c, int32_t d_r);
-ms_status_t kern_cpu_kv_gather(kern_ctx_t *cx, const bf16_t *cache, int32_t block_size, int32_t row_width,
-                               const kern_attn_seq_t *seqs, int32_t n_seqs, const int32_t *block_tables, bf16_t *out);
+ms_status_t kern_cpu_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
+                              int64_t ld_kpe, const int32_t *slots, int32_t n);
+ms_status_t kern_cpu_kv_gather(kern_ctx_t *cx, const kern_kv_t *kv, const kern_attn_seq_t *seqs, int32_t n_seqs,
+                               const int32_t *block_tables, bf16_t *out);
 ms_status_t kern_cpu_mla_naive(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
                                const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, int32_t dn, int32_t dr,
                                int32_t dv, float scale, bf16_t *out);
-ms_status_t kern_cpu_mla_absorbed(kern_ctx_t *cx, const bf16_t *q, const bf16_t *cache, int32_t block_size,
-                                  const int32_t *block_tables, const kern_attn_seq_t *seqs, int32_t n_seqs,
-                                  const kern_mat_t *kv_b, int32_t heads, int32_t dn, int32_t dr, int32_t dv,
-                                  int32_t d_c, float scale, bf16_t *out);
+ms_status_t kern_cpu_mla_latent(kern_ctx_t *cx, const void *q_lat, ms_dtype_t qdt, const bf16_t *q_pe, int64_t ld_pe,
+                                int64_t ld_pe_head, const kern_kv_t *kv, const int32_t *block_tables,
+                                const kern_attn_seq_t *seqs, int32_t n_seqs, int32_t heads, float scale, void *o_lat,
+                                ms_dtype_t odt);
 ms_status_t kern_cpu_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                                int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                float scaling, int32_t *idx, float *w);
-ms_status_t kern_cpu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const int32_t *e2slot,
-                              int32_t E, int32_t n_slots, int32_t *tok_of_sent, int32_t *pos_of_pair,
-                              int32_t *slot_of_sent, int32_t *slot_counts);
-ms_status_t kern_cpu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *slot_of_row, int32_t R,
-                                 int32_t slot_base, int32_t n_local, const kern_mat_t *gate, const kern_mat_t *up,
-                                 const kern_mat_t *down, bf16_t *out, void *ws, size_t ws_bytes);
-ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+ms_status_t kern_cpu_moe_plan(kern_ctx_t *cx, const int32_t *idx, int32_t T, int32_t K, const kern_moe_place_t *pl,
+                              int32_t *slot_of_pair, int32_t *rank_in_slot, int32_t *slot_counts, int64_t *load);
+ms_status_t kern_cpu_moe_scatter(kern_ctx_t *cx, const bf16_t *x, int32_t T, int32_t K, int32_t D,
+                                 const int32_t *slot_of_pair, const int32_t *rank_in_slot, const int32_t *slot_counts,
+                                 int32_t slot0, int32_t n_local, int32_t cap, bf16_t *recv, int32_t *recv_count,
+                                 int32_t *row_of_pair);
+ms_status_t kern_cpu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local, int32_t cap,
+                                 const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);
+ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                  const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 ms_status_t kern_cpu_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
 ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
@@ -76,9 +87,29 @@ ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int
 
 /* ---- shared helpers (gemm.c) ---- */
 
-/* Row r, columns [c0, c0+n) of matrix `mat` of a (stacked) weight, as fp32
- * (fp8 dequantized and rounded to bf16, see kernels.h). */
-void kern_cpu_mat_row(const kern_mat_t *w, int64_t mat, int32_t r, int32_t c0, int32_t n, float *out);
+/* fp32 value of each e4m3 code (gemm.c) */
+const float *kern_cpu_fp8_lut(void);
+/* One element of the gated activation with transformers' two roundings (silu_mul and the GEMM epilogue):
+ * g and u are the bf16 gate and up values. */
+static inline bf16_t kern_cpu_silu_mul1(float g, float u)
+{
+    float a = bf16_round(g / (1.0f + expf(-g)));
+    return f32_to_bf16(a * u);
+}
+/* One RMSNorm row as the rmsnorm op (rmsnorm.c; add_rmsnorm shares it). */
+void kern_cpu_rmsnorm_row(const bf16_t *x, const bf16_t *w, bf16_t *y, int32_t dim, float eps);
+/* DeepSeek's act_quant rule for one group of n <= 128 values: codes into q, returns the scale (act_quant.c;
+ * the FP8 KV row shares it). */
+float kern_cpu_quant_group(const float *x, int32_t n, uint8_t *q);
+/* Read cache row `row` of kv as d_c + d_r fp32 values (FP8 dequantized to bf16 values); write one
+ * (kv_store.c, which owns the row layout). */
+void kern_cpu_kv_row_read(const kern_kv_t *kv, int64_t row, float *out);
+void kern_cpu_kv_row_write(const kern_kv_t *kv, int64_t row, const bf16_t *ckv, const bf16_t *kpe);
+/* Cache row of position p of a sequence with block table bt, or -1 with KERN_FAULT_BLOCK raised when its
+ * block id is outside the cache (kv_store.c). */
+int64_t kern_cpu_kv_slot(kern_ctx_t *cx, const kern_kv_t *kv, const int32_t *bt, int32_t p);
+/* Shape errors of a kern_kv_t (dtype, row bytes, block size), named after `op`. */
+ms_status_t kern_cpu_kv_check(const kern_kv_t *kv, const char *op);
 /* Dot product with 8 partial sums (vectorizable at -O2). */
 static inline float kern_cpu_dot(const float *a, const float *b, int32_t n)
 {

@@ -6,10 +6,11 @@
  * round every term; measured against the golden fixtures, the fp32 sum is
  * what transformers ran: bit-identical logits on tiny_bf16.) Terms are added
  * in ascending expert id, so the result does not depend on where the experts
- * ran (EP layout). Rows arrive in dispatch order; pos_of_pair finds them. */
+ * ran (EP layout) or which replica served them. row_of_pair finds each
+ * pair's row wherever the transport left it. */
 #include "cpu.h"
 
-ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *pos_of_pair, const int32_t *idx,
+ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                  const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out)
 {
     int32_t ord[64];
@@ -29,7 +30,8 @@ ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32
             float acc = 0.0f;
             for (int32_t j = 0; j < K; j++) {
                 int32_t p = t * K + ord[j];
-                acc += bf16_to_f32(rows[(int64_t)pos_of_pair[p] * hidden + d]) * w[p];
+                if (row_of_pair[p] < 0) continue; /* padding, or dropped by a fault */
+                acc += bf16_to_f32(rows[(int64_t)row_of_pair[p] * hidden + d]) * w[p];
             }
             o[d] = f32_to_bf16(acc);
         }

@@ -1,17 +1,18 @@
 /* embed.cu — embedding lookup: one block per token copies its bf16 row.
- * Out-of-range ids (the engine validates ids on the host first) write zeros
- * rather than reading outside the table. */
-#include <cuda_runtime.h>
-#include <stdint.h>
-#include "cuda.h"
+ * id -1 is padding (row left as it was); any other id outside [0, vocab) is
+ * a data fault: KERN_FAULT_TOKEN is raised and the row is written as zeros
+ * so nothing downstream reads garbage. */
+#include "common.cuh"
 
 __global__ static void embed_kernel(const int32_t *ids, const uint16_t *table, int64_t vocab, int32_t dim,
-                                    uint16_t *out)
+                                    uint16_t *out, uint32_t *fault)
 {
     int64_t t = blockIdx.x;
     int32_t id = ids[t];
     uint16_t *o = out + t * dim;
+    if (id == -1) return;
     if (id < 0 || id >= vocab) {
+        if (threadIdx.x == 0) cu_fault(fault, KERN_FAULT_TOKEN);
         for (int32_t i = threadIdx.x; i < dim; i += blockDim.x) o[i] = 0;
         return;
     }
@@ -23,7 +24,7 @@ extern "C" ms_status_t kern_cuda_embed(kern_ctx_t *cx, const int32_t *ids, int32
                                        int64_t vocab, int32_t dim, bf16_t *out)
 {
     if (n <= 0) return MS_OK;
-    embed_kernel<<<n, 256, 0, (cudaStream_t)cx->stream>>>(ids, table, vocab, dim, out);
-    CUDA_CHECK(cudaGetLastError());
+    embed_kernel<<<n, 256, 0, CU_STREAM(cx)>>>(ids, table, vocab, dim, out, cx->fault);
+    CU_LAUNCHED();
     return MS_OK;
 }

@@ -58,7 +58,10 @@ extern "C" ms_status_t kern_cuda_synchronize(kern_ctx_t *cx)
 }
 
 /* A context owns a non-blocking stream, a workspace and (main only) the
- * cuBLASLt handle and the fault word; a side context borrows those two. */
+ * cuBLASLt handle and the fault word; a side context borrows those two. The
+ * workspace is at least KERN_CUDA_WS_MIN whatever the caller asks: the GEMMs
+ * need cuBLASLt scratch and fp8 dequant tiles (gemm.cu), allocated here once
+ * so no op allocates inside a step. */
 static ms_status_t cu_ctx_make(int device, size_t ws_bytes, kern_ctx_t *main, kern_ctx_t **out)
 {
     ms_status_t st;
@@ -78,7 +81,8 @@ static ms_status_t cu_ctx_make(int device, size_t ws_bytes, kern_ctx_t *main, ke
         goto out_cx;
     }
     cx->stream = (void *)s;
-    if (ws_bytes) MS_TRY_GOTO(st, kern_cuda_alloc(ws_bytes, &cx->ws), out_stream);
+    if (ws_bytes < KERN_CUDA_WS_MIN) ws_bytes = KERN_CUDA_WS_MIN;
+    MS_TRY_GOTO(st, kern_cuda_alloc(ws_bytes, &cx->ws), out_stream);
     cx->ws_bytes = ws_bytes;
     if (main) {
         cx->blas = main->blas, cx->fault = main->fault, cx->is_side = 1;

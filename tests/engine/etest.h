@@ -60,11 +60,14 @@ static inline const char *et_model_twin(const char *mkmodel, const char *args, c
 }
 static inline const char *et_model(const char *mkmodel, const char *args) { return et_model_twin(mkmodel, args, NULL); }
 
+/* 1: engines made by et_engine store FP8 latent rows (kv_cache_config.dtype fp8) */
+static int et_kv_fp8;
+
 static inline engine_t *et_engine(const char *dir, engine_mla_t mla, int kv_blocks, int block_size, int max_batch,
                            int max_tokens, comm_t **comm)
 {
     engine_opts_t o = {.kv_blocks = kv_blocks, .block_size = block_size, .max_batch = max_batch,
-                       .max_tokens_per_step = max_tokens, .backend = "cpu", .mla = mla};
+                       .max_tokens_per_step = max_tokens, .backend = "cpu", .mla = mla, .kv_fp8 = et_kv_fp8};
     par_t p = par_single();
     engine_t *e = NULL;
     if (comm_local_create(&kern_cpu_ops, comm) != MS_OK) return NULL;

@@ -21,6 +21,8 @@
  * 5. Greedy token = argmax of the returned logits (lowest id on ties);
  *    logprob = log_softmax at the token (|diff| <= 1e-4); top-N descending.
  * 6. fp8 checkpoint and its dequantized bf16 twin give bit-identical logits.
+ * 6b. FP8 KV rows (kv_fp8): decode vs recompute exact in absorbed form, auto vs naive as for BF16 rows,
+ *    and within 0.25 of the BF16-row engine on 80% of steps (block size 64).
  * 7. Bad plans (token id, block id, too few blocks, too many tokens, bad
  *    sampling knobs) are
  *    MS_ERR_INVALID and the engine keeps working; bad options and a missing
@@ -227,6 +229,47 @@ static void test_fp8_twin(const char *fp8dir, const char *twindir)
     comm_destroy(c1), comm_destroy(c2);
 }
 
+/* FP8 latent rows vs BF16 rows, block size 64, auto mode: prefill 6 tokens then decode to 16 on both;
+ * the only difference is the e4m3 rounding of ckv (relative 2^-4 per value, averaging out over 512
+ * channels): at least 80% of the steps within 0.25 of the BF16 logits, and the FP8 engine reports bytes
+ * rows of 656 for V3 (here d_c 32 + 4 + 2*d_r). */
+static void test_kv_fp8_vs_bf16(const char *dir)
+{
+    comm_t *c1, *c2;
+    et_kv_fp8 = 1;
+    engine_t *e = et_engine(dir, ENGINE_MLA_AUTO, 4, 64, 1, 32, &c1);
+    et_kv_fp8 = 0;
+    engine_t *f = et_engine(dir, ENGINE_MLA_AUTO, 4, 64, 1, 32, &c2);
+    T_CHECK(e && f);
+    if (!e || !f) return;
+    const int V = vocab_of(e), P = 6, L = 16;
+    const int32_t blocks[1] = {2};
+    float *a = malloc(sizeof(float) * V), *b = malloc(sizeof(float) * V);
+    int ok = prefill_logits(e, SEQ, P, blocks, 64, P, a) == 0 && prefill_logits(f, SEQ, P, blocks, 64, P, b) == 0;
+    int within = 0, steps = 0;
+    double worst = 0;
+    for (int n = P; ok && n <= L; n++) {
+        if (n > P) {
+            proto_result_t r;
+            et_seq_t s = {.pos = n - 1, .n = 1, .tokens = SEQ + n - 1, .blocks = blocks, .n_blocks = 1, .sample = 1,
+                          .n_logprobs = -1};
+            ok = et_step(e, &s, 1, &r) == MS_OK && engine_logits(e, 0, a) == MS_OK && et_step(f, &s, 1, &r) == MS_OK &&
+                 engine_logits(f, 0, b) == MS_OK;
+        }
+        double d = et_maxdiff(a, b, V);
+        within += d <= 0.25, steps++;
+        if (d > worst) worst = d;
+    }
+    T_CHECK(ok);
+    T_CHECK_MSG(within >= 0.8 * steps, "fp8 KV vs bf16 KV: only %d of %d steps within 0.25 (max %g)", within, steps,
+                worst);
+    fprintf(stderr, "fp8 KV vs bf16 KV (block 64, auto): %d of %d steps within 0.25, max |logit diff| %g\n", within,
+            steps, worst);
+    free(a), free(b);
+    engine_destroy(e), engine_destroy(f);
+    comm_destroy(c1), comm_destroy(c2);
+}
+
 static void test_bad(const char *dir)
 {
     comm_t *c;
@@ -286,6 +329,11 @@ int main(int argc, char **argv)
     test_decode_vs_recompute(noq, ENGINE_MLA_ABSORBED, ENGINE_MLA_ABSORBED, 0.0, 1.0, "tiny-noq absorbed");
     test_decode_vs_recompute(tiny, ENGINE_MLA_AUTO, ENGINE_MLA_NAIVE, 0.16, 0.8, "tiny auto vs naive");
     test_decode_vs_recompute(noq, ENGINE_MLA_AUTO, ENGINE_MLA_NAIVE, 0.16, 0.8, "tiny-noq auto vs naive");
+    et_kv_fp8 = 1; /* the same properties over FP8 cache rows (block size 4 here; 64 in the kernel tests) */
+    test_decode_vs_recompute(tiny, ENGINE_MLA_ABSORBED, ENGINE_MLA_ABSORBED, 0.0, 1.0, "tiny absorbed fp8 KV");
+    test_decode_vs_recompute(tiny, ENGINE_MLA_AUTO, ENGINE_MLA_NAIVE, 0.16, 0.8, "tiny auto vs naive fp8 KV");
+    et_kv_fp8 = 0;
+    test_kv_fp8_vs_bf16(tiny);
     test_batched(tiny, ENGINE_MLA_NAIVE, "tiny naive");
     test_batched(tiny, ENGINE_MLA_AUTO, "tiny auto");
     test_sampling(tiny);

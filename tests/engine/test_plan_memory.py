@@ -97,7 +97,9 @@ def weights(c, ep):
         if l < c["first_k_dense_replace"]:
             b += 3 * lin(c["intermediate_size"], D)
         else:
-            b += lin(E, D) + rnd(4 * E) + 3 * rnd(2 * (E // ep) * Im * D) + 3 * lin(Is, D)
+            mat = 2 * Im * D  # one slot record: gate|up, then down, each 256-aligned
+            stride = rnd(rnd(rnd(2 * mat) + mat))
+            b += lin(E, D) + rnd(4 * E) + rnd(stride * (E // ep)) + 3 * lin(Is, D)
     return b
 
 
@@ -108,8 +110,8 @@ kv_tok = (c["kv_lora_rank"] + c["qk_rope_head_dim"]) * 2 * c["num_hidden_layers"
 for r, v in ranks.items():
     check(v["weights"] == weights(c, 2), "rank %d weights %d, counted %d" % (r, v["weights"], weights(c, 2)))
     check(v["kv_blocks"] == 128 and v["kv_token"] == kv_tok and v["kv"] == 128 * 32 * kv_tok, "rank %d KV %r" % (r, v))
-    # MoE receive rows: ep_size x this rank's tokens x min(top-k, local experts)
-    check(v["moe_recv_rows"] == 2 * 64 * min(c["num_experts_per_tok"], c["n_routed_experts"] // 2), "rows %r" % v)
+    # MoE receive: each local slot takes up to ep_size x this rank's tokens (moe max_num_tokens unset)
+    check(v["moe_slot_cap"] == 2 * 64 and v["moe_recv_rows"] == (c["n_routed_experts"] // 2) * 2 * 64, "rows %r" % v)
     check(v["naive_ctx"] == 4096, "naive ctx bounded by the pool: %r" % v)
 _, one = plan(tiny, *(small + ["--world", "1"]))
 check(one and one[0]["weights"] == weights(c, 1), "world 1 weights")

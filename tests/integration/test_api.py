@@ -464,6 +464,57 @@ def t_chat(c, srv, model, ref):
             "multi-turn chat -> %d %r (want 200, 4 tokens, a longer prompt than %r)" % (st, raw[:300], js["usage"]))
 
 
+def t_tokenizer_endpoints(c, srv, model, ref):
+    """POST /tokenize, POST /detokenize, GET /tokenizer_info (vLLM's shapes) and chat prompt_token_ids."""
+    seed_ids = [0, 15382, 344, 2010, 4404, 33]  # README: "Where is New York?" with BOS
+    st, js, raw = post(srv, "/tokenize", {"model": model, "prompt": "Where is New York?"})
+    c.check(st == 200 and js.get("tokens") == seed_ids and js.get("count") == 6 and js.get("token_strs") is None,
+            "/tokenize prompt -> %d %r (want the README's ids)" % (st, raw[:300]))
+    max_model_len = js.get("max_model_len") if isinstance(js, dict) else None
+    st, js, raw = post(srv, "/tokenize", {"prompt": "Where is New York?", "add_special_tokens": False,
+                                          "return_token_strs": True})
+    c.check(st == 200 and js.get("tokens") == seed_ids[1:] and "".join(js.get("token_strs") or []) ==
+            "Where is New York?", "/tokenize without special tokens, with strings -> %d %r" % (st, raw[:300]))
+    st, js, raw = post(srv, "/tokenize", {"prompt": ""})
+    c.check(st == 200 and js.get("count") == 0 and js.get("tokens") == [], "/tokenize '' -> %d %r" % (st, raw[:200]))
+    # a chat conversation counts exactly as the chat endpoint's usage.prompt_tokens
+    st, tj, raw = post(srv, "/tokenize", {"messages": CHAT})
+    st2, cj, raw2 = post(srv, "/v1/chat/completions", {"messages": CHAT, "max_tokens": 4, "temperature": 0,
+                                                        "ignore_eos": True})
+    ok = st == 200 and st2 == 200
+    c.check(ok and tj["count"] == cj["usage"]["prompt_tokens"],
+            "/tokenize messages %d %r vs chat usage %d %r" % (st, raw[:200], st2, raw2[:300]))
+    # trtllm-serve's chat prompt_token_ids: the same ids give the same greedy reply as the messages
+    if ok:
+        st3, pj, raw3 = post(srv, "/v1/chat/completions", {"prompt_token_ids": tj["tokens"], "max_tokens": 4,
+                                                            "temperature": 0, "ignore_eos": True})
+        c.check(st3 == 200 and pj["choices"][0]["message"]["content"] == cj["choices"][0]["message"]["content"] and
+                pj["usage"]["prompt_tokens"] == tj["count"],
+                "chat prompt_token_ids -> %d %r (want %r)" % (st3, raw3[:300], cj["choices"][0]["message"]))
+    st, js, raw = post(srv, "/detokenize", {"model": model, "tokens": seed_ids})
+    c.check(st == 200 and js.get("prompt") == "<\uff5cbegin\u2581of\u2581sentence\uff5c>Where is New York?",
+            "/detokenize -> %d %r" % (st, raw[:200]))
+    st, _, raw = srv.request("GET", "/tokenizer_info")
+    js = json.loads(raw) if st == 200 else {}
+    c.check(st == 200 and js.get("bos_token_id") == 0 and js.get("eos_token_id") == 1 and
+            js.get("add_bos_token") is True and js.get("bos_token") == "<\uff5cbegin\u2581of\u2581sentence\uff5c>"
+            and js.get("model_max_length") == max_model_len and max_model_len > 16,
+            "/tokenizer_info -> %d %r (model_max_length = /tokenize's max_model_len %r)" % (st, raw[:300], max_model_len))
+    for path, body, want, param in [
+            ("/tokenize", {}, 400, "prompt"),
+            ("/tokenize", {"prompt": "a", "messages": CHAT}, 400, "messages"),
+            ("/tokenize", {"prompt": "a", "model": "nope"}, 404, "model"),
+            ("/tokenize", {"prompt": "a", "bogus": 1}, 400, "bogus"),
+            ("/detokenize", {"tokens": [10 ** 9]}, 400, "tokens"),
+            ("/detokenize", {"tokens": "abc"}, 400, "tokens"),
+            ("/v1/chat/completions", {"prompt_token_ids": [-1], "max_tokens": 1}, 400, "prompt_token_ids")]:
+        st, js, raw = post(srv, path, body)
+        c.check(st == want and isinstance(js, dict) and js.get("error", {}).get("param") == param,
+                "%s %s -> %d %r (want %d naming %s)" % (path, json.dumps(body)[:80], st, raw[:200], want, param))
+    st, _, _ = srv.request("GET", "/tokenize")
+    c.check(st == 405, "GET /tokenize -> %d (want 405)" % st)
+
+
 def t_chat_stream(c, srv, model, ref):
     st, datas, ctype = sse(srv, "/v1/chat/completions", {"model": model, "messages": CHAT, "max_tokens": 8,
                                                          "temperature": 0, "ignore_eos": True, "stream": True})
@@ -685,6 +736,7 @@ def main():
                          ("stop_token_ids", t_stop_token_ids), ("ignore_eos_min_tokens", t_ignore_eos_min_tokens),
                          ("seed_sampling", t_seed), ("sampling_knobs", t_sampling_knobs), ("logprobs", t_logprobs), ("stream", t_stream),
                          ("stream_include_usage", t_stream_usage), ("chat", t_chat), ("chat_stream", t_chat_stream),
+                         ("tokenizer_endpoints", t_tokenizer_endpoints),
                          ("errors", t_errors), ("body_limit_413", t_body_limit), ("concurrent_36", t_concurrent), ("disconnect", t_disconnect)]:
             if not srv.alive():
                 c.name = name

@@ -23,6 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, Env, Server, log  # noqa: E402
 
+SLOTS24 = "moe_config:\n  load_balancer:\n    num_slots: 24"
 LAYOUTS = {
     "np1": dict(np=1, args=[]),
     "np2-tp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"]),
@@ -31,6 +32,12 @@ LAYOUTS = {
     "np4-dp": dict(np=4, args=["--tp_size", "4", "--ep_size", "4"], yaml="enable_attention_dp: true"),
     "np4-dp-ep2": dict(np=4, args=["--tp_size", "4", "--ep_size", "2"], yaml="enable_attention_dp: true"),
     "np4-tp": dict(np=4, args=["--tp_size", "4", "--ep_size", "2"]),
+    # 24 slots for the tiny model's 16 experts (1.5x): the default placement replicates experts 0..7, so
+    # replicas sit on both EP ranks; greedy output must still equal the single-process engine's
+    "np1-slots24": dict(np=1, args=[], yaml=SLOTS24),
+    "np2-dp-slots24": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"],
+                           yaml="enable_attention_dp: true\n" + SLOTS24),
+    "np4-tp-slots24": dict(np=4, args=["--tp_size", "4", "--ep_size", "4"], yaml=SLOTS24),
 }
 
 ID_PROMPTS = [
@@ -200,6 +207,10 @@ def main():
     c = Checks()
     t0 = time.time()
     with Server(env, model, np=L["np"], args=L["args"], yaml_extra=L.get("yaml", "")) as srv:
+        if "num_slots" in L.get("yaml", ""):  # the slots took effect (not parsed and dropped)
+            ep = int(L["args"][L["args"].index("--ep_size") + 1]) if "--ep_size" in L["args"] else 1
+            want = "%d expert slots on this rank" % (24 // ep)
+            c.check(want in srv.log_text(), "no '%s' in the server log" % want)
         ref_text = parity(c, env, srv, model)
         streaming(c, srv, ref_text)
         concurrency(c, srv)

@@ -1,6 +1,6 @@
 /* test_misc.c — the small ops, checked exactly against their definitions:
- * embed (and its out-of-range error), add, cast both ways, gather_rows,
- * silu_mul (double reference rounded at transformers' two points: at most one
+ * embed (a bad id is a data fault: fault bit, zero row; -1 is padding), add, cast both ways, gather_rows,
+ * gather_rows (-1 leaves the row), silu_mul (double reference rounded at transformers' two points: at most one
  * bf16 ulp off), and backend selection. */
 #include "kref.h"
 #include "ms_build_config.h"
@@ -15,8 +15,23 @@ int main(void)
     int ok = 1;
     for (int i = 0; i < N; i++) ok &= memcmp(out + i * D, tab + ids[i] * D, D * 2) == 0;
     T_CHECK(ok);
+    /* a bad id is a data fault: the call succeeds, the fault bit is set and the row is zeros; -1 is padding
+     * (zeros, no fault); the other rows are unaffected */
+    kern_ctx_t *cx;
+    T_CHECK(kern_cpu_ops.ctx_create(0, 0, &cx) == MS_OK);
     ids[2] = V;
-    T_CHECK(kern_cpu_ops.embed(NULL, ids, N, tab, V, D, out) == MS_ERR_INVALID);
+    ids[4] = -1;
+    T_CHECK(kern_cpu_ops.embed(cx, ids, N, tab, V, D, out) == MS_OK && *cx->fault == KERN_FAULT_TOKEN);
+    ok = 1;
+    for (int i = 0; i < N; i++)
+        for (int d = 0; d < D; d++) ok &= out[i * D + d] == (i == 2 || i == 4 ? 0 : tab[ids[i] * D + d]);
+    T_CHECK(ok);
+    *cx->fault = 0;
+    ids[2] = 3;
+    T_CHECK(kern_cpu_ops.embed(cx, ids, N, tab, V, D, out) == MS_OK && *cx->fault == 0);
+    ids[2] = -7;
+    T_CHECK(kern_cpu_ops.embed(cx, ids, N, tab, V, D, out) == MS_OK && *cx->fault == KERN_FAULT_TOKEN);
+    kern_cpu_ops.ctx_destroy(cx);
 
     bf16_t *a = kr_bf16(1000, 1.0), *b = kr_bf16(1000, 1e-2), y[1000];
     T_CHECK(kern_cpu_ops.add(NULL, a, b, y, 1000) == MS_OK);
@@ -41,6 +56,11 @@ int main(void)
     ok = 1;
     for (int i = 0; i < 5; i++) ok &= memcmp(dst[i], src[gi[i]], sizeof src[0]) == 0;
     T_CHECK(ok);
+    /* a padded index (-1) leaves its row as it was */
+    int32_t gp[2] = {-1, 3};
+    int64_t keep[2][3] = {{7, 7, 7}, {0, 0, 0}};
+    T_CHECK(kern_cpu_ops.gather_rows(NULL, src, gp, 2, sizeof src[0], keep) == MS_OK);
+    T_CHECK(keep[0][0] == 7 && keep[0][2] == 7 && memcmp(keep[1], src[3], sizeof src[0]) == 0);
 
     bf16_t *gt = kr_bf16(4096, 3.0), *up = kr_bf16(4096, 1.0), act[4096];
     T_CHECK(kern_cpu_ops.silu_mul(NULL, gt, up, act, 4096) == MS_OK);
@@ -57,7 +77,8 @@ int main(void)
     T_CHECK(kern_backend_get("tpu", &ops) == MS_ERR_INVALID);
 #if MS_HAVE_CUDA
     T_CHECK(kern_backend_get("cuda", &ops) == MS_OK && !strcmp(ops->name, "cuda"));
-    T_CHECK(ops->gemm(NULL, NULL, MS_DT_BF16, 0, NULL, NULL, MS_DT_BF16, 0, 0) == MS_ERR_UNSUPPORTED);
+    T_CHECK(ops->mla_latent(NULL, NULL, MS_DT_F32, NULL, 0, 0, NULL, NULL, NULL, 0, 0, 0, NULL, MS_DT_F32) ==
+            MS_ERR_UNSUPPORTED);
 #else
     T_CHECK(kern_backend_get("cuda", &ops) == MS_ERR_UNSUPPORTED);
 #endif

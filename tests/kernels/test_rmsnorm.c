@@ -3,7 +3,8 @@
  * The op computes the statistic in fp32, so n may land one bf16 ulp away
  * from the reference near a rounding boundary, and the product is rounded
  * again: tolerance 2^-6·|ref| (two ulps) per element, and at most 1% of
- * elements may differ at all. Shapes: hidden 7168, kv_a_layernorm 512 inside a 576-wide
+ * elements may differ at all. add_rmsnorm (fused residual add) must equal add
+ * then rmsnorm bit for bit. Shapes: hidden 7168, kv_a_layernorm 512 inside a 576-wide
  * row (strided), q_a_layernorm 1536, tiny 64. */
 #include "kref.h"
 
@@ -45,5 +46,17 @@ int main(void)
     T_CHECK(kern_cpu_ops.rmsnorm(NULL, x, 64, w, x, 64, 1, 64, 1e-6f) == MS_OK);
     T_CHECK(memcmp(x, y, sizeof y) == 0);
     free(x);
+    /* add_rmsnorm is bit-identical to add then rmsnorm, for the new residual and the normed output */
+    enum { R = 6, DIM = 7168 };
+    bf16_t *a = kr_bf16(R * DIM, 1.0), *r = kr_bf16(R * DIM, 0.5), *wn = kr_bf16(DIM, 1.0);
+    bf16_t *s1 = calloc(R * DIM, 2), *y1 = calloc(R * DIM, 2), *y2 = calloc(R * DIM, 2), *a2 = malloc(R * DIM * 2);
+    memcpy(a2, a, R * DIM * 2);
+    T_CHECK(kern_cpu_ops.add(NULL, a, r, s1, R * DIM) == MS_OK);
+    T_CHECK(kern_cpu_ops.rmsnorm(NULL, s1, DIM, wn, y1, DIM, R, DIM, 1e-6f) == MS_OK);
+    T_CHECK(kern_cpu_ops.add_rmsnorm(NULL, a2, r, wn, y2, R, DIM, 1e-6f) == MS_OK);
+    T_CHECK(memcmp(a2, s1, R * DIM * 2) == 0);
+    T_CHECK(memcmp(y1, y2, R * DIM * 2) == 0);
+    T_CHECK(memcmp(a2, a, R * DIM * 2) != 0); /* the residual did change */
+    free(a), free(r), free(wn), free(s1), free(y1), free(y2), free(a2);
     return t_done();
 }

@@ -2,9 +2,17 @@
  * group shapes for every ep_size that divides the world, all-reduce equal to
  * the rank-order sum and bitwise identical on all ranks, all-to-all counts,
  * all-to-all-v rows landing at the right rank and offset (including empty
- * sends), all-gather-v in and out of place. */
+ * sends), all-gather-v in and out of place.
+ * MoE dispatch/combine (every ep_size): 12 slots for 8 experts (replicas of
+ * experts 0..3 on other ranks), ranks with different token counts (one with
+ * none): each local slot's device count equals a recount over every source
+ * rank's routing, every received row is a row some source routed there, and
+ * after a per-expert transform the combined output is bit-identical to the
+ * single-process moe_combine of the same rows; the load counter equals a host
+ * recount of idx; a capacity below a slot's rows raises KERN_FAULT_CAPACITY. */
 #include "../test.h"
 #include "worker/comm_mpi.h"
+#include "worker/placement.h"
 
 #include <stdint.h>
 
@@ -92,6 +100,95 @@ static void run(MPI_Comm world, int ep)
     comm_destroy(c);
 }
 
+enum { ME = 8, MS = 12, MK = 3, MD = 16 };
+
+/* rank r's MoE inputs: T tokens, K distinct experts per token */
+static int moe_T(int r) { return r == 1 ? 0 : 3 + 2 * r; }
+static int32_t moe_idx(int r, int t, int k) { return (t * 3 + k * 5 + r) % ME; }
+static bf16_t moe_x(int r, int t, int d) { return f32_to_bf16((float)(r * 100 + t * 10 + d) / 64.0f); }
+/* the "expert": row * (1 + e/8), rounded to bf16 */
+static bf16_t moe_f(bf16_t v, int e) { return f32_to_bf16(bf16_to_f32(v) * (1.0f + (float)e / 8)); }
+
+static void run_moe(MPI_Comm world, int ep, int cap_small)
+{
+    int wr;
+    MPI_Comm_rank(world, &wr);
+    comm_t *c = NULL;
+    placement_t pl;
+    T_CHECK(comm_mpi_create(world, ep, NULL, &c) == MS_OK && placement_create(1, ME, MS, ep, NULL, &pl) == MS_OK);
+    if (!c) return;
+    const int er = wr % ep, g0 = wr - er, spr = pl.slots_per_rank, T = moe_T(wr), P = T * MK;
+    int total = 0;
+    for (int s = 0; s < ep; s++) total += moe_T(g0 + s);
+    const int cap = cap_small ? 1 : total;
+    kern_ctx_t *cx;
+    T_CHECK(kern_cpu_ops.ctx_create(0, 0, &cx) == MS_OK);
+    int32_t idx[64], sop[64], ris[64], rop[64], cnt[MS], rc[MS];
+    float w[64];
+    bf16_t x[64 * MD], send[64 * MD], back[64 * MD], out[64 * MD], want[64 * MD], rows[64 * MD];
+    bf16_t *recv = calloc((size_t)spr * total * MD, 2), *eo = calloc((size_t)spr * total * MD, 2);
+    int64_t load[ME] = {0}, lwant[ME] = {0};
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < MK; k++) {
+            idx[t * MK + k] = moe_idx(wr, t, k), w[t * MK + k] = 0.25f + 0.1f * k;
+            lwant[moe_idx(wr, t, k)]++;
+        }
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < MD; d++) x[t * MD + d] = moe_x(wr, t, d);
+    comm_moe_t m = {.idx = idx, .w = w, .T = T, .K = MK, .D = MD, .load = load, .cap = cap, .n_local = spr,
+                    .slot_of_pair = sop, .rank_in_slot = ris, .row_of_pair = rop, .slot_counts = cnt, .recv = recv,
+                    .recv_count = rc, .send = send, .back = back};
+    m.place = (kern_moe_place_t){.log2phy = pl.log2phy, .n_rep = pl.n_rep, .E = ME, .max_rep = pl.max_rep,
+                                 .n_slots = MS, .slots_per_rank = spr};
+    T_CHECK(comm_moe_dispatch(c, COMM_EP, &m, x, cx) == MS_OK);
+    /* recount what every source of my group routes to my slots (the replica rule of kernels.h) */
+    int want_cnt[MS] = {0}, bad = 0;
+    for (int s = 0; s < ep; s++)
+        for (int t = 0; t < moe_T(g0 + s); t++)
+            for (int k = 0; k < MK; k++) {
+                int e = moe_idx(g0 + s, t, k), sl = pl.log2phy[e * pl.max_rep + (t + k) % pl.n_rep[e]];
+                if (sl / spr == er) want_cnt[sl % spr]++;
+            }
+    int over = 0;
+    for (int j = 0; j < spr; j++) {
+        bad += rc[j] != (want_cnt[j] < cap ? want_cnt[j] : cap);
+        over |= want_cnt[j] > cap;
+        for (int i = 0; i < rc[j]; i++) { /* a row some source sent: decode (r, t) from its first value */
+            float v = bf16_to_f32(recv[((size_t)j * cap + i) * MD]) * 64;
+            int r = (int)v / 100, t = ((int)v % 100) / 10, hit = 0;
+            for (int k = 0; k < MK && r >= g0 && r < g0 + ep && t < moe_T(r); k++) {
+                int e = moe_idx(r, t, k);
+                hit |= pl.log2phy[e * pl.max_rep + (t + k) % pl.n_rep[e]] == er * spr + j;
+            }
+            bad += !hit;
+        }
+    }
+    T_CHECK_MSG(bad == 0, "moe_dispatch ep %d cap %d: %d wrong counts or rows", ep, cap, bad);
+    T_CHECK(!memcmp(load, lwant, sizeof load));
+    T_CHECK_MSG(!!(*cx->fault & KERN_FAULT_CAPACITY) == over, "ep %d cap %d: fault %#x, overflow %d", ep, cap,
+                *cx->fault, over);
+    for (int j = 0; j < spr; j++)
+        for (int i = 0; i < rc[j]; i++)
+            for (int d = 0; d < MD; d++) {
+                size_t o = ((size_t)j * cap + i) * MD + d;
+                eo[o] = moe_f(recv[o], placement_expert(&pl, 0, er * spr + j));
+            }
+    T_CHECK(comm_moe_combine(c, COMM_EP, &m, eo, out, cx) == MS_OK);
+    if (!over) { /* the single-process combine over rows in pair order */
+        int32_t pos[64];
+        for (int p = 0; p < P; p++) {
+            pos[p] = p;
+            for (int d = 0; d < MD; d++) rows[p * MD + d] = moe_f(x[(p / MK) * MD + d], idx[p]);
+        }
+        T_CHECK(kern_cpu_ops.moe_combine(NULL, rows, pos, idx, w, T, MK, MD, want) == MS_OK);
+        T_CHECK_MSG(!memcmp(out, want, sizeof(bf16_t) * (size_t)T * MD), "moe_combine ep %d: output differs", ep);
+    }
+    kern_cpu_ops.ctx_destroy(cx);
+    free(recv), free(eo);
+    placement_free(&pl);
+    comm_destroy(c);
+}
+
 int main(int argc, char **argv)
 {
     int prov;
@@ -99,7 +196,10 @@ int main(int argc, char **argv)
     int ws;
     MPI_Comm_size(MPI_COMM_WORLD, &ws);
     for (int ep = 1; ep <= ws; ep++)
-        if (ws % ep == 0) run(MPI_COMM_WORLD, ep);
+        if (ws % ep == 0) {
+            run(MPI_COMM_WORLD, ep);
+            if (MS % ep == 0) run_moe(MPI_COMM_WORLD, ep, 0), run_moe(MPI_COMM_WORLD, ep, 1);
+        }
     comm_t *c = NULL;
     if (ws > 1) T_CHECK(comm_mpi_create(MPI_COMM_WORLD, ws + 1, NULL, &c) == MS_ERR_INVALID);
     MPI_Finalize();

@@ -446,6 +446,64 @@ static void test_error_body(void)
     json_decref(j);
 }
 
+/* The tokenizer endpoints' JSON and chat prompt_token_ids (fake tokenizer: byte b = id b + 3). */
+static void test_tokenize(void)
+{
+    oai_ctx_t tc = ctx;
+    tc.bos_id = 0, tc.eos_id = 1;
+    json_t *out = NULL;
+    oai_error_t err;
+    const char *b1 = "{\"prompt\": \"hi\", \"return_token_strs\": true}";
+    T_CHECK(oai_tokenize(&tc, b1, strlen(b1), &out, &err));
+    char *s = out ? json_dumps(out, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    T_CHECK_MSG(s && !strcmp(s, "{\"count\":3,\"max_model_len\":64,\"token_strs\":[\"<s>\",\"h\",\"i\"],"
+                                "\"tokens\":[0,107,108]}"), "%s", s ? s : "(null)");
+    free(s), json_decref(out), out = NULL;
+    const char *b2 = "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}";
+    T_CHECK(oai_tokenize(&tc, b2, strlen(b2), &out, &err));
+    /* "<s>user: x\nassistant:" without an extra BOS: what the chat endpoint would prefill */
+    T_CHECK(out && json_integer_value(json_object_get(out, "count")) == (json_int_t)strlen("<s>user: x\nassistant:"));
+    json_decref(out), out = NULL;
+    const char *b3 = "{\"tokens\": [0, 107, 108, 1]}";
+    T_CHECK(oai_detokenize(&tc, b3, strlen(b3), &out, &err));
+    T_CHECK(out && !strcmp(json_string_value(json_object_get(out, "prompt")), "<s>hi</s>"));
+    json_decref(out), out = NULL;
+    out = oai_tokenizer_info(&tc);
+    T_CHECK(out && json_is_true(json_object_get(out, "add_bos_token")) &&
+            !json_is_true(json_object_get(out, "add_eos_token")) &&
+            !strcmp(json_string_value(json_object_get(out, "eos_token")), "</s>") &&
+            json_integer_value(json_object_get(out, "model_max_length")) == 64);
+    json_decref(out), out = NULL;
+    static const struct { const char *body; int detok, status; const char *param; } bad[] = {
+        {"{}", 0, 400, "prompt"},
+        {"{\"prompt\": \"a\", \"messages\": []}", 0, 400, "messages"},
+        {"{\"prompt\": 3}", 0, 400, "prompt"},
+        {"{\"prompt\": \"a\", \"model\": \"big\"}", 0, 404, "model"},
+        {"{\"prompt\": \"a\", \"continue_final_message\": true}", 0, 400, "continue_final_message"},
+        {"{\"prompt\": \"a\", \"zzz\": 1}", 0, 400, "zzz"},
+        {"[1]", 0, 400, ""},
+        {"{\"tokens\": [259]}", 1, 400, "tokens"},
+        {"{\"tokens\": [1.5]}", 1, 400, "tokens"},
+        {"{}", 1, 400, "tokens"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        bool ok = bad[i].detok ? oai_detokenize(&tc, bad[i].body, strlen(bad[i].body), &out, &err)
+                               : oai_tokenize(&tc, bad[i].body, strlen(bad[i].body), &out, &err);
+        T_CHECK_MSG(!ok && err.status == bad[i].status && !strcmp(err.param, bad[i].param), "%s: %d %s '%s'",
+                    bad[i].body, err.status, err.param, err.message);
+        if (ok) json_decref(out), out = NULL;
+    }
+    /* chat prompt_token_ids: the ids are the prompt; messages may be absent */
+    oai_request_t rq;
+    T_CHECK(parse_ok(OAI_CHAT, "{\"prompt_token_ids\": [0, 5, 6], \"max_tokens\": 2}", &rq));
+    T_CHECK(rq.n_prompts == 1 && rq.prompts[0].n_ids == 3 && rq.prompts[0].ids[1] == 5);
+    oai_request_free(&rq);
+    expect_err(OAI_CHAT, "{\"prompt_token_ids\": [0, 999]}", 400, "prompt_token_ids", "out of range");
+    expect_err(OAI_CHAT, "{\"prompt_token_ids\": \"abc\"}", 400, "prompt_token_ids", "list of token ids");
+    expect_err(OAI_CHAT, "{\"prompt_token_ids\": []}", 400, "prompt_token_ids", "must not be empty");
+}
+
 int main(void)
 {
     test_completion_errors();
@@ -457,5 +515,6 @@ int main(void)
     test_stream_completion();
     test_stream_chat();
     test_error_body();
+    test_tokenize();
     return t_done();
 }

@@ -1,0 +1,70 @@
+/* kv_store.cu — write each token's latent [ckv | kpe] into its paged-cache row
+ * in the layer's row layout (kern_kv_t): BF16 rows are copied; FP8 rows get
+ * ckv quantized per 128 channels exactly as kernels/cpu/kv_store.c
+ * (s = max(amax, 1e-4) / 448 by IEEE division, q = e4m3(x / s) rounded to
+ * nearest even and saturated) with the fp32 scales after the codes, then the
+ * bf16 kpe. One block per row, one warp per 128-channel group. Slot -1 is a
+ * padded row (nothing written); a slot outside [0, n_blocks*block_size) is a
+ * data fault (KERN_FAULT_BLOCK) and is skipped. */
+#include <cuda_fp8.h>
+#include "common.cuh"
+
+#define KVS_WARPS 4
+
+__global__ static void __launch_bounds__(KVS_WARPS * 32)
+    kv_store_kernel(kern_kv_t kv, const uint16_t *ckv, int64_t ld_ckv, const uint16_t *kpe, int64_t ld_kpe,
+                    const int32_t *slots, uint32_t *fault)
+{
+    const int32_t i = blockIdx.x, s = slots[i];
+    const int64_t rows = (int64_t)kv.n_blocks * kv.block_size;
+    if (s < 0 || s >= rows) {
+        if (s != -1 && threadIdx.x == 0) cu_fault(fault, KERN_FAULT_BLOCK);
+        return;
+    }
+    uint8_t *row = (uint8_t *)kv.data + (int64_t)s * kv.row_bytes;
+    const uint16_t *c = ckv + i * ld_ckv, *k = kpe + i * ld_kpe;
+    if (kv.dtype != MS_DT_F8E4M3) {
+        uint16_t *r16 = (uint16_t *)row;
+        for (int32_t j = threadIdx.x; j < kv.d_c + kv.d_r; j += blockDim.x)
+            r16[j] = j < kv.d_c ? c[j] : k[j - kv.d_c];
+        return;
+    }
+    const int32_t ng = (kv.d_c + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK, lane = threadIdx.x & 31;
+    for (int32_t g = threadIdx.x / 32; g < ng; g += blockDim.x / 32) {
+        const int32_t c0 = g * KERN_FP8_BLOCK, c1 = min(kv.d_c, c0 + KERN_FP8_BLOCK);
+        float amax = 0.f;
+        for (int32_t j = c0 + lane; j < c1; j += 32) amax = fmaxf(amax, fabsf(cu_bf16_f(c[j])));
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float sc = __fdiv_rn(fmaxf(amax, 1e-4f), 448.0f);
+        for (int32_t j = c0 + lane; j < c1; j += 32)
+            row[j] = (uint8_t)__nv_cvt_float_to_fp8(__fdiv_rn(cu_bf16_f(c[j]), sc), __NV_SATFINITE, __NV_E4M3);
+        if (lane < 4) row[kv.d_c + 4 * g + lane] = (uint8_t)(__float_as_uint(sc) >> (8 * lane)); /* unaligned-safe */
+    }
+    uint8_t *kp = row + kv.d_c + 4 * ng;
+    for (int32_t j = threadIdx.x; j < kv.d_r; j += blockDim.x) {
+        kp[2 * j] = (uint8_t)k[j];
+        kp[2 * j + 1] = (uint8_t)(k[j] >> 8);
+    }
+}
+
+/* the layout checks of kernels/cpu/kv_store.c (kern_cpu_kv_check) */
+ms_status_t kern_cuda_kv_check(const kern_kv_t *kv, const char *op)
+{
+    if (kv->dtype != MS_DT_BF16 && kv->dtype != MS_DT_F8E4M3)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda %s: KV row dtype %s not supported", op, ms_dtype_name(kv->dtype));
+    if (kv->row_bytes != kern_kv_row_bytes(kv->dtype, kv->d_c, kv->d_r) || kv->block_size < 1 ||
+        (kv->dtype == MS_DT_F8E4M3 && kv->d_c % 4))
+        return MS_ERR(MS_ERR_INVALID, "cuda %s: KV layout %s d_c %d d_r %d row %d bytes, block %d is inconsistent", op,
+                      ms_dtype_name(kv->dtype), kv->d_c, kv->d_r, kv->row_bytes, kv->block_size);
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv,
+                                          const bf16_t *kpe, int64_t ld_kpe, const int32_t *slots, int32_t n)
+{
+    MS_TRY(kern_cuda_kv_check(kv, "kv_store"));
+    if (n <= 0) return MS_OK;
+    kv_store_kernel<<<n, KVS_WARPS * 32, 0, CU_STREAM(cx)>>>(*kv, ckv, ld_ckv, kpe, ld_kpe, slots, cx->fault);
+    CU_LAUNCHED();
+    return MS_OK;
+}

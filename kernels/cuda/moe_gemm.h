@@ -1,0 +1,71 @@
+/* moe_gemm.h — routed-expert compute of one rank on the GPU with DeepSeek's
+ * FP8 numerics (its inference code's act_quant + fp8_gemm): entry points of
+ * kernels/cuda/act_quant.cu and kernels/cuda/moe_gemm_fp8.cu. Independent of
+ * the ops table for now; moe_experts calls these once its signature lands.
+ *
+ * Layout (DESIGN "The GPU step", seam 2: DeepGEMM's masked layout):
+ *  - Activations x, out: [S, cap, hidden] bf16, S local slots of `cap` rows.
+ *    counts[S] (device int32) gives the rows of each slot that are real; rows
+ *    >= count are padding: nothing reads them and their outputs are left as
+ *    they were. A count above cap is clamped to cap.
+ *  - Weights per slot e (one contiguous expert each): w13[e] = fused gate|up
+ *    [2*inter, hidden] e4m3 (gate rows 0..inter-1, up rows inter..2*inter-1),
+ *    w2[e] = down [hidden, inter] e4m3, Linear layout [out, in]. Scales are
+ *    fp32 scale_inv per 128x128 block, [rows/128, cols/128] per expert:
+ *    W[i,j] = fp8[i,j] * s[i/128, j/128] (applied in fp32 inside the GEMM).
+ *  - Quantized activations: q [S, cap, K] e4m3 with per-token per-128-channel
+ *    scales stored slot-transposed, qs [S, K/128, cap] fp32 (x ~= q * qs), so
+ *    a GEMM tile reads a token block's scales contiguously.
+ *
+ * Numerics of one layer, as DeepSeek's inference code with transformers' bf16
+ * rounding of the activation: q,qs = act_quant(x); g|u = q·w13ᵀ accumulated in
+ * fp32 with both scales applied per 128-K chunk; h = bf16(bf16(silu(bf16 g)) *
+ * bf16 u); hq,hs = act_quant(h); out = bf16(hq·w2ᵀ).
+ *
+ * Shapes: hidden and inter multiples of 128; cap a multiple of 4 (16-byte TMA
+ * row strides hold for any cap since rows are 128-byte multiples). */
+#ifndef MS_KERN_CUDA_MOE_GEMM_H
+#define MS_KERN_CUDA_MOE_GEMM_H
+
+#include "kernels/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const uint8_t *w13;  /* [E, 2*inter, hidden] e4m3 */
+    const float *w13_s;  /* [E, 2*inter/128, hidden/128] */
+    const uint8_t *w2;   /* [E, hidden, inter] e4m3 */
+    const float *w2_s;   /* [E, hidden/128, inter/128] */
+    int32_t n_experts;   /* E = local slots the arrays hold (S <= E) */
+    int32_t hidden, inter;
+} moe_fp8_weights_t;
+
+/* Workspace kern_cuda_moe_fp8 needs: xq, xs, h, hq, hs. */
+size_t kern_cuda_moe_fp8_ws_bytes(int S, int cap, int hidden, int inter);
+
+/* One MoE layer's routed-expert compute over S slots (see above). */
+ms_status_t kern_cuda_moe_fp8(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int S, int cap,
+                              const moe_fp8_weights_t *w, bf16_t *out, void *ws, size_t ws_bytes);
+
+/* act_quant over the masked layout: x [S, cap, K] bf16 -> q [S, cap, K] e4m3,
+ * qs [S, K/128, cap] fp32; s = amax/448 per 1x128 group (1 for an all-zero
+ * group), q = e4m3(x / s) round-to-nearest-even, saturating. Padding rows are
+ * neither read nor written. */
+ms_status_t kern_cuda_act_quant(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int S, int cap, int K,
+                                uint8_t *q, float *qs);
+
+/* The two grouped GEMMs alone (the bench times each stage).
+ * gateup: h [S, cap, inter] bf16 = silu·mul of (xq,xs)·w13ᵀ.
+ * down:   out [S, cap, hidden] bf16 = (hq,hs)·w2ᵀ. */
+ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *xq, const float *xs, const int32_t *counts,
+                                     int S, int cap, const moe_fp8_weights_t *w, bf16_t *h);
+ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq, const float *hs, const int32_t *counts,
+                                   int S, int cap, const moe_fp8_weights_t *w, bf16_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,373 @@
+/* moe_gemm_fp8.cu — the routed experts' two grouped GEMMs of one rank, FP8
+ * e4m3 x e4m3 with DeepSeek's scales (128x128 weight blocks, 1x128 activation
+ * groups), on Hopper's wgmma with TMA loads; and kern_cuda_moe_fp8, one MoE
+ * layer's expert compute (moe_gemm.h has the layout and the numerics).
+ *
+ * Why this shape: at decode a rank's experts see 4..128 rows each, so the
+ * layer is a stream of 1.41 GB of weights. The kernel is "swap AB": a weight
+ * tile of 128 rows (2 x wgmma m64) is the A operand and a block of tokens the
+ * N dimension (8..64 per consumer warpgroup), so small token counts waste no
+ * weight bytes. Every 128-K chunk's partial product is promoted into the fp32
+ * accumulator times (weight block scale x token's group scale), as DeepGEMM
+ * does. A persistent grid (one CTA per SM) walks the tiles of all slots; one
+ * producer thread keeps a ring of TMA stages full across tile boundaries, so
+ * HBM never waits on a tile's epilogue. Tiles of a slot with no rows there are
+ * skipped by producer and consumers alike: empty experts read nothing.
+ * gate|up: a tile's two m64 halves are gate rows j..j+63 and the matching up
+ * rows, so SiLU·mul happens in registers (same fragment layout). */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+
+#include "cuda.h"
+#include "moe_gemm.h"
+
+#define MG_TILE_ROWS 128   /* weight rows per tile (2 x m64) */
+#define MG_KC 128          /* K bytes per stage = one scale block */
+#define MG_A_BYTES (MG_TILE_ROWS * MG_KC)
+#define MG_SMEM_BUDGET (200 * 1024)
+
+/* ---- PTX wrappers ---- */
+__device__ __forceinline__ uint32_t mg_smem(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void mg_bar_init(uint64_t *b, uint32_t n)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(mg_smem(b)), "r"(n));
+}
+__device__ __forceinline__ void mg_bar_expect(uint64_t *b, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(mg_smem(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mg_bar_arrive(uint64_t *b)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(mg_smem(b)) : "memory");
+}
+__device__ __forceinline__ void mg_bar_wait(uint64_t *b, uint32_t parity)
+{
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(mg_smem(b)), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+__device__ __forceinline__ void mg_tma_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+                 ::"r"(mg_smem(dst)), "l"(map), "r"(c0), "r"(c1), "r"(mg_smem(bar))
+                 : "memory");
+}
+/* K-major operand, 128-byte swizzle, 8-row atoms 1024 bytes apart. */
+__device__ __forceinline__ uint64_t mg_desc(const void *p)
+{
+    return (uint64_t)((mg_smem(p) & 0x3ffff) >> 4) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+}
+__device__ __forceinline__ void mg_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void mg_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void mg_wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+__device__ __forceinline__ void mg_reg_fence(float &r) { asm volatile("" : "+f"(r)::"memory"); }
+
+template <int N> __device__ __forceinline__ void wgmma_fp8(float *d, uint64_t da, uint64_t db, int acc);
+template <> __device__ __forceinline__ void wgmma_fp8<8>(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {%0,%1,%2,%3}, %4, %5, p, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
+template <> __device__ __forceinline__ void wgmma_fp8<16>(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7}, %8, %9, p, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
+template <> __device__ __forceinline__ void wgmma_fp8<32>(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
+template <> __device__ __forceinline__ void wgmma_fp8<64>(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
+/* ---- the grouped GEMM kernel ---- */
+struct mg_args {
+    const float *wsc;      /* weight scales [E, n_w_rows/128, K/128] */
+    const float *asc;      /* activation scales [S, K/128, cap] */
+    const int32_t *counts; /* [S] */
+    uint16_t *out;         /* [S, cap, ldo] bf16 */
+    int S, cap, K, n_w_rows, n_nblk, n_tblk, inter, ldo;
+};
+
+__device__ __forceinline__ float mg_bf16r(float f) { return __bfloat162float(__float2bfloat16_rn(f)); }
+
+/* BN tokens per consumer warpgroup, NWG consumer warpgroups (token block
+ * BN*NWG), one producer warpgroup (a single thread issues TMA). */
+template <int BN, int NWG, bool GATEUP>
+__global__ void __launch_bounds__((NWG + 1) * 128, 1)
+mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a, const mg_args g)
+{
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __trap(); /* wgmma needs sm_90a machine code; the compute_90 PTX cannot run this */
+#else
+    constexpr int BNT = BN * NWG;
+    constexpr int STAGE = MG_A_BYTES + BNT * MG_KC;
+    constexpr int ST = MG_SMEM_BUDGET / STAGE > 8 ? 8 : MG_SMEM_BUDGET / STAGE;
+    constexpr int NACC = BN / 2;
+    __shared__ __align__(8) uint64_t full[ST], empty[ST];
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+
+    const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
+    const int kchunks = g.K / MG_KC;
+    const int ntiles = g.S * g.n_nblk * g.n_tblk;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < ST; i++) {
+            mg_bar_init(&full[i], 1);
+            mg_bar_init(&empty[i], NWG * 128);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == NWG) { /* producer */
+        if (NWG > 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        if (t != 0) return;
+        int it = 0;
+        for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+            const int s = tile / (g.n_nblk * g.n_tblk), nb = (tile / g.n_tblk) % g.n_nblk, tb = tile % g.n_tblk;
+            if (tb * BNT >= min(g.counts[s], g.cap)) continue;
+            const int r0 = s * g.n_w_rows + (GATEUP ? nb * 64 : nb * 128);
+            const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
+            const int arow = s * g.cap + tb * BNT;
+            for (int kc = 0; kc < kchunks; kc++, it++) {
+                const int st = it % ST;
+                mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
+                uint8_t *sa = smem + st * STAGE;
+                mg_bar_expect(&full[st], STAGE);
+                mg_tma_2d(sa, &tm_w, kc * MG_KC, r0, &full[st]);
+                mg_tma_2d(sa + MG_A_BYTES / 2, &tm_w, kc * MG_KC, r1, &full[st]);
+                mg_tma_2d(sa + MG_A_BYTES, &tm_a, kc * MG_KC, arow, &full[st]);
+            }
+        }
+        return;
+    }
+
+    /* consumers */
+    if (NWG > 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+    const int warp = t / 32, lane = t % 32;
+    float acc[2][NACC], tmp[2][NACC];
+    int it = 0;
+    for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+        const int s = tile / (g.n_nblk * g.n_tblk), nb = (tile / g.n_tblk) % g.n_nblk, tb = tile % g.n_tblk;
+        const int cnt = min(g.counts[s], g.cap);
+        if (tb * BNT >= cnt) continue;
+        const int tok0 = tb * BNT + wg * BN; /* this warpgroup's first token in the slot */
+        const int rb0 = GATEUP ? nb * 64 / 128 : nb, rb1 = GATEUP ? (g.inter + nb * 64) / 128 : nb;
+        const float *ws0 = g.wsc + ((size_t)s * (g.n_w_rows / 128) + rb0) * kchunks;
+        const float *ws1 = g.wsc + ((size_t)s * (g.n_w_rows / 128) + rb1) * kchunks;
+        const float *as = g.asc + (size_t)s * kchunks * g.cap;
+#pragma unroll
+        for (int i = 0; i < NACC; i++) acc[0][i] = acc[1][i] = 0.f;
+        for (int kc = 0; kc < kchunks; kc++, it++) {
+            const int st = it % ST;
+            /* scales first: their loads overlap the wait and the MMAs */
+            const float w0 = __ldg(ws0 + kc), w1 = __ldg(ws1 + kc);
+            float sc[BN / 4];
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int tok = tok0 + 8 * i + 2 * (lane % 4) + e;
+                    sc[2 * i + e] = tok < cnt ? __ldg(as + (size_t)kc * g.cap + tok) : 0.f;
+                }
+            }
+            mg_bar_wait(&full[st], (it / ST) & 1);
+            const uint8_t *sa = smem + st * STAGE;
+            const uint8_t *sb = sa + MG_A_BYTES + wg * BN * MG_KC;
+            mg_wg_fence();
+#pragma unroll
+            for (int k = 0; k < MG_KC / 32; k++) {
+                wgmma_fp8<BN>(tmp[0], mg_desc(sa + k * 32), mg_desc(sb + k * 32), k);
+                wgmma_fp8<BN>(tmp[1], mg_desc(sa + MG_A_BYTES / 2 + k * 32), mg_desc(sb + k * 32), k);
+            }
+            mg_wg_commit();
+            mg_wg_wait0();
+#pragma unroll
+            for (int i = 0; i < NACC; i++) {
+                mg_reg_fence(tmp[0][i]);
+                mg_reg_fence(tmp[1][i]);
+            }
+            mg_bar_arrive(&empty[st]);
+#pragma unroll
+            for (int i = 0; i < NACC; i++) {
+                /* fragment: d[4j+{0,1,2,3}] = (row r, col c), (r, c+1), (r+8, c), (r+8, c+1) */
+                const float a = sc[2 * (i / 4) + (i & 1)];
+                acc[0][i] += tmp[0][i] * (w0 * a);
+                acc[1][i] += tmp[1][i] * (w1 * a);
+            }
+        }
+        /* epilogue: token = column, output feature = row */
+#pragma unroll
+        for (int i = 0; i < NACC; i++) {
+            const int row = warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
+            const int tok = tok0 + 8 * (i / 4) + 2 * (lane % 4) + (i & 1);
+            if (tok >= cnt) continue;
+            uint16_t *o = g.out + ((size_t)s * g.cap + tok) * g.ldo;
+            if (GATEUP) {
+                const float gt = mg_bf16r(acc[0][i]), up = mg_bf16r(acc[1][i]);
+                const float si = mg_bf16r(gt / (1.f + expf(-gt)));
+                o[nb * 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(si * up));
+            } else {
+                o[nb * 128 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[0][i]));
+                o[nb * 128 + 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[1][i]));
+            }
+        }
+    }
+#endif
+}
+
+/* ---- host side ---- */
+static PFN_cuTensorMapEncodeTiled_v12000 mg_encode_fn(void)
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 fn;
+    if (!fn) {
+        cudaDriverEntryPointQueryResult q;
+        void *p = NULL;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }
+    return fn;
+}
+
+/* A [rows, cols] e4m3 row-major matrix read in boxes of box_rows x 128 bytes,
+ * 128-byte swizzled (the layout mg_desc describes). */
+static ms_status_t mg_tensor_map(CUtensorMap *m, const void *base, uint64_t rows, uint64_t cols, uint32_t box_rows)
+{
+    PFN_cuTensorMapEncodeTiled_v12000 enc = mg_encode_fn();
+    if (!enc) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled not available from the driver");
+    cuuint64_t dims[2] = {cols, rows}, strides[1] = {cols};
+    cuuint32_t box[2] = {MG_KC, box_rows}, estr[2] = {1, 1};
+    CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)base, dims, strides, box, estr,
+                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled failed (%d)", (int)r);
+    return MS_OK;
+}
+
+static int mg_num_sms(void)
+{
+    static int n;
+    if (!n) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            n = 132;
+    }
+    return n;
+}
+
+template <int BN, int NWG, bool GATEUP>
+static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, mg_args g, int n_experts)
+{
+    constexpr int BNT = BN * NWG, STAGE = MG_A_BYTES + BNT * MG_KC;
+    constexpr int ST = MG_SMEM_BUDGET / STAGE > 8 ? 8 : MG_SMEM_BUDGET / STAGE;
+    const int smem = ST * STAGE + 1024;
+    CUtensorMap tw, ta;
+    MS_TRY(mg_tensor_map(&tw, wq, (uint64_t)n_experts * g.n_w_rows, g.K, 64));
+    MS_TRY(mg_tensor_map(&ta, aq, (uint64_t)g.S * g.cap, g.K, BNT));
+    g.n_tblk = (g.cap + BNT - 1) / BNT;
+    const int ntiles = g.S * g.n_nblk * g.n_tblk;
+    const int grid = ntiles < mg_num_sms() ? ntiles : mg_num_sms();
+    CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    mg_kernel<BN, NWG, GATEUP><<<grid, (NWG + 1) * 128, smem, (cudaStream_t)cx->stream>>>(tw, ta, g);
+    CUDA_CHECK(cudaGetLastError());
+    return MS_OK;
+}
+
+/* Token-block shape from the capacity: the smallest wgmma N that holds a
+ * slot's rows up to 64, then two consumer warpgroups of 64. */
+template <bool GATEUP>
+static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, const mg_args &g, int E)
+{
+    if (g.cap <= 8) return mg_launch<8, 1, GATEUP>(cx, wq, aq, g, E);
+    if (g.cap <= 16) return mg_launch<16, 1, GATEUP>(cx, wq, aq, g, E);
+    if (g.cap <= 32) return mg_launch<32, 1, GATEUP>(cx, wq, aq, g, E);
+    if (g.cap <= 64) return mg_launch<64, 1, GATEUP>(cx, wq, aq, g, E);
+    return mg_launch<64, 2, GATEUP>(cx, wq, aq, g, E);
+}
+
+static ms_status_t mg_check(int S, int cap, const moe_fp8_weights_t *w)
+{
+    if (!w || S < 0 || S > w->n_experts || cap <= 0 || cap % 4 || w->hidden <= 0 || w->inter <= 0 ||
+        w->hidden % 128 || w->inter % 128)
+        return MS_ERR(MS_ERR_INVALID, "moe_fp8: bad shape S=%d cap=%d (cap a multiple of 4, S <= %d experts), "
+                      "hidden=%d inter=%d (multiples of 128)", S, cap, w ? w->n_experts : 0, w ? w->hidden : 0,
+                      w ? w->inter : 0);
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *xq, const float *xs,
+                                                const int32_t *counts, int S, int cap, const moe_fp8_weights_t *w,
+                                                bf16_t *h)
+{
+    MS_TRY(mg_check(S, cap, w));
+    if (S == 0) return MS_OK;
+    mg_args g = {w->w13_s, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter};
+    return mg_dispatch<true>(cx, w->w13, xq, g, w->n_experts);
+}
+
+extern "C" ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq, const float *hs,
+                                              const int32_t *counts, int S, int cap, const moe_fp8_weights_t *w,
+                                              bf16_t *out)
+{
+    MS_TRY(mg_check(S, cap, w));
+    if (S == 0) return MS_OK;
+    mg_args g = {w->w2_s, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden};
+    return mg_dispatch<false>(cx, w->w2, hq, g, w->n_experts);
+}
+
+/* Workspace carve-up, each piece 256-byte aligned. */
+static size_t mg_align(size_t n) { return (n + 255) & ~(size_t)255; }
+
+extern "C" size_t kern_cuda_moe_fp8_ws_bytes(int S, int cap, int hidden, int inter)
+{
+    const size_t rows = (size_t)S * cap;
+    return mg_align(rows * hidden) + mg_align(rows * (hidden / 128) * 4) + mg_align(rows * inter * 2) +
+           mg_align(rows * inter) + mg_align(rows * (inter / 128) * 4);
+}
+
+extern "C" ms_status_t kern_cuda_moe_fp8(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int S, int cap,
+                                         const moe_fp8_weights_t *w, bf16_t *out, void *ws, size_t ws_bytes)
+{
+    MS_TRY(mg_check(S, cap, w));
+    if (S == 0) return MS_OK;
+    const size_t need = kern_cuda_moe_fp8_ws_bytes(S, cap, w->hidden, w->inter), rows = (size_t)S * cap;
+    if (!ws || ws_bytes < need)
+        return MS_ERR(MS_ERR_INVALID, "moe_fp8: workspace %zu bytes, need %zu", ws_bytes, need);
+    uint8_t *p = (uint8_t *)ws;
+    uint8_t *xq = p;
+    p += mg_align(rows * w->hidden);
+    float *xs = (float *)p;
+    p += mg_align(rows * (w->hidden / 128) * 4);
+    bf16_t *h = (bf16_t *)p;
+    p += mg_align(rows * w->inter * 2);
+    uint8_t *hq = p;
+    p += mg_align(rows * w->inter);
+    float *hs = (float *)p;
+    MS_TRY(kern_cuda_act_quant(cx, x, counts, S, cap, w->hidden, xq, xs));
+    MS_TRY(kern_cuda_moe_fp8_gateup(cx, xq, xs, counts, S, cap, w, h));
+    MS_TRY(kern_cuda_act_quant(cx, h, counts, S, cap, w->inter, hq, hs));
+    return kern_cuda_moe_fp8_down(cx, hq, hs, counts, S, cap, w, out);
+}

@@ -1,0 +1,23 @@
+/* silu_mul.cu — out = bf16(bf16(silu(gate)) * up), n elements, with the CPU
+ * reference's two roundings (kernels/cpu/silu_mul.c). exp goes through double
+ * so it rounds like glibc's expf; the division is IEEE (no fast math). */
+#include "common.cuh"
+
+__global__ static void silu_mul_kernel(const uint16_t *gate, const uint16_t *up, uint16_t *out, int64_t n)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float g = cu_bf16_f(gate[i]);
+        float a = cu_bf16_round(__fdiv_rn(g, __fadd_rn(1.0f, cu_expf(-g))));
+        out[i] = cu_f_bf16(__fmul_rn(a, cu_bf16_f(up[i])));
+    }
+}
+
+extern "C" ms_status_t kern_cuda_silu_mul(kern_ctx_t *cx, const bf16_t *gate, const bf16_t *up, bf16_t *out,
+                                          int64_t n)
+{
+    if (n <= 0) return MS_OK;
+    int64_t b = (n + 255) / 256;
+    silu_mul_kernel<<<(unsigned)(b < 65536 ? b : 65536), 256, 0, CU_STREAM(cx)>>>(gate, up, out, n);
+    CU_LAUNCHED();
+    return MS_OK;
+}

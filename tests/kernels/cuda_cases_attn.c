@@ -1,0 +1,269 @@
+/* cuda_cases_attn.c — harness runners for rope, the KV cache, naive MLA, the
+ * router, log_softmax and the sampler (table and tolerances:
+ * test_cuda_vs_cpu.c). */
+#include "cuda_cases.h"
+
+#define K (env->gpu)
+#define CX (env->cx)
+
+void cc_run_rope(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t rows = (int32_t)c->p[0], heads = (int32_t)c->p[1], dim = (int32_t)c->p[5];
+    const int64_t ld_row = c->p[2], ld_head = c->p[3], off = c->p[4], n = rows * ld_row;
+    const float af = (float)c->p[7] / 1000.0f;
+    kr_seed(201);
+    bf16_t *x = kr_bf16(n, 1.0), *want = malloc((size_t)n * 2), *got = malloc((size_t)n * 2);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)rows);
+    for (int32_t i = 0; i < rows; i++) pos[i] = i == 0 ? 163839 : (int32_t)(kr_uniform() * 8192);
+    if (c->contract) pos[1] = -1;
+    float *inv = malloc(sizeof(float) * (size_t)dim / 2);
+    for (int32_t i = 0; i < dim / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / dim) * (i > dim / 4 ? 0.025f : 1.0f);
+    void *dx = cc_dev(env, x, (size_t)n * 2), *dp = cc_dev(env, pos, sizeof(int32_t) * (size_t)rows),
+         *di = cc_dev(env, inv, sizeof(float) * (size_t)dim / 2);
+    cc_ok(r, K->rope(CX, (bf16_t *)dx + off, rows, heads, ld_row, ld_head, dp, di, af, dim, (int32_t)c->p[6]), "rope");
+    cc_get(env, got, dx, (size_t)n * 2);
+    memcpy(want, x, (size_t)n * 2);
+    if (!c->contract) {
+        kern_cpu_ops.rope(NULL, want + off, rows, heads, ld_row, ld_head, pos, inv, af, dim, (int32_t)c->p[6]);
+        cc_cmp_bytes(r, "rotated rows (and untouched channels)", got, want, (size_t)n * 2);
+    } else {
+        /* rows other than the padded one as the CPU; the padded row unchanged */
+        int32_t p1 = pos[1];
+        pos[1] = 0;
+        kern_cpu_ops.rope(NULL, want + off, rows, heads, ld_row, ld_head, pos, inv, af, dim, (int32_t)c->p[6]);
+        memcpy(want + ld_row, x + ld_row, (size_t)ld_row * 2);
+        pos[1] = p1;
+        cc_cmp_bytes(r, "rows with pos -1 untouched, others rotated", got, want, (size_t)n * 2);
+    }
+    free(x), free(want), free(got), free(pos), free(inv);
+}
+
+/* A cache of n_blocks blocks in the row layout of dt, every row written through the CPU's kv_store
+ * from random latents (so FP8 rows carry valid scales). */
+static kern_kv_t cc_make_cache(int32_t n_blocks, int32_t bs, int32_t dc, int32_t dr, ms_dtype_t dt)
+{
+    kern_kv_t kv = {.dtype = dt, .d_c = dc, .d_r = dr, .block_size = bs, .n_blocks = n_blocks,
+                    .row_bytes = kern_kv_row_bytes(dt, dc, dr)};
+    const int32_t rows = n_blocks * bs;
+    kv.data = calloc((size_t)rows, (size_t)kv.row_bytes);
+    bf16_t *ckv = kr_bf16((int64_t)rows * dc, 1.0), *kpe = kr_bf16((int64_t)rows * dr, 1.0);
+    int32_t *slots = malloc(sizeof(int32_t) * (size_t)rows);
+    for (int32_t i = 0; i < rows; i++) slots[i] = i;
+    kern_cpu_ops.kv_store(NULL, &kv, ckv, dc, kpe, dr, slots, rows);
+    free(ckv), free(kpe), free(slots);
+    return kv;
+}
+
+/* p[] = rows stored, cache rows, d_c, d_r, fp8 */
+void cc_run_kv_store(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t n = (int32_t)c->p[0], rows = (int32_t)c->p[1], dc = (int32_t)c->p[2], dr = (int32_t)c->p[3];
+    const ms_dtype_t dt = c->p[4] ? MS_DT_F8E4M3 : MS_DT_BF16;
+    const int64_t ld_ckv = dc + 7, ld_kpe = dc + dr;
+    kr_seed(202);
+    kern_kv_t kv = cc_make_cache(rows / 16, 16, dc, dr, dt);
+    const size_t cb = (size_t)rows * kv.row_bytes;
+    bf16_t *ckv = kr_bf16(n * ld_ckv, 1.0), *kpe = kr_bf16(n * ld_kpe, 1.0);
+    unsigned char *want = malloc(cb), *got = malloc(cb);
+    int32_t *slots = malloc(sizeof(int32_t) * (size_t)n);
+    for (int32_t i = 0; i < n; i++) slots[i] = (int32_t)((i * 37 + 11) % rows); /* distinct while n <= rows */
+    if (c->contract) slots[2] = -1, slots[4] = -3, slots[5] = rows;
+    if (n > 6) ckv[6 * ld_ckv + 1] = f32_to_bf16(5000.0f); /* a group whose scale is set by one outlier */
+    void *dcache = cc_dev(env, kv.data, cb), *dk = cc_dev(env, ckv, (size_t)n * ld_ckv * 2),
+         *dp = cc_dev(env, kpe, (size_t)n * ld_kpe * 2), *ds = cc_dev(env, slots, sizeof(int32_t) * (size_t)n);
+    kern_kv_t kd = kv;
+    kd.data = dcache;
+    cc_ok(r, K->kv_store(CX, &kd, dk, ld_ckv, (bf16_t *)dp + 3, ld_kpe, ds, n), "kv_store");
+    cc_get(env, got, dcache, cb);
+    uint32_t cpu_fault = 0;
+    kern_ctx_t ccx = {.fault = &cpu_fault};
+    cc_ok(r, kern_cpu_ops.kv_store(&ccx, &kv, ckv, ld_ckv, kpe + 3, ld_kpe, slots, n), "cpu kv_store");
+    memcpy(want, kv.data, cb);
+    cc_cmp_bytes(r, "cache rows vs cpu", got, want, cb);
+    if (c->contract) {
+        uint32_t f = cc_fault_take(env);
+        cc_check(r, f == KERN_FAULT_BLOCK && cpu_fault == KERN_FAULT_BLOCK, "fault word 0x%x (cpu 0x%x) == BLOCK", f,
+                 cpu_fault);
+    }
+    free(kv.data), free(ckv), free(kpe), free(want), free(got), free(slots);
+}
+
+/* n_seqs sequences with lengths up to max_len over a shuffled block pool */
+static void cc_make_seqs(int32_t n_seqs, int32_t max_len, int32_t bs, kern_attn_seq_t *seqs, int32_t **bt_out,
+                         int32_t *n_bt, int32_t *n_blocks, int32_t *total_rows, int32_t *total_q)
+{
+    int32_t blk = 0, rows = 0, q = 0;
+    for (int32_t s = 0; s < n_seqs; s++) {
+        int32_t len = 1 + (int32_t)(kr_uniform() * max_len);
+        if (s == 0) len = max_len;
+        int32_t nq = s == 1 ? 1 : 1 + (int32_t)(kr_uniform() * (len < 48 ? len : 48));
+        seqs[s] = (kern_attn_seq_t){.q_off = q, .n_q = nq, .pos0 = len - nq, .kv_off = rows, .blk_off = blk};
+        blk += (len + bs - 1) / bs, rows += len, q += nq;
+    }
+    int32_t *bt = malloc(sizeof(int32_t) * (size_t)(blk ? blk : 1));
+    const int32_t pool = blk + 5;
+    for (int32_t i = 0; i < blk; i++) bt[i] = pool - 1 - i; /* distinct, reversed */
+    *bt_out = bt, *n_bt = blk, *n_blocks = pool, *total_rows = rows, *total_q = q;
+}
+
+/* p[] = seqs, max length, block size, d_c, d_r, fp8, window (seq 0 gathers positions 40..40+60) */
+void cc_run_kv_gather(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t n_seqs = (int32_t)c->p[0], bs = (int32_t)c->p[2], dc = (int32_t)c->p[3], dr = (int32_t)c->p[4];
+    const ms_dtype_t dt = c->p[5] ? MS_DT_F8E4M3 : MS_DT_BF16;
+    const int32_t w = dc + dr;
+    kern_attn_seq_t seqs[16];
+    int32_t *bt, n_bt, pool, rows, tq;
+    kr_seed(203);
+    cc_make_seqs(n_seqs, (int32_t)c->p[1], bs, seqs, &bt, &n_bt, &pool, &rows, &tq);
+    if (c->p[6]) seqs[0].kv_pos0 = 40, seqs[0].kv_len = 60;
+    if (c->contract) bt[0] = -2, bt[n_bt - 1] = pool;
+    kern_kv_t kv = cc_make_cache(pool, bs, dc, dr, dt);
+    const size_t cb = (size_t)pool * bs * kv.row_bytes;
+    bf16_t *init = kr_bf16((int64_t)rows * w, 1.0);
+    bf16_t *got = malloc((size_t)rows * w * 2), *want = malloc((size_t)rows * w * 2);
+    void *dcache = cc_dev(env, kv.data, cb), *ds = cc_dev(env, seqs, sizeof(kern_attn_seq_t) * n_seqs),
+         *db = cc_dev(env, bt, sizeof(int32_t) * (size_t)n_bt), *dout = cc_dev(env, init, (size_t)rows * w * 2);
+    kern_kv_t kd = kv;
+    kd.data = dcache;
+    cc_ok(r, K->kv_gather(CX, &kd, ds, n_seqs, db, dout), "kv_gather");
+    cc_get(env, got, dout, (size_t)rows * w * 2);
+    memcpy(want, init, (size_t)rows * w * 2);
+    uint32_t cpu_fault = 0;
+    kern_ctx_t ccx = {.fault = &cpu_fault};
+    cc_ok(r, kern_cpu_ops.kv_gather(&ccx, &kv, seqs, n_seqs, bt, want), "cpu kv_gather");
+    cc_cmp_bytes(r, "gathered rows vs cpu", got, want, (size_t)rows * w * 2);
+    if (c->contract) {
+        uint32_t f = cc_fault_take(env);
+        cc_check(r, f == KERN_FAULT_BLOCK && cpu_fault == KERN_FAULT_BLOCK, "fault word 0x%x (cpu 0x%x) == BLOCK", f,
+                 cpu_fault);
+    }
+    free(bt), free(kv.data), free(init), free(got), free(want);
+}
+
+void cc_run_mla_naive(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t H = (int32_t)c->p[0], dn = (int32_t)c->p[1], dr = (int32_t)c->p[2], dv = (int32_t)c->p[3];
+    kern_attn_seq_t seqs[3];
+    int32_t n_seqs, S, T;
+    if (c->p[4] == 0) { /* a prefill chunk after a prefix, a fresh prefill, a decode token */
+        seqs[0] = (kern_attn_seq_t){.q_off = 0, .n_q = 24, .pos0 = 100, .kv_off = 0};
+        seqs[1] = (kern_attn_seq_t){.q_off = 24, .n_q = 40, .pos0 = 0, .kv_off = 124};
+        seqs[2] = (kern_attn_seq_t){.q_off = 64, .n_q = 1, .pos0 = 300, .kv_off = 164};
+        n_seqs = 3, S = 465, T = 65;
+    } else { /* a context longer than the kernel keeps in shared memory */
+        seqs[0] = (kern_attn_seq_t){.q_off = 0, .n_q = 2, .pos0 = 8999, .kv_off = 0};
+        n_seqs = 1, S = 9001, T = 2;
+    }
+    const int64_t ldkpe = dr + 5, nq = (int64_t)T * H * (dn + dr), nkv = (int64_t)S * H * (dn + dv),
+                  no = (int64_t)T * H * dv;
+    const float scale = 0.13523378f;
+    kr_seed(204);
+    bf16_t *q = kr_bf16(nq, 1.0), *kv = kr_bf16(nkv, 1.0), *kpe = kr_bf16((int64_t)S * ldkpe, 1.0);
+    bf16_t *want = calloc((size_t)no, 2), *got = calloc((size_t)no, 2);
+    void *dq = cc_dev(env, q, (size_t)nq * 2), *dkv = cc_dev(env, kv, (size_t)nkv * 2),
+         *dk = cc_dev(env, kpe, (size_t)S * ldkpe * 2), *ds = cc_dev(env, seqs, sizeof(kern_attn_seq_t) * n_seqs),
+         *dout = cc_dev(env, NULL, (size_t)no * 2);
+    cc_ok(r, K->mla_naive(CX, dq, dkv, dk, ldkpe, ds, n_seqs, H, dn, dr, dv, scale, dout), "mla_naive");
+    cc_get(env, got, dout, (size_t)no * 2);
+    cc_ok(r, kern_cpu_ops.mla_naive(NULL, q, kv, kpe, ldkpe, seqs, n_seqs, H, dn, dr, dv, scale, want), "cpu mla");
+    cc_cmp_bf16(r, "out", got, want, no, c->tol, 0.01);
+    free(q), free(kv), free(kpe), free(want), free(got);
+}
+
+void cc_run_moe_route(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t T = (int32_t)c->p[0], E = (int32_t)c->p[1], ng = (int32_t)c->p[2], tg = (int32_t)c->p[3],
+                  k = (int32_t)c->p[4];
+    kr_seed(205);
+    float *lg = kr_f32((int64_t)T * E, 2.0), *bias = kr_f32(E, 0.1);
+    if (c->p[5]) { /* ties: few distinct logits and biases, so selection rests on the lower-index rule */
+        for (int64_t i = 0; i < (int64_t)T * E; i++) lg[i] = (float)((int)(kr_uniform() * 4) - 2);
+        for (int32_t e = 0; e < E; e++) bias[e] = (e % 3) * 0.25f;
+    }
+    int32_t *ig = malloc(sizeof(int32_t) * (size_t)T * k), *ic = malloc(sizeof(int32_t) * (size_t)T * k);
+    float *wg = malloc(sizeof(float) * (size_t)T * k), *wc = malloc(sizeof(float) * (size_t)T * k);
+    void *dl = cc_dev(env, lg, sizeof(float) * (size_t)T * E), *db = cc_dev(env, bias, sizeof(float) * (size_t)E),
+         *di = cc_dev(env, NULL, sizeof(int32_t) * (size_t)T * k), *dw = cc_dev(env, NULL, sizeof(float) * (size_t)T * k);
+    cc_ok(r, K->moe_route(CX, dl, db, T, E, ng, tg, k, 1, 2.5f, di, dw), "moe_route");
+    cc_get(env, ig, di, sizeof(int32_t) * (size_t)T * k);
+    cc_get(env, wg, dw, sizeof(float) * (size_t)T * k);
+    cc_ok(r, kern_cpu_ops.moe_route(NULL, lg, bias, T, E, ng, tg, k, 1, 2.5f, ic, wc), "cpu moe_route");
+    cc_cmp_bytes(r, "expert ids", ig, ic, sizeof(int32_t) * (size_t)T * k);
+    cc_cmp_bytes(r, "weights", wg, wc, sizeof(float) * (size_t)T * k);
+    free(lg), free(bias), free(ig), free(ic), free(wg), free(wc);
+}
+
+void cc_run_log_softmax(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t rows = (int32_t)c->p[0], n = (int32_t)c->p[1];
+    const int64_t ld = n + 3;
+    kr_seed(206);
+    float *x = kr_f32(rows * ld, 4.0), *want = calloc((size_t)(rows * ld), 4), *got = calloc((size_t)(rows * ld), 4);
+    void *dx = cc_dev(env, x, sizeof(float) * (size_t)(rows * ld)), *dy = cc_dev(env, NULL, sizeof(float) * (size_t)(rows * ld));
+    cc_ok(r, K->log_softmax(CX, dx, ld, rows, n, dy), "log_softmax");
+    cc_get(env, got, dy, sizeof(float) * (size_t)(rows * ld));
+    kern_cpu_ops.log_softmax(NULL, x, ld, rows, n, want);
+    double worst = 0;
+    int64_t ndiff = 0;
+    for (int64_t i = 0; i < rows * ld; i++) {
+        if (i % ld >= n) continue;
+        ndiff += got[i] != want[i];
+        worst = fmax(worst, fabs((double)got[i] - want[i]));
+    }
+    cc_check(r, worst <= c->tol, "max |d| %.3g <= %.3g, %lld/%lld differ", worst, c->tol, (long long)ndiff,
+             (long long)rows * n);
+    free(x), free(want), free(got);
+}
+
+void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t rows = (int32_t)c->p[0], V = (int32_t)c->p[1];
+    const int64_t ld = V + 1;
+    kr_seed(207);
+    float *lg = kr_f32(rows * ld, 3.0);
+    if (c->p[2]) /* ties: logits on a coarse grid, so order rests on the lower-id rule */
+        for (int64_t i = 0; i < rows * ld; i++) lg[i] = (float)((int)(kr_uniform() * 16)) * 0.5f;
+    kern_sample_t *ps = calloc((size_t)rows, sizeof *ps);
+    static const float temps[] = {0.0f, 0.7f, 1.0f, 1.3f};
+    static const float top_ps[] = {1.0f, 0.9f, 0.5f, 0.97f};
+    static const int32_t top_ks[] = {0, 1, 50, 1000};
+    for (int32_t i = 0; i < rows; i++) {
+        ps[i] = (kern_sample_t){.temperature = temps[i % 4], .top_p = top_ps[(i / 4) % 4],
+                                .top_k = top_ks[(i / 16) % 4 < 3 ? (i / 16) % 4 : 0], .n_logprobs = (i * 7) % 21,
+                                .seed = 1000 + (uint64_t)i * 7919, .position = i * 13, .mask_token = -1};
+        if (i % 5 == 2) { /* mask the argmax (EOS under min_tokens) */
+            int32_t best = 0;
+            for (int32_t v = 1; v < V; v++)
+                if (lg[i * ld + v] > lg[i * ld + best]) best = v;
+            ps[i].mask_token = best;
+        }
+    }
+    const size_t nt = (size_t)rows * KERN_MAX_LOGPROBS;
+    int32_t *tg = calloc((size_t)rows, 4), *tc = calloc((size_t)rows, 4), *ig = calloc(nt, 4), *ic = calloc(nt, 4);
+    float *lpg = calloc((size_t)rows, 4), *lpc = calloc((size_t)rows, 4), *tlg = calloc(nt, 4), *tlc = calloc(nt, 4);
+    void *dl = cc_dev(env, lg, sizeof(float) * (size_t)(rows * ld)), *dp = cc_dev(env, ps, sizeof *ps * (size_t)rows),
+         *dt = cc_dev(env, NULL, 4 * (size_t)rows), *dlp = cc_dev(env, NULL, 4 * (size_t)rows),
+         *di = cc_dev(env, NULL, 4 * nt), *dtl = cc_dev(env, NULL, 4 * nt);
+    cc_ok(r, K->sample(CX, dl, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
+    cc_get(env, tg, dt, 4 * (size_t)rows), cc_get(env, lpg, dlp, 4 * (size_t)rows);
+    cc_get(env, ig, di, 4 * nt), cc_get(env, tlg, dtl, 4 * nt);
+    cc_ok(r, kern_cpu_ops.sample(NULL, lg, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
+    int32_t bad_tok = 0, bad_ids = 0, first_bad = -1;
+    double worst_lp = 0;
+    for (int32_t i = 0; i < rows; i++) {
+        if (tg[i] != tc[i] && !bad_tok++) first_bad = i;
+        worst_lp = fmax(worst_lp, fabs((double)lpg[i] - lpc[i]));
+        for (int32_t j = 0; j < ps[i].n_logprobs; j++) {
+            bad_ids += ig[i * KERN_MAX_LOGPROBS + j] != ic[i * KERN_MAX_LOGPROBS + j];
+            worst_lp = fmax(worst_lp, fabs((double)tlg[i * KERN_MAX_LOGPROBS + j] - tlc[i * KERN_MAX_LOGPROBS + j]));
+        }
+    }
+    if (bad_tok)
+        cc_check(r, 0, "tokens: %d/%d differ (first row %d: gpu %d cpu %d)", bad_tok, rows, first_bad, tg[first_bad],
+                 tc[first_bad]);
+    if (bad_ids) cc_check(r, 0, "top-N ids: %d differ", bad_ids);
+    cc_check(r, worst_lp <= c->tol, "logprobs max |d| %.3g <= %.3g; tokens and top-N ids identical over %d rows",
+             worst_lp, c->tol, rows);
+    free(lg), free(ps), free(tg), free(tc), free(ig), free(ic), free(lpg), free(lpc), free(tlg), free(tlc);
+}
