@@ -76,8 +76,8 @@ int MPI_Iscatter(const void *sb, int sc, MPI_Datatype st, void *rb, int rc, MPI_
     return PMPI_Iscatter(sb, sc, st, rb, rc, rt, root, c, rq);
 }
 
-int MPI_Scatterv(const void *sb, const int sc[], const int displs[], MPI_Datatype st, void *rb, int rc,
-                 MPI_Datatype rt, int root, MPI_Comm c)
+/* Root side of a v-collective: the bytes of every other rank's count. */
+static uint64_t root_bytes(const int counts[], MPI_Datatype t, int root, MPI_Comm c)
 {
     int me = 0, n = 1;
     PMPI_Comm_rank(c, &me);
@@ -85,21 +85,20 @@ int MPI_Scatterv(const void *sb, const int sc[], const int displs[], MPI_Datatyp
     uint64_t b = 0;
     if (me == root)
         for (int r = 0; r < n; r++)
-            if (r != root) b += (uint64_t)sc[r] * type_bytes(st);
-    add(b);
+            if (r != root) b += (uint64_t)counts[r] * type_bytes(t);
+    return b;
+}
+
+int MPI_Scatterv(const void *sb, const int sc[], const int displs[], MPI_Datatype st, void *rb, int rc,
+                 MPI_Datatype rt, int root, MPI_Comm c)
+{
+    add(root_bytes(sc, st, root, c));
     return PMPI_Scatterv(sb, sc, displs, st, rb, rc, rt, root, c);
 }
 
 int MPI_Gatherv(const void *sb, int sc, MPI_Datatype st, void *rb, const int rc[], const int displs[], MPI_Datatype rt,
                 int root, MPI_Comm c)
 {
-    int me = 0, n = 1;
-    PMPI_Comm_rank(c, &me);
-    PMPI_Comm_size(c, &n);
-    uint64_t b = 0;
-    if (me == root)
-        for (int r = 0; r < n; r++)
-            if (r != root) b += (uint64_t)rc[r] * type_bytes(rt);
-    add(b);
+    add(root_bytes(rc, rt, root, c));
     return PMPI_Gatherv(sb, sc, st, rb, rc, displs, rt, root, c);
 }

@@ -15,7 +15,6 @@ stopping at a different position by stop_token_ids, streamed and not:
   - afterwards every KV block is free.
 """
 import threading
-import time
 
 from harness import Checks, Env, Server, log
 
@@ -69,12 +68,7 @@ def main():
             for t in th:
                 t.join()
         c.check(not errs, "%d wrong: %s" % (len(errs), "; ".join(errs[:5])))
-        used = None
-        for _ in range(50):
-            used = srv.metrics().get("moeserve_kv_cache_blocks_used")
-            if used == 0:
-                break
-            time.sleep(0.1)
+        used = srv.kv_blocks_used_settled()
         c.check(used == 0, "KV blocks used at the end: %r" % used)
         log("%d stop positions x (plain, streamed) x 2 rounds, with background load: %d wrong" % (len(ks), len(errs)))
     c.done()
