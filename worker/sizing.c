@@ -17,18 +17,14 @@ size_t sizing_kv_token_bytes(const mcfg_t *c, bool kv_fp8)
 /* One carve of weights.c's allocation (each is rounded up to 256 bytes). */
 static size_t take(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
-/* A stack of n linears [rows, cols] in the checkpoint's weight dtype (fp8:
- * plus their scales, a second carve). */
-static size_t linears(const mcfg_t *c, int64_t n, int64_t rows, int64_t cols, bool allow_fp8)
-{
-    if (allow_fp8 && c->weight_dtype == MS_DT_F8E4M3)
-        return take((size_t)(n * rows * cols)) +
-               take(4 * (size_t)n * (size_t)kern_fp8_blocks((int32_t)rows) * (size_t)kern_fp8_blocks((int32_t)cols));
-    return take((size_t)(n * rows * cols) * 2);
-}
+/* A linear [rows, cols] in the checkpoint's weight dtype (fp8: plus its
+ * scales, a second carve). */
 static size_t linear(const mcfg_t *c, int64_t rows, int64_t cols, bool allow_fp8)
 {
-    return linears(c, 1, rows, cols, allow_fp8);
+    if (allow_fp8 && c->weight_dtype == MS_DT_F8E4M3)
+        return take((size_t)(rows * cols)) +
+               take(4 * (size_t)kern_fp8_blocks((int32_t)rows) * (size_t)kern_fp8_blocks((int32_t)cols));
+    return take((size_t)(rows * cols) * 2);
 }
 
 size_t sizing_weight_bytes(const mcfg_t *c, const par_t *p, int num_slots)
