@@ -12,6 +12,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,14 +48,14 @@ const char *http_reason(int code)
 static void on_reply_complete(struct evhttp_request *req, void *arg)
 {
     struct http_server *srv = arg;
-    srv->writing--;
+    __atomic_fetch_sub(&srv->writing, 1, __ATOMIC_RELAXED);
 }
 
 /* Count a reply as "being written" until libevent has flushed it, so a
  * draining server does not close sockets under unsent bytes. */
 void http_track_complete(struct http_server *srv, struct evhttp_request *req)
 {
-    srv->writing++;
+    __atomic_fetch_add(&srv->writing, 1, __ATOMIC_RELAXED);
     evhttp_request_set_on_complete_cb(req, on_reply_complete, srv);
 }
 
@@ -115,7 +116,9 @@ static void handle_health(struct http_server *srv, struct evhttp_request *req)
 {
     coord_stats_t st;
     coord_stats_get(srv->opts.coord, &st);
-    if (srv->draining || st.draining)
+    if (srv->failed)
+        http_reply_errorf(srv, req, 503, "service_unavailable", "%s", srv->fail_msg);
+    else if (srv->draining || st.draining)
         http_reply_errorf(srv, req, 503, "service_unavailable", "the server is shutting down");
     else if (!st.ready)
         http_reply_errorf(srv, req, 503, "service_unavailable", "the model is still loading");
@@ -180,6 +183,12 @@ static const struct {
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct http_server *srv = arg;
+    http_conn_request_started(srv, req);
+    if (http_conn_rejected(srv, req)) { /* the guard answered already; the socket's write side is closed */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        evhttp_send_reply(req, 400, "Bad Request", NULL);
+        return;
+    }
     const char *uri = evhttp_request_get_uri(req);
     if (!uri) { /* libevent already failed the request (e.g. 413) */
         http_reply_errorf(srv, req, 400, "invalid_request_error", "malformed HTTP request");
@@ -225,7 +234,7 @@ static void drain_check(struct http_server *srv)
     double now = http_now();
     if (srv->n_calls > 0 && now >= srv->drain_deadline) {
         MS_WARN("http: %d requests still in flight after the drain timeout; ending them", srv->n_calls);
-        http_gen_abort_all(srv);
+        http_gen_abort_all(srv, NULL);
     }
     if (srv->n_calls > 0) {
         srv->drain_idle_since = 0;
@@ -233,7 +242,7 @@ static void drain_check(struct http_server *srv)
     }
     if (srv->drain_idle_since == 0) srv->drain_idle_since = now;
     /* replies whose socket died never report completion: give them 2 s */
-    if (srv->writing <= 0 || now - srv->drain_idle_since > 2.0) event_base_loopexit(srv->base, NULL);
+    if (http_server_writing(srv) <= 0 || now - srv->drain_idle_since > 2.0) event_base_loopexit(srv->base, NULL);
 }
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -244,22 +253,67 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct http_server *srv = arg;
-    if (srv->draining) return;
-    srv->draining = true;
+    if (srv->stopping) return;
+    srv->stopping = srv->draining = true;
+    http_conn_stop(srv);
     if (srv->sock) {
         evhttp_del_accept_socket(srv->http, srv->sock);
         srv->sock = NULL;
     }
-    MS_INFO("http: stopped accepting; %d requests in flight", srv->n_calls);
+    if (srv->n_calls) MS_INFO("http: stopped accepting; %d requests still being answered", srv->n_calls);
     srv->drain_deadline = http_now() + srv->opts.drain_timeout_s;
     struct timeval tv = {0, 20000};
     event_add(srv->drain_ev, &tv);
     drain_check(srv);
 }
 
+static void on_drain_start(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_server *srv = arg;
+    if (srv->draining) return;
+    srv->draining = true;
+    MS_INFO("http: draining: %d requests in flight; /health and new requests answer 503", srv->n_calls);
+}
+
+static void on_fail(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_server *srv = arg;
+    srv->draining = srv->failed = true;
+    if (srv->n_calls) MS_WARN("http: ending %d requests in flight: %s", srv->n_calls, srv->fail_msg);
+    http_gen_abort_all(srv, srv->fail_msg);
+}
+
+void http_server_drain(http_server_t *srv)
+{
+    if (srv && srv->started) event_active(srv->drain_start_ev, EV_READ, 0);
+}
+
+int http_server_in_flight(const http_server_t *srv)
+{
+    return __atomic_load_n(&srv->n_calls, __ATOMIC_RELAXED);
+}
+
+int http_server_writing(const http_server_t *srv)
+{
+    return __atomic_load_n(&srv->writing, __ATOMIC_RELAXED);
+}
+
+void http_server_fail_all(http_server_t *srv, const char *msg)
+{
+    if (!srv || !srv->started || srv->fail_msg[0]) return;
+    snprintf(srv->fail_msg, sizeof srv->fail_msg, "%s", msg && *msg ? msg : "the server failed");
+    event_active(srv->fail_ev, EV_READ, 0); /* takes the base's lock: fail_msg is visible there */
+}
+
 static void *gateway_main(void *arg)
 {
     struct http_server *srv = arg;
+    /* A write to a socket whose peer left must be EPIPE, not a process-wide
+     * SIGPIPE: blocked in this thread, whatever the program does with it. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     event_base_loop(srv->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
@@ -318,6 +372,7 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     srv->opts.served_model_name = strdup(opts->served_model_name);
     if (!srv->opts.host || !srv->opts.served_model_name) goto out_free;
     if (!srv->opts.max_body_bytes) srv->opts.max_body_bytes = 32u << 20;
+    if (srv->opts.request_timeout_s <= 0) srv->opts.request_timeout_s = 60;
     if (srv->opts.drain_timeout_s <= 0) srv->opts.drain_timeout_s = 30;
     if (srv->opts.stream_interval <= 0) srv->opts.stream_interval = 1;
     if (opts->tok_ops) {
@@ -337,13 +392,16 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     srv->wake_ev = event_new(srv->base, -1, 0, on_wake, srv);
     srv->stop_ev = event_new(srv->base, -1, 0, on_stop, srv);
     srv->drain_ev = event_new(srv->base, -1, EV_PERSIST, on_drain_tick, srv);
-    if (!srv->http || !srv->wake_ev || !srv->stop_ev || !srv->drain_ev) goto out_events;
+    srv->drain_start_ev = event_new(srv->base, -1, 0, on_drain_start, srv);
+    srv->fail_ev = event_new(srv->base, -1, 0, on_fail, srv);
+    if (!srv->http || !srv->wake_ev || !srv->stop_ev || !srv->drain_ev || !srv->drain_start_ev || !srv->fail_ev)
+        goto out_events;
+    if (http_conn_init(srv) != MS_OK) goto out_events;
     /* libevent 2.1 answers bodies over its own limit with an HTML page and
      * offers no hook to change that, so its limit is a hard cap above ours
      * (2x + 1 MiB) and on_request answers the JSON 413 for everything between.
      * Only bodies past the hard cap still get libevent's page. */
     evhttp_set_max_body_size(srv->http, (ev_ssize_t)(2 * srv->opts.max_body_bytes + (1u << 20)));
-    evhttp_set_max_headers_size(srv->http, 64 * 1024);
     /* Read the rest of an oversized body before closing, so the client sees our 413. */
     evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
     /* Every method reaches on_request, which answers 405 as JSON. */
@@ -358,6 +416,11 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     return MS_OK;
 
 out_events:
+    if (srv->http) evhttp_free(srv->http);
+    srv->http = NULL;
+    http_conn_free(srv);
+    if (srv->fail_ev) event_free(srv->fail_ev);
+    if (srv->drain_start_ev) event_free(srv->drain_start_ev);
     if (srv->drain_ev) event_free(srv->drain_ev);
     if (srv->stop_ev) event_free(srv->stop_ev);
     if (srv->wake_ev) event_free(srv->wake_ev);
@@ -388,6 +451,7 @@ ms_status_t http_server_start(http_server_t *srv)
         else if (ss.ss_family == AF_INET6) srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     srv->created = (int64_t)time(NULL);
+    http_conn_start(srv);
     coord_set_notify(srv->opts.coord, on_notify, srv);
     int rc = pthread_create(&srv->thread, NULL, gateway_main, srv);
     if (rc) {
@@ -421,10 +485,13 @@ void http_server_destroy(http_server_t *srv)
     /* From here the engine must not push chunks any more (http.h). */
     if (srv->started) coord_set_notify(srv->opts.coord, NULL, NULL);
     http_gen_free_all(srv);
+    event_free(srv->fail_ev);
+    event_free(srv->drain_start_ev);
     event_free(srv->drain_ev);
     event_free(srv->stop_ev);
     event_free(srv->wake_ev);
     evhttp_free(srv->http);
+    http_conn_free(srv);
     event_base_free(srv->base);
     metrics_destroy(srv->metrics);
     free((char *)srv->opts.host);

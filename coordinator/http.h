@@ -8,9 +8,17 @@
  *   POST /v1/completions       openai.h
  *   POST /v1/chat/completions  openai.h
  * Unknown route 404, wrong method 405, body over max_body_bytes 413, queue
- * full 429, loading/draining 503; every error body is OpenAI-style JSON
- * (413 too, except for bodies past 2x the limit + 1 MiB, which libevent
- * 2.1 refuses itself with an HTML page before the handler runs).
+ * full 429 (with Retry-After: 1), loading/draining 503; a malformed request
+ * line, an unknown method or version, a header line without ':', a bad
+ * Content-Length 400; a request head over 64 KiB 431; a request not received
+ * whole within request_timeout 408; more than max_connections open, all busy,
+ * 503 (http_conn.c). Every error body is OpenAI-style JSON, except where
+ * libevent 2.1 answers by itself with an HTML page and offers no hook:
+ * errors in a chunked request body (bad chunk size, or chunks past 2x the
+ * body limit + 1 MiB), errors in the second and later requests of a pipelined
+ * batch (the head guard only reads a connection's bytes while no reply is
+ * queued before them), and request heads that pass the guard but not
+ * libevent's own parser (e.g. an unparsable URI).
  *
  * Threads: every evhttp_* call happens on the gateway thread (DESIGN
  * invariant 4). The engine thread talks to it only through coord_t: it pushes
@@ -48,6 +56,8 @@ typedef struct {
     const oai_tok_ops_t *tok_ops;  /* tests: a fake tokenizer instead of tok (borrowed) */
     coord_t *coord;                /* borrowed */
     double drain_timeout_s;        /* http_server_stop waits this long for in-flight requests; 0 = 30 */
+    int max_connections;           /* open connections at most (http_conn.c); 0 = 8192; lowered to the fd limit */
+    double request_timeout_s;      /* one whole request (head and body) must arrive within this; 0 = 60 */
 } http_opts_t;
 
 /* Validates options and sets up the event base and listener state; does not
@@ -61,6 +71,17 @@ int http_server_port(const http_server_t *srv);
 /* Stop accepting, finish in-flight replies (bounded by drain_timeout_s) and
  * join the gateway thread. Safe to call twice, or without start. */
 void http_server_stop(http_server_t *srv);
+/* Any thread. Start a graceful drain: /health and new requests answer 503
+ * (the listener stays open so health checks get that answer), the requests
+ * in flight go on; logs how many there are. Idempotent. */
+void http_server_drain(http_server_t *srv);
+/* Any thread. Generation requests in flight, and replies not yet written. */
+int http_server_in_flight(const http_server_t *srv);
+int http_server_writing(const http_server_t *srv);
+/* Any thread, e.g. when a rank died and the engine can never finish: answer
+ * every in-flight request now with `msg` (503, or an SSE error event then
+ * [DONE]) and refuse new ones. Does not wait for the writes. */
+void http_server_fail_all(http_server_t *srv, const char *msg);
 void http_server_destroy(http_server_t *srv);
 
 #endif

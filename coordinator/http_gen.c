@@ -28,7 +28,7 @@ static void call_link(struct http_server *srv, http_call_t *call)
     call->next = srv->calls;
     if (srv->calls) srv->calls->prev = call;
     srv->calls = call;
-    srv->n_calls++;
+    __atomic_fetch_add(&srv->n_calls, 1, __ATOMIC_RELAXED);
 }
 
 static void call_unlink(struct http_server *srv, http_call_t *call)
@@ -37,7 +37,7 @@ static void call_unlink(struct http_server *srv, http_call_t *call)
     else srv->calls = call->next;
     if (call->next) call->next->prev = call->prev;
     call->prev = call->next = NULL;
-    srv->n_calls--;
+    __atomic_fetch_sub(&srv->n_calls, 1, __ATOMIC_RELAXED);
 }
 
 static void call_free(http_call_t *call)
@@ -55,14 +55,16 @@ static void call_free(http_call_t *call)
     free(call);
 }
 
-/* Stop watching the connection: our watcher and libevent's close callback. */
+/* Stop watching the connection: our watcher and the close notification. */
 static void call_detach_conn(http_call_t *call)
 {
     if (call->watch) {
         event_free(call->watch);
         call->watch = NULL;
     }
-    if (call->evcon) evhttp_connection_set_closecb(call->evcon, NULL, NULL);
+    if (call->conn) http_conn_detach(call->conn);
+    else if (call->evcon) evhttp_connection_set_closecb(call->evcon, NULL, NULL);
+    call->conn = NULL;
 }
 
 static void call_client_gone(http_call_t *call, const char *how)
@@ -79,11 +81,16 @@ static void call_client_gone(http_call_t *call, const char *how)
     MS_INFO("http: client of %s %s; cancelled %d engine requests", call->id, how, cancelled);
 }
 
+void http_gen_conn_closed(http_call_t *call)
+{
+    call->evcon = NULL; /* libevent frees it right after this callback */
+    call->conn = NULL;
+    call_client_gone(call, "closed the connection");
+}
+
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
-    http_call_t *call = arg;
-    call->evcon = NULL; /* libevent frees it right after this callback */
-    call_client_gone(call, "closed the connection");
+    http_gen_conn_closed(arg);
 }
 
 static void on_watch(evutil_socket_t fd, short what, void *arg)
@@ -104,7 +111,8 @@ static void call_watch(struct http_server *srv, http_call_t *call)
 {
     call->evcon = evhttp_request_get_connection(call->evreq);
     if (!call->evcon) return;
-    evhttp_connection_set_closecb(call->evcon, on_conn_close, call);
+    call->conn = http_conn_attach(srv, call->evcon, call);
+    if (!call->conn) evhttp_connection_set_closecb(call->evcon, on_conn_close, call);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(call->evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd < 0) return;
@@ -159,10 +167,14 @@ static const oai_choice_t *first_with(const http_call_t *call, req_finish_t f)
     return NULL;
 }
 
+static const char abort_default[] = "the request was aborted: the server is shutting down";
+
 /* Every choice has finished (or the drain deadline hit): send the reply and
- * free the call. */
-static void call_finish(struct http_server *srv, http_call_t *call)
+ * free the call. abort_msg: why an aborted choice was aborted (NULL: the
+ * server is shutting down). */
+static void call_finish(struct http_server *srv, http_call_t *call, const char *abort_msg)
 {
+    if (!abort_msg) abort_msg = abort_default;
     call_detach_conn(call);
     call_unlink(srv, call);
     const oai_choice_t *err = first_with(call, REQ_FINISH_ERROR);
@@ -175,6 +187,11 @@ static void call_finish(struct http_server *srv, http_call_t *call)
                 if (err) {
                     oai_error_t e = {.status = 500, .type = "internal_error"};
                     snprintf(e.message, sizeof e.message, "generation failed: %s", err->error ? err->error : "engine error");
+                    sse_add_json(out, oai_error_body(&e));
+                } else if (abrt) {
+                    /* a stream cut short must say so before [DONE] */
+                    oai_error_t e = {.status = 503, .type = "service_unavailable"};
+                    snprintf(e.message, sizeof e.message, "%s", abort_msg);
                     sse_add_json(out, oai_error_body(&e));
                 }
                 if (call->rq.include_usage)
@@ -194,8 +211,7 @@ static void call_finish(struct http_server *srv, http_call_t *call)
         http_reply_errorf(srv, call->evreq, 500, "internal_error", "generation failed: %s",
                           err->error ? err->error : "engine error");
     } else if (abrt) {
-        http_reply_errorf(srv, call->evreq, 503, "service_unavailable",
-                          "the request was aborted: the server is shutting down");
+        http_reply_errorf(srv, call->evreq, 503, "service_unavailable", "%s", abort_msg);
     } else {
         http_reply_json(srv, call->evreq, 200,
                         oai_response(&call->rq, call->id, call->created, srv->opts.served_model_name, call->choices,
@@ -239,7 +255,7 @@ static void call_pump(struct http_server *srv, http_call_t *call)
         if (evbuffer_get_length(out)) evhttp_send_reply_chunk(call->evreq, out);
         evbuffer_free(out);
     }
-    if (call->n_done == call->rq.n_prompts) call_finish(srv, call);
+    if (call->n_done == call->rq.n_prompts) call_finish(srv, call, NULL);
 }
 
 void http_gen_wake(struct http_server *srv)
@@ -250,7 +266,7 @@ void http_gen_wake(struct http_server *srv)
     }
 }
 
-void http_gen_abort_all(struct http_server *srv)
+void http_gen_abort_all(struct http_server *srv, const char *msg)
 {
     while (srv->calls) {
         http_call_t *call = srv->calls;
@@ -261,7 +277,7 @@ void http_gen_abort_all(struct http_server *srv)
             call->n_done++;
             choice_metrics(srv, call, i);
         }
-        call_finish(srv, call);
+        call_finish(srv, call, msg);
     }
 }
 
@@ -345,11 +361,13 @@ void http_gen_handle(struct http_server *srv, struct evhttp_request *req, oai_ki
         /* all or nothing: take back the prompts already queued */
         for (int k = 0; k < i; k++) coord_cancel(srv->opts.coord, call->reqs[k]);
         call_free(call);
-        if (s == MS_ERR_NOMEM)
+        if (s == MS_ERR_NOMEM) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
             http_reply_errorf(srv, req, 429, "rate_limit_error",
                               "the server's request queue is full (%d waiting); retry later", st.waiting);
-        else
+        } else {
             http_reply_errorf(srv, req, 503, "service_unavailable", "the server is shutting down");
+        }
         return;
     }
     call_link(srv, call);

@@ -8,6 +8,8 @@
  * output is written only on success. */
 #include "openai.h"
 
+#include "proto/sampling.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -203,16 +205,11 @@ static bool parse_common(json_t *o, const oai_ctx_t *ctx, oai_request_t *rq, oai
             return oai_fail(err, 404, "model", "The model `%s` does not exist; this server serves `%s`.",
                             json_string_value(m), ctx->served_model);
     }
+    /* Range checks: proto_sampling_check in oai_parse, on the floats. */
     if (!get_num(o, "temperature", &dv, &set, err)) return false;
-    if (set) {
-        if (dv < 0) return oai_fail(err, 400, "temperature", "'temperature' must be >= 0, got %g", dv);
-        p->temperature = (float)dv;
-    }
+    if (set) p->temperature = proto_sampling_float(dv);
     if (!get_num(o, "top_p", &dv, &set, err)) return false;
-    if (set) {
-        if (!(dv > 0 && dv <= 1)) return oai_fail(err, 400, "top_p", "'top_p' must be in (0, 1], got %g", dv);
-        p->top_p = (float)dv;
-    }
+    if (set) p->top_p = proto_sampling_float(dv);
     if (!get_int(o, "top_k", -1, INT32_MAX, &iv, &set, err)) return false;
     if (set) p->top_k = iv < 0 ? 0 : (int)iv;
     if (!get_int(o, "seed", INT64_MIN, INT64_MAX, &iv, &set, err)) return false;
@@ -575,6 +572,15 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
             goto out;
         }
         if (rq.chat_logprobs) p->logprobs = set ? (int)iv : 0;
+    }
+
+    /* The engine's own rule, on the values it will see (proto/sampling.h). */
+    const char *rule, *bad = proto_sampling_check(p->temperature, p->top_p, p->top_k, p->logprobs, OAI_MAX_LOGPROBS,
+                                                  &rule);
+    if (bad) {
+        double got = !strcmp(bad, "temperature") ? p->temperature : !strcmp(bad, "top_p") ? p->top_p : p->top_k;
+        oai_fail(err, 400, bad, "'%s' %s, got %g", bad, rule, got);
+        goto out;
     }
 
     /* Chat prompts already carry BOS in the rendered template text. */

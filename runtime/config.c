@@ -83,6 +83,9 @@ void cfg_defaults(ms_config_t *c)
     c->ms.device = MS_DEVICE_AUTO;
     c->ms.max_queue_size = 4096;
     c->ms.max_body_bytes = 16ll << 20;
+    c->ms.max_connections = 8192;
+    c->ms.request_timeout = 60;
+    c->ms.drain_timeout = 30;
 }
 
 /* ------------------------------------------------------------- key table */
@@ -149,6 +152,9 @@ static const cfg_key_t keys_moeserve[] = {
     KENUM("device", ms.device, cfg_enum_device),
     KINT("max_queue_size", ms.max_queue_size, 1, I32MAX, 0),
     KI64("max_body_bytes", ms.max_body_bytes, 1024, I64MAX, 0),
+    KINT("max_connections", ms.max_connections, 16, I32MAX, 0),
+    KFLT("request_timeout", ms.request_timeout, 0.1, 1e6),
+    KFLT("drain_timeout", ms.drain_timeout, 0.0, 1e6),
     {NULL}};
 
 const cfg_key_t cfg_yaml_keys[] = {
@@ -466,6 +472,9 @@ void cfg_print(const ms_config_t *c, FILE *f)
         fprintf(f, ", layer_updates_per_iter: %d}", c->moe.load_balancer.layer_updates_per_iter);
     }
     fprintf(f, "}\n");
-    fprintf(f, "  moeserve: {device: %s, max_queue_size: %d, max_body_bytes: %lld}\n", cfg_device_name(c->ms.device),
-            c->ms.max_queue_size, (long long)c->ms.max_body_bytes);
+    fprintf(f,
+            "  moeserve: {device: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
+            "request_timeout: %g, drain_timeout: %g}\n",
+            cfg_device_name(c->ms.device), c->ms.max_queue_size, (long long)c->ms.max_body_bytes,
+            c->ms.max_connections, c->ms.request_timeout, c->ms.drain_timeout);
 }

@@ -28,6 +28,8 @@
 #define MS_CFG_PATH_MAX 4096
 #define MS_CFG_NAME_MAX 256
 #define MS_CFG_MAX_GRAPH_BATCHES 128
+/* extra_llm_api_options files nesting deeper than this are refused (config_yaml.c says why) */
+#define MS_CFG_YAML_MAX_DEPTH 32
 
 /* --backend: accepted for trtllm-serve compatibility. moeserve always runs its
  * own engine; the value is only recorded and logged. */
@@ -132,6 +134,10 @@ typedef struct {
         ms_device_t device;     /* --device, default auto */
         int max_queue_size;     /* --max_queue_size: waiting requests before 429, default 4096 */
         int64_t max_body_bytes; /* HTTP request body limit (413 above it), default 16 MiB */
+        int max_connections;    /* open HTTP connections at most (503 above), default 8192; the gateway
+                                   lowers it to what the fd limit allows */
+        double request_timeout; /* seconds to receive one whole request, head and body, default 60 */
+        double drain_timeout;   /* SIGTERM/SIGINT: seconds in-flight requests may take to finish, default 30 */
     } ms;
 } ms_config_t;
 

@@ -245,6 +245,41 @@ static ms_status_t walk_map(yctx_t *c, const yaml_node_t *map, const cfg_key_t *
     return MS_OK;
 }
 
+/* libyaml's cost grows with the square of the nesting depth (its scanner
+ * walks the stack of open levels for every token): a 200 KB file of 100k
+ * nested `[` takes over 20 s to load. No valid file nests more than a few
+ * levels, so an event pass first refuses anything deeper than
+ * MS_CFG_YAML_MAX_DEPTH, stopping at the first level too many, before the
+ * document loader sees the file. */
+static ms_status_t check_depth(const char *path, FILE *f)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) return MS_ERR(MS_ERR_NOMEM, "%s: cannot initialise the YAML parser", path);
+    yaml_parser_set_input_file(&p, f);
+    ms_status_t st = MS_OK;
+    int depth = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) break; /* syntax errors: reported by the loader with context */
+        yaml_event_type_t t = ev.type;
+        size_t line = ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+            if (++depth > MS_CFG_YAML_MAX_DEPTH) {
+                st = MS_ERR(MS_ERR_FORMAT, "%s:%zu: nesting deeper than %d levels (no moeserve key nests that deep)",
+                            path, line, MS_CFG_YAML_MAX_DEPTH);
+                break;
+            }
+        } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+            depth--;
+        } else if (t == YAML_STREAM_END_EVENT) {
+            break;
+        }
+    }
+    yaml_parser_delete(&p);
+    return st;
+}
+
 ms_status_t cfg_yaml_apply(const char *path, ms_config_t *cfg, cfg_origin_t *origin)
 {
     ms_status_t st = MS_OK;
@@ -255,6 +290,10 @@ ms_status_t cfg_yaml_apply(const char *path, ms_config_t *cfg, cfg_origin_t *ori
         return MS_ERR(MS_ERR_IO, "%s: cannot read extra_llm_api_options file: it is a directory", path);
     FILE *f = fopen(path, "rb");
     if (!f) return MS_ERR(MS_ERR_IO, "%s: cannot read extra_llm_api_options file: %s", path, strerror(errno));
+
+    st = check_depth(path, f);
+    if (st != MS_OK) goto out_close;
+    rewind(f);
 
     yaml_parser_t parser;
     yaml_document_t doc, extra;

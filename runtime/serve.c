@@ -21,15 +21,13 @@
  * (MPI_Allreduce), so a failure on one rank (bad model dir, port in use, out
  * of memory) makes every rank exit 1 with the reason logged, not wait forever.
  *
- * Signals: SIGINT/SIGTERM are blocked in every thread and taken by a sigwait
- * thread. Rank 0: stop accepting, abort in-flight requests, let the gateway
- * drain, tell the workers to exit; every rank exits 0. Another signal two or
- * more seconds later exits at once. Workers ignore signals for a grace period (mpirun forwards its
- * SIGTERM to every rank: rank 0 leads the shutdown) and exit 1 after it, so
- * a worker signalled alone still brings the job down. */
+ * Signals, the graceful drain and dead ranks: shutdown.c and heartbeat.c.
+ */
 #include "commands.h"
 #include "config.h"
+#include "heartbeat.h"
 #include "serve_internal.h"
+#include "shutdown.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -46,55 +44,6 @@
 #include "ms_build_config.h"
 #include "worker/comm_mpi.h"
 #include "worker/sizing.h"
-
-#define WORKER_SIGNAL_GRACE_S 10
-
-static struct {
-    int rank;
-    coord_t *coord;      /* rank 0, once created */
-    volatile int stopping;
-    volatile int exiting; /* main thread is past its loop */
-    time_t t_first;       /* monotonic seconds of the first signal */
-    pthread_mutex_t mu;
-} g_sig = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static void *signal_thread(void *arg)
-{
-    sigset_t *set = arg;
-    for (;;) {
-        int sig = 0;
-        if (sigwait(set, &sig) != 0) continue;
-        pthread_mutex_lock(&g_sig.mu);
-        int first = !g_sig.stopping;
-        g_sig.stopping = 1;
-        coord_t *c = g_sig.coord;
-        pthread_mutex_unlock(&g_sig.mu);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (first) g_sig.t_first = now.tv_sec;
-        if (g_sig.rank == 0) {
-            /* Ctrl-C reaches rank 0 twice at once (from the terminal, and from
-             * mpirun forwarding it): only a signal seconds later is a user
-             * insisting. */
-            if (!first && now.tv_sec - g_sig.t_first >= 2) {
-                MS_WARN("second %s: exiting now", strsignal(sig));
-                _exit(1);
-            }
-            if (!first) continue;
-            MS_INFO("%s: shutting down (no new requests; in-flight requests are aborted)", strsignal(sig));
-            if (c) coord_stop(c);
-        } else if (first) {
-            MS_INFO("%s: waiting for rank 0 to shut the job down", strsignal(sig));
-            for (int i = 0; i < WORKER_SIGNAL_GRACE_S * 10 && !g_sig.exiting; i++) usleep(100000);
-            if (!g_sig.exiting) {
-                MS_WARN("rank 0 did not shut the job down within %d s of %s; exiting", WORKER_SIGNAL_GRACE_S,
-                        strsignal(sig));
-                _exit(1);
-            }
-        }
-    }
-    return NULL;
-}
 
 /* Every rank says whether its stage went well; true when all did. */
 static bool all_ok(bool ok)
@@ -148,13 +97,7 @@ int cmd_serve(int argc, char **argv)
     if (cfg.help) return 0;
     ms_log_set_level(cfg.log_level);
 
-    /* Before MPI starts its threads, so they all inherit the mask. */
-    static sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    shutdown_signals_block(); /* before MPI starts its threads, so they all inherit the mask */
 
     int provided = 0;
     if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
@@ -166,10 +109,7 @@ int cmd_serve(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (size > 1) ms_log_set_rank(rank);
-    g_sig.rank = rank;
-    pthread_t sig_th;
-    pthread_create(&sig_th, NULL, signal_thread, &sigs);
-    pthread_detach(sig_th);
+    shutdown_signals_start(rank, cfg.ms.drain_timeout);
     int local_ranks = 1;
     {
         MPI_Comm node;
@@ -183,6 +123,7 @@ int cmd_serve(int argc, char **argv)
     tok_t *tok = NULL;
     http_server_t *http = NULL;
     comm_t *comm = NULL;
+    hb_t *hb = NULL;
     const kern_ops_t *kops = NULL;
     mcfg_t mc;
     bool ok = true;
@@ -253,6 +194,7 @@ int cmd_serve(int argc, char **argv)
     }
     if (ok) ok = proto_link_create(MPI_COMM_WORLD, &sc.link) == MS_OK;
     if (!all_ok(ok)) goto out_comm;
+    if (!all_ok(hb_start(MPI_COMM_WORLD, &hb) == MS_OK)) goto out_comm;
 
     /* ---- rank 0: tokenizer, scheduler, gateway (answers 503 while loading) ---- */
     if (rank == 0) {
@@ -272,10 +214,7 @@ int cmd_serve(int argc, char **argv)
         if (ok) {
             sc.tok = tok;
             sc.eos_id = tok_eos_id(tok);
-            pthread_mutex_lock(&g_sig.mu);
-            g_sig.coord = sc.coord;
-            if (g_sig.stopping) coord_stop(sc.coord);
-            pthread_mutex_unlock(&g_sig.mu);
+            shutdown_set_coord(sc.coord);
             http_opts_t ho = {
                 .host = cfg.host,
                 .port = cfg.port,
@@ -286,6 +225,8 @@ int cmd_serve(int argc, char **argv)
                 .stream_interval = cfg.stream_interval,
                 .tok = tok,
                 .coord = sc.coord,
+                .max_connections = cfg.ms.max_connections,
+                .request_timeout_s = cfg.ms.request_timeout,
             };
             ok = http_server_create(&ho, &http) == MS_OK && http_server_start(http) == MS_OK;
             if (ok)
@@ -308,35 +249,38 @@ int cmd_serve(int argc, char **argv)
     if (rank == 0) {
         MS_INFO("ready: serving %s on http://%s:%d", cfg.served_model_name[0] ? cfg.served_model_name : cfg.model,
                 cfg.host, http_server_port(http));
+        shutdown_set_http(http);
+        hb_arm(hb);
         st = serve_loop_rank0(&sc);
         http_server_stop(http); /* every request was ended: the gateway only flushes replies */
+        hb_disarm(hb);          /* the workers are told to exit: their sockets closing is no death */
         ms_status_t st2 = serve_shutdown_workers(&sc);
         if (st == MS_OK) st = st2;
     } else {
         st = serve_loop_worker(&sc);
     }
-    g_sig.exiting = 1;
+    shutdown_mark_exiting();
     rc = st == MS_OK ? 0 : 1;
     if (rank == 0) MS_INFO("shut down %s", rc == 0 ? "cleanly" : "after an error");
 
 out_engine:
     engine_destroy(sc.engine);
 out_rank0:
+    shutdown_set_http(NULL);
     if (http) {
         http_server_stop(http);
         http_server_destroy(http);
     }
-    pthread_mutex_lock(&g_sig.mu);
-    g_sig.coord = NULL;
-    pthread_mutex_unlock(&g_sig.mu);
+    shutdown_set_coord(NULL);
     sched_destroy(sc.sched);
     coord_destroy(sc.coord);
     tok_free(tok);
 out_comm:
+    hb_destroy(hb);
     proto_link_destroy(sc.link);
     comm_destroy(comm);
 out_mpi:
-    g_sig.exiting = 1;
+    shutdown_mark_exiting();
     MPI_Finalize();
     return rc;
 }

@@ -6,7 +6,9 @@
  * % of each limit, and writes rows<TAB>ms lines to --out for the PyTorch peer
  * (tools/bench_moe_torch.py) to compute its ratios. Standalone: needs only the
  * CUDA runtime and cuBLASLt, so it runs on a bare GPU host.
- *   moeserve-bench-moe [--rows 4,32,128] [--reps 30] [--out FILE] */
+ * --tiles also times forced GEMM tiles (kern_cuda_moe_fp8_tile: BNxNWG, "r" =
+ * row split) after the automatic choice, which is what --out records.
+ *   moeserve-bench-moe [--rows 4,32,128] [--reps 30] [--out FILE] [--tiles 16x2,64x2r] */
 #include <cublasLt.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -146,16 +148,28 @@ int main(int argc, char **argv)
     std::vector<int> rows_list = {4, 32, 128};
     int reps = 30;
     const char *out_path = NULL;
+    std::vector<std::vector<int>> tiles = {{0, 0, 0}};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rows") && i + 1 < argc) {
             rows_list.clear();
             for (char *t = strtok(argv[++i], ","); t; t = strtok(NULL, ",")) rows_list.push_back(atoi(t));
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--tiles") && i + 1 < argc) {
+            for (char *t = strtok(argv[++i], ","); t; t = strtok(NULL, ",")) {
+                int bn = 0, nwg = 0;
+                char r = 0;
+                if (sscanf(t, "%dx%d%c", &bn, &nwg, &r) < 2 || kern_cuda_moe_fp8_tile(bn, nwg, r == 'r')) {
+                    fprintf(stderr, "bench_moe: bad --tiles entry '%s'\n", t);
+                    return 2;
+                }
+                tiles.push_back({bn, nwg, r == 'r'});
+            }
+            kern_cuda_moe_fp8_tile(0, 0, 0);
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
             out_path = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--rows 4,32,128] [--reps N] [--out FILE]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--rows 4,32,128] [--reps N] [--out FILE] [--tiles BNxNWG[r],...]\n", argv[0]);
             return 2;
         }
     }
@@ -203,7 +217,7 @@ int main(int argc, char **argv)
     const double wbytes = (double)(n13 + n2) + (ns13 + ns2) * 4.0;
 
     FILE *fo = out_path ? fopen(out_path, "w") : NULL;
-    printf("\n%5s %9s %9s %8s %8s %8s %8s | %8s %8s %8s %8s | %8s %7s\n", "rows", "layer_ms", "graph_ms", "wGB/s",
+    printf("\n%5s %5s %9s %9s %8s %8s %8s %8s | %8s %8s %8s %8s | %8s %7s\n", "rows", "tile", "layer_ms", "graph_ms", "wGB/s",
            "%copyBW", "TFLOP/s", "%fp8pk", "quant1", "gateup", "quant2", "down", "roof_ms", "x_roof");
     for (int rows : rows_list) {
         const int cap = rows;
@@ -228,28 +242,34 @@ int main(int argc, char **argv)
         uint8_t *hq = (uint8_t *)h + al(nr * I * 2);
         float *hs = (float *)(hq + al(nr * I));
 
-        double t_layer = time_ms(st, reps, [&] { CKS(kern_cuda_moe_fp8(&cx, x, cnt, E, cap, &w, out, ws, wsb)); });
-        double t_q1 = time_ms(st, reps, [&] { CKS(kern_cuda_act_quant(&cx, x, cnt, E, cap, H, xq, xs)); });
-        double t_g1 = time_ms(st, reps, [&] { CKS(kern_cuda_moe_fp8_gateup(&cx, xq, xs, cnt, E, cap, &w, h)); });
-        double t_q2 = time_ms(st, reps, [&] { CKS(kern_cuda_act_quant(&cx, h, cnt, E, cap, I, hq, hs)); });
-        double t_g2 = time_ms(st, reps, [&] { CKS(kern_cuda_moe_fp8_down(&cx, hq, hs, cnt, E, cap, &w, out)); });
-        /* the same layer captured as a graph (how decode will run it) */
-        cudaGraph_t gr;
-        cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        CKS(kern_cuda_moe_fp8(&cx, x, cnt, E, cap, &w, out, ws, wsb));
-        CK(cudaStreamEndCapture(st, &gr));
-        CK(cudaGraphInstantiate(&ge, gr, 0));
-        double t_graph = time_ms(st, reps, [&] { CK(cudaGraphLaunch(ge, st)); });
-        cudaGraphExecDestroy(ge), cudaGraphDestroy(gr);
+        for (const std::vector<int> &tl : tiles) {
+            kern_cuda_moe_fp8_tile(tl[0], tl[1], tl[2]);
+            char tname[16] = "auto";
+            if (tl[0]) snprintf(tname, sizeof tname, "%dx%d%s", tl[0], tl[1], tl[2] ? "r" : "");
+            double t_layer = time_ms(st, reps, [&] { CKS(kern_cuda_moe_fp8(&cx, x, cnt, E, cap, &w, out, ws, wsb)); });
+            double t_q1 = time_ms(st, reps, [&] { CKS(kern_cuda_act_quant(&cx, x, cnt, E, cap, H, xq, xs)); });
+            double t_g1 = time_ms(st, reps, [&] { CKS(kern_cuda_moe_fp8_gateup(&cx, xq, xs, cnt, E, cap, &w, h)); });
+            double t_q2 = time_ms(st, reps, [&] { CKS(kern_cuda_act_quant(&cx, h, cnt, E, cap, I, hq, hs)); });
+            double t_g2 = time_ms(st, reps, [&] { CKS(kern_cuda_moe_fp8_down(&cx, hq, hs, cnt, E, cap, &w, out)); });
+            /* the same layer captured as a graph (how decode will run it) */
+            cudaGraph_t gr;
+            cudaGraphExec_t ge;
+            CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+            CKS(kern_cuda_moe_fp8(&cx, x, cnt, E, cap, &w, out, ws, wsb));
+            CK(cudaStreamEndCapture(st, &gr));
+            CK(cudaGraphInstantiate(&ge, gr, 0));
+            double t_graph = time_ms(st, reps, [&] { CK(cudaGraphLaunch(ge, st)); });
+            cudaGraphExecDestroy(ge), cudaGraphDestroy(gr);
 
-        const double t = t_graph < t_layer ? t_graph : t_layer;
-        const double flops = 2.0 * E * rows * (2.0 * I * H + (double)H * I);
-        const double roof = std::max(wbytes / bw, flops / (peak * 1e12)) * 1e3;
-        printf("%5d %9.4f %9.4f %8.0f %7.1f%% %8.1f %7.1f%% | %8.4f %8.4f %8.4f %8.4f | %8.4f %6.2fx\n", rows, t_layer,
-               t_graph, wbytes / (t * 1e-3) / 1e9, 100.0 * wbytes / (t * 1e-3) / bw, flops / (t * 1e-3) / 1e12,
-               100.0 * flops / (t * 1e-3) / (peak * 1e12), t_q1, t_g1, t_q2, t_g2, roof, t / roof);
-        if (fo) fprintf(fo, "%d\t%.5f\n", rows, t);
+            const double t = t_graph < t_layer ? t_graph : t_layer;
+            const double flops = 2.0 * E * rows * (2.0 * I * H + (double)H * I);
+            const double roof = std::max(wbytes / bw, flops / (peak * 1e12)) * 1e3;
+            printf("%5d %5s %9.4f %9.4f %8.0f %7.1f%% %8.1f %7.1f%% | %8.4f %8.4f %8.4f %8.4f | %8.4f %6.2fx\n", rows, tname, t_layer,
+                   t_graph, wbytes / (t * 1e-3) / 1e9, 100.0 * wbytes / (t * 1e-3) / bw, flops / (t * 1e-3) / 1e12,
+                   100.0 * flops / (t * 1e-3) / (peak * 1e12), t_q1, t_g1, t_q2, t_g2, roof, t / roof);
+            if (fo && !tl[0]) fprintf(fo, "%d\t%.5f\n", rows, t);
+        }
+        kern_cuda_moe_fp8_tile(0, 0, 0);
         cudaFree(x), cudaFree(out), cudaFree(cnt), cudaFree(ws);
     }
     printf("weights %.3f GB (fp8 + fp32 scales); roof = max(weights/copyBW, FLOPs/FP8 peak); x_roof = best/roof\n",

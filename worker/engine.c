@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "proto/sampling.h"
 #include "worker/checkpoint.h"
 #include "worker/forward.h"
 #include "worker/kv_cache.h"
@@ -197,8 +198,7 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
             (int64_t)q->n_blocks * bs < (int64_t)q->pos + q->n_tokens)
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): %d blocks of %d cannot hold %d positions", i,
                           q->slot, q->n_blocks, bs, q->pos + q->n_tokens);
-        if (!(q->temperature >= 0 && q->temperature <= 1e4f) || !(q->top_p > 0 && q->top_p <= 1) ||
-            q->n_logprobs < -1 || q->n_logprobs > PROTO_MAX_LOGPROBS)
+        if (proto_sampling_check(q->temperature, q->top_p, q->top_k, q->n_logprobs, PROTO_MAX_LOGPROBS, NULL))
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad sampling knobs (temperature %g, top_p %g, "
                                           "top_k %d, n_logprobs %d)", i, q->slot, q->temperature, q->top_p, q->top_k,
                           q->n_logprobs);

@@ -64,6 +64,12 @@ ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *xq, const fl
 ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq, const float *hs, const int32_t *counts,
                                    int S, int cap, const moe_fp8_weights_t *w, bf16_t *out);
 
+/* Tuning hook for the bench: force the GEMM tile (wgmma N per instruction,
+ * consumer warpgroups, row split) instead of the choice from cap; (0,0,0)
+ * restores it. Returns -1 for a shape the kernel does not instantiate. Not
+ * thread-safe; not for serving. */
+int kern_cuda_moe_fp8_tile(int bn, int nwg, int row_split);
+
 #ifdef __cplusplus
 }
 #endif

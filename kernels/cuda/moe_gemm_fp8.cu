@@ -65,6 +65,13 @@ __device__ __forceinline__ uint64_t mg_desc(const void *p)
 }
 __device__ __forceinline__ void mg_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void mg_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void mg_bulk(void *dst, const void *src, uint32_t bytes, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(mg_smem(dst)), "l"(src), "r"(bytes), "r"(mg_smem(bar))
+                 : "memory");
+}
+__device__ __forceinline__ void mg_wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); }
 __device__ __forceinline__ void mg_wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 __device__ __forceinline__ void mg_reg_fence(float &r) { asm volatile("" : "+f"(r)::"memory"); }
 
@@ -101,6 +108,14 @@ template <> __device__ __forceinline__ void wgmma_fp8<64>(float *d, uint64_t da,
                  : "l"(da), "l"(db), "r"(acc));
 }
 
+template <> __device__ __forceinline__ void wgmma_fp8<128>(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
 /* ---- the grouped GEMM kernel ---- */
 struct mg_args {
     const float *wsc;      /* weight scales [E, n_w_rows/128, K/128] */
@@ -112,22 +127,44 @@ struct mg_args {
 
 __device__ __forceinline__ float mg_bf16r(float f) { return __bfloat162float(__float2bfloat16_rn(f)); }
 
-/* BN tokens per consumer warpgroup, NWG consumer warpgroups (token block
- * BN*NWG), one producer warpgroup (a single thread issues TMA). */
-template <int BN, int NWG, bool GATEUP>
+/* Tile shapes (template): BN = the wgmma N (tokens per instruction), NWG
+ * consumer warpgroups, one producer warpgroup (a single thread issues TMA).
+ * RS = false ("token split"): each consumer warpgroup takes both m64 halves of
+ * the weight tile over its own BN tokens (token block BN*NWG); gate|up's
+ * SiLU·mul is in registers. RS = true ("row split", NWG = 2): warpgroup w
+ * takes half w over all BN tokens, so each instruction is twice as wide and
+ * the shared-memory reads per FLOP drop by a third (what limits large token
+ * blocks); gate|up's up half crosses to the gate warpgroup through shared
+ * memory, in the same fragment order, behind two named barriers. */
+template <int BN, int NWG, bool RS> struct mg_shape {
+    static constexpr int BNT = RS ? BN : BN * NWG;           /* tokens per tile */
+    static constexpr int NT = RS ? 1 : 2;                    /* m64 halves per warpgroup */
+    static constexpr int STAGE = MG_A_BYTES + BNT * MG_KC;   /* bytes per ring stage */
+    static constexpr int XB = RS ? 128 * BN : 0;             /* up-half exchange (bf16) */
+    static constexpr int ST0 = (MG_SMEM_BUDGET + 16 * 1024 - XB) / STAGE;
+    static constexpr int ST = ST0 > 8 ? 8 : ST0;
+    static constexpr int SC = ST * BNT * 4;                  /* token scales, one row a stage */
+    static constexpr int SMEM = ST * STAGE + XB + SC + 1024; /* + 1024-byte alignment slack */
+};
+
+__device__ __forceinline__ void mg_named_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void mg_named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+
+template <int BN, int NWG, bool RS, bool GATEUP>
 __global__ void __launch_bounds__((NWG + 1) * 128, 1)
 mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a, const mg_args g)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code; the compute_90 PTX cannot run this */
 #else
-    constexpr int BNT = BN * NWG;
-    constexpr int STAGE = MG_A_BYTES + BNT * MG_KC;
-    constexpr int ST = MG_SMEM_BUDGET / STAGE > 8 ? 8 : MG_SMEM_BUDGET / STAGE;
-    constexpr int NACC = BN / 2;
+    typedef mg_shape<BN, NWG, RS> sh;
+    constexpr int BNT = sh::BNT, STAGE = sh::STAGE, ST = sh::ST, NT = sh::NT, NACC = BN / 2;
+    static_assert(!RS || NWG == 2, "row split needs two consumer warpgroups");
     __shared__ __align__(8) uint64_t full[ST], empty[ST];
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint16_t *xbuf = (uint16_t *)(smem + ST * STAGE); /* RS: [NACC][128] bf16 up values */
+    float *ssc = (float *)(smem + ST * STAGE + sh::XB); /* [ST][BNT] token scales of each stage's chunk */
 
     const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
     const int kchunks = g.K / MG_KC;
@@ -151,11 +188,13 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             const int r0 = s * g.n_w_rows + (GATEUP ? nb * 64 : nb * 128);
             const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
             const int arow = s * g.cap + tb * BNT;
+            const int nsc = min(BNT, g.cap - tb * BNT); /* a multiple of 4: 16-byte bulk copies */
             for (int kc = 0; kc < kchunks; kc++, it++) {
                 const int st = it % ST;
                 mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
                 uint8_t *sa = smem + st * STAGE;
-                mg_bar_expect(&full[st], STAGE);
+                mg_bar_expect(&full[st], STAGE + nsc * 4);
+                mg_bulk(ssc + st * BNT, g.asc + ((size_t)s * kchunks + kc) * g.cap + tb * BNT, nsc * 4, &full[st]);
                 mg_tma_2d(sa, &tm_w, kc * MG_KC, r0, &full[st]);
                 mg_tma_2d(sa + MG_A_BYTES / 2, &tm_w, kc * MG_KC, r1, &full[st]);
                 mg_tma_2d(sa + MG_A_BYTES, &tm_a, kc * MG_KC, arow, &full[st]);
@@ -167,58 +206,90 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     /* consumers */
     if (NWG > 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
     const int warp = t / 32, lane = t % 32;
-    float acc[2][NACC], tmp[2][NACC];
+    float acc[NT][NACC];
     int it = 0;
     for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
         const int s = tile / (g.n_nblk * g.n_tblk), nb = (tile / g.n_tblk) % g.n_nblk, tb = tile % g.n_tblk;
         const int cnt = min(g.counts[s], g.cap);
         if (tb * BNT >= cnt) continue;
-        const int tok0 = tb * BNT + wg * BN; /* this warpgroup's first token in the slot */
+        const int tok0 = tb * BNT + (RS ? 0 : wg * BN); /* this warpgroup's first token in the slot */
+        const int h0 = RS ? wg : 0;                     /* first m64 half this warpgroup computes */
         const int rb0 = GATEUP ? nb * 64 / 128 : nb, rb1 = GATEUP ? (g.inter + nb * 64) / 128 : nb;
-        const float *ws0 = g.wsc + ((size_t)s * (g.n_w_rows / 128) + rb0) * kchunks;
+        const float *ws0 = g.wsc + ((size_t)s * (g.n_w_rows / 128) + (h0 ? rb1 : rb0)) * kchunks;
         const float *ws1 = g.wsc + ((size_t)s * (g.n_w_rows / 128) + rb1) * kchunks;
-        const float *as = g.asc + (size_t)s * kchunks * g.cap;
 #pragma unroll
-        for (int i = 0; i < NACC; i++) acc[0][i] = acc[1][i] = 0.f;
-        for (int kc = 0; kc < kchunks; kc++, it++) {
-            const int st = it % ST;
-            /* scales first: their loads overlap the wait and the MMAs */
-            const float w0 = __ldg(ws0 + kc), w1 = __ldg(ws1 + kc);
-            float sc[BN / 4];
+        for (int j = 0; j < NT; j++)
 #pragma unroll
-            for (int i = 0; i < BN / 8; i++) {
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int tok = tok0 + 8 * i + 2 * (lane % 4) + e;
-                    sc[2 * i + e] = tok < cnt ? __ldg(as + (size_t)kc * g.cap + tok) : 0.f;
-                }
-            }
-            mg_bar_wait(&full[st], (it / ST) & 1);
-            const uint8_t *sa = smem + st * STAGE;
-            const uint8_t *sb = sa + MG_A_BYTES + wg * BN * MG_KC;
+            for (int i = 0; i < NACC; i++) acc[j][i] = 0.f;
+        /* Two partial-product sets: chunk kc+1's MMAs run while chunk kc is
+         * promoted (scaled into acc), so the tensor cores never wait on it. */
+        float ta[NT][NACC], tb_[NT][NACC], wa[NT], wb[NT];
+        auto issue = [&](float (&d)[NT][NACC], float (&w)[NT], int kc) {
+            const int st = (it + kc) % ST;
+            w[0] = __ldg(ws0 + kc);
+            if (NT > 1) w[NT - 1] = __ldg(ws1 + kc);
+            mg_bar_wait(&full[st], ((it + kc) / ST) & 1);
+            const uint8_t *sa = smem + st * STAGE + h0 * (MG_A_BYTES / 2);
+            const uint8_t *sb = smem + st * STAGE + MG_A_BYTES + (RS ? 0 : wg * BN * MG_KC);
             mg_wg_fence();
 #pragma unroll
-            for (int k = 0; k < MG_KC / 32; k++) {
-                wgmma_fp8<BN>(tmp[0], mg_desc(sa + k * 32), mg_desc(sb + k * 32), k);
-                wgmma_fp8<BN>(tmp[1], mg_desc(sa + MG_A_BYTES / 2 + k * 32), mg_desc(sb + k * 32), k);
-            }
-            mg_wg_commit();
-            mg_wg_wait0();
+            for (int k = 0; k < MG_KC / 32; k++)
 #pragma unroll
-            for (int i = 0; i < NACC; i++) {
-                mg_reg_fence(tmp[0][i]);
-                mg_reg_fence(tmp[1][i]);
+                for (int j = 0; j < NT; j++)
+                    wgmma_fp8<BN>(d[j], mg_desc(sa + j * (MG_A_BYTES / 2) + k * 32), mg_desc(sb + k * 32), k);
+            mg_wg_commit();
+        };
+        auto retire = [&](float (&d)[NT][NACC], const float (&w)[NT], int kc) { /* after its wgmma wait */
+            const int st = (it + kc) % ST;
+#pragma unroll
+            for (int j = 0; j < NT; j++)
+#pragma unroll
+                for (int i = 0; i < NACC; i++) mg_reg_fence(d[j][i]);
+            const float *scs = ssc + st * BNT + (RS ? 0 : wg * BN) + 2 * (lane % 4);
+            float sc[NT][BN / 4]; /* weight block scale x token group scale, per column */
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++) {
+                const float2 v = *reinterpret_cast<const float2 *>(scs + 8 * i);
+#pragma unroll
+                for (int j = 0; j < NT; j++) sc[j][2 * i] = w[j] * v.x, sc[j][2 * i + 1] = w[j] * v.y;
             }
             mg_bar_arrive(&empty[st]);
 #pragma unroll
-            for (int i = 0; i < NACC; i++) {
-                /* fragment: d[4j+{0,1,2,3}] = (row r, col c), (r, c+1), (r+8, c), (r+8, c+1) */
-                const float a = sc[2 * (i / 4) + (i & 1)];
-                acc[0][i] += tmp[0][i] * (w0 * a);
-                acc[1][i] += tmp[1][i] * (w1 * a);
-            }
+            for (int j = 0; j < NT; j++)
+#pragma unroll
+                for (int i = 0; i < NACC; i++) /* d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1) */
+                    acc[j][i] = fmaf(d[j][i], sc[j][2 * (i / 4) + (i & 1)], acc[j][i]);
+        };
+        issue(ta, wa, 0);
+        int kc = 1;
+        for (; kc + 1 < kchunks; kc += 2) {
+            issue(tb_, wb, kc);
+            mg_wg_wait1();
+            retire(ta, wa, kc - 1);
+            issue(ta, wa, kc + 1);
+            mg_wg_wait1();
+            retire(tb_, wb, kc);
         }
+        if (kc < kchunks) {
+            issue(tb_, wb, kc);
+            mg_wg_wait1();
+            retire(ta, wa, kc - 1);
+            mg_wg_wait0();
+            retire(tb_, wb, kc);
+        } else {
+            mg_wg_wait0();
+            retire(ta, wa, kc - 1);
+        }
+        it += kchunks;
         /* epilogue: token = column, output feature = row */
+        if (GATEUP && RS && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
+#pragma unroll
+            for (int i = 0; i < NACC; i++) xbuf[i * 128 + t] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[0][i]));
+            mg_named_arrive(1, 256);
+            mg_named_sync(2, 256);
+            continue;
+        }
+        if (GATEUP && RS) mg_named_sync(1, 256);
 #pragma unroll
         for (int i = 0; i < NACC; i++) {
             const int row = warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
@@ -226,14 +297,17 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             if (tok >= cnt) continue;
             uint16_t *o = g.out + ((size_t)s * g.cap + tok) * g.ldo;
             if (GATEUP) {
-                const float gt = mg_bf16r(acc[0][i]), up = mg_bf16r(acc[1][i]);
+                const float gt = mg_bf16r(acc[0][i]);
+                const float up = RS ? __bfloat162float(__ushort_as_bfloat16(xbuf[i * 128 + t])) : mg_bf16r(acc[NT - 1][i]);
                 const float si = mg_bf16r(gt / (1.f + expf(-gt)));
                 o[nb * 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(si * up));
             } else {
-                o[nb * 128 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[0][i]));
-                o[nb * 128 + 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[1][i]));
+#pragma unroll
+                for (int j = 0; j < NT; j++)
+                    o[nb * 128 + (h0 + j) * 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[j][i]));
             }
         }
+        if (GATEUP && RS) mg_named_arrive(2, 256);
     }
 #endif
 }
@@ -278,34 +352,59 @@ static int mg_num_sms(void)
     return n;
 }
 
-template <int BN, int NWG, bool GATEUP>
+template <int BN, int NWG, bool RS, bool GATEUP>
 static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, mg_args g, int n_experts)
 {
-    constexpr int BNT = BN * NWG, STAGE = MG_A_BYTES + BNT * MG_KC;
-    constexpr int ST = MG_SMEM_BUDGET / STAGE > 8 ? 8 : MG_SMEM_BUDGET / STAGE;
-    const int smem = ST * STAGE + 1024;
+    typedef mg_shape<BN, NWG, RS> sh;
     CUtensorMap tw, ta;
     MS_TRY(mg_tensor_map(&tw, wq, (uint64_t)n_experts * g.n_w_rows, g.K, 64));
-    MS_TRY(mg_tensor_map(&ta, aq, (uint64_t)g.S * g.cap, g.K, BNT));
-    g.n_tblk = (g.cap + BNT - 1) / BNT;
+    MS_TRY(mg_tensor_map(&ta, aq, (uint64_t)g.S * g.cap, g.K, sh::BNT));
+    g.n_tblk = (g.cap + sh::BNT - 1) / sh::BNT;
     const int ntiles = g.S * g.n_nblk * g.n_tblk;
     const int grid = ntiles < mg_num_sms() ? ntiles : mg_num_sms();
-    CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    mg_kernel<BN, NWG, GATEUP><<<grid, (NWG + 1) * 128, smem, (cudaStream_t)cx->stream>>>(tw, ta, g);
+    CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, RS, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    sh::SMEM));
+    mg_kernel<BN, NWG, RS, GATEUP><<<grid, (NWG + 1) * 128, sh::SMEM, (cudaStream_t)cx->stream>>>(tw, ta, g);
     CUDA_CHECK(cudaGetLastError());
     return MS_OK;
 }
 
-/* Token-block shape from the capacity: the smallest wgmma N that holds a
- * slot's rows up to 64, then two consumer warpgroups of 64. */
+/* Tile shape forced by kern_cuda_moe_fp8_tile (0 = chosen from cap). */
+static int mg_force_bn, mg_force_nwg, mg_force_rs;
+
+extern "C" int kern_cuda_moe_fp8_tile(int bn, int nwg, int row_split)
+{
+    static const int ok[][3] = {{8, 1, 0}, {16, 1, 0}, {32, 1, 0}, {64, 1, 0}, {16, 2, 0}, {32, 2, 0}, {64, 2, 0},
+                                {64, 2, 1}, {128, 2, 1}};
+    for (unsigned i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (bn == ok[i][0] && nwg == ok[i][1] && !!row_split == ok[i][2]) {
+            mg_force_bn = bn, mg_force_nwg = nwg, mg_force_rs = !!row_split;
+            return 0;
+        }
+    mg_force_bn = mg_force_nwg = mg_force_rs = 0;
+    return bn == 0 ? 0 : -1;
+}
+
+/* The token block from the capacity (measured on the H200, BENCHMARKS.md):
+ * the smallest wgmma N that holds a slot's rows up to 32 with one consumer
+ * warpgroup, then two warpgroups of 32 or 64 (token split). Row split measured
+ * slower at 128 rows despite its fewer shared-memory reads. */
 template <bool GATEUP>
 static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, const mg_args &g, int E)
 {
-    if (g.cap <= 8) return mg_launch<8, 1, GATEUP>(cx, wq, aq, g, E);
-    if (g.cap <= 16) return mg_launch<16, 1, GATEUP>(cx, wq, aq, g, E);
-    if (g.cap <= 32) return mg_launch<32, 1, GATEUP>(cx, wq, aq, g, E);
-    if (g.cap <= 64) return mg_launch<64, 1, GATEUP>(cx, wq, aq, g, E);
-    return mg_launch<64, 2, GATEUP>(cx, wq, aq, g, E);
+    int bn = mg_force_bn, nwg = mg_force_nwg, rs = mg_force_rs;
+    if (!bn) {
+        if (g.cap <= 8) bn = 8, nwg = 1, rs = 0;
+        else if (g.cap <= 32) bn = 32, nwg = 1, rs = 0;
+        else if (g.cap <= 64) bn = 32, nwg = 2, rs = 0;
+        else bn = 64, nwg = 2, rs = 0;
+    }
+#define MG_CASE(B, W, R) \
+    if (bn == B && nwg == W && rs == R) return mg_launch<B, W, R, GATEUP>(cx, wq, aq, g, E);
+    MG_CASE(8, 1, 0) MG_CASE(16, 1, 0) MG_CASE(32, 1, 0) MG_CASE(64, 1, 0) MG_CASE(16, 2, 0) MG_CASE(32, 2, 0)
+    MG_CASE(64, 2, 0) MG_CASE(64, 2, 1) MG_CASE(128, 2, 1)
+#undef MG_CASE
+    return MS_ERR(MS_ERR_INTERNAL, "moe_fp8: no kernel for tile %dx%d%s", bn, nwg, rs ? " row-split" : "");
 }
 
 static ms_status_t mg_check(int S, int cap, const moe_fp8_weights_t *w)

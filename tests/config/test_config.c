@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <stdarg.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char g_dir[256];
@@ -287,6 +288,37 @@ static void test_yaml_errors(void)
                     "duplicate");
     expect_yaml_err("- max_batch_size\n", MS_ERR_INVALID, 1, NULL, "expected a map");
     expect_yaml_err("max_batch_size: 1\n---\nmax_batch_size: 2\n", MS_ERR_FORMAT, 2, NULL, "more than one YAML");
+    /* issue 8: nesting is capped before libyaml's quadratic loader runs. A
+     * 200 KB file of 100k nested levels took ~20 s; it must now stop at the
+     * first level past the cap (the time is logged, not asserted). */
+    {
+        size_t n = 100000;
+        char *deep = malloc(2 * n + 8);
+        T_CHECK(deep != NULL);
+        if (deep) {
+            memcpy(deep, "a: ", 3);
+            memset(deep + 3, '[', n);
+            memset(deep + 3 + n, ']', n);
+            strcpy(deep + 3 + 2 * n, "\n");
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            expect_yaml_err(deep, MS_ERR_FORMAT, 1, NULL, "nesting deeper than 32 levels");
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            fprintf(stderr, "100k-level YAML refused in %.3f s\n",
+                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+            free(deep);
+        }
+        /* the cap itself: 32 levels are a (wrong-key) config error, 33 are refused as too deep */
+        char at[200] = "a: ", over[200] = "a: ";
+        for (int i = 0; i < 31; i++) strcat(at, "[");
+        for (int i = 0; i < 31; i++) strcat(at, "]");
+        for (int i = 0; i < 32; i++) strcat(over, "[");
+        for (int i = 0; i < 32; i++) strcat(over, "]");
+        strcat(at, "\n");
+        strcat(over, "\n");
+        expect_yaml_err(at, MS_ERR_INVALID, 1, "a", "unknown key");
+        expect_yaml_err(over, MS_ERR_FORMAT, 1, NULL, "nesting deeper than 32 levels");
+    }
     /* cross-field, with the YAML line */
     expect_yaml_err("tensor_parallel_size: 8\nmoe_expert_parallel_size: 3\n", MS_ERR_INVALID, 2,
                     "moe_expert_parallel_size", "must divide");

@@ -12,6 +12,7 @@ Every wait has a timeout; a server is always killed (its whole process
 group) when the `with` block ends, whatever happened. A test that cannot run
 here (no tokenizer files, no mpirun) fails saying to run scripts/setup.sh.
 """
+import errno
 import fcntl
 import http.client
 import json
@@ -47,6 +48,62 @@ def free_port():
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
+# The peer closing first is a valid outcome of every raw exchange: a server
+# may answer a bad request and close before the client has finished sending
+# (EPIPE / ECONNRESET on send) or before it half-closes (ENOTCONN on
+# shutdown). What it answered is still in the receive buffer.
+_CLOSED_FIRST = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+def raw_exchange(port, data, timeout=10, half_close=False, limit=1 << 24):
+    """Send raw bytes to 127.0.0.1:port and read until EOF, timeout or limit
+    bytes. Returns (bytes, timed_out); the server closing at any point is not
+    an error."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    got = b""
+    try:
+        try:
+            s.sendall(data)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except _CLOSED_FIRST:
+            pass
+        except OSError as e:
+            if e.errno != errno.ENOTCONN:
+                raise
+        while len(got) < limit:
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                return got, True
+            except _CLOSED_FIRST:
+                return got, False
+            if not d:
+                return got, False
+            got += d
+        return got, False
+    finally:
+        s.close()
+
+
+
+def status_of(resp):
+    """The status code of a raw HTTP reply, or None."""
+    try:
+        return int(resp.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_error_body(data, status):
+    """An OpenAI-style error body {"error": {"message": str, ..., "code": status}}."""
+    try:
+        js = json.loads(data)
+    except ValueError:
+        return False
+    e = js.get("error") if isinstance(js, dict) else None
+    return isinstance(e, dict) and isinstance(e.get("message"), str) and e.get("code") == status
 
 class Env:
     """Paths: --moeserve, --mkmodel, --tokdir, --workdir, --configs (or MS_* environment)."""
@@ -338,25 +395,6 @@ class Server:
 
 # Shared by the test_*.py scripts: named check groups that count failures.
 class Checks:
-    """Counts failures instead of stopping at the first; exit code at the end."""
-
-    def __init__(self):
-        self.failed = 0
-        self.n = 0
-
-    def check(self, cond, msg):
-        self.n += 1
-        if not cond:
-            self.failed += 1
-            log("FAIL:", msg)
-        return cond
-
-    def done(self):
-        log("%d checks, %d failed" % (self.n, self.failed))
-        sys.exit(1 if self.failed or self.n == 0 else 0)
-
-
-class Checks:
     """Named checks; failures are counted, logged with their name, not raised."""
 
     def __init__(self):
@@ -383,6 +421,25 @@ class Checks:
         except Exception as e:  # noqa: BLE001 - reported, then the next check runs
             self.check(False, "raised %s: %s\n%s" % (type(e).__name__, e, traceback.format_exc(limit=4)))
         log("%s %s (%.2f s)" % ("ok  " if self.failed == before else "FAIL", name, time.time() - t0))
+
+    def run_on_server(self, srv, groups):
+        """Start srv, run each (name, fn) group on it (fn(checks, srv)) while it
+        lives, then kill it; its log tail is shown when anything failed."""
+        try:
+            srv.start()
+            for name, fn in groups:
+                if not srv.alive():
+                    self.name = name
+                    self.check(False, "server died before this check:\n%s" % srv.log_tail())
+                    continue
+                self.run(name, fn, srv)
+        except Exception as e:  # noqa: BLE001 - a startup failure is one failed check
+            self.name = "startup"
+            self.check(False, "%s: %s\n%s" % (type(e).__name__, e, srv.log_tail() if srv.proc else ""))
+        finally:
+            srv.kill()
+            if self.failed:
+                log("server log tail:\n" + srv.log_tail(30))
 
     def done(self):
         log("%d checks, %d failed%s" % (self.n, self.failed,

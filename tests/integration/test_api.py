@@ -30,7 +30,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Checks, Env, Server, log  # noqa: E402
+from harness import Checks, Env, Server, log, raw_exchange  # noqa: E402
 
 SEED_IDS = [0, 15382, 344, 2010, 4404, 33]  # "Where is New York?" with BOS
 SEED_TEXT = "Where is New York?"
@@ -537,23 +537,10 @@ def t_chat_stream(c, srv, model, ref):
 
 def raw_http(srv, data, timeout=20):
     """Send raw bytes, read the whole reply; (status, body bytes)."""
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
-    try:
-        s.sendall(data)
-        got = b""
-        while True:
-            try:
-                b = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            got += b
-        head, _, body = got.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else None
-        return status, body
-    finally:
-        s.close()
+    got, _ = raw_exchange(srv.port, data, timeout=timeout)
+    head, _, body = got.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else None
+    return status, body
 
 
 def check_error(c, what, st, raw, want):

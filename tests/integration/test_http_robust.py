@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Checks, Env, Server, log  # noqa: E402
+from harness import Checks, Env, Server, is_error_body, log, raw_exchange, status_of  # noqa: E402
 
 SEED_TEXT = "Where is New York?"
 QUEUE = 4
@@ -42,42 +42,7 @@ QUEUE = 4
 
 def raw(srv, data, timeout=10, half_close=False):
     """Send raw bytes, read until EOF or timeout; returns (bytes, timed_out)."""
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
-    got = b""
-    try:
-        s.sendall(data)
-        if half_close:
-            try:
-                s.shutdown(socket.SHUT_WR)
-            except OSError:  # the server already answered and closed: read what it sent
-                pass
-        while True:
-            d = s.recv(65536)
-            if not d:
-                return got, False
-            got += d
-    except socket.timeout:
-        return got, True
-    except (ConnectionResetError, BrokenPipeError):
-        return got, False
-    finally:
-        s.close()
-
-
-def status_of(resp):
-    try:
-        return int(resp.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def is_error_body(data, status):
-    try:
-        js = json.loads(data)
-    except ValueError:
-        return False
-    e = js.get("error") if isinstance(js, dict) else None
-    return isinstance(e, dict) and isinstance(e.get("message"), str) and e.get("code") == status
+    return raw_exchange(srv.port, data, timeout=timeout, half_close=half_close)
 
 
 def alive(c, srv, what):
@@ -188,9 +153,13 @@ def t_malformed_http(c, srv):
     for what, data in [("truncated body", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pro"),
                        ("half header", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Le")]:
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-        s.sendall(data)
-        time.sleep(0.2)
-        s.close()
+        try:
+            s.sendall(data)
+            time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closing first is fine here too
+        finally:
+            s.close()
     alive(c, srv, "after malformed HTTP")
 
 
@@ -377,24 +346,13 @@ def main():
     srv = Server(env, model, np=1, config=cfg)
     t_all = time.time()
     try:
-        srv.start()
-        for name, fn in [("queue_full_429", t_queue_full), ("nonstream_disconnect", t_nonstream_disconnect),
-                         ("malformed_http", t_malformed_http), ("json_edge_cases", t_json_edge_cases),
-                         ("fuzz", t_fuzz), ("keepalive_pipelining", t_keepalive), ("shutdown_inflight", t_shutdown)]:
-            if not srv.alive():
-                c.name = name
-                c.check(False, "server died before this check:\n%s" % srv.log_tail())
-                continue
-            c.run(name, fn, srv)
-    except Exception as e:  # noqa: BLE001
-        c.name = "startup"
-        c.check(False, "%s: %s\n%s" % (type(e).__name__, e, srv.log_tail() if srv.proc else ""))
+        c.run_on_server(srv, [("queue_full_429", t_queue_full), ("nonstream_disconnect", t_nonstream_disconnect),
+                              ("malformed_http", t_malformed_http), ("json_edge_cases", t_json_edge_cases),
+                              ("fuzz", t_fuzz), ("keepalive_pipelining", t_keepalive),
+                              ("shutdown_inflight", t_shutdown)])
     finally:
-        srv.kill()
         os.unlink(cfg)
     log("test_http_robust: %.1f s" % (time.time() - t_all))
-    if c.failed:
-        log("server log tail:\n" + srv.log_tail(30))
     c.done()
 
 

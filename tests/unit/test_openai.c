@@ -63,7 +63,12 @@ static void test_completion_errors(void)
     expect_err(C, "{\"prompt\": \"hi\", \"max_tokens\": 1e30}", 400, "max_tokens", "between");
     expect_err(C, "{\"prompt\": \"hi\", \"max_tokens\": 62}", 400, "max_tokens", "maximum context length is 64");
     expect_err(C, "{\"prompt\": [[1], [1,2,3,4,5,6,7,8,9,10]], \"max_tokens\": 60}", 400, "max_tokens", "maximum context length");
-    expect_err(C, "{\"prompt\": \"hi\", \"temperature\": -0.1}", 400, "temperature", ">= 0");
+    expect_err(C, "{\"prompt\": \"hi\", \"temperature\": -0.1}", 400, "temperature", "[0, 10000]");
+    /* issue 8: values the engine would reject in its plan check (proto/sampling.h) */
+    expect_err(C, "{\"prompt\": \"hi\", \"temperature\": 1e308}", 400, "temperature", "[0, 10000]");
+    expect_err(C, "{\"prompt\": \"hi\", \"temperature\": 10000.5}", 400, "temperature", "[0, 10000]");
+    expect_err(C, "{\"prompt\": \"hi\", \"top_p\": 1e-46}", 400, "top_p", "32-bit float");
+    expect_err(C, "{\"prompt\": \"hi\", \"top_p\": 1e-300}", 400, "top_p", "(0, 1]");
     expect_err(C, "{\"prompt\": \"hi\", \"temperature\": \"hot\"}", 400, "temperature", "must be a number");
     expect_err(C, "{\"prompt\": \"hi\", \"top_p\": 0}", 400, "top_p", "(0, 1]");
     expect_err(C, "{\"prompt\": \"hi\", \"top_p\": 1.5}", 400, "top_p", "(0, 1]");
@@ -107,6 +112,11 @@ static void test_completion_errors(void)
 static void test_completion_ok(void)
 {
     oai_request_t rq;
+    /* the edges of the shared sampling rule are accepted */
+    if (parse_ok(OAI_COMPLETION, "{\"prompt\": \"hi\", \"temperature\": 10000, \"top_p\": 1e-30}", &rq)) {
+        T_CHECK(rq.params.temperature == 1e4f && rq.params.top_p > 0);
+        oai_request_free(&rq);
+    }
     if (parse_ok(OAI_COMPLETION, "{\"prompt\": \"hi\"}", &rq)) {
         T_CHECK(rq.kind == OAI_COMPLETION && rq.n_prompts == 1);
         T_CHECK(rq.prompts[0].n_ids == 3 && rq.prompts[0].ids[0] == 0 && rq.prompts[0].ids[1] == 'h' + 3);
