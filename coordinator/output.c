@@ -65,7 +65,8 @@ void out_seq_destroy(out_seq_t *o)
     free(o);
 }
 
-bool out_seq_finished(const out_seq_t *o) { return o->finished; }
+/* Read by the engine thread while the output thread writes it. */
+bool out_seq_finished(const out_seq_t *o) { return __atomic_load_n(&o->finished, __ATOMIC_ACQUIRE); }
 
 static bool buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 {
@@ -132,7 +133,7 @@ static ms_status_t push_chunk(out_seq_t *o, coord_t *c, req_finish_t finish, con
     o->n = 0;
     o->n_chunks++;
     if (finish != REQ_FINISH_NONE) {
-        o->finished = true;
+        __atomic_store_n(&o->finished, true, __ATOMIC_RELEASE);
         pthread_mutex_lock(&o->r->lock);
         o->r->t_finish = out_now();
         pthread_mutex_unlock(&o->r->lock);
@@ -271,6 +272,6 @@ void out_seq_end(out_seq_t *o, coord_t *c, req_finish_t why, const char *error)
     if (!ch) return; /* nothing more can be done without memory */
     ch->text = strdup("");
     ch->finish = why;
-    o->finished = true;
+    __atomic_store_n(&o->finished, true, __ATOMIC_RELEASE);
     coord_push_chunk(c, o->r, ch);
 }

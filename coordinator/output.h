@@ -40,6 +40,7 @@ ms_status_t out_seq_token(out_seq_t *o, coord_t *c, const proto_result_t *res, i
  * not yet sent and the reason. No-op when already finished. */
 void out_seq_end(out_seq_t *o, coord_t *c, req_finish_t why, const char *error);
 
+/* Thread-safe: the engine thread may read it while the output thread runs. */
 bool out_seq_finished(const out_seq_t *o);
 
 /* Monotonic clock in seconds (the clock of req_t timestamps). */

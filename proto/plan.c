@@ -101,15 +101,16 @@ ms_status_t proto_plan_check(const void *buf, size_t len)
     const proto_plan_t *p = buf;
     MS_TRY(proto_hdr_check(&p->hdr, len));
     if (p->hdr.type != PROTO_MSG_PLAN) return MS_ERR(MS_ERR_FORMAT, "proto: message type %u is not a plan", p->hdr.type);
-    if (p->n_seqs < 0 || p->n_tokens < 0 || p->n_blocks < 0 || p->n_seqs > (1 << 24) || p->n_tokens > (1 << 28) ||
-        p->n_blocks > (1 << 28))
-        return MS_ERR(MS_ERR_FORMAT, "proto: plan counts out of range (%d seqs, %d tokens, %d blocks)", p->n_seqs,
-                      p->n_tokens, p->n_blocks);
-    if (p->hdr.length != proto_plan_size(p->n_seqs, p->n_tokens, p->n_blocks) || p->hdr.length != len)
+    if (p->n_seqs < 0 || p->n_tokens < 0 || p->n_blocks < 0 || p->n_deltas < 0 || p->n_seqs > (1 << 24) ||
+        p->n_deltas > (1 << 24) || p->n_tokens > (1 << 28) || p->n_blocks > (1 << 28))
+        return MS_ERR(MS_ERR_FORMAT, "proto: plan counts out of range (%d seqs, %d deltas, %d tokens, %d blocks)",
+                      p->n_seqs, p->n_deltas, p->n_tokens, p->n_blocks);
+    size_t want = proto_plan_size(p->n_seqs, p->n_tokens, p->n_blocks) + sizeof(proto_delta_t) * (size_t)p->n_deltas;
+    if (p->hdr.length != want || p->hdr.length != len)
         return MS_ERR(MS_ERR_FORMAT, "proto: plan length %u does not match its counts (%zu bytes received)",
                       p->hdr.length, len);
     const proto_seq_t *s = proto_plan_seqs(p);
-    int64_t tok_sum = 0;
+    int64_t tok_sum = 0, blk_end = 0;
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &s[i];
         if (q->n_tokens <= 0 || q->tok_off < 0 || (int64_t)q->tok_off + q->n_tokens > p->n_tokens || q->pos < 0 ||
@@ -117,9 +118,52 @@ ms_status_t proto_plan_check(const void *buf, size_t len)
             q->n_logprobs > PROTO_MAX_LOGPROBS)
             return MS_ERR(MS_ERR_FORMAT, "proto: plan sequence %d has out-of-range fields", i);
         tok_sum += q->n_tokens;
+        if (q->blk_off + q->n_blocks > blk_end) blk_end = q->blk_off + q->n_blocks;
     }
     if (tok_sum != p->n_tokens)
         return MS_ERR(MS_ERR_FORMAT, "proto: plan sequences feed %lld tokens, header says %d", (long long)tok_sum,
                       p->n_tokens);
+    const proto_delta_t *d = proto_plan_deltas(p);
+    int64_t new_blocks = 0, total = (int64_t)p->n_seqs + p->n_deltas;
+    for (int i = 0; i < p->n_deltas; i++) {
+        if (d[i].slot < 0 || d[i].index < 0 || d[i].index >= total || (i && d[i].index <= d[i - 1].index))
+            return MS_ERR(MS_ERR_FORMAT, "proto: plan delta %d has out-of-range fields", i);
+        new_blocks += d[i].n_new_blocks;
+    }
+    if (p->n_deltas && blk_end + new_blocks != p->n_blocks)
+        return MS_ERR(MS_ERR_FORMAT, "proto: plan deltas add %lld blocks, %lld left in the plan", (long long)new_blocks,
+                      (long long)(p->n_blocks - blk_end));
     return MS_OK;
+}
+
+/* A sequence goes to `rank` when that rank owns its attention (DP) or every
+ * rank runs it (TP, dp_rank -1). */
+static bool part_has(const proto_seq_t *q, int rank) { return q->dp_rank < 0 || q->dp_rank == rank; }
+
+size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst)
+{
+    const proto_seq_t *s = proto_plan_seqs(full);
+    const int32_t *tok = proto_plan_tokens(full), *blk = proto_plan_blocks(full);
+    int ns = 0, nt = 0, nb = 0;
+    for (int i = 0; i < full->n_seqs; i++)
+        if (part_has(&s[i], rank)) ns++, nt += s[i].n_tokens, nb += s[i].n_blocks;
+    size_t size = proto_plan_size(ns, nt, nb);
+    if (!dst) return size;
+    proto_plan_t *p = dst;
+    memset(p, 0, sizeof *p);
+    p->hdr = proto_hdr_make(PROTO_MSG_PLAN, (uint32_t)size, full->hdr.step);
+    p->n_seqs = ns, p->n_tokens = nt, p->n_blocks = nb;
+    proto_seq_t *o = (proto_seq_t *)proto_plan_seqs(p);
+    int32_t *ot = (int32_t *)proto_plan_tokens(p), *ob = (int32_t *)proto_plan_blocks(p);
+    int k = 0;
+    nt = nb = 0;
+    for (int i = 0; i < full->n_seqs; i++) {
+        if (!part_has(&s[i], rank)) continue;
+        o[k] = s[i];
+        o[k].tok_off = nt, o[k].blk_off = nb;
+        memcpy(ot + nt, tok + s[i].tok_off, 4u * (size_t)s[i].n_tokens);
+        if (s[i].n_blocks) memcpy(ob + nb, blk + s[i].blk_off, 4u * (size_t)s[i].n_blocks);
+        nt += s[i].n_tokens, nb += s[i].n_blocks, k++;
+    }
+    return size;
 }

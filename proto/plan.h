@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x5045534du /* "MSEP" little-endian */
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2 /* 2: delta entries (plan_delta.c) */
 #define PROTO_MAX_LOGPROBS 20
 
 typedef enum {
@@ -58,7 +58,7 @@ typedef struct {
     int32_t n_seqs;
     int32_t n_tokens; /* total fed tokens (sum of seq n_tokens) */
     int32_t n_blocks; /* total block-table entries */
-    uint32_t flags;   /* reserved */
+    int32_t n_deltas; /* wire parts only (plan_delta.c): proto_delta_t entries after the seqs; 0 in full plans */
 } proto_plan_t;
 _Static_assert(sizeof(proto_plan_t) == 32, "proto_plan_t layout");
 
@@ -72,11 +72,31 @@ typedef struct {
 } proto_result_t;
 _Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS, "proto_result_t layout");
 
-/* Views into a plan buffer (no copies). */
+/* A decode step of a sequence the receiving rank already holds (its slot
+ * state: sampling knobs, block table, position — proto/plan_delta.c): feed
+ * `token` at the next position, append n_new_blocks entries of the plan's
+ * block array to its table. `index` is the entry's place in plan order
+ * (full entries fill the other places, in order). Wire parts only. */
+typedef struct {
+    int32_t slot;
+    int32_t token;
+    uint16_t n_new_blocks;
+    uint16_t flags;   /* PROTO_SEQ_* of this step */
+    int32_t index;
+} proto_delta_t;
+_Static_assert(sizeof(proto_delta_t) == 16, "proto_delta_t layout");
+
+/* Views into a plan buffer (no copies). With deltas:
+ *   [proto_plan_t][proto_seq_t × n_seqs][proto_delta_t × n_deltas][int32 tokens][int32 blocks]
+ * (full entries' blocks first, then the deltas' new blocks in delta order). */
 static inline const proto_seq_t *proto_plan_seqs(const proto_plan_t *p) { return (const proto_seq_t *)(p + 1); }
+static inline const proto_delta_t *proto_plan_deltas(const proto_plan_t *p)
+{
+    return (const proto_delta_t *)(proto_plan_seqs(p) + p->n_seqs);
+}
 static inline const int32_t *proto_plan_tokens(const proto_plan_t *p)
 {
-    return (const int32_t *)(proto_plan_seqs(p) + p->n_seqs);
+    return (const int32_t *)(proto_plan_deltas(p) + p->n_deltas);
 }
 static inline const int32_t *proto_plan_blocks(const proto_plan_t *p) { return proto_plan_tokens(p) + p->n_tokens; }
 static inline uint32_t proto_plan_size(int32_t n_seqs, int32_t n_tokens, int32_t n_blocks)

@@ -38,6 +38,30 @@ ms_status_t proto_planbuf_add(proto_planbuf_t *b, const proto_seq_t *seq, const 
 /* Lay out the message; the returned plan lives in b until the next reset. */
 ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_plan_t **out);
 
+/* Rank `rank`'s part of a full plan: the sequences it runs (attention DP:
+ * its own, dp_rank == rank; TP: all, dp_rank -1), in plan order, with their
+ * tokens and block tables, offsets rebased. Writes it to dst when not NULL;
+ * returns its size in bytes either way. Other DP ranks' sequences never
+ * reach a rank: nothing in its step needs them. */
+size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst);
+
+/* Delta-encoded parts (plan_delta.c): a mirror of one rank's sequence
+ * state, kept by rank 0 for each rank and by the rank itself. */
+typedef struct proto_mirror proto_mirror_t;
+ms_status_t proto_mirror_create(proto_mirror_t **out);
+void proto_mirror_destroy(proto_mirror_t *m);
+/* Rank 0: rank's part of `full` (as proto_plan_part), decode steps of
+ * sequences the rank already holds as proto_delta_t entries, into *buf
+ * (grown as needed; *len bytes); updates the rank's mirror m. */
+ms_status_t proto_plan_part_delta(const proto_plan_t *full, int rank, proto_mirror_t *m, uint8_t **buf, size_t *cap,
+                                  size_t *len);
+/* The rank: a received part back to full entries (no deltas), in plan
+ * order, exactly those proto_plan_part would give; updates its mirror. The
+ * plan lives in pb until its next reset. MS_ERR_FORMAT when a delta names a
+ * slot the mirror does not hold (the two ends disagree: a bug). */
+ms_status_t proto_plan_expand(const proto_plan_t *part, proto_mirror_t *m, proto_planbuf_t *pb,
+                              const proto_plan_t **out);
+
 /* A header for a message without a body (PROTO_MSG_SHUTDOWN). */
 proto_hdr_t proto_hdr_make(proto_msg_type_t type, uint32_t length, uint32_t step);
 /* Header sanity: magic, version, type in range, length within [16, max_len]. */

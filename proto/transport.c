@@ -1,10 +1,12 @@
 /* transport.c — control-plane messages over MPI (transport.h).
  *
  * Ordering: every rank calls the same collectives in the same order on the
- * link's communicator: per step, Ibcast(header) [+ Bcast(body)], then
- * Gatherv(results); at the end Ibcast(SHUTDOWN header). Rank 0 posts the
- * header with MPI_Ibcast too, because a nonblocking collective never matches
- * a blocking one. */
+ * link's communicator: per step, Iscatter(per-rank header) + Scatterv(each
+ * rank's part of the plan), then Gatherv(results); at the end
+ * Iscatter(SHUTDOWN header). Rank 0 posts the header with MPI_Iscatter too,
+ * because a nonblocking collective never matches a blocking one. Each rank
+ * gets only its part (proto_plan_part): attention-DP ranks never see each
+ * other's sequences. */
 #include "transport.h"
 #include "proto.h"
 
@@ -19,8 +21,19 @@ struct proto_link {
     uint8_t *buf;   /* received message (workers) */
     size_t cap;
     int *counts, *displs;              /* Gatherv, bytes per rank */
-    proto_result_t *send, *recv;       /* gather staging */
+    uint8_t *send, *recv;              /* gather staging (wire results) */
     size_t send_cap, recv_cap;
+    /* rank 0: every rank's part, concatenated (Scatterv) */
+    uint8_t *parts;
+    size_t parts_cap;
+    proto_hdr_t *hdrs;                 /* (size) */
+    int *pcounts, *pdispls;            /* (size) body bytes / offsets of each part */
+    proto_link_stats_t stats;
+    /* delta encoding (plan_delta.c): rank 0 one mirror per rank, a worker its own */
+    proto_mirror_t **mirrors;          /* (size) */
+    uint8_t **pbuf;                    /* rank 0: each rank's encoded part */
+    size_t *pbuf_cap, *pbuf_len;
+    proto_planbuf_t expanded;          /* worker: the received part as full entries */
 };
 
 ms_status_t proto_link_create(MPI_Comm comm, proto_link_t **out)
@@ -36,7 +49,18 @@ ms_status_t proto_link_create(MPI_Comm comm, proto_link_t **out)
     MPI_Comm_size(l->comm, &l->size);
     l->counts = calloc((size_t)l->size, sizeof(int));
     l->displs = calloc((size_t)l->size, sizeof(int));
-    if (!l->counts || !l->displs) {
+    l->pcounts = calloc((size_t)l->size, sizeof(int));
+    l->pdispls = calloc((size_t)l->size, sizeof(int));
+    l->hdrs = calloc((size_t)l->size, sizeof(proto_hdr_t));
+    l->mirrors = calloc((size_t)l->size, sizeof *l->mirrors);
+    l->pbuf = calloc((size_t)l->size, sizeof *l->pbuf);
+    l->pbuf_cap = calloc((size_t)l->size, sizeof(size_t));
+    l->pbuf_len = calloc((size_t)l->size, sizeof(size_t));
+    proto_planbuf_init(&l->expanded);
+    bool ok = l->mirrors && l->pbuf && l->pbuf_cap && l->pbuf_len;
+    for (int r = 0; ok && r < l->size; r++)
+        if ((l->rank == 0 ? r > 0 : r == l->rank) && proto_mirror_create(&l->mirrors[r]) != MS_OK) ok = false;
+    if (!ok || !l->counts || !l->displs || !l->pcounts || !l->pdispls || !l->hdrs) {
         proto_link_destroy(l);
         return MS_ERR(MS_ERR_NOMEM, "proto: out of memory");
     }
@@ -55,17 +79,35 @@ void proto_link_destroy(proto_link_t *l)
     free(l->displs);
     free(l->send);
     free(l->recv);
+    free(l->parts);
+    free(l->hdrs);
+    for (int r = 0; r < l->size; r++) {
+        if (l->mirrors) proto_mirror_destroy(l->mirrors[r]);
+        if (l->pbuf) free(l->pbuf[r]);
+    }
+    free(l->mirrors);
+    free(l->pbuf);
+    free(l->pbuf_cap);
+    free(l->pbuf_len);
+    proto_planbuf_free(&l->expanded);
+    free(l->pcounts);
+    free(l->pdispls);
     free(l);
 }
 
 int proto_link_rank(const proto_link_t *l) { return l->rank; }
 int proto_link_size(const proto_link_t *l) { return l->size; }
 
-static ms_status_t bcast_hdr_root(proto_link_t *l, proto_hdr_t *h)
+const proto_link_stats_t *proto_link_stats(const proto_link_t *l) { return &l->stats; }
+
+/* Root: every rank's header (hdrs[r]), completed at once. */
+static ms_status_t scatter_hdr_root(proto_link_t *l, proto_hdr_t *mine)
 {
     MPI_Request rq;
-    MPI_CHECK(MPI_Ibcast(h, (int)sizeof *h, MPI_BYTE, 0, l->comm, &rq));
+    MPI_CHECK(MPI_Iscatter(l->hdrs, (int)sizeof *mine, MPI_BYTE, mine, (int)sizeof *mine, MPI_BYTE, 0, l->comm, &rq));
     MPI_CHECK(MPI_Wait(&rq, MPI_STATUS_IGNORE));
+    l->stats.calls++;
+    l->stats.bytes += sizeof *mine * (size_t)(l->size - 1);
     return MS_OK;
 }
 
@@ -73,26 +115,68 @@ ms_status_t proto_send_plan(proto_link_t *l, const proto_plan_t *plan)
 {
     if (plan->hdr.length > PROTO_MAX_MSG)
         return MS_ERR(MS_ERR_INTERNAL, "proto: plan of %u bytes exceeds the %u limit", plan->hdr.length, PROTO_MAX_MSG);
-    proto_hdr_t h = plan->hdr;
-    MS_TRY(bcast_hdr_root(l, &h));
-    if (l->size > 1)
-        MPI_CHECK(MPI_Bcast((void *)((const uint8_t *)plan + sizeof h), (int)(h.length - sizeof h), MPI_BYTE, 0,
-                            l->comm));
+    size_t total = 0;
+    for (int r = 1; r < l->size; r++) {
+        MS_TRY(proto_plan_part_delta(plan, r, l->mirrors[r], &l->pbuf[r], &l->pbuf_cap[r], &l->pbuf_len[r]));
+        total += l->pbuf_len[r];
+    }
+    if (total > l->parts_cap) {
+        uint8_t *b = realloc(l->parts, total);
+        if (!b) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for %zu bytes of plans", total);
+        l->parts = b;
+        l->parts_cap = total;
+    }
+    size_t off = 0, body = 0;
+    memset(&l->hdrs[0], 0, sizeof l->hdrs[0]);
+    l->pcounts[0] = l->pdispls[0] = 0;
+    for (int r = 1; r < l->size; r++) {
+        size_t n = l->pbuf_len[r];
+        memcpy(l->parts + off, l->pbuf[r], n);
+        memcpy(&l->hdrs[r], l->parts + off, sizeof l->hdrs[r]);
+        l->pdispls[r] = (int)(off + sizeof(proto_hdr_t));
+        l->pcounts[r] = (int)(n - sizeof(proto_hdr_t));
+        body += (size_t)l->pcounts[r];
+        off += n;
+    }
+    if (off > (size_t)INT32_MAX) return MS_ERR(MS_ERR_INTERNAL, "proto: %zu bytes of plans in one step", off);
+    proto_hdr_t mine;
+    MS_TRY(scatter_hdr_root(l, &mine));
+    MPI_CHECK(MPI_Scatterv(l->parts, l->pcounts, l->pdispls, MPI_BYTE, MPI_IN_PLACE, 0, MPI_BYTE, 0, l->comm));
+    l->stats.calls++;
+    l->stats.bytes += body;
     return MS_OK;
 }
 
 ms_status_t proto_send_shutdown(proto_link_t *l, uint32_t step)
 {
-    proto_hdr_t h = proto_hdr_make(PROTO_MSG_SHUTDOWN, sizeof h, step);
-    return bcast_hdr_root(l, &h);
+    for (int r = 0; r < l->size; r++) l->hdrs[r] = proto_hdr_make(PROTO_MSG_SHUTDOWN, sizeof(proto_hdr_t), step);
+    proto_hdr_t mine;
+    return scatter_hdr_root(l, &mine);
 }
 
 /* Complete a request without holding a core: poll hot for a few
  * microseconds (a busy server's next plan is usually already on its way),
- * then sleep with exponential backoff up to 1 ms (an idle server wakes each
+ * then sleep with a backoff capped at PROTO_BUSY_SLEEP_NS (50 us) for the
+ * first PROTO_BUSY_WINDOW_NS of the wait: while requests run, plans follow
+ * each other within one scheduling pass of rank 0, so a waiting worker never
+ * oversleeps a plan by more than ~50 us. A wait longer than the window means
+ * rank 0 has nothing to run: back off to 1 ms (an idle server wakes each
  * rank at most ~1000 times a second). */
+#define PROTO_BUSY_SLEEP_NS 50000L
+#define PROTO_BUSY_WINDOW_NS 100000000L
+#define PROTO_IDLE_SLEEP_NS 1000000L
+
+static long elapsed_ns(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
 static ms_status_t wait_idle(MPI_Request *rq)
 {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     long sleep_ns = 2000;
     for (int spins = 0;; spins++) {
         int done = 0;
@@ -101,7 +185,8 @@ static ms_status_t wait_idle(MPI_Request *rq)
         if (spins < 64) continue;
         struct timespec ts = {0, sleep_ns};
         nanosleep(&ts, NULL);
-        if (sleep_ns < 1000000) sleep_ns *= 2;
+        long cap = elapsed_ns(&t0) < PROTO_BUSY_WINDOW_NS ? PROTO_BUSY_SLEEP_NS : PROTO_IDLE_SLEEP_NS;
+        sleep_ns = sleep_ns * 2 < cap ? sleep_ns * 2 : cap;
     }
 }
 
@@ -109,7 +194,7 @@ ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan)
 {
     proto_hdr_t h;
     MPI_Request rq;
-    MPI_CHECK(MPI_Ibcast(&h, (int)sizeof h, MPI_BYTE, 0, l->comm, &rq));
+    MPI_CHECK(MPI_Iscatter(NULL, 0, MPI_BYTE, &h, (int)sizeof h, MPI_BYTE, 0, l->comm, &rq));
     MS_TRY(wait_idle(&rq));
     /* A header we cannot trust leaves us unable to follow the collectives
      * that come next: the caller aborts the job. */
@@ -126,16 +211,35 @@ ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan)
         l->cap = h.length;
     }
     memcpy(l->buf, &h, sizeof h);
-    MPI_CHECK(MPI_Bcast(l->buf + sizeof h, (int)(h.length - sizeof h), MPI_BYTE, 0, l->comm));
+    MPI_CHECK(MPI_Scatterv(NULL, NULL, NULL, MPI_BYTE, l->buf + sizeof h, (int)(h.length - sizeof h), MPI_BYTE, 0,
+                           l->comm));
     MS_TRY(proto_plan_check(l->buf, h.length));
-    *plan = (const proto_plan_t *)l->buf;
+    MS_TRY(proto_plan_expand((const proto_plan_t *)l->buf, l->mirrors[l->rank], &l->expanded, plan));
     return MS_OK;
 }
 
-static bool grow_results(proto_result_t **p, size_t *cap, size_t n)
+/* Results on the wire: per rank a 16-byte status record {slot -1, status,
+ * 0, rank}, then per owned sequence, in plan order, {slot, token, logprob,
+ * n_top} and n_top (id, logprob) pairs, where n_top is what the plan asked
+ * for (the sampled seq's n_logprobs, else 0). Rank 0 derives every rank's
+ * byte count from the plan, so no count travels. */
+typedef struct {
+    int32_t slot, token;
+    float logprob;
+    int32_t n_top;
+} wire_res_t;
+_Static_assert(sizeof(wire_res_t) == 16, "wire_res_t layout");
+
+static int wire_top(const proto_seq_t *q)
+{
+    return (q->flags & PROTO_SEQ_SAMPLE) && q->n_logprobs > 0 ? q->n_logprobs : 0;
+}
+static size_t wire_bytes(const proto_seq_t *q) { return sizeof(wire_res_t) + 8u * (size_t)wire_top(q); }
+
+static bool grow_bytes(uint8_t **p, size_t *cap, size_t n)
 {
     if (n <= *cap) return true;
-    proto_result_t *q = realloc(*p, sizeof *q * n);
+    uint8_t *q = realloc(*p, n);
     if (!q) return false;
     *p = q;
     *cap = n;
@@ -147,66 +251,80 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
 {
     const proto_seq_t *seqs = proto_plan_seqs(plan);
     int n = plan->n_seqs;
-    /* What I send: one status record, then my owned results in plan order. */
-    int n_mine = 0;
-    for (int i = 0; i < n; i++) n_mine += proto_seq_owner(&seqs[i]) == l->rank;
-    if (!grow_results(&l->send, &l->send_cap, (size_t)n_mine + 1))
-        return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
-    memset(&l->send[0], 0, sizeof l->send[0]);
-    l->send[0].slot = -1;
-    l->send[0].token = (int32_t)my_status;
-    l->send[0].n_top = l->rank;
-    int k = 1;
+    size_t sb = sizeof(wire_res_t);
+    for (int i = 0; i < n; i++)
+        if (proto_seq_owner(&seqs[i]) == l->rank) sb += wire_bytes(&seqs[i]);
+    if (!grow_bytes(&l->send, &l->send_cap, sb)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
+    uint8_t *w = l->send;
+    wire_res_t h = {.slot = -1, .token = (int32_t)my_status, .n_top = l->rank};
+    memcpy(w, &h, sizeof h);
+    w += sizeof h;
     for (int i = 0; i < n; i++) {
-        if (proto_seq_owner(&seqs[i]) != l->rank) continue;
-        if (mine && my_status == MS_OK) {
-            l->send[k] = mine[i];
-        } else {
-            memset(&l->send[k], 0, sizeof l->send[k]);
-            l->send[k].slot = seqs[i].slot;
-            l->send[k].token = -1;
+        const proto_seq_t *q = &seqs[i];
+        if (proto_seq_owner(q) != l->rank) continue;
+        int nt = wire_top(q);
+        const proto_result_t *r = mine && my_status == MS_OK ? &mine[i] : NULL;
+        wire_res_t x = {.slot = q->slot, .token = r ? r->token : -1, .logprob = r ? r->logprob : 0, .n_top = nt};
+        memcpy(w, &x, sizeof x);
+        w += sizeof x;
+        for (int j = 0; j < nt; j++) {
+            int32_t id = r && j < r->n_top ? r->top_ids[j] : -1;
+            float lp = r && j < r->n_top ? r->top_logprobs[j] : 0;
+            memcpy(w, &id, 4), memcpy(w + 4, &lp, 4);
+            w += 8;
         }
-        k++;
     }
+    if (sb > (size_t)INT32_MAX) return MS_ERR(MS_ERR_INTERNAL, "proto: %zu bytes of results", sb);
 
+    l->stats.calls++;
     if (l->rank != 0) {
-        MPI_CHECK(MPI_Gatherv(l->send, (int)(sizeof(proto_result_t) * (size_t)k), MPI_BYTE, NULL, NULL, NULL, MPI_BYTE,
-                              0, l->comm));
+        MPI_CHECK(MPI_Gatherv(l->send, (int)sb, MPI_BYTE, NULL, NULL, NULL, MPI_BYTE, 0, l->comm));
         return MS_OK;
     }
 
-    for (int r = 0; r < l->size; r++) l->counts[r] = 1;
+    for (int r = 0; r < l->size; r++) l->counts[r] = (int)sizeof(wire_res_t);
     for (int i = 0; i < n; i++) {
         int o = proto_seq_owner(&seqs[i]);
         if (o < 0 || o >= l->size) return MS_ERR(MS_ERR_INTERNAL, "proto: sequence %d owned by rank %d", i, o);
-        l->counts[o]++;
+        l->counts[o] += (int)wire_bytes(&seqs[i]);
     }
     size_t total = 0;
     for (int r = 0; r < l->size; r++) {
-        l->displs[r] = (int)(total * sizeof(proto_result_t));
+        l->displs[r] = (int)total;
         total += (size_t)l->counts[r];
-        l->counts[r] *= (int)sizeof(proto_result_t);
     }
-    if (!grow_results(&l->recv, &l->recv_cap, total)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
-    MPI_CHECK(MPI_Gatherv(l->send, (int)(sizeof(proto_result_t) * (size_t)k), MPI_BYTE, l->recv, l->counts, l->displs,
-                          MPI_BYTE, 0, l->comm));
+    if (!grow_bytes(&l->recv, &l->recv_cap, total)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
+    MPI_CHECK(MPI_Gatherv(l->send, (int)sb, MPI_BYTE, l->recv, l->counts, l->displs, MPI_BYTE, 0, l->comm));
+    l->stats.bytes += total - sb; /* what the other ranks sent */
 
     st->failed_rank = -1;
     st->failed_status = MS_OK;
-    int *next = l->counts; /* reused: per rank, the next result to take */
+    int *next = l->counts; /* reused: per rank, the byte offset of its next result */
     for (int r = 0; r < l->size; r++) {
-        const proto_result_t *s0 = &l->recv[l->displs[r] / sizeof(proto_result_t)];
-        if (s0->slot != -1 || s0->n_top != r)
+        wire_res_t s0;
+        memcpy(&s0, l->recv + l->displs[r], sizeof s0);
+        if (s0.slot != -1 || s0.n_top != r)
             return MS_ERR(MS_ERR_INTERNAL, "proto: rank %d sent a malformed result block", r);
-        if (s0->token != MS_OK && st->failed_rank < 0) {
+        if (s0.token != MS_OK && st->failed_rank < 0) {
             st->failed_rank = r;
-            st->failed_status = (ms_status_t)s0->token;
+            st->failed_status = (ms_status_t)s0.token;
         }
-        next[r] = 1;
+        next[r] = l->displs[r] + (int)sizeof s0;
     }
     for (int i = 0; i < n; i++) {
         int o = proto_seq_owner(&seqs[i]);
-        merged[i] = l->recv[l->displs[o] / sizeof(proto_result_t) + (size_t)next[o]++];
+        const uint8_t *p = l->recv + next[o];
+        wire_res_t x;
+        memcpy(&x, p, sizeof x);
+        proto_result_t *m = &merged[i];
+        memset(m, 0, sizeof *m);
+        m->slot = x.slot, m->token = x.token, m->logprob = x.logprob;
+        m->n_top = x.n_top == wire_top(&seqs[i]) ? x.n_top : 0;
+        for (int j = 0; j < m->n_top; j++) {
+            memcpy(&m->top_ids[j], p + sizeof x + 8u * (size_t)j, 4);
+            memcpy(&m->top_logprobs[j], p + sizeof x + 8u * (size_t)j + 4, 4);
+        }
+        next[o] += (int)wire_bytes(&seqs[i]);
     }
     return MS_OK;
 }

@@ -1,10 +1,13 @@
 /* transport.h — the control plane over MPI: rank 0 broadcasts each step's
  * plan (or SHUTDOWN) to every rank and gathers the sampled tokens back.
  *
- * Wire: a message is its 16-byte proto_hdr_t, broadcast with MPI_Ibcast that
- * workers complete with MPI_Test and a sleeping backoff (an idle server does
- * not burn a core per rank: CPU tests oversubscribe 4 ranks on 2 cores), then
- * the rest of the message (length - 16 bytes) with MPI_Bcast. Results: every
+ * Wire: a message is its 16-byte proto_hdr_t, scattered with MPI_Iscatter
+ * (each rank its own: the length of its part) that workers complete with
+ * MPI_Test and a sleeping backoff (an idle server does not burn a core per
+ * rank: CPU tests oversubscribe 4 ranks on 2 cores; a busy one never
+ * oversleeps a plan by more than ~50 us), then the rest of each rank's part
+ * of the plan (proto_plan_part: attention DP sends a rank only its own
+ * sequences) with MPI_Scatterv. Results: every
  * rank sends one status record plus the results of the sequences it owns
  * (attention DP: dp_rank == rank; TP: rank 0) with MPI_Gatherv.
  *
@@ -28,11 +31,21 @@ void proto_link_destroy(proto_link_t *l);
 int proto_link_rank(const proto_link_t *l);
 int proto_link_size(const proto_link_t *l);
 
-/* Rank 0. */
+/* Control-plane traffic rank 0 took part in so far (for BENCHMARKS.md):
+ * collective calls on the link, and bytes that crossed it (headers, plan
+ * parts sent to other ranks, results received from them). */
+typedef struct {
+    uint64_t calls;
+    uint64_t bytes;
+} proto_link_stats_t;
+const proto_link_stats_t *proto_link_stats(const proto_link_t *l);
+
+/* Rank 0: send every other rank its part of `plan` (proto_plan_part); rank 0
+ * runs its own part, which it makes with proto_plan_part too. */
 ms_status_t proto_send_plan(proto_link_t *l, const proto_plan_t *plan);
 ms_status_t proto_send_shutdown(proto_link_t *l, uint32_t step);
 
-/* Workers: wait for the next message. *plan is the received plan (valid
+/* Workers: wait for the next message. *plan is this rank's part of the plan (valid
  * until the next call), or NULL for SHUTDOWN. A malformed plan is
  * MS_ERR_FORMAT (logged); the caller must still take part in the gather. */
 ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan);

@@ -163,6 +163,17 @@ ms_status_t cfg_validate(const ms_config_t *cfg);
 /* Every setting, one `key: value` line each, for the startup log. */
 void cfg_print(const ms_config_t *cfg, FILE *f);
 
+/* Configured keys that do not act yet (config_honesty.c): the key and what
+ * the server does today. Returns how many (entries past max are counted,
+ * not written). */
+typedef struct {
+    const char *key;
+    char what[240];
+} cfg_inactive_t;
+int cfg_inactive(const ms_config_t *cfg, cfg_inactive_t *out, int max);
+/* Log one warning per cfg_inactive entry (serve, rank 0, at startup). */
+void cfg_warn_inactive(const ms_config_t *cfg);
+
 /* `moeserve serve --help` text. */
 void cfg_usage(FILE *f);
 

@@ -23,6 +23,7 @@ const char *ms_status_str(ms_status_t s)
     case MS_ERR_NCCL: return "NCCL error";
     case MS_ERR_MPI: return "MPI error";
     case MS_ERR_INTERNAL: return "internal error";
+    case MS_ERR_DATA: return "data fault";
     }
     return "unknown status";
 }

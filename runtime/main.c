@@ -12,6 +12,7 @@ static const struct {
     const char *help;
 } g_cmds[] = {
     {"serve", cmd_serve, "serve MODEL [trtllm-serve flags]   OpenAI-compatible server (mpirun -np N)"},
+    {"plan-memory", cmd_plan_memory, "plan-memory MODEL [serve flags] --world N [--gpu-memory-gb G]   per-rank memory"},
     {"generate", cmd_generate, "generate MODEL --prompt-ids 0,1,2 --max-tokens N   greedy generation, one process"},
     {"tokenize", cmd_tokenize, "tokenize MODEL [--no-special]   JSON string per line on stdin -> id arrays"},
     {"detokenize", cmd_detokenize, "detokenize MODEL   JSON id arrays per line on stdin -> JSON strings"},

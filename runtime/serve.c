@@ -43,6 +43,7 @@
 #include "kernels/kernels.h"
 #include "ms_build_config.h"
 #include "worker/comm_mpi.h"
+#include "worker/sizing.h"
 
 /* Every rank says whether its stage went well; true when all did. */
 static bool all_ok(bool ok)
@@ -73,8 +74,7 @@ static int kv_blocks_for_cfg(const ms_config_t *cfg, const mcfg_t *m, int max_se
     int bs = cfg->kv_cache.tokens_per_block;
     int64_t tokens = cfg->kv_cache.max_tokens;
     if (tokens <= 0) {
-        ms_dtype_t kdt = cfg->kv_cache.dtype == MS_KV_DTYPE_FP8 ? MS_DT_F8E4M3 : MS_DT_BF16;
-        int64_t per_tok = (int64_t)kern_kv_row_bytes(kdt, m->kv_lora_rank, m->qk_rope_head_dim) * m->num_hidden_layers;
+        int64_t per_tok = (int64_t)sizing_kv_token_bytes(m, cfg->kv_cache.dtype == MS_KV_DTYPE_FP8);
         int64_t cap = (int64_t)cfg->max_batch_size * max_seq_len;
         long avail = mem_available_bytes();
         tokens = cap;
@@ -152,21 +152,33 @@ int cmd_serve(int argc, char **argv)
     int max_seq_len = cfg.max_seq_len > 0 ? cfg.max_seq_len : mc.max_position_embeddings;
     bool dp = cfg.enable_attention_dp && size > 1;
     int groups = dp ? size : 1;
-    par_t par = {.tp_rank = rank, .tp_size = size, .ep_rank = rank % ep, .ep_size = ep, .attention_dp = dp};
+    par_t par;
+    sizing_limits_t lim;
+    if (!all_ok(serve_layout(&cfg, size, rank, &par, &lim) == MS_OK)) goto out_mpi;
     engine_opts_t eo = {
         .kv_blocks = kv_blocks_for_cfg(&cfg, &mc, max_seq_len, local_ranks),
-        .block_size = cfg.kv_cache.tokens_per_block,
+        .block_size = lim.block_size,
         .kv_fp8 = cfg.kv_cache.dtype == MS_KV_DTYPE_FP8, /* auto = the checkpoint's activations: bf16 */
-        .max_batch = cfg.max_batch_size * groups,
-        .max_tokens_per_step = cfg.max_num_tokens * groups,
+        /* per rank (attention DP: its own sequences; TP: the one group) */
+        .max_batch = lim.max_batch,
+        .max_tokens_per_step = lim.max_tokens,
         .backend = cfg.ms.device == MS_DEVICE_CUDA ? "cuda" : "cpu",
         .mla = ENGINE_MLA_AUTO,
-        .num_slots = cfg.moe.load_balancer.enabled ? cfg.moe.load_balancer.num_slots : 0,
-        .moe_max_num_tokens = cfg.moe.max_num_tokens,
+        .num_slots = lim.num_slots,
+        .moe_max_num_tokens = lim.moe_max_num_tokens,
     };
-    sc.max_seqs = eo.max_batch;
+    sc.max_seqs = cfg.max_batch_size * groups; /* rank 0's whole plan */
+    {
+        sizing_t sz;
+        if (sizing_rank(&mc, &par, &lim, cfg.kv_cache.dtype == MS_KV_DTYPE_FP8, eo.kv_blocks, 0, 0, &sz) == MS_OK &&
+            rank == 0)
+            MS_INFO("per rank: weights %.2f GiB, activations %.2f GiB (MoE receive %lld rows, naive attention %d "
+                    "rows), KV %.2f GiB", sz.weights / 1073741824.0, sz.activations / 1073741824.0,
+                    (long long)sz.moe_recv_rows, sz.naive_ctx, sz.kv / 1073741824.0);
+    }
     sc.vocab_size = mc.vocab_size;
     if (rank == 0) {
+        cfg_warn_inactive(&cfg);
         MS_INFO("moeserve %s: model %s (%s), %d rank%s: attention %s %d, experts EP %d; max_batch_size %d, "
                 "max_num_tokens %d, max_seq_len %d, KV %d blocks x %d tokens per %s",
                 MS_VERSION, cfg.model, cfg.model_dir, size, size > 1 ? "s" : "", dp ? "DP" : "TP", size, ep,

@@ -8,10 +8,14 @@
 
 #include "config.h"
 #include "coordinator/coord.h"
+#include "coordinator/output.h"
 #include "coordinator/sched.h"
 #include "coordinator/tok.h"
 #include "proto/transport.h"
 #include "worker/engine.h"
+#include "worker/sizing.h"
+
+typedef struct serve_out serve_out_t;
 
 typedef struct {
     const ms_config_t *cfg;
@@ -25,7 +29,26 @@ typedef struct {
     sched_t *sched;
     const tok_t *tok;
     int32_t eos_id;
+    serve_out_t *out;        /* the output thread (serve_output.c) */
 } serve_ctx_t;
+
+/* Rank 0's output thread (serve_output.c): detokenization, stop checks and
+ * chunks off the MPI thread. A sequence's out_seq_t belongs to the thread
+ * from its first token until serve_out_end (which frees it and releases r). */
+ms_status_t serve_out_start(coord_t *coord, serve_out_t **out);
+void serve_out_token(serve_out_t *so, out_seq_t *o, const proto_result_t *res, int n_total);
+void serve_out_end(serve_out_t *so, out_seq_t *o, req_t *r, req_finish_t why, const char *msg);
+/* Marks the end of step `step`'s tokens; serve_out_wait returns once the
+ * thread processed everything up to that marker. */
+void serve_out_step_done(serve_out_t *so, uint64_t step);
+void serve_out_wait(serve_out_t *so, uint64_t step);
+/* Runs what is queued, then stops the thread. */
+void serve_out_stop(serve_out_t *so);
+
+/* One rank's layout and per-step limits for a world of `world` ranks
+ * (serve_layout.c); MS_ERR_INVALID naming tp_size / ep_size when they do not
+ * fit the world. */
+ms_status_t serve_layout(const ms_config_t *cfg, int world, int rank, par_t *par, sizing_limits_t *lim);
 
 /* Rank 0: schedule, step and emit until coord_stop(); then ends every held
  * request (abort) so the gateway can drain. Returns MS_OK on an orderly stop. */

@@ -1,9 +1,11 @@
 /* serve_loop.c — the engine loops of `moeserve serve`.
  *
  * Rank 0 (its main thread, the only thread that calls MPI):
- *   take new requests (coord) -> drop cancelled ones -> sched_step -> plan
- *   -> broadcast -> engine_step -> gather sampled tokens -> output processing
- *   (append, detokenize, stop checks, chunks to the gateway) -> gauges.
+ *   take new requests (coord) -> reap sequences the output thread finished
+ *   -> drop cancelled ones -> sched_step -> plan -> each rank its part ->
+ *   engine_step -> gather sampled tokens -> append (length limits at once) ->
+ *   hand the tokens to the output thread (serve_output.c: detokenize, stop
+ *   checks, chunks to the gateway, while the next step runs) -> gauges.
  *   With nothing to do it sleeps on the coord condition variable (woken by a
  *   submit, a cancel or a stop) while the workers sleep in proto_recv.
  * Workers: receive a plan, engine_step, send results; until SHUTDOWN.
@@ -11,7 +13,9 @@
  * Failures: a step that fails before computing anything (engine_step's
  * MS_ERR_INVALID, identical on every rank since every rank checks the same
  * plan) ends that step's requests with REQ_FINISH_ERROR and the server goes
- * on. A step that fails half-way on one rank of several leaves the others
+ * on. So does a step that ran in full on every rank but raised a data fault
+ * (engine_step's MS_ERR_DATA: the device fault word came back nonzero). A
+ * step that fails half-way on one rank of several leaves the others
  * inside a data-plane collective that can never complete, so that rank aborts
  * the whole job (MPI_Abort) with a message naming it: never a silent hang. */
 #include "serve_internal.h"
@@ -38,9 +42,11 @@ static void fatal_step(const serve_ctx_t *sc, ms_status_t st)
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
-/* Test hook: MOESERVE_FAULT_STEP=N makes step N fail on every rank before
- * anything is computed, as a plan the engine rejects would (integration
- * tests use it to check the 5xx path and that serving goes on). */
+/* Test hook: MOESERVE_FAULT_STEP=N makes step N fail on every rank with a
+ * data fault: the engine's device fault word starts nonzero, the step runs in
+ * full and its results come back with the fault, exactly as when an op meets
+ * a bad token or slot id (integration tests check the 5xx and that serving
+ * goes on). */
 static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
 {
     static long fault = -2;
@@ -48,16 +54,47 @@ static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, prot
         const char *v = getenv("MOESERVE_FAULT_STEP");
         fault = v && *v ? strtol(v, NULL, 10) : -1;
     }
-    if (fault >= 0 && (long)plan->hdr.step == fault)
-        return MS_ERR(MS_ERR_INVALID, "injected failure of step %ld (MOESERVE_FAULT_STEP)", fault);
+    if (fault >= 0 && (long)plan->hdr.step == fault) engine_inject_fault(sc->engine, ENGINE_FAULT_INJECTED);
     return engine_step(sc->engine, plan, res);
 }
 
-/* A step failure is survivable when nothing was computed, or when there is
- * nobody to wait for us. */
+/* Rank 0 runs only its own part of the plan (proto_plan_part: attention DP
+ * gives it its own sequences, TP all of them) and spreads the results back
+ * to full-plan indices, which proto_gather_results reads. */
+static ms_status_t step_rank0(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
+{
+    static uint8_t *part;
+    static size_t cap;
+    static proto_result_t *pres;
+    static int pres_cap;
+    size_t n = proto_plan_part(plan, 0, NULL);
+    if (n == plan->hdr.length) return step_or_fault(sc, plan, res); /* all of it */
+    if (n > cap) {
+        uint8_t *b = realloc(part, n);
+        if (!b) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory for a %zu-byte plan", n);
+        part = b, cap = n;
+    }
+    proto_plan_part(plan, 0, part);
+    const proto_plan_t *mine = (const proto_plan_t *)part;
+    if (mine->n_seqs > pres_cap) {
+        proto_result_t *r = realloc(pres, sizeof *r * (size_t)mine->n_seqs);
+        if (!r) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory for results");
+        pres = r, pres_cap = mine->n_seqs;
+    }
+    ms_status_t st = step_or_fault(sc, mine, pres);
+    if (st != MS_OK) return st;
+    const proto_seq_t *ps = proto_plan_seqs(plan);
+    for (int i = 0, k = 0; i < plan->n_seqs; i++)
+        if (ps[i].dp_rank < 0 || ps[i].dp_rank == 0) res[i] = pres[k++];
+    return MS_OK;
+}
+
+/* A step failure is survivable when nothing was computed (MS_ERR_INVALID),
+ * when the step completed on every rank with a data fault (MS_ERR_DATA), or
+ * when there is nobody to wait for us. */
 static bool step_failure_survivable(const serve_ctx_t *sc, ms_status_t st)
 {
-    return st == MS_OK || st == MS_ERR_INVALID || sc->size == 1;
+    return st == MS_OK || st == MS_ERR_INVALID || st == MS_ERR_DATA || sc->size == 1;
 }
 
 /* ---- rank 0 -------------------------------------------------------------- */
@@ -77,14 +114,35 @@ static void end_unscheduled(coord_t *c, req_t *r, req_finish_t why, const char *
     req_release(r);
 }
 
+/* The scheduler lets go of q now; its output (the final chunk unless it
+ * already finished, the out_seq, the request reference) ends on the output
+ * thread, after every token handed over before. */
 static void end_seq(serve_ctx_t *sc, sched_seq_t *q, req_finish_t why, const char *msg)
 {
     out_seq_t *o = q->user;
     req_t *r = q->req;
-    if (why != REQ_FINISH_NONE) out_seq_end(o, sc->coord, why, msg);
-    out_seq_destroy(o);
     sched_finish(sc->sched, q);
-    req_release(r);
+    serve_out_end(sc->out, o, r, why, msg);
+}
+
+/* Sequences the output thread finished (EOS, stop token, stop string): they
+ * leave the scheduler here, one step after their last token at most. */
+static void reap_finished(serve_ctx_t *sc)
+{
+    sched_seq_t *q = sched_first(sc->sched), *nx;
+    for (; q; q = nx) {
+        nx = sched_next(sc->sched, q);
+        if (out_seq_finished(q->user)) end_seq(sc, q, REQ_FINISH_NONE, NULL);
+    }
+}
+
+/* Length limits need no detokenizer: the scheduler applies them at once,
+ * the same rule as output.c (which ends the request "length" with this
+ * token), so a sequence never runs past max_tokens or the sequence limit. */
+static bool length_reached(const serve_ctx_t *sc, const sched_seq_t *q)
+{
+    int max = q->req->params.max_tokens;
+    return (max > 0 && q->n_tokens - q->n_prompt >= max) || q->n_tokens >= sched_seq_limit(sc->sched);
 }
 
 static void admit_new(serve_ctx_t *sc, uint64_t *seed_state)
@@ -165,13 +223,13 @@ static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, 
             end_seq(sc, q, REQ_FINISH_ERROR, msg);
             continue;
         }
-        req_finish_t fin = REQ_FINISH_NONE;
-        ms_status_t st = sched_append(sc->sched, q, r->token);
-        if (st == MS_OK) st = out_seq_token(q->user, sc->coord, r, q->n_tokens, &fin);
-        if (st != MS_OK)
+        if (sched_append(sc->sched, q, r->token) != MS_OK) {
             end_seq(sc, q, REQ_FINISH_ERROR, ms_error_last());
-        else if (fin != REQ_FINISH_NONE)
-            end_seq(sc, q, REQ_FINISH_NONE, NULL); /* out_seq_token pushed the final chunk */
+            continue;
+        }
+        /* detokenize and stop checks on the output thread, while the next step runs */
+        serve_out_token(sc->out, q->user, r, q->n_tokens);
+        if (length_reached(sc, q)) end_seq(sc, q, REQ_FINISH_NONE, NULL);
     }
 }
 
@@ -188,10 +246,19 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
     uint64_t steps = 0;
     uint32_t step_no = 0;
     ms_status_t ret = MS_OK;
+    if (serve_out_start(sc->coord, &sc->out) != MS_OK) {
+        free(res);
+        free(merged);
+        return MS_ERR_INTERNAL;
+    }
     publish(sc, 0, 0);
 
     while (!coord_stopping(sc->coord)) {
         admit_new(sc, &seed_state);
+        /* Stops found in step N-1's tokens must be seen before step N+1 is
+         * planned: at most one step late (serve_output.c). */
+        if (step_no >= 2) serve_out_wait(sc->out, step_no - 2);
+        reap_finished(sc);
         drop_cancelled(sc);
         sched_stats_t ss;
         sched_stats(sc->sched, &ss);
@@ -224,7 +291,7 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
             break;
         }
         if (sc->size > 1) MS_TRY_GOTO(ret, proto_send_plan(sc->link, plan), out);
-        st = step_or_fault(sc, plan, res);
+        st = step_rank0(sc, plan, res);
         if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
         char errmsg[600] = "";
         if (st != MS_OK) snprintf(errmsg, sizeof errmsg, "rank 0: %s", ms_error_last());
@@ -242,6 +309,7 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
         } else {
             emit(sc, plan, seqs, merged);
         }
+        serve_out_step_done(sc->out, step_no);
         steps++;
         step_no++;
         publish(sc, n, steps);
@@ -263,6 +331,8 @@ out:
     int k;
     while ((k = coord_take_new(sc->coord, batch, 64)) > 0)
         for (int i = 0; i < k; i++) end_unscheduled(sc->coord, batch[i], REQ_FINISH_ABORT, NULL);
+    serve_out_stop(sc->out); /* every final chunk is pushed before the gateway drains */
+    sc->out = NULL;
     publish(sc, 0, steps);
     free(res);
     free(merged);

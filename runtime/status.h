@@ -21,6 +21,7 @@ typedef enum {
     MS_ERR_NCCL,
     MS_ERR_MPI,
     MS_ERR_INTERNAL,
+    MS_ERR_DATA,        /* a data fault inside a step (device fault word): that step's requests end */
 } ms_status_t;
 
 const char *ms_status_str(ms_status_t s);

@@ -10,6 +10,7 @@
  * the absorbed one (decode) per engine_opts_t.mla. */
 #include "worker/engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,8 @@
 #include "worker/checkpoint.h"
 #include "worker/forward.h"
 #include "worker/kv_cache.h"
+#include "worker/sizing.h"
+#include "worker/step_io.h"
 #include "worker/placement.h"
 #include "worker/weights.h"
 
@@ -35,21 +38,25 @@ struct engine {
     weights_t w;
     kvc_t kv;
     fwd_t f;
-    /* host staging of one step's metadata */
-    int32_t *ids, *pos, *slots, *last_row;
-    kern_attn_seq_t *seqs;
-    kern_sample_t *sp;
-    int *seq_of_sample;    /* plan seq index of each sampled row */
+    /* host staging of one step's I/O block (pinned; mirrors f.io, step_io.h) */
+    void *stage;
+    uint32_t inject_fault; /* bits the next step's fault word starts with (test hook) */
+    int *blk_off;          /* per plan seq: its block table's offset in this rank's block array */
     int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
     int *row0;             /* per plan seq: its first token row, -1 if another rank's */
     int n_sample_last;
     int n_seqs_last;       /* plan sequences of the last step (engine_logits) */
-    int32_t *h_tok, *h_top;
-    float *h_lp, *h_toplp;
 };
 
 const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
+
+void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv)
+{
+    *weights = e->w.bytes;
+    *activations = e->f.bytes;
+    *kv = e->kv.layer_bytes * (size_t)e->kv.n_layers;
+}
 
 /* Every op the forward pass calls: checked at creation so a backend that
  * lacks one is rejected before any weight is loaded. */
@@ -62,8 +69,9 @@ static const kern_op_t engine_ops_used[] = {
 
 static void engine_free_host(engine_t *e)
 {
-    free(e->ids), free(e->pos), free(e->slots), free(e->last_row), free(e->seqs), free(e->sp);
-    free(e->seq_of_sample), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->h_tok), free(e->h_top), free(e->h_lp), free(e->h_toplp);
+    if (e->stage) e->k->host_free(e->stage);
+    e->stage = NULL;
+    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0);
 }
 
 ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_opts_t *opts, comm_t *comm,
@@ -81,8 +89,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                                     "all be >= 1", o->kv_blocks, o->block_size, o->max_batch, o->max_tokens_per_step);
         goto out_e;
     }
-    if (o->max_naive_ctx <= 0) o->max_naive_ctx = o->kv_blocks * o->block_size;
-    MS_TRY_GOTO(st, kern_backend_get(o->backend ? o->backend : "cpu", &e->k), out_e);
+    if (o->ops) e->k = o->ops;
+    else MS_TRY_GOTO(st, kern_backend_get(o->backend ? o->backend : "cpu", &e->k), out_e);
     MS_TRY_GOTO(st, mcfg_load(model_dir, &e->cfg), out_e);
     MS_TRY_GOTO(st, par_validate(par, &e->cfg), out_e);
     if (comm_size(comm, COMM_TP) != par->tp_size || comm_size(comm, COMM_EP) != par->ep_size) {
@@ -103,21 +111,20 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                                o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, e->cfg.kv_lora_rank, e->cfg.qk_rope_head_dim,
                                &e->kv), out_w);
     const int T = o->max_tokens_per_step, B = o->max_batch;
-    const int blk_max = B * o->kv_blocks;
+    /* A block belongs to one sequence, so one step's block tables (this
+     * rank's sequences) hold at most every block of the pool once. */
+    const int blk_max = o->kv_blocks;
+    /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
+    if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
     MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B, o->max_naive_ctx,
                                blk_max, o->moe_max_num_tokens), out_kv);
-    e->ids = malloc(sizeof(int32_t) * T), e->pos = malloc(sizeof(int32_t) * T), e->slots = malloc(sizeof(int32_t) * T);
-    e->last_row = malloc(sizeof(int32_t) * B), e->seqs = malloc(sizeof(kern_attn_seq_t) * B);
-    e->sp = malloc(sizeof(kern_sample_t) * B), e->seq_of_sample = malloc(sizeof(int) * B);
-    e->sample_of_seq = malloc(sizeof(int) * B), e->h_tok = malloc(sizeof(int32_t) * B);
+    e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B);
-    e->h_lp = malloc(sizeof(float) * B), e->h_top = malloc(sizeof(int32_t) * B * KERN_MAX_LOGPROBS);
-    e->h_toplp = malloc(sizeof(float) * B * KERN_MAX_LOGPROBS);
-    if (!e->ids || !e->pos || !e->slots || !e->last_row || !e->seqs || !e->sp || !e->seq_of_sample ||
-        !e->sample_of_seq || !e->path || !e->row0 || !e->h_tok || !e->h_lp || !e->h_top || !e->h_toplp) {
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
+    MS_TRY_GOTO(st, e->k->host_alloc(e->f.io_bytes, &e->stage), out_host);
     MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens, %s rows of %d bytes (%.1f MiB)", model_dir,
             e->cfg.num_hidden_layers, o->kv_blocks, o->block_size, o->kv_fp8 ? "fp8" : "bf16", e->kv.row_bytes,
             (double)e->kv.layer_bytes * e->kv.n_layers / (1 << 20));
@@ -178,8 +185,7 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
     if (p->n_tokens < 0 || p->n_tokens > e->opts.max_tokens_per_step)
         return MS_ERR(MS_ERR_INVALID, "engine: plan has %d tokens, max_tokens_per_step is %d", p->n_tokens,
                       e->opts.max_tokens_per_step);
-    if (p->n_blocks < 0 || p->n_blocks > e->f.blk_max)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan has %d block-table entries (max %d)", p->n_blocks, e->f.blk_max);
+    if (p->n_blocks < 0) return MS_ERR(MS_ERR_INVALID, "engine: plan has %d block-table entries", p->n_blocks);
     const proto_seq_t *sq = proto_plan_seqs(p);
     const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
     const int bs = e->opts.block_size;
@@ -208,9 +214,48 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
     return MS_OK;
 }
 
+/* Names of the fault bits, for the step's error message. */
+static void fault_describe(uint32_t bits, char *buf, size_t n)
+{
+    static const struct {
+        uint32_t bit;
+        const char *what;
+    } names[] = {
+        {KERN_FAULT_TOKEN, "token id outside the vocabulary"},
+        {KERN_FAULT_SLOT, "expert slot outside the placement table"},
+        {KERN_FAULT_BLOCK, "KV row or block outside the cache"},
+        {KERN_FAULT_CAPACITY, "MoE receive capacity exceeded"},
+        {ENGINE_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_STEP test hook)"},
+    };
+    size_t o = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && o + 2 < n; i++)
+        if (bits & names[i].bit) o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", names[i].what);
+    if (!buf[0]) snprintf(buf, n, "unknown fault bits");
+}
+
+void engine_inject_fault(engine_t *e, uint32_t bits) { e->inject_fault |= bits; }
+
+static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res);
+
 ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
 {
-    MS_TRY(plan_check(e, p));
+    ms_status_t st = plan_check(e, p);
+    if (st == MS_OK) return step_run(e, p, res);
+    /* Each attention-DP rank checks only its own part: one whose part is bad
+     * still takes part in the step's collectives with no tokens, so the other
+     * ranks finish theirs; the caller ends the bad part's requests. */
+    if (e->par.ep_size > 1 || e->par.tp_size > 1) {
+        proto_plan_t empty = {.hdr = p->hdr};
+        empty.hdr.length = sizeof empty;
+        ms_status_t st2 = step_run(e, &empty, res);
+        if (st2 != MS_OK) return st2; /* failed part-way: not survivable */
+    }
+    return st;
+}
+
+static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res)
+{
     const kern_ops_t *k = e->k;
     fwd_t *f = &e->f;
     const proto_seq_t *sq = proto_plan_seqs(p);
@@ -218,11 +263,16 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
     const int bs = e->opts.block_size;
     fwd_step_t st = {0};
 
-    /* naive seqs go first in the descriptor array, absorbed after: two passes */
+    /* Pass 1: which seqs are mine, their MLA path and the step's counts (the
+     * I/O block's offsets depend on them). Naive seqs go first in the
+     * descriptor array, absorbed after. */
     int S = 0, *path = e->path, *row0 = e->row0;
+    int ns = 0, T = 0, nsample = 0, nblk = 0;
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         path[i] = 0;
+        row0[i] = -1;
+        e->sample_of_seq[i] = -1;
         if (!seq_is_mine(e, q)) continue;
         int len = q->pos + q->n_tokens;
         bool naive = e->opts.mla == ENGINE_MLA_NAIVE || (e->opts.mla == ENGINE_MLA_AUTO && q->n_tokens > 1);
@@ -234,88 +284,106 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
         }
         if (naive) S += len;
         path[i] = naive ? 1 : 0;
+        row0[i] = T;
+        T += q->n_tokens;
+        nblk += q->n_blocks;
+        ns++;
+        if (q->flags & PROTO_SEQ_SAMPLE) e->sample_of_seq[i] = nsample++;
     }
-    int ns = 0, T = 0, nsample = 0;
-    for (int i = 0; i < p->n_seqs; i++) e->sample_of_seq[i] = -1;
-    /* token rows follow plan order over my seqs */
+    if (nblk > f->blk_max)
+        return MS_ERR(MS_ERR_INVALID, "engine: this rank's sequences have %d block-table entries (max %d)", nblk,
+                      f->blk_max);
+    step_io_layout_t L;
+    step_io_layout(&L, T, ns, nsample, nblk);
+    char *h = e->stage, *d = f->io;
+    int32_t *ids = (int32_t *)(h + L.ids), *pos = (int32_t *)(h + L.pos), *slots = (int32_t *)(h + L.slots);
+    int32_t *last_row = (int32_t *)(h + L.last_row), *blocks = (int32_t *)(h + L.blocks);
+    kern_sample_t *sp = (kern_sample_t *)(h + L.sp);
+    kern_attn_seq_t *seqs = (kern_attn_seq_t *)(h + L.seqs);
+    uint32_t *fault = (uint32_t *)(h + L.fault);
+
+    /* Pass 2: fill the staging block. Token rows follow plan order over my
+     * seqs; block tables are copied for my seqs only and rebased. */
+    int *blk_off = e->blk_off;
+    nblk = 0;
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
-        row0[i] = -1;
-        if (!seq_is_mine(e, q)) continue;
-        row0[i] = T;
+        if (row0[i] < 0) continue;
+        const int r0 = row0[i];
+        blk_off[i] = nblk;
+        memcpy(blocks + nblk, blk + q->blk_off, sizeof(int32_t) * (size_t)q->n_blocks);
+        nblk += q->n_blocks;
         for (int t = 0; t < q->n_tokens; t++) {
             int ps = q->pos + t;
-            e->ids[T + t] = tok[q->tok_off + t];
-            e->pos[T + t] = ps;
-            e->slots[T + t] = blk[q->blk_off + ps / bs] * bs + ps % bs;
+            ids[r0 + t] = tok[q->tok_off + t];
+            pos[r0 + t] = ps;
+            slots[r0 + t] = blk[q->blk_off + ps / bs] * bs + ps % bs;
         }
-        T += q->n_tokens;
-        if (q->flags & PROTO_SEQ_SAMPLE) {
-            e->last_row[nsample] = T - 1;
-            e->sp[nsample] = (kern_sample_t){
-                .temperature = q->temperature,
-                .top_p = q->top_p,
-                .top_k = q->top_k,
-                .n_logprobs = q->n_logprobs < 0 ? 0 : q->n_logprobs,
-                .seed = q->seed,
-                .position = q->pos + q->n_tokens,
-                .mask_token = (q->flags & PROTO_SEQ_MASK_EOS) ? e->cfg.eos_token_id : -1,
-            };
-            e->seq_of_sample[nsample] = i;
-            e->sample_of_seq[i] = nsample++;
-        }
+        int j = e->sample_of_seq[i];
+        if (j < 0) continue;
+        last_row[j] = r0 + q->n_tokens - 1;
+        sp[j] = (kern_sample_t){
+            .temperature = q->temperature,
+            .top_p = q->top_p,
+            .top_k = q->top_k,
+            .n_logprobs = q->n_logprobs < 0 ? 0 : q->n_logprobs,
+            .seed = q->seed,
+            .position = q->pos + q->n_tokens,
+            .mask_token = (q->flags & PROTO_SEQ_MASK_EOS) ? e->cfg.eos_token_id : -1,
+        };
     }
-    int kv_off = 0;
+    int kv_off = 0, k_seq = 0;
     for (int pass = 1; pass >= 0; pass--)
         for (int i = 0; i < p->n_seqs; i++) {
             const proto_seq_t *q = &sq[i];
             if (row0[i] < 0 || path[i] != pass) continue;
-            e->seqs[ns++] = (kern_attn_seq_t){.q_off = row0[i], .n_q = q->n_tokens, .pos0 = q->pos,
-                                              .kv_off = pass ? kv_off : 0, .blk_off = q->blk_off};
+            seqs[k_seq++] = (kern_attn_seq_t){.q_off = row0[i], .n_q = q->n_tokens, .pos0 = q->pos,
+                                              .kv_off = pass ? kv_off : 0, .blk_off = blk_off[i]};
             if (pass) kv_off += q->pos + q->n_tokens, st.n_naive++;
             else st.n_abs++;
         }
+    *fault = e->inject_fault;
+    e->inject_fault = 0;
     st.T = T, st.S_naive = S, st.n_sample = nsample;
     e->n_sample_last = nsample;
     e->n_seqs_last = p->n_seqs;
 
+    uint32_t faults = 0;
     if (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1) {
-        MS_TRY(k->upload(e->cx, f->ids, e->ids, sizeof(int32_t) * (size_t)T));
-        MS_TRY(k->upload(e->cx, f->pos, e->pos, sizeof(int32_t) * (size_t)T));
-        MS_TRY(k->upload(e->cx, f->slots, e->slots, sizeof(int32_t) * (size_t)T));
-        MS_TRY(k->upload(e->cx, f->seqs, e->seqs, sizeof(kern_attn_seq_t) * (size_t)ns));
-        MS_TRY(k->upload(e->cx, f->blocks, blk, sizeof(int32_t) * (size_t)p->n_blocks));
-        MS_TRY(k->upload(e->cx, f->last_row, e->last_row, sizeof(int32_t) * (size_t)nsample));
-        MS_TRY(k->upload(e->cx, f->sp, e->sp, sizeof(kern_sample_t) * (size_t)nsample));
+        f->ids = (int32_t *)(d + L.ids), f->pos = (int32_t *)(d + L.pos), f->slots = (int32_t *)(d + L.slots);
+        f->seqs = (kern_attn_seq_t *)(d + L.seqs), f->blocks = (int32_t *)(d + L.blocks);
+        f->last_row = (int32_t *)(d + L.last_row), f->sp = (kern_sample_t *)(d + L.sp);
+        f->tok = (int32_t *)(d + L.tok), f->lp = (float *)(d + L.lp);
+        f->top_ids = (int32_t *)(d + L.top_ids), f->top_lp = (float *)(d + L.top_lp);
+        e->cx->fault = (uint32_t *)(d + L.fault); /* ops' data faults land in the downloaded block */
+        MS_TRY(k->upload(e->cx, d + L.fault, h + L.fault, step_io_ul_bytes(&L)));
         MS_TRY(fwd_run(f, &st));
-        MS_TRY(k->download(e->cx, e->h_tok, f->tok, sizeof(int32_t) * (size_t)nsample));
-        MS_TRY(k->download(e->cx, e->h_lp, f->lp, sizeof(float) * (size_t)nsample));
-        MS_TRY(k->download(e->cx, e->h_top, f->top_ids, sizeof(int32_t) * (size_t)nsample * KERN_MAX_LOGPROBS));
-        MS_TRY(k->download(e->cx, e->h_toplp, f->top_lp, sizeof(float) * (size_t)nsample * KERN_MAX_LOGPROBS));
-        uint32_t fault = 0;
-        MS_TRY(k->download(e->cx, &fault, e->cx->fault, sizeof fault));
+        MS_TRY(k->download(e->cx, h, d, step_io_dl_bytes(&L)));
         MS_TRY(k->synchronize(e->cx));
-        if (fault) { /* a data fault inside the step (kernels.h): its results are not to be trusted */
-            MS_TRY(k->memset(e->cx, e->cx->fault, 0, sizeof fault));
-            MS_TRY(k->synchronize(e->cx));
-            return MS_ERR(MS_ERR_INTERNAL, "engine: the step raised device faults %#x (%s%s%s%s)", fault,
-                          fault & KERN_FAULT_TOKEN ? "token id " : "", fault & KERN_FAULT_SLOT ? "expert slot " : "",
-                          fault & KERN_FAULT_BLOCK ? "KV block " : "",
-                          fault & KERN_FAULT_CAPACITY ? "MoE slot capacity (moe_config.max_num_tokens)" : "");
-        }
+        faults = *fault;
     }
+    const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
+    const float *h_lp = (const float *)(h + L.lp), *h_toplp = (const float *)(h + L.top_lp);
     for (int i = 0; i < p->n_seqs; i++) {
         proto_result_t *r = &res[i];
         memset(r, 0, sizeof *r);
         r->slot = sq[i].slot;
         r->token = -1;
         int j = e->sample_of_seq[i];
-        if (j < 0) continue;
-        r->token = e->h_tok[j];
-        r->logprob = e->h_lp[j];
-        r->n_top = e->sp[j].n_logprobs;
-        memcpy(r->top_ids, e->h_top + (size_t)j * KERN_MAX_LOGPROBS, sizeof(int32_t) * (size_t)r->n_top);
-        memcpy(r->top_logprobs, e->h_toplp + (size_t)j * KERN_MAX_LOGPROBS, sizeof(float) * (size_t)r->n_top);
+        if (j < 0 || faults) continue;
+        r->token = h_tok[j];
+        r->logprob = h_lp[j];
+        r->n_top = sp[j].n_logprobs;
+        memcpy(r->top_ids, h_top + (size_t)j * KERN_MAX_LOGPROBS, sizeof(int32_t) * (size_t)r->n_top);
+        memcpy(r->top_logprobs, h_toplp + (size_t)j * KERN_MAX_LOGPROBS, sizeof(float) * (size_t)r->n_top);
+    }
+    if (faults) {
+        /* Every collective of the step completed (faulty rows were padding),
+         * so the ranks stay in step: only this step's requests end. */
+        char what[256];
+        fault_describe(faults, what, sizeof what);
+        e->n_sample_last = 0;
+        return MS_ERR(MS_ERR_DATA, "engine: data fault in step %u (%s)", p->hdr.step, what);
     }
     return MS_OK;
 }

@@ -33,14 +33,21 @@ typedef struct {
     int max_tokens_per_step; /* fed tokens per step */
     const char *backend;     /* "cpu" (default) or "cuda" */
     engine_mla_t mla;
-    int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = kv_blocks*block_size.
-                              * In AUTO, prefill seqs beyond it fall back to the absorbed path. */
+    int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = sizing_naive_ctx()
+                              * (bounded, never the whole pool). In AUTO, prefill seqs beyond it fall back
+                              * to the absorbed path. */
     /* MoE (placement.h) */
     int num_slots;           /* moe_config.load_balancer.num_slots; 0 = n_routed_experts */
     const int32_t *assignment; /* [num_hidden_layers][num_slots] expert per global slot, NULL = default;
                                 * borrowed during engine_create only */
-    int moe_max_num_tokens;  /* moe_config.max_num_tokens: rows per expert slot; 0 = the worst case */
+    int moe_max_num_tokens;  /* moe_config.max_num_tokens: rows per expert slot; 0 = the worst case
+                              * (worker/sizing.h sizing_moe_slot_cap) */
+    const struct kern_ops *ops; /* tests: this ops table instead of `backend` (e.g. a counting wrapper); borrowed */
 } engine_opts_t;
+
+/* A fault-word bit of no op: engine_inject_fault's, so a test can tell it from
+ * a real data fault (kernels.h KERN_FAULT_* use the low bits). */
+#define ENGINE_FAULT_INJECTED (1u << 31)
 
 typedef struct engine engine_t;
 
@@ -50,11 +57,22 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                           engine_t **out);
 void engine_destroy(engine_t *e);
 
-/* Run one step. results has plan->n_seqs entries, in plan order: slot, the
+/* Test hook: the next step's device fault word starts as `bits` instead of
+ * 0, so that step runs in full and then fails exactly as a data fault
+ * raised by an op would (MS_ERR_DATA). */
+void engine_inject_fault(engine_t *e, uint32_t bits);
+
+/* Run one step: one upload of the step's metadata, the forward pass, one
+ * download of its results and the fault word, one synchronize
+ * (worker/step_io.h). results has plan->n_seqs entries, in plan order: slot, the
  * sampled token (-1 when the seq had no PROTO_SEQ_SAMPLE or is another
  * attention-DP rank's), its logprob and top-N logprobs. A bad plan (ids out
  * of vocabulary, block ids out of range, too many tokens...) is
- * MS_ERR_INVALID naming the sequence, and nothing is computed. */
+ * MS_ERR_INVALID naming the sequence, and nothing is computed. A data fault
+ * raised by an op during the step (the device fault word, kernels.h) is
+ * MS_ERR_DATA naming the fault after the whole step ran on every rank (faulty
+ * rows were padding, every collective completed): no token is returned, the
+ * caller ends the step's requests, and the ranks stay in step. */
 ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *results);
 
 /* The fp32 logits (vocab_size values, what sampling saw: lm_head output
@@ -70,5 +88,9 @@ const mcfg_t *engine_config(const engine_t *e);
  * steps, no step is stopped). Summed over the ranks that route disjoint tokens
  * (DP ranks, TP slices) it is the job's load. */
 ms_status_t engine_expert_load(engine_t *e, int64_t *out);
+
+/* Bytes this engine allocated: weights, the activation arena, the KV cache
+ * (what worker/sizing.h predicts from config.json alone). */
+void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv);
 
 #endif

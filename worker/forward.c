@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/sizing.h"
+#include "worker/step_io.h"
+
 typedef struct {
     char *base;
     size_t off;
@@ -76,17 +79,11 @@ static void fwd_layout(fwd_t *f, char *base)
     f->lastn = carve(&cv, 2 * B * f->D);
     f->lg16 = carve(&cv, 2 * B * f->V);
     f->logits = carve(&cv, 4 * B * f->V);
-    f->tok = carve(&cv, 4 * B);
-    f->lp = carve(&cv, 4 * B);
-    f->top_ids = carve(&cv, 4 * B * KERN_MAX_LOGPROBS);
-    f->top_lp = carve(&cv, 4 * B * KERN_MAX_LOGPROBS);
-    f->ids = carve(&cv, 4 * T);
-    f->pos = carve(&cv, 4 * T);
-    f->slots = carve(&cv, 4 * T);
-    f->seqs = carve(&cv, sizeof(kern_attn_seq_t) * B);
-    f->blocks = carve(&cv, 4 * (size_t)f->blk_max);
-    f->last_row = carve(&cv, 4 * B);
-    f->sp = carve(&cv, sizeof(kern_sample_t) * B);
+    /* step metadata and results: one block, pointers set per step (step_io.h) */
+    step_io_layout_t io;
+    step_io_layout(&io, f->T_max, f->B_max, f->B_max, f->blk_max);
+    f->io_bytes = io.end;
+    f->io = carve(&cv, f->io_bytes);
     f->bytes = cv.off;
 }
 
@@ -102,14 +99,11 @@ static ms_status_t fwd_upload_placement(fwd_t *f)
     return f->k->synchronize(f->cx); /* the host tables may go away after creation */
 }
 
-ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
-                       weights_t *w, kvc_t *kv, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
-                       int moe_max_tokens)
+/* Every dimension the layout reads: fwd_create and fwd_bytes agree by construction. */
+static ms_status_t fwd_dims(fwd_t *f, const mcfg_t *c, const par_t *p, const placement_t *pl, int T_max, int B_max,
+                            int S_max, int blk_max, int moe_max_tokens)
 {
-    ms_status_t st;
-    memset(f, 0, sizeof *f);
-    f->c = c, f->par = *p, f->k = k, f->cx = cx, f->comm = comm, f->w = w, f->kv = kv;
-    MS_TRY(rope_params_compute(c, &f->rp));
+    f->c = c, f->par = *p;
     f->D = c->hidden_size, f->V = c->vocab_size, f->H = par_heads_local(p, c);
     f->dn = c->qk_nope_head_dim, f->dr = c->qk_rope_head_dim, f->dv = c->v_head_dim, f->dc = c->kv_lora_rank;
     f->qk = f->dn + f->dr, f->q_lora = c->q_lora_rank, f->I = c->intermediate_size;
@@ -120,12 +114,31 @@ ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops
         if (!pl || pl->n_layers != c->num_hidden_layers || pl->n_experts != f->E || pl->ep_size != p->ep_size)
             return MS_ERR(MS_ERR_INVALID, "forward: the expert placement does not match the model and layout");
         f->pl = pl;
-        int64_t cap = (int64_t)p->ep_size * T_max;
-        if (moe_max_tokens > 0 && moe_max_tokens < cap) cap = moe_max_tokens;
-        if (cap > INT32_MAX) cap = INT32_MAX;
-        f->moe_cap = (int)cap;
+        f->moe_cap = sizing_moe_slot_cap(moe_max_tokens, p->ep_size, T_max);
         f->moe.cap = f->moe_cap, f->moe.n_local = pl->slots_per_rank;
     }
+    return MS_OK;
+}
+
+size_t fwd_bytes(const mcfg_t *c, const par_t *p, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
+                 int moe_max_tokens)
+{
+    fwd_t f;
+    memset(&f, 0, sizeof f);
+    if (fwd_dims(&f, c, p, pl, T_max, B_max, S_max, blk_max, moe_max_tokens) != MS_OK) return 0;
+    fwd_layout(&f, NULL);
+    return f.bytes;
+}
+
+ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
+                       weights_t *w, kvc_t *kv, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
+                       int moe_max_tokens)
+{
+    ms_status_t st;
+    memset(f, 0, sizeof *f);
+    f->k = k, f->cx = cx, f->comm = comm, f->w = w, f->kv = kv;
+    MS_TRY(rope_params_compute(c, &f->rp));
+    MS_TRY(fwd_dims(f, c, p, pl, T_max, B_max, S_max, blk_max, moe_max_tokens));
     fwd_layout(f, NULL);
     MS_TRY(k->alloc(f->bytes, &f->mem));
     fwd_layout(f, f->mem);

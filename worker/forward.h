@@ -78,6 +78,10 @@ typedef struct {
     float *lp;                        /* (B) */
     int32_t *top_ids;                 /* (B, KERN_MAX_LOGPROBS) */
     float *top_lp;                    /* (B, KERN_MAX_LOGPROBS) */
+    /* The step I/O block (worker/step_io.h): the engine points the fields
+     * below into it each step (results first, then the uploaded metadata). */
+    void *io;
+    size_t io_bytes;                  /* capacity: step_io_layout(T_max, B_max, B_max, blk_max) */
     /* step metadata uploaded by the engine */
     int32_t *ids, *pos, *slots;       /* (T) */
     kern_attn_seq_t *seqs;            /* (B) naive seqs first, then absorbed */
@@ -101,6 +105,9 @@ typedef struct {
 ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
                        weights_t *w, kvc_t *kv, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
                        int moe_max_tokens);
+/* Bytes fwd_create would allocate for these limits (no allocation; worker/sizing.c). */
+size_t fwd_bytes(const mcfg_t *c, const par_t *p, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
+                 int moe_max_tokens);
 void fwd_destroy(fwd_t *f);
 
 /* embed → layers → final norm → lm_head → sample (results stay on the device

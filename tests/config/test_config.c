@@ -443,6 +443,40 @@ static void test_hf_cache(void)
     T_CHECK(cfg_resolve_model(g_dir, out, 4) == MS_ERR_INVALID);
 }
 
+/* Count the entries of cfg_inactive naming `key`. */
+static int inactive_count(const ms_config_t *c, const char *key)
+{
+    cfg_inactive_t w[16];
+    int n = cfg_inactive(c, w, 16), k = 0;
+    for (int i = 0; i < n && i < 16; i++) k += !strcmp(w[i].key, key) && strlen(w[i].what) > 10;
+    return k;
+}
+
+/* Configuration honesty: every key the seed's recipes set that does not act
+ * yet is named exactly once (serve logs each as a warning); a config that
+ * sets none of them gets no warning. */
+static void test_inactive(const char *dir)
+{
+    ms_config_t c;
+    char p[600];
+    configs_path(p, sizeof p, dir, "r1-fp8-throughput.yaml");
+    T_CHECK(parse(&c, "--extra_llm_api_options", p, "m", NULL) == MS_OK);
+    static const char *const fp8_keys[] = {"cuda_graph_config", "speculative_config", "moe_config.backend"};
+    for (size_t i = 0; i < sizeof fp8_keys / sizeof fp8_keys[0]; i++)
+        T_CHECK_MSG(inactive_count(&c, fp8_keys[i]) == 1, "%s", fp8_keys[i]);
+    T_CHECK(cfg_inactive(&c, NULL, 0) == 3); /* kv_cache_config.dtype and moe_config.max_num_tokens act */
+    configs_path(p, sizeof p, dir, "r1-wide-ep.yaml");
+    T_CHECK(parse(&c, "--extra_llm_api_options", p, "m", NULL) == MS_OK);
+    T_CHECK(inactive_count(&c, "moe_config.load_balancer.layer_updates_per_iter") == 1 &&
+            inactive_count(&c, "moe_config.backend") == 1 && cfg_inactive(&c, NULL, 0) == 2);
+    configs_path(p, sizeof p, dir, "tiny-cpu.yaml");
+    T_CHECK(parse(&c, "--extra_llm_api_options", p, "m", NULL) == MS_OK);
+    T_CHECK_MSG(cfg_inactive(&c, NULL, 0) == 0, "tiny-cpu.yaml sets only keys that act");
+    const char *y = tmp_write("attn.yaml", "attention_backend: FLASHINFER\n");
+    T_CHECK(parse(&c, "--extra_llm_api_options", y, "m", NULL) == MS_OK);
+    T_CHECK(inactive_count(&c, "attention_backend") == 1 && cfg_inactive(&c, NULL, 0) == 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -456,6 +490,7 @@ int main(int argc, char **argv)
     }
     test_defaults();
     test_repo_configs(argv[1]);
+    test_inactive(argv[1]);
     test_cli_forms();
     test_yaml_overrides();
     test_yaml_errors();

@@ -365,6 +365,18 @@ class Server:
         finally:
             conn.close()
 
+    def kv_blocks_used_settled(self, tries=50):
+        """moeserve_kv_cache_blocks_used once it reaches 0, or its last value
+        after tries x 0.1 s (the gauges are published after the step that
+        produced the last replies)."""
+        used = None
+        for _ in range(tries):
+            used = self.metrics().get("moeserve_kv_cache_blocks_used")
+            if used == 0:
+                break
+            time.sleep(0.1)
+        return used
+
     def metrics(self):
         st, _, data = self.request("GET", "/metrics", timeout=10)
         if st != 200:

@@ -128,13 +128,7 @@ def concurrency(c, srv, n=36):
             ok += 1
     toks = sum(b["max_tokens"] for b in bodies)
     log("%d/%d concurrent requests right; %d tokens in %.1f s (%.0f tok/s)" % (ok, n, toks, dt, toks / dt))
-    # the gauges are published after the step that produced the last replies
-    used = None
-    for _ in range(50):
-        used = srv.metrics().get("moeserve_kv_cache_blocks_used")
-        if used == 0:
-            break
-        time.sleep(0.1)
+    used = srv.kv_blocks_used_settled()
     c.check(used == 0, "KV blocks still used after all finished: %r" % used)
 
 

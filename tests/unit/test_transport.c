@@ -33,7 +33,8 @@ static const proto_plan_t *make_plan(proto_planbuf_t *pb, int k, int size)
         for (int j = 0; j < nt; j++) toks[j] = k * 1000 + i * 10 + j;
         for (int j = 0; j < nb; j++) blks[j] = i + j;
         proto_seq_t s = {.slot = i, .dp_rank = (k % 2) ? (i % size) : -1, .pos = i, .flags = PROTO_SEQ_SAMPLE,
-                         .temperature = 0.5f, .seed = (uint64_t)k};
+                         .temperature = 0.5f, .seed = (uint64_t)k,
+                         .n_logprobs = (i + k) % 4 - 1}; /* -1..2: only what is asked travels */
         proto_planbuf_add(pb, &s, toks, nt, blks, nb);
     }
     const proto_plan_t *p = NULL;
@@ -72,7 +73,13 @@ int main(int argc, char **argv)
             double c0 = cpu_seconds();
             T_CHECK(proto_recv(l, &p) == MS_OK);
             if (k == 20) idle_cpu = cpu_seconds() - c0;
-            if (!p || !same_plan(p, expect)) bad++;
+            /* my part only: attention-DP plans drop the other ranks' sequences */
+            size_t n = proto_plan_part(expect, rank, NULL);
+            uint8_t *want = malloc(n);
+            proto_plan_part(expect, rank, want);
+            if (!p || !same_plan(p, (const proto_plan_t *)want)) bad++;
+            if (p && k % 2 && p->n_seqs && proto_plan_seqs(p)[0].dp_rank != rank) bad++;
+            free(want);
             if (!p) break;
         }
         /* results: token = f(seq, step, rank) so the test sees who answered */
@@ -81,8 +88,10 @@ int main(int argc, char **argv)
         const proto_seq_t *s = proto_plan_seqs(p);
         for (int i = 0; i < n; i++) {
             mine[i].slot = s[i].slot;
-            mine[i].token = i * 100 + k * 7 + rank;
-            mine[i].logprob = -(float)i;
+            mine[i].token = s[i].slot * 100 + k * 7 + rank;
+            mine[i].logprob = -(float)s[i].slot;
+            mine[i].n_top = s[i].n_logprobs > 0 ? s[i].n_logprobs : 0;
+            for (int j = 0; j < mine[i].n_top; j++) mine[i].top_ids[j] = mine[i].token + j + 1;
         }
         ms_status_t my = (k == 9 && rank == size - 1 && size > 1) ? MS_ERR_INTERNAL : MS_OK;
         proto_step_status_t st;
@@ -91,9 +100,14 @@ int main(int argc, char **argv)
             for (int i = 0; i < n; i++) {
                 int owner = proto_seq_owner(&s[i]);
                 bool failed = k == 9 && owner == size - 1 && size > 1;
-                if (merged[i].slot != s[i].slot || (!failed && merged[i].token != i * 100 + k * 7 + owner) ||
+                if (merged[i].slot != s[i].slot || (!failed && merged[i].token != s[i].slot * 100 + k * 7 + owner) ||
                     (failed && merged[i].token != -1))
                     bad++;
+                int nt = s[i].n_logprobs > 0 ? s[i].n_logprobs : 0;
+                if (!failed && (merged[i].n_top != nt || merged[i].logprob != -(float)s[i].slot))
+                    bad++;
+                for (int j = 0; !failed && j < merged[i].n_top; j++)
+                    if (merged[i].top_ids[j] != merged[i].token + j + 1) bad++;
             }
             if (k == 9 && size > 1)
                 T_CHECK(st.failed_rank == size - 1 && st.failed_status == MS_ERR_INTERNAL);

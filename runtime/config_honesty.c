@@ -1,0 +1,49 @@
+/* config_honesty.c — which configured keys do not act yet, and what the
+ * server does instead (configs/README.md says the same). Every key a
+ * TensorRT-LLM recipe sets either changes what moeserve does or is named
+ * here; `serve` logs one warning per entry at startup on rank 0. A key
+ * counts as set when its value differs from the default (or, for a map, when
+ * it is present and not null). When a feature lands, its entry goes. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void add(cfg_inactive_t *out, int max, int *n, const char *key, const char *fmt, const char *arg)
+{
+    if (*n < max) {
+        out[*n].key = key;
+        snprintf(out[*n].what, sizeof out[*n].what, fmt, arg);
+    }
+    (*n)++;
+}
+
+int cfg_inactive(const ms_config_t *c, cfg_inactive_t *out, int max)
+{
+    int n = 0;
+    if (c->cuda_graph.enabled &&
+        (c->cuda_graph.enable_padding || c->cuda_graph.max_batch_size > 0 || c->cuda_graph.n_batch_sizes > 0))
+        add(out, max, &n, "cuda_graph_config",
+            "no CUDA graph is captured yet (the CUDA backend is not complete): decode steps run eagerly, batches are "
+            "not padded%s", "");
+    if (c->speculative.enabled)
+        add(out, max, &n, "speculative_config",
+            "MTP speculative decoding is not implemented: no draft tokens, one token per sequence per step%s", "");
+    if (c->moe.load_balancer.enabled && c->moe.load_balancer.layer_updates_per_iter > 0)
+        add(out, max, &n, "moe_config.load_balancer.layer_updates_per_iter",
+            "no online rebalancing yet: the placement (num_slots, default or initial assignments) stays static%s", "");
+    if (c->moe.backend != MS_MOE_BACKEND_CUTLASS)
+        add(out, max, &n, "moe_config.backend", "%s is recorded only: moeserve runs its own expert kernels",
+            cfg_moe_backend_name(c->moe.backend));
+    if (c->attention_backend != MS_ATTN_BACKEND_TRTLLM)
+        add(out, max, &n, "attention_backend", "%s is recorded only: moeserve has one MLA path",
+            cfg_attn_backend_name(c->attention_backend));
+    return n;
+}
+
+void cfg_warn_inactive(const ms_config_t *c)
+{
+    cfg_inactive_t w[16];
+    int n = cfg_inactive(c, w, 16);
+    for (int i = 0; i < n && i < 16; i++) MS_WARN("config key '%s': %s", w[i].key, w[i].what);
+}
