@@ -88,7 +88,7 @@ typedef enum {
     KERN_OP_MLA_NAIVE, KERN_OP_MLA_LATENT,
     KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE,
     KERN_OP_LOG_SOFTMAX,
-    KERN_OP_SAMPLE,
+    KERN_OP_SAMPLE, KERN_OP_LOGITS_ADJUST,
     KERN_N_OPS
 } kern_op_t;
 
@@ -204,6 +204,37 @@ typedef struct {
     int32_t pad_;
 } kern_sample_t;
 KERN_STATIC_ASSERT(sizeof(kern_sample_t) == 40, "kern_sample_t layout");
+
+/* One entry of a sequence's penalty list (device, kern_ops_t.logits_adjust): a token the sequence
+ * holds (prompt or generated) or biases. A list is unordered and holds each token at most once. */
+typedef struct {
+    int32_t token;
+    int32_t n_out;      /* times the token was generated (presence/frequency penalties) */
+    float bias;         /* logit_bias, already clamped to [-100, 100]; 0 = none */
+    uint32_t in_prompt; /* 1: the token occurs in the prompt (repetition penalty counts it too) */
+} kern_pen_t;
+KERN_STATIC_ASSERT(sizeof(kern_pen_t) == 16, "kern_pen_t layout");
+
+/* A write into the lists buffer: lists[at] = e (applied before any row is adjusted). */
+typedef struct {
+    int64_t at;
+    kern_pen_t e;
+} kern_pen_set_t;
+KERN_STATIC_ASSERT(sizeof(kern_pen_set_t) == 24, "kern_pen_set_t layout");
+
+/* Per-row logits processing (device array; one per sampled row): vLLM's sampling controls. */
+typedef struct {
+    float presence;    /* subtracted once from a generated token's logit (0 = off) */
+    float frequency;   /* subtracted per generation of the token (0 = off) */
+    float repetition;  /* prompt or generated tokens: l > 0 ? l / r : l * r (1 = off) */
+    float min_p;       /* after temperature, tokens with p < min_p * p_max are removed (0 = off) */
+    float temperature; /* the row's sampling temperature (min_p is relative to it; 0 = greedy: min_p off) */
+    int32_t mask_token;/* = kern_sample_t.mask_token: removed before min_p takes the maximum; -1 = none */
+    int64_t list_off;  /* the row's list: lists[list_off .. list_off + n_list) */
+    int32_t n_list;
+    int32_t pad_;
+} kern_adjust_t;
+KERN_STATIC_ASSERT(sizeof(kern_adjust_t) == 40, "kern_adjust_t layout");
 
 /* ---- MoE data shapes (placement tables, slot records) ---- */
 
@@ -425,6 +456,20 @@ typedef struct kern_ops {
     ms_status_t (*sample)(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                           const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                           float *top_lp);
+    /* vLLM's logits processing, in place on fp32 logits [rows, vocab] (ld between rows), before sample:
+     * first lists[sets[i].at] = sets[i].e for i < n_sets (distinct `at`, each in [0, lists_cap): else
+     * KERN_FAULT_BLOCK and the write is skipped); then per row r with adj[r] (list entries e):
+     *   l = logits[e.token] + e.bias;
+     *   if (e.in_prompt || e.n_out > 0) l = l > 0 ? l / repetition : l * repetition;
+     *   l -= frequency * e.n_out + presence * (e.n_out > 0);
+     * (vLLM's order: logit_bias, then repetition, frequency and presence penalties); then, when
+     * min_p > 0 and temperature > 0, mask_token is set to -inf and every logit with
+     * exp((l - max) / temperature) < min_p becomes -inf. A row with no list and min_p 0 is untouched
+     * (no pass over its vocabulary). An entry's token outside [0, vocab) raises KERN_FAULT_TOKEN and is
+     * skipped. sample's logprobs of an adjusted row are those of the adjusted logits. */
+    ms_status_t (*logits_adjust)(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                                 const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
+                                 const kern_pen_set_t *sets, int32_t n_sets);
 } kern_ops_t;
 
 extern const kern_ops_t kern_cpu_ops;

@@ -44,4 +44,5 @@ const kern_ops_t kern_cpu_ops = {
     .moe_combine = kern_cpu_moe_combine,
     .log_softmax = kern_cpu_log_softmax,
     .sample = kern_cpu_sample,
+    .logits_adjust = kern_cpu_logits_adjust,
 };
