@@ -40,6 +40,10 @@ typedef struct {
     int n_stop_token_ids;
     bool skip_special_tokens; /* default true */
     int logprobs;             /* top-N per sampled position, -1 = off */
+    /* vLLM's sampling controls (applied on the workers, kernels.h logits_adjust); neutral 0, 0, 1, 0 */
+    float presence_penalty, frequency_penalty, repetition_penalty, min_p;
+    proto_bias_t *logit_bias; /* owned, n_logit_bias entries, distinct tokens, bias clamped to [-100, 100] */
+    int n_logit_bias;
     bool stream;
     int stream_interval;      /* tokens per streamed chunk (config stream_interval) */
 } req_params_t;

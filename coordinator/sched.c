@@ -211,16 +211,24 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n)
         .slot = q->slot,
         .dp_rank = s->cfg.attention_dp ? q->group : -1,
         .pos = q->n_cached,
-        .flags = (sample ? PROTO_SEQ_SAMPLE : 0u) | (n_gen < p->min_tokens ? PROTO_SEQ_MASK_EOS : 0u),
+        .flags = (sample ? PROTO_SEQ_SAMPLE : 0u) | (n_gen < p->min_tokens ? PROTO_SEQ_MASK_EOS : 0u) |
+                 (q->started ? 0u : PROTO_SEQ_START),
         .temperature = p->temperature,
         .top_p = p->top_p,
         .top_k = p->top_k,
         .n_logprobs = p->logprobs,
         .seed = q->seed,
+        .presence_penalty = p->presence_penalty,
+        .frequency_penalty = p->frequency_penalty,
+        .repetition_penalty = p->repetition_penalty,
+        .min_p = p->min_p,
+        .n_prompt = q->n_prompt,
     };
     int nb = kv_blocks_for(q->n_cached + n, s->cfg.block_size);
     if (nb > q->kv.n) return MS_ERR(MS_ERR_INTERNAL, "sched: sequence lacks KV blocks (%d of %d)", q->kv.n, nb);
     MS_TRY(proto_planbuf_add(&s->pb, &ps, q->tokens + q->n_cached, n, q->kv.ids, nb));
+    if (!q->started) MS_TRY(proto_planbuf_add_bias(&s->pb, p->logit_bias, p->n_logit_bias));
+    q->started = true;
     if (s->n_step == s->cap_step) {
         int cap = s->cap_step ? s->cap_step * 2 : 64;
         sched_seq_t **a = realloc(s->step_seqs, sizeof *a * (size_t)cap);
@@ -275,6 +283,7 @@ static ms_status_t admit(sched_t *s, sched_seq_t *q, int gi)
     q->group = gi;
     q->slot = slot;
     q->n_cached = 0;
+    q->started = false; /* the first entry after admission starts the slot's state (PROTO_SEQ_START) */
     q->state = SCHED_RUNNING;
     q->admit_no = ++s->admit_counter;
     list_remove(&s->waiting, q);

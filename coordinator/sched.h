@@ -61,6 +61,7 @@ typedef struct sched_seq {
     /* this step */
     int step_tokens;     /* tokens fed by the current plan (0: not scheduled) */
     bool step_sample;
+    bool started;        /* its first entry since admission was planned */
     struct sched_seq *prev, *next; /* in the waiting or the running list */
 } sched_seq_t;
 

@@ -166,6 +166,7 @@ int cmd_serve(int argc, char **argv)
         .mla = ENGINE_MLA_AUTO,
         .num_slots = lim.num_slots,
         .moe_max_num_tokens = lim.moe_max_num_tokens,
+        .max_seq_len = max_seq_len,
     };
     sc.max_seqs = cfg.max_batch_size * groups; /* rank 0's whole plan */
     {

@@ -42,6 +42,7 @@ typedef struct {
                                 * borrowed during engine_create only */
     int moe_max_num_tokens;  /* moe_config.max_num_tokens: rows per expert slot; 0 = the worst case
                               * (worker/sizing.h sizing_moe_slot_cap) */
+    int max_seq_len;         /* longest sequence (bounds the per-slot penalty lists); 0 = the whole KV pool */
     const struct kern_ops *ops; /* tests: this ops table instead of `backend` (e.g. a counting wrapper); borrowed */
 } engine_opts_t;
 
