@@ -365,7 +365,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
             .mask_token = (q->flags & PROTO_SEQ_MASK_EOS) ? e->cfg.eos_token_id : -1,
         };
         adj[j] = pen_row(e->pen, q, sp[j].temperature, sp[j].mask_token);
-        st.adjust |= proto_seq_adjusts(q) != 0;
+        st.adjust |= proto_seq_adjusts(q) || adj[j].n_list > 0;
     }
     int kv_off = 0, k_seq = 0;
     for (int pass = 1; pass >= 0; pass--)

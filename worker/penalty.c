@@ -142,11 +142,13 @@ static void touch(pen_t *p, int slot, int j)
 
 void pen_seq(pen_t *p, const proto_seq_t *q, const int32_t *tokens, const proto_bias_t *bias)
 {
-    if (!needs_list(q) || !p->s[q->slot].ent) {
-        if (q->slot >= 0 && q->slot < p->slots && (q->flags & PROTO_SEQ_START)) p->s[q->slot].live = false;
+    if (q->slot < 0 || q->slot >= p->slots) return;
+    pslot_t *s = &p->s[q->slot];
+    if ((q->flags & PROTO_SEQ_START) && (!needs_list(q) || !s->ent)) {
+        s->live = false; /* a new sequence without a list: the slot's old one is gone */
         return;
     }
-    pslot_t *s = &p->s[q->slot];
+    if (!(q->flags & PROTO_SEQ_START) && !s->live) return;
     if (q->flags & PROTO_SEQ_START) {
         memset(s->ht, 0, sizeof *s->ht * (size_t)s->ht_cap);
         s->n = 0;
@@ -173,8 +175,9 @@ kern_adjust_t pen_row(const pen_t *p, const proto_seq_t *q, float temperature, i
     kern_adjust_t a = {.presence = q->presence_penalty, .frequency = q->frequency_penalty,
                        .repetition = q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, .min_p = q->min_p, .temperature = temperature,
                        .mask_token = mask_token};
+    /* a live slot has a list (its bias, its counts) whatever this entry carries: logit_bias came with START */
     const pslot_t *s = q->slot >= 0 && q->slot < p->slots ? &p->s[q->slot] : NULL;
-    if (s && s->live && needs_list(q)) a.list_off = (int64_t)q->slot * p->cap, a.n_list = s->n;
+    if (s && s->live) a.list_off = (int64_t)q->slot * p->cap, a.n_list = s->n;
     return a;
 }
 

@@ -33,7 +33,7 @@ ms_status_t pen_prepare(pen_t *p, const proto_plan_t *plan, const bool *mine, in
 /* Record plan entry q (its fed tokens, its bias entries when START). */
 void pen_seq(pen_t *p, const proto_seq_t *q, const int32_t *tokens, const proto_bias_t *bias);
 
-/* The logits_adjust row of sampled entry q. */
+/* The logits_adjust row of sampled entry q (its slot's list when live: a decode entry carries no bias). */
 kern_adjust_t pen_row(const pen_t *p, const proto_seq_t *q, float temperature, int32_t mask_token);
 
 /* This step's writes into the lists: uploaded on cx (when any), then forgotten
