@@ -37,8 +37,9 @@ static const char *const completion_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids",
     "ignore_eos", "min_tokens", "add_special_tokens", "skip_special_tokens", "stream", "stream_options", "n",
     "echo", "logprobs", "user", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p",
+    "best_of",
     /* neutral only */
-    "best_of", "suffix", "use_beam_search", "include_stop_str_in_output", NULL};
+    "suffix", "use_beam_search", "include_stop_str_in_output", NULL};
 
 static const char *const chat_keys[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop",
@@ -117,8 +118,8 @@ static bool check_neutral(json_t *o, oai_error_t *err)
     static const struct {
         const char *k;
         double v;
-    } nums[] = {{"best_of", 1}};
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    } nums[] = {{NULL, 0}};
+    for (size_t i = 0; nums[i].k; i++) {
         json_t *v = field(o, nums[i].k);
         if (!v) continue;
         if (!json_is_number(v)) return oai_fail(err, 400, nums[i].k, "'%s' must be a number", nums[i].k);
@@ -268,8 +269,12 @@ static bool parse_common(json_t *o, const oai_ctx_t *ctx, oai_request_t *rq, oai
     if (!get_bool(o, "ignore_eos", &p->ignore_eos, err)) return false;
     if (!get_bool(o, "skip_special_tokens", &p->skip_special_tokens, err)) return false;
     if (!get_int(o, "n", INT32_MIN, INT32_MAX, &iv, &set, err)) return false;
-    if (set && iv < 1) return oai_fail(err, 400, "n", "'n' must be at least 1");
-    if (set && iv > 1) return oai_fail(err, 400, "n", "n > 1 is not supported yet");
+    if (set && (iv < 1 || iv > OAI_MAX_N)) return oai_fail(err, 400, "n", "'n' must be between 1 and %d", OAI_MAX_N);
+    if (set) rq->n = (int)iv;
+    if (!get_int(o, "best_of", INT32_MIN, INT32_MAX, &iv, &set, err)) return false;
+    rq->best_of = set ? (int)iv : rq->n;
+    if (set && (iv < rq->n || iv > OAI_MAX_N))
+        return oai_fail(err, 400, "best_of", "'best_of' must be between n (%d) and %d", rq->n, OAI_MAX_N);
     json_t *u = field(o, "user");
     if (u && !json_is_string(u)) return oai_fail(err, 400, "user", "'user' must be a string");
 
@@ -293,6 +298,8 @@ static bool parse_common(json_t *o, const oai_ctx_t *ctx, oai_request_t *rq, oai
         }
     }
     p->stream = rq->stream;
+    if (rq->best_of > rq->n && rq->stream)
+        return oai_fail(err, 400, "best_of", "'best_of' greater than 'n' cannot be streamed (the best are known at the end)");
     if (!parse_stop(o, ctx, p, err)) return false;
     return check_neutral(o, err);
 }
@@ -554,6 +561,7 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
     oai_request_t rq;
     memset(&rq, 0, sizeof rq);
     rq.kind = kind;
+    rq.n = rq.best_of = 1;
     req_params_t *p = &rq.params;
     p->temperature = 1.0f;
     p->top_p = 1.0f;
@@ -645,6 +653,11 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
                                : !chat_prompt(o, ctx, add_special, &rq, err))
         goto out;
     if (!check_lengths(ctx, &rq, max_set, err)) goto out;
+    if (oai_n_choices(&rq) > OAI_MAX_PROMPTS) {
+        oai_fail(err, 400, rq.best_of > rq.n ? "best_of" : "n", "%d prompts x %d choices is more than %d engine requests",
+                 rq.n_prompts, rq.best_of, OAI_MAX_PROMPTS);
+        goto out;
+    }
     ok = true;
 out:
     json_decref(o);

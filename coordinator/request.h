@@ -70,6 +70,7 @@ typedef struct req_chunk {
     float *logprobs;         /* owned, n_ids entries, or NULL */
     proto_result_t *top;     /* owned, n_ids entries (top-N), or NULL */
     req_finish_t finish;     /* != NONE on the last chunk */
+    double cum_logprob;      /* sum of the logprobs of every token so far (best_of ranks by it) */
     char *error;             /* owned message when finish == REQ_FINISH_ERROR */
 } req_chunk_t;
 

@@ -11,6 +11,12 @@ lists), the tiny model with the real tokenizer:
     counted), and the output differs from the bias alone;
   - repetition_penalty turns away from a biased prompt token;
   - min_p 1 at temperature 1.5 keeps only the most likely token: greedy;
+  - n > 1 (issue 14 item 2): choice j of a seeded request is the single
+    request with seed + j, indices run prompt-major over list prompts,
+    usage counts each prompt once and every completion token; a stream
+    interleaves the choices by index, each equal to its non-streamed text;
+    best_of 3 returns the choice of highest cumulative logprob of the three
+    and counts all their tokens;
   - a bad value is a 400 naming the field; several penalized requests at
     once give each the same text as alone (per-sequence state), and the KV
     pool is empty afterwards.
@@ -120,9 +126,48 @@ def main():
         used = srv.kv_blocks_used_settled()
         c.check(used == 0, "KV blocks used at the end: %r" % used)
 
+    def n_best_of(c, srv):
+        one = lambda seed, **kw: gen(srv, max_tokens=6, temperature=1.0, seed=seed, **kw)["choices"][0]["text"]
+        js = gen(srv, max_tokens=6, temperature=1.0, seed=7, n=3)
+        ch = js["choices"]
+        c.check([x["index"] for x in ch] == [0, 1, 2], "indices %r" % [x["index"] for x in ch])
+        c.check([x["text"] for x in ch] == [one(7 + j) for j in range(3)], "choices vs seed + j: %r" % ch)
+        c.check(js["usage"]["prompt_tokens"] == len(PROMPT) and js["usage"]["completion_tokens"] == 18,
+                "usage %r" % js["usage"])
+        B = [0, 15382, 344]
+        js = gen(srv, prompt=[PROMPT, B], max_tokens=6, temperature=1.0, seed=3, n=2)
+        ch = js["choices"]
+        c.check([x["index"] for x in ch] == [0, 1, 2, 3], "list indices %r" % [x["index"] for x in ch])
+        c.check(ch[2]["text"] == gen(srv, prompt=B, max_tokens=6, temperature=1.0, seed=3)["choices"][0]["text"],
+                "choice 2 is not prompt B's first: %r" % ch)
+        c.check(js["usage"]["prompt_tokens"] == len(PROMPT) + len(B), "list usage %r" % js["usage"])
+        ev = srv.stream("/v1/completions", dict(prompt=PROMPT, max_tokens=6, temperature=1.0, seed=7, n=3,
+                                                ignore_eos=True))
+        texts, seen = {}, []
+        for e in ev:
+            if e == "[DONE]" or not e["choices"]:
+                continue
+            for x in e["choices"]:
+                texts[x["index"]] = texts.get(x["index"], "") + x["text"]
+                seen.append(x["index"])
+        c.check([texts.get(j) for j in range(3)] == [one(7 + j) for j in range(3)], "streamed n=3: %r" % texts)
+        c.check(len(set(seen)) == 3, "stream indices %r" % seen)
+        for seed in range(5, 25, 3):  # until the best is not the first choice (else the check proves little)
+            js = gen(srv, max_tokens=6, temperature=1.0, seed=seed, n=1, best_of=3)
+            cands = [gen(srv, max_tokens=6, temperature=1.0, seed=seed + j, logprobs=0)["choices"][0] for j in range(3)]
+            cum = [sum(x["logprobs"]["token_logprobs"]) for x in cands]
+            best = max(range(3), key=lambda j: (cum[j], -j))
+            c.check(len(js["choices"]) == 1 and js["choices"][0]["text"] == cands[best]["text"],
+                    "best_of 3 -> %r; candidates %r with %r" % (js["choices"], [x["text"] for x in cands], cum))
+            c.check(js["usage"]["completion_tokens"] == 18, "best_of usage %r" % js["usage"])
+            if best != 0:
+                break
+        c.check(best != 0, "no seed made a later choice the best")
+        log("n=3, list prompts x n=2, streamed n=3, best_of 3: cumulative logprobs %r" % cum)
+
     srv = Server(env, model, np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml_extra="enable_attention_dp: true")
     c.run_on_server(srv, [("logit_bias", bias), ("frequency_presence", freq_presence), ("repetition", repetition),
-                          ("min_p", min_p), ("errors_concurrency", errors_and_concurrency)])
+                          ("min_p", min_p), ("n_best_of", n_best_of), ("errors_concurrency", errors_and_concurrency)])
     c.done()
 
 

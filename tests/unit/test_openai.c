@@ -75,8 +75,10 @@ static void test_completion_errors(void)
     expect_err(C, "{\"prompt\": \"hi\", \"top_k\": -2}", 400, "top_k", "between -1");
     expect_err(C, "{\"prompt\": \"hi\", \"top_k\": true}", 400, "top_k", "must be an integer");
     expect_err(C, "{\"prompt\": \"hi\", \"seed\": \"x\"}", 400, "seed", "must be an integer");
-    expect_err(C, "{\"prompt\": \"hi\", \"n\": 2}", 400, "n", "n > 1 is not supported yet");
-    expect_err(C, "{\"prompt\": \"hi\", \"n\": 0}", 400, "n", "at least 1");
+    expect_err(C, "{\"prompt\": \"hi\", \"n\": 17}", 400, "n", "between 1 and 16");
+    expect_err(C, "{\"prompt\": \"hi\", \"n\": 0}", 400, "n", "between 1 and 16");
+    expect_err(C, "{\"prompt\": \"hi\", \"n\": 3, \"best_of\": 2}", 400, "best_of", "between n (3)");
+    expect_err(C, "{\"prompt\": \"hi\", \"best_of\": 3, \"stream\": true}", 400, "best_of", "cannot be streamed");
     expect_err(C, "{\"prompt\": \"hi\", \"stop\": 3}", 400, "stop", "string or a list");
     expect_err(C, "{\"prompt\": \"hi\", \"stop\": [\"a\", 3]}", 400, "stop", "string or a list");
     expect_err(C, "{\"prompt\": \"hi\", \"stop\": \"\"}", 400, "stop", "must not be empty");
@@ -102,7 +104,6 @@ static void test_completion_errors(void)
     expect_err(C, "{\"prompt\": \"hi\", \"logit_bias\": {\"99999\": 1}}", 400, "logit_bias", "out of range");
     expect_err(C, "{\"prompt\": \"hi\", \"logit_bias\": {\"5\": \"a\"}}", 400, "logit_bias", "must be a number");
     expect_err(C, "{\"prompt\": \"hi\", \"logit_bias\": [1]}", 400, "logit_bias", "must be an object");
-    expect_err(C, "{\"prompt\": \"hi\", \"best_of\": 2}", 400, "best_of", "not supported");
     expect_err(C, "{\"prompt\": \"hi\", \"suffix\": \"x\"}", 400, "suffix", "not supported");
     expect_err(C, "{\"prompt\": \"hi\", \"use_beam_search\": true}", 400, "use_beam_search", "not supported");
     expect_err(C, "{\"prompt\": \"hi\", \"min_tokens\": 20}", 400, "min_tokens", "must not exceed");
