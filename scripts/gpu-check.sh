@@ -24,7 +24,7 @@ final=${2:-${OUT:-/tmp/gpu-check}}
 W=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
 out=$W/logs
 mkdir -p "$final" "$out"
-S=$out/summary.txt
+S=$final/summary.txt # written as phases end, so a run cut short still reports
 : >"$S"
 say() { echo "$*" | tee -a "$S"; }
 has() { [[ ",$phases," == *",$1,"* ]]; }
@@ -155,7 +155,6 @@ for p in golden generate layouts server; do has $p && cat "$out/phase_$p.txt" >>
 has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }
 say "gpu-check: $(( $(date +%s) - t0 )) s"
-cp "$S" "$final/"
 [ -f "$out/bench_ops.md" ] && cp "$out/bench_ops.md" "$final/"
 tar czf "$final/logs.tgz" -C "$W" logs
 cat "$S"
