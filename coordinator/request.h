@@ -122,6 +122,7 @@ void coord_push_chunk(coord_t *c, req_t *r, req_chunk_t *chunk);
 typedef struct {
     int running, waiting;
     int kv_blocks_used, kv_blocks_free;
+    double kv_bytes;  /* the KV pool's bytes per rank (weights + arena + this = what a rank holds) */
     int last_batch_size;
     uint64_t steps;
     bool ready;      /* engine loaded and serving */

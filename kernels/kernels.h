@@ -331,6 +331,19 @@ typedef struct kern_ops {
     void (*host_free)(void *p);
     /* 1 when the op is implemented by this backend, 0 when it answers MS_ERR_UNSUPPORTED */
     int (*supports_op)(kern_op_t op);
+    /* devices this backend sees: CUDA cudaGetDeviceCount (0 without a GPU or driver, never an error); CPU 1 */
+    int (*device_count)(void);
+    /* free and total bytes of `device`'s memory now: CUDA cudaMemGetInfo on that device; CPU
+     * MemAvailable and MemTotal of /proc/meminfo. What the KV pool is sized from (serve.c). */
+    ms_status_t (*mem_info)(int device, size_t *free_bytes, size_t *total_bytes);
+    /* load_format dummy: fill a [rows, cols] block of dst (row-major, cols elements a row) with the
+     * deterministic pseudo-random values kern_dummy_f32 / kern_dummy_fp8 give element (r, c) at position
+     * pos0 + r*ld_pos + c of a stream `seed` (ld_pos = the full tensor's row length, so a rank's slice of
+     * a tensor holds exactly the values the whole tensor has there, whatever the layout). dt BF16 / F32:
+     * offset + scale*(2u-1) (rounded to bf16); F8E4M3: kern_dummy_fp8 bytes (scale, offset unused).
+     * Runs on the device (CUDA: one kernel), so no weight byte crosses the host. */
+    ms_status_t (*fill_dummy)(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64_t rows, int64_t cols, int64_t ld_pos,
+                              int64_t pos0, uint64_t seed, float scale, float offset);
 
     /* ---- elementwise / layout ---- */
     /* out[i,:] = table[ids[i],:]. A padded row (id -1) is written as zeros; an id outside [0, vocab) raises
@@ -488,6 +501,10 @@ static inline ms_status_t kern_gemm_plain(const kern_ops_t *k, kern_ctx_t *cx, c
  * MS_ERR_UNSUPPORTED naming the first missing op and the backend. */
 ms_status_t kern_require_ops(const kern_ops_t *k, const kern_op_t *ops, int n);
 
+/* The dtype, mode and stride checks of a gemm call, shared by the backends (MS_ERR_UNSUPPORTED or
+ * MS_ERR_INVALID naming the problem; MS_OK when the call is well formed). */
+ms_status_t kern_gemm_check(const kern_gemm_t *g);
+
 /* Pick a backend by name ("cpu" or "cuda"). A backend not compiled in is
  * MS_ERR_UNSUPPORTED with a message saying so. */
 ms_status_t kern_backend_get(const char *name, const kern_ops_t **out);
@@ -512,6 +529,20 @@ KERN_HOST_DEVICE static inline double kern_rng_uniform(uint64_t seed, int64_t po
         z ^= z >> 31;
     }
     return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* load_format dummy's values (kern_ops_t.fill_dummy), shared by all backends so a dummy model computes
+ * the same on each. BF16/F32: uniform in offset ± scale. FP8 e4m3: a random sign and a magnitude in
+ * [0.25, 3.75] (exponent fields 5..8: no NaN, no subnormal; rms ≈ 1.6), so the tensor's scale_inv sets
+ * the weights' size. */
+KERN_HOST_DEVICE static inline float kern_dummy_f32(uint64_t seed, int64_t pos, float scale, float offset)
+{
+    return offset + scale * (float)(2.0 * kern_rng_uniform(seed, pos) - 1.0);
+}
+KERN_HOST_DEVICE static inline uint8_t kern_dummy_fp8(uint64_t seed, int64_t pos)
+{
+    uint32_t h = (uint32_t)(kern_rng_uniform(seed, pos) * 4294967296.0);
+    return (uint8_t)(((h >> 24) & 0x80u) | (0x28u + (h & 0x1fu)));
 }
 
 #ifdef __cplusplus

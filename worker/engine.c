@@ -105,8 +105,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     }
     MS_TRY_GOTO(st, kern_require_ops(e->k, engine_ops_used, (int)(sizeof engine_ops_used / sizeof engine_ops_used[0])),
                 out_e);
-    MS_TRY_GOTO(st, e->k->ctx_create(0, 0, &e->cx), out_e);
-    MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
+    MS_TRY_GOTO(st, e->k->ctx_create(o->device, 0, &e->cx), out_e);
+    if (!o->load_dummy) MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
     if (e->cfg.n_routed_experts > 0)
         MS_TRY_GOTO(st, placement_create(e->cfg.num_hidden_layers, e->cfg.n_routed_experts, o->num_slots,
                                          par->ep_size, o->assignment, &e->pl), out_ck);

@@ -32,6 +32,9 @@ typedef struct {
     int max_batch;           /* sequences per step (slots) */
     int max_tokens_per_step; /* fed tokens per step */
     const char *backend;     /* "cpu" (default) or "cuda" */
+    int device;              /* the backend's device ordinal (CUDA: the GPU this rank uses) */
+    int load_dummy;          /* load_format dummy: no weight file is read, weights are made on the device
+                              * (weights.h); config.json alone describes the model */
     engine_mla_t mla;
     int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = sizing_naive_ctx()
                               * (bounded, never the whole pool). In AUTO, prefill seqs beyond it fall back

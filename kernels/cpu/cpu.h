@@ -26,6 +26,10 @@ ms_status_t kern_cpu_event_record(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cpu_event_wait(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cpu_host_alloc(size_t bytes, void **out);
 void kern_cpu_host_free(void *p);
+int kern_cpu_device_count(void);
+ms_status_t kern_cpu_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
+ms_status_t kern_cpu_fill_dummy(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64_t rows, int64_t cols, int64_t ld_pos,
+                                int64_t pos0, uint64_t seed, float scale, float offset);
 
 /* A data fault (kernels.h): OR `bit` into the context's fault word. Ops may
  * be called with a NULL context in unit tests; then the fault is dropped and

@@ -166,3 +166,26 @@ extern "C" void kern_cuda_host_free(void *p)
 {
     if (p) cudaFreeHost(p);
 }
+
+/* 0 without a driver or a GPU: "no GPU visible" is an answer, not an error (serve's auto device). */
+extern "C" int kern_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the sticky "no device" error */
+        return 0;
+    }
+    return n;
+}
+
+/* cudaMemGetInfo of `device`, leaving the caller's current device as it was. */
+extern "C" ms_status_t kern_cuda_mem_info(int device, size_t *free_bytes, size_t *total_bytes)
+{
+    int cur = 0;
+    CUDA_CHECK(cudaGetDevice(&cur));
+    if (cur != device) CUDA_CHECK(cudaSetDevice(device));
+    cudaError_t rc = cudaMemGetInfo(free_bytes, total_bytes);
+    if (cur != device) cudaSetDevice(cur);
+    if (rc != cudaSuccess) return MS_ERR(MS_ERR_CUDA, "cudaMemGetInfo(device %d) failed: %s", device, cudaGetErrorString(rc));
+    return MS_OK;
+}
