@@ -529,9 +529,19 @@ WRAP(sample, KERN_OP_SAMPLE,
       int32_t *ti, float *tl),
      (cx, l, ld, r, v, p, t, lp, ti, tl))
 
+static kern_ops_t g_tops;
+/* Contexts of the timed table point back at it, so ops reached through cx->ops (MoE dispatch) are timed too. */
+static ms_status_t w_ctx_create(int device, size_t ws, kern_ctx_t **out)
+{
+    MS_TRY(kern_cuda_ops.ctx_create(device, ws, out));
+    (*out)->ops = &g_tops;
+    return MS_OK;
+}
+
 static kern_ops_t timed_ops(void)
 {
     kern_ops_t t = kern_cuda_ops;
+    t.ctx_create = w_ctx_create;
     t.upload = w_upload, t.download = w_download, t.copy = w_copy, t.memset = w_memset;
     t.embed = w_embed, t.add = w_add, t.cast = w_cast, t.gather_rows = w_gather_rows, t.silu_mul = w_silu_mul;
     t.rmsnorm = w_rmsnorm, t.add_rmsnorm = w_add_rmsnorm, t.gemm = w_gemm, t.act_quant = w_act_quant;
@@ -543,8 +553,8 @@ static kern_ops_t timed_ops(void)
 
 static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok)
 {
-    static kern_ops_t tops;
-    tops = timed_ops();
+    g_tops = timed_ops();
+    kern_ops_t *tops_p = &g_tops;
     if (ctx < 1 || ctx > max_tok) {
         fprintf(stderr, "moeserve-bench-ops: --step-ctx must be in [1, %d]\n", max_tok);
         return 2;
@@ -552,11 +562,11 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
     const int bs = 64, nbpp = (ctx + 4 + bs - 1) / bs, nblk = nbpp * B;
     engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
-                       .moe_max_num_tokens = moe_cap, .ops = &tops};
+                       .moe_max_num_tokens = moe_cap, .ops = tops_p};
     par_t par = par_single();
     comm_t *comm = NULL;
     engine_t *eng = NULL;
-    if (comm_local_create(&tops, &comm) != MS_OK || engine_create(model, &par, &o, comm, &eng) != MS_OK) return 1;
+    if (comm_local_create(tops_p, &comm) != MS_OK || engine_create(model, &par, &o, comm, &eng) != MS_OK) return 1;
     for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nblk), *toks = malloc(sizeof(int32_t) * (size_t)max_tok);
     for (int i = 0; i < nblk; i++) blocks[i] = i;
