@@ -161,7 +161,7 @@ void fwd_destroy(fwd_t *f)
 }
 
 /* down(silu(gate(xn)) * up(xn)) into out, for n rows */
-static ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down,
+ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down,
                            const bf16_t *xn, int n, bf16_t *out)
 {
     const kern_ops_t *k = f->k;

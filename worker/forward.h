@@ -118,6 +118,9 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st);
 /* MLA of one layer on f->xn (= RMSNorm_input(x), made by the caller's fused add+norm), output in f->tb */
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st);
 ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
+/* down(silu(gate(xn)) * up(xn)) into out for n rows: the dense MLP */
+ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down, const bf16_t *xn,
+                    int n, bf16_t *out);
 /* the shared experts of an MoE layer on n rows of xn (forward.c, beside the dense MLP it equals) */
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out);
 
