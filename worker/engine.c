@@ -363,7 +363,10 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         e->sample_of_seq[i] = -1;
         if (!seq_is_mine(e, q)) continue;
         int len = q->pos + q->n_tokens;
-        bool naive = e->opts.mla == ENGINE_MLA_NAIVE || (e->opts.mla == ENGINE_MLA_AUTO && q->n_tokens > 1);
+        /* a VERIFY seq's rows are decode rows (the last token and its drafts): the decode path, so each row
+         * rounds exactly as a plain decode of its position would */
+        bool naive = e->opts.mla == ENGINE_MLA_NAIVE ||
+                     (e->opts.mla == ENGINE_MLA_AUTO && q->n_tokens > 1 && !(q->flags & PROTO_SEQ_VERIFY));
         if (naive && S + len > f->S_max) {
             if (e->opts.mla == ENGINE_MLA_NAIVE)
                 return MS_ERR(MS_ERR_INVALID, "engine: naive MLA needs %d gathered rows, max_naive_ctx is %d", S + len,
