@@ -202,6 +202,11 @@ ms_status_t metrics_render(metrics_t *m, const coord_stats_t *stats, char **text
     gauge(&b, "num_requests_waiting", "Requests waiting to be scheduled.", stats->waiting);
     gauge(&b, "kv_cache_blocks_used", "KV cache blocks in use.", stats->kv_blocks_used);
     gauge(&b, "kv_cache_blocks_free", "KV cache blocks free.", stats->kv_blocks_free);
+    gauge(&b, "kv_cache_bytes", "KV cache pool bytes per rank.", stats->kv_bytes);
+    {
+        const int all = stats->kv_blocks_used + stats->kv_blocks_free;
+        gauge(&b, "kv_cache_usage", "Fraction of KV cache blocks in use.", all ? (double)stats->kv_blocks_used / all : 0);
+    }
     gauge(&b, "batch_size", "Sequences in the last engine step.", stats->last_batch_size);
     gauge(&b, "ready", "1 when the engine is loaded and serving, else 0.", stats->ready && !stats->draining ? 1 : 0);
     head(&b, "engine_steps_total", "counter", "Engine steps run.");

@@ -207,11 +207,20 @@ static sched_seq_t *newest_in_group(sched_t *s, int g)
 /* Drafts a decode of q may verify this step (MTP): none when the knobs need per-token work the drafts
  * cannot carry (top logprobs, the min_tokens EOS mask), and never more than could be emitted (max_tokens,
  * the sequence limit) or the step's budget holds. */
+static bool spec_knobs_ok(const req_params_t *p)
+{
+    /* logits processing (penalties count the fed tokens, which would include rejected drafts) and top
+     * logprobs are per-token work the drafts do not carry: such requests decode one token per step */
+    bool rep = p->repetition_penalty != 0.0f && p->repetition_penalty != 1.0f;
+    return p->logprobs <= 0 && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f && !rep &&
+           p->min_p == 0.0f && p->n_logit_bias == 0;
+}
+
 static int spec_verify_count(const sched_t *s, const sched_seq_t *q, int budget)
 {
     const req_params_t *p = &q->req->params;
     int n_gen = q->n_tokens - q->n_prompt, k = q->n_draft;
-    if (!s->cfg.spec_drafts || p->logprobs > 0 || n_gen < p->min_tokens) return 0;
+    if (!s->cfg.spec_drafts || !spec_knobs_ok(p) || n_gen < p->min_tokens) return 0;
     if (k > s->cfg.spec_drafts) k = s->cfg.spec_drafts;
     if (p->max_tokens > 0 && k > p->max_tokens - n_gen - 1) k = p->max_tokens - n_gen - 1;
     if (k > s->limit - q->n_tokens - 1) k = s->limit - q->n_tokens - 1;
@@ -225,18 +234,23 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
     const req_params_t *p = &q->req->params;
     int n_gen = q->n_tokens - q->n_prompt;
     bool sample = q->n_cached + n - k == q->n_tokens;
-    bool draft = sample && s->cfg.spec_drafts > 0 && p->logprobs <= 0;
+    bool draft = sample && s->cfg.spec_drafts > 0 && spec_knobs_ok(p);
     proto_seq_t ps = {
         .slot = q->slot,
         .dp_rank = s->cfg.attention_dp ? q->group : -1,
         .pos = q->n_cached,
         .flags = (sample ? PROTO_SEQ_SAMPLE : 0u) | (n_gen < p->min_tokens ? PROTO_SEQ_MASK_EOS : 0u) |
-                 (k > 0 ? PROTO_SEQ_VERIFY : 0u) | (draft ? PROTO_SEQ_DRAFT : 0u),
+                 (k > 0 ? PROTO_SEQ_VERIFY : 0u) | (draft ? PROTO_SEQ_DRAFT : 0u) | (q->started ? 0u : PROTO_SEQ_START),
         .temperature = p->temperature,
         .top_p = p->top_p,
         .top_k = p->top_k,
         .n_logprobs = p->logprobs,
         .seed = q->seed,
+        .presence_penalty = p->presence_penalty,
+        .frequency_penalty = p->frequency_penalty,
+        .repetition_penalty = p->repetition_penalty,
+        .min_p = p->min_p,
+        .n_prompt = q->n_prompt,
     };
     int nb = kv_blocks_for(q->n_cached + n, s->cfg.block_size);
     if (nb > q->kv.n) return MS_ERR(MS_ERR_INTERNAL, "sched: sequence lacks KV blocks (%d of %d)", q->kv.n, nb);
@@ -252,6 +266,8 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
         toks = fed;
     }
     MS_TRY(proto_planbuf_add(&s->pb, &ps, toks, n, q->kv.ids, nb));
+    if (!q->started) MS_TRY(proto_planbuf_add_bias(&s->pb, p->logit_bias, p->n_logit_bias));
+    q->started = true;
     if (s->n_step == s->cap_step) {
         int cap = s->cap_step ? s->cap_step * 2 : 64;
         sched_seq_t **a = realloc(s->step_seqs, sizeof *a * (size_t)cap);
@@ -308,6 +324,7 @@ static ms_status_t admit(sched_t *s, sched_seq_t *q, int gi)
     q->group = gi;
     q->slot = slot;
     q->n_cached = 0;
+    q->started = false; /* the first entry after admission starts the slot's state (PROTO_SEQ_START) */
     q->state = SCHED_RUNNING;
     q->admit_no = ++s->admit_counter;
     list_remove(&s->waiting, q);

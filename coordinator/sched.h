@@ -66,6 +66,7 @@ typedef struct sched_seq {
     int step_tokens;     /* tokens fed by the current plan (0: not scheduled), drafts included */
     int step_draft;      /* of which drafts (their KV counts only once accepted: sched_append_accepted) */
     bool step_sample;
+    bool started;        /* its first entry since admission was planned */
     struct sched_seq *prev, *next; /* in the waiting or the running list */
 } sched_seq_t;
 

@@ -193,6 +193,7 @@ static void publish(serve_ctx_t *sc, int batch, uint64_t steps)
         .waiting = ss.waiting,
         .kv_blocks_used = ss.kv_blocks_used,
         .kv_blocks_free = ss.kv_blocks_free,
+        .kv_bytes = (double)sc->kv_bytes,
         .last_batch_size = batch,
         .steps = steps,
         .ready = true,

@@ -22,6 +22,7 @@
 #include "worker/kv_cache.h"
 #include "worker/sizing.h"
 #include "worker/step_io.h"
+#include "worker/penalty.h"
 #include "worker/placement.h"
 #include "worker/weights.h"
 
@@ -48,6 +49,8 @@ struct engine {
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
     int *row0;             /* per plan seq: its first token row, -1 if another rank's */
     int *n_acc;            /* per plan seq: drafts accepted this step (VERIFY) */
+    bool *mine;            /* per plan seq: this rank runs it (pen_prepare) */
+    pen_t *pen;            /* per-slot penalty lists (worker/penalty.h) */
     int n_sample_last;
     int n_seqs_last;       /* plan sequences of the last step (engine_logits) */
 };
@@ -74,7 +77,9 @@ static void engine_free_host(engine_t *e)
 {
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
-    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->n_acc);
+    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
+    pen_destroy(e->pen);
+    e->pen = NULL;
 }
 
 ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_opts_t *opts, comm_t *comm,
@@ -103,8 +108,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     }
     MS_TRY_GOTO(st, kern_require_ops(e->k, engine_ops_used, (int)(sizeof engine_ops_used / sizeof engine_ops_used[0])),
                 out_e);
-    MS_TRY_GOTO(st, e->k->ctx_create(0, 0, &e->cx), out_e);
-    MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
+    MS_TRY_GOTO(st, e->k->ctx_create(o->device, 0, &e->cx), out_e);
+    if (!o->load_dummy) MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
     if (e->cfg.n_routed_experts > 0)
         MS_TRY_GOTO(st, placement_create(e->cfg.num_hidden_layers, e->cfg.n_routed_experts, o->num_slots,
                                          par->ep_size, o->assignment, &e->pl), out_ck);
@@ -137,10 +142,16 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
         MS_TRY_GOTO(st, mtp_create(&e->mtp, &e->f, e->ck, o->mtp_drafts, o->num_slots, o->kv_blocks, o->block_size,
                                    o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
-    e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->n_acc = malloc(sizeof(int) * B);
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->n_acc) {
+    e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
+    e->n_acc = malloc(sizeof(int) * B);
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
+    }
+    {   /* a sequence is at most max_seq_len long, and never longer than the whole pool */
+        int64_t pool = (int64_t)o->kv_blocks * o->block_size;
+        int msl = o->max_seq_len > 0 && o->max_seq_len < pool ? o->max_seq_len : (int)(pool < INT32_MAX ? pool : INT32_MAX);
+        MS_TRY_GOTO(st, pen_create(e->k, B, msl, e->cfg.vocab_size, &e->pen), out_host);
     }
     MS_TRY_GOTO(st, e->k->host_alloc(e->f.io_bytes, &e->stage), out_host);
     MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens, %s rows of %d bytes (%.1f MiB)", model_dir,
@@ -229,6 +240,22 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
                                           "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
                           e->mtp.N);
+        if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
+                                q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "
+                                          "repetition %g, min_p %g)", i, q->slot, q->presence_penalty,
+                          q->frequency_penalty, q->repetition_penalty, q->min_p);
+        if (proto_seq_adjusts(q) && seq_is_mine(e, q) && !e->k->supports_op(KERN_OP_LOGITS_ADJUST))
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) uses penalties, logit_bias or min_p, which the "
+                                          "'%s' kernels backend does not implement yet (op logits_adjust)", i, q->slot,
+                          e->k->name);
+        if (q->n_bias < 0 || q->bias_off < 0 || q->bias_off + q->n_bias > p->n_bias)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bias entries outside the plan", i, q->slot);
+        for (int b = 0; b < q->n_bias; b++)
+            if (proto_plan_bias(p)[q->bias_off + b].token < 0 ||
+                proto_plan_bias(p)[q->bias_off + b].token >= e->cfg.vocab_size)
+                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): logit_bias token %d outside the vocabulary",
+                              i, q->slot, proto_plan_bias(p)[q->bias_off + b].token);
         for (int b = 0; b < q->n_blocks; b++)
             if (blk[q->blk_off + b] < 0 || blk[q->blk_off + b] >= e->opts.kv_blocks)
                 return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): block id %d outside [0, %d)", i, q->slot,
@@ -268,6 +295,11 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
 ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
 {
     ms_status_t st = plan_check(e, p);
+    if (st == MS_OK) {
+        const proto_seq_t *sq = proto_plan_seqs(p);
+        for (int i = 0; i < p->n_seqs; i++) e->mine[i] = seq_is_mine(e, &sq[i]);
+        st = pen_prepare(e->pen, p, e->mine, e->opts.max_tokens_per_step);
+    }
     if (st == MS_OK) return step_run(e, p, res);
     /* Each attention-DP rank checks only its own part: one whose part is bad
      * still takes part in the step's collectives with no tokens, so the other
@@ -393,6 +425,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
     int32_t *ids = (int32_t *)(h + L.ids), *pos = (int32_t *)(h + L.pos), *slots = (int32_t *)(h + L.slots);
     int32_t *last_row = (int32_t *)(h + L.last_row), *blocks = (int32_t *)(h + L.blocks);
     kern_sample_t *sp = (kern_sample_t *)(h + L.sp);
+    kern_adjust_t *adj = (kern_adjust_t *)(h + L.adj);
     kern_attn_seq_t *seqs = (kern_attn_seq_t *)(h + L.seqs);
     uint32_t *fault = (uint32_t *)(h + L.fault);
 
@@ -413,6 +446,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
             pos[r0 + t] = ps;
             slots[r0 + t] = blk[q->blk_off + ps / bs] * bs + ps % bs;
         }
+        pen_seq(e->pen, q, tok + q->tok_off, proto_plan_bias(p) + q->bias_off);
         int j = e->sample_of_seq[i];
         if (j < 0) continue;
         /* VERIFY: every row is sampled with the knobs and random stream (seed, position) a plain decode of
@@ -430,7 +464,9 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
                 .position = q->pos + t + 1,
                 .mask_token = (q->flags & PROTO_SEQ_MASK_EOS) ? e->cfg.eos_token_id : -1,
             };
+            adj[j + u] = pen_row(e->pen, q, sp[j + u].temperature, sp[j + u].mask_token);
         }
+        st.adjust |= proto_seq_adjusts(q) || adj[j].n_list > 0;
     }
     int kv_off = 0, k_seq = 0;
     for (int pass = 1; pass >= 0; pass--)
@@ -453,10 +489,13 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         f->ids = (int32_t *)(d + L.ids), f->pos = (int32_t *)(d + L.pos), f->slots = (int32_t *)(d + L.slots);
         f->seqs = (kern_attn_seq_t *)(d + L.seqs), f->blocks = (int32_t *)(d + L.blocks);
         f->last_row = (int32_t *)(d + L.last_row), f->sp = (kern_sample_t *)(d + L.sp);
+        f->adj = (kern_adjust_t *)(d + L.adj);
         f->tok = (int32_t *)(d + L.tok), f->lp = (float *)(d + L.lp);
         f->top_ids = (int32_t *)(d + L.top_ids), f->top_lp = (float *)(d + L.top_lp);
         e->cx->fault = (uint32_t *)(d + L.fault); /* ops' data faults land in the downloaded block */
         MS_TRY(k->upload(e->cx, d + L.fault, h + L.fault, step_io_ul_bytes(&L)));
+        /* penalty-list writes: a second upload, only in steps of penalized sequences */
+        MS_TRY(pen_flush(e->pen, e->cx, &st.sets, &st.n_sets, &st.lists, &st.lists_cap));
         MS_TRY(fwd_run(f, &st));
         MS_TRY(k->download(e->cx, h, d, step_io_dl_bytes(&L)));
         MS_TRY(k->synchronize(e->cx));

@@ -32,6 +32,9 @@ typedef struct {
     int max_batch;           /* sequences per step (slots) */
     int max_tokens_per_step; /* fed tokens per step */
     const char *backend;     /* "cpu" (default) or "cuda" */
+    int device;              /* the backend's device ordinal (CUDA: the GPU this rank uses) */
+    int load_dummy;          /* load_format dummy: no weight file is read, weights are made on the device
+                              * (weights.h); config.json alone describes the model */
     engine_mla_t mla;
     int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = sizing_naive_ctx()
                               * (bounded, never the whole pool). In AUTO, prefill seqs beyond it fall back
@@ -42,6 +45,7 @@ typedef struct {
                                 * borrowed during engine_create only */
     int moe_max_num_tokens;  /* moe_config.max_num_tokens: rows per expert slot; 0 = the worst case
                               * (worker/sizing.h sizing_moe_slot_cap) */
+    int max_seq_len;         /* longest sequence (bounds the per-slot penalty lists); 0 = the whole KV pool */
     const struct kern_ops *ops; /* tests: this ops table instead of `backend` (e.g. a counting wrapper); borrowed */
     int mtp_drafts;          /* speculative_config (MTP): draft tokens per step, 1..PROTO_MAX_DRAFT; 0 = off.
                               * Needs the checkpoint's MTP module (worker/forward_mtp.h). */

@@ -197,10 +197,17 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
         MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, l + 1 < L ? f->w->layers[l + 1].input_norm : f->w->norm, f->xn, T,
                               D, eps));
     }
-    if (st->n_sample == 0) return MS_OK;
     const int B = st->n_sample;
+    /* penalty-list writes land even in a step that samples nothing (a prefill chunk) */
+    if (st->n_sets > 0 && (B == 0 || !st->adjust))
+        MS_TRY(k->logits_adjust(f->cx, f->logits, f->V, 0, f->V, f->adj, st->lists, st->lists_cap, st->sets,
+                                st->n_sets));
+    if (B == 0) return MS_OK;
     MS_TRY(k->gather_rows(f->cx, f->xn, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->lastn));
     MS_TRY(kern_gemm_plain(k, f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
     MS_TRY(k->cast(f->cx, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)B * f->V));
+    if (st->adjust)
+        MS_TRY(k->logits_adjust(f->cx, f->logits, f->V, B, f->V, f->adj, st->lists, st->lists_cap, st->sets,
+                                st->n_sets));
     return k->sample(f->cx, f->logits, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids, f->top_lp);
 }

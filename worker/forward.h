@@ -14,6 +14,8 @@
 #ifndef MS_FORWARD_H
 #define MS_FORWARD_H
 
+#include <stdbool.h>
+
 #include "kernels/kernels.h"
 #include "worker/comm.h"
 #include "worker/kv_cache.h"
@@ -88,6 +90,7 @@ typedef struct {
     int32_t *blocks;                  /* (blk_max) */
     int32_t *last_row;                /* (B) token row of each sampled seq */
     kern_sample_t *sp;                /* (B) */
+    kern_adjust_t *adj;               /* (B) logits_adjust rows */
 } fwd_t;
 
 /* What the engine uploaded for this step. */
@@ -97,6 +100,12 @@ typedef struct {
     int n_abs;     /* seqs[n_naive..n_naive+n_abs) the absorbed path */
     int S_naive;   /* gathered latent rows for the naive seqs */
     int n_sample;  /* rows of last_row / sp */
+    /* logits_adjust (worker/penalty.h): run when adjust (rows adj) or n_sets > 0 */
+    bool adjust;
+    const kern_pen_set_t *sets;
+    int n_sets;
+    kern_pen_t *lists;
+    int64_t lists_cap;
 } fwd_step_t;
 
 /* moe_max_tokens: moe_config.max_num_tokens (TensorRT-LLM: tokens a rank's MoE takes per step), 0 = unset.

@@ -57,7 +57,13 @@ typedef struct {
 /* Validate (ckpt_expect: shapes and dtypes, errors name the shard file and
  * tensor) and upload this rank's share of the checkpoint; routed experts go
  * to the slots `pl` gives this rank (a replicated expert is loaded into each
- * of its slots). pl is borrowed for the call. */
+ * of its slots). pl is borrowed for the call.
+ * ck NULL is load_format dummy: no file is read; the shapes and dtypes come
+ * from the config (FP8 linears where quantization_config says fp8) and the
+ * values are deterministic pseudo-random ones made on the device
+ * (kern_ops_t.fill_dummy, seeded by tensor name and indexed by the position
+ * in the whole tensor, so every layout holds the same model): linears
+ * rms ≈ 1/sqrt(in), norms 1, biases 0, embeddings uniform ±1. */
 ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
                          const placement_t *pl, weights_t *out);
 void weights_free(weights_t *w);

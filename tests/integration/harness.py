@@ -172,7 +172,7 @@ class Env:
                     data = json.load(f)
             if key not in data:
                 r = subprocess.run([self.moeserve, "generate", model, "--prompt-ids", ",".join(map(str, prompt_ids)),
-                                    "--max-tokens", str(max_tokens), "--ignore-eos", "--mla", "auto"] +
+                                    "--max-tokens", str(max_tokens), "--ignore-eos", "--mla", "auto", "--device", "cpu"] +
                                    (["--chunk", str(chunk)] if chunk else []),
                                    capture_output=True, text=True, timeout=120)
                 if r.returncode != 0:
@@ -214,9 +214,14 @@ class Server:
         self.logf = tempfile.NamedTemporaryFile(mode="w+", dir=env.workdir, prefix="server-", suffix=".log",
                                                 delete=False)
         cfg = config or os.path.join(env.configs, "tiny-cpu.yaml")
-        if yaml_extra:
+        # MS_SERVE_DEVICE=cuda|auto runs the server on that kernels backend (the GPU host's layout
+        # runs); the reference `generate` stays on the CPU, so parity compares CUDA with the CPU.
+        device = os.environ.get("MS_SERVE_DEVICE")
+        if yaml_extra or device:
             with open(cfg) as f:
                 base = f.read()
+            if device:
+                base = base.replace("device: cpu", "device: " + device)
             tmp = tempfile.NamedTemporaryFile(mode="w", dir=env.workdir, suffix=".yaml", delete=False)
             tmp.write(base + "\n" + yaml_extra + "\n")
             tmp.close()
