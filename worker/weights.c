@@ -364,6 +364,21 @@ static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, const placem
     return MS_OK;
 }
 
+/* Pass 1 setup: the staging buffers (none for the dummy fill) and the write cursor at base. */
+static ms_status_t wl_stage_begin(wl_t *L, void *base, size_t bytes)
+{
+    if (L->ck) {
+        L->stage_cap = bytes < WL_STAGE_BYTES ? (bytes < 4096 ? 4096 : bytes) : WL_STAGE_BYTES;
+        MS_TRY(L->k->host_alloc(L->stage_cap, &L->stage[0]));
+        MS_TRY(L->k->host_alloc(L->stage_cap, &L->stage[1]));
+    }
+    L->base = base;
+    L->off = 0;
+    L->total = bytes;
+    L->t0 = L->t_log = wl_now();
+    return MS_OK;
+}
+
 ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
                          const placement_t *pl, weights_t *out)
 {
@@ -378,16 +393,8 @@ ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, 
     MS_TRY_GOTO(st, wl_all(&L, c, p, pl, &w), out_layers);
     w.bytes = L.off;
     MS_TRY_GOTO(st, k->alloc(w.bytes, &w.mem), out_layers);
-    if (ck) { /* the dummy fill needs no staging */
-        L.stage_cap = w.bytes < WL_STAGE_BYTES ? (w.bytes < 4096 ? 4096 : w.bytes) : WL_STAGE_BYTES;
-        MS_TRY_GOTO(st, k->host_alloc(L.stage_cap, &L.stage[0]), out_mem);
-        MS_TRY_GOTO(st, k->host_alloc(L.stage_cap, &L.stage[1]), out_stage);
-    }
+    MS_TRY_GOTO(st, wl_stage_begin(&L, w.mem, w.bytes), out_stage);
     memset(w.layers, 0, (size_t)c->num_hidden_layers * sizeof(wlayer_t));
-    L.base = w.mem;
-    L.off = 0;
-    L.total = w.bytes;
-    L.t0 = L.t_log = wl_now();
     MS_TRY_GOTO(st, wl_all(&L, c, p, pl, &w), out_stage);
     MS_TRY_GOTO(st, k->synchronize(cx), out_stage);
     L.moved = L.total; /* alignment padding counts as placed */
@@ -402,7 +409,6 @@ ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, 
 out_stage:
     if (L.stage[1]) k->host_free(L.stage[1]);
     if (L.stage[0]) k->host_free(L.stage[0]);
-out_mem:
     k->free(w.mem);
 out_layers:
     free(w.layers);
@@ -480,22 +486,25 @@ ms_status_t weights_load_mtp(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *
     wmtp_t m = {.layer = l, .w = {.k = k, .n_layers = 1}};
     m.w.layers = calloc(1, sizeof(wlayer_t));
     if (!m.w.layers) return MS_ERR(MS_ERR_NOMEM, "weights: out of memory");
-    wl_t L = {.k = k, .cx = cx, .ck = ck};
+    wl_t L = {.k = k, .cx = cx, .ck = ck, .c = c};
     MS_TRY_GOTO(st, wl_mtp(&L, c, p, pl, main, &m), out_layers);
     m.w.bytes = L.off;
     MS_TRY_GOTO(st, k->alloc(m.w.bytes, &m.w.mem), out_layers);
+    MS_TRY_GOTO(st, wl_stage_begin(&L, m.w.mem, m.w.bytes), out_stage);
     memset(m.w.layers, 0, sizeof(wlayer_t));
     m.shared_embed = m.shared_head = false;
-    L.base = m.w.mem;
-    L.off = 0;
-    MS_TRY_GOTO(st, wl_mtp(&L, c, p, pl, main, &m), out_mem);
-    MS_TRY_GOTO(st, k->synchronize(cx), out_mem);
+    MS_TRY_GOTO(st, wl_mtp(&L, c, p, pl, main, &m), out_stage);
+    MS_TRY_GOTO(st, k->synchronize(cx), out_stage);
+    if (L.stage[1]) k->host_free(L.stage[1]);
+    if (L.stage[0]) k->host_free(L.stage[0]);
     MS_INFO("weights: MTP module %d (layer %d): %.1f MiB%s%s", module, l, (double)m.w.bytes / (1 << 20),
             m.shared_embed ? ", embedding shared with the main model" : "",
             m.shared_head ? ", head shared with lm_head" : "");
     *out = m;
     return MS_OK;
-out_mem:
+out_stage:
+    if (L.stage[1]) k->host_free(L.stage[1]);
+    if (L.stage[0]) k->host_free(L.stage[0]);
     k->free(m.w.mem);
 out_layers:
     free(m.w.layers);
