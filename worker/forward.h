@@ -93,6 +93,14 @@ typedef struct {
     kern_adjust_t *adj;               /* (B) logits_adjust rows */
 } fwd_t;
 
+/* Carving one allocation into 256-byte aligned pieces; with base NULL only the size is counted (llm.c's
+ * one allocation per lifetime: forward.c's activations, forward_mtp.c's buffers). */
+typedef struct {
+    char *base;
+    size_t off;
+} fwd_carve_t;
+void *fwd_carve(fwd_carve_t *cv, size_t bytes);
+
 /* What the engine uploaded for this step. */
 typedef struct {
     int T;         /* tokens (rows) */

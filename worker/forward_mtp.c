@@ -41,32 +41,20 @@ static void mtp_io_layout(mtp_io_t *L, int T, int B, int N)
     L->end = o;
 }
 
-typedef struct {
-    char *base;
-    size_t off;
-} mcarve_t;
-
-static void *mcarve(mcarve_t *cv, size_t bytes)
-{
-    size_t o = cv->off;
-    cv->off += (bytes + 255) & ~(size_t)255;
-    return cv->base ? cv->base + o : NULL;
-}
-
 static void mtp_layout(mtp_t *t, const fwd_t *f, char *base)
 {
-    mcarve_t cv = {base, 0};
+    fwd_carve_t cv = {base, 0};
     const size_t E = (size_t)f->E, NS = f->E ? (size_t)t->pl.n_slots : 0, R = f->E ? (size_t)t->pl.max_rep : 0;
-    t->pl_log2phy = mcarve(&cv, 4 * E * R);
-    t->pl_nrep = mcarve(&cv, 4 * E);
-    t->pl_phy2log = mcarve(&cv, 4 * NS);
-    t->load = mcarve(&cv, 8 * E);
-    t->eh = mcarve(&cv, 2 * (size_t)t->T_max * 2 * (size_t)f->D);
-    t->hprev = mcarve(&cv, 2 * (size_t)t->B_max * (size_t)f->D);
+    t->pl_log2phy = fwd_carve(&cv, 4 * E * R);
+    t->pl_nrep = fwd_carve(&cv, 4 * E);
+    t->pl_phy2log = fwd_carve(&cv, 4 * NS);
+    t->load = fwd_carve(&cv, 8 * E);
+    t->eh = fwd_carve(&cv, 2 * (size_t)t->T_max * 2 * (size_t)f->D);
+    t->hprev = fwd_carve(&cv, 2 * (size_t)t->B_max * (size_t)f->D);
     mtp_io_t io;
     mtp_io_layout(&io, t->T_max, t->B_max, t->N);
     t->io_bytes = io.end;
-    t->io = mcarve(&cv, io.end);
+    t->io = fwd_carve(&cv, io.end);
     t->bytes = cv.off;
 }
 

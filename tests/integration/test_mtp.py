@@ -15,10 +15,7 @@ On the tiny model written with `moeserve-mkmodel --mtp` (its module drafts mostl
   7. preemption: a KV pool too small for the concurrent requests preempts some, and every output is still
      the reference (np1 only: one pool).
 """
-import fcntl
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -37,17 +34,7 @@ N_TOK = 24
 
 def mtp_model(env):
     """The tiny model with its MTP module, built once."""
-    out = os.path.join(env.workdir, "tiny-mtp")
-    with open(os.path.join(env.workdir, ".tiny-mtp.lock"), "w") as lk:
-        fcntl.flock(lk, fcntl.LOCK_EX)
-        if not os.path.isfile(os.path.join(out, "model.safetensors.index.json")):
-            tmp = tempfile.mkdtemp(dir=env.workdir, prefix=".tiny-mtp-")
-            subprocess.run([env.mkmodel, "--preset", "tiny", "--dtype", "bf16", "--mtp", "--tokenizer", env.tokdir,
-                            "--out", tmp], check=True, timeout=120, stdout=subprocess.DEVNULL)
-            if os.path.exists(out):
-                shutil.rmtree(out)
-            os.rename(tmp, out)
-    return out
+    return env.tiny_model("tiny-mtp", ["--mtp"])
 
 
 def spec_yaml(n):
