@@ -255,13 +255,25 @@ typedef struct {
  *   [ceil(inter/128), ceil(hidden/128)], then up (same), then down
  *   [ceil(hidden/128), ceil(inter/128)] from off_scale.
  * When inter % 128 == 0, gate|up with its scales is exactly one fused
- * [2*inter, hidden] block-scaled matrix (DeepSeek-V3: inter 2048). */
+ * [2*inter, hidden] block-scaled matrix (DeepSeek-V3: inter 2048).
+ *
+ * mode: how FP8 records are computed (BF16 records ignore it):
+ *   KERN_MOE_DEQUANT (0, the CPU spec = transformers): weights dequantized to bf16, bf16 x · bf16 W with
+ *     fp32 accumulation, h = bf16(bf16(silu(bf16 g)) · bf16 u), out = bf16(h · downᵀ).
+ *   KERN_MOE_FP8 (DeepSeek's inference code / DeepGEMM): xq,xs = act_quant(x) (1×128 groups, the
+ *     act_quant op's rule); g|u = FP8×FP8 per 128-K block summed in fp32, × xs·ws into the fp32
+ *     accumulator (the gemm op's FP8-x mode); h rounded as above; hq,hs = act_quant(h);
+ *     out = bf16(hq·downᵀ) the same way. Rounding points: bf16 g and u, bf16 h, e4m3 codes of x and h;
+ *     backends differ only in the fp32 summation order (kernels/cuda/moe_gemm.h). */
+typedef enum { KERN_MOE_DEQUANT = 0, KERN_MOE_FP8 = 1 } kern_moe_mode_t;
+
 typedef struct {
     const void *base;       /* record of local slot 0 */
     size_t stride;          /* bytes between records (256-aligned) */
     ms_dtype_t dtype;       /* BF16 or F8E4M3 */
     int32_t hidden, inter;
     size_t off_down, off_scale;
+    kern_moe_mode_t mode;   /* FP8 records: dequant (default) or fp8 compute, above */
 } kern_moe_slots_t;
 
 static inline size_t kern_align256(size_t n) { return (n + 255) & ~(size_t)255; }
@@ -269,7 +281,7 @@ static inline size_t kern_align256(size_t n) { return (n + 255) & ~(size_t)255; 
 /* The record layout for dtype/hidden/inter (base NULL). */
 static inline kern_moe_slots_t kern_moe_slots_layout(ms_dtype_t dt, int32_t hidden, int32_t inter)
 {
-    kern_moe_slots_t w = {NULL, 0, dt, hidden, inter, 0, 0};
+    kern_moe_slots_t w = {NULL, 0, dt, hidden, inter, 0, 0, KERN_MOE_DEQUANT};
     size_t es = ms_dtype_size(dt), mat = (size_t)hidden * (size_t)inter * es;
     w.off_down = kern_align256(2 * mat);
     w.off_scale = kern_align256(w.off_down + mat);
@@ -451,7 +463,8 @@ typedef struct kern_ops {
     /* Routed experts in the masked grouped-GEMM shape: x and out are [n_local, cap, hidden]; local slot j
      * runs its record's expert on rows 0 .. counts[j] (device counts) and leaves rows beyond untouched.
      * out row = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted. A count outside [0, cap]
-     * raises KERN_FAULT_CAPACITY and is clamped. ws has kern_moe_ws_bytes(cap, inter). */
+     * raises KERN_FAULT_CAPACITY and is clamped. ws has kern_moe_ws_bytes(cap, inter). FP8 records are
+     * computed in w->mode (kern_moe_mode_t): dequant, or fp8 (act_quant'ed rows, FP8×FP8). */
     ms_status_t (*moe_experts)(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local, int32_t cap,
                                const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);
     /* out[t] = bf16(Σ over k, in ascending expert id, of rows[row_of_pair[t*K+k]] * w[t*K+k]) with an fp32

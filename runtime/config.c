@@ -31,6 +31,8 @@ const cfg_enum_t cfg_enum_attn[] = {
     {"VANILLA", MS_ATTN_BACKEND_VANILLA}, {"FLASHINFER_STAR_ATTENTION", MS_ATTN_BACKEND_FLASHINFER_STAR_ATTENTION},
     {NULL, 0}};
 const cfg_enum_t cfg_enum_spec[] = {{"MTP", MS_SPEC_MTP}, {NULL, 0}};
+const cfg_enum_t cfg_enum_moe_compute[] = {
+    {"auto", MS_MOE_COMPUTE_AUTO}, {"dequant", MS_MOE_COMPUTE_DEQUANT}, {"fp8", MS_MOE_COMPUTE_FP8}, {NULL, 0}};
 const cfg_enum_t cfg_enum_device[] = {
     {"auto", MS_DEVICE_AUTO}, {"cpu", MS_DEVICE_CPU}, {"cuda", MS_DEVICE_CUDA}, {NULL, 0}};
 const cfg_enum_t cfg_enum_load_format[] = {{"auto", MS_LOAD_AUTO}, {"dummy", MS_LOAD_DUMMY}, {NULL, 0}};
@@ -51,6 +53,13 @@ static const char *enum_name(const cfg_enum_t *e, int v)
 
 const char *cfg_kv_dtype_name(ms_kv_dtype_t d) { return enum_name(cfg_enum_kv_dtype, (int)d); }
 const char *cfg_moe_backend_name(ms_moe_backend_t b) { return enum_name(cfg_enum_moe_backend, (int)b); }
+const char *cfg_moe_compute_name(ms_moe_compute_t m) { return enum_name(cfg_enum_moe_compute, (int)m); }
+
+int cfg_moe_fp8(const ms_config_t *c, int on_cuda)
+{
+    if (c->ms.moe_compute != MS_MOE_COMPUTE_AUTO) return c->ms.moe_compute == MS_MOE_COMPUTE_FP8;
+    return on_cuda && c->moe.backend != MS_MOE_BACKEND_VANILLA;
+}
 const char *cfg_attn_backend_name(ms_attn_backend_t b) { return enum_name(cfg_enum_attn, (int)b); }
 const char *cfg_device_name(ms_device_t d) { return enum_name(cfg_enum_device, (int)d); }
 const char *cfg_load_format_name(ms_load_format_t f) { return enum_name(cfg_enum_load_format, (int)f); }
@@ -152,6 +161,7 @@ static const cfg_key_t keys_attention_dp[] = {
 
 static const cfg_key_t keys_moeserve[] = {
     KENUM("device", ms.device, cfg_enum_device),
+    KENUM("moe_compute", ms.moe_compute, cfg_enum_moe_compute),
     KINT("max_queue_size", ms.max_queue_size, 1, I32MAX, 0),
     KI64("max_body_bytes", ms.max_body_bytes, 1024, I64MAX, 0),
     KINT("max_connections", ms.max_connections, 16, I32MAX, 0),
@@ -477,8 +487,8 @@ void cfg_print(const ms_config_t *c, FILE *f)
     }
     fprintf(f, "}\n");
     fprintf(f,
-            "  moeserve: {device: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
+            "  moeserve: {device: %s, moe_compute: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
             "request_timeout: %g, drain_timeout: %g}\n",
-            cfg_device_name(c->ms.device), c->ms.max_queue_size, (long long)c->ms.max_body_bytes,
+            cfg_device_name(c->ms.device), cfg_moe_compute_name(c->ms.moe_compute), c->ms.max_queue_size, (long long)c->ms.max_body_bytes,
             c->ms.max_connections, c->ms.request_timeout, c->ms.drain_timeout);
 }

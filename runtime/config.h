@@ -61,6 +61,11 @@ typedef enum { MS_SPEC_MTP = 0 } ms_spec_type_t;
  * build has it and a GPU is visible, else CPU. */
 typedef enum { MS_DEVICE_AUTO = 0, MS_DEVICE_CPU, MS_DEVICE_CUDA } ms_device_t;
 
+/* How FP8 routed experts compute (moeserve.moe_compute; kernels.h kern_moe_mode_t): dequant (the CPU
+ * spec, transformers' numerics) or fp8 (act_quant'ed rows, FP8×FP8 as DeepSeek's inference code). auto
+ * follows moe_config.backend: see cfg_moe_fp8. */
+typedef enum { MS_MOE_COMPUTE_AUTO = 0, MS_MOE_COMPUTE_DEQUANT, MS_MOE_COMPUTE_FP8 } ms_moe_compute_t;
+
 /* load_format (TensorRT-LLM's key): auto reads the checkpoint; dummy makes deterministic random weights
  * on the device from config.json alone (worker/weights.h), for measuring without weight files. */
 typedef enum { MS_LOAD_AUTO = 0, MS_LOAD_DUMMY } ms_load_format_t;
@@ -137,6 +142,7 @@ typedef struct {
     /* ---- moeserve additions (YAML section `moeserve:` or flags) ---- */
     struct {
         ms_device_t device;     /* --device, default auto */
+        ms_moe_compute_t moe_compute; /* --moe_compute, default auto */
         int max_queue_size;     /* --max_queue_size: waiting requests before 429, default 4096 */
         int64_t max_body_bytes; /* HTTP request body limit (413 above it), default 16 MiB */
         int max_connections;    /* open HTTP connections at most (503 above), default 8192; the gateway
@@ -196,6 +202,13 @@ ms_status_t cfg_resolve_model_rev(const char *model_arg, const char *revision, c
 /* Names for logging. */
 const char *cfg_kv_dtype_name(ms_kv_dtype_t d);
 const char *cfg_moe_backend_name(ms_moe_backend_t b);
+/* 1 when FP8 routed experts run in the fp8 mode on this backend (on_cuda: the CUDA one): moe_compute
+ * dequant/fp8 decides; auto: on the CPU dequant (the reference; its fp8 mode is slower and off
+ * transformers' numerics), on CUDA moe_config.backend VANILLA = dequant and every other value = fp8
+ * (CUTLASS, DEEPGEMM, TRTLLM: FP8 block-scale GEMMs in TensorRT-LLM; AUTO: fp8 is the faster mode and
+ * passes tests/golden at its looser tolerance; WIDEEP/CUTEDSL/TRITON: no kernel of their own, as AUTO). */
+int cfg_moe_fp8(const ms_config_t *c, int on_cuda);
+const char *cfg_moe_compute_name(ms_moe_compute_t m);
 const char *cfg_attn_backend_name(ms_attn_backend_t b);
 const char *cfg_device_name(ms_device_t d);
 const char *cfg_load_format_name(ms_load_format_t f);

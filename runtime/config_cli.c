@@ -62,6 +62,8 @@ static const cli_flag_t g_flags[] = {
      "model name in /v1/models and responses (default: MODEL as given)"},
     {{"device"}, {.kind = CK_ENUM, .off = OFF(ms.device), .enums = cfg_enum_device}, "auto|cpu|cuda",
      "moeserve: kernels backend (default auto: CUDA when built with it and a GPU is visible)"},
+    {{"moe_compute"}, {.kind = CK_ENUM, .off = OFF(ms.moe_compute), .enums = cfg_enum_moe_compute},
+     "auto|dequant|fp8", "moeserve: FP8 routed experts' numerics (default auto: moe_config.backend decides)"},
     {{"load_format"}, {.kind = CK_ENUM, .off = OFF(load_format), .enums = cfg_enum_load_format}, "auto|dummy",
      "dummy: random weights made on the device, no weight file read (config.json alone)"},
     {{"max_queue_size"}, INTF(ms.max_queue_size, 1, I32MAX), "N",

@@ -33,8 +33,11 @@ int cfg_inactive(const ms_config_t *c, cfg_inactive_t *out, int max)
     if (c->moe.load_balancer.enabled && c->moe.load_balancer.layer_updates_per_iter > 0)
         add(out, max, &n, "moe_config.load_balancer.layer_updates_per_iter",
             "no online rebalancing yet: the placement (num_slots, default or initial assignments) stays static%s", "");
-    if (c->moe.backend != MS_MOE_BACKEND_CUTLASS)
-        add(out, max, &n, "moe_config.backend", "%s is recorded only: moeserve runs its own expert kernels",
+    /* moe_config.backend acts through cfg_moe_fp8 (fp8 or dequant compute); these names have no kernel */
+    if (c->moe.backend == MS_MOE_BACKEND_WIDEEP || c->moe.backend == MS_MOE_BACKEND_CUTEDSL ||
+        c->moe.backend == MS_MOE_BACKEND_TRITON)
+        add(out, max, &n, "moe_config.backend",
+            "%s has no moeserve kernel: FP8 experts run as AUTO (fp8 compute on CUDA, dequant on CPU)",
             cfg_moe_backend_name(c->moe.backend));
     if (c->attention_backend != MS_ATTN_BACKEND_TRTLLM)
         add(out, max, &n, "attention_backend", "%s is recorded only: moeserve has one MLA path",

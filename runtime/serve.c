@@ -204,6 +204,10 @@ int cmd_serve(int argc, char **argv)
             snprintf(gpu, sizeof gpu, " GPU %d (%.1f of %.1f GiB free, %d rank%s on it)", device, fb / 1073741824.0,
                      tb / 1073741824.0, sharing, sharing > 1 ? "s" : "");
         MS_INFO("rank %d: %s backend%s", rank, kops->name, gpu);
+        if (rank == 0 && mc.weight_dtype == MS_DT_F8E4M3)
+            MS_INFO("routed experts: %s compute (moeserve.moe_compute %s, moe_config.backend %s; configs/README.md)",
+                    cfg_moe_fp8(&cfg, !strcmp(kops->name, "cuda")) ? "fp8 (act_quant + FP8xFP8)" : "dequant (bf16)",
+                    cfg_moe_compute_name(cfg.ms.moe_compute), cfg_moe_backend_name(cfg.moe.backend));
     }
     int kv_blocks = kv_blocks_for_cfg(&cfg, &mc, &par, &lim, max_seq_len, kops, device, sharing);
     {   /* one pool size for every rank: the scheduler plans with one number */
@@ -223,6 +227,7 @@ int cmd_serve(int argc, char **argv)
         .device = device,
         .load_dummy = cfg.load_format == MS_LOAD_DUMMY,
         .mla = ENGINE_MLA_AUTO,
+        .moe_fp8 = cfg_moe_fp8(&cfg, !strcmp(kops->name, "cuda")),
         .num_slots = lim.num_slots,
         .moe_max_num_tokens = lim.moe_max_num_tokens,
         .mtp_drafts = cfg.speculative.enabled ? cfg.speculative.num_nextn_predict_layers : 0,

@@ -12,7 +12,8 @@
  *
  *   moeserve-bench-ops [--batch 1,32,128] [--rows 4,32,128] [--ctx 1024] [--reps 20]
  *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8] [--load dummy|auto]
- *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1]]
+ *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]]
+ * (the routed-experts table times both moe_experts modes; --moe-compute picks the step's, default dequant)
  * (--batch "" --rows "" skip the op tables; --trace-faults 1 synchronizes after every op of the step run and
  * names the first op after which the device fault word is set: a debugging aid, not a timing.)
  * Markdown tables on stdout (BENCHMARKS.md). */
@@ -410,10 +411,14 @@ static void bench_experts(const int *rows, int n)
         size_t wsb = kern_moe_ws_bytes(cap, IM);
         void *ws = dalloc(wsb);
         float ms;
-        TIME_MS(ms, K->moe_experts(CX, x, cnt, NL, cap, &w, o, ws, wsb));
-        char shape[96];
-        snprintf(shape, sizeof shape, "32 slots x %d rows", cap);
-        row("moe_experts", shape, ms, (double)w.stride * NL + (double)NL * cap * D * 4, 2.0 * NL * cap * 3.0 * IM * D, 1);
+        for (int md = 0; md < 2; md++) {
+            w.mode = md ? KERN_MOE_FP8 : KERN_MOE_DEQUANT;
+            TIME_MS(ms, K->moe_experts(CX, x, cnt, NL, cap, &w, o, ws, wsb));
+            char shape[96];
+            snprintf(shape, sizeof shape, "32 slots x %d rows, %s mode", cap, md ? "fp8" : "dequant");
+            row("moe_experts", shape, ms, (double)w.stride * NL + (double)NL * cap * D * 4,
+                2.0 * NL * cap * 3.0 * IM * D, 1);
+        }
         K->free(x), K->free(o), K->free(cnt), K->free(ws);
     }
     K->free(base);
@@ -551,7 +556,7 @@ static kern_ops_t timed_ops(void)
     return t;
 }
 
-static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok)
+static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok, int moe_fp8)
 {
     g_tops = timed_ops();
     kern_ops_t *tops_p = &g_tops;
@@ -562,7 +567,7 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
     const int bs = 64, nbpp = (ctx + 4 + bs - 1) / bs, nblk = nbpp * B;
     engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
-                       .moe_max_num_tokens = moe_cap, .ops = tops_p};
+                       .moe_max_num_tokens = moe_cap, .moe_fp8 = moe_fp8, .ops = tops_p};
     par_t par = par_single();
     comm_t *comm = NULL;
     engine_t *eng = NULL;
@@ -619,8 +624,8 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
         per[g_op[i]] += ms, calls[g_op[i]]++, tot += ms;
     }
     if (g_nev > 0) calls[g_op[0]]++;
-    printf("\n#### One decode step: %s, batch %d, context %d, %s KV (GPU time between consecutive ops, charged to the "
-           "later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16");
+    printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode (GPU time between consecutive "
+           "ops, charged to the later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16", moe_fp8 ? "fp8" : "dequant");
     printf("| op | calls | ms | share |\n|---|---|---|---|\n");
     for (int op = 0; op < N_TRACK; op++) {
         if (!calls[op]) continue;
@@ -649,7 +654,7 @@ static int parse_list(const char *s, int *out, int max)
 int main(int argc, char **argv)
 {
     int batch[8] = {1, 32, 128}, nb = 3, rows[8] = {4, 32, 128}, nr = 3, ctx = 1024, sb = 32, sctx = 1024, kvf = 0;
-    int dummy = 1, moe_cap = 512, step_tok = 1024;
+    int dummy = 1, moe_cap = 512, step_tok = 1024, moe_fp8 = 0;
     const char *model = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -665,6 +670,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--moe-cap")) moe_cap = atoi(v);
         else if (!strcmp(a, "--step-tokens")) step_tok = atoi(v);
         else if (!strcmp(a, "--trace-faults")) g_trace = atoi(v);
+        else if (!strcmp(a, "--moe-compute")) moe_fp8 = !strcmp(v, "fp8");
         else {
             fprintf(stderr, "moeserve-bench-ops: unknown option %s\n", a);
             return 2;
@@ -688,7 +694,7 @@ int main(int argc, char **argv)
     if (model) {
         K->ctx_destroy(CX);
         CK(K->ctx_create(0, 0, &CX));
-        rc = bench_step(model, sb, sctx, kvf, dummy, moe_cap, step_tok);
+        rc = bench_step(model, sb, sctx, kvf, dummy, moe_cap, step_tok, moe_fp8);
     }
     K->ctx_destroy(CX);
     return rc;

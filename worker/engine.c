@@ -115,6 +115,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                                          par->ep_size, o->assignment, &e->pl), out_ck);
     o->assignment = NULL; /* borrowed for creation only */
     MS_TRY_GOTO(st, weights_load(e->k, e->cx, e->ck, &e->cfg, par, &e->pl, &e->w), out_pl);
+    for (int l = 0; l < e->w.n_layers; l++)
+        e->w.layers[l].experts.mode = o->moe_fp8 ? KERN_MOE_FP8 : KERN_MOE_DEQUANT;
     MS_TRY_GOTO(st, kvc_create(e->k, e->cfg.num_hidden_layers, o->kv_blocks, o->block_size,
                                o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, e->cfg.kv_lora_rank, e->cfg.qk_rope_head_dim,
                                &e->kv), out_w);

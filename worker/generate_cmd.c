@@ -30,7 +30,7 @@ static int usage(void)
     fprintf(stderr, "usage: moeserve generate MODEL_DIR --prompt-ids ID,ID,... [--max-tokens N] [--dump-logits FILE]\n"
                     "       [--ignore-eos] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--chunk N]\n"
                     "       [--mla naive|absorbed|auto] [--block-size N] [--kv-dtype bf16|fp8] [--device auto|cpu|cuda]\n"
-                    "       [--load-format auto|dummy]\n"
+                    "       [--load-format auto|dummy] [--moe-compute auto|dequant|fp8]\n"
                     "  --device: kernels backend (alias --backend); auto = CUDA when built with it and a GPU is\n"
                     "  visible (GPU 0), else CPU\n");
     return 2;
@@ -97,6 +97,7 @@ int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *dump = NULL, *backend = "auto";
     int load_dummy = 0;
+    const char *moe_compute = "auto";
     int32_t *prompt = NULL;
     int n_prompt = 0, rc = 1;
     long max_tokens = 16, top_k = 0, chunk = 0, block_size = 32, seed = 0;
@@ -155,6 +156,12 @@ int cmd_generate(int argc, char **argv)
                 goto out_usage;
             }
             backend = v;
+        } else if (!strcmp(a, "--moe-compute")) { /* auto: fp8 on CUDA, dequant on CPU (cfg_moe_fp8) */
+            if (strcmp(v, "auto") && strcmp(v, "dequant") && strcmp(v, "fp8")) {
+                fprintf(stderr, "moeserve generate: --moe-compute: '%s' is not auto, dequant or fp8\n", v);
+                goto out_usage;
+            }
+            moe_compute = v;
         } else if (!strcmp(a, "--load-format")) {
             if (strcmp(v, "auto") && strcmp(v, "dummy")) {
                 fprintf(stderr, "moeserve generate: --load-format: '%s' is not auto or dummy\n", v);
@@ -199,6 +206,7 @@ int cmd_generate(int argc, char **argv)
         .backend = backend,
         .load_dummy = load_dummy,
         .mla = mla,
+        .moe_fp8 = !strcmp(moe_compute, "fp8") || (!strcmp(moe_compute, "auto") && !strcmp(backend, "cuda")),
         .kv_fp8 = kv_fp8,
     };
     par_t par = par_single();

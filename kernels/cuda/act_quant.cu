@@ -1,5 +1,5 @@
 /* act_quant.cu — DeepSeek's act_quant on the masked MoE layout (moe_gemm.h):
- * per token, per 128 channels, s = amax/448 and q = e4m3(x/s), scales stored
+ * per token, per 128 channels, s = max(amax, 1e-4)/448 (the act_quant op's rule) and q = e4m3(x/s), scales stored
  * slot-transposed [S, K/128, cap] for the grouped GEMM's tiles. One block per
  * row; 16 threads of 8 channels (16-byte loads, 8 in flight each) per group;
  * padding rows return before reading anything. The float division is IEEE
@@ -41,7 +41,7 @@ act_quant_kernel(const uint16_t *__restrict__ x, const int32_t *__restrict__ cou
             }
             for (int o = 8; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
             if (j >= n8) continue;
-            const float s = amax > 0.f ? amax / 448.f : 1.f;
+            const float s = fmaxf(amax, 1e-4f) / 448.f; /* the act_quant op's rule (kernels.h), so fp8 mode matches the CPU */
             uint32_t lo = 0, hi = 0;
 #pragma unroll
             for (int i = 0; i < 4; i++) {

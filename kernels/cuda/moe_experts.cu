@@ -20,8 +20,17 @@
  * with inter % 128 != 0 is not one block-scaled matrix: then gate and up are
  * two GEMMs into the sums buffer and the gated pass follows.
  * Slots go in chunks that fit the context workspace (a host loop over
- * chunks of slots, not over experts; R1's 32 local slots at cap 128 take 2). */
+ * chunks of slots, not over experts; R1's 32 local slots at cap 128 take 2).
+ *
+ * fp8 mode (w->mode KERN_MOE_FP8, kernels.h): with hidden and inter multiples
+ * of 128 and cap of 4 (R1), kern_cuda_moe_fp8 (moe_gemm_fp8.cu) runs on the
+ * records themselves (3-D TMA over the record stride) and reads the device
+ * counts: tiles past a slot's count are neither loaded nor computed, so the
+ * cost follows the real rows. Other shapes (the tiny models' inter 192) run
+ * the batched path above with act_quant'ed activations and the gemm's FP8-x
+ * mode: same numerics, all cap rows computed. */
 #include "common.cuh"
+#include "moe_gemm.h"
 
 __global__ static void moe_copy_kernel(const uint16_t *d, const int32_t *counts, int32_t cap, int32_t H, uint16_t *out,
                                        uint32_t *fault)
@@ -35,6 +44,41 @@ __global__ static void moe_copy_kernel(const uint16_t *d, const int32_t *counts,
     if (r >= n) return;
     const int64_t row = (int64_t)j * cap + r;
     for (int32_t i = threadIdx.x; i < H; i += blockDim.x) out[row * H + i] = d[row * H + i];
+}
+
+/* What the fp8 grouped kernel does not check: a count outside [0, cap] is a fault (it clamps by itself). */
+__global__ static void moe_count_check_kernel(const int32_t *counts, int32_t n, int32_t cap, uint32_t *fault)
+{
+    for (int32_t j = threadIdx.x; j < n; j += blockDim.x)
+        if (counts[j] < 0 || counts[j] > cap) cu_fault(fault, KERN_FAULT_CAPACITY);
+}
+
+/* fp8 mode on the grouped kernel: slots in chunks whose quantized copies fit the context workspace. */
+static ms_status_t moe_experts_grouped(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local,
+                                       int32_t cap, const kern_moe_slots_t *w, bf16_t *out)
+{
+    const int32_t H = w->hidden, I = w->inter;
+    char *scratch = (char *)cx->ws + KERN_CUDA_BLAS_WS;
+    const size_t scratch_bytes = cx->ws_bytes > KERN_CUDA_BLAS_WS ? cx->ws_bytes - KERN_CUDA_BLAS_WS : 0;
+    const size_t per_slot = kern_cuda_moe_fp8_ws_bytes(1, cap, H, I);
+    int64_t chunk = (int64_t)(scratch_bytes / per_slot);
+    if (chunk < 1)
+        return MS_ERR(MS_ERR_INVALID, "cuda moe_experts (fp8): context workspace of %zu bytes cannot hold one slot of "
+                      "%d rows (%zu bytes)", cx->ws_bytes, cap, per_slot + KERN_CUDA_BLAS_WS);
+    if (chunk > n_local) chunk = n_local;
+    moe_count_check_kernel<<<1, 256, 0, CU_STREAM(cx)>>>(counts, n_local, cap, cx->fault);
+    CU_LAUNCHED();
+    const size_t sblk = (size_t)(H / KERN_FP8_BLOCK) * (I / KERN_FP8_BLOCK);
+    for (int32_t j0 = 0; j0 < n_local; j0 += (int32_t)chunk) {
+        const int32_t nc = (int32_t)(n_local - j0 < chunk ? n_local - j0 : chunk);
+        const char *rec = (const char *)w->base + (size_t)j0 * w->stride;
+        const float *sc = (const float *)(rec + w->off_scale);
+        moe_fp8_weights_t mw = {(const uint8_t *)rec, sc, (const uint8_t *)rec + w->off_down, sc + 2 * sblk,
+                                nc, H, I, w->stride};
+        MS_TRY(kern_cuda_moe_fp8(cx, x + (size_t)j0 * cap * H, counts + j0, nc, cap, &mw,
+                                 out + (size_t)j0 * cap * H, scratch, scratch_bytes));
+    }
+    return MS_OK;
 }
 
 extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local,
@@ -51,6 +95,10 @@ extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, co
                       kern_moe_ws_bytes(cap, I));
     if (!n_local || !cap) return MS_OK;
     const int fp8 = w->dtype == MS_DT_F8E4M3, fused = !fp8 || I % KERN_FP8_BLOCK == 0;
+    const int qx = fp8 && w->mode == KERN_MOE_FP8; /* fp8 mode: act_quant'ed x and h */
+    if (qx && H % KERN_FP8_BLOCK == 0 && I % KERN_FP8_BLOCK == 0 && cap % 4 == 0 && w->stride % 16 == 0)
+        return moe_experts_grouped(cx, x, counts, n_local, cap, w, out);
+    const int32_t bh = kern_fp8_blocks(H), bi = kern_fp8_blocks(I);
     const size_t es = ms_dtype_size(w->dtype);
     if (w->stride % 4 || w->stride % es) return MS_ERR(MS_ERR_INVALID, "cuda moe_experts: record stride %zu", w->stride);
     const int64_t bsw = (int64_t)(w->stride / es), bss = (int64_t)(w->stride / sizeof(float));
@@ -60,7 +108,8 @@ extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, co
      * fp8 tiles of >= 128 rows; unfused also its own sums buffer */
     const size_t per_slot = kern_align256((size_t)cap * I * 2) + kern_align256((size_t)cap * H * 2) +
                             2 * (size_t)cap * 2 * I * 2 + (fp8 ? (size_t)KERN_FP8_BLOCK * big * 2 * 2 : 0) +
-                            (fused ? 0 : (size_t)cap * 2 * I * 2) + 1024;
+                            (fused ? 0 : (size_t)cap * 2 * I * 2) +
+                            (qx ? (size_t)cap * (H + I) + (size_t)cap * (bh + bi) * 4 + 1024 : 0) + 1024;
     char *scratch = (char *)cx->ws + KERN_CUDA_BLAS_WS;
     const size_t scratch_bytes = cx->ws_bytes > KERN_CUDA_BLAS_WS ? cx->ws_bytes - KERN_CUDA_BLAS_WS : 0;
     int64_t chunk = (int64_t)(scratch_bytes / per_slot);
@@ -75,6 +124,14 @@ extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, co
         bf16_t *h = (bf16_t *)scratch;
         bf16_t *d = (bf16_t *)(scratch + kern_align256((size_t)nc * cap * I * 2));
         char *rest = (char *)d + kern_align256((size_t)nc * cap * H * 2);
+        uint8_t *xq = NULL, *hq = NULL;
+        float *xs = NULL, *hs = NULL;
+        if (qx) { /* quantized x [nc*cap, H] and h [nc*cap, I] with their 1x128 scales */
+            xq = (uint8_t *)rest, rest += kern_align256((size_t)nc * cap * H);
+            hq = (uint8_t *)rest, rest += kern_align256((size_t)nc * cap * I);
+            xs = (float *)rest, rest += kern_align256((size_t)nc * cap * bh * 4);
+            hs = (float *)rest, rest += kern_align256((size_t)nc * cap * bi * 4);
+        }
         size_t rest_bytes = scratch_bytes - (size_t)(rest - scratch);
         kern_moe_slots_t sw = *w;
         sw.base = (const char *)w->base + (size_t)j0 * w->stride;
@@ -83,6 +140,10 @@ extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, co
         kern_mat_t ge = kern_moe_slot_mat(&sw, 0, 0), ue = kern_moe_slot_mat(&sw, 0, 1), de = kern_moe_slot_mat(&sw, 0, 2);
         kern_gemm_t g = {};
         g.x = xj, g.xdt = MS_DT_BF16, g.ldx = H, g.bsx = (int64_t)cap * H;
+        if (qx) {
+            MS_TRY(kern_cuda_act_quant_op(cx, xj, H, nc * cap, H, xq, H, xs, bh));
+            g.x = xq, g.xdt = MS_DT_F8E4M3, g.x_scale = xs, g.ld_xs = bh, g.bs_xs = (int64_t)cap * bh;
+        }
         g.ydt = MS_DT_BF16, g.m = cap, g.batch = nc, g.bsw = bsw;
         if (fused) {
             kern_mat_t gu = ge;
@@ -104,6 +165,10 @@ extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, co
         dg.x = h, dg.xdt = MS_DT_BF16, dg.ldx = I, dg.bsx = (int64_t)cap * I;
         dg.w = &de, dg.y = d, dg.ydt = MS_DT_BF16, dg.ldy = H, dg.bsy = (int64_t)cap * H;
         dg.m = cap, dg.batch = nc, dg.bsw = bsw;
+        if (qx) {
+            MS_TRY(kern_cuda_act_quant_op(cx, h, I, nc * cap, I, hq, I, hs, bi));
+            dg.x = hq, dg.xdt = MS_DT_F8E4M3, dg.x_scale = hs, dg.ld_xs = bi, dg.bs_xs = (int64_t)cap * bi;
+        }
         MS_TRY(kern_cuda_gemm_run(cx, &dg, bss, rest, rest_bytes));
         moe_copy_kernel<<<dim3((unsigned)cap, (unsigned)nc), 256, 0, CU_STREAM(cx)>>>(
             d, counts + j0, cap, H, out + (size_t)j0 * cap * H, cx->fault);

@@ -1,7 +1,7 @@
 /* moe_gemm.h — routed-expert compute of one rank on the GPU with DeepSeek's
  * FP8 numerics (its inference code's act_quant + fp8_gemm): entry points of
- * kernels/cuda/act_quant.cu and kernels/cuda/moe_gemm_fp8.cu. Independent of
- * the ops table for now; moe_experts calls these once its signature lands.
+ * kernels/cuda/act_quant.cu and kernels/cuda/moe_gemm_fp8.cu. moe_experts (moe_experts.cu)
+ * calls kern_cuda_moe_fp8 in the fp8 mode, on the slot records.
  *
  * Layout (DESIGN "The GPU step", seam 2: DeepGEMM's masked layout):
  *  - Activations x, out: [S, cap, hidden] bf16, S local slots of `cap` rows.
@@ -40,6 +40,9 @@ typedef struct {
     const float *w2_s;   /* [E, hidden/128, inter/128] */
     int32_t n_experts;   /* E = local slots the arrays hold (S <= E) */
     int32_t hidden, inter;
+    size_t stride;       /* 0: the four arrays are stacked as above; else bytes from expert e to e+1 in every
+                          * array (slot records, kernels.h kern_moe_slots_t: all four point into record 0;
+                          * a multiple of 16, and of 4 for the scales) */
 } moe_fp8_weights_t;
 
 /* Workspace kern_cuda_moe_fp8 needs: xq, xs, h, hq, hs. */
@@ -50,9 +53,9 @@ ms_status_t kern_cuda_moe_fp8(kern_ctx_t *cx, const bf16_t *x, const int32_t *co
                               const moe_fp8_weights_t *w, bf16_t *out, void *ws, size_t ws_bytes);
 
 /* act_quant over the masked layout: x [S, cap, K] bf16 -> q [S, cap, K] e4m3,
- * qs [S, K/128, cap] fp32; s = amax/448 per 1x128 group (1 for an all-zero
- * group), q = e4m3(x / s) round-to-nearest-even, saturating. Padding rows are
- * neither read nor written. */
+ * qs [S, K/128, cap] fp32; s = max(amax, 1e-4)/448 per 1x128 group (the
+ * act_quant op's rule, kernels.h), q = e4m3(x / s) round-to-nearest-even,
+ * saturating. Padding rows are neither read nor written. */
 ms_status_t kern_cuda_act_quant(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int S, int cap, int K,
                                 uint8_t *q, float *qs);
 

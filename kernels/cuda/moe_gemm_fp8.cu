@@ -52,6 +52,13 @@ __device__ __forceinline__ void mg_bar_wait(uint64_t *b, uint32_t parity)
                      : "memory");
     } while (!done);
 }
+/* Weights: 3-D box (K, row, expert), so experts may sit `stride` bytes apart (slot records). */
+__device__ __forceinline__ void mg_tma_3d(void *dst, const CUtensorMap *map, int c0, int c1, int c2, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];"
+                 ::"r"(mg_smem(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(mg_smem(bar))
+                 : "memory");
+}
 __device__ __forceinline__ void mg_tma_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar)
 {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
@@ -118,7 +125,8 @@ template <> __device__ __forceinline__ void wgmma_fp8<128>(float *d, uint64_t da
 
 /* ---- the grouped GEMM kernel ---- */
 struct mg_args {
-    const float *wsc;      /* weight scales [E, n_w_rows/128, K/128] */
+    const float *wsc;      /* weight scales [n_w_rows/128, K/128] per expert, wsc_stride floats apart */
+    size_t wsc_stride;
     const float *asc;      /* activation scales [S, K/128, cap] */
     const int32_t *counts; /* [S] */
     uint16_t *out;         /* [S, cap, ldo] bf16 */
@@ -185,7 +193,7 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
             const int s = tile / (g.n_nblk * g.n_tblk), nb = (tile / g.n_tblk) % g.n_nblk, tb = tile % g.n_tblk;
             if (tb * BNT >= min(g.counts[s], g.cap)) continue;
-            const int r0 = s * g.n_w_rows + (GATEUP ? nb * 64 : nb * 128);
+            const int r0 = GATEUP ? nb * 64 : nb * 128; /* row within expert s */
             const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
             const int arow = s * g.cap + tb * BNT;
             const int nsc = min(BNT, g.cap - tb * BNT); /* a multiple of 4: 16-byte bulk copies */
@@ -195,8 +203,8 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
                 uint8_t *sa = smem + st * STAGE;
                 mg_bar_expect(&full[st], STAGE + nsc * 4);
                 mg_bulk(ssc + st * BNT, g.asc + ((size_t)s * kchunks + kc) * g.cap + tb * BNT, nsc * 4, &full[st]);
-                mg_tma_2d(sa, &tm_w, kc * MG_KC, r0, &full[st]);
-                mg_tma_2d(sa + MG_A_BYTES / 2, &tm_w, kc * MG_KC, r1, &full[st]);
+                mg_tma_3d(sa, &tm_w, kc * MG_KC, r0, s, &full[st]);
+                mg_tma_3d(sa + MG_A_BYTES / 2, &tm_w, kc * MG_KC, r1, s, &full[st]);
                 mg_tma_2d(sa + MG_A_BYTES, &tm_a, kc * MG_KC, arow, &full[st]);
             }
         }
@@ -215,8 +223,8 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         const int tok0 = tb * BNT + (RS ? 0 : wg * BN); /* this warpgroup's first token in the slot */
         const int h0 = RS ? wg : 0;                     /* first m64 half this warpgroup computes */
         const int rb0 = GATEUP ? nb * 64 / 128 : nb, rb1 = GATEUP ? (g.inter + nb * 64) / 128 : nb;
-        const float *ws0 = g.wsc + ((size_t)s * (g.n_w_rows / 128) + (h0 ? rb1 : rb0)) * kchunks;
-        const float *ws1 = g.wsc + ((size_t)s * (g.n_w_rows / 128) + rb1) * kchunks;
+        const float *ws0 = g.wsc + (size_t)s * g.wsc_stride + (size_t)(h0 ? rb1 : rb0) * kchunks;
+        const float *ws1 = g.wsc + (size_t)s * g.wsc_stride + (size_t)rb1 * kchunks;
 #pragma unroll
         for (int j = 0; j < NT; j++)
 #pragma unroll
@@ -341,6 +349,24 @@ static ms_status_t mg_tensor_map(CUtensorMap *m, const void *base, uint64_t rows
     return MS_OK;
 }
 
+/* Expert weights [E][rows, cols] e4m3, experts `stride` bytes apart (a multiple of 16), read in boxes of
+ * 64 rows x 128 bytes of one expert. */
+static ms_status_t mg_weight_map(CUtensorMap *m, const void *base, uint64_t E, size_t stride, uint64_t rows,
+                                 uint64_t cols)
+{
+    PFN_cuTensorMapEncodeTiled_v12000 enc = mg_encode_fn();
+    if (!enc) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled not available from the driver");
+    if (stride % 16 || (uintptr_t)base % 16)
+        return MS_ERR(MS_ERR_INVALID, "moe_fp8: expert stride %zu / base not 16-byte aligned", stride);
+    cuuint64_t dims[3] = {cols, rows, E}, strides[2] = {cols, stride};
+    cuuint32_t box[3] = {MG_KC, 64, 1}, estr[3] = {1, 1, 1};
+    CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, (void *)base, dims, strides, box, estr,
+                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled (3-D) failed (%d)", (int)r);
+    return MS_OK;
+}
+
 static int mg_num_sms(void)
 {
     static int n;
@@ -353,11 +379,12 @@ static int mg_num_sms(void)
 }
 
 template <int BN, int NWG, bool RS, bool GATEUP>
-static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, mg_args g, int n_experts)
+static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, mg_args g, int n_experts,
+                             size_t wstride)
 {
     typedef mg_shape<BN, NWG, RS> sh;
     CUtensorMap tw, ta;
-    MS_TRY(mg_tensor_map(&tw, wq, (uint64_t)n_experts * g.n_w_rows, g.K, 64));
+    MS_TRY(mg_weight_map(&tw, wq, (uint64_t)n_experts, wstride, g.n_w_rows, g.K));
     MS_TRY(mg_tensor_map(&ta, aq, (uint64_t)g.S * g.cap, g.K, sh::BNT));
     g.n_tblk = (g.cap + sh::BNT - 1) / sh::BNT;
     const int ntiles = g.S * g.n_nblk * g.n_tblk;
@@ -390,7 +417,8 @@ extern "C" int kern_cuda_moe_fp8_tile(int bn, int nwg, int row_split)
  * warpgroup, then two warpgroups of 32 or 64 (token split). Row split measured
  * slower at 128 rows despite its fewer shared-memory reads. */
 template <bool GATEUP>
-static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, const mg_args &g, int E)
+static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, const mg_args &g, int E,
+                               size_t wstride)
 {
     int bn = mg_force_bn, nwg = mg_force_nwg, rs = mg_force_rs;
     if (!bn) {
@@ -400,7 +428,7 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
         else bn = 64, nwg = 2, rs = 0;
     }
 #define MG_CASE(B, W, R) \
-    if (bn == B && nwg == W && rs == R) return mg_launch<B, W, R, GATEUP>(cx, wq, aq, g, E);
+    if (bn == B && nwg == W && rs == R) return mg_launch<B, W, R, GATEUP>(cx, wq, aq, g, E, wstride);
     MG_CASE(8, 1, 0) MG_CASE(16, 1, 0) MG_CASE(32, 1, 0) MG_CASE(64, 1, 0) MG_CASE(16, 2, 0) MG_CASE(32, 2, 0)
     MG_CASE(64, 2, 0) MG_CASE(64, 2, 1) MG_CASE(128, 2, 1)
 #undef MG_CASE
@@ -410,7 +438,7 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
 static ms_status_t mg_check(int S, int cap, const moe_fp8_weights_t *w)
 {
     if (!w || S < 0 || S > w->n_experts || cap <= 0 || cap % 4 || w->hidden <= 0 || w->inter <= 0 ||
-        w->hidden % 128 || w->inter % 128)
+        w->hidden % 128 || w->inter % 128 || w->stride % 16)
         return MS_ERR(MS_ERR_INVALID, "moe_fp8: bad shape S=%d cap=%d (cap a multiple of 4, S <= %d experts), "
                       "hidden=%d inter=%d (multiples of 128)", S, cap, w ? w->n_experts : 0, w ? w->hidden : 0,
                       w ? w->inter : 0);
@@ -423,8 +451,10 @@ extern "C" ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *x
 {
     MS_TRY(mg_check(S, cap, w));
     if (S == 0) return MS_OK;
-    mg_args g = {w->w13_s, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter};
-    return mg_dispatch<true>(cx, w->w13, xq, g, w->n_experts);
+    const size_t rows = 2 * (size_t)w->inter, ws = w->stride ? w->stride : rows * w->hidden;
+    const size_t ss = w->stride ? w->stride / 4 : rows / 128 * (w->hidden / 128);
+    mg_args g = {w->w13_s, ss, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter};
+    return mg_dispatch<true>(cx, w->w13, xq, g, w->n_experts, ws);
 }
 
 extern "C" ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq, const float *hs,
@@ -433,8 +463,10 @@ extern "C" ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq,
 {
     MS_TRY(mg_check(S, cap, w));
     if (S == 0) return MS_OK;
-    mg_args g = {w->w2_s, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden};
-    return mg_dispatch<false>(cx, w->w2, hq, g, w->n_experts);
+    const size_t ws = w->stride ? w->stride : (size_t)w->hidden * w->inter;
+    const size_t ss = w->stride ? w->stride / 4 : (size_t)(w->hidden / 128) * (w->inter / 128);
+    mg_args g = {w->w2_s, ss, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden};
+    return mg_dispatch<false>(cx, w->w2, hq, g, w->n_experts, ws);
 }
 
 /* Workspace carve-up, each piece 256-byte aligned. */

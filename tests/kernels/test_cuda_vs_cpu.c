@@ -137,6 +137,14 @@ static const cc_case_t g_cases[] = {
     {"moe_experts", "4 slots cap 16 7168/2048",   "bf16",      cc_run_moe_experts, {4, 16, 7168, 2048, 0},              1e-5},
     {"moe_experts", "4 slots cap 16 7168/2048",   "fp8",       cc_run_moe_experts, {4, 16, 7168, 2048, 1},              1e-5},
     {"moe_experts", "counts cap+5/-2 fault",      "bf16",      cc_run_moe_experts, {5, 8, 64, 32, 0},                   1e-5, 2},
+    /* fp8 mode (p[5] = 1) against the CPU's fp8 mode: hidden/inter multiples of 128 and cap of 4 run the
+     * grouped kernel on the records (moe_gemm_fp8.cu), the rest the batched FP8-x path; tol = nmse 2e-4,
+     * max-abs 16 bf16 ulps of max|ref| */
+    {"moe_experts", "5 slots cap 8 256/128 fp8 mode", "fp8",  cc_run_moe_experts, {5, 8, 256, 128, 1, 1},              2e-4},
+    {"moe_experts", "4 slots cap 6 128/96 fp8 mode", "fp8",   cc_run_moe_experts, {4, 6, 128, 96, 1, 1},               2e-4},
+    {"moe_experts", "8 slots cap 8 7168/2048 fp8 mode", "fp8", cc_run_moe_experts, {8, 8, 7168, 2048, 1, 1},           2e-4},
+    {"moe_experts", "3 slots cap 64 7168/2048 fp8 mode", "fp8", cc_run_moe_experts, {3, 64, 7168, 2048, 1, 1},         2e-4},
+    {"moe_experts", "fp8 mode counts cap+5/-2 fault", "fp8",  cc_run_moe_experts, {5, 8, 256, 128, 1, 1},              2e-4, 2},
     /* log_softmax: |got - want| <= tol */
     {"log_softmax", "4x129280",                   "f32",       cc_run_log_softmax, {4, 129280},                         2e-6},
     {"log_softmax", "3x1000",                     "f32",       cc_run_log_softmax, {3, 1000},                           2e-6},
