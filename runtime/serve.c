@@ -271,6 +271,7 @@ int cmd_serve(int argc, char **argv)
             .block_size = eo.block_size,
             .n_blocks = eo.kv_blocks,
             .chunked_prefill = cfg.enable_chunked_prefill,
+            .block_reuse = cfg.kv_cache.enable_block_reuse,
         };
         ok = tok_load(tokdir, &tok) == MS_OK && coord_create(cfg.ms.max_queue_size, &sc.coord) == MS_OK &&
              sched_create(&scfg, &sc.sched) == MS_OK;

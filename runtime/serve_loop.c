@@ -192,6 +192,9 @@ static void publish(serve_ctx_t *sc, int batch, uint64_t steps)
         .kv_blocks_used = ss.kv_blocks_used,
         .kv_blocks_free = ss.kv_blocks_free,
         .kv_bytes = (double)sc->kv_bytes,
+        .kv_blocks_idle = ss.kv_blocks_idle,
+        .prefix_query_tokens = ss.prefix_query_tokens,
+        .prefix_hit_tokens = ss.prefix_hit_tokens,
         .last_batch_size = batch,
         .steps = steps,
         .ready = true,
@@ -227,6 +230,11 @@ static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, 
         if (sched_append(sc->sched, q, r->token) != MS_OK) {
             end_seq(sc, q, REQ_FINISH_ERROR, ms_error_last());
             continue;
+        }
+        if (q->n_tokens - q->n_prompt == 1) { /* the first token: usage's cached_tokens is known */
+            pthread_mutex_lock(&q->req->lock);
+            q->req->n_cached_prompt = q->n_reused;
+            pthread_mutex_unlock(&q->req->lock);
         }
         /* detokenize and stop checks on the output thread, while the next step runs */
         serve_out_token(sc->out, q->user, r, q->n_tokens);
