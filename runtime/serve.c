@@ -192,6 +192,7 @@ int cmd_serve(int argc, char **argv)
     par_t par;
     sizing_limits_t lim;
     if (!all_ok(serve_layout(&cfg, size, rank, &par, &lim) == MS_OK)) goto out_mpi;
+    lim.max_seq_len = max_seq_len; /* resolved: the engine bounds its block tables by it too */
     int device = 0, sharing = 1;
     if (!all_ok(serve_pick_device(&cfg, serve_local_rank(node_rank), local_ranks, &kops, &device, &sharing) == MS_OK)) {
         rc = 2;

@@ -116,9 +116,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                                o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, e->cfg.kv_lora_rank, e->cfg.qk_rope_head_dim,
                                &e->kv), out_w);
     const int T = o->max_tokens_per_step, B = o->max_batch;
-    /* A block belongs to one sequence, so one step's block tables (this
-     * rank's sequences) hold at most every block of the pool once. */
-    const int blk_max = o->kv_blocks;
+    /* shared prefix blocks can appear in many tables of a step (sizing.h) */
+    const int blk_max = sizing_blk_max(o->kv_blocks, o->block_size, B, o->max_seq_len);
     /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
     if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
     MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B, o->max_naive_ctx,
