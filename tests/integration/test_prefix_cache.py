@@ -34,7 +34,7 @@ stream_interval: 1
 enable_chunked_prefill: true
 cuda_graph_config: null
 kv_cache_config:
-  max_tokens: 3072
+  max_tokens: 2048
   tokens_per_block: %d
   enable_block_reuse: true
 moeserve:
@@ -115,7 +115,7 @@ def soak(c, env, srv, model):
     for i in range(36):
         b = bases[rnd.randrange(3)]
         p = b[:rnd.randrange(40, len(b))] + [20000 + 97 * i + k for k in range(rnd.randrange(1, 60))]
-        body = dict(prompt=p, max_tokens=rnd.randrange(4, 40), temperature=0.8, seed=i, ignore_eos=True)
+        body = dict(prompt=p, max_tokens=rnd.randrange(4, 80), temperature=0.8, seed=i, ignore_eos=True)
         if i % 6 == 5:
             jobs.append(lambda body=body: cut_stream(srv, body, 3))
         else:
@@ -155,7 +155,7 @@ def main():
     c = Checks()
     srv = Server(env, model, np=L["np"], args=L["args"], config=f.name)
     groups = L["np"] if "attention_dp" in L.get("yaml", "") else 1
-    srv.total_blocks = groups * 3072 // BS
+    srv.total_blocks = groups * 2048 // BS
     c.run_on_server(srv, [("parity", lambda c, s: parity(c, env, s, model)),
                           ("penalized", lambda c, s: penalized(c, env, s, model)),
                           ("soak", lambda c, s: soak(c, env, s, model))])
