@@ -10,6 +10,8 @@
 #     server    the seed's curl and a streamed chat on the tiny model, CUDA
 #     r1        an R1-geometry config-only model (load_format dummy, FP8 weights, FP8 KV,
 #               R1_LAYERS layers, default 10) serves 64 concurrent requests (moeserve-bench)
+#     trace     the first op after which the device fault word is set, per tiny model (bench-ops
+#               --trace-faults on a real checkpoint), and compute-sanitizer memcheck of one generate
 #     bench     moeserve-bench-ops: every op at R1 decode shapes + one decode step of a
 #               4-layer R1-geometry model by op
 #   default: all. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
@@ -81,7 +83,8 @@ wait_ready() { # port seconds
 phase_server() {
     local port=8311 cfg=$W/tiny-cuda.yaml
     sed 's/device: cpu/device: cuda/' "$root/configs/tiny-cpu.yaml" >"$cfg"
-    $R moeserve serve "$W/tiny" --host 127.0.0.1 --port $port --extra_llm_api_options "$cfg" >"$out/server.log" 2>&1 &
+    $R moeserve serve "$W/tiny" --served_model_name tiny --host 127.0.0.1 --port $port --extra_llm_api_options "$cfg" \
+        >"$out/server.log" 2>&1 &
     local pid=$!
     if wait_ready $port 90; then
         echo "server: $(grep -E 'backend|KV cache|per rank' "$out/server.log" | head -3 | tr '\n' ' ')"
@@ -107,7 +110,7 @@ phase_r1() {
     cat >"$cfg" <<EOF
 load_format: dummy
 max_batch_size: 64
-max_num_tokens: 2048
+max_num_tokens: 512
 max_seq_len: 4096
 enable_chunked_prefill: true
 cuda_graph_config: null
@@ -115,18 +118,19 @@ kv_cache_config:
   dtype: fp8
   free_gpu_memory_fraction: 0.85
 moe_config:
-  max_num_tokens: 2048
+  max_num_tokens: 256
 moeserve:
   device: cuda
 EOF
     echo "r1 plan-memory: $($R moeserve plan-memory "$d" --world 1 --extra_llm_api_options "$cfg" 2>&1 | tail -1)"
-    $R moeserve serve "$d" --host 127.0.0.1 --port $port --extra_llm_api_options "$cfg" >"$out/r1_server.log" 2>&1 &
+    $R moeserve serve "$d" --served_model_name r1 --host 127.0.0.1 --port $port --extra_llm_api_options "$cfg" \
+        >"$out/r1_server.log" 2>&1 &
     local pid=$!
     if wait_ready $port 240; then
         echo "r1 server: $(grep -E 'backend|weights:.*MiB|per rank|loaded in' "$out/r1_server.log" | tr '\n' ' ')"
         echo "r1 curl: $(curl -s http://127.0.0.1:$port/v1/completions -H 'Content-Type: application/json' -d '{
           "model": "r1", "prompt": "Where is New York?", "max_tokens": 16, "temperature": 0}' | head -c 600)"
-        timeout 300 $R moeserve-bench --port $port --model "$d" --tokenizer "$d" --num-prompts 64 --max-concurrency 64 \
+        timeout 300 $R moeserve-bench --port $port --model "$d" --served-model-name r1 --tokenizer "$d" --num-prompts 64 --max-concurrency 64 \
             --random-input-len 512 --random-output-len 64 --ignore-eos --tokenize-on-client >"$out/r1_bench.log" 2>&1
         echo "r1 bench (64 requests, 64 concurrent, 512 in / 64 out): exit $? | $(grep -iE 'successful|failed|throughput|TTFT|TPOT' "$out/r1_bench.log" | head -9 | tr '\n' ' ')"
         echo "r1 metrics: $(curl -s http://127.0.0.1:$port/metrics | grep -E '^moeserve_(kv_cache|engine_steps)' | tr '\n' ' ')"
@@ -137,10 +141,26 @@ EOF
     wait $pid 2>/dev/null
 }
 
+phase_trace() {
+    for m in tiny8 tinynoq tiny; do
+        echo "trace $m: $($R moeserve-bench-ops --batch '' --rows '' --model "$W/$m" --load auto --step-batch 1 \
+            --step-ctx 13 --step-tokens 64 --moe-cap 0 --trace-faults 1 2>&1 | grep -E 'trace|error' | head -3 | tr '\n' ' ')"
+    done
+    local cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    if [ -n "$cs" ]; then
+        timeout 120 $R "$cs" --tool memcheck --print-limit 5 "$B/bin/moeserve" generate "$W/tiny8" \
+            --prompt-ids 0,100,344,201,440,33,7,19 --max-tokens 2 --ignore-eos --device cuda >"$out/memcheck.log" 2>&1
+        echo "memcheck tiny8: $(grep -E 'Invalid|ERROR SUMMARY|at 0x|by thread|Address' "$out/memcheck.log" | head -12 | tr '\n' ' ')"
+    else
+        echo "memcheck: no compute-sanitizer on this host"
+    fi
+}
+
 phase_bench() {
     local d=$W/r1x4
     [ -f "$d/config.json" ] || $R moeserve-mkmodel --preset r1 --dtype fp8 --layers 4 --config-only --out "$d" >/dev/null
-    timeout 300 $R moeserve-bench-ops --reps 20 --model "$d" --step-batch 32 --step-ctx 1024 >"$out/bench_ops.md" 2>"$out/bench_ops.err"
+    timeout 300 $R moeserve-bench-ops --reps 20 --model "$d" --step-batch 32 --step-ctx 1024 --step-tokens 1024 \
+        --moe-cap 512 ${BENCH_OPS_ARGS:-} >"$out/bench_ops.md" 2>"$out/bench_ops.err"
     echo "bench-ops: exit $? ($(wc -l <"$out/bench_ops.md") lines; stderr: $(tail -2 "$out/bench_ops.err" | tr '\n' ' '))"
 }
 
@@ -152,6 +172,7 @@ done
 has server && phase_server >"$out/phase_server.txt" 2>&1
 for p in "${pids[@]}"; do wait "$p"; done
 for p in golden generate layouts server; do has $p && cat "$out/phase_$p.txt" >>"$S"; done
+has trace && { phase_trace >"$out/phase_trace.txt" 2>&1; cat "$out/phase_trace.txt" >>"$S"; }
 has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }
 say "gpu-check: $(( $(date +%s) - t0 )) s"

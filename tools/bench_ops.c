@@ -11,7 +11,10 @@
  * previous one.
  *
  *   moeserve-bench-ops [--batch 1,32,128] [--rows 4,32,128] [--ctx 1024] [--reps 20]
- *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8]]
+ *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8] [--load dummy|auto]
+ *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1]]
+ * (--batch "" --rows "" skip the op tables; --trace-faults 1 synchronizes after every op of the step run and
+ * names the first op after which the device fault word is set: a debugging aid, not a timing.)
  * Markdown tables on stdout (BENCHMARKS.md). */
 #include <math.h>
 #include <stdio.h>
@@ -427,8 +430,24 @@ static const char *const g_extra[] = {"upload", "download", "copy", "memset"};
 #define OP_MEMSET (KERN_N_OPS + 3)
 #define N_TRACK (KERN_N_OPS + 4)
 
+static int g_trace, g_traced; /* --trace-faults: synchronize after every op and name the first that raises a fault */
+static const char *op_label(int op)
+{
+    return op < KERN_N_OPS ? kern_op_name((kern_op_t)op) : g_extra[op - KERN_N_OPS];
+}
+
 static void mark(kern_ctx_t *cx, int op)
 {
+    if (g_trace && !g_traced && cx->fault) {
+        uint32_t f = 0;
+        cudaError_t e = cudaStreamSynchronize((cudaStream_t)cx->stream);
+        if (e == cudaSuccess) e = cudaMemcpy(&f, cx->fault, sizeof f, cudaMemcpyDeviceToHost);
+        if (e != cudaSuccess || f) {
+            fprintf(stderr, "bench-ops trace: after %s: fault word %#x (%s)\n", op_label(op), f,
+                    e == cudaSuccess ? "ok" : cudaGetErrorString(e));
+            g_traced = 1;
+        }
+    }
     if (!g_on || g_nev >= MAXEV) return;
     cudaEventRecord(g_ev[g_nev], (cudaStream_t)cx->stream);
     g_op[g_nev++] = op;
@@ -510,9 +529,19 @@ WRAP(sample, KERN_OP_SAMPLE,
       int32_t *ti, float *tl),
      (cx, l, ld, r, v, p, t, lp, ti, tl))
 
+static kern_ops_t g_tops;
+/* Contexts of the timed table point back at it, so ops reached through cx->ops (MoE dispatch) are timed too. */
+static ms_status_t w_ctx_create(int device, size_t ws, kern_ctx_t **out)
+{
+    MS_TRY(kern_cuda_ops.ctx_create(device, ws, out));
+    (*out)->ops = &g_tops;
+    return MS_OK;
+}
+
 static kern_ops_t timed_ops(void)
 {
     kern_ops_t t = kern_cuda_ops;
+    t.ctx_create = w_ctx_create;
     t.upload = w_upload, t.download = w_download, t.copy = w_copy, t.memset = w_memset;
     t.embed = w_embed, t.add = w_add, t.cast = w_cast, t.gather_rows = w_gather_rows, t.silu_mul = w_silu_mul;
     t.rmsnorm = w_rmsnorm, t.add_rmsnorm = w_add_rmsnorm, t.gemm = w_gemm, t.act_quant = w_act_quant;
@@ -522,27 +551,27 @@ static kern_ops_t timed_ops(void)
     return t;
 }
 
-static int bench_step(const char *model, int B, int ctx, int kv_fp8)
+static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok)
 {
-    static kern_ops_t tops;
-    tops = timed_ops();
-    const int max_tok = 8192;
+    g_tops = timed_ops();
+    kern_ops_t *tops_p = &g_tops;
     if (ctx < 1 || ctx > max_tok) {
         fprintf(stderr, "moeserve-bench-ops: --step-ctx must be in [1, %d]\n", max_tok);
         return 2;
     }
     const int bs = 64, nbpp = (ctx + 4 + bs - 1) / bs, nblk = nbpp * B;
     engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
-                       .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = 1, .mla = ENGINE_MLA_AUTO,
-                       .ops = &tops};
+                       .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
+                       .moe_max_num_tokens = moe_cap, .ops = tops_p};
     par_t par = par_single();
     comm_t *comm = NULL;
     engine_t *eng = NULL;
-    if (comm_local_create(&tops, &comm) != MS_OK || engine_create(model, &par, &o, comm, &eng) != MS_OK) return 1;
+    if (comm_local_create(tops_p, &comm) != MS_OK || engine_create(model, &par, &o, comm, &eng) != MS_OK) return 1;
     for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nblk), *toks = malloc(sizeof(int32_t) * (size_t)max_tok);
     for (int i = 0; i < nblk; i++) blocks[i] = i;
-    for (int i = 0; i < max_tok; i++) toks[i] = 1000 + (i * 37) % 50000;
+    const int vocab = engine_config(eng)->vocab_size;
+    for (int i = 0; i < max_tok; i++) toks[i] = (int32_t)((1000 + (int64_t)i * 37) % vocab);
     proto_planbuf_t pb;
     proto_planbuf_init(&pb);
     proto_result_t *res = calloc((size_t)B, sizeof *res);
@@ -595,8 +624,7 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8)
     printf("| op | calls | ms | share |\n|---|---|---|---|\n");
     for (int op = 0; op < N_TRACK; op++) {
         if (!calls[op]) continue;
-        printf("| %s | %d | %.4f | %.1f%% |\n", op < KERN_N_OPS ? kern_op_name((kern_op_t)op) : g_extra[op - KERN_N_OPS],
-               calls[op], per[op], tot > 0 ? 100.0 * per[op] / tot : 0);
+        printf("| %s | %d | %.4f | %.1f%% |\n", op_label(op), calls[op], per[op], tot > 0 ? 100.0 * per[op] / tot : 0);
     }
     printf("| **total (first to last op)** | %d | %.4f | 100%% |\n\nHost wall time of engine_step: %.3f ms.\n", g_nev, tot,
            wall);
@@ -621,6 +649,7 @@ static int parse_list(const char *s, int *out, int max)
 int main(int argc, char **argv)
 {
     int batch[8] = {1, 32, 128}, nb = 3, rows[8] = {4, 32, 128}, nr = 3, ctx = 1024, sb = 32, sctx = 1024, kvf = 0;
+    int dummy = 1, moe_cap = 512, step_tok = 1024;
     const char *model = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -632,6 +661,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--step-batch")) sb = atoi(v);
         else if (!strcmp(a, "--step-ctx")) sctx = atoi(v);
         else if (!strcmp(a, "--kv-dtype")) kvf = !strcmp(v, "fp8");
+        else if (!strcmp(a, "--load")) dummy = strcmp(v, "auto") != 0;
+        else if (!strcmp(a, "--moe-cap")) moe_cap = atoi(v);
+        else if (!strcmp(a, "--step-tokens")) step_tok = atoi(v);
+        else if (!strcmp(a, "--trace-faults")) g_trace = atoi(v);
         else {
             fprintf(stderr, "moeserve-bench-ops: unknown option %s\n", a);
             return 2;
@@ -655,7 +688,7 @@ int main(int argc, char **argv)
     if (model) {
         K->ctx_destroy(CX);
         CK(K->ctx_create(0, 0, &CX));
-        rc = bench_step(model, sb, sctx, kvf);
+        rc = bench_step(model, sb, sctx, kvf, dummy, moe_cap, step_tok);
     }
     K->ctx_destroy(CX);
     return rc;

@@ -101,6 +101,9 @@ ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, const float
                                 int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                 float scaling, int32_t *idx, float *w);
 ms_status_t kern_cuda_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
+ms_status_t kern_cuda_logits_adjust(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                                    const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
+                                    const kern_pen_set_t *sets, int32_t n_sets);
 ms_status_t kern_cuda_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                              const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                              float *top_lp);

@@ -13,7 +13,11 @@ extern "C" ms_status_t kern_cuda_alloc(size_t bytes, void **out)
     cudaError_t rc = cudaMalloc(&p, n);
     if (rc != cudaSuccess)
         return MS_ERR(MS_ERR_NOMEM, "cuda backend: cannot allocate %zu bytes: %s", bytes, cudaGetErrorString(rc));
+    /* cudaMemset runs on the legacy default stream, which our non-blocking streams do not wait for: without
+     * this synchronize a zero-fill could land after an upload or kernel on a context's stream has written
+     * the memory (it did: placement tables read as zeros, a spurious KERN_FAULT_SLOT). alloc is setup-only. */
     rc = cudaMemset(p, 0, n);
+    if (rc == cudaSuccess) rc = cudaDeviceSynchronize();
     if (rc != cudaSuccess) {
         cudaFree(p);
         return MS_ERR(MS_ERR_CUDA, "cudaMemset failed: %s", cudaGetErrorString(rc));

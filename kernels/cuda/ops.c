@@ -4,18 +4,8 @@
  * adapters left. */
 #include "cuda.h"
 
-/* Every op of the table has a GPU kernel except logits_adjust (penalties, logit_bias, min_p: not yet
- * written; the engine rejects requests that need it); keep in step with the table below. */
-static int cu_supports_op(kern_op_t op) { return op >= 0 && op < KERN_N_OPS && op != KERN_OP_LOGITS_ADJUST; }
-
-static ms_status_t cu_logits_adjust(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
-                                    const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
-                                    const kern_pen_set_t *sets, int32_t n_sets)
-{
-    (void)cx, (void)logits, (void)ld, (void)rows, (void)vocab, (void)adj, (void)lists, (void)lists_cap, (void)sets,
-        (void)n_sets;
-    return MS_ERR(MS_ERR_UNSUPPORTED, "kernels backend 'cuda' lacks op 'logits_adjust' (penalties, logit_bias, min_p)");
-}
+/* Every op of the table has a GPU kernel; keep in step with the table below. */
+static int cu_supports_op(kern_op_t op) { return op >= 0 && op < KERN_N_OPS; }
 
 const kern_ops_t kern_cuda_ops = {
     .name = "cuda",
@@ -60,5 +50,5 @@ const kern_ops_t kern_cuda_ops = {
     .moe_combine = kern_cuda_moe_combine,
     .log_softmax = kern_cuda_log_softmax,
     .sample = kern_cuda_sample,
-    .logits_adjust = cu_logits_adjust,
+    .logits_adjust = kern_cuda_logits_adjust,
 };
