@@ -94,7 +94,7 @@ def penalized(c, env, srv, model):
 
 
 def cut_stream(srv, body, after):
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=280)
     conn.request("POST", "/v1/completions", body=json.dumps(dict(body, stream=True)),
                  headers={"Content-Type": "application/json"})
     r = conn.getresponse()
@@ -109,13 +109,15 @@ def cut_stream(srv, body, after):
 
 
 def soak(c, env, srv, model):
+    # np4 on a 2-core machine is slow: a lighter load (still past the pool, still preempting)
+    n_req, max_gen = (36, 80) if srv.np <= 2 else (20, 40)
     rnd = random.Random(14)
     bases = [base(s, 300 + 90 * s) for s in range(3)]
     jobs = []
-    for i in range(36):
+    for i in range(n_req):
         b = bases[rnd.randrange(3)]
         p = b[:rnd.randrange(40, len(b))] + [20000 + 97 * i + k for k in range(rnd.randrange(1, 60))]
-        body = dict(prompt=p, max_tokens=rnd.randrange(4, 80), temperature=0.8, seed=i, ignore_eos=True)
+        body = dict(prompt=p, max_tokens=rnd.randrange(4, max_gen), temperature=0.8, seed=i, ignore_eos=True)
         if i % 6 == 5:
             jobs.append(lambda body=body: cut_stream(srv, body, 3))
         else:
