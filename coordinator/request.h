@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include "status.h"
 #include "../proto/plan.h"
+#include "spec.h"
 
 #define REQ_MAX_STOP 8
 
@@ -130,6 +131,7 @@ typedef struct {
     uint64_t steps;
     bool ready;      /* engine loaded and serving */
     bool draining;   /* shutdown in progress */
+    spec_stats_t spec; /* MTP drafts and acceptance (spec.drafts 0: off) */
 } coord_stats_t;
 void coord_stats_get(coord_t *c, coord_stats_t *out);
 void coord_stats_set(coord_t *c, const coord_stats_t *in);

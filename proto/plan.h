@@ -14,9 +14,11 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x5045534du /* "MSEP" little-endian */
-#define PROTO_VERSION 3 /* 2: delta entries (plan_delta.c); 3: penalties, min_p, logit_bias */
+#define PROTO_VERSION 4 /* 2: delta entries (plan_delta.c); 3: penalties, min_p, logit_bias; 4: MTP drafts
+                         * (VERIFY/DRAFT flags, the results' spec part) */
 #define PROTO_MAX_LOGIT_BIAS 1024 /* logit_bias entries per sequence */
 #define PROTO_MAX_LOGPROBS 20
+#define PROTO_MAX_DRAFT 4 /* MTP draft tokens per sequence per step (num_nextn_predict_layers 1..4) */
 
 typedef enum {
     PROTO_MSG_PLAN = 1,     /* rank 0 -> all: run one step */
@@ -38,6 +40,12 @@ enum {
     PROTO_SEQ_MASK_EOS = 1u << 1, /* min_tokens not reached: EOS may not be sampled */
     PROTO_SEQ_START = 1u << 2,    /* the slot's first entry for this sequence (pos 0): its per-slot
                                    * state (penalty counts, logit_bias) starts afresh from this entry */
+    /* MTP speculative decoding (worker/forward_mtp.c). VERIFY: the fed tokens after the first are the
+     * previous step's drafts; every fed token is sampled, the longest prefix of drafts that agrees with
+     * the samples is accepted (proto_result_t.accepted) and the first disagreeing sample is `token`.
+     * DRAFT: propose drafts for the next step (proto_result_t.drafts). Both need PROTO_SEQ_SAMPLE. */
+    PROTO_SEQ_VERIFY = 1u << 3,
+    PROTO_SEQ_DRAFT = 1u << 4,
 };
 
 /* One logit_bias entry of a sequence (sent with its START entry only). */
@@ -97,13 +105,21 @@ _Static_assert(sizeof(proto_plan_t) == 40, "proto_plan_t layout");
 
 typedef struct {
     int32_t slot;
-    int32_t token;    /* sampled token, or -1 when the seq had no PROTO_SEQ_SAMPLE */
+    int32_t token;    /* sampled token, or -1 when the seq had no PROTO_SEQ_SAMPLE; after a VERIFY the
+                       * last token of the step (the one after the accepted drafts) */
     float logprob;    /* log-probability of `token` under the unmodified distribution */
     int32_t n_top;
     int32_t top_ids[PROTO_MAX_LOGPROBS];
     float top_logprobs[PROTO_MAX_LOGPROBS];
+    /* MTP (PROTO_SEQ_VERIFY / PROTO_SEQ_DRAFT; 0 otherwise): the step's tokens are accepted[0..n_accepted)
+     * then `token`; drafts are the proposals to feed after `token` next step. */
+    int32_t n_accepted, n_draft;
+    int32_t accepted[PROTO_MAX_DRAFT];
+    float accepted_lp[PROTO_MAX_DRAFT];
+    int32_t drafts[PROTO_MAX_DRAFT];
 } proto_result_t;
-_Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS, "proto_result_t layout");
+_Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS + 8 + 12 * PROTO_MAX_DRAFT,
+               "proto_result_t layout");
 
 /* A decode step of a sequence the receiving rank already holds (its slot
  * state: sampling knobs, block table, position — proto/plan_delta.c): feed

@@ -125,7 +125,7 @@ static const cfg_key_t keys_kv_cache[] = {
 static const cfg_key_t keys_spec[] = {
     {.name = "decoding_type", .kind = CK_ENUM, .off = OFF(speculative.decoding_type), .enums = cfg_enum_spec,
      .flags = CFG_REQUIRED, .note = "moeserve implements MTP speculative decoding only"},
-    KINT("num_nextn_predict_layers", speculative.num_nextn_predict_layers, 1, I32MAX, 0),
+    KINT("num_nextn_predict_layers", speculative.num_nextn_predict_layers, 1, 4, 0), /* PROTO_MAX_DRAFT */
     KBOOL("use_relaxed_acceptance_for_thinking", speculative.use_relaxed_acceptance_for_thinking),
     KINT("relaxed_topk", speculative.relaxed_topk, 1, I32MAX, 0),
     KFLT("relaxed_delta", speculative.relaxed_delta, 0.0, 1e30),

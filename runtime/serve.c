@@ -226,6 +226,7 @@ int cmd_serve(int argc, char **argv)
         .mla = ENGINE_MLA_AUTO,
         .num_slots = lim.num_slots,
         .moe_max_num_tokens = lim.moe_max_num_tokens,
+        .mtp_drafts = cfg.speculative.enabled ? cfg.speculative.num_nextn_predict_layers : 0,
         .max_seq_len = max_seq_len,
     };
     sc.max_seqs = cfg.max_batch_size * groups; /* rank 0's whole plan */
@@ -273,6 +274,7 @@ int cmd_serve(int argc, char **argv)
             .n_blocks = eo.kv_blocks,
             .chunked_prefill = cfg.enable_chunked_prefill,
             .block_reuse = cfg.kv_cache.enable_block_reuse,
+            .spec_drafts = eo.mtp_drafts,
         };
         ok = tok_load(tokdir, &tok) == MS_OK && coord_create(cfg.ms.max_queue_size, &sc.coord) == MS_OK &&
              sched_create(&scfg, &sc.sched) == MS_OK;

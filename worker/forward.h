@@ -93,6 +93,14 @@ typedef struct {
     kern_adjust_t *adj;               /* (B) logits_adjust rows */
 } fwd_t;
 
+/* Carving one allocation into 256-byte aligned pieces; with base NULL only the size is counted (llm.c's
+ * one allocation per lifetime: forward.c's activations, forward_mtp.c's buffers). */
+typedef struct {
+    char *base;
+    size_t off;
+} fwd_carve_t;
+void *fwd_carve(fwd_carve_t *cv, size_t bytes);
+
 /* What the engine uploaded for this step. */
 typedef struct {
     int T;         /* tokens (rows) */
@@ -127,6 +135,9 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st);
 /* MLA of one layer on f->xn (= RMSNorm_input(x), made by the caller's fused add+norm), output in f->tb */
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st);
 ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
+/* down(silu(gate(xn)) * up(xn)) into out for n rows: the dense MLP */
+ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down, const bf16_t *xn,
+                    int n, bf16_t *out);
 /* the shared experts of an MoE layer on n rows of xn (forward.c, beside the dense MLP it equals) */
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out);
 

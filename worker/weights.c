@@ -202,7 +202,7 @@ static ms_status_t wl_linear_part(wl_t *L, const char *name, ms_dtype_t dt, int6
     MS_TRY(ckpt_expect(L->ck, name, dt, 2, shape, &t));
     MS_TRY(wl_put(L, data, &t, name, dt, cols, r0, nr, c0, nc, 0, 0));
     if (dt != MS_DT_F8E4M3) return MS_OK;
-    char sname[256];
+    char sname[300];
     snprintf(sname, sizeof sname, "%s_scale_inv", name);
     ckpt_tensor_t ts;
     MS_TRY(ckpt_expect(L->ck, sname, MS_DT_F32, 2, sshape, &ts));
@@ -223,7 +223,7 @@ static void wl_reserve(wl_t *L, kern_mat_t *m, ms_dtype_t dt, int64_t nr, int64_
 
 /* The routed experts of layer l: one record per local slot, each loaded from the expert the placement puts
  * there, so an expert (and a replica) is one contiguous copy. */
-static ms_status_t wl_experts(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, int l,
+static ms_status_t wl_experts(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, int l, int pl_layer,
                               kern_moe_slots_t *w)
 {
     static const char *const proj[3] = {"gate_proj", "up_proj", "down_proj"};
@@ -231,7 +231,7 @@ static ms_status_t wl_experts(wl_t *L, const mcfg_t *c, const par_t *p, const pl
     const int64_t D = c->hidden_size, Im = c->moe_intermediate_size;
     const int spr = pl->slots_per_rank, s0 = p->ep_rank * spr;
     ms_dtype_t dt;
-    snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, placement_expert(pl, l, s0));
+    snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, placement_expert(pl, pl_layer, s0));
     MS_TRY(wl_linear_dtype(L, nm, true, &dt));
     *w = kern_moe_slots_layout(dt, (int32_t)D, (int32_t)Im);
     w->base = wl_take(L, w->stride * (size_t)spr);
@@ -239,8 +239,8 @@ static ms_status_t wl_experts(wl_t *L, const mcfg_t *c, const par_t *p, const pl
         for (int k = 0; k < 3; k++) {
             kern_mat_t m = kern_moe_slot_mat(w, j, k);
             const int64_t rows = k == 2 ? D : Im, cols = k == 2 ? Im : D;
-            snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.%s.weight", l, placement_expert(pl, l, s0 + j),
-                     proj[k]);
+            snprintf(nm, sizeof nm, "model.layers.%d.mlp.experts.%d.%s.weight", l,
+                     placement_expert(pl, pl_layer, s0 + j), proj[k]);
             MS_TRY(wl_linear_part(L, nm, dt, rows, cols, 0, rows, 0, cols, (void *)m.data, (float *)m.scale_inv));
         }
     return MS_OK;
@@ -298,13 +298,54 @@ static ms_status_t wl_linear_bf16(wl_t *L, kern_mat_t *m, int64_t rows, int64_t 
 
 #define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
-static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, weights_t *w)
+/* One decoder layer (checkpoint index l; its experts placed by layer pl_layer of pl). */
+static ms_status_t wl_layer(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, int l, int pl_layer,
+                            wlayer_t *y)
 {
     char nm[256];
-    const int64_t D = c->hidden_size, V = c->vocab_size, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int64_t D = c->hidden_size, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int64_t dv = c->v_head_dim, dc = c->kv_lora_rank, qk = dn + dr, Hl = par_heads_local(p, c);
     const int64_t h0 = par_head0(p, c), H = c->num_attention_heads, E = c->n_routed_experts;
     const int64_t Is = (int64_t)c->moe_intermediate_size * c->n_shared_experts;
+#define LN(...) NAME(nm, "model.layers.%d.%s", l, __VA_ARGS__)
+    MS_TRY(wl_vec(L, (void **)&y->input_norm, MS_DT_BF16, D, LN("input_layernorm.weight")));
+    MS_TRY(wl_vec(L, (void **)&y->post_norm, MS_DT_BF16, D, LN("post_attention_layernorm.weight")));
+    if (c->q_lora_rank > 0) {
+        const int64_t R = c->q_lora_rank;
+        MS_TRY(wl_linear(L, &y->q_a, true, R, D, 0, R, 0, D, LN("self_attn.q_a_proj.weight")));
+        MS_TRY(wl_vec(L, (void **)&y->q_a_norm, MS_DT_BF16, R, LN("self_attn.q_a_layernorm.weight")));
+        MS_TRY(wl_linear(L, &y->q_b, true, H * qk, R, h0 * qk, Hl * qk, 0, R, LN("self_attn.q_b_proj.weight")));
+    } else {
+        MS_TRY(wl_linear(L, &y->q, true, H * qk, D, h0 * qk, Hl * qk, 0, D, LN("self_attn.q_proj.weight")));
+    }
+    MS_TRY(wl_linear(L, &y->kv_a, true, dc + dr, D, 0, dc + dr, 0, D, LN("self_attn.kv_a_proj_with_mqa.weight")));
+    MS_TRY(wl_vec(L, (void **)&y->kv_a_norm, MS_DT_BF16, dc, LN("self_attn.kv_a_layernorm.weight")));
+    MS_TRY(wl_linear_bf16(L, &y->kv_b, H * (dn + dv), dc, h0 * (dn + dv), Hl * (dn + dv),
+                          LN("self_attn.kv_b_proj.weight")));
+    MS_TRY(wl_linear(L, &y->o, true, D, H * dv, 0, D, h0 * dv, Hl * dv, LN("self_attn.o_proj.weight")));
+    y->is_moe = mcfg_layer_is_moe(c, l);
+    if (!y->is_moe) {
+        const int64_t I = c->intermediate_size;
+        MS_TRY(wl_linear(L, &y->gate, true, I, D, 0, I, 0, D, LN("mlp.gate_proj.weight")));
+        MS_TRY(wl_linear(L, &y->up, true, I, D, 0, I, 0, D, LN("mlp.up_proj.weight")));
+        MS_TRY(wl_linear(L, &y->down, true, D, I, 0, D, 0, I, LN("mlp.down_proj.weight")));
+        return MS_OK;
+    }
+    MS_TRY(wl_linear(L, &y->router, false, E, D, 0, E, 0, D, LN("mlp.gate.weight")));
+    MS_TRY(wl_vec(L, (void **)&y->router_bias, MS_DT_F32, E, LN("mlp.gate.e_score_correction_bias")));
+    MS_TRY(wl_experts(L, c, p, pl, l, pl_layer, &y->experts));
+    if (Is > 0) {
+        MS_TRY(wl_linear(L, &y->sh_gate, true, Is, D, 0, Is, 0, D, LN("mlp.shared_experts.gate_proj.weight")));
+        MS_TRY(wl_linear(L, &y->sh_up, true, Is, D, 0, Is, 0, D, LN("mlp.shared_experts.up_proj.weight")));
+        MS_TRY(wl_linear(L, &y->sh_down, true, D, Is, 0, D, 0, Is, LN("mlp.shared_experts.down_proj.weight")));
+    }
+#undef LN
+    return MS_OK;
+}
+
+static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, weights_t *w)
+{
+    const int64_t D = c->hidden_size, V = c->vocab_size;
 
     MS_TRY(wl_vec(L, (void **)&w->norm, MS_DT_BF16, D, "model.norm.weight"));
     {
@@ -319,42 +360,22 @@ static ms_status_t wl_all(wl_t *L, const mcfg_t *c, const par_t *p, const placem
     } else {
         MS_TRY(wl_linear(L, &w->lm_head, false, V, D, 0, V, 0, D, "lm_head.weight"));
     }
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        wlayer_t *y = &w->layers[l];
-#define LN(...) NAME(nm, "model.layers.%d.%s", l, __VA_ARGS__)
-        MS_TRY(wl_vec(L, (void **)&y->input_norm, MS_DT_BF16, D, LN("input_layernorm.weight")));
-        MS_TRY(wl_vec(L, (void **)&y->post_norm, MS_DT_BF16, D, LN("post_attention_layernorm.weight")));
-        if (c->q_lora_rank > 0) {
-            const int64_t R = c->q_lora_rank;
-            MS_TRY(wl_linear(L, &y->q_a, true, R, D, 0, R, 0, D, LN("self_attn.q_a_proj.weight")));
-            MS_TRY(wl_vec(L, (void **)&y->q_a_norm, MS_DT_BF16, R, LN("self_attn.q_a_layernorm.weight")));
-            MS_TRY(wl_linear(L, &y->q_b, true, H * qk, R, h0 * qk, Hl * qk, 0, R, LN("self_attn.q_b_proj.weight")));
-        } else {
-            MS_TRY(wl_linear(L, &y->q, true, H * qk, D, h0 * qk, Hl * qk, 0, D, LN("self_attn.q_proj.weight")));
-        }
-        MS_TRY(wl_linear(L, &y->kv_a, true, dc + dr, D, 0, dc + dr, 0, D, LN("self_attn.kv_a_proj_with_mqa.weight")));
-        MS_TRY(wl_vec(L, (void **)&y->kv_a_norm, MS_DT_BF16, dc, LN("self_attn.kv_a_layernorm.weight")));
-        MS_TRY(wl_linear_bf16(L, &y->kv_b, H * (dn + dv), dc, h0 * (dn + dv), Hl * (dn + dv),
-                              LN("self_attn.kv_b_proj.weight")));
-        MS_TRY(wl_linear(L, &y->o, true, D, H * dv, 0, D, h0 * dv, Hl * dv, LN("self_attn.o_proj.weight")));
-        y->is_moe = mcfg_layer_is_moe(c, l);
-        if (!y->is_moe) {
-            const int64_t I = c->intermediate_size;
-            MS_TRY(wl_linear(L, &y->gate, true, I, D, 0, I, 0, D, LN("mlp.gate_proj.weight")));
-            MS_TRY(wl_linear(L, &y->up, true, I, D, 0, I, 0, D, LN("mlp.up_proj.weight")));
-            MS_TRY(wl_linear(L, &y->down, true, D, I, 0, D, 0, I, LN("mlp.down_proj.weight")));
-            continue;
-        }
-        MS_TRY(wl_linear(L, &y->router, false, E, D, 0, E, 0, D, LN("mlp.gate.weight")));
-        MS_TRY(wl_vec(L, (void **)&y->router_bias, MS_DT_F32, E, LN("mlp.gate.e_score_correction_bias")));
-        MS_TRY(wl_experts(L, c, p, pl, l, &y->experts));
-        if (Is > 0) {
-            MS_TRY(wl_linear(L, &y->sh_gate, true, Is, D, 0, Is, 0, D, LN("mlp.shared_experts.gate_proj.weight")));
-            MS_TRY(wl_linear(L, &y->sh_up, true, Is, D, 0, Is, 0, D, LN("mlp.shared_experts.up_proj.weight")));
-            MS_TRY(wl_linear(L, &y->sh_down, true, D, Is, 0, D, 0, Is, LN("mlp.shared_experts.down_proj.weight")));
-        }
-#undef LN
+    for (int l = 0; l < c->num_hidden_layers; l++) MS_TRY(wl_layer(L, c, p, pl, l, l, &w->layers[l]));
+    return MS_OK;
+}
+
+/* Pass 1 setup: the staging buffers (none for the dummy fill) and the write cursor at base. */
+static ms_status_t wl_stage_begin(wl_t *L, void *base, size_t bytes)
+{
+    if (L->ck) {
+        L->stage_cap = bytes < WL_STAGE_BYTES ? (bytes < 4096 ? 4096 : bytes) : WL_STAGE_BYTES;
+        MS_TRY(L->k->host_alloc(L->stage_cap, &L->stage[0]));
+        MS_TRY(L->k->host_alloc(L->stage_cap, &L->stage[1]));
     }
+    L->base = base;
+    L->off = 0;
+    L->total = bytes;
+    L->t0 = L->t_log = wl_now();
     return MS_OK;
 }
 
@@ -372,16 +393,8 @@ ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, 
     MS_TRY_GOTO(st, wl_all(&L, c, p, pl, &w), out_layers);
     w.bytes = L.off;
     MS_TRY_GOTO(st, k->alloc(w.bytes, &w.mem), out_layers);
-    if (ck) { /* the dummy fill needs no staging */
-        L.stage_cap = w.bytes < WL_STAGE_BYTES ? (w.bytes < 4096 ? 4096 : w.bytes) : WL_STAGE_BYTES;
-        MS_TRY_GOTO(st, k->host_alloc(L.stage_cap, &L.stage[0]), out_mem);
-        MS_TRY_GOTO(st, k->host_alloc(L.stage_cap, &L.stage[1]), out_stage);
-    }
+    MS_TRY_GOTO(st, wl_stage_begin(&L, w.mem, w.bytes), out_stage);
     memset(w.layers, 0, (size_t)c->num_hidden_layers * sizeof(wlayer_t));
-    L.base = w.mem;
-    L.off = 0;
-    L.total = w.bytes;
-    L.t0 = L.t_log = wl_now();
     MS_TRY_GOTO(st, wl_all(&L, c, p, pl, &w), out_stage);
     MS_TRY_GOTO(st, k->synchronize(cx), out_stage);
     L.moved = L.total; /* alignment padding counts as placed */
@@ -396,7 +409,6 @@ ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, 
 out_stage:
     if (L.stage[1]) k->host_free(L.stage[1]);
     if (L.stage[0]) k->host_free(L.stage[0]);
-out_mem:
     k->free(w.mem);
 out_layers:
     free(w.layers);
@@ -409,4 +421,99 @@ void weights_free(weights_t *w)
     if (w->mem) w->k->free(w->mem);
     free(w->layers);
     memset(w, 0, sizeof *w);
+}
+
+/* Same dtype, shape and bytes as the main model's tensor `main_name`: the checkpoint shares it. */
+static bool wl_same_tensor(const ckpt_t *ck, const char *name, const char *main_name)
+{
+    ckpt_tensor_t a, b;
+    if (ckpt_get(ck, name, &a) != MS_OK || ckpt_get(ck, main_name, &b) != MS_OK) return false;
+    if (a.dtype != b.dtype || a.ndim != b.ndim || a.nbytes != b.nbytes) return false;
+    for (int i = 0; i < a.ndim; i++)
+        if (a.shape[i] != b.shape[i]) return false;
+    return memcmp(a.data, b.data, a.nbytes) == 0;
+}
+
+static ms_status_t wl_mtp(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, const weights_t *main,
+                          wmtp_t *m)
+{
+    char nm[256];
+    const int64_t D = c->hidden_size, V = c->vocab_size;
+    const int l = m->layer;
+#define LN(...) NAME(nm, "model.layers.%d.%s", l, __VA_ARGS__)
+    /* load_format dummy (no checkpoint): the module shares the main model's embedding and head */
+    if (!L->ck || !ckpt_has(L->ck, LN("embed_tokens.weight")) ||
+        wl_same_tensor(L->ck, nm, "model.embed_tokens.weight")) {
+        m->shared_embed = true;
+        m->w.embed = main->embed;
+    } else {
+        ckpt_tensor_t t;
+        int64_t shape[2] = {V, D};
+        MS_TRY(ckpt_expect(L->ck, nm, MS_DT_BF16, 2, shape, &t));
+        m->w.embed = wl_take(L, (size_t)(V * D) * 2);
+        MS_TRY(wl_put(L, m->w.embed, &t, nm, MS_DT_BF16, D, 0, V, 0, D, 1.0f, 0));
+    }
+    MS_TRY(wl_vec(L, (void **)&m->enorm, MS_DT_BF16, D, LN("enorm.weight")));
+    MS_TRY(wl_vec(L, (void **)&m->hnorm, MS_DT_BF16, D, LN("hnorm.weight")));
+    MS_TRY(wl_linear(L, &m->eh_proj, false, D, 2 * D, 0, D, 0, 2 * D, LN("eh_proj.weight")));
+    MS_TRY(wl_layer(L, c, p, pl, l, 0, &m->w.layers[0]));
+    MS_TRY(wl_vec(L, (void **)&m->w.norm, MS_DT_BF16, D, LN("shared_head.norm.weight")));
+    if (!L->ck || !ckpt_has(L->ck, LN("shared_head.head.weight")) ||
+        (!c->tie_word_embeddings && wl_same_tensor(L->ck, nm, "lm_head.weight"))) {
+        m->shared_head = true;
+        m->w.lm_head = main->lm_head;
+    } else {
+        MS_TRY(wl_linear(L, &m->w.lm_head, false, V, D, 0, V, 0, D, nm));
+    }
+#undef LN
+    return MS_OK;
+}
+
+ms_status_t weights_load_mtp(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
+                             const placement_t *pl, const weights_t *main, int module, wmtp_t *out)
+{
+    const int l = c->num_hidden_layers + module;
+    char nm[256];
+    snprintf(nm, sizeof nm, "model.layers.%d.eh_proj.weight", l);
+    if (ck ? !ckpt_has(ck, nm) : c->num_nextn_predict_layers <= module)
+        return MS_ERR(MS_ERR_NOT_FOUND, "weights: speculative_config asks for MTP, but the checkpoint has no MTP "
+                                        "module %d (no tensor %s; config.json num_nextn_predict_layers is %d)",
+                      module, nm, c->num_nextn_predict_layers);
+    if (c->n_routed_experts > 0 && mcfg_layer_is_moe(c, l) &&
+        (!pl || pl->n_layers != 1 || pl->n_experts != c->n_routed_experts || pl->ep_size != p->ep_size))
+        return MS_ERR(MS_ERR_INVALID, "weights: the MTP module's expert placement does not match the model");
+    ms_status_t st;
+    wmtp_t m = {.layer = l, .w = {.k = k, .n_layers = 1}};
+    m.w.layers = calloc(1, sizeof(wlayer_t));
+    if (!m.w.layers) return MS_ERR(MS_ERR_NOMEM, "weights: out of memory");
+    wl_t L = {.k = k, .cx = cx, .ck = ck, .c = c};
+    MS_TRY_GOTO(st, wl_mtp(&L, c, p, pl, main, &m), out_layers);
+    m.w.bytes = L.off;
+    MS_TRY_GOTO(st, k->alloc(m.w.bytes, &m.w.mem), out_layers);
+    MS_TRY_GOTO(st, wl_stage_begin(&L, m.w.mem, m.w.bytes), out_stage);
+    memset(m.w.layers, 0, sizeof(wlayer_t));
+    m.shared_embed = m.shared_head = false;
+    MS_TRY_GOTO(st, wl_mtp(&L, c, p, pl, main, &m), out_stage);
+    MS_TRY_GOTO(st, k->synchronize(cx), out_stage);
+    if (L.stage[1]) k->host_free(L.stage[1]);
+    if (L.stage[0]) k->host_free(L.stage[0]);
+    MS_INFO("weights: MTP module %d (layer %d): %.1f MiB%s%s", module, l, (double)m.w.bytes / (1 << 20),
+            m.shared_embed ? ", embedding shared with the main model" : "",
+            m.shared_head ? ", head shared with lm_head" : "");
+    *out = m;
+    return MS_OK;
+out_stage:
+    if (L.stage[1]) k->host_free(L.stage[1]);
+    if (L.stage[0]) k->host_free(L.stage[0]);
+    k->free(m.w.mem);
+out_layers:
+    free(m.w.layers);
+    return st;
+}
+
+void weights_free_mtp(wmtp_t *m)
+{
+    if (!m) return;
+    weights_free(&m->w);
+    memset(m, 0, sizeof *m);
 }

@@ -144,15 +144,16 @@ class Env:
             sys.exit(1)
         return cls(**vals)
 
-    def tiny_model(self):
-        """The tiny synthetic DeepSeek-V3 with the real tokenizer, built once."""
-        out = os.path.join(self.workdir, "tiny")
-        with open(os.path.join(self.workdir, ".tiny.lock"), "w") as lk:
+    def tiny_model(self, name="tiny", extra=()):
+        """The tiny synthetic DeepSeek-V3 with the real tokenizer, built once
+        (extra: more mkmodel flags, e.g. --mtp, under another name)."""
+        out = os.path.join(self.workdir, name)
+        with open(os.path.join(self.workdir, ".%s.lock" % name), "w") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)
             if not os.path.isfile(os.path.join(out, "model.safetensors.index.json")):
-                tmp = tempfile.mkdtemp(dir=self.workdir, prefix=".tiny-")
+                tmp = tempfile.mkdtemp(dir=self.workdir, prefix=".%s-" % name)
                 subprocess.run([self.mkmodel, "--preset", "tiny", "--dtype", "bf16", "--tokenizer", self.tokdir,
-                                "--out", tmp], check=True, timeout=120, stdout=subprocess.DEVNULL)
+                                "--out", tmp, *extra], check=True, timeout=120, stdout=subprocess.DEVNULL)
                 if os.path.exists(out):
                     shutil.rmtree(out)
                 os.rename(tmp, out)
