@@ -246,6 +246,9 @@ static void call_pump(struct http_server *srv, http_call_t *call)
             ch = next;
         }
         if (c->finish != REQ_FINISH_NONE) {
+            pthread_mutex_lock(&call->reqs[i]->lock);
+            c->n_cached = call->reqs[i]->n_cached_prompt;
+            pthread_mutex_unlock(&call->reqs[i]->lock);
             call->n_done++;
             choice_metrics(srv, call, i);
         }

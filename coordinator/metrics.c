@@ -207,6 +207,14 @@ ms_status_t metrics_render(metrics_t *m, const coord_stats_t *stats, char **text
         const int all = stats->kv_blocks_used + stats->kv_blocks_free;
         gauge(&b, "kv_cache_usage", "Fraction of KV cache blocks in use.", all ? (double)stats->kv_blocks_used / all : 0);
     }
+    gauge(&b, "kv_cache_blocks_cached", "Prefix-cache blocks kept for reuse that no request holds (counted free).",
+          stats->kv_blocks_idle);
+    head(&b, "prefix_cache_queries_total", "counter", "Known tokens of admitted sequences looked up in the prefix cache.");
+    sb_printf(&b, "moeserve_prefix_cache_queries_total %llu\n", (unsigned long long)stats->prefix_query_tokens);
+    head(&b, "prefix_cache_hits_total", "counter", "Of them, tokens whose KV was reused instead of computed.");
+    sb_printf(&b, "moeserve_prefix_cache_hits_total %llu\n", (unsigned long long)stats->prefix_hit_tokens);
+    gauge(&b, "prefix_cache_hit_rate", "Prefix cache hits / queries since start (0 before any query).",
+          stats->prefix_query_tokens ? (double)stats->prefix_hit_tokens / (double)stats->prefix_query_tokens : 0);
     gauge(&b, "batch_size", "Sequences in the last engine step.", stats->last_batch_size);
     gauge(&b, "ready", "1 when the engine is loaded and serving, else 0.", stats->ready && !stats->draining ? 1 : 0);
     head(&b, "engine_steps_total", "counter", "Engine steps run.");

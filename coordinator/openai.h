@@ -115,6 +115,7 @@ typedef struct {
     size_t text_offset;  /* completions: offset of the next token's text in the whole returned text */
     int n_prompt;
     int n_completion;
+    int n_cached;        /* prompt tokens whose KV came from the prefix cache (usage cached_tokens) */
     double cum_logprob;  /* of the whole completion (best_of) */
     req_finish_t finish; /* NONE until the last chunk */
     char *error;         /* owned message when finish == ERROR */

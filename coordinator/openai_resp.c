@@ -276,11 +276,15 @@ static json_t *jfinish(req_finish_t f)
 /* A prompt counts once whatever its number of choices (vLLM); completion tokens of every choice count. */
 static json_t *usage_json(const oai_request_t *rq, const oai_choice_t *choices, int n)
 {
-    long long p = 0, g = 0;
+    long long p = 0, g = 0, cached = 0;
+    const int per_prompt = n / (rq->n_prompts > 0 ? rq->n_prompts : 1);
     for (int i = 0; i < rq->n_prompts; i++) p += rq->prompts[i].n_ids;
     for (int i = 0; i < n; i++) g += choices[i].n_completion;
-    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p, "completion_tokens", (json_int_t)g,
-                     "total_tokens", (json_int_t)(p + g));
+    /* the prefix cache's reuse, once per prompt (its first choice's, as the prompt counts once) */
+    for (int i = 0; per_prompt > 0 && i < n; i += per_prompt) cached += choices[i].n_cached;
+    return json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t)p, "completion_tokens", (json_int_t)g,
+                     "total_tokens", (json_int_t)(p + g), "prompt_tokens_details", "cached_tokens",
+                     (json_int_t)cached);
 }
 
 static json_t *logprobs_copy(const oai_choice_t *c)

@@ -88,6 +88,7 @@ typedef struct req {
     pthread_mutex_t lock;
     req_chunk_t *out_head, *out_tail;
     int n_completion;         /* completion tokens produced so far */
+    int n_cached_prompt;      /* prompt tokens taken from the prefix cache (set before the first token's chunk) */
     double t_first_token, t_last_token, t_finish;
     bool cancelled;           /* set by the gateway (coord_cancel) */
     bool finished;            /* final chunk pushed */
@@ -123,6 +124,8 @@ void coord_push_chunk(coord_t *c, req_t *r, req_chunk_t *chunk);
 typedef struct {
     int running, waiting;
     int kv_blocks_used, kv_blocks_free;
+    int kv_blocks_idle; /* prefix cache: published blocks nobody references (counted free) */
+    uint64_t prefix_query_tokens, prefix_hit_tokens; /* admitted known tokens / of them reused */
     double kv_bytes;  /* the KV pool's bytes per rank (weights + arena + this = what a rank holds) */
     int last_batch_size;
     uint64_t steps;

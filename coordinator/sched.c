@@ -12,7 +12,10 @@
  *     position it has fed or feeds this step; a waiting one holds none;
  *   - per group, running <= max_batch_size and slots are unique;
  *   - per step and group, fed tokens <= max_num_tokens;
- *   - every block is either free or in exactly one running sequence's table. */
+ *   - without block reuse, every block is either free or in exactly one running
+ *     sequence's table; with it, a block's reference count is the number of
+ *     running tables holding it, and only published (full, computed) blocks
+ *     are ever shared. */
 #include "sched.h"
 
 #include <stdlib.h>
@@ -37,6 +40,8 @@ struct sched {
     seq_list_t waiting, running;
     uint64_t admit_counter;
     uint64_t preemptions;
+    uint64_t prefix_query, prefix_hit;
+    int32_t *match;     /* [n_blocks] scratch: a prefix match's block ids */
     proto_planbuf_t pb;
     sched_seq_t **step_seqs;
     int n_step, cap_step;
@@ -95,10 +100,13 @@ ms_status_t sched_create(const sched_config_t *cfg, sched_t **out)
     long pool_tokens = (long)cfg->n_blocks * cfg->block_size;
     s->limit = pool_tokens < cfg->max_seq_len ? (int)pool_tokens : cfg->max_seq_len;
     proto_planbuf_init(&s->pb);
+    s->match = malloc(sizeof(int32_t) * (size_t)cfg->n_blocks);
+    if (!s->match) goto nomem;
     s->groups = calloc((size_t)cfg->n_groups, sizeof *s->groups);
     if (!s->groups) goto nomem;
     for (int g = 0; g < cfg->n_groups; g++) {
         if (kv_pool_create(cfg->n_blocks, &s->groups[g].pool) != MS_OK) goto fail;
+        if (cfg->block_reuse && kv_pool_enable_reuse(s->groups[g].pool, cfg->block_size) != MS_OK) goto fail;
         s->groups[g].slot_used = calloc((size_t)cfg->max_batch_size, 1);
         if (!s->groups[g].slot_used) goto nomem;
     }
@@ -137,6 +145,7 @@ void sched_destroy(sched_t *s)
         }
     free(s->groups);
     free(s->step_seqs);
+    free(s->match);
     proto_planbuf_free(&s->pb);
     free(s);
 }
@@ -187,6 +196,7 @@ static void seq_preempt(sched_t *s, sched_seq_t *q)
     list_remove(&s->running, q);
     seq_unplace(s, q);
     q->n_cached = 0;
+    q->n_hashed = 0;
     q->step_tokens = 0;
     q->step_draft = 0;
     q->step_sample = false;
@@ -284,29 +294,52 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
     return MS_OK;
 }
 
+/* May q take a cached prefix? Not with penalty counts (sched.h). */
+static bool seq_may_reuse(const sched_t *s, const sched_seq_t *q)
+{
+    const req_params_t *p = &q->req->params;
+    return s->cfg.block_reuse && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f &&
+           (p->repetition_penalty == 0.0f || p->repetition_penalty == 1.0f);
+}
+
+/* q's cached prefix in group g: matched blocks into s->match (count returned),
+ * how many of them are idle, the chain hash of the last. */
+static int prefix_match(sched_t *s, const sched_seq_t *q, int g, int *n_idle, uint64_t *chain)
+{
+    *n_idle = 0;
+    if (!seq_may_reuse(s, q)) return 0;
+    /* the last known token is always fed: its logits give the next token */
+    return kv_pool_match(s->groups[g].pool, q->tokens, (q->n_tokens - 1) / s->cfg.block_size, s->match, n_idle, chain);
+}
+
 /* Where a waiting sequence could start now, or -1. */
 static int pick_group(sched_t *s, const sched_seq_t *q)
 {
-    int need_blocks = kv_blocks_for(q->n_tokens + 1 < s->limit ? q->n_tokens + 1 : s->limit, s->cfg.block_size);
-    int pending = q->n_tokens - q->n_cached;
-    /* A prompt longer than a whole step is split even without chunked prefill:
-     * refusing it would strand it forever. */
-    bool may_split = s->cfg.chunked_prefill || pending > s->cfg.max_num_tokens;
-    int best = -1;
+    int need_all = kv_blocks_for(q->n_tokens + 1 < s->limit ? q->n_tokens + 1 : s->limit, s->cfg.block_size);
+    int best = -1, best_match = 0;
     for (int i = 0; i < s->cfg.n_groups; i++) {
         group_t *g = &s->groups[i];
         if (g->running >= s->cfg.max_batch_size || g->budget <= 0) continue;
+        int n_idle;
+        uint64_t chain;
+        int match = prefix_match(s, q, i, &n_idle, &chain);
+        int pending = q->n_tokens - match * s->cfg.block_size;
+        /* A prompt longer than a whole step is split even without chunked prefill:
+         * refusing it would strand it forever. */
+        bool may_split = s->cfg.chunked_prefill || pending > s->cfg.max_num_tokens;
         if (!may_split && g->budget < pending) continue;
         if (may_split && !s->cfg.chunked_prefill && g->budget < s->cfg.max_num_tokens) continue;
-        if (kv_pool_n_free(g->pool) < need_blocks) continue;
+        /* matched idle blocks leave the free count too (taken before the rest is allocated) */
+        if (kv_pool_n_free(g->pool) - n_idle < need_all - match) continue;
         if (best < 0) {
-            best = i;
+            best = i, best_match = match;
             continue;
         }
         group_t *b = &s->groups[best];
         if (g->running < b->running ||
-            (g->running == b->running && kv_pool_n_free(g->pool) > kv_pool_n_free(b->pool)))
-            best = i;
+            (g->running == b->running && (match > best_match || (match == best_match &&
+                                                                  kv_pool_n_free(g->pool) > kv_pool_n_free(b->pool)))))
+            best = i, best_match = match;
     }
     return best;
 }
@@ -315,15 +348,30 @@ static ms_status_t admit(sched_t *s, sched_seq_t *q, int gi)
 {
     group_t *g = &s->groups[gi];
     int want = q->n_tokens + 1 < s->limit ? q->n_tokens + 1 : s->limit;
-    if (!kv_table_reserve(&q->kv, g->pool, want, s->cfg.block_size))
+    int n_idle;
+    uint64_t chain = 0;
+    int match = prefix_match(s, q, gi, &n_idle, &chain);
+    /* matched blocks first: referenced, they cannot be evicted by the allocation of the rest */
+    if (!kv_table_adopt(&q->kv, g->pool, s->match, match) ||
+        !kv_table_reserve(&q->kv, g->pool, want, s->cfg.block_size)) {
+        kv_table_release(&q->kv, g->pool);
         return MS_ERR(MS_ERR_NOMEM, "sched: out of memory for a block table");
+    }
+    if (s->cfg.block_reuse) {
+        s->prefix_query += (uint64_t)q->n_tokens;
+        s->prefix_hit += (uint64_t)match * (uint64_t)s->cfg.block_size;
+    }
+    if (!q->admitted_once) q->n_reused = match * s->cfg.block_size;
+    q->admitted_once = true;
     int slot = 0;
     while (g->slot_used[slot]) slot++; /* pick_group checked running < max_batch_size */
     g->slot_used[slot] = 1;
     g->running++;
     q->group = gi;
     q->slot = slot;
-    q->n_cached = 0;
+    q->n_cached = match * s->cfg.block_size;
+    q->n_hashed = match;
+    q->chain = chain;
     q->started = false; /* the first entry after admission starts the slot's state (PROTO_SEQ_START) */
     q->state = SCHED_RUNNING;
     q->admit_no = ++s->admit_counter;
@@ -391,7 +439,7 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
         int gi = pick_group(s, q);
         if (gi < 0) break;
         MS_TRY(admit(s, q, gi));
-        int pending = q->n_tokens;
+        int pending = q->n_tokens - q->n_cached;
         int n = pending < s->groups[gi].budget ? pending : s->groups[gi].budget;
         MS_TRY(plan_add(s, q, n, 0));
     }
@@ -409,6 +457,12 @@ void sched_commit(sched_t *s)
         q->n_cached += q->step_tokens - q->step_draft;
         q->step_tokens = 0;
         q->step_draft = 0;
+        if (!s->cfg.block_reuse) continue;
+        /* publish every block this step filled (its KV is computed now) */
+        const int bs = s->cfg.block_size;
+        kv_pool_t *pool = s->groups[q->group].pool;
+        for (; (q->n_hashed + 1) * bs <= q->n_cached && q->n_hashed < q->kv.n; q->n_hashed++)
+            q->chain = kv_pool_publish(pool, q->kv.ids[q->n_hashed], q->chain, q->tokens + (size_t)q->n_hashed * bs);
     }
 }
 
@@ -470,10 +524,13 @@ void sched_stats(const sched_t *s, sched_stats_t *out)
     out->running = s->running.n;
     out->waiting = s->waiting.n;
     out->preemptions = s->preemptions;
+    out->prefix_query_tokens = s->prefix_query;
+    out->prefix_hit_tokens = s->prefix_hit;
     for (int g = 0; g < s->cfg.n_groups; g++) {
         int nb = kv_pool_n_blocks(s->groups[g].pool), nf = kv_pool_n_free(s->groups[g].pool);
         out->kv_blocks_used += nb - nf;
         out->kv_blocks_free += nf;
+        out->kv_blocks_idle += kv_pool_n_idle(s->groups[g].pool);
         if (g < 64) {
             out->group_running[g] = s->groups[g].running;
             out->group_blocks_used[g] = nb - nf;

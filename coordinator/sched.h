@@ -19,6 +19,16 @@
  * to the front of the waiting queue with all its tokens (prompt + generated),
  * to be prefilled again later. Nothing is ever dropped.
  *
+ * Prefix reuse (block_reuse): at admission a sequence takes the longest run
+ * of cached whole blocks of its known tokens (never its last token, which
+ * must be fed to be sampled after) and prefills only the rest; every block
+ * it fills is published once its fed tokens are committed, prompt and
+ * generated alike. Placement prefers, among groups of equal load, the one
+ * with the longest match. A sequence with presence/frequency/repetition
+ * penalties takes no cached prefix: the workers count its prompt tokens as
+ * they are fed (worker/penalty.c), so it is fed from position 0 (it still
+ * publishes its blocks for others).
+ *
  * The scheduler never decides that a request is finished: the caller (the
  * engine loop's output processing) appends sampled tokens and calls
  * sched_finish. Per-sequence length limit: sched_seq_limit() tokens. */
@@ -40,6 +50,7 @@ typedef struct {
     int block_size;       /* KV positions per block */
     int n_blocks;         /* KV blocks per group */
     bool chunked_prefill; /* split long prompts across steps; else a prompt must fit one step's budget */
+    bool block_reuse;     /* kv_cache_config.enable_block_reuse: prefix caching (kvalloc.h) */
     int spec_drafts;      /* MTP speculative decoding: draft tokens per step, 0 = off (coordinator/spec.h) */
 } sched_config_t;
 
@@ -59,6 +70,11 @@ typedef struct sched_seq {
     kv_table_t kv;       /* while running */
     uint64_t admit_no;   /* admission order: preemption takes the newest */
     int n_preempted;
+    /* prefix reuse: blocks of kv whose chain is known (published or matched), the last one's chain hash */
+    int n_hashed;
+    uint64_t chain;
+    int n_reused;        /* prompt tokens taken from the cache at the first admission (usage cached_tokens) */
+    bool admitted_once;
     /* MTP: drafts the last step proposed, fed after the last token next step to be verified */
     int n_draft;
     int32_t draft[PROTO_MAX_DRAFT];
@@ -116,6 +132,9 @@ typedef struct {
     uint64_t preemptions;
     int group_running[64];              /* first 64 groups */
     int group_blocks_used[64];
+    int kv_blocks_idle;                 /* cached, unreferenced (counted free) */
+    uint64_t prefix_query_tokens;       /* known tokens of admitted sequences (reuse on) */
+    uint64_t prefix_hit_tokens;         /* of them, taken from the cache */
 } sched_stats_t;
 void sched_stats(const sched_t *s, sched_stats_t *out);
 

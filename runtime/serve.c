@@ -192,6 +192,7 @@ int cmd_serve(int argc, char **argv)
     par_t par;
     sizing_limits_t lim;
     if (!all_ok(serve_layout(&cfg, size, rank, &par, &lim) == MS_OK)) goto out_mpi;
+    lim.max_seq_len = max_seq_len; /* resolved: the engine bounds its block tables by it too */
     int device = 0, sharing = 1;
     if (!all_ok(serve_pick_device(&cfg, serve_local_rank(node_rank), local_ranks, &kops, &device, &sharing) == MS_OK)) {
         rc = 2;
@@ -277,6 +278,7 @@ int cmd_serve(int argc, char **argv)
             .block_size = eo.block_size,
             .n_blocks = eo.kv_blocks,
             .chunked_prefill = cfg.enable_chunked_prefill,
+            .block_reuse = cfg.kv_cache.enable_block_reuse,
             .spec_drafts = eo.mtp_drafts,
         };
         ok = tok_load(tokdir, &tok) == MS_OK && coord_create(cfg.ms.max_queue_size, &sc.coord) == MS_OK &&

@@ -194,6 +194,9 @@ static void publish(serve_ctx_t *sc, int batch, uint64_t steps)
         .kv_blocks_used = ss.kv_blocks_used,
         .kv_blocks_free = ss.kv_blocks_free,
         .kv_bytes = (double)sc->kv_bytes,
+        .kv_blocks_idle = ss.kv_blocks_idle,
+        .prefix_query_tokens = ss.prefix_query_tokens,
+        .prefix_hit_tokens = ss.prefix_hit_tokens,
         .last_batch_size = batch,
         .steps = steps,
         .ready = true,
@@ -244,6 +247,11 @@ static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, 
                 end_seq(sc, q, REQ_FINISH_ERROR, ms_error_last());
                 ended = true;
                 break;
+            }
+            if (q->n_tokens - q->n_prompt == 1) { /* the first token: usage's cached_tokens is known */
+                pthread_mutex_lock(&q->req->lock);
+                q->req->n_cached_prompt = q->n_reused;
+                pthread_mutex_unlock(&q->req->lock);
             }
             /* detokenize and stop checks on the output thread, while the next step runs */
             serve_out_token(sc->out, q->user, &one, q->n_tokens);

@@ -133,9 +133,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
         B_rows = (int)(r < T ? r : T);
         if (B_rows < B) B_rows = B;
     }
-    /* A block belongs to one sequence, so one step's block tables (this
-     * rank's sequences) hold at most every block of the pool once. */
-    const int blk_max = o->kv_blocks;
+    /* shared prefix blocks can appear in many tables of a step (sizing.h) */
+    const int blk_max = sizing_blk_max(o->kv_blocks, o->block_size, B, o->max_seq_len);
     /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
     if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
     MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B_rows,

@@ -63,7 +63,8 @@ size_t sizing_activation_bytes(const mcfg_t *c, const par_t *p, const sizing_lim
     if (c->n_routed_experts &&
         placement_create(c->num_hidden_layers, c->n_routed_experts, lim->num_slots, p->ep_size, NULL, &pl) != MS_OK)
         return 0;
-    size_t bytes = fwd_bytes(c, p, c->n_routed_experts ? &pl : NULL, lim->max_tokens, lim->max_batch, S, kv_blocks,
+    size_t bytes = fwd_bytes(c, p, c->n_routed_experts ? &pl : NULL, lim->max_tokens, lim->max_batch, S,
+                             sizing_blk_max(kv_blocks, lim->block_size, lim->max_batch, lim->max_seq_len),
                              lim->moe_max_num_tokens);
     if (detail) {
         detail->moe_slot_cap = c->n_routed_experts ? sizing_moe_slot_cap(lim->moe_max_num_tokens, p->ep_size,

@@ -62,7 +62,20 @@ typedef struct {
     int moe_max_num_tokens; /* moe_config.max_num_tokens; 0 = unset */
     int num_slots;          /* moe_config.load_balancer.num_slots; 0 = n_routed_experts */
     int block_size;
+    int max_seq_len;        /* longest sequence; 0 = the whole pool */
 } sizing_limits_t;
+
+/* Block-table entries one step's sequences can carry: each holds at most
+ * ceil(max_seq_len / block_size) blocks (never more than the pool). Not the
+ * pool size: with prefix reuse (kv_cache_config.enable_block_reuse) blocks
+ * are shared, so the tables of a step can name one block many times. */
+static inline int sizing_blk_max(int kv_blocks, int block_size, int max_batch, int max_seq_len)
+{
+    int64_t per = max_seq_len > 0 ? ((int64_t)max_seq_len + block_size - 1) / block_size : kv_blocks;
+    if (per > kv_blocks) per = kv_blocks;
+    int64_t n = per * max_batch;
+    return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
 
 /* What one rank needs. */
 typedef struct {

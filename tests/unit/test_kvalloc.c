@@ -114,10 +114,53 @@ static void test_churn(void)
     kv_pool_destroy(p);
 }
 
+/* Prefix reuse: publish, exact match along the chain, reference counts,
+ * idle blocks counted free, LRU eviction only when the free stack is empty. */
+static void test_reuse(void)
+{
+    enum { NB = 6, BS = 4 };
+    kv_pool_t *p = NULL;
+    T_CHECK(kv_pool_create(NB, &p) == MS_OK && kv_pool_enable_reuse(p, BS) == MS_OK);
+    int32_t toks[3 * BS], other[3 * BS];
+    for (int i = 0; i < 3 * BS; i++) toks[i] = 100 + i, other[i] = 100 + i;
+    other[BS + 1] = 7; /* differs in the second block */
+    int32_t a[3];
+    T_CHECK(kv_pool_alloc(p, 3, a));
+    uint64_t h = 0;
+    for (int i = 0; i < 3; i++) h = kv_pool_publish(p, a[i], h, toks + i * BS);
+    int32_t m[3];
+    int idle = -1;
+    uint64_t chain = 0;
+    T_CHECK(kv_pool_match(p, toks, 3, m, &idle, &chain) == 3 && idle == 0 && chain == h);
+    T_CHECK(m[0] == a[0] && m[1] == a[1] && m[2] == a[2]);
+    T_CHECK(kv_pool_match(p, other, 3, m, &idle, &chain) == 1 && m[0] == a[0]);
+    /* a chain is positional: the second block's tokens alone do not match as a first block */
+    T_CHECK(kv_pool_match(p, toks + BS, 2, m, &idle, &chain) == 0);
+    /* shared: a second reference; freeing once keeps it in use */
+    kv_pool_ref(p, a[0]);
+    T_CHECK(kv_pool_free(p, a, 3) == MS_OK);
+    T_CHECK(kv_pool_n_free(p) == NB - 1 && kv_pool_n_idle(p) == 2);
+    T_CHECK(kv_pool_match(p, toks, 3, m, &idle, &chain) == 3 && idle == 2);
+    T_CHECK(kv_pool_free(p, a, 1) == MS_OK && kv_pool_n_idle(p) == 3 && kv_pool_n_free(p) == NB);
+    T_CHECK(kv_pool_free(p, a, 1) != MS_OK); /* no reference left: a double free */
+    /* allocation takes never-published blocks first, then evicts oldest idle (a[1] was freed first) */
+    int32_t b[4];
+    T_CHECK(kv_pool_alloc(p, 3, b) && kv_pool_n_idle(p) == 3);
+    T_CHECK(kv_pool_match(p, toks, 3, m, &idle, &chain) == 3);
+    T_CHECK(kv_pool_alloc(p, 1, b + 3) && b[3] == a[1] && kv_pool_n_idle(p) == 2);
+    T_CHECK(kv_pool_match(p, toks, 3, m, &idle, &chain) == 1); /* the chain breaks at the evicted block */
+    /* a duplicate publish leaves the second block unpublished; it frees to the stack */
+    uint64_t h0 = kv_pool_publish(p, b[0], 0, toks);
+    T_CHECK(h0 == kv_block_hash(0, toks, BS));
+    T_CHECK(kv_pool_free(p, b, 4) == MS_OK && kv_pool_n_free(p) == NB && kv_pool_n_idle(p) == 2);
+    kv_pool_destroy(p);
+}
+
 int main(void)
 {
     test_pool_basic();
     test_table();
     test_churn();
+    test_reuse();
     return t_done();
 }

@@ -33,11 +33,13 @@ typedef struct {
     int first_step;   /* step of its first sampled token */
 } sim_t;
 
+static int g_shared; /* prompts share their first g_shared tokens (prefix reuse workloads) */
+
 static req_t *mkreq(uint64_t id, int n_prompt, int min_tokens)
 {
     req_params_t p = {.temperature = 0, .top_p = 1, .logprobs = -1, .min_tokens = min_tokens};
     int32_t prompt[1024];
-    for (int i = 0; i < n_prompt; i++) prompt[i] = (int32_t)(id * 100 + (uint64_t)i);
+    for (int i = 0; i < n_prompt; i++) prompt[i] = i < g_shared ? 90000 + i : (int32_t)(id * 100 + (uint64_t)i);
     req_t *r = NULL;
     if (req_create(&p, prompt, n_prompt, &r) != MS_OK) return NULL;
     r->id = id;
@@ -105,10 +107,13 @@ static void check_plan(sched_t *s, const sched_config_t *c, const proto_plan_t *
         running[q->group]++;
         V(q->kv.n >= kv_blocks_for(q->n_cached + q->step_tokens, c->block_size), "running seq lacks blocks");
         for (int k = 0; k < q->kv.n; k++) {
-            V(!own[q->group][q->kv.ids[k]], "block %d owned twice", q->kv.ids[k]);
-            own[q->group][q->kv.ids[k]] = 1;
+            /* shared only with reuse, and only blocks whose chain the holder knows (full, computed) */
+            uint8_t *o = &own[q->group][q->kv.ids[k]];
+            bool ro = c->block_reuse && k < q->n_hashed && (k + 1) * c->block_size <= q->n_cached;
+            V(!*o || (ro && *o == 2), "block %d owned twice", q->kv.ids[k]);
+            if (!*o) held[q->group]++;
+            *o = ro ? 2 : 1;
         }
-        held[q->group] += q->kv.n;
     }
     int used = 0;
     for (int g = 0; g < c->n_groups; g++) {
@@ -444,6 +449,53 @@ static void test_dp_balance(void)
     for (int i = 0; i < 12; i++) req_release(r[i]);
 }
 
+/* Prefix reuse: a prompt sharing whole blocks with a finished one starts
+ * past them; never its last token; preemption keeps counts right; a
+ * penalized request takes no prefix; off means off. */
+static void test_prefix_reuse(void)
+{
+    sched_config_t c = {.n_groups = 1, .max_batch_size = 4, .max_num_tokens = 64, .max_seq_len = 64, .block_size = 4,
+                        .n_blocks = 16, .chunked_prefill = true, .block_reuse = true};
+    for (int off = 0; off < 2; off++) {
+        c.block_reuse = !off;
+        sched_t *s;
+        T_CHECK(sched_create(&c, &s) == MS_OK);
+        g_shared = 14;
+        req_t *r[4] = {mkreq(1, 20, 0), mkreq(2, 18, 0), mkreq(3, 16, 0), mkreq(4, 18, 0)};
+        r[3]->params.repetition_penalty = 1.2f;
+        g_shared = 0;
+        const int exp_pos[4] = {0, 12, 12, 0}; /* 14 shared: 3 whole blocks; r3's 16 = 4 blocks, its last token fed */
+        for (int i = 0; i < 4; i++) {
+            sched_seq_t *q;
+            T_CHECK(sched_add(s, r[i], NULL, (uint64_t)i, &q) == MS_OK);
+            const proto_plan_t *p;
+            sched_seq_t **seqs;
+            T_CHECK(sched_step(s, (uint32_t)(2 * i), &p, &seqs) == MS_OK);
+            check_plan(s, &c, p, seqs);
+            const proto_seq_t *e = proto_plan_seqs(p);
+            T_CHECK(p->n_seqs == 1);
+            int want = off ? 0 : exp_pos[i];
+            T_CHECK_MSG(e->pos == want && (e->flags & PROTO_SEQ_START), "req %d: pos %d, want %d", i, e->pos, want);
+            T_CHECK(q->n_reused == want);
+            sched_commit(s);
+            T_CHECK(sched_append(s, q, 5) == MS_OK);
+            T_CHECK(sched_step(s, (uint32_t)(2 * i + 1), &p, &seqs) == MS_OK); /* a decode */
+            check_plan(s, &c, p, seqs);
+            sched_commit(s);
+            sched_finish(s, q);
+        }
+        sched_stats_t st;
+        sched_stats(s, &st);
+        T_CHECK(st.kv_blocks_used == 0 && st.kv_blocks_free == c.n_blocks);
+        T_CHECK(off ? st.kv_blocks_idle == 0 && st.prefix_query_tokens == 0 : st.kv_blocks_idle > 0);
+        if (!off)
+            T_CHECK_MSG(st.prefix_hit_tokens == 24 && st.prefix_query_tokens == 72, "hits %llu of %llu",
+                        (unsigned long long)st.prefix_hit_tokens, (unsigned long long)st.prefix_query_tokens);
+        sched_destroy(s);
+        for (int i = 0; i < 4; i++) req_release(r[i]);
+    }
+}
+
 /* Random arrivals, lengths and cancellations in several layouts. */
 static void test_random(void)
 {
@@ -454,9 +506,14 @@ static void test_random(void)
         {.n_groups = 4, .attention_dp = true, .max_batch_size = 3, .max_num_tokens = 16, .max_seq_len = 64, .block_size = 2, .n_blocks = 20, .chunked_prefill = false},
         {.n_groups = 1, .max_batch_size = 2, .max_num_tokens = 64, .max_seq_len = 256, .block_size = 16, .n_blocks = 5, .chunked_prefill = false},
     };
-    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+    const size_t n_cfg = sizeof cfgs / sizeof cfgs[0];
+    for (size_t ci = 0; ci < 2 * n_cfg; ci++) {
         for (int rep = 0; rep < 3; rep++) {
-            const sched_config_t *c = &cfgs[ci];
+            /* the second round: the same layouts with prefix reuse over prompts sharing a prefix */
+            sched_config_t cc = cfgs[ci % n_cfg];
+            cc.block_reuse = ci >= n_cfg;
+            const sched_config_t *c = &cc;
+            g_shared = cc.block_reuse ? (int)(xr() % 40) : 0;
             enum { N = 60 };
             static sim_t sims[N];
             int arrive[N];
@@ -479,6 +536,7 @@ static void test_random(void)
             free_sims(sims, N);
         }
     }
+    g_shared = 0;
     /* the workloads must reach the paths they are meant to test */
     T_CHECK_MSG(g_preemptions > 0 && g_cancels > 0, "%llu preemptions, %llu cancels", (unsigned long long)g_preemptions,
                 (unsigned long long)g_cancels);
@@ -496,6 +554,7 @@ int main(void)
     test_preemption();
     test_fifo();
     test_dp_balance();
+    test_prefix_reuse();
     test_random();
     return t_done();
 }
