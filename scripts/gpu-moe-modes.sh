@@ -35,38 +35,6 @@ for b in 32 128; do
         el "step batch $b $m: rc=$? $(grep -E 'moe_experts|total' "$O/step_${b}_$m.md" | tr '\n' ' ')"
     done
 done
-# 3. serving: R1 geometry standing for one EP8 rank (32 experts), FP8 weights and KV, load_format dummy
-L=${SERVE_LAYERS:-8} s=$W/r1ep port=8313
-$R moeserve-mkmodel --preset r1 --dtype fp8 --layers $L --config-only --tokenizer "$B/tokenizer" --out "$s" >/dev/null
-python3 - "$s/config.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1])); c["n_routed_experts"] = 32; json.dump(c, open(sys.argv[1], "w"), indent=1)
-PY
-cat >"$W/serve.yaml" <<Y
-load_format: dummy
-max_batch_size: 128
-max_num_tokens: 4096
-max_seq_len: 2304
-enable_chunked_prefill: true
-kv_cache_config:
-  dtype: fp8
-  free_gpu_memory_fraction: 0.85
-moe_config:
-  max_num_tokens: 4096
-moeserve:
-  device: cuda
-Y
-$R moeserve serve "$s" --served_model_name r1 --host 127.0.0.1 --port $port --extra_llm_api_options "$W/serve.yaml" \
-    >"$O/serve.log" 2>&1 &
-sp=$!
-for _ in $(seq 1 90); do [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/health)" = 200 ] && break; sleep 1; done
-el "server: $(grep -E 'backend|routed experts|KV|loaded in' "$O/serve.log" | head -6 | tr '\n' ' ')"
-for c in ${CONC:-32 128}; do
-    timeout ${BENCH_T:-60} $R moeserve-bench --port $port --model "$s" --served-model-name r1 --tokenizer "$s" \
-        --num-prompts $c --max-concurrency $c --random-input-len ${ISL:-1024} --random-output-len ${OSL:-128} \
-        --ignore-eos --tokenize-on-client --disable-tqdm --save-result --result-dir "$O" --result-filename "bench_c$c.json" \
-        >"$O/bench_c$c.log" 2>&1
-    el "bench c=$c: rc=$? $(grep -iE 'Output token throughput|Median TPOT|Median TTFT|Successful' "$O/bench_c$c.log" | tr '\n' ' ')"
-done
-kill $sp 2>/dev/null; wait $sp 2>/dev/null
+# 3. serving: R1 geometry standing for one EP8 rank (scripts/gpu-serve.sh)
+OUT=$O SERVE_WORK=$W bash "$root/scripts/gpu-serve.sh"
 el done
