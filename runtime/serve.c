@@ -127,6 +127,7 @@ int cmd_serve(int argc, char **argv)
     const kern_ops_t *kops = NULL;
     mcfg_t mc;
     bool ok = true;
+    int32_t *assign = NULL; /* initial_global_assignments as the engine's table */
 
     /* ---- layout ---- */
     if (cfg.tp_size != size) {
@@ -155,6 +156,10 @@ int cmd_serve(int argc, char **argv)
     par_t par;
     sizing_limits_t lim;
     if (!all_ok(serve_layout(&cfg, size, rank, &par, &lim) == MS_OK)) goto out_mpi;
+    if (!all_ok(serve_placement(&cfg, &mc, ep, rank, &assign) == MS_OK)) {
+        rc = 2; /* a bad load balancer config, found once the model is known */
+        goto out_mpi;
+    }
     engine_opts_t eo = {
         .kv_blocks = kv_blocks_for_cfg(&cfg, &mc, max_seq_len, local_ranks),
         .block_size = lim.block_size,
@@ -165,6 +170,7 @@ int cmd_serve(int argc, char **argv)
         .backend = cfg.ms.device == MS_DEVICE_CUDA ? "cuda" : "cpu",
         .mla = ENGINE_MLA_AUTO,
         .num_slots = lim.num_slots,
+        .assignment = assign,
         .moe_max_num_tokens = lim.moe_max_num_tokens,
     };
     sc.max_seqs = cfg.max_batch_size * groups; /* rank 0's whole plan */
@@ -241,6 +247,8 @@ int cmd_serve(int argc, char **argv)
     MS_INFO("rank %d (pid %d): loading %s (attention %s rank %d/%d, experts %d/%d)", rank, (int)getpid(),
             cfg.model_dir, dp ? "DP" : "TP", rank, size, par.ep_rank, ep);
     ok = engine_create(cfg.model_dir, &par, &eo, comm, &sc.engine) == MS_OK;
+    free(assign);
+    assign = NULL;
     if (ok) MS_INFO("rank %d: loaded in %.1f s", rank, out_now() - t0);
     if (!all_ok(ok)) goto out_engine;
 
@@ -280,6 +288,7 @@ out_comm:
     proto_link_destroy(sc.link);
     comm_destroy(comm);
 out_mpi:
+    free(assign);
     shutdown_mark_exiting();
     MPI_Finalize();
     return rc;

@@ -50,6 +50,12 @@ void serve_out_stop(serve_out_t *so);
  * fit the world. */
 ms_status_t serve_layout(const ms_config_t *cfg, int world, int rank, par_t *par, sizing_limits_t *lim);
 
+/* The configured load balancer against the model (serve_placement.c):
+ * MS_ERR_INVALID for a bad one (serve exits 2); *assign is NULL (default
+ * placement) or the [num_hidden_layers][num_slots] table built from
+ * initial_global_assignments (the caller frees it). */
+ms_status_t serve_placement(const ms_config_t *cfg, const mcfg_t *mc, int ep, int rank, int32_t **assign);
+
 /* Rank 0: schedule, step and emit until coord_stop(); then ends every held
  * request (abort) so the gateway can drain. Returns MS_OK on an orderly stop. */
 ms_status_t serve_loop_rank0(serve_ctx_t *sc);
