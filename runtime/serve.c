@@ -199,6 +199,7 @@ int cmd_serve(int argc, char **argv)
         ok = comm_mpi_create(MPI_COMM_WORLD, ep, NULL, &comm) == MS_OK;
     }
     if (ok) ok = proto_link_create(MPI_COMM_WORLD, &sc.link) == MS_OK;
+    if (ok) ok = serve_eplb_create(&cfg, &mc, rank, ep, &sc.eplb) == MS_OK;
     if (!all_ok(ok)) goto out_comm;
     if (!all_ok(hb_start(MPI_COMM_WORLD, &hb) == MS_OK)) goto out_comm;
 
@@ -233,6 +234,7 @@ int cmd_serve(int argc, char **argv)
                 .coord = sc.coord,
                 .max_connections = cfg.ms.max_connections,
                 .request_timeout_s = cfg.ms.request_timeout,
+                .eplb = serve_eplb_window(sc.eplb),
             };
             ok = http_server_create(&ho, &http) == MS_OK && http_server_start(http) == MS_OK;
             if (ok)
@@ -250,6 +252,7 @@ int cmd_serve(int argc, char **argv)
     free(assign);
     assign = NULL;
     if (ok) MS_INFO("rank %d: loaded in %.1f s", rank, out_now() - t0);
+    if (ok) serve_eplb_placed(sc.eplb, sc.engine, 0, true);
     if (!all_ok(ok)) goto out_engine;
 
     /* ---- serve ---- */
@@ -267,6 +270,7 @@ int cmd_serve(int argc, char **argv)
     } else {
         st = serve_loop_worker(&sc);
     }
+    serve_eplb_finish(sc.eplb);
     shutdown_mark_exiting();
     rc = st == MS_OK ? 0 : 1;
     if (rank == 0) MS_INFO("shut down %s", rc == 0 ? "cleanly" : "after an error");
@@ -284,6 +288,7 @@ out_rank0:
     coord_destroy(sc.coord);
     tok_free(tok);
 out_comm:
+    serve_eplb_destroy(sc.eplb);
     hb_destroy(hb);
     proto_link_destroy(sc.link);
     comm_destroy(comm);

@@ -51,6 +51,8 @@ struct engine {
 
 const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
 
+const placement_t *engine_placement(const engine_t *e) { return e->cfg.n_routed_experts ? &e->pl : NULL; }
+
 void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv)
 {
     *weights = e->w.bytes;

@@ -18,6 +18,7 @@
 #include "worker/comm.h"
 #include "worker/model_config.h"
 #include "worker/par.h"
+#include "worker/placement.h"
 
 typedef enum {
     ENGINE_MLA_AUTO = 0, /* prefill chunks naive (transformers' form), decode absorbed */
@@ -88,6 +89,9 @@ const mcfg_t *engine_config(const engine_t *e);
  * steps, no step is stopped). Summed over the ranks that route disjoint tokens
  * (DP ranks, TP slices) it is the job's load. */
 ms_status_t engine_expert_load(engine_t *e, int64_t *out);
+
+/* The expert placement in force (placement.h); NULL for a dense model. */
+const placement_t *engine_placement(const engine_t *e);
 
 /* Bytes this engine allocated: weights, the activation arena, the KV cache
  * (what worker/sizing.h predicts from config.json alone). */
