@@ -49,3 +49,31 @@ ms_status_t kern_require_ops(const kern_ops_t *k, const kern_op_t *ops, int n)
                           kern_op_name(ops[i]));
     return MS_OK;
 }
+
+/* Shape and mode checks every backend's gemm makes first, so all reject the same calls (see kern_gemm_t). */
+ms_status_t kern_gemm_check(const kern_gemm_t *g)
+{
+    const kern_mat_t *w = g->w;
+    if (g->xdt != MS_DT_BF16 && g->xdt != MS_DT_F32 && g->xdt != MS_DT_F8E4M3)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "gemm: x dtype %s not supported", ms_dtype_name(g->xdt));
+    if (g->ydt != MS_DT_BF16 && g->ydt != MS_DT_F32)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "gemm: y dtype %s not supported", ms_dtype_name(g->ydt));
+    if (w->dtype != MS_DT_BF16 && w->dtype != MS_DT_F32 && w->dtype != MS_DT_F8E4M3)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "gemm: weight dtype %s not supported", ms_dtype_name(w->dtype));
+    if (w->dtype == MS_DT_F8E4M3 && !w->scale_inv) return MS_ERR(MS_ERR_INVALID, "gemm: fp8 weight without scale_inv");
+    if (w->dtype == MS_DT_F8E4M3 && g->w_trans)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "gemm: a transposed weight must be BF16 or F32, not fp8");
+    if (g->xdt == MS_DT_F8E4M3 && (w->dtype != MS_DT_F8E4M3 || !g->x_scale))
+        return MS_ERR(MS_ERR_INVALID, "gemm: fp8 activations need x_scale and a block-scaled fp8 weight");
+    if (g->epi == KERN_EPI_SILU_MUL && (w->rows % 2 || g->ydt != MS_DT_BF16))
+        return MS_ERR(MS_ERR_INVALID, "gemm: silu_mul epilogue needs an even fused gate|up row count (%d) and bf16 "
+                                      "output", w->rows);
+    if (g->epi != KERN_EPI_NONE && g->epi != KERN_EPI_SILU_MUL)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "gemm: epilogue %d not supported", (int)g->epi);
+    int64_t ldw = g->ldw ? g->ldw : (g->w_trans ? w->rows : w->cols);
+    if (ldw < (g->w_trans ? w->rows : w->cols))
+        return MS_ERR(MS_ERR_INVALID, "gemm: weight stride %lld below its row length", (long long)ldw);
+    if (w->dtype == MS_DT_F8E4M3 && g->batch > 1 && g->bsw != (int64_t)w->rows * ldw)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "gemm: batched fp8 weights must be stacked matrices");
+    return MS_OK;
+}

@@ -443,6 +443,10 @@ static inline ms_status_t kern_gemm_plain(const kern_ops_t *k, kern_ctx_t *cx, c
  * MS_ERR_UNSUPPORTED naming the first missing op and the backend. */
 ms_status_t kern_require_ops(const kern_ops_t *k, const kern_op_t *ops, int n);
 
+/* The dtype, mode and stride checks of a gemm call, shared by the backends (MS_ERR_UNSUPPORTED or
+ * MS_ERR_INVALID naming the problem; MS_OK when the call is well formed). */
+ms_status_t kern_gemm_check(const kern_gemm_t *g);
+
 /* Pick a backend by name ("cpu" or "cuda"). A backend not compiled in is
  * MS_ERR_UNSUPPORTED with a message saying so. */
 ms_status_t kern_backend_get(const char *name, const kern_ops_t **out);

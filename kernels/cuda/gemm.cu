@@ -245,37 +245,10 @@ extern "C" ms_status_t kern_cuda_gemm_run(kern_ctx_t *cx, const kern_gemm_t *g, 
     return MS_OK;
 }
 
-/* the shape and mode checks of kernels/cpu/gemm.c (gemm_check), so both backends reject the same calls */
-static ms_status_t gemm_check(const kern_gemm_t *g)
-{
-    const kern_mat_t *w = g->w;
-    if (g->xdt != MS_DT_BF16 && g->xdt != MS_DT_F32 && g->xdt != MS_DT_F8E4M3)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: x dtype %s not supported", ms_dtype_name(g->xdt));
-    if (g->ydt != MS_DT_BF16 && g->ydt != MS_DT_F32)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: y dtype %s not supported", ms_dtype_name(g->ydt));
-    if (w->dtype != MS_DT_BF16 && w->dtype != MS_DT_F32 && w->dtype != MS_DT_F8E4M3)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: weight dtype %s not supported", ms_dtype_name(w->dtype));
-    if (w->dtype == MS_DT_F8E4M3 && !w->scale_inv) return MS_ERR(MS_ERR_INVALID, "cuda gemm: fp8 weight without scale_inv");
-    if (w->dtype == MS_DT_F8E4M3 && g->w_trans)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: a transposed weight must be BF16 or F32, not fp8");
-    if (g->xdt == MS_DT_F8E4M3 && (w->dtype != MS_DT_F8E4M3 || !g->x_scale))
-        return MS_ERR(MS_ERR_INVALID, "cuda gemm: fp8 activations need x_scale and a block-scaled fp8 weight");
-    if (g->epi == KERN_EPI_SILU_MUL && (w->rows % 2 || g->ydt != MS_DT_BF16))
-        return MS_ERR(MS_ERR_INVALID, "cuda gemm: silu_mul epilogue needs an even fused gate|up row count (%d) and "
-                      "bf16 output", w->rows);
-    if (g->epi != KERN_EPI_NONE && g->epi != KERN_EPI_SILU_MUL)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: epilogue %d not supported", (int)g->epi);
-    const int64_t ldw = g->ldw ? g->ldw : (g->w_trans ? w->rows : w->cols);
-    if (ldw < (g->w_trans ? w->rows : w->cols))
-        return MS_ERR(MS_ERR_INVALID, "cuda gemm: weight stride %lld below its row length", (long long)ldw);
-    if (w->dtype == MS_DT_F8E4M3 && g->batch > 1 && g->bsw != (int64_t)w->rows * ldw)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: batched fp8 weights must be stacked matrices");
-    return MS_OK;
-}
 
 extern "C" ms_status_t kern_cuda_gemm(kern_ctx_t *cx, const kern_gemm_t *g)
 {
-    MS_TRY(gemm_check(g));
+    MS_TRY(kern_gemm_check(g));
     const kern_mat_t *w = g->w;
     const int64_t ldw = g->ldw ? g->ldw : (g->w_trans ? w->rows : w->cols);
     const int64_t bs_ws = g->bsw ? (int64_t)kern_fp8_blocks(w->rows) * kern_fp8_blocks((int32_t)ldw) : 0;
