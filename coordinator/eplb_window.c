@@ -83,10 +83,10 @@ void eplb_window_step(eplb_window_t *w, uint64_t step, int tokens)
     pthread_mutex_unlock(&w->mu);
 }
 
-void eplb_window_rebalanced(eplb_window_t *w, int slots, int64_t bytes)
+void eplb_window_rebalanced(eplb_window_t *w, int slots, int64_t bytes, bool first)
 {
     pthread_mutex_lock(&w->mu);
-    w->rebalances++;
+    w->rebalances += first;
     w->slots_moved += slots;
     w->bytes_moved += bytes;
     pthread_mutex_unlock(&w->mu);

@@ -40,8 +40,9 @@ void eplb_window_push(eplb_window_t *w, const int64_t *delta, uint64_t step);
 void eplb_window_set_placement(eplb_window_t *w, const int32_t *phy2log, uint64_t step, bool changed);
 /* Engine progress: steps run and tokens sampled (tokens/s on the page). */
 void eplb_window_step(eplb_window_t *w, uint64_t step, int tokens);
-/* One rebalance applied: slots whose expert changed and bytes copied. */
-void eplb_window_rebalanced(eplb_window_t *w, int slots, int64_t bytes);
+/* A batch of a rebalance applied: slots whose expert changed and bytes
+ * copied; first: the rebalance's first batch (counts one rebalance). */
+void eplb_window_rebalanced(eplb_window_t *w, int slots, int64_t bytes, bool first);
 
 /* Copy the window's load [n_layers][n_experts] (dense layers 0) and the
  * steps it covers. load has n_layers * n_experts entries. */

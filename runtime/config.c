@@ -88,6 +88,7 @@ void cfg_defaults(ms_config_t *c)
     c->ms.drain_timeout = 30;
     c->ms.eplb_window_steps = 1000; /* vLLM's EPLB window */
     c->ms.eplb_stats_interval = 50;
+    c->ms.eplb_min_gain = 0.05;
 }
 
 /* ------------------------------------------------------------- key table */
@@ -160,6 +161,7 @@ static const cfg_key_t keys_moeserve[] = {
     KFLT("drain_timeout", ms.drain_timeout, 0.0, 1e6),
     KINT("eplb_window_steps", ms.eplb_window_steps, 1, 1000000, 0),
     KINT("eplb_stats_interval", ms.eplb_stats_interval, 1, 1000000, 0),
+    KFLT("eplb_min_gain", ms.eplb_min_gain, 0.0, 1e30),
     {.name = "eplb_dump", .kind = CK_STR, .off = OFF(ms.eplb_dump), .size = MS_CFG_PATH_MAX, .flags = CFG_NULLABLE},
     {NULL}};
 

@@ -152,6 +152,7 @@ typedef struct {
         /* expert-load statistics (coordinator/eplb_window.h) */
         int eplb_window_steps;   /* sliding window of steps the load statistics cover, default 1000 */
         int eplb_stats_interval; /* every this many steps each rank ships its counter deltas, default 50 */
+        double eplb_min_gain;    /* a rebalance must lower the step imbalance by this much, default 0.05 */
         char eplb_dump[MS_CFG_PATH_MAX]; /* "" = none; else the window's statistics are written here
                                           * (eplb-plan's input format) at shutdown */
     } ms;

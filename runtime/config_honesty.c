@@ -29,9 +29,6 @@ int cfg_inactive(const ms_config_t *c, cfg_inactive_t *out, int max)
     if (c->speculative.enabled)
         add(out, max, &n, "speculative_config",
             "MTP speculative decoding is not implemented: no draft tokens, one token per sequence per step%s", "");
-    if (c->moe.load_balancer.enabled && c->moe.load_balancer.layer_updates_per_iter > 0)
-        add(out, max, &n, "moe_config.load_balancer.layer_updates_per_iter",
-            "no online rebalancing yet: the placement (num_slots, default or initial assignments) stays static%s", "");
     if (c->moe.backend != MS_MOE_BACKEND_CUTLASS)
         add(out, max, &n, "moe_config.backend", "%s is recorded only: moeserve runs its own expert kernels",
             cfg_moe_backend_name(c->moe.backend));

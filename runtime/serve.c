@@ -252,7 +252,7 @@ int cmd_serve(int argc, char **argv)
     free(assign);
     assign = NULL;
     if (ok) MS_INFO("rank %d: loaded in %.1f s", rank, out_now() - t0);
-    if (ok) serve_eplb_placed(sc.eplb, sc.engine, 0, true);
+    if (ok) ok = serve_eplb_engine(sc.eplb, sc.engine) == MS_OK;
     if (!all_ok(ok)) goto out_engine;
 
     /* ---- serve ---- */

@@ -43,6 +43,8 @@ typedef struct {
 ms_status_t serve_eplb_create(const ms_config_t *cfg, const mcfg_t *mc, int rank, int ep, serve_eplb_t **out);
 eplb_window_t *serve_eplb_window(serve_eplb_t *s);
 void serve_eplb_placed(serve_eplb_t *s, const engine_t *e, uint64_t step, bool changed);
+/* After engine_create: the placement in force, and (online moves) the mover. */
+ms_status_t serve_eplb_engine(serve_eplb_t *s, engine_t *e);
 ms_status_t serve_eplb_after_step(serve_eplb_t *s, engine_t *e, uint64_t step, int tokens);
 void serve_eplb_poll(serve_eplb_t *s);
 bool serve_eplb_pending(const serve_eplb_t *s);
