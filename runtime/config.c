@@ -542,8 +542,8 @@ void cfg_print(const ms_config_t *c, FILE *f)
     fprintf(f, "}\n");
     fprintf(f,
             "  moeserve: {device: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
-            "request_timeout: %g, drain_timeout: %g, eplb_window_steps: %d, eplb_stats_interval: %d%s%s}\n",
+            "request_timeout: %g, drain_timeout: %g, eplb_window_steps: %d, eplb_stats_interval: %d, eplb_min_gain: %g%s%s}\n",
             cfg_device_name(c->ms.device), c->ms.max_queue_size, (long long)c->ms.max_body_bytes,
             c->ms.max_connections, c->ms.request_timeout, c->ms.drain_timeout, c->ms.eplb_window_steps,
-            c->ms.eplb_stats_interval, c->ms.eplb_dump[0] ? ", eplb_dump: " : "", c->ms.eplb_dump);
+            c->ms.eplb_stats_interval, c->ms.eplb_min_gain, c->ms.eplb_dump[0] ? ", eplb_dump: " : "", c->ms.eplb_dump);
 }
