@@ -13,11 +13,16 @@ for 16 experts (1.5x), layer_updates_per_iter 1, statistics every 4 steps:
   (c) 200 concurrent requests complete with no error while rebalances keep
       running (eplb_min_gain 0: every plan that moves something is applied);
   (d) a failed record transfer (test hook MOESERVE_EPLB_FAIL_MOVE=0) leaves
-      the old placement in force: no flip, a warning, outputs still right.
+      the old placement in force: no flip, a warning, outputs still right;
+      killing rank 1 while a rebalance is in flight (a "planned" line without
+      its "done") ends the job: rank 0 logs rank 1's death, the exit status
+      is non-zero and no rank is left.
 """
 import json
 import os
 import re
+import signal
+import time
 import shutil
 import subprocess
 import sys
@@ -131,10 +136,49 @@ def main():
             d = data(srv)
             c.check(d["slots_moved"] == 0 or "rebalance 2" in text, "a failed first batch flipped: %r" % d["slots_moved"])
 
+    def dead_rank(c):
+        with Server(env, model, np=L["np"], args=L["args"], config=config(env, L, "  eplb_min_gain: 0\n")) as srv:
+            pids = srv.rank_pids()
+            if not c.check(1 in pids, "no pid for rank 1"):
+                return
+            stop = [False]
+
+            def client():
+                while not stop[0]:
+                    try:
+                        srv.completion(prompt=PROMPTS[0], max_tokens=N_TOK, temperature=0, ignore_eos=True, timeout=30)
+                    except Exception:  # noqa: BLE001 - the job is meant to die under it
+                        return
+            ts = [threading.Thread(target=client) for _ in range(4)]
+            for t in ts:
+                t.start()
+            killed = False
+            t_end = time.time() + 60
+            while time.time() < t_end and not killed:
+                text = srv.log_text()
+                planned = len(re.findall(r"rebalance \d+ planned", text))
+                done = len(re.findall(r"rebalance \d+ done", text))
+                if planned > done:
+                    os.kill(pids[1], signal.SIGKILL)
+                    killed = True
+                    log("killed rank 1 during rebalance %d" % planned)
+                time.sleep(0.02)
+            c.check(killed, "no rebalance was in flight within 60 s")
+            rc = srv.wait_exit(30)
+            stop[0] = True
+            for t in ts:
+                t.join(40)
+            text = srv.log_text()
+            c.check(re.search(r"rank 1 of the job died", text), "rank 0 did not log the death of rank 1:\n%s"
+                    % srv.log_tail())
+            c.check(rc is not None and rc != 0, "exit status %r after a rank died mid-move" % rc)
+            c.check(not srv.ranks_alive(), "ranks left behind: %r" % srv.ranks_alive())
+
     c.run("rebalance: parity, imbalance, bound", rebalance)
     c.run("200 concurrent requests while rebalancing", concurrent)
     if layout == "np2-dp":
         c.run("a failed transfer keeps the old placement", failed_move)
+        c.run("a rank killed mid-move ends the job naming it", dead_rank)
     c.done()
 
 
