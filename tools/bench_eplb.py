@@ -10,7 +10,7 @@ and reports, from print_iter_log, the median and mean decode step time over
 all steps, and (rebalance run) over the steps while a batch was in flight
 (between a "planned" and its "done" line), plus the imbalance before/after.
 
-  python3 tools/bench_eplb.py [--duration 40] [--conc 8]   (paths as the
+  python3 tools/bench_eplb.py [--duration 40] [--conc 8] [--rebalance-first]   (paths as the
   integration harness: MS_MOESERVE, MS_MKMODEL, MS_TOKDIR, MS_WORKDIR, MS_CONFIGS)
 """
 import json
@@ -78,11 +78,16 @@ def main():
     args = sys.argv[1:]
     seconds = float(args[args.index("--duration") + 1]) if "--duration" in args else 40
     conc = int(args[args.index("--conc") + 1]) if "--conc" in args else 8
-    env = Env.from_args([a for a in args if a not in ("--duration", "--conc") and not a.replace(".", "").isdigit()])
+    env = Env.from_args([a for a in args if a not in ("--duration", "--conc", "--rebalance-first") and
+                         not a.replace(".", "").isdigit()])
     model = T.hot_model(env)
     L = T.LAYOUTS["np2-dp"]
-    n0, d0, t0 = run(env, model, L, 0, seconds, conc, 16)
-    n1, d1, t1 = run(env, model, L, 1, seconds, conc, 16)
+    if "--rebalance-first" in args:  # the machine's load drifts: run the pair in both orders
+        n1, d1, t1 = run(env, model, L, 1, seconds, conc, 16)
+        n0, d0, t0 = run(env, model, L, 0, seconds, conc, 16)
+    else:
+        n0, d0, t0 = run(env, model, L, 0, seconds, conc, 16)
+        n1, d1, t1 = run(env, model, L, 1, seconds, conc, 16)
     s0, s1 = steps(t0), steps(t1)
     spans = []
     for m in re.finditer(r"rebalance (\d+) planned at step (\d+)", t1):
