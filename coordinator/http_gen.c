@@ -42,7 +42,7 @@ static void call_unlink(struct http_server *srv, http_call_t *call)
 
 static void call_free(http_call_t *call)
 {
-    int n = call->rq.n_prompts;
+    int n = oai_n_choices(&call->rq);
     for (int i = 0; i < n; i++) {
         if (call->reqs) req_release(call->reqs[i]);
         if (call->choices) oai_choice_free(&call->choices[i]);
@@ -73,7 +73,7 @@ static void call_client_gone(http_call_t *call, const char *how)
     call->gone = true;
     call_detach_conn(call);
     int cancelled = 0;
-    for (int i = 0; i < call->rq.n_prompts; i++) {
+    for (int i = 0; i < oai_n_choices(&call->rq); i++) {
         if (call->choices[i].finish != REQ_FINISH_NONE) continue;
         coord_cancel(call->srv->opts.coord, call->reqs[i]);
         cancelled++;
@@ -162,7 +162,7 @@ static void sse_add_json(struct evbuffer *out, json_t *j)
 
 static const oai_choice_t *first_with(const http_call_t *call, req_finish_t f)
 {
-    for (int i = 0; i < call->rq.n_prompts; i++)
+    for (int i = 0; i < oai_n_choices(&call->rq); i++)
         if (call->choices[i].finish == f) return &call->choices[i];
     return NULL;
 }
@@ -183,7 +183,7 @@ static void call_finish(struct http_server *srv, http_call_t *call, const char *
         if (!call->gone) {
             struct evbuffer *out = evbuffer_new();
             if (out) {
-                for (int i = 0; i < call->rq.n_prompts; i++) choice_events(call, i, out);
+                for (int i = 0; i < oai_n_choices(&call->rq); i++) choice_events(call, i, out);
                 if (err) {
                     oai_error_t e = {.status = 500, .type = "internal_error"};
                     snprintf(e.message, sizeof e.message, "generation failed: %s", err->error ? err->error : "engine error");
@@ -196,7 +196,7 @@ static void call_finish(struct http_server *srv, http_call_t *call, const char *
                 }
                 if (call->rq.include_usage)
                     sse_add_json(out, oai_usage_chunk(&call->rq, call->id, call->created, srv->opts.served_model_name,
-                                                      call->choices, call->rq.n_prompts));
+                                                      call->choices, oai_n_choices(&call->rq)));
                 evbuffer_add(out, "data: [DONE]\n\n", 14);
                 evhttp_send_reply_chunk(call->evreq, out);
                 evbuffer_free(out);
@@ -215,7 +215,7 @@ static void call_finish(struct http_server *srv, http_call_t *call, const char *
     } else {
         http_reply_json(srv, call->evreq, 200,
                         oai_response(&call->rq, call->id, call->created, srv->opts.served_model_name, call->choices,
-                                     call->rq.n_prompts));
+                                     oai_n_choices(&call->rq)));
     }
     call_free(call);
 }
@@ -226,7 +226,7 @@ static void call_pump(struct http_server *srv, http_call_t *call)
     bool streaming = call->rq.stream && !call->gone;
     struct evbuffer *out = streaming ? evbuffer_new() : NULL;
     double now = http_now();
-    for (int i = 0; i < call->rq.n_prompts; i++) {
+    for (int i = 0; i < oai_n_choices(&call->rq); i++) {
         oai_choice_t *c = &call->choices[i];
         if (c->finish != REQ_FINISH_NONE) continue;
         req_chunk_t *ch = req_take_chunks(call->reqs[i]);
@@ -255,7 +255,7 @@ static void call_pump(struct http_server *srv, http_call_t *call)
         if (evbuffer_get_length(out)) evhttp_send_reply_chunk(call->evreq, out);
         evbuffer_free(out);
     }
-    if (call->n_done == call->rq.n_prompts) call_finish(srv, call, NULL);
+    if (call->n_done == oai_n_choices(&call->rq)) call_finish(srv, call, NULL);
 }
 
 void http_gen_wake(struct http_server *srv)
@@ -270,7 +270,7 @@ void http_gen_abort_all(struct http_server *srv, const char *msg)
 {
     while (srv->calls) {
         http_call_t *call = srv->calls;
-        for (int i = 0; i < call->rq.n_prompts; i++) {
+        for (int i = 0; i < oai_n_choices(&call->rq); i++) {
             if (call->choices[i].finish != REQ_FINISH_NONE) continue;
             coord_cancel(srv->opts.coord, call->reqs[i]);
             call->choices[i].finish = REQ_FINISH_ABORT;
@@ -330,7 +330,7 @@ void http_gen_handle(struct http_server *srv, struct evhttp_request *req, oai_ki
     call->evreq = req;
     call->created = (int64_t)time(NULL);
     oai_make_id(kind, call->id, sizeof call->id);
-    int n = call->rq.n_prompts;
+    int n = oai_n_choices(&call->rq);
     call->reqs = calloc((size_t)n, sizeof *call->reqs);
     call->choices = calloc((size_t)n, sizeof *call->choices);
     call->t_first = calloc((size_t)n, sizeof(double));
@@ -338,8 +338,13 @@ void http_gen_handle(struct http_server *srv, struct evhttp_request *req, oai_ki
     bool ok = call->reqs && call->choices && call->t_first && call->t_last;
     double now = http_now();
     for (int i = 0; ok && i < n; i++) {
+        /* choice i: prompt i / best_of; with a seed, choice j of a prompt samples with seed + j (vLLM) */
+        const oai_prompt_t *pr = &call->rq.prompts[i / call->rq.best_of];
+        uint64_t seed = call->rq.params.seed;
+        call->rq.params.seed = seed + (uint64_t)(i % call->rq.best_of);
         ok = oai_choice_init(&call->choices[i], &call->rq, i) == MS_OK &&
-             req_create(&call->rq.params, call->rq.prompts[i].ids, call->rq.prompts[i].n_ids, &call->reqs[i]) == MS_OK;
+             req_create(&call->rq.params, pr->ids, pr->n_ids, &call->reqs[i]) == MS_OK;
+        call->rq.params.seed = seed;
         if (ok) {
             call->reqs[i]->index = i;
             call->reqs[i]->t_arrival = now;

@@ -27,7 +27,7 @@ typedef struct http_call {
     oai_request_t rq;
     char id[48];
     int64_t created;
-    req_t **reqs;                   /* n = rq.n_prompts; our reference each */
+    req_t **reqs;                   /* n = oai_n_choices(&rq); our reference each */
     oai_choice_t *choices;
     double *t_first, *t_last;       /* gateway-observed token times (fallback for metrics) */
     int n_done;

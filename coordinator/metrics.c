@@ -202,10 +202,40 @@ ms_status_t metrics_render(metrics_t *m, const coord_stats_t *stats, char **text
     gauge(&b, "num_requests_waiting", "Requests waiting to be scheduled.", stats->waiting);
     gauge(&b, "kv_cache_blocks_used", "KV cache blocks in use.", stats->kv_blocks_used);
     gauge(&b, "kv_cache_blocks_free", "KV cache blocks free.", stats->kv_blocks_free);
+    gauge(&b, "kv_cache_bytes", "KV cache pool bytes per rank.", stats->kv_bytes);
+    {
+        const int all = stats->kv_blocks_used + stats->kv_blocks_free;
+        gauge(&b, "kv_cache_usage", "Fraction of KV cache blocks in use.", all ? (double)stats->kv_blocks_used / all : 0);
+    }
     gauge(&b, "batch_size", "Sequences in the last engine step.", stats->last_batch_size);
     gauge(&b, "ready", "1 when the engine is loaded and serving, else 0.", stats->ready && !stats->draining ? 1 : 0);
     head(&b, "engine_steps_total", "counter", "Engine steps run.");
     sb_printf(&b, "moeserve_engine_steps_total %llu\n", (unsigned long long)stats->steps);
+    const spec_stats_t *sp = &stats->spec;
+    if (sp->drafts > 0) {
+        uint64_t prop = spec_stats_proposed(sp), acc = spec_stats_accepted(sp);
+        head(&b, "spec_draft_tokens_total", "counter", "MTP draft tokens verified by the main model.");
+        sb_printf(&b, "moeserve_spec_draft_tokens_total %llu\n", (unsigned long long)prop);
+        head(&b, "spec_accepted_tokens_total", "counter", "MTP draft tokens accepted.");
+        sb_printf(&b, "moeserve_spec_accepted_tokens_total %llu\n", (unsigned long long)acc);
+        head(&b, "spec_draft_tokens_by_position_total", "counter", "Drafts verified at each draft position (1 = the "
+                                                                   "token after the sampled one).");
+        for (int j = 0; j < sp->drafts && j < PROTO_MAX_DRAFT; j++)
+            sb_printf(&b, "moeserve_spec_draft_tokens_by_position_total{position=\"%d\"} %llu\n", j + 1,
+                      (unsigned long long)sp->proposed[j]);
+        head(&b, "spec_accepted_tokens_by_position_total", "counter", "Drafts accepted at each draft position.");
+        for (int j = 0; j < sp->drafts && j < PROTO_MAX_DRAFT; j++)
+            sb_printf(&b, "moeserve_spec_accepted_tokens_by_position_total{position=\"%d\"} %llu\n", j + 1,
+                      (unsigned long long)sp->accepted[j]);
+        head(&b, "spec_acceptance_rate", "gauge", "Accepted / verified drafts at each draft position, since start.");
+        for (int j = 0; j < sp->drafts && j < PROTO_MAX_DRAFT; j++)
+            sb_printf(&b, "moeserve_spec_acceptance_rate{position=\"%d\"} %.6f\n", j + 1,
+                      sp->proposed[j] ? (double)sp->accepted[j] / (double)sp->proposed[j] : 0.0);
+        head(&b, "spec_mean_accepted_length", "gauge", "Mean tokens emitted per sequence-step that verified drafts "
+                                                       "(accepted drafts + 1).");
+        sb_printf(&b, "moeserve_spec_mean_accepted_length %.6f\n",
+                  sp->verify_steps ? (double)sp->emitted / (double)sp->verify_steps : 0.0);
+    }
 
     if (b.oom) {
         free(b.s);

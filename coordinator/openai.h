@@ -26,6 +26,7 @@
 #define OAI_MAX_PROMPTS 1024      /* list prompts per request (each becomes one engine request) */
 #define OAI_MAX_LOGPROBS 20       /* = PROTO_MAX_LOGPROBS */
 #define OAI_MAX_STOP_TOKEN_IDS 256
+#define OAI_MAX_N 16              /* n and best_of at most (each choice is one engine request) */
 
 typedef enum { OAI_COMPLETION = 0, OAI_CHAT } oai_kind_t;
 
@@ -83,11 +84,16 @@ typedef struct {
     req_params_t params;        /* owned (stop strings, stop_token_ids) */
     oai_prompt_t *prompts;      /* owned, n_prompts >= 1 (chat: exactly 1) */
     int n_prompts;
+    int n;                      /* choices per prompt returned (default 1) */
+    int best_of;                /* choices per prompt generated, >= n; the n of highest cumulative logprob return */
     bool stream;
     bool include_usage;         /* stream_options.include_usage */
     bool echo;                  /* completions: prepend the prompt text */
     bool chat_logprobs;         /* chat: logprobs: true (params.logprobs = top_logprobs) */
 } oai_request_t;
+
+/* Engine requests (= choices generated) of a request: n_prompts * best_of; choice i is prompt i / best_of. */
+static inline int oai_n_choices(const oai_request_t *r) { return r->n_prompts * r->best_of; }
 
 /* Parse + validate + tokenize a request body. On failure fills *err and
  * returns false; *out is then empty (nothing to free). */
@@ -109,6 +115,7 @@ typedef struct {
     size_t text_offset;  /* completions: offset of the next token's text in the whole returned text */
     int n_prompt;
     int n_completion;
+    double cum_logprob;  /* of the whole completion (best_of) */
     req_finish_t finish; /* NONE until the last chunk */
     char *error;         /* owned message when finish == ERROR */
     bool started;        /* streaming: first chunk (chat: the role delta) was sent */
@@ -123,7 +130,9 @@ ms_status_t oai_choice_add(oai_choice_t *c, const oai_request_t *rq, const oai_t
 /* "cmpl-" / "chatcmpl-" + 32 random hex digits into buf (>= 48 bytes). */
 void oai_make_id(oai_kind_t kind, char *buf, size_t cap);
 
-/* The whole non-streaming response body (new reference). */
+/* The whole non-streaming response body (new reference). choices: every generated one (n_choices =
+ * oai_n_choices); with best_of > n, the n of highest cumulative logprob of each prompt are returned,
+ * best first (vLLM); usage counts every generated token. */
 json_t *oai_response(const oai_request_t *rq, const char *id, int64_t created, const char *model,
                      const oai_choice_t *choices, int n_choices);
 /* One streaming event for choice `c`: takes its pending text and logprobs

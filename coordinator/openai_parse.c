@@ -10,8 +10,10 @@
 
 #include "proto/sampling.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,18 +36,18 @@ bool oai_fail(oai_error_t *err, int status, const char *param, const char *fmt, 
 static const char *const completion_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids",
     "ignore_eos", "min_tokens", "add_special_tokens", "skip_special_tokens", "stream", "stream_options", "n",
-    "echo", "logprobs", "user",
+    "echo", "logprobs", "user", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p",
+    "best_of",
     /* neutral only */
-    "best_of", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "suffix", "min_p",
-    "use_beam_search", "include_stop_str_in_output", NULL};
+    "suffix", "use_beam_search", "include_stop_str_in_output", NULL};
 
 static const char *const chat_keys[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop",
     "stop_token_ids", "ignore_eos", "min_tokens", "add_special_tokens", "skip_special_tokens", "stream",
     "stream_options", "n", "logprobs", "top_logprobs", "user", "add_generation_prompt", "prompt_token_ids",
+    "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p",
     /* neutral only */
-    "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p", "tools", "tool_choice",
-    "response_format", "parallel_tool_calls", "include_stop_str_in_output", NULL};
+    "tools", "tool_choice", "response_format", "parallel_tool_calls", "include_stop_str_in_output", NULL};
 
 static bool key_known(const char *const *keys, const char *k)
 {
@@ -116,9 +118,8 @@ static bool check_neutral(json_t *o, oai_error_t *err)
     static const struct {
         const char *k;
         double v;
-    } nums[] = {{"presence_penalty", 0}, {"frequency_penalty", 0}, {"repetition_penalty", 1}, {"min_p", 0},
-                {"best_of", 1}};
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    } nums[] = {{NULL, 0}};
+    for (size_t i = 0; nums[i].k; i++) {
         json_t *v = field(o, nums[i].k);
         if (!v) continue;
         if (!json_is_number(v)) return oai_fail(err, 400, nums[i].k, "'%s' must be a number", nums[i].k);
@@ -126,8 +127,6 @@ static bool check_neutral(json_t *o, oai_error_t *err)
             return oai_fail(err, 400, nums[i].k, "'%s' is not supported (only %g is accepted)", nums[i].k, nums[i].v);
     }
     json_t *v;
-    if ((v = field(o, "logit_bias")) && !(json_is_object(v) && json_object_size(v) == 0))
-        return oai_fail(err, 400, "logit_bias", "'logit_bias' is not supported");
     if ((v = field(o, "suffix")) && !(json_is_string(v) && json_string_length(v) == 0))
         return oai_fail(err, 400, "suffix", "'suffix' is not supported");
     static const char *const falses[] = {"use_beam_search", "include_stop_str_in_output", "parallel_tool_calls"};
@@ -190,6 +189,42 @@ static bool parse_stop(json_t *o, const oai_ctx_t *ctx, req_params_t *p, oai_err
     return true;
 }
 
+/* logit_bias: {"token id": bias, ...} as OpenAI; ids in the vocabulary, biases clamped to [-100, 100]
+ * (vLLM's rule); a key given twice (JSON allows it) keeps its last value. */
+static bool parse_logit_bias(json_t *o, const oai_ctx_t *ctx, req_params_t *p, oai_error_t *err)
+{
+    json_t *v = field(o, "logit_bias");
+    if (!v) return true;
+    if (!json_is_object(v)) return oai_fail(err, 400, "logit_bias", "'logit_bias' must be an object of token id -> bias");
+    size_t n = json_object_size(v);
+    if (n == 0) return true;
+    if (n > PROTO_MAX_LOGIT_BIAS)
+        return oai_fail(err, 400, "logit_bias", "'logit_bias' has %zu entries; at most %d", n, PROTO_MAX_LOGIT_BIAS);
+    p->logit_bias = malloc(sizeof *p->logit_bias * n);
+    if (!p->logit_bias) return oai_fail(err, 500, "logit_bias", "out of memory");
+    const char *k;
+    json_t *b;
+    json_object_foreach(v, k, b) {
+        char *end;
+        errno = 0;
+        long long id = strtoll(k, &end, 10);
+        if (!*k || *end || errno)
+            return oai_fail(err, 400, "logit_bias", "'logit_bias' key '%s' is not a token id", k);
+        if (id < 0 || id >= ctx->vocab_size)
+            return oai_fail(err, 400, "logit_bias", "'logit_bias' token id %lld is out of range [0, %d)", id,
+                            ctx->vocab_size);
+        if (!json_is_number(b) || !isfinite(json_number_value(b)))
+            return oai_fail(err, 400, "logit_bias", "'logit_bias' value for token %lld must be a number", id);
+        double x = json_number_value(b);
+        float bias = (float)(x > 100 ? 100 : x < -100 ? -100 : x);
+        int at = 0;
+        while (at < p->n_logit_bias && p->logit_bias[at].token != (int32_t)id) at++;
+        p->logit_bias[at] = (proto_bias_t){.token = (int32_t)id, .bias = bias};
+        if (at == p->n_logit_bias) p->n_logit_bias++;
+    }
+    return true;
+}
+
 /* Sampling and output fields shared by both endpoints. */
 static bool parse_common(json_t *o, const oai_ctx_t *ctx, oai_request_t *rq, oai_error_t *err)
 {
@@ -212,6 +247,18 @@ static bool parse_common(json_t *o, const oai_ctx_t *ctx, oai_request_t *rq, oai
     if (set) p->top_p = proto_sampling_float(dv);
     if (!get_int(o, "top_k", -1, INT32_MAX, &iv, &set, err)) return false;
     if (set) p->top_k = iv < 0 ? 0 : (int)iv;
+    static const struct {
+        const char *k;
+        size_t off;
+    } pens[] = {{"presence_penalty", offsetof(req_params_t, presence_penalty)},
+                {"frequency_penalty", offsetof(req_params_t, frequency_penalty)},
+                {"repetition_penalty", offsetof(req_params_t, repetition_penalty)},
+                {"min_p", offsetof(req_params_t, min_p)}};
+    for (size_t i = 0; i < sizeof pens / sizeof pens[0]; i++) {
+        if (!get_num(o, pens[i].k, &dv, &set, err)) return false;
+        if (set) *(float *)((char *)p + pens[i].off) = proto_sampling_float(dv);
+    }
+    if (!parse_logit_bias(o, ctx, p, err)) return false;
     if (!get_int(o, "seed", INT64_MIN, INT64_MAX, &iv, &set, err)) return false;
     if (set) {
         p->seed = (uint64_t)iv;
@@ -222,8 +269,12 @@ static bool parse_common(json_t *o, const oai_ctx_t *ctx, oai_request_t *rq, oai
     if (!get_bool(o, "ignore_eos", &p->ignore_eos, err)) return false;
     if (!get_bool(o, "skip_special_tokens", &p->skip_special_tokens, err)) return false;
     if (!get_int(o, "n", INT32_MIN, INT32_MAX, &iv, &set, err)) return false;
-    if (set && iv < 1) return oai_fail(err, 400, "n", "'n' must be at least 1");
-    if (set && iv > 1) return oai_fail(err, 400, "n", "n > 1 is not supported yet");
+    if (set && (iv < 1 || iv > OAI_MAX_N)) return oai_fail(err, 400, "n", "'n' must be between 1 and %d", OAI_MAX_N);
+    if (set) rq->n = (int)iv;
+    if (!get_int(o, "best_of", INT32_MIN, INT32_MAX, &iv, &set, err)) return false;
+    rq->best_of = set ? (int)iv : rq->n;
+    if (set && (iv < rq->n || iv > OAI_MAX_N))
+        return oai_fail(err, 400, "best_of", "'best_of' must be between n (%d) and %d", rq->n, OAI_MAX_N);
     json_t *u = field(o, "user");
     if (u && !json_is_string(u)) return oai_fail(err, 400, "user", "'user' must be a string");
 
@@ -247,6 +298,8 @@ static bool parse_common(json_t *o, const oai_ctx_t *ctx, oai_request_t *rq, oai
         }
     }
     p->stream = rq->stream;
+    if (rq->best_of > rq->n && rq->stream)
+        return oai_fail(err, 400, "best_of", "'best_of' greater than 'n' cannot be streamed (the best are known at the end)");
     if (!parse_stop(o, ctx, p, err)) return false;
     return check_neutral(o, err);
 }
@@ -508,6 +561,7 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
     oai_request_t rq;
     memset(&rq, 0, sizeof rq);
     rq.kind = kind;
+    rq.n = rq.best_of = 1;
     req_params_t *p = &rq.params;
     p->temperature = 1.0f;
     p->top_p = 1.0f;
@@ -515,6 +569,7 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
     p->max_tokens = 16; /* OpenAI's completions default; chat resolves to the remaining context */
     p->skip_special_tokens = true;
     p->logprobs = -1;
+    p->repetition_penalty = 1.0f;
     p->stream_interval = ctx->stream_interval > 0 ? ctx->stream_interval : 1;
 
     json_error_t jerr;
@@ -582,6 +637,14 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
         oai_fail(err, 400, bad, "'%s' %s, got %g", bad, rule, got);
         goto out;
     }
+    if ((bad = proto_penalty_check(p->presence_penalty, p->frequency_penalty, p->repetition_penalty, p->min_p, &rule))) {
+        double got = !strcmp(bad, "presence_penalty")    ? p->presence_penalty
+                     : !strcmp(bad, "frequency_penalty") ? p->frequency_penalty
+                     : !strcmp(bad, "min_p")             ? p->min_p
+                                                         : p->repetition_penalty;
+        oai_fail(err, 400, bad, "'%s' %s, got %g", bad, rule, got);
+        goto out;
+    }
 
     /* Chat prompts already carry BOS in the rendered template text. */
     bool add_special = kind == OAI_COMPLETION;
@@ -590,6 +653,11 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
                                : !chat_prompt(o, ctx, add_special, &rq, err))
         goto out;
     if (!check_lengths(ctx, &rq, max_set, err)) goto out;
+    if (oai_n_choices(&rq) > OAI_MAX_PROMPTS) {
+        oai_fail(err, 400, rq.best_of > rq.n ? "best_of" : "n", "%d prompts x %d choices is more than %d engine requests",
+                 rq.n_prompts, rq.best_of, OAI_MAX_PROMPTS);
+        goto out;
+    }
     ok = true;
 out:
     json_decref(o);

@@ -142,11 +142,12 @@ static ms_status_t text_append(oai_choice_t *c, const char *s, size_t n)
 ms_status_t oai_choice_init(oai_choice_t *c, const oai_request_t *rq, int index)
 {
     memset(c, 0, sizeof *c);
+    const oai_prompt_t *pr = &rq->prompts[index / (rq->best_of > 0 ? rq->best_of : 1)];
     c->index = index;
-    c->n_prompt = rq->prompts[index].n_ids;
+    c->n_prompt = pr->n_ids;
     MS_TRY(text_append(c, "", 0));
-    if (rq->echo && rq->prompts[index].text) {
-        MS_TRY(text_append(c, rq->prompts[index].text, rq->prompts[index].text_len));
+    if (rq->echo && pr->text) {
+        MS_TRY(text_append(c, pr->text, pr->text_len));
         c->text_offset = utf8_count(c->text, c->len);
     }
     if (rq->params.logprobs >= 0) {
@@ -229,6 +230,7 @@ ms_status_t oai_choice_add(oai_choice_t *c, const oai_request_t *rq, const oai_t
     if (ch->text && ch->text_len) MS_TRY(text_append(c, ch->text, ch->text_len));
     c->text_offset += chunk_cp;
     c->n_completion += ch->n_ids;
+    c->cum_logprob = ch->cum_logprob;
     if (c->logprobs && ch->logprobs && ch->n_ids > 0) {
         if (rq->kind == OAI_CHAT)
             add_logprobs_chat(c, tok, ch, rq->params.logprobs);
@@ -271,13 +273,12 @@ static json_t *jfinish(req_finish_t f)
     return s ? json_string(s) : json_null();
 }
 
-static json_t *usage_json(const oai_choice_t *choices, int n)
+/* A prompt counts once whatever its number of choices (vLLM); completion tokens of every choice count. */
+static json_t *usage_json(const oai_request_t *rq, const oai_choice_t *choices, int n)
 {
     long long p = 0, g = 0;
-    for (int i = 0; i < n; i++) {
-        p += choices[i].n_prompt;
-        g += choices[i].n_completion;
-    }
+    for (int i = 0; i < rq->n_prompts; i++) p += rq->prompts[i].n_ids;
+    for (int i = 0; i < n; i++) g += choices[i].n_completion;
     return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p, "completion_tokens", (json_int_t)g,
                      "total_tokens", (json_int_t)(p + g));
 }
@@ -291,15 +292,28 @@ json_t *oai_response(const oai_request_t *rq, const char *id, int64_t created, c
                      const oai_choice_t *choices, int n_choices)
 {
     json_t *arr = json_array();
+    const int bo = rq->best_of > 0 ? rq->best_of : 1, n = rq->n > 0 && rq->n <= bo ? rq->n : bo;
+    int order[OAI_MAX_N];
     for (int i = 0; arr && i < n_choices; i++) {
-        const oai_choice_t *c = &choices[i];
+        if (i % bo == 0) { /* this prompt's choices, best cumulative logprob first (stable: lower index on ties) */
+            int m = n_choices - i < bo ? n_choices - i : bo;
+            for (int k = 0; k < m; k++) order[k] = i + k;
+            for (int k = 1; bo > n && k < m; k++)
+                for (int j = k; j > 0 && choices[order[j]].cum_logprob > choices[order[j - 1]].cum_logprob; j--) {
+                    int t = order[j];
+                    order[j] = order[j - 1], order[j - 1] = t;
+                }
+        }
+        if (i % bo >= n) continue;
+        const oai_choice_t *c = &choices[order[i % bo]];
+        const int index = (i / bo) * n + i % bo;
         json_t *ch;
         if (rq->kind == OAI_CHAT)
-            ch = json_pack("{s:i, s:{s:s, s:o}, s:o, s:o, s:n}", "index", c->index, "message", "role", "assistant",
+            ch = json_pack("{s:i, s:{s:s, s:o}, s:o, s:o, s:n}", "index", index, "message", "role", "assistant",
                            "content", jstr(c->text, c->len), "logprobs", logprobs_copy(c), "finish_reason",
                            jfinish(c->finish), "stop_reason");
         else
-            ch = json_pack("{s:i, s:o, s:o, s:o, s:n}", "index", c->index, "text", jstr(c->text, c->len), "logprobs",
+            ch = json_pack("{s:i, s:o, s:o, s:o, s:n}", "index", index, "text", jstr(c->text, c->len), "logprobs",
                            logprobs_copy(c), "finish_reason", jfinish(c->finish), "stop_reason");
         if (!ch || json_array_append_new(arr, ch)) {
             json_decref(arr);
@@ -308,7 +322,7 @@ json_t *oai_response(const oai_request_t *rq, const char *id, int64_t created, c
     }
     return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", id, "object",
                      rq->kind == OAI_CHAT ? "chat.completion" : "text_completion", "created", (json_int_t)created,
-                     "model", model, "choices", arr, "usage", usage_json(choices, n_choices));
+                     "model", model, "choices", arr, "usage", usage_json(rq, choices, n_choices));
 }
 
 static json_t *chunk_wrap(const oai_request_t *rq, const char *id, int64_t created, const char *model, json_t *choice)
@@ -360,7 +374,7 @@ json_t *oai_usage_chunk(const oai_request_t *rq, const char *id, int64_t created
 {
     return json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", id, "object",
                      rq->kind == OAI_CHAT ? "chat.completion.chunk" : "text_completion", "created",
-                     (json_int_t)created, "model", model, "choices", "usage", usage_json(choices, n_choices));
+                     (json_int_t)created, "model", model, "choices", "usage", usage_json(rq, choices, n_choices));
 }
 
 json_t *oai_error_body(const oai_error_t *err)

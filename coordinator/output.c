@@ -25,6 +25,7 @@ struct out_seq {
     proto_result_t *top;     /* pending top-N (logprobs requested) */
     int n, ncap;
     int n_completion;
+    double cum_logprob;      /* of every token so far */
     int n_chunks;            /* pushed so far */
     bool finished;
 };
@@ -127,6 +128,7 @@ static ms_status_t push_chunk(out_seq_t *o, coord_t *c, req_finish_t finish, con
         }
     }
     ch->n_ids = o->n;
+    ch->cum_logprob = o->cum_logprob;
     ch->finish = finish;
     if (error) ch->error = strdup(error);
     o->len = 0;
@@ -213,6 +215,7 @@ ms_status_t out_seq_token(out_seq_t *o, coord_t *c, const proto_result_t *res, i
         o->top[o->n] = *res;
     }
     o->n++;
+    o->cum_logprob += res->logprob;
     bool may_stop = o->n_completion >= p->min_tokens; /* tokens before this one */
     o->n_completion++;
     double now = out_now();

@@ -25,6 +25,9 @@ void req_params_free(req_params_t *p)
     if (!p) return;
     for (int i = 0; i < p->n_stop && i < REQ_MAX_STOP; i++) free(p->stop[i]);
     free(p->stop_token_ids);
+    free(p->logit_bias);
+    p->logit_bias = NULL;
+    p->n_logit_bias = 0;
     memset(p->stop, 0, sizeof p->stop);
     p->n_stop = 0;
     p->stop_token_ids = NULL;
@@ -38,6 +41,8 @@ static ms_status_t req_params_copy(req_params_t *dst, const req_params_t *src)
     memset(dst->stop, 0, sizeof dst->stop);
     dst->stop_token_ids = NULL;
     dst->n_stop = 0;
+    dst->logit_bias = NULL;
+    dst->n_logit_bias = 0;
     if (src->n_stop < 0 || src->n_stop > REQ_MAX_STOP)
         return MS_ERR(MS_ERR_INVALID, "request: %d stop strings (at most %d)", src->n_stop, REQ_MAX_STOP);
     for (int i = 0; i < src->n_stop; i++) {
@@ -51,6 +56,12 @@ static ms_status_t req_params_copy(req_params_t *dst, const req_params_t *src)
         memcpy(dst->stop_token_ids, src->stop_token_ids, sizeof(int32_t) * (size_t)src->n_stop_token_ids);
     } else {
         dst->n_stop_token_ids = 0;
+    }
+    if (src->n_logit_bias > 0) {
+        dst->logit_bias = malloc(sizeof *dst->logit_bias * (size_t)src->n_logit_bias);
+        if (!dst->logit_bias) goto nomem;
+        memcpy(dst->logit_bias, src->logit_bias, sizeof *dst->logit_bias * (size_t)src->n_logit_bias);
+        dst->n_logit_bias = src->n_logit_bias;
     }
     return MS_OK;
 nomem:

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include "status.h"
 #include "../proto/plan.h"
+#include "spec.h"
 
 #define REQ_MAX_STOP 8
 
@@ -40,6 +41,10 @@ typedef struct {
     int n_stop_token_ids;
     bool skip_special_tokens; /* default true */
     int logprobs;             /* top-N per sampled position, -1 = off */
+    /* vLLM's sampling controls (applied on the workers, kernels.h logits_adjust); neutral 0, 0, 1, 0 */
+    float presence_penalty, frequency_penalty, repetition_penalty, min_p;
+    proto_bias_t *logit_bias; /* owned, n_logit_bias entries, distinct tokens, bias clamped to [-100, 100] */
+    int n_logit_bias;
     bool stream;
     int stream_interval;      /* tokens per streamed chunk (config stream_interval) */
 } req_params_t;
@@ -66,6 +71,7 @@ typedef struct req_chunk {
     float *logprobs;         /* owned, n_ids entries, or NULL */
     proto_result_t *top;     /* owned, n_ids entries (top-N), or NULL */
     req_finish_t finish;     /* != NONE on the last chunk */
+    double cum_logprob;      /* sum of the logprobs of every token so far (best_of ranks by it) */
     char *error;             /* owned message when finish == REQ_FINISH_ERROR */
 } req_chunk_t;
 
@@ -117,10 +123,12 @@ void coord_push_chunk(coord_t *c, req_t *r, req_chunk_t *chunk);
 typedef struct {
     int running, waiting;
     int kv_blocks_used, kv_blocks_free;
+    double kv_bytes;  /* the KV pool's bytes per rank (weights + arena + this = what a rank holds) */
     int last_batch_size;
     uint64_t steps;
     bool ready;      /* engine loaded and serving */
     bool draining;   /* shutdown in progress */
+    spec_stats_t spec; /* MTP drafts and acceptance (spec.drafts 0: off) */
 } coord_stats_t;
 void coord_stats_get(coord_t *c, coord_stats_t *out);
 void coord_stats_set(coord_t *c, const coord_stats_t *in);

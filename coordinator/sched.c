@@ -188,7 +188,9 @@ static void seq_preempt(sched_t *s, sched_seq_t *q)
     seq_unplace(s, q);
     q->n_cached = 0;
     q->step_tokens = 0;
+    q->step_draft = 0;
     q->step_sample = false;
+    q->n_draft = 0;
     q->state = SCHED_WAITING;
     q->n_preempted++;
     s->preemptions++;
@@ -202,25 +204,70 @@ static sched_seq_t *newest_in_group(sched_t *s, int g)
     return NULL;
 }
 
-static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n)
+/* Drafts a decode of q may verify this step (MTP): none when the knobs need per-token work the drafts
+ * cannot carry (top logprobs, the min_tokens EOS mask), and never more than could be emitted (max_tokens,
+ * the sequence limit) or the step's budget holds. */
+static bool spec_knobs_ok(const req_params_t *p)
+{
+    /* logits processing (penalties count the fed tokens, which would include rejected drafts) and top
+     * logprobs are per-token work the drafts do not carry: such requests decode one token per step */
+    bool rep = p->repetition_penalty != 0.0f && p->repetition_penalty != 1.0f;
+    return p->logprobs <= 0 && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f && !rep &&
+           p->min_p == 0.0f && p->n_logit_bias == 0;
+}
+
+static int spec_verify_count(const sched_t *s, const sched_seq_t *q, int budget)
+{
+    const req_params_t *p = &q->req->params;
+    int n_gen = q->n_tokens - q->n_prompt, k = q->n_draft;
+    if (!s->cfg.spec_drafts || !spec_knobs_ok(p) || n_gen < p->min_tokens) return 0;
+    if (k > s->cfg.spec_drafts) k = s->cfg.spec_drafts;
+    if (p->max_tokens > 0 && k > p->max_tokens - n_gen - 1) k = p->max_tokens - n_gen - 1;
+    if (k > s->limit - q->n_tokens - 1) k = s->limit - q->n_tokens - 1;
+    if (k > budget - 1) k = budget - 1;
+    return k < 0 ? 0 : k;
+}
+
+/* Feed n tokens of q (a decode verifying k drafts feeds its last token and the drafts: n = 1 + k). */
+static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
 {
     const req_params_t *p = &q->req->params;
     int n_gen = q->n_tokens - q->n_prompt;
-    bool sample = q->n_cached + n == q->n_tokens;
+    bool sample = q->n_cached + n - k == q->n_tokens;
+    bool draft = sample && s->cfg.spec_drafts > 0 && spec_knobs_ok(p);
     proto_seq_t ps = {
         .slot = q->slot,
         .dp_rank = s->cfg.attention_dp ? q->group : -1,
         .pos = q->n_cached,
-        .flags = (sample ? PROTO_SEQ_SAMPLE : 0u) | (n_gen < p->min_tokens ? PROTO_SEQ_MASK_EOS : 0u),
+        .flags = (sample ? PROTO_SEQ_SAMPLE : 0u) | (n_gen < p->min_tokens ? PROTO_SEQ_MASK_EOS : 0u) |
+                 (k > 0 ? PROTO_SEQ_VERIFY : 0u) | (draft ? PROTO_SEQ_DRAFT : 0u) | (q->started ? 0u : PROTO_SEQ_START),
         .temperature = p->temperature,
         .top_p = p->top_p,
         .top_k = p->top_k,
         .n_logprobs = p->logprobs,
         .seed = q->seed,
+        .presence_penalty = p->presence_penalty,
+        .frequency_penalty = p->frequency_penalty,
+        .repetition_penalty = p->repetition_penalty,
+        .min_p = p->min_p,
+        .n_prompt = q->n_prompt,
     };
     int nb = kv_blocks_for(q->n_cached + n, s->cfg.block_size);
     if (nb > q->kv.n) return MS_ERR(MS_ERR_INTERNAL, "sched: sequence lacks KV blocks (%d of %d)", q->kv.n, nb);
-    MS_TRY(proto_planbuf_add(&s->pb, &ps, q->tokens + q->n_cached, n, q->kv.ids, nb));
+    if (draft) { /* the module's chained passes write positions past the fed ones: send what is reserved */
+        int nd = kv_blocks_for(q->n_cached + n + s->cfg.spec_drafts - 1, s->cfg.block_size);
+        nb = nd < q->kv.n ? nd : q->kv.n;
+    }
+    const int32_t *toks = q->tokens + q->n_cached;
+    int32_t fed[1 + PROTO_MAX_DRAFT];
+    if (k > 0) {
+        fed[0] = q->tokens[q->n_cached];
+        memcpy(fed + 1, q->draft, sizeof(int32_t) * (size_t)k);
+        toks = fed;
+    }
+    MS_TRY(proto_planbuf_add(&s->pb, &ps, toks, n, q->kv.ids, nb));
+    if (!q->started) MS_TRY(proto_planbuf_add_bias(&s->pb, p->logit_bias, p->n_logit_bias));
+    q->started = true;
     if (s->n_step == s->cap_step) {
         int cap = s->cap_step ? s->cap_step * 2 : 64;
         sched_seq_t **a = realloc(s->step_seqs, sizeof *a * (size_t)cap);
@@ -230,7 +277,9 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n)
     }
     s->step_seqs[s->n_step++] = q;
     q->step_tokens = n;
+    q->step_draft = k;
     q->step_sample = sample;
+    q->n_draft = 0; /* used (or dropped): the step's result brings new ones */
     s->groups[q->group].budget -= n;
     return MS_OK;
 }
@@ -275,6 +324,7 @@ static ms_status_t admit(sched_t *s, sched_seq_t *q, int gi)
     q->group = gi;
     q->slot = slot;
     q->n_cached = 0;
+    q->started = false; /* the first entry after admission starts the slot's state (PROTO_SEQ_START) */
     q->state = SCHED_RUNNING;
     q->admit_no = ++s->admit_counter;
     list_remove(&s->waiting, q);
@@ -289,6 +339,7 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
     for (int g = 0; g < s->cfg.n_groups; g++) s->groups[g].budget = s->cfg.max_num_tokens;
     for (sched_seq_t *q = s->running.head; q; q = q->next) {
         q->step_tokens = 0;
+        q->step_draft = 0;
         q->step_sample = false;
     }
 
@@ -312,7 +363,16 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
             }
         }
         if (preempted_self) continue;
-        MS_TRY(plan_add(s, q, 1));
+        int k = spec_verify_count(s, q, g->budget);
+        /* drafts and the module's chained positions only where blocks are free: never a preemption for them */
+        if (k > 0 || s->cfg.spec_drafts > 1) {
+            int want = q->n_cached + 1 + k + (s->cfg.spec_drafts - 1);
+            if (want > s->limit) want = s->limit;
+            if (!kv_table_reserve(&q->kv, g->pool, want, s->cfg.block_size) &&
+                !kv_table_reserve(&q->kv, g->pool, q->n_cached + 1 + k, s->cfg.block_size))
+                k = 0;
+        }
+        MS_TRY(plan_add(s, q, 1 + k, k));
     }
 
     /* 2. Prefills already under way (blocks reserved at admission). */
@@ -321,7 +381,7 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
         if (pending <= 1 || q->step_tokens) continue;
         int n = pending < s->groups[q->group].budget ? pending : s->groups[q->group].budget;
         if (n <= 0) continue;
-        MS_TRY(plan_add(s, q, n));
+        MS_TRY(plan_add(s, q, n, 0));
     }
 
     /* 3. Admission, FIFO: the head waits rather than being overtaken, so a long
@@ -333,7 +393,7 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
         MS_TRY(admit(s, q, gi));
         int pending = q->n_tokens;
         int n = pending < s->groups[gi].budget ? pending : s->groups[gi].budget;
-        MS_TRY(plan_add(s, q, n));
+        MS_TRY(plan_add(s, q, n, 0));
     }
 
     MS_TRY(proto_planbuf_finish(&s->pb, step, plan));
@@ -346,8 +406,9 @@ void sched_commit(sched_t *s)
     for (int i = 0; i < s->n_step; i++) {
         sched_seq_t *q = s->step_seqs[i];
         if (!q) continue;
-        q->n_cached += q->step_tokens;
+        q->n_cached += q->step_tokens - q->step_draft;
         q->step_tokens = 0;
+        q->step_draft = 0;
     }
 }
 
@@ -362,6 +423,23 @@ ms_status_t sched_append(sched_t *s, sched_seq_t *q, int32_t token)
     }
     q->tokens[q->n_tokens++] = token;
     return MS_OK;
+}
+
+ms_status_t sched_append_accepted(sched_t *s, sched_seq_t *q, int32_t token)
+{
+    if (q->n_cached != q->n_tokens)
+        return MS_ERR(MS_ERR_INTERNAL, "sched: accepted draft with %d of %d tokens cached", q->n_cached, q->n_tokens);
+    MS_TRY(sched_append(s, q, token));
+    q->n_cached++;
+    return MS_OK;
+}
+
+void sched_set_drafts(sched_seq_t *q, const int32_t *drafts, int n)
+{
+    if (n < 0) n = 0;
+    if (n > PROTO_MAX_DRAFT) n = PROTO_MAX_DRAFT;
+    memcpy(q->draft, drafts, sizeof(int32_t) * (size_t)n);
+    q->n_draft = n;
 }
 
 void sched_finish(sched_t *s, sched_seq_t *q)

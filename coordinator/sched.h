@@ -40,6 +40,7 @@ typedef struct {
     int block_size;       /* KV positions per block */
     int n_blocks;         /* KV blocks per group */
     bool chunked_prefill; /* split long prompts across steps; else a prompt must fit one step's budget */
+    int spec_drafts;      /* MTP speculative decoding: draft tokens per step, 0 = off (coordinator/spec.h) */
 } sched_config_t;
 
 typedef enum { SCHED_WAITING = 0, SCHED_RUNNING } sched_state_t;
@@ -58,9 +59,14 @@ typedef struct sched_seq {
     kv_table_t kv;       /* while running */
     uint64_t admit_no;   /* admission order: preemption takes the newest */
     int n_preempted;
+    /* MTP: drafts the last step proposed, fed after the last token next step to be verified */
+    int n_draft;
+    int32_t draft[PROTO_MAX_DRAFT];
     /* this step */
-    int step_tokens;     /* tokens fed by the current plan (0: not scheduled) */
+    int step_tokens;     /* tokens fed by the current plan (0: not scheduled), drafts included */
+    int step_draft;      /* of which drafts (their KV counts only once accepted: sched_append_accepted) */
     bool step_sample;
+    bool started;        /* its first entry since admission was planned */
     struct sched_seq *prev, *next; /* in the waiting or the running list */
 } sched_seq_t;
 
@@ -91,6 +97,11 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
 void sched_commit(sched_t *s);
 /* Append a sampled token to a sequence (it becomes the next decode input). */
 ms_status_t sched_append(sched_t *s, sched_seq_t *q, int32_t token);
+/* Append a draft the step verified: it was fed at this position, so its KV is cached too. In order, before
+ * the step's last token (sched_append). */
+ms_status_t sched_append_accepted(sched_t *s, sched_seq_t *q, int32_t token);
+/* Drafts to verify next step (the step's PROTO_SEQ_DRAFT result). */
+void sched_set_drafts(sched_seq_t *q, const int32_t *drafts, int n);
 /* Remove a sequence (finished, cancelled or failed): frees its KV blocks and
  * slot and the sequence itself; q is invalid afterwards. */
 void sched_finish(sched_t *s, sched_seq_t *q);

@@ -88,7 +88,7 @@ typedef enum {
     KERN_OP_MLA_NAIVE, KERN_OP_MLA_LATENT,
     KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE,
     KERN_OP_LOG_SOFTMAX,
-    KERN_OP_SAMPLE,
+    KERN_OP_SAMPLE, KERN_OP_LOGITS_ADJUST,
     KERN_N_OPS
 } kern_op_t;
 
@@ -205,6 +205,37 @@ typedef struct {
 } kern_sample_t;
 KERN_STATIC_ASSERT(sizeof(kern_sample_t) == 40, "kern_sample_t layout");
 
+/* One entry of a sequence's penalty list (device, kern_ops_t.logits_adjust): a token the sequence
+ * holds (prompt or generated) or biases. A list is unordered and holds each token at most once. */
+typedef struct {
+    int32_t token;
+    int32_t n_out;      /* times the token was generated (presence/frequency penalties) */
+    float bias;         /* logit_bias, already clamped to [-100, 100]; 0 = none */
+    uint32_t in_prompt; /* 1: the token occurs in the prompt (repetition penalty counts it too) */
+} kern_pen_t;
+KERN_STATIC_ASSERT(sizeof(kern_pen_t) == 16, "kern_pen_t layout");
+
+/* A write into the lists buffer: lists[at] = e (applied before any row is adjusted). */
+typedef struct {
+    int64_t at;
+    kern_pen_t e;
+} kern_pen_set_t;
+KERN_STATIC_ASSERT(sizeof(kern_pen_set_t) == 24, "kern_pen_set_t layout");
+
+/* Per-row logits processing (device array; one per sampled row): vLLM's sampling controls. */
+typedef struct {
+    float presence;    /* subtracted once from a generated token's logit (0 = off) */
+    float frequency;   /* subtracted per generation of the token (0 = off) */
+    float repetition;  /* prompt or generated tokens: l > 0 ? l / r : l * r (1 = off) */
+    float min_p;       /* after temperature, tokens with p < min_p * p_max are removed (0 = off) */
+    float temperature; /* the row's sampling temperature (min_p is relative to it; 0 = greedy: min_p off) */
+    int32_t mask_token;/* = kern_sample_t.mask_token: removed before min_p takes the maximum; -1 = none */
+    int64_t list_off;  /* the row's list: lists[list_off .. list_off + n_list) */
+    int32_t n_list;
+    int32_t pad_;
+} kern_adjust_t;
+KERN_STATIC_ASSERT(sizeof(kern_adjust_t) == 40, "kern_adjust_t layout");
+
 /* ---- MoE data shapes (placement tables, slot records) ---- */
 
 /* One MoE layer's expert placement, as device tables (what an EPLB rewrites).
@@ -300,6 +331,19 @@ typedef struct kern_ops {
     void (*host_free)(void *p);
     /* 1 when the op is implemented by this backend, 0 when it answers MS_ERR_UNSUPPORTED */
     int (*supports_op)(kern_op_t op);
+    /* devices this backend sees: CUDA cudaGetDeviceCount (0 without a GPU or driver, never an error); CPU 1 */
+    int (*device_count)(void);
+    /* free and total bytes of `device`'s memory now: CUDA cudaMemGetInfo on that device; CPU
+     * MemAvailable and MemTotal of /proc/meminfo. What the KV pool is sized from (serve.c). */
+    ms_status_t (*mem_info)(int device, size_t *free_bytes, size_t *total_bytes);
+    /* load_format dummy: fill a [rows, cols] block of dst (row-major, cols elements a row) with the
+     * deterministic pseudo-random values kern_dummy_f32 / kern_dummy_fp8 give element (r, c) at position
+     * pos0 + r*ld_pos + c of a stream `seed` (ld_pos = the full tensor's row length, so a rank's slice of
+     * a tensor holds exactly the values the whole tensor has there, whatever the layout). dt BF16 / F32:
+     * offset + scale*(2u-1) (rounded to bf16); F8E4M3: kern_dummy_fp8 bytes (scale, offset unused).
+     * Runs on the device (CUDA: one kernel), so no weight byte crosses the host. */
+    ms_status_t (*fill_dummy)(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64_t rows, int64_t cols, int64_t ld_pos,
+                              int64_t pos0, uint64_t seed, float scale, float offset);
 
     /* ---- elementwise / layout ---- */
     /* out[i,:] = table[ids[i],:]. A padded row (id -1) is written as zeros; an id outside [0, vocab) raises
@@ -425,6 +469,20 @@ typedef struct kern_ops {
     ms_status_t (*sample)(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                           const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                           float *top_lp);
+    /* vLLM's logits processing, in place on fp32 logits [rows, vocab] (ld between rows), before sample:
+     * first lists[sets[i].at] = sets[i].e for i < n_sets (distinct `at`, each in [0, lists_cap): else
+     * KERN_FAULT_BLOCK and the write is skipped); then per row r with adj[r] (list entries e):
+     *   l = logits[e.token] + e.bias;
+     *   if (e.in_prompt || e.n_out > 0) l = l > 0 ? l / repetition : l * repetition;
+     *   l -= frequency * e.n_out + presence * (e.n_out > 0);
+     * (vLLM's order: logit_bias, then repetition, frequency and presence penalties); then, when
+     * min_p > 0 and temperature > 0, mask_token is set to -inf and every logit with
+     * exp((l - max) / temperature) < min_p becomes -inf. A row with no list and min_p 0 is untouched
+     * (no pass over its vocabulary). An entry's token outside [0, vocab) raises KERN_FAULT_TOKEN and is
+     * skipped. sample's logprobs of an adjusted row are those of the adjusted logits. */
+    ms_status_t (*logits_adjust)(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                                 const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
+                                 const kern_pen_set_t *sets, int32_t n_sets);
 } kern_ops_t;
 
 extern const kern_ops_t kern_cpu_ops;
@@ -471,6 +529,20 @@ KERN_HOST_DEVICE static inline double kern_rng_uniform(uint64_t seed, int64_t po
         z ^= z >> 31;
     }
     return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* load_format dummy's values (kern_ops_t.fill_dummy), shared by all backends so a dummy model computes
+ * the same on each. BF16/F32: uniform in offset ± scale. FP8 e4m3: a random sign and a magnitude in
+ * [0.25, 3.75] (exponent fields 5..8: no NaN, no subnormal; rms ≈ 1.6), so the tensor's scale_inv sets
+ * the weights' size. */
+KERN_HOST_DEVICE static inline float kern_dummy_f32(uint64_t seed, int64_t pos, float scale, float offset)
+{
+    return offset + scale * (float)(2.0 * kern_rng_uniform(seed, pos) - 1.0);
+}
+KERN_HOST_DEVICE static inline uint8_t kern_dummy_fp8(uint64_t seed, int64_t pos)
+{
+    uint32_t h = (uint32_t)(kern_rng_uniform(seed, pos) * 4294967296.0);
+    return (uint8_t)(((h >> 24) & 0x80u) | (0x28u + (h & 0x1fu)));
 }
 
 #ifdef __cplusplus

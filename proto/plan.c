@@ -13,11 +13,12 @@ void proto_planbuf_free(proto_planbuf_t *b)
     free(b->seqs);
     free(b->tokens);
     free(b->blocks);
+    free(b->bias);
     free(b->msg);
     memset(b, 0, sizeof *b);
 }
 
-void proto_planbuf_reset(proto_planbuf_t *b) { b->n_seqs = b->n_tokens = b->n_blocks = 0; }
+void proto_planbuf_reset(proto_planbuf_t *b) { b->n_seqs = b->n_tokens = b->n_blocks = b->n_bias = 0; }
 
 static bool grow(void **p, int *cap, int need, size_t elem)
 {
@@ -45,10 +46,26 @@ ms_status_t proto_planbuf_add(proto_planbuf_t *b, const proto_seq_t *seq, const 
     s->tok_off = b->n_tokens;
     s->blk_off = b->n_blocks;
     s->n_blocks = n_blocks;
+    s->bias_off = b->n_bias;
+    s->n_bias = 0;
     memcpy(b->tokens + b->n_tokens, tokens, sizeof(int32_t) * (size_t)n_tokens);
     if (n_blocks) memcpy(b->blocks + b->n_blocks, blocks, sizeof(int32_t) * (size_t)n_blocks);
     b->n_tokens += n_tokens;
     b->n_blocks += n_blocks;
+    return MS_OK;
+}
+
+ms_status_t proto_planbuf_add_bias(proto_planbuf_t *b, const proto_bias_t *bias, int n)
+{
+    if (n <= 0) return MS_OK;
+    if (!b->n_seqs || n > PROTO_MAX_LOGIT_BIAS) return MS_ERR(MS_ERR_INTERNAL, "plan: %d bias entries", n);
+    if (!grow((void **)&b->bias, &b->cap_bias, b->n_bias + n, sizeof *b->bias))
+        return MS_ERR(MS_ERR_NOMEM, "plan: out of memory");
+    proto_seq_t *s = &b->seqs[b->n_seqs - 1];
+    s->bias_off = b->n_bias;
+    s->n_bias = n;
+    memcpy(b->bias + b->n_bias, bias, sizeof *bias * (size_t)n);
+    b->n_bias += n;
     return MS_OK;
 }
 
@@ -60,7 +77,7 @@ proto_hdr_t proto_hdr_make(proto_msg_type_t type, uint32_t length, uint32_t step
 
 ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_plan_t **out)
 {
-    size_t size = proto_plan_size(b->n_seqs, b->n_tokens, b->n_blocks);
+    size_t size = proto_plan_size(b->n_seqs, b->n_tokens, b->n_blocks, b->n_bias);
     if (size > b->msg_cap) {
         uint8_t *m = realloc(b->msg, size);
         if (!m) return MS_ERR(MS_ERR_NOMEM, "plan: out of memory (%zu bytes)", size);
@@ -73,9 +90,11 @@ ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_
     p->n_seqs = b->n_seqs;
     p->n_tokens = b->n_tokens;
     p->n_blocks = b->n_blocks;
+    p->n_bias = b->n_bias;
     if (b->n_seqs) memcpy((void *)proto_plan_seqs(p), b->seqs, sizeof(proto_seq_t) * (size_t)b->n_seqs);
     if (b->n_tokens) memcpy((void *)proto_plan_tokens(p), b->tokens, 4u * (size_t)b->n_tokens);
     if (b->n_blocks) memcpy((void *)proto_plan_blocks(p), b->blocks, 4u * (size_t)b->n_blocks);
+    if (b->n_bias) memcpy((void *)proto_plan_bias(p), b->bias, sizeof *b->bias * (size_t)b->n_bias);
     *out = p;
     return MS_OK;
 }
@@ -101,11 +120,13 @@ ms_status_t proto_plan_check(const void *buf, size_t len)
     const proto_plan_t *p = buf;
     MS_TRY(proto_hdr_check(&p->hdr, len));
     if (p->hdr.type != PROTO_MSG_PLAN) return MS_ERR(MS_ERR_FORMAT, "proto: message type %u is not a plan", p->hdr.type);
-    if (p->n_seqs < 0 || p->n_tokens < 0 || p->n_blocks < 0 || p->n_deltas < 0 || p->n_seqs > (1 << 24) ||
-        p->n_deltas > (1 << 24) || p->n_tokens > (1 << 28) || p->n_blocks > (1 << 28))
+    if (p->n_seqs < 0 || p->n_tokens < 0 || p->n_blocks < 0 || p->n_deltas < 0 || p->n_bias < 0 ||
+        p->n_seqs > (1 << 24) || p->n_deltas > (1 << 24) || p->n_tokens > (1 << 28) || p->n_blocks > (1 << 28) ||
+        p->n_bias > (1 << 28))
         return MS_ERR(MS_ERR_FORMAT, "proto: plan counts out of range (%d seqs, %d deltas, %d tokens, %d blocks)",
                       p->n_seqs, p->n_deltas, p->n_tokens, p->n_blocks);
-    size_t want = proto_plan_size(p->n_seqs, p->n_tokens, p->n_blocks) + sizeof(proto_delta_t) * (size_t)p->n_deltas;
+    size_t want = proto_plan_size(p->n_seqs, p->n_tokens, p->n_blocks, p->n_bias) +
+                  sizeof(proto_delta_t) * (size_t)p->n_deltas;
     if (p->hdr.length != want || p->hdr.length != len)
         return MS_ERR(MS_ERR_FORMAT, "proto: plan length %u does not match its counts (%zu bytes received)",
                       p->hdr.length, len);
@@ -115,7 +136,8 @@ ms_status_t proto_plan_check(const void *buf, size_t len)
         const proto_seq_t *q = &s[i];
         if (q->n_tokens <= 0 || q->tok_off < 0 || (int64_t)q->tok_off + q->n_tokens > p->n_tokens || q->pos < 0 ||
             q->n_blocks < 0 || q->blk_off < 0 || (int64_t)q->blk_off + q->n_blocks > p->n_blocks || q->slot < 0 ||
-            q->n_logprobs > PROTO_MAX_LOGPROBS)
+            q->n_logprobs > PROTO_MAX_LOGPROBS || q->n_bias < 0 || q->n_bias > PROTO_MAX_LOGIT_BIAS ||
+            q->bias_off < 0 || (int64_t)q->bias_off + q->n_bias > p->n_bias)
             return MS_ERR(MS_ERR_FORMAT, "proto: plan sequence %d has out-of-range fields", i);
         tok_sum += q->n_tokens;
         if (q->blk_off + q->n_blocks > blk_end) blk_end = q->blk_off + q->n_blocks;
@@ -144,26 +166,29 @@ size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst)
 {
     const proto_seq_t *s = proto_plan_seqs(full);
     const int32_t *tok = proto_plan_tokens(full), *blk = proto_plan_blocks(full);
-    int ns = 0, nt = 0, nb = 0;
+    const proto_bias_t *bias = proto_plan_bias(full);
+    int ns = 0, nt = 0, nb = 0, nbias = 0;
     for (int i = 0; i < full->n_seqs; i++)
-        if (part_has(&s[i], rank)) ns++, nt += s[i].n_tokens, nb += s[i].n_blocks;
-    size_t size = proto_plan_size(ns, nt, nb);
+        if (part_has(&s[i], rank)) ns++, nt += s[i].n_tokens, nb += s[i].n_blocks, nbias += s[i].n_bias;
+    size_t size = proto_plan_size(ns, nt, nb, nbias);
     if (!dst) return size;
     proto_plan_t *p = dst;
     memset(p, 0, sizeof *p);
     p->hdr = proto_hdr_make(PROTO_MSG_PLAN, (uint32_t)size, full->hdr.step);
-    p->n_seqs = ns, p->n_tokens = nt, p->n_blocks = nb;
+    p->n_seqs = ns, p->n_tokens = nt, p->n_blocks = nb, p->n_bias = nbias;
     proto_seq_t *o = (proto_seq_t *)proto_plan_seqs(p);
     int32_t *ot = (int32_t *)proto_plan_tokens(p), *ob = (int32_t *)proto_plan_blocks(p);
+    proto_bias_t *obias = (proto_bias_t *)proto_plan_bias(p);
     int k = 0;
-    nt = nb = 0;
+    nt = nb = nbias = 0;
     for (int i = 0; i < full->n_seqs; i++) {
         if (!part_has(&s[i], rank)) continue;
         o[k] = s[i];
-        o[k].tok_off = nt, o[k].blk_off = nb;
+        o[k].tok_off = nt, o[k].blk_off = nb, o[k].bias_off = nbias;
         memcpy(ot + nt, tok + s[i].tok_off, 4u * (size_t)s[i].n_tokens);
         if (s[i].n_blocks) memcpy(ob + nb, blk + s[i].blk_off, 4u * (size_t)s[i].n_blocks);
-        nt += s[i].n_tokens, nb += s[i].n_blocks, k++;
+        if (s[i].n_bias) memcpy(obias + nbias, bias + s[i].bias_off, sizeof *bias * (size_t)s[i].n_bias);
+        nt += s[i].n_tokens, nb += s[i].n_blocks, nbias += s[i].n_bias, k++;
     }
     return size;
 }

@@ -3,6 +3,7 @@
  * no pointers, so a plan is one contiguous buffer that MPI moves as bytes.
  *
  *   [proto_plan_t][proto_seq_t × n_seqs][int32 tokens × n_tokens][int32 blocks × n_blocks]
+ *   [proto_bias_t × n_bias]
  *
  * Workers see only token ids, positions, KV block tables and sampling knobs
  * (DESIGN invariant 3); request text and stop strings stay on rank 0. */
@@ -13,8 +14,11 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x5045534du /* "MSEP" little-endian */
-#define PROTO_VERSION 2 /* 2: delta entries (plan_delta.c) */
+#define PROTO_VERSION 4 /* 2: delta entries (plan_delta.c); 3: penalties, min_p, logit_bias; 4: MTP drafts
+                         * (VERIFY/DRAFT flags, the results' spec part) */
+#define PROTO_MAX_LOGIT_BIAS 1024 /* logit_bias entries per sequence */
 #define PROTO_MAX_LOGPROBS 20
+#define PROTO_MAX_DRAFT 4 /* MTP draft tokens per sequence per step (num_nextn_predict_layers 1..4) */
 
 typedef enum {
     PROTO_MSG_PLAN = 1,     /* rank 0 -> all: run one step */
@@ -34,7 +38,22 @@ _Static_assert(sizeof(proto_hdr_t) == 16, "proto_hdr_t layout");
 enum {
     PROTO_SEQ_SAMPLE = 1u << 0,   /* this chunk ends the known tokens: sample the next one */
     PROTO_SEQ_MASK_EOS = 1u << 1, /* min_tokens not reached: EOS may not be sampled */
+    PROTO_SEQ_START = 1u << 2,    /* the slot's first entry for this sequence (pos 0): its per-slot
+                                   * state (penalty counts, logit_bias) starts afresh from this entry */
+    /* MTP speculative decoding (worker/forward_mtp.c). VERIFY: the fed tokens after the first are the
+     * previous step's drafts; every fed token is sampled, the longest prefix of drafts that agrees with
+     * the samples is accepted (proto_result_t.accepted) and the first disagreeing sample is `token`.
+     * DRAFT: propose drafts for the next step (proto_result_t.drafts). Both need PROTO_SEQ_SAMPLE. */
+    PROTO_SEQ_VERIFY = 1u << 3,
+    PROTO_SEQ_DRAFT = 1u << 4,
 };
+
+/* One logit_bias entry of a sequence (sent with its START entry only). */
+typedef struct {
+    int32_t token;
+    float bias; /* clamped to [-100, 100] */
+} proto_bias_t;
+_Static_assert(sizeof(proto_bias_t) == 8, "proto_bias_t layout");
 
 typedef struct {
     int32_t slot;       /* sequence slot on the workers, 0..max_batch_size-1 (stable for a request) */
@@ -50,8 +69,28 @@ typedef struct {
     int32_t top_k;      /* 0 = off */
     int32_t n_logprobs; /* top-N logprobs to return, 0..PROTO_MAX_LOGPROBS; -1 = none at all */
     uint64_t seed;      /* per-request; the sampler's random stream is f(seed, pos), independent of the batch */
+    /* vLLM's sampling controls (kernels.h logits_adjust); all 0 = off (a zeroed entry is neutral:
+     * repetition_penalty 0 means 1) */
+    float presence_penalty, frequency_penalty, repetition_penalty, min_p;
+    int32_t n_prompt;   /* prompt tokens: positions below are prompt, above generated (penalties) */
+    int32_t bias_off;   /* first logit_bias entry in the plan's bias array */
+    int32_t n_bias;     /* entries (START entries only; 0 otherwise) */
+    int32_t pad_;
 } proto_seq_t;
-_Static_assert(sizeof(proto_seq_t) == 56, "proto_seq_t layout");
+_Static_assert(sizeof(proto_seq_t) == 88, "proto_seq_t layout");
+
+/* Does the sequence need logits processing before sampling (kernels.h logits_adjust)? */
+static inline int proto_seq_adjusts(const proto_seq_t *q)
+{
+    return q->presence_penalty != 0.0f || q->frequency_penalty != 0.0f ||
+           (q->repetition_penalty != 0.0f && q->repetition_penalty != 1.0f) || q->min_p != 0.0f || q->n_bias > 0;
+}
+/* Does it need the per-slot token counts (penalties)? */
+static inline int proto_seq_counts(const proto_seq_t *q)
+{
+    return q->presence_penalty != 0.0f || q->frequency_penalty != 0.0f ||
+           (q->repetition_penalty != 0.0f && q->repetition_penalty != 1.0f);
+}
 
 typedef struct {
     proto_hdr_t hdr;
@@ -59,18 +98,28 @@ typedef struct {
     int32_t n_tokens; /* total fed tokens (sum of seq n_tokens) */
     int32_t n_blocks; /* total block-table entries */
     int32_t n_deltas; /* wire parts only (plan_delta.c): proto_delta_t entries after the seqs; 0 in full plans */
+    int32_t n_bias;   /* total logit_bias entries (after the blocks) */
+    int32_t pad_;
 } proto_plan_t;
-_Static_assert(sizeof(proto_plan_t) == 32, "proto_plan_t layout");
+_Static_assert(sizeof(proto_plan_t) == 40, "proto_plan_t layout");
 
 typedef struct {
     int32_t slot;
-    int32_t token;    /* sampled token, or -1 when the seq had no PROTO_SEQ_SAMPLE */
+    int32_t token;    /* sampled token, or -1 when the seq had no PROTO_SEQ_SAMPLE; after a VERIFY the
+                       * last token of the step (the one after the accepted drafts) */
     float logprob;    /* log-probability of `token` under the unmodified distribution */
     int32_t n_top;
     int32_t top_ids[PROTO_MAX_LOGPROBS];
     float top_logprobs[PROTO_MAX_LOGPROBS];
+    /* MTP (PROTO_SEQ_VERIFY / PROTO_SEQ_DRAFT; 0 otherwise): the step's tokens are accepted[0..n_accepted)
+     * then `token`; drafts are the proposals to feed after `token` next step. */
+    int32_t n_accepted, n_draft;
+    int32_t accepted[PROTO_MAX_DRAFT];
+    float accepted_lp[PROTO_MAX_DRAFT];
+    int32_t drafts[PROTO_MAX_DRAFT];
 } proto_result_t;
-_Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS, "proto_result_t layout");
+_Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS + 8 + 12 * PROTO_MAX_DRAFT,
+               "proto_result_t layout");
 
 /* A decode step of a sequence the receiving rank already holds (its slot
  * state: sampling knobs, block table, position — proto/plan_delta.c): feed
@@ -87,7 +136,7 @@ typedef struct {
 _Static_assert(sizeof(proto_delta_t) == 16, "proto_delta_t layout");
 
 /* Views into a plan buffer (no copies). With deltas:
- *   [proto_plan_t][proto_seq_t × n_seqs][proto_delta_t × n_deltas][int32 tokens][int32 blocks]
+ *   [proto_plan_t][proto_seq_t × n_seqs][proto_delta_t × n_deltas][int32 tokens][int32 blocks][bias]
  * (full entries' blocks first, then the deltas' new blocks in delta order). */
 static inline const proto_seq_t *proto_plan_seqs(const proto_plan_t *p) { return (const proto_seq_t *)(p + 1); }
 static inline const proto_delta_t *proto_plan_deltas(const proto_plan_t *p)
@@ -99,9 +148,14 @@ static inline const int32_t *proto_plan_tokens(const proto_plan_t *p)
     return (const int32_t *)(proto_plan_deltas(p) + p->n_deltas);
 }
 static inline const int32_t *proto_plan_blocks(const proto_plan_t *p) { return proto_plan_tokens(p) + p->n_tokens; }
-static inline uint32_t proto_plan_size(int32_t n_seqs, int32_t n_tokens, int32_t n_blocks)
+static inline const proto_bias_t *proto_plan_bias(const proto_plan_t *p)
 {
-    return (uint32_t)(sizeof(proto_plan_t) + sizeof(proto_seq_t) * (size_t)n_seqs + 4u * (size_t)(n_tokens + n_blocks));
+    return (const proto_bias_t *)(proto_plan_blocks(p) + p->n_blocks);
+}
+static inline uint32_t proto_plan_size(int32_t n_seqs, int32_t n_tokens, int32_t n_blocks, int32_t n_bias)
+{
+    return (uint32_t)(sizeof(proto_plan_t) + sizeof(proto_seq_t) * (size_t)n_seqs + 4u * (size_t)(n_tokens + n_blocks) +
+                      sizeof(proto_bias_t) * (size_t)n_bias);
 }
 
 #endif

@@ -84,7 +84,10 @@ static bool delta_ok(const mslot_t *s, const proto_seq_t *q, const int32_t *b)
     const proto_seq_t *o = &s->seq;
     return s->live && q->n_tokens == 1 && q->pos == o->pos + o->n_tokens && q->dp_rank == o->dp_rank &&
            q->temperature == o->temperature && q->top_p == o->top_p && q->top_k == o->top_k &&
-           q->n_logprobs == o->n_logprobs && q->seed == o->seed && q->n_blocks >= s->n_blocks &&
+           q->n_logprobs == o->n_logprobs && q->seed == o->seed && q->presence_penalty == o->presence_penalty &&
+           q->frequency_penalty == o->frequency_penalty && q->repetition_penalty == o->repetition_penalty &&
+           q->min_p == o->min_p && q->n_prompt == o->n_prompt && q->n_bias == 0 && !(q->flags & PROTO_SEQ_START) &&
+           q->n_blocks >= s->n_blocks &&
            q->n_blocks - s->n_blocks <= 0xffff && q->flags <= 0xffff &&
            !memcmp(b, s->blocks, sizeof *b * (size_t)s->n_blocks);
 }
@@ -106,27 +109,29 @@ ms_status_t proto_plan_part_delta(const proto_plan_t *full, int rank, proto_mirr
 {
     const proto_seq_t *s = proto_plan_seqs(full);
     const int32_t *tok = proto_plan_tokens(full), *blk = proto_plan_blocks(full);
+    const proto_bias_t *bias = proto_plan_bias(full);
     /* pass 1: classify and count */
-    int ns = 0, nd = 0, nt = 0, nb_full = 0, nb_new = 0;
+    int ns = 0, nd = 0, nt = 0, nb_full = 0, nb_new = 0, nbias = 0;
     for (int i = 0; i < full->n_seqs; i++) {
         const proto_seq_t *q = &s[i];
         if (q->dp_rank >= 0 && q->dp_rank != rank) continue;
         mslot_t *ms = slot_get(m, q->slot);
         if (!ms) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for slot %d", q->slot);
         if (delta_ok(ms, q, blk + q->blk_off)) nd++, nb_new += q->n_blocks - ms->n_blocks;
-        else ns++, nt += q->n_tokens, nb_full += q->n_blocks;
+        else ns++, nt += q->n_tokens, nb_full += q->n_blocks, nbias += q->n_bias;
     }
-    size_t size = proto_plan_size(ns, nt, nb_full + nb_new) + sizeof(proto_delta_t) * (size_t)nd;
+    size_t size = proto_plan_size(ns, nt, nb_full + nb_new, nbias) + sizeof(proto_delta_t) * (size_t)nd;
     if (!grow(buf, cap, size)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for a %zu-byte plan", size);
     proto_plan_t *p = (proto_plan_t *)*buf;
     memset(p, 0, sizeof *p);
     p->hdr = proto_hdr_make(PROTO_MSG_PLAN, (uint32_t)size, full->hdr.step);
-    p->n_seqs = ns, p->n_deltas = nd, p->n_tokens = nt, p->n_blocks = nb_full + nb_new;
+    p->n_seqs = ns, p->n_deltas = nd, p->n_tokens = nt, p->n_blocks = nb_full + nb_new, p->n_bias = nbias;
     proto_seq_t *os = (proto_seq_t *)proto_plan_seqs(p);
     proto_delta_t *od = (proto_delta_t *)proto_plan_deltas(p);
     int32_t *ot = (int32_t *)proto_plan_tokens(p), *ob = (int32_t *)proto_plan_blocks(p);
+    proto_bias_t *obias = (proto_bias_t *)proto_plan_bias(p);
     /* pass 2: write (classification again before the mirror moves) and update the mirror */
-    int ks = 0, kd = 0, idx = 0, t = 0, bf = 0, bn = nb_full;
+    int ks = 0, kd = 0, idx = 0, t = 0, bf = 0, bn = nb_full, kb = 0;
     for (int i = 0; i < full->n_seqs; i++) {
         const proto_seq_t *q = &s[i];
         if (q->dp_rank >= 0 && q->dp_rank != rank) continue;
@@ -140,9 +145,11 @@ ms_status_t proto_plan_part_delta(const proto_plan_t *full, int rank, proto_mirr
             bn += nn;
         } else {
             os[ks] = *q;
-            os[ks].tok_off = t, os[ks].blk_off = bf;
+            os[ks].tok_off = t, os[ks].blk_off = bf, os[ks].bias_off = kb;
             memcpy(ot + t, tok + q->tok_off, 4u * (size_t)q->n_tokens);
             if (q->n_blocks) memcpy(ob + bf, qb, 4u * (size_t)q->n_blocks);
+            if (q->n_bias) memcpy(obias + kb, bias + q->bias_off, sizeof *bias * (size_t)q->n_bias);
+            kb += q->n_bias;
             t += q->n_tokens, bf += q->n_blocks, ks++;
         }
         if (!slot_set(ms, q, qb)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for slot %d", q->slot);
@@ -159,6 +166,7 @@ ms_status_t proto_plan_expand(const proto_plan_t *part, proto_mirror_t *m, proto
     const proto_seq_t *s = proto_plan_seqs(part);
     const proto_delta_t *d = proto_plan_deltas(part);
     const int32_t *tok = proto_plan_tokens(part), *blk = proto_plan_blocks(part);
+    const proto_bias_t *bias = proto_plan_bias(part);
     int total = part->n_seqs + part->n_deltas, ks = 0, kd = 0, bn = 0;
     for (int i = 0; i < part->n_seqs; i++)
         if (s[i].blk_off + s[i].n_blocks > bn) bn = s[i].blk_off + s[i].n_blocks;
@@ -173,6 +181,7 @@ ms_status_t proto_plan_expand(const proto_plan_t *part, proto_mirror_t *m, proto
             q.n_tokens = 1;
             q.flags = x->flags;
             q.n_blocks = ms->n_blocks + x->n_new_blocks;
+            q.n_bias = 0; /* logit_bias travels with START entries only */
             if (bn + x->n_new_blocks > part->n_blocks)
                 return MS_ERR(MS_ERR_FORMAT, "proto: delta for slot %d overruns the block array", x->slot);
             /* the table grows in place in the mirror, then the entry is added from it */
@@ -194,6 +203,7 @@ ms_status_t proto_plan_expand(const proto_plan_t *part, proto_mirror_t *m, proto
             if (!ms || !slot_set(ms, q, blk + q->blk_off))
                 return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for slot %d", q->slot);
             MS_TRY(proto_planbuf_add(pb, q, tok + q->tok_off, q->n_tokens, blk + q->blk_off, q->n_blocks));
+            MS_TRY(proto_planbuf_add_bias(pb, bias + q->bias_off, q->n_bias));
         }
     }
     return proto_planbuf_finish(pb, part->hdr.step, out);

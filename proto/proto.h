@@ -23,6 +23,8 @@ typedef struct {
     int n_tokens, cap_tokens;
     int32_t *blocks;
     int n_blocks, cap_blocks;
+    proto_bias_t *bias;
+    int n_bias, cap_bias;
     /* the finished message */
     uint8_t *msg;
     size_t msg_cap;
@@ -35,6 +37,8 @@ void proto_planbuf_reset(proto_planbuf_t *b);
  * are copied; n_tokens/tok_off/blk_off/n_blocks are filled from the arrays. */
 ms_status_t proto_planbuf_add(proto_planbuf_t *b, const proto_seq_t *seq, const int32_t *tokens, int n_tokens,
                               const int32_t *blocks, int n_blocks);
+/* Attach logit_bias entries to the sequence added last (its n_bias/bias_off). */
+ms_status_t proto_planbuf_add_bias(proto_planbuf_t *b, const proto_bias_t *bias, int n);
 /* Lay out the message; the returned plan lives in b until the next reset. */
 ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_plan_t **out);
 

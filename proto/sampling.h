@@ -44,4 +44,17 @@ static inline const char *proto_sampling_check(float temperature, float top_p, i
     return bad;
 }
 
+/* The same for vLLM's sampling controls (vLLM's ranges): NULL when valid. */
+static inline const char *proto_penalty_check(float presence, float frequency, float repetition, float min_p,
+                                              const char **rule)
+{
+    const char *bad = NULL, *why = NULL;
+    if (!(presence >= -2.0f && presence <= 2.0f)) bad = "presence_penalty", why = "must be in [-2, 2]";
+    else if (!(frequency >= -2.0f && frequency <= 2.0f)) bad = "frequency_penalty", why = "must be in [-2, 2]";
+    else if (!(repetition > 0.0f && repetition <= FLT_MAX)) bad = "repetition_penalty", why = "must be greater than 0";
+    else if (!(min_p >= 0.0f && min_p <= 1.0f)) bad = "min_p", why = "must be in [0, 1]";
+    if (rule) *rule = why;
+    return bad;
+}
+
 #endif

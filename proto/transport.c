@@ -234,7 +234,19 @@ static int wire_top(const proto_seq_t *q)
 {
     return (q->flags & PROTO_SEQ_SAMPLE) && q->n_logprobs > 0 ? q->n_logprobs : 0;
 }
-static size_t wire_bytes(const proto_seq_t *q) { return sizeof(wire_res_t) + 8u * (size_t)wire_top(q); }
+/* After the top pairs, a sequence flagged VERIFY or DRAFT carries its MTP part. */
+typedef struct {
+    int32_t n_accepted, n_draft;
+    int32_t accepted[PROTO_MAX_DRAFT];
+    float accepted_lp[PROTO_MAX_DRAFT];
+    int32_t drafts[PROTO_MAX_DRAFT];
+} wire_spec_t;
+_Static_assert(sizeof(wire_spec_t) == 8 + 12 * PROTO_MAX_DRAFT, "wire_spec_t layout");
+static bool wire_has_spec(const proto_seq_t *q) { return (q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) != 0; }
+static size_t wire_bytes(const proto_seq_t *q)
+{
+    return sizeof(wire_res_t) + 8u * (size_t)wire_top(q) + (wire_has_spec(q) ? sizeof(wire_spec_t) : 0);
+}
 
 static bool grow_bytes(uint8_t **p, size_t *cap, size_t n)
 {
@@ -272,6 +284,17 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
             float lp = r && j < r->n_top ? r->top_logprobs[j] : 0;
             memcpy(w, &id, 4), memcpy(w + 4, &lp, 4);
             w += 8;
+        }
+        if (wire_has_spec(q)) {
+            wire_spec_t sp = {0};
+            if (r) {
+                sp.n_accepted = r->n_accepted, sp.n_draft = r->n_draft;
+                memcpy(sp.accepted, r->accepted, sizeof sp.accepted);
+                memcpy(sp.accepted_lp, r->accepted_lp, sizeof sp.accepted_lp);
+                memcpy(sp.drafts, r->drafts, sizeof sp.drafts);
+            }
+            memcpy(w, &sp, sizeof sp);
+            w += sizeof sp;
         }
     }
     if (sb > (size_t)INT32_MAX) return MS_ERR(MS_ERR_INTERNAL, "proto: %zu bytes of results", sb);
@@ -323,6 +346,16 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
         for (int j = 0; j < m->n_top; j++) {
             memcpy(&m->top_ids[j], p + sizeof x + 8u * (size_t)j, 4);
             memcpy(&m->top_logprobs[j], p + sizeof x + 8u * (size_t)j + 4, 4);
+        }
+        if (wire_has_spec(&seqs[i])) {
+            wire_spec_t sp;
+            memcpy(&sp, p + sizeof x + 8u * (size_t)wire_top(&seqs[i]), sizeof sp);
+            /* counts are clamped: a garbled part can shorten a step, never overrun the arrays */
+            m->n_accepted = sp.n_accepted < 0 ? 0 : sp.n_accepted > PROTO_MAX_DRAFT ? PROTO_MAX_DRAFT : sp.n_accepted;
+            m->n_draft = sp.n_draft < 0 ? 0 : sp.n_draft > PROTO_MAX_DRAFT ? PROTO_MAX_DRAFT : sp.n_draft;
+            memcpy(m->accepted, sp.accepted, sizeof sp.accepted);
+            memcpy(m->accepted_lp, sp.accepted_lp, sizeof sp.accepted_lp);
+            memcpy(m->drafts, sp.drafts, sizeof sp.drafts);
         }
         next[o] += (int)wire_bytes(&seqs[i]);
     }

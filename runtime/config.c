@@ -33,6 +33,7 @@ const cfg_enum_t cfg_enum_attn[] = {
 const cfg_enum_t cfg_enum_spec[] = {{"MTP", MS_SPEC_MTP}, {NULL, 0}};
 const cfg_enum_t cfg_enum_device[] = {
     {"auto", MS_DEVICE_AUTO}, {"cpu", MS_DEVICE_CPU}, {"cuda", MS_DEVICE_CUDA}, {NULL, 0}};
+const cfg_enum_t cfg_enum_load_format[] = {{"auto", MS_LOAD_AUTO}, {"dummy", MS_LOAD_DUMMY}, {NULL, 0}};
 /* trtllm-serve's --log_level choices, folded onto our four levels. */
 const cfg_enum_t cfg_enum_log_level[] = {
     {"internal_error", MS_LOG_ERROR}, {"error", MS_LOG_ERROR}, {"warning", MS_LOG_WARN}, {"info", MS_LOG_INFO},
@@ -52,6 +53,7 @@ const char *cfg_kv_dtype_name(ms_kv_dtype_t d) { return enum_name(cfg_enum_kv_dt
 const char *cfg_moe_backend_name(ms_moe_backend_t b) { return enum_name(cfg_enum_moe_backend, (int)b); }
 const char *cfg_attn_backend_name(ms_attn_backend_t b) { return enum_name(cfg_enum_attn, (int)b); }
 const char *cfg_device_name(ms_device_t d) { return enum_name(cfg_enum_device, (int)d); }
+const char *cfg_load_format_name(ms_load_format_t f) { return enum_name(cfg_enum_load_format, (int)f); }
 
 /* --------------------------------------------------------------- defaults */
 
@@ -126,7 +128,7 @@ static const cfg_key_t keys_kv_cache[] = {
 static const cfg_key_t keys_spec[] = {
     {.name = "decoding_type", .kind = CK_ENUM, .off = OFF(speculative.decoding_type), .enums = cfg_enum_spec,
      .flags = CFG_REQUIRED, .note = "moeserve implements MTP speculative decoding only"},
-    KINT("num_nextn_predict_layers", speculative.num_nextn_predict_layers, 1, I32MAX, 0),
+    KINT("num_nextn_predict_layers", speculative.num_nextn_predict_layers, 1, 4, 0), /* PROTO_MAX_DRAFT */
     KBOOL("use_relaxed_acceptance_for_thinking", speculative.use_relaxed_acceptance_for_thinking),
     KINT("relaxed_topk", speculative.relaxed_topk, 1, I32MAX, 0),
     KFLT("relaxed_delta", speculative.relaxed_delta, 0.0, 1e30),
@@ -186,6 +188,7 @@ const cfg_key_t cfg_yaml_keys[] = {
     {.name = "attn_backend", .kind = CK_ENUM, .off = OFF(attention_backend), .enums = cfg_enum_attn,
      .canon = "attention_backend"},
     KBOOL("trust_remote_code", trust_remote_code),
+    KENUM("load_format", load_format, cfg_enum_load_format),
     KINT("num_postprocess_workers", num_postprocess_workers, 0, I32MAX, 0),
     {.name = "cuda_graph_config", .kind = CK_MAP, .off = OFF(cuda_graph.enabled), .children = keys_cuda_graph,
      .flags = CFG_NULLABLE},
@@ -495,6 +498,7 @@ void cfg_print(const ms_config_t *c, FILE *f)
     fprintf(f, "  backend: %s (recorded; moeserve runs its own engine)\n", enum_name(cfg_enum_backend, c->backend));
     fprintf(f, "  log_level: %s\n", enum_name(cfg_enum_log_level, c->log_level));
     fprintf(f, "  trust_remote_code: %s\n", c->trust_remote_code ? "true" : "false");
+    fprintf(f, "  load_format: %s\n", cfg_load_format_name(c->load_format));
     if (c->reasoning_parser[0]) fprintf(f, "  reasoning_parser: %s\n", c->reasoning_parser);
     fprintf(f, "  max_batch_size: %d\n  max_num_tokens: %d\n", c->max_batch_size, c->max_num_tokens);
     if (c->max_seq_len) fprintf(f, "  max_seq_len: %d\n", c->max_seq_len);

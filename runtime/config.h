@@ -65,6 +65,10 @@ typedef enum { MS_SPEC_MTP = 0 } ms_spec_type_t;
  * build has it and a GPU is visible, else CPU. */
 typedef enum { MS_DEVICE_AUTO = 0, MS_DEVICE_CPU, MS_DEVICE_CUDA } ms_device_t;
 
+/* load_format (TensorRT-LLM's key): auto reads the checkpoint; dummy makes deterministic random weights
+ * on the device from config.json alone (worker/weights.h), for measuring without weight files. */
+typedef enum { MS_LOAD_AUTO = 0, MS_LOAD_DUMMY } ms_load_format_t;
+
 typedef struct {
     /* ---- trtllm-serve command line ---- */
     char model[MS_CFG_PATH_MAX];             /* MODEL exactly as given (dir or HF repo id) */
@@ -97,6 +101,7 @@ typedef struct {
     bool print_iter_log;
     int stream_interval;    /* tokens per streamed chunk, default 1 */
     ms_attn_backend_t attention_backend; /* recorded only: moeserve has one MLA path */
+    ms_load_format_t load_format; /* default auto; --load_format */
 
     struct {
         bool enabled;        /* default true; `cuda_graph_config: null` turns graphs off */
@@ -219,5 +224,6 @@ const char *cfg_kv_dtype_name(ms_kv_dtype_t d);
 const char *cfg_moe_backend_name(ms_moe_backend_t b);
 const char *cfg_attn_backend_name(ms_attn_backend_t b);
 const char *cfg_device_name(ms_device_t d);
+const char *cfg_load_format_name(ms_load_format_t f);
 
 #endif

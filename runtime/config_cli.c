@@ -61,7 +61,9 @@ static const cli_flag_t g_flags[] = {
     {{"served_model_name"}, STRF(served_model_name), "NAME",
      "model name in /v1/models and responses (default: MODEL as given)"},
     {{"device"}, {.kind = CK_ENUM, .off = OFF(ms.device), .enums = cfg_enum_device}, "auto|cpu|cuda",
-     "moeserve: kernels backend (default auto)"},
+     "moeserve: kernels backend (default auto: CUDA when built with it and a GPU is visible)"},
+    {{"load_format"}, {.kind = CK_ENUM, .off = OFF(load_format), .enums = cfg_enum_load_format}, "auto|dummy",
+     "dummy: random weights made on the device, no weight file read (config.json alone)"},
     {{"max_queue_size"}, INTF(ms.max_queue_size, 1, I32MAX), "N",
      "moeserve: waiting requests before 429 (default 4096)"},
 };

@@ -26,9 +26,10 @@ int cfg_inactive(const ms_config_t *c, cfg_inactive_t *out, int max)
         add(out, max, &n, "cuda_graph_config",
             "no CUDA graph is captured yet (the CUDA backend is not complete): decode steps run eagerly, batches are "
             "not padded%s", "");
-    if (c->speculative.enabled)
-        add(out, max, &n, "speculative_config",
-            "MTP speculative decoding is not implemented: no draft tokens, one token per sequence per step%s", "");
+    if (c->speculative.enabled && c->speculative.use_relaxed_acceptance_for_thinking)
+        add(out, max, &n, "speculative_config.use_relaxed_acceptance_for_thinking",
+            "relaxed acceptance is not implemented: drafts are accepted only where they equal the main model's "
+            "sample (exact)%s", "");
     if (c->moe.backend != MS_MOE_BACKEND_CUTLASS)
         add(out, max, &n, "moe_config.backend", "%s is recorded only: moeserve runs its own expert kernels",
             cfg_moe_backend_name(c->moe.backend));

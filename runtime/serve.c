@@ -53,40 +53,76 @@ static bool all_ok(bool ok)
     return all == 1;
 }
 
-static long mem_available_bytes(void)
+/* The kernels backend and device of this rank (DESIGN: one rank per GPU).
+ * auto: CUDA when the build has it and a GPU is visible, else CPU; cuda
+ * forced without either is an error. device = the rank's index on its node
+ * (OMPI_COMM_WORLD_LOCAL_RANK) modulo the visible GPUs, so several ranks may
+ * share one GPU (tests do); *sharing = ranks of this node on that device. */
+static ms_status_t serve_pick_device(const ms_config_t *cfg, int local_rank, int local_ranks, const kern_ops_t **k,
+                                     int *device, int *sharing)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return -1;
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %ld kB", &kb) == 1) break;
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
+    const kern_ops_t *cu = NULL;
+    int n = 0;
+    if (cfg->ms.device != MS_DEVICE_CPU && kern_backend_get("cuda", &cu) == MS_OK) n = cu->device_count();
+    *device = 0, *sharing = local_ranks;
+    if (cfg->ms.device == MS_DEVICE_CUDA && n == 0)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "moeserve.device cuda: %s", cu ? "no GPU is visible (CUDA_VISIBLE_DEVICES, driver)"
+                                                                     : "this build has no CUDA backend (-Dcuda=enabled)");
+    if (n == 0) {
+        *k = &kern_cpu_ops;
+        return MS_OK;
+    }
+    *k = cu;
+    *device = local_rank % n;
+    *sharing = local_ranks / n + (local_rank % n < local_ranks % n ? 1 : 0);
+    return MS_OK;
 }
 
-/* KV pool per rank: kv_cache_config.max_tokens when given; else on CPU ranks
- * a share of the free memory (free_gpu_memory_fraction of a quarter of
- * MemAvailable split over the local ranks), capped at what max_batch_size
- * sequences of max_seq_len could use. */
-static int kv_blocks_for_cfg(const ms_config_t *cfg, const mcfg_t *m, int max_seq_len, int local_ranks)
+/* KV pool per rank. kv_cache_config.max_tokens caps it when given (the whole
+ * pool on CPU ranks). CUDA: the blocks that take free_gpu_memory_fraction of
+ * this GPU's free memory (cudaMemGetInfo through the ops table, split
+ * between the ranks sharing the GPU) once this rank's weights and activation
+ * arena are placed, by worker/sizing.h's arithmetic (plan-memory's).
+ * CPU: a quarter of MemAvailable split over the local ranks. Both are capped
+ * at what max_batch_size sequences of max_seq_len could use. 0 with the
+ * reason logged when nothing fits. */
+static int kv_blocks_for_cfg(const ms_config_t *cfg, const mcfg_t *m, const par_t *par, const sizing_limits_t *lim,
+                             int max_seq_len, const kern_ops_t *k, int device, int sharing)
 {
-    int bs = cfg->kv_cache.tokens_per_block;
-    int64_t tokens = cfg->kv_cache.max_tokens;
-    if (tokens <= 0) {
-        int64_t per_tok = (int64_t)sizing_kv_token_bytes(m, cfg->kv_cache.dtype == MS_KV_DTYPE_FP8);
-        int64_t cap = (int64_t)cfg->max_batch_size * max_seq_len;
-        long avail = mem_available_bytes();
-        tokens = cap;
-        if (avail > 0 && per_tok > 0) {
-            int64_t fit = (int64_t)((double)avail / 4 * cfg->kv_cache.free_gpu_memory_fraction / local_ranks / per_tok);
+    const int bs = cfg->kv_cache.tokens_per_block;
+    const bool fp8 = cfg->kv_cache.dtype == MS_KV_DTYPE_FP8;
+    int64_t tokens = (int64_t)cfg->max_batch_size * max_seq_len;
+    if (cfg->kv_cache.max_tokens > 0 && (strcmp(k->name, "cpu") == 0 || cfg->kv_cache.max_tokens < tokens))
+        tokens = cfg->kv_cache.max_tokens;
+    size_t free_b = 0, total_b = 0;
+    if (k->mem_info(device, &free_b, &total_b) != MS_OK) return 0;
+    if (strcmp(k->name, "cpu") != 0) {
+        sizing_t sz;
+        if (sizing_rank(m, par, lim, fp8, 0, free_b / (size_t)sharing, cfg->kv_cache.free_gpu_memory_fraction, &sz) !=
+            MS_OK)
+            return 0;
+        if ((int64_t)sz.kv_blocks * bs < tokens) tokens = (int64_t)sz.kv_blocks * bs;
+    } else if (cfg->kv_cache.max_tokens <= 0) {
+        int64_t per_tok = (int64_t)sizing_kv_token_bytes(m, fp8);
+        if (free_b > 0 && per_tok > 0) {
+            int64_t fit = (int64_t)((double)free_b / 4 * cfg->kv_cache.free_gpu_memory_fraction / sharing / per_tok);
             if (fit < tokens) tokens = fit;
         }
         if (tokens < max_seq_len) tokens = max_seq_len;
     }
-    int64_t blocks = (tokens + bs - 1) / bs;
+    int64_t blocks = tokens / bs;
+    if (strcmp(k->name, "cpu") == 0) blocks = (tokens + bs - 1) / bs;
     if (blocks > (1 << 30)) blocks = 1 << 30;
+    if (blocks < 1) (void)MS_ERR(MS_ERR_NOMEM, "KV cache: no block fits on device %d", device);
     return (int)blocks;
+}
+
+/* The rank's index on its node: Open MPI's OMPI_COMM_WORLD_LOCAL_RANK, else its rank in the node's
+ * shared-memory communicator (the same number under Open MPI). */
+static int serve_local_rank(int node_rank)
+{
+    const char *s = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    return s && *s ? atoi(s) : node_rank;
 }
 
 int cmd_serve(int argc, char **argv)
@@ -110,11 +146,12 @@ int cmd_serve(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (size > 1) ms_log_set_rank(rank);
     shutdown_signals_start(rank, cfg.ms.drain_timeout);
-    int local_ranks = 1;
+    int local_ranks = 1, node_rank = 0;
     {
         MPI_Comm node;
         MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
         MPI_Comm_size(node, &local_ranks);
+        MPI_Comm_rank(node, &node_rank);
         MPI_Comm_free(&node);
     }
 
@@ -156,31 +193,58 @@ int cmd_serve(int argc, char **argv)
     par_t par;
     sizing_limits_t lim;
     if (!all_ok(serve_layout(&cfg, size, rank, &par, &lim) == MS_OK)) goto out_mpi;
+    int device = 0, sharing = 1;
+    if (!all_ok(serve_pick_device(&cfg, serve_local_rank(node_rank), local_ranks, &kops, &device, &sharing) == MS_OK)) {
+        rc = 2;
+        goto out_mpi;
+    }
+    {
+        char gpu[96] = "";
+        size_t fb = 0, tb = 0;
+        if (strcmp(kops->name, "cpu") != 0 && kops->mem_info(device, &fb, &tb) == MS_OK)
+            snprintf(gpu, sizeof gpu, " GPU %d (%.1f of %.1f GiB free, %d rank%s on it)", device, fb / 1073741824.0,
+                     tb / 1073741824.0, sharing, sharing > 1 ? "s" : "");
+        MS_INFO("rank %d: %s backend%s", rank, kops->name, gpu);
+    }
+    int kv_blocks = kv_blocks_for_cfg(&cfg, &mc, &par, &lim, max_seq_len, kops, device, sharing);
+    {   /* one pool size for every rank: the scheduler plans with one number */
+        int mine = kv_blocks, least = 0;
+        MPI_Allreduce(&mine, &least, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        kv_blocks = least;
+    }
+    if (kv_blocks < 1) goto out_mpi;
     if (!all_ok(serve_placement(&cfg, &mc, ep, rank, &assign) == MS_OK)) {
         rc = 2; /* a bad load balancer config, found once the model is known */
         goto out_mpi;
     }
     engine_opts_t eo = {
-        .kv_blocks = kv_blocks_for_cfg(&cfg, &mc, max_seq_len, local_ranks),
+        .kv_blocks = kv_blocks,
         .block_size = lim.block_size,
         .kv_fp8 = cfg.kv_cache.dtype == MS_KV_DTYPE_FP8, /* auto = the checkpoint's activations: bf16 */
         /* per rank (attention DP: its own sequences; TP: the one group) */
         .max_batch = lim.max_batch,
         .max_tokens_per_step = lim.max_tokens,
-        .backend = cfg.ms.device == MS_DEVICE_CUDA ? "cuda" : "cpu",
+        .backend = kops->name,
+        .device = device,
+        .load_dummy = cfg.load_format == MS_LOAD_DUMMY,
         .mla = ENGINE_MLA_AUTO,
         .num_slots = lim.num_slots,
         .assignment = assign,
         .moe_max_num_tokens = lim.moe_max_num_tokens,
+        .mtp_drafts = cfg.speculative.enabled ? cfg.speculative.num_nextn_predict_layers : 0,
+        .max_seq_len = max_seq_len,
     };
     sc.max_seqs = cfg.max_batch_size * groups; /* rank 0's whole plan */
     {
         sizing_t sz;
         if (sizing_rank(&mc, &par, &lim, cfg.kv_cache.dtype == MS_KV_DTYPE_FP8, eo.kv_blocks, 0, 0, &sz) == MS_OK &&
-            rank == 0)
+            rank == 0) {
             MS_INFO("per rank: weights %.2f GiB, activations %.2f GiB (MoE receive %lld rows, naive attention %d "
-                    "rows), KV %.2f GiB", sz.weights / 1073741824.0, sz.activations / 1073741824.0,
-                    (long long)sz.moe_recv_rows, sz.naive_ctx, sz.kv / 1073741824.0);
+                    "rows), KV %.2f GiB (%d blocks x %d tokens, %zu bytes a token)", sz.weights / 1073741824.0,
+                    sz.activations / 1073741824.0, (long long)sz.moe_recv_rows, sz.naive_ctx, sz.kv / 1073741824.0,
+                    eo.kv_blocks, eo.block_size, sz.kv_token);
+            sc.kv_bytes = sz.kv;
+        }
     }
     sc.vocab_size = mc.vocab_size;
     if (rank == 0) {
@@ -194,9 +258,9 @@ int cmd_serve(int argc, char **argv)
 
     /* ---- data plane ---- */
     if (size == 1) {
-        ok = kern_backend_get(eo.backend, &kops) == MS_OK && comm_local_create(kops, &comm) == MS_OK;
+        ok = comm_local_create(kops, &comm) == MS_OK;
     } else {
-        ok = comm_mpi_create(MPI_COMM_WORLD, ep, NULL, &comm) == MS_OK;
+        ok = comm_mpi_create(MPI_COMM_WORLD, ep, kops, &comm) == MS_OK;
     }
     if (ok) ok = proto_link_create(MPI_COMM_WORLD, &sc.link) == MS_OK;
     if (ok) ok = serve_eplb_create(&cfg, &mc, rank, ep, &sc.eplb) == MS_OK;
@@ -215,6 +279,7 @@ int cmd_serve(int argc, char **argv)
             .block_size = eo.block_size,
             .n_blocks = eo.kv_blocks,
             .chunked_prefill = cfg.enable_chunked_prefill,
+            .spec_drafts = eo.mtp_drafts,
         };
         ok = tok_load(tokdir, &tok) == MS_OK && coord_create(cfg.ms.max_queue_size, &sc.coord) == MS_OK &&
              sched_create(&scfg, &sc.sched) == MS_OK;
@@ -251,7 +316,14 @@ int cmd_serve(int argc, char **argv)
     ok = engine_create(cfg.model_dir, &par, &eo, comm, &sc.engine) == MS_OK;
     free(assign);
     assign = NULL;
-    if (ok) MS_INFO("rank %d: loaded in %.1f s", rank, out_now() - t0);
+    if (ok) {
+        size_t fb = 0, tb = 0;
+        char left[64] = "";
+        if (strcmp(kops->name, "cpu") != 0 && kops->mem_info(device, &fb, &tb) == MS_OK)
+            snprintf(left, sizeof left, "; GPU %d has %.2f GiB free", device, fb / 1073741824.0);
+        MS_INFO("rank %d: loaded in %.1f s%s%s", rank, out_now() - t0, eo.load_dummy ? " (load_format dummy)" : "",
+                left);
+    }
     if (ok) ok = serve_eplb_engine(sc.eplb, sc.engine) == MS_OK;
     if (!all_ok(ok)) goto out_engine;
 

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "coordinator/eplb_rebalance.h"
+#include "kernels/kernels.h"
 #include "coordinator/eplb_window.h"
 #include "worker/eplb_move.h"
 
@@ -136,6 +137,19 @@ ms_status_t serve_eplb_engine(serve_eplb_t *s, engine_t *e)
 {
     serve_eplb_placed(s, e, 0, true);
     if (!s || !s->lupi) return MS_OK;
+    const kern_ops_t *k;
+    kern_ctx_t *cx;
+    comm_t *comm;
+    engine_backend(e, &k, &cx, &comm);
+    if (strcmp(k->name, "cpu") != 0) {
+        /* comm_mpi's record moves hand MPI the records' addresses: host memory only. A GPU rank needs a
+         * device path (NCCL send/recv or pinned staging) first. */
+        if (s->rank == 0)
+            MS_WARN("config key 'moe_config.load_balancer.layer_updates_per_iter': online rebalancing runs on CPU "
+                    "ranks only so far; the %s backend keeps the placement static", k->name);
+        s->lupi = 0;
+        return MS_OK;
+    }
     MS_TRY(eplb_move_create(e, s->lupi, &s->mv));
     if (s->rank == 0) {
         size_t rec = 0;

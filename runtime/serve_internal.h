@@ -26,6 +26,7 @@ typedef struct {
     proto_link_t *link;
     int max_seqs;            /* plan sequences at most (sizes the result buffers) */
     int vocab_size;
+    size_t kv_bytes;         /* this rank's KV pool (the startup log and /metrics) */
     /* rank 0 only */
     coord_t *coord;
     sched_t *sched;

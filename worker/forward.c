@@ -10,12 +10,7 @@
 #include "worker/sizing.h"
 #include "worker/step_io.h"
 
-typedef struct {
-    char *base;
-    size_t off;
-} carve_t;
-
-static void *carve(carve_t *cv, size_t bytes)
+void *fwd_carve(fwd_carve_t *cv, size_t bytes)
 {
     size_t o = cv->off;
     cv->off += (bytes + 255) & ~(size_t)255;
@@ -27,63 +22,63 @@ static int imax(int a, int b) { return a > b ? a : b; }
 /* Lay out every activation; with base NULL only the size is computed. */
 static void fwd_layout(fwd_t *f, char *base)
 {
-    carve_t cv = {base, 0};
+    fwd_carve_t cv = {base, 0};
     const size_t T = (size_t)f->T_max, B = (size_t)f->B_max, S = (size_t)f->S_max;
     const size_t P = T * (size_t)f->K, F = (size_t)imax(f->I, f->Is);
-    f->inv_freq = carve(&cv, sizeof(float) * (size_t)(f->dr / 2));
+    f->inv_freq = fwd_carve(&cv, sizeof(float) * (size_t)(f->dr / 2));
     const size_t L = (size_t)f->c->num_hidden_layers, NS = f->pl ? (size_t)f->pl->n_slots : 0;
     const size_t Sl = f->pl ? (size_t)f->pl->slots_per_rank : 0, RR = Sl * (size_t)f->moe_cap;
-    f->pl_log2phy = carve(&cv, 4 * L * f->E * (size_t)f->rep_cap);
-    f->pl_nrep = carve(&cv, 4 * L * f->E);
-    f->pl_phy2log = carve(&cv, 4 * L * NS);
-    f->load = carve(&cv, 8 * L * f->E);
-    f->x = carve(&cv, 2 * T * f->D);
-    f->xn = carve(&cv, 2 * T * f->D);
-    f->qa = carve(&cv, 2 * T * (size_t)f->q_lora);
-    f->q = carve(&cv, 2 * T * f->H * f->qk);
-    f->kva = carve(&cv, 2 * T * (f->dc + f->dr));
-    f->att = carve(&cv, 2 * T * f->H * f->dv);
-    f->of32 = carve(&cv, 4 * T * f->D);
-    f->tb = carve(&cv, 2 * T * f->D);
+    f->pl_log2phy = fwd_carve(&cv, 4 * L * f->E * (size_t)f->rep_cap);
+    f->pl_nrep = fwd_carve(&cv, 4 * L * f->E);
+    f->pl_phy2log = fwd_carve(&cv, 4 * L * NS);
+    f->load = fwd_carve(&cv, 8 * L * f->E);
+    f->x = fwd_carve(&cv, 2 * T * f->D);
+    f->xn = fwd_carve(&cv, 2 * T * f->D);
+    f->qa = fwd_carve(&cv, 2 * T * (size_t)f->q_lora);
+    f->q = fwd_carve(&cv, 2 * T * f->H * f->qk);
+    f->kva = fwd_carve(&cv, 2 * T * (f->dc + f->dr));
+    f->att = fwd_carve(&cv, 2 * T * f->H * f->dv);
+    f->of32 = fwd_carve(&cv, 4 * T * f->D);
+    f->tb = fwd_carve(&cv, 2 * T * f->D);
     {   /* naive scratch and absorbed latents are used one after the other inside a layer: one region */
         size_t naive = ((2 * S * (f->dc + f->dr) + 255) & ~(size_t)255) + 2 * S * f->H * (f->dn + f->dv);
         size_t lat = ((4 * T * f->H * f->dc + 255) & ~(size_t)255) + 4 * T * f->H * f->dc;
-        carve_t un = {cv.base ? cv.base + cv.off : NULL, 0};
-        f->gkv = carve(&un, 2 * S * (f->dc + f->dr));
-        f->kvb = carve(&un, 2 * S * f->H * (f->dn + f->dv));
+        fwd_carve_t un = {cv.base ? cv.base + cv.off : NULL, 0};
+        f->gkv = fwd_carve(&un, 2 * S * (f->dc + f->dr));
+        f->kvb = fwd_carve(&un, 2 * S * f->H * (f->dn + f->dv));
         un.off = 0;
-        f->qlat = carve(&un, 4 * T * f->H * f->dc);
-        f->olat = carve(&un, 4 * T * f->H * f->dc);
-        carve(&cv, naive > lat ? naive : lat);
+        f->qlat = fwd_carve(&un, 4 * T * f->H * f->dc);
+        f->olat = fwd_carve(&un, 4 * T * f->H * f->dc);
+        fwd_carve(&cv, naive > lat ? naive : lat);
     }
-    f->g = carve(&cv, 2 * T * F);
-    f->u = carve(&cv, 2 * T * F);
-    f->rlog = carve(&cv, 4 * T * f->E);
-    f->ridx = carve(&cv, 4 * P);
-    f->rw = carve(&cv, 4 * P);
+    f->g = fwd_carve(&cv, 2 * T * F);
+    f->u = fwd_carve(&cv, 2 * T * F);
+    f->rlog = fwd_carve(&cv, 4 * T * f->E);
+    f->ridx = fwd_carve(&cv, 4 * P);
+    f->rw = fwd_carve(&cv, 4 * P);
     comm_moe_t *m = &f->moe;
-    m->slot_of_pair = carve(&cv, 4 * P);
-    m->rank_in_slot = carve(&cv, 4 * P);
-    m->row_of_pair = carve(&cv, 4 * P);
-    m->slot_counts = carve(&cv, 4 * NS);
-    m->recv_count = carve(&cv, 4 * Sl);
-    m->recv = carve(&cv, 2 * RR * f->D);
+    m->slot_of_pair = fwd_carve(&cv, 4 * P);
+    m->rank_in_slot = fwd_carve(&cv, 4 * P);
+    m->row_of_pair = fwd_carve(&cv, 4 * P);
+    m->slot_counts = fwd_carve(&cv, 4 * NS);
+    m->recv_count = fwd_carve(&cv, 4 * Sl);
+    m->recv = fwd_carve(&cv, 2 * RR * f->D);
     /* rows move in send order only between ranks */
-    m->send = f->par.ep_size > 1 ? carve(&cv, 2 * P * f->D) : NULL;
-    m->back = f->par.ep_size > 1 ? carve(&cv, 2 * P * f->D) : NULL;
-    f->eout = carve(&cv, 2 * RR * f->D);
+    m->send = f->par.ep_size > 1 ? fwd_carve(&cv, 2 * P * f->D) : NULL;
+    m->back = f->par.ep_size > 1 ? fwd_carve(&cv, 2 * P * f->D) : NULL;
+    f->eout = fwd_carve(&cv, 2 * RR * f->D);
     f->moe_ws_bytes = f->E ? kern_moe_ws_bytes(f->moe_cap, f->Im) : 0;
-    f->moe_ws = carve(&cv, f->moe_ws_bytes);
-    f->routed = carve(&cv, 2 * T * f->D);
-    f->shared = carve(&cv, 2 * T * f->D);
-    f->lastn = carve(&cv, 2 * B * f->D);
-    f->lg16 = carve(&cv, 2 * B * f->V);
-    f->logits = carve(&cv, 4 * B * f->V);
+    f->moe_ws = fwd_carve(&cv, f->moe_ws_bytes);
+    f->routed = fwd_carve(&cv, 2 * T * f->D);
+    f->shared = fwd_carve(&cv, 2 * T * f->D);
+    f->lastn = fwd_carve(&cv, 2 * B * f->D);
+    f->lg16 = fwd_carve(&cv, 2 * B * f->V);
+    f->logits = fwd_carve(&cv, 4 * B * f->V);
     /* step metadata and results: one block, pointers set per step (step_io.h) */
     step_io_layout_t io;
     step_io_layout(&io, f->T_max, f->B_max, f->B_max, f->blk_max);
     f->io_bytes = io.end;
-    f->io = carve(&cv, f->io_bytes);
+    f->io = fwd_carve(&cv, f->io_bytes);
     f->bytes = cv.off;
 }
 
@@ -176,7 +171,7 @@ void fwd_destroy(fwd_t *f)
 }
 
 /* down(silu(gate(xn)) * up(xn)) into out, for n rows */
-static ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down,
+ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down,
                            const bf16_t *xn, int n, bf16_t *out)
 {
     const kern_ops_t *k = f->k;
@@ -212,10 +207,17 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
         MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, l + 1 < L ? f->w->layers[l + 1].input_norm : f->w->norm, f->xn, T,
                               D, eps));
     }
-    if (st->n_sample == 0) return MS_OK;
     const int B = st->n_sample;
+    /* penalty-list writes land even in a step that samples nothing (a prefill chunk) */
+    if (st->n_sets > 0 && (B == 0 || !st->adjust))
+        MS_TRY(k->logits_adjust(f->cx, f->logits, f->V, 0, f->V, f->adj, st->lists, st->lists_cap, st->sets,
+                                st->n_sets));
+    if (B == 0) return MS_OK;
     MS_TRY(k->gather_rows(f->cx, f->xn, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->lastn));
     MS_TRY(kern_gemm_plain(k, f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
     MS_TRY(k->cast(f->cx, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)B * f->V));
+    if (st->adjust)
+        MS_TRY(k->logits_adjust(f->cx, f->logits, f->V, B, f->V, f->adj, st->lists, st->lists_cap, st->sets,
+                                st->n_sets));
     return k->sample(f->cx, f->logits, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids, f->top_lp);
 }

@@ -14,6 +14,8 @@
 #ifndef MS_FORWARD_H
 #define MS_FORWARD_H
 
+#include <stdbool.h>
+
 #include "kernels/kernels.h"
 #include "worker/comm.h"
 #include "worker/kv_cache.h"
@@ -90,7 +92,16 @@ typedef struct {
     int32_t *blocks;                  /* (blk_max) */
     int32_t *last_row;                /* (B) token row of each sampled seq */
     kern_sample_t *sp;                /* (B) */
+    kern_adjust_t *adj;               /* (B) logits_adjust rows */
 } fwd_t;
+
+/* Carving one allocation into 256-byte aligned pieces; with base NULL only the size is counted (llm.c's
+ * one allocation per lifetime: forward.c's activations, forward_mtp.c's buffers). */
+typedef struct {
+    char *base;
+    size_t off;
+} fwd_carve_t;
+void *fwd_carve(fwd_carve_t *cv, size_t bytes);
 
 /* What the engine uploaded for this step. */
 typedef struct {
@@ -99,6 +110,12 @@ typedef struct {
     int n_abs;     /* seqs[n_naive..n_naive+n_abs) the absorbed path */
     int S_naive;   /* gathered latent rows for the naive seqs */
     int n_sample;  /* rows of last_row / sp */
+    /* logits_adjust (worker/penalty.h): run when adjust (rows adj) or n_sets > 0 */
+    bool adjust;
+    const kern_pen_set_t *sets;
+    int n_sets;
+    kern_pen_t *lists;
+    int64_t lists_cap;
 } fwd_step_t;
 
 /* moe_max_tokens: moe_config.max_num_tokens (TensorRT-LLM: tokens a rank's MoE takes per step), 0 = unset.
@@ -125,6 +142,9 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st);
 /* MLA of one layer on f->xn (= RMSNorm_input(x), made by the caller's fused add+norm), output in f->tb */
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st);
 ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
+/* down(silu(gate(xn)) * up(xn)) into out for n rows: the dense MLP */
+ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down, const bf16_t *xn,
+                    int n, bf16_t *out);
 /* the shared experts of an MoE layer on n rows of xn (forward.c, beside the dense MLP it equals) */
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out);
 

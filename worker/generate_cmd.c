@@ -29,7 +29,10 @@ static int usage(void)
 {
     fprintf(stderr, "usage: moeserve generate MODEL_DIR --prompt-ids ID,ID,... [--max-tokens N] [--dump-logits FILE]\n"
                     "       [--ignore-eos] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--chunk N]\n"
-                    "       [--mla naive|absorbed|auto] [--block-size N] [--kv-dtype bf16|fp8] [--backend cpu|cuda]\n");
+                    "       [--mla naive|absorbed|auto] [--block-size N] [--kv-dtype bf16|fp8] [--device auto|cpu|cuda]\n"
+                    "       [--load-format auto|dummy]\n"
+                    "  --device: kernels backend (alias --backend); auto = CUDA when built with it and a GPU is\n"
+                    "  visible (GPU 0), else CPU\n");
     return 2;
 }
 
@@ -92,7 +95,8 @@ static int parse_ids(const char *s, int32_t **out, int *n)
 
 int cmd_generate(int argc, char **argv)
 {
-    const char *model = NULL, *dump = NULL, *backend = "cpu";
+    const char *model = NULL, *dump = NULL, *backend = "auto";
+    int load_dummy = 0;
     int32_t *prompt = NULL;
     int n_prompt = 0, rc = 1;
     long max_tokens = 16, top_k = 0, chunk = 0, block_size = 32, seed = 0;
@@ -145,8 +149,18 @@ int cmd_generate(int argc, char **argv)
             if (parse_long(a, v, 1, 1 << 20, &chunk)) goto out_usage;
         } else if (!strcmp(a, "--block-size")) {
             if (parse_long(a, v, 1, 1 << 16, &block_size)) goto out_usage;
-        } else if (!strcmp(a, "--backend")) {
+        } else if (!strcmp(a, "--backend") || !strcmp(a, "--device")) {
+            if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda")) {
+                fprintf(stderr, "moeserve generate: %s: '%s' is not auto, cpu or cuda\n", a, v);
+                goto out_usage;
+            }
             backend = v;
+        } else if (!strcmp(a, "--load-format")) {
+            if (strcmp(v, "auto") && strcmp(v, "dummy")) {
+                fprintf(stderr, "moeserve generate: --load-format: '%s' is not auto or dummy\n", v);
+                goto out_usage;
+            }
+            load_dummy = !strcmp(v, "dummy");
         } else if (!strcmp(a, "--kv-dtype")) {
             if (!strcmp(v, "bf16") || !strcmp(v, "auto")) kv_fp8 = 0;
             else if (!strcmp(v, "fp8")) kv_fp8 = 1;
@@ -172,6 +186,10 @@ int cmd_generate(int argc, char **argv)
         goto out_usage;
     }
     if (chunk == 0) chunk = n_prompt;
+    if (!strcmp(backend, "auto")) {
+        const kern_ops_t *cu;
+        backend = kern_backend_get("cuda", &cu) == MS_OK && cu->device_count() > 0 ? "cuda" : "cpu";
+    }
     const long total = n_prompt + max_tokens;
     engine_opts_t opts = {
         .kv_blocks = (int)((total + block_size - 1) / block_size) + 1,
@@ -179,6 +197,7 @@ int cmd_generate(int argc, char **argv)
         .max_batch = 1,
         .max_tokens_per_step = (int)chunk,
         .backend = backend,
+        .load_dummy = load_dummy,
         .mla = mla,
         .kv_fp8 = kv_fp8,
     };

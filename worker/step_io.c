@@ -22,6 +22,7 @@ void step_io_layout(step_io_layout_t *L, int T, int n_seqs, int n_sample, int n_
     L->top_lp = take(&off, 4 * s * KERN_MAX_LOGPROBS);
     L->fault = take(&off, sizeof(uint32_t));
     L->sp = take(&off, sizeof(kern_sample_t) * s);
+    L->adj = take(&off, sizeof(kern_adjust_t) * s);
     L->seqs = take(&off, sizeof(kern_attn_seq_t) * (size_t)(n_seqs > 0 ? n_seqs : 0));
     L->ids = take(&off, 4 * t);
     L->pos = take(&off, 4 * t);

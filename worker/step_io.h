@@ -3,9 +3,9 @@
  * fault word), so a step is exactly one upload, one download and one
  * synchronize whatever the layer count (DESIGN "The GPU step", 3).
  *
- *   [tok | lp | top_ids | top_lp | fault | sp | seqs | ids | pos | slots | last_row | blocks]
+ *   [tok | lp | top_ids | top_lp | fault | sp | adj | seqs | ids | pos | slots | last_row | blocks]
  *    <-------------- download ------------->
- *                                  <-------------------- upload -------------------------->
+ *                                  <-------------------- upload -------------------------------->
  *
  * The fault word sits where both ranges meet: the upload writes it (zero, or
  * the bits a test injects) before any op runs, ops OR KERN_FAULT_* into it
@@ -27,6 +27,7 @@ typedef struct {
     size_t top_lp;   /* float (n_sample, KERN_MAX_LOGPROBS) */
     size_t fault;    /* uint32: OR of KERN_FAULT_* raised during the step */
     size_t sp;       /* kern_sample_t (n_sample) */
+    size_t adj;      /* kern_adjust_t (n_sample): logits_adjust rows (read only in steps that adjust) */
     size_t seqs;     /* kern_attn_seq_t (n_seqs): naive seqs first, then absorbed */
     size_t ids;      /* int32 (T) token ids */
     size_t pos;      /* int32 (T) positions */

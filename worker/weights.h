@@ -57,9 +57,37 @@ typedef struct {
 /* Validate (ckpt_expect: shapes and dtypes, errors name the shard file and
  * tensor) and upload this rank's share of the checkpoint; routed experts go
  * to the slots `pl` gives this rank (a replicated expert is loaded into each
- * of its slots). pl is borrowed for the call. */
+ * of its slots). pl is borrowed for the call.
+ * ck NULL is load_format dummy: no file is read; the shapes and dtypes come
+ * from the config (FP8 linears where quantization_config says fp8) and the
+ * values are deterministic pseudo-random ones made on the device
+ * (kern_ops_t.fill_dummy, seeded by tensor name and indexed by the position
+ * in the whole tensor, so every layout holds the same model): linears
+ * rms ≈ 1/sqrt(in), norms 1, biases 0, embeddings uniform ±1. */
 ms_status_t weights_load(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
                          const placement_t *pl, weights_t *out);
 void weights_free(weights_t *w);
+
+/* One MTP module (DeepSeek-V3 section 5 of the reference): checkpoint layer
+ * num_hidden_layers + module, in its own allocation. w is laid out as a
+ * one-layer model so the forward pass's layer code runs it unchanged:
+ * w.embed is the module's embed_tokens, w.norm its shared_head.norm,
+ * w.lm_head its shared_head.head, w.layers[0] its decoder block. embed and
+ * head point at the main model's copies when the checkpoint omits them or
+ * stores the same bytes (DeepSeek ships copies), so they are not loaded twice. */
+typedef struct {
+    int layer;          /* checkpoint layer index */
+    bf16_t *enorm;      /* (D) */
+    bf16_t *hnorm;      /* (D) */
+    kern_mat_t eh_proj; /* (D, 2D) bf16: input columns [RMSNorm_e(embedding) | RMSNorm_h(hidden)] */
+    bool shared_embed, shared_head;
+    weights_t w;
+} wmtp_t;
+
+/* pl: the module's own one-layer placement (its experts' slots). A missing
+ * tensor is an error naming the checkpoint and tensor. */
+ms_status_t weights_load_mtp(const kern_ops_t *k, kern_ctx_t *cx, const ckpt_t *ck, const mcfg_t *c, const par_t *p,
+                             const placement_t *pl, const weights_t *main, int module, wmtp_t *out);
+void weights_free_mtp(wmtp_t *m);
 
 #endif

@@ -26,6 +26,10 @@ ms_status_t kern_cpu_event_record(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cpu_event_wait(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cpu_host_alloc(size_t bytes, void **out);
 void kern_cpu_host_free(void *p);
+int kern_cpu_device_count(void);
+ms_status_t kern_cpu_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
+ms_status_t kern_cpu_fill_dummy(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64_t rows, int64_t cols, int64_t ld_pos,
+                                int64_t pos0, uint64_t seed, float scale, float offset);
 
 /* A data fault (kernels.h): OR `bit` into the context's fault word. Ops may
  * be called with a NULL context in unit tests; then the fault is dropped and
@@ -84,6 +88,9 @@ ms_status_t kern_cpu_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int
 ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                             const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                             float *top_lp);
+ms_status_t kern_cpu_logits_adjust(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                                   const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
+                                   const kern_pen_set_t *sets, int32_t n_sets);
 
 /* ---- shared helpers (gemm.c) ---- */
 

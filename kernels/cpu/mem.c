@@ -3,6 +3,7 @@
  * synchronize has nothing to wait for. */
 #include "cpu.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,3 +101,24 @@ ms_status_t kern_cpu_event_wait(kern_ctx_t *cx, kern_event_t ev) { return MS_OK;
 
 ms_status_t kern_cpu_host_alloc(size_t bytes, void **out) { return kern_cpu_alloc(bytes, out); }
 void kern_cpu_host_free(void *p) { free(p); }
+
+int kern_cpu_device_count(void) { return 1; }
+
+/* The host's memory: MemAvailable / MemTotal of /proc/meminfo (0 where it cannot be read). */
+ms_status_t kern_cpu_mem_info(int device, size_t *free_bytes, size_t *total_bytes)
+{
+    (void)device;
+    long long avail = -1, total = -1, v;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemAvailable: %lld kB", &v) == 1) avail = v;
+            else if (sscanf(line, "MemTotal: %lld kB", &v) == 1) total = v;
+        }
+        fclose(f);
+    }
+    *free_bytes = avail > 0 ? (size_t)avail * 1024 : 0;
+    *total_bytes = total > 0 ? (size_t)total * 1024 : 0;
+    return MS_OK;
+}

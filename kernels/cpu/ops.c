@@ -23,6 +23,9 @@ const kern_ops_t kern_cpu_ops = {
     .host_alloc = kern_cpu_host_alloc,
     .host_free = kern_cpu_host_free,
     .supports_op = cpu_supports_op,
+    .device_count = kern_cpu_device_count,
+    .mem_info = kern_cpu_mem_info,
+    .fill_dummy = kern_cpu_fill_dummy,
     .embed = kern_cpu_embed,
     .add = kern_cpu_add,
     .cast = kern_cpu_cast,
@@ -44,4 +47,5 @@ const kern_ops_t kern_cpu_ops = {
     .moe_combine = kern_cpu_moe_combine,
     .log_softmax = kern_cpu_log_softmax,
     .sample = kern_cpu_sample,
+    .logits_adjust = kern_cpu_logits_adjust,
 };

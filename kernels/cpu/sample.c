@@ -68,6 +68,8 @@ ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int
             for (int32_t i = 0; i < vocab; i++)
                 if (i != mask) c[n++] = (cand_t){lg[i] / p->temperature, i};
             qsort(c, (size_t)n, sizeof(cand_t), cand_cmp);
+            /* logits removed by logits_adjust (min_p) are -inf: never candidates, even by rounding */
+            while (n > 1 && c[n - 1].v == -INFINITY) n--;
             if (p->top_k > 0 && p->top_k < n) n = p->top_k;
             double cm = c[0].v, tot = 0;
             for (int32_t i = 0; i < n; i++) tot += exp((double)c[i].v - cm);

@@ -29,6 +29,10 @@ ms_status_t kern_cuda_event_record(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cuda_event_wait(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cuda_host_alloc(size_t bytes, void **out);
 void kern_cuda_host_free(void *p);
+int kern_cuda_device_count(void);
+ms_status_t kern_cuda_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
+ms_status_t kern_cuda_fill_dummy(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64_t rows, int64_t cols, int64_t ld_pos,
+                                 int64_t pos0, uint64_t seed, float scale, float offset);
 /* Minimum workspace of every context (mem.cu): cuBLASLt scratch plus the
  * fp8 dequantization tiles of gemm.cu. */
 #define KERN_CUDA_WS_MIN ((size_t)96 << 20)
@@ -97,6 +101,9 @@ ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, const float
                                 int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                 float scaling, int32_t *idx, float *w);
 ms_status_t kern_cuda_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
+ms_status_t kern_cuda_logits_adjust(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                                    const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
+                                    const kern_pen_set_t *sets, int32_t n_sets);
 ms_status_t kern_cuda_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                              const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                              float *top_lp);

@@ -13,7 +13,11 @@ extern "C" ms_status_t kern_cuda_alloc(size_t bytes, void **out)
     cudaError_t rc = cudaMalloc(&p, n);
     if (rc != cudaSuccess)
         return MS_ERR(MS_ERR_NOMEM, "cuda backend: cannot allocate %zu bytes: %s", bytes, cudaGetErrorString(rc));
+    /* cudaMemset runs on the legacy default stream, which our non-blocking streams do not wait for: without
+     * this synchronize a zero-fill could land after an upload or kernel on a context's stream has written
+     * the memory (it did: placement tables read as zeros, a spurious KERN_FAULT_SLOT). alloc is setup-only. */
     rc = cudaMemset(p, 0, n);
+    if (rc == cudaSuccess) rc = cudaDeviceSynchronize();
     if (rc != cudaSuccess) {
         cudaFree(p);
         return MS_ERR(MS_ERR_CUDA, "cudaMemset failed: %s", cudaGetErrorString(rc));
@@ -165,4 +169,27 @@ extern "C" ms_status_t kern_cuda_host_alloc(size_t bytes, void **out)
 extern "C" void kern_cuda_host_free(void *p)
 {
     if (p) cudaFreeHost(p);
+}
+
+/* 0 without a driver or a GPU: "no GPU visible" is an answer, not an error (serve's auto device). */
+extern "C" int kern_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the sticky "no device" error */
+        return 0;
+    }
+    return n;
+}
+
+/* cudaMemGetInfo of `device`, leaving the caller's current device as it was. */
+extern "C" ms_status_t kern_cuda_mem_info(int device, size_t *free_bytes, size_t *total_bytes)
+{
+    int cur = 0;
+    CUDA_CHECK(cudaGetDevice(&cur));
+    if (cur != device) CUDA_CHECK(cudaSetDevice(device));
+    cudaError_t rc = cudaMemGetInfo(free_bytes, total_bytes);
+    if (cur != device) cudaSetDevice(cur);
+    if (rc != cudaSuccess) return MS_ERR(MS_ERR_CUDA, "cudaMemGetInfo(device %d) failed: %s", device, cudaGetErrorString(rc));
+    return MS_OK;
 }

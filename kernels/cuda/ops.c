@@ -26,6 +26,9 @@ const kern_ops_t kern_cuda_ops = {
     .host_alloc = kern_cuda_host_alloc,
     .host_free = kern_cuda_host_free,
     .supports_op = cu_supports_op,
+    .device_count = kern_cuda_device_count,
+    .mem_info = kern_cuda_mem_info,
+    .fill_dummy = kern_cuda_fill_dummy,
     .embed = kern_cuda_embed,
     .add = kern_cuda_add,
     .cast = kern_cuda_cast,
@@ -47,4 +50,5 @@ const kern_ops_t kern_cuda_ops = {
     .moe_combine = kern_cuda_moe_combine,
     .log_softmax = kern_cuda_log_softmax,
     .sample = kern_cuda_sample,
+    .logits_adjust = kern_cuda_logits_adjust,
 };

@@ -12,7 +12,8 @@
  * logprobs are a count select over the raw logits and a sort of those N.
  * Masses are summed in a different order than the CPU's sequential double
  * sum, so a draw can differ only when u falls within ~1e-15 of a boundary.
- * One block of 1024 threads per row. */
+ * Logits of -inf (removed by logits_adjust's min_p) are never candidates of a
+ * temperature draw, as on the CPU. One block of 1024 threads per row. */
 #include "common.cuh"
 
 #define SMP_THREADS 1024
@@ -58,6 +59,7 @@ __device__ static uint64_t smp_select(const float *lg, int32_t vocab, float temp
         for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
             if (i == excl) continue;
             const float v = smp_val(lg, i, temp);
+            if (temp > 0.0f && v == -INFINITY) continue; /* as the CPU: -inf logits are not candidates */
             const uint64_t key = smp_key(v, i);
             if (key > limit || (key & hi) != prefix) continue;
             const int b = (int)((key >> shift) & 255);
@@ -94,7 +96,9 @@ __device__ static uint64_t smp_select(const float *lg, int32_t vocab, float temp
     __syncthreads();
     for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
         if (i == excl) continue;
-        const uint64_t key = smp_key(smp_val(lg, i, temp), i);
+        const float v = smp_val(lg, i, temp);
+        if (temp > 0.0f && v == -INFINITY) continue;
+        const uint64_t key = smp_key(v, i);
         if (key <= limit && (key & hi) == prefix) sh->prefix = key;
     }
     __syncthreads();
@@ -109,6 +113,7 @@ __device__ static double smp_mass(const float *lg, int32_t vocab, float temp, in
     for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
         if (i == excl) continue;
         const float v = smp_val(lg, i, temp);
+        if (temp > 0.0f && v == -INFINITY) continue; /* removed by logits_adjust: never a candidate */
         if (smp_key(v, i) <= limit) s += exp((double)v - cm);
     }
     return cu_block_reduce(s, cu_op_sumd(), sh->shd, 0.0);

@@ -262,7 +262,9 @@ static void test_yaml_errors(void)
     expect_yaml_err("kv_cache_config:\n  free_gpu_memory_fraction: 1.5\n", MS_ERR_INVALID, 2,
                     "kv_cache_config.free_gpu_memory_fraction", "[0, 1]");
     expect_yaml_err("speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: 0\n", MS_ERR_INVALID, 3,
-                    "speculative_config.num_nextn_predict_layers", "positive integer");
+                    "speculative_config.num_nextn_predict_layers", "[1, 4]");
+    expect_yaml_err("speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: 5\n", MS_ERR_INVALID, 3,
+                    "speculative_config.num_nextn_predict_layers", "[1, 4]");
     expect_yaml_err("stream_interval: 0\n", MS_ERR_INVALID, 1, "stream_interval", "positive integer");
     expect_yaml_err("kv_cache_config:\n  tokens_per_block: 48\n", MS_ERR_INVALID, 2,
                     "kv_cache_config.tokens_per_block", "power of two");
@@ -461,10 +463,11 @@ static void test_inactive(const char *dir)
     char p[600];
     configs_path(p, sizeof p, dir, "r1-fp8-throughput.yaml");
     T_CHECK(parse(&c, "--extra_llm_api_options", p, "m", NULL) == MS_OK);
-    static const char *const fp8_keys[] = {"cuda_graph_config", "speculative_config", "moe_config.backend"};
+    static const char *const fp8_keys[] = {"cuda_graph_config", "moe_config.backend"};
     for (size_t i = 0; i < sizeof fp8_keys / sizeof fp8_keys[0]; i++)
         T_CHECK_MSG(inactive_count(&c, fp8_keys[i]) == 1, "%s", fp8_keys[i]);
-    T_CHECK(cfg_inactive(&c, NULL, 0) == 3); /* kv_cache_config.dtype and moe_config.max_num_tokens act */
+    /* kv_cache_config.dtype, moe_config.max_num_tokens and speculative_config (MTP) act */
+    T_CHECK(inactive_count(&c, "speculative_config") == 0 && cfg_inactive(&c, NULL, 0) == 2);
     configs_path(p, sizeof p, dir, "r1-wide-ep.yaml");
     T_CHECK(parse(&c, "--extra_llm_api_options", p, "m", NULL) == MS_OK);
     /* online rebalancing acts (runtime/serve_eplb.c): layer_updates_per_iter is no longer warned */

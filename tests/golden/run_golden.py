@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """run_golden.py — moeserve against a transformers fixture (standard library only).
 
-usage: run_golden.py FIXTURE.json MKMODEL MOESERVE [--greedy-rule strict|teacher-forced]
+usage: run_golden.py FIXTURE.json MKMODEL MOESERVE [--greedy-rule strict|teacher-forced] [--device cpu|cuda|auto]
 
 1. Regenerates the fixture's checkpoint(s) with moeserve-mkmodel (the
    fixture's own arguments) into a temp dir and checks every file's sha256
@@ -29,6 +29,11 @@ usage: run_golden.py FIXTURE.json MKMODEL MOESERVE [--greedy-rule strict|teacher
 For the FP8 fixture the engine runs on the FP8 checkpoint (the fixture's
 numbers come from transformers on the dequantized BF16 twin); the engine is
 also run on the twin and both results are reported.
+
+--device NAME passes `--device NAME` to every `generate` (the kernels
+backend: cpu, cuda, or auto = CUDA when built with it and a GPU is visible);
+without it generate picks (auto). The tolerance is the fixture's on every
+backend.
 
 Exit 0 pass, 1 fail, 77 skip (never: a missing engine is a failure).
 """
@@ -66,12 +71,15 @@ def ignore_eos_flag(moeserve):
     return _IGNORE_EOS
 
 
+DEVICE = []  # ["--device", NAME] when --device was given
+
+
 def engine(moeserve, model, ids, max_tokens, vocab, tmp):
     dump = os.path.join(tmp, "logits.bin")
     if os.path.exists(dump):
         os.unlink(dump)
     cmd = [moeserve, "generate", model, "--prompt-ids", ",".join(map(str, ids)), "--max-tokens", str(max_tokens),
-           "--dump-logits", dump] + ignore_eos_flag(moeserve)
+           "--dump-logits", dump] + ignore_eos_flag(moeserve) + DEVICE
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr.strip()[-2000:]}")
@@ -104,6 +112,13 @@ def main():
     if "--greedy-rule" in sys.argv:
         rule = sys.argv[sys.argv.index("--greedy-rule") + 1]
         args = [a for a in args if a != rule]
+    if "--device" in args:
+        i = args.index("--device")
+        if i + 1 >= len(args) or args[i + 1] not in ("cpu", "cuda", "auto"):
+            print("run_golden.py: --device needs cpu, cuda or auto", file=sys.stderr)
+            return 2
+        DEVICE[:] = ["--device", args[i + 1]]
+        del args[i:i + 2]
     if len(args) != 3 or rule not in ("strict", "teacher-forced"):
         print(__doc__, file=sys.stderr)
         return 2
@@ -189,7 +204,7 @@ def main():
 
     for f in fails:
         print(f"FAIL {name}: {f}", file=sys.stderr)
-    print(f"{name}: {'FAILED' if fails else 'passed'} (greedy rule {rule})")
+    print(f"{name}: {'FAILED' if fails else 'passed'} (greedy rule {rule}; device {DEVICE[1] if DEVICE else 'generate default (auto)'})")
     return 1 if fails else 0
 
 

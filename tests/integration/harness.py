@@ -144,15 +144,16 @@ class Env:
             sys.exit(1)
         return cls(**vals)
 
-    def tiny_model(self):
-        """The tiny synthetic DeepSeek-V3 with the real tokenizer, built once."""
-        out = os.path.join(self.workdir, "tiny")
-        with open(os.path.join(self.workdir, ".tiny.lock"), "w") as lk:
+    def tiny_model(self, name="tiny", extra=()):
+        """The tiny synthetic DeepSeek-V3 with the real tokenizer, built once
+        (extra: more mkmodel flags, e.g. --mtp, under another name)."""
+        out = os.path.join(self.workdir, name)
+        with open(os.path.join(self.workdir, ".%s.lock" % name), "w") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)
             if not os.path.isfile(os.path.join(out, "model.safetensors.index.json")):
-                tmp = tempfile.mkdtemp(dir=self.workdir, prefix=".tiny-")
+                tmp = tempfile.mkdtemp(dir=self.workdir, prefix=".%s-" % name)
                 subprocess.run([self.mkmodel, "--preset", "tiny", "--dtype", "bf16", "--tokenizer", self.tokdir,
-                                "--out", tmp], check=True, timeout=120, stdout=subprocess.DEVNULL)
+                                "--out", tmp, *extra], check=True, timeout=120, stdout=subprocess.DEVNULL)
                 if os.path.exists(out):
                     shutil.rmtree(out)
                 os.rename(tmp, out)
@@ -172,7 +173,7 @@ class Env:
                     data = json.load(f)
             if key not in data:
                 r = subprocess.run([self.moeserve, "generate", model, "--prompt-ids", ",".join(map(str, prompt_ids)),
-                                    "--max-tokens", str(max_tokens), "--ignore-eos", "--mla", "auto"] +
+                                    "--max-tokens", str(max_tokens), "--ignore-eos", "--mla", "auto", "--device", "cpu"] +
                                    (["--chunk", str(chunk)] if chunk else []),
                                    capture_output=True, text=True, timeout=120)
                 if r.returncode != 0:
@@ -214,9 +215,14 @@ class Server:
         self.logf = tempfile.NamedTemporaryFile(mode="w+", dir=env.workdir, prefix="server-", suffix=".log",
                                                 delete=False)
         cfg = config or os.path.join(env.configs, "tiny-cpu.yaml")
-        if yaml_extra:
+        # MS_SERVE_DEVICE=cuda|auto runs the server on that kernels backend (the GPU host's layout
+        # runs); the reference `generate` stays on the CPU, so parity compares CUDA with the CPU.
+        device = os.environ.get("MS_SERVE_DEVICE")
+        if yaml_extra or device:
             with open(cfg) as f:
                 base = f.read()
+            if device:
+                base = base.replace("device: cpu", "device: " + device)
             tmp = tempfile.NamedTemporaryFile(mode="w", dir=env.workdir, suffix=".yaml", delete=False)
             tmp.write(base + "\n" + yaml_extra + "\n")
             tmp.close()

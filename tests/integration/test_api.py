@@ -570,7 +570,7 @@ def t_errors(c, srv, model, ref):
          dict(base, max_tokens=MAX_SEQ_LEN - len(SEED_IDS) + 1), 400),
         ("token id out of range", "POST", "/v1/completions", dict(base, prompt=[0, VOCAB]), 400),
         ("negative token id", "POST", "/v1/completions", dict(base, prompt=[0, -1]), 400),
-        ("n=2", "POST", "/v1/completions", dict(base, n=2), 400),
+        ("n=17", "POST", "/v1/completions", dict(base, n=17), 400),
         ("min_tokens > max_tokens", "POST", "/v1/completions", dict(base, min_tokens=5), 400),
         ("negative temperature", "POST", "/v1/completions", dict(base, temperature=-1), 400),
         ("chat without messages", "POST", "/v1/chat/completions", {"max_tokens": 4}, 400),

@@ -268,6 +268,61 @@ void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(lg), free(ps), free(tg), free(tc), free(ig), free(ic), free(lpg), free(lpc), free(tlg), free(tlc);
 }
 
+/* p[] = rows, vocab, list length per row. Penalty lists (distinct tokens, prompt / generated / biased),
+ * half of them written through `sets`, knobs cycling over presence, frequency, repetition, min_p and
+ * temperature (greedy rows leave min_p off); then sample on the adjusted logits. tol 0: the adjusted
+ * logits bit-identical to the CPU's (same fp32 operations, the CPU's double-precision min_p test) and
+ * the sampled tokens identical. */
+void cc_run_logits_adjust(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t rows = (int32_t)c->p[0], V = (int32_t)c->p[1], L = (int32_t)c->p[2];
+    const int64_t ld = V, cap = (int64_t)rows * L;
+    kr_seed(311);
+    float *lg = kr_f32(rows * ld, 3.0), *lc = malloc(sizeof(float) * (size_t)(rows * ld));
+    kern_pen_t *lists = calloc((size_t)cap, sizeof *lists), *init = calloc((size_t)cap, sizeof *init);
+    kern_pen_set_t *sets = calloc((size_t)cap, sizeof *sets);
+    kern_adjust_t *adj = calloc((size_t)rows, sizeof *adj);
+    kern_sample_t *ps = calloc((size_t)rows, sizeof *ps);
+    int32_t n_sets = 0;
+    for (int32_t i = 0; i < rows; i++) {
+        for (int32_t j = 0; j < L; j++) {
+            kern_pen_t e = {.token = (int32_t)(((int64_t)j * 7919 + i * 104729) % V), .n_out = (j % 3) ? j % 5 : 0,
+                            .bias = (j % 4 == 1) ? (float)(kr_uniform() * 20 - 10) : 0.0f, .in_prompt = j % 2};
+            if (j % 2) sets[n_sets++] = (kern_pen_set_t){.at = (int64_t)i * L + j, .e = e};
+            else init[(int64_t)i * L + j] = e;
+        }
+        static const float temps[] = {0.0f, 0.8f, 1.0f, 1.5f};
+        adj[i] = (kern_adjust_t){.presence = (i % 3) * 0.5f, .frequency = (i % 2) * 0.3f,
+                                 .repetition = (i % 4) ? 1.0f + 0.1f * (float)(i % 4) : 1.0f,
+                                 .min_p = (i % 5 < 3) ? 0.05f * (float)(i % 5) : 0.0f, .temperature = temps[i % 4],
+                                 .mask_token = i % 7 == 3 ? 5 : -1, .list_off = (int64_t)i * L, .n_list = i % 6 ? L : 0};
+        ps[i] = (kern_sample_t){.temperature = temps[i % 4], .top_p = i % 3 ? 1.0f : 0.9f, .top_k = i % 4 == 1 ? 40 : 0,
+                                .seed = 77 + (uint64_t)i, .position = i, .mask_token = adj[i].mask_token};
+    }
+    memcpy(lists, init, sizeof *lists * (size_t)cap);
+    memcpy(lc, lg, sizeof(float) * (size_t)(rows * ld));
+    void *dl = cc_dev(env, lg, sizeof(float) * (size_t)(rows * ld)), *dli = cc_dev(env, init, sizeof *init * (size_t)cap),
+         *dse = cc_dev(env, sets, sizeof *sets * (size_t)(n_sets ? n_sets : 1)),
+         *da = cc_dev(env, adj, sizeof *adj * (size_t)rows), *dp = cc_dev(env, ps, sizeof *ps * (size_t)rows),
+         *dt = cc_dev(env, NULL, 4 * (size_t)rows), *dlp = cc_dev(env, NULL, 4 * (size_t)rows),
+         *di = cc_dev(env, NULL, 4 * (size_t)rows * KERN_MAX_LOGPROBS),
+         *dtl = cc_dev(env, NULL, 4 * (size_t)rows * KERN_MAX_LOGPROBS);
+    cc_ok(r, K->logits_adjust(CX, dl, ld, rows, V, da, dli, cap, dse, n_sets), "logits_adjust");
+    cc_ok(r, K->sample(CX, dl, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
+    float *lgg = malloc(sizeof(float) * (size_t)(rows * ld));
+    int32_t *tg = calloc((size_t)rows, 4), *tc = calloc((size_t)rows, 4), *ic = calloc((size_t)rows * KERN_MAX_LOGPROBS, 4);
+    float *lpc = calloc((size_t)rows, 4), *tlc = calloc((size_t)rows * KERN_MAX_LOGPROBS, 4);
+    cc_get(env, lgg, dl, sizeof(float) * (size_t)(rows * ld)), cc_get(env, tg, dt, 4 * (size_t)rows);
+    cc_ok(r, kern_cpu_ops.logits_adjust(NULL, lc, ld, rows, V, adj, lists, cap, sets, n_sets), "cpu logits_adjust");
+    cc_ok(r, kern_cpu_ops.sample(NULL, lc, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
+    cc_cmp_bytes(r, "adjusted logits", lgg, lc, sizeof(float) * (size_t)(rows * ld));
+    int32_t bad = 0;
+    for (int32_t i = 0; i < rows; i++) bad += tg[i] != tc[i];
+    cc_check(r, bad == 0, "sampled tokens after adjustment: %d/%d differ", bad, rows);
+    free(lg), free(lc), free(lists), free(init), free(sets), free(adj), free(ps), free(lgg), free(tg), free(tc), free(ic);
+    free(lpc), free(tlc);
+}
+
 /* p[] = heads, d_c, d_r, block size, fp8 rows, variant, q/o dtype (0 f32/f32, 1 bf16/bf16, 2 bf16/f32),
  * ld_pe_head. variant 0: 24 decode seqs (n_q 1, contexts up to 1500); 1: a prefill chunk, a fresh prefill and
  * decode seqs; 2: one decode seq over 9001 positions; 3 (contract, shared with the CPU): block ids -2 and

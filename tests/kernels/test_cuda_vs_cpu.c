@@ -145,6 +145,9 @@ static const cc_case_t g_cases[] = {
     {"sample",      "48 rows vocab=129280",       "f32",       cc_run_sample,      {48, 129280, 0},                     2e-6},
     {"sample",      "48 rows vocab=129280 ties",  "f32",       cc_run_sample,      {48, 129280, 1},                     2e-6},
     {"sample",      "16 rows vocab=50",           "f32",       cc_run_sample,      {16, 50, 0},                         2e-6},
+    /* logits_adjust p[] = rows, vocab, list entries per row; adjusted logits and sampled tokens bit-identical */
+    {"logits_adjust", "24 rows vocab=129280 list 64", "f32",   cc_run_logits_adjust, {24, 129280, 64},                  0},
+    {"logits_adjust", "12 rows vocab=50 list 8",      "f32",   cc_run_logits_adjust, {12, 50, 8},                       0},
 };
 /* clang-format on */
 

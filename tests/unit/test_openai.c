@@ -75,8 +75,10 @@ static void test_completion_errors(void)
     expect_err(C, "{\"prompt\": \"hi\", \"top_k\": -2}", 400, "top_k", "between -1");
     expect_err(C, "{\"prompt\": \"hi\", \"top_k\": true}", 400, "top_k", "must be an integer");
     expect_err(C, "{\"prompt\": \"hi\", \"seed\": \"x\"}", 400, "seed", "must be an integer");
-    expect_err(C, "{\"prompt\": \"hi\", \"n\": 2}", 400, "n", "n > 1 is not supported yet");
-    expect_err(C, "{\"prompt\": \"hi\", \"n\": 0}", 400, "n", "at least 1");
+    expect_err(C, "{\"prompt\": \"hi\", \"n\": 17}", 400, "n", "between 1 and 16");
+    expect_err(C, "{\"prompt\": \"hi\", \"n\": 0}", 400, "n", "between 1 and 16");
+    expect_err(C, "{\"prompt\": \"hi\", \"n\": 3, \"best_of\": 2}", 400, "best_of", "between n (3)");
+    expect_err(C, "{\"prompt\": \"hi\", \"best_of\": 3, \"stream\": true}", 400, "best_of", "cannot be streamed");
     expect_err(C, "{\"prompt\": \"hi\", \"stop\": 3}", 400, "stop", "string or a list");
     expect_err(C, "{\"prompt\": \"hi\", \"stop\": [\"a\", 3]}", 400, "stop", "string or a list");
     expect_err(C, "{\"prompt\": \"hi\", \"stop\": \"\"}", 400, "stop", "must not be empty");
@@ -93,10 +95,15 @@ static void test_completion_errors(void)
     expect_err(C, "{\"prompt\": \"hi\", \"logprobs\": 21}", 400, "logprobs", "between 0 and 20");
     expect_err(C, "{\"prompt\": \"hi\", \"logprobs\": true}", 400, "logprobs", "must be an integer");
     expect_err(C, "{\"prompt\": \"hi\", \"echo\": true, \"logprobs\": 1}", 400, "logprobs", "echo");
-    expect_err(C, "{\"prompt\": \"hi\", \"presence_penalty\": 0.5}", 400, "presence_penalty", "not supported");
-    expect_err(C, "{\"prompt\": \"hi\", \"frequency_penalty\": 1}", 400, "frequency_penalty", "not supported");
-    expect_err(C, "{\"prompt\": \"hi\", \"best_of\": 2}", 400, "best_of", "not supported");
-    expect_err(C, "{\"prompt\": \"hi\", \"logit_bias\": {\"5\": 1}}", 400, "logit_bias", "not supported");
+    expect_err(C, "{\"prompt\": \"hi\", \"presence_penalty\": 2.5}", 400, "presence_penalty", "[-2, 2]");
+    expect_err(C, "{\"prompt\": \"hi\", \"frequency_penalty\": -3}", 400, "frequency_penalty", "[-2, 2]");
+    expect_err(C, "{\"prompt\": \"hi\", \"repetition_penalty\": 0}", 400, "repetition_penalty", "greater than 0");
+    expect_err(C, "{\"prompt\": \"hi\", \"min_p\": 1.5}", 400, "min_p", "[0, 1]");
+    expect_err(C, "{\"prompt\": \"hi\", \"presence_penalty\": \"x\"}", 400, "presence_penalty", "must be a number");
+    expect_err(C, "{\"prompt\": \"hi\", \"logit_bias\": {\"x\": 1}}", 400, "logit_bias", "not a token id");
+    expect_err(C, "{\"prompt\": \"hi\", \"logit_bias\": {\"99999\": 1}}", 400, "logit_bias", "out of range");
+    expect_err(C, "{\"prompt\": \"hi\", \"logit_bias\": {\"5\": \"a\"}}", 400, "logit_bias", "must be a number");
+    expect_err(C, "{\"prompt\": \"hi\", \"logit_bias\": [1]}", 400, "logit_bias", "must be an object");
     expect_err(C, "{\"prompt\": \"hi\", \"suffix\": \"x\"}", 400, "suffix", "not supported");
     expect_err(C, "{\"prompt\": \"hi\", \"use_beam_search\": true}", 400, "use_beam_search", "not supported");
     expect_err(C, "{\"prompt\": \"hi\", \"min_tokens\": 20}", 400, "min_tokens", "must not exceed");
@@ -112,6 +119,23 @@ static void test_completion_errors(void)
 static void test_completion_ok(void)
 {
     oai_request_t rq;
+    /* sampling controls: values kept, logit_bias clamped to +-100 (the last of a repeated key wins) */
+    if (parse_ok(OAI_COMPLETION, "{\"prompt\": \"hi\", \"presence_penalty\": 0.5, \"frequency_penalty\": -1, "
+                                 "\"repetition_penalty\": 1.2, \"min_p\": 0.1, \"logit_bias\": {\"5\": 300, \"7\": -2.5, "
+                                 "\"5\": -400}}", &rq)) {
+        T_CHECK(rq.params.presence_penalty == 0.5f && rq.params.frequency_penalty == -1.0f);
+        T_CHECK(rq.params.repetition_penalty == 1.2f && rq.params.min_p == 0.1f);
+        T_CHECK(rq.params.n_logit_bias == 2);
+        for (int i = 0; i < rq.params.n_logit_bias; i++) {
+            const proto_bias_t *b = &rq.params.logit_bias[i];
+            T_CHECK((b->token == 5 && b->bias == -100.0f) || (b->token == 7 && b->bias == -2.5f));
+        }
+        oai_request_free(&rq);
+    }
+    if (parse_ok(OAI_COMPLETION, "{\"prompt\": \"hi\"}", &rq)) {
+        T_CHECK(rq.params.repetition_penalty == 1.0f && rq.params.presence_penalty == 0 && rq.params.n_logit_bias == 0);
+        oai_request_free(&rq);
+    }
     /* the edges of the shared sampling rule are accepted */
     if (parse_ok(OAI_COMPLETION, "{\"prompt\": \"hi\", \"temperature\": 10000, \"top_p\": 1e-30}", &rq)) {
         T_CHECK(rq.params.temperature == 1e4f && rq.params.top_p > 0);

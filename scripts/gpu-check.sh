@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# gpu-check.sh — the CUDA backend's checks on a GPU host, from the folder
+# scripts/gpu-bundle.sh wrote (no meson, no pip there: python3 is enough).
+#
+#   scripts/gpu-check.sh [PHASES] [OUTDIR]     PHASES: comma list of
+#     golden    transformers fixtures with `generate --device cuda` (run_golden.py)
+#     generate  greedy tokens, CPU vs CUDA, tiny models, naive/auto MLA, BF16/FP8 KV
+#     layouts   tests/integration/test_layout.py np1, np2-tp, np2-dp with the server on CUDA
+#               (two ranks share the GPU), references from `generate --device cpu`
+#     server    the seed's curl and a streamed chat on the tiny model, CUDA
+#     r1        an R1-geometry config-only model (load_format dummy, FP8 weights, FP8 KV,
+#               R1_LAYERS layers, default 10) serves 64 concurrent requests (moeserve-bench)
+#     trace     the first op after which the device fault word is set, per tiny model (bench-ops
+#               --trace-faults on a real checkpoint), and compute-sanitizer memcheck of one generate
+#     bench     moeserve-bench-ops: every op at R1 decode shapes + one decode step of a
+#               4-layer R1-geometry model by op
+#   default: all. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
+#   logs.tgz (every log; few files, as the device tool brings back at most 8).
+# The correctness phases run concurrently; bench runs alone at the end.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+B=$root/gpu-bundle
+R=$B/run.sh
+phases=${1:-golden,generate,layouts,server,r1,bench}
+final=${2:-${OUT:-/tmp/gpu-check}}
+W=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
+out=$W/logs
+mkdir -p "$final" "$out"
+S=$final/summary.txt # written as phases end, so a run cut short still reports
+: >"$S"
+say() { echo "$*" | tee -a "$S"; }
+has() { [[ ",$phases," == *",$1,"* ]]; }
+[ -x "$R" ] || { echo "gpu-check: no $R (run scripts/gpu-bundle.sh first)"; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee -a "$S"
+
+tok=$B/tokenizer
+mk() { [ -f "$W/$1/config.json" ] || $R moeserve-mkmodel "${@:2}" --out "$W/$1" >/dev/null; }
+mk tiny --preset tiny --dtype bf16 --tokenizer "$tok"
+mk tiny8 --preset tiny --dtype fp8 --tokenizer "$tok"
+mk tinynoq --preset tiny-noq --dtype bf16 --tokenizer "$tok"
+
+phase_golden() {
+    for fx in tiny_bf16 tiny_noq_bf16 tiny_fp8; do
+        timeout 240 $R python3 "$root/tests/golden/run_golden.py" "$root/tests/fixtures/golden/$fx.json" \
+            "$B/bin/moeserve-mkmodel" "$B/bin/moeserve" --device cuda >"$out/golden_$fx.log" 2>&1
+        echo "golden $fx (cuda): exit $? | $(grep -E 'max \|logit diff\| over|: passed|: FAILED' "$out/golden_$fx.log" | tr '\n' ' ')"
+    done
+}
+
+phase_generate() {
+    local ids=0,100,344,201,440,33,7,19
+    for m in tiny tiny8 tinynoq; do
+        for mla in naive auto; do
+            for kv in bf16 fp8; do
+                a=(generate "$W/$m" --prompt-ids $ids --max-tokens 24 --ignore-eos --mla $mla --kv-dtype $kv)
+                c=$($R moeserve "${a[@]}" --device cpu 2>>"$out/generate.err" | tail -1)
+                g=$($R moeserve "${a[@]}" --device cuda 2>>"$out/generate.err" | tail -1)
+                [ -n "$g" ] && [ "$c" = "$g" ] && r=SAME || r=DIFF
+                echo "generate $m mla=$mla kv=$kv: $r cpu=[$c] cuda=[$g]"
+            done
+        done
+    done
+}
+
+phase_layouts() {
+    for L in np1 np2-tp np2-dp; do
+        (MS_SERVE_DEVICE=cuda timeout 200 $R python3 "$root/tests/integration/test_layout.py" "$L" \
+            --moeserve "$B/bin/moeserve" --mkmodel "$B/bin/moeserve-mkmodel" --tokdir "$tok" \
+            --workdir "$W/int" --configs "$root/configs" >"$out/layout_$L.log" 2>&1
+         echo "layout $L (server on cuda): exit $? | $(tail -3 "$out/layout_$L.log" | tr '\n' ' ')") &
+    done
+    wait
+}
+
+wait_ready() { # port seconds
+    for _ in $(seq 1 "$2"); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health")" = 200 ] && return 0
+        sleep 1
+    done
+    return 1
+}
+
+phase_server() {
+    local port=8311 cfg=$W/tiny-cuda.yaml
+    sed 's/device: cpu/device: cuda/' "$root/configs/tiny-cpu.yaml" >"$cfg"
+    $R moeserve serve "$W/tiny" --served_model_name tiny --host 127.0.0.1 --port $port --extra_llm_api_options "$cfg" \
+        >"$out/server.log" 2>&1 &
+    local pid=$!
+    if wait_ready $port 90; then
+        echo "server: $(grep -E 'backend|KV cache|per rank' "$out/server.log" | head -3 | tr '\n' ' ')"
+        echo "server curl: $(curl -s http://127.0.0.1:$port/v1/completions -H 'Content-Type: application/json' -d '{
+          "model": "tiny", "prompt": "Where is New York?", "max_tokens": 16, "temperature": 0}')"
+        echo "server stream chat: $(curl -sN http://127.0.0.1:$port/v1/chat/completions -H 'Content-Type: application/json' \
+          -d '{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "stream": true}' |
+          grep -c '^data:') data lines, last: $(curl -sN http://127.0.0.1:$port/v1/chat/completions \
+          -H 'Content-Type: application/json' -d '{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}],
+          "max_tokens": 8, "stream": true}' | grep '^data:' | tail -2 | tr '\n' ' ')"
+        echo "server metrics: $(curl -s http://127.0.0.1:$port/metrics | grep -E '^moeserve_kv_cache' | tr '\n' ' ')"
+    else
+        echo "server: not ready in 90 s: $(tail -5 "$out/server.log" | tr '\n' ' ')"
+    fi
+    kill $pid 2>/dev/null
+    wait $pid 2>/dev/null
+}
+
+phase_r1() {
+    local n=${R1_LAYERS:-10} port=8312 d=$W/r1 cfg=$W/r1.yaml
+    rm -rf "$d"
+    $R moeserve-mkmodel --preset r1 --dtype fp8 --layers "$n" --config-only --tokenizer "$tok" --out "$d" >/dev/null
+    cat >"$cfg" <<EOF
+load_format: dummy
+max_batch_size: 64
+max_num_tokens: 512
+max_seq_len: 4096
+enable_chunked_prefill: true
+cuda_graph_config: null
+kv_cache_config:
+  dtype: fp8
+  free_gpu_memory_fraction: 0.85
+moe_config:
+  max_num_tokens: 256
+moeserve:
+  device: cuda
+EOF
+    echo "r1 plan-memory: $($R moeserve plan-memory "$d" --world 1 --extra_llm_api_options "$cfg" 2>&1 | tail -1)"
+    $R moeserve serve "$d" --served_model_name r1 --host 127.0.0.1 --port $port --extra_llm_api_options "$cfg" \
+        >"$out/r1_server.log" 2>&1 &
+    local pid=$!
+    if wait_ready $port 240; then
+        echo "r1 server: $(grep -E 'backend|weights:.*MiB|per rank|loaded in' "$out/r1_server.log" | tr '\n' ' ')"
+        echo "r1 curl: $(curl -s http://127.0.0.1:$port/v1/completions -H 'Content-Type: application/json' -d '{
+          "model": "r1", "prompt": "Where is New York?", "max_tokens": 16, "temperature": 0}' | head -c 600)"
+        timeout 300 $R moeserve-bench --port $port --model "$d" --served-model-name r1 --tokenizer "$d" --num-prompts 64 --max-concurrency 64 \
+            --random-input-len 512 --random-output-len 64 --ignore-eos --tokenize-on-client >"$out/r1_bench.log" 2>&1
+        echo "r1 bench (64 requests, 64 concurrent, 512 in / 64 out): exit $? | $(grep -iE 'successful|failed|throughput|TTFT|TPOT' "$out/r1_bench.log" | head -9 | tr '\n' ' ')"
+        echo "r1 metrics: $(curl -s http://127.0.0.1:$port/metrics | grep -E '^moeserve_(kv_cache|engine_steps)' | tr '\n' ' ')"
+    else
+        echo "r1 server: not ready in 240 s: $(tail -8 "$out/r1_server.log" | tr '\n' ' ')"
+    fi
+    kill $pid 2>/dev/null
+    wait $pid 2>/dev/null
+}
+
+phase_trace() {
+    for m in tiny8 tinynoq tiny; do
+        echo "trace $m: $($R moeserve-bench-ops --batch '' --rows '' --model "$W/$m" --load auto --step-batch 1 \
+            --step-ctx 13 --step-tokens 64 --moe-cap 0 --trace-faults 1 2>&1 | grep -E 'trace|error' | head -3 | tr '\n' ' ')"
+    done
+    local cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    if [ -n "$cs" ]; then
+        timeout 120 $R "$cs" --tool memcheck --print-limit 5 "$B/bin/moeserve" generate "$W/tiny8" \
+            --prompt-ids 0,100,344,201,440,33,7,19 --max-tokens 2 --ignore-eos --device cuda >"$out/memcheck.log" 2>&1
+        echo "memcheck tiny8: $(grep -E 'Invalid|ERROR SUMMARY|at 0x|by thread|Address' "$out/memcheck.log" | head -12 | tr '\n' ' ')"
+    else
+        echo "memcheck: no compute-sanitizer on this host"
+    fi
+}
+
+phase_bench() {
+    local d=$W/r1x4
+    [ -f "$d/config.json" ] || $R moeserve-mkmodel --preset r1 --dtype fp8 --layers 4 --config-only --out "$d" >/dev/null
+    timeout 300 $R moeserve-bench-ops --reps 20 --model "$d" --step-batch 32 --step-ctx 1024 --step-tokens 1024 \
+        --moe-cap 512 ${BENCH_OPS_ARGS:-} >"$out/bench_ops.md" 2>"$out/bench_ops.err"
+    echo "bench-ops: exit $? ($(wc -l <"$out/bench_ops.md") lines; stderr: $(tail -2 "$out/bench_ops.err" | tr '\n' ' '))"
+}
+
+t0=$(date +%s)
+pids=()
+for p in golden generate layouts; do
+    if has $p; then (phase_$p >"$out/phase_$p.txt" 2>&1) & pids+=($!); fi
+done
+has server && phase_server >"$out/phase_server.txt" 2>&1
+for p in "${pids[@]}"; do wait "$p"; done
+for p in golden generate layouts server; do has $p && cat "$out/phase_$p.txt" >>"$S"; done
+has trace && { phase_trace >"$out/phase_trace.txt" 2>&1; cat "$out/phase_trace.txt" >>"$S"; }
+has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; }
+has bench && { phase_bench >>"$S" 2>&1; }
+say "gpu-check: $(( $(date +%s) - t0 )) s"
+[ -f "$out/bench_ops.md" ] && cp "$out/bench_ops.md" "$final/"
+tar czf "$final/logs.tgz" -C "$W" logs
+cat "$S"

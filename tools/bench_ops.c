@@ -1,0 +1,696 @@
+/* bench_ops.c — moeserve-bench-ops: every op of the ops table at DeepSeek-R1
+ * decode shapes, timed on the CUDA backend's stream with CUDA events, beside
+ * the ceilings measured in the same run (HBM copy bandwidth: a device copy,
+ * bytes read + written; BF16 GEMM rate: the gemm op at 8192^3; FP8 GEMM
+ * rate: cuBLASLt e4m3 8192^3 with fp32 scales). Each op's "% of ceiling" is
+ * its roofline time, max(bytes / copy BW, flops / GEMM rate of its dtype),
+ * over its measured time. Then (--model DIR) one decode step of a model
+ * (load_format dummy: a config-only directory is enough) broken down by op:
+ * the engine runs on a copy of the CUDA ops table whose entries record an
+ * event after each call, so each op is charged the GPU time since the
+ * previous one.
+ *
+ *   moeserve-bench-ops [--batch 1,32,128] [--rows 4,32,128] [--ctx 1024] [--reps 20]
+ *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8] [--load dummy|auto]
+ *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1]]
+ * (--batch "" --rows "" skip the op tables; --trace-faults 1 synchronizes after every op of the step run and
+ * names the first op after which the device fault word is set: a debugging aid, not a timing.)
+ * Markdown tables on stdout (BENCHMARKS.md). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "ms_build_config.h"
+
+#if !MS_HAVE_CUDA
+int main(void)
+{
+    fprintf(stderr, "moeserve-bench-ops: this build has no CUDA backend (-Dcuda=enabled)\n");
+    return 77;
+}
+#else
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include "proto/proto.h"
+#include "worker/comm.h"
+#include "worker/engine.h"
+
+extern const kern_ops_t kern_cuda_ops;
+static const kern_ops_t *K = &kern_cuda_ops;
+static kern_ctx_t *CX;
+static int REPS = 20;
+static double BW, PEAK_BF16, PEAK_FP8; /* bytes/s, flop/s */
+
+#define CK(x)                                                                                                          \
+    do {                                                                                                               \
+        if ((x) != MS_OK) {                                                                                            \
+            fprintf(stderr, "bench-ops: %s failed at line %d\n", #x, __LINE__);                                        \
+            exit(1);                                                                                                   \
+        }                                                                                                              \
+    } while (0)
+#define CKC(x)                                                                                                         \
+    do {                                                                                                               \
+        cudaError_t e_ = (x);                                                                                          \
+        if (e_ != cudaSuccess) {                                                                                       \
+            fprintf(stderr, "bench-ops: %s: %s\n", #x, cudaGetErrorString(e_));                                        \
+            exit(1);                                                                                                   \
+        }                                                                                                              \
+    } while (0)
+
+static void *dalloc(size_t n)
+{
+    void *p;
+    CK(K->alloc(n, &p));
+    return p;
+}
+
+/* Device memory with dummy values (bf16 ~U(-1,1), fp8 kern_dummy_fp8 bytes, f32 `f32val`). */
+static void *dfill(ms_dtype_t dt, int64_t n, float f32val)
+{
+    void *p = dalloc((size_t)n * ms_dtype_size(dt) + 256);
+    CK(K->fill_dummy(CX, p, dt, 1, n, n, 0, (uint64_t)n * 7919u, dt == MS_DT_F32 ? 0 : 1, dt == MS_DT_F32 ? f32val : 0));
+    return p;
+}
+
+static int32_t *dints(const int32_t *h, int n)
+{
+    int32_t *d = dalloc(sizeof(int32_t) * (size_t)n);
+    CK(K->upload(CX, d, h, sizeof(int32_t) * (size_t)n));
+    CK(K->synchronize(CX));
+    return d;
+}
+
+static cudaEvent_t ev0, ev1;
+
+/* Mean ms of REPS runs of CALL after 3 warm-ups. */
+#define TIME_MS(out, CALL)                                                                                             \
+    do {                                                                                                               \
+        for (int w_ = 0; w_ < 3; w_++) CK(CALL);                                                                       \
+        CKC(cudaEventRecord(ev0, (cudaStream_t)CX->stream));                                                           \
+        for (int r_ = 0; r_ < REPS; r_++) CK(CALL);                                                                    \
+        CKC(cudaEventRecord(ev1, (cudaStream_t)CX->stream));                                                           \
+        CKC(cudaEventSynchronize(ev1));                                                                                \
+        float ms_;                                                                                                     \
+        CKC(cudaEventElapsedTime(&ms_, ev0, ev1));                                                                     \
+        (out) = ms_ / REPS;                                                                                            \
+    } while (0)
+
+/* One table row: op, shape, time, bytes, flops, roofline %. fp8: the GEMM's rate is the FP8 one. */
+static void row(const char *op, const char *shape, double ms, double bytes, double flops, int fp8)
+{
+    double t_bw = bytes / BW, t_fl = flops / (fp8 ? PEAK_FP8 : PEAK_BF16), t = t_bw > t_fl ? t_bw : t_fl;
+    printf("| %s | %s | %.4f | %.1f | %.1f | %.0f%% (%s) |\n", op, shape, ms, bytes / (ms * 1e-3) / 1e9,
+           flops / (ms * 1e-3) / 1e12, 100.0 * t / (ms * 1e-3), t_bw >= t_fl ? "HBM" : (fp8 ? "FP8" : "BF16"));
+}
+
+/* ---- ceilings ---- */
+static void ceilings(void)
+{
+    const size_t n = (size_t)2 << 30;
+    void *a = dalloc(n), *b = dalloc(n);
+    float ms;
+    TIME_MS(ms, K->copy(CX, b, a, n));
+    BW = 2.0 * (double)n / (ms * 1e-3);
+    K->free(a), K->free(b);
+    const int N = 8192;
+    void *x = dfill(MS_DT_BF16, (int64_t)N * N, 0), *wd = dfill(MS_DT_BF16, (int64_t)N * N, 0);
+    void *y = dalloc((size_t)N * N * 2);
+    kern_mat_t w = {.data = wd, .dtype = MS_DT_BF16, .rows = N, .cols = N};
+    kern_gemm_t g = {.x = x, .w = &w, .y = y, .xdt = MS_DT_BF16, .ydt = MS_DT_BF16, .m = N, .ldx = N, .ldy = N};
+    TIME_MS(ms, K->gemm(CX, &g));
+    PEAK_BF16 = 2.0 * N * (double)N * N / (ms * 1e-3);
+    /* FP8: cuBLASLt e4m3 x e4m3 -> bf16, fp32 accumulate, per-tensor scales (its fastest mode) */
+    void *a8 = dfill(MS_DT_F8E4M3, (int64_t)N * N, 0), *b8 = dfill(MS_DT_F8E4M3, (int64_t)N * N, 0);
+    float *sc = dfill(MS_DT_F32, 4, 1.0f);
+    cublasLtHandle_t lt = (cublasLtHandle_t)CX->blas;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+    cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sc, sizeof sc);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sc, sizeof sc);
+    cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, N, N, N);
+    cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, N, N, N);
+    cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, N, N);
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref);
+    size_t wsb = CX->ws_bytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb);
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heur, &found);
+    PEAK_FP8 = 2 * PEAK_BF16; /* if no FP8 algorithm: the nominal 2x */
+    if (found) {
+        const float one = 1, zero = 0;
+        cudaStream_t s = (cudaStream_t)CX->stream;
+        for (int i = 0; i < 3; i++)
+            cublasLtMatmul(lt, op, &one, a8, la, b8, lb, &zero, y, lc, y, lc, &heur.algo, CX->ws, wsb, s);
+        cudaEventRecord(ev0, s);
+        for (int i = 0; i < REPS; i++)
+            cublasLtMatmul(lt, op, &one, a8, la, b8, lb, &zero, y, lc, y, lc, &heur.algo, CX->ws, wsb, s);
+        cudaEventRecord(ev1, s);
+        cudaEventSynchronize(ev1);
+        cudaEventElapsedTime(&ms, ev0, ev1);
+        PEAK_FP8 = 2.0 * N * (double)N * N / (ms / REPS * 1e-3);
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(op);
+    K->free(x), K->free(wd), K->free(y), K->free(a8), K->free(b8), K->free(sc);
+    printf("Ceilings measured in this run: HBM copy %.2f TB/s (read + write), BF16 GEMM 8192^3 %.0f TFLOP/s (gemm op, "
+           "cuBLASLt), FP8 GEMM 8192^3 %.0f TFLOP/s (cuBLASLt e4m3%s).\n\n",
+           BW / 1e12, PEAK_BF16 / 1e12, PEAK_FP8 / 1e12, found ? "" : ": no algorithm, nominal 2x BF16");
+}
+
+/* ---- R1 shapes ---- */
+enum { D = 7168, V = 129280, H = 128, DN = 128, DR = 64, DV = 128, DC = 512, QL = 1536, IM = 2048, INTER = 18432,
+       E = 256, TOPK = 8 };
+
+/* One linear at decode: x [B, in] bf16 (or fp8 with scales) times W [out, in]. */
+static void bench_linear(const char *name, int B, int out, int in, ms_dtype_t wdt, int fp8x, kern_epi_t epi,
+                         ms_dtype_t ydt)
+{
+    void *x = dfill(MS_DT_BF16, (int64_t)B * in, 0), *y = dalloc((size_t)B * out * 4 + 256);
+    void *wd = dfill(wdt, (int64_t)out * in, 0);
+    float *ws = wdt == MS_DT_F8E4M3 ? dfill(MS_DT_F32, (int64_t)kern_fp8_blocks(out) * kern_fp8_blocks(in), 1e-3f) : NULL;
+    kern_mat_t w = {.data = wd, .scale_inv = ws, .dtype = wdt, .rows = out, .cols = in};
+    uint8_t *xq = NULL;
+    float *xs = NULL;
+    if (fp8x) {
+        xq = dalloc((size_t)B * in + 256), xs = dalloc(sizeof(float) * (size_t)kern_act_scales(B, in) + 256);
+        CK(K->act_quant(CX, x, in, B, in, xq, in, xs, kern_fp8_blocks(in)));
+    }
+    kern_gemm_t g = {.x = fp8x ? (void *)xq : x, .x_scale = xs, .w = &w, .y = y, .xdt = fp8x ? MS_DT_F8E4M3 : MS_DT_BF16,
+                     .ydt = ydt, .m = B, .ldx = in, .ld_xs = kern_fp8_blocks(in), .ldy = epi ? out / 2 : out, .epi = epi};
+    float ms;
+    TIME_MS(ms, K->gemm(CX, &g));
+    char shape[128];
+    snprintf(shape, sizeof shape, "%d x [%d, %d] %s%s%s", B, out, in, wdt == MS_DT_F8E4M3 ? "fp8" : "bf16",
+             fp8x ? ", fp8 x" : "", epi ? ", SiLU·mul" : "");
+    double bytes = (double)out * in * ms_dtype_size(wdt) + (double)B * in * (fp8x ? 1 : 2) +
+                   (double)B * (epi ? out / 2 : out) * ms_dtype_size(ydt);
+    row(name, shape, ms, bytes, 2.0 * B * out * (double)in, wdt == MS_DT_F8E4M3 && fp8x);
+    K->free(x), K->free(y), K->free(wd);
+    if (ws) K->free(ws);
+    if (xq) K->free(xq), K->free(xs);
+}
+
+static void bench_batch(int B, int ctx)
+{
+    printf("\n#### Batch %d per rank (context %d for attention)\n\n", B, ctx);
+    printf("| op | shape | ms | GB/s | TFLOP/s | %% of ceiling (bound) |\n|---|---|---|---|---|---|\n");
+    float ms;
+    char shape[160];
+    /* elementwise / norms */
+    bf16_t *x = dfill(MS_DT_BF16, (int64_t)B * D, 0), *r = dfill(MS_DT_BF16, (int64_t)B * D, 0);
+    bf16_t *y = dalloc((size_t)B * D * 2), *nw = dfill(MS_DT_BF16, D, 0);
+    TIME_MS(ms, K->rmsnorm(CX, x, D, nw, y, D, B, D, 1e-6f));
+    snprintf(shape, sizeof shape, "[%d, %d]", B, D);
+    row("rmsnorm", shape, ms, 2.0 * B * D * 2, 0, 0);
+    TIME_MS(ms, K->add_rmsnorm(CX, x, r, nw, y, B, D, 1e-6f));
+    row("add_rmsnorm", shape, ms, 4.0 * B * D * 2, 0, 0);
+    TIME_MS(ms, K->add(CX, x, r, y, (int64_t)B * D));
+    row("add", shape, ms, 3.0 * B * D * 2, 0, 0);
+    uint8_t *q8 = dalloc((size_t)B * D);
+    float *qs = dalloc(sizeof(float) * (size_t)kern_act_scales(B, D));
+    TIME_MS(ms, K->act_quant(CX, x, D, B, D, q8, D, qs, kern_fp8_blocks(D)));
+    row("act_quant", shape, ms, 3.0 * B * D, 0, 0);
+    int32_t *hid = malloc(sizeof(int32_t) * (size_t)B);
+    for (int i = 0; i < B; i++) hid[i] = (i * 7919) % V;
+    int32_t *ids = dints(hid, B);
+    bf16_t *emb = dfill(MS_DT_BF16, (int64_t)V * D, 0);
+    TIME_MS(ms, K->embed(CX, ids, B, emb, V, D, y));
+    row("embed", shape, ms, 2.0 * B * D * 2, 0, 0);
+    K->free(emb);
+    bf16_t *g2 = dfill(MS_DT_BF16, (int64_t)B * INTER, 0), *u2 = dfill(MS_DT_BF16, (int64_t)B * INTER, 0);
+    bf16_t *o2 = dalloc((size_t)B * INTER * 2);
+    TIME_MS(ms, K->silu_mul(CX, g2, u2, o2, (int64_t)B * INTER));
+    snprintf(shape, sizeof shape, "[%d, %d]", B, INTER);
+    row("silu_mul", shape, ms, 3.0 * B * INTER * 2, 0, 0);
+    K->free(g2), K->free(u2), K->free(o2);
+    float *f32 = dfill(MS_DT_F32, (int64_t)B * D, 0.5f);
+    TIME_MS(ms, K->cast(CX, f32, MS_DT_F32, y, MS_DT_BF16, (int64_t)B * D));
+    snprintf(shape, sizeof shape, "[%d, %d] f32->bf16", B, D);
+    row("cast", shape, ms, 6.0 * B * D, 0, 0);
+    K->free(f32);
+    for (int i = 0; i < B; i++) hid[i] = B - 1 - i;
+    int32_t *perm = dints(hid, B);
+    TIME_MS(ms, K->gather_rows(CX, x, perm, B, (size_t)D * 2, y));
+    snprintf(shape, sizeof shape, "%d rows of %d bf16", B, D);
+    row("gather_rows", shape, ms, 4.0 * B * D, 0, 0);
+
+    /* projections (FP8 weights as R1 ships them: the dequant mode, then the fp8 mode) */
+    bench_linear("gemm q_a", B, QL, D, MS_DT_F8E4M3, 0, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm q_a", B, QL, D, MS_DT_F8E4M3, 1, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm q_b", B, H * (DN + DR), QL, MS_DT_F8E4M3, 0, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm q_b", B, H * (DN + DR), QL, MS_DT_F8E4M3, 1, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm kv_a", B, DC + DR, D, MS_DT_F8E4M3, 0, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm o_proj", B, D, H * DV, MS_DT_F8E4M3, 0, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm o_proj", B, D, H * DV, MS_DT_F8E4M3, 1, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm router", B, E, D, MS_DT_BF16, 0, KERN_EPI_NONE, MS_DT_F32);
+    bench_linear("gemm shared gate|up", B, 2 * IM, D, MS_DT_F8E4M3, 0, KERN_EPI_SILU_MUL, MS_DT_BF16);
+    bench_linear("gemm shared down", B, D, IM, MS_DT_F8E4M3, 0, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm dense gate|up", B, 2 * INTER, D, MS_DT_F8E4M3, 0, KERN_EPI_SILU_MUL, MS_DT_BF16);
+    bench_linear("gemm dense down", B, D, INTER, MS_DT_F8E4M3, 0, KERN_EPI_NONE, MS_DT_BF16);
+    bench_linear("gemm lm_head", B, V, D, MS_DT_BF16, 0, KERN_EPI_NONE, MS_DT_F32);
+
+    /* absorbed MLA: q_nope·W_UK and o_lat·W_UV, batched per head over kv_b [H*(DN+DV), DC] */
+    {
+        bf16_t *q = dfill(MS_DT_BF16, (int64_t)B * H * (DN + DR), 0), *kvb = dfill(MS_DT_BF16, (int64_t)H * (DN + DV) * DC, 0);
+        float *ql = dalloc(sizeof(float) * (size_t)B * H * DC);
+        kern_mat_t wuk = {.data = kvb, .dtype = MS_DT_BF16, .rows = DC, .cols = DN};
+        kern_gemm_t g = {.x = q, .w = &wuk, .y = ql, .xdt = MS_DT_BF16, .ydt = MS_DT_F32, .m = B, .batch = H,
+                         .ldx = H * (DN + DR), .bsx = DN + DR, .ldw = DC, .bsw = (int64_t)(DN + DV) * DC, .w_trans = 1,
+                         .ldy = H * DC, .bsy = DC};
+        TIME_MS(ms, K->gemm(CX, &g));
+        snprintf(shape, sizeof shape, "%d heads x %d x [%d <- %d] bf16 (W_UK^T)", H, B, DC, DN);
+        row("gemm q_nope·W_UK", shape, ms, (double)H * DN * DC * 2 + (double)B * H * (DN * 2 + DC * 4), 2.0 * B * H * DN * DC, 0);
+        bf16_t *ol = dfill(MS_DT_BF16, (int64_t)B * H * DC, 0), *ov = dalloc((size_t)B * H * DV * 2);
+        kern_mat_t wuv = {.data = (const bf16_t *)kvb + (size_t)DN * DC, .dtype = MS_DT_BF16, .rows = DV, .cols = DC};
+        kern_gemm_t g2 = {.x = ol, .w = &wuv, .y = ov, .xdt = MS_DT_BF16, .ydt = MS_DT_BF16, .m = B, .batch = H,
+                          .ldx = H * DC, .bsx = DC, .ldw = DC, .bsw = (int64_t)(DN + DV) * DC, .ldy = H * DV, .bsy = DV};
+        TIME_MS(ms, K->gemm(CX, &g2));
+        snprintf(shape, sizeof shape, "%d heads x %d x [%d <- %d] bf16 (W_UV)", H, B, DV, DC);
+        row("gemm o_lat·W_UV", shape, ms, (double)H * DV * DC * 2 + (double)B * H * (DC + DV) * 2, 2.0 * B * H * DV * DC, 0);
+        /* rope on q_pe (H heads) */
+        int32_t *hp = malloc(sizeof(int32_t) * (size_t)B);
+        for (int i = 0; i < B; i++) hp[i] = ctx - 1;
+        int32_t *pos = dints(hp, B);
+        float *invf = dfill(MS_DT_F32, DR / 2, 1e-3f);
+        TIME_MS(ms, K->rope(CX, q + DN, B, H, H * (DN + DR), DN + DR, pos, invf, 1.0f, DR, 1));
+        snprintf(shape, sizeof shape, "%d x %d heads x %d", B, H, DR);
+        row("rope q_pe", shape, ms, 4.0 * B * H * DR, 0, 0);
+        /* paged latent attention, BF16 and FP8 KV, block 64 */
+        for (int fp8 = 0; fp8 < 2; fp8++) {
+            const int bs = 64, nbpp = (ctx + bs - 1) / bs, nblk = nbpp * B;
+            kern_kv_t kv = {.dtype = fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, .d_c = DC, .d_r = DR, .block_size = bs,
+                            .n_blocks = nblk, .row_bytes = kern_kv_row_bytes(fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, DC, DR)};
+            kv.data = dalloc((size_t)nblk * bs * kv.row_bytes);
+            bf16_t *ckv = dfill(MS_DT_BF16, (int64_t)B * (DC + DR), 0);
+            int32_t *hs = malloc(sizeof(int32_t) * (size_t)nblk);
+            for (int i = 0; i < nblk; i++) hs[i] = i;
+            int32_t *bt = dints(hs, nblk);
+            for (int i = 0; i < B; i++) hs[i] = i * nbpp * bs + (ctx - 1);
+            int32_t *slots = dints(hs, B);
+            { /* fill the whole cache through kv_store in one call */
+                const int nrow = nblk * bs;
+                bf16_t *all = dfill(MS_DT_BF16, (int64_t)nrow * (DC + DR), 0);
+                int32_t *ha = malloc(sizeof(int32_t) * (size_t)nrow);
+                for (int i = 0; i < nrow; i++) ha[i] = i;
+                int32_t *sl = dints(ha, nrow);
+                CK(K->kv_store(CX, &kv, all, DC + DR, all + DC, DC + DR, sl, nrow));
+                CK(K->synchronize(CX));
+                K->free(sl), K->free(all);
+                free(ha);
+            }
+            TIME_MS(ms, K->kv_store(CX, &kv, ckv, DC + DR, ckv + DC, DC + DR, slots, B));
+            snprintf(shape, sizeof shape, "%d rows, %s", B, fp8 ? "fp8" : "bf16");
+            row("kv_store", shape, ms, (double)B * (2 * (DC + DR) + kv.row_bytes), 0, 0);
+            kern_attn_seq_t *hq = calloc((size_t)B, sizeof *hq);
+            for (int i = 0; i < B; i++) hq[i] = (kern_attn_seq_t){.q_off = i, .n_q = 1, .pos0 = ctx - 1, .blk_off = i * nbpp};
+            kern_attn_seq_t *sq = dalloc(sizeof *hq * (size_t)B);
+            CK(K->upload(CX, sq, hq, sizeof *hq * (size_t)B));
+            float *qlat = dfill(MS_DT_F32, (int64_t)B * H * DC, 0.01f);
+            bf16_t *olat = dalloc((size_t)B * H * DC * 2);
+            TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H, 0.1f,
+                                      olat, MS_DT_BF16));
+            snprintf(shape, sizeof shape, "%d seqs x %d ctx, %d heads, %s KV", B, ctx, H, fp8 ? "fp8" : "bf16");
+            row("mla_latent", shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
+                2.0 * B * H * ctx * (2.0 * DC + DR), 0);
+            K->free(kv.data), K->free(ckv), K->free(bt), K->free(slots), K->free(sq), K->free(qlat), K->free(olat);
+            free(hs), free(hq);
+        }
+        K->free(q), K->free(kvb), K->free(ql), K->free(ol), K->free(ov), K->free(pos), K->free(invf);
+        free(hp);
+    }
+
+    /* router, dispatch plan, scatter, combine over 256 experts on one rank (ep 1) */
+    {
+        float *lg = dfill(MS_DT_F32, (int64_t)B * E, 0), *bias = dfill(MS_DT_F32, E, 0);
+        CK(K->fill_dummy(CX, lg, MS_DT_F32, 1, (int64_t)B * E, 0, 0, 99, 4.0f, 0.0f));
+        int32_t *idx = dalloc(sizeof(int32_t) * (size_t)B * TOPK);
+        float *wt = dalloc(sizeof(float) * (size_t)B * TOPK);
+        TIME_MS(ms, K->moe_route(CX, lg, bias, B, E, 8, 4, TOPK, 1, 2.5f, idx, wt));
+        snprintf(shape, sizeof shape, "%d x %d experts, 8 groups top 4, top 8", B, E);
+        row("moe_route", shape, ms, (double)B * E * 4 + (double)B * TOPK * 8, 0, 0);
+        int32_t hl[E], hn[E];
+        for (int e = 0; e < E; e++) hl[e] = e, hn[e] = 1;
+        kern_moe_place_t pl = {.log2phy = dints(hl, E), .n_rep = dints(hn, E), .E = E, .max_rep = 1, .n_slots = E,
+                               .slots_per_rank = E};
+        int32_t *sop = dalloc(sizeof(int32_t) * (size_t)B * TOPK), *ris = dalloc(sizeof(int32_t) * (size_t)B * TOPK);
+        int32_t *cnt = dalloc(sizeof(int32_t) * E), *rcnt = dalloc(sizeof(int32_t) * E);
+        int32_t *rop = dalloc(sizeof(int32_t) * (size_t)B * TOPK);
+        TIME_MS(ms, K->moe_plan(CX, idx, B, TOPK, &pl, sop, ris, cnt, NULL));
+        snprintf(shape, sizeof shape, "%d x top %d over %d slots", B, TOPK, E);
+        row("moe_plan", shape, ms, (double)B * TOPK * 12 + E * 4, 0, 0);
+        const int cap = B;
+        bf16_t *recv = dalloc((size_t)E * cap * D * 2);
+        TIME_MS(ms, K->moe_scatter(CX, x, B, TOPK, D, sop, ris, cnt, 0, E, cap, recv, rcnt, rop));
+        snprintf(shape, sizeof shape, "%d x %d rows of %d", B, TOPK, D);
+        row("moe_scatter", shape, ms, 2.0 * B * TOPK * D * 2, 0, 0);
+        TIME_MS(ms, K->moe_combine(CX, recv, rop, idx, wt, B, TOPK, D, y));
+        row("moe_combine", shape, ms, (double)B * TOPK * D * 2 + (double)B * D * 2, 0, 0);
+        K->free(lg), K->free(bias), K->free(idx), K->free(wt), K->free((void *)pl.log2phy), K->free((void *)pl.n_rep);
+        K->free(sop), K->free(ris), K->free(cnt), K->free(rcnt), K->free(rop), K->free(recv);
+    }
+    /* logits */
+    {
+        float *lg = dfill(MS_DT_F32, (int64_t)B * V, 0), *ly = dalloc(sizeof(float) * (size_t)B * V);
+        TIME_MS(ms, K->log_softmax(CX, lg, V, B, V, ly));
+        snprintf(shape, sizeof shape, "[%d, %d] f32", B, V);
+        row("log_softmax", shape, ms, 8.0 * B * V, 0, 0);
+        kern_sample_t *hp = calloc((size_t)B, sizeof *hp);
+        for (int i = 0; i < B; i++) hp[i] = (kern_sample_t){.top_p = 1, .mask_token = -1, .position = i};
+        kern_sample_t *sp = dalloc(sizeof *hp * (size_t)B);
+        CK(K->upload(CX, sp, hp, sizeof *hp * (size_t)B));
+        int32_t *tok = dalloc(sizeof(int32_t) * (size_t)B), *tid = dalloc(sizeof(int32_t) * (size_t)B * KERN_MAX_LOGPROBS);
+        float *lp = dalloc(sizeof(float) * (size_t)B), *tlp = dalloc(sizeof(float) * (size_t)B * KERN_MAX_LOGPROBS);
+        TIME_MS(ms, K->sample(CX, lg, V, B, V, sp, tok, lp, tid, tlp));
+        row("sample greedy", shape, ms, 4.0 * B * V, 0, 0);
+        for (int i = 0; i < B; i++) hp[i] = (kern_sample_t){.temperature = 0.7f, .top_p = 0.95f, .top_k = 50,
+                                                            .mask_token = -1, .position = i, .seed = 1};
+        CK(K->upload(CX, sp, hp, sizeof *hp * (size_t)B));
+        TIME_MS(ms, K->sample(CX, lg, V, B, V, sp, tok, lp, tid, tlp));
+        row("sample T0.7 top-k 50 top-p 0.95", shape, ms, 4.0 * B * V, 0, 0);
+        K->free(lg), K->free(ly), K->free(sp), K->free(tok), K->free(tid), K->free(lp), K->free(tlp);
+        free(hp);
+    }
+    K->free(x), K->free(r), K->free(y), K->free(nw), K->free(q8), K->free(qs), K->free(ids), K->free(perm);
+    free(hid);
+}
+
+/* Routed experts of one EP8 rank: 32 local slots, R1 FP8 records, rows per slot. */
+static void bench_experts(const int *rows, int n)
+{
+    printf("\n#### Routed experts: 32 local slots (an EP8 rank), FP8 records [2x%d | %d] x %d\n\n", IM, IM, D);
+    printf("| op | shape | ms | GB/s | TFLOP/s | %% of ceiling (bound) |\n|---|---|---|---|---|---|\n");
+    const int NL = 32;
+    kern_moe_slots_t w = kern_moe_slots_layout(MS_DT_F8E4M3, D, IM);
+    void *base = dalloc(w.stride * NL);
+    w.base = base;
+    for (int j = 0; j < NL; j++)
+        for (int k = 0; k < 3; k++) {
+            kern_mat_t m = kern_moe_slot_mat(&w, j, k);
+            CK(K->fill_dummy(CX, (void *)m.data, MS_DT_F8E4M3, m.rows, m.cols, m.cols, 0, 1000u + j * 3 + k, 0, 0));
+            CK(K->fill_dummy(CX, (void *)m.scale_inv, MS_DT_F32, 1, (int64_t)kern_fp8_blocks(m.rows) * kern_fp8_blocks(m.cols),
+                             0, 0, 7, 0, 1e-3f));
+        }
+    for (int i = 0; i < n; i++) {
+        const int cap = rows[i];
+        bf16_t *x = dfill(MS_DT_BF16, (int64_t)NL * cap * D, 0), *o = dalloc((size_t)NL * cap * D * 2);
+        int32_t hc[32];
+        for (int j = 0; j < NL; j++) hc[j] = cap;
+        int32_t *cnt = dints(hc, NL);
+        size_t wsb = kern_moe_ws_bytes(cap, IM);
+        void *ws = dalloc(wsb);
+        float ms;
+        TIME_MS(ms, K->moe_experts(CX, x, cnt, NL, cap, &w, o, ws, wsb));
+        char shape[96];
+        snprintf(shape, sizeof shape, "32 slots x %d rows", cap);
+        row("moe_experts", shape, ms, (double)w.stride * NL + (double)NL * cap * D * 4, 2.0 * NL * cap * 3.0 * IM * D, 1);
+        K->free(x), K->free(o), K->free(cnt), K->free(ws);
+    }
+    K->free(base);
+}
+
+/* ---- one decode step, by op ---- */
+#define MAXEV 65536
+static cudaEvent_t g_ev[MAXEV];
+static int g_op[MAXEV], g_nev, g_on;
+static const char *const g_extra[] = {"upload", "download", "copy", "memset"};
+#define OP_UPLOAD (KERN_N_OPS + 0)
+#define OP_DOWNLOAD (KERN_N_OPS + 1)
+#define OP_COPY (KERN_N_OPS + 2)
+#define OP_MEMSET (KERN_N_OPS + 3)
+#define N_TRACK (KERN_N_OPS + 4)
+
+static int g_trace, g_traced; /* --trace-faults: synchronize after every op and name the first that raises a fault */
+static const char *op_label(int op)
+{
+    return op < KERN_N_OPS ? kern_op_name((kern_op_t)op) : g_extra[op - KERN_N_OPS];
+}
+
+static void mark(kern_ctx_t *cx, int op)
+{
+    if (g_trace && !g_traced && cx->fault) {
+        uint32_t f = 0;
+        cudaError_t e = cudaStreamSynchronize((cudaStream_t)cx->stream);
+        if (e == cudaSuccess) e = cudaMemcpy(&f, cx->fault, sizeof f, cudaMemcpyDeviceToHost);
+        if (e != cudaSuccess || f) {
+            fprintf(stderr, "bench-ops trace: after %s: fault word %#x (%s)\n", op_label(op), f,
+                    e == cudaSuccess ? "ok" : cudaGetErrorString(e));
+            g_traced = 1;
+        }
+    }
+    if (!g_on || g_nev >= MAXEV) return;
+    cudaEventRecord(g_ev[g_nev], (cudaStream_t)cx->stream);
+    g_op[g_nev++] = op;
+}
+
+#define WRAP(name, OPID, PARAMS, ARGS)                                                                                 \
+    static ms_status_t w_##name PARAMS                                                                                 \
+    {                                                                                                                  \
+        ms_status_t st = kern_cuda_ops.name ARGS;                                                                      \
+        mark(cx, OPID);                                                                                                \
+        return st;                                                                                                     \
+    }
+WRAP(upload, OP_UPLOAD, (kern_ctx_t * cx, void *d, const void *s, size_t n), (cx, d, s, n))
+WRAP(download, OP_DOWNLOAD, (kern_ctx_t * cx, void *d, const void *s, size_t n), (cx, d, s, n))
+WRAP(copy, OP_COPY, (kern_ctx_t * cx, void *d, const void *s, size_t n), (cx, d, s, n))
+WRAP(memset, OP_MEMSET, (kern_ctx_t * cx, void *d, int v, size_t n), (cx, d, v, n))
+WRAP(embed, KERN_OP_EMBED, (kern_ctx_t * cx, const int32_t *i, int32_t n, const bf16_t *t, int64_t v, int32_t d, bf16_t *o),
+     (cx, i, n, t, v, d, o))
+WRAP(add, KERN_OP_ADD, (kern_ctx_t * cx, const bf16_t *a, const bf16_t *b, bf16_t *y, int64_t n), (cx, a, b, y, n))
+WRAP(cast, KERN_OP_CAST, (kern_ctx_t * cx, const void *x, ms_dtype_t a, void *y, ms_dtype_t b, int64_t n),
+     (cx, x, a, y, b, n))
+WRAP(gather_rows, KERN_OP_GATHER_ROWS, (kern_ctx_t * cx, const void *s, const int32_t *i, int32_t n, size_t rb, void *d),
+     (cx, s, i, n, rb, d))
+WRAP(silu_mul, KERN_OP_SILU_MUL, (kern_ctx_t * cx, const bf16_t *g, const bf16_t *u, bf16_t *o, int64_t n),
+     (cx, g, u, o, n))
+WRAP(rmsnorm, KERN_OP_RMSNORM,
+     (kern_ctx_t * cx, const bf16_t *x, int64_t lx, const bf16_t *w, bf16_t *y, int64_t ly, int32_t r, int32_t d, float e),
+     (cx, x, lx, w, y, ly, r, d, e))
+WRAP(add_rmsnorm, KERN_OP_ADD_RMSNORM,
+     (kern_ctx_t * cx, bf16_t *x, const bf16_t *rs, const bf16_t *w, bf16_t *y, int32_t r, int32_t d, float e),
+     (cx, x, rs, w, y, r, d, e))
+WRAP(gemm, KERN_OP_GEMM, (kern_ctx_t * cx, const kern_gemm_t *g), (cx, g))
+WRAP(act_quant, KERN_OP_ACT_QUANT,
+     (kern_ctx_t * cx, const bf16_t *x, int64_t lx, int32_t r, int32_t c, uint8_t *q, int64_t lq, float *s, int64_t ls),
+     (cx, x, lx, r, c, q, lq, s, ls))
+WRAP(rope, KERN_OP_ROPE,
+     (kern_ctx_t * cx, bf16_t *x, int32_t r, int32_t h, int64_t lr, int64_t lh, const int32_t *p, const float *f, float a,
+      int32_t d, int32_t il),
+     (cx, x, r, h, lr, lh, p, f, a, d, il))
+WRAP(kv_store, KERN_OP_KV_STORE,
+     (kern_ctx_t * cx, const kern_kv_t *kv, const bf16_t *c, int64_t lc, const bf16_t *k, int64_t lk, const int32_t *s,
+      int32_t n),
+     (cx, kv, c, lc, k, lk, s, n))
+WRAP(kv_gather, KERN_OP_KV_GATHER,
+     (kern_ctx_t * cx, const kern_kv_t *kv, const kern_attn_seq_t *s, int32_t n, const int32_t *b, bf16_t *o),
+     (cx, kv, s, n, b, o))
+WRAP(mla_naive, KERN_OP_MLA_NAIVE,
+     (kern_ctx_t * cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kp, int64_t lk, const kern_attn_seq_t *s,
+      int32_t n, int32_t h, int32_t dn, int32_t dr, int32_t dv, float sc, bf16_t *o),
+     (cx, q, kv, kp, lk, s, n, h, dn, dr, dv, sc, o))
+WRAP(mla_latent, KERN_OP_MLA_LATENT,
+     (kern_ctx_t * cx, const void *q, ms_dtype_t qd, const bf16_t *qp, int64_t lp, int64_t lph, const kern_kv_t *kv,
+      const int32_t *bt, const kern_attn_seq_t *s, int32_t n, int32_t h, float sc, void *o, ms_dtype_t od),
+     (cx, q, qd, qp, lp, lph, kv, bt, s, n, h, sc, o, od))
+WRAP(moe_route, KERN_OP_MOE_ROUTE,
+     (kern_ctx_t * cx, const float *l, const float *b, int32_t T, int32_t E_, int32_t ng, int32_t tg, int32_t tk,
+      int32_t nt, float sc, int32_t *i, float *w),
+     (cx, l, b, T, E_, ng, tg, tk, nt, sc, i, w))
+WRAP(moe_plan, KERN_OP_MOE_PLAN,
+     (kern_ctx_t * cx, const int32_t *i, int32_t T, int32_t K_, const kern_moe_place_t *pl, int32_t *s, int32_t *r,
+      int32_t *c, int64_t *ld),
+     (cx, i, T, K_, pl, s, r, c, ld))
+WRAP(moe_scatter, KERN_OP_MOE_SCATTER,
+     (kern_ctx_t * cx, const bf16_t *x, int32_t T, int32_t K_, int32_t D_, const int32_t *s, const int32_t *r,
+      const int32_t *c, int32_t s0, int32_t nl, int32_t cap, bf16_t *rv, int32_t *rc, int32_t *rp),
+     (cx, x, T, K_, D_, s, r, c, s0, nl, cap, rv, rc, rp))
+WRAP(moe_experts, KERN_OP_MOE_EXPERTS,
+     (kern_ctx_t * cx, const bf16_t *x, const int32_t *c, int32_t nl, int32_t cap, const kern_moe_slots_t *w, bf16_t *o,
+      void *ws, size_t wb),
+     (cx, x, c, nl, cap, w, o, ws, wb))
+WRAP(moe_combine, KERN_OP_MOE_COMBINE,
+     (kern_ctx_t * cx, const bf16_t *r, const int32_t *rp, const int32_t *i, const float *w, int32_t T, int32_t K_,
+      int32_t h, bf16_t *o),
+     (cx, r, rp, i, w, T, K_, h, o))
+WRAP(log_softmax, KERN_OP_LOG_SOFTMAX, (kern_ctx_t * cx, const float *x, int64_t ld, int32_t r, int32_t n, float *y),
+     (cx, x, ld, r, n, y))
+WRAP(sample, KERN_OP_SAMPLE,
+     (kern_ctx_t * cx, const float *l, int64_t ld, int32_t r, int32_t v, const kern_sample_t *p, int32_t *t, float *lp,
+      int32_t *ti, float *tl),
+     (cx, l, ld, r, v, p, t, lp, ti, tl))
+
+static kern_ops_t g_tops;
+/* Contexts of the timed table point back at it, so ops reached through cx->ops (MoE dispatch) are timed too. */
+static ms_status_t w_ctx_create(int device, size_t ws, kern_ctx_t **out)
+{
+    MS_TRY(kern_cuda_ops.ctx_create(device, ws, out));
+    (*out)->ops = &g_tops;
+    return MS_OK;
+}
+
+static kern_ops_t timed_ops(void)
+{
+    kern_ops_t t = kern_cuda_ops;
+    t.ctx_create = w_ctx_create;
+    t.upload = w_upload, t.download = w_download, t.copy = w_copy, t.memset = w_memset;
+    t.embed = w_embed, t.add = w_add, t.cast = w_cast, t.gather_rows = w_gather_rows, t.silu_mul = w_silu_mul;
+    t.rmsnorm = w_rmsnorm, t.add_rmsnorm = w_add_rmsnorm, t.gemm = w_gemm, t.act_quant = w_act_quant;
+    t.rope = w_rope, t.kv_store = w_kv_store, t.kv_gather = w_kv_gather, t.mla_naive = w_mla_naive;
+    t.mla_latent = w_mla_latent, t.moe_route = w_moe_route, t.moe_plan = w_moe_plan, t.moe_scatter = w_moe_scatter;
+    t.moe_experts = w_moe_experts, t.moe_combine = w_moe_combine, t.log_softmax = w_log_softmax, t.sample = w_sample;
+    return t;
+}
+
+static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok)
+{
+    g_tops = timed_ops();
+    kern_ops_t *tops_p = &g_tops;
+    if (ctx < 1 || ctx > max_tok) {
+        fprintf(stderr, "moeserve-bench-ops: --step-ctx must be in [1, %d]\n", max_tok);
+        return 2;
+    }
+    const int bs = 64, nbpp = (ctx + 4 + bs - 1) / bs, nblk = nbpp * B;
+    engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
+                       .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
+                       .moe_max_num_tokens = moe_cap, .ops = tops_p};
+    par_t par = par_single();
+    comm_t *comm = NULL;
+    engine_t *eng = NULL;
+    if (comm_local_create(tops_p, &comm) != MS_OK || engine_create(model, &par, &o, comm, &eng) != MS_OK) return 1;
+    for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
+    int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nblk), *toks = malloc(sizeof(int32_t) * (size_t)max_tok);
+    for (int i = 0; i < nblk; i++) blocks[i] = i;
+    const int vocab = engine_config(eng)->vocab_size;
+    for (int i = 0; i < max_tok; i++) toks[i] = (int32_t)((1000 + (int64_t)i * 37) % vocab);
+    proto_planbuf_t pb;
+    proto_planbuf_init(&pb);
+    proto_result_t *res = calloc((size_t)B, sizeof *res);
+    uint32_t step = 0;
+    /* prefill every sequence's ctx tokens, as many sequences a step as max_num_tokens allows */
+    for (int s0 = 0; s0 < B;) {
+        proto_planbuf_reset(&pb);
+        int used = 0, s = s0;
+        for (; s < B; s++) {
+            const int n = ctx;
+            if (used + n > max_tok) break;
+            proto_seq_t q = {.slot = s, .dp_rank = -1, .top_p = 1, .n_logprobs = -1, .pos = 0, .flags = 0};
+            CK(proto_planbuf_add(&pb, &q, toks, n, blocks + s * nbpp, nbpp));
+            used += n;
+        }
+        const proto_plan_t *plan;
+        CK(proto_planbuf_finish(&pb, step++, &plan));
+        CK(engine_step(eng, plan, res));
+        s0 = s;
+    }
+    /* decode steps: two untimed, then the timed one */
+    double wall = 0;
+    for (int it = 0; it < 3; it++) {
+        proto_planbuf_reset(&pb);
+        for (int s = 0; s < B; s++) {
+            proto_seq_t q = {.slot = s, .dp_rank = -1, .top_p = 1, .n_logprobs = -1, .pos = ctx + it,
+                             .flags = PROTO_SEQ_SAMPLE};
+            CK(proto_planbuf_add(&pb, &q, toks + s, 1, blocks + s * nbpp, nbpp));
+        }
+        const proto_plan_t *plan;
+        CK(proto_planbuf_finish(&pb, step++, &plan));
+        g_on = it == 2, g_nev = 0; /* the step's first op is its metadata upload: the timeline starts there */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        CK(engine_step(eng, plan, res));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        wall = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+        g_on = 0;
+    }
+    double per[N_TRACK] = {0}, tot = 0;
+    int calls[N_TRACK] = {0};
+    for (int i = 1; i < g_nev; i++) {
+        float ms;
+        CKC(cudaEventElapsedTime(&ms, g_ev[i - 1], g_ev[i]));
+        per[g_op[i]] += ms, calls[g_op[i]]++, tot += ms;
+    }
+    if (g_nev > 0) calls[g_op[0]]++;
+    printf("\n#### One decode step: %s, batch %d, context %d, %s KV (GPU time between consecutive ops, charged to the "
+           "later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16");
+    printf("| op | calls | ms | share |\n|---|---|---|---|\n");
+    for (int op = 0; op < N_TRACK; op++) {
+        if (!calls[op]) continue;
+        printf("| %s | %d | %.4f | %.1f%% |\n", op_label(op), calls[op], per[op], tot > 0 ? 100.0 * per[op] / tot : 0);
+    }
+    printf("| **total (first to last op)** | %d | %.4f | 100%% |\n\nHost wall time of engine_step: %.3f ms.\n", g_nev, tot,
+           wall);
+    free(blocks), free(toks), free(res);
+    proto_planbuf_free(&pb);
+    engine_destroy(eng);
+    comm_destroy(comm);
+    return 0;
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        out[n++] = atoi(s);
+        while (*s && *s != ',') s++;
+        if (*s == ',') s++;
+    }
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    int batch[8] = {1, 32, 128}, nb = 3, rows[8] = {4, 32, 128}, nr = 3, ctx = 1024, sb = 32, sctx = 1024, kvf = 0;
+    int dummy = 1, moe_cap = 512, step_tok = 1024;
+    const char *model = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *a = argv[i], *v = argv[i + 1];
+        if (!strcmp(a, "--batch")) nb = parse_list(v, batch, 8);
+        else if (!strcmp(a, "--rows")) nr = parse_list(v, rows, 8);
+        else if (!strcmp(a, "--ctx")) ctx = atoi(v);
+        else if (!strcmp(a, "--reps")) REPS = atoi(v);
+        else if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--step-batch")) sb = atoi(v);
+        else if (!strcmp(a, "--step-ctx")) sctx = atoi(v);
+        else if (!strcmp(a, "--kv-dtype")) kvf = !strcmp(v, "fp8");
+        else if (!strcmp(a, "--load")) dummy = strcmp(v, "auto") != 0;
+        else if (!strcmp(a, "--moe-cap")) moe_cap = atoi(v);
+        else if (!strcmp(a, "--step-tokens")) step_tok = atoi(v);
+        else if (!strcmp(a, "--trace-faults")) g_trace = atoi(v);
+        else {
+            fprintf(stderr, "moeserve-bench-ops: unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (K->device_count() < 1) {
+        fprintf(stderr, "moeserve-bench-ops: no GPU visible\n");
+        return 77;
+    }
+    CK(K->ctx_create(0, 0, &CX));
+    CKC(cudaEventCreate(&ev0));
+    CKC(cudaEventCreate(&ev1));
+    struct cudaDeviceProp pr;
+    cudaGetDeviceProperties(&pr, 0);
+    printf("Device: %s, %d SMs. Times are means of %d launches after 3 warm-ups.\n\n", pr.name, pr.multiProcessorCount,
+           REPS);
+    if (nb > 0 || nr > 0) ceilings();
+    for (int i = 0; i < nb; i++) bench_batch(batch[i], ctx);
+    if (nr > 0) bench_experts(rows, nr);
+    int rc = 0;
+    if (model) {
+        K->ctx_destroy(CX);
+        CK(K->ctx_create(0, 0, &CX));
+        rc = bench_step(model, sb, sctx, kvf, dummy, moe_cap, step_tok);
+    }
+    K->ctx_destroy(CX);
+    return rc;
+}
+#endif

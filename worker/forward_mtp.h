@@ -1,0 +1,82 @@
+/* forward_mtp.h — DeepSeek's multi-token-prediction (MTP) module as a draft
+ * model for speculative decoding (internal to worker/; engine.c is its only
+ * caller). Reference: shared/reference/deepseek-v3.md section 5.
+ *
+ * After the main model's forward pass and sampling of a step (the main
+ * model's final-normed hidden rows h are still in f->xn), pass 1 runs the
+ * module over every token row of the step:
+ *
+ *   u[r] = eh_proj([RMSNorm_e(Embed(next[r])) ; RMSNorm_h(h[r])])
+ *   u    = DecoderBlock(u) at the row's position, over the module's own KV cache
+ *   draft[s] = argmax(head(RMSNorm_shared(u[row_s])))   for each drafting seq s
+ *
+ * next[r] is the token that follows row r's (the next fed token, or the
+ * sampled one where it is the last known); filling the module's cache for
+ * every position is what lets it attend over the whole context. Passes 2..N
+ * chain the module autoregressively (TensorRT-LLM's rule for N above the
+ * checkpoint's module count): one row per drafting seq, its previous pass's
+ * output residual as h and its previous draft as the token, one position on.
+ *
+ * The module's KV cache has the main cache's geometry (same block ids, same
+ * block tables): rank 0's allocator covers it with the same blocks, and a
+ * rejected position is rolled back the same way, by not advancing the
+ * sequence (every later step rewrites those rows before any query reads
+ * them). Drafts are greedy (argmax): verification samples the main model
+ * and compares, which is rejection sampling against a point-mass draft and
+ * keeps the target distribution exactly (engine.c).
+ *
+ * The module runs through the same layer code as the main model
+ * (fwd_attention, fwd_moe) on a view of fwd_t whose weights, KV cache and
+ * placement are the module's; activations are shared. */
+#ifndef MS_FORWARD_MTP_H
+#define MS_FORWARD_MTP_H
+
+#include "proto/plan.h"
+#include "worker/forward.h"
+
+typedef struct {
+    int N;                /* drafts per step, 1..PROTO_MAX_DRAFT */
+    wmtp_t m;             /* the module (the checkpoint's first; reused for every pass) */
+    placement_t pl;       /* its expert placement (one layer, default assignment, the main model's num_slots) */
+    kvc_t kv;             /* its KV cache (one layer) */
+    int T_max, B_max;
+    void *mem;            /* one device allocation: */
+    size_t bytes;
+    int32_t *pl_log2phy, *pl_nrep, *pl_phy2log; /* device placement tables */
+    int64_t *load;        /* (E) routed pairs of the module's MoE */
+    bf16_t *eh;           /* (T, 2D) eh_proj input */
+    bf16_t *hprev;        /* (B, D) output residual rows of the last pass (the next pass's h) */
+    /* step metadata (one upload, mtp_io layout in forward_mtp.c) and results */
+    void *io;
+    size_t io_bytes;
+    void *stage;          /* pinned host mirror of io */
+} mtp_t;
+
+/* Host side of one step's MTP work, filled by the engine before mtp_run. */
+typedef struct {
+    int T;                /* rows of pass 1 (the step's rows on this rank) */
+    int n_d;              /* drafting seqs */
+    int32_t *next;        /* (T) pass 1 token per row */
+    int32_t *row;         /* (n_d) the row of each drafting seq whose output drafts */
+    int32_t *chain_pos;   /* (N-1, n_d) positions of passes 2..N */
+    int32_t *chain_slot;  /* (N-1, n_d) their cache rows */
+    kern_attn_seq_t *chain_seqs; /* (N-1, n_d) their attention descriptors (absorbed, one row) */
+    int32_t *drafts;      /* (N, n_d) results, pass-major */
+} mtp_step_t;
+
+/* Load module 0 of the checkpoint and allocate its cache and buffers.
+ * num_slots as engine_opts_t; kv geometry as the main cache's. */
+ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int num_slots, int kv_blocks,
+                       int block_size, ms_dtype_t kv_dtype);
+void mtp_destroy(mtp_t *t, const kern_ops_t *k);
+
+/* The host arrays of s point into t's staging block (valid until the next call). */
+void mtp_step_begin(mtp_t *t, int T, int n_d, mtp_step_t *s);
+
+/* Upload s, run the N passes on the main pass's f->xn (st: the main pass's
+ * step, whose seqs/pos/slots/blocks pass 1 reuses) and download the drafts
+ * into s->drafts (synchronized). Every rank runs all N passes, with or
+ * without rows, so the MoE collectives line up. */
+ms_status_t mtp_run(mtp_t *t, fwd_t *f, const fwd_step_t *st, mtp_step_t *s);
+
+#endif
