@@ -5,19 +5,61 @@
  * so the published example reproduces slot for slot. */
 #include "coordinator/eplb_plan.h"
 
+#include <stdbool.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Scratch for one layer, sized for the largest call (items <= n_slots). */
 typedef struct {
-    int *order, *cnt;
+    int *order, *cnt, *members; /* members: (n_packs, per) class of each item placed */
     float *pack_w;
 } pack_ws_t;
 
+static bool pack_holds(const pack_ws_t *ws, int p, int per, int cls)
+{
+    for (int i = 0; i < ws->cnt[p]; i++)
+        if (ws->members[p * per + i] == cls) return true;
+    return false;
+}
+
+/* After a greedy pass the last items may have found room only in a pack
+ * holding their class: swap such an item with the item of another pack
+ * closest in weight whose class neither pack then holds twice. */
+static void pack_repair(const float *w, const int *cls, int n, int n_packs, int per, pack_ws_t *ws, int *pack,
+                        int *rank_in_pack)
+{
+    (void)n_packs;
+    for (int a = 0; a < n; a++) {
+        const int pa = pack[a];
+        bool dup = false;
+        for (int b = 0; b < n && !dup; b++) dup = b != a && pack[b] == pa && cls[b] == cls[a];
+        if (!dup) continue;
+        int best = -1;
+        for (int b = 0; b < n; b++) {
+            const int pb = pack[b];
+            if (pb == pa || pack_holds(ws, pb, per, cls[a]) || pack_holds(ws, pa, per, cls[b])) continue;
+            if (best < 0 || fabsf(w[b] - w[a]) < fabsf(w[best] - w[a])) best = b;
+        }
+        if (best < 0) continue; /* no legal swap: more replicas than packs */
+        const int pb = pack[best], ra = rank_in_pack[a], rb = rank_in_pack[best];
+        ws->members[pa * per + ra] = cls[best], ws->members[pb * per + rb] = cls[a];
+        ws->pack_w[pa] += w[best] - w[a], ws->pack_w[pb] += w[a] - w[best];
+        pack[a] = pb, rank_in_pack[a] = rb, pack[best] = pa, rank_in_pack[best] = ra;
+    }
+}
+
 /* Pack n items into n_packs packs of exactly n / n_packs items each: items
  * heaviest first (stable: lower index first among equals), each into the
- * lightest pack that has room (lower pack first among equals). */
-static void balanced_pack(const float *w, int n, int n_packs, pack_ws_t *ws, int *pack, int *rank_in_pack)
+ * lightest pack that has room (lower pack first among equals). cls (NULL:
+ * none): items of one class (replicas of one expert) go to different packs
+ * while a pack with room lacks the class, because two replicas on one rank
+ * split a load that lands on that rank anyway — they cost a slot and balance
+ * nothing (and the server's config check refuses them). Without such a
+ * collision the choice is the unconstrained one, so DeepSeek's published
+ * example is unchanged. */
+static void balanced_pack(const float *w, const int *cls, int n, int n_packs, pack_ws_t *ws, int *pack,
+                          int *rank_in_pack)
 {
     const int per = n / n_packs;
     if (per == 1) {
@@ -34,27 +76,34 @@ static void balanced_pack(const float *w, int n, int n_packs, pack_ws_t *ws, int
     for (int p = 0; p < n_packs; p++) ws->pack_w[p] = 0.0f, ws->cnt[p] = 0;
     for (int k = 0; k < n; k++) {
         int it = ord[k], best = -1;
-        for (int p = 0; p < n_packs; p++)
-            if (ws->cnt[p] < per && (best < 0 || ws->pack_w[p] < ws->pack_w[best])) best = p;
+        for (int pass = 0; pass < 2 && best < 0; pass++) /* pass 0: packs without the class */
+            for (int p = 0; p < n_packs; p++)
+                if (ws->cnt[p] < per && (pass || !cls || !pack_holds(ws, p, per, cls[it])) &&
+                    (best < 0 || ws->pack_w[p] < ws->pack_w[best]))
+                    best = p;
+        if (cls) ws->members[best * per + ws->cnt[best]] = cls[it];
         pack[it] = best;
         rank_in_pack[it] = ws->cnt[best]++;
         ws->pack_w[best] += w[it];
     }
+    if (cls) pack_repair(w, cls, n, n_packs, per, ws, pack, rank_in_pack);
 }
 
 /* Replicate n_log experts into n_phy slots: slot i < n_log holds expert i;
  * each further slot goes to the expert with the largest load per replica
- * (first one among equals). */
-static void replicate(const float *w, int n_log, int n_phy, int *phy2log, int *rank, int *logcnt)
+ * (first one among equals) that has fewer than max_rep replicas (the ranks
+ * it can spread over: a rank holds an expert at most once). */
+static void replicate(const float *w, int n_log, int n_phy, int max_rep, int *phy2log, int *rank, int *logcnt)
 {
     for (int i = 0; i < n_log; i++) phy2log[i] = i, rank[i] = 0, logcnt[i] = 1;
     for (int i = n_log; i < n_phy; i++) {
-        int best = 0;
-        float bv = w[0] / (float)logcnt[0];
-        for (int e = 1; e < n_log; e++) {
+        int best = -1;
+        float bv = 0;
+        for (int e = 0; e < n_log; e++) {
             float v = w[e] / (float)logcnt[e];
-            if (v > bv) bv = v, best = e;
+            if (logcnt[e] < max_rep && (best < 0 || v > bv)) bv = v, best = e;
         }
+        if (best < 0) best = 0; /* n_phy > n_log * max_rep: more slots than one copy per rank allows */
         phy2log[i] = best;
         rank[i] = logcnt[best]++;
     }
@@ -104,7 +153,7 @@ ms_status_t eplb_plan(const float *load, int L, int E, const eplb_shape_t *sh, e
     p.phy_rank = malloc(sizeof(int32_t) * (size_t)L * S);
     p.logcnt = malloc(sizeof(int32_t) * (size_t)L * E);
     /* one scratch block: ints then floats */
-    const size_t ni = (size_t)3 * G + 2 * (size_t)E + 3 * (size_t)spn + (size_t)epn + 2 * (size_t)S + (size_t)S;
+    const size_t ni = (size_t)3 * G + 2 * (size_t)E + 3 * (size_t)spn + (size_t)epn + 4 * (size_t)S;
     const size_t nf = (size_t)G + (size_t)epn + (size_t)spn + (size_t)S;
     int *iw = malloc(sizeof(int) * ni);
     float *fw = malloc(sizeof(float) * nf);
@@ -115,7 +164,7 @@ ms_status_t eplb_plan(const float *load, int L, int E, const eplb_shape_t *sh, e
     }
     int *gpack = iw, *grank = gpack + G, *log2mlog = grank + G, *mlog2log = log2mlog + E, *p2m = mlog2log + E,
         *prank = p2m + spn, *pk = prank + spn, *mcnt = pk + spn, *rk = mcnt + epn;
-    pack_ws_t ws = {.order = rk + S, .cnt = rk + 2 * S};
+    pack_ws_t ws = {.order = rk + S, .cnt = rk + 2 * S, .members = rk + 3 * S};
     (void)gpn;
     float *gload = fw, *wm = gload + G, *tpp = wm + epn;
     ws.pack_w = tpp + spn;
@@ -126,7 +175,7 @@ ms_status_t eplb_plan(const float *load, int L, int E, const eplb_shape_t *sh, e
             for (int j = 0; j < gs; j++) s += w[g * gs + j];
             gload[g] = s;
         }
-        balanced_pack(gload, G, N, &ws, gpack, grank);
+        balanced_pack(gload, NULL, G, N, &ws, gpack, grank);
         for (int g = 0; g < G; g++)
             for (int j = 0; j < gs; j++) {
                 int m = (gpack[g] * gpn + grank[g]) * gs + j;
@@ -136,9 +185,9 @@ ms_status_t eplb_plan(const float *load, int L, int E, const eplb_shape_t *sh, e
         for (int n = 0; n < N; n++) {
             const int *m2l = mlog2log + n * epn;
             for (int m = 0; m < epn; m++) wm[m] = w[m2l[m]];
-            replicate(wm, epn, spn, p2m, prank, mcnt);
+            replicate(wm, epn, spn, rpn, p2m, prank, mcnt);
             for (int q = 0; q < spn; q++) tpp[q] = wm[p2m[q]] / (float)mcnt[p2m[q]];
-            balanced_pack(tpp, spn, rpn, &ws, pk, rk);
+            balanced_pack(tpp, p2m, spn, rpn, &ws, pk, rk);
             for (int q = 0; q < spn; q++) {
                 size_t slot = (size_t)l * S + (size_t)n * spn + (size_t)pk[q] * spr + rk[q];
                 p.phy2log[slot] = m2l[p2m[q]];

@@ -6,6 +6,7 @@
  * created, so the engine thread may event_active() our wake event; nothing
  * else crosses threads. */
 #include "http_internal.h"
+#include "coordinator/eplb_window.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -149,8 +150,41 @@ static void handle_metrics(struct http_server *srv, struct evhttp_request *req)
         http_reply_errorf(srv, req, 500, "internal_error", "cannot render metrics");
         return;
     }
+    if (srv->opts.eplb && eplb_window_metrics(srv->opts.eplb, &text, &len) != MS_OK) {
+        free(text);
+        http_reply_errorf(srv, req, 500, "internal_error", "cannot render metrics");
+        return;
+    }
     http_reply(srv, req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
+}
+
+/* The live expert-load page (coordinator/dashboard.html, embedded by
+ * embed_text.py) and the JSON it polls (eplb_window.h). */
+extern const char ms_dashboard_html[];
+extern const unsigned long ms_dashboard_html_len;
+
+static void handle_dashboard(struct http_server *srv, struct evhttp_request *req)
+{
+    if (!srv->opts.eplb) {
+        http_reply_errorf(srv, req, 404, "not_found_error", "no expert load to show: the model has no MoE layers");
+        return;
+    }
+    http_reply(srv, req, 200, "text/html; charset=utf-8", ms_dashboard_html, (size_t)ms_dashboard_html_len);
+}
+
+static void handle_dashboard_data(struct http_server *srv, struct evhttp_request *req)
+{
+    if (!srv->opts.eplb) {
+        http_reply_errorf(srv, req, 404, "not_found_error", "no expert load to show: the model has no MoE layers");
+        return;
+    }
+    json_t *j = eplb_window_json(srv->opts.eplb);
+    if (!j) {
+        http_reply_errorf(srv, req, 500, "internal_error", "out of memory");
+        return;
+    }
+    http_reply_json(srv, req, 200, j);
 }
 
 static void handle_completions(struct http_server *srv, struct evhttp_request *req)
@@ -173,6 +207,8 @@ static const struct {
     {"/v1/models", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_models},
     {"/version", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_version},
     {"/metrics", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_metrics},
+    {"/dashboard", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_dashboard},
+    {"/dashboard/data", EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "GET, HEAD", handle_dashboard_data},
     {"/v1/completions", EVHTTP_REQ_POST, "POST", handle_completions},
     {"/v1/chat/completions", EVHTTP_REQ_POST, "POST", handle_chat},
     {"/tokenize", EVHTTP_REQ_POST, "POST", http_tok_tokenize},

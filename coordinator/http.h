@@ -41,6 +41,7 @@
 #include "request.h"
 
 typedef struct tok tok_t;
+typedef struct eplb_window eplb_window_t;
 
 typedef struct http_server http_server_t;
 
@@ -58,6 +59,8 @@ typedef struct {
     double drain_timeout_s;        /* http_server_stop waits this long for in-flight requests; 0 = 30 */
     int max_connections;           /* open connections at most (http_conn.c); 0 = 8192; lowered to the fd limit */
     double request_timeout_s;      /* one whole request (head and body) must arrive within this; 0 = 60 */
+    eplb_window_t *eplb;           /* expert load (borrowed): /dashboard, /dashboard/data and the
+                                    * moeserve_eplb_* metrics; NULL (a dense model) = 404 / none */
 } http_opts_t;
 
 /* Validates options and sets up the event base and listener state; does not

@@ -97,6 +97,9 @@ void cfg_defaults(ms_config_t *c)
     c->ms.max_connections = 8192;
     c->ms.request_timeout = 60;
     c->ms.drain_timeout = 30;
+    c->ms.eplb_window_steps = 1000; /* vLLM's EPLB window */
+    c->ms.eplb_stats_interval = 50;
+    c->ms.eplb_min_gain = 0.05;
 }
 
 /* ------------------------------------------------------------- key table */
@@ -143,13 +146,14 @@ static const cfg_key_t keys_spec[] = {
 static const cfg_key_t keys_load_balancer[] = {
     KINT("num_slots", moe.load_balancer.num_slots, 1, I32MAX, CFG_NULLABLE),
     KINT("layer_updates_per_iter", moe.load_balancer.layer_updates_per_iter, 0, I32MAX, 0),
+    {.name = "initial_global_assignments", .kind = CK_ASSIGN, .off = CFG_NO_FIELD, .flags = CFG_NULLABLE},
     {NULL}};
 
 static const cfg_key_t keys_moe[] = {
     KENUM("backend", moe.backend, cfg_enum_moe_backend),
     KINT("max_num_tokens", moe.max_num_tokens, 1, I32MAX, CFG_NULLABLE),
     {.name = "load_balancer", .kind = CK_MAP, .off = OFF(moe.load_balancer.enabled), .children = keys_load_balancer,
-     .flags = CFG_NULLABLE},
+     .flags = CFG_NULLABLE | CFG_FILE},
     {NULL}};
 
 /* Children of an ignored map: checked, not stored, warned once for the map. */
@@ -167,6 +171,10 @@ static const cfg_key_t keys_moeserve[] = {
     KINT("max_connections", ms.max_connections, 16, I32MAX, 0),
     KFLT("request_timeout", ms.request_timeout, 0.1, 1e6),
     KFLT("drain_timeout", ms.drain_timeout, 0.0, 1e6),
+    KINT("eplb_window_steps", ms.eplb_window_steps, 1, 1000000, 0),
+    KINT("eplb_stats_interval", ms.eplb_stats_interval, 1, 1000000, 0),
+    KFLT("eplb_min_gain", ms.eplb_min_gain, 0.0, 1e30),
+    {.name = "eplb_dump", .kind = CK_STR, .off = OFF(ms.eplb_dump), .size = MS_CFG_PATH_MAX, .flags = CFG_NULLABLE},
     {NULL}};
 
 const cfg_key_t cfg_yaml_keys[] = {
@@ -254,7 +262,8 @@ void cfg_expect(const cfg_key_t *k, char *buf, size_t n)
         break;
     }
     case CK_INTLIST: snprintf(buf, n, "a list of positive integers"); break;
-    case CK_MAP: snprintf(buf, n, "a map"); break;
+    case CK_MAP: snprintf(buf, n, (k->flags & CFG_FILE) ? "a map or the path of a YAML file holding one" : "a map"); break;
+    case CK_ASSIGN: snprintf(buf, n, "a map of layer index to a list of expert ids, one per slot"); break;
     }
 }
 
@@ -403,14 +412,70 @@ ms_status_t cfg_check(const ms_config_t *c, const cfg_origin_t *o)
     if (c->moe.load_balancer.enabled && c->moe.load_balancer.num_slots > 0) {
         int ep = c->ep_size > 0 ? c->ep_size : 1;
         if (c->moe.load_balancer.num_slots % ep != 0) {
-            where(w, sizeof w, o, o ? o->line_slots : 0);
+            cfg_origin_t so = o ? *o : (cfg_origin_t){0};
+            if (so.slots_path) so.yaml_path = so.slots_path;
+            where(w, sizeof w, o ? &so : NULL, so.line_slots);
             return MS_ERR(MS_ERR_INVALID,
                           "%skey 'moe_config.load_balancer.num_slots': %d is not a multiple of "
                           "moe_expert_parallel_size (--ep_size) = %d",
                           w, c->moe.load_balancer.num_slots, ep);
         }
     }
+    const int na = c->moe.load_balancer.enabled ? c->moe.load_balancer.n_assign : 0;
+    if (na > 0 && c->moe.load_balancer.num_slots != c->moe.load_balancer.assign_len)
+        return MS_ERR(MS_ERR_INVALID,
+                      "%skey 'moe_config.load_balancer.initial_global_assignments': lists of %d expert ids, but "
+                      "num_slots is %d%s",
+                      c->moe.load_balancer.assign_where, c->moe.load_balancer.assign_len,
+                      c->moe.load_balancer.num_slots, c->moe.load_balancer.num_slots ? "" : " (unset)");
     return MS_OK;
+}
+
+ms_status_t cfg_check_placement(const ms_config_t *c, int n_layers, int first_moe_layer, int n_experts, int ep)
+{
+    const char *key = "moe_config.load_balancer";
+    int slots = c->moe.load_balancer.enabled ? c->moe.load_balancer.num_slots : 0;
+    if (slots == 0) slots = n_experts;
+    if (slots < n_experts)
+        return MS_ERR(MS_ERR_INVALID, "key '%s.num_slots': %d is fewer than the model's %d routed experts", key, slots,
+                      n_experts);
+    if (ep < 1 || slots % ep)
+        return MS_ERR(MS_ERR_INVALID, "key '%s.num_slots': %d is not a multiple of the %d EP ranks", key, slots, ep);
+    if (!c->moe.load_balancer.enabled) return MS_OK;
+    const char *w = c->moe.load_balancer.assign_where;
+    const int spr = slots / ep;
+    uint8_t *seen = calloc((size_t)n_experts, 1);
+    if (!seen) return MS_ERR(MS_ERR_NOMEM, "out of memory checking %s", key);
+    ms_status_t st = MS_OK;
+    for (int i = 0; i < c->moe.load_balancer.n_assign && st == MS_OK; i++) {
+        const int layer = c->moe.load_balancer.assign_layer[i];
+        const int16_t *row = c->moe.load_balancer.assign + (size_t)i * slots;
+        if (layer < first_moe_layer || layer >= n_layers) {
+            st = MS_ERR(MS_ERR_INVALID, "%skey '%s.initial_global_assignments': layer %d is not a MoE layer of the "
+                        "model (MoE layers are %d..%d)", w, key, layer, first_moe_layer, n_layers - 1);
+            break;
+        }
+        memset(seen, 0, (size_t)n_experts);
+        for (int s = 0; s < slots && st == MS_OK; s++) {
+            if (row[s] < 0 || row[s] >= n_experts) {
+                st = MS_ERR(MS_ERR_INVALID, "%skey '%s.initial_global_assignments.%d': slot %d names expert %d; the "
+                            "model's experts are 0..%d", w, key, layer, s, row[s], n_experts - 1);
+                break;
+            }
+            seen[row[s]] = 1;
+            for (int t = s - s % spr; t < s; t++)
+                if (row[t] == row[s])
+                    st = MS_ERR(MS_ERR_INVALID, "%skey '%s.initial_global_assignments.%d': EP rank %d holds expert %d "
+                                "twice (slots %d and %d; a rank holds slots %d per layer)", w, key, layer, s / spr,
+                                row[s], t, s, spr);
+        }
+        for (int e = 0; e < n_experts && st == MS_OK; e++)
+            if (!seen[e])
+                st = MS_ERR(MS_ERR_INVALID, "%skey '%s.initial_global_assignments.%d': expert %d has no slot", w, key,
+                            layer, e);
+    }
+    free(seen);
+    return st;
 }
 
 ms_status_t cfg_validate(const ms_config_t *cfg) { return cfg_check(cfg, NULL); }
@@ -483,12 +548,17 @@ void cfg_print(const ms_config_t *c, FILE *f)
         fprintf(f, ", load_balancer: {num_slots: ");
         if (c->moe.load_balancer.num_slots) fprintf(f, "%d", c->moe.load_balancer.num_slots);
         else fprintf(f, "(number of experts)");
-        fprintf(f, ", layer_updates_per_iter: %d}", c->moe.load_balancer.layer_updates_per_iter);
+        fprintf(f, ", layer_updates_per_iter: %d", c->moe.load_balancer.layer_updates_per_iter);
+        if (c->moe.load_balancer.n_assign)
+            fprintf(f, ", initial_global_assignments: (%d layers)", c->moe.load_balancer.n_assign);
+        fprintf(f, "}");
     }
     fprintf(f, "}\n");
     fprintf(f,
             "  moeserve: {device: %s, moe_compute: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
-            "request_timeout: %g, drain_timeout: %g}\n",
-            cfg_device_name(c->ms.device), cfg_moe_compute_name(c->ms.moe_compute), c->ms.max_queue_size, (long long)c->ms.max_body_bytes,
-            c->ms.max_connections, c->ms.request_timeout, c->ms.drain_timeout);
+            "request_timeout: %g, drain_timeout: %g, eplb_window_steps: %d, eplb_stats_interval: %d, eplb_min_gain: %g%s%s}\n",
+            cfg_device_name(c->ms.device), cfg_moe_compute_name(c->ms.moe_compute), c->ms.max_queue_size,
+            (long long)c->ms.max_body_bytes, c->ms.max_connections, c->ms.request_timeout, c->ms.drain_timeout,
+            c->ms.eplb_window_steps, c->ms.eplb_stats_interval, c->ms.eplb_min_gain, c->ms.eplb_dump[0] ? ", eplb_dump: " : "",
+            c->ms.eplb_dump);
 }

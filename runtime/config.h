@@ -30,6 +30,10 @@
 #define MS_CFG_MAX_GRAPH_BATCHES 128
 /* extra_llm_api_options files nesting deeper than this are refused (config_yaml.c says why) */
 #define MS_CFG_YAML_MAX_DEPTH 32
+/* moe_config.load_balancer.initial_global_assignments capacity: layers
+ * listed, and expert ids in all (R1: 58 MoE layers x 288 slots = 16704) */
+#define MS_CFG_LB_MAX_LAYERS 1024
+#define MS_CFG_LB_MAX_ENTRIES 65536
 
 /* --backend: accepted for trtllm-serve compatibility. moeserve always runs its
  * own engine; the value is only recorded and logged. */
@@ -136,6 +140,13 @@ typedef struct {
             bool enabled;               /* load_balancer given (and not null) */
             int num_slots;              /* 0 = unset: number of routed experts */
             int layer_updates_per_iter; /* default 0 = static placement */
+            /* initial_global_assignments: {layer: [expert id of each global slot]}; checked
+             * against the model by cfg_check_placement once config.json is read */
+            int n_assign;                 /* layers listed; 0 = none (default placement) */
+            int assign_len;               /* ids per listed layer (all lists have one length) */
+            int16_t assign_layer[MS_CFG_LB_MAX_LAYERS]; /* model layer index of each list, file order */
+            int16_t assign[MS_CFG_LB_MAX_ENTRIES];      /* [n_assign][assign_len] */
+            char assign_where[MS_CFG_PATH_MAX];         /* "file:line: " of the key, for later messages */
         } load_balancer;
     } moe;
 
@@ -149,6 +160,12 @@ typedef struct {
                                    lowers it to what the fd limit allows */
         double request_timeout; /* seconds to receive one whole request, head and body, default 60 */
         double drain_timeout;   /* SIGTERM/SIGINT: seconds in-flight requests may take to finish, default 30 */
+        /* expert-load statistics (coordinator/eplb_window.h) */
+        int eplb_window_steps;   /* sliding window of steps the load statistics cover, default 1000 */
+        int eplb_stats_interval; /* every this many steps each rank ships its counter deltas, default 50 */
+        double eplb_min_gain;    /* a rebalance must lower the step imbalance by this much, default 0.05 */
+        char eplb_dump[MS_CFG_PATH_MAX]; /* "" = none; else the window's statistics are written here
+                                          * (eplb-plan's input format) at shutdown */
     } ms;
 } ms_config_t;
 
@@ -170,6 +187,15 @@ ms_status_t cfg_load_yaml(const char *path, ms_config_t *cfg);
 
 /* Cross-field checks (also run by the two functions above). */
 ms_status_t cfg_validate(const ms_config_t *cfg);
+
+/* The load balancer against the model, once its config.json is known
+ * (serve, every rank): num_slots (0 = n_experts) >= n_experts and a multiple
+ * of ep_size; each initial_global_assignments list names a MoE layer in
+ * [first_moe_layer, n_layers), has num_slots ids in [0, n_experts), every
+ * expert at least once, and no EP rank's slots (ep_size consecutive groups
+ * of num_slots / ep_size) hold one expert twice. One-line MS_ERR_INVALID
+ * naming the file:line and key; serve exits 2. */
+ms_status_t cfg_check_placement(const ms_config_t *cfg, int n_layers, int first_moe_layer, int n_experts, int ep_size);
 
 /* Every setting, one `key: value` line each, for the startup log. */
 void cfg_print(const ms_config_t *cfg, FILE *f);

@@ -30,9 +30,6 @@ int cfg_inactive(const ms_config_t *c, cfg_inactive_t *out, int max)
         add(out, max, &n, "speculative_config.use_relaxed_acceptance_for_thinking",
             "relaxed acceptance is not implemented: drafts are accepted only where they equal the main model's "
             "sample (exact)%s", "");
-    if (c->moe.load_balancer.enabled && c->moe.load_balancer.layer_updates_per_iter > 0)
-        add(out, max, &n, "moe_config.load_balancer.layer_updates_per_iter",
-            "no online rebalancing yet: the placement (num_slots, default or initial assignments) stays static%s", "");
     /* moe_config.backend acts through cfg_moe_fp8 (fp8 or dequant compute); these names have no kernel */
     if (c->moe.backend == MS_MOE_BACKEND_WIDEEP || c->moe.backend == MS_MOE_BACKEND_CUTEDSL ||
         c->moe.backend == MS_MOE_BACKEND_TRITON)

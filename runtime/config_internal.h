@@ -12,7 +12,7 @@
 
 #include "config.h"
 
-typedef enum { CK_INT, CK_I64, CK_FLOAT, CK_BOOL, CK_STR, CK_ENUM, CK_INTLIST, CK_MAP } cfg_kind_t;
+typedef enum { CK_INT, CK_I64, CK_FLOAT, CK_BOOL, CK_STR, CK_ENUM, CK_INTLIST, CK_MAP, CK_ASSIGN } cfg_kind_t;
 
 typedef struct {
     const char *name;
@@ -26,12 +26,14 @@ enum {
     CFG_IGNORED = 1u << 1,  /* TensorRT-LLM key accepted and type-checked, not acted on */
     CFG_POW2 = 1u << 2,     /* integer must be a power of two */
     CFG_REQUIRED = 1u << 3, /* must be present when its parent map is given */
+    CFG_FILE = 1u << 4,     /* MAP: may also be given as the path of a YAML file holding the map */
 };
 
 typedef struct cfg_key {
     const char *name;
     cfg_kind_t kind;
-    size_t off;  /* field in ms_config_t; MAP: its `enabled` bool or CFG_NO_FIELD */
+    size_t off;  /* field in ms_config_t; MAP: its `enabled` bool or CFG_NO_FIELD; ASSIGN: unused
+                  * (moe.load_balancer's assignment fields) */
     size_t size; /* STR: buffer size; INTLIST: capacity */
     size_t off2; /* INTLIST: its int count field */
     double min, max;
@@ -64,6 +66,7 @@ int cfg_value_set(const cfg_key_t *k, const char *text, bool is_null, ms_config_
 typedef struct {
     const char *yaml_path; /* NULL when no YAML file */
     int line_tp, line_ep, line_slots; /* 0 = not set by the YAML */
+    const char *slots_path;           /* file of line_slots (load_balancer may be its own file) */
 } cfg_origin_t;
 
 ms_status_t cfg_check(const ms_config_t *cfg, const cfg_origin_t *origin);

@@ -93,6 +93,7 @@ static ms_status_t unknown_key(yctx_t *c, const yaml_node_t *kn, const char *ful
 }
 
 static ms_status_t walk_map(yctx_t *c, const yaml_node_t *map, const cfg_key_t *keys, const char *prefix);
+static ms_status_t map_from_file(yctx_t *c, const yaml_node_t *vn, const char *full, const cfg_key_t *k);
 
 static ms_status_t bad_value(yctx_t *c, const yaml_node_t *vn, const char *full, const cfg_key_t *k)
 {
@@ -138,6 +139,64 @@ static ms_status_t set_intlist(yctx_t *c, const yaml_node_t *vn, const char *ful
     return MS_OK;
 }
 
+/* moe_config.load_balancer.initial_global_assignments: {layer: [expert per
+ * global slot]}. Shape is checked here (integer keys, each layer once, lists
+ * of integers of one length); what needs the model (expert range, MoE
+ * layers, a rank holding an expert twice) is cfg_check_placement's. */
+static ms_status_t set_assign(yctx_t *c, const yaml_node_t *vn, const char *full, const cfg_key_t *k)
+{
+    typeof(c->cfg->moe.load_balancer) *lb = &c->cfg->moe.load_balancer;
+    if (is_null(vn)) {
+        lb->n_assign = lb->assign_len = 0;
+        return MS_OK;
+    }
+    if (vn->type != YAML_MAPPING_NODE) return bad_value(c, vn, full, k);
+    int n = 0, len = -1;
+    for (yaml_node_pair_t *p = vn->data.mapping.pairs.start; p < vn->data.mapping.pairs.top; p++) {
+        const yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+        const yaml_node_t *ln = yaml_document_get_node(c->doc, p->value);
+        long long layer;
+        if (kn->type != YAML_SCALAR_NODE || cfg_int_parse(scalar(kn), &layer) != 0 || layer < 0 ||
+            layer >= MS_CFG_LB_MAX_LAYERS) {
+            char got[96];
+            describe(kn, got, sizeof got);
+            return MS_ERR(MS_ERR_INVALID, "%s:%d: key '%s': expected a layer index in [0, %d), got %s", c->path,
+                          node_line(kn), full, MS_CFG_LB_MAX_LAYERS, got);
+        }
+        for (int i = 0; i < n; i++)
+            if (lb->assign_layer[i] == layer)
+                return MS_ERR(MS_ERR_INVALID, "%s:%d: key '%s': layer %lld given twice", c->path, node_line(kn), full,
+                              layer);
+        if (ln->type != YAML_SEQUENCE_NODE)
+            return MS_ERR(MS_ERR_INVALID, "%s:%d: key '%s.%lld': expected a list of expert ids, one per slot", c->path,
+                          node_line(ln), full, layer);
+        int m = (int)(ln->data.sequence.items.top - ln->data.sequence.items.start);
+        if (len < 0) len = m;
+        if (m != len || m == 0)
+            return MS_ERR(MS_ERR_INVALID, "%s:%d: key '%s.%lld': %d expert ids, but the first layer listed has %d "
+                          "(one per slot: num_slots)", c->path, node_line(ln), full, layer, m, len);
+        if ((size_t)(n + 1) * (size_t)len > MS_CFG_LB_MAX_ENTRIES)
+            return MS_ERR(MS_ERR_INVALID, "%s:%d: key '%s': more than %d expert ids in all", c->path, node_line(ln),
+                          full, MS_CFG_LB_MAX_ENTRIES);
+        for (int s = 0; s < m; s++) {
+            const yaml_node_t *item = yaml_document_get_node(c->doc, ln->data.sequence.items.start[s]);
+            long long e;
+            if (item->type != YAML_SCALAR_NODE || cfg_int_parse(scalar(item), &e) != 0 || e < 0 || e > 32767) {
+                char got[96];
+                describe(item, got, sizeof got);
+                return MS_ERR(MS_ERR_INVALID, "%s:%d: key '%s.%lld': slot %d: expected an expert id >= 0, got %s",
+                              c->path, node_line(item), full, layer, s, got);
+            }
+            lb->assign[(size_t)n * len + s] = (int16_t)e;
+        }
+        lb->assign_layer[n++] = (int16_t)layer;
+    }
+    lb->n_assign = n;
+    lb->assign_len = n ? len : 0;
+    snprintf(lb->assign_where, sizeof lb->assign_where, "%s:%d: ", c->path, node_line(vn));
+    return MS_OK;
+}
+
 /* Required keys of a map that was given; reported at the map's own key. */
 static ms_status_t check_required(yctx_t *c, const yaml_node_t *kn, const yaml_node_t *map, const cfg_key_t *keys,
                                   const char *prefix)
@@ -172,6 +231,8 @@ static ms_status_t set_value(yctx_t *c, const yaml_node_t *kn, const yaml_node_t
             if (enabled) *enabled = false;
             return MS_OK;
         }
+        if ((k->flags & CFG_FILE) && vn->type == YAML_SCALAR_NODE && scalar(vn)[0])
+            return map_from_file(c, vn, full, k);
         if (vn->type != YAML_MAPPING_NODE) return bad_value(c, vn, full, k);
         if (enabled) *enabled = true;
         MS_TRY(walk_map(c, vn, k->children, full));
@@ -194,6 +255,7 @@ static ms_status_t set_value(yctx_t *c, const yaml_node_t *kn, const yaml_node_t
         return MS_OK;
     }
     if (k->kind == CK_INTLIST) return set_intlist(c, vn, full, k);
+    if (k->kind == CK_ASSIGN) return set_assign(c, vn, full, k);
     if (vn->type != YAML_SCALAR_NODE) return bad_value(c, vn, full, k);
     char why[800];
     if (cfg_value_set(k, scalar(vn), is_null(vn), c->cfg, why, sizeof why) != 0)
@@ -240,7 +302,10 @@ static ms_status_t walk_map(yctx_t *c, const yaml_node_t *map, const cfg_key_t *
             if (!strcmp(k->name, "tensor_parallel_size")) c->origin->line_tp = node_line(kn);
             if (!strcmp(k->name, "moe_expert_parallel_size")) c->origin->line_ep = node_line(kn);
         }
-        if (c->origin && !strcmp(full, "moe_config.load_balancer.num_slots")) c->origin->line_slots = node_line(kn);
+        if (c->origin && !strcmp(full, "moe_config.load_balancer.num_slots")) {
+            c->origin->line_slots = node_line(kn);
+            c->origin->slots_path = c->path;
+        }
     }
     return MS_OK;
 }
@@ -280,29 +345,29 @@ static ms_status_t check_depth(const char *path, FILE *f)
     return st;
 }
 
-ms_status_t cfg_yaml_apply(const char *path, ms_config_t *cfg, cfg_origin_t *origin)
+/* Load `path` as one YAML document into *doc (the caller deletes it; its
+ * root is NULL for an empty file). Errors name the file and line. */
+static ms_status_t doc_load(const char *path, const char *what, yaml_document_t *doc)
 {
     ms_status_t st = MS_OK;
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return MS_ERR(MS_ERR_IO, "%s: cannot read extra_llm_api_options file: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        return MS_ERR(MS_ERR_IO, "%s: cannot read extra_llm_api_options file: it is a directory", path);
+    if (stat(path, &sb) != 0) return MS_ERR(MS_ERR_IO, "%s: cannot read %s file: %s", path, what, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return MS_ERR(MS_ERR_IO, "%s: cannot read %s file: it is a directory", path, what);
     FILE *f = fopen(path, "rb");
-    if (!f) return MS_ERR(MS_ERR_IO, "%s: cannot read extra_llm_api_options file: %s", path, strerror(errno));
+    if (!f) return MS_ERR(MS_ERR_IO, "%s: cannot read %s file: %s", path, what, strerror(errno));
 
     st = check_depth(path, f);
     if (st != MS_OK) goto out_close;
     rewind(f);
 
     yaml_parser_t parser;
-    yaml_document_t doc, extra;
+    yaml_document_t extra;
     if (!yaml_parser_initialize(&parser)) {
         st = MS_ERR(MS_ERR_NOMEM, "%s: cannot initialise the YAML parser", path);
         goto out_close;
     }
     yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
+    if (!yaml_parser_load(&parser, doc)) {
         size_t line = parser.problem_mark.line + 1;
         if (parser.error == YAML_READER_ERROR) line = 0;
         if (parser.context)
@@ -317,25 +382,78 @@ ms_status_t cfg_yaml_apply(const char *path, ms_config_t *cfg, cfg_origin_t *ori
                         parser.problem ? parser.problem : "unreadable input");
         goto out_parser;
     }
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root) goto out_doc; /* empty file: no options, as an empty dict */
+    if (!yaml_document_get_root_node(doc)) goto out_parser; /* empty file: no options, as an empty dict */
 
     /* A second document would be ignored by yaml.safe_load's callers only
      * after an error; refuse it outright. */
     if (!yaml_parser_load(&parser, &extra)) {
         st = MS_ERR(MS_ERR_FORMAT, "%s:%zu: YAML syntax error: %s", path, parser.problem_mark.line + 1,
                     parser.problem ? parser.problem : "malformed YAML");
-        goto out_doc;
+        yaml_document_delete(doc);
+        goto out_parser;
     }
-    yaml_node_t *extra_root = yaml_document_get_root_node(&extra);
-    if (extra_root) {
+    if (yaml_document_get_root_node(&extra)) {
         st = MS_ERR(MS_ERR_FORMAT, "%s:%zu: more than one YAML document; put every key in one document", path,
                     extra.start_mark.line + 1);
-        yaml_document_delete(&extra);
-        goto out_doc;
+        yaml_document_delete(doc);
     }
     yaml_document_delete(&extra);
+out_parser:
+    yaml_parser_delete(&parser);
+out_close:
+    fclose(f);
+    return st;
+}
 
+/* A map key given as a file (CFG_FILE, TensorRT-LLM's `load_balancer:
+ * path.yaml`): the file's top level is the map. A relative path is taken
+ * from the working directory, else next to the including file. */
+static ms_status_t map_from_file(yctx_t *c, const yaml_node_t *vn, const char *full, const cfg_key_t *k)
+{
+    char path[MS_CFG_PATH_MAX];
+    const char *given = scalar(vn);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s", given);
+    if (given[0] != '/' && stat(given, &sb) != 0) {
+        const char *slash = strrchr(c->path, '/');
+        if (slash) snprintf(path, sizeof path, "%.*s/%s", (int)(slash - c->path), c->path, given);
+    }
+    if (stat(path, &sb) != 0)
+        return MS_ERR(MS_ERR_INVALID, "%s:%d: key '%s': cannot read '%s': %s", c->path, node_line(vn), full, given,
+                      strerror(errno));
+    yaml_document_t doc;
+    char what[600];
+    snprintf(what, sizeof what, "%s (key '%s' of %s:%d)", "YAML", full, c->path, node_line(vn));
+    MS_TRY(doc_load(path, what, &doc));
+    ms_status_t st = MS_OK;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root || root->type != YAML_MAPPING_NODE) {
+        st = MS_ERR(MS_ERR_INVALID, "%s:%d: key '%s': expected a map at the top level of %s", path,
+                    root ? node_line(root) : 1, full, path);
+        goto out;
+    }
+    /* The included file's keys name their own file in messages. Its path
+     * must outlive this call for origin->slots_path: keep one copy. */
+    static char kept[4][MS_CFG_PATH_MAX];
+    static int n_kept;
+    char *p = kept[n_kept++ % 4];
+    snprintf(p, MS_CFG_PATH_MAX, "%s", path);
+    yctx_t sub = {.path = p, .doc = &doc, .cfg = c->cfg, .origin = c->origin};
+    if (k->off != CFG_NO_FIELD) *(bool *)((char *)c->cfg + k->off) = true;
+    st = walk_map(&sub, root, k->children, full);
+    if (st == MS_OK) st = check_required(&sub, root, root, k->children, full);
+out:
+    yaml_document_delete(&doc);
+    return st;
+}
+
+ms_status_t cfg_yaml_apply(const char *path, ms_config_t *cfg, cfg_origin_t *origin)
+{
+    yaml_document_t doc;
+    MS_TRY(doc_load(path, "extra_llm_api_options", &doc));
+    ms_status_t st = MS_OK;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) return MS_OK; /* empty file: no options, as an empty dict */
     if (root->type != YAML_MAPPING_NODE) {
         char got[96];
         describe(root, got, sizeof got);
@@ -346,12 +464,7 @@ ms_status_t cfg_yaml_apply(const char *path, ms_config_t *cfg, cfg_origin_t *ori
     yctx_t c = {.path = path, .doc = &doc, .cfg = cfg, .origin = origin};
     if (origin) origin->yaml_path = path;
     st = walk_map(&c, root, cfg_yaml_keys, "");
-
 out_doc:
     yaml_document_delete(&doc);
-out_parser:
-    yaml_parser_delete(&parser);
-out_close:
-    fclose(f);
     return st;
 }

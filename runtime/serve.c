@@ -164,6 +164,7 @@ int cmd_serve(int argc, char **argv)
     const kern_ops_t *kops = NULL;
     mcfg_t mc;
     bool ok = true;
+    int32_t *assign = NULL; /* initial_global_assignments as the engine's table */
 
     /* ---- layout ---- */
     if (cfg.tp_size != size) {
@@ -217,6 +218,10 @@ int cmd_serve(int argc, char **argv)
         kv_blocks = least;
     }
     if (kv_blocks < 1) goto out_mpi;
+    if (!all_ok(serve_placement(&cfg, &mc, ep, rank, &assign) == MS_OK)) {
+        rc = 2; /* a bad load balancer config, found once the model is known */
+        goto out_mpi;
+    }
     engine_opts_t eo = {
         .kv_blocks = kv_blocks,
         .block_size = lim.block_size,
@@ -230,6 +235,7 @@ int cmd_serve(int argc, char **argv)
         .mla = ENGINE_MLA_AUTO,
         .moe_fp8 = cfg_moe_fp8(&cfg, !strcmp(kops->name, "cuda")),
         .num_slots = lim.num_slots,
+        .assignment = assign,
         .moe_max_num_tokens = lim.moe_max_num_tokens,
         .mtp_drafts = cfg.speculative.enabled ? cfg.speculative.num_nextn_predict_layers : 0,
         .max_seq_len = max_seq_len,
@@ -263,6 +269,7 @@ int cmd_serve(int argc, char **argv)
         ok = comm_mpi_create(MPI_COMM_WORLD, ep, kops, &comm) == MS_OK;
     }
     if (ok) ok = proto_link_create(MPI_COMM_WORLD, &sc.link) == MS_OK;
+    if (ok) ok = serve_eplb_create(&cfg, &mc, rank, ep, &sc.eplb) == MS_OK;
     if (!all_ok(ok)) goto out_comm;
     if (!all_ok(hb_start(MPI_COMM_WORLD, &hb) == MS_OK)) goto out_comm;
 
@@ -299,6 +306,7 @@ int cmd_serve(int argc, char **argv)
                 .coord = sc.coord,
                 .max_connections = cfg.ms.max_connections,
                 .request_timeout_s = cfg.ms.request_timeout,
+                .eplb = serve_eplb_window(sc.eplb),
             };
             ok = http_server_create(&ho, &http) == MS_OK && http_server_start(http) == MS_OK;
             if (ok)
@@ -313,6 +321,8 @@ int cmd_serve(int argc, char **argv)
     MS_INFO("rank %d (pid %d): loading %s (attention %s rank %d/%d, experts %d/%d)", rank, (int)getpid(),
             cfg.model_dir, dp ? "DP" : "TP", rank, size, par.ep_rank, ep);
     ok = engine_create(cfg.model_dir, &par, &eo, comm, &sc.engine) == MS_OK;
+    free(assign);
+    assign = NULL;
     if (ok) {
         size_t fb = 0, tb = 0;
         char left[64] = "";
@@ -321,6 +331,7 @@ int cmd_serve(int argc, char **argv)
         MS_INFO("rank %d: loaded in %.1f s%s%s", rank, out_now() - t0, eo.load_dummy ? " (load_format dummy)" : "",
                 left);
     }
+    if (ok) ok = serve_eplb_engine(sc.eplb, sc.engine) == MS_OK;
     if (!all_ok(ok)) goto out_engine;
 
     /* ---- serve ---- */
@@ -338,6 +349,7 @@ int cmd_serve(int argc, char **argv)
     } else {
         st = serve_loop_worker(&sc);
     }
+    serve_eplb_finish(sc.eplb);
     shutdown_mark_exiting();
     rc = st == MS_OK ? 0 : 1;
     if (rank == 0) MS_INFO("shut down %s", rc == 0 ? "cleanly" : "after an error");
@@ -355,10 +367,12 @@ out_rank0:
     coord_destroy(sc.coord);
     tok_free(tok);
 out_comm:
+    serve_eplb_destroy(sc.eplb);
     hb_destroy(hb);
     proto_link_destroy(sc.link);
     comm_destroy(comm);
 out_mpi:
+    free(assign);
     shutdown_mark_exiting();
     MPI_Finalize();
     return rc;

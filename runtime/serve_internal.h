@@ -16,6 +16,8 @@
 #include "worker/sizing.h"
 
 typedef struct serve_out serve_out_t;
+typedef struct serve_eplb serve_eplb_t;
+typedef struct eplb_window eplb_window_t;
 
 typedef struct {
     const ms_config_t *cfg;
@@ -31,7 +33,24 @@ typedef struct {
     const tok_t *tok;
     int32_t eos_id;
     serve_out_t *out;        /* the output thread (serve_output.c) */
+    serve_eplb_t *eplb;      /* expert-load statistics (every rank; NULL for a dense model) */
 } serve_ctx_t;
+
+/* Expert-load statistics (serve_eplb.c). create is collective (every rank,
+ * it dups MPI_COMM_WORLD); *out stays NULL for a dense model. Rank 0 owns
+ * the window the gateway reads. after_step: every rank, after each step's
+ * results (plan step `step`, `tokens` sampled). finish: every rank before
+ * exiting (completes the reduce in flight; rank 0 writes eplb_dump). */
+ms_status_t serve_eplb_create(const ms_config_t *cfg, const mcfg_t *mc, int rank, int ep, serve_eplb_t **out);
+eplb_window_t *serve_eplb_window(serve_eplb_t *s);
+void serve_eplb_placed(serve_eplb_t *s, const engine_t *e, uint64_t step, bool changed);
+/* After engine_create: the placement in force, and (online moves) the mover. */
+ms_status_t serve_eplb_engine(serve_eplb_t *s, engine_t *e);
+ms_status_t serve_eplb_after_step(serve_eplb_t *s, engine_t *e, uint64_t step, int tokens);
+void serve_eplb_poll(serve_eplb_t *s);
+bool serve_eplb_pending(const serve_eplb_t *s);
+void serve_eplb_finish(serve_eplb_t *s);
+void serve_eplb_destroy(serve_eplb_t *s);
 
 /* Rank 0's output thread (serve_output.c): detokenization, stop checks and
  * chunks off the MPI thread. A sequence's out_seq_t belongs to the thread
@@ -50,6 +69,12 @@ void serve_out_stop(serve_out_t *so);
  * (serve_layout.c); MS_ERR_INVALID naming tp_size / ep_size when they do not
  * fit the world. */
 ms_status_t serve_layout(const ms_config_t *cfg, int world, int rank, par_t *par, sizing_limits_t *lim);
+
+/* The configured load balancer against the model (serve_placement.c):
+ * MS_ERR_INVALID for a bad one (serve exits 2); *assign is NULL (default
+ * placement) or the [num_hidden_layers][num_slots] table built from
+ * initial_global_assignments (the caller frees it). */
+ms_status_t serve_placement(const ms_config_t *cfg, const mcfg_t *mc, int ep, int rank, int32_t **assign);
 
 /* Rank 0: schedule, step and emit until coord_stop(); then ends every held
  * request (abort) so the gateway can drain. Returns MS_OK on an orderly stop. */

@@ -296,7 +296,9 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
         sched_stats(sc->sched, &ss);
         if (ss.running == 0 && ss.waiting == 0) {
             publish(sc, 0, steps);
-            coord_wait(sc->coord, -1);
+            /* a statistics reduce in flight completes only while MPI is called */
+            coord_wait(sc->coord, serve_eplb_pending(sc->eplb) ? 20 : -1);
+            serve_eplb_poll(sc->eplb);
             continue;
         }
 
@@ -339,8 +341,12 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
                          pst.failed_rank, ms_status_str(pst.failed_status));
             fail_step(sc, seqs, n, errmsg);
         } else {
+            int sampled = 0;
+            for (int i = 0; i < n; i++) sampled += seqs[i] && seqs[i]->step_sample;
             emit(sc, plan, seqs, merged);
+            MS_TRY_GOTO(ret, serve_eplb_after_step(sc->eplb, sc->engine, step_no, sampled), out);
         }
+        if (pst.failed_rank >= 0) MS_TRY_GOTO(ret, serve_eplb_after_step(sc->eplb, sc->engine, step_no, 0), out);
         serve_out_step_done(sc->out, step_no);
         steps++;
         step_no++;
@@ -405,6 +411,7 @@ ms_status_t serve_loop_worker(serve_ctx_t *sc)
             if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
         }
         MS_TRY(proto_gather_results(sc->link, plan, st == MS_OK ? res : NULL, st, NULL, NULL));
+        MS_TRY(serve_eplb_after_step(sc->eplb, sc->engine, plan->hdr.step, 0));
     }
     free(res);
     return MS_OK;

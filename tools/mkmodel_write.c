@@ -371,6 +371,9 @@ static ms_status_t mk_emit(mk_sink_t *k, const mk_opts_t *o, const mk_tensor_t *
         int64_t n = t->rows * (t->cols ? t->cols : 1);
         for (int64_t i = 0; i < n; i++) {
             float v = mk_plain_next(t, &vs);
+            if (t->kind == MK_BIAS && strstr(t->name, "e_score_correction_bias") && i < 64 &&
+                (o->hot_experts >> i & 1))
+                v = bf16_round(v + MK_HOT_BIAS);
             uint8_t b[4];
             if (e->dtype == MS_DT_F32) {
                 uint32_t u;

@@ -51,6 +51,20 @@ typedef struct {
     bf16_t *send, *back;    /* [T_max*K, D] staging in send order (transports that move rows, e.g. MPI) */
 } comm_moe_t;
 
+/* EPLB record moves (worker/eplb_move.c): one transfer of a contiguous
+ * expert record to or from a peer of group g. Non-blocking: move_start posts
+ * them all and returns; move_test reports 1 when all completed, 0 while any
+ * is in flight, -1 when one failed (the caller keeps the old placement);
+ * move_free cancels what is left. Peers pair their transfers by tag. */
+typedef struct {
+    int peer;      /* rank in the group */
+    int send;      /* 1: buf -> peer; 0: peer -> buf */
+    int tag;       /* the same on both sides */
+    void *buf;     /* device memory, bytes long */
+    size_t bytes;
+} comm_xfer_t;
+typedef struct comm_move comm_move_t;
+
 typedef struct {
     int (*rank)(const comm_t *c, comm_group_t g);
     int (*size)(const comm_t *c, comm_group_t g);
@@ -73,6 +87,11 @@ typedef struct {
     /* expert_out [n_local, cap, D] → out [T, D]: each token's K outputs summed on its home rank (moe_combine) */
     ms_status_t (*moe_combine)(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *expert_out, bf16_t *out,
                                kern_ctx_t *cx);
+    /* EPLB record moves (comm_xfer_t above); NULL: the data plane has none (a one-rank job never
+     * needs one: every record is local) */
+    ms_status_t (*move_start)(comm_t *c, comm_group_t g, const comm_xfer_t *x, int n, comm_move_t **out);
+    int (*move_test)(comm_t *c, comm_move_t *mv);
+    void (*move_free)(comm_t *c, comm_move_t *mv);
     void (*destroy)(comm_t *c);
 } comm_ops_t;
 

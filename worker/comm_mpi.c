@@ -40,6 +40,8 @@ typedef struct {
     char *h_a, *h_b, *h_c;  /* a: send rows / allreduce values / x; b: receive rows / back; c: MoE plan ints */
     size_t h_a_cap, h_b_cap, h_c_cap;
     int cuda_aware;         /* MPI takes device pointers (dense all-to-all / all-gather only) */
+    MPI_Comm move;          /* EPLB record moves: a dup of COMM_EP whose errors return (a failed move
+                             * leaves the old placement instead of ending the job) */
 } mpic_t;
 
 /* Grow a pinned mirror; contents are not kept. */
@@ -335,6 +337,65 @@ static ms_status_t mpic_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *mo, c
     return k->synchronize(cx); /* h_b is reused by the next call */
 }
 
+/* ---- EPLB record moves ---- */
+
+struct comm_move {
+    int n;
+    MPI_Request *rq;
+    int failed;
+};
+
+static ms_status_t mpic_move_start(comm_t *c, comm_group_t g, const comm_xfer_t *x, int n, comm_move_t **out)
+{
+    mpic_t *m = c->impl;
+    if (g != COMM_EP || m->move == MPI_COMM_NULL)
+        return MS_ERR(MS_ERR_INVALID, "comm_mpi: record moves run over the EP group only");
+    comm_move_t *mv = calloc(1, sizeof *mv);
+    if (!mv || !(mv->rq = malloc(sizeof *mv->rq * (size_t)(n > 0 ? n : 1)))) {
+        free(mv);
+        return MS_ERR(MS_ERR_NOMEM, "comm_mpi: out of memory for %d record moves", n);
+    }
+    for (int i = 0; i < n; i++) mv->rq[i] = MPI_REQUEST_NULL;
+    mv->n = n;
+    for (int i = 0; i < n && !mv->failed; i++) {
+        /* records are 256-byte multiples (kern_moe_slots_layout): count in 256-byte units fits an int */
+        MPI_Datatype t;
+        if (row_type(256, &t) != MS_OK) {
+            mv->failed = 1;
+            break;
+        }
+        int cnt = (int)(x[i].bytes / 256);
+        int rc = x[i].send ? MPI_Isend(x[i].buf, cnt, t, x[i].peer, x[i].tag, m->move, &mv->rq[i])
+                           : MPI_Irecv(x[i].buf, cnt, t, x[i].peer, x[i].tag, m->move, &mv->rq[i]);
+        MPI_Type_free(&t);
+        if (rc != MPI_SUCCESS || x[i].bytes % 256) mv->failed = 1;
+    }
+    *out = mv;
+    return MS_OK;
+}
+
+static int mpic_move_test(comm_t *c, comm_move_t *mv)
+{
+    (void)c;
+    if (mv->failed) return -1;
+    int done = 0;
+    if (MPI_Testall(mv->n, mv->rq, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) mv->failed = 1;
+    return mv->failed ? -1 : done ? 1 : 0;
+}
+
+static void mpic_move_free(comm_t *c, comm_move_t *mv)
+{
+    (void)c;
+    if (!mv) return;
+    for (int i = 0; i < mv->n; i++)
+        if (mv->rq[i] != MPI_REQUEST_NULL) {
+            MPI_Cancel(&mv->rq[i]);
+            MPI_Request_free(&mv->rq[i]);
+        }
+    free(mv->rq);
+    free(mv);
+}
+
 static void mpic_destroy(comm_t *c)
 {
     if (!c) return;
@@ -344,6 +405,7 @@ static void mpic_destroy(comm_t *c)
         MPI_Finalized(&fin);
         for (int g = 0; g < COMM_N_GROUPS; g++)
             if (!fin && m->comm[g] != MPI_COMM_NULL) MPI_Comm_free(&m->comm[g]);
+        if (!fin && m->move != MPI_COMM_NULL) MPI_Comm_free(&m->move);
         free(m->counts);
         free(m->displs);
         free(m->c64);
@@ -369,6 +431,9 @@ static const comm_ops_t g_mpi_ops = {
     .allgatherv = mpic_allgatherv,
     .moe_dispatch = mpic_moe_dispatch,
     .moe_combine = mpic_moe_combine,
+    .move_start = mpic_move_start,
+    .move_test = mpic_move_test,
+    .move_free = mpic_move_free,
     .destroy = mpic_destroy,
 };
 
@@ -389,11 +454,17 @@ ms_status_t comm_mpi_create(MPI_Comm world, int ep_size, const kern_ops_t *ops, 
     c->impl = m;
     m->k = ops;
     for (int g = 0; g < COMM_N_GROUPS; g++) m->comm[g] = MPI_COMM_NULL;
+    m->move = MPI_COMM_NULL;
     if (MPI_Comm_dup(world, &m->comm[COMM_TP]) != MPI_SUCCESS ||
         MPI_Comm_split(world, wr / ep_size, wr, &m->comm[COMM_EP]) != MPI_SUCCESS) {
         mpic_destroy(c);
         return MS_ERR(MS_ERR_MPI, "comm_mpi: creating the TP/EP communicators failed");
     }
+    if (MPI_Comm_dup(m->comm[COMM_EP], &m->move) != MPI_SUCCESS) {
+        mpic_destroy(c);
+        return MS_ERR(MS_ERR_MPI, "comm_mpi: creating the record-move communicator failed");
+    }
+    MPI_Comm_set_errhandler(m->move, MPI_ERRORS_RETURN);
     for (int g = 0; g < COMM_N_GROUPS; g++) {
         MPI_Comm_set_errhandler(m->comm[g], MPI_ERRORS_ARE_FATAL);
         MPI_Comm_rank(m->comm[g], &m->rank[g]);

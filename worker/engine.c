@@ -57,6 +57,65 @@ struct engine {
 
 const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
 
+const placement_t *engine_placement(const engine_t *e) { return e->cfg.n_routed_experts ? &e->pl : NULL; }
+
+void engine_backend(engine_t *e, const kern_ops_t **k, kern_ctx_t **cx, comm_t **comm)
+{
+    *k = e->k, *cx = e->cx, *comm = e->comm;
+}
+
+void *engine_slot_record(engine_t *e, int layer, int j, size_t *bytes)
+{
+    if (layer < 0 || layer >= e->w.n_layers || !e->w.layers[layer].is_moe || j < 0 || j >= e->pl.slots_per_rank)
+        return NULL;
+    const kern_moe_slots_t *s = &e->w.layers[layer].experts;
+    *bytes = s->stride;
+    return (char *)s->base + (size_t)j * s->stride;
+}
+
+ms_status_t engine_placement_flip(engine_t *e, int layer, const int32_t *row, const int *local_slots,
+                                  void *const *staged, int n)
+{
+    const int S = e->pl.n_slots;
+    if (layer < 0 || layer >= e->pl.n_layers) return MS_ERR(MS_ERR_INVALID, "eplb: layer %d out of range", layer);
+    int32_t *all = malloc(sizeof *all * (size_t)e->pl.n_layers * S);
+    if (!all) return MS_ERR(MS_ERR_NOMEM, "eplb: out of memory for a placement");
+    memcpy(all, e->pl.phy2log, sizeof *all * (size_t)e->pl.n_layers * S);
+    memcpy(all + (size_t)layer * S, row, sizeof *all * (size_t)S);
+    placement_t next;
+    ms_status_t st = placement_create(e->pl.n_layers, e->pl.n_experts, S, e->pl.ep_size, all, &next);
+    free(all);
+    if (st != MS_OK) return st;
+    if (next.max_rep > e->f.rep_cap) {
+        placement_free(&next);
+        return MS_ERR(MS_ERR_INVALID, "eplb: layer %d: %d replicas exceed the table's %d", layer, next.max_rep,
+                      e->f.rep_cap);
+    }
+    for (int i = 0; i < n; i++) {
+        size_t bytes;
+        void *dst = engine_slot_record(e, layer, local_slots[i], &bytes);
+        if (!dst) st = MS_ERR(MS_ERR_INVALID, "eplb: layer %d local slot %d", layer, local_slots[i]);
+        if (st == MS_OK) st = e->k->copy(e->cx, dst, staged[i], bytes);
+        if (st != MS_OK) break; /* records already copied now hold their new experts: see below */
+    }
+    if (st != MS_OK) {
+        /* a half-copied layer cannot keep the old tables either; a local device copy failing means the
+         * device is gone, and the step that follows reports it */
+        placement_free(&next);
+        return st;
+    }
+    placement_t old = e->pl;
+    e->pl = next; /* f.pl points at e->pl */
+    st = fwd_placement_upload(&e->f);
+    if (st != MS_OK) {
+        e->pl = old;
+        placement_free(&next);
+        return st;
+    }
+    placement_free(&old);
+    return MS_OK;
+}
+
 void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv)
 {
     *weights = e->w.bytes;

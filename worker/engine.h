@@ -18,6 +18,7 @@
 #include "worker/comm.h"
 #include "worker/model_config.h"
 #include "worker/par.h"
+#include "worker/placement.h"
 
 typedef enum {
     ENGINE_MLA_AUTO = 0, /* prefill chunks naive (transformers' form), decode absorbed */
@@ -99,6 +100,23 @@ const mcfg_t *engine_config(const engine_t *e);
  * steps, no step is stopped). Summed over the ranks that route disjoint tokens
  * (DP ranks, TP slices) it is the job's load. */
 ms_status_t engine_expert_load(engine_t *e, int64_t *out);
+
+/* The expert placement in force (placement.h); NULL for a dense model. */
+const placement_t *engine_placement(const engine_t *e);
+
+/* ---- EPLB (worker/eplb_move.c); between steps only ---- */
+/* The backend and data plane (borrowed). */
+void engine_backend(engine_t *e, const struct kern_ops **k, struct kern_ctx **cx, comm_t **comm);
+/* Device address and size of local slot j's record in MoE layer `layer`
+ * (one contiguous record: fused gate|up, down, FP8 scales). NULL for a
+ * dense layer or j out of range. */
+void *engine_slot_record(engine_t *e, int layer, int j, size_t *bytes);
+/* Flip `layer` to a new placement: row = its expert per global slot
+ * (n_slots); the n local slots listed get their record from staged[i]
+ * (device copies, local), then the tables are rebuilt and uploaded. On an
+ * error the old placement stays in force. */
+ms_status_t engine_placement_flip(engine_t *e, int layer, const int32_t *row, const int *local_slots,
+                                  void *const *staged, int n);
 
 /* Bytes this engine allocated: weights, the activation arena, the KV cache
  * (what worker/sizing.h predicts from config.json alone). */

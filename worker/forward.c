@@ -28,7 +28,7 @@ static void fwd_layout(fwd_t *f, char *base)
     f->inv_freq = fwd_carve(&cv, sizeof(float) * (size_t)(f->dr / 2));
     const size_t L = (size_t)f->c->num_hidden_layers, NS = f->pl ? (size_t)f->pl->n_slots : 0;
     const size_t Sl = f->pl ? (size_t)f->pl->slots_per_rank : 0, RR = Sl * (size_t)f->moe_cap;
-    f->pl_log2phy = fwd_carve(&cv, 4 * L * f->E * (f->pl ? (size_t)f->pl->max_rep : 0));
+    f->pl_log2phy = fwd_carve(&cv, 4 * L * f->E * (size_t)f->rep_cap);
     f->pl_nrep = fwd_carve(&cv, 4 * L * f->E);
     f->pl_phy2log = fwd_carve(&cv, 4 * L * NS);
     f->load = fwd_carve(&cv, 8 * L * f->E);
@@ -82,16 +82,30 @@ static void fwd_layout(fwd_t *f, char *base)
     f->bytes = cv.off;
 }
 
-/* Upload the placement tables (once, at load) and zero the load counters. */
-static ms_status_t fwd_upload_placement(fwd_t *f)
+ms_status_t fwd_placement_upload(fwd_t *f)
 {
     const placement_t *pl = f->pl;
-    const size_t L = (size_t)pl->n_layers, E = (size_t)pl->n_experts;
-    MS_TRY(f->k->upload(f->cx, f->pl_log2phy, pl->log2phy, 4 * L * E * (size_t)pl->max_rep));
-    MS_TRY(f->k->upload(f->cx, f->pl_nrep, pl->n_rep, 4 * L * E));
-    MS_TRY(f->k->upload(f->cx, f->pl_phy2log, pl->phy2log, 4 * L * (size_t)pl->n_slots));
-    MS_TRY(f->k->memset(f->cx, f->load, 0, 8 * L * E));
-    return f->k->synchronize(f->cx); /* the host tables may go away after creation */
+    const size_t L = (size_t)pl->n_layers, E = (size_t)pl->n_experts, R = (size_t)f->rep_cap;
+    if (pl->max_rep > f->rep_cap)
+        return MS_ERR(MS_ERR_INVALID, "forward: a placement with %d replicas of an expert exceeds the table's %d",
+                      pl->max_rep, f->rep_cap);
+    int32_t *l2p = malloc(4 * L * E * R);
+    if (!l2p) return MS_ERR(MS_ERR_NOMEM, "forward: out of memory for the placement table");
+    for (size_t i = 0; i < L * E; i++)
+        for (size_t r = 0; r < R; r++) l2p[i * R + r] = (int)r < pl->max_rep ? pl->log2phy[i * pl->max_rep + r] : -1;
+    ms_status_t st = f->k->upload(f->cx, f->pl_log2phy, l2p, 4 * L * E * R);
+    if (st == MS_OK) st = f->k->upload(f->cx, f->pl_nrep, pl->n_rep, 4 * L * E);
+    if (st == MS_OK) st = f->k->upload(f->cx, f->pl_phy2log, pl->phy2log, 4 * L * (size_t)pl->n_slots);
+    if (st == MS_OK) st = f->k->synchronize(f->cx); /* the host copies may change after this */
+    free(l2p);
+    return st;
+}
+
+/* At load: the placement tables, and the load counters from zero. */
+static ms_status_t fwd_upload_placement(fwd_t *f)
+{
+    MS_TRY(f->k->memset(f->cx, f->load, 0, 8 * (size_t)f->pl->n_layers * (size_t)f->E));
+    return fwd_placement_upload(f);
 }
 
 /* Every dimension the layout reads: fwd_create and fwd_bytes agree by construction. */
@@ -111,6 +125,7 @@ static ms_status_t fwd_dims(fwd_t *f, const mcfg_t *c, const par_t *p, const pla
         f->pl = pl;
         f->moe_cap = sizing_moe_slot_cap(moe_max_tokens, p->ep_size, T_max);
         f->moe.cap = f->moe_cap, f->moe.n_local = pl->slots_per_rank;
+        f->rep_cap = imax(pl->max_rep, p->ep_size);
     }
     return MS_OK;
 }

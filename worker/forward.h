@@ -40,12 +40,14 @@ typedef struct {
     int D, V, H, dn, dr, dv, dc, qk, q_lora, I, E, K, Im, Is;
     int T_max, B_max, S_max, blk_max;
     int moe_cap;      /* rows per local expert slot in the MoE receive buffer */
+    int rep_cap;      /* replica stride of pl_log2phy: max(the placement's max_rep, ep_size), so a
+                       * rebalanced placement (a rank holds an expert at most once) fits the same table */
 
     void *mem;        /* the activation allocation */
     size_t bytes;
     /* constants */
     float *inv_freq;  /* (dr/2) */
-    int32_t *pl_log2phy; /* (L, E, max_rep) device copy of the placement (placement.h) */
+    int32_t *pl_log2phy; /* (L, E, rep_cap) device copy of the placement (placement.h), -1 padded */
     int32_t *pl_nrep;    /* (L, E) */
     int32_t *pl_phy2log; /* (L, n_slots) */
     int64_t *load;       /* (L, E) routed (token, k) pairs per expert since creation, this rank's tokens */
@@ -123,6 +125,11 @@ ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops
                        weights_t *w, kvc_t *kv, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
                        int moe_max_tokens);
 /* Bytes fwd_create would allocate for these limits (no allocation; worker/sizing.c). */
+/* Upload the host placement tables f->pl (all layers) to the device copies;
+ * between steps (EPLB flips: worker/eplb_move.c). MS_ERR_INVALID when a
+ * placement has more replicas than rep_cap. */
+ms_status_t fwd_placement_upload(fwd_t *f);
+
 size_t fwd_bytes(const mcfg_t *c, const par_t *p, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
                  int moe_max_tokens);
 void fwd_destroy(fwd_t *f);

@@ -23,10 +23,10 @@ static kern_moe_place_t fwd_layer_place(const fwd_t *f, int layer)
 {
     const placement_t *pl = f->pl;
     return (kern_moe_place_t){
-        .log2phy = f->pl_log2phy + (size_t)layer * f->E * pl->max_rep,
+        .log2phy = f->pl_log2phy + (size_t)layer * f->E * f->rep_cap,
         .n_rep = f->pl_nrep + (size_t)layer * f->E,
         .E = f->E,
-        .max_rep = pl->max_rep,
+        .max_rep = f->rep_cap,
         .n_slots = pl->n_slots,
         .slots_per_rank = pl->slots_per_rank,
     };

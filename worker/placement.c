@@ -27,17 +27,21 @@ ms_status_t placement_create(int n_layers, int n_experts, int n_slots, int ep_si
         st = MS_ERR(MS_ERR_NOMEM, "placement: out of memory");
         goto fail;
     }
-    for (int l = 0; l < n_layers; l++)
+    for (int l = 0; l < n_layers; l++) {
+        if (!assign) {
+            placement_default_row(n_experts, n_slots, ep_size, p.phy2log + (size_t)l * n_slots);
+            continue;
+        }
         for (int i = 0; i < n_slots; i++) {
-            int s = assign ? i : (i % ep_size) * p.slots_per_rank + i / ep_size;
-            int e = assign ? assign[(size_t)l * n_slots + i] : i % n_experts;
+            int e = assign[(size_t)l * n_slots + i];
             if (e < 0 || e >= n_experts) {
                 st = MS_ERR(MS_ERR_INVALID, "placement: layer %d slot %d holds expert %d outside [0, %d)", l, i, e,
                             n_experts);
                 goto fail;
             }
-            p.phy2log[(size_t)l * n_slots + s] = e;
+            p.phy2log[(size_t)l * n_slots + i] = e;
         }
+    }
     for (size_t i = 0; i < LS; i++) p.n_rep[(i / n_slots) * n_experts + p.phy2log[i]]++;
     for (size_t i = 0; i < LE; i++) {
         if (!p.n_rep[i]) {
@@ -66,6 +70,12 @@ ms_status_t placement_create(int n_layers, int n_experts, int n_slots, int ep_si
 fail:
     placement_free(&p);
     return st;
+}
+
+void placement_default_row(int n_experts, int n_slots, int ep_size, int32_t *row)
+{
+    const int spr = n_slots / ep_size;
+    for (int i = 0; i < n_slots; i++) row[(i % ep_size) * spr + i / ep_size] = i % n_experts;
 }
 
 void placement_free(placement_t *p)

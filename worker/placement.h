@@ -38,6 +38,10 @@ ms_status_t placement_create(int n_layers, int n_experts, int n_slots, int ep_si
                              placement_t *out);
 void placement_free(placement_t *p);
 
+/* The default assignment of one layer (the rule above), as expert per
+ * global slot: row has n_slots entries. */
+void placement_default_row(int n_experts, int n_slots, int ep_size, int32_t *row);
+
 static inline int32_t placement_expert(const placement_t *p, int layer, int slot)
 {
     return p->phy2log[(int64_t)layer * p->n_slots + slot];

@@ -82,6 +82,23 @@ int main(void)
     check_consistent(&g);
     T_CHECK_MSG(eplb_imbalance(big, &g, 0, 8) < 0.05, "imbalance %.4f", eplb_imbalance(big, &g, 0, 8));
     T_CHECK(g.logcnt[0] > 1 && g.logcnt[1] == 1); /* the hot expert got replicas, a cold one none */
+    /* a rank never holds one expert twice (the server refuses such a placement):
+     * 16 experts, 3 very hot, 24 slots on 2 ranks — replicas capped at the ranks */
+    {
+        float sk[2 * 16];
+        for (int i = 0; i < 32; i++) sk[i] = (float)(50 + (i * 29) % 50) * ((i % 16) < 3 ? 10.0f : 1.0f);
+        eplb_placement_t d;
+        eplb_shape_t ds = {.n_slots = 24, .n_groups = 4, .n_nodes = 1, .n_ranks = 2};
+        T_CHECK(eplb_plan(sk, 2, 16, &ds, &d) == MS_OK);
+        check_consistent(&d);
+        for (int l = 0; l < 2; l++)
+            for (int s = 0; s < 24; s++)
+                for (int t = s - s % 12; t < s; t++)
+                    T_CHECK_MSG(d.phy2log[l * 24 + t] != d.phy2log[l * 24 + s], "layer %d: slots %d and %d hold "
+                                "expert %d on one rank", l, t, s, d.phy2log[l * 24 + s]);
+        T_CHECK(eplb_imbalance(sk, &d, 0, 2) < 0.05);
+        eplb_placement_free(&d);
+    }
     eplb_placement_t h;
     eplb_shape_t hs = {.n_slots = 16, .n_groups = 3, .n_nodes = 2, .n_ranks = 8};
     T_CHECK(eplb_plan(readme_load, 2, 12, &hs, &h) == MS_OK); /* 3 groups over 2 nodes: global */

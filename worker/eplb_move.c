@@ -1,0 +1,183 @@
+/* eplb_move.c — staging and flipping expert records for the online load
+ * balancer (eplb_move.h). */
+#include "worker/eplb_move.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+struct eplb_move {
+    engine_t *e;
+    const kern_ops_t *k;
+    kern_ctx_t *cx;
+    comm_t *comm;
+    int max_layers, spr, S, L, ep, ep_rank, groups;
+    size_t rec;           /* record bytes */
+    void *staging;        /* max_layers * spr records */
+    /* the batch */
+    bool busy;
+    int n_layers, layers[64];
+    int32_t *target;      /* [L][S] copy */
+    int *n_local;         /* [max_layers] slots of mine changing per batch layer */
+    int *local;           /* [max_layers][spr] which */
+    void **staged;        /* [max_layers][spr] their staging records */
+    comm_xfer_t *x;       /* [max_layers * 2 * S] */
+    comm_move_t *mv;
+    int job_slots;
+    int64_t job_bytes;
+};
+
+ms_status_t eplb_move_create(engine_t *e, int max_layers, eplb_move_t **out)
+{
+    const placement_t *p = engine_placement(e);
+    if (!p) return MS_ERR(MS_ERR_INVALID, "eplb: a dense model has nothing to move");
+    if (max_layers < 1) max_layers = 1;
+    if (max_layers > 64) max_layers = 64;
+    eplb_move_t *m = calloc(1, sizeof *m);
+    if (!m) return MS_ERR(MS_ERR_NOMEM, "eplb: out of memory");
+    m->e = e;
+    engine_backend(e, &m->k, &m->cx, &m->comm);
+    m->max_layers = max_layers, m->spr = p->slots_per_rank, m->S = p->n_slots, m->L = p->n_layers;
+    m->ep = p->ep_size, m->ep_rank = comm_rank(m->comm, COMM_EP);
+    m->groups = comm_size(m->comm, COMM_TP) / m->ep;
+    for (int l = 0; l < m->L && !m->rec; l++) engine_slot_record(e, l, 0, &m->rec);
+    ms_status_t st = MS_OK;
+    m->target = malloc(sizeof *m->target * (size_t)m->L * m->S);
+    m->n_local = calloc((size_t)max_layers, sizeof *m->n_local);
+    m->local = malloc(sizeof *m->local * (size_t)max_layers * m->spr);
+    m->staged = malloc(sizeof *m->staged * (size_t)max_layers * m->spr);
+    m->x = malloc(sizeof *m->x * (size_t)max_layers * 2 * m->S);
+    if (!m->target || !m->n_local || !m->local || !m->staged || !m->x || !m->rec) {
+        st = MS_ERR(MS_ERR_NOMEM, "eplb: out of memory");
+        goto fail;
+    }
+    MS_TRY_GOTO(st, m->k->alloc(m->rec * (size_t)max_layers * m->spr, &m->staging), fail);
+    *out = m;
+    return MS_OK;
+fail:
+    eplb_move_destroy(m);
+    return st;
+}
+
+void eplb_move_destroy(eplb_move_t *m)
+{
+    if (!m) return;
+    eplb_move_abort(m);
+    if (m->staging) m->k->free(m->staging);
+    free(m->target), free(m->n_local), free(m->local), free(m->staged), free(m->x);
+    free(m);
+}
+
+bool eplb_move_busy(const eplb_move_t *m) { return m && m->busy; }
+
+engine_t *eplb_move_engine(eplb_move_t *m) { return m->e; }
+
+/* Slot of rank r (its global range) holding expert x in row p, or -1. */
+static int held_by(const int32_t *p, int spr, int r, int x)
+{
+    for (int s = r * spr; s < (r + 1) * spr; s++)
+        if (p[s] == x) return s;
+    return -1;
+}
+
+ms_status_t eplb_move_start(eplb_move_t *m, const int *layers, int n, const int32_t *target)
+{
+    if (m->busy) return MS_ERR(MS_ERR_INTERNAL, "eplb: a move batch is already in flight");
+    if (n > m->max_layers) n = m->max_layers;
+    memcpy(m->target, target, sizeof *m->target * (size_t)m->L * m->S);
+    const placement_t *pl = engine_placement(m->e);
+    int nx = 0;
+    m->job_slots = 0, m->job_bytes = 0;
+    ms_status_t st = MS_OK;
+    for (int b = 0; b < n; b++) {
+        const int l = layers[b];
+        m->layers[b] = l;
+        m->n_local[b] = 0;
+        const int32_t *cur = pl->phy2log + (size_t)l * m->S, *tgt = target + (size_t)l * m->S;
+        for (int s = 0; s < m->S; s++) {
+            if (cur[s] == tgt[s]) continue;
+            const int d = s / m->spr, x = tgt[s];
+            m->job_slots += m->groups;
+            int src_slot = held_by(cur, m->spr, d, x), q = d;
+            if (src_slot < 0) /* the lowest EP rank holding it sends */
+                for (q = 0; q < m->ep && (src_slot = held_by(cur, m->spr, q, x)) < 0; q++) {}
+            if (src_slot < 0) {
+                st = MS_ERR(MS_ERR_INVALID, "eplb: layer %d: expert %d is held by no rank", l, x);
+                goto fail;
+            }
+            if (q != d) m->job_bytes += (int64_t)m->rec * m->groups;
+            if (d == m->ep_rank) {
+                const int i = m->n_local[b]++;
+                m->local[b * m->spr + i] = s - d * m->spr;
+                void *stg = (char *)m->staging + m->rec * ((size_t)b * m->spr + i);
+                m->staged[b * m->spr + i] = stg;
+                size_t bytes;
+                if (q == d) {
+                    MS_TRY_GOTO(st, m->k->copy(m->cx, stg, engine_slot_record(m->e, l, src_slot - d * m->spr, &bytes),
+                                               m->rec), fail);
+                } else {
+                    m->x[nx++] = (comm_xfer_t){.peer = q, .send = 0, .tag = l * m->S + s, .buf = stg, .bytes = m->rec};
+                }
+            } else if (q == m->ep_rank) {
+                size_t bytes;
+                m->x[nx++] = (comm_xfer_t){.peer = d, .send = 1, .tag = l * m->S + s,
+                                           .buf = engine_slot_record(m->e, l, src_slot - q * m->spr, &bytes),
+                                           .bytes = m->rec};
+            }
+        }
+    }
+    m->n_layers = n;
+    if (nx > 0) {
+        if (!m->comm->ops->move_start) {
+            st = MS_ERR(MS_ERR_INVALID, "eplb: this data plane cannot move records between ranks");
+            goto fail;
+        }
+        /* local copies above are device work: done before any peer reads a record we send */
+        MS_TRY_GOTO(st, m->k->synchronize(m->cx), fail);
+        MS_TRY_GOTO(st, m->comm->ops->move_start(m->comm, COMM_EP, m->x, nx, &m->mv), fail);
+    } else {
+        MS_TRY_GOTO(st, m->k->synchronize(m->cx), fail);
+    }
+    m->busy = true;
+    return MS_OK;
+fail:
+    m->n_layers = 0;
+    return st;
+}
+
+int eplb_move_ready(eplb_move_t *m)
+{
+    if (!m->busy) return -1;
+    if (!m->mv) return 1;
+    static int fail_batch = -2, batches;
+    if (fail_batch == -2) { /* test hook: MOESERVE_EPLB_FAIL_MOVE=N fails batch N on EP rank 1 */
+        const char *v = getenv("MOESERVE_EPLB_FAIL_MOVE");
+        fail_batch = v && *v ? atoi(v) : -1;
+    }
+    int r = m->comm->ops->move_test(m->comm, m->mv);
+    if (r == 1 && fail_batch >= 0 && m->ep_rank == 1 && batches == fail_batch) r = -1;
+    if (r != 0) batches++;
+    return r;
+}
+
+ms_status_t eplb_move_flip(eplb_move_t *m, int *slots, int64_t *bytes)
+{
+    ms_status_t st = MS_OK;
+    for (int b = 0; b < m->n_layers && st == MS_OK; b++) {
+        const int l = m->layers[b];
+        st = engine_placement_flip(m->e, l, m->target + (size_t)l * m->S, m->local + b * m->spr,
+                                   m->staged + b * m->spr, m->n_local[b]);
+    }
+    *slots = m->job_slots, *bytes = m->job_bytes;
+    eplb_move_abort(m); /* frees the transfers, ends the batch */
+    return st;
+}
+
+void eplb_move_abort(eplb_move_t *m)
+{
+    if (m->mv) m->comm->ops->move_free(m->comm, m->mv);
+    m->mv = NULL;
+    m->busy = false;
+    m->n_layers = 0;
+}
