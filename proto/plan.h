@@ -46,6 +46,10 @@ enum {
      * DRAFT: propose drafts for the next step (proto_result_t.drafts). Both need PROTO_SEQ_SAMPLE. */
     PROTO_SEQ_VERIFY = 1u << 3,
     PROTO_SEQ_DRAFT = 1u << 4,
+    /* Prompt logprobs (echo + logprobs): for each fed row whose next token is known (the next fed one, or
+     * next_token after the last row), the logprob of that token and the row's top n_logprobs, computed by
+     * the owning rank from this chunk's rows (worker/prompt_lp.c); not with MTP. */
+    PROTO_SEQ_PROMPT_LP = 1u << 5,
 };
 
 /* One logit_bias entry of a sequence (sent with its START entry only). */
@@ -75,7 +79,7 @@ typedef struct {
     int32_t n_prompt;   /* prompt tokens: positions below are prompt, above generated (penalties) */
     int32_t bias_off;   /* first logit_bias entry in the plan's bias array */
     int32_t n_bias;     /* entries (START entries only; 0 otherwise) */
-    int32_t pad_;
+    int32_t next_token; /* PROTO_SEQ_PROMPT_LP: the prompt token after this chunk, -1 when it ends the prompt */
 } proto_seq_t;
 _Static_assert(sizeof(proto_seq_t) == 88, "proto_seq_t layout");
 
@@ -120,6 +124,24 @@ typedef struct {
 } proto_result_t;
 _Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS + 8 + 12 * PROTO_MAX_DRAFT,
                "proto_result_t layout");
+
+/* One prompt position's logprob (PROTO_SEQ_PROMPT_LP): `token` is the prompt token at the row's position
+ * + 1, `logprob` its log-probability under the unmodified distribution, top_* the row's n_top best. */
+typedef struct {
+    int32_t token;
+    float logprob;
+    int32_t n_top;
+    int32_t top_ids[PROTO_MAX_LOGPROBS];
+    float top_logprobs[PROTO_MAX_LOGPROBS];
+} proto_plp_t;
+_Static_assert(sizeof(proto_plp_t) == 12 + 8 * PROTO_MAX_LOGPROBS, "proto_plp_t layout");
+
+/* Rows of a PROTO_SEQ_PROMPT_LP entry that get a proto_plp_t. */
+static inline int proto_seq_plp_rows(const proto_seq_t *q)
+{
+    if (!(q->flags & PROTO_SEQ_PROMPT_LP)) return 0;
+    return q->n_tokens - 1 + (q->next_token >= 0 ? 1 : 0);
+}
 
 /* A decode step of a sequence the receiving rank already holds (its slot
  * state: sampling knobs, block table, position — proto/plan_delta.c): feed

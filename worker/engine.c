@@ -23,6 +23,7 @@
 #include "worker/sizing.h"
 #include "worker/step_io.h"
 #include "worker/penalty.h"
+#include "worker/prompt_lp.h"
 #include "worker/placement.h"
 #include "worker/weights.h"
 
@@ -53,6 +54,10 @@ struct engine {
     pen_t *pen;            /* per-slot penalty lists (worker/penalty.h) */
     int n_sample_last;
     int n_seqs_last;       /* plan sequences of the last step (engine_logits) */
+    /* prompt logprobs of the last step (PROTO_SEQ_PROMPT_LP entries: worker/prompt_lp.h) */
+    plp_row_t *plp_rows;   /* (max_tokens_per_step) */
+    proto_plp_t *plp;      /* (max_tokens_per_step) */
+    int *plp_off, *plp_n;  /* per plan seq: its entries in plp */
 };
 
 const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
@@ -129,7 +134,7 @@ static const kern_op_t engine_ops_used[] = {
     KERN_OP_EMBED, KERN_OP_ADD, KERN_OP_CAST, KERN_OP_GATHER_ROWS, KERN_OP_SILU_MUL, KERN_OP_RMSNORM,
     KERN_OP_ADD_RMSNORM, KERN_OP_GEMM, KERN_OP_ROPE, KERN_OP_KV_STORE, KERN_OP_KV_GATHER, KERN_OP_MLA_NAIVE,
     KERN_OP_MLA_LATENT, KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS,
-    KERN_OP_MOE_COMBINE, KERN_OP_SAMPLE,
+    KERN_OP_MOE_COMBINE, KERN_OP_SAMPLE, KERN_OP_LOG_SOFTMAX,
 };
 
 static void engine_free_host(engine_t *e)
@@ -137,6 +142,7 @@ static void engine_free_host(engine_t *e)
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
     free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
+    free(e->plp_rows), free(e->plp), free(e->plp_off), free(e->plp_n);
     pen_destroy(e->pen);
     e->pen = NULL;
 }
@@ -204,7 +210,10 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
     e->n_acc = malloc(sizeof(int) * B);
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc) {
+    e->plp_rows = malloc(sizeof *e->plp_rows * (size_t)T), e->plp = malloc(sizeof *e->plp * (size_t)T);
+    e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->plp_rows ||
+        !e->plp || !e->plp_off || !e->plp_n) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
@@ -300,6 +309,10 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
                                           "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
                           e->mtp.N);
+        if ((q->flags & PROTO_SEQ_PROMPT_LP) &&
+            (e->mtp.N || q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d%s", i,
+                          q->slot, q->next_token, e->mtp.N ? " on an engine drafting MTP tokens" : "");
         if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
                                 q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "
@@ -432,6 +445,29 @@ static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_ste
         jd++;
     }
     return MS_OK;
+}
+
+/* The prompt logprobs of this rank's PROTO_SEQ_PROMPT_LP entries (after the step's results were read from
+ * the staging block, which plp_run reuses). Rows are those of step_run (row0). */
+static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
+{
+    const proto_seq_t *sq = proto_plan_seqs(p);
+    const int32_t *tok = proto_plan_tokens(p);
+    int n = 0;
+    for (int i = 0; i < p->n_seqs; i++) {
+        const proto_seq_t *q = &sq[i];
+        e->plp_off[i] = n, e->plp_n[i] = 0;
+        if (e->row0[i] < 0 || !(q->flags & PROTO_SEQ_PROMPT_LP)) continue;
+        const int nr = proto_seq_plp_rows(q);
+        for (int t = 0; t < nr; t++)
+            e->plp_rows[n + t] = (plp_row_t){.row = e->row0[i] + t,
+                                             .target = t + 1 < q->n_tokens ? tok[q->tok_off + t + 1] : q->next_token,
+                                             .n_top = q->n_logprobs < 0 ? 0 : q->n_logprobs};
+        e->plp_n[i] = nr;
+        n += nr;
+    }
+    if (n == 0) return MS_OK;
+    return plp_run(&e->f, e->stage, e->plp_rows, n, e->plp);
 }
 
 static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res)
@@ -590,6 +626,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
     }
     if (!faults && e->mtp.N && (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1))
         MS_TRY(step_drafts(e, p, &st, h_tok, res, &faults));
+    if (!faults) MS_TRY(step_prompt_lp(e, p));
     if (faults) {
         /* Every collective of the step completed (faulty rows were padding),
          * so the ranks stay in step: only this step's requests end. */
@@ -609,4 +646,12 @@ ms_status_t engine_logits(engine_t *e, int seq_index, float *out)
     const size_t V = (size_t)e->cfg.vocab_size;
     MS_TRY(e->k->download(e->cx, out, e->f.logits + (size_t)e->sample_of_seq[seq_index] * V, sizeof(float) * V));
     return e->k->synchronize(e->cx);
+}
+
+const proto_plp_t *engine_prompt_lp(const engine_t *e, int seq_index, int *n)
+{
+    *n = 0;
+    if (seq_index < 0 || seq_index >= e->n_seqs_last) return NULL;
+    *n = e->plp_n[seq_index];
+    return e->plp + e->plp_off[seq_index];
 }

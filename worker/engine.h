@@ -92,6 +92,12 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *r
  * step; MS_ERR_NOT_FOUND if that sequence was not sampled on this rank. */
 ms_status_t engine_logits(engine_t *e, int seq_index, float *out);
 
+/* The prompt logprobs (*n entries, borrowed until the next step) of plan
+ * sequence `seq_index` of the last step: one per row of a
+ * PROTO_SEQ_PROMPT_LP entry this rank ran whose next token is known
+ * (proto_seq_plp_rows), in position order; *n = 0 otherwise. */
+const proto_plp_t *engine_prompt_lp(const engine_t *e, int seq_index, int *n);
+
 const mcfg_t *engine_config(const engine_t *e);
 
 /* The routed-pair counters load[layer][expert] (num_hidden_layers * n_routed_experts
