@@ -86,7 +86,8 @@ static bool delta_ok(const mslot_t *s, const proto_seq_t *q, const int32_t *b)
            q->temperature == o->temperature && q->top_p == o->top_p && q->top_k == o->top_k &&
            q->n_logprobs == o->n_logprobs && q->seed == o->seed && q->presence_penalty == o->presence_penalty &&
            q->frequency_penalty == o->frequency_penalty && q->repetition_penalty == o->repetition_penalty &&
-           q->min_p == o->min_p && q->n_prompt == o->n_prompt && q->n_bias == 0 && !(q->flags & PROTO_SEQ_START) &&
+           q->min_p == o->min_p && q->n_prompt == o->n_prompt && q->n_bias == 0 &&
+           !(q->flags & (PROTO_SEQ_START | PROTO_SEQ_PROMPT_LP)) &&
            q->n_blocks >= s->n_blocks &&
            q->n_blocks - s->n_blocks <= 0xffff && q->flags <= 0xffff &&
            !memcmp(b, s->blocks, sizeof *b * (size_t)s->n_blocks);

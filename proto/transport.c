@@ -243,9 +243,17 @@ typedef struct {
 } wire_spec_t;
 _Static_assert(sizeof(wire_spec_t) == 8 + 12 * PROTO_MAX_DRAFT, "wire_spec_t layout");
 static bool wire_has_spec(const proto_seq_t *q) { return (q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) != 0; }
+/* Prompt logprobs (PROTO_SEQ_PROMPT_LP): proto_seq_plp_rows entries of a wire_res_t head (token, logprob,
+ * n_top) and n_top (id, logprob) pairs, n_top = the entry's n_logprobs: the size follows from the plan. */
+static int wire_plp_top(const proto_seq_t *q) { return q->n_logprobs > 0 ? q->n_logprobs : 0; }
+static size_t wire_plp_bytes(const proto_seq_t *q)
+{
+    return (size_t)proto_seq_plp_rows(q) * (sizeof(wire_res_t) + 8u * (size_t)wire_plp_top(q));
+}
 static size_t wire_bytes(const proto_seq_t *q)
 {
-    return sizeof(wire_res_t) + 8u * (size_t)wire_top(q) + (wire_has_spec(q) ? sizeof(wire_spec_t) : 0);
+    return sizeof(wire_res_t) + 8u * (size_t)wire_top(q) + (wire_has_spec(q) ? sizeof(wire_spec_t) : 0) +
+           wire_plp_bytes(q);
 }
 
 static bool grow_bytes(uint8_t **p, size_t *cap, size_t n)
@@ -259,8 +267,10 @@ static bool grow_bytes(uint8_t **p, size_t *cap, size_t n)
 }
 
 ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, const proto_result_t *mine,
-                                 ms_status_t my_status, proto_result_t *merged, proto_step_status_t *st)
+                                 const proto_plp_t *mine_plp, ms_status_t my_status, proto_result_t *merged,
+                                 proto_plp_t *merged_plp, proto_step_status_t *st)
 {
+    const proto_plp_t *mp = mine_plp;
     const proto_seq_t *seqs = proto_plan_seqs(plan);
     int n = plan->n_seqs;
     size_t sb = sizeof(wire_res_t);
@@ -295,6 +305,20 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
             }
             memcpy(w, &sp, sizeof sp);
             w += sizeof sp;
+        }
+        const int npl = proto_seq_plp_rows(q), ntp = wire_plp_top(q);
+        for (int k = 0; k < npl; k++) {
+            const proto_plp_t *e = r && mp ? mp++ : NULL;
+            wire_res_t y = {.slot = 0, .token = e ? e->token : -1, .logprob = e ? e->logprob : 0,
+                            .n_top = e ? ntp : 0};
+            memcpy(w, &y, sizeof y);
+            w += sizeof y;
+            for (int j = 0; j < ntp; j++) {
+                int32_t id = e && j < e->n_top ? e->top_ids[j] : -1;
+                float lp = e && j < e->n_top ? e->top_logprobs[j] : 0;
+                memcpy(w, &id, 4), memcpy(w + 4, &lp, 4);
+                w += 8;
+            }
         }
     }
     if (sb > (size_t)INT32_MAX) return MS_ERR(MS_ERR_INTERNAL, "proto: %zu bytes of results", sb);
@@ -356,6 +380,23 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
             memcpy(m->accepted, sp.accepted, sizeof sp.accepted);
             memcpy(m->accepted_lp, sp.accepted_lp, sizeof sp.accepted_lp);
             memcpy(m->drafts, sp.drafts, sizeof sp.drafts);
+        }
+        {   /* prompt logprobs: after the fixed part */
+            const uint8_t *q = p + wire_bytes(&seqs[i]) - wire_plp_bytes(&seqs[i]);
+            const int npl = proto_seq_plp_rows(&seqs[i]), ntp = wire_plp_top(&seqs[i]);
+            for (int k = 0; k < npl && merged_plp; k++) {
+                wire_res_t y;
+                memcpy(&y, q, sizeof y);
+                proto_plp_t *e = merged_plp++;
+                memset(e, 0, sizeof *e);
+                e->token = y.token, e->logprob = y.logprob;
+                e->n_top = y.n_top == ntp && ntp <= PROTO_MAX_LOGPROBS ? ntp : 0;
+                for (int j = 0; j < e->n_top; j++) {
+                    memcpy(&e->top_ids[j], q + sizeof y + 8u * (size_t)j, 4);
+                    memcpy(&e->top_logprobs[j], q + sizeof y + 8u * (size_t)j + 4, 4);
+                }
+                q += sizeof y + 8u * (size_t)ntp;
+            }
         }
         next[o] += (int)wire_bytes(&seqs[i]);
     }

@@ -61,8 +61,13 @@ typedef struct {
 /* Every rank, after every plan: `mine` is indexed like the plan's sequences
  * (only the owned entries are read; may be NULL when my_status != MS_OK).
  * Rank 0 gets every owned result in plan order in `merged` (n_seqs entries)
- * and the step status; other ranks may pass NULL for both. */
+ * and the step status; other ranks may pass NULL for both.
+ * Prompt logprobs (PROTO_SEQ_PROMPT_LP entries): mine_plp holds this rank's
+ * owned entries' proto_seq_plp_rows each, in plan order (NULL: none were
+ * computed, the entries go out with token -1); merged_plp (rank 0; NULL to
+ * drop them) gets every entry's, in plan order (at most plan->n_tokens). */
 ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, const proto_result_t *mine,
-                                 ms_status_t my_status, proto_result_t *merged, proto_step_status_t *st);
+                                 const proto_plp_t *mine_plp, ms_status_t my_status, proto_result_t *merged,
+                                 proto_plp_t *merged_plp, proto_step_status_t *st);
 
 #endif

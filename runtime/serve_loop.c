@@ -89,6 +89,30 @@ static ms_status_t step_rank0(serve_ctx_t *sc, const proto_plan_t *plan, proto_r
     return MS_OK;
 }
 
+/* The prompt logprobs the engine computed in its last step, flat in plan
+ * order over the n_seqs entries it ran (proto_gather_results' mine_plp);
+ * NULL when there are none. The buffer grows to the largest step. */
+static const proto_plp_t *plp_collect(serve_ctx_t *sc, int n_seqs)
+{
+    static proto_plp_t *buf;
+    static size_t cap;
+    size_t n = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        int k = 0;
+        const proto_plp_t *p = engine_prompt_lp(sc->engine, i, &k);
+        if (k <= 0) continue;
+        if (n + (size_t)k > cap) {
+            size_t c = (n + (size_t)k) * 2;
+            proto_plp_t *b = realloc(buf, sizeof *b * c);
+            if (!b) return NULL; /* the entries go out with token -1: rank 0 ends the request */
+            buf = b, cap = c;
+        }
+        memcpy(buf + n, p, sizeof *p * (size_t)k);
+        n += (size_t)k;
+    }
+    return n ? buf : NULL;
+}
+
 /* A step failure is survivable when nothing was computed (MS_ERR_INVALID),
  * when the step completed on every rank with a data fault (MS_ERR_DATA), or
  * when there is nobody to wait for us. */
@@ -331,7 +355,8 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
         if (st != MS_OK) snprintf(errmsg, sizeof errmsg, "rank 0: %s", ms_error_last());
         proto_step_status_t pst = {.failed_rank = st == MS_OK ? -1 : 0, .failed_status = st};
         if (sc->size > 1) {
-            MS_TRY_GOTO(ret, proto_gather_results(sc->link, plan, res, st, merged, &pst), out);
+            MS_TRY_GOTO(ret, proto_gather_results(sc->link, plan, res, st == MS_OK ? plp_collect(sc, n) : NULL, st,
+                                                  merged, NULL, &pst), out);
         } else {
             memcpy(merged, res, sizeof *res * (size_t)n);
         }
@@ -410,7 +435,8 @@ ms_status_t serve_loop_worker(serve_ctx_t *sc)
             st = step_or_fault(sc, plan, res);
             if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
         }
-        MS_TRY(proto_gather_results(sc->link, plan, st == MS_OK ? res : NULL, st, NULL, NULL));
+        MS_TRY(proto_gather_results(sc->link, plan, st == MS_OK ? res : NULL,
+                                    st == MS_OK ? plp_collect(sc, plan->n_seqs) : NULL, st, NULL, NULL, NULL));
         MS_TRY(serve_eplb_after_step(sc->eplb, sc->engine, plan->hdr.step, 0));
     }
     free(res);

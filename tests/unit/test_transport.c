@@ -3,7 +3,9 @@
  * block tables), results come back in plan order from their owners (attention
  * DP owners and TP rank 0), a failing rank is reported, SHUTDOWN ends the
  * loop, and idle workers sleep instead of spinning (CPU time while rank 0
- * idles for a second stays small). Also runs as a single process. */
+ * idles for a second stays small); prompt-logprob entries (PROTO_SEQ_PROMPT_LP)
+ * bring back their variable-size part in plan order. Also runs as a single
+ * process. */
 #include "../test.h"
 #include "proto/proto.h"
 #include "proto/transport.h"
@@ -35,6 +37,10 @@ static const proto_plan_t *make_plan(proto_planbuf_t *pb, int k, int size)
         proto_seq_t s = {.slot = i, .dp_rank = (k % 2) ? (i % size) : -1, .pos = i, .flags = PROTO_SEQ_SAMPLE,
                          .temperature = 0.5f, .seed = (uint64_t)k,
                          .n_logprobs = (i + k) % 4 - 1}; /* -1..2: only what is asked travels */
+        if (i % 3 == 1) { /* prompt logprobs: a variable part of n_tokens - 1 (+ 1 with a next token) rows */
+            s.flags |= PROTO_SEQ_PROMPT_LP;
+            s.next_token = i % 2 ? 7 : -1;
+        }
         proto_planbuf_add(pb, &s, toks, nt, blks, nb);
     }
     const proto_plan_t *p = NULL;
@@ -93,9 +99,20 @@ int main(int argc, char **argv)
             mine[i].n_top = s[i].n_logprobs > 0 ? s[i].n_logprobs : 0;
             for (int j = 0; j < mine[i].n_top; j++) mine[i].top_ids[j] = mine[i].token + j + 1;
         }
+        int n_plp = 0, n_all = 0;
+        for (int i = 0; i < n; i++) n_all += proto_seq_plp_rows(&s[i]);
+        proto_plp_t *mplp = calloc((size_t)n_all + 1, sizeof *mplp), *gplp = calloc((size_t)n_all + 1, sizeof *gplp);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; proto_seq_owner(&s[i]) == rank && t < proto_seq_plp_rows(&s[i]); t++) {
+                proto_plp_t *e = &mplp[n_plp++];
+                e->token = s[i].slot * 1000 + t * 10 + rank;
+                e->logprob = -(float)t;
+                e->n_top = s[i].n_logprobs > 0 ? s[i].n_logprobs : 0;
+                for (int j = 0; j < e->n_top; j++) e->top_ids[j] = e->token + j + 1, e->top_logprobs[j] = (float)j;
+            }
         ms_status_t my = (k == 9 && rank == size - 1 && size > 1) ? MS_ERR_INTERNAL : MS_OK;
         proto_step_status_t st;
-        T_CHECK(proto_gather_results(l, p, mine, my, merged, &st) == MS_OK);
+        T_CHECK(proto_gather_results(l, p, mine, mplp, my, merged, gplp, &st) == MS_OK);
         if (rank == 0) {
             for (int i = 0; i < n; i++) {
                 int owner = proto_seq_owner(&s[i]);
@@ -109,6 +126,20 @@ int main(int argc, char **argv)
                 for (int j = 0; !failed && j < merged[i].n_top; j++)
                     if (merged[i].top_ids[j] != merged[i].token + j + 1) bad++;
             }
+            /* rank 0 sees the full plan: the full plan's order is every owner's order */
+            for (int i = 0, g = 0; i < n; i++) {
+                int owner = proto_seq_owner(&s[i]);
+                bool failed = k == 9 && owner == size - 1 && size > 1;
+                for (int t = 0; t < proto_seq_plp_rows(&s[i]); t++, g++) {
+                    const proto_plp_t *e = &gplp[g];
+                    int nt = s[i].n_logprobs > 0 ? s[i].n_logprobs : 0;
+                    if (failed ? e->token != -1 : (e->token != s[i].slot * 1000 + t * 10 + owner ||
+                                                   e->logprob != -(float)t || e->n_top != nt))
+                        bad++;
+                    for (int j = 0; !failed && j < e->n_top; j++)
+                        if (e->top_ids[j] != e->token + j + 1 || e->top_logprobs[j] != (float)j) bad++;
+                }
+            }
             if (k == 9 && size > 1)
                 T_CHECK(st.failed_rank == size - 1 && st.failed_status == MS_ERR_INTERNAL);
             else
@@ -116,6 +147,8 @@ int main(int argc, char **argv)
         }
         free(mine);
         free(merged);
+        free(mplp);
+        free(gplp);
     }
     if (rank == 0) {
         T_CHECK(proto_send_shutdown(l, STEPS) == MS_OK);
