@@ -41,6 +41,9 @@ typedef struct {
     int n_stop_token_ids;
     bool skip_special_tokens; /* default true */
     int logprobs;             /* top-N per sampled position, -1 = off */
+    bool prompt_logprobs;     /* echo + logprobs: every prompt position's logprob and top-N come back from the
+                               * prefill (PROTO_SEQ_PROMPT_LP); no cached prefix. The gateway does not set it
+                               * yet (400): rank 0 does not deliver the entries to the response so far. */
     /* vLLM's sampling controls (applied on the workers, kernels.h logits_adjust); neutral 0, 0, 1, 0 */
     float presence_penalty, frequency_penalty, repetition_penalty, min_p;
     proto_bias_t *logit_bias; /* owned, n_logit_bias entries, distinct tokens, bias clamped to [-100, 100] */

@@ -262,6 +262,12 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
         .min_p = p->min_p,
         .n_prompt = q->n_prompt,
     };
+    /* prompt logprobs: rows of prompt positions up to the second-to-last (their next token is a prompt token);
+     * a recompute after preemption computes them again, rank 0 keeps the first of each position */
+    if (p->prompt_logprobs && k == 0 && q->n_cached < q->n_prompt - 1) {
+        ps.flags |= PROTO_SEQ_PROMPT_LP;
+        ps.next_token = q->n_cached + n < q->n_prompt ? q->tokens[q->n_cached + n] : -1;
+    }
     int nb = kv_blocks_for(q->n_cached + n, s->cfg.block_size);
     if (nb > q->kv.n) return MS_ERR(MS_ERR_INTERNAL, "sched: sequence lacks KV blocks (%d of %d)", q->kv.n, nb);
     if (draft) { /* the module's chained passes write positions past the fed ones: send what is reserved */
@@ -294,11 +300,11 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
     return MS_OK;
 }
 
-/* May q take a cached prefix? Not with penalty counts (sched.h). */
+/* May q take a cached prefix? Not with penalty counts, nor when its prompt's logprobs are wanted (sched.h). */
 static bool seq_may_reuse(const sched_t *s, const sched_seq_t *q)
 {
     const req_params_t *p = &q->req->params;
-    return s->cfg.block_reuse && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f &&
+    return s->cfg.block_reuse && !p->prompt_logprobs && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f &&
            (p->repetition_penalty == 0.0f || p->repetition_penalty == 1.0f);
 }
 

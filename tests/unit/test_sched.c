@@ -461,11 +461,12 @@ static void test_prefix_reuse(void)
         sched_t *s;
         T_CHECK(sched_create(&c, &s) == MS_OK);
         g_shared = 14;
-        req_t *r[4] = {mkreq(1, 20, 0), mkreq(2, 18, 0), mkreq(3, 16, 0), mkreq(4, 18, 0)};
+        req_t *r[5] = {mkreq(1, 20, 0), mkreq(2, 18, 0), mkreq(3, 16, 0), mkreq(4, 18, 0), mkreq(5, 18, 0)};
         r[3]->params.repetition_penalty = 1.2f;
+        r[4]->params.prompt_logprobs = true; /* its prompt's rows must run: no cached prefix */
         g_shared = 0;
-        const int exp_pos[4] = {0, 12, 12, 0}; /* 14 shared: 3 whole blocks; r3's 16 = 4 blocks, its last token fed */
-        for (int i = 0; i < 4; i++) {
+        const int exp_pos[5] = {0, 12, 12, 0, 0}; /* 14 shared: 3 whole blocks; r3's 16 = 4 blocks, its last token fed */
+        for (int i = 0; i < 5; i++) {
             sched_seq_t *q;
             T_CHECK(sched_add(s, r[i], NULL, (uint64_t)i, &q) == MS_OK);
             const proto_plan_t *p;
@@ -489,11 +490,42 @@ static void test_prefix_reuse(void)
         T_CHECK(st.kv_blocks_used == 0 && st.kv_blocks_free == c.n_blocks);
         T_CHECK(off ? st.kv_blocks_idle == 0 && st.prefix_query_tokens == 0 : st.kv_blocks_idle > 0);
         if (!off)
-            T_CHECK_MSG(st.prefix_hit_tokens == 24 && st.prefix_query_tokens == 72, "hits %llu of %llu",
+            T_CHECK_MSG(st.prefix_hit_tokens == 24 && st.prefix_query_tokens == 90, "hits %llu of %llu",
                         (unsigned long long)st.prefix_hit_tokens, (unsigned long long)st.prefix_query_tokens);
         sched_destroy(s);
-        for (int i = 0; i < 4; i++) req_release(r[i]);
+        for (int i = 0; i < 5; i++) req_release(r[i]);
     }
+}
+
+/* Prompt logprobs: every prefill chunk with a prompt row to score carries PROTO_SEQ_PROMPT_LP and the prompt
+ * token after it (-1 past the prompt); decodes do not. */
+static void test_prompt_lp(void)
+{
+    sched_config_t c = {.n_groups = 1, .max_batch_size = 4, .max_num_tokens = 4, .max_seq_len = 64, .block_size = 4,
+                        .n_blocks = 32, .chunked_prefill = true};
+    sched_t *s;
+    T_CHECK(sched_create(&c, &s) == MS_OK);
+    req_t *r = mkreq(1, 10, 0);
+    r->params.prompt_logprobs = true;
+    sched_seq_t *q;
+    T_CHECK(sched_add(s, r, NULL, 1, &q) == MS_OK);
+    const int exp_pos[] = {0, 4, 8, 10}, exp_n[] = {4, 4, 2, 1};
+    for (int st = 0; st < 4; st++) {
+        const proto_plan_t *p;
+        sched_seq_t **seqs;
+        T_CHECK(sched_step(s, (uint32_t)st, &p, &seqs) == MS_OK);
+        check_plan(s, &c, p, seqs);
+        const proto_seq_t *e = proto_plan_seqs(p);
+        T_CHECK(p->n_seqs == 1 && e->pos == exp_pos[st] && e->n_tokens == exp_n[st]);
+        T_CHECK_MSG(!!(e->flags & PROTO_SEQ_PROMPT_LP) == (st < 3), "step %d: flags %#x", st, e->flags);
+        if (st < 3) T_CHECK(e->next_token == (st < 2 ? q->tokens[e->pos + e->n_tokens] : -1));
+        if (st < 3) T_CHECK(proto_seq_plp_rows(e) == (st < 2 ? 4 : 1));
+        sched_commit(s);
+        if (q->step_sample) sched_append(s, q, 7);
+    }
+    sched_finish(s, q);
+    sched_destroy(s);
+    req_release(r);
 }
 
 /* Random arrivals, lengths and cancellations in several layouts. */
@@ -555,6 +587,7 @@ int main(void)
     test_fifo();
     test_dp_balance();
     test_prefix_reuse();
+    test_prompt_lp();
     test_random();
     return t_done();
 }
