@@ -160,6 +160,9 @@ json_t *oai_tokenizer_info(const oai_ctx_t *ctx);
 
 /* ---- shared by openai_*.c ---- */
 
+/* A request body parsed as a JSON object (new reference), or NULL with a 400 in *err. */
+json_t *oai_load_object(const char *body, size_t len, oai_error_t *err);
+
 /* The rendered, tokenized prompt of a chat body's `messages` into rq->prompts[0]. */
 bool oai_parse_messages(json_t *o, const oai_ctx_t *ctx, bool add_special, oai_request_t *rq, oai_error_t *err);
 /* A token as JSON text: its bytes when valid UTF-8, else "bytes:\xNN..." (vLLM's convention);

@@ -30,6 +30,22 @@ bool oai_fail(oai_error_t *err, int status, const char *param, const char *fmt, 
     return false;
 }
 
+json_t *oai_load_object(const char *body, size_t len, oai_error_t *err)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(body, len, 0, &jerr);
+    if (!o) {
+        oai_fail(err, 400, NULL, "malformed JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(o)) {
+        oai_fail(err, 400, NULL, "the request body must be a JSON object");
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* Top-level fields each endpoint accepts; anything else is 400. The
  * "neutral only" ones are OpenAI/vLLM fields moeserve does not implement:
  * accepted when absent, null, or their no-op value (checked below). */
@@ -572,17 +588,9 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
     p->repetition_penalty = 1.0f;
     p->stream_interval = ctx->stream_interval > 0 ? ctx->stream_interval : 1;
 
-    json_error_t jerr;
-    json_t *o = json_loadb(body, len, 0, &jerr);
+    json_t *o = oai_load_object(body, len, err);
     bool ok = false;
-    if (!o) {
-        oai_fail(err, 400, NULL, "malformed JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-        goto out;
-    }
-    if (!json_is_object(o)) {
-        oai_fail(err, 400, NULL, "the request body must be a JSON object");
-        goto out;
-    }
+    if (!o) goto out;
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v) {

@@ -20,16 +20,8 @@ static const char *const detokenize_keys[] = {"model", "tokens", NULL};
 static json_t *body_object(const oai_ctx_t *ctx, const char *body, size_t len, const char *const *keys,
                            oai_error_t *err)
 {
-    json_error_t jerr;
-    json_t *o = json_loadb(body, len, 0, &jerr);
-    if (!o) {
-        oai_fail(err, 400, NULL, "malformed JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-        return NULL;
-    }
-    if (!json_is_object(o)) {
-        oai_fail(err, 400, NULL, "the request body must be a JSON object");
-        goto bad;
-    }
+    json_t *o = oai_load_object(body, len, err);
+    if (!o) return NULL;
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v) {

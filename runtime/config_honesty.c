@@ -24,7 +24,7 @@ int cfg_inactive(const ms_config_t *c, cfg_inactive_t *out, int max)
     if (c->cuda_graph.enabled &&
         (c->cuda_graph.enable_padding || c->cuda_graph.max_batch_size > 0 || c->cuda_graph.n_batch_sizes > 0))
         add(out, max, &n, "cuda_graph_config",
-            "no CUDA graph is captured yet (the CUDA backend is not complete): decode steps run eagerly, batches are "
+            "no CUDA graph is captured yet (not written): decode steps run eagerly, batches are "
             "not padded%s", "");
     if (c->speculative.enabled && c->speculative.use_relaxed_acceptance_for_thinking)
         add(out, max, &n, "speculative_config.use_relaxed_acceptance_for_thinking",

@@ -117,6 +117,29 @@ static int kv_blocks_for_cfg(const ms_config_t *cfg, const mcfg_t *m, const par_
     return (int)blocks;
 }
 
+/* Before anything is allocated: weights + activations + KV of this rank (worker/sizing.h, plan-memory's
+ * arithmetic) against what the device has free (CUDA: cudaMemGetInfo; CPU: MemAvailable), shared with the
+ * other ranks on it. A layout that cannot fit is one line naming the numbers, not an allocation failure
+ * (or an OOM kill) halfway through loading. */
+static bool serve_fits(const mcfg_t *m, const par_t *par, const sizing_limits_t *lim, bool kv_fp8, int kv_blocks,
+                       const kern_ops_t *k, int device, int sharing, int rank)
+{
+    sizing_t sz;
+    if (sizing_rank(m, par, lim, kv_fp8, kv_blocks, 0, 0, &sz) != MS_OK) return false;
+    size_t free_b = 0, total_b = 0;
+    if (k->mem_info(device, &free_b, &total_b) != MS_OK || free_b == 0) return true; /* cannot tell: let it try */
+    const double gib = 1073741824.0, need = (double)sz.weights + (double)sz.activations + (double)sz.kv;
+    const double have = (double)free_b / (sharing > 0 ? sharing : 1);
+    if (need <= have) return true;
+    (void)MS_ERR(MS_ERR_NOMEM,
+                 "rank %d needs %.2f GiB (weights %.2f, activations %.2f, KV %.2f for %d blocks) but %s %d has %.2f "
+                 "GiB free for it: lower max_batch_size / max_num_tokens / max_seq_len or use more ranks "
+                 "(moeserve plan-memory prints the arithmetic)", rank, need / gib, sz.weights / gib,
+                 sz.activations / gib, sz.kv / gib, kv_blocks, strcmp(k->name, "cpu") ? "GPU" : "host", device,
+                 have / gib);
+    return false;
+}
+
 /* The rank's index on its node: Open MPI's OMPI_COMM_WORLD_LOCAL_RANK, else its rank in the node's
  * shared-memory communicator (the same number under Open MPI). */
 static int serve_local_rank(int node_rank)
@@ -186,7 +209,10 @@ int cmd_serve(int argc, char **argv)
         rc = 2; /* bad usage: the layout or MODEL as given */
         goto out_mpi;
     }
-    if (!all_ok(mcfg_load(cfg.model_dir, &mc) == MS_OK)) goto out_mpi;
+    if (!all_ok(mcfg_load(cfg.model_dir, &mc) == MS_OK)) {
+        rc = 2; /* a bad config.json: the message names the file and key */
+        goto out_mpi;
+    }
     int max_seq_len = cfg.max_seq_len > 0 ? cfg.max_seq_len : mc.max_position_embeddings;
     bool dp = cfg.enable_attention_dp && size > 1;
     int groups = dp ? size : 1;
@@ -218,6 +244,11 @@ int cmd_serve(int argc, char **argv)
         kv_blocks = least;
     }
     if (kv_blocks < 1) goto out_mpi;
+    if (!all_ok(serve_fits(&mc, &par, &lim, cfg.kv_cache.dtype == MS_KV_DTYPE_FP8, kv_blocks, kops, device, sharing,
+                           rank))) {
+        rc = 2; /* the layout and limits ask for more memory than the rank has */
+        goto out_mpi;
+    }
     if (!all_ok(serve_placement(&cfg, &mc, ep, rank, &assign) == MS_OK)) {
         rc = 2; /* a bad load balancer config, found once the model is known */
         goto out_mpi;

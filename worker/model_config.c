@@ -202,22 +202,34 @@ static ms_status_t mcfg_quant(const mcfg_ctx_t *c, mcfg_t *m)
 /* Checks the engine depends on; each names the key at fault. */
 static ms_status_t mcfg_check(const mcfg_ctx_t *c, const mcfg_t *m)
 {
-    const struct { const char *key; int v; } pos[] = {
-        {"vocab_size", m->vocab_size},
-        {"hidden_size", m->hidden_size},
-        {"intermediate_size", m->intermediate_size},
-        {"num_hidden_layers", m->num_hidden_layers},
-        {"num_attention_heads", m->num_attention_heads},
-        {"num_key_value_heads", m->num_key_value_heads},
-        {"kv_lora_rank", m->kv_lora_rank},
-        {"qk_nope_head_dim", m->qk_nope_head_dim},
-        {"qk_rope_head_dim", m->qk_rope_head_dim},
-        {"v_head_dim", m->v_head_dim},
-        {"max_position_embeddings", m->max_position_embeddings},
-        {"moe_layer_freq", m->moe_layer_freq},
+    /* Upper bounds are sanity limits far above DeepSeek-V3/R1 (61 layers, hidden 7168, vocab 129280, 256
+     * experts): a malformed config.json (num_hidden_layers 1e9) is one line naming the key, before any
+     * size is computed from it; whether a sane model fits the rank is serve's memory check. */
+    const struct { const char *key; int v, max; } pos[] = {
+        {"vocab_size", m->vocab_size, 1 << 22},
+        {"hidden_size", m->hidden_size, 1 << 16},
+        {"intermediate_size", m->intermediate_size, 1 << 18},
+        {"num_hidden_layers", m->num_hidden_layers, 1024},
+        {"num_attention_heads", m->num_attention_heads, 1024},
+        {"num_key_value_heads", m->num_key_value_heads, 1024},
+        {"kv_lora_rank", m->kv_lora_rank, 1 << 14},
+        {"qk_nope_head_dim", m->qk_nope_head_dim, 4096},
+        {"qk_rope_head_dim", m->qk_rope_head_dim, 4096},
+        {"v_head_dim", m->v_head_dim, 4096},
+        {"max_position_embeddings", m->max_position_embeddings, 1 << 24},
+        {"moe_layer_freq", m->moe_layer_freq, 1024},
     };
-    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) {
         if (pos[i].v <= 0) return MS_ERR(MS_ERR_INVALID, "%s: key %s: %d must be positive", c->path, pos[i].key, pos[i].v);
+        if (pos[i].v > pos[i].max)
+            return MS_ERR(MS_ERR_INVALID, "%s: key %s: %d is beyond the supported %d", c->path, pos[i].key, pos[i].v,
+                          pos[i].max);
+    }
+    if (m->n_routed_experts > 16384 || m->n_shared_experts > 64 || m->q_lora_rank > (1 << 16) ||
+        m->num_nextn_predict_layers > 64)
+        return MS_ERR(MS_ERR_INVALID, "%s: key %s: beyond the supported range", c->path,
+                      m->n_routed_experts > 16384 ? "n_routed_experts" : m->n_shared_experts > 64 ? "n_shared_experts"
+                      : m->q_lora_rank > (1 << 16) ? "q_lora_rank" : "num_nextn_predict_layers");
     const struct { const char *key; int v; } nonneg[] = {
         {"q_lora_rank", m->q_lora_rank},
         {"first_k_dense_replace", m->first_k_dense_replace},

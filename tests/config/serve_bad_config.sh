@@ -1,8 +1,10 @@
 #!/bin/sh
 # `moeserve serve` with a bad --extra_llm_api_options file: exit code 2 and a
-# one-line error naming file, line and key. $1: the moeserve binary.
+# one-line error naming file, line and key; a config.json beyond the engine's
+# limits and a model too big for the host are refused the same way before any
+# allocation. $1: the moeserve binary, $2: moeserve-mkmodel.
 set -u
-exe=$1
+exe=$1 mk=${2:-}
 dir=$(mktemp -d /tmp/ms-serve-cfg-XXXXXX) || exit 1
 trap 'rm -rf "$dir"' EXIT
 fail=0
@@ -31,4 +33,15 @@ check missing-file 2 "$dir/none.yaml: cannot read" some/model --extra_llm_api_op
 check bad-flag 2 "option '--max_batch_size': expected a positive integer, got 'x'" some/model --max_batch_size x
 check no-model 2 "missing MODEL" --tp_size 1
 check help 0 "" --help
+if [ -n "$mk" ]; then
+    "$mk" --preset tiny --dtype bf16 --config-only --out "$dir/m" >/dev/null || { echo "FAIL mkmodel"; exit 1; }
+    cp "$dir/m/config.json" "$dir/config.orig"
+    sed 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": 1000000000/' "$dir/config.orig" >"$dir/m/config.json"
+    check huge-layers 2 "config.json: key num_hidden_layers: 1000000000 is beyond the supported 1024" "$dir/m" \
+        --load_format dummy --port 18559
+    # within the limits but far more than any host: 1000 layers of hidden 30000 (~600 GiB of weights)
+    sed -e 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": 1000/' -e 's/"hidden_size": *[0-9]*/"hidden_size": 30000/' \
+        "$dir/config.orig" >"$dir/m/config.json"
+    check too-big 2 "GiB free for it: lower max_batch_size" "$dir/m" --load_format dummy --port 18559
+fi
 exit $fail
