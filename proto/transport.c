@@ -250,6 +250,21 @@ static size_t wire_plp_bytes(const proto_seq_t *q)
 {
     return (size_t)proto_seq_plp_rows(q) * (sizeof(wire_res_t) + 8u * (size_t)wire_plp_top(q));
 }
+/* One wire_res_t head and nt (id, logprob) pairs, the pairs past n_have padding; returns the end. */
+static uint8_t *wire_put(uint8_t *w, int32_t slot, int32_t token, float logprob, int nt, const int32_t *ids,
+                         const float *lps, int n_have)
+{
+    wire_res_t x = {.slot = slot, .token = token, .logprob = logprob, .n_top = nt};
+    memcpy(w, &x, sizeof x);
+    w += sizeof x;
+    for (int j = 0; j < nt; j++) {
+        int32_t id = j < n_have ? ids[j] : -1;
+        float lp = j < n_have ? lps[j] : 0;
+        memcpy(w, &id, 4), memcpy(w + 4, &lp, 4);
+        w += 8;
+    }
+    return w;
+}
 static size_t wire_bytes(const proto_seq_t *q)
 {
     return sizeof(wire_res_t) + 8u * (size_t)wire_top(q) + (wire_has_spec(q) ? sizeof(wire_spec_t) : 0) +
@@ -286,15 +301,8 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
         if (proto_seq_owner(q) != l->rank) continue;
         int nt = wire_top(q);
         const proto_result_t *r = mine && my_status == MS_OK ? &mine[i] : NULL;
-        wire_res_t x = {.slot = q->slot, .token = r ? r->token : -1, .logprob = r ? r->logprob : 0, .n_top = nt};
-        memcpy(w, &x, sizeof x);
-        w += sizeof x;
-        for (int j = 0; j < nt; j++) {
-            int32_t id = r && j < r->n_top ? r->top_ids[j] : -1;
-            float lp = r && j < r->n_top ? r->top_logprobs[j] : 0;
-            memcpy(w, &id, 4), memcpy(w + 4, &lp, 4);
-            w += 8;
-        }
+        w = wire_put(w, q->slot, r ? r->token : -1, r ? r->logprob : 0, nt, r ? r->top_ids : NULL,
+                     r ? r->top_logprobs : NULL, r ? r->n_top : 0);
         if (wire_has_spec(q)) {
             wire_spec_t sp = {0};
             if (r) {
@@ -309,16 +317,8 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
         const int npl = proto_seq_plp_rows(q), ntp = wire_plp_top(q);
         for (int k = 0; k < npl; k++) {
             const proto_plp_t *e = r && mp ? mp++ : NULL;
-            wire_res_t y = {.slot = 0, .token = e ? e->token : -1, .logprob = e ? e->logprob : 0,
-                            .n_top = e ? ntp : 0};
-            memcpy(w, &y, sizeof y);
-            w += sizeof y;
-            for (int j = 0; j < ntp; j++) {
-                int32_t id = e && j < e->n_top ? e->top_ids[j] : -1;
-                float lp = e && j < e->n_top ? e->top_logprobs[j] : 0;
-                memcpy(w, &id, 4), memcpy(w + 4, &lp, 4);
-                w += 8;
-            }
+            w = wire_put(w, 0, e ? e->token : -1, e ? e->logprob : 0, ntp, e ? e->top_ids : NULL,
+                         e ? e->top_logprobs : NULL, e ? e->n_top : 0);
         }
     }
     if (sb > (size_t)INT32_MAX) return MS_ERR(MS_ERR_INTERNAL, "proto: %zu bytes of results", sb);
