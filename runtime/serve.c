@@ -244,13 +244,14 @@ int cmd_serve(int argc, char **argv)
         kv_blocks = least;
     }
     if (kv_blocks < 1) goto out_mpi;
+    if (!all_ok(serve_placement(&cfg, &mc, ep, rank, &assign) == MS_OK)) {
+        rc = 2; /* a bad load balancer config, found once the model is known */
+        goto out_mpi;
+    }
+    /* after the placement check, whose messages name the load_balancer keys */
     if (!all_ok(serve_fits(&mc, &par, &lim, cfg.kv_cache.dtype == MS_KV_DTYPE_FP8, kv_blocks, kops, device, sharing,
                            rank))) {
         rc = 2; /* the layout and limits ask for more memory than the rank has */
-        goto out_mpi;
-    }
-    if (!all_ok(serve_placement(&cfg, &mc, ep, rank, &assign) == MS_OK)) {
-        rc = 2; /* a bad load balancer config, found once the model is known */
         goto out_mpi;
     }
     engine_opts_t eo = {
