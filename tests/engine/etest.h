@@ -111,6 +111,23 @@ static inline ms_status_t et_step(engine_t *e, const et_seq_t *seqs, int n, prot
 
 static inline int et_blocks_for(int len, int bs) { return (len + bs - 1) / bs; }
 
+/* One step of a mixed schedule: rows {slot, pos, n} (slot -1 = unused) of sequences whose tokens and
+ * block tables are tok[slot] / blk[slot], blocks of bs tokens, each sampled. Returns the count in q;
+ * *fed (when given) grows by the tokens fed. */
+static inline int et_step_seqs(const int (*rows)[3], int n_rows, const int32_t *const *tok, const int32_t *const *blk,
+                               int bs, et_seq_t *q, int *fed)
+{
+    int n = 0;
+    for (int i = 0; i < n_rows; i++) {
+        const int *d = rows[i];
+        if (d[0] < 0) continue;
+        q[n++] = (et_seq_t){.slot = d[0], .pos = d[1], .n = d[2], .tokens = tok[d[0]] + d[1], .blocks = blk[d[0]],
+                            .n_blocks = et_blocks_for(d[1] + d[2], bs), .sample = 1, .n_logprobs = -1};
+        if (fed) *fed += d[2];
+    }
+    return n;
+}
+
 static inline double et_maxdiff(const float *a, const float *b, int n)
 {
     double m = 0;

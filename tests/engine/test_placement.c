@@ -48,14 +48,7 @@ static int run(engine_t *e, float *lg, int V, int *ok)
     int fed = 0;
     for (int s = 0; s < 3; s++) {
         et_seq_t q[3];
-        int n = 0;
-        for (int i = 0; i < 3; i++) {
-            const int *d = steps[s][i];
-            if (d[0] < 0) continue;
-            q[n++] = (et_seq_t){.slot = d[0], .pos = d[1], .n = d[2], .tokens = tok[d[0]] + d[1], .blocks = blk[d[0]],
-                                .n_blocks = et_blocks_for(d[1] + d[2], 4), .sample = 1, .n_logprobs = -1};
-            fed += d[2];
-        }
+        const int n = et_step_seqs(steps[s], 3, tok, blk, 4, q, &fed);
         proto_result_t r[3];
         *ok &= et_step(e, q, n, r) == MS_OK;
         for (int i = 0; i < 3; i++)
