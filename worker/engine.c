@@ -124,9 +124,9 @@ ms_status_t engine_placement_flip(engine_t *e, int layer, const int32_t *row, co
 
 void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv)
 {
-    *weights = e->w.bytes;
-    *activations = e->f.bytes;
-    *kv = e->kv.layer_bytes * (size_t)e->kv.n_layers;
+    *weights = e->w.bytes + (e->mtp.N ? e->mtp.m.w.bytes : 0);
+    *activations = e->f.bytes + (e->mtp.N ? e->mtp.bytes : 0);
+    *kv = e->kv.layer_bytes * (size_t)e->kv.n_layers + (e->mtp.N ? e->mtp.kv.layer_bytes : 0);
 }
 
 /* Every op the forward pass calls: checked at creation so a backend that
@@ -193,12 +193,7 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
         goto out_kv;
     }
     /* sampled rows per step: one per sequence, or every fed row of a sequence verifying drafts */
-    int B_rows = B;
-    if (o->mtp_drafts > 0) {
-        int64_t r = (int64_t)B * (1 + o->mtp_drafts);
-        B_rows = (int)(r < T ? r : T);
-        if (B_rows < B) B_rows = B;
-    }
+    const int B_rows = sizing_sample_rows(B, T, o->mtp_drafts);
     /* shared prefix blocks can appear in many tables of a step (sizing.h) */
     const int blk_max = sizing_blk_max(o->kv_blocks, o->block_size, B, o->max_seq_len);
     /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
