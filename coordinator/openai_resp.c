@@ -185,9 +185,25 @@ static void top_add(json_t *top, const oai_tok_ops_t *tok, const int32_t *ids, c
     }
 }
 
+/* Code points token `id` adds to an echoed prompt: its text, or nothing for a special token (BOS) that the
+ * echo leaves out (skip_special_tokens: the echo of a token-id prompt is decoded without them, a text
+ * prompt is echoed as sent, which never held the BOS the tokenizer added). */
+static size_t prompt_token_cps(const oai_tok_ops_t *tok, bool skip_special, int32_t id, const char *raw, size_t raw_len)
+{
+    if (skip_special && tok && tok->decode) {
+        char *t = NULL;
+        size_t n = 0;
+        bool special = tok->decode(tok->arg, &id, 1, true, &t, &n) == MS_OK && n == 0 && raw_len > 0;
+        free(t);
+        if (special) return 0;
+    }
+    return utf8_count(raw ? raw : "", raw_len);
+}
+
 /* echo + logprobs: the prompt's positions in the completions shape, before any generated token. The first
- * prompt token has nothing before it (null logprob and top_logprobs, as vLLM); offsets count each token's
- * text from 0, so with BOS in the prompt they run ahead of the echoed text (vLLM does the same). */
+ * prompt token has nothing before it (null logprob and top_logprobs, as vLLM); text_offset is where each
+ * token's text starts in the echoed prompt (prompt_token_cps), so the generated tokens' offsets go on from
+ * the echo's length. */
 static void add_prompt_logprobs_completion(oai_choice_t *c, const oai_request_t *rq, const oai_tok_ops_t *tok,
                                            const req_chunk_t *ch)
 {
@@ -201,7 +217,7 @@ static void add_prompt_logprobs_completion(oai_choice_t *c, const oai_request_t 
         size_t raw_len;
         json_t *t = oai_token_text(tok, id, &raw, &raw_len);
         json_array_append_new(offs, json_integer((json_int_t)c->prompt_offset));
-        c->prompt_offset += utf8_count(raw ? raw : "", raw_len);
+        c->prompt_offset += prompt_token_cps(tok, rq->params.skip_special_tokens, id, raw, raw_len);
         json_array_append_new(toks, t ? t : json_string(""));
         if (!e) {
             json_array_append_new(lps, json_null());
