@@ -242,6 +242,10 @@ static int spec_verify_count(const sched_t *s, const sched_seq_t *q, int budget)
 static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
 {
     const req_params_t *p = &q->req->params;
+    /* prompt logprobs: a recompute after preemption feeds prompt and generated tokens; its chunk stops at the
+     * prompt's end, so every row of a PROTO_SEQ_PROMPT_LP chunk is a prompt position */
+    if (p->prompt_logprobs && k == 0 && q->n_cached < q->n_prompt - 1 && q->n_cached + n > q->n_prompt)
+        n = q->n_prompt - q->n_cached;
     int n_gen = q->n_tokens - q->n_prompt;
     bool sample = q->n_cached + n - k == q->n_tokens;
     bool draft = sample && s->cfg.spec_drafts > 0 && spec_knobs_ok(p);
