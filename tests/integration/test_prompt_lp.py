@@ -3,11 +3,13 @@
 The reference for every prompt position p: log_softmax of `moeserve generate --prompt-ids P[:p]
 --dump-logits` (the single-process engine) at P[p], in double (tools/lmeval_check.py Reference).
 
-Tolerance TOL = 2e-3 per token: server and reference run the same kernels on the same bf16 weights, so the
-lm_head rows agree up to the reduction order of a rank layout (TP all-reduce, EP combine) and of a chunk's
-batch; each such difference is a bf16 rounding of a hidden state, worth ~1e-3 of a logit on the tiny
-model's ~1e-1-wide logits, while a wrong position or a wrong token moves a logprob by >= 1e-1 (the tiny
-model's logprobs spread over ~[-13, -9]). np1 and np2-dp agree to ~1e-6 in practice.
+Tolerance TOL = 1e-4 per token on CPU ranks: server and reference run the same CPU kernels on the same bf16
+weights, and every layout here (np1, TP 2, attention DP 2 with EP 2) and every chunking reproduces the
+reference's lm_head rows; what is left is the float32 log_softmax's summation order, measured at <= 5e-7
+(the log lines "max |logprob - reference|"). A wrong position or token moves a logprob by >= 1e-2 (the tiny
+model's logprobs spread over ~[-13, -9]), so 1e-4 still catches every indexing bug with 200x margin. With
+MS_SERVE_DEVICE (the CUDA backend against the CPU reference) it is 0.1: the golden tests' ~0.05 logit
+differences from bf16 GEMM rounding.
 
 Checks on the server (small config: max_num_tokens 64, a 256-token KV pool):
   1. echo + logprobs on a list of token-id prompts: one choice per prompt (index), the prompt's positions
@@ -32,7 +34,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 from harness import Checks, Env, Server, log  # noqa: E402
 import lmeval_check  # noqa: E402
 
-TOL = 2e-3
+TOL = 0.1 if os.environ.get("MS_SERVE_DEVICE") else 1e-4
 SMALL = """max_batch_size: 16
 max_num_tokens: 64
 max_seq_len: 256
