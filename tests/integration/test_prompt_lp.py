@@ -32,20 +32,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 from harness import Checks, Env, Server, log  # noqa: E402
+from test_pressure import SMALL  # noqa: E402 - the small-pool config: max_num_tokens 64, 16 blocks of 16 tokens
 import lmeval_check  # noqa: E402
 
 TOL = 0.1 if os.environ.get("MS_SERVE_DEVICE") else 1e-4
-SMALL = """max_batch_size: 16
-max_num_tokens: 64
-max_seq_len: 256
-enable_chunked_prefill: true
-cuda_graph_config: null
-kv_cache_config:
-  max_tokens: 256
-  tokens_per_block: 16
-moeserve:
-  device: cpu
-"""
 LAYOUTS = {
     "np1": dict(np=1, args=[], yaml=""),
     "np2-tp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml=""),
