@@ -137,27 +137,15 @@ ms_status_t serve_eplb_engine(serve_eplb_t *s, engine_t *e)
 {
     serve_eplb_placed(s, e, 0, true);
     if (!s || !s->lupi) return MS_OK;
-    const kern_ops_t *k;
-    kern_ctx_t *cx;
-    comm_t *comm;
-    engine_backend(e, &k, &cx, &comm);
-    if (strcmp(k->name, "cpu") != 0) {
-        /* comm_mpi's record moves hand MPI the records' addresses: host memory only. A GPU rank needs a
-         * device path (NCCL send/recv or pinned staging) first. */
-        if (s->rank == 0)
-            MS_WARN("config key 'moe_config.load_balancer.layer_updates_per_iter': online rebalancing runs on CPU "
-                    "ranks only so far; the %s backend keeps the placement static", k->name);
-        s->lupi = 0;
-        return MS_OK;
-    }
     MS_TRY(eplb_move_create(e, s->lupi, &s->mv));
     if (s->rank == 0) {
         size_t rec = 0;
         for (int l = 0; l < s->L && !rec; l++) engine_slot_record(e, l, 0, &rec);
         MS_INFO("load_balancer: online rebalancing, %d layer(s) per batch, every %d steps at most; staging %.1f MiB "
-                "per rank (%d records of %zu bytes); a rebalance must lower the imbalance by %g",
+                "per rank (%d records of %zu bytes)%s; a rebalance must lower the imbalance by %g",
                 s->lupi, s->interval, (double)rec * s->lupi * (s->S / s->ep) / 1048576.0, s->lupi * (s->S / s->ep),
-                rec, s->min_gain);
+                rec, eplb_move_host_staged(s->mv) ? ", moved through pinned host memory on a side stream" : "",
+                s->min_gain);
     }
     return MS_OK;
 }
