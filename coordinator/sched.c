@@ -113,7 +113,7 @@ ms_status_t sched_create(const sched_config_t *cfg, sched_t **out)
     *out = s;
     return MS_OK;
 nomem:
-    MS_ERR(MS_ERR_NOMEM, "sched: out of memory");
+    (void)MS_ERR(MS_ERR_NOMEM, "sched: out of memory");
 fail:
     sched_destroy(s);
     return MS_ERR_NOMEM;
