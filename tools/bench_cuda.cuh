@@ -1,7 +1,8 @@
 /* bench_cuda.cuh — what the CUDA kernel benches share (moeserve-bench-moe,
  * moeserve-bench-dense): error checks, seeded fills of fp8/fp32/bf16 device
  * buffers, the median-of-reps event timer, and the two ceilings measured in
- * the same run (HBM copy bandwidth, cuBLASLt FP8 GEMM rate). Header-only:
+ * the same run (HBM copy bandwidth, cuBLASLt FP8 GEMM rate), the grouped
+ * kernel's --tiles option. Header-only:
  * each bench is one translation unit. */
 #ifndef MS_TOOLS_BENCH_CUDA_CUH
 #define MS_TOOLS_BENCH_CUDA_CUH
@@ -11,8 +12,11 @@
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <algorithm>
 #include <vector>
+
+#include "kernels/cuda/moe_gemm.h"
 
 #define CK(call)                                                                                     \
     do {                                                                                             \
@@ -64,8 +68,9 @@ __global__ static void fill_bf16(uint16_t *p, size_t n, uint32_t seed, float amp
     }
 }
 
-/* median time in ms of `reps` timed runs of fn after 3 warm-ups */
-template <typename F> static double time_ms(cudaStream_t st, int reps, F fn)
+/* median time in ms of `reps` timed runs of fn after 3 warm-ups; `before` runs ahead of each timed run,
+ * untimed (a cache flush) */
+template <typename F, typename G> static double time_ms_after(cudaStream_t st, int reps, G before, F fn)
 {
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
@@ -73,6 +78,7 @@ template <typename F> static double time_ms(cudaStream_t st, int reps, F fn)
     for (int i = 0; i < 3; i++) fn();
     std::vector<float> v;
     for (int i = 0; i < reps; i++) {
+        before();
         CK(cudaEventRecord(a, st));
         fn();
         CK(cudaEventRecord(b, st));
@@ -85,6 +91,27 @@ template <typename F> static double time_ms(cudaStream_t st, int reps, F fn)
     std::sort(v.begin(), v.end());
     cudaEventDestroy(a), cudaEventDestroy(b);
     return v[v.size() / 2];
+}
+template <typename F> static double time_ms(cudaStream_t st, int reps, F fn)
+{
+    return time_ms_after(st, reps, [] {}, fn);
+}
+
+/* --tiles BNxNWG[r],... of the grouped FP8 kernel (kern_cuda_moe_fp8_tile) appended to tiles as {bn, nwg, rs};
+ * -1 (after a message) for an entry the kernel does not instantiate. Leaves the automatic choice in force. */
+static int parse_tiles(char *arg, std::vector<std::vector<int>> &tiles)
+{
+    for (char *t = strtok(arg, ","); t; t = strtok(NULL, ",")) {
+        int bn = 0, nwg = 0;
+        char r = 0;
+        if (sscanf(t, "%dx%d%c", &bn, &nwg, &r) < 2 || kern_cuda_moe_fp8_tile(bn, nwg, r == 'r')) {
+            fprintf(stderr, "bad --tiles entry '%s'\n", t);
+            return -1;
+        }
+        tiles.push_back({bn, nwg, r == 'r'});
+    }
+    kern_cuda_moe_fp8_tile(0, 0, 0);
+    return 0;
 }
 
 static double fp8_gemm_peak(cudaStream_t st, int reps)

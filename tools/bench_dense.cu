@@ -9,7 +9,8 @@
  * 256 MiB write in between), as at decode, where the other layers' weights
  * have evicted this one's. --out writes name<TAB>m<TAB>mode<TAB>ms lines for
  * the PyTorch peer (tools/bench_dense_torch.py). --tiles times forced tiles
- * of the grouped kernel (kern_cuda_moe_fp8_tile) in the fp8 mode.
+ * of the grouped kernel (kern_cuda_moe_fp8_tile) in the fp8 mode; at m <= 32
+ * the dequant mode is also timed with one CTA per SM (kern_cuda_gemm_fp8w_ctas).
  *   moeserve-bench-dense [--m 1,32,128,4096] [--reps 20] [--out FILE] [--tiles 64x2,128x2r] [--only NAME] */
 #include <string.h>
 
@@ -27,30 +28,6 @@ static const bd_shape g_shapes[] = {
     {"dense_down", 7168, 18432, 0},
 };
 
-/* median ms of fn over reps, each after `flush` (not timed) */
-template <typename F, typename G> static double time_cold(cudaStream_t st, int reps, G flush, F fn)
-{
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    for (int i = 0; i < 2; i++) fn();
-    std::vector<float> v;
-    for (int i = 0; i < reps; i++) {
-        flush();
-        CK(cudaEventRecord(a, st));
-        fn();
-        CK(cudaEventRecord(b, st));
-        CK(cudaEventSynchronize(b));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        v.push_back(ms);
-    }
-    CK(cudaGetLastError());
-    std::sort(v.begin(), v.end());
-    cudaEventDestroy(a), cudaEventDestroy(b);
-    return v[v.size() / 2];
-}
-
 int main(int argc, char **argv)
 {
     std::vector<int> ms_list = {1, 32, 128, 4096};
@@ -66,16 +43,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
         } else if (!strcmp(argv[i], "--tiles") && i + 1 < argc) {
-            for (char *t = strtok(argv[++i], ","); t; t = strtok(NULL, ",")) {
-                int bn = 0, nwg = 0;
-                char r = 0;
-                if (sscanf(t, "%dx%d%c", &bn, &nwg, &r) < 2 || kern_cuda_moe_fp8_tile(bn, nwg, r == 'r')) {
-                    fprintf(stderr, "bench_dense: bad --tiles entry '%s'\n", t);
-                    return 2;
-                }
-                tiles.push_back({bn, nwg, r == 'r'});
-            }
-            kern_cuda_moe_fp8_tile(0, 0, 0);
+            if (parse_tiles(argv[++i], tiles)) return 2;
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
             out_path = argv[++i];
         } else {
@@ -138,10 +106,15 @@ int main(int argc, char **argv)
             kern_gemm_t g = {};
             g.x = x, g.w = &wm, g.y = y, g.xdt = MS_DT_BF16, g.ydt = MS_DT_BF16, g.m = m, g.batch = 1, g.ldx = K;
             g.ldy = s.n, g.epi = s.silu ? KERN_EPI_SILU_MUL : KERN_EPI_NONE;
-            const double t_dq = time_cold(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &g)); });
-            row("dequant", "-", t_dq, 0);
+            const double t_dq = time_ms_after(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &g)); });
+            row("dequant", "auto", t_dq, 0);
             if (fo) fprintf(fo, "%s\t%d\tdequant\t%.5f\n", s.name, m, t_dq);
-            const double t_q = time_cold(st, reps, flush, [&] {
+            if (m <= 32) { /* gemm_fp8w with one CTA per SM instead of two, for comparison */
+                kern_cuda_gemm_fp8w_ctas(1);
+                row("dequant", "1cta", time_ms_after(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &g)); }), 0);
+                kern_cuda_gemm_fp8w_ctas(0);
+            }
+            const double t_q = time_ms_after(st, reps, flush, [&] {
                 CKS(kern_cuda_ops.act_quant(cx, (const bf16_t *)x, K, m, K, xq, K, xs, kb));
             });
             kern_gemm_t gf = g;
@@ -150,7 +123,7 @@ int main(int argc, char **argv)
                 kern_cuda_moe_fp8_tile(tl[0], tl[1], tl[2]);
                 char tname[16] = "auto";
                 if (tl[0]) snprintf(tname, sizeof tname, "%dx%d%s", tl[0], tl[1], tl[2] ? "r" : "");
-                const double t_f8 = time_cold(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &gf)); });
+                const double t_f8 = time_ms_after(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &gf)); });
                 row("fp8", tname, t_f8, t_q);
                 if (fo && !tl[0]) fprintf(fo, "%s\t%d\tfp8\t%.5f\n", s.name, m, t_f8);
             }

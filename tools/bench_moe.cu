@@ -31,16 +31,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--tiles") && i + 1 < argc) {
-            for (char *t = strtok(argv[++i], ","); t; t = strtok(NULL, ",")) {
-                int bn = 0, nwg = 0;
-                char r = 0;
-                if (sscanf(t, "%dx%d%c", &bn, &nwg, &r) < 2 || kern_cuda_moe_fp8_tile(bn, nwg, r == 'r')) {
-                    fprintf(stderr, "bench_moe: bad --tiles entry '%s'\n", t);
-                    return 2;
-                }
-                tiles.push_back({bn, nwg, r == 'r'});
-            }
-            kern_cuda_moe_fp8_tile(0, 0, 0);
+            if (parse_tiles(argv[++i], tiles)) return 2;
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
             out_path = argv[++i];
         } else {

@@ -314,7 +314,10 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
 {
     int bn = mg_force_bn, nwg = mg_force_nwg, rs = mg_force_rs;
     if (!bn) {
-        if (g.cap <= 8) bn = 8, nwg = 1, rs = 0;
+        /* one dense matrix of 65..128 rows: row split measured 1.2-1.6x faster than token split on every
+         * non-gated R1 shape (moeserve-bench-dense, BENCHMARKS.md); the gated dense MLP stays token split */
+        if (!g.counts && !GATEUP && g.cap > 64 && g.cap <= 128) bn = 64, nwg = 2, rs = 1;
+        else if (g.cap <= 8) bn = 8, nwg = 1, rs = 0;
         else if (g.cap <= 32) bn = 32, nwg = 1, rs = 0;
         else if (g.cap <= 64) bn = 32, nwg = 2, rs = 0;
         else bn = 64, nwg = 2, rs = 0;

@@ -42,15 +42,17 @@ void cc_run_gemm_dense(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     const int64_t nsc = (int64_t)kern_fp8_blocks(rows) * kb;
     float *sc = malloc(sizeof(float) * (size_t)nsc), *xs = NULL;
     for (int64_t i = 0; i < nsc; i++) sc[i] = (float)(0.0005 * (0.5 + kr_uniform()));
-    if (fp8x) {
-        xq = malloc((size_t)m * Kd), xs = malloc(sizeof(float) * (size_t)m * kb);
-        kern_cpu_ops.act_quant(NULL, xb, Kd, m, Kd, xq, Kd, xs, kb);
-    }
     const size_t ye = ms_dtype_size(ydt);
-    void *dx = cc_dev(env, fp8x ? (void *)xq : (void *)xb, (size_t)m * Kd * (fp8x ? 1 : 2)),
-         *dw = cc_dev(env, w, (size_t)rows * Kd), *dsc = cc_dev(env, sc, sizeof(float) * (size_t)nsc),
-         *dxs = fp8x ? cc_dev(env, xs, sizeof(float) * (size_t)m * kb) : NULL,
-         *dy = cc_dev(env, NULL, (size_t)m * n * ye);
+    void *dxb = cc_dev(env, xb, (size_t)m * Kd * 2), *dx = dxb, *dw = cc_dev(env, w, (size_t)rows * Kd),
+         *dsc = cc_dev(env, sc, sizeof(float) * (size_t)nsc), *dxs = NULL, *dy = cc_dev(env, NULL, (size_t)m * n * ye);
+    if (fp8x) { /* the act_quant op quantizes on the device (bit-identical to the CPU's: its own cases), the
+                 * CPU's per-code search would take ~1 us an element here; the CPU gemm reads the same codes */
+        xq = malloc((size_t)m * Kd), xs = malloc(sizeof(float) * (size_t)m * kb);
+        dx = cc_dev(env, NULL, (size_t)m * Kd), dxs = cc_dev(env, NULL, sizeof(float) * (size_t)m * kb);
+        cc_ok(r, K->act_quant(CX, dxb, Kd, m, Kd, dx, Kd, dxs, kb), "act_quant");
+        cc_get(env, xq, dx, (size_t)m * Kd);
+        cc_get(env, xs, dxs, sizeof(float) * (size_t)m * kb);
+    }
     const ms_dtype_t xdt = fp8x ? MS_DT_F8E4M3 : MS_DT_BF16;
     kern_mat_t wd = {dw, dsc, MS_DT_F8E4M3, rows, Kd}, wh = {w, sc, MS_DT_F8E4M3, rows, Kd};
     kern_gemm_t g = {.x = dx, .x_scale = dxs, .w = &wd, .y = dy, .xdt = xdt, .ydt = ydt, .m = m, .batch = 1,
@@ -60,7 +62,8 @@ void cc_run_gemm_dense(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     cc_get(env, got, dy, (size_t)m * n * ye);
     /* the sampled rows, gathered, on the CPU */
     int64_t ns = (int64_t)(1e9 / ((double)rows * Kd));
-    ns = ns < 4 ? 4 : ns > m ? m : ns;
+    ns = ns < 4 ? 4 : ns;
+    ns = ns > m ? m : ns;
     uint8_t *sx = malloc((size_t)ns * Kd * 2), *sgot = malloc((size_t)ns * n * ye), *want = calloc((size_t)ns * n, ye);
     float *sxs = fp8x ? malloc(sizeof(float) * (size_t)ns * kb) : NULL;
     for (int64_t i = 0; i < ns; i++) {

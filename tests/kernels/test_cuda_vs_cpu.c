@@ -110,6 +110,8 @@ static const cc_case_t g_cases[] = {
     {"gemm_dense",  "m=4096 n=7168 k=18432 (dense down)", "fp8",       cc_run_gemm_dense,  {4096, 7168, 18432, 2, BF},          2e-4},
     {"gemm_dense",  "m=5 n=2112 k=7168 (q_a|kv_a)", "fp8",       cc_run_gemm_dense,  {5, 2112, 7168, 2, BF},              2e-4},
     {"gemm_dense",  "m=128 n=18432 k=7168 (dense gate|up)", "fp8",       cc_run_gemm_dense,  {128, 18432, 7168, 3, BF},           2e-4},
+    {"gemm_dense",  "m=128 n=7168 k=16384 (o_proj)", "fp8",       cc_run_gemm_dense,  {128, 7168, 16384, 2, BF},           2e-4},
+    {"gemm_dense",  "m=96 n=2112 k=7168 (q_a|kv_a)", "fp8",       cc_run_gemm_dense,  {96, 2112, 7168, 2, BF},             2e-4},
     /* act_quant p[] = rows, cols, extra ldx: codes and scales bit-identical */
     {"act_quant",   "5x300 (short group, zero row)", "bf16->fp8", cc_run_act_quant, {5, 300, 3},                        0},
     {"act_quant",   "128x7168",                   "bf16->fp8", cc_run_act_quant,   {128, 7168, 0},                      0},
