@@ -9,8 +9,7 @@
  * 256 MiB write in between), as at decode, where the other layers' weights
  * have evicted this one's. --out writes name<TAB>m<TAB>mode<TAB>ms lines for
  * the PyTorch peer (tools/bench_dense_torch.py). --tiles times forced tiles
- * of the grouped kernel (kern_cuda_moe_fp8_tile) in the fp8 mode; at m <= 32
- * the dequant mode is also timed with one CTA per SM (kern_cuda_gemm_fp8w_ctas).
+ * of the grouped kernel (kern_cuda_moe_fp8_tile) in the fp8 mode.
  *   moeserve-bench-dense [--m 1,32,128,4096] [--reps 20] [--out FILE] [--tiles 64x2,128x2r] [--only NAME] */
 #include <string.h>
 
@@ -109,11 +108,6 @@ int main(int argc, char **argv)
             const double t_dq = time_ms_after(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &g)); });
             row("dequant", "auto", t_dq, 0);
             if (fo) fprintf(fo, "%s\t%d\tdequant\t%.5f\n", s.name, m, t_dq);
-            if (m <= 32) { /* gemm_fp8w with one CTA per SM instead of two, for comparison */
-                kern_cuda_gemm_fp8w_ctas(1);
-                row("dequant", "1cta", time_ms_after(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &g)); }), 0);
-                kern_cuda_gemm_fp8w_ctas(0);
-            }
             const double t_q = time_ms_after(st, reps, flush, [&] {
                 CKS(kern_cuda_ops.act_quant(cx, (const bf16_t *)x, K, m, K, xq, K, xs, kb));
             });

@@ -73,8 +73,6 @@ int kern_cuda_gemm_fp8w_fits(int32_t m, int32_t n, int32_t k, int64_t ldx, int64
 ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, int32_t m, const uint8_t *w,
                                 const float *ws, int64_t ldw, int32_t n, int32_t k, void *y, ms_dtype_t ydt,
                                 int64_t ldy, void *scratch, size_t scratch_bytes);
-/* Bench hook: force 1 or 2 CTAs per SM in gemm_fp8w (0 = chosen from m). Not thread-safe; not for serving. */
-int kern_cuda_gemm_fp8w_ctas(int cps);
 /* y[b, i, j] = bf16(bf16(silu(t[b, i, j])) * t[b, i, n + j]) for t [batch, m, 2n] bf16 (the epilogue pass) */
 ms_status_t kern_cuda_gemm_silu_pass(kern_ctx_t *cx, const bf16_t *t, int32_t m, int32_t n, int32_t batch, bf16_t *y,
                                      int64_t ldy, int64_t bsy);

@@ -12,10 +12,6 @@
  * tokens, BF16 from shared memory, the N of the MMA). The scale is applied
  * before the MMA, so the fp32 accumulator needs no per-block promotion.
  * Two A-fragment sets: chunk k+1 is dequantized while chunk k's MMAs run.
- * For m <= 32 the MMAs are short and the dequantization's issue rate is what
- * limits (ncu at m = 1: SM 58 %, DRAM 71 %, ~2 warps per scheduler), so two
- * CTAs share an SM (CPS = 2: 80 registers, one fragment set, half the ring
- * each) and twice the warps hide each other's latency.
  *
  * Filling 132 SMs at m = 1 (q_a|kv_a has 17 tiles): stream-K. The grid's
  * CTAs split the tiles x 128-K chunks evenly; a CTA walks its range, writing a
@@ -81,10 +77,10 @@ template <> __device__ __forceinline__ void fw_wgmma<128>(float *d, const uint32
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
-template <int BN, int CPS> struct fw_shape {
+template <int BN> struct fw_shape {
     static constexpr int XB = BN * 128;                   /* bytes of one 64-wide K half of the bf16 x tile */
     static constexpr int STAGE = FW_A_BYTES + 2 * XB;     /* bytes per ring stage */
-    static constexpr int ST0 = FW_SMEM_BUDGET / CPS / STAGE;
+    static constexpr int ST0 = FW_SMEM_BUDGET / STAGE;
     static constexpr int ST = ST0 > 8 ? 8 : ST0;
     static constexpr int SMEM = ST * STAGE + 1024;        /* + 1024-byte alignment slack */
 };
@@ -115,14 +111,14 @@ __device__ __forceinline__ uint32_t fw_dq2(uint16_t v, float s)
 }
 __device__ __forceinline__ void fw_reg_fence(uint32_t &r) { asm volatile("" : "+r"(r)::"memory"); }
 
-template <int BN, int CPS>
-__global__ void __launch_bounds__(384, CPS)
+template <int BN>
+__global__ void __launch_bounds__(384, 1)
 fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_x, const fw_args g)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code */
 #else
-    typedef fw_shape<BN, CPS> sh;
+    typedef fw_shape<BN> sh;
     constexpr int STAGE = sh::STAGE, ST = sh::ST, XB = sh::XB, NACC = BN / 2;
     __shared__ __align__(8) uint64_t full[ST], empty[ST];
     extern __shared__ uint8_t smem_raw[];
@@ -140,7 +136,7 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     __syncthreads();
 
     if (wg == 2) { /* producer: one thread streams the range's chunks through the ring */
-        if (CPS == 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (t != 0) return;
         int it = 0;
         for (int64_t c = c0; c < c1; c++, it++) {
@@ -156,7 +152,7 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     }
 
     /* consumers: warpgroup wg owns weight rows wg*64.. of each tile */
-    if (CPS == 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
     const int warp = t / 32, lane = t % 32, gq = lane / 4, tq = lane % 4;
     const int r = wg * 64 + warp * 16 + gq; /* this thread's A rows r and r+8 (swizzle phase r % 8 = gq) */
     int it = 0;
@@ -197,17 +193,8 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
                 for (int q = 0; q < 4; q++) fw_reg_fence(f[kk][q]);
             mg_bar_arrive(&empty[(it + j) % ST]);
         };
+        issue(fa, 0);
         int j = 1;
-        if (CPS > 1) { /* one fragment set: the other CTA's warps fill the MMA wait */
-            for (int q = 0; q < nk; q++) {
-                issue(fa, q);
-                mg_wg_wait0();
-                retire(fa, q);
-            }
-            j = nk + 1;
-        } else {
-            issue(fa, 0);
-        }
         for (; j + 1 < nk; j += 2) {
             issue(fb, j);
             mg_wg_wait1();
@@ -216,8 +203,7 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             mg_wg_wait1();
             retire(fb, j);
         }
-        if (j > nk) {
-        } else if (j < nk) {
+        if (j < nk) {
             issue(fb, j);
             mg_wg_wait1();
             retire(fa, j - 1);
@@ -248,50 +234,42 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
 }
 
 /* The shared tiles: y[tok, n] = one rounding of the sum of the partials of the CTAs that share n's tile,
- * in CTA order. Tiles one CTA covered are skipped (already in y). */
+ * in CTA order. Tiles one CTA covered are skipped (already in y). CTAs after the tile's first owner all
+ * start inside it, so their partial is their first slot (2i); only the first owner's slot needs its start:
+ * the loads are independent and issue back to back (a tile of q_a|kv_a at m = 1 has ~8 owners). */
 __global__ static void fw_reduce_kernel(fw_args g, int64_t p)
 {
     const int kchunks = g.K / MG_KC, ntile = (g.n + FW_ROWS - 1) / FW_ROWS;
-    const int64_t items = (int64_t)ntile * g.m * FW_ROWS;
+    const int64_t items = (int64_t)ntile * g.m * FW_ROWS, slot_stride = (int64_t)g.m * FW_ROWS;
     for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < items;
          idx += (int64_t)gridDim.x * blockDim.x) {
-        const int tile = (int)(idx / ((int64_t)g.m * FW_ROWS)), rem = (int)(idx % ((int64_t)g.m * FW_ROWS));
+        const int tile = (int)(idx / slot_stride), rem = (int)(idx % slot_stride);
         const int tok = rem / FW_ROWS, rr = rem % FW_ROWS, n = tile * FW_ROWS + rr;
         if (n >= g.n) continue;
         const int64_t x0 = (int64_t)tile * kchunks;
         const int64_t i0 = fw_owner(x0, g.total, p), i1 = fw_owner(x0 + kchunks - 1, g.total, p);
         if (i0 == i1) continue;
-        float s = 0.f;
-        for (int64_t i = i0; i <= i1; i++) {
-            const int64_t slot = 2 * i + (fw_c0(i, g.total, p) / kchunks == tile ? 0 : 1);
-            s = __fadd_rn(s, g.part[((size_t)slot * g.m + tok) * FW_ROWS + rr]);
-        }
+        const float *pp = g.part + (int64_t)tok * FW_ROWS + rr;
+        float s = pp[(2 * i0 + (fw_c0(i0, g.total, p) == x0 ? 0 : 1)) * slot_stride];
+#pragma unroll 4
+        for (int64_t i = i0 + 1; i <= i1; i++) s = __fadd_rn(s, pp[2 * i * slot_stride]);
         if (g.y_f32) ((float *)g.y)[tok * g.ldy + n] = s;
         else ((uint16_t *)g.y)[tok * g.ldy + n] = cu_f_bf16(s);
     }
 }
 
-/* CTAs per SM for m rows (kern_cuda_gemm_fp8w_ctas forces it) */
-static int fw_force_cps;
-extern "C" int kern_cuda_gemm_fp8w_ctas(int cps)
-{
-    fw_force_cps = cps == 1 || cps == 2 ? cps : 0;
-    return cps == fw_force_cps ? 0 : -1;
-}
-static int fw_cps(int32_t m) { return fw_force_cps ? fw_force_cps : m <= 32 ? 2 : 1; }
-
-/* CTAs for a call: CPS per SM, fewer when a CTA would get under FW_MIN_CHUNKS chunks. */
-static int64_t fw_grid(int32_t m, int32_t n, int32_t k)
+/* CTAs for a call: one per SM, fewer when a CTA would get under FW_MIN_CHUNKS chunks. */
+static int64_t fw_grid(int32_t n, int32_t k)
 {
     const int64_t total = (int64_t)((n + FW_ROWS - 1) / FW_ROWS) * (k / MG_KC);
-    int64_t p = (int64_t)mg_num_sms() * fw_cps(m);
+    int64_t p = mg_num_sms();
     if (p > (total + FW_MIN_CHUNKS - 1) / FW_MIN_CHUNKS) p = (total + FW_MIN_CHUNKS - 1) / FW_MIN_CHUNKS;
     return p < 1 ? 1 : p;
 }
 
 static size_t fw_part_bytes(int32_t m, int32_t n, int32_t k)
 {
-    return (size_t)2 * fw_grid(m, n, k) * m * FW_ROWS * sizeof(float);
+    return (size_t)2 * fw_grid(n, k) * m * FW_ROWS * sizeof(float);
 }
 
 extern "C" int kern_cuda_gemm_fp8w_fits(int32_t m, int32_t n, int32_t k, int64_t ldx, int64_t ldw, const void *x,
@@ -302,13 +280,13 @@ extern "C" int kern_cuda_gemm_fp8w_fits(int32_t m, int32_t n, int32_t k, int64_t
            fw_part_bytes(m, n, k) <= scratch_bytes;
 }
 
-template <int BN, int CPS>
+template <int BN>
 static ms_status_t fw_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtensorMap &tx, const fw_args &g,
                              int64_t p)
 {
-    typedef fw_shape<BN, CPS> sh;
-    CUDA_CHECK(cudaFuncSetAttribute(fw_kernel<BN, CPS>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
-    fw_kernel<BN, CPS><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, g);
+    typedef fw_shape<BN> sh;
+    CUDA_CHECK(cudaFuncSetAttribute(fw_kernel<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
+    fw_kernel<BN><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, g);
     CU_LAUNCHED();
     return MS_OK;
 }
@@ -325,21 +303,18 @@ extern "C" ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int6
     MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)ldw, MG_KC, FW_ROWS));
     MS_TRY(mg_map_2d(&tx, x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, (uint64_t)m, (uint64_t)k, (uint64_t)ldx * 2, 64,
                      (uint32_t)bn));
-    const int64_t p = fw_grid(m, n, k);
-    const int cps = fw_cps(m);
+    const int64_t p = fw_grid(n, k);
     fw_args g;
     g.ws = ws, g.y = y, g.part = (float *)scratch, g.ldy = ldy;
     g.total = (int64_t)((n + FW_ROWS - 1) / FW_ROWS) * (k / MG_KC);
     g.m = m, g.n = n, g.K = k, g.sbc = kern_fp8_blocks((int32_t)ldw), g.y_f32 = ydt == MS_DT_F32;
-    ms_status_t st;
     switch (bn) {
-    case 8: st = cps == 2 ? fw_launch<8, 2>(cx, tw, tx, g, p) : fw_launch<8, 1>(cx, tw, tx, g, p); break;
-    case 16: st = cps == 2 ? fw_launch<16, 2>(cx, tw, tx, g, p) : fw_launch<16, 1>(cx, tw, tx, g, p); break;
-    case 32: st = cps == 2 ? fw_launch<32, 2>(cx, tw, tx, g, p) : fw_launch<32, 1>(cx, tw, tx, g, p); break;
-    case 64: st = fw_launch<64, 1>(cx, tw, tx, g, p); break;
-    default: st = fw_launch<128, 1>(cx, tw, tx, g, p); break;
+    case 8: MS_TRY(fw_launch<8>(cx, tw, tx, g, p)); break;
+    case 16: MS_TRY(fw_launch<16>(cx, tw, tx, g, p)); break;
+    case 32: MS_TRY(fw_launch<32>(cx, tw, tx, g, p)); break;
+    case 64: MS_TRY(fw_launch<64>(cx, tw, tx, g, p)); break;
+    default: MS_TRY(fw_launch<128>(cx, tw, tx, g, p)); break;
     }
-    MS_TRY(st);
     if (g.total % p == 0 && (g.total / p) % (k / MG_KC) == 0) return MS_OK; /* every CTA took whole tiles */
     const int64_t items = (int64_t)((n + FW_ROWS - 1) / FW_ROWS) * m * FW_ROWS;
     const int64_t blocks = (items + 255) / 256;
