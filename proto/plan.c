@@ -18,7 +18,11 @@ void proto_planbuf_free(proto_planbuf_t *b)
     memset(b, 0, sizeof *b);
 }
 
-void proto_planbuf_reset(proto_planbuf_t *b) { b->n_seqs = b->n_tokens = b->n_blocks = b->n_bias = 0; }
+void proto_planbuf_reset(proto_planbuf_t *b)
+{
+    b->n_seqs = b->n_tokens = b->n_blocks = b->n_bias = 0;
+    b->flags = 0;
+}
 
 static bool grow(void **p, int *cap, int need, size_t elem)
 {
@@ -91,6 +95,7 @@ ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_
     p->n_tokens = b->n_tokens;
     p->n_blocks = b->n_blocks;
     p->n_bias = b->n_bias;
+    p->flags = b->flags;
     if (b->n_seqs) memcpy((void *)proto_plan_seqs(p), b->seqs, sizeof(proto_seq_t) * (size_t)b->n_seqs);
     if (b->n_tokens) memcpy((void *)proto_plan_tokens(p), b->tokens, 4u * (size_t)b->n_tokens);
     if (b->n_blocks) memcpy((void *)proto_plan_blocks(p), b->blocks, 4u * (size_t)b->n_blocks);
@@ -176,6 +181,7 @@ size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst)
     memset(p, 0, sizeof *p);
     p->hdr = proto_hdr_make(PROTO_MSG_PLAN, (uint32_t)size, full->hdr.step);
     p->n_seqs = ns, p->n_tokens = nt, p->n_blocks = nb, p->n_bias = nbias;
+    p->flags = full->flags;
     proto_seq_t *o = (proto_seq_t *)proto_plan_seqs(p);
     int32_t *ot = (int32_t *)proto_plan_tokens(p), *ob = (int32_t *)proto_plan_blocks(p);
     proto_bias_t *obias = (proto_bias_t *)proto_plan_bias(p);

@@ -14,8 +14,9 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x5045534du /* "MSEP" little-endian */
-#define PROTO_VERSION 4 /* 2: delta entries (plan_delta.c); 3: penalties, min_p, logit_bias; 4: MTP drafts
-                         * (VERIFY/DRAFT flags, the results' spec part) */
+#define PROTO_VERSION 5 /* 2: delta entries (plan_delta.c); 3: penalties, min_p, logit_bias; 4: MTP drafts
+                         * (VERIFY/DRAFT flags, the results' spec part); 5: overlap scheduling (FEED_LAST,
+                         * the plan's flags) */
 #define PROTO_MAX_LOGIT_BIAS 1024 /* logit_bias entries per sequence */
 #define PROTO_MAX_LOGPROBS 20
 #define PROTO_MAX_DRAFT 4 /* MTP draft tokens per sequence per step (num_nextn_predict_layers 1..4) */
@@ -50,6 +51,17 @@ enum {
      * next_token after the last row), the logprob of that token and the row's top n_logprobs, computed by
      * the owning rank from this chunk's rows (worker/prompt_lp.c); not with MTP. */
     PROTO_SEQ_PROMPT_LP = 1u << 5,
+    /* Overlap scheduling (runtime/serve_loop.c): rank 0 planned this decode before the previous step's
+     * token was known. The plan's token is a placeholder (0); the rank feeds the token it sampled for
+     * this slot in its last step (worker/engine.c). One fed token, sampled, no MTP, no prompt logprobs. */
+    PROTO_SEQ_FEED_LAST = 1u << 6,
+};
+
+/* proto_plan_t.flags */
+enum {
+    /* Every rank waits for this step and returns its results before it takes the next plan (the serial
+     * loop). Without it, the results are returned after the next plan's step was launched (overlap). */
+    PROTO_PLAN_SYNC = 1u << 0,
 };
 
 /* One logit_bias entry of a sequence (sent with its START entry only). */
@@ -103,7 +115,7 @@ typedef struct {
     int32_t n_blocks; /* total block-table entries */
     int32_t n_deltas; /* wire parts only (plan_delta.c): proto_delta_t entries after the seqs; 0 in full plans */
     int32_t n_bias;   /* total logit_bias entries (after the blocks) */
-    int32_t pad_;
+    uint32_t flags;   /* PROTO_PLAN_*: the same in every rank's part */
 } proto_plan_t;
 _Static_assert(sizeof(proto_plan_t) == 40, "proto_plan_t layout");
 

@@ -127,6 +127,7 @@ ms_status_t proto_plan_part_delta(const proto_plan_t *full, int rank, proto_mirr
     memset(p, 0, sizeof *p);
     p->hdr = proto_hdr_make(PROTO_MSG_PLAN, (uint32_t)size, full->hdr.step);
     p->n_seqs = ns, p->n_deltas = nd, p->n_tokens = nt, p->n_blocks = nb_full + nb_new, p->n_bias = nbias;
+    p->flags = full->flags;
     proto_seq_t *os = (proto_seq_t *)proto_plan_seqs(p);
     proto_delta_t *od = (proto_delta_t *)proto_plan_deltas(p);
     int32_t *ot = (int32_t *)proto_plan_tokens(p), *ob = (int32_t *)proto_plan_blocks(p);
@@ -164,6 +165,7 @@ ms_status_t proto_plan_expand(const proto_plan_t *part, proto_mirror_t *m, proto
                               const proto_plan_t **out)
 {
     proto_planbuf_reset(pb);
+    pb->flags = part->flags;
     const proto_seq_t *s = proto_plan_seqs(part);
     const proto_delta_t *d = proto_plan_deltas(part);
     const int32_t *tok = proto_plan_tokens(part), *blk = proto_plan_blocks(part);

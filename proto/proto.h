@@ -25,6 +25,7 @@ typedef struct {
     int n_blocks, cap_blocks;
     proto_bias_t *bias;
     int n_bias, cap_bias;
+    uint32_t flags;   /* the finished plan's proto_plan_t.flags (PROTO_PLAN_*); reset clears it */
     /* the finished message */
     uint8_t *msg;
     size_t msg_cap;

@@ -7,7 +7,19 @@
  * A token at position p of a sequence lands in cache row
  * block_table[p / block_size] * block_size + p % block_size. Sequences are
  * split between the naive MLA path (prefill chunks, transformers' form) and
- * the absorbed one (decode) per engine_opts_t.mla. */
+ * the absorbed one (decode) per engine_opts_t.mla.
+ *
+ * Launch and wait (engine_step_launch / engine_step_wait): a step is
+ * launched (checked, its metadata uploaded, the forward pass and the
+ * download of its results queued on the backend's stream) and later waited
+ * for (synchronize, results read). The engine holds at most two steps: one
+ * launched and not yet synchronized, and one completed whose results were
+ * not yet taken. Launching a step completes the one before it first (host
+ * side: a FEED_LAST entry needs that step's token, read here from the host
+ * staging block that the next launch reuses), so on the CPU backend, whose
+ * ops run as they are called, a launch does all the step's work; on a GPU
+ * the host returns from launch while the device runs, which is what lets
+ * rank 0 schedule step N+1 while step N runs (runtime/serve_loop.c). */
 #include "worker/engine.h"
 
 #include <stdio.h>
@@ -59,6 +71,22 @@ struct engine {
     plp_row_t *plp_rows;   /* (max_tokens_per_step) */
     proto_plp_t *plp;      /* (max_tokens_per_step) */
     int *plp_off, *plp_n;  /* per plan seq: its entries in plp */
+    int n_seqs_done;       /* plan sequences of the last completed step (engine_prompt_lp) */
+    /* Launched steps (engine_step_launch), oldest first: pend[pend_first], then the other one. */
+    struct {
+        uint8_t *plan;        /* the engine's copy of the plan, FEED_LAST tokens filled in */
+        size_t cap;
+        proto_result_t *res;  /* (max_batch) its results once completed */
+        ms_status_t st;       /* launch status, then completion status */
+        bool done;            /* completed: synchronized, results read */
+    } pend[2];
+    int pend_first, pend_n;
+    /* the launched step not yet completed (step_launch -> step_complete) */
+    step_io_layout_t cur_L;
+    fwd_step_t cur_st;
+    bool cur_ran;          /* the forward ran (something to synchronize and read) */
+    int32_t *last_tok;     /* per slot (max_batch): the token this rank sampled there in its last completed
+                            * step, -1 when none (PROTO_SEQ_FEED_LAST) */
 };
 
 const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
@@ -144,6 +172,8 @@ static void engine_free_host(engine_t *e)
     e->stage = NULL;
     free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc), free(e->draft_of_seq);
     free(e->plp_rows), free(e->plp), free(e->plp_off), free(e->plp_n);
+    free(e->last_tok);
+    for (int i = 0; i < 2; i++) free(e->pend[i].plan), free(e->pend[i].res);
     pen_destroy(e->pen);
     e->pen = NULL;
 }
@@ -213,11 +243,14 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     e->draft_of_seq = malloc(sizeof(int) * B);
     e->plp_rows = malloc(sizeof *e->plp_rows * (size_t)T), e->plp = malloc(sizeof *e->plp * (size_t)T);
     e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
+    e->last_tok = malloc(sizeof(int32_t) * (size_t)B);
+    for (int i = 0; i < 2; i++) e->pend[i].res = malloc(sizeof(proto_result_t) * (size_t)B);
     if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->draft_of_seq || !e->plp_rows ||
-        !e->plp || !e->plp_off || !e->plp_n) {
+        !e->plp || !e->plp_off || !e->plp_n || !e->last_tok || !e->pend[0].res || !e->pend[1].res) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
+    for (int i = 0; i < B; i++) e->last_tok[i] = -1;
     {   /* a sequence is at most max_seq_len long, and never longer than the whole pool */
         int64_t pool = (int64_t)o->kv_blocks * o->block_size;
         int msl = o->max_seq_len > 0 && o->max_seq_len < pool ? o->max_seq_len : (int)(pool < INT32_MAX ? pool : INT32_MAX);
@@ -288,6 +321,9 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
         return MS_ERR(MS_ERR_INVALID, "engine: plan has %d tokens, max_tokens_per_step is %d", p->n_tokens,
                       e->opts.max_tokens_per_step);
     if (p->n_blocks < 0) return MS_ERR(MS_ERR_INVALID, "engine: plan has %d block-table entries", p->n_blocks);
+    if (p->n_deltas != 0 || p->n_bias < 0 || p->n_bias > p->n_seqs * PROTO_MAX_LOGIT_BIAS)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan has %d deltas and %d logit_bias entries for %d sequences",
+                      p->n_deltas, p->n_bias, p->n_seqs);
     const proto_seq_t *sq = proto_plan_seqs(p);
     const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
     const int bs = e->opts.block_size;
@@ -310,6 +346,12 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
                                           "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
                           e->mtp.N);
+        if ((q->flags & PROTO_SEQ_FEED_LAST) &&
+            (q->n_tokens != 1 || !(q->flags & PROTO_SEQ_SAMPLE) || q->slot < 0 || q->slot >= e->opts.max_batch ||
+             (q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT | PROTO_SEQ_PROMPT_LP | PROTO_SEQ_START))))
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): FEED_LAST with %d tokens and flags %#x (one "
+                                          "sampled decode token of a running slot, no MTP or prompt logprobs)", i,
+                          q->slot, q->n_tokens, q->flags);
         if ((q->flags & PROTO_SEQ_PROMPT_LP) &&
             (e->mtp.N || q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d%s", i,
@@ -364,27 +406,136 @@ static void fault_describe(uint32_t bits, char *buf, size_t n)
 
 void engine_inject_fault(engine_t *e, uint32_t bits) { e->inject_fault |= bits; }
 
-static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res);
+static ms_status_t step_launch(engine_t *e, const proto_plan_t *p);
+static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_result_t *res);
 
-ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
+/* A completed step's results were read (a data fault leaves every token -1). */
+static bool pend_has_results(ms_status_t st) { return st == MS_OK || st == MS_ERR_DATA; }
+
+/* Complete the launched step, if one is not yet: synchronize and read its results into its pend entry
+ * (its status there), and remember each sampled slot's token for FEED_LAST. */
+static void pend_complete(engine_t *e)
 {
-    ms_status_t st = plan_check(e, p);
+    if (e->pend_n == 0) return;
+    int k = (e->pend_first + e->pend_n - 1) % 2; /* only the newest can be incomplete */
+    if (e->pend[k].done) return;
+    const proto_plan_t *p = (const proto_plan_t *)e->pend[k].plan;
+    if (e->pend[k].st == MS_OK) e->pend[k].st = step_complete(e, p, e->pend[k].res);
+    e->pend[k].done = true;
+    const proto_seq_t *sq = proto_plan_seqs(p);
+    for (int i = 0; i < p->n_seqs; i++) {
+        if (!seq_is_mine(e, &sq[i]) || sq[i].slot < 0 || sq[i].slot >= e->opts.max_batch) continue;
+        /* a failed step leaves no token: a FEED_LAST after it feeds 0 (engine_step_launch) */
+        e->last_tok[sq[i].slot] = pend_has_results(e->pend[k].st) ? e->pend[k].res[i].token : -1;
+    }
+}
+
+ms_status_t engine_step_launch(engine_t *e, const proto_plan_t *plan)
+{
+    if (e->pend_n == 2)
+        return MS_ERR(MS_ERR_INTERNAL, "engine: two steps already in flight (engine_step_wait first)");
+    pend_complete(e);
+    if (e->pend_n == 1) {
+        ms_status_t prev = e->pend[e->pend_first].st;
+        /* the step before failed part-way: nothing can follow it (the caller aborts the job) */
+        if (prev != MS_OK && prev != MS_ERR_INVALID && prev != MS_ERR_DATA) return prev;
+    }
+    const int k = (e->pend_first + e->pend_n) % 2;
+    e->pend[k].done = false;
+    e->pend_n++;
+    ms_status_t st = plan_check(e, plan);
+    proto_plan_t *p = NULL;
     if (st == MS_OK) {
+        /* the engine's own copy: the caller's buffer may be reused before engine_step_wait */
+        size_t n = proto_plan_size(plan->n_seqs, plan->n_tokens, plan->n_blocks, plan->n_bias);
+        if (n > e->pend[k].cap) {
+            uint8_t *b = realloc(e->pend[k].plan, n);
+            if (!b) st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory for a %zu-byte plan", n);
+            else e->pend[k].plan = b, e->pend[k].cap = n;
+        }
+        if (st == MS_OK) {
+            memcpy(e->pend[k].plan, plan, n);
+            p = (proto_plan_t *)e->pend[k].plan;
+            p->hdr.length = (uint32_t)n;
+        }
+    }
+    if (st == MS_OK) {
+        /* FEED_LAST: the token this rank sampled for the slot last step (complete: pend_complete ran). Every
+         * rank that runs the row has the same one: under attention DP only the owner runs it; under TP
+         * every rank samples every sequence from bit-identical logits (the TP all-reduce sums in rank
+         * order on every rank, worker/comm_mpi.c; the sampler's stream is f(seed, position)). A slot whose
+         * last step failed has no token: 0 stands in, and rank 0 drops the row's result, because it ends
+         * every sequence whose previous step failed. On a GPU with the steps really overlapped this is a
+         * device-side copy from the previous step's token buffer (f.tok) into this step's ids, ordered on
+         * the stream (and a captured graph reads it the same way); the CPU does it on the host. */
         const proto_seq_t *sq = proto_plan_seqs(p);
+        int32_t *tok = (int32_t *)proto_plan_tokens(p);
+        for (int i = 0; i < p->n_seqs; i++)
+            if ((sq[i].flags & PROTO_SEQ_FEED_LAST) && seq_is_mine(e, &sq[i])) {
+                int32_t t = e->last_tok[sq[i].slot];
+                tok[sq[i].tok_off] = t >= 0 && t < e->cfg.vocab_size ? t : 0;
+            }
         for (int i = 0; i < p->n_seqs; i++) e->mine[i] = seq_is_mine(e, &sq[i]);
         st = pen_prepare(e->pen, p, e->mine, e->opts.max_tokens_per_step);
     }
-    if (st == MS_OK) return step_run(e, p, res);
-    /* Each attention-DP rank checks only its own part: one whose part is bad
-     * still takes part in the step's collectives with no tokens, so the other
-     * ranks finish theirs; the caller ends the bad part's requests. */
-    if (e->par.ep_size > 1 || e->par.tp_size > 1) {
-        proto_plan_t empty = {.hdr = p->hdr};
+    if (st == MS_OK) st = step_launch(e, p);
+    else if (e->par.ep_size > 1 || e->par.tp_size > 1) {
+        /* Each attention-DP rank checks only its own part: one whose part is bad
+         * still takes part in the step's collectives with no tokens, so the other
+         * ranks finish theirs; the caller ends the bad part's requests. */
+        proto_plan_t empty = {.hdr = plan->hdr};
         empty.hdr.length = sizeof empty;
-        ms_status_t st2 = step_run(e, &empty, res);
-        if (st2 != MS_OK) return st2; /* failed part-way: not survivable */
+        ms_status_t st2 = step_launch(e, &empty);
+        if (st2 == MS_OK) st2 = step_complete(e, &empty, e->pend[k].res);
+        if (st2 != MS_OK) st = st2; /* failed part-way: not survivable */
     }
+    if (st != MS_OK) {
+        /* nothing to complete: the status is the step's, reported by engine_step_wait too; its slots have
+         * no token for a FEED_LAST */
+        if (p) {
+            const proto_seq_t *sq = proto_plan_seqs(p);
+            for (int i = 0; i < p->n_seqs; i++) {
+                e->pend[k].res[i] = (proto_result_t){.slot = sq[i].slot, .token = -1};
+                if (seq_is_mine(e, &sq[i]) && sq[i].slot >= 0 && sq[i].slot < e->opts.max_batch)
+                    e->last_tok[sq[i].slot] = -1;
+            }
+        } else {
+            if (e->pend[k].cap < sizeof(proto_plan_t)) {
+                uint8_t *b = realloc(e->pend[k].plan, sizeof(proto_plan_t));
+                if (b) e->pend[k].plan = b, e->pend[k].cap = sizeof(proto_plan_t);
+            }
+            if (e->pend[k].cap >= sizeof(proto_plan_t)) {
+                proto_plan_t empty = {.hdr = plan->hdr};
+                memcpy(e->pend[k].plan, &empty, sizeof empty);
+            } else {
+                e->pend_n--; /* no memory even for that: report it now */
+                return st;
+            }
+        }
+        e->pend[k].done = true;
+    }
+    e->pend[k].st = st;
     return st;
+}
+
+ms_status_t engine_step_wait(engine_t *e, proto_result_t *res)
+{
+    if (e->pend_n == 0) return MS_ERR(MS_ERR_INTERNAL, "engine: no step in flight to wait for");
+    const int k = e->pend_first;
+    if (!e->pend[k].done) pend_complete(e);
+    e->pend_first = (k + 1) % 2;
+    e->pend_n--;
+    const proto_plan_t *p = (const proto_plan_t *)e->pend[k].plan;
+    if (pend_has_results(e->pend[k].st)) memcpy(res, e->pend[k].res, sizeof *res * (size_t)p->n_seqs);
+    return e->pend[k].st;
+}
+
+ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
+{
+    const int n0 = e->pend_n;
+    ms_status_t st = engine_step_launch(e, p);
+    if (e->pend_n == n0) return st; /* nothing was launched */
+    return engine_step_wait(e, res);
 }
 
 /* The MTP passes of a step (forward_mtp.h): pass 1's next tokens per row,
@@ -459,6 +610,7 @@ static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         e->plp_off[i] = n, e->plp_n[i] = 0;
+        e->n_seqs_done = i + 1;
         if (e->row0[i] < 0 || !(q->flags & PROTO_SEQ_PROMPT_LP)) continue;
         const int nr = proto_seq_plp_rows(q);
         for (int t = 0; t < nr; t++)
@@ -472,7 +624,8 @@ static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
     return plp_run(&e->f, e->stage, e->plp_rows, n, e->plp);
 }
 
-static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res)
+/* Fill the staging block, upload it, run the forward pass and queue the download (no synchronize). */
+static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
 {
     const kern_ops_t *k = e->k;
     fwd_t *f = &e->f;
@@ -583,8 +736,9 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
     e->n_seqs_last = p->n_seqs;
     for (int i = 0; i < p->n_seqs; i++) e->draft_of_seq[i] = -1;
 
-    uint32_t faults = 0;
-    if (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1) {
+    e->cur_L = L;
+    e->cur_ran = T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1;
+    if (e->cur_ran) {
         f->ids = (int32_t *)(d + L.ids), f->pos = (int32_t *)(d + L.pos), f->slots = (int32_t *)(d + L.slots);
         f->seqs = (kern_attn_seq_t *)(d + L.seqs), f->blocks = (int32_t *)(d + L.blocks);
         f->last_row = (int32_t *)(d + L.last_row), f->sp = (kern_sample_t *)(d + L.sp);
@@ -597,8 +751,25 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         MS_TRY(pen_flush(e->pen, e->cx, &st.sets, &st.n_sets, &st.lists, &st.lists_cap));
         MS_TRY(fwd_run(f, &st));
         MS_TRY(k->download(e->cx, h, d, step_io_dl_bytes(&L)));
-        MS_TRY(k->synchronize(e->cx));
-        faults = *fault;
+    }
+    e->cur_st = st;
+    return MS_OK;
+}
+
+/* Synchronize the launched step (step_launch of p) and read its results. */
+static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_result_t *res)
+{
+    const step_io_layout_t L = e->cur_L;
+    const fwd_step_t st = e->cur_st;
+    const proto_seq_t *sq = proto_plan_seqs(p);
+    const int32_t *tok = proto_plan_tokens(p);
+    char *h = e->stage;
+    const kern_sample_t *sp = (const kern_sample_t *)(h + L.sp);
+    uint32_t faults = 0;
+    e->n_seqs_done = 0;
+    if (e->cur_ran) {
+        MS_TRY(e->k->synchronize(e->cx));
+        faults = *(const uint32_t *)(h + L.fault);
     }
     const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
     const float *h_lp = (const float *)(h + L.lp), *h_toplp = (const float *)(h + L.top_lp);
@@ -627,8 +798,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         memcpy(r->top_ids, h_top + (size_t)j * KERN_MAX_LOGPROBS, sizeof(int32_t) * (size_t)r->n_top);
         memcpy(r->top_logprobs, h_toplp + (size_t)j * KERN_MAX_LOGPROBS, sizeof(float) * (size_t)r->n_top);
     }
-    if (!faults && e->mtp.N && (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1))
-        MS_TRY(step_drafts(e, p, &st, h_tok, res, &faults));
+    if (!faults && e->mtp.N && e->cur_ran) MS_TRY(step_drafts(e, p, &st, h_tok, res, &faults));
     if (!faults) MS_TRY(step_prompt_lp(e, p));
     if (faults) {
         /* Every collective of the step completed (faulty rows were padding),
@@ -663,7 +833,7 @@ ms_status_t engine_mtp_logits(engine_t *e, int seq_index, float *out)
 const proto_plp_t *engine_prompt_lp(const engine_t *e, int seq_index, int *n)
 {
     *n = 0;
-    if (seq_index < 0 || seq_index >= e->n_seqs_last) return NULL;
+    if (seq_index < 0 || seq_index >= e->n_seqs_done) return NULL;
     *n = e->plp_n[seq_index];
     return e->plp + e->plp_off[seq_index];
 }

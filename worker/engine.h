@@ -87,6 +87,22 @@ void engine_inject_fault(engine_t *e, uint32_t bits);
  * PROTO_SEQ_DRAFT one gets the module's drafts for the next step (plan.h). */
 ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *results);
 
+/* engine_step in two halves (what overlap scheduling needs: runtime/serve_loop.c).
+ * engine_step_launch checks the plan, uploads the step's metadata, queues the forward pass and the
+ * download of its results; it first completes the step launched before, if any (a
+ * PROTO_SEQ_FEED_LAST entry feeds the token this rank sampled for its slot there). The plan is copied:
+ * the caller's buffer may change before the wait. It returns MS_OK, or the step's failure: a
+ * non-survivable one (anything but MS_ERR_INVALID / MS_ERR_DATA) means the step failed part-way and
+ * the caller must abort at once (other ranks may sit in its collectives). At most two steps are held
+ * (MS_ERR_INTERNAL, nothing launched, for a third).
+ * engine_step_wait takes the oldest launched step: synchronizes, reads its results (its plan's n_seqs
+ * entries, as engine_step) and returns its status (MS_ERR_INVALID, MS_ERR_DATA as engine_step).
+ * engine_prompt_lp then reads that step's prompt logprobs until the next launch or wait. On the CPU
+ * backend the ops run as they are called, so the launch does the work and the wait only hands it
+ * back. */
+ms_status_t engine_step_launch(engine_t *e, const proto_plan_t *plan);
+ms_status_t engine_step_wait(engine_t *e, proto_result_t *results);
+
 /* The fp32 logits (vocab_size values, what sampling saw: lm_head output
  * rounded to bf16 as transformers) of plan sequence `seq_index` of the last
  * step; MS_ERR_NOT_FOUND if that sequence was not sampled on this rank. */
@@ -98,7 +114,7 @@ ms_status_t engine_logits(engine_t *e, int seq_index, float *out);
 ms_status_t engine_mtp_logits(engine_t *e, int seq_index, float *out);
 
 /* The prompt logprobs (*n entries, borrowed until the next step) of plan
- * sequence `seq_index` of the last step: one per row of a
+ * sequence `seq_index` of the last completed step: one per row of a
  * PROTO_SEQ_PROMPT_LP entry this rank ran whose next token is known
  * (proto_seq_plp_rows), in position order; *n = 0 otherwise. */
 const proto_plp_t *engine_prompt_lp(const engine_t *e, int seq_index, int *n);
