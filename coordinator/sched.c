@@ -282,7 +282,12 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
     }
     const int32_t *toks = q->tokens + q->n_cached;
     int32_t fed[1 + PROTO_MAX_DRAFT];
-    if (k > 0) {
+    if (q->pending && q->n_cached == q->n_tokens - 1) {
+        /* overlap: the token is sampled by the step in flight; each rank feeds its own copy of it */
+        ps.flags |= PROTO_SEQ_FEED_LAST;
+        fed[0] = 0;
+        toks = fed;
+    } else if (k > 0) {
         fed[0] = q->tokens[q->n_cached];
         memcpy(fed + 1, q->draft, sizeof(int32_t) * (size_t)k);
         toks = fed;
@@ -470,6 +475,7 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
      * prompt cannot be starved by a stream of short ones. */
     while (s->waiting.head) {
         sched_seq_t *q = s->waiting.head;
+        if (q->pending) break; /* preempted while its last token is in flight: a recompute needs it */
         if (s->cfg.block_reuse && prefix_in_flight(s, q)) break;
         int gi = pick_group(s, q);
         if (gi < 0) break;
@@ -484,6 +490,16 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
     return MS_OK;
 }
 
+/* Publish every whole block of q's cached tokens not published yet (its KV is computed, its tokens known). */
+static void seq_publish(sched_t *s, sched_seq_t *q)
+{
+    if (!s->cfg.block_reuse || q->state != SCHED_RUNNING) return;
+    const int bs = s->cfg.block_size;
+    kv_pool_t *pool = s->groups[q->group].pool;
+    for (; (q->n_hashed + 1) * bs <= q->n_cached && q->n_hashed < q->kv.n; q->n_hashed++)
+        q->chain = kv_pool_publish(pool, q->kv.ids[q->n_hashed], q->chain, q->tokens + (size_t)q->n_hashed * bs);
+}
+
 void sched_commit(sched_t *s)
 {
     for (int i = 0; i < s->n_step; i++) {
@@ -492,17 +508,41 @@ void sched_commit(sched_t *s)
         q->n_cached += q->step_tokens - q->step_draft;
         q->step_tokens = 0;
         q->step_draft = 0;
-        if (!s->cfg.block_reuse) continue;
-        /* publish every block this step filled (its KV is computed now) */
-        const int bs = s->cfg.block_size;
-        kv_pool_t *pool = s->groups[q->group].pool;
-        for (; (q->n_hashed + 1) * bs <= q->n_cached && q->n_hashed < q->kv.n; q->n_hashed++)
-            q->chain = kv_pool_publish(pool, q->kv.ids[q->n_hashed], q->chain, q->tokens + (size_t)q->n_hashed * bs);
+        seq_publish(s, q);
     }
+}
+
+void sched_assume(sched_t *s)
+{
+    for (int i = 0; i < s->n_step; i++) {
+        sched_seq_t *q = s->step_seqs[i];
+        if (!q) continue;
+        q->n_cached += q->step_tokens - q->step_draft;
+        q->step_tokens = 0;
+        q->step_draft = 0;
+        if (!q->step_sample) continue;
+        /* the rule the engine loop ends a request "length" by (runtime/serve_loop.c length_reached) */
+        const req_params_t *p = &q->req->params;
+        const int n = q->n_tokens + 1;
+        if (p->prompt_only || (p->max_tokens > 0 && n - q->n_prompt >= p->max_tokens) || n >= s->limit) continue;
+        if (sched_append(s, q, -1) != MS_OK) continue; /* no room: planned once the token is known */
+        q->pending = true;
+    }
+}
+
+void sched_confirm(sched_t *s, sched_seq_t *const *seqs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (seqs[i]) seq_publish(s, seqs[i]);
 }
 
 ms_status_t sched_append(sched_t *s, sched_seq_t *q, int32_t token)
 {
+    if (q->pending) {
+        q->tokens[q->n_tokens - 1] = token;
+        q->pending = false;
+        return MS_OK;
+    }
     if (q->n_tokens == q->cap_tokens) {
         int cap = q->cap_tokens * 2;
         int32_t *t = realloc(q->tokens, sizeof(int32_t) * (size_t)cap);

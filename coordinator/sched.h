@@ -83,6 +83,8 @@ typedef struct sched_seq {
     int step_draft;      /* of which drafts (their KV counts only once accepted: sched_append_accepted) */
     bool step_sample;
     bool started;        /* its first entry since admission was planned */
+    bool pending;        /* overlap (sched_assume): the last token is a placeholder for the token the step in
+                          * flight samples; its decode feeds PROTO_SEQ_FEED_LAST, sched_append fills it in */
     struct sched_seq *prev, *next; /* in the waiting or the running list */
 } sched_seq_t;
 
@@ -111,7 +113,20 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
 /* The step ran: every scheduled sequence's fed tokens are now cached. Call
  * once after a successful step, before appending sampled tokens. */
 void sched_commit(sched_t *s);
-/* Append a sampled token to a sequence (it becomes the next decode input). */
+/* Overlap scheduling: plan the next step before the results of the one just planned are known. Call
+ * after that step was launched and before the next sched_step: its sequences advance as if it
+ * succeeded (their fed tokens count as cached) and each one it samples gets a placeholder token
+ * (sched_seq_t.pending), which the next plan feeds as PROTO_SEQ_FEED_LAST; a sequence whose sampled
+ * token is its last by count (max_tokens, the length limit, a prompt-only request) gets none and is
+ * not planned again. Blocks it filled are published by sched_confirm once the step succeeded, never
+ * before. A preempted sequence whose placeholder is not filled yet holds up admission (FIFO) until it
+ * is. Not with MTP drafts. */
+void sched_assume(sched_t *s);
+/* The step sched_assume advanced succeeded: publish the blocks each of its sequences filled (seqs as
+ * sched_step returned them, NULL entries skipped). Instead of sched_commit for such a step. */
+void sched_confirm(sched_t *s, sched_seq_t *const *seqs, int n);
+/* Append a sampled token to a sequence (it becomes the next decode input); a pending placeholder
+ * (sched_assume) takes it instead. */
 ms_status_t sched_append(sched_t *s, sched_seq_t *q, int32_t token);
 /* Append a draft the step verified: it was fed at this position, so its KV is cached too. In order, before
  * the step's last token (sched_append). */

@@ -62,6 +62,9 @@ enum {
     /* Every rank waits for this step and returns its results before it takes the next plan (the serial
      * loop). Without it, the results are returned after the next plan's step was launched (overlap). */
     PROTO_PLAN_SYNC = 1u << 0,
+    /* No step (the plan is empty): finish the one in flight now. Rank 0 had nothing to plan ahead of
+     * it, so the results come without a next step launched first. */
+    PROTO_PLAN_FLUSH = 1u << 1,
 };
 
 /* One logit_bias entry of a sequence (sent with its START entry only). */

@@ -11,6 +11,33 @@
  *   submit, a cancel or a stop) while the workers sleep in proto_recv.
  * Workers: receive a plan, engine_step, send results; until SHUTDOWN.
  *
+ * Overlap scheduling (TensorRT-LLM's overlap scheduler; `disable_overlap_scheduler: true` turns it
+ * off): rank 0 plans step N+1 while step N runs. Per iteration, with N in flight:
+ *   sched_assume (every sequence N samples continues: positions +1, a placeholder token) ->
+ *   sched_step N+1 -> send N+1 -> launch N+1 -> wait N -> gather N -> emit N.
+ * Every rank does launch N+1, then wait + gather N (the plan's PROTO_PLAN_SYNC flag, set by rank 0,
+ * says when a step is instead waited for right after its launch), so the control-plane collectives
+ * (scatter N+1, gather N, scatter N+2, ...) and the data-plane ones inside each launch come in the same
+ * order on every rank. On a GPU, launch N+1 queues its work behind N's: the device goes from N to N+1
+ * while the host gathers N's tokens and schedules N+2. A decode of N+1 feeds the token sampled in N
+ * through PROTO_SEQ_FEED_LAST: each rank takes its own copy (worker/engine.c says why they agree).
+ *
+ * So stop conditions take effect one step late: a sequence that N's token finishes (EOS, a stop token
+ * or string, a cancellation) still runs in N+1; its N+1 result is dropped (its seqs[] entry is NULL
+ * once it ended: end_seq clears it in the step in flight too) and never reaches a client. Its slot and
+ * KV blocks go back to the scheduler when it ends, while N+1 may still write them: harmless, because
+ * whatever reuses them runs in a later step, which every rank runs after N+1. max_tokens and the length
+ * limit are known by count, so such a sequence is not planned again (sched_assume). The output
+ * thread's stop strings were one step late already (serve_out_wait below): the same bound holds.
+ * Blocks are published for prefix reuse only after the step that filled them succeeded
+ * (sched_confirm), with every token value known.
+ *
+ * Serial fallback, per step (PROTO_PLAN_SYNC; the next plan then waits for its results): MTP
+ * (verification lengths depend on acceptance: every step), steps with prompt-logprob entries (the
+ * engine holds one step's prompt logprobs), online EPLB weight moves (a placement flip between steps
+ * must not race a step in flight), and `disable_overlap_scheduler: true` (every step). A step after a
+ * sampling prefill chunk is planned ahead like any other: its decode feeds FEED_LAST too.
+ *
  * Failures: a step that fails before computing anything (engine_step's
  * MS_ERR_INVALID, identical on every rank since every rank checks the same
  * plan) ends that step's requests with REQ_FINISH_ERROR and the server goes
@@ -48,7 +75,7 @@ static void fatal_step(const serve_ctx_t *sc, ms_status_t st)
  * full and its results come back with the fault, exactly as when an op meets
  * a bad token or slot id (integration tests check the 5xx and that serving
  * goes on). */
-static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
+static ms_status_t launch_or_fault(serve_ctx_t *sc, const proto_plan_t *plan)
 {
     static long fault = -2;
     if (fault == -2) {
@@ -56,33 +83,39 @@ static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, prot
         fault = v && *v ? strtol(v, NULL, 10) : -1;
     }
     if (fault >= 0 && (long)plan->hdr.step == fault) engine_inject_fault(sc->engine, ENGINE_FAULT_INJECTED);
-    return engine_step(sc->engine, plan, res);
+    return engine_step_launch(sc->engine, plan);
 }
 
 /* Rank 0 runs only its own part of the plan (proto_plan_part: attention DP
  * gives it its own sequences, TP all of them) and spreads the results back
- * to full-plan indices, which proto_gather_results reads. */
-static ms_status_t step_rank0(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
+ * to full-plan indices, which proto_gather_results reads. The engine copies
+ * what it launches, so the part buffer serves the next step at once. */
+static ms_status_t launch_rank0(serve_ctx_t *sc, const proto_plan_t *plan)
 {
     static uint8_t *part;
     static size_t cap;
-    static proto_result_t *pres;
-    static int pres_cap;
     size_t n = proto_plan_part(plan, 0, NULL);
-    if (n == plan->hdr.length) return step_or_fault(sc, plan, res); /* all of it */
+    if (n == plan->hdr.length) return launch_or_fault(sc, plan); /* all of it */
     if (n > cap) {
         uint8_t *b = realloc(part, n);
         if (!b) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory for a %zu-byte plan", n);
         part = b, cap = n;
     }
     proto_plan_part(plan, 0, part);
-    const proto_plan_t *mine = (const proto_plan_t *)part;
-    if (mine->n_seqs > pres_cap) {
-        proto_result_t *r = realloc(pres, sizeof *r * (size_t)mine->n_seqs);
+    return launch_or_fault(sc, (const proto_plan_t *)part);
+}
+
+static ms_status_t wait_rank0(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
+{
+    static proto_result_t *pres;
+    static int pres_cap;
+    if (proto_plan_part(plan, 0, NULL) == plan->hdr.length) return engine_step_wait(sc->engine, res);
+    if (plan->n_seqs > pres_cap) {
+        proto_result_t *r = realloc(pres, sizeof *r * (size_t)plan->n_seqs);
         if (!r) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory for results");
-        pres = r, pres_cap = mine->n_seqs;
+        pres = r, pres_cap = plan->n_seqs;
     }
-    ms_status_t st = step_or_fault(sc, mine, pres);
+    ms_status_t st = engine_step_wait(sc->engine, pres);
     if (st != MS_OK) return st;
     const proto_seq_t *ps = proto_plan_seqs(plan);
     for (int i = 0, k = 0; i < plan->n_seqs; i++)
@@ -142,10 +175,31 @@ static void end_unscheduled(coord_t *c, req_t *r, req_finish_t why, const char *
 /* The scheduler lets go of q now; its output (the final chunk unless it
  * already finished, the out_seq, the request reference) ends on the output
  * thread, after every token handed over before. */
+/* A step rank 0 launched and has not finished: its full plan and sequences, copied, because the
+ * scheduler's buffers hold the next plan by the time its results come. */
+typedef struct {
+    uint8_t *plan;
+    size_t cap;
+    sched_seq_t **seqs;  /* plan order; NULL once that sequence ended */
+    int cap_seqs;
+    bool live;
+    bool assumed;        /* sched_assume advanced its sequences: sched_confirm instead of sched_commit */
+    double t0;
+} fly_t;
+static fly_t g_fly[2]; /* rank 0's main thread: the step in flight and the one launched after it */
+static uint64_t g_overlapped; /* steps planned while the previous one ran */
+
 static void end_seq(serve_ctx_t *sc, sched_seq_t *q, req_finish_t why, const char *msg)
 {
     out_seq_t *o = q->user;
     req_t *r = q->req;
+    /* a step in flight that runs q: its result for q is dropped (one step late, never emitted) */
+    for (int f = 0; f < 2; f++) {
+        if (!g_fly[f].live) continue;
+        const proto_plan_t *pl = (const proto_plan_t *)g_fly[f].plan;
+        for (int i = 0; i < pl->n_seqs; i++)
+            if (g_fly[f].seqs[i] == q) g_fly[f].seqs[i] = NULL;
+    }
     sched_finish(sc->sched, q);
     serve_out_end(sc->out, o, r, why, msg);
 }
@@ -264,14 +318,16 @@ static size_t plan_plp_rows(const proto_plan_t *plan)
     return n;
 }
 
-static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, const proto_result_t *res)
+static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, const proto_result_t *res,
+                 bool assumed)
 {
     const proto_seq_t *ps = proto_plan_seqs(plan);
     int n = plan->n_seqs;
-    sched_commit(sc->sched);
+    if (assumed) sched_confirm(sc->sched, seqs, n);
+    else sched_commit(sc->sched);
     for (int i = 0; i < n; i++) {
         sched_seq_t *q = seqs[i];
-        if (!q || !q->step_sample) continue;
+        if (!q || !(ps[i].flags & PROTO_SEQ_SAMPLE)) continue; /* the plan's flags: q's own are the next step's */
         const proto_result_t *r = &res[i];
         /* MTP: the accepted drafts come first, then `token`; each goes out on its own, in order */
         const bool verify = (ps[i].flags & PROTO_SEQ_VERIFY) != 0;
@@ -321,24 +377,123 @@ static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, 
     }
 }
 
+/* Does this step have to be waited for before the next one is planned (PROTO_PLAN_SYNC; the header
+ * comment lists why)? */
+static bool plan_needs_sync(const serve_ctx_t *sc, const proto_plan_t *plan)
+{
+    if (sc->cfg->disable_overlap_scheduler || sc->cfg->speculative.enabled ||
+        (sc->cfg->moe.load_balancer.enabled && sc->cfg->moe.load_balancer.layer_updates_per_iter > 0))
+        return true;
+    const proto_seq_t *ps = proto_plan_seqs(plan);
+    for (int i = 0; i < plan->n_seqs; i++)
+        if (ps[i].flags & (PROTO_SEQ_PROMPT_LP | PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) return true;
+    return false;
+}
+
+/* Copy the scheduler's plan and sequences into f (the plan gains its PROTO_PLAN_* flags there). */
+static ms_status_t fly_take(fly_t *f, const proto_plan_t *plan, sched_seq_t **seqs)
+{
+    size_t len = plan->hdr.length;
+    if (len > f->cap) {
+        uint8_t *b = realloc(f->plan, len);
+        if (!b) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory for a %zu-byte plan", len);
+        f->plan = b, f->cap = len;
+    }
+    if (plan->n_seqs > f->cap_seqs) {
+        sched_seq_t **q = realloc(f->seqs, sizeof *q * (size_t)plan->n_seqs);
+        if (!q) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory for a plan's sequences");
+        f->seqs = q, f->cap_seqs = plan->n_seqs;
+    }
+    memcpy(f->plan, plan, len);
+    memcpy(f->seqs, seqs, sizeof *seqs * (size_t)plan->n_seqs);
+    f->live = true;
+    f->assumed = false;
+    return MS_OK;
+}
+
+typedef struct {
+    proto_result_t *res, *merged;
+    proto_plp_t *merged_plp; /* the step's prompt logprobs, plan order (plan_plp_rows entries) */
+    size_t plp_cap;
+    uint64_t steps;
+} rank0_bufs_t;
+
+/* Wait for f's step, gather every rank's results, end or emit its sequences. */
+static ms_status_t fly_finish(serve_ctx_t *sc, fly_t *f, rank0_bufs_t *b)
+{
+    const proto_plan_t *plan = (const proto_plan_t *)f->plan;
+    sched_seq_t **seqs = f->seqs;
+    const int n = plan->n_seqs;
+    ms_status_t st = wait_rank0(sc, plan, b->res);
+    if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
+    char errmsg[600] = "";
+    if (st != MS_OK) snprintf(errmsg, sizeof errmsg, "rank 0: %s", ms_error_last());
+    proto_step_status_t pst = {.failed_rank = st == MS_OK ? -1 : 0, .failed_status = st};
+    const proto_plp_t *plp = NULL;
+    const size_t n_plp = plan_plp_rows(plan);
+    if (n_plp > b->plp_cap) { /* grows to the largest step's rows (at most max_num_tokens) */
+        proto_plp_t *p = realloc(b->merged_plp, sizeof *p * n_plp);
+        if (p) b->merged_plp = p, b->plp_cap = n_plp;
+    }
+    if (sc->size > 1) {
+        MS_TRY(proto_gather_results(sc->link, plan, b->res, st == MS_OK ? plp_collect(sc, n) : NULL, st, b->merged,
+                                    n_plp <= b->plp_cap ? b->merged_plp : NULL, &pst));
+        plp = n_plp <= b->plp_cap ? b->merged_plp : NULL;
+    } else {
+        memcpy(b->merged, b->res, sizeof *b->res * (size_t)n);
+        plp = n_plp && st == MS_OK ? plp_collect(sc, n) : NULL;
+    }
+    /* from here on, sequences that end are this step's: f stays live so end_seq clears its entries */
+    if (pst.failed_rank >= 0) {
+        if (!errmsg[0])
+            snprintf(errmsg, sizeof errmsg, "the step failed on rank %d (%s; its log has the details)",
+                     pst.failed_rank, ms_status_str(pst.failed_status));
+        fail_step(sc, seqs, n, errmsg);
+        MS_TRY(serve_eplb_after_step(sc->eplb, sc->engine, plan->hdr.step, 0));
+    } else {
+        int sampled = 0;
+        const proto_seq_t *ps = proto_plan_seqs(plan);
+        for (int i = 0; i < n; i++) sampled += seqs[i] && (ps[i].flags & PROTO_SEQ_SAMPLE);
+        if (n_plp) emit_prompt_lp(sc, plan, seqs, plp);
+        emit(sc, plan, seqs, b->merged, f->assumed);
+        MS_TRY(serve_eplb_after_step(sc->eplb, sc->engine, plan->hdr.step, sampled));
+    }
+    f->live = false;
+    serve_out_step_done(sc->out, plan->hdr.step);
+    b->steps++;
+    publish(sc, n, b->steps);
+    if (sc->cfg->print_iter_log) {
+        sched_stats_t ss;
+        sched_stats(sc->sched, &ss);
+        MS_INFO("step %llu: %d seqs, %d tokens, %.1f ms; running %d, waiting %d, KV blocks %d used / %d free; "
+                "%llu steps planned while another ran",
+                (unsigned long long)b->steps, n, plan->n_tokens, (out_now() - f->t0) * 1e3, ss.running, ss.waiting,
+                ss.kv_blocks_used, ss.kv_blocks_free, (unsigned long long)g_overlapped);
+        if (g_spec.drafts > 0) {
+            char sp[256];
+            spec_stats_format(&g_spec, sp, sizeof sp);
+            MS_INFO("MTP since start: %s", sp);
+        }
+    }
+    return MS_OK;
+}
+
 ms_status_t serve_loop_rank0(serve_ctx_t *sc)
 {
-    proto_result_t *res = calloc((size_t)sc->max_seqs, sizeof *res);
-    proto_result_t *merged = calloc((size_t)sc->max_seqs, sizeof *merged);
-    proto_plp_t *merged_plp = NULL; /* the step's prompt logprobs, plan order (plan_plp_rows entries) */
-    size_t plp_cap = 0;
-    if (!res || !merged) {
-        free(res);
-        free(merged);
+    rank0_bufs_t b = {.res = calloc((size_t)sc->max_seqs, sizeof *b.res),
+                      .merged = calloc((size_t)sc->max_seqs, sizeof *b.merged)};
+    if (!b.res || !b.merged) {
+        free(b.res);
+        free(b.merged);
         return MS_ERR(MS_ERR_NOMEM, "serve: out of memory");
     }
     uint64_t seed_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    uint64_t steps = 0;
     uint32_t step_no = 0;
+    int cur = 0; /* g_fly[cur]: the step in flight, when live */
     ms_status_t ret = MS_OK;
     if (serve_out_start(sc->coord, &sc->out) != MS_OK) {
-        free(res);
-        free(merged);
+        free(b.res);
+        free(b.merged);
         return MS_ERR_INTERNAL;
     }
     g_spec = (spec_stats_t){.drafts = sc->cfg->speculative.enabled ? sc->cfg->speculative.num_nextn_predict_layers : 0};
@@ -347,20 +502,27 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
     while (!coord_stopping(sc->coord)) {
         admit_new(sc, &seed_state);
         /* Stops found in step N-1's tokens must be seen before step N+1 is
-         * planned: at most one step late (serve_output.c). */
+         * planned: at most one step late (serve_output.c). With a step in flight
+         * that is the step finished last. */
         if (step_no >= 2) serve_out_wait(sc->out, step_no - 2);
         reap_finished(sc);
         drop_cancelled(sc);
+        fly_t *prev = g_fly[cur].live ? &g_fly[cur] : NULL;
         sched_stats_t ss;
         sched_stats(sc->sched, &ss);
-        if (ss.running == 0 && ss.waiting == 0) {
-            publish(sc, 0, steps);
+        if (!prev && ss.running == 0 && ss.waiting == 0) {
+            publish(sc, 0, b.steps);
             /* a statistics reduce in flight completes only while MPI is called */
             coord_wait(sc->coord, serve_eplb_pending(sc->eplb) ? 20 : -1);
             serve_eplb_poll(sc->eplb);
             continue;
         }
 
+        /* overlap: plan the next step as if the one in flight succeeded (sched_assume) */
+        if (prev) {
+            sched_assume(sc->sched);
+            prev->assumed = true;
+        }
         const proto_plan_t *plan;
         sched_seq_t **seqs;
         double t0 = out_now();
@@ -371,11 +533,17 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
         }
         int n = plan->n_seqs;
         if (n == 0) {
+            if (prev) { /* nothing more to run until its tokens are known: every rank finishes it now */
+                proto_plan_t fl = {.hdr = proto_hdr_make(PROTO_MSG_PLAN, sizeof fl, step_no), .flags = PROTO_PLAN_FLUSH};
+                if (sc->size > 1) MS_TRY_GOTO(ret, proto_send_plan(sc->link, &fl), out);
+                MS_TRY_GOTO(ret, fly_finish(sc, prev, &b), out);
+                continue;
+            }
             /* Everything waits for something that a finishing request will
              * free; nothing runs, so that cannot come: a scheduler bug. Sleep
              * a little rather than spin, and say so. */
             MS_WARN("scheduler produced an empty step with %d waiting requests", ss.waiting);
-            publish(sc, 0, steps);
+            publish(sc, 0, b.steps);
             coord_wait(sc->coord, 100);
             continue;
         }
@@ -383,58 +551,35 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
             ret = MS_ERR(MS_ERR_INTERNAL, "plan of %d sequences exceeds %d", n, sc->max_seqs);
             break;
         }
-        if (sc->size > 1) MS_TRY_GOTO(ret, proto_send_plan(sc->link, plan), out);
-        st = step_rank0(sc, plan, res);
+        fly_t *next = &g_fly[prev ? 1 - cur : cur];
+        MS_TRY_GOTO(ret, fly_take(next, plan, seqs), out);
+        proto_plan_t *np = (proto_plan_t *)next->plan;
+        const bool sync = plan_needs_sync(sc, np);
+        np->flags = sync ? PROTO_PLAN_SYNC : 0;
+        next->t0 = t0;
+        if (prev) g_overlapped++;
+        if (sc->size > 1) MS_TRY_GOTO(ret, proto_send_plan(sc->link, np), out);
+        st = launch_rank0(sc, np);
         if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
-        char errmsg[600] = "";
-        if (st != MS_OK) snprintf(errmsg, sizeof errmsg, "rank 0: %s", ms_error_last());
-        proto_step_status_t pst = {.failed_rank = st == MS_OK ? -1 : 0, .failed_status = st};
-        const proto_plp_t *plp = NULL;
-        const size_t n_plp = plan_plp_rows(plan);
-        if (n_plp > plp_cap) { /* grows to the largest step's rows (at most max_num_tokens) */
-            proto_plp_t *b = realloc(merged_plp, sizeof *b * n_plp);
-            if (b) merged_plp = b, plp_cap = n_plp;
-        }
-        if (sc->size > 1) {
-            MS_TRY_GOTO(ret, proto_gather_results(sc->link, plan, res, st == MS_OK ? plp_collect(sc, n) : NULL, st,
-                                                  merged, n_plp <= plp_cap ? merged_plp : NULL, &pst), out);
-            plp = n_plp <= plp_cap ? merged_plp : NULL;
-        } else {
-            memcpy(merged, res, sizeof *res * (size_t)n);
-            plp = n_plp && st == MS_OK ? plp_collect(sc, n) : NULL;
-        }
-        if (pst.failed_rank >= 0) {
-            if (!errmsg[0])
-                snprintf(errmsg, sizeof errmsg, "the step failed on rank %d (%s; its log has the details)",
-                         pst.failed_rank, ms_status_str(pst.failed_status));
-            fail_step(sc, seqs, n, errmsg);
-        } else {
-            int sampled = 0;
-            for (int i = 0; i < n; i++) sampled += seqs[i] && seqs[i]->step_sample;
-            if (n_plp) emit_prompt_lp(sc, plan, seqs, plp);
-            emit(sc, plan, seqs, merged);
-            MS_TRY_GOTO(ret, serve_eplb_after_step(sc->eplb, sc->engine, step_no, sampled), out);
-        }
-        if (pst.failed_rank >= 0) MS_TRY_GOTO(ret, serve_eplb_after_step(sc->eplb, sc->engine, step_no, 0), out);
-        serve_out_step_done(sc->out, step_no);
-        steps++;
         step_no++;
-        publish(sc, n, steps);
-        if (sc->cfg->print_iter_log) {
-            sched_stats(sc->sched, &ss);
-            MS_INFO("step %llu: %d seqs, %d tokens, %.1f ms; running %d, waiting %d, KV blocks %d used / %d free",
-                    (unsigned long long)steps, n, plan->n_tokens, (out_now() - t0) * 1e3, ss.running, ss.waiting,
-                    ss.kv_blocks_used, ss.kv_blocks_free);
-            if (g_spec.drafts > 0) {
-                char sp[256];
-                spec_stats_format(&g_spec, sp, sizeof sp);
-                MS_INFO("MTP since start: %s", sp);
-            }
-        }
+        /* every rank: launch N+1, then finish N; a SYNC step is finished right after its launch */
+        if (prev) MS_TRY_GOTO(ret, fly_finish(sc, prev, &b), out);
+        cur = next - g_fly;
+        if (sync) MS_TRY_GOTO(ret, fly_finish(sc, next, &b), out);
     }
 
 out:
-    /* Stop: end everything still held so the gateway can answer and drain. */
+    /* Stop: the step in flight is finished first (every rank waits for its gather). */
+    if (ret == MS_OK && g_fly[cur].live) {
+        proto_plan_t fl = {.hdr = proto_hdr_make(PROTO_MSG_PLAN, sizeof fl, step_no), .flags = PROTO_PLAN_FLUSH};
+        if (sc->size > 1) ret = proto_send_plan(sc->link, &fl);
+        if (ret == MS_OK) ret = fly_finish(sc, &g_fly[cur], &b);
+    }
+    for (int f = 0; f < 2; f++) g_fly[f].live = false;
+    if (sc->cfg->print_iter_log || g_overlapped)
+        MS_INFO("overlap scheduler: %llu of %llu steps planned while the previous one ran",
+                (unsigned long long)g_overlapped, (unsigned long long)b.steps);
+    /* End everything still held so the gateway can answer and drain. */
     for (sched_seq_t *q = sched_first(sc->sched), *nx; q; q = nx) {
         nx = sched_next(sc->sched, q);
         end_seq(sc, q, REQ_FINISH_ABORT, NULL);
@@ -445,10 +590,14 @@ out:
         for (int i = 0; i < k; i++) end_unscheduled(sc->coord, batch[i], REQ_FINISH_ABORT, NULL);
     serve_out_stop(sc->out); /* every final chunk is pushed before the gateway drains */
     sc->out = NULL;
-    publish(sc, 0, steps);
-    free(res);
-    free(merged);
-    free(merged_plp);
+    publish(sc, 0, b.steps);
+    free(b.res);
+    free(b.merged);
+    free(b.merged_plp);
+    for (int f = 0; f < 2; f++) {
+        free(g_fly[f].plan), free(g_fly[f].seqs);
+        g_fly[f] = (fly_t){0};
+    }
     return ret;
 }
 
@@ -460,8 +609,33 @@ ms_status_t serve_shutdown_workers(serve_ctx_t *sc)
 
 /* ---- workers ------------------------------------------------------------- */
 
+/* A worker's step launched and not yet gathered: its part of the plan (copied: proto_recv reuses its
+ * buffer for the next one) and how its launch went. */
+typedef struct {
+    uint8_t *plan;
+    size_t cap;
+    bool launched;  /* engine_step_launch took it (engine_step_wait returns its status) */
+    ms_status_t st; /* otherwise: why not */
+} wfly_t;
+
+static ms_status_t worker_finish(serve_ctx_t *sc, wfly_t *w, proto_result_t *res)
+{
+    const proto_plan_t *plan = (const proto_plan_t *)w->plan;
+    ms_status_t st = w->launched ? engine_step_wait(sc->engine, res) : w->st;
+    if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
+    MS_TRY(proto_gather_results(sc->link, plan, st == MS_OK ? res : NULL,
+                                st == MS_OK ? plp_collect(sc, plan->n_seqs) : NULL, st, NULL, NULL, NULL));
+    return serve_eplb_after_step(sc->eplb, sc->engine, plan->hdr.step, 0);
+}
+
+/* Receive plan N+1, launch it, then finish step N (wait, results to rank 0): the order rank 0 keeps
+ * (serve_loop_rank0); a PROTO_PLAN_SYNC step is finished right after its own launch. */
 ms_status_t serve_loop_worker(serve_ctx_t *sc)
 {
+    ms_status_t ret = MS_OK;
+    wfly_t w[2] = {{0}};
+    int cur = 0;
+    bool pending = false; /* w[cur] launched, not finished */
     proto_result_t *res = calloc((size_t)sc->max_seqs, sizeof *res);
     if (!res) return MS_ERR(MS_ERR_NOMEM, "serve: out of memory");
     for (;;) {
@@ -472,18 +646,42 @@ ms_status_t serve_loop_worker(serve_ctx_t *sc)
             (void)MS_ERR(st, "rank %d: unusable control message from rank 0; aborting the job", sc->rank);
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
-        if (!plan) break; /* SHUTDOWN */
+        if (!plan) break; /* SHUTDOWN: rank 0 finished every step before */
+        if (plan->flags & PROTO_PLAN_FLUSH) {
+            if (pending) MS_TRY_GOTO(ret, worker_finish(sc, &w[cur], res), out);
+            pending = false;
+            continue;
+        }
+        wfly_t *nx = &w[pending ? 1 - cur : cur];
+        if (plan->hdr.length > nx->cap) {
+            uint8_t *b = realloc(nx->plan, plan->hdr.length);
+            if (!b) {
+                ret = MS_ERR(MS_ERR_NOMEM, "rank %d: out of memory for a plan", sc->rank);
+                break;
+            }
+            nx->plan = b, nx->cap = plan->hdr.length;
+        }
+        memcpy(nx->plan, plan, plan->hdr.length);
+        nx->launched = false;
         if (plan->n_seqs > sc->max_seqs) {
-            st = MS_ERR(MS_ERR_INVALID, "rank %d: plan of %d sequences exceeds %d", sc->rank, plan->n_seqs,
-                        sc->max_seqs);
+            nx->st = MS_ERR(MS_ERR_INVALID, "rank %d: plan of %d sequences exceeds %d", sc->rank, plan->n_seqs,
+                            sc->max_seqs);
         } else {
-            st = step_or_fault(sc, plan, res);
+            nx->launched = true;
+            st = launch_or_fault(sc, plan);
             if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
         }
-        MS_TRY(proto_gather_results(sc->link, plan, st == MS_OK ? res : NULL,
-                                    st == MS_OK ? plp_collect(sc, plan->n_seqs) : NULL, st, NULL, NULL, NULL));
-        MS_TRY(serve_eplb_after_step(sc->eplb, sc->engine, plan->hdr.step, 0));
+        if (pending) MS_TRY_GOTO(ret, worker_finish(sc, &w[cur], res), out);
+        cur = nx - w;
+        pending = true;
+        if (plan->flags & PROTO_PLAN_SYNC) {
+            pending = false;
+            MS_TRY_GOTO(ret, worker_finish(sc, nx, res), out);
+        }
     }
+out:
+    if (pending && w[cur].launched) (void)engine_step_wait(sc->engine, res);
+    free(w[0].plan), free(w[1].plan);
     free(res);
-    return MS_OK;
+    return ret;
 }
