@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "proto/proto.h"
 #include "proto/sampling.h"
 #include "worker/checkpoint.h"
 #include "worker/forward.h"
@@ -45,6 +46,9 @@ struct engine {
     /* host staging of one step's I/O block (pinned; mirrors f.io, step_io.h) */
     void *stage;
     uint32_t inject_fault; /* bits the next step's fault word starts with (test hook) */
+    int inject_slot;       /* engine_inject_seq_fault: the slot whose next entry fails, -1 none */
+    int inject_kind;       /* ENGINE_INJECT_* */
+    uint32_t *seq_fault;   /* per plan seq: PROTO_FAULT_* of this step (its result's fault word) */
     int *blk_off;          /* per plan seq: its block table's offset in this rank's block array */
     int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
@@ -142,6 +146,7 @@ static void engine_free_host(engine_t *e)
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
     free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
+    free(e->seq_fault);
     free(e->plp_rows), free(e->plp), free(e->plp_off), free(e->plp_n);
     pen_destroy(e->pen);
     e->pen = NULL;
@@ -209,10 +214,11 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
                                    o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
-    e->n_acc = malloc(sizeof(int) * B);
+    e->n_acc = malloc(sizeof(int) * B), e->seq_fault = calloc((size_t)B, sizeof(uint32_t));
+    e->inject_slot = -1;
     e->plp_rows = malloc(sizeof *e->plp_rows * (size_t)T), e->plp = malloc(sizeof *e->plp * (size_t)T);
     e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->plp_rows ||
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->seq_fault || !e->plp_rows ||
         !e->plp || !e->plp_off || !e->plp_n) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
@@ -287,11 +293,25 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
         return MS_ERR(MS_ERR_INVALID, "engine: plan has %d tokens, max_tokens_per_step is %d", p->n_tokens,
                       e->opts.max_tokens_per_step);
     if (p->n_blocks < 0) return MS_ERR(MS_ERR_INVALID, "engine: plan has %d block-table entries", p->n_blocks);
+    return MS_OK;
+}
+
+/* Check plan entry i before any work. A bad entry is its sequence's fault
+ * alone: engine_step leaves it out of the step and reports it in its result
+ * (PROTO_FAULT_PLAN). Each check reads only the plan, what every rank has
+ * alike (the model, the engine's options) and the penalty state the same
+ * entries built, so attention-TP ranks, which all run every entry and must
+ * keep the same rows for their collectives, reject the same entries. */
+static ms_status_t seq_check(const engine_t *e, const proto_plan_t *p, int i)
+{
     const proto_seq_t *sq = proto_plan_seqs(p);
     const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
     const int bs = e->opts.block_size;
-    for (int i = 0; i < p->n_seqs; i++) {
+    {
         const proto_seq_t *q = &sq[i];
+        if (q->slot < 0 || q->slot >= e->opts.max_batch)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d: slot %d outside [0, %d)", i, q->slot,
+                          e->opts.max_batch);
         if (q->n_tokens < 1 || q->pos < 0 || q->tok_off < 0 || q->tok_off + q->n_tokens > p->n_tokens)
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): tokens [%d, +%d) at pos %d outside the plan",
                           i, q->slot, q->tok_off, q->n_tokens, q->pos);
@@ -337,6 +357,7 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
             if (tok[q->tok_off + t] < 0 || tok[q->tok_off + t] >= e->cfg.vocab_size)
                 return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): token id %d outside vocabulary [0, %d)",
                               i, q->slot, tok[q->tok_off + t], e->cfg.vocab_size);
+        if (seq_is_mine(e, q)) MS_TRY(pen_check(e->pen, q, i));
     }
     return MS_OK;
 }
@@ -353,6 +374,7 @@ static void fault_describe(uint32_t bits, char *buf, size_t n)
         {KERN_FAULT_BLOCK, "KV row or block outside the cache"},
         {KERN_FAULT_CAPACITY, "MoE receive capacity exceeded"},
         {ENGINE_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_STEP test hook)"},
+        {ENGINE_FAULT_INJECTED_SEQ, "injected failure of one sequence (MOESERVE_FAULT_SEQ test hook)"},
     };
     size_t o = 0;
     buf[0] = 0;
@@ -363,6 +385,8 @@ static void fault_describe(uint32_t bits, char *buf, size_t n)
 
 void engine_inject_fault(engine_t *e, uint32_t bits) { e->inject_fault |= bits; }
 
+void engine_inject_seq_fault(engine_t *e, int slot, int kind) { e->inject_slot = slot, e->inject_kind = kind; }
+
 static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res);
 
 ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
@@ -370,7 +394,16 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
     ms_status_t st = plan_check(e, p);
     if (st == MS_OK) {
         const proto_seq_t *sq = proto_plan_seqs(p);
-        for (int i = 0; i < p->n_seqs; i++) e->mine[i] = seq_is_mine(e, &sq[i]);
+        for (int i = 0; i < p->n_seqs; i++) {
+            e->mine[i] = seq_is_mine(e, &sq[i]);
+            e->seq_fault[i] = 0;
+            if (!e->mine[i] || seq_check(e, p, i) == MS_OK) continue;
+            /* this entry alone is bad: the step runs without it, its slot keeps nothing of it */
+            MS_WARN("engine: step %u: plan seq %d (slot %d) left out: %s", p->hdr.step, i, sq[i].slot, ms_error_last());
+            e->seq_fault[i] = PROTO_FAULT_PLAN;
+            e->mine[i] = false;
+            pen_drop(e->pen, sq[i].slot);
+        }
         st = pen_prepare(e->pen, p, e->mine, e->opts.max_tokens_per_step);
     }
     if (st == MS_OK) return step_run(e, p, res);
@@ -470,6 +503,78 @@ static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
     return plp_run(&e->f, e->stage, e->plp_rows, n, e->plp);
 }
 
+/* A data fault of the step (the fault word `faults` came back nonzero),
+ * traced to the sequences whose rows raised it where the host can tell: the
+ * per-row checks of embed (token id outside the vocabulary) and kv_store /
+ * the paged reads (cache row or block id outside the cache) are functions of
+ * what the host uploaded (ids, slots, block tables, still in the staging
+ * block), and the MOESERVE_FAULT_SEQ hook names its slot. Each traced
+ * sequence gets its PROTO_FAULT_* (seq_fault) and its slot's state is
+ * dropped. Returns the bits no sequence explains (MoE slot or capacity
+ * faults, a fault in the MTP module or in logits_adjust's lists, the
+ * whole-step hook): those fail the step as before.
+ *
+ * Why the other rows of the step stay right: a faulty row is padding where
+ * it faulted (embed writes zeros, kv_store skips the write, paged reads
+ * leave the key out), and every later op keeps rows apart. RMSNorm, RoPE,
+ * every GEMM (dense, LM head, per-token FP8 activation scales) and the
+ * sampler work per row; attention reads only the sequence's own block table,
+ * and a faulty sequence's KV rows land in its own blocks, which rank 0 frees
+ * without publishing them to the prefix cache (it ends the sequence before
+ * sched_commit); a TP all-reduce sums each row with the same row. MoE:
+ * a NaN or garbage hidden row routes to in-range experts (the router's
+ * top-k, CPU and CUDA, takes the first untaken index when no comparison
+ * holds), its expert outputs are its own rows of each slot's batch and the
+ * combine sums only the row's own k outputs; it takes K slots of capacity
+ * like any row. So the faulty sequence's result is dropped and nothing of it
+ * reaches another sequence's token. A second, untraceable cause of the same
+ * bit in the same step is hidden by a traced one: the word has one bit per
+ * kind. */
+static uint32_t step_attribute(engine_t *e, const proto_plan_t *p, const step_io_layout_t *L, uint32_t faults)
+{
+    const char *h = e->stage;
+    const int32_t *ids = (const int32_t *)(h + L->ids), *slots = (const int32_t *)(h + L->slots);
+    const int32_t *blocks = (const int32_t *)(h + L->blocks);
+    const proto_seq_t *sq = proto_plan_seqs(p);
+    const int V = e->cfg.vocab_size, NB = e->opts.kv_blocks;
+    const int64_t rows = (int64_t)NB * e->opts.block_size;
+    uint32_t traced = 0;
+    for (int i = 0; i < p->n_seqs; i++) {
+        const proto_seq_t *q = &sq[i];
+        const int r0 = e->row0[i];
+        if (r0 < 0) continue;
+        uint32_t f = 0;
+        if ((faults & ENGINE_FAULT_INJECTED_SEQ) && q->slot == e->inject_slot) {
+            f |= PROTO_FAULT_INJECTED;
+            traced |= ENGINE_FAULT_INJECTED_SEQ;
+        }
+        for (int t = 0; t < q->n_tokens; t++) {
+            const int32_t id = ids[r0 + t], sl = slots[r0 + t];
+            if ((faults & KERN_FAULT_TOKEN) && id != -1 && (id < 0 || id >= V)) {
+                f |= PROTO_FAULT_TOKEN;
+                traced |= KERN_FAULT_TOKEN;
+            }
+            if ((faults & KERN_FAULT_BLOCK) && sl != -1 && (sl < 0 || sl >= rows)) {
+                f |= PROTO_FAULT_BLOCK;
+                traced |= KERN_FAULT_BLOCK;
+            }
+        }
+        for (int b = 0; (faults & KERN_FAULT_BLOCK) && b < q->n_blocks; b++)
+            if (blocks[e->blk_off[i] + b] < 0 || blocks[e->blk_off[i] + b] >= NB) {
+                f |= PROTO_FAULT_BLOCK;
+                traced |= KERN_FAULT_BLOCK;
+            }
+        if (!f) continue;
+        char what[160];
+        proto_fault_describe(f, what, sizeof what);
+        MS_WARN("engine: step %u: plan seq %d (slot %d) failed alone (%s); the step's other sequences go on",
+                p->hdr.step, i, q->slot, what);
+        e->seq_fault[i] |= f;
+        pen_drop(e->pen, q->slot);
+    }
+    return faults & ~traced;
+}
+
 static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res)
 {
     const kern_ops_t *k = e->k;
@@ -489,7 +594,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         path[i] = 0;
         row0[i] = -1;
         e->sample_of_seq[i] = -1;
-        if (!seq_is_mine(e, q)) continue;
+        if (!e->mine[i]) continue; /* another DP rank's, or left out by seq_check */
         int len = q->pos + q->n_tokens;
         /* a VERIFY seq's rows are decode rows (the last token and its drafts): the decode path, so each row
          * rounds exactly as a plain decode of its position would */
@@ -542,6 +647,8 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
             pos[r0 + t] = ps;
             slots[r0 + t] = blk[q->blk_off + ps / bs] * bs + ps % bs;
         }
+        if (q->slot == e->inject_slot && e->inject_kind == ENGINE_INJECT_TOKEN)
+            ids[r0] = e->cfg.vocab_size; /* the hook: a bad id past the plan check, as a bug would make */
         pen_seq(e->pen, q, tok + q->tok_off, proto_plan_bias(p) + q->bias_off);
         int j = e->sample_of_seq[i];
         if (j < 0) continue;
@@ -576,6 +683,8 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         }
     *fault = e->inject_fault;
     e->inject_fault = 0;
+    for (int i = 0; i < p->n_seqs && e->inject_kind == ENGINE_INJECT_FAULT; i++)
+        if (row0[i] >= 0 && sq[i].slot == e->inject_slot) *fault |= ENGINE_FAULT_INJECTED_SEQ;
     st.T = T, st.S_naive = S, st.n_sample = nsample;
     e->n_sample_last = nsample;
     e->n_seqs_last = p->n_seqs;
@@ -597,6 +706,8 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         MS_TRY(k->synchronize(e->cx));
         faults = *fault;
     }
+    if (faults) faults = step_attribute(e, p, &L, faults);
+    e->inject_slot = -1; /* the hook is for one step */
     const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
     const float *h_lp = (const float *)(h + L.lp), *h_toplp = (const float *)(h + L.top_lp);
     for (int i = 0; i < p->n_seqs; i++) {
@@ -604,9 +715,10 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         memset(r, 0, sizeof *r);
         r->slot = sq[i].slot;
         r->token = -1;
+        r->fault = e->seq_fault[i];
         int j = e->sample_of_seq[i];
         e->n_acc[i] = 0;
-        if (j < 0 || faults) continue;
+        if (j < 0 || faults || r->fault) continue;
         if (sq[i].flags & PROTO_SEQ_VERIFY) {
             /* accept the longest prefix of drafts equal to the samples; the first sample that differs (or the
              * one after the last draft) is the step's last token */
