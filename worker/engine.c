@@ -490,7 +490,7 @@ static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         e->plp_off[i] = n, e->plp_n[i] = 0;
-        if (e->row0[i] < 0 || !(q->flags & PROTO_SEQ_PROMPT_LP)) continue;
+        if (e->row0[i] < 0 || e->seq_fault[i] || !(q->flags & PROTO_SEQ_PROMPT_LP)) continue;
         const int nr = proto_seq_plp_rows(q);
         for (int t = 0; t < nr; t++)
             e->plp_rows[n + t] = (plp_row_t){.row = e->row0[i] + t,
