@@ -100,22 +100,25 @@ ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_
     return MS_OK;
 }
 
+void proto_bits_describe(const proto_bit_name_t *names, size_t n_names, uint32_t bits, char *buf, size_t n)
+{
+    size_t o = 0;
+    if (!n) return;
+    buf[0] = 0;
+    for (size_t i = 0; i < n_names && o + 2 < n; i++)
+        if (bits & names[i].bit) o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", names[i].what);
+    if (!buf[0]) snprintf(buf, n, "unknown fault bits %#x", bits);
+}
+
 void proto_fault_describe(uint32_t bits, char *buf, size_t n)
 {
-    static const struct {
-        uint32_t bit;
-        const char *what;
-    } names[] = {
+    static const proto_bit_name_t names[] = {
         {PROTO_FAULT_PLAN, "the worker's plan check rejected its entry"},
         {PROTO_FAULT_TOKEN, "token id outside the vocabulary"},
         {PROTO_FAULT_BLOCK, "KV row or block outside the cache"},
         {PROTO_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_SEQ test hook)"},
     };
-    size_t o = 0;
-    if (n) buf[0] = 0;
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && o + 2 < n; i++)
-        if (bits & names[i].bit) o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", names[i].what);
-    if (n && !buf[0]) snprintf(buf, n, "unknown fault bits %#x", bits);
+    proto_bits_describe(names, sizeof names / sizeof names[0], bits, buf, n);
 }
 
 ms_status_t proto_hdr_check(const proto_hdr_t *h, size_t max_len)

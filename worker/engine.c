@@ -365,10 +365,7 @@ static ms_status_t seq_check(const engine_t *e, const proto_plan_t *p, int i)
 /* Names of the fault bits, for the step's error message. */
 static void fault_describe(uint32_t bits, char *buf, size_t n)
 {
-    static const struct {
-        uint32_t bit;
-        const char *what;
-    } names[] = {
+    static const proto_bit_name_t names[] = {
         {KERN_FAULT_TOKEN, "token id outside the vocabulary"},
         {KERN_FAULT_SLOT, "expert slot outside the placement table"},
         {KERN_FAULT_BLOCK, "KV row or block outside the cache"},
@@ -376,11 +373,7 @@ static void fault_describe(uint32_t bits, char *buf, size_t n)
         {ENGINE_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_STEP test hook)"},
         {ENGINE_FAULT_INJECTED_SEQ, "injected failure of one sequence (MOESERVE_FAULT_SEQ test hook)"},
     };
-    size_t o = 0;
-    buf[0] = 0;
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && o + 2 < n; i++)
-        if (bits & names[i].bit) o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", names[i].what);
-    if (!buf[0]) snprintf(buf, n, "unknown fault bits");
+    proto_bits_describe(names, sizeof names / sizeof names[0], bits, buf, n);
 }
 
 void engine_inject_fault(engine_t *e, uint32_t bits) { e->inject_fault |= bits; }
