@@ -315,6 +315,9 @@ static ms_status_t seq_check(const engine_t *e, const proto_plan_t *p, int i)
         if (q->n_tokens < 1 || q->pos < 0 || q->tok_off < 0 || q->tok_off + q->n_tokens > p->n_tokens)
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): tokens [%d, +%d) at pos %d outside the plan",
                           i, q->slot, q->tok_off, q->n_tokens, q->pos);
+        if (e->opts.max_seq_len > 0 && (int64_t)q->pos + q->n_tokens > e->opts.max_seq_len)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): positions up to %lld beyond max_seq_len %d", i,
+                          q->slot, (long long)q->pos + q->n_tokens - 1, e->opts.max_seq_len);
         if (q->n_blocks < 0 || q->blk_off < 0 || q->blk_off + q->n_blocks > p->n_blocks ||
             (int64_t)q->n_blocks * bs < (int64_t)q->pos + q->n_tokens)
             return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): %d blocks of %d cannot hold %d positions", i,

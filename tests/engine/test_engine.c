@@ -325,8 +325,18 @@ static void test_bad(const char *dir)
     T_CHECK(engine_create("/nonexistent/model", &p, &o, c, &bad) != MS_OK && bad == NULL);
     o.backend = "tpu";
     T_CHECK(engine_create(dir, &p, &o, c, &bad) != MS_OK && bad == NULL);
+    o.backend = "cpu", o.max_seq_len = 4; /* an entry past max_seq_len fails alone */
+    T_CHECK(engine_create(dir, &p, &o, c, &bad) == MS_OK);
+    if (bad) {
+        et_seq_t end = {.pos = 2, .n = 2, .tokens = toks, .blocks = bl, .n_blocks = 2, .sample = 1, .n_logprobs = -1};
+        T_CHECK(et_step(bad, &end, 1, r) == MS_OK && r[0].fault == 0 && r[0].token >= 0);
+        end.pos = 3; /* position 4: the blocks hold it, max_seq_len does not */
+        T_CHECK(et_step(bad, &end, 1, r) == MS_OK && r[0].fault == PROTO_FAULT_PLAN && r[0].token == -1);
+        engine_destroy(bad);
+        bad = NULL;
+    }
+    o.max_seq_len = 0;
     p.ep_size = 3; /* 16 experts do not split over 3 ranks */
-    o.backend = "cpu";
     T_CHECK(engine_create(dir, &p, &o, c, &bad) == MS_ERR_INVALID && bad == NULL);
     comm_destroy(c);
 }
