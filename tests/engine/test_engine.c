@@ -325,12 +325,12 @@ static void test_bad(const char *dir)
     T_CHECK(engine_create("/nonexistent/model", &p, &o, c, &bad) != MS_OK && bad == NULL);
     o.backend = "tpu";
     T_CHECK(engine_create(dir, &p, &o, c, &bad) != MS_OK && bad == NULL);
-    o.backend = "cpu", o.max_seq_len = 4; /* an entry past max_seq_len fails alone */
+    o.backend = "cpu", o.max_seq_len = 6; /* an entry past max_seq_len fails alone */
     T_CHECK(engine_create(dir, &p, &o, c, &bad) == MS_OK);
     if (bad) {
-        et_seq_t end = {.pos = 2, .n = 2, .tokens = toks, .blocks = bl, .n_blocks = 2, .sample = 1, .n_logprobs = -1};
+        et_seq_t end = {.pos = 4, .n = 2, .tokens = toks, .blocks = bl, .n_blocks = 2, .sample = 1, .n_logprobs = -1};
         T_CHECK(et_step(bad, &end, 1, r) == MS_OK && r[0].fault == 0 && r[0].token >= 0);
-        end.pos = 3; /* position 4: the blocks hold it, max_seq_len does not */
+        end.pos = 5; /* position 6: the blocks hold it, max_seq_len does not */
         T_CHECK(et_step(bad, &end, 1, r) == MS_OK && r[0].fault == PROTO_FAULT_PLAN && r[0].token == -1);
         engine_destroy(bad);
         bad = NULL;
