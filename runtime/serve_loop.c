@@ -78,7 +78,8 @@ static const seq_hook_t *seq_hook(void)
     if (v && sscanf(v, "%15[a-z]:%ld:%d", kind, &h.step, &h.rank) == 3)
         h.kind = !strcmp(kind, "fault") ? ENGINE_INJECT_FAULT : !strcmp(kind, "token") ? ENGINE_INJECT_TOKEN
                : !strcmp(kind, "plan") ? SEQ_HOOK_PLAN : 0;
-    if (v && *v && !h.kind) MS_WARN("MOESERVE_FAULT_SEQ=%s is not KIND:STEP:RANK (KIND fault, token or plan): ignored", v);
+    if (v && *v && !h.kind)
+        MS_WARN("MOESERVE_FAULT_SEQ=%s is not KIND:STEP:RANK (KIND fault, token or plan): ignored", v);
     return &h;
 }
 

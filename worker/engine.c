@@ -218,8 +218,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     e->inject_slot = -1;
     e->plp_rows = malloc(sizeof *e->plp_rows * (size_t)T), e->plp = malloc(sizeof *e->plp * (size_t)T);
     e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->seq_fault || !e->plp_rows ||
-        !e->plp || !e->plp_off || !e->plp_n) {
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->seq_fault ||
+        !e->plp_rows || !e->plp || !e->plp_off || !e->plp_n) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
@@ -307,61 +307,59 @@ static ms_status_t seq_check(const engine_t *e, const proto_plan_t *p, int i)
     const proto_seq_t *sq = proto_plan_seqs(p);
     const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
     const int bs = e->opts.block_size;
-    {
-        const proto_seq_t *q = &sq[i];
-        if (q->slot < 0 || q->slot >= e->opts.max_batch)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d: slot %d outside [0, %d)", i, q->slot,
-                          e->opts.max_batch);
-        if (q->n_tokens < 1 || q->pos < 0 || q->tok_off < 0 || q->tok_off + q->n_tokens > p->n_tokens)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): tokens [%d, +%d) at pos %d outside the plan",
-                          i, q->slot, q->tok_off, q->n_tokens, q->pos);
-        if (e->opts.max_seq_len > 0 && (int64_t)q->pos + q->n_tokens > e->opts.max_seq_len)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): positions up to %lld beyond max_seq_len %d", i,
-                          q->slot, (long long)q->pos + q->n_tokens - 1, e->opts.max_seq_len);
-        if (q->n_blocks < 0 || q->blk_off < 0 || q->blk_off + q->n_blocks > p->n_blocks ||
-            (int64_t)q->n_blocks * bs < (int64_t)q->pos + q->n_tokens)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): %d blocks of %d cannot hold %d positions", i,
-                          q->slot, q->n_blocks, bs, q->pos + q->n_tokens);
-        if (proto_sampling_check(q->temperature, q->top_p, q->top_k, q->n_logprobs, PROTO_MAX_LOGPROBS, NULL))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad sampling knobs (temperature %g, top_p %g, "
-                                          "top_k %d, n_logprobs %d)", i, q->slot, q->temperature, q->top_p, q->top_k,
-                          q->n_logprobs);
-        if ((q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) &&
-            (!e->mtp.N || !(q->flags & PROTO_SEQ_SAMPLE) ||
-             ((q->flags & PROTO_SEQ_VERIFY) && (q->n_tokens < 2 || q->n_tokens - 1 > e->mtp.N))))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
-                                          "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
-                          e->mtp.N);
-        if ((q->flags & PROTO_SEQ_PROMPT_LP) &&
-            (e->mtp.N || q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d%s", i,
-                          q->slot, q->next_token, e->mtp.N ? " on an engine drafting MTP tokens" : "");
-        if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
-                                q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "
-                                          "repetition %g, min_p %g)", i, q->slot, q->presence_penalty,
-                          q->frequency_penalty, q->repetition_penalty, q->min_p);
-        if (proto_seq_adjusts(q) && seq_is_mine(e, q) && !e->k->supports_op(KERN_OP_LOGITS_ADJUST))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) uses penalties, logit_bias or min_p, which the "
-                                          "'%s' kernels backend does not implement yet (op logits_adjust)", i, q->slot,
-                          e->k->name);
-        if (q->n_bias < 0 || q->bias_off < 0 || q->bias_off + q->n_bias > p->n_bias)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bias entries outside the plan", i, q->slot);
-        for (int b = 0; b < q->n_bias; b++)
-            if (proto_plan_bias(p)[q->bias_off + b].token < 0 ||
-                proto_plan_bias(p)[q->bias_off + b].token >= e->cfg.vocab_size)
-                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): logit_bias token %d outside the vocabulary",
-                              i, q->slot, proto_plan_bias(p)[q->bias_off + b].token);
-        for (int b = 0; b < q->n_blocks; b++)
-            if (blk[q->blk_off + b] < 0 || blk[q->blk_off + b] >= e->opts.kv_blocks)
-                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): block id %d outside [0, %d)", i, q->slot,
-                              blk[q->blk_off + b], e->opts.kv_blocks);
-        for (int t = 0; t < q->n_tokens; t++)
-            if (tok[q->tok_off + t] < 0 || tok[q->tok_off + t] >= e->cfg.vocab_size)
-                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): token id %d outside vocabulary [0, %d)",
-                              i, q->slot, tok[q->tok_off + t], e->cfg.vocab_size);
-        if (seq_is_mine(e, q)) MS_TRY(pen_check(e->pen, q, i));
-    }
+    const proto_seq_t *q = &sq[i];
+    if (q->slot < 0 || q->slot >= e->opts.max_batch)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d: slot %d outside [0, %d)", i, q->slot,
+                      e->opts.max_batch);
+    if (q->n_tokens < 1 || q->pos < 0 || q->tok_off < 0 || q->tok_off + q->n_tokens > p->n_tokens)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): tokens [%d, +%d) at pos %d outside the plan",
+                      i, q->slot, q->tok_off, q->n_tokens, q->pos);
+    if (e->opts.max_seq_len > 0 && (int64_t)q->pos + q->n_tokens > e->opts.max_seq_len)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): positions up to %lld beyond max_seq_len %d", i,
+                      q->slot, (long long)q->pos + q->n_tokens - 1, e->opts.max_seq_len);
+    if (q->n_blocks < 0 || q->blk_off < 0 || q->blk_off + q->n_blocks > p->n_blocks ||
+        (int64_t)q->n_blocks * bs < (int64_t)q->pos + q->n_tokens)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): %d blocks of %d cannot hold %d positions", i,
+                      q->slot, q->n_blocks, bs, q->pos + q->n_tokens);
+    if (proto_sampling_check(q->temperature, q->top_p, q->top_k, q->n_logprobs, PROTO_MAX_LOGPROBS, NULL))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad sampling knobs (temperature %g, top_p %g, "
+                                      "top_k %d, n_logprobs %d)", i, q->slot, q->temperature, q->top_p, q->top_k,
+                      q->n_logprobs);
+    if ((q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) &&
+        (!e->mtp.N || !(q->flags & PROTO_SEQ_SAMPLE) ||
+         ((q->flags & PROTO_SEQ_VERIFY) && (q->n_tokens < 2 || q->n_tokens - 1 > e->mtp.N))))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
+                                      "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
+                      e->mtp.N);
+    if ((q->flags & PROTO_SEQ_PROMPT_LP) &&
+        (e->mtp.N || q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d%s", i,
+                      q->slot, q->next_token, e->mtp.N ? " on an engine drafting MTP tokens" : "");
+    if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
+                            q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "
+                                      "repetition %g, min_p %g)", i, q->slot, q->presence_penalty,
+                      q->frequency_penalty, q->repetition_penalty, q->min_p);
+    if (proto_seq_adjusts(q) && seq_is_mine(e, q) && !e->k->supports_op(KERN_OP_LOGITS_ADJUST))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) uses penalties, logit_bias or min_p, which the "
+                                      "'%s' kernels backend does not implement yet (op logits_adjust)", i, q->slot,
+                      e->k->name);
+    if (q->n_bias < 0 || q->bias_off < 0 || q->bias_off + q->n_bias > p->n_bias)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bias entries outside the plan", i, q->slot);
+    for (int b = 0; b < q->n_bias; b++)
+        if (proto_plan_bias(p)[q->bias_off + b].token < 0 ||
+            proto_plan_bias(p)[q->bias_off + b].token >= e->cfg.vocab_size)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): logit_bias token %d outside the vocabulary",
+                          i, q->slot, proto_plan_bias(p)[q->bias_off + b].token);
+    for (int b = 0; b < q->n_blocks; b++)
+        if (blk[q->blk_off + b] < 0 || blk[q->blk_off + b] >= e->opts.kv_blocks)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): block id %d outside [0, %d)", i, q->slot,
+                          blk[q->blk_off + b], e->opts.kv_blocks);
+    for (int t = 0; t < q->n_tokens; t++)
+        if (tok[q->tok_off + t] < 0 || tok[q->tok_off + t] >= e->cfg.vocab_size)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): token id %d outside vocabulary [0, %d)",
+                          i, q->slot, tok[q->tok_off + t], e->cfg.vocab_size);
+    if (seq_is_mine(e, q)) MS_TRY(pen_check(e->pen, q, i));
     return MS_OK;
 }
 
@@ -417,8 +415,9 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
 
 /* The MTP passes of a step (forward_mtp.h): pass 1's next tokens per row,
  * the draft row and chained positions of each DRAFT sequence, then the
- * module's run; fills each DRAFT result's drafts and ORs the passes' fault
- * bits into *faults. Rows are those of step_run (row0, sample_of_seq). */
+ * module's run; fills each DRAFT result's drafts and returns the module's
+ * fault bits in *faults, which holds the main pass's (all traced to
+ * sequences) on entry. Rows are those of step_run (row0, sample_of_seq). */
 static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_step_t *st, const int32_t *h_tok,
                                proto_result_t *res, uint32_t *faults)
 {
@@ -463,6 +462,11 @@ static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_ste
         jd++;
     }
     uint32_t *fault = (uint32_t *)((char *)e->stage + ((char *)e->cx->fault - (char *)e->f.io));
+    if (*faults) { /* the main pass's traced bits are still in the device word: the module's own start at 0 */
+        *fault = 0;
+        MS_TRY(e->k->upload(e->cx, e->cx->fault, fault, 4));
+        *faults = 0;
+    }
     MS_TRY(mtp_run(m, &e->f, st, &ms));
     MS_TRY(e->k->download(e->cx, fault, e->cx->fault, 4));
     MS_TRY(e->k->synchronize(e->cx));
@@ -702,6 +706,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         MS_TRY(k->synchronize(e->cx));
         faults = *fault;
     }
+    const uint32_t raw_faults = faults;
     if (faults) faults = step_attribute(e, p, &L, faults);
     e->inject_slot = -1; /* the hook is for one step */
     const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
@@ -732,8 +737,10 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         memcpy(r->top_ids, h_top + (size_t)j * KERN_MAX_LOGPROBS, sizeof(int32_t) * (size_t)r->n_top);
         memcpy(r->top_logprobs, h_toplp + (size_t)j * KERN_MAX_LOGPROBS, sizeof(float) * (size_t)r->n_top);
     }
-    if (!faults && e->mtp.N && (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1))
+    if (!faults && e->mtp.N && (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1)) {
+        faults = raw_faults;
         MS_TRY(step_drafts(e, p, &st, h_tok, res, &faults));
+    }
     if (!faults) MS_TRY(step_prompt_lp(e, p));
     if (faults) {
         /* Every collective of the step completed (faulty rows were padding),

@@ -18,7 +18,8 @@ others finish "length" with the same text as the same 10 requests give right
 after on the same server without a fault (which also shows the failed slot's
 next user gets nothing stale), and the KV pool is empty at the end.
 Layouts: np1, np2 attention DP with the faulty sequence on rank 1, np2 TP
-(every rank runs the entry; rank 0 owns its result).
+(every rank runs the entry; rank 0 owns its result), and np2 DP with MTP
+drafts (a second pass after the traced fault).
 """
 import json
 import os
@@ -122,6 +123,10 @@ def main():
     c.run("np2-dp token", case, env, model, "np2-dp token", "token", 1, 2, TP2, dp, False)
     c.run("np2-dp plan", case, env, model, "np2-dp plan", "plan", 1, 2, TP2, dp)
     c.run("np2-tp token", case, env, model, "np2-tp token", "token", 0, 2, TP2)
+    # MTP drafts run a second pass after the traced fault: it must not see the main pass's bits again
+    mtp = env.tiny_model("tiny-mtp", ["--mtp"])
+    spec = "speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: 2"
+    c.run("np2-dp mtp token", case, env, mtp, "np2-dp mtp token", "token", 1, 2, TP2, dp + "\n" + spec)
     c.done()
 
 
