@@ -521,6 +521,9 @@ ms_status_t kern_gemm_check(const kern_gemm_t *g);
 /* Pick a backend by name ("cpu" or "cuda"). A backend not compiled in is
  * MS_ERR_UNSUPPORTED with a message saying so. */
 ms_status_t kern_backend_get(const char *name, const kern_ops_t **out);
+/* Devices the named backend sees; 0 when it is not compiled in or unknown, without logging an error
+ * (for "auto" choices: a CPU-only build is not a fault there). */
+int kern_backend_devices(const char *name);
 
 /* The sampler's counter-based random number: uniform in [0,1), a pure
  * function of (seed, position). Shared by all backends so they agree: CUDA

@@ -54,6 +54,7 @@ struct engine {
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
     int *row0;             /* per plan seq: its first token row, -1 if another rank's */
     int *n_acc;            /* per plan seq: drafts accepted this step (VERIFY) */
+    int *draft_of_seq;     /* per plan seq: its row among the last step's drafting seqs, -1 (engine_mtp_logits) */
     bool *mine;            /* per plan seq: this rank runs it (pen_prepare) */
     pen_t *pen;            /* per-slot penalty lists (worker/penalty.h) */
     int n_sample_last;
@@ -146,7 +147,7 @@ static void engine_free_host(engine_t *e)
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
     free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
-    free(e->seq_fault);
+    free(e->draft_of_seq), free(e->seq_fault);
     free(e->plp_rows), free(e->plp), free(e->plp_off), free(e->plp_n);
     pen_destroy(e->pen);
     e->pen = NULL;
@@ -215,11 +216,12 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
     e->n_acc = malloc(sizeof(int) * B), e->seq_fault = calloc((size_t)B, sizeof(uint32_t));
+    e->draft_of_seq = malloc(sizeof(int) * B);
     e->inject_slot = -1;
     e->plp_rows = malloc(sizeof *e->plp_rows * (size_t)T), e->plp = malloc(sizeof *e->plp * (size_t)T);
     e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
     if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->seq_fault ||
-        !e->plp_rows || !e->plp || !e->plp_off || !e->plp_n) {
+        !e->draft_of_seq || !e->plp_rows || !e->plp || !e->plp_off || !e->plp_n) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
@@ -474,6 +476,7 @@ static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_ste
     jd = 0;
     for (int i = 0; i < p->n_seqs; i++) {
         if (e->row0[i] < 0 || e->sample_of_seq[i] < 0 || !(sq[i].flags & PROTO_SEQ_DRAFT)) continue;
+        e->draft_of_seq[i] = jd;
         for (int c = 0; c < res[i].n_draft; c++) res[i].drafts[c] = ms.drafts[(size_t)c * (size_t)n_d + (size_t)jd];
         jd++;
     }
@@ -688,6 +691,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
     st.T = T, st.S_naive = S, st.n_sample = nsample;
     e->n_sample_last = nsample;
     e->n_seqs_last = p->n_seqs;
+    for (int i = 0; i < p->n_seqs; i++) e->draft_of_seq[i] = -1;
 
     uint32_t faults = 0;
     if (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1) {
@@ -760,6 +764,15 @@ ms_status_t engine_logits(engine_t *e, int seq_index, float *out)
         return MS_ERR(MS_ERR_NOT_FOUND, "engine: plan sequence %d was not sampled in the last step", seq_index);
     const size_t V = (size_t)e->cfg.vocab_size;
     MS_TRY(e->k->download(e->cx, out, e->f.logits + (size_t)e->sample_of_seq[seq_index] * V, sizeof(float) * V));
+    return e->k->synchronize(e->cx);
+}
+
+ms_status_t engine_mtp_logits(engine_t *e, int seq_index, float *out)
+{
+    if (seq_index < 0 || seq_index >= e->n_seqs_last || e->draft_of_seq[seq_index] < 0)
+        return MS_ERR(MS_ERR_NOT_FOUND, "engine: plan sequence %d drafted nothing in the last step", seq_index);
+    const size_t V = (size_t)e->cfg.vocab_size;
+    MS_TRY(e->k->download(e->cx, out, e->mtp.logits + (size_t)e->draft_of_seq[seq_index] * V, sizeof(float) * V));
     return e->k->synchronize(e->cx);
 }
 

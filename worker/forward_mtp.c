@@ -51,6 +51,8 @@ static void mtp_layout(mtp_t *t, const fwd_t *f, char *base)
     t->load = fwd_carve(&cv, 8 * E);
     t->eh = fwd_carve(&cv, 2 * (size_t)t->T_max * 2 * (size_t)f->D);
     t->hprev = fwd_carve(&cv, 2 * (size_t)t->B_max * (size_t)f->D);
+    t->lg16 = fwd_carve(&cv, 2 * (size_t)t->B_max * (size_t)f->V);
+    t->logits = fwd_carve(&cv, 4 * (size_t)t->B_max * (size_t)f->V);
     mtp_io_t io;
     mtp_io_layout(&io, t->T_max, t->B_max, t->N);
     t->io_bytes = io.end;
@@ -170,9 +172,9 @@ static ms_status_t mtp_head(mtp_t *t, fwd_t *v, const int32_t *rows, int n, cons
         MS_TRY(k->gather_rows(v->cx, v->xn, rows, n, sizeof(bf16_t) * (size_t)v->D, v->lastn));
         src = v->lastn;
     }
-    MS_TRY(kern_gemm_plain(k, v->cx, src, MS_DT_BF16, v->D, &t->m.w.lm_head, v->lg16, MS_DT_BF16, v->V, n));
-    MS_TRY(k->cast(v->cx, v->lg16, MS_DT_BF16, v->logits, MS_DT_F32, (int64_t)n * v->V));
-    return k->sample(v->cx, v->logits, v->V, n, v->V, (const kern_sample_t *)(d + L->sp), out, (float *)(d + L->lp),
+    MS_TRY(kern_gemm_plain(k, v->cx, src, MS_DT_BF16, v->D, &t->m.w.lm_head, t->lg16, MS_DT_BF16, v->V, n));
+    MS_TRY(k->cast(v->cx, t->lg16, MS_DT_BF16, t->logits, MS_DT_F32, (int64_t)n * v->V));
+    return k->sample(v->cx, t->logits, v->V, n, v->V, (const kern_sample_t *)(d + L->sp), out, (float *)(d + L->lp),
                      (int32_t *)(d + L->top_ids), (float *)(d + L->top_lp));
 }
 

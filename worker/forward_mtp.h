@@ -46,6 +46,8 @@ typedef struct {
     int64_t *load;        /* (E) routed pairs of the module's MoE */
     bf16_t *eh;           /* (T, 2D) eh_proj input */
     bf16_t *hprev;        /* (B, D) output residual rows of the last pass (the next pass's h) */
+    bf16_t *lg16;         /* (B, V) the last pass's head output (its own: the main pass's logits stay readable) */
+    float *logits;        /* (B, V) the same in fp32 (engine_mtp_logits) */
     /* step metadata (one upload, mtp_io layout in forward_mtp.c) and results */
     void *io;
     size_t io_bytes;
