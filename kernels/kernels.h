@@ -58,6 +58,7 @@ enum {
     KERN_FAULT_SLOT = 1u << 1,  /* an expert / slot id outside the placement table */
     KERN_FAULT_BLOCK = 1u << 2, /* a KV row or block id outside the cache */
     KERN_FAULT_CAPACITY = 1u << 3, /* more rows for a receive slot than its capacity */
+    KERN_FAULT_LOGITS = 1u << 4,   /* a sampled row's logits hold a NaN or +inf (or are all -inf) */
 };
 
 /* The backend context every op takes: one stream of work plus what the ops on
@@ -478,7 +479,9 @@ typedef struct kern_ops {
     ms_status_t (*log_softmax)(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
     /* Sample one token per row of fp32 logits [rows, vocab] (ld between rows). logprob and the top-N list
      * are under the unmodified distribution (log_softmax of the raw logits). top_ids/top_lp: [rows,
-     * KERN_MAX_LOGPROBS], the first n_logprobs filled, descending. */
+     * KERN_MAX_LOGPROBS], the first n_logprobs filled, descending. A row with nothing to draw from (a NaN
+     * or +inf logit, or every logit -inf: its log-sum-exp is not finite) raises KERN_FAULT_LOGITS and gets
+     * token -1 and logprob 0, its top-N left as they were; the other rows are unaffected. */
     ms_status_t (*sample)(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                           const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                           float *top_lp);

@@ -117,6 +117,7 @@ void proto_fault_describe(uint32_t bits, char *buf, size_t n)
         {PROTO_FAULT_TOKEN, "token id outside the vocabulary"},
         {PROTO_FAULT_BLOCK, "KV row or block outside the cache"},
         {PROTO_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_SEQ test hook)"},
+        {PROTO_FAULT_LOGITS, "non-finite logits (NaN or infinity)"},
     };
     proto_bits_describe(names, sizeof names / sizeof names[0], bits, buf, n);
 }

@@ -135,6 +135,7 @@ enum {
     PROTO_FAULT_TOKEN = 1u << 1,    /* an op met a token id outside the vocabulary in its rows */
     PROTO_FAULT_BLOCK = 1u << 2,    /* an op met a KV row or block outside the cache in its rows */
     PROTO_FAULT_INJECTED = 1u << 3, /* the MOESERVE_FAULT_SEQ test hook */
+    PROTO_FAULT_LOGITS = 1u << 4,   /* its logits held a NaN or an infinity: the sampler had nothing to draw */
 };
 
 /* One prompt position's logprob (PROTO_SEQ_PROMPT_LP): `token` is the prompt token at the row's position

@@ -373,6 +373,7 @@ static void fault_describe(uint32_t bits, char *buf, size_t n)
         {KERN_FAULT_SLOT, "expert slot outside the placement table"},
         {KERN_FAULT_BLOCK, "KV row or block outside the cache"},
         {KERN_FAULT_CAPACITY, "MoE receive capacity exceeded"},
+        {KERN_FAULT_LOGITS, "non-finite logits (NaN or infinity)"},
         {ENGINE_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_STEP test hook)"},
         {ENGINE_FAULT_INJECTED_SEQ, "injected failure of one sequence (MOESERVE_FAULT_SEQ test hook)"},
     };
@@ -511,7 +512,8 @@ static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
  * per-row checks of embed (token id outside the vocabulary) and kv_store /
  * the paged reads (cache row or block id outside the cache) are functions of
  * what the host uploaded (ids, slots, block tables, still in the staging
- * block), and the MOESERVE_FAULT_SEQ hook names its slot. Each traced
+ * block), the sampler marks a row of non-finite logits with token -1 in the
+ * downloaded tokens, and the MOESERVE_FAULT_SEQ hook names its slot. Each traced
  * sequence gets its PROTO_FAULT_* (seq_fault) and its slot's state is
  * dropped. Returns the bits no sequence explains (MoE slot or capacity
  * faults, a fault in the MTP module or in logits_adjust's lists, the
@@ -537,7 +539,7 @@ static uint32_t step_attribute(engine_t *e, const proto_plan_t *p, const step_io
 {
     const char *h = e->stage;
     const int32_t *ids = (const int32_t *)(h + L->ids), *slots = (const int32_t *)(h + L->slots);
-    const int32_t *blocks = (const int32_t *)(h + L->blocks);
+    const int32_t *blocks = (const int32_t *)(h + L->blocks), *tok = (const int32_t *)(h + L->tok);
     const proto_seq_t *sq = proto_plan_seqs(p);
     const int V = e->cfg.vocab_size, NB = e->opts.kv_blocks;
     const int64_t rows = (int64_t)NB * e->opts.block_size;
@@ -562,6 +564,12 @@ static uint32_t step_attribute(engine_t *e, const proto_plan_t *p, const step_io
                 traced |= KERN_FAULT_BLOCK;
             }
         }
+        const int j = e->sample_of_seq[i], nr = (q->flags & PROTO_SEQ_VERIFY) ? q->n_tokens : 1;
+        for (int u = 0; (faults & KERN_FAULT_LOGITS) && j >= 0 && u < nr; u++)
+            if (tok[j + u] < 0) { /* the sampler's mark of a row with nothing to draw from */
+                f |= PROTO_FAULT_LOGITS;
+                traced |= KERN_FAULT_LOGITS;
+            }
         for (int b = 0; (faults & KERN_FAULT_BLOCK) && b < q->n_blocks; b++)
             if (blocks[e->blk_off[i] + b] < 0 || blocks[e->blk_off[i] + b] >= NB) {
                 f |= PROTO_FAULT_BLOCK;

@@ -26,7 +26,8 @@
  * 7. A bad entry (token id, block id, too few blocks, bad sampling knobs,
  *    bad slot) fails alone (PROTO_FAULT_PLAN) and an entry beside it gets
  *    the token it gets alone; so do the per-sequence fault hooks (an
- *    injected row fault, a bad id past the check that embed flags); a plan
+ *    injected row fault, a bad id past the check that embed flags, a NaN in
+ *    one row's logits that the sampler flags); a plan
  *    with too many tokens, and an untraced data fault, fail the whole step;
  *    the engine keeps working; bad options and a missing model directory
  *    fail engine_create. */
@@ -267,6 +268,16 @@ static void test_kv_fp8_vs_bf16(const char *dir)
     comm_destroy(c1), comm_destroy(c2);
 }
 
+/* The CPU table, but the sampler sees a NaN in row 1's logits: a numerics fault of one sequence's row. */
+static kern_ops_t nan_ops;
+static ms_status_t nan_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                              const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
+                              float *top_lp)
+{
+    if (rows > 1) ((float *)logits)[ld + 3] = NAN;
+    return kern_cpu_ops.sample(cx, logits, ld, rows, vocab, params, tokens, logprob, top_ids, top_lp);
+}
+
 static void test_bad(const char *dir)
 {
     comm_t *c;
@@ -336,6 +347,19 @@ static void test_bad(const char *dir)
         bad = NULL;
     }
     o.max_seq_len = 0;
+    nan_ops = kern_cpu_ops, nan_ops.sample = nan_sample, o.ops = &nan_ops, o.max_batch = 2;
+    T_CHECK(engine_create(dir, &p, &o, c, &bad) == MS_OK);
+    if (bad) { /* the sampler's non-finite row is traced to its sequence; the other gets its token */
+        et_seq_t pair[2] = {{.slot = 0, .n = 2, .tokens = toks, .blocks = bl, .n_blocks = 1, .sample = 1,
+                             .n_logprobs = -1},
+                            {.slot = 1, .n = 2, .tokens = toks, .blocks = bl + 1, .n_blocks = 1, .sample = 1,
+                             .n_logprobs = -1}};
+        T_CHECK(et_step(bad, pair, 2, r) == MS_OK && r[0].fault == 0 && r[0].token == alone &&
+                r[1].fault == PROTO_FAULT_LOGITS && r[1].token == -1);
+        engine_destroy(bad);
+        bad = NULL;
+    }
+    o.ops = NULL;
     p.ep_size = 3; /* 16 experts do not split over 3 ranks */
     T_CHECK(engine_create(dir, &p, &o, c, &bad) == MS_ERR_INVALID && bad == NULL);
     comm_destroy(c);
