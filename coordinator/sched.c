@@ -242,6 +242,10 @@ static int spec_verify_count(const sched_t *s, const sched_seq_t *q, int budget)
 static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
 {
     const req_params_t *p = &q->req->params;
+    /* prompt logprobs: a recompute after preemption feeds prompt and generated tokens; its chunk stops at the
+     * prompt's end, so every row of a PROTO_SEQ_PROMPT_LP chunk is a prompt position */
+    if (p->prompt_logprobs && k == 0 && q->n_cached < q->n_prompt - 1 && q->n_cached + n > q->n_prompt)
+        n = q->n_prompt - q->n_cached;
     int n_gen = q->n_tokens - q->n_prompt;
     bool sample = q->n_cached + n - k == q->n_tokens;
     bool draft = sample && s->cfg.spec_drafts > 0 && spec_knobs_ok(p);
@@ -267,6 +271,8 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
     if (p->prompt_logprobs && k == 0 && q->n_cached < q->n_prompt - 1) {
         ps.flags |= PROTO_SEQ_PROMPT_LP;
         ps.next_token = q->n_cached + n < q->n_prompt ? q->tokens[q->n_cached + n] : -1;
+        /* one top-N for the chunk's rows and its sampled token: the larger; rank 0 trims each to its own */
+        if (p->prompt_top > ps.n_logprobs) ps.n_logprobs = p->prompt_top;
     }
     int nb = kv_blocks_for(q->n_cached + n, s->cfg.block_size);
     if (nb > q->kv.n) return MS_ERR(MS_ERR_INTERNAL, "sched: sequence lacks KV blocks (%d of %d)", q->kv.n, nb);

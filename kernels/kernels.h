@@ -338,6 +338,9 @@ typedef struct kern_ops {
     ms_status_t (*event_record)(kern_ctx_t *cx, kern_event_t ev);
     /* work queued on cx after this waits for ev (no host wait) */
     ms_status_t (*event_wait)(kern_ctx_t *cx, kern_event_t ev);
+    /* a host poll, never a wait: 1 when the work before ev's last record has run (or ev was never
+     * recorded), 0 while it is pending, -1 on a device error */
+    int (*event_query)(kern_event_t ev);
     /* page-locked host memory (plain memory on CPU), zero-filled: the staging
      * that lets upload/download be asynchronous and graph-capturable */
     ms_status_t (*host_alloc)(size_t bytes, void **out);

@@ -327,7 +327,7 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
         }
         const int npl = proto_seq_plp_rows(q), ntp = wire_plp_top(q);
         for (int k = 0; k < npl; k++) {
-            const proto_plp_t *e = r && mp && !r->fault ? mp++ : NULL; /* a failed entry has none */
+            const proto_plp_t *e = r && mp ? mp++ : NULL;
             w = wire_put(w, 0, e ? e->token : -1, e ? e->logprob : 0, ntp, e ? e->top_ids : NULL,
                          e ? e->top_logprobs : NULL, e ? e->n_top : 0);
         }

@@ -66,8 +66,8 @@ typedef struct {
  * fault is the OR of mine[i].fault over every rank that ran it (a rank
  * whose step failed, my_status != MS_OK, sends 0: its failure is the step's).
  * Prompt logprobs (PROTO_SEQ_PROMPT_LP entries): mine_plp holds this rank's
- * owned entries' proto_seq_plp_rows each (none for an entry whose fault is
- * set: it goes out with token -1), in plan order (NULL: none were
+ * owned entries' proto_seq_plp_rows each (a failed entry's are placeholders
+ * with token -1), in plan order (NULL: none were
  * computed, the entries go out with token -1); merged_plp (rank 0; NULL to
  * drop them) gets every entry's, in plan order (at most plan->n_tokens). */
 ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, const proto_result_t *mine,

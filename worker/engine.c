@@ -128,9 +128,9 @@ ms_status_t engine_placement_flip(engine_t *e, int layer, const int32_t *row, co
 
 void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv)
 {
-    *weights = e->w.bytes;
-    *activations = e->f.bytes;
-    *kv = e->kv.layer_bytes * (size_t)e->kv.n_layers;
+    *weights = e->w.bytes + (e->mtp.N ? e->mtp.m.w.bytes : 0);
+    *activations = e->f.bytes + (e->mtp.N ? e->mtp.bytes : 0);
+    *kv = e->kv.layer_bytes * (size_t)e->kv.n_layers + (e->mtp.N ? e->mtp.kv.layer_bytes : 0);
 }
 
 /* Every op the forward pass calls: checked at creation so a backend that
@@ -198,21 +198,20 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
         goto out_kv;
     }
     /* sampled rows per step: one per sequence, or every fed row of a sequence verifying drafts */
-    int B_rows = B;
-    if (o->mtp_drafts > 0) {
-        int64_t r = (int64_t)B * (1 + o->mtp_drafts);
-        B_rows = (int)(r < T ? r : T);
-        if (B_rows < B) B_rows = B;
-    }
+    const int B_rows = sizing_sample_rows(B, T, o->mtp_drafts);
     /* shared prefix blocks can appear in many tables of a step (sizing.h) */
     const int blk_max = sizing_blk_max(o->kv_blocks, o->block_size, B, o->max_seq_len);
     /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
     if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
     MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B_rows,
                                o->max_naive_ctx, blk_max, o->moe_max_num_tokens), out_kv);
-    if (o->mtp_drafts > 0)
+    if (o->mtp_drafts > 0) {
         MS_TRY_GOTO(st, mtp_create(&e->mtp, &e->f, e->ck, o->mtp_drafts, o->num_slots, o->kv_blocks, o->block_size,
                                    o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);
+        /* the module's routed experts compute as the main model's do (the dequant mode costs ~80 ms a layer
+         * on an H200 at R1's 256 experts: BENCHMARKS.md "MoE compute modes") */
+        e->mtp.m.w.layers[0].experts.mode = o->moe_fp8 ? KERN_MOE_FP8 : KERN_MOE_DEQUANT;
+    }
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
     e->n_acc = malloc(sizeof(int) * B), e->seq_fault = calloc((size_t)B, sizeof(uint32_t));
@@ -485,26 +484,43 @@ static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_ste
 }
 
 /* The prompt logprobs of this rank's PROTO_SEQ_PROMPT_LP entries (after the step's results were read from
- * the staging block, which plp_run reuses). Rows are those of step_run (row0). */
+ * the staging block, which plp_run reuses). Rows are those of step_run (row0). A failed entry (seq_fault)
+ * gets its rows as placeholders (token -1), so every entry has proto_seq_plp_rows of them in plan order,
+ * which is what proto_gather_results and rank 0 count on. */
 static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
 {
     const proto_seq_t *sq = proto_plan_seqs(p);
     const int32_t *tok = proto_plan_tokens(p);
-    int n = 0;
+    int n = 0, n_real = 0;
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         e->plp_off[i] = n, e->plp_n[i] = 0;
-        if (e->row0[i] < 0 || e->seq_fault[i] || !(q->flags & PROTO_SEQ_PROMPT_LP)) continue;
+        if ((e->row0[i] < 0 && !e->seq_fault[i]) || !(q->flags & PROTO_SEQ_PROMPT_LP)) continue;
         const int nr = proto_seq_plp_rows(q);
-        for (int t = 0; t < nr; t++)
-            e->plp_rows[n + t] = (plp_row_t){.row = e->row0[i] + t,
-                                             .target = t + 1 < q->n_tokens ? tok[q->tok_off + t + 1] : q->next_token,
-                                             .n_top = q->n_logprobs < 0 ? 0 : q->n_logprobs};
         e->plp_n[i] = nr;
         n += nr;
+        if (e->seq_fault[i]) continue;
+        for (int t = 0; t < nr; t++)
+            e->plp_rows[n_real + t] = (plp_row_t){.row = e->row0[i] + t,
+                                                  .target = t + 1 < q->n_tokens ? tok[q->tok_off + t + 1]
+                                                                                : q->next_token,
+                                                  .n_top = q->n_logprobs < 0 ? 0 : q->n_logprobs};
+        n_real += nr;
     }
-    if (n == 0) return MS_OK;
-    return plp_run(&e->f, e->stage, e->plp_rows, n, e->plp);
+    if (n_real) MS_TRY(plp_run(&e->f, e->stage, e->plp_rows, n_real, e->plp));
+    if (n_real == n) return MS_OK;
+    /* spread the computed rows to their entries' places, last first (a place is never before its row) */
+    for (int i = p->n_seqs - 1, src = n_real; i >= 0; i--) {
+        if (!e->plp_n[i]) continue;
+        proto_plp_t *dst = e->plp + e->plp_off[i];
+        if (!e->seq_fault[i]) {
+            src -= e->plp_n[i];
+            memmove(dst, e->plp + src, sizeof *dst * (size_t)e->plp_n[i]);
+            continue;
+        }
+        for (int t = 0; t < e->plp_n[i]; t++) dst[t] = (proto_plp_t){.token = -1};
+    }
+    return MS_OK;
 }
 
 /* A data fault of the step (the fault word `faults` came back nonzero),

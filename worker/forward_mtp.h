@@ -72,6 +72,11 @@ ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int nu
                        int block_size, ms_dtype_t kv_dtype);
 void mtp_destroy(mtp_t *t, const kern_ops_t *k);
 
+/* Bytes of the module's device buffers (mtp_create's allocation, without its weights or cache) for
+ * T rows and B sampled rows per step, N drafts, its one-layer placement of n_slots slots and max_rep
+ * replicas (worker/sizing.c). */
+size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int max_rep, int T, int B, int N);
+
 /* The host arrays of s point into t's staging block (valid until the next call). */
 void mtp_step_begin(mtp_t *t, int T, int n_d, mtp_step_t *s);
 

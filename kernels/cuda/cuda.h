@@ -27,6 +27,7 @@ ms_status_t kern_cuda_event_create(kern_ctx_t *cx, kern_event_t *out);
 void kern_cuda_event_destroy(kern_event_t ev);
 ms_status_t kern_cuda_event_record(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cuda_event_wait(kern_ctx_t *cx, kern_event_t ev);
+int kern_cuda_event_query(kern_event_t ev);
 ms_status_t kern_cuda_host_alloc(size_t bytes, void **out);
 void kern_cuda_host_free(void *p);
 int kern_cuda_device_count(void);

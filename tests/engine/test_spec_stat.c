@@ -21,10 +21,14 @@
  * Wilson-Hilferty; the bound z < 5 (p ~ 3e-7) with fixed seeds makes the test
  * deterministic. Its power is shown on the same counts: the distribution a
  * biased verifier would give (on rejection, resampling from p with d allowed
- * again) must be rejected at z > 5 for the most likely draft. */
+ * again) must be rejected at z > 5 for the most likely draft.
+ *
+ * Also: what the MTP engine allocated (weights, buffers and the module's
+ * cache included) is what worker/sizing.h predicts from config.json. */
 #include <math.h>
 
 #include "etest.h"
+#include "worker/sizing.h"
 
 enum { S = 16, ROUNDS = 500, NP = 6, BS = 4 };
 static const int32_t PROMPT[NP] = {1, 57, 300, 12, 401, 88};
@@ -122,6 +126,15 @@ int main(int argc, char **argv)
     engine_t *e = make_engine(dir, 1, &c1), *ref = make_engine(dir, 0, &c2);
     T_CHECK(e && ref);
     if (!e || !ref) return t_done();
+    size_t w, a, kv;
+    engine_memory(e, &w, &a, &kv);
+    sizing_limits_t lim = {.max_batch = S, .max_tokens = 128, .block_size = BS, .mtp_drafts = 1};
+    sizing_t sz;
+    par_t par = par_single();
+    T_CHECK(sizing_rank(engine_config(e), &par, &lim, false, 64, 0, 0, &sz) == MS_OK);
+    T_CHECK_MSG(sz.weights == w && sz.activations == a && sz.kv == kv,
+                "MTP engine: sizing says weights %zu, activations %zu, KV %zu; the engine has %zu, %zu, %zu", sz.weights,
+                sz.activations, sz.kv, w, a, kv);
     const int V = engine_config(e)->vocab_size;
     if (getenv("T_TEMP")) TEMP = (float)atof(getenv("T_TEMP"));
     float *l0 = malloc(sizeof(float) * (size_t)V * 2), *l1 = l0 + V;

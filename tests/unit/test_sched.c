@@ -87,6 +87,17 @@ static void check_plan(sched_t *s, const sched_config_t *c, const proto_plan_t *
         V(!!(e->flags & PROTO_SEQ_SAMPLE) == sample, "sample flag");
         int n_gen = q->n_tokens - q->n_prompt;
         V(!!(e->flags & PROTO_SEQ_MASK_EOS) == (n_gen < q->req->params.min_tokens), "mask-eos flag");
+        /* prompt logprobs: each chunk with a prompt row to score is flagged and stays inside the prompt (a
+         * recompute after preemption too), so every row it scores is a prompt position */
+        const bool plp = q->req->params.prompt_logprobs && e->pos < q->n_prompt - 1 && !(e->flags & PROTO_SEQ_VERIFY);
+        V(!!(e->flags & PROTO_SEQ_PROMPT_LP) == plp, "prompt-LP flag %#x at pos %d of a %d-token prompt", e->flags,
+          e->pos, q->n_prompt);
+        if (plp) {
+            V(e->pos + e->n_tokens <= q->n_prompt, "prompt-LP chunk %d+%d past the %d-token prompt", e->pos,
+              e->n_tokens, q->n_prompt);
+            V(e->next_token == (e->pos + e->n_tokens < q->n_prompt ? q->tokens[e->pos + e->n_tokens] : -1),
+              "next_token %d", e->next_token);
+        }
     }
     for (int g = 0; g < c->n_groups; g++) {
         V(fed[g] <= c->max_num_tokens, "group %d fed %d > budget %d", g, fed[g], c->max_num_tokens);
@@ -333,7 +344,7 @@ static void test_min_tokens(void)
 
 /* KV exhaustion mid-decode: the newest sequence is preempted and resumed
  * later with the same tokens; the oldest is never preempted; all finish. */
-static void test_preemption(void)
+static void test_preemption(bool prompt_lp)
 {
     sched_config_t c = {.n_groups = 1, .max_batch_size = 4, .max_num_tokens = 16, .max_seq_len = 64, .block_size = 4,
                         .n_blocks = 10, .chunked_prefill = true};
@@ -342,6 +353,7 @@ static void test_preemption(void)
     int arrive[N] = {0, 0, 1, 2};
     for (int i = 0; i < N; i++) {
         sims[i].r = mkreq((uint64_t)i + 1, 6, 0);
+        sims[i].r->params.prompt_logprobs = prompt_lp; /* recomputes then stop their chunk at the prompt's end */
         sims[i].target = 30; /* 36 tokens = 9 blocks each: only one fits at a time at the end */
     }
     g_violations = 0;
@@ -583,7 +595,8 @@ int main(void)
     test_unchunked();
     test_reject();
     test_min_tokens();
-    test_preemption();
+    test_preemption(false);
+    test_preemption(true);
     test_fifo();
     test_dp_balance();
     test_prefix_reuse();

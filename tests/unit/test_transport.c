@@ -108,7 +108,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) n_all += proto_seq_plp_rows(&s[i]);
         proto_plp_t *mplp = calloc((size_t)n_all + 1, sizeof *mplp), *gplp = calloc((size_t)n_all + 1, sizeof *gplp);
         for (int i = 0; i < n; i++)
-            for (int t = 0; proto_seq_owner(&s[i]) == rank && !mine[i].fault && t < proto_seq_plp_rows(&s[i]); t++) {
+            for (int t = 0; proto_seq_owner(&s[i]) == rank && t < proto_seq_plp_rows(&s[i]); t++) {
                 proto_plp_t *e = &mplp[n_plp++];
                 e->token = s[i].slot * 1000 + t * 10 + rank;
                 e->logprob = -(float)t;
@@ -140,8 +140,7 @@ int main(int argc, char **argv)
             /* rank 0 sees the full plan: the full plan's order is every owner's order */
             for (int i = 0, g = 0; i < n; i++) {
                 int owner = proto_seq_owner(&s[i]);
-                /* a failed step, or an entry its owner reports failed, brings no prompt logprobs */
-                bool failed = (k == 9 && owner == size - 1 && size > 1) || seq_fault(s[i].slot, k, owner);
+                bool failed = k == 9 && owner == size - 1 && size > 1;
                 for (int t = 0; t < proto_seq_plp_rows(&s[i]); t++, g++) {
                     const proto_plp_t *e = &gplp[g];
                     int nt = s[i].n_logprobs > 0 ? s[i].n_logprobs : 0;
