@@ -92,7 +92,8 @@ void engine_inject_seq_fault(engine_t *e, int slot, int kind);
  * step runs without it and its result has fault PROTO_FAULT_PLAN and token
  * -1. A data fault raised by an op during the step (the device fault word,
  * kernels.h) that the engine traces to the rows of some sequences (a bad
- * token id in embed, a bad cache row or block) fails only those (their
+ * token id in embed, a bad cache row or block, a sampled row of non-finite
+ * logits) fails only those (their
  * results' fault, PROTO_FAULT_*); one it cannot trace (MoE slot or capacity)
  * is MS_ERR_DATA naming the fault after the whole step ran on every rank
  * (faulty rows were padding, every collective completed): no token is
