@@ -113,7 +113,7 @@ ms_status_t sched_create(const sched_config_t *cfg, sched_t **out)
     *out = s;
     return MS_OK;
 nomem:
-    MS_ERR(MS_ERR_NOMEM, "sched: out of memory");
+    (void)MS_ERR(MS_ERR_NOMEM, "sched: out of memory");
 fail:
     sched_destroy(s);
     return MS_ERR_NOMEM;
@@ -324,6 +324,28 @@ static int prefix_match(sched_t *s, const sched_seq_t *q, int g, int *n_idle, ui
     return kv_pool_match(s->groups[g].pool, q->tokens, (q->n_tokens - 1) / s->cfg.block_size, s->match, n_idle, chain);
 }
 
+/* Does q share whole prompt blocks with a sequence still prefilling them (not yet published, so no cached
+ * prefix finds them)? Admitting q now would compute those blocks twice: the n > 1 choices of one prompt,
+ * or one system prompt arriving in several requests together. q then waits (FIFO: the queue behind it
+ * too) until they are published at the step's commit, and takes them as its cached prefix. Bounded: the
+ * other sequence is running and its prefill advances every step; preempted, it no longer counts. */
+static bool prefix_in_flight(sched_t *s, const sched_seq_t *q)
+{
+    if (!seq_may_reuse(s, q)) return false;
+    const int bs = s->cfg.block_size, qb = (q->n_tokens - 1) / bs;
+    for (const sched_seq_t *r = s->running.head; r; r = r->next) {
+        const int rb = r->n_prompt / bs; /* r's whole prompt blocks: what its prefill will publish */
+        if (r->n_hashed >= rb || r->n_hashed >= qb) continue;
+        int c = 0; /* leading blocks of q equal to r's */
+        while (c < qb && c < rb && !memcmp(q->tokens + (size_t)c * bs, r->tokens + (size_t)c * bs, sizeof(int32_t) * bs))
+            c++;
+        int n_idle;
+        uint64_t chain;
+        if (c > r->n_hashed && c > prefix_match(s, q, r->group, &n_idle, &chain)) return true;
+    }
+    return false;
+}
+
 /* Where a waiting sequence could start now, or -1. */
 static int pick_group(sched_t *s, const sched_seq_t *q)
 {
@@ -448,6 +470,7 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
      * prompt cannot be starved by a stream of short ones. */
     while (s->waiting.head) {
         sched_seq_t *q = s->waiting.head;
+        if (s->cfg.block_reuse && prefix_in_flight(s, q)) break;
         int gi = pick_group(s, q);
         if (gi < 0) break;
         MS_TRY(admit(s, q, gi));

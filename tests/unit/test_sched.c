@@ -588,6 +588,43 @@ static void test_random(void)
             (unsigned long long)g_cancels);
 }
 
+/* Prefix in flight: requests arriving together with the same whole prompt blocks (n > 1 choices, one
+ * system prompt) compute them once: the later ones wait until the first's prefill published them, then
+ * start past them; a request sharing nothing is admitted at once; without reuse nobody waits. */
+static void test_prefix_in_flight(void)
+{
+    for (int reuse = 1; reuse >= 0; reuse--) {
+        sched_config_t c = {.n_groups = 1, .max_batch_size = 8, .max_num_tokens = 256, .max_seq_len = 128,
+                            .block_size = 4, .n_blocks = 64, .chunked_prefill = true, .block_reuse = reuse};
+        sched_t *s;
+        T_CHECK(sched_create(&c, &s) == MS_OK);
+        g_shared = 14; /* 3 whole blocks + 2 tokens in common */
+        req_t *a = mkreq(1, 16, 0), *b = mkreq(2, 16, 0);
+        g_shared = 0;
+        sched_seq_t *qa, *qb;
+        T_CHECK(sched_add(s, a, NULL, 1, &qa) == MS_OK && sched_add(s, b, NULL, 2, &qb) == MS_OK);
+        const proto_plan_t *p;
+        sched_seq_t **seqs;
+        T_CHECK(sched_step(s, 0, &p, &seqs) == MS_OK);
+        check_plan(s, &c, p, seqs);
+        T_CHECK_MSG(p->n_seqs == (reuse ? 1 : 2), "reuse %d: step 0 plans %d seqs", reuse, p->n_seqs);
+        T_CHECK(qb->state == (reuse ? SCHED_WAITING : SCHED_RUNNING));
+        sched_commit(s);
+        for (int k = 0; k < p->n_seqs; k++)
+            if (seqs[k]->step_sample) sched_append(s, seqs[k], 7);
+        if (reuse) {
+            T_CHECK(sched_step(s, 1, &p, &seqs) == MS_OK);
+            check_plan(s, &c, p, seqs);
+            T_CHECK_MSG(qb->state == SCHED_RUNNING && qb->n_cached == 12, "the sibling starts at %d (want 12)",
+                        qb->n_cached);
+            sched_commit(s);
+        }
+        sched_destroy(s);
+        req_release(a);
+        req_release(b);
+    }
+}
+
 int main(void)
 {
     ms_log_set_level(MS_LOG_WARN); /* thousands of preemption lines otherwise */
@@ -600,6 +637,7 @@ int main(void)
     test_fifo();
     test_dp_balance();
     test_prefix_reuse();
+    test_prefix_in_flight();
     test_prompt_lp();
     test_random();
     return t_done();
