@@ -478,7 +478,8 @@ typedef struct kern_ops {
                                const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 
     /* ---- logits ---- */
-    /* y[r] = log_softmax(x[r]) in fp32 (max-subtracted, double-free) */
+    /* y[r] = log_softmax(x[r]) in fp32 (max-subtracted, double-free); y may be x (in place: each row is
+     * reduced before any of it is written) */
     ms_status_t (*log_softmax)(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
     /* Sample one token per row of fp32 logits [rows, vocab] (ld between rows). logprob and the top-N list
      * are under the unmodified distribution (log_softmax of the raw logits). top_ids/top_lp: [rows,

@@ -206,8 +206,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B_rows,
                                o->max_naive_ctx, blk_max, o->moe_max_num_tokens), out_kv);
     if (o->mtp_drafts > 0) {
-        MS_TRY_GOTO(st, mtp_create(&e->mtp, &e->f, e->ck, o->mtp_drafts, o->num_slots, o->kv_blocks, o->block_size,
-                                   o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);
+        MS_TRY_GOTO(st, mtp_create(&e->mtp, &e->f, e->ck, o->mtp_drafts, B, o->num_slots, o->kv_blocks,
+                                   o->block_size, o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);
         /* the module's routed experts compute as the main model's do (the dequant mode costs ~80 ms a layer
          * on an H200 at R1's 256 experts: BENCHMARKS.md "MoE compute modes") */
         e->mtp.m.w.layers[0].experts.mode = o->moe_fp8 ? KERN_MOE_FP8 : KERN_MOE_DEQUANT;

@@ -76,7 +76,7 @@ size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int max_rep, int T, int B,
                          (size_t)c->hidden_size, (size_t)c->vocab_size);
 }
 
-ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int num_slots, int kv_blocks,
+ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int max_seqs, int num_slots, int kv_blocks,
                        int block_size, ms_dtype_t kv_dtype)
 {
     ms_status_t st;
@@ -84,7 +84,8 @@ ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int nu
     memset(t, 0, sizeof *t);
     if (N < 1 || N > PROTO_MAX_DRAFT)
         return MS_ERR(MS_ERR_INVALID, "mtp: num_nextn_predict_layers %d is not in 1..%d", N, PROTO_MAX_DRAFT);
-    t->N = N, t->T_max = f->T_max, t->B_max = f->B_max;
+    /* drafting rows: one per sequence (the main pass samples more rows when it verifies) */
+    t->N = N, t->T_max = f->T_max, t->B_max = max_seqs < f->B_max ? max_seqs : f->B_max;
     const mcfg_t *c = f->c;
     if (f->E) MS_TRY(placement_create(1, f->E, num_slots, f->par.ep_size, NULL, &t->pl));
     MS_TRY_GOTO(st, weights_load_mtp(k, f->cx, ck, c, &f->par, f->E ? &t->pl : NULL, f->w, 0, &t->m), out_pl);

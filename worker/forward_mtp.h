@@ -68,7 +68,7 @@ typedef struct {
 
 /* Load module 0 of the checkpoint and allocate its cache and buffers.
  * num_slots as engine_opts_t; kv geometry as the main cache's. */
-ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int num_slots, int kv_blocks,
+ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int max_seqs, int num_slots, int kv_blocks,
                        int block_size, ms_dtype_t kv_dtype);
 void mtp_destroy(mtp_t *t, const kern_ops_t *k);
 
