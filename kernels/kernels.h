@@ -81,6 +81,7 @@ typedef struct kern_ctx {
 } kern_ctx_t;
 
 typedef void *kern_event_t; /* CUDA: cudaEvent_t; CPU: a dummy non-NULL token */
+#define KERN_IPC_HANDLE_BYTES 64 /* kern_ops_t ipc_export's handle (CUDA: cudaIpcMemHandle_t) */
 
 /* Every op of the table, for supports_op() and kern_op_name(). */
 typedef enum {
@@ -345,6 +346,13 @@ typedef struct kern_ops {
      * that lets upload/download be asynchronous and graph-capturable */
     ms_status_t (*host_alloc)(size_t bytes, void **out);
     void (*host_free)(void *p);
+    /* Device memory shared between processes of one host (CUDA IPC); NULL on backends without it.
+     * ipc_export: a handle (KERN_IPC_HANDLE_BYTES) for the allocation `base` (an alloc result);
+     * ipc_import: that allocation mapped in this process (another process's handle only);
+     * ipc_close: unmap it. What is mapped may be read by copy on any context. */
+    ms_status_t (*ipc_export)(void *base, void *handle);
+    ms_status_t (*ipc_import)(const void *handle, void **base);
+    void (*ipc_close)(void *base);
     /* 1 when the op is implemented by this backend, 0 when it answers MS_ERR_UNSUPPORTED */
     int (*supports_op)(kern_op_t op);
     /* devices this backend sees: CUDA cudaGetDeviceCount (0 without a GPU or driver, never an error); CPU 1 */

@@ -74,6 +74,12 @@ void engine_backend(engine_t *e, const kern_ops_t **k, kern_ctx_t **cx, comm_t *
     *k = e->k, *cx = e->cx, *comm = e->comm;
 }
 
+void *engine_weights_base(const engine_t *e, size_t *bytes)
+{
+    *bytes = e->w.bytes;
+    return e->w.mem;
+}
+
 void *engine_slot_record(engine_t *e, int layer, int j, size_t *bytes)
 {
     if (layer < 0 || layer >= e->w.n_layers || !e->w.layers[layer].is_moe || j < 0 || j >= e->pl.slots_per_rank)

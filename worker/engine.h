@@ -139,6 +139,9 @@ void engine_backend(engine_t *e, const struct kern_ops **k, struct kern_ctx **cx
 /* Device address and size of local slot j's record in MoE layer `layer`
  * (one contiguous record: fused gate|up, down, FP8 scales). NULL for a
  * dense layer or j out of range. */
+/* The main model's one weight allocation (slot records sit at the same offsets in it on every rank of
+ * a layout: the load balancer's CUDA IPC moves read peers' records there). */
+void *engine_weights_base(const engine_t *e, size_t *bytes);
 void *engine_slot_record(engine_t *e, int layer, int j, size_t *bytes);
 /* Flip `layer` to a new placement: row = its expert per global slot
  * (n_slots); the n local slots listed get their record from staged[i]
