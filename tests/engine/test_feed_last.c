@@ -5,7 +5,8 @@
  * every decode carrying the token A sampled the step before; engine B the way the overlap scheduler
  * drives a rank: launch step k+1 (its decodes FEED_LAST with a placeholder token 0) before waiting for
  * step k. Every step's tokens and logprobs must be equal, bit for bit. Then: a third launch while two
- * are held is refused and launches nothing; a FEED_LAST entry of more than one token is MS_ERR_INVALID;
+ * are held is refused and launches nothing; a FEED_LAST entry of more than one token fails alone
+ * (PROTO_FAULT_PLAN);
  * a FEED_LAST after a step that failed (an injected data fault) runs (the token is 0: rank 0 drops that
  * row's result). argv[1] = moeserve-mkmodel. */
 #include "tests/engine/etest.h"
@@ -95,11 +96,12 @@ int main(int argc, char **argv)
     for (int k = 1; k <= NGEN; k++) changed += rb[k][1].token != rb[k - 1][1].token;
     T_CHECK(changed > 0);
 
-    /* a FEED_LAST entry of two tokens is refused before anything runs */
+    /* a FEED_LAST entry of two tokens is refused before anything runs: it alone (PROTO_FAULT_PLAN) */
     const int32_t two[2] = {0, 0};
     fl_seq_t wrong = {0, 5 + NGEN, 2, two, PROTO_SEQ_FEED_LAST};
     proto_result_t r[2];
-    T_CHECK(engine_step(B, fl_plan(&pbuf, 50, &wrong, 1), r) == MS_ERR_INVALID);
+    T_CHECK(engine_step(B, fl_plan(&pbuf, 50, &wrong, 1), r) == MS_OK && r[0].fault == PROTO_FAULT_PLAN &&
+            r[0].token == -1);
     /* after a failed step the slot has no token: FEED_LAST feeds 0 and the step still runs */
     engine_inject_fault(B, ENGINE_FAULT_INJECTED);
     fl_seq_t one = {0, 5 + NGEN, 1, &zero, PROTO_SEQ_FEED_LAST};
