@@ -125,11 +125,14 @@ static const proto_seq_t *seq_hook_entry(const proto_plan_t *plan, int kind)
     return NULL;
 }
 
-/* Rank 0, the "plan" hook: the entry's first token becomes vocab_size before the plan goes out. */
+/* Rank 0, the "plan" hook: the entry's first token becomes vocab_size before the plan goes out (a
+ * FEED_LAST decode loses its flag, or the rank would feed its own token instead of the plan's). */
 static void seq_fault_plan(serve_ctx_t *sc, const proto_plan_t *plan)
 {
     const proto_seq_t *q = seq_hook_entry(plan, SEQ_HOOK_PLAN);
-    if (q) ((int32_t *)proto_plan_tokens(plan))[q->tok_off] = sc->vocab_size;
+    if (!q) return;
+    ((int32_t *)proto_plan_tokens(plan))[q->tok_off] = sc->vocab_size;
+    ((proto_seq_t *)q)->flags &= ~(uint32_t)PROTO_SEQ_FEED_LAST;
 }
 
 static ms_status_t launch_or_fault(serve_ctx_t *sc, const proto_plan_t *plan)
