@@ -500,15 +500,20 @@ static void seq_publish(sched_t *s, sched_seq_t *q)
         q->chain = kv_pool_publish(pool, q->kv.ids[q->n_hashed], q->chain, q->tokens + (size_t)q->n_hashed * bs);
 }
 
+/* The step's fed tokens of q are cached now (drafts count once accepted: sched_append_accepted). */
+static void seq_advance(sched_seq_t *q)
+{
+    q->n_cached += q->step_tokens - q->step_draft;
+    q->step_tokens = 0;
+    q->step_draft = 0;
+}
+
 void sched_commit(sched_t *s)
 {
     for (int i = 0; i < s->n_step; i++) {
-        sched_seq_t *q = s->step_seqs[i];
-        if (!q) continue;
-        q->n_cached += q->step_tokens - q->step_draft;
-        q->step_tokens = 0;
-        q->step_draft = 0;
-        seq_publish(s, q);
+        if (!s->step_seqs[i]) continue;
+        seq_advance(s->step_seqs[i]);
+        seq_publish(s, s->step_seqs[i]);
     }
 }
 
@@ -517,9 +522,7 @@ void sched_assume(sched_t *s)
     for (int i = 0; i < s->n_step; i++) {
         sched_seq_t *q = s->step_seqs[i];
         if (!q) continue;
-        q->n_cached += q->step_tokens - q->step_draft;
-        q->step_tokens = 0;
-        q->step_draft = 0;
+        seq_advance(q);
         if (!q->step_sample) continue;
         /* the rule the engine loop ends a request "length" by (runtime/serve_loop.c length_reached) */
         const req_params_t *p = &q->req->params;

