@@ -346,7 +346,8 @@ typedef struct kern_ops {
      * that lets upload/download be asynchronous and graph-capturable */
     ms_status_t (*host_alloc)(size_t bytes, void **out);
     void (*host_free)(void *p);
-    /* Device memory shared between processes of one host (CUDA IPC); NULL on backends without it.
+    /* Device memory shared between processes of one host (CUDA IPC); backends without it answer
+     * MS_ERR_UNSUPPORTED (without logging: callers fall back).
      * ipc_export: a handle (KERN_IPC_HANDLE_BYTES) for the allocation `base` (an alloc result);
      * ipc_import: that allocation mapped in this process (another process's handle only);
      * ipc_close: unmap it. What is mapped may be read by copy on any context. */
