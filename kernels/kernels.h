@@ -80,6 +80,7 @@ typedef struct kern_ctx {
 } kern_ctx_t;
 
 typedef void *kern_event_t; /* CUDA: cudaEvent_t; CPU: a dummy non-NULL token */
+typedef void *kern_graph_t; /* CUDA: cudaGraphExec_t (a captured, instantiated graph) */
 
 /* Every op of the table, for supports_op() and kern_op_name(). */
 typedef enum {
@@ -341,6 +342,17 @@ typedef struct kern_ops {
      * that lets upload/download be asynchronous and graph-capturable */
     ms_status_t (*host_alloc)(size_t bytes, void **out);
     void (*host_free)(void *p);
+    /* CUDA graphs (DESIGN "The GPU step", 3). graph_begin starts capturing cx's stream: the ops queued on
+     * cx after it are recorded, not run, so nothing between begin and end may synchronize, allocate or read
+     * device memory on the host; every device pointer and launch shape is baked into the graph. graph_end
+     * stops the capture and instantiates it into *out (on a failed capture it ends it and reports the
+     * error: the stream is usable again). graph_launch queues one replay on cx; graph_destroy frees one.
+     * `graphs` is 1 where these work; the CPU backend has none (0: they answer MS_ERR_UNSUPPORTED). */
+    int graphs;
+    ms_status_t (*graph_begin)(kern_ctx_t *cx);
+    ms_status_t (*graph_end)(kern_ctx_t *cx, kern_graph_t *out);
+    ms_status_t (*graph_launch)(kern_ctx_t *cx, kern_graph_t g);
+    void (*graph_destroy)(kern_graph_t g);
     /* 1 when the op is implemented by this backend, 0 when it answers MS_ERR_UNSUPPORTED */
     int (*supports_op)(kern_op_t op);
     /* devices this backend sees: CUDA cudaGetDeviceCount (0 without a GPU or driver, never an error); CPU 1 */
