@@ -12,10 +12,15 @@
  *
  *   moeserve-bench-ops [--batch 1,32,128] [--rows 4,32,128] [--ctx 1024] [--reps 20]
  *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8] [--load dummy|auto]
- *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]]
+ *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]
+ *                       [--graphs 1]]
  * (the routed-experts table times both moe_experts modes; --moe-compute picks the step's, default dequant)
  * (--batch "" --rows "" skip the op tables; --trace-faults 1 synchronizes after every op of the step run and
  * names the first op after which the device fault word is set: a debugging aid, not a timing.)
+ * (--graphs 1: the same decode step also on an engine that replays it as a CUDA graph of its batch
+ * (worker/step_graph.h); both modes' engine_step wall time beside the step's GPU span. With the
+ * environment variable MS_BENCH_PROFILE_STEP set, one more replayed step runs inside
+ * cudaProfilerStart/Stop, so `ncu --profile-from-start off --graph-profiling node` times its kernels.)
  * Markdown tables on stdout (BENCHMARKS.md). */
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +39,7 @@ int main(void)
 }
 #else
 #include <cublasLt.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 
 #include "proto/proto.h"
@@ -556,23 +562,30 @@ static kern_ops_t timed_ops(void)
     return t;
 }
 
-static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok, int moe_fp8)
+static int cmp_dbl(const void *a, const void *b)
 {
-    g_tops = timed_ops();
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One engine (graphs: the decode step's batch captured as a CUDA graph) over B sequences of ctx tokens:
+ * prefill, warm-up decode steps, then `reps` timed decode steps. Prints the per-op breakdown of the last
+ * eager step, and for both modes the host wall time of engine_step (median) beside the GPU span of the step
+ * (its first transfer to its last, CUDA events): their difference is what the host adds. */
+static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok,
+                           int moe_fp8, int graph, int reps, double *wall_med, double *span_med)
+{
     kern_ops_t *tops_p = &g_tops;
-    if (ctx < 1 || ctx > max_tok) {
-        fprintf(stderr, "moeserve-bench-ops: --step-ctx must be in [1, %d]\n", max_tok);
-        return 2;
-    }
-    const int bs = 64, nbpp = (ctx + 4 + bs - 1) / bs, nblk = nbpp * B;
+    const int bs = 64, nbpp = (ctx + reps + 8 + bs - 1) / bs, nblk = nbpp * B;
+    const int gsize[1] = {B};
     engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
-                       .moe_max_num_tokens = moe_cap, .moe_fp8 = moe_fp8, .ops = tops_p};
+                       .moe_max_num_tokens = moe_cap, .moe_fp8 = moe_fp8, .ops = tops_p,
+                       .n_graph_sizes = graph ? 1 : 0, .graph_sizes = gsize, .graph_padding = 1};
     par_t par = par_single();
     comm_t *comm = NULL;
     engine_t *eng = NULL;
     if (comm_local_create(tops_p, &comm) != MS_OK || engine_create(model, &par, &o, comm, &eng) != MS_OK) return 1;
-    for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nblk), *toks = malloc(sizeof(int32_t) * (size_t)max_tok);
     for (int i = 0; i < nblk; i++) blocks[i] = i;
     const int vocab = engine_config(eng)->vocab_size;
@@ -580,6 +593,7 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
     proto_planbuf_t pb;
     proto_planbuf_init(&pb);
     proto_result_t *res = calloc((size_t)B, sizeof *res);
+    double *wall = calloc((size_t)reps, sizeof *wall), *span = calloc((size_t)reps, sizeof *span);
     uint32_t step = 0;
     /* prefill every sequence's ctx tokens, as many sequences a step as max_num_tokens allows */
     for (int s0 = 0; s0 < B;) {
@@ -597,9 +611,9 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
         CK(engine_step(eng, plan, res));
         s0 = s;
     }
-    /* decode steps: two untimed, then the timed one */
-    double wall = 0;
-    for (int it = 0; it < 3; it++) {
+    /* decode steps: three untimed, then the timed ones (events on each; the last eager one is broken down) */
+    const int warm = 3, prof = getenv("MS_BENCH_PROFILE_STEP") != NULL && graph;
+    for (int it = 0; it < warm + reps + prof; it++) {
         proto_planbuf_reset(&pb);
         for (int s = 0; s < B; s++) {
             proto_seq_t q = {.slot = s, .dp_rank = -1, .top_p = 1, .n_logprobs = -1, .pos = ctx + it,
@@ -608,35 +622,81 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
         }
         const proto_plan_t *plan;
         CK(proto_planbuf_finish(&pb, step++, &plan));
-        g_on = it == 2, g_nev = 0; /* the step's first op is its metadata upload: the timeline starts there */
+        const int timed = it >= warm && it < warm + reps;
+        g_on = timed, g_nev = 0; /* the step's first op is its metadata upload: the timeline starts there */
+        /* MS_BENCH_PROFILE_STEP: one more replayed step inside a profiler range (ncu --profile-from-start off) */
+        if (it == warm + reps) CKC(cudaProfilerStart());
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         CK(engine_step(eng, plan, res));
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        wall = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+        if (it == warm + reps) CKC(cudaProfilerStop());
         g_on = 0;
+        if (!timed) continue;
+        wall[it - warm] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+        float ms = 0;
+        if (g_nev > 1) CKC(cudaEventElapsedTime(&ms, g_ev[0], g_ev[g_nev - 1]));
+        span[it - warm] = ms;
     }
-    double per[N_TRACK] = {0}, tot = 0;
-    int calls[N_TRACK] = {0};
-    for (int i = 1; i < g_nev; i++) {
-        float ms;
-        CKC(cudaEventElapsedTime(&ms, g_ev[i - 1], g_ev[i]));
-        per[g_op[i]] += ms, calls[g_op[i]]++, tot += ms;
+    if (!graph) {
+        double per[N_TRACK] = {0}, tot = 0;
+        int calls[N_TRACK] = {0};
+        for (int i = 1; i < g_nev; i++) {
+            float ms;
+            CKC(cudaEventElapsedTime(&ms, g_ev[i - 1], g_ev[i]));
+            per[g_op[i]] += ms, calls[g_op[i]]++, tot += ms;
+        }
+        if (g_nev > 0) calls[g_op[0]]++;
+        printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode (GPU time between "
+               "consecutive ops, charged to the later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16",
+               moe_fp8 ? "fp8" : "dequant");
+        printf("| op | calls | ms | share |\n|---|---|---|---|\n");
+        for (int op = 0; op < N_TRACK; op++) {
+            if (!calls[op]) continue;
+            printf("| %s | %d | %.4f | %.1f%% |\n", op_label(op), calls[op], per[op], tot > 0 ? 100.0 * per[op] / tot : 0);
+        }
+        printf("| **total (first to last op)** | %d | %.4f | 100%% |\n\nHost wall time of engine_step: %.3f ms.\n", g_nev,
+               tot, wall[reps - 1]);
     }
-    if (g_nev > 0) calls[g_op[0]]++;
-    printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode (GPU time between consecutive "
-           "ops, charged to the later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16", moe_fp8 ? "fp8" : "dequant");
-    printf("| op | calls | ms | share |\n|---|---|---|---|\n");
-    for (int op = 0; op < N_TRACK; op++) {
-        if (!calls[op]) continue;
-        printf("| %s | %d | %.4f | %.1f%% |\n", op_label(op), calls[op], per[op], tot > 0 ? 100.0 * per[op] / tot : 0);
+    int ng;
+    long gsteps, gpad;
+    engine_graph_stats(eng, &ng, &gsteps, &gpad);
+    if (graph && gsteps < warm + reps) {
+        fprintf(stderr, "bench-ops: the graph engine replayed %ld of %d decode steps\n", gsteps, warm + reps);
+        return 1;
     }
-    printf("| **total (first to last op)** | %d | %.4f | 100%% |\n\nHost wall time of engine_step: %.3f ms.\n", g_nev, tot,
-           wall);
-    free(blocks), free(toks), free(res);
+    qsort(wall, (size_t)reps, sizeof *wall, cmp_dbl);
+    qsort(span, (size_t)reps, sizeof *span, cmp_dbl);
+    *wall_med = wall[reps / 2], *span_med = span[reps / 2];
+    free(blocks), free(toks), free(res), free(wall), free(span);
     proto_planbuf_free(&pb);
     engine_destroy(eng);
     comm_destroy(comm);
+    return 0;
+}
+
+static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok, int moe_fp8,
+                      int graphs)
+{
+    g_tops = timed_ops();
+    if (ctx < 1 || ctx > max_tok) {
+        fprintf(stderr, "moeserve-bench-ops: --step-ctx must be in [1, %d]\n", max_tok);
+        return 2;
+    }
+    for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
+    const int reps = 20;
+    double wall[2] = {0}, span[2] = {0};
+    for (int g = 0; g <= (graphs ? 1 : 0); g++) {
+        int rc = bench_step_mode(model, B, ctx, kv_fp8, dummy, moe_cap, max_tok, moe_fp8, g, reps, &wall[g], &span[g]);
+        if (rc) return rc;
+    }
+    printf("\n#### Decode step, eager%s: batch %d, context %d (medians of %d steps; GPU span = the step's upload to "
+           "its download, CUDA events; host = wall - span)\n\n", graphs ? " vs CUDA graph" : "", B, ctx, reps);
+    printf("| mode | batch | engine_step wall ms | GPU span ms | host us |\n|---|---|---|---|---|\n");
+    for (int g = 0; g <= (graphs ? 1 : 0); g++)
+        printf("| %s | %d | %.4f | %.4f | %.1f |\n", g ? "graph" : "eager", B, wall[g], span[g],
+               (wall[g] - span[g]) * 1e3);
+    if (graphs) printf("\nGraph vs eager step wall time: %.2fx.\n", wall[0] / wall[1]);
     return 0;
 }
 
@@ -654,7 +714,7 @@ static int parse_list(const char *s, int *out, int max)
 int main(int argc, char **argv)
 {
     int batch[8] = {1, 32, 128}, nb = 3, rows[8] = {4, 32, 128}, nr = 3, ctx = 1024, sb = 32, sctx = 1024, kvf = 0;
-    int dummy = 1, moe_cap = 512, step_tok = 1024, moe_fp8 = 0;
+    int dummy = 1, moe_cap = 512, step_tok = 1024, moe_fp8 = 0, graphs = 0;
     const char *model = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -671,6 +731,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--step-tokens")) step_tok = atoi(v);
         else if (!strcmp(a, "--trace-faults")) g_trace = atoi(v);
         else if (!strcmp(a, "--moe-compute")) moe_fp8 = !strcmp(v, "fp8");
+        else if (!strcmp(a, "--graphs")) graphs = atoi(v);
         else {
             fprintf(stderr, "moeserve-bench-ops: unknown option %s\n", a);
             return 2;
@@ -694,7 +755,7 @@ int main(int argc, char **argv)
     if (model) {
         K->ctx_destroy(CX);
         CK(K->ctx_create(0, 0, &CX));
-        rc = bench_step(model, sb, sctx, kvf, dummy, moe_cap, step_tok, moe_fp8);
+        rc = bench_step(model, sb, sctx, kvf, dummy, moe_cap, step_tok, moe_fp8, graphs);
     }
     K->ctx_destroy(CX);
     return rc;
