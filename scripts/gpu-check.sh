@@ -193,17 +193,18 @@ phase_graphs() {
     done
     local ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
     if [ -n "$ncu" ]; then
-        MS_BENCH_PROFILE_STEP=1 timeout 300 $R "$ncu" --clock-control none --profile-from-start off \
-            --graph-profiling node --metrics gpu__time_duration.sum --csv "$B/bin/moeserve-bench-ops" --batch '' \
+        MS_BENCH_PROFILE_STEP=1 timeout 300 $R "$ncu" --clock-control none --cache-control none \
+            --profile-from-start off --graph-profiling node --metrics gpu__time_duration.sum --csv "$B/bin/moeserve-bench-ops" --batch '' \
             --rows '' --model "$d" --step-batch 1 --step-ctx 1024 --step-tokens 1024 --moe-cap 512 --moe-compute fp8 \
             --kv-dtype fp8 --graphs 1 >"$out/graphs_ncu.csv" 2>"$out/graphs_ncu.err"
         echo "graphs ncu batch 1 (kernels of one replayed step): exit $? | $(python3 -c '
 import csv, sys
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
-if not rows: print("no rows"); sys.exit()
-h = rows[0]; v = h.index("Metric Value"); u = h.index("Metric Unit")
-ns = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}
-t = [float(r[v].replace(",", "")) * ns.get(r[u], 1.0) for r in rows[1:] if r[v].replace(",", "").replace(".", "").isdigit()]
+rows = list(csv.reader(open(sys.argv[1])))
+hi = [i for i, r in enumerate(rows) if "Metric Value" in r and "Kernel Name" in r]
+if not hi: print("no ncu rows"); sys.exit()
+h = rows[hi[0]]; v = h.index("Metric Value"); u = h.index("Metric Unit")
+us = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+t = [float(r[v].replace(",", "")) * us[r[u]] for r in rows[hi[0] + 1:] if len(r) == len(h) and r[u] in us]
 print("%d kernels, sum %.1f us" % (len(t), sum(t)))' "$out/graphs_ncu.csv" 2>&1)"
     else
         echo "graphs ncu: no ncu on this host"

@@ -434,12 +434,13 @@ static void bench_experts(const int *rows, int n)
 #define MAXEV 65536
 static cudaEvent_t g_ev[MAXEV];
 static int g_op[MAXEV], g_nev, g_on;
-static const char *const g_extra[] = {"upload", "download", "copy", "memset"};
+static const char *const g_extra[] = {"upload", "download", "copy", "memset", "graph replay"};
 #define OP_UPLOAD (KERN_N_OPS + 0)
 #define OP_DOWNLOAD (KERN_N_OPS + 1)
 #define OP_COPY (KERN_N_OPS + 2)
 #define OP_MEMSET (KERN_N_OPS + 3)
-#define N_TRACK (KERN_N_OPS + 4)
+#define OP_GRAPH (KERN_N_OPS + 4)
+#define N_TRACK (KERN_N_OPS + 5)
 
 static int g_trace, g_traced; /* --trace-faults: synchronize after every op and name the first that raises a fault */
 static const char *op_label(int op)
@@ -540,6 +541,16 @@ WRAP(sample, KERN_OP_SAMPLE,
       int32_t *ti, float *tl),
      (cx, l, ld, r, v, p, t, lp, ti, tl))
 
+/* the host clock when the step's graph launch returned (--graphs: how long the host takes to start the GPU) */
+static struct timespec g_launch_ts;
+static ms_status_t w_graph_launch(kern_ctx_t *cx, kern_graph_t g)
+{
+    ms_status_t st = kern_cuda_ops.graph_launch(cx, g);
+    clock_gettime(CLOCK_MONOTONIC, &g_launch_ts);
+    mark(cx, OP_GRAPH);
+    return st;
+}
+
 static kern_ops_t g_tops;
 /* Contexts of the timed table point back at it, so ops reached through cx->ops (MoE dispatch) are timed too. */
 static ms_status_t w_ctx_create(int device, size_t ws, kern_ctx_t **out)
@@ -559,6 +570,7 @@ static kern_ops_t timed_ops(void)
     t.rope = w_rope, t.kv_store = w_kv_store, t.kv_gather = w_kv_gather, t.mla_naive = w_mla_naive;
     t.mla_latent = w_mla_latent, t.moe_route = w_moe_route, t.moe_plan = w_moe_plan, t.moe_scatter = w_moe_scatter;
     t.moe_experts = w_moe_experts, t.moe_combine = w_moe_combine, t.log_softmax = w_log_softmax, t.sample = w_sample;
+    t.graph_launch = w_graph_launch;
     return t;
 }
 
@@ -573,7 +585,7 @@ static int cmp_dbl(const void *a, const void *b)
  * eager step, and for both modes the host wall time of engine_step (median) beside the GPU span of the step
  * (its first transfer to its last, CUDA events): their difference is what the host adds. */
 static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok,
-                           int moe_fp8, int graph, int reps, double *wall_med, double *span_med)
+                           int moe_fp8, int graph, int reps, double *wall_med, double *span_med, double *launch_med)
 {
     kern_ops_t *tops_p = &g_tops;
     const int bs = 64, nbpp = (ctx + reps + 8 + bs - 1) / bs, nblk = nbpp * B;
@@ -594,6 +606,7 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
     proto_planbuf_init(&pb);
     proto_result_t *res = calloc((size_t)B, sizeof *res);
     double *wall = calloc((size_t)reps, sizeof *wall), *span = calloc((size_t)reps, sizeof *span);
+    double *launch = calloc((size_t)reps, sizeof *launch);
     uint32_t step = 0;
     /* prefill every sequence's ctx tokens, as many sequences a step as max_num_tokens allows */
     for (int s0 = 0; s0 < B;) {
@@ -634,6 +647,8 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
         g_on = 0;
         if (!timed) continue;
         wall[it - warm] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+        launch[it - warm] = graph ? (double)(g_launch_ts.tv_sec - t0.tv_sec) * 1e3 +
+                                        (double)(g_launch_ts.tv_nsec - t0.tv_nsec) * 1e-6 : 0;
         float ms = 0;
         if (g_nev > 1) CKC(cudaEventElapsedTime(&ms, g_ev[0], g_ev[g_nev - 1]));
         span[it - warm] = ms;
@@ -667,8 +682,9 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
     }
     qsort(wall, (size_t)reps, sizeof *wall, cmp_dbl);
     qsort(span, (size_t)reps, sizeof *span, cmp_dbl);
-    *wall_med = wall[reps / 2], *span_med = span[reps / 2];
-    free(blocks), free(toks), free(res), free(wall), free(span);
+    qsort(launch, (size_t)reps, sizeof *launch, cmp_dbl);
+    *wall_med = wall[reps / 2], *span_med = span[reps / 2], *launch_med = launch[reps / 2];
+    free(blocks), free(toks), free(res), free(wall), free(span), free(launch);
     proto_planbuf_free(&pb);
     engine_destroy(eng);
     comm_destroy(comm);
@@ -685,17 +701,21 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
     }
     for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
     const int reps = 20;
-    double wall[2] = {0}, span[2] = {0};
+    double wall[2] = {0}, span[2] = {0}, launch[2] = {0};
     for (int g = 0; g <= (graphs ? 1 : 0); g++) {
-        int rc = bench_step_mode(model, B, ctx, kv_fp8, dummy, moe_cap, max_tok, moe_fp8, g, reps, &wall[g], &span[g]);
+        int rc = bench_step_mode(model, B, ctx, kv_fp8, dummy, moe_cap, max_tok, moe_fp8, g, reps, &wall[g], &span[g],
+                                 &launch[g]);
         if (rc) return rc;
     }
     printf("\n#### Decode step, eager%s: batch %d, context %d (medians of %d steps; GPU span = the step's upload to "
            "its download, CUDA events; host = wall - span)\n\n", graphs ? " vs CUDA graph" : "", B, ctx, reps);
-    printf("| mode | batch | engine_step wall ms | GPU span ms | host us |\n|---|---|---|---|---|\n");
-    for (int g = 0; g <= (graphs ? 1 : 0); g++)
-        printf("| %s | %d | %.4f | %.4f | %.1f |\n", g ? "graph" : "eager", B, wall[g], span[g],
-               (wall[g] - span[g]) * 1e3);
+    printf("| mode | batch | engine_step wall ms | GPU span ms | wall - span us | step start to graph launched us "
+           "|\n|---|---|---|---|---|---|\n");
+    for (int g = 0; g <= (graphs ? 1 : 0); g++) {
+        printf("| %s | %d | %.4f | %.4f | %.1f |", g ? "graph" : "eager", B, wall[g], span[g], (wall[g] - span[g]) * 1e3);
+        if (g) printf(" %.1f |\n", launch[g] * 1e3);
+        else printf(" — |\n");
+    }
     if (graphs) printf("\nGraph vs eager step wall time: %.2fx.\n", wall[0] / wall[1]);
     return 0;
 }
