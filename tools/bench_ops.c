@@ -541,13 +541,35 @@ WRAP(sample, KERN_OP_SAMPLE,
       int32_t *ti, float *tl),
      (cx, l, ld, r, v, p, t, lp, ti, tl))
 
-/* the host clock when the step's graph launch returned (--graphs: how long the host takes to start the GPU) */
-static struct timespec g_launch_ts;
+/* Host clock stamps of a step (--graphs): upload entry and return, graph launch entry and return (eager: the
+ * same stamps as the upload's return), synchronize entry and return. */
+enum { TS_UP0, TS_UP1, TS_L0, TS_L1, TS_S0, TS_S1, TS_N };
+static struct timespec g_ts[TS_N];
+static double ts_us(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e6 + (double)(b->tv_nsec - a->tv_nsec) * 1e-3;
+}
 static ms_status_t w_graph_launch(kern_ctx_t *cx, kern_graph_t g)
 {
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_L0]);
     ms_status_t st = kern_cuda_ops.graph_launch(cx, g);
-    clock_gettime(CLOCK_MONOTONIC, &g_launch_ts);
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_L1]);
     mark(cx, OP_GRAPH);
+    return st;
+}
+static ms_status_t w_stamped_upload(kern_ctx_t *cx, void *d, const void *h, size_t n)
+{
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_UP0]);
+    ms_status_t st = w_upload(cx, d, h, n);
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_UP1]);
+    g_ts[TS_L0] = g_ts[TS_L1] = g_ts[TS_UP1];
+    return st;
+}
+static ms_status_t w_synchronize(kern_ctx_t *cx)
+{
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_S0]);
+    ms_status_t st = kern_cuda_ops.synchronize(cx);
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_S1]);
     return st;
 }
 
@@ -570,7 +592,7 @@ static kern_ops_t timed_ops(void)
     t.rope = w_rope, t.kv_store = w_kv_store, t.kv_gather = w_kv_gather, t.mla_naive = w_mla_naive;
     t.mla_latent = w_mla_latent, t.moe_route = w_moe_route, t.moe_plan = w_moe_plan, t.moe_scatter = w_moe_scatter;
     t.moe_experts = w_moe_experts, t.moe_combine = w_moe_combine, t.log_softmax = w_log_softmax, t.sample = w_sample;
-    t.graph_launch = w_graph_launch;
+    t.graph_launch = w_graph_launch, t.upload = w_stamped_upload, t.synchronize = w_synchronize;
     return t;
 }
 
@@ -585,10 +607,10 @@ static int cmp_dbl(const void *a, const void *b)
  * eager step, and for both modes the host wall time of engine_step (median) beside the GPU span of the step
  * (its first transfer to its last, CUDA events): their difference is what the host adds. */
 static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok,
-                           int moe_fp8, int graph, int reps, double *wall_med, double *span_med, double *launch_med)
+                           int moe_fp8, int graph, int reps, double *wall_med, double *span_med, double *host)
 {
     kern_ops_t *tops_p = &g_tops;
-    const int bs = 64, nbpp = (ctx + reps + 8 + bs - 1) / bs, nblk = nbpp * B;
+    const int bs = 64, nbpp = (ctx + 2 * reps + 8 + bs - 1) / bs, nblk = nbpp * B;
     const int gsize[1] = {B};
     engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
@@ -606,7 +628,7 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
     proto_planbuf_init(&pb);
     proto_result_t *res = calloc((size_t)B, sizeof *res);
     double *wall = calloc((size_t)reps, sizeof *wall), *span = calloc((size_t)reps, sizeof *span);
-    double *launch = calloc((size_t)reps, sizeof *launch);
+
     uint32_t step = 0;
     /* prefill every sequence's ctx tokens, as many sequences a step as max_num_tokens allows */
     for (int s0 = 0; s0 < B;) {
@@ -626,7 +648,10 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
     }
     /* decode steps: three untimed, then the timed ones (events on each; the last eager one is broken down) */
     const int warm = 3, prof = getenv("MS_BENCH_PROFILE_STEP") != NULL && graph;
-    for (int it = 0; it < warm + reps + prof; it++) {
+    /* after the timed steps (events on), `reps` plain ones: no event on the host's path, clock stamps only */
+    double *plain = calloc((size_t)reps, sizeof *plain), *part[4];
+    for (int i = 0; i < 4; i++) part[i] = calloc((size_t)reps, sizeof *part[i]);
+    for (int it = 0; it < warm + 2 * reps + prof; it++) {
         proto_planbuf_reset(&pb);
         for (int s = 0; s < B; s++) {
             proto_seq_t q = {.slot = s, .dp_rank = -1, .top_p = 1, .n_logprobs = -1, .pos = ctx + it,
@@ -638,17 +663,21 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
         const int timed = it >= warm && it < warm + reps;
         g_on = timed, g_nev = 0; /* the step's first op is its metadata upload: the timeline starts there */
         /* MS_BENCH_PROFILE_STEP: one more replayed step inside a profiler range (ncu --profile-from-start off) */
-        if (it == warm + reps) CKC(cudaProfilerStart());
+        if (prof && it == warm + 2 * reps) CKC(cudaProfilerStart());
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         CK(engine_step(eng, plan, res));
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (it == warm + reps) CKC(cudaProfilerStop());
+        if (prof && it == warm + 2 * reps) CKC(cudaProfilerStop());
         g_on = 0;
+        if (it >= warm + reps && it < warm + 2 * reps) {
+            const int j = it - warm - reps;
+            plain[j] = ts_us(&t0, &t1);
+            part[0][j] = ts_us(&t0, &g_ts[TS_UP0]), part[1][j] = ts_us(&g_ts[TS_UP0], &g_ts[TS_L1]);
+            part[2][j] = ts_us(&g_ts[TS_S0], &g_ts[TS_S1]), part[3][j] = ts_us(&g_ts[TS_S1], &t1);
+        }
         if (!timed) continue;
         wall[it - warm] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
-        launch[it - warm] = graph ? (double)(g_launch_ts.tv_sec - t0.tv_sec) * 1e3 +
-                                        (double)(g_launch_ts.tv_nsec - t0.tv_nsec) * 1e-6 : 0;
         float ms = 0;
         if (g_nev > 1) CKC(cudaEventElapsedTime(&ms, g_ev[0], g_ev[g_nev - 1]));
         span[it - warm] = ms;
@@ -676,15 +705,19 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
     int ng;
     long gsteps, gpad;
     engine_graph_stats(eng, &ng, &gsteps, &gpad);
-    if (graph && gsteps < warm + reps) {
-        fprintf(stderr, "bench-ops: the graph engine replayed %ld of %d decode steps\n", gsteps, warm + reps);
+    if (graph && gsteps < warm + 2 * reps) {
+        fprintf(stderr, "bench-ops: the graph engine replayed %ld of %d decode steps\n", gsteps, warm + 2 * reps);
         return 1;
     }
     qsort(wall, (size_t)reps, sizeof *wall, cmp_dbl);
     qsort(span, (size_t)reps, sizeof *span, cmp_dbl);
-    qsort(launch, (size_t)reps, sizeof *launch, cmp_dbl);
-    *wall_med = wall[reps / 2], *span_med = span[reps / 2], *launch_med = launch[reps / 2];
-    free(blocks), free(toks), free(res), free(wall), free(span), free(launch);
+    qsort(plain, (size_t)reps, sizeof *plain, cmp_dbl);
+    for (int i = 0; i < 4; i++) qsort(part[i], (size_t)reps, sizeof *part[i], cmp_dbl);
+    *wall_med = wall[reps / 2], *span_med = span[reps / 2];
+    host[0] = plain[reps / 2] * 1e-3;
+    for (int i = 0; i < 4; i++) host[1 + i] = part[i][reps / 2];
+    free(blocks), free(toks), free(res), free(wall), free(span), free(plain);
+    for (int i = 0; i < 4; i++) free(part[i]);
     proto_planbuf_free(&pb);
     engine_destroy(eng);
     comm_destroy(comm);
@@ -701,21 +734,21 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
     }
     for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
     const int reps = 20;
-    double wall[2] = {0}, span[2] = {0}, launch[2] = {0};
+    double wall[2] = {0}, span[2] = {0}, host[2][5] = {{0}};
     for (int g = 0; g <= (graphs ? 1 : 0); g++) {
         int rc = bench_step_mode(model, B, ctx, kv_fp8, dummy, moe_cap, max_tok, moe_fp8, g, reps, &wall[g], &span[g],
-                                 &launch[g]);
+                                 host[g]);
         if (rc) return rc;
     }
     printf("\n#### Decode step, eager%s: batch %d, context %d (medians of %d steps; GPU span = the step's upload to "
            "its download, CUDA events; host = wall - span)\n\n", graphs ? " vs CUDA graph" : "", B, ctx, reps);
-    printf("| mode | batch | engine_step wall ms | GPU span ms | wall - span us | step start to graph launched us "
-           "|\n|---|---|---|---|---|---|\n");
-    for (int g = 0; g <= (graphs ? 1 : 0); g++) {
-        printf("| %s | %d | %.4f | %.4f | %.1f |", g ? "graph" : "eager", B, wall[g], span[g], (wall[g] - span[g]) * 1e3);
-        if (g) printf(" %.1f |\n", launch[g] * 1e3);
-        else printf(" — |\n");
-    }
+    printf("| mode | batch | engine_step wall ms (events) | GPU span ms | wall ms (no events) | host us = wall (no "
+           "events) - span | before upload us | upload + launch us | in synchronize us | after it us |\n"
+           "|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int g = 0; g <= (graphs ? 1 : 0); g++)
+        printf("| %s | %d | %.4f | %.4f | %.4f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", g ? "graph" : "eager", B,
+               wall[g], span[g], host[g][0], (host[g][0] - span[g]) * 1e3, host[g][1], host[g][2], host[g][3],
+               host[g][4]);
     if (graphs) printf("\nGraph vs eager step wall time: %.2fx.\n", wall[0] / wall[1]);
     return 0;
 }
