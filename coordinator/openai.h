@@ -55,6 +55,7 @@ typedef struct {
     int vocab_size;            /* token ids must be in [0, vocab_size) */
     int stream_interval;       /* copied into req_params_t */
     int bos_id, eos_id;        /* tokenizer's BOS / EOS ids for /tokenizer_info; -1 when none */
+    int spec_drafts;           /* MTP drafts per step (0: off); prompt logprobs are refused with MTP */
     const oai_tok_ops_t *tok;
 } oai_ctx_t;
 
@@ -89,6 +90,8 @@ typedef struct {
     bool stream;
     bool include_usage;         /* stream_options.include_usage */
     bool echo;                  /* completions: prepend the prompt text */
+    bool echo_logprobs;         /* completions: echo + logprobs: `logprobs` covers the prompt positions first */
+    int prompt_logprobs;        /* vLLM's prompt_logprobs: top-K per prompt position in `prompt_logprobs`; -1 off */
     bool chat_logprobs;         /* chat: logprobs: true (params.logprobs = top_logprobs) */
 } oai_request_t;
 
@@ -119,6 +122,10 @@ typedef struct {
     double cum_logprob;  /* of the whole completion (best_of) */
     req_finish_t finish; /* NONE until the last chunk */
     char *error;         /* owned message when finish == ERROR */
+    json_t *prompt_lp;   /* vLLM's prompt_logprobs list (null, then {id: {logprob, rank, decoded_token}} per
+                            position), or NULL when not asked for */
+    size_t prompt_offset;/* echo + logprobs: text_offset of the next prompt token (code points) */
+    bool prompt_started; /* echo + logprobs: the first prompt token's entry (null logprob) is in logprobs */
     bool started;        /* streaming: first chunk (chat: the role delta) was sent */
     bool finish_sent;    /* streaming: the event carrying finish_reason was built */
 } oai_choice_t;

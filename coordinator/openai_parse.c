@@ -53,7 +53,7 @@ static const char *const completion_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids",
     "ignore_eos", "min_tokens", "add_special_tokens", "skip_special_tokens", "stream", "stream_options", "n",
     "echo", "logprobs", "user", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p",
-    "best_of",
+    "best_of", "prompt_logprobs",
     /* neutral only */
     "suffix", "use_beam_search", "include_stop_str_in_output", NULL};
 
@@ -61,7 +61,7 @@ static const char *const chat_keys[] = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed", "stop",
     "stop_token_ids", "ignore_eos", "min_tokens", "add_special_tokens", "skip_special_tokens", "stream",
     "stream_options", "n", "logprobs", "top_logprobs", "user", "add_generation_prompt", "prompt_token_ids",
-    "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p",
+    "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_p", "prompt_logprobs",
     /* neutral only */
     "tools", "tool_choice", "response_format", "parallel_tool_calls", "include_stop_str_in_output", NULL};
 
@@ -609,24 +609,29 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
     } else if (!get_int(o, "max_tokens", INT32_MIN, INT32_MAX, &iv, &max_set, err)) {
         goto out;
     }
+    if (kind == OAI_COMPLETION && !get_bool(o, "echo", &rq.echo, err)) goto out;
     if (max_set) {
+        /* vLLM: max_tokens 0 only with echo (the prompt and its logprobs, nothing generated) */
+        if (iv == 0 && rq.echo) {
+            p->prompt_only = true;
+            iv = 1; /* the prefill samples a token; rank 0 drops it */
+        }
         if (iv < 1) {
             oai_fail(err, 400, kind == OAI_CHAT ? "max_completion_tokens" : "max_tokens",
-                     "'%s' must be at least 1, got %lld", kind == OAI_CHAT ? "max_completion_tokens" : "max_tokens",
-                     (long long)iv);
+                     "'%s' must be at least 1, got %lld%s", kind == OAI_CHAT ? "max_completion_tokens" : "max_tokens",
+                     (long long)iv, kind == OAI_COMPLETION && iv == 0 ? " (0 is allowed only with 'echo': true)" : "");
             goto out;
         }
         p->max_tokens = (int)iv;
     }
 
+    rq.prompt_logprobs = -1;
+    if (!get_int(o, "prompt_logprobs", 0, OAI_MAX_LOGPROBS, &iv, &set, err)) goto out;
+    if (set) rq.prompt_logprobs = (int)iv;
     if (kind == OAI_COMPLETION) {
-        if (!get_bool(o, "echo", &rq.echo, err)) goto out;
         if (!get_int(o, "logprobs", 0, OAI_MAX_LOGPROBS, &iv, &set, err)) goto out;
         if (set) p->logprobs = (int)iv;
-        if (rq.echo && set) {
-            oai_fail(err, 400, "logprobs", "'echo' with 'logprobs' is not supported (no prompt logprobs)");
-            goto out;
-        }
+        rq.echo_logprobs = rq.echo && set;
     } else {
         if (!get_bool(o, "logprobs", &rq.chat_logprobs, err)) goto out;
         if (!get_int(o, "top_logprobs", 0, OAI_MAX_LOGPROBS, &iv, &set, err)) goto out;
@@ -635,6 +640,22 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
             goto out;
         }
         if (rq.chat_logprobs) p->logprobs = set ? (int)iv : 0;
+    }
+    /* prompt logprobs: echo + logprobs (the prompt's part of `logprobs`) and vLLM's prompt_logprobs */
+    if (rq.echo_logprobs || rq.prompt_logprobs >= 0) {
+        const char *pk = rq.prompt_logprobs >= 0 ? "prompt_logprobs" : "logprobs";
+        if (rq.prompt_logprobs >= 0 && rq.stream) { /* vLLM refuses it too */
+            oai_fail(err, 400, "prompt_logprobs", "'prompt_logprobs' is not available with 'stream': true");
+            goto out;
+        }
+        if (ctx->spec_drafts > 0) {
+            oai_fail(err, 400, pk, "prompt logprobs ('%s'%s) are not supported while MTP speculative decoding is on",
+                     pk, rq.echo_logprobs ? " with 'echo'" : "");
+            goto out;
+        }
+        p->prompt_logprobs = true;
+        p->prompt_top = rq.echo_logprobs ? p->logprobs : 0;
+        if (rq.prompt_logprobs > p->prompt_top) p->prompt_top = rq.prompt_logprobs;
     }
 
     /* The engine's own rule, on the values it will see (proto/sampling.h). */

@@ -154,6 +154,10 @@ ms_status_t oai_choice_init(oai_choice_t *c, const oai_request_t *rq, int index)
         c->logprobs = logprobs_new(rq->kind);
         if (!c->logprobs) return MS_ERR(MS_ERR_NOMEM, "gateway: out of memory");
     }
+    if (rq->prompt_logprobs >= 0) { /* the first position has nothing before it: null, as vLLM */
+        c->prompt_lp = json_pack("[n]");
+        if (!c->prompt_lp) return MS_ERR(MS_ERR_NOMEM, "gateway: out of memory");
+    }
     return MS_OK;
 }
 
@@ -163,13 +167,108 @@ void oai_choice_free(oai_choice_t *c)
     free(c->text);
     free(c->error);
     json_decref(c->logprobs);
+    json_decref(c->prompt_lp);
     memset(c, 0, sizeof *c);
+}
+
+/* n top entries {token text: logprob} into `top`. The entry of token `self` takes self_lp, the value its
+ * token_logprobs entry shows, so a client's greedy test (is the token's logprob the top's maximum, as
+ * lm-eval does) does not hinge on two kernels rounding the same logprob apart. */
+static void top_add(json_t *top, const oai_tok_ops_t *tok, const int32_t *ids, const float *lps, int n, int32_t self,
+                    float self_lp)
+{
+    for (int k = 0; k < n && k < PROTO_MAX_LOGPROBS; k++) {
+        json_t *tk = oai_token_text(tok, ids[k], NULL, NULL);
+        if (tk && !json_object_get(top, json_string_value(tk)))
+            json_object_set_new(top, json_string_value(tk), jlogprob(ids[k] == self ? self_lp : lps[k]));
+        json_decref(tk);
+    }
+}
+
+/* Code points token `id` adds to an echoed prompt: its text, or nothing for a special token (BOS) that the
+ * echo leaves out (skip_special_tokens: the echo of a token-id prompt is decoded without them, a text
+ * prompt is echoed as sent, which never held the BOS the tokenizer added). */
+static size_t prompt_token_cps(const oai_tok_ops_t *tok, bool skip_special, int32_t id, const char *raw, size_t raw_len)
+{
+    if (skip_special && tok && tok->decode) {
+        char *t = NULL;
+        size_t n = 0;
+        bool special = tok->decode(tok->arg, &id, 1, true, &t, &n) == MS_OK && n == 0 && raw_len > 0;
+        free(t);
+        if (special) return 0;
+    }
+    return utf8_count(raw ? raw : "", raw_len);
+}
+
+/* echo + logprobs: the prompt's positions in the completions shape, before any generated token. The first
+ * prompt token has nothing before it (null logprob and top_logprobs, as vLLM); text_offset is where each
+ * token's text starts in the echoed prompt (prompt_token_cps), so the generated tokens' offsets go on from
+ * the echo's length. */
+static void add_prompt_logprobs_completion(oai_choice_t *c, const oai_request_t *rq, const oai_tok_ops_t *tok,
+                                           const req_chunk_t *ch)
+{
+    json_t *toks = json_object_get(c->logprobs, "tokens"), *lps = json_object_get(c->logprobs, "token_logprobs");
+    json_t *tops = json_object_get(c->logprobs, "top_logprobs"), *offs = json_object_get(c->logprobs, "text_offset");
+    const oai_prompt_t *pr = &rq->prompts[c->index / (rq->best_of > 0 ? rq->best_of : 1)];
+    for (int k = c->prompt_started ? 0 : -1; k < ch->n_plp; k++) {
+        const proto_plp_t *e = k >= 0 ? &ch->plp[k] : NULL;
+        const int32_t id = e ? e->token : pr->ids[0];
+        const char *raw;
+        size_t raw_len;
+        json_t *t = oai_token_text(tok, id, &raw, &raw_len);
+        json_array_append_new(offs, json_integer((json_int_t)c->prompt_offset));
+        c->prompt_offset += prompt_token_cps(tok, rq->params.skip_special_tokens, id, raw, raw_len);
+        json_array_append_new(toks, t ? t : json_string(""));
+        if (!e) {
+            json_array_append_new(lps, json_null());
+            json_array_append_new(tops, json_null());
+            continue;
+        }
+        json_t *top = json_object();
+        top_add(top, tok, e->top_ids, e->top_logprobs, e->n_top < rq->params.logprobs ? e->n_top : rq->params.logprobs,
+                e->token, e->logprob);
+        if (t && !json_object_get(top, json_string_value(t)))
+            json_object_set_new(top, json_string_value(t), jlogprob(e->logprob));
+        json_array_append_new(tops, top);
+        json_array_append_new(lps, jlogprob(e->logprob));
+    }
+    c->prompt_started = true;
+}
+
+/* vLLM's prompt_logprobs entries: {token id: {logprob, rank, decoded_token}}, the prompt token first, then
+ * the top-K. A rank is known when the token is among the top-N the workers computed (N >= K); otherwise
+ * it is null (the workers do not rank the whole vocabulary). */
+static void add_prompt_logprobs_vllm(oai_choice_t *c, const oai_request_t *rq, const oai_tok_ops_t *tok,
+                                     const req_chunk_t *ch)
+{
+    for (int k = 0; k < ch->n_plp; k++) {
+        const proto_plp_t *e = &ch->plp[k];
+        json_t *d = json_object();
+        char key[16];
+        int rank = 0;
+        for (int j = 0; j < e->n_top && j < PROTO_MAX_LOGPROBS; j++)
+            if (e->top_ids[j] == e->token) {
+                rank = j + 1;
+                break;
+            }
+        snprintf(key, sizeof key, "%d", e->token);
+        json_object_set_new(d, key, json_pack("{s:o, s:o, s:o}", "logprob", jlogprob(e->logprob), "rank",
+                                              rank ? json_integer(rank) : json_null(), "decoded_token",
+                                              oai_token_text(tok, e->token, NULL, NULL)));
+        for (int j = 0; j < e->n_top && j < rq->prompt_logprobs && j < PROTO_MAX_LOGPROBS; j++) {
+            snprintf(key, sizeof key, "%d", e->top_ids[j]);
+            if (json_object_get(d, key)) continue;
+            json_object_set_new(d, key, json_pack("{s:o, s:i, s:o}", "logprob", jlogprob(e->top_logprobs[j]), "rank",
+                                                  j + 1, "decoded_token", oai_token_text(tok, e->top_ids[j], NULL, NULL)));
+        }
+        json_array_append_new(c->prompt_lp, d);
+    }
 }
 
 /* Completions shape: tokens, token_logprobs, top_logprobs ({token: lp}),
  * text_offset. */
 static void add_logprobs_completion(oai_choice_t *c, const oai_tok_ops_t *tok, const req_chunk_t *ch, size_t base_cp,
-                                    size_t chunk_cp)
+                                    size_t chunk_cp, int top_n)
 {
     json_t *toks = json_object_get(c->logprobs, "tokens"), *lps = json_object_get(c->logprobs, "token_logprobs");
     json_t *tops = json_object_get(c->logprobs, "top_logprobs"), *offs = json_object_get(c->logprobs, "text_offset");
@@ -183,12 +282,8 @@ static void add_logprobs_completion(oai_choice_t *c, const oai_tok_ops_t *tok, c
         json_t *top = json_object();
         if (ch->top) {
             const proto_result_t *r = &ch->top[i];
-            for (int k = 0; k < r->n_top && k < PROTO_MAX_LOGPROBS; k++) {
-                json_t *tk = oai_token_text(tok, r->top_ids[k], NULL, NULL);
-                if (tk && !json_object_get(top, json_string_value(tk)))
-                    json_object_set_new(top, json_string_value(tk), jlogprob(r->top_logprobs[k]));
-                json_decref(tk);
-            }
+            top_add(top, tok, r->top_ids, r->top_logprobs, r->n_top < top_n ? r->n_top : top_n, ch->ids[i],
+                    ch->logprobs[i]);
         }
         /* the sampled token is always listed, as OpenAI does */
         if (t && !json_object_get(top, json_string_value(t)))
@@ -231,11 +326,15 @@ ms_status_t oai_choice_add(oai_choice_t *c, const oai_request_t *rq, const oai_t
     c->text_offset += chunk_cp;
     c->n_completion += ch->n_ids;
     c->cum_logprob = ch->cum_logprob;
+    /* the prompt's entries first (they come with the chunks before the first generated token) */
+    if (c->logprobs && rq->echo_logprobs && (ch->n_plp > 0 || !c->prompt_started))
+        add_prompt_logprobs_completion(c, rq, tok, ch);
+    if (c->prompt_lp && ch->n_plp > 0) add_prompt_logprobs_vllm(c, rq, tok, ch);
     if (c->logprobs && ch->logprobs && ch->n_ids > 0) {
         if (rq->kind == OAI_CHAT)
             add_logprobs_chat(c, tok, ch, rq->params.logprobs);
         else
-            add_logprobs_completion(c, tok, ch, base_cp, chunk_cp);
+            add_logprobs_completion(c, tok, ch, base_cp, chunk_cp, rq->params.logprobs);
     }
     if (ch->finish != REQ_FINISH_NONE) {
         c->finish = ch->finish;
@@ -319,14 +418,20 @@ json_t *oai_response(const oai_request_t *rq, const char *id, int64_t created, c
         else
             ch = json_pack("{s:i, s:o, s:o, s:o, s:n}", "index", index, "text", jstr(c->text, c->len), "logprobs",
                            logprobs_copy(c), "finish_reason", jfinish(c->finish), "stop_reason");
+        /* vLLM's prompt_logprobs: per choice in completions, once per response in chat */
+        if (ch && c->prompt_lp && rq->kind == OAI_COMPLETION)
+            json_object_set_new(ch, "prompt_logprobs", json_deep_copy(c->prompt_lp));
         if (!ch || json_array_append_new(arr, ch)) {
             json_decref(arr);
             return NULL;
         }
     }
-    return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", id, "object",
-                     rq->kind == OAI_CHAT ? "chat.completion" : "text_completion", "created", (json_int_t)created,
-                     "model", model, "choices", arr, "usage", usage_json(rq, choices, n_choices));
+    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", id, "object",
+                          rq->kind == OAI_CHAT ? "chat.completion" : "text_completion", "created", (json_int_t)created,
+                          "model", model, "choices", arr, "usage", usage_json(rq, choices, n_choices));
+    if (j && rq->kind == OAI_CHAT && n_choices > 0 && choices[0].prompt_lp)
+        json_object_set_new(j, "prompt_logprobs", json_deep_copy(choices[0].prompt_lp));
+    return j;
 }
 
 static json_t *chunk_wrap(const oai_request_t *rq, const char *id, int64_t created, const char *model, json_t *choice)

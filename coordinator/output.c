@@ -27,6 +27,9 @@ struct out_seq {
     int n_completion;
     double cum_logprob;      /* of every token so far */
     int n_chunks;            /* pushed so far */
+    proto_plp_t *plp;        /* pending prompt logprobs for positions plp_pos0.. (n_plp of them) */
+    int n_plp, plp_cap, plp_pos0;
+    int plp_next;            /* the next prompt position expected (1 first) */
     bool finished;
 };
 
@@ -43,6 +46,7 @@ ms_status_t out_seq_create(const out_ctx_t *ctx, req_t *r, out_seq_t **out)
     if (!o) return MS_ERR(MS_ERR_NOMEM, "output: out of memory");
     o->ctx = *ctx;
     o->r = r;
+    o->plp_next = o->plp_pos0 = 1;
     if (ctx->tok) {
         ms_status_t st = tok_stream_create(ctx->tok, r->params.skip_special_tokens, &o->ts);
         if (st != MS_OK) {
@@ -63,6 +67,7 @@ void out_seq_destroy(out_seq_t *o)
     free(o->ids);
     free(o->lps);
     free(o->top);
+    free(o->plp);
     free(o);
 }
 
@@ -128,6 +133,10 @@ static ms_status_t push_chunk(out_seq_t *o, coord_t *c, req_finish_t finish, con
         }
     }
     ch->n_ids = o->n;
+    if (o->n_plp) { /* the pending prompt logprobs move to the chunk */
+        ch->plp = o->plp, ch->n_plp = o->n_plp, ch->plp_pos0 = o->plp_pos0;
+        o->plp = NULL, o->n_plp = o->plp_cap = 0, o->plp_pos0 = o->plp_next;
+    }
     ch->cum_logprob = o->cum_logprob;
     ch->finish = finish;
     if (error) ch->error = strdup(error);
@@ -262,6 +271,33 @@ ms_status_t out_seq_token(out_seq_t *o, coord_t *c, const proto_result_t *res, i
     return MS_OK;
 nomem:
     return MS_ERR(MS_ERR_NOMEM, "output: out of memory");
+}
+
+ms_status_t out_seq_prompt_lp(out_seq_t *o, int pos0, const proto_plp_t *e, int n)
+{
+    const req_t *r = o->r;
+    int k = o->plp_next - pos0; /* entries already kept */
+    if (k < 0) return MS_ERR(MS_ERR_INTERNAL, "output: prompt logprobs from position %d, expected %d", pos0, o->plp_next);
+    if (pos0 + n > r->n_prompt)
+        return MS_ERR(MS_ERR_INTERNAL, "output: prompt logprobs up to position %d of a %d-token prompt", pos0 + n - 1,
+                      r->n_prompt);
+    if (k >= n) return MS_OK;
+    if (o->n_plp + n - k > o->plp_cap) {
+        int cap = o->plp_cap ? o->plp_cap : 64;
+        while (cap < o->n_plp + n - k) cap *= 2;
+        proto_plp_t *b = realloc(o->plp, sizeof *b * (size_t)cap);
+        if (!b) return MS_ERR(MS_ERR_NOMEM, "output: out of memory for prompt logprobs");
+        o->plp = b, o->plp_cap = cap;
+    }
+    for (; k < n; k++) {
+        const int pos = pos0 + k;
+        if (e[k].token != r->prompt[pos])
+            return MS_ERR(MS_ERR_INTERNAL, "prompt logprobs of position %d came back for token %d, the prompt has %d "
+                          "(a rank could not compute them)", pos, e[k].token, r->prompt[pos]);
+        o->plp[o->n_plp++] = e[k];
+        o->plp_next = pos + 1;
+    }
+    return MS_OK;
 }
 
 void out_seq_end(out_seq_t *o, coord_t *c, req_finish_t why, const char *error)

@@ -36,6 +36,12 @@ void out_seq_destroy(out_seq_t *o);
  * reason it ended (the final chunk was pushed) or REQ_FINISH_NONE. */
 ms_status_t out_seq_token(out_seq_t *o, coord_t *c, const proto_result_t *res, int n_total, req_finish_t *finish);
 
+/* Prompt logprobs (req_params_t.prompt_logprobs): n entries for prompt positions pos0, pos0 + 1, ...
+ * Positions already taken are skipped (a recompute after preemption repeats a chunk), so each of
+ * 1..n_prompt-1 is kept once, in order; they go out with the next chunk. An entry whose token is not the
+ * prompt's (a rank could not compute it) or a gap is an error. */
+ms_status_t out_seq_prompt_lp(out_seq_t *o, int pos0, const proto_plp_t *e, int n);
+
 /* End the request early (abort, error): pushes the final chunk with what was
  * not yet sent and the reason. No-op when already finished. */
 void out_seq_end(out_seq_t *o, coord_t *c, req_finish_t why, const char *error);

@@ -103,6 +103,7 @@ void req_chunk_free(req_chunk_t *c)
     free(c->ids);
     free(c->logprobs);
     free(c->top);
+    free(c->plp);
     free(c->error);
     free(c);
 }

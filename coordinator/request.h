@@ -41,9 +41,12 @@ typedef struct {
     int n_stop_token_ids;
     bool skip_special_tokens; /* default true */
     int logprobs;             /* top-N per sampled position, -1 = off */
-    bool prompt_logprobs;     /* echo + logprobs: every prompt position's logprob and top-N come back from the
-                               * prefill (PROTO_SEQ_PROMPT_LP); no cached prefix. The gateway does not set it
-                               * yet (400): rank 0 does not deliver the entries to the response so far. */
+    bool prompt_logprobs;     /* echo + logprobs or prompt_logprobs: every prompt position's logprob and top-N
+                               * come back from the prefill (PROTO_SEQ_PROMPT_LP) in req_chunk_t.plp; no cached
+                               * prefix */
+    int prompt_top;           /* top-N per prompt position (prompt_logprobs), 0..PROTO_MAX_LOGPROBS */
+    bool prompt_only;         /* completions max_tokens 0 + echo: the prefill runs (max_tokens is 1, as vLLM),
+                               * its sampled token is dropped and the request ends "length" with no tokens */
     /* vLLM's sampling controls (applied on the workers, kernels.h logits_adjust); neutral 0, 0, 1, 0 */
     float presence_penalty, frequency_penalty, repetition_penalty, min_p;
     proto_bias_t *logit_bias; /* owned, n_logit_bias entries, distinct tokens, bias clamped to [-100, 100] */
@@ -76,6 +79,12 @@ typedef struct req_chunk {
     req_finish_t finish;     /* != NONE on the last chunk */
     double cum_logprob;      /* sum of the logprobs of every token so far (best_of ranks by it) */
     char *error;             /* owned message when finish == REQ_FINISH_ERROR */
+    /* prompt logprobs (req_params_t.prompt_logprobs): n_plp entries for prompt positions plp_pos0,
+     * plp_pos0 + 1, ... (entry k: the logprob of prompt token plp_pos0 + k given the tokens before it);
+     * every position 1..n_prompt-1 comes exactly once over a request's chunks, in order, before its
+     * first generated token */
+    proto_plp_t *plp;        /* owned, or NULL */
+    int n_plp, plp_pos0;
 } req_chunk_t;
 
 typedef struct req {

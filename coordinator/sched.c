@@ -113,7 +113,7 @@ ms_status_t sched_create(const sched_config_t *cfg, sched_t **out)
     *out = s;
     return MS_OK;
 nomem:
-    MS_ERR(MS_ERR_NOMEM, "sched: out of memory");
+    (void)MS_ERR(MS_ERR_NOMEM, "sched: out of memory");
 fail:
     sched_destroy(s);
     return MS_ERR_NOMEM;
@@ -242,6 +242,10 @@ static int spec_verify_count(const sched_t *s, const sched_seq_t *q, int budget)
 static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
 {
     const req_params_t *p = &q->req->params;
+    /* prompt logprobs: a recompute after preemption feeds prompt and generated tokens; its chunk stops at the
+     * prompt's end, so every row of a PROTO_SEQ_PROMPT_LP chunk is a prompt position */
+    if (p->prompt_logprobs && k == 0 && q->n_cached < q->n_prompt - 1 && q->n_cached + n > q->n_prompt)
+        n = q->n_prompt - q->n_cached;
     int n_gen = q->n_tokens - q->n_prompt;
     bool sample = q->n_cached + n - k == q->n_tokens;
     bool draft = sample && s->cfg.spec_drafts > 0 && spec_knobs_ok(p);
@@ -267,6 +271,8 @@ static ms_status_t plan_add(sched_t *s, sched_seq_t *q, int n, int k)
     if (p->prompt_logprobs && k == 0 && q->n_cached < q->n_prompt - 1) {
         ps.flags |= PROTO_SEQ_PROMPT_LP;
         ps.next_token = q->n_cached + n < q->n_prompt ? q->tokens[q->n_cached + n] : -1;
+        /* one top-N for the chunk's rows and its sampled token: the larger; rank 0 trims each to its own */
+        if (p->prompt_top > ps.n_logprobs) ps.n_logprobs = p->prompt_top;
     }
     int nb = kv_blocks_for(q->n_cached + n, s->cfg.block_size);
     if (nb > q->kv.n) return MS_ERR(MS_ERR_INTERNAL, "sched: sequence lacks KV blocks (%d of %d)", q->kv.n, nb);
@@ -316,6 +322,28 @@ static int prefix_match(sched_t *s, const sched_seq_t *q, int g, int *n_idle, ui
     if (!seq_may_reuse(s, q)) return 0;
     /* the last known token is always fed: its logits give the next token */
     return kv_pool_match(s->groups[g].pool, q->tokens, (q->n_tokens - 1) / s->cfg.block_size, s->match, n_idle, chain);
+}
+
+/* Does q share whole prompt blocks with a sequence still prefilling them (not yet published, so no cached
+ * prefix finds them)? Admitting q now would compute those blocks twice: the n > 1 choices of one prompt,
+ * or one system prompt arriving in several requests together. q then waits (FIFO: the queue behind it
+ * too) until they are published at the step's commit, and takes them as its cached prefix. Bounded: the
+ * other sequence is running and its prefill advances every step; preempted, it no longer counts. */
+static bool prefix_in_flight(sched_t *s, const sched_seq_t *q)
+{
+    if (!seq_may_reuse(s, q)) return false;
+    const int bs = s->cfg.block_size, qb = (q->n_tokens - 1) / bs;
+    for (const sched_seq_t *r = s->running.head; r; r = r->next) {
+        const int rb = r->n_prompt / bs; /* r's whole prompt blocks: what its prefill will publish */
+        if (r->n_hashed >= rb || r->n_hashed >= qb) continue;
+        int c = 0; /* leading blocks of q equal to r's */
+        while (c < qb && c < rb && !memcmp(q->tokens + (size_t)c * bs, r->tokens + (size_t)c * bs, sizeof(int32_t) * bs))
+            c++;
+        int n_idle;
+        uint64_t chain;
+        if (c > r->n_hashed && c > prefix_match(s, q, r->group, &n_idle, &chain)) return true;
+    }
+    return false;
 }
 
 /* Where a waiting sequence could start now, or -1. */
@@ -442,6 +470,7 @@ ms_status_t sched_step(sched_t *s, uint32_t step, const proto_plan_t **plan, sch
      * prompt cannot be starved by a stream of short ones. */
     while (s->waiting.head) {
         sched_seq_t *q = s->waiting.head;
+        if (s->cfg.block_reuse && prefix_in_flight(s, q)) break;
         int gi = pick_group(s, q);
         if (gi < 0) break;
         MS_TRY(admit(s, q, gi));

@@ -26,6 +26,15 @@ ms_status_t kern_backend_get(const char *name, const kern_ops_t **out)
     return MS_ERR(MS_ERR_INVALID, "unknown kernels backend '%s' (expected cpu or cuda)", name);
 }
 
+int kern_backend_devices(const char *name)
+{
+    if (!name || !strcmp(name, "cpu")) return kern_cpu_ops.device_count ? kern_cpu_ops.device_count() : 1;
+#if MS_HAVE_CUDA
+    if (!strcmp(name, "cuda")) return kern_cuda_ops.device_count();
+#endif
+    return 0;
+}
+
 const char *kern_op_name(kern_op_t op)
 {
     static const char *const names[KERN_N_OPS] = {

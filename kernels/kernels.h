@@ -338,6 +338,9 @@ typedef struct kern_ops {
     ms_status_t (*event_record)(kern_ctx_t *cx, kern_event_t ev);
     /* work queued on cx after this waits for ev (no host wait) */
     ms_status_t (*event_wait)(kern_ctx_t *cx, kern_event_t ev);
+    /* a host poll, never a wait: 1 when the work before ev's last record has run (or ev was never
+     * recorded), 0 while it is pending, -1 on a device error */
+    int (*event_query)(kern_event_t ev);
     /* page-locked host memory (plain memory on CPU), zero-filled: the staging
      * that lets upload/download be asynchronous and graph-capturable */
     ms_status_t (*host_alloc)(size_t bytes, void **out);
@@ -486,7 +489,8 @@ typedef struct kern_ops {
                                const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 
     /* ---- logits ---- */
-    /* y[r] = log_softmax(x[r]) in fp32 (max-subtracted, double-free) */
+    /* y[r] = log_softmax(x[r]) in fp32 (max-subtracted, double-free); y may be x (in place: each row is
+     * reduced before any of it is written) */
     ms_status_t (*log_softmax)(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
     /* Sample one token per row of fp32 logits [rows, vocab] (ld between rows). logprob and the top-N list
      * are under the unmodified distribution (log_softmax of the raw logits). top_ids/top_lp: [rows,
@@ -533,6 +537,9 @@ ms_status_t kern_gemm_check(const kern_gemm_t *g);
 /* Pick a backend by name ("cpu" or "cuda"). A backend not compiled in is
  * MS_ERR_UNSUPPORTED with a message saying so. */
 ms_status_t kern_backend_get(const char *name, const kern_ops_t **out);
+/* Devices the named backend sees; 0 when it is not compiled in or unknown, without logging an error
+ * (for "auto" choices: a CPU-only build is not a fault there). */
+int kern_backend_devices(const char *name);
 
 /* The sampler's counter-based random number: uniform in [0,1), a pure
  * function of (seed, position). Shared by all backends so they agree: CUDA

@@ -61,18 +61,17 @@ static bool all_ok(bool ok)
 static ms_status_t serve_pick_device(const ms_config_t *cfg, int local_rank, int local_ranks, const kern_ops_t **k,
                                      int *device, int *sharing)
 {
-    const kern_ops_t *cu = NULL;
-    int n = 0;
-    if (cfg->ms.device != MS_DEVICE_CPU && kern_backend_get("cuda", &cu) == MS_OK) n = cu->device_count();
+    const int n = cfg->ms.device != MS_DEVICE_CPU ? kern_backend_devices("cuda") : 0;
     *device = 0, *sharing = local_ranks;
     if (cfg->ms.device == MS_DEVICE_CUDA && n == 0)
-        return MS_ERR(MS_ERR_UNSUPPORTED, "moeserve.device cuda: %s", cu ? "no GPU is visible (CUDA_VISIBLE_DEVICES, driver)"
-                                                                     : "this build has no CUDA backend (-Dcuda=enabled)");
+        return MS_ERR(MS_ERR_UNSUPPORTED, "moeserve.device cuda: %s",
+                      kern_backend_get("cuda", k) == MS_OK ? "no GPU is visible (CUDA_VISIBLE_DEVICES, driver)"
+                                                           : "this build has no CUDA backend (-Dcuda=enabled)");
     if (n == 0) {
         *k = &kern_cpu_ops;
         return MS_OK;
     }
-    *k = cu;
+    MS_TRY(kern_backend_get("cuda", k));
     *device = local_rank % n;
     *sharing = local_ranks / n + (local_rank % n < local_ranks % n ? 1 : 0);
     return MS_OK;
@@ -348,6 +347,7 @@ int cmd_serve(int argc, char **argv)
                 .vocab_size = mc.vocab_size,
                 .max_body_bytes = (size_t)cfg.ms.max_body_bytes,
                 .stream_interval = cfg.stream_interval,
+                .spec_drafts = eo.mtp_drafts,
                 .tok = tok,
                 .coord = sc.coord,
                 .max_connections = cfg.ms.max_connections,

@@ -60,6 +60,9 @@ struct serve_eplb {
     int vote_send, vote_recv;
     MPI_Request vote_rq;
     int rebalances, target_slots;
+    int64_t target_bytes;   /* record bytes sent between ranks for the target so far */
+    double t_adopted;       /* MPI_Wtime when the target was adopted */
+    uint64_t step_adopted;
     int64_t *load_tmp;      /* rank 0 planning scratch [L*E] */
 };
 
@@ -137,27 +140,15 @@ ms_status_t serve_eplb_engine(serve_eplb_t *s, engine_t *e)
 {
     serve_eplb_placed(s, e, 0, true);
     if (!s || !s->lupi) return MS_OK;
-    const kern_ops_t *k;
-    kern_ctx_t *cx;
-    comm_t *comm;
-    engine_backend(e, &k, &cx, &comm);
-    if (strcmp(k->name, "cpu") != 0) {
-        /* comm_mpi's record moves hand MPI the records' addresses: host memory only. A GPU rank needs a
-         * device path (NCCL send/recv or pinned staging) first. */
-        if (s->rank == 0)
-            MS_WARN("config key 'moe_config.load_balancer.layer_updates_per_iter': online rebalancing runs on CPU "
-                    "ranks only so far; the %s backend keeps the placement static", k->name);
-        s->lupi = 0;
-        return MS_OK;
-    }
     MS_TRY(eplb_move_create(e, s->lupi, &s->mv));
     if (s->rank == 0) {
         size_t rec = 0;
         for (int l = 0; l < s->L && !rec; l++) engine_slot_record(e, l, 0, &rec);
         MS_INFO("load_balancer: online rebalancing, %d layer(s) per batch, every %d steps at most; staging %.1f MiB "
-                "per rank (%d records of %zu bytes); a rebalance must lower the imbalance by %g",
+                "per rank (%d records of %zu bytes)%s; a rebalance must lower the imbalance by %g",
                 s->lupi, s->interval, (double)rec * s->lupi * (s->S / s->ep) / 1048576.0, s->lupi * (s->S / s->ep),
-                rec, s->min_gain);
+                rec, eplb_move_host_staged(s->mv) ? ", moved through pinned host memory on a side stream" : "",
+                s->min_gain);
     }
     return MS_OK;
 }
@@ -174,7 +165,7 @@ static ms_status_t moves_step(serve_eplb_t *s, engine_t *e, uint64_t step)
             int64_t bytes;
             MS_TRY(eplb_move_flip(s->mv, &slots, &bytes));
             const bool first = s->target_slots == 0;
-            s->target_slots += slots;
+            s->target_slots += slots, s->target_bytes += bytes;
             if (s->win) {
                 eplb_window_rebalanced(s->win, slots, bytes, first);
                 serve_eplb_placed(s, e, step + 1, true);
@@ -189,8 +180,10 @@ static ms_status_t moves_step(serve_eplb_t *s, engine_t *e, uint64_t step)
         if (s->n_pending == 0) {
             s->active = false;
             if (s->rank == 0)
-                MS_INFO("load_balancer: rebalance %d done at step %llu: %d slots moved", s->rebalances,
-                        (unsigned long long)step + 1, s->target_slots);
+                MS_INFO("load_balancer: rebalance %d done at step %llu: %d slots moved, %.1f MiB between ranks, "
+                        "%.1f ms over %llu steps", s->rebalances, (unsigned long long)step + 1, s->target_slots,
+                        (double)s->target_bytes / 1048576.0, 1e3 * (MPI_Wtime() - s->t_adopted),
+                        (unsigned long long)(step + 1 - s->step_adopted));
             return MS_OK;
         }
         int n = s->n_pending < s->lupi ? s->n_pending : s->lupi;
@@ -219,7 +212,8 @@ static ms_status_t moves_interval(serve_eplb_t *s, uint64_t step)
                     s->pending[s->n_pending++] = l;
             s->active = s->n_pending > 0;
             s->rebalances++;
-            s->target_slots = 0;
+            s->target_slots = 0, s->target_bytes = 0;
+            s->t_adopted = MPI_Wtime(), s->step_adopted = step + 1;
         }
     }
     s->prop[0] = 0;

@@ -58,6 +58,8 @@ void serve_eplb_destroy(serve_eplb_t *s);
 ms_status_t serve_out_start(coord_t *coord, serve_out_t **out);
 void serve_out_token(serve_out_t *so, out_seq_t *o, const proto_result_t *res, int n_total);
 void serve_out_end(serve_out_t *so, out_seq_t *o, req_t *r, req_finish_t why, const char *msg);
+/* n prompt-logprob entries for prompt positions pos0.. (copied; out_seq_prompt_lp). */
+void serve_out_prompt_lp(serve_out_t *so, out_seq_t *o, int pos0, const proto_plp_t *e, int n);
 /* Marks the end of step `step`'s tokens; serve_out_wait returns once the
  * thread processed everything up to that marker. */
 void serve_out_step_done(serve_out_t *so, uint64_t step);

@@ -21,6 +21,7 @@ ms_status_t serve_layout(const ms_config_t *cfg, int world, int rank, par_t *par
                              .max_tokens = cfg->max_num_tokens,
                              .moe_max_num_tokens = cfg->moe.max_num_tokens,
                              .num_slots = cfg->moe.load_balancer.enabled ? cfg->moe.load_balancer.num_slots : 0,
-                             .block_size = cfg->kv_cache.tokens_per_block};
+                             .block_size = cfg->kv_cache.tokens_per_block,
+                             .mtp_drafts = cfg->speculative.enabled ? cfg->speculative.num_nextn_predict_layers : 0};
     return MS_OK;
 }

@@ -3,7 +3,8 @@
  * Rank 0 (its main thread, the only thread that calls MPI):
  *   take new requests (coord) -> reap sequences the output thread finished
  *   -> drop cancelled ones -> sched_step -> plan -> each rank its part ->
- *   engine_step -> gather sampled tokens -> append (length limits at once) ->
+ *   engine_step -> gather sampled tokens (and prompt logprobs) -> append
+ *   (length limits at once) ->
  *   hand the tokens to the output thread (serve_output.c: detokenize, stop
  *   checks, chunks to the gateway, while the next step runs) -> gauges.
  *   With nothing to do it sleeps on the coord condition variable (woken by a
@@ -237,6 +238,32 @@ static void fail_step(serve_ctx_t *sc, sched_seq_t **seqs, int n, const char *ms
         if (seqs[i]) end_seq(sc, seqs[i], REQ_FINISH_ERROR, msg);
 }
 
+/* Prompt logprobs of the step (plp: every PROTO_SEQ_PROMPT_LP entry's proto_seq_plp_rows, in plan order)
+ * go to the output thread keyed by prompt position (the chunk's row t gives position pos + t + 1), before
+ * the step's sampled tokens; it keeps the first of each position (a recompute after preemption repeats
+ * them). plp NULL while entries were due: rank 0 had no memory to collect them, so those requests end. */
+static void emit_prompt_lp(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, const proto_plp_t *plp)
+{
+    const proto_seq_t *ps = proto_plan_seqs(plan);
+    size_t off = 0;
+    for (int i = 0; i < plan->n_seqs; i++) {
+        const int nr = proto_seq_plp_rows(&ps[i]);
+        if (nr <= 0) continue;
+        if (seqs[i] && plp) serve_out_prompt_lp(sc->out, seqs[i]->user, ps[i].pos + 1, plp + off, nr);
+        else if (seqs[i]) end_seq(sc, seqs[i], REQ_FINISH_ERROR, "rank 0: out of memory for prompt logprobs");
+        off += (size_t)nr;
+    }
+}
+
+/* Every PROTO_SEQ_PROMPT_LP row of the plan: what the prompt-logprob buffer must hold. */
+static size_t plan_plp_rows(const proto_plan_t *plan)
+{
+    const proto_seq_t *ps = proto_plan_seqs(plan);
+    size_t n = 0;
+    for (int i = 0; i < plan->n_seqs; i++) n += (size_t)proto_seq_plp_rows(&ps[i]);
+    return n;
+}
+
 static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, const proto_result_t *res)
 {
     const proto_seq_t *ps = proto_plan_seqs(plan);
@@ -255,6 +282,12 @@ static void emit(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, 
             proto_result_t one = *r;
             if (u < n_acc) {
                 one.token = r->accepted[u], one.logprob = r->accepted_lp[u], one.n_top = 0;
+            }
+            if (q->req->params.prompt_only && one.token >= 0) {
+                /* max_tokens 0 + echo: the prefill was for the prompt's logprobs only */
+                end_seq(sc, q, REQ_FINISH_LENGTH, NULL);
+                ended = true;
+                break;
             }
             if (one.token < 0 || one.token >= sc->vocab_size || r->slot != ps[i].slot) {
                 char msg[160];
@@ -292,6 +325,8 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
 {
     proto_result_t *res = calloc((size_t)sc->max_seqs, sizeof *res);
     proto_result_t *merged = calloc((size_t)sc->max_seqs, sizeof *merged);
+    proto_plp_t *merged_plp = NULL; /* the step's prompt logprobs, plan order (plan_plp_rows entries) */
+    size_t plp_cap = 0;
     if (!res || !merged) {
         free(res);
         free(merged);
@@ -354,11 +389,19 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
         char errmsg[600] = "";
         if (st != MS_OK) snprintf(errmsg, sizeof errmsg, "rank 0: %s", ms_error_last());
         proto_step_status_t pst = {.failed_rank = st == MS_OK ? -1 : 0, .failed_status = st};
+        const proto_plp_t *plp = NULL;
+        const size_t n_plp = plan_plp_rows(plan);
+        if (n_plp > plp_cap) { /* grows to the largest step's rows (at most max_num_tokens) */
+            proto_plp_t *b = realloc(merged_plp, sizeof *b * n_plp);
+            if (b) merged_plp = b, plp_cap = n_plp;
+        }
         if (sc->size > 1) {
             MS_TRY_GOTO(ret, proto_gather_results(sc->link, plan, res, st == MS_OK ? plp_collect(sc, n) : NULL, st,
-                                                  merged, NULL, &pst), out);
+                                                  merged, n_plp <= plp_cap ? merged_plp : NULL, &pst), out);
+            plp = n_plp <= plp_cap ? merged_plp : NULL;
         } else {
             memcpy(merged, res, sizeof *res * (size_t)n);
+            plp = n_plp && st == MS_OK ? plp_collect(sc, n) : NULL;
         }
         if (pst.failed_rank >= 0) {
             if (!errmsg[0])
@@ -368,6 +411,7 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
         } else {
             int sampled = 0;
             for (int i = 0; i < n; i++) sampled += seqs[i] && seqs[i]->step_sample;
+            if (n_plp) emit_prompt_lp(sc, plan, seqs, plp);
             emit(sc, plan, seqs, merged);
             MS_TRY_GOTO(ret, serve_eplb_after_step(sc->eplb, sc->engine, step_no, sampled), out);
         }
@@ -404,6 +448,7 @@ out:
     publish(sc, 0, steps);
     free(res);
     free(merged);
+    free(merged_plp);
     return ret;
 }
 

@@ -2,7 +2,8 @@
  * the chunks for the gateway (coordinator/output.h) run here, off the MPI
  * thread, while the next step runs.
  *
- * The engine thread hands over, in order: each sampled token (TOKEN), a
+ * The engine thread hands over, in order: each sampled token (TOKEN), the
+ * prompt logprobs of a prefill chunk (PLP, before that step's tokens), a
  * step marker (STEP), and the end of a sequence (END: end it with a reason
  * unless it already finished, then free its out_seq and release its request).
  * The output thread owns every out_seq_t it was handed until END; the
@@ -23,7 +24,7 @@
 
 #include "coordinator/output.h"
 
-typedef enum { EV_TOKEN, EV_STEP, EV_END, EV_QUIT } ev_kind_t;
+typedef enum { EV_TOKEN, EV_PLP, EV_STEP, EV_END, EV_QUIT } ev_kind_t;
 
 typedef struct ev {
     struct ev *next;
@@ -35,6 +36,8 @@ typedef struct ev {
     uint64_t step;
     req_finish_t why;
     char *msg;
+    proto_plp_t *plp; /* EV_PLP: n_plp entries for prompt positions pos0.. (owned) */
+    int pos0, n_plp;
 } ev_t;
 
 struct serve_out {
@@ -56,6 +59,10 @@ static void ev_run(serve_out_t *so, ev_t *e)
             if (out_seq_token(e->o, so->coord, &e->res, e->n_total, &fin) != MS_OK)
                 out_seq_end(e->o, so->coord, REQ_FINISH_ERROR, ms_error_last());
         }
+        break;
+    case EV_PLP:
+        if (!out_seq_finished(e->o) && out_seq_prompt_lp(e->o, e->pos0, e->plp, e->n_plp) != MS_OK)
+            out_seq_end(e->o, so->coord, REQ_FINISH_ERROR, ms_error_last());
         break;
     case EV_END:
         if (e->why != REQ_FINISH_NONE) out_seq_end(e->o, so->coord, e->why, e->msg);
@@ -90,6 +97,7 @@ static void *out_main(void *arg)
             quit |= e->kind == EV_QUIT;
             ev_run(so, e);
             free(e->msg);
+            free(e->plp);
             free(e);
         }
         if (quit) return NULL;
@@ -138,6 +146,14 @@ ms_status_t serve_out_start(coord_t *coord, serve_out_t **out)
 void serve_out_token(serve_out_t *so, out_seq_t *o, const proto_result_t *res, int n_total)
 {
     submit(so, &(ev_t){.kind = EV_TOKEN, .o = o, .res = *res, .n_total = n_total});
+}
+
+void serve_out_prompt_lp(serve_out_t *so, out_seq_t *o, int pos0, const proto_plp_t *e, int n)
+{
+    proto_plp_t *copy;
+    while (!(copy = malloc(sizeof *copy * (size_t)n))) usleep(1000); /* as submit: wait, never drop */
+    memcpy(copy, e, sizeof *copy * (size_t)n);
+    submit(so, &(ev_t){.kind = EV_PLP, .o = o, .pos0 = pos0, .n_plp = n, .plp = copy});
 }
 
 void serve_out_end(serve_out_t *so, out_seq_t *o, req_t *r, req_finish_t why, const char *msg)

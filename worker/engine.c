@@ -53,6 +53,7 @@ struct engine {
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
     int *row0;             /* per plan seq: its first token row, -1 if another rank's */
     int *n_acc;            /* per plan seq: drafts accepted this step (VERIFY) */
+    int *draft_of_seq;     /* per plan seq: its row among the last step's drafting seqs, -1 (engine_mtp_logits) */
     bool *mine;            /* per plan seq: this rank runs it (pen_prepare) */
     pen_t *pen;            /* per-slot penalty lists (worker/penalty.h) */
     int n_sample_last;
@@ -126,9 +127,9 @@ ms_status_t engine_placement_flip(engine_t *e, int layer, const int32_t *row, co
 
 void engine_memory(const engine_t *e, size_t *weights, size_t *activations, size_t *kv)
 {
-    *weights = e->w.bytes;
-    *activations = e->f.bytes;
-    *kv = e->kv.layer_bytes * (size_t)e->kv.n_layers;
+    *weights = e->w.bytes + (e->mtp.N ? e->mtp.m.w.bytes : 0);
+    *activations = e->f.bytes + (e->mtp.N ? e->mtp.bytes : 0);
+    *kv = e->kv.layer_bytes * (size_t)e->kv.n_layers + (e->mtp.N ? e->mtp.kv.layer_bytes : 0);
 }
 
 /* Every op the forward pass calls: checked at creation so a backend that
@@ -145,7 +146,7 @@ static void engine_free_host(engine_t *e)
     sgraph_destroy(&e->gr, e->k);
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
-    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
+    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc), free(e->draft_of_seq);
     free(e->plp_rows), free(e->plp), free(e->plp_off), free(e->plp_n);
     pen_destroy(e->pen);
     e->pen = NULL;
@@ -239,27 +240,27 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
         goto out_kv;
     }
     /* sampled rows per step: one per sequence, or every fed row of a sequence verifying drafts */
-    int B_rows = B;
-    if (o->mtp_drafts > 0) {
-        int64_t r = (int64_t)B * (1 + o->mtp_drafts);
-        B_rows = (int)(r < T ? r : T);
-        if (B_rows < B) B_rows = B;
-    }
+    const int B_rows = sizing_sample_rows(B, T, o->mtp_drafts);
     /* shared prefix blocks can appear in many tables of a step (sizing.h) */
     const int blk_max = sizing_blk_max(o->kv_blocks, o->block_size, B, o->max_seq_len);
     /* per-rank sizing: one arithmetic with plan-memory (worker/sizing.h) */
     if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
     MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B_rows,
                                o->max_naive_ctx, blk_max, o->moe_max_num_tokens), out_kv);
-    if (o->mtp_drafts > 0)
-        MS_TRY_GOTO(st, mtp_create(&e->mtp, &e->f, e->ck, o->mtp_drafts, o->num_slots, o->kv_blocks, o->block_size,
-                                   o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);
+    if (o->mtp_drafts > 0) {
+        MS_TRY_GOTO(st, mtp_create(&e->mtp, &e->f, e->ck, o->mtp_drafts, B, o->num_slots, o->kv_blocks,
+                                   o->block_size, o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);
+        /* the module's routed experts compute as the main model's do (the dequant mode costs ~80 ms a layer
+         * on an H200 at R1's 256 experts: BENCHMARKS.md "MoE compute modes") */
+        e->mtp.m.w.layers[0].experts.mode = o->moe_fp8 ? KERN_MOE_FP8 : KERN_MOE_DEQUANT;
+    }
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
     e->n_acc = malloc(sizeof(int) * B);
+    e->draft_of_seq = malloc(sizeof(int) * B);
     e->plp_rows = malloc(sizeof *e->plp_rows * (size_t)T), e->plp = malloc(sizeof *e->plp * (size_t)T);
     e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->plp_rows ||
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->draft_of_seq || !e->plp_rows ||
         !e->plp || !e->plp_off || !e->plp_n) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
@@ -489,6 +490,7 @@ static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_ste
     jd = 0;
     for (int i = 0; i < p->n_seqs; i++) {
         if (e->row0[i] < 0 || e->sample_of_seq[i] < 0 || !(sq[i].flags & PROTO_SEQ_DRAFT)) continue;
+        e->draft_of_seq[i] = jd;
         for (int c = 0; c < res[i].n_draft; c++) res[i].drafts[c] = ms.drafts[(size_t)c * (size_t)n_d + (size_t)jd];
         jd++;
     }
@@ -631,6 +633,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
     e->inject_fault = 0;
     e->n_sample_last = nsample;
     e->n_seqs_last = p->n_seqs;
+    for (int i = 0; i < p->n_seqs; i++) e->draft_of_seq[i] = -1;
     if (gi >= 0) { /* rows, sampled rows and absorbed seqs ns .. G-1 are padding */
         sgraph_pad(h, &L, ns, G);
         st.padded = G > ns, st.n_abs = G;
@@ -700,6 +703,15 @@ ms_status_t engine_logits(engine_t *e, int seq_index, float *out)
         return MS_ERR(MS_ERR_NOT_FOUND, "engine: plan sequence %d was not sampled in the last step", seq_index);
     const size_t V = (size_t)e->cfg.vocab_size;
     MS_TRY(e->k->download(e->cx, out, e->f.logits + (size_t)e->sample_of_seq[seq_index] * V, sizeof(float) * V));
+    return e->k->synchronize(e->cx);
+}
+
+ms_status_t engine_mtp_logits(engine_t *e, int seq_index, float *out)
+{
+    if (seq_index < 0 || seq_index >= e->n_seqs_last || e->draft_of_seq[seq_index] < 0)
+        return MS_ERR(MS_ERR_NOT_FOUND, "engine: plan sequence %d drafted nothing in the last step", seq_index);
+    const size_t V = (size_t)e->cfg.vocab_size;
+    MS_TRY(e->k->download(e->cx, out, e->mtp.logits + (size_t)e->draft_of_seq[seq_index] * V, sizeof(float) * V));
     return e->k->synchronize(e->cx);
 }
 

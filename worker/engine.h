@@ -102,6 +102,11 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *plan, proto_result_t *r
  * step; MS_ERR_NOT_FOUND if that sequence was not sampled on this rank. */
 ms_status_t engine_logits(engine_t *e, int seq_index, float *out);
 
+/* MTP: the fp32 logits of the module's last pass (what its greedy draft was taken from: with one
+ * draft token, the draft distribution of the position after the step's sampled token) for plan
+ * sequence `seq_index`, a PROTO_SEQ_DRAFT entry of the last step; MS_ERR_NOT_FOUND otherwise. */
+ms_status_t engine_mtp_logits(engine_t *e, int seq_index, float *out);
+
 /* The prompt logprobs (*n entries, borrowed until the next step) of plan
  * sequence `seq_index` of the last step: one per row of a
  * PROTO_SEQ_PROMPT_LP entry this rank ran whose next token is known

@@ -1,5 +1,16 @@
 /* eplb_move.c — staging and flipping expert records for the online load
- * balancer (eplb_move.h). */
+ * balancer (eplb_move.h).
+ *
+ * The data plane's record moves (comm move_start) hand MPI host addresses.
+ * On a device backend the records cross through pinned host buffers, on a
+ * side stream so no step waits for them, in three phases polled by
+ * eplb_move_ready: (1) the records this rank sends are downloaded to pinned
+ * memory; once that event has passed, (2) the transfers are posted and
+ * tested; once they completed, (3) the received records are uploaded into
+ * the device staging records, and the batch is ready when that event has
+ * passed. On the CPU backend records are host memory and phase 2 alone runs;
+ * MOESERVE_EPLB_HOST_STAGING=1 forces the staged path there (the tests run
+ * the GPU's code path on CPU ranks with it). */
 #include "worker/eplb_move.h"
 
 #include <stdlib.h>
@@ -23,7 +34,16 @@ struct eplb_move {
     int *local;           /* [max_layers][spr] which */
     void **staged;        /* [max_layers][spr] their staging records */
     comm_xfer_t *x;       /* [max_layers * 2 * S] */
+    int nx;
     comm_move_t *mv;
+    /* host staging (device backends): see the top of the file */
+    bool host_stage;
+    int phase;            /* 1 downloads in flight, 2 transfers in flight, 3 uploads in flight */
+    kern_ctx_t *side;     /* the copies' stream */
+    kern_event_t ev;
+    void *h_send, *h_recv;/* pinned, cap_send / cap_recv records */
+    int cap_send, cap_recv;
+    void **dev_dst;       /* [max_layers * S] the staging record of each received one */
     int job_slots;
     int64_t job_bytes;
 };
@@ -48,11 +68,18 @@ ms_status_t eplb_move_create(engine_t *e, int max_layers, eplb_move_t **out)
     m->local = malloc(sizeof *m->local * (size_t)max_layers * m->spr);
     m->staged = malloc(sizeof *m->staged * (size_t)max_layers * m->spr);
     m->x = malloc(sizeof *m->x * (size_t)max_layers * 2 * m->S);
-    if (!m->target || !m->n_local || !m->local || !m->staged || !m->x || !m->rec) {
+    m->dev_dst = malloc(sizeof *m->dev_dst * (size_t)max_layers * m->S);
+    const char *hs = getenv("MOESERVE_EPLB_HOST_STAGING");
+    m->host_stage = strcmp(m->k->name, "cpu") != 0 || (hs && !strcmp(hs, "1"));
+    if (!m->target || !m->n_local || !m->local || !m->staged || !m->x || !m->dev_dst || !m->rec) {
         st = MS_ERR(MS_ERR_NOMEM, "eplb: out of memory");
         goto fail;
     }
     MS_TRY_GOTO(st, m->k->alloc(m->rec * (size_t)max_layers * m->spr, &m->staging), fail);
+    if (m->host_stage) {
+        MS_TRY_GOTO(st, m->k->ctx_create_side(m->cx, 0, &m->side), fail);
+        MS_TRY_GOTO(st, m->k->event_create(m->side, &m->ev), fail);
+    }
     *out = m;
     return MS_OK;
 fail:
@@ -65,11 +92,17 @@ void eplb_move_destroy(eplb_move_t *m)
     if (!m) return;
     eplb_move_abort(m);
     if (m->staging) m->k->free(m->staging);
-    free(m->target), free(m->n_local), free(m->local), free(m->staged), free(m->x);
+    if (m->ev) m->k->event_destroy(m->ev);
+    if (m->side) m->k->ctx_destroy(m->side);
+    if (m->h_send) m->k->host_free(m->h_send);
+    if (m->h_recv) m->k->host_free(m->h_recv);
+    free(m->target), free(m->n_local), free(m->local), free(m->staged), free(m->x), free(m->dev_dst);
     free(m);
 }
 
 bool eplb_move_busy(const eplb_move_t *m) { return m && m->busy; }
+
+bool eplb_move_host_staged(const eplb_move_t *m) { return m && m->host_stage; }
 
 engine_t *eplb_move_engine(eplb_move_t *m) { return m->e; }
 
@@ -79,6 +112,48 @@ static int held_by(const int32_t *p, int spr, int r, int x)
     for (int s = r * spr; s < (r + 1) * spr; s++)
         if (p[s] == x) return s;
     return -1;
+}
+
+/* Pinned room for n records in *buf (grown by reallocation, kept between batches). */
+static ms_status_t host_room(eplb_move_t *m, void **buf, int *cap, int n)
+{
+    if (n <= *cap) return MS_OK;
+    if (*buf) m->k->host_free(*buf);
+    *buf = NULL, *cap = 0;
+    MS_TRY(m->k->host_alloc(m->rec * (size_t)n, buf));
+    *cap = n;
+    return MS_OK;
+}
+
+/* Phase 1: point the transfers at pinned buffers; download the records sent on the side stream. */
+static ms_status_t stage_out(eplb_move_t *m)
+{
+    int ns = 0, nr = 0;
+    for (int i = 0; i < m->nx; i++) ns += m->x[i].send, nr += !m->x[i].send;
+    MS_TRY(host_room(m, &m->h_send, &m->cap_send, ns));
+    MS_TRY(host_room(m, &m->h_recv, &m->cap_recv, nr));
+    ns = nr = 0;
+    for (int i = 0; i < m->nx; i++) {
+        comm_xfer_t *x = &m->x[i];
+        if (x->send) {
+            void *h = (char *)m->h_send + m->rec * (size_t)ns++;
+            MS_TRY(m->k->download(m->side, h, x->buf, m->rec));
+            x->buf = h;
+        } else {
+            m->dev_dst[nr] = x->buf;
+            x->buf = (char *)m->h_recv + m->rec * (size_t)nr++;
+        }
+    }
+    return m->k->event_record(m->side, m->ev);
+}
+
+/* Phase 3: upload the received records into their staging records on the side stream. */
+static ms_status_t stage_in(eplb_move_t *m)
+{
+    int nr = 0;
+    for (int i = 0; i < m->nx; i++)
+        if (!m->x[i].send) MS_TRY(m->k->upload(m->side, m->dev_dst[nr++], m->x[i].buf, m->rec));
+    return m->k->event_record(m->side, m->ev);
 }
 
 ms_status_t eplb_move_start(eplb_move_t *m, const int *layers, int n, const int32_t *target)
@@ -127,17 +202,19 @@ ms_status_t eplb_move_start(eplb_move_t *m, const int *layers, int n, const int3
             }
         }
     }
-    m->n_layers = n;
-    if (nx > 0) {
-        if (!m->comm->ops->move_start) {
-            st = MS_ERR(MS_ERR_INVALID, "eplb: this data plane cannot move records between ranks");
-            goto fail;
-        }
-        /* local copies above are device work: done before any peer reads a record we send */
-        MS_TRY_GOTO(st, m->k->synchronize(m->cx), fail);
+    m->n_layers = n, m->nx = nx;
+    if (nx > 0 && !m->comm->ops->move_start) {
+        st = MS_ERR(MS_ERR_INVALID, "eplb: this data plane cannot move records between ranks");
+        goto fail;
+    }
+    /* local copies above are device work: done before any peer reads a record we send */
+    MS_TRY_GOTO(st, m->k->synchronize(m->cx), fail);
+    m->phase = 2;
+    if (nx > 0 && m->host_stage) {
+        MS_TRY_GOTO(st, stage_out(m), fail);
+        m->phase = 1;
+    } else if (nx > 0) {
         MS_TRY_GOTO(st, m->comm->ops->move_start(m->comm, COMM_EP, m->x, nx, &m->mv), fail);
-    } else {
-        MS_TRY_GOTO(st, m->k->synchronize(m->cx), fail);
     }
     m->busy = true;
     return MS_OK;
@@ -149,6 +226,13 @@ fail:
 int eplb_move_ready(eplb_move_t *m)
 {
     if (!m->busy) return -1;
+    if (m->phase == 1) {
+        const int q = m->k->event_query(m->ev);
+        if (q <= 0) return q;
+        if (m->comm->ops->move_start(m->comm, COMM_EP, m->x, m->nx, &m->mv) != MS_OK) return -1;
+        m->phase = 2;
+    }
+    if (m->phase == 3) return m->k->event_query(m->ev);
     if (!m->mv) return 1;
     static int fail_batch = -2, batches;
     if (fail_batch == -2) { /* test hook: MOESERVE_EPLB_FAIL_MOVE=N fails batch N on EP rank 1 */
@@ -158,6 +242,11 @@ int eplb_move_ready(eplb_move_t *m)
     int r = m->comm->ops->move_test(m->comm, m->mv);
     if (r == 1 && fail_batch >= 0 && m->ep_rank == 1 && batches == fail_batch) r = -1;
     if (r != 0) batches++;
+    if (r == 1 && m->host_stage) {
+        if (stage_in(m) != MS_OK) return -1;
+        m->phase = 3;
+        return m->k->event_query(m->ev);
+    }
     return r;
 }
 
@@ -176,8 +265,10 @@ ms_status_t eplb_move_flip(eplb_move_t *m, int *slots, int64_t *bytes)
 
 void eplb_move_abort(eplb_move_t *m)
 {
+    /* copies still in flight read or write the pinned buffers the next batch reuses */
+    if (m->side && m->busy) (void)m->k->synchronize(m->side);
     if (m->mv) m->comm->ops->move_free(m->comm, m->mv);
     m->mv = NULL;
     m->busy = false;
-    m->n_layers = 0;
+    m->n_layers = 0, m->nx = 0, m->phase = 0;
 }

@@ -12,7 +12,10 @@
  * anywhere) leaves the old placement in force.
  *
  * Staging memory: max_layers * slots_per_rank records, allocated once (R1 in
- * FP8 at one layer per batch and 288 slots over 8 ranks: 36 x 44 MB). */
+ * FP8 at one layer per batch and 288 slots over 8 ranks: 36 x 44 MB). On a
+ * device backend also pinned host buffers for the records a batch sends and
+ * receives (grown to the largest batch and kept), since the data plane's
+ * moves go through host memory (eplb_move.c). */
 #ifndef MS_EPLB_MOVE_H
 #define MS_EPLB_MOVE_H
 
@@ -37,6 +40,8 @@ ms_status_t eplb_move_flip(eplb_move_t *m, int *slots, int64_t *bytes);
 /* Drop the batch: the old placement stays. */
 void eplb_move_abort(eplb_move_t *m);
 bool eplb_move_busy(const eplb_move_t *m);
+/* true when records cross through pinned host buffers (device backends, or MOESERVE_EPLB_HOST_STAGING=1) */
+bool eplb_move_host_staged(const eplb_move_t *m);
 engine_t *eplb_move_engine(eplb_move_t *m);
 
 #endif

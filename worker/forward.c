@@ -75,7 +75,6 @@ static void fwd_layout(fwd_t *f, char *base)
     f->lastn = fwd_carve(&cv, 2 * B * f->D);
     f->lg16 = fwd_carve(&cv, 2 * B * f->V);
     f->logits = fwd_carve(&cv, 4 * B * f->V);
-    f->lsm = fwd_carve(&cv, 4 * B * f->V);
     /* step metadata and results: one block, pointers set per step (step_io.h) */
     step_io_layout_t io;
     step_io_layout(&io, f->T_max, f->B_max, f->B_max, f->blk_max);

@@ -79,7 +79,6 @@ typedef struct {
     bf16_t *lastn;                    /* (B, D) final-normed rows of the sampled tokens */
     bf16_t *lg16;                     /* (B, V) lm_head output (bf16, as transformers) */
     float *logits;                    /* (B, V) the same values in fp32 */
-    float *lsm;                       /* (B, V) log_softmax of logits (prompt logprobs: worker/prompt_lp.c) */
     int32_t *tok;                     /* (B) */
     float *lp;                        /* (B) */
     int32_t *top_ids;                 /* (B, KERN_MAX_LOGPROBS) */

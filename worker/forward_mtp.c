@@ -41,24 +41,42 @@ static void mtp_io_layout(mtp_io_t *L, int T, int B, int N)
     L->end = o;
 }
 
-static void mtp_layout(mtp_t *t, const fwd_t *f, char *base)
+/* The module's one device allocation, carved from base (NULL: sizes only); returns its bytes. Scalars
+ * only, so worker/sizing.c computes the same bytes without a module (mtp_buffer_bytes). */
+static size_t mtp_layout_at(mtp_t *t, char *base, size_t E, size_t NS, size_t R, int T, int B, int N, size_t D,
+                            size_t V)
 {
     fwd_carve_t cv = {base, 0};
-    const size_t E = (size_t)f->E, NS = f->E ? (size_t)t->pl.n_slots : 0, R = f->E ? (size_t)t->pl.max_rep : 0;
     t->pl_log2phy = fwd_carve(&cv, 4 * E * R);
     t->pl_nrep = fwd_carve(&cv, 4 * E);
     t->pl_phy2log = fwd_carve(&cv, 4 * NS);
     t->load = fwd_carve(&cv, 8 * E);
-    t->eh = fwd_carve(&cv, 2 * (size_t)t->T_max * 2 * (size_t)f->D);
-    t->hprev = fwd_carve(&cv, 2 * (size_t)t->B_max * (size_t)f->D);
+    t->eh = fwd_carve(&cv, 2 * (size_t)T * 2 * D);
+    t->hprev = fwd_carve(&cv, 2 * (size_t)B * D);
+    t->lg16 = fwd_carve(&cv, 2 * (size_t)B * V);
+    t->logits = fwd_carve(&cv, 4 * (size_t)B * V);
     mtp_io_t io;
-    mtp_io_layout(&io, t->T_max, t->B_max, t->N);
+    mtp_io_layout(&io, T, B, N);
     t->io_bytes = io.end;
     t->io = fwd_carve(&cv, io.end);
-    t->bytes = cv.off;
+    return cv.off;
 }
 
-ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int num_slots, int kv_blocks,
+static void mtp_layout(mtp_t *t, const fwd_t *f, char *base)
+{
+    const size_t E = (size_t)f->E, NS = f->E ? (size_t)t->pl.n_slots : 0, R = f->E ? (size_t)t->pl.max_rep : 0;
+    t->bytes = mtp_layout_at(t, base, E, NS, R, t->T_max, t->B_max, t->N, (size_t)f->D, (size_t)f->V);
+}
+
+size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int max_rep, int T, int B, int N)
+{
+    mtp_t t;
+    const size_t E = (size_t)c->n_routed_experts;
+    return mtp_layout_at(&t, NULL, E, E ? (size_t)n_slots : 0, E ? (size_t)max_rep : 0, T, B, N,
+                         (size_t)c->hidden_size, (size_t)c->vocab_size);
+}
+
+ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int max_seqs, int num_slots, int kv_blocks,
                        int block_size, ms_dtype_t kv_dtype)
 {
     ms_status_t st;
@@ -66,7 +84,8 @@ ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int nu
     memset(t, 0, sizeof *t);
     if (N < 1 || N > PROTO_MAX_DRAFT)
         return MS_ERR(MS_ERR_INVALID, "mtp: num_nextn_predict_layers %d is not in 1..%d", N, PROTO_MAX_DRAFT);
-    t->N = N, t->T_max = f->T_max, t->B_max = f->B_max;
+    /* drafting rows: one per sequence (the main pass samples more rows when it verifies) */
+    t->N = N, t->T_max = f->T_max, t->B_max = max_seqs < f->B_max ? max_seqs : f->B_max;
     const mcfg_t *c = f->c;
     if (f->E) MS_TRY(placement_create(1, f->E, num_slots, f->par.ep_size, NULL, &t->pl));
     MS_TRY_GOTO(st, weights_load_mtp(k, f->cx, ck, c, &f->par, f->E ? &t->pl : NULL, f->w, 0, &t->m), out_pl);
@@ -170,9 +189,9 @@ static ms_status_t mtp_head(mtp_t *t, fwd_t *v, const int32_t *rows, int n, cons
         MS_TRY(k->gather_rows(v->cx, v->xn, rows, n, sizeof(bf16_t) * (size_t)v->D, v->lastn));
         src = v->lastn;
     }
-    MS_TRY(kern_gemm_plain(k, v->cx, src, MS_DT_BF16, v->D, &t->m.w.lm_head, v->lg16, MS_DT_BF16, v->V, n));
-    MS_TRY(k->cast(v->cx, v->lg16, MS_DT_BF16, v->logits, MS_DT_F32, (int64_t)n * v->V));
-    return k->sample(v->cx, v->logits, v->V, n, v->V, (const kern_sample_t *)(d + L->sp), out, (float *)(d + L->lp),
+    MS_TRY(kern_gemm_plain(k, v->cx, src, MS_DT_BF16, v->D, &t->m.w.lm_head, t->lg16, MS_DT_BF16, v->V, n));
+    MS_TRY(k->cast(v->cx, t->lg16, MS_DT_BF16, t->logits, MS_DT_F32, (int64_t)n * v->V));
+    return k->sample(v->cx, t->logits, v->V, n, v->V, (const kern_sample_t *)(d + L->sp), out, (float *)(d + L->lp),
                      (int32_t *)(d + L->top_ids), (float *)(d + L->top_lp));
 }
 

@@ -46,6 +46,8 @@ typedef struct {
     int64_t *load;        /* (E) routed pairs of the module's MoE */
     bf16_t *eh;           /* (T, 2D) eh_proj input */
     bf16_t *hprev;        /* (B, D) output residual rows of the last pass (the next pass's h) */
+    bf16_t *lg16;         /* (B, V) the last pass's head output (its own: the main pass's logits stay readable) */
+    float *logits;        /* (B, V) the same in fp32 (engine_mtp_logits) */
     /* step metadata (one upload, mtp_io layout in forward_mtp.c) and results */
     void *io;
     size_t io_bytes;
@@ -66,9 +68,14 @@ typedef struct {
 
 /* Load module 0 of the checkpoint and allocate its cache and buffers.
  * num_slots as engine_opts_t; kv geometry as the main cache's. */
-ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int num_slots, int kv_blocks,
+ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int max_seqs, int num_slots, int kv_blocks,
                        int block_size, ms_dtype_t kv_dtype);
 void mtp_destroy(mtp_t *t, const kern_ops_t *k);
+
+/* Bytes of the module's device buffers (mtp_create's allocation, without its weights or cache) for
+ * T rows and B sampled rows per step, N drafts, its one-layer placement of n_slots slots and max_rep
+ * replicas (worker/sizing.c). */
+size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int max_rep, int T, int B, int N);
 
 /* The host arrays of s point into t's staging block (valid until the next call). */
 void mtp_step_begin(mtp_t *t, int T, int n_d, mtp_step_t *s);

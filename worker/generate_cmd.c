@@ -15,7 +15,11 @@
  * form over the latent cache; ~0.05 logit differences from bf16 rounding),
  * auto (naive prefill, absorbed decode: what a server runs). --cuda-graphs on
  * replays each absorbed decode step as the CUDA graph of batch 1 captured at
- * startup (worker/step_graph.h; the CPU backend logs that it has none). */
+ * startup (worker/step_graph.h; the CPU backend logs that it has none).
+ * --dump-mtp-logits FILE loads the checkpoint's MTP module (one draft token)
+ * and writes, the same way, the logits it drafts from after the prefill: the
+ * distribution of the token after the first generated one
+ * (tests/reference/mtp_fixtures.py is its transformers-side reference). */
 #include "commands.h"
 
 #include <errno.h>
@@ -33,6 +37,7 @@ static int usage(void)
                     "       [--ignore-eos] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--chunk N]\n"
                     "       [--mla naive|absorbed|auto] [--block-size N] [--kv-dtype bf16|fp8] [--device auto|cpu|cuda]\n"
                     "       [--load-format auto|dummy] [--moe-compute auto|dequant|fp8] [--cuda-graphs on|off]\n"
+                    "       [--dump-mtp-logits FILE]\n"
                     "  --device: kernels backend (alias --backend); auto = CUDA when built with it and a GPU is\n"
                     "  visible (GPU 0), else CPU\n");
     return 2;
@@ -95,9 +100,19 @@ static int parse_ids(const char *s, int32_t **out, int *n)
     return -1;
 }
 
+/* Write n floats (raw little-endian float32) to path; flag names the option in the error. */
+static int dump_floats(const char *flag, const char *path, const float *x, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    int bad = !fp || fwrite(x, sizeof(float), n, fp) != n;
+    if (fp && fclose(fp)) bad = 1;
+    if (bad) fprintf(stderr, "moeserve generate: %s: cannot write '%s': %s\n", flag, path, strerror(errno));
+    return bad ? -1 : 0;
+}
+
 int cmd_generate(int argc, char **argv)
 {
-    const char *model = NULL, *dump = NULL, *backend = "auto";
+    const char *model = NULL, *dump = NULL, *dump_mtp = NULL, *backend = "auto";
     int load_dummy = 0;
     const char *moe_compute = "auto";
     int32_t *prompt = NULL;
@@ -141,6 +156,8 @@ int cmd_generate(int argc, char **argv)
             if (parse_long(a, v, 0, 1 << 20, &max_tokens)) goto out_usage;
         } else if (!strcmp(a, "--dump-logits")) {
             dump = v;
+        } else if (!strcmp(a, "--dump-mtp-logits")) {
+            dump_mtp = v;
         } else if (!strcmp(a, "--temperature")) {
             if (parse_float(a, v, 0, 100, &temperature)) goto out_usage;
         } else if (!strcmp(a, "--top-p")) {
@@ -203,8 +220,7 @@ int cmd_generate(int argc, char **argv)
     }
     if (chunk == 0) chunk = n_prompt;
     if (!strcmp(backend, "auto")) {
-        const kern_ops_t *cu;
-        backend = kern_backend_get("cuda", &cu) == MS_OK && cu->device_count() > 0 ? "cuda" : "cpu";
+        backend = kern_backend_devices("cuda") > 0 ? "cuda" : "cpu";
     }
     const long total = n_prompt + max_tokens;
     engine_opts_t opts = {
@@ -217,6 +233,7 @@ int cmd_generate(int argc, char **argv)
         .mla = mla,
         .moe_fp8 = !strcmp(moe_compute, "fp8") || (!strcmp(moe_compute, "auto") && !strcmp(backend, "cuda")),
         .kv_fp8 = kv_fp8,
+        .mtp_drafts = dump_mtp ? 1 : 0,
         .n_graph_sizes = graphs,
         .graph_sizes = (const int[]){1},
     };
@@ -240,8 +257,8 @@ int cmd_generate(int argc, char **argv)
         }
     blocks = malloc(sizeof(int32_t) * (size_t)opts.kv_blocks);
     out_ids = malloc(sizeof(int32_t) * (size_t)(max_tokens + 1));
-    logits = dump ? malloc(sizeof(float) * (size_t)cfg->vocab_size) : NULL;
-    if (!blocks || !out_ids || (dump && !logits)) {
+    logits = dump || dump_mtp ? malloc(sizeof(float) * (size_t)cfg->vocab_size) : NULL;
+    if (!blocks || !out_ids || ((dump || dump_mtp) && !logits)) {
         fprintf(stderr, "moeserve generate: out of memory\n");
         goto out;
     }
@@ -266,6 +283,7 @@ int cmd_generate(int argc, char **argv)
         if (!sample && pos + n >= n_prompt) break; /* max_tokens 0 and nothing to dump */
         sq.pos = pos;
         sq.flags = sample ? PROTO_SEQ_SAMPLE : 0;
+        if (sample && dump_mtp && n_out == 0) sq.flags |= PROTO_SEQ_DRAFT;
         int nb = (pos + n + opts.block_size - 1) / opts.block_size;
         const proto_plan_t *plan;
         proto_result_t res;
@@ -275,24 +293,18 @@ int cmd_generate(int argc, char **argv)
         if (engine_step(eng, plan, &res) != MS_OK) goto out;
         pos += n;
         if (!sample) continue;
-        if (dump && n_out == 0) {
-            if (engine_logits(eng, 0, logits) != MS_OK) goto out;
-            FILE *fp = fopen(dump, "wb");
-            if (!fp || fwrite(logits, sizeof(float), (size_t)cfg->vocab_size, fp) != (size_t)cfg->vocab_size) {
-                fprintf(stderr, "moeserve generate: --dump-logits: cannot write '%s': %s\n", dump, strerror(errno));
-                if (fp) fclose(fp);
-                goto out;
-            }
-            if (fclose(fp)) {
-                fprintf(stderr, "moeserve generate: --dump-logits: cannot write '%s': %s\n", dump, strerror(errno));
-                goto out;
-            }
-        }
+        const size_t V = (size_t)cfg->vocab_size;
+        if (dump && n_out == 0 &&
+            (engine_logits(eng, 0, logits) != MS_OK || dump_floats("--dump-logits", dump, logits, V)))
+            goto out;
+        if (dump_mtp && n_out == 0 &&
+            (engine_mtp_logits(eng, 0, logits) != MS_OK || dump_floats("--dump-mtp-logits", dump_mtp, logits, V)))
+            goto out;
         out_ids[n_out++] = last = res.token;
         if (!ignore_eos && res.token == cfg->eos_token_id) break;
     }
-    if (max_tokens == 0 && dump) {
-        fprintf(stderr, "moeserve generate: --dump-logits needs --max-tokens >= 1\n");
+    if (max_tokens == 0 && (dump || dump_mtp)) {
+        fprintf(stderr, "moeserve generate: %s needs --max-tokens >= 1\n", dump ? "--dump-logits" : "--dump-mtp-logits");
         rc = 2;
         goto out;
     }

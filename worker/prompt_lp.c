@@ -2,8 +2,8 @@
  *
  * Per sub-batch of nb <= B_max rows: gather the rows of xn, lm_head, cast to
  * fp32 (the values sampling sees), sample greedily for the top-N (under the
- * unmodified distribution, kernels.h sample), log_softmax into lsm and gather
- * lsm[j][target_j]. The sub-batch's metadata reuses the step I/O block laid
+ * unmodified distribution, kernels.h sample), log_softmax in place and gather
+ * row j's [target_j]. The sub-batch's metadata reuses the step I/O block laid
  * out for (T = nb, n_sample = nb): last_row and sp where a step keeps them,
  * the gather indices in ids and the gathered logprobs in pos. */
 #include "worker/prompt_lp.h"
@@ -40,8 +40,9 @@ ms_status_t plp_run(fwd_t *f, void *stage, const plp_row_t *rows, int n, proto_p
         MS_TRY(k->cast(f->cx, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)nb * V));
         MS_TRY(k->sample(f->cx, f->logits, V, nb, V, (const kern_sample_t *)(d + L.sp), (int32_t *)(d + L.tok),
                          (float *)(d + L.lp), (int32_t *)(d + L.top_ids), (float *)(d + L.top_lp)));
-        MS_TRY(k->log_softmax(f->cx, f->logits, V, nb, V, f->lsm));
-        MS_TRY(k->gather_rows(f->cx, f->lsm, (const int32_t *)(d + L.ids), nb, sizeof(float), d + L.pos));
+        /* in place: the sampler above has read the logits */
+        MS_TRY(k->log_softmax(f->cx, f->logits, V, nb, V, f->logits));
+        MS_TRY(k->gather_rows(f->cx, f->logits, (const int32_t *)(d + L.ids), nb, sizeof(float), d + L.pos));
         MS_TRY(k->download(f->cx, h, d, step_io_dl_bytes(&L)));
         MS_TRY(k->download(f->cx, h + L.pos, d + L.pos, sizeof(float) * (size_t)nb));
         MS_TRY(k->synchronize(f->cx));

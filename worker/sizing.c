@@ -6,12 +6,20 @@
 
 #include "kernels/kernels.h"
 #include "worker/forward.h"
+#include "worker/forward_mtp.h"
 #include "worker/placement.h"
 
 size_t sizing_kv_token_bytes(const mcfg_t *c, bool kv_fp8)
 {
     return (size_t)kern_kv_row_bytes(kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16, c->kv_lora_rank, c->qk_rope_head_dim) *
            (size_t)c->num_hidden_layers;
+}
+
+/* Per cached token with the MTP module's own one-layer cache when it drafts. */
+static size_t kv_token_bytes(const mcfg_t *c, bool kv_fp8, int mtp_drafts)
+{
+    const size_t all = sizing_kv_token_bytes(c, kv_fp8);
+    return mtp_drafts > 0 && c->num_hidden_layers > 0 ? all + all / (size_t)c->num_hidden_layers : all;
 }
 
 /* One carve of weights.c's allocation (each is rounded up to 256 bytes). */
@@ -27,31 +35,41 @@ static size_t linear(const mcfg_t *c, int64_t rows, int64_t cols, bool allow_fp8
     return take((size_t)(rows * cols) * 2);
 }
 
-size_t sizing_weight_bytes(const mcfg_t *c, const par_t *p, int num_slots)
+/* One decoder layer l of this rank (weights.c's wl_layer). */
+static size_t layer_bytes(const mcfg_t *c, const par_t *p, int num_slots, int l)
 {
-    const int64_t D = c->hidden_size, V = c->vocab_size, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int64_t D = c->hidden_size, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int64_t dv = c->v_head_dim, dc = c->kv_lora_rank, qk = dn + dr, Hl = par_heads_local(p, c);
     const int64_t E = c->n_routed_experts, Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
     const int64_t R = c->q_lora_rank;
     const int64_t spr = (num_slots > 0 ? num_slots : E) / p->ep_size; /* expert slot records on this rank */
     const ms_dtype_t edt = c->weight_dtype == MS_DT_F8E4M3 ? MS_DT_F8E4M3 : MS_DT_BF16;
+    size_t b = 2 * take(2 * (size_t)D); /* input and post-attention norms */
+    if (R > 0) b += linear(c, R, D, true) + take(2 * (size_t)R) + linear(c, Hl * qk, R, true);
+    else b += linear(c, Hl * qk, D, true);
+    b += linear(c, dc + dr, D, true) + take(2 * (size_t)dc); /* kv_a, its norm */
+    b += linear(c, Hl * (dn + dv), dc, false) + linear(c, D, Hl * dv, true); /* kv_b dequantized at load */
+    if (!mcfg_layer_is_moe(c, l)) return b + 3 * linear(c, c->intermediate_size, D, true);
+    b += linear(c, E, D, false) + take(4 * (size_t)E); /* router, its fp32 bias */
+    b += take(kern_moe_slots_layout(edt, (int32_t)D, (int32_t)Im).stride * (size_t)spr); /* slot records */
+    if (Is > 0) b += 2 * linear(c, Is, D, true) + linear(c, D, Is, true);
+    return b;
+}
+
+size_t sizing_weight_bytes(const mcfg_t *c, const par_t *p, int num_slots)
+{
+    const int64_t D = c->hidden_size, V = c->vocab_size;
     size_t b = take(2 * (size_t)D) + take(2 * (size_t)(V * D)); /* final norm, embedding */
     if (!c->tie_word_embeddings) b += linear(c, V, D, false);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        b += 2 * take(2 * (size_t)D); /* input and post-attention norms */
-        if (R > 0) b += linear(c, R, D, true) + take(2 * (size_t)R) + linear(c, Hl * qk, R, true);
-        else b += linear(c, Hl * qk, D, true);
-        b += linear(c, dc + dr, D, true) + take(2 * (size_t)dc); /* kv_a, its norm */
-        b += linear(c, Hl * (dn + dv), dc, false) + linear(c, D, Hl * dv, true); /* kv_b dequantized at load */
-        if (!mcfg_layer_is_moe(c, l)) {
-            b += 3 * linear(c, c->intermediate_size, D, true);
-            continue;
-        }
-        b += linear(c, E, D, false) + take(4 * (size_t)E); /* router, its fp32 bias */
-        b += take(kern_moe_slots_layout(edt, (int32_t)D, (int32_t)Im).stride * (size_t)spr); /* slot records */
-        if (Is > 0) b += 2 * linear(c, Is, D, true) + linear(c, D, Is, true);
-    }
+    for (int l = 0; l < c->num_hidden_layers; l++) b += layer_bytes(c, p, num_slots, l);
     return b;
+}
+
+size_t sizing_mtp_weight_bytes(const mcfg_t *c, const par_t *p, int num_slots)
+{
+    const int64_t D = c->hidden_size;
+    /* enorm, hnorm, eh_proj, its decoder block, shared_head.norm (weights.c's wl_mtp) */
+    return 3 * take(2 * (size_t)D) + linear(c, D, 2 * D, false) + layer_bytes(c, p, num_slots, c->num_hidden_layers);
 }
 
 size_t sizing_activation_bytes(const mcfg_t *c, const par_t *p, const sizing_limits_t *lim, int kv_blocks,
@@ -63,9 +81,22 @@ size_t sizing_activation_bytes(const mcfg_t *c, const par_t *p, const sizing_lim
     if (c->n_routed_experts &&
         placement_create(c->num_hidden_layers, c->n_routed_experts, lim->num_slots, p->ep_size, NULL, &pl) != MS_OK)
         return 0;
-    size_t bytes = fwd_bytes(c, p, c->n_routed_experts ? &pl : NULL, lim->max_tokens, lim->max_batch, S,
+    const int rows = sizing_sample_rows(lim->max_batch, lim->max_tokens, lim->mtp_drafts);
+    size_t bytes = fwd_bytes(c, p, c->n_routed_experts ? &pl : NULL, lim->max_tokens, rows, S,
                              sizing_blk_max(kv_blocks, lim->block_size, lim->max_batch, lim->max_seq_len),
                              lim->moe_max_num_tokens);
+    if (lim->mtp_drafts > 0) {
+        /* the module's buffers, with its one-layer placement */
+        placement_t pm = {0};
+        if (c->n_routed_experts &&
+            placement_create(1, c->n_routed_experts, lim->num_slots, p->ep_size, NULL, &pm) != MS_OK) {
+            placement_free(&pl);
+            return 0;
+        }
+        bytes += mtp_buffer_bytes(c, pm.n_slots, pm.max_rep, lim->max_tokens,
+                                  lim->max_batch < rows ? lim->max_batch : rows, lim->mtp_drafts);
+        placement_free(&pm);
+    }
     if (detail) {
         detail->moe_slot_cap = c->n_routed_experts ? sizing_moe_slot_cap(lim->moe_max_num_tokens, p->ep_size,
                                                                          lim->max_tokens) : 0;
@@ -81,7 +112,8 @@ ms_status_t sizing_rank(const mcfg_t *c, const par_t *p, const sizing_limits_t *
 {
     sizing_t s = {0};
     s.weights = sizing_weight_bytes(c, p, lim->num_slots);
-    s.kv_token = sizing_kv_token_bytes(c, kv_fp8);
+    if (lim->mtp_drafts > 0) s.weights += sizing_mtp_weight_bytes(c, p, lim->num_slots);
+    s.kv_token = kv_token_bytes(c, kv_fp8, lim->mtp_drafts);
     const size_t blk = s.kv_token * (size_t)lim->block_size;
     if (kv_blocks <= 0) {
         /* The arena grows with the pool: its naive-attention scratch up to

@@ -63,7 +63,22 @@ typedef struct {
     int num_slots;          /* moe_config.load_balancer.num_slots; 0 = n_routed_experts */
     int block_size;
     int max_seq_len;        /* longest sequence; 0 = the whole pool */
+    int mtp_drafts;         /* speculative_config MTP draft tokens per step; 0 = off (no module) */
 } sizing_limits_t;
+
+/* Sampled rows per step: one per sequence, or, drafting N MTP tokens, every fed row of a sequence
+ * verifying its drafts (B * (1 + N), at most the step's tokens). The engine sizes its sampler with it. */
+static inline int sizing_sample_rows(int max_batch, int max_tokens, int mtp_drafts)
+{
+    if (mtp_drafts <= 0) return max_batch;
+    int64_t r = (int64_t)max_batch * (1 + mtp_drafts);
+    if (r > max_tokens) r = max_tokens;
+    return (int)(r < max_batch ? max_batch : r);
+}
+
+/* Weight bytes of the MTP module (one decoder layer, its norms and eh_proj; the embedding and head
+ * shared with the main model, as DeepSeek's checkpoints hold them: weights.c checks the bytes). */
+size_t sizing_mtp_weight_bytes(const mcfg_t *c, const par_t *p, int num_slots);
 
 /* Block-table entries one step's sequences can carry: each holds at most
  * ceil(max_seq_len / block_size) blocks (never more than the pool). Not the

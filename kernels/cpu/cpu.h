@@ -24,6 +24,7 @@ ms_status_t kern_cpu_event_create(kern_ctx_t *cx, kern_event_t *out);
 void kern_cpu_event_destroy(kern_event_t ev);
 ms_status_t kern_cpu_event_record(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cpu_event_wait(kern_ctx_t *cx, kern_event_t ev);
+int kern_cpu_event_query(kern_event_t ev);
 ms_status_t kern_cpu_host_alloc(size_t bytes, void **out);
 void kern_cpu_host_free(void *p);
 /* no graphs on the CPU backend: MS_ERR_UNSUPPORTED */

@@ -20,6 +20,7 @@ const kern_ops_t kern_cpu_ops = {
     .event_destroy = kern_cpu_event_destroy,
     .event_record = kern_cpu_event_record,
     .event_wait = kern_cpu_event_wait,
+    .event_query = kern_cpu_event_query,
     .host_alloc = kern_cpu_host_alloc,
     .host_free = kern_cpu_host_free,
     .graphs = 0,

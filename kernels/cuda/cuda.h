@@ -27,6 +27,7 @@ ms_status_t kern_cuda_event_create(kern_ctx_t *cx, kern_event_t *out);
 void kern_cuda_event_destroy(kern_event_t ev);
 ms_status_t kern_cuda_event_record(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cuda_event_wait(kern_ctx_t *cx, kern_event_t ev);
+int kern_cuda_event_query(kern_event_t ev);
 ms_status_t kern_cuda_host_alloc(size_t bytes, void **out);
 void kern_cuda_host_free(void *p);
 ms_status_t kern_cuda_graph_begin(kern_ctx_t *cx);
@@ -69,6 +70,14 @@ ms_status_t kern_cuda_gemm(kern_ctx_t *cx, const kern_gemm_t *g);
  * the first KERN_CUDA_BLAS_WS of cx->ws, which scratch must not overlap). g is not checked again. */
 ms_status_t kern_cuda_gemm_run(kern_ctx_t *cx, const kern_gemm_t *g, int64_t bs_wscale, void *scratch,
                                size_t scratch_bytes);
+/* The dequant mode's decode kernel (gemm_fp8w.cu): y [m, ldy] = x [m, ldx] bf16 · Wᵀ, W [n, k] e4m3 rows ldw
+ * bytes apart with scale_inv ws [ceil(n/128), ceil(ldw/128)]; y BF16 or F32; scratch holds the stream-K
+ * partial tiles. _fits says whether a call qualifies (m <= 128, k % 128 == 0, 16-byte rows, enough scratch). */
+int kern_cuda_gemm_fp8w_fits(int32_t m, int32_t n, int32_t k, int64_t ldx, int64_t ldw, const void *x, const void *w,
+                             ms_dtype_t ydt, size_t scratch_bytes);
+ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, int32_t m, const uint8_t *w,
+                                const float *ws, int64_t ldw, int32_t n, int32_t k, void *y, ms_dtype_t ydt,
+                                int64_t ldy, void *scratch, size_t scratch_bytes);
 /* y[b, i, j] = bf16(bf16(silu(t[b, i, j])) * t[b, i, n + j]) for t [batch, m, 2n] bf16 (the epilogue pass) */
 ms_status_t kern_cuda_gemm_silu_pass(kern_ctx_t *cx, const bf16_t *t, int32_t m, int32_t n, int32_t batch, bf16_t *y,
                                      int64_t ldy, int64_t bsy);

@@ -154,6 +154,16 @@ extern "C" ms_status_t kern_cuda_event_wait(kern_ctx_t *cx, kern_event_t ev)
     return MS_OK;
 }
 
+extern "C" int kern_cuda_event_query(kern_event_t ev)
+{
+    cudaError_t e = cudaEventQuery((cudaEvent_t)ev);
+    if (e == cudaErrorNotReady) {
+        if (cudaPeekAtLastError() == cudaErrorNotReady) (void)cudaGetLastError(); /* not a fault: keep it off the error state */
+        return 0;
+    }
+    return e == cudaSuccess ? 1 : -1;
+}
+
 extern "C" ms_status_t kern_cuda_host_alloc(size_t bytes, void **out)
 {
     void *p = NULL;

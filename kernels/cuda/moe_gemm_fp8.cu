@@ -21,66 +21,11 @@
 
 #include "cuda.h"
 #include "moe_gemm.h"
+#include "wgmma.cuh"
 
 #define MG_TILE_ROWS 128   /* weight rows per tile (2 x m64) */
-#define MG_KC 128          /* K bytes per stage = one scale block */
 #define MG_A_BYTES (MG_TILE_ROWS * MG_KC)
 #define MG_SMEM_BUDGET (200 * 1024)
-
-/* ---- PTX wrappers ---- */
-__device__ __forceinline__ uint32_t mg_smem(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void mg_bar_init(uint64_t *b, uint32_t n)
-{
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(mg_smem(b)), "r"(n));
-}
-__device__ __forceinline__ void mg_bar_expect(uint64_t *b, uint32_t bytes)
-{
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(mg_smem(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mg_bar_arrive(uint64_t *b)
-{
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(mg_smem(b)) : "memory");
-}
-__device__ __forceinline__ void mg_bar_wait(uint64_t *b, uint32_t parity)
-{
-    uint32_t done;
-    do {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(mg_smem(b)), "r"(parity)
-                     : "memory");
-    } while (!done);
-}
-/* Weights: 3-D box (K, row, expert), so experts may sit `stride` bytes apart (slot records). */
-__device__ __forceinline__ void mg_tma_3d(void *dst, const CUtensorMap *map, int c0, int c1, int c2, uint64_t *bar)
-{
-    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];"
-                 ::"r"(mg_smem(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(mg_smem(bar))
-                 : "memory");
-}
-__device__ __forceinline__ void mg_tma_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar)
-{
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
-                 ::"r"(mg_smem(dst)), "l"(map), "r"(c0), "r"(c1), "r"(mg_smem(bar))
-                 : "memory");
-}
-/* K-major operand, 128-byte swizzle, 8-row atoms 1024 bytes apart. */
-__device__ __forceinline__ uint64_t mg_desc(const void *p)
-{
-    return (uint64_t)((mg_smem(p) & 0x3ffff) >> 4) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
-}
-__device__ __forceinline__ void mg_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void mg_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void mg_bulk(void *dst, const void *src, uint32_t bytes, uint64_t *bar)
-{
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                 ::"r"(mg_smem(dst)), "l"(src), "r"(bytes), "r"(mg_smem(bar))
-                 : "memory");
-}
-__device__ __forceinline__ void mg_wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); }
-__device__ __forceinline__ void mg_wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
-__device__ __forceinline__ void mg_reg_fence(float &r) { asm volatile("" : "+f"(r)::"memory"); }
 
 template <int N> __device__ __forceinline__ void wgmma_fp8(float *d, uint64_t da, uint64_t db, int acc);
 template <> __device__ __forceinline__ void wgmma_fp8<8>(float *d, uint64_t da, uint64_t db, int acc)
@@ -128,10 +73,13 @@ struct mg_args {
     const float *wsc;      /* weight scales [n_w_rows/128, K/128] per expert, wsc_stride floats apart */
     size_t wsc_stride;
     const float *asc;      /* activation scales [S, K/128, cap] */
-    const int32_t *counts; /* [S] */
+    const int32_t *counts; /* [S]; NULL: one dense matrix (S = 1) of `rows` real rows */
     uint16_t *out;         /* [S, cap, ldo] bf16 */
-    int S, cap, K, n_w_rows, n_nblk, n_tblk, inter, ldo;
+    int S, cap, K, n_w_rows, n_nblk, n_tblk, inter, ldo, rows;
 };
+
+/* Real rows of slot s (the dense GEMM passes no counts: its one slot has g.rows). */
+__device__ __forceinline__ int mg_count(const mg_args &g, int s) { return g.counts ? min(g.counts[s], g.cap) : g.rows; }
 
 __device__ __forceinline__ float mg_bf16r(float f) { return __bfloat162float(__float2bfloat16_rn(f)); }
 
@@ -192,7 +140,7 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         int it = 0;
         for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
             const int s = tile / (g.n_nblk * g.n_tblk), nb = (tile / g.n_tblk) % g.n_nblk, tb = tile % g.n_tblk;
-            if (tb * BNT >= min(g.counts[s], g.cap)) continue;
+            if (tb * BNT >= mg_count(g, s)) continue;
             const int r0 = GATEUP ? nb * 64 : nb * 128; /* row within expert s */
             const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
             const int arow = s * g.cap + tb * BNT;
@@ -218,7 +166,7 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     int it = 0;
     for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
         const int s = tile / (g.n_nblk * g.n_tblk), nb = (tile / g.n_tblk) % g.n_nblk, tb = tile % g.n_tblk;
-        const int cnt = min(g.counts[s], g.cap);
+        const int cnt = mg_count(g, s);
         if (tb * BNT >= cnt) continue;
         const int tok0 = tb * BNT + (RS ? 0 : wg * BN); /* this warpgroup's first token in the slot */
         const int h0 = RS ? wg : 0;                     /* first m64 half this warpgroup computes */
@@ -311,71 +259,14 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
                 o[nb * 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(si * up));
             } else {
 #pragma unroll
-                for (int j = 0; j < NT; j++)
-                    o[nb * 128 + (h0 + j) * 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[j][i]));
+                for (int j = 0; j < NT; j++) /* a dense N tail: rows past n_w_rows were TMA zero fill */
+                    if (nb * 128 + (h0 + j) * 64 + row < g.n_w_rows)
+                        o[nb * 128 + (h0 + j) * 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[j][i]));
             }
         }
         if (GATEUP && RS) mg_named_arrive(2, 256);
     }
 #endif
-}
-
-/* ---- host side ---- */
-static PFN_cuTensorMapEncodeTiled_v12000 mg_encode_fn(void)
-{
-    static PFN_cuTensorMapEncodeTiled_v12000 fn;
-    if (!fn) {
-        cudaDriverEntryPointQueryResult q;
-        void *p = NULL;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess)
-            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
-    }
-    return fn;
-}
-
-/* A [rows, cols] e4m3 row-major matrix read in boxes of box_rows x 128 bytes,
- * 128-byte swizzled (the layout mg_desc describes). */
-static ms_status_t mg_tensor_map(CUtensorMap *m, const void *base, uint64_t rows, uint64_t cols, uint32_t box_rows)
-{
-    PFN_cuTensorMapEncodeTiled_v12000 enc = mg_encode_fn();
-    if (!enc) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled not available from the driver");
-    cuuint64_t dims[2] = {cols, rows}, strides[1] = {cols};
-    cuuint32_t box[2] = {MG_KC, box_rows}, estr[2] = {1, 1};
-    CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)base, dims, strides, box, estr,
-                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled failed (%d)", (int)r);
-    return MS_OK;
-}
-
-/* Expert weights [E][rows, cols] e4m3, experts `stride` bytes apart (a multiple of 16), read in boxes of
- * 64 rows x 128 bytes of one expert. */
-static ms_status_t mg_weight_map(CUtensorMap *m, const void *base, uint64_t E, size_t stride, uint64_t rows,
-                                 uint64_t cols)
-{
-    PFN_cuTensorMapEncodeTiled_v12000 enc = mg_encode_fn();
-    if (!enc) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled not available from the driver");
-    if (stride % 16 || (uintptr_t)base % 16)
-        return MS_ERR(MS_ERR_INVALID, "moe_fp8: expert stride %zu / base not 16-byte aligned", stride);
-    cuuint64_t dims[3] = {cols, rows, E}, strides[2] = {cols, stride};
-    cuuint32_t box[3] = {MG_KC, 64, 1}, estr[3] = {1, 1, 1};
-    CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, (void *)base, dims, strides, box, estr,
-                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled (3-D) failed (%d)", (int)r);
-    return MS_OK;
-}
-
-static int mg_num_sms(void)
-{
-    static int n;
-    if (!n) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            n = 132;
-    }
-    return n;
 }
 
 template <int BN, int NWG, bool RS, bool GATEUP>
@@ -385,7 +276,8 @@ static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *a
     typedef mg_shape<BN, NWG, RS> sh;
     CUtensorMap tw, ta;
     MS_TRY(mg_weight_map(&tw, wq, (uint64_t)n_experts, wstride, g.n_w_rows, g.K));
-    MS_TRY(mg_tensor_map(&ta, aq, (uint64_t)g.S * g.cap, g.K, sh::BNT));
+    MS_TRY(mg_map_2d(&ta, aq, CU_TENSOR_MAP_DATA_TYPE_UINT8, g.counts ? (uint64_t)g.S * g.cap : (uint64_t)g.rows, g.K,
+                     g.K, MG_KC, sh::BNT));
     g.n_tblk = (g.cap + sh::BNT - 1) / sh::BNT;
     const int ntiles = g.S * g.n_nblk * g.n_tblk;
     const int grid = ntiles < mg_num_sms() ? ntiles : mg_num_sms();
@@ -422,7 +314,10 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
 {
     int bn = mg_force_bn, nwg = mg_force_nwg, rs = mg_force_rs;
     if (!bn) {
-        if (g.cap <= 8) bn = 8, nwg = 1, rs = 0;
+        /* one dense matrix of 65..128 rows: row split measured 1.2-1.6x faster than token split on every
+         * non-gated R1 shape (moeserve-bench-dense, BENCHMARKS.md); the gated dense MLP stays token split */
+        if (!g.counts && !GATEUP && g.cap > 64 && g.cap <= 128) bn = 64, nwg = 2, rs = 1;
+        else if (g.cap <= 8) bn = 8, nwg = 1, rs = 0;
         else if (g.cap <= 32) bn = 32, nwg = 1, rs = 0;
         else if (g.cap <= 64) bn = 32, nwg = 2, rs = 0;
         else bn = 64, nwg = 2, rs = 0;
@@ -453,7 +348,7 @@ extern "C" ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *x
     if (S == 0) return MS_OK;
     const size_t rows = 2 * (size_t)w->inter, ws = w->stride ? w->stride : rows * w->hidden;
     const size_t ss = w->stride ? w->stride / 4 : rows / 128 * (w->hidden / 128);
-    mg_args g = {w->w13_s, ss, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter};
+    mg_args g = {w->w13_s, ss, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter, 0};
     return mg_dispatch<true>(cx, w->w13, xq, g, w->n_experts, ws);
 }
 
@@ -465,8 +360,25 @@ extern "C" ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq,
     if (S == 0) return MS_OK;
     const size_t ws = w->stride ? w->stride : (size_t)w->hidden * w->inter;
     const size_t ss = w->stride ? w->stride / 4 : (size_t)(w->hidden / 128) * (w->inter / 128);
-    mg_args g = {w->w2_s, ss, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden};
+    mg_args g = {w->w2_s, ss, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden, 0};
     return mg_dispatch<false>(cx, w->w2, hq, g, w->n_experts, ws);
+}
+
+extern "C" ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const float *xs_t, int m, int cap,
+                                               const uint8_t *w, const float *w_s, int n, int K, int silu, bf16_t *y,
+                                               int ldy)
+{
+    if (m <= 0) return MS_OK;
+    if (cap < m || cap % 4 || n <= 0 || K <= 0 || K % MG_KC || (silu && (n % 2 || (n / 2) % 64)))
+        return MS_ERR(MS_ERR_INVALID, "moe_fp8 dense: bad shape m=%d cap=%d n=%d K=%d%s", m, cap, n, K,
+                      silu ? " silu (n/2 a multiple of 64)" : "");
+    const size_t wstride = (size_t)n * K;
+    if (silu) {
+        mg_args g = {w_s, 0, xs_t, NULL, y, 1, cap, K, n, n / 2 / 64, 0, n / 2, ldy, m};
+        return mg_dispatch<true>(cx, w, xq, g, 1, wstride);
+    }
+    mg_args g = {w_s, 0, xs_t, NULL, y, 1, cap, K, n, (n + 127) / 128, 0, 0, ldy, m};
+    return mg_dispatch<false>(cx, w, xq, g, 1, wstride);
 }
 
 /* Workspace carve-up, each piece 256-byte aligned. */

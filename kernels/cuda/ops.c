@@ -23,6 +23,7 @@ const kern_ops_t kern_cuda_ops = {
     .event_destroy = kern_cuda_event_destroy,
     .event_record = kern_cuda_event_record,
     .event_wait = kern_cuda_event_wait,
+    .event_query = kern_cuda_event_query,
     .host_alloc = kern_cuda_host_alloc,
     .host_free = kern_cuda_host_free,
     .graphs = 1,

@@ -61,7 +61,9 @@ print(p.stdout)
 check(p.returncode == 0, "R1 plan exit %d: %s" % (p.returncode, p.stderr[-400:]))
 check(sorted(ranks) == list(range(8)), "8 rank lines, got %r" % sorted(ranks))
 for r, v in ranks.items():
-    check(0.5 * GIB <= v["activations"] <= 8 * GIB, "rank %d activations %.2f GiB" % (r, v["activations"] / GIB))
+    # 8.2 GiB measured: the yaml turns MTP on, so beside the MoE receive buffers (3200 rows a slot) every
+    # sequence samples 2 rows (fp32 logits of 2048 x 129280) and the module has its own head buffers
+    check(0.5 * GIB <= v["activations"] <= 10 * GIB, "rank %d activations %.2f GiB" % (r, v["activations"] / GIB))
     total = v["weights"] + v["activations"] + v["kv"]
     check(total <= 141e9, "rank %d: %.1f GB > 141 GB" % (r, total / 1e9))
     check(v["kv_blocks"] > 1000 and v["kv"] == v["kv_blocks"] * 32 * v["kv_token"], "rank %d KV %r" % (r, v))

@@ -17,6 +17,8 @@ for 16 experts (1.5x), layer_updates_per_iter 1, statistics every 4 steps:
       killing rank 1 while a rebalance is in flight (a "planned" line without
       its "done") ends the job: rank 0 logs rank 1's death, the exit status
       is non-zero and no rank is left.
+With MOESERVE_EPLB_HOST_STAGING=1 the records take the device backends' path (pinned host buffers and
+a side stream, worker/eplb_move.c) and the log must say so.
 """
 import json
 import os
@@ -96,6 +98,9 @@ def main():
             done = re.search(r"rebalance 1 done at step (\d+): (\d+) slots moved", text)
             if not c.check(m and done, "no planned/done rebalance in the log:\n" + srv.log_tail(20)):
                 return
+            if os.environ.get("MOESERVE_EPLB_HOST_STAGING") == "1":  # the GPU's move path, run on CPU ranks
+                c.check("moved through pinned host memory on a side stream" in text,
+                        "MOESERVE_EPLB_HOST_STAGING=1 but the log does not say records go through host staging")
             static = float(m.group(2))
             log("rebalance: planned at step %s, imbalance %.3f -> %.3f, %s slots in %s layers; done at step %s "
                 "(%s slots moved)" % (m.group(1), static, float(m.group(3)), m.group(4), m.group(5), done.group(1),

@@ -7,6 +7,9 @@ preempt under load:
      prompt sent twice gives the same text cold and warm; usage reports
      prompt_tokens_details.cached_tokens: 0 cold, the whole shared blocks warm
      (never the last prompt token);
+  1b. n > 1 on a cold prompt computes the prompt's whole blocks once: the /metrics hit counter grows by
+     (n - 1) x those blocks (single-group layouts; under attention DP a sibling may go to another rank),
+     and the greedy choices are all the reference text;
   2. a request with repetition_penalty takes no cached prefix (the workers
      count its prompt) and is still answered;
   3. soak: concurrent requests over a few shared prefixes, some streams cut
@@ -81,6 +84,20 @@ def parity(c, env, srv, model):
     c.check(txt == refs[1], "streamed warm text %r != %r" % (txt, refs[1]))
     us = [e["usage"] for e in ev if isinstance(e, dict) and e.get("usage")]
     c.check(us and us[-1]["prompt_tokens_details"]["cached_tokens"] == 192, "stream usage %r" % us)
+
+
+def n_siblings(c, env, srv, model):
+    p = base(5, 170)  # cold: 5 whole blocks
+    ref = env.detokenize(model, [env.generate(model, p, N_TOK)])[0]
+    h0 = srv.metrics().get("moeserve_prefix_cache_hits_total") or 0
+    r = srv.completion(prompt=p, max_tokens=N_TOK, temperature=0, ignore_eos=True, n=4)
+    h1 = srv.metrics().get("moeserve_prefix_cache_hits_total") or 0
+    c.check(all(ch["text"] == ref for ch in r["choices"]) and len(r["choices"]) == 4, "n=4 greedy choices %r != %r" %
+            ([ch["text"] for ch in r["choices"]], ref))
+    want = 3 * ((len(p) - 1) // BS) * BS
+    c.check(h1 - h0 == want if srv.groups == 1 else h1 - h0 >= 0,
+            "n=4 on a cold prompt: prefix hits grew by %d tokens, want %d (the prompt computed once)" % (h1 - h0, want))
+    log("n=4 cold prompt of %d tokens: %d tokens of it reused by the siblings" % (len(p), h1 - h0))
 
 
 def penalized(c, env, srv, model):
@@ -158,7 +175,9 @@ def main():
     srv = Server(env, model, np=L["np"], args=L["args"], config=f.name)
     groups = L["np"] if "attention_dp" in L.get("yaml", "") else 1
     srv.total_blocks = groups * 2048 // BS
+    srv.groups = groups
     c.run_on_server(srv, [("parity", lambda c, s: parity(c, env, s, model)),
+                          ("n_siblings", lambda c, s: n_siblings(c, env, s, model)),
                           ("penalized", lambda c, s: penalized(c, env, s, model)),
                           ("soak", lambda c, s: soak(c, env, s, model))])
     c.done()

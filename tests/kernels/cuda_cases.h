@@ -82,5 +82,7 @@ void cc_run_moe_plan(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_scatter(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_combine(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_experts(cc_env_t *, const cc_case_t *, cc_result_t *);
+/* runners (cuda_cases_dense.c) */
+void cc_run_gemm_dense(cc_env_t *, const cc_case_t *, cc_result_t *);
 
 #endif

@@ -94,7 +94,23 @@ static void test_completion_errors(void)
     expect_err(C, "{\"prompt\": \"hi\", \"stream\": true, \"stream_options\": 1}", 400, "stream_options", "must be an object");
     expect_err(C, "{\"prompt\": \"hi\", \"logprobs\": 21}", 400, "logprobs", "between 0 and 20");
     expect_err(C, "{\"prompt\": \"hi\", \"logprobs\": true}", 400, "logprobs", "must be an integer");
-    expect_err(C, "{\"prompt\": \"hi\", \"echo\": true, \"logprobs\": 1}", 400, "logprobs", "echo");
+    /* prompt logprobs (issue 14): max_tokens 0 only with echo, prompt_logprobs bounded, not streamed (vLLM) */
+    expect_err(C, "{\"prompt\": \"hi\", \"max_tokens\": 0, \"logprobs\": 1}", 400, "max_tokens", "only with 'echo'");
+    expect_err(C, "{\"prompt\": \"hi\", \"echo\": true, \"logprobs\": 21}", 400, "logprobs", "between 0 and 20");
+    expect_err(C, "{\"prompt\": \"hi\", \"prompt_logprobs\": 21}", 400, "prompt_logprobs", "between 0 and 20");
+    expect_err(C, "{\"prompt\": \"hi\", \"prompt_logprobs\": -1}", 400, "prompt_logprobs", "between 0 and 20");
+    expect_err(C, "{\"prompt\": \"hi\", \"prompt_logprobs\": 1, \"stream\": true}", 400, "prompt_logprobs",
+               "not available with 'stream'");
+    expect_err(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"prompt_logprobs\": \"a\"}", 400,
+               "prompt_logprobs", "must be an integer");
+    {
+        oai_ctx_t mtp = ctx;
+        mtp.spec_drafts = 1;
+        oai_request_t rq;
+        oai_error_t err;
+        const char *b = "{\"prompt\": \"hi\", \"echo\": true, \"logprobs\": 1}";
+        T_CHECK(!oai_parse(&mtp, C, b, strlen(b), &rq, &err) && err.status == 400 && strstr(err.message, "MTP"));
+    }
     expect_err(C, "{\"prompt\": \"hi\", \"presence_penalty\": 2.5}", 400, "presence_penalty", "[-2, 2]");
     expect_err(C, "{\"prompt\": \"hi\", \"frequency_penalty\": -3}", 400, "frequency_penalty", "[-2, 2]");
     expect_err(C, "{\"prompt\": \"hi\", \"repetition_penalty\": 0}", 400, "repetition_penalty", "greater than 0");
@@ -382,6 +398,70 @@ static void test_logprobs(void)
     oai_request_free(&rq);
 }
 
+/* echo + logprobs and prompt_logprobs: the parse sets the engine's knobs; the prompt's entries come first in
+ * `logprobs` (position 0 null), then the generated ones; vLLM's prompt_logprobs list beside it. */
+static void test_prompt_logprobs(void)
+{
+    oai_request_t rq;
+    if (parse_ok(OAI_COMPLETION, "{\"prompt\": \"hi\", \"echo\": true, \"max_tokens\": 0}", &rq)) {
+        T_CHECK(rq.params.prompt_only && rq.params.max_tokens == 1 && !rq.params.prompt_logprobs);
+        oai_request_free(&rq);
+    }
+    if (parse_ok(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"prompt_logprobs\": 2}", &rq)) {
+        T_CHECK(rq.params.prompt_logprobs && rq.params.prompt_top == 2 && rq.params.logprobs == -1);
+        oai_request_free(&rq);
+    }
+    if (!parse_ok(OAI_COMPLETION, "{\"prompt\": [[10, 11, 12]], \"echo\": true, \"logprobs\": 1, \"prompt_logprobs\": 2}",
+                  &rq))
+        return;
+    T_CHECK(rq.echo_logprobs && rq.prompt_logprobs == 2 && rq.params.prompt_logprobs && rq.params.prompt_top == 2);
+    oai_choice_t ch;
+    T_CHECK(oai_choice_init(&ch, &rq, 0) == MS_OK);
+    /* positions 1 and 2 (tokens 11, 12) in two chunks, then one generated token 13 */
+    proto_plp_t e[2];
+    memset(e, 0, sizeof e);
+    e[0] = (proto_plp_t){.token = 11, .logprob = -1.5f, .n_top = 2, .top_ids = {20, 11}, .top_logprobs = {-0.5f, -1.25f}};
+    e[1] = (proto_plp_t){.token = 12, .logprob = -0.75f, .n_top = 2, .top_ids = {12, 30}, .top_logprobs = {-0.7f, -2.0f}};
+    int32_t gen = 13;
+    float glp = -0.1f;
+    proto_result_t gtop = {.token = 13, .logprob = -0.1f, .n_top = 2, .top_ids = {13, 14}, .top_logprobs = {-0.1f, -3}};
+    req_chunk_t a = mk_chunk("", NULL, 0, NULL, NULL, REQ_FINISH_NONE);
+    a.plp = &e[0], a.n_plp = 1, a.plp_pos0 = 1;
+    req_chunk_t b = mk_chunk("\x0a", &gen, 1, &glp, &gtop, REQ_FINISH_LENGTH);
+    b.plp = &e[1], b.n_plp = 1, b.plp_pos0 = 2;
+    T_CHECK(oai_choice_add(&ch, &rq, &fake_tok_ops, &a) == MS_OK);
+    T_CHECK(oai_choice_add(&ch, &rq, &fake_tok_ops, &b) == MS_OK);
+    json_t *j = reparse(oai_response(&rq, "cmpl-x", 1, "tiny", &ch, 1));
+    json_t *c0 = json_array_get(json_object_get(j, "choices"), 0), *lp = json_object_get(c0, "logprobs");
+    json_t *toks = json_object_get(lp, "tokens"), *tlp = json_object_get(lp, "token_logprobs");
+    json_t *tops = json_object_get(lp, "top_logprobs"), *offs = json_object_get(lp, "text_offset");
+    T_CHECK_MSG(json_array_size(toks) == 4 && json_array_size(tlp) == 4 && json_array_size(tops) == 4 &&
+                json_array_size(offs) == 4, "%zu entries", json_array_size(toks));
+    T_CHECK(json_is_null(json_array_get(tlp, 0)) && json_is_null(json_array_get(tops, 0)));
+    T_NEAR(json_real_value(json_array_get(tlp, 1)), -1.5, 1e-6);
+    T_NEAR(json_real_value(json_array_get(tlp, 3)), -0.1, 1e-6);
+    /* logprobs 1: the best and the prompt token itself; the prompt token's top entry equals its token_logprobs */
+    json_t *t1 = json_array_get(tops, 1), *t2 = json_array_get(tops, 2), *t3 = json_array_get(tops, 3);
+    T_CHECK_MSG(json_object_size(t1) == 2 && json_object_size(t2) == 1 && json_object_size(t3) == 1, "%zu %zu %zu",
+                json_object_size(t1), json_object_size(t2), json_object_size(t3));
+    char k12[2] = {12 - 3, 0};
+    T_CHECK(json_real_value(json_object_get(t2, k12)) == json_real_value(json_array_get(tlp, 2)));
+    for (int i = 0; i < 4; i++) T_CHECK(json_integer_value(json_array_get(offs, i)) == i);
+    /* vLLM's prompt_logprobs: null, then {id: {logprob, rank, decoded_token}} (prompt token first) */
+    json_t *pl = json_object_get(c0, "prompt_logprobs");
+    T_CHECK(json_array_size(pl) == 3 && json_is_null(json_array_get(pl, 0)));
+    json_t *p1 = json_array_get(pl, 1), *p2 = json_array_get(pl, 2);
+    T_CHECK(json_object_size(p1) == 2 && json_object_size(p2) == 2); /* 11 + {20}, then 12 (in the top) + 30 */
+    T_CHECK(json_integer_value(json_object_get(json_object_get(p1, "11"), "rank")) == 2);
+    T_CHECK(json_integer_value(json_object_get(json_object_get(p1, "20"), "rank")) == 1);
+    T_CHECK(json_integer_value(json_object_get(json_object_get(p2, "12"), "rank")) == 1);
+    T_NEAR(json_real_value(json_object_get(json_object_get(p2, "30"), "logprob")), -2.0, 1e-6);
+    T_CHECK(json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")) == 1);
+    json_decref(j);
+    oai_choice_free(&ch);
+    oai_request_free(&rq);
+}
+
 static void test_stream_completion(void)
 {
     oai_request_t rq;
@@ -546,6 +626,7 @@ int main(void)
     test_ids();
     test_completion_response();
     test_logprobs();
+    test_prompt_logprobs();
     test_stream_completion();
     test_stream_chat();
     test_error_body();

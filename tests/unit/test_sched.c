@@ -87,6 +87,17 @@ static void check_plan(sched_t *s, const sched_config_t *c, const proto_plan_t *
         V(!!(e->flags & PROTO_SEQ_SAMPLE) == sample, "sample flag");
         int n_gen = q->n_tokens - q->n_prompt;
         V(!!(e->flags & PROTO_SEQ_MASK_EOS) == (n_gen < q->req->params.min_tokens), "mask-eos flag");
+        /* prompt logprobs: each chunk with a prompt row to score is flagged and stays inside the prompt (a
+         * recompute after preemption too), so every row it scores is a prompt position */
+        const bool plp = q->req->params.prompt_logprobs && e->pos < q->n_prompt - 1 && !(e->flags & PROTO_SEQ_VERIFY);
+        V(!!(e->flags & PROTO_SEQ_PROMPT_LP) == plp, "prompt-LP flag %#x at pos %d of a %d-token prompt", e->flags,
+          e->pos, q->n_prompt);
+        if (plp) {
+            V(e->pos + e->n_tokens <= q->n_prompt, "prompt-LP chunk %d+%d past the %d-token prompt", e->pos,
+              e->n_tokens, q->n_prompt);
+            V(e->next_token == (e->pos + e->n_tokens < q->n_prompt ? q->tokens[e->pos + e->n_tokens] : -1),
+              "next_token %d", e->next_token);
+        }
     }
     for (int g = 0; g < c->n_groups; g++) {
         V(fed[g] <= c->max_num_tokens, "group %d fed %d > budget %d", g, fed[g], c->max_num_tokens);
@@ -333,7 +344,7 @@ static void test_min_tokens(void)
 
 /* KV exhaustion mid-decode: the newest sequence is preempted and resumed
  * later with the same tokens; the oldest is never preempted; all finish. */
-static void test_preemption(void)
+static void test_preemption(bool prompt_lp)
 {
     sched_config_t c = {.n_groups = 1, .max_batch_size = 4, .max_num_tokens = 16, .max_seq_len = 64, .block_size = 4,
                         .n_blocks = 10, .chunked_prefill = true};
@@ -342,6 +353,7 @@ static void test_preemption(void)
     int arrive[N] = {0, 0, 1, 2};
     for (int i = 0; i < N; i++) {
         sims[i].r = mkreq((uint64_t)i + 1, 6, 0);
+        sims[i].r->params.prompt_logprobs = prompt_lp; /* recomputes then stop their chunk at the prompt's end */
         sims[i].target = 30; /* 36 tokens = 9 blocks each: only one fits at a time at the end */
     }
     g_violations = 0;
@@ -576,6 +588,43 @@ static void test_random(void)
             (unsigned long long)g_cancels);
 }
 
+/* Prefix in flight: requests arriving together with the same whole prompt blocks (n > 1 choices, one
+ * system prompt) compute them once: the later ones wait until the first's prefill published them, then
+ * start past them; a request sharing nothing is admitted at once; without reuse nobody waits. */
+static void test_prefix_in_flight(void)
+{
+    for (int reuse = 1; reuse >= 0; reuse--) {
+        sched_config_t c = {.n_groups = 1, .max_batch_size = 8, .max_num_tokens = 256, .max_seq_len = 128,
+                            .block_size = 4, .n_blocks = 64, .chunked_prefill = true, .block_reuse = reuse};
+        sched_t *s;
+        T_CHECK(sched_create(&c, &s) == MS_OK);
+        g_shared = 14; /* 3 whole blocks + 2 tokens in common */
+        req_t *a = mkreq(1, 16, 0), *b = mkreq(2, 16, 0);
+        g_shared = 0;
+        sched_seq_t *qa, *qb;
+        T_CHECK(sched_add(s, a, NULL, 1, &qa) == MS_OK && sched_add(s, b, NULL, 2, &qb) == MS_OK);
+        const proto_plan_t *p;
+        sched_seq_t **seqs;
+        T_CHECK(sched_step(s, 0, &p, &seqs) == MS_OK);
+        check_plan(s, &c, p, seqs);
+        T_CHECK_MSG(p->n_seqs == (reuse ? 1 : 2), "reuse %d: step 0 plans %d seqs", reuse, p->n_seqs);
+        T_CHECK(qb->state == (reuse ? SCHED_WAITING : SCHED_RUNNING));
+        sched_commit(s);
+        for (int k = 0; k < p->n_seqs; k++)
+            if (seqs[k]->step_sample) sched_append(s, seqs[k], 7);
+        if (reuse) {
+            T_CHECK(sched_step(s, 1, &p, &seqs) == MS_OK);
+            check_plan(s, &c, p, seqs);
+            T_CHECK_MSG(qb->state == SCHED_RUNNING && qb->n_cached == 12, "the sibling starts at %d (want 12)",
+                        qb->n_cached);
+            sched_commit(s);
+        }
+        sched_destroy(s);
+        req_release(a);
+        req_release(b);
+    }
+}
+
 int main(void)
 {
     ms_log_set_level(MS_LOG_WARN); /* thousands of preemption lines otherwise */
@@ -583,10 +632,12 @@ int main(void)
     test_unchunked();
     test_reject();
     test_min_tokens();
-    test_preemption();
+    test_preemption(false);
+    test_preemption(true);
     test_fifo();
     test_dp_balance();
     test_prefix_reuse();
+    test_prefix_in_flight();
     test_prompt_lp();
     test_random();
     return t_done();

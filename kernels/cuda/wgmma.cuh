@@ -1,0 +1,135 @@
+/* wgmma.cuh — Hopper machinery the FP8-weight GEMMs share (moe_gemm_fp8.cu,
+ * gemm_fp8w.cu): mbarrier, TMA and wgmma PTX wrappers, the 128-byte-swizzled
+ * K-major shared-memory descriptor, and the host side (tensor maps through the
+ * driver's cuTensorMapEncodeTiled, the SM count). Header-only so the
+ * standalone tools (tools/meson.build ms_moe_fp8_src) need no extra source. */
+#ifndef MS_KERN_CUDA_WGMMA_CUH
+#define MS_KERN_CUDA_WGMMA_CUH
+
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+#define MG_KC 128 /* K bytes per stage = one scale block */
+
+/* ---- PTX wrappers ---- */
+__device__ static __forceinline__ uint32_t mg_smem(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ static __forceinline__ void mg_bar_init(uint64_t *b, uint32_t n)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(mg_smem(b)), "r"(n));
+}
+__device__ static __forceinline__ void mg_bar_expect(uint64_t *b, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(mg_smem(b)), "r"(bytes) : "memory");
+}
+__device__ static __forceinline__ void mg_bar_arrive(uint64_t *b)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(mg_smem(b)) : "memory");
+}
+__device__ static __forceinline__ void mg_bar_wait(uint64_t *b, uint32_t parity)
+{
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(mg_smem(b)), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+/* Weights: 3-D box (K, row, expert), so experts may sit `stride` bytes apart (slot records). */
+__device__ static __forceinline__ void mg_tma_3d(void *dst, const CUtensorMap *map, int c0, int c1, int c2, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];"
+                 ::"r"(mg_smem(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(mg_smem(bar))
+                 : "memory");
+}
+__device__ static __forceinline__ void mg_tma_2d(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+                 ::"r"(mg_smem(dst)), "l"(map), "r"(c0), "r"(c1), "r"(mg_smem(bar))
+                 : "memory");
+}
+/* K-major operand, 128-byte swizzle, 8-row atoms 1024 bytes apart. */
+__device__ static __forceinline__ uint64_t mg_desc(const void *p)
+{
+    return (uint64_t)((mg_smem(p) & 0x3ffff) >> 4) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+}
+__device__ static __forceinline__ void mg_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ static __forceinline__ void mg_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ static __forceinline__ void mg_bulk(void *dst, const void *src, uint32_t bytes, uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(mg_smem(dst)), "l"(src), "r"(bytes), "r"(mg_smem(bar))
+                 : "memory");
+}
+__device__ static __forceinline__ void mg_wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); }
+__device__ static __forceinline__ void mg_wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+__device__ static __forceinline__ void mg_reg_fence(float &r) { asm volatile("" : "+f"(r)::"memory"); }
+
+/* ---- host side ---- */
+static inline PFN_cuTensorMapEncodeTiled_v12000 mg_encode_fn(void)
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 fn;
+    if (!fn) {
+        cudaDriverEntryPointQueryResult q;
+        void *p = NULL;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }
+    return fn;
+}
+
+/* A row-major [rows, cols] matrix of dt elements, rows ld_bytes apart (a multiple of 16), read
+ * in boxes of box_rows x box_cols elements (box_cols * esize = 128 bytes), 128-byte swizzled (the layout
+ * mg_desc describes). Boxes past the last row or column are zero-filled and still count their full bytes
+ * on the barrier. */
+static inline ms_status_t mg_map_2d(CUtensorMap *m, const void *base, CUtensorMapDataType dt, uint64_t rows, uint64_t cols, uint64_t ld_bytes, uint32_t box_cols,
+                                    uint32_t box_rows)
+{
+    PFN_cuTensorMapEncodeTiled_v12000 enc = mg_encode_fn();
+    if (!enc) return MS_ERR(MS_ERR_CUDA, "wgmma: cuTensorMapEncodeTiled not available from the driver");
+    if (ld_bytes % 16 || (uintptr_t)base % 16)
+        return MS_ERR(MS_ERR_INVALID, "wgmma: row stride %llu bytes / base not 16-byte aligned",
+                      (unsigned long long)ld_bytes);
+    cuuint64_t dims[2] = {cols, rows}, strides[1] = {ld_bytes};
+    cuuint32_t box[2] = {box_cols, box_rows}, estr[2] = {1, 1};
+    CUresult r = enc(m, dt, 2, (void *)base, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) return MS_ERR(MS_ERR_CUDA, "wgmma: cuTensorMapEncodeTiled failed (%d)", (int)r);
+    return MS_OK;
+}
+
+/* Expert weights [E][rows, cols] e4m3, experts `stride` bytes apart (a multiple of 16), read in boxes of
+ * 64 rows x 128 bytes of one expert. */
+static inline ms_status_t mg_weight_map(CUtensorMap *m, const void *base, uint64_t E, size_t stride, uint64_t rows,
+                                 uint64_t cols)
+{
+    PFN_cuTensorMapEncodeTiled_v12000 enc = mg_encode_fn();
+    if (!enc) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled not available from the driver");
+    if (stride % 16 || (uintptr_t)base % 16)
+        return MS_ERR(MS_ERR_INVALID, "moe_fp8: expert stride %zu / base not 16-byte aligned", stride);
+    cuuint64_t dims[3] = {cols, rows, E}, strides[2] = {cols, stride};
+    cuuint32_t box[3] = {MG_KC, 64, 1}, estr[3] = {1, 1, 1};
+    CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, (void *)base, dims, strides, box, estr,
+                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) return MS_ERR(MS_ERR_CUDA, "moe_fp8: cuTensorMapEncodeTiled (3-D) failed (%d)", (int)r);
+    return MS_OK;
+}
+
+static inline int mg_num_sms(void)
+{
+    static int n;
+    if (!n) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            n = 132;
+    }
+    return n;
+}
+
+#endif
