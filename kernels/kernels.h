@@ -315,6 +315,7 @@ static inline size_t kern_moe_ws_bytes(int64_t cap, int64_t inter)
 
 typedef struct kern_ops {
     const char *name; /* "cpu", "cuda" */
+    int graphs;       /* 1: graph_begin .. graph_destroy capture and replay CUDA graphs (below); 0: none */
 
     /* ---- memory and streams ---- */
     ms_status_t (*alloc)(size_t bytes, void **out); /* zero-filled, 256-byte aligned */
@@ -350,8 +351,7 @@ typedef struct kern_ops {
      * device memory on the host; every device pointer and launch shape is baked into the graph. graph_end
      * stops the capture and instantiates it into *out (on a failed capture it ends it and reports the
      * error: the stream is usable again). graph_launch queues one replay on cx; graph_destroy frees one.
-     * `graphs` is 1 where these work; the CPU backend has none (0: they answer MS_ERR_UNSUPPORTED). */
-    int graphs;
+     * `graphs` (above) is 1 where these work; the CPU backend has none: they answer MS_ERR_UNSUPPORTED. */
     ms_status_t (*graph_begin)(kern_ctx_t *cx);
     ms_status_t (*graph_end)(kern_ctx_t *cx, kern_graph_t *out);
     ms_status_t (*graph_launch)(kern_ctx_t *cx, kern_graph_t g);

@@ -184,7 +184,9 @@ static ms_status_t engine_graphs(engine_t *e)
                 dropped, dropped > 1 ? "s" : "", lim);
     if (n == 0) return MS_OK;
     ms_status_t st = sgraph_create(&e->gr, &e->f, e->stage, o->device, sizes, n, o->graph_padding, o->graph_emulate);
-    if (st != MS_OK) return st;
+    if (st != MS_OK)
+        return MS_ERR(st, "cuda_graph_config: capturing the decode-step graphs failed (the error above); "
+                          "`cuda_graph_config: null` runs every step eagerly");
     char list[SGRAPH_MAX * 5 + 8];
     size_t off = 0;
     for (int i = 0; i < n && off + 8 < sizeof list; i++)

@@ -6,6 +6,7 @@ static int cpu_supports_op(kern_op_t op) { return op >= 0 && op < KERN_N_OPS; }
 
 const kern_ops_t kern_cpu_ops = {
     .name = "cpu",
+    .graphs = 0,
     .alloc = kern_cpu_alloc,
     .free = kern_cpu_free,
     .upload = kern_cpu_upload,
@@ -23,7 +24,6 @@ const kern_ops_t kern_cpu_ops = {
     .event_query = kern_cpu_event_query,
     .host_alloc = kern_cpu_host_alloc,
     .host_free = kern_cpu_host_free,
-    .graphs = 0,
     .graph_begin = kern_cpu_graph_begin,
     .graph_end = kern_cpu_graph_end,
     .graph_launch = kern_cpu_graph_launch,

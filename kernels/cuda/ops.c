@@ -9,6 +9,7 @@ static int cu_supports_op(kern_op_t op) { return op >= 0 && op < KERN_N_OPS; }
 
 const kern_ops_t kern_cuda_ops = {
     .name = "cuda",
+    .graphs = 1,
     .alloc = kern_cuda_alloc,
     .free = kern_cuda_free,
     .upload = kern_cuda_upload,
@@ -26,7 +27,6 @@ const kern_ops_t kern_cuda_ops = {
     .event_query = kern_cuda_event_query,
     .host_alloc = kern_cuda_host_alloc,
     .host_free = kern_cuda_host_free,
-    .graphs = 1,
     .graph_begin = kern_cuda_graph_begin,
     .graph_end = kern_cuda_graph_end,
     .graph_launch = kern_cuda_graph_launch,
