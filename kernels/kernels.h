@@ -58,6 +58,7 @@ enum {
     KERN_FAULT_SLOT = 1u << 1,  /* an expert / slot id outside the placement table */
     KERN_FAULT_BLOCK = 1u << 2, /* a KV row or block id outside the cache */
     KERN_FAULT_CAPACITY = 1u << 3, /* more rows for a receive slot than its capacity */
+    KERN_FAULT_LOGITS = 1u << 4,   /* a sampled row's logits hold a NaN or +inf (or are all -inf) */
 };
 
 /* The backend context every op takes: one stream of work plus what the ops on
@@ -81,6 +82,7 @@ typedef struct kern_ctx {
 
 typedef void *kern_event_t; /* CUDA: cudaEvent_t; CPU: a dummy non-NULL token */
 typedef void *kern_graph_t; /* CUDA: cudaGraphExec_t (a captured, instantiated graph) */
+#define KERN_IPC_HANDLE_BYTES 64 /* kern_ops_t ipc_export's handle (CUDA: cudaIpcMemHandle_t) */
 
 /* Every op of the table, for supports_op() and kern_op_name(). */
 typedef enum {
@@ -356,6 +358,13 @@ typedef struct kern_ops {
     ms_status_t (*graph_end)(kern_ctx_t *cx, kern_graph_t *out);
     ms_status_t (*graph_launch)(kern_ctx_t *cx, kern_graph_t g);
     void (*graph_destroy)(kern_graph_t g);
+    /* Device memory shared between processes of one host (CUDA IPC); NULL on backends without it.
+     * ipc_export: a handle (KERN_IPC_HANDLE_BYTES) for the allocation `base` (an alloc result);
+     * ipc_import: that allocation mapped in this process (another process's handle only);
+     * ipc_close: unmap it. What is mapped may be read by copy on any context. */
+    ms_status_t (*ipc_export)(void *base, void *handle);
+    ms_status_t (*ipc_import)(const void *handle, void **base);
+    void (*ipc_close)(void *base);
     /* 1 when the op is implemented by this backend, 0 when it answers MS_ERR_UNSUPPORTED */
     int (*supports_op)(kern_op_t op);
     /* devices this backend sees: CUDA cudaGetDeviceCount (0 without a GPU or driver, never an error); CPU 1 */
@@ -494,7 +503,9 @@ typedef struct kern_ops {
     ms_status_t (*log_softmax)(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
     /* Sample one token per row of fp32 logits [rows, vocab] (ld between rows). logprob and the top-N list
      * are under the unmodified distribution (log_softmax of the raw logits). top_ids/top_lp: [rows,
-     * KERN_MAX_LOGPROBS], the first n_logprobs filled, descending. */
+     * KERN_MAX_LOGPROBS], the first n_logprobs filled, descending. A row with nothing to draw from (a NaN
+     * or +inf logit, or every logit -inf: its log-sum-exp is not finite) raises KERN_FAULT_LOGITS and gets
+     * token -1 and logprob 0, its top-N left as they were; the other rows are unaffected. */
     ms_status_t (*sample)(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
                           const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                           float *top_lp);

@@ -3,6 +3,7 @@
 #include "proto.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,28 @@ ms_status_t proto_planbuf_finish(proto_planbuf_t *b, uint32_t step, const proto_
     return MS_OK;
 }
 
+void proto_bits_describe(const proto_bit_name_t *names, size_t n_names, uint32_t bits, char *buf, size_t n)
+{
+    size_t o = 0;
+    if (!n) return;
+    buf[0] = 0;
+    for (size_t i = 0; i < n_names && o + 2 < n; i++)
+        if (bits & names[i].bit) o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", names[i].what);
+    if (!buf[0]) snprintf(buf, n, "unknown fault bits %#x", bits);
+}
+
+void proto_fault_describe(uint32_t bits, char *buf, size_t n)
+{
+    static const proto_bit_name_t names[] = {
+        {PROTO_FAULT_PLAN, "the worker's plan check rejected its entry"},
+        {PROTO_FAULT_TOKEN, "token id outside the vocabulary"},
+        {PROTO_FAULT_BLOCK, "KV row or block outside the cache"},
+        {PROTO_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_SEQ test hook)"},
+        {PROTO_FAULT_LOGITS, "non-finite logits (NaN or infinity)"},
+    };
+    proto_bits_describe(names, sizeof names / sizeof names[0], bits, buf, n);
+}
+
 ms_status_t proto_hdr_check(const proto_hdr_t *h, size_t max_len)
 {
     if (h->magic != PROTO_MAGIC)
@@ -159,9 +182,7 @@ ms_status_t proto_plan_check(const void *buf, size_t len)
 }
 
 /* A sequence goes to `rank` when that rank owns its attention (DP) or every
- * rank runs it (TP, dp_rank -1). */
-static bool part_has(const proto_seq_t *q, int rank) { return q->dp_rank < 0 || q->dp_rank == rank; }
-
+ * rank runs it (TP, dp_rank -1): proto_seq_runs. */
 size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst)
 {
     const proto_seq_t *s = proto_plan_seqs(full);
@@ -169,7 +190,7 @@ size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst)
     const proto_bias_t *bias = proto_plan_bias(full);
     int ns = 0, nt = 0, nb = 0, nbias = 0;
     for (int i = 0; i < full->n_seqs; i++)
-        if (part_has(&s[i], rank)) ns++, nt += s[i].n_tokens, nb += s[i].n_blocks, nbias += s[i].n_bias;
+        if (proto_seq_runs(&s[i], rank)) ns++, nt += s[i].n_tokens, nb += s[i].n_blocks, nbias += s[i].n_bias;
     size_t size = proto_plan_size(ns, nt, nb, nbias);
     if (!dst) return size;
     proto_plan_t *p = dst;
@@ -182,7 +203,7 @@ size_t proto_plan_part(const proto_plan_t *full, int rank, void *dst)
     int k = 0;
     nt = nb = nbias = 0;
     for (int i = 0; i < full->n_seqs; i++) {
-        if (!part_has(&s[i], rank)) continue;
+        if (!proto_seq_runs(&s[i], rank)) continue;
         o[k] = s[i];
         o[k].tok_off = nt, o[k].blk_off = nb, o[k].bias_off = nbias;
         memcpy(ot + nt, tok + s[i].tok_off, 4u * (size_t)s[i].n_tokens);

@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC 0x5045534du /* "MSEP" little-endian */
-#define PROTO_VERSION 4 /* 2: delta entries (plan_delta.c); 3: penalties, min_p, logit_bias; 4: MTP drafts
-                         * (VERIFY/DRAFT flags, the results' spec part) */
+#define PROTO_VERSION 5 /* 2: delta entries (plan_delta.c); 3: penalties, min_p, logit_bias; 4: MTP drafts
+                         * (VERIFY/DRAFT flags, the results' spec part); 5: per-sequence fault words in results */
 #define PROTO_MAX_LOGIT_BIAS 1024 /* logit_bias entries per sequence */
 #define PROTO_MAX_LOGPROBS 20
 #define PROTO_MAX_DRAFT 4 /* MTP draft tokens per sequence per step (num_nextn_predict_layers 1..4) */
@@ -121,9 +121,22 @@ typedef struct {
     int32_t accepted[PROTO_MAX_DRAFT];
     float accepted_lp[PROTO_MAX_DRAFT];
     int32_t drafts[PROTO_MAX_DRAFT];
+    /* PROTO_FAULT_* of this sequence (0: fine): a fault attributed to it alone. The rank left it out of the
+     * step (or its rows were padding), token is -1, and rank 0 ends it while the step's others go on.
+     * Rank 0's merged result ORs the words of every rank that ran the sequence (attention TP: all). */
+    uint32_t fault;
 } proto_result_t;
-_Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS + 8 + 12 * PROTO_MAX_DRAFT,
+_Static_assert(sizeof(proto_result_t) == 16 + 8 * PROTO_MAX_LOGPROBS + 8 + 12 * PROTO_MAX_DRAFT + 4,
                "proto_result_t layout");
+
+/* Why one sequence failed (proto_result_t.fault); proto_fault_describe names them. */
+enum {
+    PROTO_FAULT_PLAN = 1u << 0,     /* the rank's plan check rejected the entry (token, block, knobs, ...) */
+    PROTO_FAULT_TOKEN = 1u << 1,    /* an op met a token id outside the vocabulary in its rows */
+    PROTO_FAULT_BLOCK = 1u << 2,    /* an op met a KV row or block outside the cache in its rows */
+    PROTO_FAULT_INJECTED = 1u << 3, /* the MOESERVE_FAULT_SEQ test hook */
+    PROTO_FAULT_LOGITS = 1u << 4,   /* its logits held a NaN or an infinity: the sampler had nothing to draw */
+};
 
 /* One prompt position's logprob (PROTO_SEQ_PROMPT_LP): `token` is the prompt token at the row's position
  * + 1, `logprob` its log-probability under the unmodified distribution, top_* the row's n_top best. */
@@ -135,6 +148,9 @@ typedef struct {
     float top_logprobs[PROTO_MAX_LOGPROBS];
 } proto_plp_t;
 _Static_assert(sizeof(proto_plp_t) == 12 + 8 * PROTO_MAX_LOGPROBS, "proto_plp_t layout");
+
+/* Does link rank `rank` run plan entry q (its part has it: attention TP every rank, DP the owner)? */
+static inline int proto_seq_runs(const proto_seq_t *q, int rank) { return q->dp_rank < 0 || q->dp_rank == rank; }
 
 /* Rows of a PROTO_SEQ_PROMPT_LP entry that get a proto_plp_t. */
 static inline int proto_seq_plp_rows(const proto_seq_t *q)

@@ -66,6 +66,16 @@ ms_status_t proto_plan_part_delta(const proto_plan_t *full, int rank, proto_mirr
 ms_status_t proto_plan_expand(const proto_plan_t *part, proto_mirror_t *m, proto_planbuf_t *pb,
                               const proto_plan_t **out);
 
+/* The names of the set bits of `bits` (from names[n_names]), ", "-joined, into buf (n bytes);
+ * "unknown fault bits 0x..." when no name matches. */
+typedef struct {
+    uint32_t bit;
+    const char *what;
+} proto_bit_name_t;
+void proto_bits_describe(const proto_bit_name_t *names, size_t n_names, uint32_t bits, char *buf, size_t n);
+/* Names of PROTO_FAULT_* bits (a sequence's result fault word). */
+void proto_fault_describe(uint32_t bits, char *buf, size_t n);
+
 /* A header for a message without a body (PROTO_MSG_SHUTDOWN). */
 proto_hdr_t proto_hdr_make(proto_msg_type_t type, uint32_t length, uint32_t step);
 /* Header sanity: magic, version, type in range, length within [16, max_len]. */

@@ -219,10 +219,13 @@ ms_status_t proto_recv(proto_link_t *l, const proto_plan_t **plan)
 }
 
 /* Results on the wire: per rank a 16-byte status record {slot -1, status,
- * 0, rank}, then per owned sequence, in plan order, {slot, token, logprob,
- * n_top} and n_top (id, logprob) pairs, where n_top is what the plan asked
- * for (the sampled seq's n_logprobs, else 0). Rank 0 derives every rank's
- * byte count from the plan, so no count travels. */
+ * 0, rank}, then a uint32 fault word (proto_result_t.fault) per sequence the
+ * rank runs (proto_seq_runs: attention TP every rank runs every sequence, and
+ * a fault that one rank's rows of it met must reach rank 0 although rank 0
+ * owns the result), then per owned sequence, in plan order, {slot, token,
+ * logprob, n_top} and n_top (id, logprob) pairs, where n_top is what the plan
+ * asked for (the sampled seq's n_logprobs, else 0). Rank 0 derives every
+ * rank's byte count from the plan, so no count travels. */
 typedef struct {
     int32_t slot, token;
     float logprob;
@@ -289,13 +292,21 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
     const proto_seq_t *seqs = proto_plan_seqs(plan);
     int n = plan->n_seqs;
     size_t sb = sizeof(wire_res_t);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (proto_seq_runs(&seqs[i], l->rank)) sb += 4;
         if (proto_seq_owner(&seqs[i]) == l->rank) sb += wire_bytes(&seqs[i]);
+    }
     if (!grow_bytes(&l->send, &l->send_cap, sb)) return MS_ERR(MS_ERR_NOMEM, "proto: out of memory for results");
     uint8_t *w = l->send;
     wire_res_t h = {.slot = -1, .token = (int32_t)my_status, .n_top = l->rank};
     memcpy(w, &h, sizeof h);
     w += sizeof h;
+    for (int i = 0; i < n; i++) {
+        if (!proto_seq_runs(&seqs[i], l->rank)) continue;
+        uint32_t f = mine && my_status == MS_OK ? mine[i].fault : 0;
+        memcpy(w, &f, 4);
+        w += 4;
+    }
     for (int i = 0; i < n; i++) {
         const proto_seq_t *q = &seqs[i];
         if (proto_seq_owner(q) != l->rank) continue;
@@ -334,6 +345,8 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
         int o = proto_seq_owner(&seqs[i]);
         if (o < 0 || o >= l->size) return MS_ERR(MS_ERR_INTERNAL, "proto: sequence %d owned by rank %d", i, o);
         l->counts[o] += (int)wire_bytes(&seqs[i]);
+        for (int r = 0; r < l->size; r++)
+            if (proto_seq_runs(&seqs[i], r)) l->counts[r] += 4;
     }
     size_t total = 0;
     for (int r = 0; r < l->size; r++) {
@@ -358,13 +371,24 @@ ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, cons
         }
         next[r] = l->displs[r] + (int)sizeof s0;
     }
+    for (int i = 0; i < n; i++) merged[i].fault = 0;
+    for (int r = 0; r < l->size; r++) /* each rank's fault words, in plan order over the sequences it runs */
+        for (int i = 0; i < n; i++) {
+            if (!proto_seq_runs(&seqs[i], r)) continue;
+            uint32_t f;
+            memcpy(&f, l->recv + next[r], 4);
+            merged[i].fault |= f;
+            next[r] += 4;
+        }
     for (int i = 0; i < n; i++) {
         int o = proto_seq_owner(&seqs[i]);
         const uint8_t *p = l->recv + next[o];
         wire_res_t x;
         memcpy(&x, p, sizeof x);
         proto_result_t *m = &merged[i];
+        const uint32_t fault = m->fault;
         memset(m, 0, sizeof *m);
+        m->fault = fault;
         m->slot = x.slot, m->token = x.token, m->logprob = x.logprob;
         m->n_top = x.n_top == wire_top(&seqs[i]) ? x.n_top : 0;
         for (int j = 0; j < m->n_top; j++) {

@@ -8,8 +8,9 @@
  * oversleeps a plan by more than ~50 us), then the rest of each rank's part
  * of the plan (proto_plan_part: attention DP sends a rank only its own
  * sequences) with MPI_Scatterv. Results: every
- * rank sends one status record plus the results of the sequences it owns
- * (attention DP: dp_rank == rank; TP: rank 0) with MPI_Gatherv.
+ * rank sends one status record, a fault word per sequence it runs, and the
+ * results of the sequences it owns (attention DP: dp_rank == rank; TP:
+ * rank 0) with MPI_Gatherv.
  *
  * The link uses its own duplicate of the communicator, so control messages
  * never match the data plane's collectives (worker/comm). MPI errors are
@@ -61,9 +62,12 @@ typedef struct {
 /* Every rank, after every plan: `mine` is indexed like the plan's sequences
  * (only the owned entries are read; may be NULL when my_status != MS_OK).
  * Rank 0 gets every owned result in plan order in `merged` (n_seqs entries)
- * and the step status; other ranks may pass NULL for both.
+ * and the step status; other ranks may pass NULL for both. A merged entry's
+ * fault is the OR of mine[i].fault over every rank that ran it (a rank
+ * whose step failed, my_status != MS_OK, sends 0: its failure is the step's).
  * Prompt logprobs (PROTO_SEQ_PROMPT_LP entries): mine_plp holds this rank's
- * owned entries' proto_seq_plp_rows each, in plan order (NULL: none were
+ * owned entries' proto_seq_plp_rows each (a failed entry's are placeholders
+ * with token -1), in plan order (NULL: none were
  * computed, the entries go out with token -1); merged_plp (rank 0; NULL to
  * drop them) gets every entry's, in plan order (at most plan->n_tokens). */
 ms_status_t proto_gather_results(proto_link_t *l, const proto_plan_t *plan, const proto_result_t *mine,

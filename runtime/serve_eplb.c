@@ -147,7 +147,8 @@ ms_status_t serve_eplb_engine(serve_eplb_t *s, engine_t *e)
         MS_INFO("load_balancer: online rebalancing, %d layer(s) per batch, every %d steps at most; staging %.1f MiB "
                 "per rank (%d records of %zu bytes)%s; a rebalance must lower the imbalance by %g",
                 s->lupi, s->interval, (double)rec * s->lupi * (s->S / s->ep) / 1048576.0, s->lupi * (s->S / s->ep),
-                rec, eplb_move_host_staged(s->mv) ? ", moved through pinned host memory on a side stream" : "",
+                rec, eplb_move_ipc(s->mv) ? ", pulled from the peers' device memory (CUDA IPC) on a side stream"
+                     : eplb_move_host_staged(s->mv) ? ", moved through pinned host memory on a side stream" : "",
                 s->min_gain);
     }
     return MS_OK;

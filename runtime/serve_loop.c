@@ -15,7 +15,11 @@
  * MS_ERR_INVALID, identical on every rank since every rank checks the same
  * plan) ends that step's requests with REQ_FINISH_ERROR and the server goes
  * on. So does a step that ran in full on every rank but raised a data fault
- * (engine_step's MS_ERR_DATA: the device fault word came back nonzero). A
+ * (engine_step's MS_ERR_DATA: the device fault word came back nonzero and
+ * no sequence explains it). A fault a rank traces to one sequence (a bad plan
+ * entry, a bad token id or cache row in its rows: proto_result_t.fault) ends
+ * that sequence only, with an error naming the cause; the step's other
+ * sequences get their tokens (end_faulty). A
  * step that fails half-way on one rank of several leaves the others
  * inside a data-plane collective that can never complete, so that rank aborts
  * the whole job (MPI_Abort) with a message naming it: never a silent hang. */
@@ -27,6 +31,7 @@
 #include <unistd.h>
 
 #include "coordinator/output.h"
+#include "proto/proto.h"
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -48,6 +53,55 @@ static void fatal_step(const serve_ctx_t *sc, ms_status_t st)
  * full and its results come back with the fault, exactly as when an op meets
  * a bad token or slot id (integration tests check the 5xx and that serving
  * goes on). */
+/* Test hook: MOESERVE_FAULT_SEQ=KIND:N:R makes one sequence of step N fail
+ * alone: the first entry of the step whose result rank R owns (attention DP:
+ * one of rank R's sequences; TP: R = 0). KIND "fault": its rows raise a data
+ * fault on every rank that runs it (engine ENGINE_INJECT_FAULT); "token": its
+ * first row is fed a token id outside the vocabulary after the plan check,
+ * so the embedding op faults (ENGINE_INJECT_TOKEN); "plan": rank 0 writes
+ * that id into the entry before sending the plan, as a scheduler bug would,
+ * and the worker's plan check rejects the entry (seq_fault_plan). The step's
+ * other sequences must go on unharmed (test_seq_faults.py). */
+typedef struct {
+    int kind; /* ENGINE_INJECT_*, 3 = "plan", 0 = off */
+    long step;
+    int rank;
+} seq_hook_t;
+enum { SEQ_HOOK_PLAN = 3 };
+
+static const seq_hook_t *seq_hook(void)
+{
+    static seq_hook_t h = {.kind = -1};
+    if (h.kind >= 0) return &h;
+    h.kind = 0;
+    const char *v = getenv("MOESERVE_FAULT_SEQ");
+    char kind[16];
+    if (v && sscanf(v, "%15[a-z]:%ld:%d", kind, &h.step, &h.rank) == 3)
+        h.kind = !strcmp(kind, "fault") ? ENGINE_INJECT_FAULT : !strcmp(kind, "token") ? ENGINE_INJECT_TOKEN
+               : !strcmp(kind, "plan") ? SEQ_HOOK_PLAN : 0;
+    if (v && *v && !h.kind)
+        MS_WARN("MOESERVE_FAULT_SEQ=%s is not KIND:STEP:RANK (KIND fault, token or plan): ignored", v);
+    return &h;
+}
+
+/* The hook's entry of `plan` (a part or the full plan), or NULL. */
+static const proto_seq_t *seq_hook_entry(const proto_plan_t *plan, int kind)
+{
+    const seq_hook_t *h = seq_hook();
+    if (h->kind != kind || (long)plan->hdr.step != h->step) return NULL;
+    const proto_seq_t *ps = proto_plan_seqs(plan);
+    for (int i = 0; i < plan->n_seqs; i++)
+        if (proto_seq_owner(&ps[i]) == h->rank) return &ps[i];
+    return NULL;
+}
+
+/* Rank 0, the "plan" hook: the entry's first token becomes vocab_size before the plan goes out. */
+static void seq_fault_plan(serve_ctx_t *sc, const proto_plan_t *plan)
+{
+    const proto_seq_t *q = seq_hook_entry(plan, SEQ_HOOK_PLAN);
+    if (q) ((int32_t *)proto_plan_tokens(plan))[q->tok_off] = sc->vocab_size;
+}
+
 static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, proto_result_t *res)
 {
     static long fault = -2;
@@ -56,6 +110,10 @@ static ms_status_t step_or_fault(serve_ctx_t *sc, const proto_plan_t *plan, prot
         fault = v && *v ? strtol(v, NULL, 10) : -1;
     }
     if (fault >= 0 && (long)plan->hdr.step == fault) engine_inject_fault(sc->engine, ENGINE_FAULT_INJECTED);
+    for (int kind = ENGINE_INJECT_FAULT; kind <= ENGINE_INJECT_TOKEN; kind++) {
+        const proto_seq_t *q = seq_hook_entry(plan, kind);
+        if (q) engine_inject_seq_fault(sc->engine, q->slot, kind);
+    }
     return engine_step(sc->engine, plan, res);
 }
 
@@ -238,6 +296,28 @@ static void fail_step(serve_ctx_t *sc, sched_seq_t **seqs, int n, const char *ms
         if (seqs[i]) end_seq(sc, seqs[i], REQ_FINISH_ERROR, msg);
 }
 
+/* Sequences a rank reported failed alone (proto_result_t.fault) end with an
+ * error naming the cause, before anything of the step goes out (their prompt
+ * logprobs are placeholders) and before sched_commit: their blocks, whose KV
+ * may be missing or garbage, are freed and never published to the prefix
+ * cache. The workers already dropped the slot's state; its next user comes
+ * with a START entry and a full plan entry (plan_delta.c). */
+static void end_faulty(serve_ctx_t *sc, const proto_plan_t *plan, sched_seq_t **seqs, const proto_result_t *res)
+{
+    const proto_seq_t *ps = proto_plan_seqs(plan);
+    int n_ok = 0;
+    for (int i = 0; i < plan->n_seqs; i++) n_ok += seqs[i] && !res[i].fault;
+    for (int i = 0; i < plan->n_seqs; i++) {
+        if (!seqs[i] || !res[i].fault) continue;
+        char what[200], msg[300];
+        proto_fault_describe(res[i].fault, what, sizeof what);
+        snprintf(msg, sizeof msg, "this request failed in step %u on rank %d (%s); the step's %d other requests "
+                 "went on", plan->hdr.step, proto_seq_owner(&ps[i]), what, n_ok);
+        MS_WARN("request %llu: %s", (unsigned long long)seqs[i]->req->id, msg);
+        end_seq(sc, seqs[i], REQ_FINISH_ERROR, msg);
+    }
+}
+
 /* Prompt logprobs of the step (plp: every PROTO_SEQ_PROMPT_LP entry's proto_seq_plp_rows, in plan order)
  * go to the output thread keyed by prompt position (the chunk's row t gives position pos + t + 1), before
  * the step's sampled tokens; it keeps the first of each position (a recompute after preemption repeats
@@ -383,6 +463,7 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
             ret = MS_ERR(MS_ERR_INTERNAL, "plan of %d sequences exceeds %d", n, sc->max_seqs);
             break;
         }
+        seq_fault_plan(sc, plan);
         if (sc->size > 1) MS_TRY_GOTO(ret, proto_send_plan(sc->link, plan), out);
         st = step_rank0(sc, plan, res);
         if (!step_failure_survivable(sc, st)) fatal_step(sc, st);
@@ -411,6 +492,7 @@ ms_status_t serve_loop_rank0(serve_ctx_t *sc)
         } else {
             int sampled = 0;
             for (int i = 0; i < n; i++) sampled += seqs[i] && seqs[i]->step_sample;
+            end_faulty(sc, plan, seqs, merged); /* first: neither prompt logprobs nor a commit for them */
             if (n_plp) emit_prompt_lp(sc, plan, seqs, plp);
             emit(sc, plan, seqs, merged);
             MS_TRY_GOTO(ret, serve_eplb_after_step(sc->eplb, sc->engine, step_no, sampled), out);

@@ -92,6 +92,9 @@ typedef struct {
     ms_status_t (*move_start)(comm_t *c, comm_group_t g, const comm_xfer_t *x, int n, comm_move_t **out);
     int (*move_test)(comm_t *c, comm_move_t *mv);
     void (*move_free)(comm_t *c, comm_move_t *mv);
+    /* host bytes: all[r * bytes ..] = what rank r of group g passed as mine (a blocking collective; for
+     * setup only, e.g. the load balancer's CUDA IPC handles) */
+    ms_status_t (*allgather_host)(comm_t *c, comm_group_t g, const void *mine, size_t bytes, void *all);
     void (*destroy)(comm_t *c);
 } comm_ops_t;
 

@@ -396,6 +396,15 @@ static void mpic_move_free(comm_t *c, comm_move_t *mv)
     free(mv);
 }
 
+static ms_status_t mpic_allgather_host(comm_t *c, comm_group_t g, const void *mine, size_t bytes, void *all)
+{
+    mpic_t *m = c->impl;
+    if (bytes > INT32_MAX) return MS_ERR(MS_ERR_INVALID, "comm_mpi: %zu bytes to gather", bytes);
+    if (MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, m->comm[g]) != MPI_SUCCESS)
+        return MS_ERR(MS_ERR_MPI, "comm_mpi: MPI_Allgather of %zu bytes failed", bytes);
+    return MS_OK;
+}
+
 static void mpic_destroy(comm_t *c)
 {
     if (!c) return;
@@ -434,6 +443,7 @@ static const comm_ops_t g_mpi_ops = {
     .move_start = mpic_move_start,
     .move_test = mpic_move_test,
     .move_free = mpic_move_free,
+    .allgather_host = mpic_allgather_host,
     .destroy = mpic_destroy,
 };
 

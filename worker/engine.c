@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "proto/proto.h"
 #include "proto/sampling.h"
 #include "worker/checkpoint.h"
 #include "worker/forward.h"
@@ -48,6 +49,9 @@ struct engine {
     /* host staging of one step's I/O block (pinned; mirrors f.io, step_io.h) */
     void *stage;
     uint32_t inject_fault; /* bits the next step's fault word starts with (test hook) */
+    int inject_slot;       /* engine_inject_seq_fault: the slot whose next entry fails, -1 none */
+    int inject_kind;       /* ENGINE_INJECT_* */
+    uint32_t *seq_fault;   /* per plan seq: PROTO_FAULT_* of this step (its result's fault word) */
     int *blk_off;          /* per plan seq: its block table's offset in this rank's block array */
     int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
@@ -71,6 +75,12 @@ const placement_t *engine_placement(const engine_t *e) { return e->cfg.n_routed_
 void engine_backend(engine_t *e, const kern_ops_t **k, kern_ctx_t **cx, comm_t **comm)
 {
     *k = e->k, *cx = e->cx, *comm = e->comm;
+}
+
+void *engine_weights_base(const engine_t *e, size_t *bytes)
+{
+    *bytes = e->w.bytes;
+    return e->w.mem;
 }
 
 void *engine_slot_record(engine_t *e, int layer, int j, size_t *bytes)
@@ -146,7 +156,8 @@ static void engine_free_host(engine_t *e)
     sgraph_destroy(&e->gr, e->k);
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
-    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc), free(e->draft_of_seq);
+    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
+    free(e->draft_of_seq), free(e->seq_fault);
     free(e->plp_rows), free(e->plp), free(e->plp_off), free(e->plp_n);
     pen_destroy(e->pen);
     e->pen = NULL;
@@ -258,12 +269,13 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     }
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
-    e->n_acc = malloc(sizeof(int) * B);
+    e->n_acc = malloc(sizeof(int) * B), e->seq_fault = calloc((size_t)B, sizeof(uint32_t));
     e->draft_of_seq = malloc(sizeof(int) * B);
+    e->inject_slot = -1;
     e->plp_rows = malloc(sizeof *e->plp_rows * (size_t)T), e->plp = malloc(sizeof *e->plp * (size_t)T);
     e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->draft_of_seq || !e->plp_rows ||
-        !e->plp || !e->plp_off || !e->plp_n) {
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->seq_fault ||
+        !e->draft_of_seq || !e->plp_rows || !e->plp || !e->plp_off || !e->plp_n) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
@@ -338,81 +350,94 @@ static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
         return MS_ERR(MS_ERR_INVALID, "engine: plan has %d tokens, max_tokens_per_step is %d", p->n_tokens,
                       e->opts.max_tokens_per_step);
     if (p->n_blocks < 0) return MS_ERR(MS_ERR_INVALID, "engine: plan has %d block-table entries", p->n_blocks);
+    return MS_OK;
+}
+
+/* Check plan entry i before any work. A bad entry is its sequence's fault
+ * alone: engine_step leaves it out of the step and reports it in its result
+ * (PROTO_FAULT_PLAN). Each check reads only the plan, what every rank has
+ * alike (the model, the engine's options) and the penalty state the same
+ * entries built, so attention-TP ranks, which all run every entry and must
+ * keep the same rows for their collectives, reject the same entries. */
+static ms_status_t seq_check(const engine_t *e, const proto_plan_t *p, int i)
+{
     const proto_seq_t *sq = proto_plan_seqs(p);
     const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
     const int bs = e->opts.block_size;
-    for (int i = 0; i < p->n_seqs; i++) {
-        const proto_seq_t *q = &sq[i];
-        if (q->n_tokens < 1 || q->pos < 0 || q->tok_off < 0 || q->tok_off + q->n_tokens > p->n_tokens)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): tokens [%d, +%d) at pos %d outside the plan",
-                          i, q->slot, q->tok_off, q->n_tokens, q->pos);
-        if (q->n_blocks < 0 || q->blk_off < 0 || q->blk_off + q->n_blocks > p->n_blocks ||
-            (int64_t)q->n_blocks * bs < (int64_t)q->pos + q->n_tokens)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): %d blocks of %d cannot hold %d positions", i,
-                          q->slot, q->n_blocks, bs, q->pos + q->n_tokens);
-        if (proto_sampling_check(q->temperature, q->top_p, q->top_k, q->n_logprobs, PROTO_MAX_LOGPROBS, NULL))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad sampling knobs (temperature %g, top_p %g, "
-                                          "top_k %d, n_logprobs %d)", i, q->slot, q->temperature, q->top_p, q->top_k,
-                          q->n_logprobs);
-        if ((q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) &&
-            (!e->mtp.N || !(q->flags & PROTO_SEQ_SAMPLE) ||
-             ((q->flags & PROTO_SEQ_VERIFY) && (q->n_tokens < 2 || q->n_tokens - 1 > e->mtp.N))))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
-                                          "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
-                          e->mtp.N);
-        if ((q->flags & PROTO_SEQ_PROMPT_LP) &&
-            (e->mtp.N || q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d%s", i,
-                          q->slot, q->next_token, e->mtp.N ? " on an engine drafting MTP tokens" : "");
-        if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
-                                q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "
-                                          "repetition %g, min_p %g)", i, q->slot, q->presence_penalty,
-                          q->frequency_penalty, q->repetition_penalty, q->min_p);
-        if (proto_seq_adjusts(q) && seq_is_mine(e, q) && !e->k->supports_op(KERN_OP_LOGITS_ADJUST))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) uses penalties, logit_bias or min_p, which the "
-                                          "'%s' kernels backend does not implement yet (op logits_adjust)", i, q->slot,
-                          e->k->name);
-        if (q->n_bias < 0 || q->bias_off < 0 || q->bias_off + q->n_bias > p->n_bias)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bias entries outside the plan", i, q->slot);
-        for (int b = 0; b < q->n_bias; b++)
-            if (proto_plan_bias(p)[q->bias_off + b].token < 0 ||
-                proto_plan_bias(p)[q->bias_off + b].token >= e->cfg.vocab_size)
-                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): logit_bias token %d outside the vocabulary",
-                              i, q->slot, proto_plan_bias(p)[q->bias_off + b].token);
-        for (int b = 0; b < q->n_blocks; b++)
-            if (blk[q->blk_off + b] < 0 || blk[q->blk_off + b] >= e->opts.kv_blocks)
-                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): block id %d outside [0, %d)", i, q->slot,
-                              blk[q->blk_off + b], e->opts.kv_blocks);
-        for (int t = 0; t < q->n_tokens; t++)
-            if (tok[q->tok_off + t] < 0 || tok[q->tok_off + t] >= e->cfg.vocab_size)
-                return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): token id %d outside vocabulary [0, %d)",
-                              i, q->slot, tok[q->tok_off + t], e->cfg.vocab_size);
-    }
+    const proto_seq_t *q = &sq[i];
+    if (q->slot < 0 || q->slot >= e->opts.max_batch)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d: slot %d outside [0, %d)", i, q->slot,
+                      e->opts.max_batch);
+    if (q->n_tokens < 1 || q->pos < 0 || q->tok_off < 0 || q->tok_off + q->n_tokens > p->n_tokens)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): tokens [%d, +%d) at pos %d outside the plan",
+                      i, q->slot, q->tok_off, q->n_tokens, q->pos);
+    if (e->opts.max_seq_len > 0 && (int64_t)q->pos + q->n_tokens > e->opts.max_seq_len)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): positions up to %lld beyond max_seq_len %d", i,
+                      q->slot, (long long)q->pos + q->n_tokens - 1, e->opts.max_seq_len);
+    if (q->n_blocks < 0 || q->blk_off < 0 || q->blk_off + q->n_blocks > p->n_blocks ||
+        (int64_t)q->n_blocks * bs < (int64_t)q->pos + q->n_tokens)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): %d blocks of %d cannot hold %d positions", i,
+                      q->slot, q->n_blocks, bs, q->pos + q->n_tokens);
+    if (proto_sampling_check(q->temperature, q->top_p, q->top_k, q->n_logprobs, PROTO_MAX_LOGPROBS, NULL))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad sampling knobs (temperature %g, top_p %g, "
+                                      "top_k %d, n_logprobs %d)", i, q->slot, q->temperature, q->top_p, q->top_k,
+                      q->n_logprobs);
+    if ((q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) &&
+        (!e->mtp.N || !(q->flags & PROTO_SEQ_SAMPLE) ||
+         ((q->flags & PROTO_SEQ_VERIFY) && (q->n_tokens < 2 || q->n_tokens - 1 > e->mtp.N))))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
+                                      "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
+                      e->mtp.N);
+    if ((q->flags & PROTO_SEQ_PROMPT_LP) &&
+        (e->mtp.N || q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d%s", i,
+                      q->slot, q->next_token, e->mtp.N ? " on an engine drafting MTP tokens" : "");
+    if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
+                            q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "
+                                      "repetition %g, min_p %g)", i, q->slot, q->presence_penalty,
+                      q->frequency_penalty, q->repetition_penalty, q->min_p);
+    if (proto_seq_adjusts(q) && seq_is_mine(e, q) && !e->k->supports_op(KERN_OP_LOGITS_ADJUST))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) uses penalties, logit_bias or min_p, which the "
+                                      "'%s' kernels backend does not implement yet (op logits_adjust)", i, q->slot,
+                      e->k->name);
+    if (q->n_bias < 0 || q->bias_off < 0 || q->bias_off + q->n_bias > p->n_bias)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bias entries outside the plan", i, q->slot);
+    for (int b = 0; b < q->n_bias; b++)
+        if (proto_plan_bias(p)[q->bias_off + b].token < 0 ||
+            proto_plan_bias(p)[q->bias_off + b].token >= e->cfg.vocab_size)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): logit_bias token %d outside the vocabulary",
+                          i, q->slot, proto_plan_bias(p)[q->bias_off + b].token);
+    for (int b = 0; b < q->n_blocks; b++)
+        if (blk[q->blk_off + b] < 0 || blk[q->blk_off + b] >= e->opts.kv_blocks)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): block id %d outside [0, %d)", i, q->slot,
+                          blk[q->blk_off + b], e->opts.kv_blocks);
+    for (int t = 0; t < q->n_tokens; t++)
+        if (tok[q->tok_off + t] < 0 || tok[q->tok_off + t] >= e->cfg.vocab_size)
+            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): token id %d outside vocabulary [0, %d)",
+                          i, q->slot, tok[q->tok_off + t], e->cfg.vocab_size);
+    if (seq_is_mine(e, q)) MS_TRY(pen_check(e->pen, q, i));
     return MS_OK;
 }
 
 /* Names of the fault bits, for the step's error message. */
 static void fault_describe(uint32_t bits, char *buf, size_t n)
 {
-    static const struct {
-        uint32_t bit;
-        const char *what;
-    } names[] = {
+    static const proto_bit_name_t names[] = {
         {KERN_FAULT_TOKEN, "token id outside the vocabulary"},
         {KERN_FAULT_SLOT, "expert slot outside the placement table"},
         {KERN_FAULT_BLOCK, "KV row or block outside the cache"},
         {KERN_FAULT_CAPACITY, "MoE receive capacity exceeded"},
+        {KERN_FAULT_LOGITS, "non-finite logits (NaN or infinity)"},
         {ENGINE_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_STEP test hook)"},
+        {ENGINE_FAULT_INJECTED_SEQ, "injected failure of one sequence (MOESERVE_FAULT_SEQ test hook)"},
     };
-    size_t o = 0;
-    buf[0] = 0;
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && o + 2 < n; i++)
-        if (bits & names[i].bit) o += (size_t)snprintf(buf + o, n - o, "%s%s", o ? ", " : "", names[i].what);
-    if (!buf[0]) snprintf(buf, n, "unknown fault bits");
+    proto_bits_describe(names, sizeof names / sizeof names[0], bits, buf, n);
 }
 
 void engine_inject_fault(engine_t *e, uint32_t bits) { e->inject_fault |= bits; }
+
+void engine_inject_seq_fault(engine_t *e, int slot, int kind) { e->inject_slot = slot, e->inject_kind = kind; }
 
 static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res);
 
@@ -421,7 +446,16 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
     ms_status_t st = plan_check(e, p);
     if (st == MS_OK) {
         const proto_seq_t *sq = proto_plan_seqs(p);
-        for (int i = 0; i < p->n_seqs; i++) e->mine[i] = seq_is_mine(e, &sq[i]);
+        for (int i = 0; i < p->n_seqs; i++) {
+            e->mine[i] = seq_is_mine(e, &sq[i]);
+            e->seq_fault[i] = 0;
+            if (!e->mine[i] || seq_check(e, p, i) == MS_OK) continue;
+            /* this entry alone is bad: the step runs without it, its slot keeps nothing of it */
+            MS_WARN("engine: step %u: plan seq %d (slot %d) left out: %s", p->hdr.step, i, sq[i].slot, ms_error_last());
+            e->seq_fault[i] = PROTO_FAULT_PLAN;
+            e->mine[i] = false;
+            pen_drop(e->pen, sq[i].slot);
+        }
         st = pen_prepare(e->pen, p, e->mine, e->opts.max_tokens_per_step);
     }
     if (st == MS_OK) return step_run(e, p, res);
@@ -439,8 +473,9 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
 
 /* The MTP passes of a step (forward_mtp.h): pass 1's next tokens per row,
  * the draft row and chained positions of each DRAFT sequence, then the
- * module's run; fills each DRAFT result's drafts and ORs the passes' fault
- * bits into *faults. Rows are those of step_run (row0, sample_of_seq). */
+ * module's run; fills each DRAFT result's drafts and returns the module's
+ * fault bits in *faults, which holds the main pass's (all traced to
+ * sequences) on entry. Rows are those of step_run (row0, sample_of_seq). */
 static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_step_t *st, const int32_t *h_tok,
                                proto_result_t *res, uint32_t *faults)
 {
@@ -485,6 +520,11 @@ static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_ste
         jd++;
     }
     uint32_t *fault = (uint32_t *)((char *)e->stage + ((char *)e->cx->fault - (char *)e->f.io));
+    if (*faults) { /* the main pass's traced bits are still in the device word: the module's own start at 0 */
+        *fault = 0;
+        MS_TRY(e->k->upload(e->cx, e->cx->fault, fault, 4));
+        *faults = 0;
+    }
     MS_TRY(mtp_run(m, &e->f, st, &ms));
     MS_TRY(e->k->download(e->cx, fault, e->cx->fault, 4));
     MS_TRY(e->k->synchronize(e->cx));
@@ -500,26 +540,122 @@ static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_ste
 }
 
 /* The prompt logprobs of this rank's PROTO_SEQ_PROMPT_LP entries (after the step's results were read from
- * the staging block, which plp_run reuses). Rows are those of step_run (row0). */
+ * the staging block, which plp_run reuses). Rows are those of step_run (row0). A failed entry (seq_fault)
+ * gets its rows as placeholders (token -1), so every entry has proto_seq_plp_rows of them in plan order,
+ * which is what proto_gather_results and rank 0 count on. */
 static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
 {
     const proto_seq_t *sq = proto_plan_seqs(p);
     const int32_t *tok = proto_plan_tokens(p);
-    int n = 0;
+    int n = 0, n_real = 0;
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         e->plp_off[i] = n, e->plp_n[i] = 0;
-        if (e->row0[i] < 0 || !(q->flags & PROTO_SEQ_PROMPT_LP)) continue;
+        if ((e->row0[i] < 0 && !e->seq_fault[i]) || !(q->flags & PROTO_SEQ_PROMPT_LP)) continue;
         const int nr = proto_seq_plp_rows(q);
-        for (int t = 0; t < nr; t++)
-            e->plp_rows[n + t] = (plp_row_t){.row = e->row0[i] + t,
-                                             .target = t + 1 < q->n_tokens ? tok[q->tok_off + t + 1] : q->next_token,
-                                             .n_top = q->n_logprobs < 0 ? 0 : q->n_logprobs};
         e->plp_n[i] = nr;
         n += nr;
+        if (e->seq_fault[i]) continue;
+        for (int t = 0; t < nr; t++)
+            e->plp_rows[n_real + t] = (plp_row_t){.row = e->row0[i] + t,
+                                                  .target = t + 1 < q->n_tokens ? tok[q->tok_off + t + 1]
+                                                                                : q->next_token,
+                                                  .n_top = q->n_logprobs < 0 ? 0 : q->n_logprobs};
+        n_real += nr;
     }
-    if (n == 0) return MS_OK;
-    return plp_run(&e->f, e->stage, e->plp_rows, n, e->plp);
+    if (n_real) MS_TRY(plp_run(&e->f, e->stage, e->plp_rows, n_real, e->plp));
+    if (n_real == n) return MS_OK;
+    /* spread the computed rows to their entries' places, last first (a place is never before its row) */
+    for (int i = p->n_seqs - 1, src = n_real; i >= 0; i--) {
+        if (!e->plp_n[i]) continue;
+        proto_plp_t *dst = e->plp + e->plp_off[i];
+        if (!e->seq_fault[i]) {
+            src -= e->plp_n[i];
+            memmove(dst, e->plp + src, sizeof *dst * (size_t)e->plp_n[i]);
+            continue;
+        }
+        for (int t = 0; t < e->plp_n[i]; t++) dst[t] = (proto_plp_t){.token = -1};
+    }
+    return MS_OK;
+}
+
+/* A data fault of the step (the fault word `faults` came back nonzero),
+ * traced to the sequences whose rows raised it where the host can tell: the
+ * per-row checks of embed (token id outside the vocabulary) and kv_store /
+ * the paged reads (cache row or block id outside the cache) are functions of
+ * what the host uploaded (ids, slots, block tables, still in the staging
+ * block), the sampler marks a row of non-finite logits with token -1 in the
+ * downloaded tokens, and the MOESERVE_FAULT_SEQ hook names its slot. Each traced
+ * sequence gets its PROTO_FAULT_* (seq_fault) and its slot's state is
+ * dropped. Returns the bits no sequence explains (MoE slot or capacity
+ * faults, a fault in the MTP module or in logits_adjust's lists, the
+ * whole-step hook): those fail the step as before.
+ *
+ * Why the other rows of the step stay right: a faulty row is padding where
+ * it faulted (embed writes zeros, kv_store skips the write, paged reads
+ * leave the key out), and every later op keeps rows apart. RMSNorm, RoPE,
+ * every GEMM (dense, LM head, per-token FP8 activation scales) and the
+ * sampler work per row; attention reads only the sequence's own block table,
+ * and a faulty sequence's KV rows land in its own blocks, which rank 0 frees
+ * without publishing them to the prefix cache (it ends the sequence before
+ * sched_commit); a TP all-reduce sums each row with the same row. MoE:
+ * a NaN or garbage hidden row routes to in-range experts (the router's
+ * top-k, CPU and CUDA, takes the first untaken index when no comparison
+ * holds), its expert outputs are its own rows of each slot's batch and the
+ * combine sums only the row's own k outputs; it takes K slots of capacity
+ * like any row. So the faulty sequence's result is dropped and nothing of it
+ * reaches another sequence's token. A second, untraceable cause of the same
+ * bit in the same step is hidden by a traced one: the word has one bit per
+ * kind. */
+static uint32_t step_attribute(engine_t *e, const proto_plan_t *p, const step_io_layout_t *L, uint32_t faults)
+{
+    const char *h = e->stage;
+    const int32_t *ids = (const int32_t *)(h + L->ids), *slots = (const int32_t *)(h + L->slots);
+    const int32_t *blocks = (const int32_t *)(h + L->blocks), *tok = (const int32_t *)(h + L->tok);
+    const proto_seq_t *sq = proto_plan_seqs(p);
+    const int V = e->cfg.vocab_size, NB = e->opts.kv_blocks;
+    const int64_t rows = (int64_t)NB * e->opts.block_size;
+    uint32_t traced = 0;
+    for (int i = 0; i < p->n_seqs; i++) {
+        const proto_seq_t *q = &sq[i];
+        const int r0 = e->row0[i];
+        if (r0 < 0) continue;
+        uint32_t f = 0;
+        if ((faults & ENGINE_FAULT_INJECTED_SEQ) && q->slot == e->inject_slot) {
+            f |= PROTO_FAULT_INJECTED;
+            traced |= ENGINE_FAULT_INJECTED_SEQ;
+        }
+        for (int t = 0; t < q->n_tokens; t++) {
+            const int32_t id = ids[r0 + t], sl = slots[r0 + t];
+            if ((faults & KERN_FAULT_TOKEN) && id != -1 && (id < 0 || id >= V)) {
+                f |= PROTO_FAULT_TOKEN;
+                traced |= KERN_FAULT_TOKEN;
+            }
+            if ((faults & KERN_FAULT_BLOCK) && sl != -1 && (sl < 0 || sl >= rows)) {
+                f |= PROTO_FAULT_BLOCK;
+                traced |= KERN_FAULT_BLOCK;
+            }
+        }
+        const int j = e->sample_of_seq[i], nr = (q->flags & PROTO_SEQ_VERIFY) ? q->n_tokens : 1;
+        for (int u = 0; (faults & KERN_FAULT_LOGITS) && j >= 0 && u < nr; u++)
+            if (tok[j + u] < 0) { /* the sampler's mark of a row with nothing to draw from */
+                f |= PROTO_FAULT_LOGITS;
+                traced |= KERN_FAULT_LOGITS;
+            }
+        for (int b = 0; (faults & KERN_FAULT_BLOCK) && b < q->n_blocks; b++)
+            if (blocks[e->blk_off[i] + b] < 0 || blocks[e->blk_off[i] + b] >= NB) {
+                f |= PROTO_FAULT_BLOCK;
+                traced |= KERN_FAULT_BLOCK;
+            }
+        if (!f) continue;
+        char what[160];
+        proto_fault_describe(f, what, sizeof what);
+        MS_WARN("engine: step %u: plan seq %d (slot %d) failed alone (%s); the step's other sequences go on",
+                p->hdr.step, i, q->slot, what);
+        e->seq_fault[i] |= f;
+        pen_drop(e->pen, q->slot);
+    }
+    return faults & ~traced;
 }
 
 static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *res)
@@ -542,7 +678,7 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         path[i] = 0;
         row0[i] = -1;
         e->sample_of_seq[i] = -1;
-        if (!seq_is_mine(e, q)) continue;
+        if (!e->mine[i]) continue; /* another DP rank's, or left out by seq_check */
         int len = q->pos + q->n_tokens;
         /* a VERIFY seq's rows are decode rows (the last token and its drafts): the decode path, so each row
          * rounds exactly as a plain decode of its position would */
@@ -599,6 +735,8 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
             pos[r0 + t] = ps;
             slots[r0 + t] = blk[q->blk_off + ps / bs] * bs + ps % bs;
         }
+        if (q->slot == e->inject_slot && e->inject_kind == ENGINE_INJECT_TOKEN)
+            ids[r0] = e->cfg.vocab_size; /* the hook: a bad id past the plan check, as a bug would make */
         pen_seq(e->pen, q, tok + q->tok_off, proto_plan_bias(p) + q->bias_off);
         int j = e->sample_of_seq[i];
         if (j < 0) continue;
@@ -633,6 +771,8 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         }
     *fault = e->inject_fault;
     e->inject_fault = 0;
+    for (int i = 0; i < p->n_seqs && e->inject_kind == ENGINE_INJECT_FAULT; i++)
+        if (row0[i] >= 0 && sq[i].slot == e->inject_slot) *fault |= ENGINE_FAULT_INJECTED_SEQ;
     e->n_sample_last = nsample;
     e->n_seqs_last = p->n_seqs;
     for (int i = 0; i < p->n_seqs; i++) e->draft_of_seq[i] = -1;
@@ -657,6 +797,9 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         MS_TRY(k->synchronize(e->cx));
         faults = *fault;
     }
+    const uint32_t raw_faults = faults;
+    if (faults) faults = step_attribute(e, p, &L, faults);
+    e->inject_slot = -1; /* the hook is for one step */
     const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
     const float *h_lp = (const float *)(h + L.lp), *h_toplp = (const float *)(h + L.top_lp);
     for (int i = 0; i < p->n_seqs; i++) {
@@ -664,9 +807,10 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         memset(r, 0, sizeof *r);
         r->slot = sq[i].slot;
         r->token = -1;
+        r->fault = e->seq_fault[i];
         int j = e->sample_of_seq[i];
         e->n_acc[i] = 0;
-        if (j < 0 || faults) continue;
+        if (j < 0 || faults || r->fault) continue;
         if (sq[i].flags & PROTO_SEQ_VERIFY) {
             /* accept the longest prefix of drafts equal to the samples; the first sample that differs (or the
              * one after the last draft) is the step's last token */
@@ -684,8 +828,10 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         memcpy(r->top_ids, h_top + (size_t)j * KERN_MAX_LOGPROBS, sizeof(int32_t) * (size_t)r->n_top);
         memcpy(r->top_logprobs, h_toplp + (size_t)j * KERN_MAX_LOGPROBS, sizeof(float) * (size_t)r->n_top);
     }
-    if (!faults && e->mtp.N && (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1))
+    if (!faults && e->mtp.N && (T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1)) {
+        faults = raw_faults;
         MS_TRY(step_drafts(e, p, &st, h_tok, res, &faults));
+    }
     if (!faults) MS_TRY(step_prompt_lp(e, p));
     if (faults) {
         /* Every collective of the step completed (faulty rows were padding),

@@ -66,6 +66,13 @@ typedef struct {
 /* A fault-word bit of no op: engine_inject_fault's, so a test can tell it from
  * a real data fault (kernels.h KERN_FAULT_* use the low bits). */
 #define ENGINE_FAULT_INJECTED (1u << 31)
+/* engine_inject_seq_fault's ENGINE_INJECT_FAULT: a fault-word bit that its slot's rows raised. */
+#define ENGINE_FAULT_INJECTED_SEQ (1u << 30)
+enum {
+    ENGINE_INJECT_FAULT = 1, /* the entry's rows raise a data fault (as an op that flags a row would) */
+    ENGINE_INJECT_TOKEN = 2, /* its first row is fed a token id outside the vocabulary after the plan check
+                              * (as a bug between check and upload would): embed raises KERN_FAULT_TOKEN */
+};
 
 typedef struct engine engine_t;
 
@@ -79,18 +86,29 @@ void engine_destroy(engine_t *e);
  * 0, so that step runs in full and then fails exactly as a data fault
  * raised by an op would (MS_ERR_DATA). */
 void engine_inject_fault(engine_t *e, uint32_t bits);
+/* Test hook: in the next step the entry of `slot` (when this rank runs it)
+ * fails alone, as `kind` (ENGINE_INJECT_*) says; the step's other entries
+ * are computed and returned as usual, and its result carries the fault. */
+void engine_inject_seq_fault(engine_t *e, int slot, int kind);
 
 /* Run one step: one upload of the step's metadata, the forward pass, one
  * download of its results and the fault word, one synchronize
  * (worker/step_io.h). results has plan->n_seqs entries, in plan order: slot, the
  * sampled token (-1 when the seq had no PROTO_SEQ_SAMPLE or is another
- * attention-DP rank's), its logprob and top-N logprobs. A bad plan (ids out
- * of vocabulary, block ids out of range, too many tokens...) is
- * MS_ERR_INVALID naming the sequence, and nothing is computed. A data fault
- * raised by an op during the step (the device fault word, kernels.h) is
- * MS_ERR_DATA naming the fault after the whole step ran on every rank (faulty
- * rows were padding, every collective completed): no token is returned, the
- * caller ends the step's requests, and the ranks stay in step.
+ * attention-DP rank's), its logprob and top-N logprobs. A bad plan as a
+ * whole (header, too many sequences or tokens) is MS_ERR_INVALID and nothing
+ * is computed. A bad entry (a token id out of vocabulary, a block id out of
+ * range, bad sampling knobs, a bad slot...) is that sequence's alone: the
+ * step runs without it and its result has fault PROTO_FAULT_PLAN and token
+ * -1. A data fault raised by an op during the step (the device fault word,
+ * kernels.h) that the engine traces to the rows of some sequences (a bad
+ * token id in embed, a bad cache row or block, a sampled row of non-finite
+ * logits) fails only those (their
+ * results' fault, PROTO_FAULT_*); one it cannot trace (MoE slot or capacity)
+ * is MS_ERR_DATA naming the fault after the whole step ran on every rank
+ * (faulty rows were padding, every collective completed): no token is
+ * returned, the caller ends the step's requests, and the ranks stay in step.
+ * Either way a failed sequence's per-slot state (penalty lists) is dropped.
  *
  * MTP (opts.mtp_drafts > 0): a PROTO_SEQ_VERIFY sequence samples every fed
  * row and its result carries the accepted drafts before `token`; a
@@ -135,6 +153,9 @@ void engine_backend(engine_t *e, const struct kern_ops **k, struct kern_ctx **cx
 /* Device address and size of local slot j's record in MoE layer `layer`
  * (one contiguous record: fused gate|up, down, FP8 scales). NULL for a
  * dense layer or j out of range. */
+/* The main model's one weight allocation (slot records sit at the same offsets in it on every rank of
+ * a layout: the load balancer's CUDA IPC moves read peers' records there). */
+void *engine_weights_base(const engine_t *e, size_t *bytes);
 void *engine_slot_record(engine_t *e, int layer, int j, size_t *bytes);
 /* Flip `layer` to a new placement: row = its expert per global slot
  * (n_slots); the n local slots listed get their record from staged[i]

@@ -10,11 +10,22 @@
  * the device staging records, and the batch is ready when that event has
  * passed. On the CPU backend records are host memory and phase 2 alone runs;
  * MOESERVE_EPLB_HOST_STAGING=1 forces the staged path there (the tests run
- * the GPU's code path on CPU ranks with it). */
+ * the GPU's code path on CPU ranks with it).
+ *
+ * When every EP rank of the group is a process of this host on a backend
+ * with IPC (CUDA: several ranks on one GPU, or GPUs of one node), no record
+ * crosses MPI or host memory: each rank maps its peers' weight allocations
+ * once (eplb_move_create, handles exchanged over the EP group) and a
+ * receiver pulls the record it needs with one device copy on the side
+ * stream, then waits on its event (phase 3 only). The sender does nothing:
+ * its record cannot change before the flip, which waits for every rank's
+ * copies. Slot records sit at the same offset of the weight allocation on
+ * every rank (same model, same layout), checked at the exchange. */
 #include "worker/eplb_move.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/kernels.h"
 
@@ -36,6 +47,7 @@ struct eplb_move {
     comm_xfer_t *x;       /* [max_layers * 2 * S] */
     int nx;
     comm_move_t *mv;
+    bool hooked;          /* this batch met the test hook (fail_hook) */
     /* host staging (device backends): see the top of the file */
     bool host_stage;
     int phase;            /* 1 downloads in flight, 2 transfers in flight, 3 uploads in flight */
@@ -44,9 +56,71 @@ struct eplb_move {
     void *h_send, *h_recv;/* pinned, cap_send / cap_recv records */
     int cap_send, cap_recv;
     void **dev_dst;       /* [max_layers * S] the staging record of each received one */
+    /* CUDA IPC (every EP peer on this host): peers' weight allocations mapped here, [ep] (own: NULL) */
+    void **peer_base;
+    bool ipc;
     int job_slots;
     int64_t job_bytes;
 };
+
+/* What each EP rank publishes at creation: its host, its weight layout, its allocation's IPC handle. */
+typedef struct {
+    uint64_t host;   /* FNV-1a of gethostname */
+    uint64_t bytes;  /* weight allocation size: equal layouts have equal sizes */
+    int32_t ok;      /* 1: the handle is valid */
+    int32_t pad_;
+    uint8_t handle[KERN_IPC_HANDLE_BYTES];
+} ipc_card_t;
+
+static uint64_t host_hash(void)
+{
+    char name[256] = "";
+    gethostname(name, sizeof name - 1);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = name; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return h;
+}
+
+/* Collective over the EP group (every rank calls it): map the peers' weight allocations when every peer is
+ * on this host with the same layout and IPC works everywhere; otherwise leave m->ipc false (the staged path).
+ * MOESERVE_EPLB_NO_IPC=1 keeps the staged path (tests, comparisons). */
+static ms_status_t ipc_setup(eplb_move_t *m)
+{
+    const char *no = getenv("MOESERVE_EPLB_NO_IPC");
+    if (m->ep < 2 || !m->comm->ops->allgather_host) return MS_OK;
+    ipc_card_t mine = {.host = host_hash()}, *all = calloc((size_t)(unsigned)m->ep, sizeof *all);
+    if (!all) return MS_ERR(MS_ERR_NOMEM, "eplb: out of memory");
+    size_t bytes;
+    void *base = engine_weights_base(m->e, &bytes);
+    mine.bytes = bytes;
+    mine.ok = !(no && !strcmp(no, "1")) && m->k->ipc_export && m->k->ipc_import &&
+              m->k->ipc_export(base, mine.handle) == MS_OK;
+    ms_status_t st = m->comm->ops->allgather_host(m->comm, COMM_EP, &mine, sizeof mine, all);
+    bool usable = st == MS_OK;
+    for (int r = 0; r < m->ep && usable; r++)
+        usable = all[r].ok && all[r].host == mine.host && all[r].bytes == mine.bytes;
+    int opened = 1;
+    if (usable) {
+        m->peer_base = calloc((size_t)(unsigned)m->ep, sizeof *m->peer_base);
+        opened = m->peer_base != NULL;
+        for (int r = 0; r < m->ep && opened; r++)
+            if (r != m->ep_rank) opened = m->k->ipc_import(all[r].handle, &m->peer_base[r]) == MS_OK;
+    }
+    /* every rank must take the same path: agree on whether all imports worked */
+    int *oks = calloc((size_t)(unsigned)m->ep, sizeof *oks);
+    if (usable && oks && m->comm->ops->allgather_host(m->comm, COMM_EP, &opened, sizeof opened, oks) == MS_OK) {
+        m->ipc = true;
+        for (int r = 0; r < m->ep; r++) m->ipc = m->ipc && oks[r];
+    }
+    if (!m->ipc && m->peer_base) {
+        for (int r = 0; r < m->ep; r++)
+            if (m->peer_base[r]) m->k->ipc_close(m->peer_base[r]);
+        free(m->peer_base);
+        m->peer_base = NULL;
+    }
+    free(oks), free(all);
+    return st;
+}
 
 ms_status_t eplb_move_create(engine_t *e, int max_layers, eplb_move_t **out)
 {
@@ -79,6 +153,7 @@ ms_status_t eplb_move_create(engine_t *e, int max_layers, eplb_move_t **out)
     if (m->host_stage) {
         MS_TRY_GOTO(st, m->k->ctx_create_side(m->cx, 0, &m->side), fail);
         MS_TRY_GOTO(st, m->k->event_create(m->side, &m->ev), fail);
+        MS_TRY_GOTO(st, ipc_setup(m), fail);
     }
     *out = m;
     return MS_OK;
@@ -91,6 +166,10 @@ void eplb_move_destroy(eplb_move_t *m)
 {
     if (!m) return;
     eplb_move_abort(m);
+    if (m->peer_base)
+        for (int r = 0; r < m->ep; r++)
+            if (m->peer_base[r]) m->k->ipc_close(m->peer_base[r]);
+    free(m->peer_base);
     if (m->staging) m->k->free(m->staging);
     if (m->ev) m->k->event_destroy(m->ev);
     if (m->side) m->k->ctx_destroy(m->side);
@@ -102,7 +181,9 @@ void eplb_move_destroy(eplb_move_t *m)
 
 bool eplb_move_busy(const eplb_move_t *m) { return m && m->busy; }
 
-bool eplb_move_host_staged(const eplb_move_t *m) { return m && m->host_stage; }
+bool eplb_move_host_staged(const eplb_move_t *m) { return m && m->host_stage && !m->ipc; }
+
+bool eplb_move_ipc(const eplb_move_t *m) { return m && m->ipc; }
 
 engine_t *eplb_move_engine(eplb_move_t *m) { return m->e; }
 
@@ -162,7 +243,7 @@ ms_status_t eplb_move_start(eplb_move_t *m, const int *layers, int n, const int3
     if (n > m->max_layers) n = m->max_layers;
     memcpy(m->target, target, sizeof *m->target * (size_t)m->L * m->S);
     const placement_t *pl = engine_placement(m->e);
-    int nx = 0;
+    int nx = 0, pulled = 0;
     m->job_slots = 0, m->job_bytes = 0;
     ms_status_t st = MS_OK;
     for (int b = 0; b < n; b++) {
@@ -191,10 +272,16 @@ ms_status_t eplb_move_start(eplb_move_t *m, const int *layers, int n, const int3
                 if (q == d) {
                     MS_TRY_GOTO(st, m->k->copy(m->cx, stg, engine_slot_record(m->e, l, src_slot - d * m->spr, &bytes),
                                                m->rec), fail);
+                } else if (m->ipc) { /* pull it from the peer's mapped weights, at our own record's offset */
+                    size_t wb;
+                    const size_t off = (size_t)((char *)engine_slot_record(m->e, l, src_slot - q * m->spr, &bytes) -
+                                                (char *)engine_weights_base(m->e, &wb));
+                    MS_TRY_GOTO(st, m->k->copy(m->side, stg, (char *)m->peer_base[q] + off, m->rec), fail);
+                    pulled++;
                 } else {
                     m->x[nx++] = (comm_xfer_t){.peer = q, .send = 0, .tag = l * m->S + s, .buf = stg, .bytes = m->rec};
                 }
-            } else if (q == m->ep_rank) {
+            } else if (q == m->ep_rank && !m->ipc) { /* under IPC the receiver pulls */
                 size_t bytes;
                 m->x[nx++] = (comm_xfer_t){.peer = d, .send = 1, .tag = l * m->S + s,
                                            .buf = engine_slot_record(m->e, l, src_slot - q * m->spr, &bytes),
@@ -210,17 +297,36 @@ ms_status_t eplb_move_start(eplb_move_t *m, const int *layers, int n, const int3
     /* local copies above are device work: done before any peer reads a record we send */
     MS_TRY_GOTO(st, m->k->synchronize(m->cx), fail);
     m->phase = 2;
-    if (nx > 0 && m->host_stage) {
+    if (pulled > 0) {
+        MS_TRY_GOTO(st, m->k->event_record(m->side, m->ev), fail);
+        m->phase = 3;
+    } else if (nx > 0 && m->host_stage) {
         MS_TRY_GOTO(st, stage_out(m), fail);
         m->phase = 1;
     } else if (nx > 0) {
         MS_TRY_GOTO(st, m->comm->ops->move_start(m->comm, COMM_EP, m->x, nx, &m->mv), fail);
     }
-    m->busy = true;
+    m->busy = true, m->hooked = false;
     return MS_OK;
 fail:
     m->n_layers = 0;
     return st;
+}
+
+/* Test hook: MOESERVE_EPLB_FAIL_MOVE=N fails, on EP rank 1, the Nth batch (from 0) that moves records
+ * between ranks, when its transfers complete (r: what they report). */
+static int fail_hook(eplb_move_t *m, int r)
+{
+    static int fail_batch = -2, batches;
+    if (fail_batch == -2) {
+        const char *v = getenv("MOESERVE_EPLB_FAIL_MOVE");
+        fail_batch = v && *v ? atoi(v) : -1;
+    }
+    if (r == 0 || m->job_bytes == 0 || m->hooked) return r;
+    m->hooked = true;
+    if (r == 1 && fail_batch >= 0 && m->ep_rank == 1 && batches == fail_batch) r = -1;
+    batches++;
+    return r;
 }
 
 int eplb_move_ready(eplb_move_t *m)
@@ -232,22 +338,15 @@ int eplb_move_ready(eplb_move_t *m)
         if (m->comm->ops->move_start(m->comm, COMM_EP, m->x, m->nx, &m->mv) != MS_OK) return -1;
         m->phase = 2;
     }
-    if (m->phase == 3) return m->k->event_query(m->ev);
-    if (!m->mv) return 1;
-    static int fail_batch = -2, batches;
-    if (fail_batch == -2) { /* test hook: MOESERVE_EPLB_FAIL_MOVE=N fails batch N on EP rank 1 */
-        const char *v = getenv("MOESERVE_EPLB_FAIL_MOVE");
-        fail_batch = v && *v ? atoi(v) : -1;
-    }
-    int r = m->comm->ops->move_test(m->comm, m->mv);
-    if (r == 1 && fail_batch >= 0 && m->ep_rank == 1 && batches == fail_batch) r = -1;
-    if (r != 0) batches++;
+    if (m->phase == 3) return fail_hook(m, m->k->event_query(m->ev));
+    if (!m->mv) return fail_hook(m, 1);
+    const int r = m->comm->ops->move_test(m->comm, m->mv);
     if (r == 1 && m->host_stage) {
         if (stage_in(m) != MS_OK) return -1;
         m->phase = 3;
-        return m->k->event_query(m->ev);
+        return fail_hook(m, m->k->event_query(m->ev));
     }
-    return r;
+    return fail_hook(m, r);
 }
 
 ms_status_t eplb_move_flip(eplb_move_t *m, int *slots, int64_t *bytes)

@@ -42,6 +42,8 @@ void eplb_move_abort(eplb_move_t *m);
 bool eplb_move_busy(const eplb_move_t *m);
 /* true when records cross through pinned host buffers (device backends, or MOESERVE_EPLB_HOST_STAGING=1) */
 bool eplb_move_host_staged(const eplb_move_t *m);
+/* true when receivers pull records from their peers' mapped weights (CUDA IPC, every EP peer on this host) */
+bool eplb_move_ipc(const eplb_move_t *m);
 engine_t *eplb_move_engine(eplb_move_t *m);
 
 #endif

@@ -50,6 +50,25 @@ void pen_destroy(pen_t *p)
 
 static bool needs_list(const proto_seq_t *q) { return proto_seq_counts(q) || q->n_bias > 0; }
 
+ms_status_t pen_check(const pen_t *p, const proto_seq_t *q, int i)
+{
+    if (!needs_list(q)) return MS_OK;
+    if (q->slot < 0 || q->slot >= p->slots)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d: slot %d outside [0, %d)", i, q->slot, p->slots);
+    if ((q->flags & PROTO_SEQ_START) && q->pos != 0 && proto_seq_counts(q))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): a penalized sequence must start at position "
+                                      "0, not %d (its earlier tokens are not counted)", i, q->slot, q->pos);
+    if (!(q->flags & PROTO_SEQ_START) && !p->s[q->slot].live)
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) continues penalty state this rank does not "
+                                      "hold (no START entry)", i, q->slot);
+    return MS_OK;
+}
+
+void pen_drop(pen_t *p, int slot)
+{
+    if (slot >= 0 && slot < p->slots) p->s[slot].live = false;
+}
+
 ms_status_t pen_prepare(pen_t *p, const proto_plan_t *plan, const bool *mine, int max_tokens)
 {
     const proto_seq_t *sq = proto_plan_seqs(plan);
@@ -58,14 +77,7 @@ ms_status_t pen_prepare(pen_t *p, const proto_plan_t *plan, const bool *mine, in
     for (int i = 0; i < plan->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         if (!mine[i] || !needs_list(q)) continue;
-        if (q->slot < 0 || q->slot >= p->slots)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d: slot %d outside [0, %d)", i, q->slot, p->slots);
-        if ((q->flags & PROTO_SEQ_START) && q->pos != 0 && proto_seq_counts(q))
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): a penalized sequence must start at position "
-                                          "0, not %d (its earlier tokens are not counted)", i, q->slot, q->pos);
-        if (!(q->flags & PROTO_SEQ_START) && !p->s[q->slot].live)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) continues penalty state this rank does not "
-                                          "hold (no START entry)", i, q->slot);
+        MS_TRY(pen_check(p, q, i));
         need_sets += q->n_tokens + q->n_bias;
         any = true;
     }

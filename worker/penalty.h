@@ -30,6 +30,12 @@ void pen_destroy(pen_t *p);
  * MS_ERR_NOMEM with nothing changed. */
 ms_status_t pen_prepare(pen_t *p, const proto_plan_t *plan, const bool *mine, int max_tokens);
 
+/* The checks pen_prepare makes of one entry (plan index i, for the message): slot in range, a counted
+ * sequence starts at position 0, a continued one has its state here. MS_ERR_INVALID (logged). */
+ms_status_t pen_check(const pen_t *p, const proto_seq_t *q, int i);
+/* Forget slot `slot`'s sequence (it failed): nothing of it reaches the slot's next user. */
+void pen_drop(pen_t *p, int slot);
+
 /* Record plan entry q (its fed tokens, its bias entries when START). */
 void pen_seq(pen_t *p, const proto_seq_t *q, const int32_t *tokens, const proto_bias_t *bias);
 

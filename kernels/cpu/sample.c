@@ -58,6 +58,11 @@ ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int
         double sum = 0;
         for (int32_t i = 0; i < vocab; i++) sum += exp((double)lg[i] - mx);
         const double lse = mx + log(sum);
+        if (!isfinite(lse)) { /* a NaN or +inf logit, or nothing but -inf: a data fault of this row */
+            kern_cpu_fault(cx, KERN_FAULT_LOGITS);
+            tokens[r] = -1, logprob[r] = 0;
+            continue;
+        }
 
         int32_t tok = -1;
         if (p->temperature <= 0.0f) {

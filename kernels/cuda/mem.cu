@@ -154,6 +154,30 @@ extern "C" ms_status_t kern_cuda_event_wait(kern_ctx_t *cx, kern_event_t ev)
     return MS_OK;
 }
 
+static_assert(sizeof(cudaIpcMemHandle_t) <= KERN_IPC_HANDLE_BYTES, "IPC handle size");
+
+extern "C" ms_status_t kern_cuda_ipc_export(void *base, void *handle)
+{
+    cudaIpcMemHandle_t h;
+    CUDA_CHECK(cudaIpcGetMemHandle(&h, base));
+    memset(handle, 0, KERN_IPC_HANDLE_BYTES);
+    memcpy(handle, &h, sizeof h);
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_ipc_import(const void *handle, void **base)
+{
+    cudaIpcMemHandle_t h;
+    memcpy(&h, handle, sizeof h);
+    CUDA_CHECK(cudaIpcOpenMemHandle(base, h, cudaIpcMemLazyEnablePeerAccess));
+    return MS_OK;
+}
+
+extern "C" void kern_cuda_ipc_close(void *base)
+{
+    if (base) cudaIpcCloseMemHandle(base);
+}
+
 extern "C" int kern_cuda_event_query(kern_event_t ev)
 {
     cudaError_t e = cudaEventQuery((cudaEvent_t)ev);

@@ -121,7 +121,7 @@ __device__ static double smp_mass(const float *lg, int32_t vocab, float temp, in
 
 __global__ static void __launch_bounds__(SMP_THREADS)
     sample_kernel(const float *logits, int64_t ld, int32_t vocab, const kern_sample_t *params, int32_t *tokens,
-                  float *logprob, int32_t *top_ids, float *top_lp)
+                  float *logprob, int32_t *top_ids, float *top_lp, uint32_t *fault)
 {
     __shared__ smp_shared sh;
     const int32_t r = blockIdx.x;
@@ -135,6 +135,13 @@ __global__ static void __launch_bounds__(SMP_THREADS)
     double s = 0;
     for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) s += exp((double)lg[i] - mx);
     const double lse = mx + log(cu_block_reduce(s, cu_op_sumd(), sh.shd, 0.0));
+    if (!isfinite(lse)) { /* as the CPU: nothing to draw from; every thread has the same lse */
+        if (threadIdx.x == 0) {
+            tokens[r] = -1, logprob[r] = 0;
+            cu_fault(fault, KERN_FAULT_LOGITS);
+        }
+        return;
+    }
 
     int32_t tok;
     if (p.temperature <= 0.0f) {
@@ -208,7 +215,7 @@ extern "C" ms_status_t kern_cuda_sample(kern_ctx_t *cx, const float *logits, int
     if (vocab < 2) return MS_ERR(MS_ERR_INVALID, "cuda sample: vocabulary of %d", vocab);
     if (rows <= 0) return MS_OK;
     sample_kernel<<<rows, SMP_THREADS, 0, CU_STREAM(cx)>>>(logits, ld, vocab, params, tokens, logprob, top_ids,
-                                                           top_lp);
+                                                           top_lp, cx->fault);
     CU_LAUNCHED();
     return MS_OK;
 }

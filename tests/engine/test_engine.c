@@ -23,10 +23,14 @@
  * 6. fp8 checkpoint and its dequantized bf16 twin give bit-identical logits.
  * 6b. FP8 KV rows (kv_fp8): decode vs recompute exact in absorbed form, auto vs naive as for BF16 rows,
  *    and within 0.25 of the BF16-row engine on 80% of steps (block size 64).
- * 7. Bad plans (token id, block id, too few blocks, too many tokens, bad
- *    sampling knobs) are
- *    MS_ERR_INVALID and the engine keeps working; bad options and a missing
- *    model directory fail engine_create. */
+ * 7. A bad entry (token id, block id, too few blocks, bad sampling knobs,
+ *    bad slot) fails alone (PROTO_FAULT_PLAN) and an entry beside it gets
+ *    the token it gets alone; so do the per-sequence fault hooks (an
+ *    injected row fault, a bad id past the check that embed flags, a NaN in
+ *    one row's logits that the sampler flags); a plan
+ *    with too many tokens, and an untraced data fault, fail the whole step;
+ *    the engine keeps working; bad options and a missing model directory
+ *    fail engine_create. */
 #include "etest.h"
 
 static const int32_t SEQ[16] = {0, 400, 221, 344, 391, 52, 17, 250, 3, 99, 128, 301, 77, 460, 5, 210};
@@ -264,6 +268,16 @@ static void test_kv_fp8_vs_bf16(const char *dir)
     comm_destroy(c1), comm_destroy(c2);
 }
 
+/* The CPU table, but the sampler sees a NaN in row 1's logits: a numerics fault of one sequence's row. */
+static kern_ops_t nan_ops;
+static ms_status_t nan_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+                              const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
+                              float *top_lp)
+{
+    if (rows > 1) ((float *)logits)[ld + 3] = NAN;
+    return kern_cpu_ops.sample(cx, logits, ld, rows, vocab, params, tokens, logprob, top_ids, top_lp);
+}
+
 static void test_bad(const char *dir)
 {
     comm_t *c;
@@ -272,20 +286,44 @@ static void test_bad(const char *dir)
     if (!e) return;
     const int32_t bl[2] = {0, 1}, badbl[2] = {0, 8}, toks[8] = {1, 2, 3, 4, 5, 6, 7, 8}, badtok[2] = {1, 512};
     proto_result_t r[2];
+    /* a bad entry fails alone: the step runs without it, its result says so */
+#define T_REJECTED(call) T_CHECK((call) == MS_OK && r[0].fault == PROTO_FAULT_PLAN && r[0].token == -1)
     et_seq_t q = {.pos = 0, .n = 2, .tokens = badtok, .blocks = bl, .n_blocks = 1, .sample = 1, .n_logprobs = -1};
-    T_CHECK(et_step(e, &q, 1, r) == MS_ERR_INVALID); /* token id = vocab */
+    T_REJECTED(et_step(e, &q, 1, r)); /* token id = vocab */
     q.tokens = toks, q.blocks = badbl, q.n_blocks = 2, q.pos = 4;
-    T_CHECK(et_step(e, &q, 1, r) == MS_ERR_INVALID); /* block id = kv_blocks */
+    T_REJECTED(et_step(e, &q, 1, r)); /* block id = kv_blocks */
     q.blocks = bl, q.n_blocks = 1, q.pos = 3;
-    T_CHECK(et_step(e, &q, 1, r) == MS_ERR_INVALID); /* positions 3..4 need 2 blocks */
+    T_REJECTED(et_step(e, &q, 1, r)); /* positions 3..4 need 2 blocks */
     et_seq_t two[2] = {{.slot = 0, .n = 8, .tokens = toks, .blocks = bl, .n_blocks = 2, .n_logprobs = -1},
                        {.slot = 1, .n = 1, .tokens = toks, .blocks = bl, .n_blocks = 1, .n_logprobs = -1}};
-    T_CHECK(et_step(e, two, 2, r) == MS_ERR_INVALID); /* 9 tokens > max_tokens_per_step 8 */
+    T_CHECK(et_step(e, two, 2, r) == MS_ERR_INVALID); /* 9 tokens > max_tokens_per_step 8: the whole plan */
     q.pos = 0, q.n = 2, q.n_logprobs = 21;
-    T_CHECK(et_step(e, &q, 1, r) == MS_ERR_INVALID); /* more logprobs than a result holds */
+    T_REJECTED(et_step(e, &q, 1, r)); /* more logprobs than a result holds */
     q.n_logprobs = -1, q.temperature = -1;
-    T_CHECK(et_step(e, &q, 1, r) == MS_ERR_INVALID);
-    q.temperature = 0;
+    T_REJECTED(et_step(e, &q, 1, r));
+    q.slot = 2, q.temperature = 0;
+    T_REJECTED(et_step(e, &q, 1, r)); /* slot = max_batch */
+    q.slot = 0;
+#undef T_REJECTED
+    /* beside a good entry: the good one gets the token it gets alone */
+    et_seq_t mix[2] = {{.slot = 0, .n = 2, .tokens = toks, .blocks = bl, .n_blocks = 1, .sample = 1, .n_logprobs = -1},
+                       {.slot = 1, .n = 2, .tokens = badtok, .blocks = bl + 1, .n_blocks = 1, .sample = 1,
+                        .n_logprobs = -1}};
+    T_CHECK(et_step(e, mix, 1, r) == MS_OK && r[0].fault == 0);
+    const int32_t alone = r[0].token;
+    T_CHECK(et_step(e, mix, 2, r) == MS_OK && r[0].fault == 0 && r[0].token == alone &&
+            r[1].fault == PROTO_FAULT_PLAN && r[1].token == -1);
+    /* the fault hooks: one entry fails alone, the same way */
+    engine_inject_seq_fault(e, 1, ENGINE_INJECT_FAULT);
+    mix[1].tokens = toks;
+    T_CHECK(et_step(e, mix, 2, r) == MS_OK && r[0].token == alone && r[1].fault == PROTO_FAULT_INJECTED &&
+            r[1].token == -1);
+    engine_inject_seq_fault(e, 1, ENGINE_INJECT_TOKEN); /* embed itself raises KERN_FAULT_TOKEN */
+    T_CHECK(et_step(e, mix, 2, r) == MS_OK && r[0].token == alone && r[1].fault == PROTO_FAULT_TOKEN &&
+            r[1].token == -1);
+    T_CHECK(et_step(e, mix, 2, r) == MS_OK && r[0].token == alone && r[1].fault == 0 && r[1].token == alone);
+    engine_inject_fault(e, ENGINE_FAULT_INJECTED); /* an untraced fault still fails the whole step */
+    T_CHECK(et_step(e, mix, 2, r) == MS_ERR_DATA && r[0].token == -1 && r[1].token == -1);
     T_CHECK(et_step(e, &q, 1, r) == MS_OK && r[0].token >= 0 && r[0].token < 512); /* still works */
     engine_destroy(e);
     comm_destroy(c);
@@ -298,8 +336,31 @@ static void test_bad(const char *dir)
     T_CHECK(engine_create("/nonexistent/model", &p, &o, c, &bad) != MS_OK && bad == NULL);
     o.backend = "tpu";
     T_CHECK(engine_create(dir, &p, &o, c, &bad) != MS_OK && bad == NULL);
+    o.backend = "cpu", o.max_seq_len = 6; /* an entry past max_seq_len fails alone */
+    T_CHECK(engine_create(dir, &p, &o, c, &bad) == MS_OK);
+    if (bad) {
+        et_seq_t end = {.pos = 4, .n = 2, .tokens = toks, .blocks = bl, .n_blocks = 2, .sample = 1, .n_logprobs = -1};
+        T_CHECK(et_step(bad, &end, 1, r) == MS_OK && r[0].fault == 0 && r[0].token >= 0);
+        end.pos = 5; /* position 6: the blocks hold it, max_seq_len does not */
+        T_CHECK(et_step(bad, &end, 1, r) == MS_OK && r[0].fault == PROTO_FAULT_PLAN && r[0].token == -1);
+        engine_destroy(bad);
+        bad = NULL;
+    }
+    o.max_seq_len = 0;
+    nan_ops = kern_cpu_ops, nan_ops.sample = nan_sample, o.ops = &nan_ops, o.max_batch = 2;
+    T_CHECK(engine_create(dir, &p, &o, c, &bad) == MS_OK);
+    if (bad) { /* the sampler's non-finite row is traced to its sequence; the other gets its token */
+        et_seq_t pair[2] = {{.slot = 0, .n = 2, .tokens = toks, .blocks = bl, .n_blocks = 1, .sample = 1,
+                             .n_logprobs = -1},
+                            {.slot = 1, .n = 2, .tokens = toks, .blocks = bl + 1, .n_blocks = 1, .sample = 1,
+                             .n_logprobs = -1}};
+        T_CHECK(et_step(bad, pair, 2, r) == MS_OK && r[0].fault == 0 && r[0].token == alone &&
+                r[1].fault == PROTO_FAULT_LOGITS && r[1].token == -1);
+        engine_destroy(bad);
+        bad = NULL;
+    }
+    o.ops = NULL;
     p.ep_size = 3; /* 16 experts do not split over 3 ranks */
-    o.backend = "cpu";
     T_CHECK(engine_create(dir, &p, &o, c, &bad) == MS_ERR_INVALID && bad == NULL);
     comm_destroy(c);
 }

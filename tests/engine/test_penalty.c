@@ -92,8 +92,9 @@ int main(int argc, char **argv)
     T_CHECK(step1(pen, &neutral, toks, 0, NP, true, true, NULL, 0, &r2) == MS_OK);
     T_CHECK(engine_logits(raw, 0, lr) == MS_OK && engine_logits(pen, 0, lp) == MS_OK);
     T_CHECK(et_maxdiff(lr, lp, V) == 0 && r1.token == r2.token);
-    /* a penalized START past position 0 cannot be counted: refused, nothing runs */
-    T_CHECK(step1(pen, &pq, toks, 4, 3, true, true, NULL, 0, &r2) == MS_ERR_INVALID);
+    /* a penalized START past position 0 cannot be counted: that entry is refused, nothing of it runs */
+    T_CHECK(step1(pen, &pq, toks, 4, 3, true, true, NULL, 0, &r2) == MS_OK && r2.fault == PROTO_FAULT_PLAN &&
+            r2.token == -1);
     free(lr), free(lp), free(ref), free(cnt), free(inp);
     engine_destroy(raw), engine_destroy(pen);
     comm_destroy(c1), comm_destroy(c2);

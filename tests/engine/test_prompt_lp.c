@@ -93,13 +93,41 @@ int main(int argc, char **argv)
     fprintf(stderr, "prompt logprobs: %d positions, max |diff| vs log_softmax of the reference logits %g\n", n_got,
             worst);
     free(lg);
-    /* a next token outside the vocabulary is refused, and the engine goes on */
+    /* a next token outside the vocabulary: the entry is refused, and the engine goes on */
     proto_seq_t bad = {.slot = 0, .dp_rank = -1, .flags = PROTO_SEQ_PROMPT_LP, .top_p = 1, .n_logprobs = 1,
                        .next_token = V};
-    T_CHECK(step_one(e, &bad, PROMPT, 4, blocks, 1, &r) == MS_ERR_INVALID);
+    T_CHECK(step_one(e, &bad, PROMPT, 4, blocks, 1, &r) == MS_OK && r.fault == PROTO_FAULT_PLAN);
+    {
+        int k = 0;
+        const proto_plp_t *pl = engine_prompt_lp(e, 0, &k);
+        T_CHECK(k == 4 && pl && pl[0].token == -1); /* 3 rows of the chunk + the next token: placeholders */
+    }
     proto_seq_t ok = {.slot = 0, .dp_rank = -1, .flags = PROTO_SEQ_PROMPT_LP | PROTO_SEQ_SAMPLE, .top_p = 1,
                       .n_logprobs = 0, .next_token = -1};
     T_CHECK(step_one(e, &ok, PROMPT, 4, blocks, 1, &r) == MS_OK && r.token >= 0);
+    /* the bad entry beside the good one: its rows are placeholders (token -1), the good one's unchanged */
+    int n_ok = 0, n_bad = 0;
+    const proto_plp_t *po = engine_prompt_lp(e, 0, &n_ok);
+    proto_plp_t want[8];
+    T_CHECK(n_ok == 3);
+    memcpy(want, po, sizeof *po * (size_t)(n_ok < 8 ? n_ok : 8));
+    {
+        proto_planbuf_t pb;
+        proto_planbuf_init(&pb);
+        const proto_plan_t *plan = NULL;
+        proto_result_t r2[2];
+        bad.slot = 1;
+        T_CHECK(proto_planbuf_add(&pb, &bad, PROMPT, 4, rblocks, 1) == MS_OK &&
+                proto_planbuf_add(&pb, &ok, PROMPT, 4, blocks, 1) == MS_OK && proto_planbuf_finish(&pb, 0, &plan) == MS_OK);
+        T_CHECK(plan && engine_step(e, plan, r2) == MS_OK && r2[0].fault == PROTO_FAULT_PLAN && r2[1].fault == 0 &&
+                r2[1].token == r.token);
+        const proto_plp_t *pb0 = engine_prompt_lp(e, 0, &n_bad), *pb1 = engine_prompt_lp(e, 1, &n_ok);
+        T_CHECK(n_bad == 4 && n_ok == 3);
+        for (int t = 0; t < n_bad; t++) T_CHECK(pb0[t].token == -1 && pb0[t].n_top == 0);
+        for (int t = 0; t < n_ok && t < 8; t++)
+            T_CHECK(pb1[t].token == want[t].token && pb1[t].logprob == want[t].logprob);
+        proto_planbuf_free(&pb);
+    }
     engine_destroy(e), engine_destroy(ref);
     comm_destroy(c1), comm_destroy(c2);
     return t_done();

@@ -222,8 +222,11 @@ void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     const int64_t ld = V + 1;
     kr_seed(207);
     float *lg = kr_f32(rows * ld, 3.0);
-    if (c->p[2]) /* ties: logits on a coarse grid, so order rests on the lower-id rule */
+    if (c->p[2] == 1) /* ties: logits on a coarse grid, so order rests on the lower-id rule */
         for (int64_t i = 0; i < rows * ld; i++) lg[i] = (float)((int)(kr_uniform() * 16)) * 0.5f;
+    for (int32_t i = 0; c->p[2] == 2 && i < rows; i++) /* non-finite rows: KERN_FAULT_LOGITS, token -1 */
+        if (i % 6 == 1) lg[i * ld + (i * 977) % V] = NAN;
+        else if (i % 6 == 4) lg[i * ld + (i * 131) % V] = INFINITY;
     kern_sample_t *ps = calloc((size_t)rows, sizeof *ps);
     static const float temps[] = {0.0f, 0.7f, 1.0f, 1.3f};
     static const float top_ps[] = {1.0f, 0.9f, 0.5f, 0.97f};
@@ -247,6 +250,8 @@ void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
          *di = cc_dev(env, NULL, 4 * nt), *dtl = cc_dev(env, NULL, 4 * nt);
     cc_ok(r, K->sample(CX, dl, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
     cc_get(env, tg, dt, 4 * (size_t)rows), cc_get(env, lpg, dlp, 4 * (size_t)rows);
+    const uint32_t f = cc_fault_take(env), want_f = c->p[2] == 2 ? KERN_FAULT_LOGITS : 0;
+    cc_check(r, f == want_f, "fault word 0x%x == 0x%x", f, want_f);
     cc_get(env, ig, di, 4 * nt), cc_get(env, tlg, dtl, 4 * nt);
     cc_ok(r, kern_cpu_ops.sample(NULL, lg, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
     int32_t bad_tok = 0, bad_ids = 0, first_bad = -1;
@@ -254,7 +259,7 @@ void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     for (int32_t i = 0; i < rows; i++) {
         if (tg[i] != tc[i] && !bad_tok++) first_bad = i;
         worst_lp = fmax(worst_lp, fabs((double)lpg[i] - lpc[i]));
-        for (int32_t j = 0; j < ps[i].n_logprobs; j++) {
+        for (int32_t j = 0; tc[i] >= 0 && j < ps[i].n_logprobs; j++) { /* a faulted row's top-N: untouched */
             bad_ids += ig[i * KERN_MAX_LOGPROBS + j] != ic[i * KERN_MAX_LOGPROBS + j];
             worst_lp = fmax(worst_lp, fabs((double)tlg[i * KERN_MAX_LOGPROBS + j] - tlc[i * KERN_MAX_LOGPROBS + j]));
         }

@@ -186,11 +186,12 @@ static const cc_case_t g_cases[] = {
     /* log_softmax: |got - want| <= tol */
     {"log_softmax", "4x129280",                   "f32",       cc_run_log_softmax, {4, 129280},                         2e-6},
     {"log_softmax", "3x1000",                     "f32",       cc_run_log_softmax, {3, 1000},                           2e-6},
-    /* sample p[] = rows, vocab, variant (0 random logits, 1 heavy ties): tokens and top ids identical,
-     * logprobs within tol */
+    /* sample p[] = rows, vocab, variant (0 random logits, 1 heavy ties, 2 NaN/inf rows: fault, token -1):
+     * tokens and top ids identical, logprobs within tol */
     {"sample",      "48 rows vocab=129280",       "f32",       cc_run_sample,      {48, 129280, 0},                     2e-6},
     {"sample",      "48 rows vocab=129280 ties",  "f32",       cc_run_sample,      {48, 129280, 1},                     2e-6},
     {"sample",      "16 rows vocab=50",           "f32",       cc_run_sample,      {16, 50, 0},                         2e-6},
+    {"sample",      "48 rows vocab=129280 NaN/inf rows", "f32", cc_run_sample,     {48, 129280, 2},                     2e-6},
     /* logits_adjust p[] = rows, vocab, list entries per row; adjusted logits and sampled tokens bit-identical */
     {"logits_adjust", "24 rows vocab=129280 list 64", "f32",   cc_run_logits_adjust, {24, 129280, 64},                  0},
     {"logits_adjust", "12 rows vocab=50 list 8",      "f32",   cc_run_logits_adjust, {12, 50, 8},                       0},

@@ -8,7 +8,9 @@
  *  - distribution: 20000 draws (positions 0..19999) over 4 logits match the
  *    softmax at temperature 0.7 within 0.015 absolute frequency (≈ 4.5σ);
  *    top_k 2 only ever yields the 2 best; top_p 0.5 with p = {0.6, ..} always
- *    yields the best; top_k 1 equals greedy. */
+ *    yields the best; top_k 1 equals greedy.
+ *  - a row of non-finite logits (NaN, +inf, all -inf) raises KERN_FAULT_LOGITS
+ *    and gets token -1; the other rows of the call are sampled as alone. */
 #include "kref.h"
 
 static kern_sample_t P(float temp, float top_p, int top_k, int nlp, uint64_t seed, int64_t pos, int mask)
@@ -72,6 +74,23 @@ int main(void)
         varied += t1 != alone;
     }
     T_CHECK(varied > 10);
+
+    /* rows with nothing to draw from (a NaN, a +inf, all -inf) fault alone: token -1, the good row as alone */
+    float *bad = malloc(sizeof(float) * 4 * V);
+    memcpy(bad, lg + V, sizeof(float) * V);
+    for (int r = 1; r < 4; r++) memcpy(bad + (size_t)r * V, lg + V, sizeof(float) * V);
+    bad[V + 77] = NAN;
+    bad[2 * V + 5] = INFINITY;
+    for (int i = 0; i < V; i++) bad[3 * V + i] = -INFINITY;
+    kern_sample_t pbad[4] = {a, P(0, 1, 0, 2, 1, 1, -1), P(0.9f, 0.9f, 40, 0, 1, 2, -1), P(1, 1, 0, 0, 1, 3, -1)};
+    int32_t tb[4];
+    float lb[4];
+    uint32_t fw = 0;
+    kern_ctx_t fcx = {.fault = &fw};
+    T_CHECK(kern_cpu_ops.sample(&fcx, bad, V, 4, V, pbad, tb, lb, ids, tl) == MS_OK);
+    T_CHECK(tb[0] == alone && tb[1] == -1 && tb[2] == -1 && tb[3] == -1 && lb[1] == 0);
+    T_CHECK(fw == KERN_FAULT_LOGITS);
+    free(bad);
 
     /* distribution on 4 logits */
     float l4[4] = {1.0f, 0.5f, 0.0f, -1.0f};

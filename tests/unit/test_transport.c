@@ -4,7 +4,8 @@
  * DP owners and TP rank 0), a failing rank is reported, SHUTDOWN ends the
  * loop, and idle workers sleep instead of spinning (CPU time while rank 0
  * idles for a second stays small); prompt-logprob entries (PROTO_SEQ_PROMPT_LP)
- * bring back their variable-size part in plan order. Also runs as a single
+ * bring back their variable-size part in plan order; per-sequence fault words
+ * reach rank 0 from every rank that ran the sequence. Also runs as a single
  * process. */
 #include "../test.h"
 #include "proto/proto.h"
@@ -47,6 +48,9 @@ static const proto_plan_t *make_plan(proto_planbuf_t *pb, int k, int size)
     proto_planbuf_finish(pb, (uint32_t)k, &p);
     return p;
 }
+
+/* The per-sequence fault word rank r reports for slot `slot` in step k: some sequences, a bit per rank. */
+static uint32_t seq_fault(int slot, int k, int r) { return (slot + k + r) % 5 == 0 ? 1u << (r % 4) : 0; }
 
 static bool same_plan(const proto_plan_t *a, const proto_plan_t *b)
 {
@@ -98,6 +102,7 @@ int main(int argc, char **argv)
             mine[i].logprob = -(float)s[i].slot;
             mine[i].n_top = s[i].n_logprobs > 0 ? s[i].n_logprobs : 0;
             for (int j = 0; j < mine[i].n_top; j++) mine[i].top_ids[j] = mine[i].token + j + 1;
+            mine[i].fault = seq_fault(s[i].slot, k, rank);
         }
         int n_plp = 0, n_all = 0;
         for (int i = 0; i < n; i++) n_all += proto_seq_plp_rows(&s[i]);
@@ -125,6 +130,12 @@ int main(int argc, char **argv)
                     bad++;
                 for (int j = 0; !failed && j < merged[i].n_top; j++)
                     if (merged[i].top_ids[j] != merged[i].token + j + 1) bad++;
+                /* fault words: the OR of every rank that ran it (TP: all ranks, not only the owner) */
+                uint32_t want = 0;
+                for (int r = 0; r < size; r++)
+                    if (proto_seq_runs(&s[i], r) && !(k == 9 && r == size - 1 && size > 1))
+                        want |= seq_fault(s[i].slot, k, r);
+                if (merged[i].fault != want) bad++;
             }
             /* rank 0 sees the full plan: the full plan's order is every owner's order */
             for (int i = 0, g = 0; i < n; i++) {
