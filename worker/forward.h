@@ -113,8 +113,8 @@ typedef struct {
     int S_naive;   /* gathered latent rows for the naive seqs */
     int n_sample;  /* rows of last_row / sp */
     /* Rows padded to a captured graph's size (worker/step_graph.h): padding rows (token id -1, cache slot -1,
-     * last_row -1, attention seqs with no query row) are no-ops in every op but the router, whose choice
-     * for them is masked to -1 (f->pad) so they take no MoE capacity and bump no load counter. */
+     * attention seqs with no query row; their sampled rows copy row 0) are no-ops in every op but the router,
+     * whose choice for them is masked to -1 (f->pad) so they take no MoE capacity and bump no load counter. */
     bool padded;
     /* logits_adjust (worker/penalty.h): run when adjust (rows adj) or n_sets > 0 */
     bool adjust;

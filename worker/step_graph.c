@@ -14,7 +14,9 @@ void sgraph_pad(char *stage, const step_io_layout_t *L, int from, int to)
     kern_attn_seq_t *seqs = (kern_attn_seq_t *)(stage + L->seqs);
     for (int r = 0; r < from; r++) pad[r] = -1;
     for (int r = from; r < to; r++) {
-        ids[r] = -1, pos[r] = 0, slots[r] = -1, last[r] = -1, pad[r] = 0;
+        /* last_row 0: a padding row samples a copy of row 0, whose logits are finite whenever the first real
+         * row's are, so padding never raises a data fault of its own (one no real sequence would own) */
+        ids[r] = -1, pos[r] = 0, slots[r] = -1, last[r] = 0, pad[r] = 0;
         sp[r] = (kern_sample_t){.top_p = 1, .mask_token = -1};
         adj[r] = (kern_adjust_t){.repetition = 1, .mask_token = -1};
         seqs[r] = (kern_attn_seq_t){.q_off = -1};

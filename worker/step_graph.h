@@ -47,8 +47,8 @@ void sgraph_destroy(sgraph_t *g, const kern_ops_t *k);
 int sgraph_pick(const sgraph_t *g, int n);
 
 /* Fill rows [from, to) of the staging block at layout L as padding — token id -1, cache slot -1,
- * position 0, last_row -1, pad 0, greedy sampling without logprobs, no logits adjustment, attention seq
- * with no query row — and mark rows [0, from) real (pad -1). */
+ * position 0, pad 0, greedy sampling without logprobs of a copy of row 0 (last_row 0), no logits
+ * adjustment, attention seq with no query row — and mark rows [0, from) real (pad -1). */
 void sgraph_pad(char *stage, const step_io_layout_t *L, int from, int to);
 
 #endif
