@@ -14,7 +14,8 @@
  * MoE load counters equal the unpadded engine's (padding rows route nowhere),
  * a replayed decode step is one upload, one download and one synchronize,
  * the steps that used a graph are exactly the decode-only ones at a fitting
- * size, and a fault injected into a replayed step fails it as MS_ERR_DATA. */
+ * size, a fault injected into a replayed step fails it as MS_ERR_DATA, and a
+ * bad token in one entry of a padded step fails that entry alone. */
 #include <math.h>
 #include <stdio.h>
 
@@ -175,10 +176,16 @@ int main(int argc, char **argv)
         for (int s = 0; s < 3; s++)
             q[s] = (et_seq_t){.slot = s, .pos = pos[s], .n = 1, .tokens = &tok[s][pos[s]], .blocks = blk[s],
                               .n_blocks = et_blocks_for(pos[s] + 1, BS), .sample = 1, .n_logprobs = -1};
-        proto_result_t res[3];
+        proto_result_t res[3], ref[3];
         engine_inject_fault(E[1], ENGINE_FAULT_INJECTED);
         T_CHECK(et_step(E[1], q, 3, res) == MS_ERR_DATA);
         T_CHECK(et_step(E[1], q, 3, res) == MS_OK && res[0].token >= 0);
+        /* a bad token fed to one entry of a padded step fails that entry alone: the others equal eager ones */
+        T_CHECK(et_step(E[0], q, 3, ref) == MS_OK);
+        engine_inject_seq_fault(E[1], 1, ENGINE_INJECT_TOKEN);
+        T_CHECK(et_step(E[1], q, 3, res) == MS_OK);
+        T_CHECK(res[1].fault != 0 && res[1].token == -1);
+        T_CHECK(res[0].fault == 0 && res[0].token == ref[0].token && res[2].fault == 0 && res[2].token == ref[2].token);
     }
     free(l0), free(l1), free(lg0), free(lg1);
     for (int i = 0; i < 4; i++) {
