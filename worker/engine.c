@@ -791,8 +791,10 @@ static ms_status_t step_run(engine_t *e, const proto_plan_t *p, proto_result_t *
         /* penalty-list writes: a second upload, only in steps of penalized sequences */
         MS_TRY(pen_flush(e->pen, e->cx, &st.sets, &st.n_sets, &st.lists, &st.lists_cap));
         /* the graph has no logits_adjust: a step that adjusts runs the same padded rows eagerly */
-        if (gi >= 0 && e->gr.graph[gi] && !st.adjust && st.n_sets == 0) MS_TRY(k->graph_launch(e->cx, e->gr.graph[gi]));
-        else MS_TRY(fwd_run(f, &st));
+        if (gi >= 0 && e->gr.graph[gi] && !st.adjust && st.n_sets == 0)
+            MS_TRY(k->graph_launch(e->cx, e->gr.graph[gi]));
+        else
+            MS_TRY(fwd_run(f, &st));
         MS_TRY(k->download(e->cx, h, d, step_io_dl_bytes(&L)));
         MS_TRY(k->synchronize(e->cx));
         faults = *fault;
