@@ -66,7 +66,8 @@ static ms_status_t sgraph_one(fwd_t *f, char *stage, int G, int emulate, kern_gr
     MS_TRY(k->download(cx, fault, (char *)f->io + L.fault, sizeof *fault));
     MS_TRY(k->synchronize(cx));
     if (*fault)
-        return MS_ERR(MS_ERR_INTERNAL, "cuda graphs: the all-padding step of batch %d raised fault bits %#x", G, *fault);
+        return MS_ERR(MS_ERR_INTERNAL, "cuda graphs: the all-padding step of batch %d raised fault bits %#x", G,
+                      *fault);
     return MS_OK;
 }
 
