@@ -81,6 +81,7 @@ typedef struct kern_ctx {
 } kern_ctx_t;
 
 typedef void *kern_event_t; /* CUDA: cudaEvent_t; CPU: a dummy non-NULL token */
+typedef void *kern_graph_t; /* CUDA: cudaGraphExec_t (a captured, instantiated graph) */
 #define KERN_IPC_HANDLE_BYTES 64 /* kern_ops_t ipc_export's handle (CUDA: cudaIpcMemHandle_t) */
 
 /* Every op of the table, for supports_op() and kern_op_name(). */
@@ -316,6 +317,7 @@ static inline size_t kern_moe_ws_bytes(int64_t cap, int64_t inter)
 
 typedef struct kern_ops {
     const char *name; /* "cpu", "cuda" */
+    int graphs;       /* 1: graph_begin .. graph_destroy capture and replay CUDA graphs (below); 0: none */
 
     /* ---- memory and streams ---- */
     ms_status_t (*alloc)(size_t bytes, void **out); /* zero-filled, 256-byte aligned */
@@ -346,7 +348,18 @@ typedef struct kern_ops {
      * that lets upload/download be asynchronous and graph-capturable */
     ms_status_t (*host_alloc)(size_t bytes, void **out);
     void (*host_free)(void *p);
-    /* Device memory shared between processes of one host (CUDA IPC); NULL on backends without it.
+    /* CUDA graphs (DESIGN "The GPU step", 3). graph_begin starts capturing cx's stream: the ops queued on
+     * cx after it are recorded, not run, so nothing between begin and end may synchronize, allocate or read
+     * device memory on the host; every device pointer and launch shape is baked into the graph. graph_end
+     * stops the capture and instantiates it into *out (on a failed capture it ends it and reports the
+     * error: the stream is usable again). graph_launch queues one replay on cx; graph_destroy frees one.
+     * `graphs` (above) is 1 where these work; the CPU backend has none: they answer MS_ERR_UNSUPPORTED. */
+    ms_status_t (*graph_begin)(kern_ctx_t *cx);
+    ms_status_t (*graph_end)(kern_ctx_t *cx, kern_graph_t *out);
+    ms_status_t (*graph_launch)(kern_ctx_t *cx, kern_graph_t g);
+    void (*graph_destroy)(kern_graph_t g);
+    /* Device memory shared between processes of one host (CUDA IPC); backends without it answer
+     * MS_ERR_UNSUPPORTED (without logging: callers fall back).
      * ipc_export: a handle (KERN_IPC_HANDLE_BYTES) for the allocation `base` (an alloc result);
      * ipc_import: that allocation mapped in this process (another process's handle only);
      * ipc_close: unmap it. What is mapped may be read by copy on any context. */

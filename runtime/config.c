@@ -60,6 +60,33 @@ int cfg_moe_fp8(const ms_config_t *c, int on_cuda)
     if (c->ms.moe_compute != MS_MOE_COMPUTE_AUTO) return c->ms.moe_compute == MS_MOE_COMPUTE_FP8;
     return on_cuda && c->moe.backend != MS_MOE_BACKEND_VANILLA;
 }
+int cfg_graph_sizes(const ms_config_t *c, int *out, int max)
+{
+    if (!c->cuda_graph.enabled) return 0;
+    int n = 0;
+    if (c->cuda_graph.n_batch_sizes > 0) {
+        for (int i = 0; i < c->cuda_graph.n_batch_sizes && n < max; i++) out[n++] = c->cuda_graph.batch_sizes[i];
+        return n;
+    }
+    /* TensorRT-LLM's generated list (CudaGraphConfig._generate_cuda_graph_batch_sizes): with padding
+     * 1, 2, 4 and the multiples of 8 up to 128, without it 1..32, 64 and 128; then the powers of two
+     * from 256 below max; all <= max, and max itself last. */
+    const int mx = c->cuda_graph.max_batch_size > 0 ? c->cuda_graph.max_batch_size : 128;
+    int cand[64], nc = 0;
+    if (c->cuda_graph.enable_padding) {
+        cand[nc++] = 1, cand[nc++] = 2, cand[nc++] = 4;
+        for (int b = 8; b <= 128; b += 8) cand[nc++] = b;
+    } else {
+        for (int b = 1; b <= 32; b++) cand[nc++] = b;
+        cand[nc++] = 64, cand[nc++] = 128;
+    }
+    for (int64_t p2 = 256; p2 < mx && nc < 64; p2 *= 2) cand[nc++] = (int)p2; /* 2^i, 8 <= i < ceil(log2 max) */
+    for (int i = 0; i < nc && n < max; i++)
+        if (cand[i] <= mx) out[n++] = cand[i];
+    if ((n == 0 || out[n - 1] != mx) && n < max) out[n++] = mx;
+    return n;
+}
+
 const char *cfg_attn_backend_name(ms_attn_backend_t b) { return enum_name(cfg_enum_attn, (int)b); }
 const char *cfg_device_name(ms_device_t d) { return enum_name(cfg_enum_device, (int)d); }
 const char *cfg_load_format_name(ms_load_format_t f) { return enum_name(cfg_enum_load_format, (int)f); }

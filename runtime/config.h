@@ -234,6 +234,10 @@ const char *cfg_moe_backend_name(ms_moe_backend_t b);
  * (CUTLASS, DEEPGEMM, TRTLLM: FP8 block-scale GEMMs in TensorRT-LLM; AUTO: fp8 is the faster mode and
  * passes tests/golden at its looser tolerance; WIDEEP/CUTEDSL/TRITON: no kernel of their own, as AUTO). */
 int cfg_moe_fp8(const ms_config_t *c, int on_cuda);
+/* The batch sizes cuda_graph_config captures, ascending, into out[0..max): batch_sizes when given, else
+ * TensorRT-LLM's list generated from max_batch_size (128 when unset; enable_padding picks the coarser
+ * list); 0 when cuda_graph_config is null. The engine drops sizes above its step limits. */
+int cfg_graph_sizes(const ms_config_t *c, int *out, int max);
 const char *cfg_moe_compute_name(ms_moe_compute_t m);
 const char *cfg_attn_backend_name(ms_attn_backend_t b);
 const char *cfg_device_name(ms_device_t d);

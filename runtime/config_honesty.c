@@ -21,11 +21,7 @@ static void add(cfg_inactive_t *out, int max, int *n, const char *key, const cha
 int cfg_inactive(const ms_config_t *c, cfg_inactive_t *out, int max)
 {
     int n = 0;
-    if (c->cuda_graph.enabled &&
-        (c->cuda_graph.enable_padding || c->cuda_graph.max_batch_size > 0 || c->cuda_graph.n_batch_sizes > 0))
-        add(out, max, &n, "cuda_graph_config",
-            "no CUDA graph is captured yet (not written): decode steps run eagerly, batches are "
-            "not padded%s", "");
+    /* cuda_graph_config acts on CUDA (worker/step_graph.h); serve says when the backend has no graphs */
     if (c->speculative.enabled && c->speculative.use_relaxed_acceptance_for_thinking)
         add(out, max, &n, "speculative_config.use_relaxed_acceptance_for_thinking",
             "relaxed acceptance is not implemented: drafts are accepted only where they equal the main model's "

@@ -253,6 +253,17 @@ int cmd_serve(int argc, char **argv)
         rc = 2; /* the layout and limits ask for more memory than the rank has */
         goto out_mpi;
     }
+    /* cuda_graph_config: the sizes to capture (the engine drops those above its limits and says when its
+     * layout cannot use graphs); a backend without graphs runs eagerly, said once when the file asked */
+    int graph_sizes[MS_CFG_MAX_GRAPH_BATCHES];
+    int n_graph = cfg_graph_sizes(&cfg, graph_sizes, MS_CFG_MAX_GRAPH_BATCHES);
+    if (n_graph > 0 && !kops->graphs) {
+        if (rank == 0 && (cfg.cuda_graph.enable_padding || cfg.cuda_graph.max_batch_size > 0 ||
+                          cfg.cuda_graph.n_batch_sizes > 0))
+            MS_WARN("config key 'cuda_graph_config': the %s backend has no CUDA graphs: decode steps run eagerly, "
+                    "batches are not padded", kops->name);
+        n_graph = 0;
+    }
     engine_opts_t eo = {
         .kv_blocks = kv_blocks,
         .block_size = lim.block_size,
@@ -270,6 +281,9 @@ int cmd_serve(int argc, char **argv)
         .moe_max_num_tokens = lim.moe_max_num_tokens,
         .mtp_drafts = cfg.speculative.enabled ? cfg.speculative.num_nextn_predict_layers : 0,
         .max_seq_len = max_seq_len,
+        .n_graph_sizes = n_graph,
+        .graph_sizes = graph_sizes,
+        .graph_padding = cfg.cuda_graph.enable_padding,
     };
     sc.max_seqs = cfg.max_batch_size * groups; /* rank 0's whole plan */
     {

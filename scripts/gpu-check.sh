@@ -14,14 +14,18 @@
 #               --trace-faults on a real checkpoint), and compute-sanitizer memcheck of one generate
 #     bench     moeserve-bench-ops: every op at R1 decode shapes + one decode step of a
 #               4-layer R1-geometry model by op
+#     graphs    CUDA graphs (cuda_graph_config): the engine test (replayed padded steps vs eager), generate
+#               with --cuda-graphs on vs off, the server at 1/3/8 concurrent greedy requests with and
+#               without graphs, and eager vs graph decode-step time of a 4-layer R1-geometry model at batch
+#               GRAPH_BATCHES (default 1,32,128) with the batch-1 graph's kernels timed by ncu when present
 #   default: all. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-B=$root/gpu-bundle
+B=${GPU_BUNDLE:-$root/gpu-bundle} # GPU_BUNDLE: a bundle folder elsewhere (a helper's own)
 R=$B/run.sh
-phases=${1:-golden,generate,layouts,server,r1,bench}
+phases=${1:-golden,generate,layouts,server,r1,graphs,bench}
 final=${2:-${OUT:-/tmp/gpu-check}}
 W=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
 out=$W/logs
@@ -164,6 +168,49 @@ phase_bench() {
     echo "bench-ops: exit $? ($(wc -l <"$out/bench_ops.md") lines; stderr: $(tail -2 "$out/bench_ops.err" | tr '\n' ' '))"
 }
 
+phase_graphs() {
+    local here=$(cd "$(dirname "$0")" && pwd)
+    local tg=$B/tests/test_graphs
+    timeout 300 $R "$tg" "$B/bin/moeserve-mkmodel" cuda >"$out/graphs_test.log" 2>&1
+    echo "graphs test (cuda): exit $? | $(grep -E 'steps, max|checks' "$out/graphs_test.log" | tr '\n' ' ')"
+    local ids=0,100,344,201,440,33,7,19
+    for m in tiny tiny8 tinynoq; do
+        a=(generate "$W/$m" --prompt-ids $ids --max-tokens 24 --ignore-eos --mla auto --device cuda)
+        e=$($R moeserve "${a[@]}" 2>>"$out/graphs_gen.err" | tail -1)
+        g=$($R moeserve "${a[@]}" --cuda-graphs on 2>>"$out/graphs_gen.err" | tail -1)
+        [ -n "$g" ] && [ "$e" = "$g" ] && r=SAME || r=DIFF
+        echo "generate $m --cuda-graphs on vs off: $r eager=[$e] graphs=[$g]"
+    done
+    echo "generate capture: $(grep -m1 'cuda_graph_config' "$out/graphs_gen.err")"
+    timeout 300 $R python3 "$here/gpu_graphs_serve.py" "$B/bin/moeserve" "$W/tiny" "$W/graphs" 2>&1 | tail -6
+    local d=$W/r1x4
+    [ -f "$d/config.json" ] || $R moeserve-mkmodel --preset r1 --dtype fp8 --layers 4 --config-only --out "$d" >/dev/null
+    for b in $(echo "${GRAPH_BATCHES:-1,32,128}" | tr ',' ' '); do
+        timeout 300 $R moeserve-bench-ops --batch '' --rows '' --model "$d" --step-batch $b --step-ctx 1024 \
+            --step-tokens 1024 --moe-cap 512 --moe-compute fp8 --kv-dtype fp8 --graphs 1 \
+            >"$out/graphs_bench_$b.md" 2>"$out/graphs_bench_$b.err"
+        echo "graphs bench batch $b: exit $? | $(grep -E '^\| (eager|graph) \||Graph vs' "$out/graphs_bench_$b.md" | tr '\n' ' ')"
+    done
+    local ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+    if [ -n "$ncu" ]; then
+        MS_BENCH_PROFILE_STEP=1 timeout 300 $R "$ncu" --clock-control none --cache-control none \
+            --profile-from-start off --graph-profiling node --metrics gpu__time_duration.sum --csv "$B/bin/moeserve-bench-ops" --batch '' \
+            --rows '' --model "$d" --step-batch 1 --step-ctx 1024 --step-tokens 1024 --moe-cap 512 --moe-compute fp8 \
+            --kv-dtype fp8 --graphs 1 >"$out/graphs_ncu.csv" 2>"$out/graphs_ncu.err"
+        echo "graphs ncu batch 1 (kernels of one replayed step): exit $? | $(python3 -c '
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+hi = [i for i, r in enumerate(rows) if "Metric Value" in r and "Kernel Name" in r]
+if not hi: print("no ncu rows"); sys.exit()
+h = rows[hi[0]]; v = h.index("Metric Value"); u = h.index("Metric Unit")
+us = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+t = [float(r[v].replace(",", "")) * us[r[u]] for r in rows[hi[0] + 1:] if len(r) == len(h) and r[u] in us]
+print("%d kernels, sum %.1f us" % (len(t), sum(t)))' "$out/graphs_ncu.csv" 2>&1)"
+    else
+        echo "graphs ncu: no ncu on this host"
+    fi
+}
+
 t0=$(date +%s)
 pids=()
 for p in golden generate layouts; do
@@ -172,6 +219,7 @@ done
 has server && phase_server >"$out/phase_server.txt" 2>&1
 for p in "${pids[@]}"; do wait "$p"; done
 for p in golden generate layouts server; do has $p && cat "$out/phase_$p.txt" >>"$S"; done
+has graphs && { phase_graphs >"$out/phase_graphs.txt" 2>&1; cat "$out/phase_graphs.txt" >>"$S"; }
 has trace && { phase_trace >"$out/phase_trace.txt" 2>&1; cat "$out/phase_trace.txt" >>"$S"; }
 has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }

@@ -12,10 +12,15 @@
  *
  *   moeserve-bench-ops [--batch 1,32,128] [--rows 4,32,128] [--ctx 1024] [--reps 20]
  *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8] [--load dummy|auto]
- *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]]
+ *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]
+ *                       [--graphs 1]]
  * (the routed-experts table times both moe_experts modes; --moe-compute picks the step's, default dequant)
  * (--batch "" --rows "" skip the op tables; --trace-faults 1 synchronizes after every op of the step run and
  * names the first op after which the device fault word is set: a debugging aid, not a timing.)
+ * (--graphs 1: the same decode step also on an engine that replays it as a CUDA graph of its batch
+ * (worker/step_graph.h); both modes' engine_step wall time beside the step's GPU span. With the
+ * environment variable MS_BENCH_PROFILE_STEP set, one more replayed step runs inside
+ * cudaProfilerStart/Stop, so `ncu --profile-from-start off --graph-profiling node` times its kernels.)
  * Markdown tables on stdout (BENCHMARKS.md). */
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +39,7 @@ int main(void)
 }
 #else
 #include <cublasLt.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 
 #include "proto/proto.h"
@@ -428,12 +434,13 @@ static void bench_experts(const int *rows, int n)
 #define MAXEV 65536
 static cudaEvent_t g_ev[MAXEV];
 static int g_op[MAXEV], g_nev, g_on;
-static const char *const g_extra[] = {"upload", "download", "copy", "memset"};
+static const char *const g_extra[] = {"upload", "download", "copy", "memset", "graph replay"};
 #define OP_UPLOAD (KERN_N_OPS + 0)
 #define OP_DOWNLOAD (KERN_N_OPS + 1)
 #define OP_COPY (KERN_N_OPS + 2)
 #define OP_MEMSET (KERN_N_OPS + 3)
-#define N_TRACK (KERN_N_OPS + 4)
+#define OP_GRAPH (KERN_N_OPS + 4)
+#define N_TRACK (KERN_N_OPS + 5)
 
 static int g_trace, g_traced; /* --trace-faults: synchronize after every op and name the first that raises a fault */
 static const char *op_label(int op)
@@ -534,6 +541,38 @@ WRAP(sample, KERN_OP_SAMPLE,
       int32_t *ti, float *tl),
      (cx, l, ld, r, v, p, t, lp, ti, tl))
 
+/* Host clock stamps of a step (--graphs): upload entry and return, graph launch entry and return (eager: the
+ * same stamps as the upload's return), synchronize entry and return. */
+enum { TS_UP0, TS_UP1, TS_L0, TS_L1, TS_S0, TS_S1, TS_N };
+static struct timespec g_ts[TS_N];
+static double ts_us(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e6 + (double)(b->tv_nsec - a->tv_nsec) * 1e-3;
+}
+static ms_status_t w_graph_launch(kern_ctx_t *cx, kern_graph_t g)
+{
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_L0]);
+    ms_status_t st = kern_cuda_ops.graph_launch(cx, g);
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_L1]);
+    mark(cx, OP_GRAPH);
+    return st;
+}
+static ms_status_t w_stamped_upload(kern_ctx_t *cx, void *d, const void *h, size_t n)
+{
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_UP0]);
+    ms_status_t st = w_upload(cx, d, h, n);
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_UP1]);
+    g_ts[TS_L0] = g_ts[TS_L1] = g_ts[TS_UP1];
+    return st;
+}
+static ms_status_t w_synchronize(kern_ctx_t *cx)
+{
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_S0]);
+    ms_status_t st = kern_cuda_ops.synchronize(cx);
+    clock_gettime(CLOCK_MONOTONIC, &g_ts[TS_S1]);
+    return st;
+}
+
 static kern_ops_t g_tops;
 /* Contexts of the timed table point back at it, so ops reached through cx->ops (MoE dispatch) are timed too. */
 static ms_status_t w_ctx_create(int device, size_t ws, kern_ctx_t **out)
@@ -553,26 +592,34 @@ static kern_ops_t timed_ops(void)
     t.rope = w_rope, t.kv_store = w_kv_store, t.kv_gather = w_kv_gather, t.mla_naive = w_mla_naive;
     t.mla_latent = w_mla_latent, t.moe_route = w_moe_route, t.moe_plan = w_moe_plan, t.moe_scatter = w_moe_scatter;
     t.moe_experts = w_moe_experts, t.moe_combine = w_moe_combine, t.log_softmax = w_log_softmax, t.sample = w_sample;
+    t.graph_launch = w_graph_launch, t.upload = w_stamped_upload, t.synchronize = w_synchronize;
     return t;
 }
 
-static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok, int moe_fp8)
+static int cmp_dbl(const void *a, const void *b)
 {
-    g_tops = timed_ops();
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One engine (graphs: the decode step's batch captured as a CUDA graph) over B sequences of ctx tokens:
+ * prefill, warm-up decode steps, then `reps` timed decode steps. Prints the per-op breakdown of the last
+ * eager step, and for both modes the host wall time of engine_step (median) beside the GPU span of the step
+ * (its first transfer to its last, CUDA events): their difference is what the host adds. */
+static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok,
+                           int moe_fp8, int graph, int reps, double *wall_med, double *span_med, double *host)
+{
     kern_ops_t *tops_p = &g_tops;
-    if (ctx < 1 || ctx > max_tok) {
-        fprintf(stderr, "moeserve-bench-ops: --step-ctx must be in [1, %d]\n", max_tok);
-        return 2;
-    }
-    const int bs = 64, nbpp = (ctx + 4 + bs - 1) / bs, nblk = nbpp * B;
+    const int bs = 64, nbpp = (ctx + 2 * reps + 8 + bs - 1) / bs, nblk = nbpp * B;
+    const int gsize[1] = {B};
     engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
-                       .moe_max_num_tokens = moe_cap, .moe_fp8 = moe_fp8, .ops = tops_p};
+                       .moe_max_num_tokens = moe_cap, .moe_fp8 = moe_fp8, .ops = tops_p,
+                       .n_graph_sizes = graph ? 1 : 0, .graph_sizes = gsize, .graph_padding = 1};
     par_t par = par_single();
     comm_t *comm = NULL;
     engine_t *eng = NULL;
     if (comm_local_create(tops_p, &comm) != MS_OK || engine_create(model, &par, &o, comm, &eng) != MS_OK) return 1;
-    for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nblk), *toks = malloc(sizeof(int32_t) * (size_t)max_tok);
     for (int i = 0; i < nblk; i++) blocks[i] = i;
     const int vocab = engine_config(eng)->vocab_size;
@@ -580,6 +627,8 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
     proto_planbuf_t pb;
     proto_planbuf_init(&pb);
     proto_result_t *res = calloc((size_t)B, sizeof *res);
+    double *wall = calloc((size_t)reps, sizeof *wall), *span = calloc((size_t)reps, sizeof *span);
+
     uint32_t step = 0;
     /* prefill every sequence's ctx tokens, as many sequences a step as max_num_tokens allows */
     for (int s0 = 0; s0 < B;) {
@@ -597,9 +646,12 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
         CK(engine_step(eng, plan, res));
         s0 = s;
     }
-    /* decode steps: two untimed, then the timed one */
-    double wall = 0;
-    for (int it = 0; it < 3; it++) {
+    /* decode steps: three untimed, then the timed ones (events on each; the last eager one is broken down) */
+    const int warm = 3, prof = getenv("MS_BENCH_PROFILE_STEP") != NULL && graph;
+    /* after the timed steps (events on), `reps` plain ones: no event on the host's path, clock stamps only */
+    double *plain = calloc((size_t)reps, sizeof *plain), *part[4];
+    for (int i = 0; i < 4; i++) part[i] = calloc((size_t)reps, sizeof *part[i]);
+    for (int it = 0; it < warm + 2 * reps + prof; it++) {
         proto_planbuf_reset(&pb);
         for (int s = 0; s < B; s++) {
             proto_seq_t q = {.slot = s, .dp_rank = -1, .top_p = 1, .n_logprobs = -1, .pos = ctx + it,
@@ -608,35 +660,96 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
         }
         const proto_plan_t *plan;
         CK(proto_planbuf_finish(&pb, step++, &plan));
-        g_on = it == 2, g_nev = 0; /* the step's first op is its metadata upload: the timeline starts there */
+        const int timed = it >= warm && it < warm + reps;
+        g_on = timed, g_nev = 0; /* the step's first op is its metadata upload: the timeline starts there */
+        /* MS_BENCH_PROFILE_STEP: one more replayed step inside a profiler range (ncu --profile-from-start off) */
+        if (prof && it == warm + 2 * reps) CKC(cudaProfilerStart());
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         CK(engine_step(eng, plan, res));
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        wall = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+        if (prof && it == warm + 2 * reps) CKC(cudaProfilerStop());
         g_on = 0;
+        if (it >= warm + reps && it < warm + 2 * reps) {
+            const int j = it - warm - reps;
+            plain[j] = ts_us(&t0, &t1);
+            part[0][j] = ts_us(&t0, &g_ts[TS_UP0]), part[1][j] = ts_us(&g_ts[TS_UP0], &g_ts[TS_L1]);
+            part[2][j] = ts_us(&g_ts[TS_S0], &g_ts[TS_S1]), part[3][j] = ts_us(&g_ts[TS_S1], &t1);
+        }
+        if (!timed) continue;
+        wall[it - warm] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+        float ms = 0;
+        if (g_nev > 1) CKC(cudaEventElapsedTime(&ms, g_ev[0], g_ev[g_nev - 1]));
+        span[it - warm] = ms;
     }
-    double per[N_TRACK] = {0}, tot = 0;
-    int calls[N_TRACK] = {0};
-    for (int i = 1; i < g_nev; i++) {
-        float ms;
-        CKC(cudaEventElapsedTime(&ms, g_ev[i - 1], g_ev[i]));
-        per[g_op[i]] += ms, calls[g_op[i]]++, tot += ms;
+    if (!graph) {
+        double per[N_TRACK] = {0}, tot = 0;
+        int calls[N_TRACK] = {0};
+        for (int i = 1; i < g_nev; i++) {
+            float ms;
+            CKC(cudaEventElapsedTime(&ms, g_ev[i - 1], g_ev[i]));
+            per[g_op[i]] += ms, calls[g_op[i]]++, tot += ms;
+        }
+        if (g_nev > 0) calls[g_op[0]]++;
+        printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode (GPU time between "
+               "consecutive ops, charged to the later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16",
+               moe_fp8 ? "fp8" : "dequant");
+        printf("| op | calls | ms | share |\n|---|---|---|---|\n");
+        for (int op = 0; op < N_TRACK; op++) {
+            if (!calls[op]) continue;
+            printf("| %s | %d | %.4f | %.1f%% |\n", op_label(op), calls[op], per[op], tot > 0 ? 100.0 * per[op] / tot : 0);
+        }
+        printf("| **total (first to last op)** | %d | %.4f | 100%% |\n\nHost wall time of engine_step: %.3f ms.\n", g_nev,
+               tot, wall[reps - 1]);
     }
-    if (g_nev > 0) calls[g_op[0]]++;
-    printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode (GPU time between consecutive "
-           "ops, charged to the later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16", moe_fp8 ? "fp8" : "dequant");
-    printf("| op | calls | ms | share |\n|---|---|---|---|\n");
-    for (int op = 0; op < N_TRACK; op++) {
-        if (!calls[op]) continue;
-        printf("| %s | %d | %.4f | %.1f%% |\n", op_label(op), calls[op], per[op], tot > 0 ? 100.0 * per[op] / tot : 0);
+    int ng;
+    long gsteps, gpad;
+    engine_graph_stats(eng, &ng, &gsteps, &gpad);
+    if (graph && gsteps < warm + 2 * reps) {
+        fprintf(stderr, "bench-ops: the graph engine replayed %ld of %d decode steps\n", gsteps, warm + 2 * reps);
+        return 1;
     }
-    printf("| **total (first to last op)** | %d | %.4f | 100%% |\n\nHost wall time of engine_step: %.3f ms.\n", g_nev, tot,
-           wall);
-    free(blocks), free(toks), free(res);
+    qsort(wall, (size_t)reps, sizeof *wall, cmp_dbl);
+    qsort(span, (size_t)reps, sizeof *span, cmp_dbl);
+    qsort(plain, (size_t)reps, sizeof *plain, cmp_dbl);
+    for (int i = 0; i < 4; i++) qsort(part[i], (size_t)reps, sizeof *part[i], cmp_dbl);
+    *wall_med = wall[reps / 2], *span_med = span[reps / 2];
+    host[0] = plain[reps / 2] * 1e-3;
+    for (int i = 0; i < 4; i++) host[1 + i] = part[i][reps / 2];
+    free(blocks), free(toks), free(res), free(wall), free(span), free(plain);
+    for (int i = 0; i < 4; i++) free(part[i]);
     proto_planbuf_free(&pb);
     engine_destroy(eng);
     comm_destroy(comm);
+    return 0;
+}
+
+static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, int moe_cap, int max_tok, int moe_fp8,
+                      int graphs)
+{
+    g_tops = timed_ops();
+    if (ctx < 1 || ctx > max_tok) {
+        fprintf(stderr, "moeserve-bench-ops: --step-ctx must be in [1, %d]\n", max_tok);
+        return 2;
+    }
+    for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
+    const int reps = 20;
+    double wall[2] = {0}, span[2] = {0}, host[2][5] = {{0}};
+    for (int g = 0; g <= (graphs ? 1 : 0); g++) {
+        int rc = bench_step_mode(model, B, ctx, kv_fp8, dummy, moe_cap, max_tok, moe_fp8, g, reps, &wall[g], &span[g],
+                                 host[g]);
+        if (rc) return rc;
+    }
+    printf("\n#### Decode step, eager%s: batch %d, context %d (medians of %d steps; GPU span = the step's upload to "
+           "its download, CUDA events; host = wall - span)\n\n", graphs ? " vs CUDA graph" : "", B, ctx, reps);
+    printf("| mode | batch | engine_step wall ms (events) | GPU span ms | wall ms (no events) | host us = wall (no "
+           "events) - span | before upload us | upload + launch us | in synchronize us | after it us |\n"
+           "|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int g = 0; g <= (graphs ? 1 : 0); g++)
+        printf("| %s | %d | %.4f | %.4f | %.4f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", g ? "graph" : "eager", B,
+               wall[g], span[g], host[g][0], (host[g][0] - span[g]) * 1e3, host[g][1], host[g][2], host[g][3],
+               host[g][4]);
+    if (graphs) printf("\nGraph vs eager step wall time: %.2fx.\n", wall[0] / wall[1]);
     return 0;
 }
 
@@ -654,7 +767,7 @@ static int parse_list(const char *s, int *out, int max)
 int main(int argc, char **argv)
 {
     int batch[8] = {1, 32, 128}, nb = 3, rows[8] = {4, 32, 128}, nr = 3, ctx = 1024, sb = 32, sctx = 1024, kvf = 0;
-    int dummy = 1, moe_cap = 512, step_tok = 1024, moe_fp8 = 0;
+    int dummy = 1, moe_cap = 512, step_tok = 1024, moe_fp8 = 0, graphs = 0;
     const char *model = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -671,6 +784,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--step-tokens")) step_tok = atoi(v);
         else if (!strcmp(a, "--trace-faults")) g_trace = atoi(v);
         else if (!strcmp(a, "--moe-compute")) moe_fp8 = !strcmp(v, "fp8");
+        else if (!strcmp(a, "--graphs")) graphs = atoi(v);
         else {
             fprintf(stderr, "moeserve-bench-ops: unknown option %s\n", a);
             return 2;
@@ -694,7 +808,7 @@ int main(int argc, char **argv)
     if (model) {
         K->ctx_destroy(CX);
         CK(K->ctx_create(0, 0, &CX));
-        rc = bench_step(model, sb, sctx, kvf, dummy, moe_cap, step_tok, moe_fp8);
+        rc = bench_step(model, sb, sctx, kvf, dummy, moe_cap, step_tok, moe_fp8, graphs);
     }
     K->ctx_destroy(CX);
     return rc;

@@ -35,6 +35,7 @@
 #include "worker/kv_cache.h"
 #include "worker/sizing.h"
 #include "worker/step_io.h"
+#include "worker/step_graph.h"
 #include "worker/penalty.h"
 #include "worker/prompt_lp.h"
 #include "worker/placement.h"
@@ -55,6 +56,8 @@ struct engine {
     kvc_t kv;
     fwd_t f;
     mtp_t mtp;             /* MTP draft module (opts.mtp_drafts > 0) */
+    sgraph_t gr;           /* decode-step graphs (opts.n_graph_sizes > 0; step_graph.h) */
+    long graph_steps, graph_pad_rows; /* steps run at a graph's size, and the padding rows they added */
     /* host staging of one step's I/O block (pinned; mirrors f.io, step_io.h) */
     void *stage;
     uint32_t inject_fault; /* bits the next step's fault word starts with (test hook) */
@@ -179,6 +182,7 @@ static const kern_op_t engine_ops_used[] = {
 
 static void engine_free_host(engine_t *e)
 {
+    sgraph_destroy(&e->gr, e->k);
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
     free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
@@ -188,6 +192,51 @@ static void engine_free_host(engine_t *e)
     for (int i = 0; i < 2; i++) free(e->pend[i].plan), free(e->pend[i].res);
     pen_destroy(e->pen);
     e->pen = NULL;
+}
+
+/* cuda_graph_config: capture the decode-step graphs, or say why steps run eagerly (step_graph.h). */
+static ms_status_t engine_graphs(engine_t *e)
+{
+    engine_opts_t *o = &e->opts;
+    const int *req = o->graph_sizes, nreq = o->n_graph_sizes;
+    o->graph_sizes = NULL; /* borrowed for creation only */
+    if (nreq <= 0) return MS_OK;
+    const char *why = NULL;
+    if (!e->k->graphs && !o->graph_emulate) why = "this backend has none";
+    else if (e->par.tp_size > 1 || e->par.ep_size > 1)
+        why = "the ranks exchange activations over MPI through host memory (a CPU transport), which a graph "
+              "cannot capture";
+    else if (e->mtp.N > 0) why = "MTP steps verify drafts (several rows a sequence)";
+    if (why) {
+        if (e->par.tp_rank == 0 && e->par.ep_rank == 0) /* one line for the job */
+            MS_INFO("cuda_graph_config: no CUDA graphs on the %s backend: %s; decode steps run eagerly", e->k->name,
+                    why);
+        return MS_OK;
+    }
+    /* a graph's rows must fit the step's buffers: sequences and tokens of one step */
+    const int lim = o->max_batch < o->max_tokens_per_step ? o->max_batch : o->max_tokens_per_step;
+    int sizes[SGRAPH_MAX], n = 0, dropped = 0;
+    for (int i = 0; i < nreq; i++) {
+        if (req[i] < 1 || (n > 0 && req[i] <= sizes[n - 1])) continue; /* ascending and unique */
+        if (req[i] > lim || n == SGRAPH_MAX) dropped++;
+        else sizes[n++] = req[i];
+    }
+    if (dropped)
+        MS_INFO("cuda_graph_config: %d batch size%s above this rank's %d sequences / tokens a step not captured",
+                dropped, dropped > 1 ? "s" : "", lim);
+    if (n == 0) return MS_OK;
+    ms_status_t st = sgraph_create(&e->gr, &e->f, e->stage, o->device, sizes, n, o->graph_padding, o->graph_emulate);
+    if (st != MS_OK)
+        return MS_ERR(st, "cuda_graph_config: capturing the decode-step graphs failed (the error above); "
+                          "`cuda_graph_config: null` runs every step eagerly");
+    char list[SGRAPH_MAX * 5 + 8];
+    size_t off = 0;
+    for (int i = 0; i < n && off + 8 < sizeof list; i++)
+        off += (size_t)snprintf(list + off, sizeof list - off, "%s%d", i ? "," : "", sizes[i]);
+    MS_INFO("cuda_graph_config: %s %d decode-step graph%s, batch sizes [%s], padding %s: %.1f ms, %.1f MiB of device "
+            "memory", o->graph_emulate ? "emulated (eager, test hook)" : "captured", n, n > 1 ? "s" : "", list,
+            o->graph_padding ? "on" : "off", e->gr.capture_ms, (double)e->gr.bytes / (1 << 20));
+    return MS_OK;
 }
 
 ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_opts_t *opts, comm_t *comm,
@@ -271,6 +320,7 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
         MS_TRY_GOTO(st, pen_create(e->k, B, msl, e->cfg.vocab_size, &e->pen), out_host);
     }
     MS_TRY_GOTO(st, e->k->host_alloc(e->f.io_bytes, &e->stage), out_host);
+    MS_TRY_GOTO(st, engine_graphs(e), out_host);
     MS_INFO("engine: %s, %d layers, KV cache %d blocks x %d tokens, %s rows of %d bytes (%.1f MiB)", model_dir,
             e->cfg.num_hidden_layers, o->kv_blocks, o->block_size, o->kv_fp8 ? "fp8" : "bf16", e->kv.row_bytes,
             (double)e->kv.layer_bytes * e->kv.n_layers / (1 << 20));
@@ -778,6 +828,7 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
      * descriptor array, absorbed after. */
     int S = 0, *path = e->path, *row0 = e->row0;
     int ns = 0, T = 0, nsample = 0, nblk = 0;
+    bool decode = true; /* every sequence of mine is a plain sampled decode row: the step may use a graph */
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         path[i] = 0;
@@ -805,12 +856,16 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
             e->sample_of_seq[i] = nsample;
             nsample += (q->flags & PROTO_SEQ_VERIFY) ? q->n_tokens : 1;
         }
+        decode = decode && q->n_tokens == 1 && !naive && (q->flags & PROTO_SEQ_SAMPLE) &&
+                 !(q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT | PROTO_SEQ_PROMPT_LP)) && !proto_seq_adjusts(q);
     }
     if (nblk > f->blk_max)
         return MS_ERR(MS_ERR_INVALID, "engine: this rank's sequences have %d block-table entries (max %d)", nblk,
                       f->blk_max);
+    /* a decode-only step at a captured size G >= ns lays its metadata out for G rows (step_graph.h) */
+    const int gi = decode && ns > 0 ? sgraph_pick(&e->gr, ns) : -1, G = gi >= 0 ? e->gr.sizes[gi] : 0;
     step_io_layout_t L;
-    step_io_layout(&L, T, ns, nsample, nblk);
+    step_io_layout(&L, gi >= 0 ? G : T, gi >= 0 ? G : ns, gi >= 0 ? G : nsample, nblk);
     char *h = e->stage, *d = f->io;
     int32_t *ids = (int32_t *)(h + L.ids), *pos = (int32_t *)(h + L.pos), *slots = (int32_t *)(h + L.slots);
     int32_t *last_row = (int32_t *)(h + L.last_row), *blocks = (int32_t *)(h + L.blocks);
@@ -874,27 +929,31 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
     e->inject_fault = 0;
     for (int i = 0; i < p->n_seqs && e->inject_kind == ENGINE_INJECT_FAULT; i++)
         if (row0[i] >= 0 && sq[i].slot == e->inject_slot) *fault |= ENGINE_FAULT_INJECTED_SEQ;
-    st.T = T, st.S_naive = S, st.n_sample = nsample;
     e->n_sample_last = nsample;
     e->n_seqs_last = p->n_seqs;
     for (int i = 0; i < p->n_seqs; i++) e->draft_of_seq[i] = -1;
+    if (gi >= 0) { /* rows, sampled rows and absorbed seqs ns .. G-1 are padding */
+        sgraph_pad(h, &L, ns, G);
+        st.padded = G > ns, st.n_abs = G;
+        e->graph_steps++, e->graph_pad_rows += G - ns;
+        T = nsample = G;
+    }
+    st.T = T, st.S_naive = S, st.n_sample = nsample;
 
     e->cur_L = L;
     e->cur_inject_slot = e->inject_slot;
     e->inject_slot = -1; /* the hook is for one step */
     e->cur_ran = T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1;
     if (e->cur_ran) {
-        f->ids = (int32_t *)(d + L.ids), f->pos = (int32_t *)(d + L.pos), f->slots = (int32_t *)(d + L.slots);
-        f->seqs = (kern_attn_seq_t *)(d + L.seqs), f->blocks = (int32_t *)(d + L.blocks);
-        f->last_row = (int32_t *)(d + L.last_row), f->sp = (kern_sample_t *)(d + L.sp);
-        f->adj = (kern_adjust_t *)(d + L.adj);
-        f->tok = (int32_t *)(d + L.tok), f->lp = (float *)(d + L.lp);
-        f->top_ids = (int32_t *)(d + L.top_ids), f->top_lp = (float *)(d + L.top_lp);
-        e->cx->fault = (uint32_t *)(d + L.fault); /* ops' data faults land in the downloaded block */
+        fwd_point_io(f, &L);
         MS_TRY(k->upload(e->cx, d + L.fault, h + L.fault, step_io_ul_bytes(&L)));
         /* penalty-list writes: a second upload, only in steps of penalized sequences */
         MS_TRY(pen_flush(e->pen, e->cx, &st.sets, &st.n_sets, &st.lists, &st.lists_cap));
-        MS_TRY(fwd_run(f, &st));
+        /* the graph has no logits_adjust: a step that adjusts runs the same padded rows eagerly */
+        if (gi >= 0 && e->gr.graph[gi] && !st.adjust && st.n_sets == 0)
+            MS_TRY(k->graph_launch(e->cx, e->gr.graph[gi]));
+        else
+            MS_TRY(fwd_run(f, &st));
         MS_TRY(k->download(e->cx, h, d, step_io_dl_bytes(&L)));
     }
     e->cur_st = st;
@@ -979,6 +1038,11 @@ ms_status_t engine_mtp_logits(engine_t *e, int seq_index, float *out)
     const size_t V = (size_t)e->cfg.vocab_size;
     MS_TRY(e->k->download(e->cx, out, e->mtp.logits + (size_t)e->draft_of_seq[seq_index] * V, sizeof(float) * V));
     return e->k->synchronize(e->cx);
+}
+
+void engine_graph_stats(const engine_t *e, int *n_graphs, long *steps, long *pad_rows)
+{
+    *n_graphs = e->gr.n, *steps = e->graph_steps, *pad_rows = e->graph_pad_rows;
 }
 
 const proto_plp_t *engine_prompt_lp(const engine_t *e, int seq_index, int *n)

@@ -51,6 +51,16 @@ typedef struct {
     const struct kern_ops *ops; /* tests: this ops table instead of `backend` (e.g. a counting wrapper); borrowed */
     int mtp_drafts;          /* speculative_config (MTP): draft tokens per step, 1..PROTO_MAX_DRAFT; 0 = off.
                               * Needs the checkpoint's MTP module (worker/forward_mtp.h). */
+    /* cuda_graph_config (worker/step_graph.h): a decode-only step of n sequences replays the CUDA graph
+     * captured at creation for batch n, or with graph_padding for the smallest captured size above n
+     * (padding rows are no-ops); other steps (prefill, mixed, larger, penalties, MTP) run eagerly.
+     * Sizes above max_batch / max_tokens_per_step are dropped. Graphs need a backend with graphs
+     * (CUDA) and a device-only data plane (one rank): elsewhere the engine logs why and runs eagerly. */
+    int n_graph_sizes;          /* 0 = no graphs */
+    const int *graph_sizes;     /* ascending; borrowed during engine_create only */
+    int graph_padding;
+    int graph_emulate;          /* tests: pad such steps exactly as for a graph, but run them eagerly (any
+                                 * backend, nothing captured): the padding is checked where graphs cannot be */
 } engine_opts_t;
 
 /* A fault-word bit of no op: engine_inject_fault's, so a test can tell it from
@@ -138,6 +148,10 @@ ms_status_t engine_mtp_logits(engine_t *e, int seq_index, float *out);
 const proto_plp_t *engine_prompt_lp(const engine_t *e, int seq_index, int *n);
 
 const mcfg_t *engine_config(const engine_t *e);
+
+/* cuda_graph_config at work: the sizes captured (or emulated), the steps run at one of them (replayed, or
+ * eagerly when they adjust logits or emulate) and the padding rows those steps added. */
+void engine_graph_stats(const engine_t *e, int *n_graphs, long *steps, long *pad_rows);
 
 /* The routed-pair counters load[layer][expert] (num_hidden_layers * n_routed_experts
  * int64, dense layers 0): (token, k) pairs this rank's tokens routed to each

@@ -32,6 +32,7 @@ static void fwd_layout(fwd_t *f, char *base)
     f->pl_nrep = fwd_carve(&cv, 4 * L * f->E);
     f->pl_phy2log = fwd_carve(&cv, 4 * L * NS);
     f->load = fwd_carve(&cv, 8 * L * f->E);
+    f->neg_row = fwd_carve(&cv, 4 * (size_t)f->K);
     f->x = fwd_carve(&cv, 2 * T * f->D);
     f->xn = fwd_carve(&cv, 2 * T * f->D);
     f->qa = fwd_carve(&cv, 2 * T * (size_t)f->q_lora);
@@ -105,6 +106,7 @@ ms_status_t fwd_placement_upload(fwd_t *f)
 static ms_status_t fwd_upload_placement(fwd_t *f)
 {
     MS_TRY(f->k->memset(f->cx, f->load, 0, 8 * (size_t)f->pl->n_layers * (size_t)f->E));
+    MS_TRY(f->k->memset(f->cx, f->neg_row, 0xff, 4 * (size_t)f->K)); /* int32 -1 in every byte order */
     return fwd_placement_upload(f);
 }
 
@@ -185,6 +187,18 @@ ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, cons
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out)
 {
     return fwd_mlp(f, &y->sh_gate, &y->sh_up, &y->sh_down, xn, n, out);
+}
+
+void fwd_point_io(fwd_t *f, const step_io_layout_t *L)
+{
+    char *d = f->io;
+    f->ids = (int32_t *)(d + L->ids), f->pos = (int32_t *)(d + L->pos), f->slots = (int32_t *)(d + L->slots);
+    f->seqs = (kern_attn_seq_t *)(d + L->seqs), f->blocks = (int32_t *)(d + L->blocks);
+    f->last_row = (int32_t *)(d + L->last_row), f->sp = (kern_sample_t *)(d + L->sp);
+    f->adj = (kern_adjust_t *)(d + L->adj), f->pad = (int32_t *)(d + L->pad);
+    f->tok = (int32_t *)(d + L->tok), f->lp = (float *)(d + L->lp);
+    f->top_ids = (int32_t *)(d + L->top_ids), f->top_lp = (float *)(d + L->top_lp);
+    f->cx->fault = (uint32_t *)(d + L->fault); /* ops' data faults land in the downloaded block */
 }
 
 ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)

@@ -51,6 +51,7 @@ typedef struct {
     int32_t *pl_nrep;    /* (L, E) */
     int32_t *pl_phy2log; /* (L, n_slots) */
     int64_t *load;       /* (L, E) routed (token, k) pairs per expert since creation, this rank's tokens */
+    int32_t *neg_row;    /* (K) all -1: the expert ids a padding row's routing is overwritten with */
     /* residual stream and attention */
     bf16_t *x;        /* (T, D) residual */
     bf16_t *xn;       /* (T, D) normed input of attention / FFN */
@@ -93,6 +94,7 @@ typedef struct {
     int32_t *last_row;                /* (B) token row of each sampled seq */
     kern_sample_t *sp;                /* (B) */
     kern_adjust_t *adj;               /* (B) logits_adjust rows */
+    int32_t *pad;                     /* (T) 0 = padding row, -1 = real (read when fwd_step_t.padded) */
 } fwd_t;
 
 /* Carving one allocation into 256-byte aligned pieces; with base NULL only the size is counted (llm.c's
@@ -110,6 +112,10 @@ typedef struct {
     int n_abs;     /* seqs[n_naive..n_naive+n_abs) the absorbed path */
     int S_naive;   /* gathered latent rows for the naive seqs */
     int n_sample;  /* rows of last_row / sp */
+    /* Rows padded to a captured graph's size (worker/step_graph.h): padding rows (token id -1, cache slot -1,
+     * attention seqs with no query row; their sampled rows copy row 0) are no-ops in every op but the router,
+     * whose choice for them is masked to -1 (f->pad) so they take no MoE capacity and bump no load counter. */
+    bool padded;
     /* logits_adjust (worker/penalty.h): run when adjust (rows adj) or n_sets > 0 */
     bool adjust;
     const kern_pen_set_t *sets;
@@ -137,6 +143,11 @@ void fwd_destroy(fwd_t *f);
 /* embed → layers → final norm → lm_head → sample (results stay on the device
  * in tok, lp, top_ids, top_lp and logits until the engine downloads them). */
 ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st);
+
+/* Point the step metadata and result fields (ids .. top_lp, pad) and the context's fault word into the
+ * step I/O block at layout L (worker/step_io.h): what the engine uploads and downloads each step. */
+struct step_io_layout;
+void fwd_point_io(fwd_t *f, const struct step_io_layout *L);
 
 /* internal pieces (forward_attn.c, forward_moe.c) */
 /* MLA of one layer on f->xn (= RMSNorm_input(x), made by the caller's fused add+norm), output in f->tb */

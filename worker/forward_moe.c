@@ -49,6 +49,9 @@ ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st)
         MS_TRY(kern_gemm_plain(k, f->cx, xs, MS_DT_BF16, D, &y->router, f->rlog, MS_DT_F32, E, tn));
         MS_TRY(k->moe_route(f->cx, f->rlog, y->router_bias, tn, E, f->c->n_group, f->c->topk_group, K,
                             f->c->norm_topk_prob, f->c->routed_scaling_factor, f->ridx, f->rw));
+        /* padding rows route nowhere: their K ids become -1 (row 0 of neg_row), real rows are left */
+        if (st->padded)
+            MS_TRY(k->gather_rows(f->cx, f->neg_row, f->pad + t0, tn, sizeof(int32_t) * (size_t)K, f->ridx));
     }
     comm_moe_t *m = &f->moe;
     m->idx = f->ridx, m->w = f->rw, m->T = tn, m->K = K, m->D = D;

@@ -13,7 +13,9 @@
  * naive (default: what transformers computes, eager, also when decoding, so
  * this command is the golden-test reference), absorbed (DeepSeek's decode
  * form over the latent cache; ~0.05 logit differences from bf16 rounding),
- * auto (naive prefill, absorbed decode: what a server runs).
+ * auto (naive prefill, absorbed decode: what a server runs). --cuda-graphs on
+ * replays each absorbed decode step as the CUDA graph of batch 1 captured at
+ * startup (worker/step_graph.h; the CPU backend logs that it has none).
  * --dump-mtp-logits FILE loads the checkpoint's MTP module (one draft token)
  * and writes, the same way, the logits it drafts from after the prefill: the
  * distribution of the token after the first generated one
@@ -34,7 +36,7 @@ static int usage(void)
     fprintf(stderr, "usage: moeserve generate MODEL_DIR --prompt-ids ID,ID,... [--max-tokens N] [--dump-logits FILE]\n"
                     "       [--ignore-eos] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--chunk N]\n"
                     "       [--mla naive|absorbed|auto] [--block-size N] [--kv-dtype bf16|fp8] [--device auto|cpu|cuda]\n"
-                    "       [--load-format auto|dummy] [--moe-compute auto|dequant|fp8]\n"
+                    "       [--load-format auto|dummy] [--moe-compute auto|dequant|fp8] [--cuda-graphs on|off]\n"
                     "       [--dump-mtp-logits FILE]\n"
                     "  --device: kernels backend (alias --backend); auto = CUDA when built with it and a GPU is\n"
                     "  visible (GPU 0), else CPU\n");
@@ -120,6 +122,7 @@ int cmd_generate(int argc, char **argv)
     bool ignore_eos = false;
     int kv_fp8 = 0;
     engine_mla_t mla = ENGINE_MLA_NAIVE; /* the golden reference path: transformers' eager form, also in decode */
+    int graphs = 0; /* --cuda-graphs on: decode steps replay a captured graph (absorbed MLA only: --mla auto) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -192,6 +195,12 @@ int cmd_generate(int argc, char **argv)
                 fprintf(stderr, "moeserve generate: --kv-dtype: '%s' is not bf16, auto or fp8\n", v);
                 goto out_usage;
             }
+        } else if (!strcmp(a, "--cuda-graphs")) {
+            if (strcmp(v, "on") && strcmp(v, "off")) {
+                fprintf(stderr, "moeserve generate: --cuda-graphs: '%s' is not on or off\n", v);
+                goto out_usage;
+            }
+            graphs = !strcmp(v, "on");
         } else if (!strcmp(a, "--mla")) {
             if (!strcmp(v, "auto")) mla = ENGINE_MLA_AUTO;
             else if (!strcmp(v, "naive")) mla = ENGINE_MLA_NAIVE;
@@ -225,6 +234,8 @@ int cmd_generate(int argc, char **argv)
         .moe_fp8 = !strcmp(moe_compute, "fp8") || (!strcmp(moe_compute, "auto") && !strcmp(backend, "cuda")),
         .kv_fp8 = kv_fp8,
         .mtp_drafts = dump_mtp ? 1 : 0,
+        .n_graph_sizes = graphs,
+        .graph_sizes = (const int[]){1},
     };
     par_t par = par_single();
     comm_t *comm = NULL;

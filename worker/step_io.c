@@ -28,6 +28,7 @@ void step_io_layout(step_io_layout_t *L, int T, int n_seqs, int n_sample, int n_
     L->pos = take(&off, 4 * t);
     L->slots = take(&off, 4 * t);
     L->last_row = take(&off, 4 * s);
+    L->pad = take(&off, 4 * t);
     L->blocks = take(&off, 4 * (size_t)(n_blocks > 0 ? n_blocks : 0));
     L->end = off;
 }

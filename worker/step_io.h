@@ -3,9 +3,9 @@
  * fault word), so a step is exactly one upload, one download and one
  * synchronize whatever the layer count (DESIGN "The GPU step", 3).
  *
- *   [tok | lp | top_ids | top_lp | fault | sp | adj | seqs | ids | pos | slots | last_row | blocks]
+ *   [tok | lp | top_ids | top_lp | fault | sp | adj | seqs | ids | pos | slots | last_row | pad | blocks]
  *    <-------------- download ------------->
- *                                  <-------------------- upload -------------------------------->
+ *                                  <-------------------- upload -------------------------------------->
  *
  * The fault word sits where both ranges meet: the upload writes it (zero, or
  * the bits a test injects) before any op runs, ops OR KERN_FAULT_* into it
@@ -20,7 +20,7 @@
 
 #include <stddef.h>
 
-typedef struct {
+typedef struct step_io_layout {
     size_t tok;      /* int32 (n_sample) sampled tokens */
     size_t lp;       /* float (n_sample) their logprobs */
     size_t top_ids;  /* int32 (n_sample, KERN_MAX_LOGPROBS) */
@@ -33,6 +33,8 @@ typedef struct {
     size_t pos;      /* int32 (T) positions */
     size_t slots;    /* int32 (T) cache rows */
     size_t last_row; /* int32 (n_sample) token row of each sampled seq */
+    size_t pad;      /* int32 (T) 0 for a padding row of a step padded to a graph's size, -1 for a real
+                      * one (the index gather_rows takes to mask padding rows' routing: forward_moe.c) */
     size_t blocks;   /* int32 (n_blocks) block tables of this rank's seqs */
     size_t end;      /* bytes of the whole block */
 } step_io_layout_t;

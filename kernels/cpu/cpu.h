@@ -25,8 +25,16 @@ void kern_cpu_event_destroy(kern_event_t ev);
 ms_status_t kern_cpu_event_record(kern_ctx_t *cx, kern_event_t ev);
 ms_status_t kern_cpu_event_wait(kern_ctx_t *cx, kern_event_t ev);
 int kern_cpu_event_query(kern_event_t ev);
+ms_status_t kern_cpu_ipc_export(void *base, void *handle);
+ms_status_t kern_cpu_ipc_import(const void *handle, void **base);
+void kern_cpu_ipc_close(void *base);
 ms_status_t kern_cpu_host_alloc(size_t bytes, void **out);
 void kern_cpu_host_free(void *p);
+/* no graphs on the CPU backend: MS_ERR_UNSUPPORTED */
+ms_status_t kern_cpu_graph_begin(kern_ctx_t *cx);
+ms_status_t kern_cpu_graph_end(kern_ctx_t *cx, kern_graph_t *out);
+ms_status_t kern_cpu_graph_launch(kern_ctx_t *cx, kern_graph_t g);
+void kern_cpu_graph_destroy(kern_graph_t g);
 int kern_cpu_device_count(void);
 ms_status_t kern_cpu_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
 ms_status_t kern_cpu_fill_dummy(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64_t rows, int64_t cols, int64_t ld_pos,

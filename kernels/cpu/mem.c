@@ -100,8 +100,31 @@ ms_status_t kern_cpu_event_record(kern_ctx_t *cx, kern_event_t ev) { return MS_O
 ms_status_t kern_cpu_event_wait(kern_ctx_t *cx, kern_event_t ev) { return MS_OK; }
 int kern_cpu_event_query(kern_event_t ev) { return 1; }
 
+/* No IPC for host memory: callers (the load balancer) fall back to the data plane; no error is logged. */
+ms_status_t kern_cpu_ipc_export(void *base, void *handle) { return MS_ERR_UNSUPPORTED; }
+ms_status_t kern_cpu_ipc_import(const void *handle, void **base) { return MS_ERR_UNSUPPORTED; }
+void kern_cpu_ipc_close(void *base) {}
+
 ms_status_t kern_cpu_host_alloc(size_t bytes, void **out) { return kern_cpu_alloc(bytes, out); }
 void kern_cpu_host_free(void *p) { free(p); }
+
+/* Ops run as they are called here: there is nothing to capture. */
+ms_status_t kern_cpu_graph_begin(kern_ctx_t *cx)
+{
+    (void)cx;
+    return MS_ERR(MS_ERR_UNSUPPORTED, "cpu backend: no CUDA graphs (ops run as they are called)");
+}
+ms_status_t kern_cpu_graph_end(kern_ctx_t *cx, kern_graph_t *out)
+{
+    (void)cx, (void)out;
+    return MS_ERR_UNSUPPORTED;
+}
+ms_status_t kern_cpu_graph_launch(kern_ctx_t *cx, kern_graph_t g)
+{
+    (void)cx, (void)g;
+    return MS_ERR(MS_ERR_UNSUPPORTED, "cpu backend: no CUDA graphs");
+}
+void kern_cpu_graph_destroy(kern_graph_t g) { (void)g; }
 
 int kern_cpu_device_count(void) { return 1; }
 

@@ -33,6 +33,10 @@ ms_status_t kern_cuda_ipc_import(const void *handle, void **base);
 void kern_cuda_ipc_close(void *base);
 ms_status_t kern_cuda_host_alloc(size_t bytes, void **out);
 void kern_cuda_host_free(void *p);
+ms_status_t kern_cuda_graph_begin(kern_ctx_t *cx);
+ms_status_t kern_cuda_graph_end(kern_ctx_t *cx, kern_graph_t *out);
+ms_status_t kern_cuda_graph_launch(kern_ctx_t *cx, kern_graph_t g);
+void kern_cuda_graph_destroy(kern_graph_t g);
 int kern_cuda_device_count(void);
 ms_status_t kern_cuda_mem_info(int device, size_t *free_bytes, size_t *total_bytes);
 ms_status_t kern_cuda_fill_dummy(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64_t rows, int64_t cols, int64_t ld_pos,

@@ -98,6 +98,20 @@ static void test_defaults(void)
     T_CHECK(c.kv_cache.max_tokens == 0);
     T_CHECK(c.stream_interval == 1 && !c.enable_attention_dp && !c.enable_chunked_prefill);
     T_CHECK(c.cuda_graph.enabled && !c.cuda_graph.enable_padding && c.cuda_graph.max_batch_size == 0);
+    {   /* TensorRT-LLM's generated lists: no padding 1..32, 64, 128 (max 128 when unset); padding 1, 2, 4,
+         * 8..128 by 8, then powers of two from 256 below max, and max */
+        int gs[MS_CFG_MAX_GRAPH_BATCHES];
+        int n = cfg_graph_sizes(&c, gs, MS_CFG_MAX_GRAPH_BATCHES);
+        T_CHECK(n == 34 && gs[0] == 1 && gs[31] == 32 && gs[32] == 64 && gs[33] == 128);
+        c.cuda_graph.enable_padding = true, c.cuda_graph.max_batch_size = 600;
+        n = cfg_graph_sizes(&c, gs, MS_CFG_MAX_GRAPH_BATCHES);
+        T_CHECK(n == 22 && gs[2] == 4 && gs[3] == 8 && gs[18] == 128 && gs[19] == 256 && gs[20] == 512 && gs[21] == 600);
+        c.cuda_graph.max_batch_size = 20;
+        n = cfg_graph_sizes(&c, gs, MS_CFG_MAX_GRAPH_BATCHES);
+        T_CHECK(n == 6 && gs[3] == 8 && gs[4] == 16 && gs[5] == 20);
+        c.cuda_graph.enabled = false;
+        T_CHECK(cfg_graph_sizes(&c, gs, MS_CFG_MAX_GRAPH_BATCHES) == 0);
+    }
     T_CHECK(!c.speculative.enabled && c.speculative.num_nextn_predict_layers == 1);
     T_CHECK(c.moe.backend == MS_MOE_BACKEND_CUTLASS && c.moe.max_num_tokens == 0 && !c.moe.load_balancer.enabled);
     T_CHECK(c.attention_backend == MS_ATTN_BACKEND_TRTLLM);
@@ -222,6 +236,10 @@ static void test_yaml_overrides(void)
     T_CHECK(c.kv_cache.tokens_per_block == 64 && c.kv_cache.max_tokens == 1000000 && !c.kv_cache.enable_block_reuse);
     T_CHECK(c.cuda_graph.n_batch_sizes == 4 && c.cuda_graph.batch_sizes[0] == 1 && c.cuda_graph.batch_sizes[3] == 8);
     T_CHECK(c.cuda_graph.max_batch_size == 8 && c.cuda_graph.enabled);
+    {   /* the captured sizes: the list as given */
+        int gs[MS_CFG_MAX_GRAPH_BATCHES];
+        T_CHECK(cfg_graph_sizes(&c, gs, MS_CFG_MAX_GRAPH_BATCHES) == 4 && gs[0] == 1 && gs[3] == 8);
+    }
 
     /* An empty file changes nothing; speculative_config: null disables. */
     T_CHECK(parse(&c, "m", "--extra_llm_api_options", tmp_write("empty.yaml", "# nothing\n"), NULL) == MS_OK);
@@ -463,11 +481,11 @@ static void test_inactive(const char *dir)
     char p[600];
     configs_path(p, sizeof p, dir, "r1-fp8-throughput.yaml");
     T_CHECK(parse(&c, "--extra_llm_api_options", p, "m", NULL) == MS_OK);
-    T_CHECK(inactive_count(&c, "cuda_graph_config") == 1);
-    /* kv_cache_config.dtype, moe_config.max_num_tokens, speculative_config (MTP) and moe_config.backend
-     * DEEPGEMM (the fp8 MoE compute mode on CUDA, cfg_moe_fp8) act */
+    /* cuda_graph_config (CUDA graphs), kv_cache_config.dtype, moe_config.max_num_tokens, speculative_config
+     * (MTP) and moe_config.backend DEEPGEMM (the fp8 MoE compute mode on CUDA, cfg_moe_fp8) act */
+    T_CHECK(inactive_count(&c, "cuda_graph_config") == 0);
     T_CHECK(inactive_count(&c, "speculative_config") == 0 && inactive_count(&c, "moe_config.backend") == 0 &&
-            cfg_inactive(&c, NULL, 0) == 1);
+            cfg_inactive(&c, NULL, 0) == 0);
     T_CHECK(cfg_moe_fp8(&c, 1) == 1 && cfg_moe_fp8(&c, 0) == 0);
     configs_path(p, sizeof p, dir, "r1-wide-ep.yaml");
     T_CHECK(parse(&c, "--extra_llm_api_options", p, "m", NULL) == MS_OK);
