@@ -20,82 +20,9 @@
  * ops run as they are called, a launch does all the step's work; on a GPU
  * the host returns from launch while the device runs, which is what lets
  * rank 0 schedule step N+1 while step N runs (runtime/serve_loop.c). */
-#include "worker/engine.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "kernels/kernels.h"
-#include "proto/proto.h"
-#include "proto/sampling.h"
-#include "worker/checkpoint.h"
-#include "worker/forward.h"
-#include "worker/forward_mtp.h"
-#include "worker/kv_cache.h"
-#include "worker/sizing.h"
-#include "worker/step_io.h"
-#include "worker/step_graph.h"
-#include "worker/penalty.h"
-#include "worker/prompt_lp.h"
-#include "worker/placement.h"
-#include "worker/weights.h"
+#include "worker/engine_internal.h"
 
 _Static_assert(KERN_MAX_LOGPROBS == PROTO_MAX_LOGPROBS, "logprob list lengths agree");
-
-struct engine {
-    mcfg_t cfg;
-    par_t par;
-    engine_opts_t opts;
-    const kern_ops_t *k;
-    kern_ctx_t *cx;
-    comm_t *comm;
-    ckpt_t *ck;
-    placement_t pl;
-    weights_t w;
-    kvc_t kv;
-    fwd_t f;
-    mtp_t mtp;             /* MTP draft module (opts.mtp_drafts > 0) */
-    sgraph_t gr;           /* decode-step graphs (opts.n_graph_sizes > 0; step_graph.h) */
-    long graph_steps, graph_pad_rows; /* steps run at a graph's size, and the padding rows they added */
-    /* host staging of one step's I/O block (pinned; mirrors f.io, step_io.h) */
-    void *stage;
-    uint32_t inject_fault; /* bits the next step's fault word starts with (test hook) */
-    int inject_slot;       /* engine_inject_seq_fault: the slot whose next entry fails, -1 none */
-    int inject_kind;       /* ENGINE_INJECT_* */
-    int cur_inject_slot;   /* inject_slot as the launched step took it (step_attribute reads it at completion) */
-    uint32_t *seq_fault;   /* per plan seq: PROTO_FAULT_* of this step (its result's fault word) */
-    int *blk_off;          /* per plan seq: its block table's offset in this rank's block array */
-    int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
-    int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
-    int *row0;             /* per plan seq: its first token row, -1 if another rank's */
-    int *n_acc;            /* per plan seq: drafts accepted this step (VERIFY) */
-    int *draft_of_seq;     /* per plan seq: its row among the last step's drafting seqs, -1 (engine_mtp_logits) */
-    bool *mine;            /* per plan seq: this rank runs it (pen_prepare) */
-    pen_t *pen;            /* per-slot penalty lists (worker/penalty.h) */
-    int n_sample_last;
-    int n_seqs_last;       /* plan sequences of the last step (engine_logits) */
-    /* prompt logprobs of the last step (PROTO_SEQ_PROMPT_LP entries: worker/prompt_lp.h) */
-    plp_row_t *plp_rows;   /* (max_tokens_per_step) */
-    proto_plp_t *plp;      /* (max_tokens_per_step) */
-    int *plp_off, *plp_n;  /* per plan seq: its entries in plp */
-    int n_seqs_done;       /* plan sequences of the last completed step (engine_prompt_lp) */
-    /* Launched steps (engine_step_launch), oldest first: pend[pend_first], then the other one. */
-    struct {
-        uint8_t *plan;        /* the engine's copy of the plan, FEED_LAST tokens filled in */
-        size_t cap;
-        proto_result_t *res;  /* (max_batch) its results once completed */
-        ms_status_t st;       /* launch status, then completion status */
-        bool done;            /* completed: synchronized, results read */
-    } pend[2];
-    int pend_first, pend_n;
-    /* the launched step not yet completed (step_launch -> step_complete) */
-    step_io_layout_t cur_L;
-    fwd_step_t cur_st;
-    bool cur_ran;          /* the forward ran (something to synchronize and read) */
-    int32_t *last_tok;     /* per slot (max_batch): the token this rank sampled there in its last completed
-                            * step, -1 when none (PROTO_SEQ_FEED_LAST) */
-};
 
 const mcfg_t *engine_config(const engine_t *e) { return &e->cfg; }
 
@@ -368,117 +295,6 @@ ms_status_t engine_expert_load(engine_t *e, int64_t *out)
     return e->k->synchronize(e->cx);
 }
 
-static bool seq_is_mine(const engine_t *e, const proto_seq_t *q)
-{
-    return !e->par.attention_dp || q->dp_rank == e->par.tp_rank;
-}
-
-/* Check the plan against itself and the engine's capacities before any work. */
-static ms_status_t plan_check(const engine_t *e, const proto_plan_t *p)
-{
-    if (p->hdr.magic != PROTO_MAGIC || p->hdr.version != PROTO_VERSION || p->hdr.type != PROTO_MSG_PLAN)
-        return MS_ERR(MS_ERR_INVALID, "engine: not a version %d plan (magic %#x version %u type %u)", PROTO_VERSION,
-                      p->hdr.magic, p->hdr.version, p->hdr.type);
-    if (p->n_seqs < 0 || p->n_seqs > e->opts.max_batch)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan has %d sequences, max_batch is %d", p->n_seqs, e->opts.max_batch);
-    if (p->n_tokens < 0 || p->n_tokens > e->opts.max_tokens_per_step)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan has %d tokens, max_tokens_per_step is %d", p->n_tokens,
-                      e->opts.max_tokens_per_step);
-    if (p->n_blocks < 0) return MS_ERR(MS_ERR_INVALID, "engine: plan has %d block-table entries", p->n_blocks);
-    if (p->n_deltas != 0 || p->n_bias < 0 || p->n_bias > p->n_seqs * PROTO_MAX_LOGIT_BIAS)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan has %d deltas and %d logit_bias entries for %d sequences",
-                      p->n_deltas, p->n_bias, p->n_seqs);
-    return MS_OK;
-}
-
-/* Check plan entry i before any work. A bad entry is its sequence's fault
- * alone: engine_step leaves it out of the step and reports it in its result
- * (PROTO_FAULT_PLAN). Each check reads only the plan, what every rank has
- * alike (the model, the engine's options) and the penalty state the same
- * entries built, so attention-TP ranks, which all run every entry and must
- * keep the same rows for their collectives, reject the same entries. */
-static ms_status_t seq_check(const engine_t *e, const proto_plan_t *p, int i)
-{
-    const proto_seq_t *sq = proto_plan_seqs(p);
-    const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
-    const int bs = e->opts.block_size;
-    const proto_seq_t *q = &sq[i];
-    if (q->slot < 0 || q->slot >= e->opts.max_batch)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d: slot %d outside [0, %d)", i, q->slot,
-                      e->opts.max_batch);
-    if (q->n_tokens < 1 || q->pos < 0 || q->tok_off < 0 || q->tok_off + q->n_tokens > p->n_tokens)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): tokens [%d, +%d) at pos %d outside the plan",
-                      i, q->slot, q->tok_off, q->n_tokens, q->pos);
-    if (e->opts.max_seq_len > 0 && (int64_t)q->pos + q->n_tokens > e->opts.max_seq_len)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): positions up to %lld beyond max_seq_len %d", i,
-                      q->slot, (long long)q->pos + q->n_tokens - 1, e->opts.max_seq_len);
-    if (q->n_blocks < 0 || q->blk_off < 0 || q->blk_off + q->n_blocks > p->n_blocks ||
-        (int64_t)q->n_blocks * bs < (int64_t)q->pos + q->n_tokens)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): %d blocks of %d cannot hold %d positions", i,
-                      q->slot, q->n_blocks, bs, q->pos + q->n_tokens);
-    if (proto_sampling_check(q->temperature, q->top_p, q->top_k, q->n_logprobs, PROTO_MAX_LOGPROBS, NULL))
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad sampling knobs (temperature %g, top_p %g, "
-                                      "top_k %d, n_logprobs %d)", i, q->slot, q->temperature, q->top_p, q->top_k,
-                      q->n_logprobs);
-    if ((q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT)) &&
-        (!e->mtp.N || !(q->flags & PROTO_SEQ_SAMPLE) ||
-         ((q->flags & PROTO_SEQ_VERIFY) && (q->n_tokens < 2 || q->n_tokens - 1 > e->mtp.N))))
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): MTP flags %#x with %d tokens, but this "
-                                      "engine drafts %d tokens per step", i, q->slot, q->flags, q->n_tokens,
-                      e->mtp.N);
-    if ((q->flags & PROTO_SEQ_FEED_LAST) &&
-        (q->n_tokens != 1 || !(q->flags & PROTO_SEQ_SAMPLE) ||
-         (q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT | PROTO_SEQ_PROMPT_LP | PROTO_SEQ_START))))
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): FEED_LAST with %d tokens and flags %#x (one "
-                                      "sampled decode token of a running slot, no MTP or prompt logprobs)", i,
-                      q->slot, q->n_tokens, q->flags);
-    if ((q->flags & PROTO_SEQ_PROMPT_LP) &&
-        (e->mtp.N || q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d%s", i,
-                      q->slot, q->next_token, e->mtp.N ? " on an engine drafting MTP tokens" : "");
-    if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
-                            q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "
-                                      "repetition %g, min_p %g)", i, q->slot, q->presence_penalty,
-                      q->frequency_penalty, q->repetition_penalty, q->min_p);
-    if (proto_seq_adjusts(q) && seq_is_mine(e, q) && !e->k->supports_op(KERN_OP_LOGITS_ADJUST))
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d) uses penalties, logit_bias or min_p, which the "
-                                      "'%s' kernels backend does not implement yet (op logits_adjust)", i, q->slot,
-                      e->k->name);
-    if (q->n_bias < 0 || q->bias_off < 0 || q->bias_off + q->n_bias > p->n_bias)
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bias entries outside the plan", i, q->slot);
-    for (int b = 0; b < q->n_bias; b++)
-        if (proto_plan_bias(p)[q->bias_off + b].token < 0 ||
-            proto_plan_bias(p)[q->bias_off + b].token >= e->cfg.vocab_size)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): logit_bias token %d outside the vocabulary",
-                          i, q->slot, proto_plan_bias(p)[q->bias_off + b].token);
-    for (int b = 0; b < q->n_blocks; b++)
-        if (blk[q->blk_off + b] < 0 || blk[q->blk_off + b] >= e->opts.kv_blocks)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): block id %d outside [0, %d)", i, q->slot,
-                          blk[q->blk_off + b], e->opts.kv_blocks);
-    for (int t = 0; t < q->n_tokens; t++)
-        if (tok[q->tok_off + t] < 0 || tok[q->tok_off + t] >= e->cfg.vocab_size)
-            return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): token id %d outside vocabulary [0, %d)",
-                          i, q->slot, tok[q->tok_off + t], e->cfg.vocab_size);
-    if (seq_is_mine(e, q)) MS_TRY(pen_check(e->pen, q, i));
-    return MS_OK;
-}
-
-/* Names of the fault bits, for the step's error message. */
-static void fault_describe(uint32_t bits, char *buf, size_t n)
-{
-    static const proto_bit_name_t names[] = {
-        {KERN_FAULT_TOKEN, "token id outside the vocabulary"},
-        {KERN_FAULT_SLOT, "expert slot outside the placement table"},
-        {KERN_FAULT_BLOCK, "KV row or block outside the cache"},
-        {KERN_FAULT_CAPACITY, "MoE receive capacity exceeded"},
-        {KERN_FAULT_LOGITS, "non-finite logits (NaN or infinity)"},
-        {ENGINE_FAULT_INJECTED, "injected failure (MOESERVE_FAULT_STEP test hook)"},
-        {ENGINE_FAULT_INJECTED_SEQ, "injected failure of one sequence (MOESERVE_FAULT_SEQ test hook)"},
-    };
-    proto_bits_describe(names, sizeof names / sizeof names[0], bits, buf, n);
-}
-
 void engine_inject_fault(engine_t *e, uint32_t bits) { e->inject_fault |= bits; }
 
 void engine_inject_seq_fault(engine_t *e, int slot, int kind) { e->inject_slot = slot, e->inject_kind = kind; }
@@ -501,7 +317,7 @@ static void pend_complete(engine_t *e)
     e->pend[k].done = true;
     const proto_seq_t *sq = proto_plan_seqs(p);
     for (int i = 0; i < p->n_seqs; i++) {
-        if (!seq_is_mine(e, &sq[i]) || sq[i].slot < 0 || sq[i].slot >= e->opts.max_batch) continue;
+        if (!engine_seq_is_mine(e, &sq[i]) || sq[i].slot < 0 || sq[i].slot >= e->opts.max_batch) continue;
         /* a failed step leaves no token: a FEED_LAST after it feeds 0 (engine_step_launch) */
         e->last_tok[sq[i].slot] = pend_has_results(e->pend[k].st) ? e->pend[k].res[i].token : -1;
     }
@@ -520,7 +336,7 @@ ms_status_t engine_step_launch(engine_t *e, const proto_plan_t *plan)
     const int k = (e->pend_first + e->pend_n) % 2;
     e->pend[k].done = false;
     e->pend_n++;
-    ms_status_t st = plan_check(e, plan);
+    ms_status_t st = engine_plan_check(e, plan);
     proto_plan_t *p = NULL;
     if (st == MS_OK) {
         /* the engine's own copy: the caller's buffer may be reused before engine_step_wait */
@@ -548,15 +364,15 @@ ms_status_t engine_step_launch(engine_t *e, const proto_plan_t *plan)
         const proto_seq_t *sq = proto_plan_seqs(p);
         int32_t *tok = (int32_t *)proto_plan_tokens(p);
         for (int i = 0; i < p->n_seqs; i++)
-            if ((sq[i].flags & PROTO_SEQ_FEED_LAST) && seq_is_mine(e, &sq[i]) && sq[i].slot >= 0 &&
+            if ((sq[i].flags & PROTO_SEQ_FEED_LAST) && engine_seq_is_mine(e, &sq[i]) && sq[i].slot >= 0 &&
                 sq[i].slot < e->opts.max_batch) {
                 int32_t t = e->last_tok[sq[i].slot];
                 tok[sq[i].tok_off] = t >= 0 && t < e->cfg.vocab_size ? t : 0;
             }
         for (int i = 0; i < p->n_seqs; i++) {
-            e->mine[i] = seq_is_mine(e, &sq[i]);
+            e->mine[i] = engine_seq_is_mine(e, &sq[i]);
             e->seq_fault[i] = 0;
-            if (!e->mine[i] || seq_check(e, p, i) == MS_OK) continue;
+            if (!e->mine[i] || engine_seq_check(e, p, i) == MS_OK) continue;
             /* this entry alone is bad: the step runs without it, its slot keeps nothing of it */
             MS_WARN("engine: step %u: plan seq %d (slot %d) left out: %s", p->hdr.step, i, sq[i].slot, ms_error_last());
             e->seq_fault[i] = PROTO_FAULT_PLAN;
@@ -583,7 +399,7 @@ ms_status_t engine_step_launch(engine_t *e, const proto_plan_t *plan)
             const proto_seq_t *sq = proto_plan_seqs(p);
             for (int i = 0; i < p->n_seqs; i++) {
                 e->pend[k].res[i] = (proto_result_t){.slot = sq[i].slot, .token = -1};
-                if (seq_is_mine(e, &sq[i]) && sq[i].slot >= 0 && sq[i].slot < e->opts.max_batch)
+                if (engine_seq_is_mine(e, &sq[i]) && sq[i].slot >= 0 && sq[i].slot < e->opts.max_batch)
                     e->last_tok[sq[i].slot] = -1;
             }
         } else {
@@ -732,85 +548,6 @@ static ms_status_t step_prompt_lp(engine_t *e, const proto_plan_t *p)
         for (int t = 0; t < e->plp_n[i]; t++) dst[t] = (proto_plp_t){.token = -1};
     }
     return MS_OK;
-}
-
-/* A data fault of the step (the fault word `faults` came back nonzero),
- * traced to the sequences whose rows raised it where the host can tell: the
- * per-row checks of embed (token id outside the vocabulary) and kv_store /
- * the paged reads (cache row or block id outside the cache) are functions of
- * what the host uploaded (ids, slots, block tables, still in the staging
- * block), the sampler marks a row of non-finite logits with token -1 in the
- * downloaded tokens, and the MOESERVE_FAULT_SEQ hook names its slot. Each traced
- * sequence gets its PROTO_FAULT_* (seq_fault) and its slot's state is
- * dropped. Returns the bits no sequence explains (MoE slot or capacity
- * faults, a fault in the MTP module or in logits_adjust's lists, the
- * whole-step hook): those fail the step as before.
- *
- * Why the other rows of the step stay right: a faulty row is padding where
- * it faulted (embed writes zeros, kv_store skips the write, paged reads
- * leave the key out), and every later op keeps rows apart. RMSNorm, RoPE,
- * every GEMM (dense, LM head, per-token FP8 activation scales) and the
- * sampler work per row; attention reads only the sequence's own block table,
- * and a faulty sequence's KV rows land in its own blocks, which rank 0 frees
- * without publishing them to the prefix cache (it ends the sequence before
- * sched_commit); a TP all-reduce sums each row with the same row. MoE:
- * a NaN or garbage hidden row routes to in-range experts (the router's
- * top-k, CPU and CUDA, takes the first untaken index when no comparison
- * holds), its expert outputs are its own rows of each slot's batch and the
- * combine sums only the row's own k outputs; it takes K slots of capacity
- * like any row. So the faulty sequence's result is dropped and nothing of it
- * reaches another sequence's token. A second, untraceable cause of the same
- * bit in the same step is hidden by a traced one: the word has one bit per
- * kind. */
-static uint32_t step_attribute(engine_t *e, const proto_plan_t *p, const step_io_layout_t *L, uint32_t faults)
-{
-    const char *h = e->stage;
-    const int32_t *ids = (const int32_t *)(h + L->ids), *slots = (const int32_t *)(h + L->slots);
-    const int32_t *blocks = (const int32_t *)(h + L->blocks), *tok = (const int32_t *)(h + L->tok);
-    const proto_seq_t *sq = proto_plan_seqs(p);
-    const int V = e->cfg.vocab_size, NB = e->opts.kv_blocks;
-    const int64_t rows = (int64_t)NB * e->opts.block_size;
-    uint32_t traced = 0;
-    for (int i = 0; i < p->n_seqs; i++) {
-        const proto_seq_t *q = &sq[i];
-        const int r0 = e->row0[i];
-        if (r0 < 0) continue;
-        uint32_t f = 0;
-        if ((faults & ENGINE_FAULT_INJECTED_SEQ) && q->slot == e->cur_inject_slot) {
-            f |= PROTO_FAULT_INJECTED;
-            traced |= ENGINE_FAULT_INJECTED_SEQ;
-        }
-        for (int t = 0; t < q->n_tokens; t++) {
-            const int32_t id = ids[r0 + t], sl = slots[r0 + t];
-            if ((faults & KERN_FAULT_TOKEN) && id != -1 && (id < 0 || id >= V)) {
-                f |= PROTO_FAULT_TOKEN;
-                traced |= KERN_FAULT_TOKEN;
-            }
-            if ((faults & KERN_FAULT_BLOCK) && sl != -1 && (sl < 0 || sl >= rows)) {
-                f |= PROTO_FAULT_BLOCK;
-                traced |= KERN_FAULT_BLOCK;
-            }
-        }
-        const int j = e->sample_of_seq[i], nr = (q->flags & PROTO_SEQ_VERIFY) ? q->n_tokens : 1;
-        for (int u = 0; (faults & KERN_FAULT_LOGITS) && j >= 0 && u < nr; u++)
-            if (tok[j + u] < 0) { /* the sampler's mark of a row with nothing to draw from */
-                f |= PROTO_FAULT_LOGITS;
-                traced |= KERN_FAULT_LOGITS;
-            }
-        for (int b = 0; (faults & KERN_FAULT_BLOCK) && b < q->n_blocks; b++)
-            if (blocks[e->blk_off[i] + b] < 0 || blocks[e->blk_off[i] + b] >= NB) {
-                f |= PROTO_FAULT_BLOCK;
-                traced |= KERN_FAULT_BLOCK;
-            }
-        if (!f) continue;
-        char what[160];
-        proto_fault_describe(f, what, sizeof what);
-        MS_WARN("engine: step %u: plan seq %d (slot %d) failed alone (%s); the step's other sequences go on",
-                p->hdr.step, i, q->slot, what);
-        e->seq_fault[i] |= f;
-        pen_drop(e->pen, q->slot);
-    }
-    return faults & ~traced;
 }
 
 /* Fill the staging block, upload it, run the forward pass and queue the download (no synchronize). */
@@ -976,7 +713,7 @@ static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_resul
         faults = *(const uint32_t *)(h + L.fault);
     }
     const uint32_t raw_faults = faults;
-    if (faults) faults = step_attribute(e, p, &L, faults);
+    if (faults) faults = engine_step_attribute(e, p, &L, faults);
     const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
     const float *h_lp = (const float *)(h + L.lp), *h_toplp = (const float *)(h + L.top_lp);
     for (int i = 0; i < p->n_seqs; i++) {
@@ -1014,7 +751,7 @@ static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_resul
         /* Every collective of the step completed (faulty rows were padding),
          * so the ranks stay in step: only this step's requests end. */
         char what[256];
-        fault_describe(faults, what, sizeof what);
+        engine_fault_describe(faults, what, sizeof what);
         e->n_sample_last = 0;
         return MS_ERR(MS_ERR_DATA, "engine: data fault in step %u (%s)", p->hdr.step, what);
     }
