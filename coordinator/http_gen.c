@@ -244,6 +244,9 @@ static void call_pump(struct http_server *srv, http_call_t *call)
             }
             req_chunk_free(ch);
             ch = next;
+            /* one event per engine chunk: a client that times tokens by events (benchmark_serving's ITL)
+             * must not see two chunks that queued up while this thread was busy as one */
+            if (out) choice_events(call, i, out);
         }
         if (c->finish != REQ_FINISH_NONE) {
             pthread_mutex_lock(&call->reqs[i]->lock);
@@ -252,7 +255,6 @@ static void call_pump(struct http_server *srv, http_call_t *call)
             call->n_done++;
             choice_metrics(srv, call, i);
         }
-        if (out) choice_events(call, i, out);
     }
     if (out) {
         if (evbuffer_get_length(out)) evhttp_send_reply_chunk(call->evreq, out);

@@ -128,6 +128,8 @@ typedef struct {
     bool prompt_started; /* echo + logprobs: the first prompt token's entry (null logprob) is in logprobs */
     bool started;        /* streaming: first chunk (chat: the role delta) was sent */
     bool finish_sent;    /* streaming: the event carrying finish_reason was built */
+    int n_unsent;        /* streaming: tokens added since the last event (their text may be empty: a held UTF-8
+                          * tail or a stop string's start; the event still goes, one per engine chunk, as vLLM) */
 } oai_choice_t;
 
 ms_status_t oai_choice_init(oai_choice_t *c, const oai_request_t *rq, int index);

@@ -325,6 +325,7 @@ ms_status_t oai_choice_add(oai_choice_t *c, const oai_request_t *rq, const oai_t
     if (ch->text && ch->text_len) MS_TRY(text_append(c, ch->text, ch->text_len));
     c->text_offset += chunk_cp;
     c->n_completion += ch->n_ids;
+    c->n_unsent += ch->n_ids;
     c->cum_logprob = ch->cum_logprob;
     /* the prompt's entries first (they come with the chunks before the first generated token) */
     if (c->logprobs && rq->echo_logprobs && (ch->n_plp > 0 || !c->prompt_started))
@@ -455,8 +456,9 @@ json_t *oai_choice_chunk(const oai_request_t *rq, const char *id, int64_t create
     }
     bool finishing = c->finish != REQ_FINISH_NONE;
     bool have_lp = !logprobs_empty(c, rq->kind);
-    if (c->len == 0 && !have_lp && !finishing) return NULL;
+    if (c->len == 0 && !have_lp && !finishing && c->n_unsent == 0) return NULL;
     c->started = true;
+    c->n_unsent = 0;
     json_t *lp = json_null();
     if (have_lp) {
         lp = c->logprobs;

@@ -487,6 +487,16 @@ static void test_stream_completion(void)
     T_CHECK(json_object_get(j, "usage") && json_is_null(json_object_get(j, "usage")));
     json_decref(j);
     T_CHECK(oai_choice_chunk(&rq, "cmpl-s", 5, "tiny", &ch) == NULL); /* sent already */
+    /* a token whose text is held back (an incomplete UTF-8 tail) is still an event of its own: clients time
+     * tokens by events */
+    req_chunk_t e = mk_chunk("", ids, 1, NULL, NULL, REQ_FINISH_NONE);
+    T_CHECK(oai_choice_add(&ch, &rq, &fake_tok_ops, &e) == MS_OK);
+    j = reparse(oai_choice_chunk(&rq, "cmpl-s", 5, "tiny", &ch));
+    c0 = json_array_get(json_object_get(j, "choices"), 0);
+    T_CHECK(c0 && !strcmp(json_string_value(json_object_get(c0, "text")), ""));
+    T_CHECK(json_is_null(json_object_get(c0, "finish_reason")));
+    json_decref(j);
+    T_CHECK(oai_choice_chunk(&rq, "cmpl-s", 5, "tiny", &ch) == NULL);
     T_CHECK(oai_choice_add(&ch, &rq, &fake_tok_ops, &b) == MS_OK);
     j = reparse(oai_choice_chunk(&rq, "cmpl-s", 5, "tiny", &ch));
     c0 = json_array_get(json_object_get(j, "choices"), 0);
@@ -496,7 +506,7 @@ static void test_stream_completion(void)
     T_CHECK(oai_choice_chunk(&rq, "cmpl-s", 5, "tiny", &ch) == NULL); /* finished */
     j = reparse(oai_usage_chunk(&rq, "cmpl-s", 5, "tiny", &ch, 1));
     T_CHECK(json_array_size(json_object_get(j, "choices")) == 0);
-    T_CHECK(json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")) == 2);
+    T_CHECK(json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")) == 3);
     T_CHECK(json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens")) == 2);
     json_decref(j);
     oai_choice_free(&ch);
