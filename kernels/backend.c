@@ -46,7 +46,7 @@ const char *kern_op_name(kern_op_t op)
         [KERN_OP_MOE_ROUTE] = "moe_route", [KERN_OP_MOE_PLAN] = "moe_plan", [KERN_OP_MOE_SCATTER] = "moe_scatter",
         [KERN_OP_MOE_EXPERTS] = "moe_experts", [KERN_OP_MOE_COMBINE] = "moe_combine",
         [KERN_OP_LOG_SOFTMAX] = "log_softmax", [KERN_OP_SAMPLE] = "sample",
-        [KERN_OP_LOGITS_ADJUST] = "logits_adjust",
+        [KERN_OP_LOGITS_ADJUST] = "logits_adjust", [KERN_OP_MTP_PREP] = "mtp_prep",
     };
     return (op >= 0 && op < KERN_N_OPS && names[op]) ? names[op] : "?";
 }

@@ -91,7 +91,7 @@ typedef enum {
     KERN_OP_MLA_NAIVE, KERN_OP_MLA_LATENT,
     KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE,
     KERN_OP_LOG_SOFTMAX,
-    KERN_OP_SAMPLE, KERN_OP_LOGITS_ADJUST,
+    KERN_OP_SAMPLE, KERN_OP_LOGITS_ADJUST, KERN_OP_MTP_PREP,
     KERN_N_OPS
 } kern_op_t;
 
@@ -192,6 +192,37 @@ typedef struct {
     int32_t pad_;
 } kern_attn_seq_t;
 KERN_STATIC_ASSERT(sizeof(kern_attn_seq_t) == 32, "kern_attn_seq_t layout");
+
+/* One sampled sequence's entry for kern_ops_t.mtp_prep (device array): a sequence that verifies drafts
+ * (its rows r0+1 .. r0+n_verify carry them) or drafts the next step's (worker/forward_mtp.h). */
+typedef struct {
+    int32_t r0;       /* its first row in the step; -1: padding (drafts from row 0, writes nothing) */
+    int32_t j;        /* its first sampled row (tok[j ..]) */
+    int32_t n_verify; /* drafts its rows verify: ids[r0+1+u] against tok[j+u], u < n_verify */
+    int32_t last;     /* the row (from r0) that drafts when n_verify is 0: its last */
+    int32_t pos;      /* position of row r0 */
+    int32_t blk_off;  /* its block table in `blocks` */
+    int32_t cover;    /* positions its block table covers (n_blocks * block_size) */
+    int32_t pad_;
+} kern_draft_t;
+KERN_STATIC_ASSERT(sizeof(kern_draft_t) == 32, "kern_draft_t layout");
+
+/* kern_ops_t.mtp_prep's arguments (host struct; every pointer is device memory). */
+typedef struct {
+    const int32_t *next_src; /* (T) where row r's successor token comes from: >= 0 ids[i], <= -2 tok[-2 - i],
+                              * -1 none (a padding row: next -1) */
+    int32_t T;
+    const kern_draft_t *seqs; /* (n) */
+    int32_t n, N, block_size;
+    const int32_t *ids, *tok, *blocks; /* the step's token ids, sampled tokens and block tables */
+    int32_t *next;       /* (T) out: the successor token of each row */
+    int32_t *row;        /* (n) out: the row whose module output drafts (0 for padding) */
+    int32_t *acc;        /* (n, 2) out: drafts accepted, drafts the next step can verify (1..N; 0 padding) */
+    int32_t *chain_pos;  /* (N-1, n) out: positions of the chained passes 2..N, pass-major */
+    int32_t *chain_slot; /* (N-1, n) out: their cache rows, -1 past the block table (no write) */
+    kern_attn_seq_t *chain_seqs; /* (N-1, n) out: their one-row attention descriptors (n_q 0 past it) */
+    int32_t *chain_pad;  /* (n) out: -1 real, 0 padding (fwd_t.pad of the chained passes) */
+} kern_mtp_prep_t;
 
 /* Per-row sampling parameters (device array). The random draw is a pure
  * function of (seed, position): the same request samples the same token
@@ -524,6 +555,17 @@ typedef struct kern_ops {
     ms_status_t (*logits_adjust)(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
                                  const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
                                  const kern_pen_set_t *sets, int32_t n_sets);
+
+    /* ---- speculative decoding ---- */
+    /* MTP drafting metadata of a step from its samples, on the device (so a drafting step needs no host
+     * round trip between verifying and drafting, and a graph can hold both). Per row r:
+     * next[r] from next_src[r]. Per entry s (padding: r0 -1): a = the longest u-prefix with
+     * ids[r0+1+u] == tok[j+u] (u < n_verify); rr = n_verify > 0 ? a : last; P = pos + rr;
+     * row[s] = r0 + rr; acc[s] = {a, min(N, cover - P)}; for c in 1..N-1, p = P + c, while p < cover:
+     * chain_pos = p, chain_slot = blocks[blk_off + p / bs] * bs + p % bs, chain_seqs {q_off s, n_q 1,
+     * pos0 p, blk_off}; past cover: pos P, slot -1, n_q 0. A block id read is not range-checked here
+     * (the plan check covers the table). */
+    ms_status_t (*mtp_prep)(kern_ctx_t *cx, const kern_mtp_prep_t *p);
 } kern_ops_t;
 
 extern const kern_ops_t kern_cpu_ops;

@@ -112,7 +112,7 @@ static void engine_free_host(engine_t *e)
     sgraph_destroy(&e->gr, e->k);
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
-    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->n_acc);
+    free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->entry_of_seq);
     free(e->draft_of_seq), free(e->seq_fault);
     free(e->plp_rows), free(e->plp), free(e->plp_off), free(e->plp_n);
     free(e->last_tok);
@@ -133,15 +133,17 @@ static ms_status_t engine_graphs(engine_t *e)
     else if (e->par.tp_size > 1 || e->par.ep_size > 1)
         why = "the ranks exchange activations over MPI through host memory (a CPU transport), which a graph "
               "cannot capture";
-    else if (e->mtp.N > 0) why = "MTP steps verify drafts (several rows a sequence)";
     if (why) {
         if (e->par.tp_rank == 0 && e->par.ep_rank == 0) /* one line for the job */
             MS_INFO("cuda_graph_config: no CUDA graphs on the %s backend: %s; decode steps run eagerly", e->k->name,
                     why);
         return MS_OK;
     }
-    /* a graph's rows must fit the step's buffers: sequences and tokens of one step */
-    const int lim = o->max_batch < o->max_tokens_per_step ? o->max_batch : o->max_tokens_per_step;
+    /* a graph's rows must fit the step's buffers: sequences and tokens of one step (with MTP a sequence
+     * has N + 1 rows, all sampled) */
+    const int W = e->mtp.N + 1, rows = e->f.T_max < e->f.B_max ? e->f.T_max : e->f.B_max;
+    const int cap_seqs = e->mtp.N ? e->mtp.B_max : o->max_batch;
+    const int lim = cap_seqs < rows / W ? cap_seqs : rows / W;
     int sizes[SGRAPH_MAX], n = 0, dropped = 0;
     for (int i = 0; i < nreq; i++) {
         if (req[i] < 1 || (n > 0 && req[i] <= sizes[n - 1])) continue; /* ascending and unique */
@@ -149,10 +151,10 @@ static ms_status_t engine_graphs(engine_t *e)
         else sizes[n++] = req[i];
     }
     if (dropped)
-        MS_INFO("cuda_graph_config: %d batch size%s above this rank's %d sequences / tokens a step not captured",
+        MS_INFO("cuda_graph_config: %d batch size%s above this rank's %d sequences a step not captured",
                 dropped, dropped > 1 ? "s" : "", lim);
     if (n == 0) return MS_OK;
-    ms_status_t st = sgraph_create(&e->gr, &e->f, e->stage, o->device, sizes, n, o->graph_padding, o->graph_emulate);
+    ms_status_t st = sgraph_create(&e->gr, &e->f, e->mtp.N ? &e->mtp : NULL, e->stage, o->device, sizes, n, o->graph_padding, o->graph_emulate);
     if (st != MS_OK)
         return MS_ERR(st, "cuda_graph_config: capturing the decode-step graphs failed (the error above); "
                           "`cuda_graph_config: null` runs every step eagerly");
@@ -227,14 +229,14 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     }
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
-    e->n_acc = malloc(sizeof(int) * B), e->seq_fault = calloc((size_t)B, sizeof(uint32_t));
+    e->entry_of_seq = malloc(sizeof(int) * B), e->seq_fault = calloc((size_t)B, sizeof(uint32_t));
     e->draft_of_seq = malloc(sizeof(int) * B);
     e->inject_slot = -1;
     e->plp_rows = malloc(sizeof *e->plp_rows * (size_t)T), e->plp = malloc(sizeof *e->plp * (size_t)T);
     e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
     e->last_tok = malloc(sizeof(int32_t) * (size_t)B);
     for (int i = 0; i < 2; i++) e->pend[i].res = malloc(sizeof(proto_result_t) * (size_t)B);
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->n_acc || !e->seq_fault ||
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->entry_of_seq || !e->seq_fault ||
         !e->draft_of_seq || !e->plp_rows || !e->plp || !e->plp_off || !e->plp_n || !e->last_tok || !e->pend[0].res ||
         !e->pend[1].res) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
@@ -441,74 +443,6 @@ ms_status_t engine_step(engine_t *e, const proto_plan_t *p, proto_result_t *res)
     return engine_step_wait(e, res);
 }
 
-/* The MTP passes of a step (forward_mtp.h): pass 1's next tokens per row,
- * the draft row and chained positions of each DRAFT sequence, then the
- * module's run; fills each DRAFT result's drafts and returns the module's
- * fault bits in *faults, which holds the main pass's (all traced to
- * sequences) on entry. Rows are those of step_launch (row0, sample_of_seq). */
-static ms_status_t step_drafts(engine_t *e, const proto_plan_t *p, const fwd_step_t *st, const int32_t *h_tok,
-                               proto_result_t *res, uint32_t *faults)
-{
-    mtp_t *m = &e->mtp;
-    const proto_seq_t *sq = proto_plan_seqs(p);
-    const int32_t *tok = proto_plan_tokens(p), *blk = proto_plan_blocks(p);
-    const int bs = e->opts.block_size, N = m->N;
-    int n_d = 0;
-    for (int i = 0; i < p->n_seqs; i++)
-        if (e->row0[i] >= 0 && e->sample_of_seq[i] >= 0 && (sq[i].flags & PROTO_SEQ_DRAFT)) n_d++;
-    mtp_step_t ms;
-    mtp_step_begin(m, st->T, n_d, &ms);
-    int jd = 0;
-    for (int i = 0; i < p->n_seqs; i++) {
-        const proto_seq_t *q = &sq[i];
-        const int r0 = e->row0[i], j = e->sample_of_seq[i], n = q->n_tokens;
-        if (r0 < 0) continue;
-        const bool verify = (q->flags & PROTO_SEQ_VERIFY) != 0;
-        /* the token after each row: the next fed one, else what was sampled there (a VERIFY row's sample
-         * equals the next draft wherever that draft was accepted). The last row of a prompt chunk that
-         * samples nothing has no known successor yet: its own token stands in, so the module's cache entry
-         * at a chunk boundary is approximate (drafts only; verification keeps the output exact). */
-        for (int t = 0; t < n; t++)
-            ms.next[r0 + t] = verify ? h_tok[j + t] : t + 1 < n ? tok[q->tok_off + t + 1] : j >= 0 ? h_tok[j]
-                                                                                           : tok[q->tok_off + t];
-        if (j < 0 || !(q->flags & PROTO_SEQ_DRAFT)) continue;
-        const int rr = verify ? e->n_acc[i] : n - 1, P = q->pos + rr;
-        const int64_t cover = (int64_t)q->n_blocks * bs;
-        ms.row[jd] = r0 + rr;
-        int valid = 1;
-        for (int c = 1; c < N; c++) {
-            const int pos = P + c;
-            const size_t o = (size_t)(c - 1) * (size_t)n_d + (size_t)jd;
-            const bool ok = pos < cover; /* rank 0 reserves the chained positions when it can */
-            if (ok && valid == c) valid++;
-            ms.chain_pos[o] = ok ? pos : P;
-            ms.chain_slot[o] = ok ? blk[q->blk_off + pos / bs] * bs + pos % bs : -1; /* -1: padding, no write */
-            ms.chain_seqs[o] = (kern_attn_seq_t){.q_off = jd, .n_q = ok ? 1 : 0, .pos0 = ok ? pos : P,
-                                                 .blk_off = e->blk_off[i]};
-        }
-        res[i].n_draft = valid;
-        jd++;
-    }
-    uint32_t *fault = (uint32_t *)((char *)e->stage + ((char *)e->cx->fault - (char *)e->f.io));
-    if (*faults) { /* the main pass's traced bits are still in the device word: the module's own start at 0 */
-        *fault = 0;
-        MS_TRY(e->k->upload(e->cx, e->cx->fault, fault, 4));
-        *faults = 0;
-    }
-    MS_TRY(mtp_run(m, &e->f, st, &ms));
-    MS_TRY(e->k->download(e->cx, fault, e->cx->fault, 4));
-    MS_TRY(e->k->synchronize(e->cx));
-    *faults |= *fault;
-    jd = 0;
-    for (int i = 0; i < p->n_seqs; i++) {
-        if (e->row0[i] < 0 || e->sample_of_seq[i] < 0 || !(sq[i].flags & PROTO_SEQ_DRAFT)) continue;
-        e->draft_of_seq[i] = jd;
-        for (int c = 0; c < res[i].n_draft; c++) res[i].drafts[c] = ms.drafts[(size_t)c * (size_t)n_d + (size_t)jd];
-        jd++;
-    }
-    return MS_OK;
-}
-
 /* The prompt logprobs of this rank's PROTO_SEQ_PROMPT_LP entries (after the step's results were read from
  * the staging block, which plp_run reuses). Rows are those of step_launch (row0). A failed entry (seq_fault)
  * gets its rows as placeholders (token -1), so every entry has proto_seq_plp_rows of them in plan order,
@@ -564,8 +498,12 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
      * I/O block's offsets depend on them). Naive seqs go first in the
      * descriptor array, absorbed after. */
     int S = 0, *path = e->path, *row0 = e->row0;
-    int ns = 0, T = 0, nsample = 0, nblk = 0;
-    bool decode = true; /* every sequence of mine is a plain sampled decode row: the step may use a graph */
+    int ns = 0, T = 0, nsample = 0, nblk = 0, n_d = 0;
+    /* a graphed decode step: every sequence of mine is one sampled row, or with MTP verifies N drafts and
+     * drafts N more (W = N + 1 rows: the shape rank 0 plans once drafting runs) */
+    const int N = e->mtp.N, W = N ? N + 1 : 1;
+    const unsigned spec = PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT;
+    bool decode = true;
     for (int i = 0; i < p->n_seqs; i++) {
         const proto_seq_t *q = &sq[i];
         path[i] = 0;
@@ -589,12 +527,14 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
         T += q->n_tokens;
         nblk += q->n_blocks;
         ns++;
+        e->entry_of_seq[i] = -1;
         if (q->flags & PROTO_SEQ_SAMPLE) {
             e->sample_of_seq[i] = nsample;
             nsample += (q->flags & PROTO_SEQ_VERIFY) ? q->n_tokens : 1;
+            if (N && (q->flags & spec)) e->entry_of_seq[i] = n_d++;
         }
-        decode = decode && q->n_tokens == 1 && !naive && (q->flags & PROTO_SEQ_SAMPLE) &&
-                 !(q->flags & (PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT | PROTO_SEQ_PROMPT_LP)) && !proto_seq_adjusts(q);
+        decode = decode && q->n_tokens == W && !naive && (q->flags & PROTO_SEQ_SAMPLE) &&
+                 (q->flags & spec) == (N ? spec : 0u) && !(q->flags & PROTO_SEQ_PROMPT_LP) && !proto_seq_adjusts(q);
     }
     if (nblk > f->blk_max)
         return MS_ERR(MS_ERR_INVALID, "engine: this rank's sequences have %d block-table entries (max %d)", nblk,
@@ -602,7 +542,9 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
     /* a decode-only step at a captured size G >= ns lays its metadata out for G rows (step_graph.h) */
     const int gi = decode && ns > 0 ? sgraph_pick(&e->gr, ns) : -1, G = gi >= 0 ? e->gr.sizes[gi] : 0;
     step_io_layout_t L;
-    step_io_layout(&L, gi >= 0 ? G : T, gi >= 0 ? G : ns, gi >= 0 ? G : nsample, nblk);
+    step_io_layout(&L, gi >= 0 ? G * W : T, gi >= 0 ? G : ns, gi >= 0 ? G * W : nsample, nblk);
+    mtp_step_t *ms = &e->cur_ms;
+    if (N) mtp_step_begin(&e->mtp, gi >= 0 ? G * W : T, gi >= 0 ? G : n_d, ms);
     char *h = e->stage, *d = f->io;
     int32_t *ids = (int32_t *)(h + L.ids), *pos = (int32_t *)(h + L.pos), *slots = (int32_t *)(h + L.slots);
     int32_t *last_row = (int32_t *)(h + L.last_row), *blocks = (int32_t *)(h + L.blocks);
@@ -632,6 +574,21 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
             ids[r0] = e->cfg.vocab_size; /* the hook: a bad id past the plan check, as a bug would make */
         pen_seq(e->pen, q, tok + q->tok_off, proto_plan_bias(p) + q->bias_off);
         int j = e->sample_of_seq[i];
+        const bool verify = (q->flags & PROTO_SEQ_VERIFY) != 0;
+        if (N) {
+            /* MTP pass 1's token after each row: the next fed one, else what was sampled there (a VERIFY
+             * row's sample equals the next draft wherever that draft was accepted). The last row of a prompt
+             * chunk that samples nothing has no known successor yet: its own token stands in, so the
+             * module's cache entry at a chunk boundary is approximate (drafts only; verification keeps the
+             * output exact). */
+            for (int t = 0; t < q->n_tokens; t++)
+                ms->next_src[r0 + t] = verify ? -2 - (j + t) : t + 1 < q->n_tokens ? r0 + t + 1 : j >= 0 ? -2 - j
+                                                                                                 : r0 + t;
+            if (e->entry_of_seq[i] >= 0)
+                ms->seqs[e->entry_of_seq[i]] = (kern_draft_t){
+                    .r0 = r0, .j = j, .n_verify = verify ? q->n_tokens - 1 : 0, .last = q->n_tokens - 1,
+                    .pos = q->pos, .blk_off = blk_off[i], .cover = q->n_blocks * bs};
+        }
         if (j < 0) continue;
         /* VERIFY: every row is sampled with the knobs and random stream (seed, position) a plain decode of
          * that position would use, so the accepted tokens are the ones decoding without drafts samples */
@@ -668,12 +625,15 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
         if (row0[i] >= 0 && sq[i].slot == e->inject_slot) *fault |= ENGINE_FAULT_INJECTED_SEQ;
     e->n_sample_last = nsample;
     e->n_seqs_last = p->n_seqs;
-    for (int i = 0; i < p->n_seqs; i++) e->draft_of_seq[i] = -1;
-    if (gi >= 0) { /* rows, sampled rows and absorbed seqs ns .. G-1 are padding */
-        sgraph_pad(h, &L, ns, G);
+    for (int i = 0; i < p->n_seqs; i++)
+        e->draft_of_seq[i] = (sq[i].flags & PROTO_SEQ_DRAFT) && e->mine[i] ? e->entry_of_seq[i] : -1;
+    if (gi >= 0) { /* sequences ns .. G-1 (their rows, sampled rows and MTP entries) are padding */
+        sgraph_pad(h, &L, ns, G, W);
+        if (N) mtp_pad(ms, ns * W, G * W, ns, G);
         st.padded = G > ns, st.n_abs = G;
-        e->graph_steps++, e->graph_pad_rows += G - ns;
-        T = nsample = G;
+        e->graph_steps++, e->graph_pad_rows += (G - ns) * W;
+        T = nsample = G * W;
+        n_d = G;
     }
     st.T = T, st.S_naive = S, st.n_sample = nsample;
 
@@ -684,16 +644,20 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
     if (e->cur_ran) {
         fwd_point_io(f, &L);
         MS_TRY(k->upload(e->cx, d + L.fault, h + L.fault, step_io_ul_bytes(&L)));
+        if (N) MS_TRY(mtp_upload(&e->mtp, f, ms));
         /* penalty-list writes: a second upload, only in steps of penalized sequences */
         MS_TRY(pen_flush(e->pen, e->cx, &st.sets, &st.n_sets, &st.lists, &st.lists_cap));
         /* the graph has no logits_adjust: a step that adjusts runs the same padded rows eagerly */
-        if (gi >= 0 && e->gr.graph[gi] && !st.adjust && st.n_sets == 0)
+        if (gi >= 0 && e->gr.graph[gi] && !st.adjust && st.n_sets == 0) {
             MS_TRY(k->graph_launch(e->cx, e->gr.graph[gi]));
-        else
+        } else {
             MS_TRY(fwd_run(f, &st));
+            /* the drafts of the step (every step with MTP: pass 1 fills the module's cache for every row) */
+            if (N) MS_TRY(mtp_run(&e->mtp, f, &st, n_d));
+        }
         MS_TRY(k->download(e->cx, h, d, step_io_dl_bytes(&L)));
+        if (N) MS_TRY(mtp_download(&e->mtp, f));
     }
-    e->cur_st = st;
     return MS_OK;
 }
 
@@ -701,18 +665,17 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
 static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_result_t *res)
 {
     const step_io_layout_t L = e->cur_L;
-    const fwd_step_t st = e->cur_st;
     const proto_seq_t *sq = proto_plan_seqs(p);
-    const int32_t *tok = proto_plan_tokens(p);
     char *h = e->stage;
     const kern_sample_t *sp = (const kern_sample_t *)(h + L.sp);
-    uint32_t faults = 0;
+    const mtp_step_t *ms = &e->cur_ms;
+    uint32_t faults = 0, mtp_faults = 0;
     e->n_seqs_done = 0;
     if (e->cur_ran) {
         MS_TRY(e->k->synchronize(e->cx));
         faults = *(const uint32_t *)(h + L.fault);
+        if (e->mtp.N) mtp_faults = *ms->fault;
     }
-    const uint32_t raw_faults = faults;
     if (faults) faults = engine_step_attribute(e, p, &L, faults);
     const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
     const float *h_lp = (const float *)(h + L.lp), *h_toplp = (const float *)(h + L.top_lp);
@@ -723,18 +686,22 @@ static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_resul
         r->token = -1;
         r->fault = e->seq_fault[i];
         int j = e->sample_of_seq[i];
-        e->n_acc[i] = 0;
+        const int en = e->entry_of_seq[i];
         if (j < 0 || faults || r->fault) continue;
         if (sq[i].flags & PROTO_SEQ_VERIFY) {
-            /* accept the longest prefix of drafts equal to the samples; the first sample that differs (or the
-             * one after the last draft) is the step's last token */
-            const int K = sq[i].n_tokens - 1;
-            const int32_t *d_in = tok + sq[i].tok_off + 1;
-            int a = 0;
-            while (a < K && d_in[a] == h_tok[j + a]) a++;
+            /* mtp_prep accepted the longest prefix of drafts equal to the samples; the first sample that
+             * differs (or the one after the last draft) is the step's last token */
+            const int a = ms->acc[2 * en];
+            if (a < 0 || a >= sq[i].n_tokens)
+                return MS_ERR(MS_ERR_INTERNAL, "engine: step %u: %d drafts accepted of %d", p->hdr.step, a,
+                              sq[i].n_tokens - 1);
             for (int u = 0; u < a; u++) r->accepted[u] = h_tok[j + u], r->accepted_lp[u] = h_lp[j + u];
-            r->n_accepted = e->n_acc[i] = a;
+            r->n_accepted = a;
             j += a;
+        }
+        if (sq[i].flags & PROTO_SEQ_DRAFT) {
+            r->n_draft = ms->acc[2 * en + 1];
+            for (int c = 0; c < r->n_draft; c++) r->drafts[c] = ms->drafts[(size_t)c * (size_t)ms->n_d + (size_t)en];
         }
         r->token = h_tok[j];
         r->logprob = h_lp[j];
@@ -742,10 +709,8 @@ static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_resul
         memcpy(r->top_ids, h_top + (size_t)j * KERN_MAX_LOGPROBS, sizeof(int32_t) * (size_t)r->n_top);
         memcpy(r->top_logprobs, h_toplp + (size_t)j * KERN_MAX_LOGPROBS, sizeof(float) * (size_t)r->n_top);
     }
-    if (!faults && e->mtp.N && e->cur_ran) {
-        faults = raw_faults;
-        MS_TRY(step_drafts(e, p, &st, h_tok, res, &faults));
-    }
+    /* the module's faults are not traced to sequences: they fail the step */
+    if (!faults) faults = mtp_faults;
     if (!faults) MS_TRY(step_prompt_lp(e, p));
     if (faults) {
         /* Every collective of the step completed (faulty rows were padding),

@@ -52,7 +52,7 @@ struct engine {
     int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
     int *row0;             /* per plan seq: its first token row, -1 if another rank's */
-    int *n_acc;            /* per plan seq: drafts accepted this step (VERIFY) */
+    int *entry_of_seq;     /* per plan seq: its MTP entry this step (VERIFY or DRAFT sampled seqs), -1 */
     int *draft_of_seq;     /* per plan seq: its row among the last step's drafting seqs, -1 (engine_mtp_logits) */
     bool *mine;            /* per plan seq: this rank runs it (pen_prepare) */
     pen_t *pen;            /* per-slot penalty lists (worker/penalty.h) */
@@ -74,7 +74,7 @@ struct engine {
     int pend_first, pend_n;
     /* the launched step not yet completed (step_launch -> step_complete) */
     step_io_layout_t cur_L;
-    fwd_step_t cur_st;
+    mtp_step_t cur_ms;     /* the launched step's MTP block (mtp.N > 0) */
     bool cur_ran;          /* the forward ran (something to synchronize and read) */
     int32_t *last_tok;     /* per slot (max_batch): the token this rank sampled there in its last completed
                             * step, -1 when none (PROTO_SEQ_FEED_LAST) */

@@ -1,12 +1,12 @@
 /* forward_mtp.c — the MTP draft passes (see forward_mtp.h): the module's
  * weights, cache and buffers, and the N passes of a step.
  *
- * Per step the host stages one block (mtp_io_t: pass 1's tokens, the draft
- * rows, greedy sampling knobs, the chained passes' positions, cache rows and
- * attention descriptors), uploads it once, and downloads the drafts once:
- * with the main pass's upload and download that is two round trips per step
- * (the second needs the accepted lengths, which the host computes from the
- * main pass's samples). */
+ * Per step the host stages one small block (the successor source of each
+ * row and one kern_draft_t per sampled sequence), uploaded with the main
+ * pass's metadata; mtp_prep derives everything that depends on the step's
+ * samples (accepted drafts, the drafting rows, the chained positions) on the
+ * device, and the drafts come back with the main pass's tokens: one round
+ * trip per step, and nothing a captured graph could not hold. */
 #include "worker/forward_mtp.h"
 
 #include <stdlib.h>
@@ -14,30 +14,25 @@
 
 #include "kernels/kernels.h"
 
-/* Byte offsets of the staged block, sized for the capacities (T_max rows,
- * B_max drafting seqs, N passes), so they never move between steps. */
+/* Byte offsets of the transferred block, sized for the capacities (T_max rows, B_max entries, N
+ * passes), so they never move between steps (a captured graph reads them where it was captured):
+ *   [drafts | acc | fault | seqs | next_src]
+ *    <---- download ---->
+ *                  <------- upload ------->  (next_src up to the step's T rows) */
 typedef struct {
-    size_t next, row, sp, chain_pos, chain_slot, chain_seqs; /* uploaded: [0, drafts) */
-    size_t drafts;                                                 /* downloaded */
-    size_t lp, top_ids, top_lp;                                    /* sampler outputs nobody reads */
-    size_t end;
+    size_t drafts, acc, fault, seqs, next_src, end;
 } mtp_io_t;
 
 static size_t al16(size_t x) { return (x + 15) & ~(size_t)15; }
 
 static void mtp_io_layout(mtp_io_t *L, int T, int B, int N)
 {
-    size_t o = 0, Bs = (size_t)B, C = (size_t)(N - 1) * Bs;
-    L->next = o, o = al16(o + 4 * (size_t)T);
-    L->row = o, o = al16(o + 4 * Bs);
-    L->sp = o, o = al16(o + sizeof(kern_sample_t) * Bs);
-    L->chain_pos = o, o = al16(o + 4 * C);
-    L->chain_slot = o, o = al16(o + 4 * C);
-    L->chain_seqs = o, o = al16(o + sizeof(kern_attn_seq_t) * C);
+    size_t o = 0, Bs = (size_t)B;
     L->drafts = o, o = al16(o + 4 * (size_t)N * Bs);
-    L->lp = o, o = al16(o + 4 * Bs);
-    L->top_ids = o, o = al16(o + 4 * Bs * KERN_MAX_LOGPROBS);
-    L->top_lp = o, o = al16(o + 4 * Bs * KERN_MAX_LOGPROBS);
+    L->acc = o, o = al16(o + 8 * Bs);
+    L->fault = o, o = al16(o + 4);
+    L->seqs = o, o = al16(o + sizeof(kern_draft_t) * Bs);
+    L->next_src = o, o = al16(o + 4 * (size_t)T);
     L->end = o;
 }
 
@@ -47,17 +42,31 @@ static size_t mtp_layout_at(mtp_t *t, char *base, size_t E, size_t NS, size_t R,
                             size_t V)
 {
     fwd_carve_t cv = {base, 0};
+    const size_t Bs = (size_t)B, C = (size_t)(N - 1) * Bs;
     t->pl_log2phy = fwd_carve(&cv, 4 * E * R);
     t->pl_nrep = fwd_carve(&cv, 4 * E);
     t->pl_phy2log = fwd_carve(&cv, 4 * NS);
     t->load = fwd_carve(&cv, 8 * E);
     t->eh = fwd_carve(&cv, 2 * (size_t)T * 2 * D);
-    t->hprev = fwd_carve(&cv, 2 * (size_t)B * D);
-    t->lg16 = fwd_carve(&cv, 2 * (size_t)B * V);
-    t->logits = fwd_carve(&cv, 4 * (size_t)B * V);
+    t->hprev = fwd_carve(&cv, 2 * Bs * D);
+    t->lg16 = fwd_carve(&cv, 2 * Bs * V);
+    t->logits = fwd_carve(&cv, 4 * Bs * V);
+    /* made on the device each step by mtp_prep (never transferred) */
+    t->next = fwd_carve(&cv, 4 * (size_t)T);
+    t->row = fwd_carve(&cv, 4 * Bs);
+    t->chain_pos = fwd_carve(&cv, 4 * C);
+    t->chain_slot = fwd_carve(&cv, 4 * C);
+    t->chain_seqs = fwd_carve(&cv, sizeof(kern_attn_seq_t) * C);
+    t->chain_pad = fwd_carve(&cv, 4 * Bs);
+    /* greedy knobs (set once) and the sampler outputs nobody reads */
+    t->sp = fwd_carve(&cv, sizeof(kern_sample_t) * Bs);
+    t->s_lp = fwd_carve(&cv, 4 * Bs);
+    t->s_top_ids = fwd_carve(&cv, 4 * Bs * KERN_MAX_LOGPROBS);
+    t->s_top_lp = fwd_carve(&cv, 4 * Bs * KERN_MAX_LOGPROBS);
     mtp_io_t io;
     mtp_io_layout(&io, T, B, N);
     t->io_bytes = io.end;
+    t->io_acc = io.acc, t->io_fault = io.fault, t->io_seqs = io.seqs, t->io_next_src = io.next_src;
     t->io = fwd_carve(&cv, io.end);
     return cv.off;
 }
@@ -102,6 +111,17 @@ ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int ma
         MS_TRY_GOTO(st, k->upload(f->cx, t->pl_phy2log, t->pl.phy2log, 4 * (size_t)t->pl.n_slots), out_stage);
         MS_TRY_GOTO(st, k->memset(f->cx, t->load, 0, 8 * E), out_stage);
     }
+    {
+        /* drafts are greedy: the sampler's knobs never change (the staging block lends its bytes once) */
+        const size_t n = sizeof(kern_sample_t) * (size_t)t->B_max;
+        kern_sample_t *sp = malloc(n);
+        if (!sp) MS_TRY_GOTO(st, MS_ERR(MS_ERR_NOMEM, "mtp: out of memory"), out_stage);
+        for (int j = 0; j < t->B_max; j++) sp[j] = (kern_sample_t){.temperature = 0.0f, .top_p = 1.0f, .mask_token = -1};
+        st = k->upload(f->cx, t->sp, sp, n);
+        if (st == MS_OK) st = k->synchronize(f->cx);
+        free(sp);
+        if (st != MS_OK) goto out_stage;
+    }
     MS_TRY_GOTO(st, k->synchronize(f->cx), out_stage);
     if (c->num_nextn_predict_layers > 1)
         MS_INFO("mtp: the checkpoint has %d MTP modules; module 0 drafts every position (chained)",
@@ -142,13 +162,34 @@ void mtp_step_begin(mtp_t *t, int T, int n_d, mtp_step_t *s)
     *s = (mtp_step_t){
         .T = T,
         .n_d = n_d,
-        .next = (int32_t *)(h + L.next),
-        .row = (int32_t *)(h + L.row),
-        .chain_pos = (int32_t *)(h + L.chain_pos),
-        .chain_slot = (int32_t *)(h + L.chain_slot),
-        .chain_seqs = (kern_attn_seq_t *)(h + L.chain_seqs),
-        .drafts = (int32_t *)(h + L.drafts),
+        .next_src = (int32_t *)(h + L.next_src),
+        .seqs = (kern_draft_t *)(h + L.seqs),
+        .drafts = (const int32_t *)(h + L.drafts),
+        .acc = (const int32_t *)(h + L.acc),
+        .fault = (uint32_t *)(h + L.fault),
     };
+}
+
+void mtp_pad(mtp_step_t *s, int r_from, int r_to, int e_from, int e_to)
+{
+    for (int r = r_from; r < r_to; r++) s->next_src[r] = -1;
+    for (int i = e_from; i < e_to; i++) s->seqs[i] = (kern_draft_t){.r0 = -1};
+}
+
+ms_status_t mtp_upload(mtp_t *t, const fwd_t *f, const mtp_step_t *s)
+{
+    mtp_io_t L;
+    mtp_io_layout(&L, t->T_max, t->B_max, t->N);
+    *s->fault = 0;
+    return f->k->upload(f->cx, (char *)t->io + L.fault, (char *)t->stage + L.fault,
+                        L.next_src + 4 * (size_t)s->T - L.fault);
+}
+
+ms_status_t mtp_download(mtp_t *t, const fwd_t *f)
+{
+    mtp_io_t L;
+    mtp_io_layout(&L, t->T_max, t->B_max, t->N);
+    return f->k->download(f->cx, t->stage, t->io, L.fault + 4);
 }
 
 /* The module's decoder block on v->x (its normed input already in v->xn),
@@ -180,10 +221,9 @@ static ms_status_t mtp_input(mtp_t *t, fwd_t *v, const int32_t *ids, const bf16_
 }
 
 /* Greedy drafts of n rows of xn (gathered by rows, or rows 0..n-1 when rows is NULL) into out. */
-static ms_status_t mtp_head(mtp_t *t, fwd_t *v, const int32_t *rows, int n, const mtp_io_t *L, int32_t *out)
+static ms_status_t mtp_head(mtp_t *t, fwd_t *v, const int32_t *rows, int n, int32_t *out)
 {
     const kern_ops_t *k = v->k;
-    char *d = t->io;
     const bf16_t *src = v->xn;
     if (rows) {
         MS_TRY(k->gather_rows(v->cx, v->xn, rows, n, sizeof(bf16_t) * (size_t)v->D, v->lastn));
@@ -191,51 +231,56 @@ static ms_status_t mtp_head(mtp_t *t, fwd_t *v, const int32_t *rows, int n, cons
     }
     MS_TRY(kern_gemm_plain(k, v->cx, src, MS_DT_BF16, v->D, &t->m.w.lm_head, t->lg16, MS_DT_BF16, v->V, n));
     MS_TRY(k->cast(v->cx, t->lg16, MS_DT_BF16, t->logits, MS_DT_F32, (int64_t)n * v->V));
-    return k->sample(v->cx, t->logits, v->V, n, v->V, (const kern_sample_t *)(d + L->sp), out, (float *)(d + L->lp),
-                     (int32_t *)(d + L->top_ids), (float *)(d + L->top_lp));
+    return k->sample(v->cx, t->logits, v->V, n, v->V, t->sp, out, t->s_lp, t->s_top_ids, t->s_top_lp);
 }
 
-ms_status_t mtp_run(mtp_t *t, fwd_t *f, const fwd_step_t *st, mtp_step_t *s)
+/* The N passes (mtp_run) on view v, with the module's fault word current. */
+static ms_status_t mtp_passes(mtp_t *t, fwd_t *f, fwd_t *v, const fwd_step_t *st, int n_d, int32_t *drafts)
 {
     const kern_ops_t *k = f->k;
-    const int n_d = s->n_d, D = f->D;
-    const size_t row = sizeof(bf16_t) * (size_t)D;
-    mtp_io_t L;
-    mtp_io_layout(&L, t->T_max, t->B_max, t->N);
-    char *h = t->stage, *d = t->io;
-    kern_sample_t *sp = (kern_sample_t *)(h + L.sp);
-    for (int j = 0; j < n_d; j++)
-        sp[j] = (kern_sample_t){.temperature = 0.0f, .top_p = 1.0f, .mask_token = -1};
-    MS_TRY(k->upload(f->cx, d, h, L.drafts));
+    const size_t row = sizeof(bf16_t) * (size_t)f->D;
+    const kern_mtp_prep_t pp = {
+        .next_src = (const int32_t *)((char *)t->io + t->io_next_src), .T = st->T,
+        .seqs = (const kern_draft_t *)((char *)t->io + t->io_seqs), .n = n_d, .N = t->N,
+        .block_size = f->kv->block_size, .ids = f->ids, .tok = f->tok, .blocks = f->blocks,
+        .next = t->next, .row = t->row, .acc = (int32_t *)((char *)t->io + t->io_acc), .chain_pos = t->chain_pos,
+        .chain_slot = t->chain_slot, .chain_seqs = t->chain_seqs, .chain_pad = t->chain_pad,
+    };
+    if (st->T > 0 || n_d > 0) MS_TRY(k->mtp_prep(f->cx, &pp));
+    /* pass 1: every row of the step, on the main model's final-normed hidden rows */
+    if (st->T > 0) MS_TRY(mtp_input(t, v, t->next, f->xn, st->T));
+    MS_TRY(mtp_block(v, st));
+    if (n_d > 0) {
+        MS_TRY(mtp_head(t, v, t->row, n_d, drafts));
+        MS_TRY(k->gather_rows(f->cx, v->x, t->row, n_d, row, t->hprev));
+    }
+    /* passes 2..N: one row per entry, chained on the previous pass */
+    v->pad = t->chain_pad;
+    for (int p = 1; p < t->N; p++) {
+        const size_t o = (size_t)(p - 1) * (size_t)n_d;
+        fwd_step_t cs = {.T = n_d, .n_abs = n_d, .n_sample = n_d, .padded = st->padded};
+        v->pos = t->chain_pos + o, v->slots = t->chain_slot + o, v->seqs = t->chain_seqs + o;
+        if (n_d > 0) MS_TRY(mtp_input(t, v, drafts + (size_t)(p - 1) * n_d, t->hprev, n_d));
+        MS_TRY(mtp_block(v, &cs));
+        if (n_d > 0) {
+            MS_TRY(mtp_head(t, v, NULL, n_d, drafts + (size_t)p * n_d));
+            MS_TRY(k->copy(f->cx, t->hprev, v->x, row * (size_t)n_d));
+        }
+    }
+    return MS_OK;
+}
 
+ms_status_t mtp_run(mtp_t *t, fwd_t *f, const fwd_step_t *st, int n_d)
+{
     /* A view of the forward pass whose weights, cache and placement are the module's. */
     fwd_t v = *f;
     v.w = &t->m.w, v.kv = &t->kv;
     if (f->E) v.pl = &t->pl, v.pl_log2phy = t->pl_log2phy, v.pl_nrep = t->pl_nrep, v.pl_phy2log = t->pl_phy2log;
     v.load = t->load;
-    int32_t *drafts = (int32_t *)(d + L.drafts);
-
-    /* pass 1: every row of the step, on the main model's final-normed hidden rows */
-    if (st->T > 0) MS_TRY(mtp_input(t, &v, (const int32_t *)(d + L.next), f->xn, st->T));
-    MS_TRY(mtp_block(&v, st));
-    if (n_d > 0) {
-        MS_TRY(mtp_head(t, &v, (const int32_t *)(d + L.row), n_d, &L, drafts));
-        MS_TRY(k->gather_rows(f->cx, v.x, (const int32_t *)(d + L.row), n_d, row, t->hprev));
-    }
-    /* passes 2..N: one row per drafting seq, chained on the previous pass */
-    for (int p = 1; p < t->N; p++) {
-        const size_t o = (size_t)(p - 1) * (size_t)n_d;
-        fwd_step_t cs = {.T = n_d, .n_abs = n_d, .n_sample = n_d};
-        v.pos = (int32_t *)(d + L.chain_pos) + o;
-        v.slots = (int32_t *)(d + L.chain_slot) + o;
-        v.seqs = (kern_attn_seq_t *)(d + L.chain_seqs) + o;
-        if (n_d > 0) MS_TRY(mtp_input(t, &v, drafts + (size_t)(p - 1) * n_d, t->hprev, n_d));
-        MS_TRY(mtp_block(&v, &cs));
-        if (n_d > 0) {
-            MS_TRY(mtp_head(t, &v, NULL, n_d, &L, drafts + (size_t)p * n_d));
-            MS_TRY(k->copy(f->cx, t->hprev, v.x, row * (size_t)n_d));
-        }
-    }
-    if (n_d > 0) MS_TRY(k->download(f->cx, s->drafts, drafts, 4 * (size_t)t->N * (size_t)n_d));
-    return k->synchronize(f->cx);
+    /* the module's data faults go to its own word: the main pass's are traced to sequences on their own */
+    uint32_t *main_fault = f->cx->fault;
+    f->cx->fault = (uint32_t *)((char *)t->io + t->io_fault);
+    ms_status_t st2 = mtp_passes(t, f, &v, st, n_d, (int32_t *)t->io);
+    f->cx->fault = main_fault;
+    return st2;
 }

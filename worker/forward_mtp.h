@@ -48,22 +48,32 @@ typedef struct {
     bf16_t *hprev;        /* (B, D) output residual rows of the last pass (the next pass's h) */
     bf16_t *lg16;         /* (B, V) the last pass's head output (its own: the main pass's logits stay readable) */
     float *logits;        /* (B, V) the same in fp32 (engine_mtp_logits) */
-    /* step metadata (one upload, mtp_io layout in forward_mtp.c) and results */
+    /* made by mtp_prep each step (kernels.h) */
+    int32_t *next;        /* (T) pass 1's token per row */
+    int32_t *row;         /* (B) the drafting row of each entry */
+    int32_t *chain_pos, *chain_slot; /* (N-1, B) passes 2..N */
+    kern_attn_seq_t *chain_seqs;     /* (N-1, B) */
+    int32_t *chain_pad;   /* (B) -1 real entry, 0 padding */
+    kern_sample_t *sp;    /* (B) greedy, set at creation */
+    float *s_lp;          /* sampler outputs nobody reads */
+    int32_t *s_top_ids;
+    float *s_top_lp;
+    /* the transferred block (layout in forward_mtp.c) and its pinned host mirror */
     void *io;
-    size_t io_bytes;
-    void *stage;          /* pinned host mirror of io */
+    size_t io_bytes, io_acc, io_fault, io_seqs, io_next_src;
+    void *stage;
 } mtp_t;
 
-/* Host side of one step's MTP work, filled by the engine before mtp_run. */
+/* Host side of one step's MTP work: the engine fills next_src and seqs before mtp_upload; drafts, acc
+ * and fault are valid after mtp_download and the step's synchronize. Pointers into t's staging block. */
 typedef struct {
-    int T;                /* rows of pass 1 (the step's rows on this rank) */
-    int n_d;              /* drafting seqs */
-    int32_t *next;        /* (T) pass 1 token per row */
-    int32_t *row;         /* (n_d) the row of each drafting seq whose output drafts */
-    int32_t *chain_pos;   /* (N-1, n_d) positions of passes 2..N */
-    int32_t *chain_slot;  /* (N-1, n_d) their cache rows */
-    kern_attn_seq_t *chain_seqs; /* (N-1, n_d) their attention descriptors (absorbed, one row) */
-    int32_t *drafts;      /* (N, n_d) results, pass-major */
+    int T;                /* rows of pass 1 (the step's rows on this rank, padding included) */
+    int n_d;              /* entries (sampled sequences that verify or draft, padding included) */
+    int32_t *next_src;    /* (T) kern_mtp_prep_t.next_src */
+    kern_draft_t *seqs;   /* (n_d) */
+    const int32_t *drafts;/* (N, n_d) pass-major */
+    const int32_t *acc;   /* (n_d, 2) accepted drafts, drafts to verify next step */
+    uint32_t *fault;      /* the module's KERN_FAULT_* bits */
 } mtp_step_t;
 
 /* Load module 0 of the checkpoint and allocate its cache and buffers.
@@ -79,11 +89,16 @@ size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int max_rep, int T, int B,
 
 /* The host arrays of s point into t's staging block (valid until the next call). */
 void mtp_step_begin(mtp_t *t, int T, int n_d, mtp_step_t *s);
-
-/* Upload s, run the N passes on the main pass's f->xn (st: the main pass's
- * step, whose seqs/pos/slots/blocks pass 1 reuses) and download the drafts
- * into s->drafts (synchronized). Every rank runs all N passes, with or
+/* Rows [r_from, r_to) and entries [e_from, e_to) of s as padding (a step padded to a graph's size). */
+void mtp_pad(mtp_step_t *s, int r_from, int r_to, int e_from, int e_to);
+/* Queue the upload of s's inputs (and a zero fault word). */
+ms_status_t mtp_upload(mtp_t *t, const fwd_t *f, const mtp_step_t *s);
+/* Queue mtp_prep and the N passes on the main pass's f->xn and samples f->tok (st: the main pass's step,
+ * whose seqs/pos/slots/blocks/pad pass 1 reuses) for n_d entries. Device work only (no transfer, no
+ * synchronize): a step graph captures it after the main pass. Every rank runs all N passes, with or
  * without rows, so the MoE collectives line up. */
-ms_status_t mtp_run(mtp_t *t, fwd_t *f, const fwd_step_t *st, mtp_step_t *s);
+ms_status_t mtp_run(mtp_t *t, fwd_t *f, const fwd_step_t *st, int n_d);
+/* Queue the download of the results (drafts, acc, fault) into the staging block. */
+ms_status_t mtp_download(mtp_t *t, const fwd_t *f);
 
 #endif

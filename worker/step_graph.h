@@ -23,6 +23,7 @@
 #define MS_WORKER_STEP_GRAPH_H
 
 #include "worker/forward.h"
+#include "worker/forward_mtp.h"
 #include "worker/step_io.h"
 
 #define SGRAPH_MAX 160 /* = MS_CFG_MAX_GRAPH_BATCHES and more than TensorRT-LLM's generated lists */
@@ -38,17 +39,19 @@ typedef struct {
 
 /* Capture the graphs of sizes[0..n) (ascending, each within f's limits) on f's context, using the
  * engine's pinned staging block `stage`; with emulate only run each size's warm-up (no capture: every
- * backend). A failed capture is MS_ERR_* with nothing kept (g->n = 0). */
-ms_status_t sgraph_create(sgraph_t *g, fwd_t *f, void *stage, int device, const int *sizes, int n, int padding,
-                          int emulate);
+ * backend). With mtp (NULL: none) a size G is G sequences of N + 1 rows each and the graph holds the
+ * main pass and the N draft passes (mtp_run). A failed capture is MS_ERR_* with nothing kept (g->n = 0). */
+ms_status_t sgraph_create(sgraph_t *g, fwd_t *f, mtp_t *mtp, void *stage, int device, const int *sizes, int n,
+                          int padding, int emulate);
 void sgraph_destroy(sgraph_t *g, const kern_ops_t *k);
 
 /* The index of the size a decode step of n rows runs at; -1 when none fits (then it runs eagerly). */
 int sgraph_pick(const sgraph_t *g, int n);
 
-/* Fill rows [from, to) of the staging block at layout L as padding — token id -1, cache slot -1,
- * position 0, pad 0, greedy sampling without logprobs of a copy of row 0 (last_row 0), no logits
- * adjustment, attention seq with no query row — and mark rows [0, from) real (pad -1). */
-void sgraph_pad(char *stage, const step_io_layout_t *L, int from, int to);
+/* Fill sequences [from, to) of the staging block at layout L as padding, w rows each (all sampled) —
+ * token id -1, cache slot -1, position 0, pad 0, greedy sampling without logprobs of a copy of row 0
+ * (last_row 0), no logits adjustment, attention seq with no query row — and mark rows [0, from * w)
+ * real (pad -1). */
+void sgraph_pad(char *stage, const step_io_layout_t *L, int from, int to, int w);
 
 #endif

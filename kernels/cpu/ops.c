@@ -57,4 +57,5 @@ const kern_ops_t kern_cpu_ops = {
     .log_softmax = kern_cpu_log_softmax,
     .sample = kern_cpu_sample,
     .logits_adjust = kern_cpu_logits_adjust,
+    .mtp_prep = kern_cpu_mtp_prep,
 };

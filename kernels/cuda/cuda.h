@@ -117,6 +117,7 @@ ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, const float
                                 int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                 float scaling, int32_t *idx, float *w);
 ms_status_t kern_cuda_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
+ms_status_t kern_cuda_mtp_prep(kern_ctx_t *cx, const kern_mtp_prep_t *p);
 ms_status_t kern_cuda_logits_adjust(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
                                     const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
                                     const kern_pen_set_t *sets, int32_t n_sets);

@@ -60,4 +60,5 @@ const kern_ops_t kern_cuda_ops = {
     .log_softmax = kern_cuda_log_softmax,
     .sample = kern_cuda_sample,
     .logits_adjust = kern_cuda_logits_adjust,
+    .mtp_prep = kern_cuda_mtp_prep,
 };

@@ -62,6 +62,7 @@ void cc_run_add(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_cast(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_gather_rows(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_silu_mul(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_mtp_prep(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_rmsnorm(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_gemm(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_gemm_ex(cc_env_t *, const cc_case_t *, cc_result_t *);

@@ -116,6 +116,66 @@ void cc_run_gather_rows(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(src), free(init), free(want), free(got), free(idx);
 }
 
+/* mtp_prep at p = {T rows, n entries, N, block size}: random drafts that agree with the samples for a random
+ * prefix, entries near the end of their block table (chains cut), every 5th entry padding; all outputs
+ * byte-identical to the CPU op. */
+void cc_run_mtp_prep(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t T = (int32_t)c->p[0], n = (int32_t)c->p[1], N = (int32_t)c->p[2], bs = (int32_t)c->p[3];
+    const int32_t W = T / (n > 0 ? n : 1), C = (N - 1) * n, nb = 8;
+    kr_seed(109);
+    int32_t *ids = malloc(4 * (size_t)T), *tok = malloc(4 * (size_t)T), *src = malloc(4 * (size_t)T);
+    int32_t *blocks = malloc(4 * (size_t)n * nb);
+    kern_draft_t *d = calloc((size_t)n, sizeof *d);
+    for (int32_t i = 0; i < T; i++) {
+        ids[i] = (int32_t)(kr_uniform() * 1000), tok[i] = (int32_t)(kr_uniform() * 1000);
+        const double u = kr_uniform();
+        src[i] = u < 0.1 ? -1 : u < 0.6 ? -2 - (int32_t)(kr_uniform() * T) : (int32_t)(kr_uniform() * T);
+    }
+    for (int32_t i = 0; i < n * nb; i++) blocks[i] = (int32_t)(kr_uniform() * 4096);
+    for (int32_t s = 0; s < n; s++) {
+        const int32_t r0 = s * W, nv = W - 1, agree = (int32_t)(kr_uniform() * (nv + 1));
+        for (int32_t u = 0; u < agree; u++) ids[r0 + 1 + u] = tok[r0 + u]; /* sampled rows = fed rows here */
+        const int32_t cover = nb * bs, pos = s % 3 == 0 ? cover - W - (int32_t)(kr_uniform() * N) : s * 7 % 50;
+        d[s] = (kern_draft_t){.r0 = s % 5 == 4 ? -1 : r0, .j = r0, .n_verify = s % 4 == 1 ? 0 : nv, .last = nv,
+                              .pos = pos, .blk_off = s * nb, .cover = cover};
+    }
+    const size_t oT = 4 * (size_t)T, on = 4 * (size_t)n, oC = 4 * (size_t)(C > 0 ? C : 1);
+    int32_t *next = cc_dev(env, NULL, oT), *row = cc_dev(env, NULL, on), *acc = cc_dev(env, NULL, 2 * on);
+    int32_t *cpos = cc_dev(env, NULL, oC), *cslot = cc_dev(env, NULL, oC), *cpad = cc_dev(env, NULL, on);
+    kern_attn_seq_t *cseq = cc_dev(env, NULL, 8 * oC);
+    kern_mtp_prep_t g = {.next_src = cc_dev(env, src, oT), .T = T, .seqs = cc_dev(env, d, sizeof *d * (size_t)n),
+                         .n = n, .N = N, .block_size = bs, .ids = cc_dev(env, ids, oT), .tok = cc_dev(env, tok, oT),
+                         .blocks = cc_dev(env, blocks, 4 * (size_t)n * nb), .next = next, .row = row, .acc = acc,
+                         .chain_pos = cpos, .chain_slot = cslot, .chain_seqs = cseq, .chain_pad = cpad};
+    cc_ok(r, K->mtp_prep(CX, &g), "mtp_prep");
+    const size_t total = oT + on + 2 * on + 3 * oC + 8 * oC + on;
+    char *got = malloc(total), *want = calloc(1, total);
+    size_t o = 0;
+    cc_get(env, got + o, next, oT), o += oT;
+    cc_get(env, got + o, row, on), o += on;
+    cc_get(env, got + o, acc, 2 * on), o += 2 * on;
+    cc_get(env, got + o, cpos, oC), o += oC;
+    cc_get(env, got + o, cslot, oC), o += oC;
+    cc_get(env, got + o, cseq, 8 * oC), o += 8 * oC;
+    cc_get(env, got + o, cpad, on);
+    o = 0;
+    kern_mtp_prep_t h = {.next_src = src, .T = T, .seqs = d, .n = n, .N = N, .block_size = bs, .ids = ids, .tok = tok,
+                         .blocks = blocks};
+    h.next = (int32_t *)(want + o), o += oT;
+    h.row = (int32_t *)(want + o), o += on;
+    h.acc = (int32_t *)(want + o), o += 2 * on;
+    h.chain_pos = (int32_t *)(want + o), o += oC;
+    h.chain_slot = (int32_t *)(want + o), o += oC;
+    h.chain_seqs = (kern_attn_seq_t *)(want + o), o += 8 * oC;
+    h.chain_pad = (int32_t *)(want + o);
+    cc_ok(r, kern_cpu_ops.mtp_prep(NULL, &h), "cpu mtp_prep");
+    /* the chained arrays are N-1 deep: with N 1 only their placeholder byte ranges exist on both sides */
+    if (C == 0) memset(got + oT + 3 * on, 0, 10 * oC), memset(want + oT + 3 * on, 0, 10 * oC);
+    cc_cmp_bytes(r, "next, row, acc, chains vs cpu", got, want, total);
+    free(ids), free(tok), free(src), free(blocks), free(d), free(got), free(want);
+}
+
 void cc_run_silu_mul(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
     const int64_t n = c->p[0];

@@ -33,6 +33,8 @@ static const cc_case_t g_cases[] = {
     {"gather_rows", "33 of 50 rows x 14336 B",    "bytes",     cc_run_gather_rows, {33, 50, 14336},                     0},
     {"gather_rows", "256 of 64 rows x 6 B",       "bytes",     cc_run_gather_rows, {256, 64, 6},                        0},
     {"gather_rows", "pad -1, idx -7 faults",      "bytes",     cc_run_gather_rows, {16, 8, 7168 * 2},                   0, 1},
+    {"mtp_prep",    "32 seqs x 4 rows, N 3",      "int32",     cc_run_mtp_prep,    {128, 32, 3, 64},                    0},
+    {"mtp_prep",    "256 seqs x 2 rows, N 1",     "int32",     cc_run_mtp_prep,    {512, 256, 1, 64},                   0},
     {"silu_mul",    "n=999",                      "bf16",      cc_run_silu_mul,    {999},                               0},
     {"silu_mul",    "4x18432",                    "bf16",      cc_run_silu_mul,    {4 * 18432},                         0},
     {"silu_mul",    "256x2048",                   "bf16",      cc_run_silu_mul,    {256 * 2048},                        0},

@@ -72,6 +72,39 @@ int main(void)
     }
     KR_ERR_CHECK(e);
 
+    /* mtp_prep (bs 4, N 3): seq 0 (4 blocks, 16 positions) verifies drafts 11 12 13 at rows 1..3 against
+     * samples 11 12 99: two accepted, it drafts from row 2 at position 12 + 2, chains at 15 and 16 — 16 is
+     * past its table: cut, so the next step verifies 2 drafts; seq 1 is a prompt chunk of rows 4..5 at
+     * position 4 (2 blocks): it drafts from its last row, position 5, chains 6 and 7; seq 2 is padding.
+     * next: rows 0..3 from samples 0..3, row 4 from id 5, row 5 from sample 4, row 6 none. */
+    {
+        int32_t ids[7] = {5, 11, 12, 13, 40, 41, 0}, tok[5] = {11, 12, 99, 7, 8};
+        int32_t src[7] = {-2, -3, -4, -5, 5, -6, -1}, blocks[6] = {7, 8, 9, 6, 1, 2};
+        kern_draft_t d[3] = {{.r0 = 0, .j = 0, .n_verify = 3, .last = 3, .pos = 12, .blk_off = 0, .cover = 16},
+                             {.r0 = 4, .j = 4, .n_verify = 0, .last = 1, .pos = 4, .blk_off = 4, .cover = 8},
+                             {.r0 = -1}};
+        int32_t next[7], row[3], acc[6], cpos[6], cslot[6], cpad[3];
+        kern_attn_seq_t cseq[6];
+        kern_mtp_prep_t p = {.next_src = src, .T = 7, .seqs = d, .n = 3, .N = 3, .block_size = 4, .ids = ids,
+                             .tok = tok, .blocks = blocks, .next = next, .row = row, .acc = acc, .chain_pos = cpos,
+                             .chain_slot = cslot, .chain_seqs = cseq, .chain_pad = cpad};
+        T_CHECK(kern_cpu_ops.mtp_prep(NULL, &p) == MS_OK);
+        const int32_t w_next[7] = {11, 12, 99, 7, 41, 8, -1}, w_row[3] = {2, 5, 0}, w_acc[6] = {2, 2, 0, 3, 0, 0};
+        /* pass-major: pass 2 of seqs 0..2, then pass 3 */
+        const int32_t w_pos[6] = {15, 6, 0, 14, 7, 0}, w_slot[6] = {6 * 4 + 3, 2 * 4 + 2, -1, -1, 2 * 4 + 3, -1};
+        const int32_t w_nq[6] = {1, 1, 0, 0, 1, 0}, w_pad[3] = {-1, -1, 0};
+        T_CHECK(!memcmp(next, w_next, sizeof next) && !memcmp(row, w_row, sizeof row) &&
+                !memcmp(acc, w_acc, sizeof acc) && !memcmp(cpad, w_pad, sizeof cpad));
+        T_CHECK(!memcmp(cpos, w_pos, sizeof cpos) && !memcmp(cslot, w_slot, sizeof cslot));
+        for (int i = 0; i < 6; i++)
+            T_CHECK_MSG(cseq[i].n_q == w_nq[i] && cseq[i].q_off == i % 3 && cseq[i].pos0 == w_pos[i] &&
+                            cseq[i].blk_off == (i % 3 == 1 ? 4 : 0),
+                        "chain seq %d: q_off %d n_q %d pos0 %d blk_off %d", i, cseq[i].q_off, cseq[i].n_q,
+                        cseq[i].pos0, cseq[i].blk_off);
+        p.N = 0;
+        T_CHECK(kern_cpu_ops.mtp_prep(NULL, &p) == MS_ERR_INVALID);
+    }
+
     const kern_ops_t *ops = NULL;
     T_CHECK(kern_backend_get("cpu", &ops) == MS_OK && ops == &kern_cpu_ops);
     T_CHECK(kern_backend_get("tpu", &ops) == MS_ERR_INVALID);

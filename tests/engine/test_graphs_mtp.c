@@ -1,0 +1,219 @@
+/* test_graphs_mtp.c — cuda_graph_config with MTP (worker/step_graph.h,
+ * worker/forward_mtp.h): a decode step that verifies N drafts and drafts N
+ * more is one graph of the main pass and the N draft passes. A schedule of
+ * drafting prefills and verify+draft decode steps at batch 1, 3, 5, 8 and 9
+ * runs on MTP engines without graphs, with graphs of sizes {1, 2, 4, 8} and
+ * padding, and without padding, compared step by step.
+ *
+ *   test_graphs_mtp [MKMODEL [cpu|cuda]]   (as test_graphs)
+ *
+ * Checked: every engine returns the eager one's tokens, accepted drafts and
+ * new drafts (on CUDA the replayed engine equals its emulated twin bit for
+ * bit: same shapes); every step, drafting included, is one synchronize (the
+ * drafts need no host round trip), a decode step two uploads and two
+ * downloads (the main block and the MTP block); the steps that took a graph
+ * are exactly the verify+draft steps of N + 1 rows a sequence at a fitting
+ * size, with (G - n) * (N + 1) padding rows; padding rows route nowhere (MoE
+ * load counters equal the unpadded engine's); a fault injected into a
+ * replayed step fails it as MS_ERR_DATA and the next step runs. */
+#include <stdio.h>
+
+#include "tests/engine/etest.h"
+#include "tests/engine/ops_count.h"
+#include "worker/engine.h"
+
+#define NSLOT 10
+#define BS 16
+#define NBLK 6 /* blocks a slot: its table covers every position the schedule reaches, so drafts are never cut */
+#define N 2    /* drafts a step (the checkpoint's one module, chained for the second) */
+
+static const char *g_backend = "cpu";
+
+/* mode 0: no graphs; 1: sizes {1,2,4,8} with padding; 2: the same emulated (eager); 3: no padding */
+static engine_t *make(const char *dir, int mode, const kern_ops_t *ops, comm_t **comm)
+{
+    static const int sizes[] = {1, 2, 4, 8};
+    const kern_ops_t *k;
+    if (kern_backend_get(g_backend, &k) != MS_OK) return NULL;
+    engine_opts_t o = {.kv_blocks = NSLOT * NBLK, .block_size = BS, .max_batch = NSLOT, .max_tokens_per_step = 256,
+                       .backend = g_backend, .mla = ENGINE_MLA_AUTO, .ops = ops, .mtp_drafts = N,
+                       .n_graph_sizes = mode ? 4 : 0, .graph_sizes = sizes, .graph_padding = mode != 3,
+                       .graph_emulate = mode == 2 || (mode && !k->graphs)};
+    par_t p = par_single();
+    engine_t *e = NULL;
+    if (comm_local_create(ops ? ops : k, comm) != MS_OK) return NULL;
+    if (engine_create(dir, &p, &o, *comm, &e) != MS_OK) return NULL;
+    return e;
+}
+
+/* A slot's sequence: the tokens so far (the last one not yet fed) and the drafts to verify next. */
+typedef struct {
+    int32_t tok[NBLK * BS + 8];
+    int n, prompt;
+    int32_t feed[N + 1];
+    int n_draft;
+} slot_t;
+
+static bool same_result(const proto_result_t *a, const proto_result_t *b)
+{
+    if (a->token != b->token || a->n_accepted != b->n_accepted || a->n_draft != b->n_draft) return false;
+    for (int u = 0; u < a->n_accepted; u++)
+        if (a->accepted[u] != b->accepted[u]) return false;
+    for (int c = 0; c < a->n_draft; c++)
+        if (a->drafts[c] != b->drafts[c]) return false;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strchr(argv[1], '/')) argc = 1;
+    const char *mk = argc > 1 ? argv[1] : "moeserve-mkmodel";
+    if (argc > 2) g_backend = argv[2];
+    else {
+        const kern_ops_t *cu;
+        g_backend = kern_backend_get("cuda", &cu) == MS_OK && cu->device_count() > 0 ? "cuda" : "skip";
+    }
+    const kern_ops_t *base;
+    if (!strcmp(g_backend, "skip") || kern_backend_get(g_backend, &base) != MS_OK || base->device_count() < 1) {
+        printf("SKIP: no %s backend here\n", argc > 2 ? g_backend : "cuda");
+        return 77;
+    }
+    const int cuda = base->graphs;
+    const char *dir = et_model(mk, "--preset tiny --dtype bf16 --seed 11 --mtp");
+    T_CHECK(dir != NULL);
+    if (!dir) return t_done();
+
+    comm_t *comm[4] = {0};
+    engine_t *E[4] = {0};
+    E[0] = make(dir, 0, NULL, &comm[0]);
+    E[1] = make(dir, 1, ops_count_wrap(base), &comm[1]);
+    if (cuda) E[2] = make(dir, 2, NULL, &comm[2]);
+    E[3] = make(dir, 3, NULL, &comm[3]);
+    T_CHECK(E[0] && E[1] && E[3] && (!cuda || E[2]));
+    if (!E[0] || !E[1] || !E[3] || (cuda && !E[2])) return t_done();
+    const int V = engine_config(E[0])->vocab_size;
+
+    static slot_t sl[NSLOT];
+    int32_t blk[NSLOT][NBLK];
+    for (int s = 0; s < NSLOT; s++) {
+        sl[s].prompt = sl[s].n = 5 + 3 * s;
+        for (int i = 0; i < sl[s].n; i++) sl[s].tok[i] = (int32_t)((7 + 31 * s + 13 * i) % V);
+        for (int b = 0; b < NBLK; b++) blk[s][b] = s * NBLK + b;
+    }
+    /* prefill (p) or decode (d) of slot ranges, as test_graphs: decode-only steps of N + 1 rows a sequence
+     * take a graph when their batch fits one (1 → 1, 3 → 4, 8 → 8, 5 → 8, 9 → none) */
+    struct { int p0, p1, d0, d1, reps; } sched[] = {
+        {0, 1, 0, 0, 1},  {0, 0, 0, 1, 3},
+        {1, 3, 0, 1, 1},  {0, 0, 0, 3, 4},
+        {3, 10, 0, 3, 1}, {0, 0, 0, 8, 3},
+        {0, 0, 0, 5, 2},  {0, 0, 0, 9, 2},
+        {0, 0, 0, 2, 2},
+    };
+    long want_steps = 0, want_pad = 0, want_exact = 0, accepted = 0, verified = 0;
+    int step = 0, bad = 0;
+    for (size_t r = 0; r < sizeof sched / sizeof sched[0]; r++)
+        for (int rep = 0; rep < sched[r].reps; rep++, step++) {
+            et_seq_t q[NSLOT];
+            int n = 0, all_full = 1;
+            for (int s = sched[r].d0; s < sched[r].d1; s++) { /* verify: the last token and its drafts */
+                slot_t *x = &sl[s];
+                x->feed[0] = x->tok[x->n - 1];
+                all_full &= x->n_draft == N;
+                q[n++] = (et_seq_t){.slot = s, .pos = x->n - 1, .n = 1 + x->n_draft, .tokens = x->feed,
+                                    .blocks = blk[s], .n_blocks = NBLK, .sample = 1, .n_logprobs = -1,
+                                    .flags = PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT};
+            }
+            for (int s = sched[r].p0; s < sched[r].p1; s++)
+                q[n++] = (et_seq_t){.slot = s, .pos = 0, .n = sl[s].prompt, .tokens = sl[s].tok, .blocks = blk[s],
+                                    .n_blocks = NBLK, .sample = 1, .n_logprobs = -1, .flags = PROTO_SEQ_DRAFT};
+            const int nd = sched[r].d1 - sched[r].d0, decode_only = sched[r].p1 == sched[r].p0;
+            if (decode_only && all_full && nd <= 8) {
+                const int G = nd <= 1 ? 1 : nd <= 2 ? 2 : nd <= 4 ? 4 : 8;
+                want_steps++, want_pad += (long)(G - nd) * (N + 1), want_exact += G == nd;
+            }
+            proto_result_t res[4][NSLOT];
+            ops_count_reset();
+            for (int i = 0; i < 4; i++)
+                if (E[i]) T_CHECK(et_step(E[i], q, n, res[i]) == MS_OK);
+            const ops_count_t oc = ops_count_get();
+            /* drafting needs no host round trip: the step's one synchronize */
+            T_CHECK_MSG(oc.synchronize == 1, "step %d: %ld synchronizes", step, oc.synchronize);
+            if (decode_only)
+                T_CHECK_MSG(oc.upload == 2 && oc.download == 2, "step %d: %ld uploads, %ld downloads", step,
+                            oc.upload, oc.download);
+            for (int j = 0; j < n; j++) {
+                for (int i = 1; i < 4; i++) {
+                    if (!E[i]) continue;
+                    const bool ok = same_result(&res[i][j], &res[0][j]);
+                    if (!ok && bad++ < 8)
+                        fprintf(stderr, "step %d seq %d: engine %d token %d (%d accepted, %d drafts), eager %d (%d, %d)\n",
+                                step, j, i, res[i][j].token, res[i][j].n_accepted, res[i][j].n_draft,
+                                res[0][j].token, res[0][j].n_accepted, res[0][j].n_draft);
+                    T_CHECK(ok);
+                }
+                const int twin = cuda ? 2 : 0;
+                T_CHECK(res[1][j].logprob == res[twin][j].logprob);
+                T_CHECK(res[0][j].n_draft == N); /* the block tables cover every chained position */
+            }
+            /* commit: accepted drafts, then the step's token; its new drafts are verified next */
+            for (int j = 0; j < n; j++) {
+                slot_t *x = &sl[q[j].slot];
+                const proto_result_t *a = &res[0][j];
+                if (q[j].flags & PROTO_SEQ_VERIFY) verified += q[j].n - 1, accepted += a->n_accepted;
+                for (int u = 0; u < a->n_accepted; u++) x->tok[x->n++] = a->accepted[u];
+                x->tok[x->n++] = a->token;
+                x->n_draft = a->n_draft;
+                memcpy(x->feed + 1, a->drafts, sizeof(int32_t) * (size_t)a->n_draft);
+                /* the tiny model's drafts are almost always right: spoil some so that acceptance (and with it
+                 * the drafting row and the chained positions, made on the device) varies in every batch */
+                if ((step + q[j].slot) % 3 == 0) x->feed[1 + (step + q[j].slot) % N] ^= 1;
+                T_CHECK(x->n + N + 1 <= NBLK * BS);
+            }
+        }
+    printf("%s: %d steps, %ld of %ld drafts accepted\n", g_backend, step, accepted, verified);
+    T_CHECK(verified > 0 && accepted > verified / 3 && accepted < verified);
+
+    int ng;
+    long steps, pad;
+    engine_graph_stats(E[1], &ng, &steps, &pad);
+    T_CHECK_MSG(ng == 4 && steps == want_steps && pad == want_pad,
+                "padding: %d graphs, %ld steps (want %ld), %ld padding rows (want %ld)", ng, steps, want_steps, pad,
+                want_pad);
+    engine_graph_stats(E[3], &ng, &steps, &pad);
+    T_CHECK_MSG(steps == want_exact && pad == 0, "no padding: %ld steps (want %ld), %ld padding rows", steps,
+                want_exact, pad);
+    engine_graph_stats(E[0], &ng, &steps, &pad);
+    T_CHECK(ng == 0 && steps == 0);
+
+    const mcfg_t *c = engine_config(E[0]);
+    const size_t nl = (size_t)c->num_hidden_layers * (size_t)c->n_routed_experts;
+    int64_t *l0 = calloc(nl + 1, sizeof *l0), *l1 = calloc(nl + 1, sizeof *l1);
+    T_CHECK(engine_expert_load(E[0], l0) == MS_OK && engine_expert_load(E[1], l1) == MS_OK);
+    T_CHECK(nl > 0 && memcmp(l0, l1, sizeof *l0 * nl) == 0);
+
+    /* a fault in a replayed (padded) verify+draft step fails that step only */
+    {
+        et_seq_t q[3];
+        for (int s = 0; s < 3; s++) {
+            slot_t *x = &sl[s];
+            x->feed[0] = x->tok[x->n - 1];
+            q[s] = (et_seq_t){.slot = s, .pos = x->n - 1, .n = 1 + x->n_draft, .tokens = x->feed, .blocks = blk[s],
+                              .n_blocks = NBLK, .sample = 1, .n_logprobs = -1,
+                              .flags = PROTO_SEQ_VERIFY | PROTO_SEQ_DRAFT};
+        }
+        proto_result_t res[3];
+        long s0;
+        engine_graph_stats(E[1], &ng, &s0, &pad);
+        engine_inject_fault(E[1], ENGINE_FAULT_INJECTED);
+        T_CHECK(et_step(E[1], q, 3, res) == MS_ERR_DATA);
+        T_CHECK(et_step(E[1], q, 3, res) == MS_OK && res[0].token >= 0 && res[0].n_draft == N);
+        engine_graph_stats(E[1], &ng, &steps, &pad);
+        T_CHECK(steps == s0 + 2);
+    }
+    free(l0), free(l1);
+    for (int i = 0; i < 4; i++) {
+        engine_destroy(E[i]);
+        comm_destroy(comm[i]);
+    }
+    return t_done();
+}
