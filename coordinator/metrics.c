@@ -219,6 +219,9 @@ ms_status_t metrics_render(metrics_t *m, const coord_stats_t *stats, char **text
     gauge(&b, "ready", "1 when the engine is loaded and serving, else 0.", stats->ready && !stats->draining ? 1 : 0);
     head(&b, "engine_steps_total", "counter", "Engine steps run.");
     sb_printf(&b, "moeserve_engine_steps_total %llu\n", (unsigned long long)stats->steps);
+    head(&b, "engine_steps_overlapped_total", "counter",
+         "Engine steps planned while the previous one ran (overlap scheduler; 0 when disabled).");
+    sb_printf(&b, "moeserve_engine_steps_overlapped_total %llu\n", (unsigned long long)stats->steps_overlapped);
     const spec_stats_t *sp = &stats->spec;
     if (sp->drafts > 0) {
         uint64_t prop = spec_stats_proposed(sp), acc = spec_stats_accepted(sp);

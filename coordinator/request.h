@@ -141,6 +141,7 @@ typedef struct {
     double kv_bytes;  /* the KV pool's bytes per rank (weights + arena + this = what a rank holds) */
     int last_batch_size;
     uint64_t steps;
+    uint64_t steps_overlapped; /* planned while the previous step ran (the overlap scheduler) */
     bool ready;      /* engine loaded and serving */
     bool draining;   /* shutdown in progress */
     spec_stats_t spec; /* MTP drafts and acceptance (spec.drafts 0: off) */

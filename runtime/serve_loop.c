@@ -342,6 +342,7 @@ static void publish(serve_ctx_t *sc, int batch, uint64_t steps)
         .prefix_hit_tokens = ss.prefix_hit_tokens,
         .last_batch_size = batch,
         .steps = steps,
+        .steps_overlapped = g_overlapped,
         .ready = true,
         .spec = g_spec,
     };

@@ -33,7 +33,7 @@ mkdir -p "$out/bin" "$out/lib" "$out/tests"
 for exe in "$build"/moeserve "$build"/moeserve-*; do
     [ -f "$exe" ] && [ -x "$exe" ] && cp "$exe" "$out/bin/"
 done
-for t in kern_cuda_vs_cpu cuda_moe_fp8 graphs; do
+for t in kern_cuda_vs_cpu cuda_moe_fp8 graphs graphs_mtp; do
     f=$(find "$build/tests" -maxdepth 2 -type f -name "test_$t" | head -1)
     [ -n "$f" ] && cp "$f" "$out/tests/"
 done

@@ -14,11 +14,15 @@
 #               --trace-faults on a real checkpoint), and compute-sanitizer memcheck of one generate
 #     bench     moeserve-bench-ops: every op at R1 decode shapes + one decode step of a
 #               4-layer R1-geometry model by op
-#     graphs    CUDA graphs (cuda_graph_config): the engine test (replayed padded steps vs eager), generate
+#     graphs    CUDA graphs (cuda_graph_config): the engine tests (replayed padded steps vs eager, without and
+#               with MTP's verify+draft steps), generate
 #               with --cuda-graphs on vs off, the server at 1/3/8 concurrent greedy requests with and
 #               without graphs, and eager vs graph decode-step time of a 4-layer R1-geometry model at batch
 #               GRAPH_BATCHES (default 1,32,128) with the batch-1 graph's kernels timed by ncu when present
-#   default: all. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
+#     mtp       MTP on a 4-layer R1-geometry model with its module: one verify+draft step by op (main vs
+#               draft passes; bench-ops --mtp MTP_N, default 1) eager and as a graph at MTP_BATCHES (default
+#               1,32), and bench-mtp's step times for N = 0, 1, 3 eager and graphed
+#   default: all but mtp. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
 set -uo pipefail
@@ -168,11 +172,29 @@ phase_bench() {
     echo "bench-ops: exit $? ($(wc -l <"$out/bench_ops.md") lines; stderr: $(tail -2 "$out/bench_ops.err" | tr '\n' ' '))"
 }
 
+phase_mtp() {
+    local d=$W/r1x4m
+    [ -f "$d/config.json" ] || $R moeserve-mkmodel --preset r1 --dtype fp8 --layers 4 --config-only --mtp --out "$d" >/dev/null
+    for b in $(echo "${MTP_BATCHES:-1,32}" | tr ',' ' '); do
+        timeout 300 $R moeserve-bench-ops --batch '' --rows '' --model "$d" --step-batch $b --step-ctx 1024 \
+            --step-tokens 1024 --moe-cap 512 --moe-compute fp8 --kv-dtype fp8 --mtp ${MTP_N:-1} --graphs 1 \
+            >"$out/mtp_ops_$b.md" 2>"$out/mtp_ops_$b.err"
+        echo "mtp step by op, batch $b: exit $? | $(grep -E '^\| \*\*total|^\| (eager|graph) \||Graph vs' "$out/mtp_ops_$b.md" | tr '\n' ' ')"
+    done
+    for g in 0 1; do
+        timeout 300 $R moeserve-bench-mtp --model "$d" --batch "${MTP_BATCHES:-1,32}" --drafts 0,1,3 --ctx 1024 \
+            --steps 8 --kv-dtype fp8 --moe-compute fp8 --graphs $g >"$out/mtp_bench_g$g.md" 2>"$out/mtp_bench_g$g.err"
+        echo "bench-mtp graphs $g: exit $? | $(grep -E '^\| [0-9]' "$out/mtp_bench_g$g.md" | tr '\n' ' ')"
+    done
+}
+
 phase_graphs() {
     local here=$(cd "$(dirname "$0")" && pwd)
     local tg=$B/tests/test_graphs
     timeout 300 $R "$tg" "$B/bin/moeserve-mkmodel" cuda >"$out/graphs_test.log" 2>&1
     echo "graphs test (cuda): exit $? | $(grep -E 'steps, max|checks' "$out/graphs_test.log" | tr '\n' ' ')"
+    timeout 300 $R "$B/tests/test_graphs_mtp" "$B/bin/moeserve-mkmodel" cuda >"$out/graphs_mtp_test.log" 2>&1
+    echo "graphs mtp test (cuda): exit $? | $(grep -E 'drafts accepted|checks' "$out/graphs_mtp_test.log" | tr '\n' ' ')"
     local ids=0,100,344,201,440,33,7,19
     for m in tiny tiny8 tinynoq; do
         a=(generate "$W/$m" --prompt-ids $ids --max-tokens 24 --ignore-eos --mla auto --device cuda)
@@ -222,6 +244,7 @@ for p in golden generate layouts server; do has $p && cat "$out/phase_$p.txt" >>
 has graphs && { phase_graphs >"$out/phase_graphs.txt" 2>&1; cat "$out/phase_graphs.txt" >>"$S"; }
 has trace && { phase_trace >"$out/phase_trace.txt" 2>&1; cat "$out/phase_trace.txt" >>"$S"; }
 has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; }
+has mtp && { phase_mtp >"$out/phase_mtp.txt" 2>&1; cat "$out/phase_mtp.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }
 say "gpu-check: $(( $(date +%s) - t0 )) s"
 [ -f "$out/bench_ops.md" ] && cp "$out/bench_ops.md" "$final/"

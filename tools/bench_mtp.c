@@ -18,6 +18,9 @@
  *
  *   moeserve-bench-mtp --model DIR [--batch 1,32] [--drafts 0,1,3] [--ctx 1024] [--steps 20]
  *                      [--accept 0.85] [--kv-dtype fp8] [--moe-compute fp8] [--moe-cap 512] [--device cpu|cuda]
+ *                      [--graphs 1]
+ * (--graphs 1: cuda_graph_config of the one batch size B, so every decode step — a verify+draft step of
+ * N + 1 rows a sequence with MTP — replays one graph of the main pass and the N draft passes.)
  * A markdown table on stdout (BENCHMARKS.md). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +34,7 @@
 
 typedef struct {
     const char *model, *backend;
-    int ctx, steps, kv_fp8, moe_fp8, moe_cap;
+    int ctx, steps, kv_fp8, moe_fp8, moe_cap, graphs;
 } bench_t;
 
 static double now_ms(void)
@@ -65,7 +68,8 @@ static int bench_one(const bench_t *b, int B, int N, double *ms, double *acc)
     engine_opts_t o = {.kv_blocks = nbpp * B, .block_size = bs, .kv_fp8 = b->kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = b->backend, .load_dummy = 1,
                        .mla = ENGINE_MLA_AUTO, .moe_max_num_tokens = b->moe_cap, .moe_fp8 = b->moe_fp8,
-                       .mtp_drafts = N};
+                       .mtp_drafts = N, .n_graph_sizes = b->graphs ? 1 : 0, .graph_sizes = &B,
+                       .graph_padding = 1};
     const kern_ops_t *k;
     par_t par = par_single();
     comm_t *comm = NULL;
@@ -156,6 +160,7 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--moe-compute")) b.moe_fp8 = !strcmp(v, "fp8");
         else if (!strcmp(o, "--moe-cap")) b.moe_cap = atoi(v);
         else if (!strcmp(o, "--device")) b.backend = v;
+        else if (!strcmp(o, "--graphs")) b.graphs = atoi(v);
         else {
             fprintf(stderr, "moeserve-bench-mtp: unknown option %s\n", o);
             return 2;
@@ -164,7 +169,7 @@ int main(int argc, char **argv)
     if (!b.model || nb < 1 || nd < 1 || b.ctx < 1 || b.steps < 1 || !(a >= 0 && a <= 1)) {
         fprintf(stderr, "usage: moeserve-bench-mtp --model DIR [--batch 1,32] [--drafts 0,1,3] [--ctx 1024] "
                         "[--steps 20] [--accept 0.85] [--kv-dtype fp8] [--moe-compute fp8] [--moe-cap 512] "
-                        "[--device cpu|cuda]\n");
+                        "[--device cpu|cuda] [--graphs 0|1]\n");
         return 2;
     }
     for (int j = 0; j < nd; j++)
@@ -172,8 +177,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "moeserve-bench-mtp: --drafts: %d is not in 0..%d\n", drafts[j], PROTO_MAX_DRAFT);
             return 2;
         }
-    printf("| drafts N | batch | step ms | vs N=0 | accepted/step (dummy) | tokens/step at a=%.2f | tok/s per user |\n"
-           "|---|---|---|---|---|---|---|\n", a);
+    printf("%s\n\n| drafts N | batch | step ms | vs N=0 | accepted/step (dummy) | tokens/step at a=%.2f | tok/s per user |\n"
+           "|---|---|---|---|---|---|---|\n", b.graphs ? "decode steps replay a CUDA graph" : "decode steps run eagerly", a);
     for (int i = 0; i < nb; i++) {
         double base = 0;
         for (int j = 0; j < nd; j++) {

@@ -13,10 +13,13 @@
  *   moeserve-bench-ops [--batch 1,32,128] [--rows 4,32,128] [--ctx 1024] [--reps 20]
  *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8] [--load dummy|auto]
  *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]
- *                       [--graphs 1]]
+ *                       [--graphs 1] [--mtp N]]
  * (the routed-experts table times both moe_experts modes; --moe-compute picks the step's, default dequant)
  * (--batch "" --rows "" skip the op tables; --trace-faults 1 synchronizes after every op of the step run and
  * names the first op after which the device fault word is set: a debugging aid, not a timing.)
+ * (--mtp N: the step's engine drafts N tokens (MTP; the model needs num_nextn_predict_layers, e.g. mkmodel
+ * --mtp): every decode step verifies N drafts and drafts N more, and the breakdown splits each op's time
+ * between the main pass and the draft passes, from the step's mtp_prep on.)
  * (--graphs 1: the same decode step also on an engine that replays it as a CUDA graph of its batch
  * (worker/step_graph.h); both modes' engine_step wall time beside the step's GPU span. With the
  * environment variable MS_BENCH_PROFILE_STEP set, one more replayed step runs inside
@@ -442,6 +445,7 @@ static const char *const g_extra[] = {"upload", "download", "copy", "memset", "g
 #define OP_GRAPH (KERN_N_OPS + 4)
 #define N_TRACK (KERN_N_OPS + 5)
 
+static int g_mtp; /* --mtp N: the step's engine drafts N tokens a step (MTP), every decode step verifies them */
 static int g_trace, g_traced; /* --trace-faults: synchronize after every op and name the first that raises a fault */
 static const char *op_label(int op)
 {
@@ -536,6 +540,7 @@ WRAP(moe_combine, KERN_OP_MOE_COMBINE,
      (cx, r, rp, i, w, T, K_, h, o))
 WRAP(log_softmax, KERN_OP_LOG_SOFTMAX, (kern_ctx_t * cx, const float *x, int64_t ld, int32_t r, int32_t n, float *y),
      (cx, x, ld, r, n, y))
+WRAP(mtp_prep, KERN_OP_MTP_PREP, (kern_ctx_t * cx, const kern_mtp_prep_t *p), (cx, p))
 WRAP(sample, KERN_OP_SAMPLE,
      (kern_ctx_t * cx, const float *l, int64_t ld, int32_t r, int32_t v, const kern_sample_t *p, int32_t *t, float *lp,
       int32_t *ti, float *tl),
@@ -592,6 +597,7 @@ static kern_ops_t timed_ops(void)
     t.rope = w_rope, t.kv_store = w_kv_store, t.kv_gather = w_kv_gather, t.mla_naive = w_mla_naive;
     t.mla_latent = w_mla_latent, t.moe_route = w_moe_route, t.moe_plan = w_moe_plan, t.moe_scatter = w_moe_scatter;
     t.moe_experts = w_moe_experts, t.moe_combine = w_moe_combine, t.log_softmax = w_log_softmax, t.sample = w_sample;
+    t.mtp_prep = w_mtp_prep;
     t.graph_launch = w_graph_launch, t.upload = w_stamped_upload, t.synchronize = w_synchronize;
     return t;
 }
@@ -610,12 +616,13 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
                            int moe_fp8, int graph, int reps, double *wall_med, double *span_med, double *host)
 {
     kern_ops_t *tops_p = &g_tops;
-    const int bs = 64, nbpp = (ctx + 2 * reps + 8 + bs - 1) / bs, nblk = nbpp * B;
+    const int W = g_mtp + 1, bs = 64, nbpp = (ctx + (2 * reps + 8) * W + g_mtp + bs - 1) / bs, nblk = nbpp * B;
     const int gsize[1] = {B};
     engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
                        .moe_max_num_tokens = moe_cap, .moe_fp8 = moe_fp8, .ops = tops_p,
-                       .n_graph_sizes = graph ? 1 : 0, .graph_sizes = gsize, .graph_padding = 1};
+                       .n_graph_sizes = graph ? 1 : 0, .graph_sizes = gsize, .graph_padding = 1,
+                       .mtp_drafts = g_mtp};
     par_t par = par_single();
     comm_t *comm = NULL;
     engine_t *eng = NULL;
@@ -628,6 +635,10 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
     proto_planbuf_init(&pb);
     proto_result_t *res = calloc((size_t)B, sizeof *res);
     double *wall = calloc((size_t)reps, sizeof *wall), *span = calloc((size_t)reps, sizeof *span);
+    /* MTP: each sequence's position, and what it feeds next (its last token and the drafts to verify) */
+    int *pos = calloc((size_t)B, sizeof *pos), *nfeed = calloc((size_t)B, sizeof *nfeed);
+    int32_t (*feed)[1 + PROTO_MAX_DRAFT] = calloc((size_t)B, sizeof *feed);
+    long accepted = 0;
 
     uint32_t step = 0;
     /* prefill every sequence's ctx tokens, as many sequences a step as max_num_tokens allows */
@@ -637,13 +648,18 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
         for (; s < B; s++) {
             const int n = ctx;
             if (used + n > max_tok) break;
-            proto_seq_t q = {.slot = s, .dp_rank = -1, .top_p = 1, .n_logprobs = -1, .pos = 0, .flags = 0};
+            proto_seq_t q = {.slot = s, .dp_rank = -1, .top_p = 1, .n_logprobs = -1, .pos = 0,
+                             .flags = g_mtp ? PROTO_SEQ_SAMPLE | PROTO_SEQ_DRAFT : 0u};
             CK(proto_planbuf_add(&pb, &q, toks, n, blocks + s * nbpp, nbpp));
             used += n;
         }
         const proto_plan_t *plan;
         CK(proto_planbuf_finish(&pb, step++, &plan));
         CK(engine_step(eng, plan, res));
+        for (int j = s0; j < s; j++) { /* the prompt's token and first drafts */
+            pos[j] = ctx, nfeed[j] = 1 + res[j - s0].n_draft, feed[j][0] = res[j - s0].token;
+            memcpy(feed[j] + 1, res[j - s0].drafts, sizeof(int32_t) * (size_t)res[j - s0].n_draft);
+        }
         s0 = s;
     }
     /* decode steps: three untimed, then the timed ones (events on each; the last eager one is broken down) */
@@ -656,7 +672,13 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
         for (int s = 0; s < B; s++) {
             proto_seq_t q = {.slot = s, .dp_rank = -1, .top_p = 1, .n_logprobs = -1, .pos = ctx + it,
                              .flags = PROTO_SEQ_SAMPLE};
-            CK(proto_planbuf_add(&pb, &q, toks + s, 1, blocks + s * nbpp, nbpp));
+            if (g_mtp) {
+                q.pos = pos[s];
+                q.flags |= PROTO_SEQ_DRAFT | (nfeed[s] > 1 ? PROTO_SEQ_VERIFY : 0u);
+                CK(proto_planbuf_add(&pb, &q, feed[s], nfeed[s], blocks + s * nbpp, nbpp));
+            } else {
+                CK(proto_planbuf_add(&pb, &q, toks + s, 1, blocks + s * nbpp, nbpp));
+            }
         }
         const proto_plan_t *plan;
         CK(proto_planbuf_finish(&pb, step++, &plan));
@@ -670,6 +692,12 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (prof && it == warm + 2 * reps) CKC(cudaProfilerStop());
         g_on = 0;
+        for (int s = 0; g_mtp && s < B; s++) { /* accepted drafts, the step's token, the next drafts */
+            pos[s] += nfeed[s] > 1 ? 1 + res[s].n_accepted : 1;
+            accepted += res[s].n_accepted;
+            nfeed[s] = 1 + res[s].n_draft, feed[s][0] = res[s].token;
+            memcpy(feed[s] + 1, res[s].drafts, sizeof(int32_t) * (size_t)res[s].n_draft);
+        }
         if (it >= warm + reps && it < warm + 2 * reps) {
             const int j = it - warm - reps;
             plain[j] = ts_us(&t0, &t1);
@@ -683,24 +711,34 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
         span[it - warm] = ms;
     }
     if (!graph) {
-        double per[N_TRACK] = {0}, tot = 0;
-        int calls[N_TRACK] = {0};
+        /* with MTP, ops from the step's mtp_prep on are the draft passes' (phase 1), the rest the main pass's */
+        double per[2][N_TRACK] = {{0}}, tot = 0, ph[2] = {0};
+        int calls[N_TRACK] = {0}, phase = 0;
         for (int i = 1; i < g_nev; i++) {
             float ms;
             CKC(cudaEventElapsedTime(&ms, g_ev[i - 1], g_ev[i]));
-            per[g_op[i]] += ms, calls[g_op[i]]++, tot += ms;
+            if (g_op[i] == KERN_OP_MTP_PREP) phase = 1;
+            if (g_op[i] == OP_DOWNLOAD) phase = 0; /* the results' download closes the step */
+            per[phase][g_op[i]] += ms, calls[g_op[i]]++, tot += ms, ph[phase] += ms;
         }
         if (g_nev > 0) calls[g_op[0]]++;
-        printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode (GPU time between "
+        printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode%s (GPU time between "
                "consecutive ops, charged to the later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16",
-               moe_fp8 ? "fp8" : "dequant");
-        printf("| op | calls | ms | share |\n|---|---|---|---|\n");
+               moe_fp8 ? "fp8" : "dequant", g_mtp ? ", MTP verify+draft" : "");
+        if (g_mtp) printf("MTP: %d drafts a step, %.2f accepted a sequence-step (dummy weights: meaningless).\n\n", g_mtp,
+                          (double)accepted / ((double)(warm + 2 * reps + prof) * B));
+        printf(g_mtp ? "| op | calls | ms | share | main pass ms | draft passes ms |\n|---|---|---|---|---|---|\n"
+                     : "| op | calls | ms | share |\n|---|---|---|---|\n");
         for (int op = 0; op < N_TRACK; op++) {
             if (!calls[op]) continue;
-            printf("| %s | %d | %.4f | %.1f%% |\n", op_label(op), calls[op], per[op], tot > 0 ? 100.0 * per[op] / tot : 0);
+            const double t = per[0][op] + per[1][op];
+            printf("| %s | %d | %.4f | %.1f%% |", op_label(op), calls[op], t, tot > 0 ? 100.0 * t / tot : 0);
+            if (g_mtp) printf(" %.4f | %.4f |", per[0][op], per[1][op]);
+            printf("\n");
         }
-        printf("| **total (first to last op)** | %d | %.4f | 100%% |\n\nHost wall time of engine_step: %.3f ms.\n", g_nev,
-               tot, wall[reps - 1]);
+        printf("| **total (first to last op)** | %d | %.4f | 100%% |", g_nev, tot);
+        if (g_mtp) printf(" %.4f | %.4f |", ph[0], ph[1]);
+        printf("\n\nHost wall time of engine_step: %.3f ms.\n", wall[reps - 1]);
     }
     int ng;
     long gsteps, gpad;
@@ -716,7 +754,7 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
     *wall_med = wall[reps / 2], *span_med = span[reps / 2];
     host[0] = plain[reps / 2] * 1e-3;
     for (int i = 0; i < 4; i++) host[1 + i] = part[i][reps / 2];
-    free(blocks), free(toks), free(res), free(wall), free(span), free(plain);
+    free(blocks), free(toks), free(res), free(wall), free(span), free(plain), free(pos), free(nfeed), free(feed);
     for (int i = 0; i < 4; i++) free(part[i]);
     proto_planbuf_free(&pb);
     engine_destroy(eng);
@@ -730,6 +768,11 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
     g_tops = timed_ops();
     if (ctx < 1 || ctx > max_tok) {
         fprintf(stderr, "moeserve-bench-ops: --step-ctx must be in [1, %d]\n", max_tok);
+        return 2;
+    }
+    if (g_mtp < 0 || g_mtp > PROTO_MAX_DRAFT || B * (g_mtp + 1) > max_tok) {
+        fprintf(stderr, "moeserve-bench-ops: --mtp must be in [0, %d] with step-batch x (mtp + 1) <= --step-tokens\n",
+                PROTO_MAX_DRAFT);
         return 2;
     }
     for (int i = 0; i < MAXEV; i++) CKC(cudaEventCreate(&g_ev[i]));
@@ -785,6 +828,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--trace-faults")) g_trace = atoi(v);
         else if (!strcmp(a, "--moe-compute")) moe_fp8 = !strcmp(v, "fp8");
         else if (!strcmp(a, "--graphs")) graphs = atoi(v);
+        else if (!strcmp(a, "--mtp")) g_mtp = atoi(v);
         else {
             fprintf(stderr, "moeserve-bench-ops: unknown option %s\n", a);
             return 2;

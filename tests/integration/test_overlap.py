@@ -15,7 +15,8 @@ at once so that steps mix prefills, decodes and finishing sequences:
   - a stream cancelled mid-way (the client hangs up): what it got is a prefix of the reference, and
     every KV block comes back;
 and every response is identical between the two servers. print_iter_log's counter of steps planned
-while another ran is > 0 with overlap on and 0 with it off.
+while another ran (and /metrics' moeserve_engine_steps_overlapped_total) is > 0 with overlap on and 0
+with it off.
 """
 import json
 import os
@@ -139,10 +140,14 @@ def run_server(c, env, model, L, overlap, bodies, ref_text):
                                                                                       ref_text[0]))
         counts = [int(m) for m in re.findall(r"(\d+) steps planned while another ran", srv.log_text())]
         top = max(counts) if counts else -1
+        # /metrics counts them too (it lags the log by at most the step in flight)
+        ov = srv.metrics().get("moeserve_engine_steps_overlapped_total")
         if overlap:
             c.check(top > 0, "%s: steps planned while another ran: %r" % (tag, top))
+            c.check(ov is not None and 0 < ov <= top, "%s: /metrics overlapped steps %r, log %r" % (tag, ov, top))
         else:
             c.check(top == 0, "%s: steps planned while another ran: %r (want 0)" % (tag, top))
+            c.check(ov == 0, "%s: /metrics overlapped steps %r (want 0)" % (tag, ov))
         log("%s: %d requests, %d steps planned while another ran" % (tag, len(fns), top))
     return out
 
