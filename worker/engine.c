@@ -113,6 +113,7 @@ static void engine_free_host(engine_t *e)
     if (e->stage) e->k->host_free(e->stage);
     e->stage = NULL;
     free(e->blk_off), free(e->sample_of_seq), free(e->path), free(e->row0), free(e->mine), free(e->entry_of_seq);
+    free(e->no_drafts);
     free(e->draft_of_seq), free(e->seq_fault);
     free(e->plp_rows), free(e->plp), free(e->plp_off), free(e->plp_n);
     free(e->last_tok);
@@ -229,6 +230,7 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     }
     e->blk_off = malloc(sizeof(int) * B), e->sample_of_seq = malloc(sizeof(int) * B);
     e->path = malloc(sizeof(int) * B), e->row0 = malloc(sizeof(int) * B), e->mine = malloc(sizeof(bool) * B);
+    e->no_drafts = malloc(sizeof(bool) * B);
     e->entry_of_seq = malloc(sizeof(int) * B), e->seq_fault = calloc((size_t)B, sizeof(uint32_t));
     e->draft_of_seq = malloc(sizeof(int) * B);
     e->inject_slot = -1;
@@ -236,7 +238,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     e->plp_off = calloc((size_t)B, sizeof(int)), e->plp_n = calloc((size_t)B, sizeof(int));
     e->last_tok = malloc(sizeof(int32_t) * (size_t)B);
     for (int i = 0; i < 2; i++) e->pend[i].res = malloc(sizeof(proto_result_t) * (size_t)B);
-    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->entry_of_seq || !e->seq_fault ||
+    if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->no_drafts || !e->entry_of_seq ||
+        !e->seq_fault ||
         !e->draft_of_seq || !e->plp_rows || !e->plp || !e->plp_off || !e->plp_n || !e->last_tok || !e->pend[0].res ||
         !e->pend[1].res) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
@@ -647,11 +650,17 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
         if (N) MS_TRY(mtp_upload(&e->mtp, f, ms));
         /* penalty-list writes: a second upload, only in steps of penalized sequences */
         MS_TRY(pen_flush(e->pen, e->cx, &st.sets, &st.n_sets, &st.lists, &st.lists_cap));
-        /* the graph has no logits_adjust: a step that adjusts runs the same padded rows eagerly */
-        if (gi >= 0 && e->gr.graph[gi] && !st.adjust && st.n_sets == 0) {
+        /* the graph has no logits_adjust: a step that adjusts runs the same padded rows eagerly (so does one
+         * with the MTP hook, which writes between the passes) */
+        const bool nan_hook = N && e->inject_kind == ENGINE_INJECT_MTP_NAN && e->cur_inject_slot >= 0;
+        if (gi >= 0 && e->gr.graph[gi] && !st.adjust && st.n_sets == 0 && !nan_hook) {
             MS_TRY(k->graph_launch(e->cx, e->gr.graph[gi]));
         } else {
             MS_TRY(fwd_run(f, &st));
+            for (int i = 0; nan_hook && i < p->n_seqs; i++) /* the hook: the module's input rows of one entry */
+                if (row0[i] >= 0 && sq[i].slot == e->cur_inject_slot)
+                    MS_TRY(k->memset(e->cx, f->xn + (size_t)row0[i] * (size_t)f->D, 0xff,
+                                     sizeof(bf16_t) * (size_t)f->D * (size_t)sq[i].n_tokens));
             /* the drafts of the step (every step with MTP: pass 1 fills the module's cache for every row) */
             if (N) MS_TRY(mtp_run(&e->mtp, f, &st, n_d));
         }
@@ -677,6 +686,21 @@ static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_resul
         if (e->mtp.N) mtp_faults = *ms->fault;
     }
     if (faults) faults = engine_step_attribute(e, p, &L, faults);
+    /* The module's sampler gives a row it cannot draw from (a NaN or inf logit) token -1: such an entry's
+     * drafts are dropped (verification keeps the output exact without them) and the fault is explained.
+     * Padding entries draft from row 0, so they fail only with a real entry. */
+    bool *no_drafts = e->no_drafts;
+    for (int i = 0; i < p->n_seqs; i++) no_drafts[i] = false;
+    if (mtp_faults & KERN_FAULT_LOGITS) {
+        bool found = false;
+        for (int i = 0; i < p->n_seqs; i++) {
+            const int en = e->entry_of_seq[i];
+            if (en < 0 || e->sample_of_seq[i] < 0) continue;
+            for (int c = 0; c < e->mtp.N; c++)
+                if (ms->drafts[(size_t)c * (size_t)ms->n_d + (size_t)en] < 0) no_drafts[i] = found = true;
+        }
+        if (found) mtp_faults &= ~(uint32_t)KERN_FAULT_LOGITS;
+    }
     const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
     const float *h_lp = (const float *)(h + L.lp), *h_toplp = (const float *)(h + L.top_lp);
     for (int i = 0; i < p->n_seqs; i++) {
@@ -699,7 +723,7 @@ static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_resul
             r->n_accepted = a;
             j += a;
         }
-        if (sq[i].flags & PROTO_SEQ_DRAFT) {
+        if ((sq[i].flags & PROTO_SEQ_DRAFT) && !no_drafts[i]) {
             r->n_draft = ms->acc[2 * en + 1];
             for (int c = 0; c < r->n_draft; c++) r->drafts[c] = ms->drafts[(size_t)c * (size_t)ms->n_d + (size_t)en];
         }

@@ -72,6 +72,9 @@ enum {
     ENGINE_INJECT_FAULT = 1, /* the entry's rows raise a data fault (as an op that flags a row would) */
     ENGINE_INJECT_TOKEN = 2, /* its first row is fed a token id outside the vocabulary after the plan check
                               * (as a bug between check and upload would): embed raises KERN_FAULT_TOKEN */
+    ENGINE_INJECT_MTP_NAN = 3, /* MTP: the draft passes' input rows of the entry are NaN (its main pass is not):
+                                * the module's sampler faults on its rows; the step and the sequence go on, without
+                                * that entry's drafts */
 };
 
 typedef struct engine engine_t;

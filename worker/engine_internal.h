@@ -52,6 +52,7 @@ struct engine {
     int *sample_of_seq;    /* sampled row of each plan seq, -1 if none (size max_batch) */
     int *path;             /* per plan seq: 1 = naive MLA path, 0 = absorbed */
     int *row0;             /* per plan seq: its first token row, -1 if another rank's */
+    bool *no_drafts;       /* per plan seq: the module could not draft for it this step (step_complete) */
     int *entry_of_seq;     /* per plan seq: its MTP entry this step (VERIFY or DRAFT sampled seqs), -1 */
     int *draft_of_seq;     /* per plan seq: its row among the last step's drafting seqs, -1 (engine_mtp_logits) */
     bool *mine;            /* per plan seq: this rank runs it (pen_prepare) */

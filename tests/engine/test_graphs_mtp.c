@@ -15,7 +15,8 @@
  * are exactly the verify+draft steps of N + 1 rows a sequence at a fitting
  * size, with (G - n) * (N + 1) padding rows; padding rows route nowhere (MoE
  * load counters equal the unpadded engine's); a fault injected into a
- * replayed step fails it as MS_ERR_DATA and the next step runs. */
+ * replayed step fails it as MS_ERR_DATA and the next step runs; NaN in one
+ * entry's draft passes drops that entry's drafts only. */
 #include <stdio.h>
 
 #include "tests/engine/etest.h"
@@ -209,6 +210,15 @@ int main(int argc, char **argv)
         T_CHECK(et_step(E[1], q, 3, res) == MS_OK && res[0].token >= 0 && res[0].n_draft == N);
         engine_graph_stats(E[1], &ng, &steps, &pad);
         T_CHECK(steps == s0 + 2);
+        /* NaN in one entry's draft-pass input (its main pass is clean): the module's sampler faults on its rows
+         * only; the step succeeds, that entry keeps its token and loses its drafts, the others are as eager */
+        proto_result_t ref[3];
+        T_CHECK(et_step(E[0], q, 3, ref) == MS_OK);
+        engine_inject_seq_fault(E[1], 1, ENGINE_INJECT_MTP_NAN);
+        T_CHECK(et_step(E[1], q, 3, res) == MS_OK);
+        T_CHECK(res[1].fault == 0 && res[1].token == ref[1].token && res[1].n_accepted == ref[1].n_accepted &&
+                res[1].n_draft == 0 && ref[1].n_draft == N);
+        T_CHECK(same_result(&res[0], &ref[0]) && same_result(&res[2], &ref[2]));
     }
     free(l0), free(l1);
     for (int i = 0; i < 4; i++) {
