@@ -420,7 +420,7 @@ ms_status_t http_server_create(const http_opts_t *opts, http_server_t **out)
     srv->oai = (oai_ctx_t){.served_model = srv->opts.served_model_name, .max_seq_len = opts->max_seq_len,
                            .vocab_size = opts->vocab_size, .stream_interval = srv->opts.stream_interval,
                            .bos_id = opts->tok ? tok_bos_id(opts->tok) : -1,
-                           .eos_id = opts->tok ? tok_eos_id(opts->tok) : -1, .spec_drafts = opts->spec_drafts,
+                           .eos_id = opts->tok ? tok_eos_id(opts->tok) : -1,
                            .tok = &srv->tok_ops};
     if (metrics_create(&srv->metrics) != MS_OK) goto out_free;
     srv->base = event_base_new();

@@ -53,7 +53,6 @@ typedef struct {
     int vocab_size;
     size_t max_body_bytes;         /* 0 = 32 MiB */
     int stream_interval;           /* tokens per streamed chunk, passed to the engine */
-    int spec_drafts;               /* MTP drafts per step (0: off): prompt logprobs get 400 with MTP */
     const tok_t *tok;              /* borrowed; must outlive the server */
     const oai_tok_ops_t *tok_ops;  /* tests: a fake tokenizer instead of tok (borrowed) */
     coord_t *coord;                /* borrowed */

@@ -55,7 +55,6 @@ typedef struct {
     int vocab_size;            /* token ids must be in [0, vocab_size) */
     int stream_interval;       /* copied into req_params_t */
     int bos_id, eos_id;        /* tokenizer's BOS / EOS ids for /tokenizer_info; -1 when none */
-    int spec_drafts;           /* MTP drafts per step (0: off); prompt logprobs are refused with MTP */
     const oai_tok_ops_t *tok;
 } oai_ctx_t;
 

@@ -643,14 +643,8 @@ bool oai_parse(const oai_ctx_t *ctx, oai_kind_t kind, const char *body, size_t l
     }
     /* prompt logprobs: echo + logprobs (the prompt's part of `logprobs`) and vLLM's prompt_logprobs */
     if (rq.echo_logprobs || rq.prompt_logprobs >= 0) {
-        const char *pk = rq.prompt_logprobs >= 0 ? "prompt_logprobs" : "logprobs";
         if (rq.prompt_logprobs >= 0 && rq.stream) { /* vLLM refuses it too */
             oai_fail(err, 400, "prompt_logprobs", "'prompt_logprobs' is not available with 'stream': true");
-            goto out;
-        }
-        if (ctx->spec_drafts > 0) {
-            oai_fail(err, 400, pk, "prompt logprobs ('%s'%s) are not supported while MTP speculative decoding is on",
-                     pk, rq.echo_logprobs ? " with 'echo'" : "");
             goto out;
         }
         p->prompt_logprobs = true;

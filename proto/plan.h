@@ -49,7 +49,7 @@ enum {
     PROTO_SEQ_DRAFT = 1u << 4,
     /* Prompt logprobs (echo + logprobs): for each fed row whose next token is known (the next fed one, or
      * next_token after the last row), the logprob of that token and the row's top n_logprobs, computed by
-     * the owning rank from this chunk's rows (worker/prompt_lp.c); not with MTP. */
+     * the owning rank from this chunk's rows (worker/prompt_lp.c). */
     PROTO_SEQ_PROMPT_LP = 1u << 5,
     /* Overlap scheduling (runtime/serve_loop.c): rank 0 planned this decode before the previous step's
      * token was known. The plan's token is a placeholder (0); the rank feeds the token it sampled for

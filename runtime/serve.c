@@ -347,7 +347,6 @@ int cmd_serve(int argc, char **argv)
                 .vocab_size = mc.vocab_size,
                 .max_body_bytes = (size_t)cfg.ms.max_body_bytes,
                 .stream_interval = cfg.stream_interval,
-                .spec_drafts = eo.mtp_drafts,
                 .tok = tok,
                 .coord = sc.coord,
                 .max_connections = cfg.ms.max_connections,

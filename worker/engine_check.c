@@ -67,10 +67,9 @@ ms_status_t engine_seq_check(const engine_t *e, const proto_plan_t *p, int i)
         return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): FEED_LAST with %d tokens and flags %#x (one "
                                       "sampled decode token of a running slot, no MTP or prompt logprobs)", i,
                       q->slot, q->n_tokens, q->flags);
-    if ((q->flags & PROTO_SEQ_PROMPT_LP) &&
-        (e->mtp.N || q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
-        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d%s", i,
-                      q->slot, q->next_token, e->mtp.N ? " on an engine drafting MTP tokens" : "");
+    if ((q->flags & PROTO_SEQ_PROMPT_LP) && (q->next_token < -1 || q->next_token >= e->cfg.vocab_size))
+        return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): prompt logprobs with next token %d", i, q->slot,
+                      q->next_token);
     if (proto_penalty_check(q->presence_penalty, q->frequency_penalty,
                             q->repetition_penalty != 0.0f ? q->repetition_penalty : 1.0f, q->min_p, NULL))
         return MS_ERR(MS_ERR_INVALID, "engine: plan seq %d (slot %d): bad penalties (presence %g, frequency %g, "

@@ -48,6 +48,7 @@ static size_t mtp_layout_at(mtp_t *t, char *base, size_t E, size_t NS, size_t R,
     t->pl_phy2log = fwd_carve(&cv, 4 * NS);
     t->load = fwd_carve(&cv, 8 * E);
     t->eh = fwd_carve(&cv, 2 * (size_t)T * 2 * D);
+    t->xn = fwd_carve(&cv, 2 * (size_t)T * D);
     t->hprev = fwd_carve(&cv, 2 * Bs * D);
     t->lg16 = fwd_carve(&cv, 2 * Bs * V);
     t->logits = fwd_carve(&cv, 4 * Bs * V);
@@ -73,15 +74,16 @@ static size_t mtp_layout_at(mtp_t *t, char *base, size_t E, size_t NS, size_t R,
 
 static void mtp_layout(mtp_t *t, const fwd_t *f, char *base)
 {
-    const size_t E = (size_t)f->E, NS = f->E ? (size_t)t->pl.n_slots : 0, R = f->E ? (size_t)t->pl.max_rep : 0;
+    /* the replica table has the main model's stride (rep_cap): fwd_moe reads it through the view */
+    const size_t E = (size_t)f->E, NS = f->E ? (size_t)t->pl.n_slots : 0, R = f->E ? (size_t)f->rep_cap : 0;
     t->bytes = mtp_layout_at(t, base, E, NS, R, t->T_max, t->B_max, t->N, (size_t)f->D, (size_t)f->V);
 }
 
-size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int max_rep, int T, int B, int N)
+size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int rep_cap, int T, int B, int N)
 {
     mtp_t t;
     const size_t E = (size_t)c->n_routed_experts;
-    return mtp_layout_at(&t, NULL, E, E ? (size_t)n_slots : 0, E ? (size_t)max_rep : 0, T, B, N,
+    return mtp_layout_at(&t, NULL, E, E ? (size_t)n_slots : 0, E ? (size_t)rep_cap : 0, T, B, N,
                          (size_t)c->hidden_size, (size_t)c->vocab_size);
 }
 
@@ -105,11 +107,11 @@ ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int ma
     mtp_layout(t, f, t->mem);
     MS_TRY_GOTO(st, k->host_alloc(t->io_bytes, &t->stage), out_mem);
     if (f->E) {
-        const size_t E = (size_t)f->E;
-        MS_TRY_GOTO(st, k->upload(f->cx, t->pl_log2phy, t->pl.log2phy, 4 * E * (size_t)t->pl.max_rep), out_stage);
-        MS_TRY_GOTO(st, k->upload(f->cx, t->pl_nrep, t->pl.n_rep, 4 * E), out_stage);
-        MS_TRY_GOTO(st, k->upload(f->cx, t->pl_phy2log, t->pl.phy2log, 4 * (size_t)t->pl.n_slots), out_stage);
-        MS_TRY_GOTO(st, k->memset(f->cx, t->load, 0, 8 * E), out_stage);
+        /* the main model's upload, on a view whose tables are the module's (the same replica stride) */
+        fwd_t v = *f;
+        v.pl = &t->pl, v.pl_log2phy = t->pl_log2phy, v.pl_nrep = t->pl_nrep, v.pl_phy2log = t->pl_phy2log;
+        MS_TRY_GOTO(st, fwd_placement_upload(&v), out_stage);
+        MS_TRY_GOTO(st, k->memset(f->cx, t->load, 0, 8 * (size_t)f->E), out_stage);
     }
     {
         /* drafts are greedy: the sampler's knobs never change (the staging block lends its bytes once) */
@@ -275,6 +277,7 @@ ms_status_t mtp_run(mtp_t *t, fwd_t *f, const fwd_step_t *st, int n_d)
     /* A view of the forward pass whose weights, cache and placement are the module's. */
     fwd_t v = *f;
     v.w = &t->m.w, v.kv = &t->kv;
+    v.xn = t->xn; /* its own normed rows: the main pass's f->xn stays readable (prompt logprobs after the passes) */
     if (f->E) v.pl = &t->pl, v.pl_log2phy = t->pl_log2phy, v.pl_nrep = t->pl_nrep, v.pl_phy2log = t->pl_phy2log;
     v.load = t->load;
     /* the module's data faults go to its own word: the main pass's are traced to sequences on their own */

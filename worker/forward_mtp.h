@@ -27,7 +27,9 @@
  *
  * The module runs through the same layer code as the main model
  * (fwd_attention, fwd_moe) on a view of fwd_t whose weights, KV cache and
- * placement are the module's; activations are shared. */
+ * placement are the module's; activations are shared but for xn, so the
+ * main pass's final-normed rows outlive the passes (prompt logprobs read
+ * them after the step). */
 #ifndef MS_FORWARD_MTP_H
 #define MS_FORWARD_MTP_H
 
@@ -45,6 +47,7 @@ typedef struct {
     int32_t *pl_log2phy, *pl_nrep, *pl_phy2log; /* device placement tables */
     int64_t *load;        /* (E) routed pairs of the module's MoE */
     bf16_t *eh;           /* (T, 2D) eh_proj input */
+    bf16_t *xn;           /* (T, D) the module's normed rows (the passes' view has its own: f->xn survives them) */
     bf16_t *hprev;        /* (B, D) output residual rows of the last pass (the next pass's h) */
     bf16_t *lg16;         /* (B, V) the last pass's head output (its own: the main pass's logits stay readable) */
     float *logits;        /* (B, V) the same in fp32 (engine_mtp_logits) */
@@ -83,9 +86,9 @@ ms_status_t mtp_create(mtp_t *t, const fwd_t *f, const ckpt_t *ck, int N, int ma
 void mtp_destroy(mtp_t *t, const kern_ops_t *k);
 
 /* Bytes of the module's device buffers (mtp_create's allocation, without its weights or cache) for
- * T rows and B sampled rows per step, N drafts, its one-layer placement of n_slots slots and max_rep
- * replicas (worker/sizing.c). */
-size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int max_rep, int T, int B, int N);
+ * T rows and B sampled rows per step, N drafts, its one-layer placement of n_slots slots and a replica
+ * table of stride rep_cap (the main model's fwd_t.rep_cap; worker/sizing.c). */
+size_t mtp_buffer_bytes(const mcfg_t *c, int n_slots, int rep_cap, int T, int B, int N);
 
 /* The host arrays of s point into t's staging block (valid until the next call). */
 void mtp_step_begin(mtp_t *t, int T, int n_d, mtp_step_t *s);

@@ -93,7 +93,8 @@ size_t sizing_activation_bytes(const mcfg_t *c, const par_t *p, const sizing_lim
             placement_free(&pl);
             return 0;
         }
-        bytes += mtp_buffer_bytes(c, pm.n_slots, pm.max_rep, lim->max_tokens,
+        const int rep_cap = pl.max_rep > p->ep_size ? pl.max_rep : p->ep_size; /* forward.c's */
+        bytes += mtp_buffer_bytes(c, pm.n_slots, rep_cap, lim->max_tokens,
                                   lim->max_batch < rows ? lim->max_batch : rows, lim->mtp_drafts);
         placement_free(&pm);
     }

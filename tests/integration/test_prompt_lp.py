@@ -1,4 +1,5 @@
-"""test_prompt_lp.py — prompt logprobs (issue 14 item 1) on one server per layout (np1, np2-tp, np2-dp).
+"""test_prompt_lp.py — prompt logprobs (issue 14 item 1) on one server per layout (np1, np2-tp, np2-dp, and
+np1 / np2-dp with MTP speculative decoding on: the same answers, the drafts change nothing).
 
 The reference for every prompt position p: log_softmax of `moeserve generate --prompt-ids P[:p]
 --dump-logits` (the single-process engine) at P[p], in double (tools/lmeval_check.py Reference).
@@ -36,10 +37,15 @@ from test_pressure import SMALL  # noqa: E402 - the small-pool config: max_num_t
 import lmeval_check  # noqa: E402
 
 TOL = 0.1 if os.environ.get("MS_SERVE_DEVICE") else 1e-4
+MTP = "speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: 2\n"
 LAYOUTS = {
     "np1": dict(np=1, args=[], yaml=""),
     "np2-tp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml=""),
     "np2-dp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml="enable_attention_dp: true\n"),
+    # MTP on: prompt logprobs come from the main model's rows, untouched by the draft passes of the step
+    "np1-mtp": dict(np=1, args=[], yaml=MTP, mtp=True),
+    "np2-dp-mtp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml="enable_attention_dp: true\n" + MTP,
+                       mtp=True),
 }
 PROMPTS = [[0, 1000, 2000, 3000, 4000, 5000, 6000], [0, 17, 4242, 99, 31337], [0, 5, 6]]
 
@@ -240,7 +246,7 @@ def main():
         print("unknown layout %s (have %s)" % (layout, ", ".join(LAYOUTS)), file=sys.stderr)
         sys.exit(2)
     L = LAYOUTS[layout]
-    model = env.tiny_model()
+    model = env.tiny_model("tiny-mtp", ["--mtp"]) if L.get("mtp") else env.tiny_model()
     ref = lmeval_check.Reference(env.moeserve, model, env.workdir)
     cfg = os.path.join(env.workdir, "prompt-lp-%s.yaml" % layout)
     with open(cfg, "w") as f:

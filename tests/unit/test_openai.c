@@ -103,14 +103,6 @@ static void test_completion_errors(void)
                "not available with 'stream'");
     expect_err(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"prompt_logprobs\": \"a\"}", 400,
                "prompt_logprobs", "must be an integer");
-    {
-        oai_ctx_t mtp = ctx;
-        mtp.spec_drafts = 1;
-        oai_request_t rq;
-        oai_error_t err;
-        const char *b = "{\"prompt\": \"hi\", \"echo\": true, \"logprobs\": 1}";
-        T_CHECK(!oai_parse(&mtp, C, b, strlen(b), &rq, &err) && err.status == 400 && strstr(err.message, "MTP"));
-    }
     expect_err(C, "{\"prompt\": \"hi\", \"presence_penalty\": 2.5}", 400, "presence_penalty", "[-2, 2]");
     expect_err(C, "{\"prompt\": \"hi\", \"frequency_penalty\": -3}", 400, "frequency_penalty", "[-2, 2]");
     expect_err(C, "{\"prompt\": \"hi\", \"repetition_penalty\": 0}", 400, "repetition_penalty", "greater than 0");
