@@ -35,11 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, Env, Server, log  # noqa: E402
 import test_layout  # noqa: E402
 
-LAYOUTS = {
-    "np2-dp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml="enable_attention_dp: true\n"),
-    "np4-tp": dict(np=4, args=["--tp_size", "4", "--ep_size", "2"], yaml=""),
-    "np4-dp": dict(np=4, args=["--tp_size", "4", "--ep_size", "4"], yaml="enable_attention_dp: true\n"),
-}
+LAYOUTS = {k: test_layout.LAYOUTS[k] for k in ("np2-dp", "np4-tp", "np4-dp")}
 PROMPTS = [[0, 1, 2, 3], [0, 500, 7, 9, 11], [0] + list(range(3000, 3020)), [0, 42, 43]]
 N_TOK = 16
 
@@ -60,7 +56,7 @@ def config(env, L, extra_ms=""):
     base = open(os.path.join(env.configs, "tiny-cpu.yaml")).read().replace(
         "moeserve:\n", "moeserve:\n  eplb_stats_interval: 4\n  eplb_window_steps: 200\n" + extra_ms)
     f = tempfile.NamedTemporaryFile(mode="w", dir=env.workdir, suffix=".yaml", delete=False)
-    f.write(base + "\n" + L["yaml"] + "moe_config:\n  load_balancer:\n    num_slots: 24\n"
+    f.write(base + "\n" + L.get("yaml", "") + "\nmoe_config:\n  load_balancer:\n    num_slots: 24\n"
             "    layer_updates_per_iter: 1\n")
     f.close()
     return f.name
@@ -80,7 +76,7 @@ def data(srv):
 def main():
     env = Env.from_args()
     layout = Env.rest[0] if Env.rest else "np2-dp"
-    L = LAYOUTS[layout]
+    L = test_layout.pick_layout(layout, LAYOUTS)
     model = hot_model(env)
     c = Checks()
     refs = env.detokenize(model, [env.generate(model, p, N_TOK) for p in PROMPTS])

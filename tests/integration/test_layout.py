@@ -40,6 +40,17 @@ LAYOUTS = {
     "np4-tp-slots24": dict(np=4, args=["--tp_size", "4", "--ep_size", "4"], yaml=SLOTS24),
 }
 
+
+
+def pick_layout(name, table=LAYOUTS):
+    """The layout of that name (np, mpirun args, yaml; the integration tests' one table), or exit 2 naming
+    the known ones."""
+    if name not in table:
+        print("unknown layout %s (have %s)" % (name, ", ".join(table)), file=sys.stderr)
+        sys.exit(2)
+    return table[name]
+
+
 ID_PROMPTS = [
     [0, 15382, 344, 2010, 4404, 33],           # "Where is New York?" with BOS
     [0, 1000, 2000, 3000],
@@ -197,10 +208,7 @@ def shutdown(c, srv):
 def main():
     env = Env.from_args()
     layout = Env.rest[0] if Env.rest else "np1"
-    if layout not in LAYOUTS:
-        print("unknown layout %s (have %s)" % (layout, ", ".join(LAYOUTS)), file=sys.stderr)
-        sys.exit(2)
-    L = LAYOUTS[layout]
+    L = pick_layout(layout)
     model = env.tiny_model()
     c = Checks()
     t0 = time.time()

@@ -27,14 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, Env, Server, log  # noqa: E402
-from test_layout import parallel  # noqa: E402
+from test_layout import parallel, pick_layout  # noqa: E402
 
-LAYOUTS = {
-    "np1": dict(np=1, args=[]),
-    "np2-tp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"]),
-    "np2-dp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml="enable_attention_dp: true"),
-    "np4-dp-ep2": dict(np=4, args=["--tp_size", "4", "--ep_size", "2"], yaml="enable_attention_dp: true"),
-}
 PROMPTS = [
     [0, 15382, 344, 2010, 4404, 33],
     [0, 1000, 2000, 3000],
@@ -155,10 +149,7 @@ def run_server(c, env, model, L, overlap, bodies, ref_text):
 def main():
     env = Env.from_args()
     layout = Env.rest[0] if Env.rest else "np1"
-    if layout not in LAYOUTS:
-        print("unknown layout %s (have %s)" % (layout, ", ".join(LAYOUTS)), file=sys.stderr)
-        sys.exit(2)
-    L = LAYOUTS[layout]
+    L = pick_layout(layout)
     model = env.tiny_model()
     c = Checks()
     c.name = layout

@@ -35,18 +35,14 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 from harness import Checks, Env, Server, log  # noqa: E402
 from test_pressure import SMALL  # noqa: E402 - the small-pool config: max_num_tokens 64, 16 blocks of 16 tokens
 import lmeval_check  # noqa: E402
+from test_layout import LAYOUTS, pick_layout  # noqa: E402
 
 TOL = 0.1 if os.environ.get("MS_SERVE_DEVICE") else 1e-4
 MTP = "speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: 2\n"
-LAYOUTS = {
-    "np1": dict(np=1, args=[], yaml=""),
-    "np2-tp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml=""),
-    "np2-dp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml="enable_attention_dp: true\n"),
-    # MTP on: prompt logprobs come from the main model's rows, untouched by the draft passes of the step
-    "np1-mtp": dict(np=1, args=[], yaml=MTP, mtp=True),
-    "np2-dp-mtp": dict(np=2, args=["--tp_size", "2", "--ep_size", "2"], yaml="enable_attention_dp: true\n" + MTP,
-                       mtp=True),
-}
+LAYOUTS = {k: LAYOUTS[k] for k in ("np1", "np2-tp", "np2-dp")}
+# MTP on: prompt logprobs come from the main model's rows, untouched by the draft passes of the step
+LAYOUTS["np1-mtp"] = dict(LAYOUTS["np1"], yaml=MTP, mtp=True)
+LAYOUTS["np2-dp-mtp"] = dict(LAYOUTS["np2-dp"], yaml=LAYOUTS["np2-dp"]["yaml"] + "\n" + MTP, mtp=True)
 PROMPTS = [[0, 1000, 2000, 3000, 4000, 5000, 6000], [0, 17, 4242, 99, 31337], [0, 5, 6]]
 
 
@@ -242,15 +238,12 @@ def t_lmeval(c, srv, env, model, ref):
 def main():
     env = Env.from_args()
     layout = (Env.rest or ["np1"])[0]
-    if layout not in LAYOUTS:
-        print("unknown layout %s (have %s)" % (layout, ", ".join(LAYOUTS)), file=sys.stderr)
-        sys.exit(2)
-    L = LAYOUTS[layout]
+    L = pick_layout(layout, LAYOUTS)
     model = env.tiny_model("tiny-mtp", ["--mtp"]) if L.get("mtp") else env.tiny_model()
     ref = lmeval_check.Reference(env.moeserve, model, env.workdir)
     cfg = os.path.join(env.workdir, "prompt-lp-%s.yaml" % layout)
     with open(cfg, "w") as f:
-        f.write(SMALL + L["yaml"])
+        f.write(SMALL + L.get("yaml", "") + "\n")
     c = Checks()
     srv = Server(env, model, np=L["np"], args=L["args"], config=cfg)
     groups = [("echo_ids", t_echo_ids), ("text_and_vllm", t_text_and_vllm), ("max_tokens_0", t_max_tokens_0),
