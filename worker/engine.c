@@ -155,7 +155,8 @@ static ms_status_t engine_graphs(engine_t *e)
         MS_INFO("cuda_graph_config: %d batch size%s above this rank's %d sequences a step not captured",
                 dropped, dropped > 1 ? "s" : "", lim);
     if (n == 0) return MS_OK;
-    ms_status_t st = sgraph_create(&e->gr, &e->f, e->mtp.N ? &e->mtp : NULL, e->stage, o->device, sizes, n, o->graph_padding, o->graph_emulate);
+    ms_status_t st = sgraph_create(&e->gr, &e->f, e->mtp.N ? &e->mtp : NULL, e->stage, o->device, sizes, n,
+                                   o->graph_padding, o->graph_emulate);
     if (st != MS_OK)
         return MS_ERR(st, "cuda_graph_config: capturing the decode-step graphs failed (the error above); "
                           "`cuda_graph_config: null` runs every step eagerly");
@@ -239,9 +240,8 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     e->last_tok = malloc(sizeof(int32_t) * (size_t)B);
     for (int i = 0; i < 2; i++) e->pend[i].res = malloc(sizeof(proto_result_t) * (size_t)B);
     if (!e->blk_off || !e->sample_of_seq || !e->path || !e->row0 || !e->mine || !e->no_drafts || !e->entry_of_seq ||
-        !e->seq_fault ||
-        !e->draft_of_seq || !e->plp_rows || !e->plp || !e->plp_off || !e->plp_n || !e->last_tok || !e->pend[0].res ||
-        !e->pend[1].res) {
+        !e->seq_fault || !e->draft_of_seq || !e->plp_rows || !e->plp || !e->plp_off || !e->plp_n || !e->last_tok ||
+        !e->pend[0].res || !e->pend[1].res) {
         st = MS_ERR(MS_ERR_NOMEM, "engine: out of memory");
         goto out_host;
     }
@@ -511,7 +511,7 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
         const proto_seq_t *q = &sq[i];
         path[i] = 0;
         row0[i] = -1;
-        e->sample_of_seq[i] = -1;
+        e->sample_of_seq[i] = e->entry_of_seq[i] = -1;
         if (!e->mine[i]) continue; /* another DP rank's, or left out by seq_check */
         int len = q->pos + q->n_tokens;
         /* a VERIFY seq's rows are decode rows (the last token and its drafts): the decode path, so each row
@@ -530,7 +530,6 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
         T += q->n_tokens;
         nblk += q->n_blocks;
         ns++;
-        e->entry_of_seq[i] = -1;
         if (q->flags & PROTO_SEQ_SAMPLE) {
             e->sample_of_seq[i] = nsample;
             nsample += (q->flags & PROTO_SEQ_VERIFY) ? q->n_tokens : 1;
