@@ -34,8 +34,9 @@ KERN_HOST_DEVICE static inline void kern_mtp_prep_entry(const kern_mtp_prep_t *p
         const int ok = real && pos < d.cover;
         p->chain_pos[o] = ok ? pos : P;
         p->chain_slot[o] = ok ? p->blocks[d.blk_off + pos / bs] * bs + pos % bs : -1;
-        kern_attn_seq_t q = {0};
-        q.q_off = i, q.n_q = ok ? 1 : 0, q.pos0 = ok ? pos : P, q.blk_off = real ? d.blk_off : 0;
+        kern_attn_seq_t q; /* every field set: C++ (nvcc) warns of a partial initializer */
+        q.q_off = i, q.n_q = ok ? 1 : 0, q.pos0 = ok ? pos : P, q.kv_off = 0, q.blk_off = real ? d.blk_off : 0;
+        q.kv_pos0 = 0, q.kv_len = 0, q.pad_ = 0;
         p->chain_seqs[o] = q;
     }
 }

@@ -22,7 +22,9 @@
 #     mtp       MTP on a 4-layer R1-geometry model with its module: one verify+draft step by op (main vs
 #               draft passes; bench-ops --mtp MTP_N, default 1) eager and as a graph at MTP_BATCHES (default
 #               1,32), and bench-mtp's step times for N = 0, 1, 3 eager and graphed
-#   default: all but mtp. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
+#     mla       the tensor-core mla_latent (MS_MLA_KERNEL=mma): harness cases, golden fixtures, greedy tokens
+#               against the SIMT kernel's, both kernels' op times at batch 1/32/128, context 1024
+#   default: all but mla and mtp. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
 set -uo pipefail
@@ -172,6 +174,27 @@ phase_bench() {
     echo "bench-ops: exit $? ($(wc -l <"$out/bench_ops.md") lines; stderr: $(tail -2 "$out/bench_ops.err" | tr '\n' ' '))"
 }
 
+phase_mla() {
+    # the tensor-core mla_latent (MS_MLA_KERNEL=mma): its harness cases, the golden fixtures, greedy tokens
+    # against the SIMT kernel's, and both kernels' op times at R1 decode shapes
+    timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" mla >"$out/mla_cases.log" 2>&1 # the mla_mma cases set it
+    echo "mla cases: exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_cases.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    for fx in tiny_bf16 tiny_fp8; do
+        MS_MLA_KERNEL=mma timeout 240 $R python3 "$root/tests/golden/run_golden.py" "$root/tests/fixtures/golden/$fx.json" \
+            "$B/bin/moeserve-mkmodel" "$B/bin/moeserve" --device cuda >"$out/mla_golden_$fx.log" 2>&1
+        echo "mla golden $fx: exit $? | $(grep -E 'max \|logit diff\| over|: passed|: FAILED' "$out/mla_golden_$fx.log" | tr '\n' ' ')"
+    done
+    local ids=0,100,344,201,440,33,7,19
+    for m in tiny tiny8; do
+        a=(generate "$W/$m" --prompt-ids $ids --max-tokens 24 --ignore-eos --mla auto --device cuda)
+        e=$($R moeserve "${a[@]}" 2>/dev/null | tail -1)
+        g=$(MS_MLA_KERNEL=mma $R moeserve "${a[@]}" 2>/dev/null | tail -1)
+        echo "mla generate $m simt vs mma: $([ "$e" = "$g" ] && echo same || echo DIFFER) simt=[$e] mma=[$g]"
+    done
+    timeout 300 $R moeserve-bench-ops --reps 20 --batch 1,32,128 --rows '' --ctx 1024 >"$out/mla_ops.md" 2>&1
+    echo "mla ops: $(grep -E '^\| mla_latent' "$out/mla_ops.md" | cut -d'|' -f2-5 | tr '\n' ';')"
+}
+
 phase_mtp() {
     local d=$W/r1x4m
     [ -f "$d/config.json" ] || $R moeserve-mkmodel --preset r1 --dtype fp8 --layers 4 --config-only --mtp --out "$d" >/dev/null
@@ -244,6 +267,7 @@ for p in golden generate layouts server; do has $p && cat "$out/phase_$p.txt" >>
 has graphs && { phase_graphs >"$out/phase_graphs.txt" 2>&1; cat "$out/phase_graphs.txt" >>"$S"; }
 has trace && { phase_trace >"$out/phase_trace.txt" 2>&1; cat "$out/phase_trace.txt" >>"$S"; }
 has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; }
+has mla && { phase_mla >"$out/phase_mla.txt" 2>&1; cat "$out/phase_mla.txt" >>"$S"; }
 has mtp && { phase_mtp >"$out/phase_mtp.txt" 2>&1; cat "$out/phase_mtp.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }
 say "gpu-check: $(( $(date +%s) - t0 )) s"

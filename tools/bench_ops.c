@@ -333,6 +333,16 @@ static void bench_batch(int B, int ctx)
             snprintf(shape, sizeof shape, "%d seqs x %d ctx, %d heads, %s KV", B, ctx, H, fp8 ? "fp8" : "bf16");
             row("mla_latent", shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
                 2.0 * B * H * ctx * (2.0 * DC + DR), 0);
+            /* the tensor-core kernel (kernels/cuda/mla_latent_mma.cu), chosen per call by MS_MLA_KERNEL */
+            char prevbuf[32] = "";
+            const char *prev = getenv("MS_MLA_KERNEL") ? strncpy(prevbuf, getenv("MS_MLA_KERNEL"), 31) : NULL;
+            setenv("MS_MLA_KERNEL", "mma", 1);
+            TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H, 0.1f,
+                                      olat, MS_DT_BF16));
+            if (prev) setenv("MS_MLA_KERNEL", prev, 1);
+            else unsetenv("MS_MLA_KERNEL");
+            row("mla_latent (mma)", shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
+                2.0 * B * H * ctx * (2.0 * DC + DR), 0);
             K->free(kv.data), K->free(ckv), K->free(bt), K->free(slots), K->free(sq), K->free(qlat), K->free(olat);
             free(hs), free(hq);
         }

@@ -19,55 +19,10 @@
  * (the harness states the tolerance), not bit for bit. A block-table entry
  * outside [0, n_blocks) raises KERN_FAULT_BLOCK and its keys are left out;
  * with every key left out o_lat is zero, as on the CPU. */
-#include "common.cuh"
+#include "mla_latent.cuh"
 
-#define MLL_HG 8                 /* heads per CTA, one warp each */
-#define MLL_THREADS (MLL_HG * 32)
-#define MLL_MAXC 16              /* d_c / 32 channels per lane: d_c <= 512 */
-#define MLL_MAXR 2               /* d_r <= 64 */
-#define MLL_TILE 32
-#define MLL_SPLIT_MAX 16
-
-struct mll_args {
-    const void *q;
-    ms_dtype_t qdt, odt;
-    const uint16_t *qpe;
-    int64_t ld_pe, ld_pe_head;
-    kern_kv_t kv;
-    const int32_t *bt;
-    const kern_attn_seq_t *seqs;
-    int32_t H, splits;
-    float scale;
-    void *o;
-    float *part; /* [n_seqs, H, splits, d_c + 2]: m, l, o[d_c] */
-    uint32_t *fault;
-};
-
-/* stage cache row of position p into dst (rw bf16 values); 0 for a faulted block */
-__device__ static int mll_stage(const mll_args &a, const int32_t *bt, int32_t p, uint16_t *dst, int32_t lane)
-{
-    const kern_kv_t &kv = a.kv;
-    const int32_t blk = bt[p / kv.block_size];
-    if (blk < 0 || blk >= kv.n_blocks) {
-        if (lane == 0) cu_fault(a.fault, KERN_FAULT_BLOCK);
-        return 0;
-    }
-    const uint8_t *row = (const uint8_t *)kv.data + ((int64_t)blk * kv.block_size + p % kv.block_size) * kv.row_bytes;
-    if (kv.dtype != MS_DT_F8E4M3) {
-        const uint16_t *src = (const uint16_t *)row;
-        for (int32_t j = lane; j < kv.d_c + kv.d_r; j += 32) dst[j] = src[j];
-        return 1;
-    }
-    for (int32_t j = lane; j < kv.d_c; j += 32) {
-        const uint8_t *sp = row + kv.d_c + 4 * (j / KERN_FP8_BLOCK);
-        const float s =
-            __uint_as_float((uint32_t)sp[0] | (uint32_t)sp[1] << 8 | (uint32_t)sp[2] << 16 | (uint32_t)sp[3] << 24);
-        dst[j] = cu_f_bf16(__fmul_rn(cu_fp8_f(row[j]), s));
-    }
-    const uint8_t *kp = row + kv.d_c + 4 * ((kv.d_c + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK);
-    for (int32_t j = lane; j < kv.d_r; j += 32) dst[kv.d_c + j] = (uint16_t)(kp[2 * j] | kp[2 * j + 1] << 8);
-    return 1;
-}
+#include <stdlib.h>
+#include <string.h>
 
 __global__ static void __launch_bounds__(MLL_THREADS) mll_kernel(mll_args a)
 {
@@ -190,7 +145,13 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
         return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: d_c %d / d_r %d above the kernel's %d / %d", kv->d_c,
                       kv->d_r, 32 * MLL_MAXC, 32 * MLL_MAXR);
     if (n_seqs <= 0 || heads <= 0) return MS_OK;
-    const int32_t n_hg = (heads + MLL_HG - 1) / MLL_HG;
+    mll_args a = {q_lat, qdt, odt, q_pe, ld_pe, ld_pe_head, *kv, block_tables, seqs, heads, 1, scale, o_lat,
+                  (float *)cx->ws, cx->fault};
+    /* MS_MLA_KERNEL=mma: the tensor-core kernel (mla_latent_mma.cu) where its shapes fit; the SIMT one otherwise.
+     * Read per call (host side only: a captured graph keeps the kernel it was captured with). */
+    const char *mk = getenv("MS_MLA_KERNEL");
+    const bool mma = mk && !strcmp(mk, "mma") && mll_mma_fits(a);
+    const int32_t n_hg = mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
     if (n_hg > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: %d heads", heads);
     /* context splits: enough CTAs for ~2 waves of 132 SMs, bounded by the workspace */
     const int64_t ctas = (int64_t)n_seqs * n_hg;
@@ -199,12 +160,16 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
     const size_t per_split = (size_t)n_seqs * heads * (kv->d_c + 2) * sizeof(float);
     if (splits > 1 && (size_t)splits * per_split > cx->ws_bytes) splits = (int64_t)(cx->ws_bytes / per_split);
     if (splits < 1) splits = 1;
-    mll_args a = {q_lat, qdt, odt, q_pe, ld_pe, ld_pe_head, *kv, block_tables, seqs, heads, (int32_t)splits, scale,
-                  o_lat, (float *)cx->ws, cx->fault};
-    const size_t smem = (size_t)MLL_TILE * (kv->d_c + kv->d_r) * sizeof(uint16_t);
-    if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(mll_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    mll_kernel<<<dim3((unsigned)n_seqs, (unsigned)n_hg, (unsigned)splits), MLL_THREADS, smem, CU_STREAM(cx)>>>(a);
-    CU_LAUNCHED();
+    a.splits = (int32_t)splits;
+    if (mma) {
+        CUDA_CHECK(mll_mma_launch(a, n_seqs, (int32_t)splits, CU_STREAM(cx)));
+    } else {
+        const size_t smem = (size_t)MLL_TILE * (kv->d_c + kv->d_r) * sizeof(uint16_t);
+        if (smem > 48 * 1024)
+            CUDA_CHECK(cudaFuncSetAttribute(mll_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        mll_kernel<<<dim3((unsigned)n_seqs, (unsigned)n_hg, (unsigned)splits), MLL_THREADS, smem, CU_STREAM(cx)>>>(a);
+        CU_LAUNCHED();
+    }
     if (splits > 1) {
         mll_merge_kernel<<<dim3((unsigned)n_seqs, (unsigned)heads), 128, 0, CU_STREAM(cx)>>>(a);
         CU_LAUNCHED();
