@@ -88,16 +88,18 @@ static void fatal_step(const serve_ctx_t *sc, ms_status_t st)
  * one of rank R's sequences; TP: R = 0). KIND "fault": its rows raise a data
  * fault on every rank that runs it (engine ENGINE_INJECT_FAULT); "token": its
  * first row is fed a token id outside the vocabulary after the plan check,
- * so the embedding op faults (ENGINE_INJECT_TOKEN); "plan": rank 0 writes
+ * so the embedding op faults (ENGINE_INJECT_TOKEN); "mtpnan" (MTP on): its
+ * draft passes' input rows are NaN, so the module draws no draft for it and
+ * it goes on without (ENGINE_INJECT_MTP_NAN: nothing fails); "plan": rank 0 writes
  * that id into the entry before sending the plan, as a scheduler bug would,
  * and the worker's plan check rejects the entry (seq_fault_plan). The step's
  * other sequences must go on unharmed (test_seq_faults.py). */
 typedef struct {
-    int kind; /* ENGINE_INJECT_*, 3 = "plan", 0 = off */
+    int kind; /* ENGINE_INJECT_*, SEQ_HOOK_PLAN, 0 = off */
     long step;
     int rank;
 } seq_hook_t;
-enum { SEQ_HOOK_PLAN = 3 };
+enum { SEQ_HOOK_PLAN = 16 }; /* not an engine kind: rank 0 acts on it */
 
 static const seq_hook_t *seq_hook(void)
 {
@@ -108,9 +110,9 @@ static const seq_hook_t *seq_hook(void)
     char kind[16];
     if (v && sscanf(v, "%15[a-z]:%ld:%d", kind, &h.step, &h.rank) == 3)
         h.kind = !strcmp(kind, "fault") ? ENGINE_INJECT_FAULT : !strcmp(kind, "token") ? ENGINE_INJECT_TOKEN
-               : !strcmp(kind, "plan") ? SEQ_HOOK_PLAN : 0;
+               : !strcmp(kind, "mtpnan") ? ENGINE_INJECT_MTP_NAN : !strcmp(kind, "plan") ? SEQ_HOOK_PLAN : 0;
     if (v && *v && !h.kind)
-        MS_WARN("MOESERVE_FAULT_SEQ=%s is not KIND:STEP:RANK (KIND fault, token or plan): ignored", v);
+        MS_WARN("MOESERVE_FAULT_SEQ=%s is not KIND:STEP:RANK (KIND fault, token, mtpnan or plan): ignored", v);
     return &h;
 }
 
@@ -143,7 +145,7 @@ static ms_status_t launch_or_fault(serve_ctx_t *sc, const proto_plan_t *plan)
         fault = v && *v ? strtol(v, NULL, 10) : -1;
     }
     if (fault >= 0 && (long)plan->hdr.step == fault) engine_inject_fault(sc->engine, ENGINE_FAULT_INJECTED);
-    for (int kind = ENGINE_INJECT_FAULT; kind <= ENGINE_INJECT_TOKEN; kind++) {
+    for (int kind = ENGINE_INJECT_FAULT; kind <= ENGINE_INJECT_MTP_NAN; kind++) {
         const proto_seq_t *q = seq_hook_entry(plan, kind);
         if (q) engine_inject_seq_fault(sc->engine, q->slot, kind);
     }

@@ -698,7 +698,13 @@ static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_resul
             for (int c = 0; c < e->mtp.N; c++)
                 if (ms->drafts[(size_t)c * (size_t)ms->n_d + (size_t)en] < 0) no_drafts[i] = found = true;
         }
-        if (found) mtp_faults &= ~(uint32_t)KERN_FAULT_LOGITS;
+        if (found) {
+            mtp_faults &= ~(uint32_t)KERN_FAULT_LOGITS;
+            int nd = 0;
+            for (int i = 0; i < p->n_seqs; i++) nd += no_drafts[i];
+            MS_WARN("engine: step %u: the MTP module drew no draft for %d sequence%s (NaN/inf in its logits); %s on "
+                    "without drafts", p->hdr.step, nd, nd > 1 ? "s" : "", nd > 1 ? "they go" : "it goes");
+        }
     }
     const int32_t *h_tok = (const int32_t *)(h + L.tok), *h_top = (const int32_t *)(h + L.top_ids);
     const float *h_lp = (const float *)(h + L.lp), *h_toplp = (const float *)(h + L.top_lp);

@@ -20,6 +20,11 @@ next user gets nothing stale), and the KV pool is empty at the end.
 Layouts: np1, np2 attention DP with the faulty sequence on rank 1, np2 TP
 (every rank runs the entry; rank 0 owns its result), and np2 DP with MTP
 drafts (a second pass after the traced fault).
+
+  mtpnan (MTP on) the sequence's draft-pass input rows are NaN: the module's
+         sampler draws nothing for it, and that is not an error: every request
+         finishes with the clean run's text (verification keeps it exact
+         without drafts), the rank logs the dropped drafts, no step fails.
 """
 import json
 import os
@@ -112,6 +117,22 @@ def case(c, env, model, name, kind, rank, np=1, args=(), yaml="", stream=True):
                                                                                       same))
 
 
+def case_mtp_nan(c, env, model, name, rank, np, args, yaml):
+    with Server(env, model, np=np, args=args, yaml_extra=yaml,
+                extra_env={"MOESERVE_FAULT_SEQ": "mtpnan:%d:%d" % (STEP, rank)}) as srv:
+        hit = batch(srv, True)
+        clean = batch(srv, True)
+        c.check(all(r[0] for r in hit) and all(r[0] for r in clean), "%s: every request finishes: %r" %
+                (name, [r[2] for r in hit + clean if not r[0]][:3]))
+        same = sum(1 for i in range(N) if hit[i][1] == clean[i][1])
+        c.check(same == N, "%s: %d of %d requests give the clean run's text" % (name, same, N))
+        text = srv.log_text()
+        c.check("drew no draft" in text, "%s: the rank logs the dropped drafts" % name)
+        c.check("step failed" not in text and "failed alone" not in text, "%s: nothing failed" % name)
+        c.check(srv.kv_blocks_used_settled() == 0, "%s: KV blocks freed" % name)
+        log("%s: %d of %d unchanged with one sequence's drafts NaN" % (name, same, N))
+
+
 def main():
     env = Env.from_args()
     model = env.tiny_model()
@@ -127,6 +148,8 @@ def main():
     mtp = env.tiny_model("tiny-mtp", ["--mtp"])
     spec = "speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: 2"
     c.run("np2-dp mtp token", case, env, mtp, "np2-dp mtp token", "token", 1, 2, TP2, dp + "\n" + spec)
+    c.run("np1 mtp nan", case_mtp_nan, env, mtp, "np1 mtp nan", 0, 1, (), spec)
+    c.run("np2-tp mtp nan", case_mtp_nan, env, mtp, "np2-tp mtp nan", 0, 2, TP2, spec)
     c.done()
 
 
