@@ -220,6 +220,35 @@ int main(int argc, char **argv)
                 res[1].n_draft == 0 && ref[1].n_draft == N);
         T_CHECK(same_result(&res[0], &ref[0]) && same_result(&res[2], &ref[2]));
     }
+    /* block tables that end at the fed rows (rank 0 could not reserve the chained positions): each slot feeds
+     * the drafts that end its rows on a block's last position, so with them accepted its chain is cut and it
+     * drafts what its table can hold; every engine agrees (such steps run eagerly) */
+    {
+        et_seq_t q[NSLOT];
+        int n = 0, cut = 0;
+        for (int s = 0; s < NSLOT; s++) {
+            slot_t *x = &sl[s];
+            const int k = (BS - 1 - (x->n - 1) % BS) % BS; /* drafts to feed: the last row ends a block */
+            if (k > x->n_draft) continue;
+            x->feed[0] = x->tok[x->n - 1];
+            q[n++] = (et_seq_t){.slot = s, .pos = x->n - 1, .n = 1 + k, .tokens = x->feed, .blocks = blk[s],
+                                .n_blocks = (x->n - 1 + k) / BS + 1, .sample = 1, .n_logprobs = -1,
+                                .flags = PROTO_SEQ_DRAFT | (k > 0 ? PROTO_SEQ_VERIFY : 0u)};
+        }
+        proto_result_t res[4][NSLOT];
+        for (int i = 0; i < 4; i++)
+            if (E[i] && n) T_CHECK(et_step(E[i], q, n, res[i]) == MS_OK);
+        for (int j = 0; j < n; j++) {
+            const int cover = q[j].n_blocks * BS, P = q[j].pos + res[0][j].n_accepted;
+            const int want = cover - P < N ? cover - P : N;
+            T_CHECK_MSG(res[0][j].n_draft == want, "cut chain: %d drafts, want %d", res[0][j].n_draft, want);
+            cut += want < N;
+            for (int i = 1; i < 4; i++)
+                if (E[i]) T_CHECK(same_result(&res[i][j], &res[0][j]));
+        }
+        printf("cut chains: %d of %d sequences drafted fewer than %d\n", cut, n, N);
+        T_CHECK(cut > 0);
+    }
     free(l0), free(l1);
     for (int i = 0; i < 4; i++) {
         engine_destroy(E[i]);
