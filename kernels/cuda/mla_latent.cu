@@ -36,11 +36,8 @@ __global__ static void __launch_bounds__(MLL_THREADS) mll_kernel(mll_args a)
     const int32_t *bt = a.bt + sq.blk_off;
     for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sq.n_q; i += ctx_split ? 1 : gridDim.z) {
         const int32_t t = sq.q_off + i, nk = sq.pos0 + i + 1;
-        int32_t j0 = 0, j1 = nk;
-        if (ctx_split) {
-            const int32_t per = (nk + a.splits - 1) / a.splits;
-            j0 = min(nk, (int32_t)blockIdx.z * per), j1 = min(nk, j0 + per);
-        }
+        const int2 keys = mll_keys(nk, ctx_split, a.splits);
+        const int32_t j0 = keys.x, j1 = keys.y;
         float qa[MLL_MAXC], qp[MLL_MAXR], o[MLL_MAXC];
         const int64_t base = ((int64_t)t * a.H + h) * dc;
 #pragma unroll

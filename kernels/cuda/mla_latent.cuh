@@ -54,6 +54,15 @@ __device__ static int mll_stage(const mll_args &a, const int32_t *bt, int32_t p,
     return 1;
 }
 
+/* The keys [x, y) a CTA of context split blockIdx.z takes of a query row with nk keys (all of them unless
+ * the row's sequence splits its context). */
+__device__ static inline int2 mll_keys(int32_t nk, bool ctx_split, int32_t splits)
+{
+    if (!ctx_split) return make_int2(0, nk);
+    const int32_t per = (nk + splits - 1) / splits, j0 = min(nk, (int32_t)blockIdx.z * per);
+    return make_int2(j0, min(nk, j0 + per));
+}
+
 /* The tensor-core kernel (mla_latent_mma.cu): whether it takes this call's shapes, and its launch over
  * (n_seqs, head blocks, splits) — the same split layout and workspace as the SIMT kernel, so the merge serves
  * both. */

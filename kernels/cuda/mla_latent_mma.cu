@@ -61,11 +61,8 @@ __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int3
     const int32_t *bt = a.bt + sd.blk_off;
     for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
         const int32_t tq = sd.q_off + i, nk = sd.pos0 + i + 1;
-        int32_t j0 = 0, j1 = nk;
-        if (ctx_split) {
-            const int32_t per = (nk + a.splits - 1) / a.splits;
-            j0 = min(nk, (int32_t)blockIdx.z * per), j1 = min(nk, j0 + per);
-        }
+        const int2 keys = mll_keys(nk, ctx_split, a.splits);
+        const int32_t j0 = keys.x, j1 = keys.y;
         __syncthreads(); /* the previous row's Q and tiles are no longer read */
         for (int32_t idx = threadIdx.x; idx < HB * 16 * rw; idx += blockDim.x) {
             const int32_t r = idx / rw, c = idx - r * rw, h = h0 + r;

@@ -19,61 +19,23 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "tests/engine/etest.h"
-#include "tests/engine/ops_count.h"
-#include "worker/engine.h"
+#include "tests/engine/graph_engines.h"
 
 #define NSLOT 10
 #define BS 16
 
-static const char *g_backend = "cpu";
-
-/* mode 0: no graphs; 1: sizes {1,2,4,8} with padding; 2: the same emulated (eager); 3: no padding */
-static engine_t *make(const char *dir, int mode, const kern_ops_t *ops, comm_t **comm)
-{
-    static const int sizes[] = {1, 2, 4, 8};
-    const kern_ops_t *k;
-    if (kern_backend_get(g_backend, &k) != MS_OK) return NULL;
-    engine_opts_t o = {.kv_blocks = 96, .block_size = BS, .max_batch = NSLOT, .max_tokens_per_step = 256,
-                       .backend = g_backend, .mla = ENGINE_MLA_AUTO, .ops = ops,
-                       .n_graph_sizes = mode ? 4 : 0, .graph_sizes = sizes, .graph_padding = mode != 3,
-                       .graph_emulate = mode == 2 || (mode && !k->graphs)};
-    par_t p = par_single();
-    engine_t *e = NULL;
-    if (comm_local_create(ops ? ops : k, comm) != MS_OK) return NULL;
-    if (engine_create(dir, &p, &o, *comm, &e) != MS_OK) return NULL;
-    return e;
-}
-
 int main(int argc, char **argv)
 {
-    /* run.sh cuda-tests passes its own arguments (an op name) to every test: only a path counts here */
-    if (argc > 1 && !strchr(argv[1], '/')) argc = 1;
-    const char *mk = argc > 1 ? argv[1] : "moeserve-mkmodel";
-    if (argc > 2) g_backend = argv[2];
-    else {
-        const kern_ops_t *cu;
-        g_backend = kern_backend_get("cuda", &cu) == MS_OK && cu->device_count() > 0 ? "cuda" : "skip";
-    }
-    const kern_ops_t *base;
-    if (!strcmp(g_backend, "skip") || kern_backend_get(g_backend, &base) != MS_OK || base->device_count() < 1) {
-        printf("SKIP: no %s backend here\n", argc > 2 ? g_backend : "cuda");
-        return 77;
-    }
-    const int cuda = base->graphs;
-    const char *dir = et_model(mk, "--preset tiny --dtype bf16 --seed 11");
+    ge_t g;
+    const int rc = ge_args(&g, argc, argv);
+    if (rc) return rc;
+    const int cuda = g.cuda;
+    const char *dir = et_model(g.mkmodel, "--preset tiny --dtype bf16 --seed 11");
     T_CHECK(dir != NULL);
     if (!dir) return t_done();
-
-    /* engines: 0 eager, 1 graphs + padding (counted ops), 2 emulated padding (CUDA only), 3 no padding */
-    comm_t *comm[4] = {0};
-    engine_t *E[4] = {0};
-    E[0] = make(dir, 0, NULL, &comm[0]);
-    E[1] = make(dir, 1, ops_count_wrap(base), &comm[1]);
-    if (cuda) E[2] = make(dir, 2, NULL, &comm[2]);
-    E[3] = make(dir, 3, NULL, &comm[3]);
-    T_CHECK(E[0] && E[1] && E[3] && (!cuda || E[2]));
-    if (!E[0] || !E[1] || !E[3] || (cuda && !E[2])) return t_done();
+    const engine_opts_t o = {.kv_blocks = 96, .block_size = BS, .max_batch = NSLOT, .max_tokens_per_step = 256};
+    if (ge_create(&g, dir, o)) return t_done();
+    engine_t **E = g.E;
     const int V = engine_config(E[0])->vocab_size;
 
     /* sequences: a prompt each (lengths 5 .. 32); pos = the position of the token fed next */
@@ -149,7 +111,7 @@ int main(int argc, char **argv)
             }
         }
     T_CHECK_MSG(maxd < 0.05, "graphs vs eager: max logit difference %g", maxd);
-    printf("%s: %d steps, max logit difference padded vs unpadded %.3g\n", g_backend, step, maxd);
+    printf("%s: %d steps, max logit difference padded vs unpadded %.3g\n", g.backend, step, maxd);
 
     /* which steps took a graph's size, and how many padding rows they added */
     int ng;
@@ -188,9 +150,6 @@ int main(int argc, char **argv)
         T_CHECK(res[0].fault == 0 && res[0].token == ref[0].token && res[2].fault == 0 && res[2].token == ref[2].token);
     }
     free(l0), free(l1), free(lg0), free(lg1);
-    for (int i = 0; i < 4; i++) {
-        engine_destroy(E[i]);
-        comm_destroy(comm[i]);
-    }
+    ge_destroy(&g);
     return t_done();
 }

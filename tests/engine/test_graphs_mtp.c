@@ -19,33 +19,12 @@
  * entry's draft passes drops that entry's drafts only. */
 #include <stdio.h>
 
-#include "tests/engine/etest.h"
-#include "tests/engine/ops_count.h"
-#include "worker/engine.h"
+#include "tests/engine/graph_engines.h"
 
 #define NSLOT 10
 #define BS 16
 #define NBLK 6 /* blocks a slot: its table covers every position the schedule reaches, so drafts are never cut */
 #define N 2    /* drafts a step (the checkpoint's one module, chained for the second) */
-
-static const char *g_backend = "cpu";
-
-/* mode 0: no graphs; 1: sizes {1,2,4,8} with padding; 2: the same emulated (eager); 3: no padding */
-static engine_t *make(const char *dir, int mode, const kern_ops_t *ops, comm_t **comm)
-{
-    static const int sizes[] = {1, 2, 4, 8};
-    const kern_ops_t *k;
-    if (kern_backend_get(g_backend, &k) != MS_OK) return NULL;
-    engine_opts_t o = {.kv_blocks = NSLOT * NBLK, .block_size = BS, .max_batch = NSLOT, .max_tokens_per_step = 256,
-                       .backend = g_backend, .mla = ENGINE_MLA_AUTO, .ops = ops, .mtp_drafts = N,
-                       .n_graph_sizes = mode ? 4 : 0, .graph_sizes = sizes, .graph_padding = mode != 3,
-                       .graph_emulate = mode == 2 || (mode && !k->graphs)};
-    par_t p = par_single();
-    engine_t *e = NULL;
-    if (comm_local_create(ops ? ops : k, comm) != MS_OK) return NULL;
-    if (engine_create(dir, &p, &o, *comm, &e) != MS_OK) return NULL;
-    return e;
-}
 
 /* A slot's sequence: the tokens so far (the last one not yet fed) and the drafts to verify next. */
 typedef struct {
@@ -67,31 +46,17 @@ static bool same_result(const proto_result_t *a, const proto_result_t *b)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && !strchr(argv[1], '/')) argc = 1;
-    const char *mk = argc > 1 ? argv[1] : "moeserve-mkmodel";
-    if (argc > 2) g_backend = argv[2];
-    else {
-        const kern_ops_t *cu;
-        g_backend = kern_backend_get("cuda", &cu) == MS_OK && cu->device_count() > 0 ? "cuda" : "skip";
-    }
-    const kern_ops_t *base;
-    if (!strcmp(g_backend, "skip") || kern_backend_get(g_backend, &base) != MS_OK || base->device_count() < 1) {
-        printf("SKIP: no %s backend here\n", argc > 2 ? g_backend : "cuda");
-        return 77;
-    }
-    const int cuda = base->graphs;
-    const char *dir = et_model(mk, "--preset tiny --dtype bf16 --seed 11 --mtp");
+    ge_t g;
+    const int rc = ge_args(&g, argc, argv);
+    if (rc) return rc;
+    const int cuda = g.cuda;
+    const char *dir = et_model(g.mkmodel, "--preset tiny --dtype bf16 --seed 11 --mtp");
     T_CHECK(dir != NULL);
     if (!dir) return t_done();
-
-    comm_t *comm[4] = {0};
-    engine_t *E[4] = {0};
-    E[0] = make(dir, 0, NULL, &comm[0]);
-    E[1] = make(dir, 1, ops_count_wrap(base), &comm[1]);
-    if (cuda) E[2] = make(dir, 2, NULL, &comm[2]);
-    E[3] = make(dir, 3, NULL, &comm[3]);
-    T_CHECK(E[0] && E[1] && E[3] && (!cuda || E[2]));
-    if (!E[0] || !E[1] || !E[3] || (cuda && !E[2])) return t_done();
+    const engine_opts_t o = {.kv_blocks = NSLOT * NBLK, .block_size = BS, .max_batch = NSLOT, .max_tokens_per_step = 256,
+                             .mtp_drafts = N};
+    if (ge_create(&g, dir, o)) return t_done();
+    engine_t **E = g.E;
     const int V = engine_config(E[0])->vocab_size;
 
     static slot_t sl[NSLOT];
@@ -171,7 +136,7 @@ int main(int argc, char **argv)
                 T_CHECK(x->n + N + 1 <= NBLK * BS);
             }
         }
-    printf("%s: %d steps, %ld of %ld drafts accepted\n", g_backend, step, accepted, verified);
+    printf("%s: %d steps, %ld of %ld drafts accepted\n", g.backend, step, accepted, verified);
     T_CHECK(verified > 0 && accepted > verified / 3 && accepted < verified);
 
     int ng;
@@ -250,9 +215,6 @@ int main(int argc, char **argv)
         T_CHECK(cut > 0);
     }
     free(l0), free(l1);
-    for (int i = 0; i < 4; i++) {
-        engine_destroy(E[i]);
-        comm_destroy(comm[i]);
-    }
+    ge_destroy(&g);
     return t_done();
 }

@@ -350,6 +350,19 @@ class Server:
             raise AssertionError("completion -> %d %s" % (st, js))
         return js
 
+    def open_stream(self, body, events, timeout=30):
+        """POST body (a completion, streamed) on a raw socket and read until `events` SSE data lines came (or
+        the timeout); returns (the socket, still open: closing it is the client hanging up; the bytes read)."""
+        data = json.dumps(dict(body, stream=True))
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %d\r\n\r\n%s" % (len(data), data)).encode())
+        got = b""
+        deadline = time.time() + timeout
+        while got.count(b"data: ") < events and time.time() < deadline:
+            got += s.recv(65536)
+        return s, got
+
     def stream(self, path, body, timeout=120):
         """POST with stream: true; returns the list of parsed SSE data events
         (the final "[DONE]" kept as the string)."""

@@ -12,10 +12,8 @@ For the layout (np1, np2-tp, np2-dp, np4-dp, np4-tp, ...):
   5. SIGTERM to rank 0: the job stops, every rank exits 0 (mpirun's exit
      status is 0 only when all ranks exit 0).
 """
-import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -145,14 +143,7 @@ def concurrency(c, srv, n=36):
 
 def disconnect(c, srv):
     """Stream a long request, read a little, hang up: blocks come back."""
-    body = json.dumps(dict(prompt=ID_PROMPTS[2], max_tokens=600, temperature=0, ignore_eos=True, stream=True))
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
-    s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
-    got = b""
-    deadline = time.time() + 30
-    while got.count(b"data: ") < 3 and time.time() < deadline:
-        got += s.recv(65536)
+    s, _ = srv.open_stream(dict(prompt=ID_PROMPTS[2], max_tokens=600, temperature=0, ignore_eos=True), 3)
     m = srv.metrics()
     used_during = m.get("moeserve_kv_cache_blocks_used", 0)
     c.check(used_during > 0, "no KV blocks in use while a request streams (%r)" % used_during)

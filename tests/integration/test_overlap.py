@@ -21,9 +21,7 @@ with it off.
 import json
 import os
 import re
-import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, Env, Server, log  # noqa: E402
@@ -55,14 +53,7 @@ def streamed(srv, body):
 
 def cancel_mid_stream(srv, prompt):
     """Stream a long greedy request, read three chunks, hang up; returns the text read."""
-    body = json.dumps(dict(prompt=prompt, max_tokens=400, temperature=0, ignore_eos=True, stream=True))
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
-    s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               "Content-Length: %d\r\n\r\n%s" % (len(body), body)).encode())
-    got = b""
-    deadline = time.time() + 30
-    while got.count(b"data: ") < 4 and time.time() < deadline:
-        got += s.recv(65536)
+    s, got = srv.open_stream(dict(prompt=prompt, max_tokens=400, temperature=0, ignore_eos=True), 4)
     s.close()
     text = ""
     for m in re.finditer(rb"data: (\{.*?\})\r?\n", got):
