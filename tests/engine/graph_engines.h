@@ -71,6 +71,30 @@ static inline int ge_create(ge_t *g, const char *dir, engine_opts_t o)
     return ok ? 0 : 1;
 }
 
+/* After the schedule: the graphed engine took a graph's size in want_steps steps with want_pad padding rows,
+ * the unpadded one in want_exact steps with none, the eager one never; and padding rows routed nowhere (the
+ * MoE load counters equal the eager engine's). */
+static inline void ge_check_graph_use(const ge_t *g, long want_steps, long want_pad, long want_exact)
+{
+    int ng;
+    long steps, pad;
+    engine_graph_stats(g->E[1], &ng, &steps, &pad);
+    T_CHECK_MSG(ng == 4 && steps == want_steps && pad == want_pad,
+                "padding: %d graphs, %ld steps (want %ld), %ld padding rows (want %ld)", ng, steps, want_steps, pad,
+                want_pad);
+    engine_graph_stats(g->E[3], &ng, &steps, &pad);
+    T_CHECK_MSG(steps == want_exact && pad == 0, "no padding: %ld steps (want %ld), %ld padding rows", steps,
+                want_exact, pad);
+    engine_graph_stats(g->E[0], &ng, &steps, &pad);
+    T_CHECK(ng == 0 && steps == 0);
+    const mcfg_t *c = engine_config(g->E[0]);
+    const size_t nl = (size_t)c->num_hidden_layers * (size_t)c->n_routed_experts;
+    int64_t *l0 = calloc(nl + 1, sizeof *l0), *l1 = calloc(nl + 1, sizeof *l1);
+    T_CHECK(l0 && l1 && engine_expert_load(g->E[0], l0) == MS_OK && engine_expert_load(g->E[1], l1) == MS_OK);
+    T_CHECK(nl > 0 && l0 && l1 && memcmp(l0, l1, sizeof *l0 * nl) == 0);
+    free(l0), free(l1);
+}
+
 static inline void ge_destroy(ge_t *g)
 {
     for (int i = 0; i < 4; i++) {

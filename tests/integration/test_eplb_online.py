@@ -75,8 +75,7 @@ def data(srv):
 
 def main():
     env = Env.from_args()
-    layout = Env.rest[0] if Env.rest else "np2-dp"
-    L = test_layout.pick_layout(layout, LAYOUTS)
+    layout, L = test_layout.layout_arg("np2-dp", LAYOUTS)
     model = hot_model(env)
     c = Checks()
     refs = env.detokenize(model, [env.generate(model, p, N_TOK) for p in PROMPTS])

@@ -40,6 +40,12 @@ LAYOUTS = {
 
 
 
+def layout_arg(default="np1", table=LAYOUTS):
+    """(name, layout) of the test's layout argument (Env.rest[0], else default)."""
+    name = Env.rest[0] if Env.rest else default
+    return name, pick_layout(name, table)
+
+
 def pick_layout(name, table=LAYOUTS):
     """The layout of that name (np, mpirun args, yaml; the integration tests' one table), or exit 2 naming
     the known ones."""
@@ -198,8 +204,7 @@ def shutdown(c, srv):
 
 def main():
     env = Env.from_args()
-    layout = Env.rest[0] if Env.rest else "np1"
-    L = pick_layout(layout)
+    layout, L = layout_arg()
     model = env.tiny_model()
     c = Checks()
     t0 = time.time()

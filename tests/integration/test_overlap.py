@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Checks, Env, Server, log  # noqa: E402
-from test_layout import parallel, pick_layout  # noqa: E402
+from test_layout import layout_arg, parallel  # noqa: E402
 
 PROMPTS = [
     [0, 15382, 344, 2010, 4404, 33],
@@ -139,8 +139,7 @@ def run_server(c, env, model, L, overlap, bodies, ref_text):
 
 def main():
     env = Env.from_args()
-    layout = Env.rest[0] if Env.rest else "np1"
-    L = pick_layout(layout)
+    layout, L = layout_arg()
     model = env.tiny_model()
     c = Checks()
     c.name = layout

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 from harness import Checks, Env, Server, log  # noqa: E402
 from test_pressure import SMALL  # noqa: E402 - the small-pool config: max_num_tokens 64, 16 blocks of 16 tokens
 import lmeval_check  # noqa: E402
-from test_layout import LAYOUTS, pick_layout  # noqa: E402
+from test_layout import LAYOUTS, layout_arg  # noqa: E402
 
 TOL = 0.1 if os.environ.get("MS_SERVE_DEVICE") else 1e-4
 MTP = "speculative_config:\n  decoding_type: MTP\n  num_nextn_predict_layers: 2\n"
@@ -237,8 +237,7 @@ def t_lmeval(c, srv, env, model, ref):
 
 def main():
     env = Env.from_args()
-    layout = (Env.rest or ["np1"])[0]
-    L = pick_layout(layout, LAYOUTS)
+    layout, L = layout_arg("np1", LAYOUTS)
     model = env.tiny_model("tiny-mtp", ["--mtp"]) if L.get("mtp") else env.tiny_model()
     ref = lmeval_check.Reference(env.moeserve, model, env.workdir)
     cfg = os.path.join(env.workdir, "prompt-lp-%s.yaml" % layout)
