@@ -693,7 +693,10 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
         const proto_plan_t *plan;
         CK(proto_planbuf_finish(&pb, step++, &plan));
         const int timed = it >= warm && it < warm + reps;
-        g_on = timed, g_nev = 0; /* the step's first op is its metadata upload: the timeline starts there */
+        /* the step's first op is its metadata upload: the timeline starts there; the untimed steps after the
+         * timed ones leave the last timed step's events for the per-op table */
+        g_on = timed;
+        if (timed) g_nev = 0;
         /* MS_BENCH_PROFILE_STEP: one more replayed step inside a profiler range (ncu --profile-from-start off) */
         if (prof && it == warm + 2 * reps) CKC(cudaProfilerStart());
         struct timespec t0, t1;

@@ -212,12 +212,24 @@ static ms_status_t gemm_fp8x(kern_ctx_t *cx, const gemm_args &a, int silu, void 
                                    (bf16_t *)a.y, (int32_t)a.ldy);
 }
 
+/* MS_GEMM_FP8W=0 turns the weight-streaming decode kernel off (the dequantized-tile path instead): a switch
+ * to tell its numerics from the rest of the FP8 path on a real model. Read once. */
+static bool gemm_fp8w_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MS_GEMM_FP8W");
+        on = !(e && !strcmp(e, "0"));
+    }
+    return on;
+}
+
 /* y = x·Wᵀ for resolved args, no epilogue */
 static ms_status_t gemm_plain(kern_ctx_t *cx, const gemm_args &a, void *scratch, size_t scratch_bytes)
 {
     if (gemm_fp8x_fits(a, 0, scratch_bytes)) return gemm_fp8x(cx, a, 0, scratch);
     if (a.xdt == MS_DT_F8E4M3) return gemm_simt(cx, a);
-    if (a.xdt == MS_DT_BF16 && a.wdt == MS_DT_F8E4M3 && a.batch == 1 && !a.w_trans &&
+    if (a.xdt == MS_DT_BF16 && a.wdt == MS_DT_F8E4M3 && a.batch == 1 && !a.w_trans && gemm_fp8w_on() &&
         kern_cuda_gemm_fp8w_fits(a.m, a.n, a.k, a.ldx, a.ldw, a.x, a.w, a.ydt, scratch_bytes))
         return kern_cuda_gemm_fp8w(cx, (const bf16_t *)a.x, a.ldx, a.m, (const uint8_t *)a.w, a.ws, a.ldw, a.n, a.k,
                                    a.y, a.ydt, a.ldy, scratch, scratch_bytes);

@@ -149,8 +149,8 @@ void cc_run_mtp_prep(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
                          .blocks = cc_dev(env, blocks, 4 * (size_t)n * nb), .next = next, .row = row, .acc = acc,
                          .chain_pos = cpos, .chain_slot = cslot, .chain_seqs = cseq, .chain_pad = cpad};
     cc_ok(r, K->mtp_prep(CX, &g), "mtp_prep");
-    const size_t total = oT + on + 2 * on + 3 * oC + 8 * oC + on;
-    char *got = malloc(total), *want = calloc(1, total);
+    const size_t total = oT + on + 2 * on + 2 * oC + 8 * oC + on;
+    char *got = calloc(1, total), *want = calloc(1, total);
     size_t o = 0;
     cc_get(env, got + o, next, oT), o += oT;
     cc_get(env, got + o, row, on), o += on;

@@ -101,6 +101,16 @@ static const cc_case_t g_cases[] = {
     {"gemm_dense",  "m=1 n=7168 k=18432 (dense down)", "dequant",   cc_run_gemm_dense,  {1, 7168, 18432, 0, BF},             1e-5},
     {"gemm_dense",  "m=32 n=7168 k=18432 (dense down)", "dequant",   cc_run_gemm_dense,  {32, 7168, 18432, 0, BF},            1e-5},
     {"gemm_dense",  "m=128 n=7168 k=18432 (dense down)", "dequant",   cc_run_gemm_dense,  {128, 7168, 18432, 0, BF},           1e-5},
+    /* the tiny models' shapes (hidden 256, q_lora 96, kv_a 80 rows, 4 heads x 32, inter 512 / 192): fewer
+     * rows than a 128-row tile, K of one or two chunks, stream-K splits inside a tile */
+    {"gemm_dense",  "m=6 n=96 k=256 (tiny q_a)",   "dequant",   cc_run_gemm_dense,  {6, 96, 256, 0, BF},                 1e-5},
+    {"gemm_dense",  "m=6 n=80 k=256 (tiny kv_a)",  "dequant",   cc_run_gemm_dense,  {6, 80, 256, 0, BF},                 1e-5},
+    {"gemm_dense",  "m=1 n=80 k=256 (tiny kv_a)",  "dequant",   cc_run_gemm_dense,  {1, 80, 256, 0, BF},                 1e-5},
+    {"gemm_dense",  "m=6 n=256 k=128 (tiny o_proj)", "dequant", cc_run_gemm_dense,  {6, 256, 128, 0, BF},                1e-5},
+    {"gemm_dense",  "m=6 n=512 k=256 (tiny gate|up)", "dequant", cc_run_gemm_dense, {6, 512, 256, 1, BF},                1e-5},
+    {"gemm_dense",  "m=6 n=256 k=512 (tiny down)", "dequant",   cc_run_gemm_dense,  {6, 256, 512, 0, BF},                1e-5},
+    {"gemm_dense",  "m=6 n=192 k=256 (tiny shared gate|up)", "dequant", cc_run_gemm_dense, {6, 192, 256, 1, BF},         1e-5},
+    {"gemm_dense",  "m=24 n=384 k=256",            "dequant",   cc_run_gemm_dense,  {24, 384, 256, 0, BF},               1e-5},
     {"gemm_dense",  "m=8 n=576 k=7168 (kv_a)",     "dequant",   cc_run_gemm_dense,  {8, 576, 7168, 0, BF},               1e-5},
     {"gemm_dense",  "m=5 n=7168 k=16384 (o_proj)", "dequant f32", cc_run_gemm_dense,  {5, 7168, 16384, 0, F32},            1e-9},
     {"gemm_dense",  "m=4096 n=2112 k=7168 (q_a|kv_a)", "fp8",       cc_run_gemm_dense,  {4096, 2112, 7168, 2, BF},           2e-4},
