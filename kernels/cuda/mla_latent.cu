@@ -7,12 +7,13 @@
  * (running max and sum per head, the output rescaled as the max grows), one
  * rounding on store (none for F32 o_lat).
  *
- * Parallelism beyond heads: a decode sequence (n_q == 1) splits its context
- * into `splits` chunks over gridDim.z; each chunk writes its (max, sum,
+ * Parallelism beyond heads: a sequence of few query rows (decode, n_q == 1,
+ * or an MTP verify step, n_q <= MLL_SPLIT_ROWS) splits its context into
+ * `splits` chunks over gridDim.z; each chunk writes every row's (max, sum,
  * unnormalized o) to the context workspace and a second kernel merges them
- * (scratch n_seqs·H·splits·(d_c+2) floats: it grows with the batch, never
- * with the context). A sequence with several query rows (a prefill chunk)
- * splits its rows over gridDim.z instead and writes o_lat directly.
+ * (scratch n_seqs·MLL_SPLIT_ROWS·H·splits·(d_c+2) floats: it grows with the
+ * batch, never with the context). A sequence with more query rows (a prefill
+ * chunk) splits its rows over gridDim.z instead and writes o_lat directly.
  *
  * Differences from the CPU: scores and sums are reduced in another order and
  * the softmax is normalized at the end, so results agree to fp32 rounding
@@ -32,7 +33,7 @@ __global__ static void __launch_bounds__(MLL_THREADS) mll_kernel(mll_args a)
     if (sq.n_q <= 0 || sq.q_off < 0) return;
     const int32_t warp = threadIdx.x / 32, lane = threadIdx.x & 31, h = blockIdx.y * MLL_HG + warp;
     const int32_t dc = a.kv.d_c, dr = a.kv.d_r, rw = dc + dr;
-    const bool hv = h < a.H, ctx_split = sq.n_q == 1 && a.splits > 1;
+    const bool hv = h < a.H, ctx_split = mll_ctx_split(sq, a.splits);
     const int32_t *bt = a.bt + sq.blk_off;
     for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sq.n_q; i += ctx_split ? 1 : gridDim.z) {
         const int32_t t = sq.q_off + i, nk = sq.pos0 + i + 1;
@@ -84,7 +85,7 @@ __global__ static void __launch_bounds__(MLL_THREADS) mll_kernel(mll_args a)
         }
         if (!hv) continue;
         if (ctx_split) {
-            float *pp = a.part + (((int64_t)blockIdx.x * a.H + h) * a.splits + blockIdx.z) * (dc + 2);
+            float *pp = mll_part(a, blockIdx.x, i, h, blockIdx.z);
             if (lane == 0) pp[0] = m, pp[1] = l;
 #pragma unroll
             for (int j = 0; j < MLL_MAXC; j++)
@@ -103,13 +104,11 @@ __global__ static void __launch_bounds__(MLL_THREADS) mll_kernel(mll_args a)
     }
 }
 
-/* merge the context chunks of decode sequences: grid (n_seqs, H) */
-__global__ static void mll_merge_kernel(mll_args a)
+/* row i of sequence sq, head blockIdx.y: one rounding of the splits' softmax-weighted sum */
+__device__ static void mll_merge_row(const mll_args &a, const kern_attn_seq_t &sq, int32_t i)
 {
-    const kern_attn_seq_t sq = a.seqs[blockIdx.x];
-    if (sq.n_q != 1 || sq.q_off < 0) return;
     const int32_t h = blockIdx.y, dc = a.kv.d_c, S = a.splits;
-    const float *pp = a.part + ((int64_t)blockIdx.x * a.H + h) * S * (dc + 2);
+    const float *pp = mll_part(a, blockIdx.x, i, h, 0);
     float M = -INFINITY, L = 0.f;
     for (int32_t z = 0; z < S; z++) M = fmaxf(M, pp[z * (dc + 2)]);
     float wz[MLL_SPLIT_MAX];
@@ -119,7 +118,7 @@ __global__ static void mll_merge_kernel(mll_args a)
         L += pp[z * (dc + 2) + 1] * wz[z];
     }
     const float inv = L > 0.f ? 1.0f / L : 0.f;
-    const int64_t base = ((int64_t)sq.q_off * a.H + h) * dc;
+    const int64_t base = ((int64_t)(sq.q_off + i) * a.H + h) * dc;
     for (int32_t c = threadIdx.x; c < dc; c += blockDim.x) {
         float v = 0.f;
         for (int32_t z = 0; z < S; z++) v += pp[z * (dc + 2) + 2 + c] * wz[z];
@@ -127,6 +126,14 @@ __global__ static void mll_merge_kernel(mll_args a)
         if (a.odt == MS_DT_F32) ((float *)a.o)[base + c] = v;
         else ((uint16_t *)a.o)[base + c] = cu_f_bf16(v);
     }
+}
+
+/* merge the context chunks of the sequences that split them: grid (n_seqs, H), a row at a time */
+__global__ static void mll_merge_kernel(mll_args a)
+{
+    const kern_attn_seq_t sq = a.seqs[blockIdx.x];
+    if (sq.n_q <= 0 || sq.q_off < 0 || !mll_ctx_split(sq, a.splits)) return;
+    for (int32_t i = 0; i < sq.n_q; i++) mll_merge_row(a, sq, i);
 }
 
 extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, ms_dtype_t qdt, const bf16_t *q_pe,
@@ -154,7 +161,7 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
     const int64_t ctas = (int64_t)n_seqs * n_hg;
     int64_t splits = (264 + ctas - 1) / ctas;
     if (splits > MLL_SPLIT_MAX) splits = MLL_SPLIT_MAX;
-    const size_t per_split = (size_t)n_seqs * heads * (kv->d_c + 2) * sizeof(float);
+    const size_t per_split = (size_t)n_seqs * MLL_SPLIT_ROWS * heads * (kv->d_c + 2) * sizeof(float);
     if (splits > 1 && (size_t)splits * per_split > cx->ws_bytes) splits = (int64_t)(cx->ws_bytes / per_split);
     if (splits < 1) splits = 1;
     a.splits = (int32_t)splits;

@@ -12,6 +12,7 @@
 #define MLL_MAXR 2               /* d_r <= 64 */
 #define MLL_TILE 32
 #define MLL_SPLIT_MAX 16
+#define MLL_SPLIT_ROWS 4         /* a sequence of at most this many query rows (decode, MTP verify) splits its context */
 
 struct mll_args {
     const void *q;
@@ -24,7 +25,7 @@ struct mll_args {
     int32_t H, splits;
     float scale;
     void *o;
-    float *part; /* [n_seqs, H, splits, d_c + 2]: m, l, o[d_c] */
+    float *part; /* [n_seqs, MLL_SPLIT_ROWS, H, splits, d_c + 2]: m, l, o[d_c] (mll_part) */
     uint32_t *fault;
 };
 
@@ -52,6 +53,21 @@ __device__ static int mll_stage(const mll_args &a, const int32_t *bt, int32_t p,
     const uint8_t *kp = row + kv.d_c + 4 * ((kv.d_c + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK);
     for (int32_t j = lane; j < kv.d_r; j += 32) dst[kv.d_c + j] = (uint16_t)(kp[2 * j] | kp[2 * j + 1] << 8);
     return 1;
+}
+
+/* Whether sequence sd splits its context over gridDim.z (each CTA takes a key range of every query row, the
+ * merge kernel combines them) rather than its query rows (a prefill chunk: each CTA whole rows, o_lat written
+ * directly). Few rows split the context: a decode or MTP verify step has too few CTAs otherwise (one sequence
+ * at batch 1), and its rows' keys are nearly the same. */
+__device__ static inline bool mll_ctx_split(const kern_attn_seq_t &sd, int32_t splits)
+{
+    return sd.n_q <= MLL_SPLIT_ROWS && splits > 1;
+}
+
+/* The partial (m, l, o[d_c]) of query row i of sequence s, head h, context split z. */
+__device__ static inline float *mll_part(const mll_args &a, int32_t s, int32_t i, int32_t h, int32_t z)
+{
+    return a.part + ((((int64_t)s * MLL_SPLIT_ROWS + i) * a.H + h) * a.splits + z) * (a.kv.d_c + 2);
 }
 
 /* The keys [x, y) a CTA of context split blockIdx.z takes of a query row with nk keys (all of them unless

@@ -57,7 +57,7 @@ __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int3
     const int32_t warp = threadIdx.x / 32, lane = threadIdx.x & 31, nwarps = blockDim.x / 32;
     const int32_t g = lane >> 2, t4 = lane & 3, hb = warp >> 1, half = warp & 1;
     const int32_t h0 = blockIdx.y * HB * 16, dvh = dc / 2, nto = dvh / 8;
-    const bool ctx_split = sd.n_q == 1 && a.splits > 1;
+    const bool ctx_split = mll_ctx_split(sd, a.splits);
     const int32_t *bt = a.bt + sd.blk_off;
     for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
         const int32_t tq = sd.q_off + i, nk = sd.pos0 + i + 1;
@@ -170,7 +170,7 @@ __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int3
             const int32_t h = h0 + hb * 16 + g + 8 * rr;
             if (h >= a.H) continue;
             if (ctx_split) {
-                float *pp = a.part + (((int64_t)blockIdx.x * a.H + h) * a.splits + blockIdx.z) * (dc + 2);
+                float *pp = mll_part(a, blockIdx.x, i, h, blockIdx.z);
                 if (t4 == 0 && half == 0) pp[0] = m_r[rr], pp[1] = l_r[rr];
 #pragma unroll
                 for (int j = 0; j < MM_NT_MAX; j++) { /* unrolled with a break: o stays in registers */

@@ -358,6 +358,13 @@ void cc_run_mla_latent(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
         lens[1] = 50, nqs[1] = 50;   /* a fresh prefill */
         lens[2] = 777, nqs[2] = 1;   /* decode */
         lens[3] = 65, nqs[3] = 1;
+    } else if (variant == 4) { /* MTP verify steps: few rows over a long context split it (MLL_SPLIT_ROWS) */
+        n_seqs = 5;
+        lens[0] = 1200, nqs[0] = 2;
+        lens[1] = 3000, nqs[1] = 4;
+        lens[2] = 65, nqs[2] = 3;
+        lens[3] = 2100, nqs[3] = 5; /* more rows than a context split takes: split by rows */
+        lens[4] = 900, nqs[4] = 1;
     } else {
         n_seqs = 1, lens[0] = 9001, nqs[0] = 1;
     }

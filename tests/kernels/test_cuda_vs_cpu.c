@@ -162,12 +162,15 @@ static const cc_case_t g_cases[] = {
     {"mla_latent",  "128 heads 512+64 24 decode", "fp8 kv bf16", cc_run_mla_latent, {128, 512, 64, 64, 1, 0, 1, 192},  1e-5},
     {"mla_latent",  "128 heads 512+64 mixed",     "fp8 kv bf->f32", cc_run_mla_latent, {128, 512, 64, 64, 1, 1, 2, 192}, 1e-8},
     {"mla_latent",  "16 heads 512+64 ctx 9001",   "bf16 kv f32", cc_run_mla_latent, {16, 512, 64, 64, 0, 2, 0, 192},   1e-8},
+    {"mla_latent",  "128 heads 512+64 MTP verify", "bf16 kv f32", cc_run_mla_latent, {128, 512, 64, 64, 0, 4, 0, 192},  1e-8},
+    {"mla_latent",  "128 heads 512+64 MTP verify", "fp8 kv bf16", cc_run_mla_latent, {128, 512, 64, 64, 1, 4, 1, 192},  1e-5},
     {"mla_latent",  "blocks -2/end fault",        "bf16 kv f32", cc_run_mla_latent, {8, 512, 64, 64, 0, 3, 0, 192},    1e-8, 2},
     /* the tensor-core kernel (provisional bounds: nmse 1e-4, largest error 3e-2 of the largest value) */
     {"mla_mma",     "128 heads 512+64 24 decode", "bf16 kv f32", cc_run_mla_latent_mma, {128, 512, 64, 64, 0, 0, 0, 192}, 1e-4},
     {"mla_mma",     "128 heads 512+64 24 decode", "fp8 kv bf16", cc_run_mla_latent_mma, {128, 512, 64, 64, 1, 0, 1, 192}, 1e-4},
     {"mla_mma",     "128 heads 512+64 mixed",     "fp8 kv bf->f32", cc_run_mla_latent_mma, {128, 512, 64, 64, 1, 1, 2, 192}, 1e-4},
     {"mla_mma",     "16 heads 512+64 ctx 9001",   "bf16 kv f32", cc_run_mla_latent_mma, {16, 512, 64, 64, 0, 2, 0, 192}, 1e-4},
+    {"mla_mma",     "128 heads 512+64 MTP verify", "bf16 kv f32", cc_run_mla_latent_mma, {128, 512, 64, 64, 0, 4, 0, 192}, 1e-4},
     {"mla_mma",     "40 heads 512+64 24 decode",  "bf16 kv f32", cc_run_mla_latent_mma, {40, 512, 64, 64, 0, 0, 0, 192}, 1e-4},
     {"mla_mma",     "blocks -2/end fault",        "bf16 kv f32", cc_run_mla_latent_mma, {8, 512, 64, 64, 0, 3, 0, 192}, 1e-4, 2},
     /* moe_route p[] = T, E, n_group, topk_group, top_k, ties: selection and weights bit-identical */
