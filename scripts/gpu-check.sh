@@ -19,7 +19,7 @@
 #               with --cuda-graphs on vs off, the server at 1/3/8 concurrent greedy requests with and
 #               without graphs, and eager vs graph decode-step time of a 4-layer R1-geometry model at batch
 #               GRAPH_BATCHES (default 1,32,128) with the batch-1 graph's kernels timed by ncu when present
-#     mtp       MTP on a 4-layer R1-geometry model with its module: one verify+draft step by op (main vs
+#     mtp       MTP on a 4-layer r1-ep8 model (one EP8 rank: 32 experts, all MoE) with its module: one verify+draft step by op (main vs
 #               draft passes; bench-ops --mtp MTP_N, default 1) eager and as a graph at MTP_BATCHES (default
 #               1,32), and bench-mtp's step times for N = 0, 1, 3 eager and graphed
 #     mla       the tensor-core mla_latent (MS_MLA_KERNEL=mma): harness cases, golden fixtures, greedy tokens
@@ -177,6 +177,13 @@ phase_bench() {
     timeout 300 $R moeserve-bench-ops --reps 20 --model "$d" --step-batch 32 --step-ctx 1024 --step-tokens 1024 \
         --moe-cap 512 ${BENCH_OPS_ARGS:-} >"$out/bench_ops.md" 2>"$out/bench_ops.err"
     echo "bench-ops: exit $? ($(wc -l <"$out/bench_ops.md") lines; stderr: $(tail -2 "$out/bench_ops.err" | tr '\n' ' '))"
+    # issue 10 item 6: one EP8 rank (4 MoE layers of 32 experts), batch 128 at 1k context, by op
+    local e=$W/r1ep8
+    [ -f "$e/config.json" ] || $R moeserve-mkmodel --preset r1-ep8 --dtype fp8 --layers 4 --config-only --out "$e" >/dev/null
+    timeout 300 $R moeserve-bench-ops --batch '' --rows '' --model "$e" --step-batch 128 --step-ctx 1024 --step-tokens 1024 \
+        --moe-cap 512 --moe-compute fp8 --kv-dtype fp8 >"$out/bench_ep8.md" 2>"$out/bench_ep8.err"
+    echo "bench-ops r1-ep8 batch 128: exit $? | $(grep -E '^\| (mla_latent|moe_experts|gemm|\*\*total)' "$out/bench_ep8.md" | tr '\n' ' ')"
+    cat "$out/bench_ep8.md" >>"$out/bench_ops.md"
 }
 
 phase_mla() {
@@ -200,9 +207,9 @@ phase_mla() {
     echo "mla ops: $(grep -E '^\| mla_latent' "$out/mla_ops.md" | cut -d'|' -f2-5 | tr '\n' ';')"
 }
 
-phase_mtp() {
-    local d=$W/r1x4m
-    [ -f "$d/config.json" ] || $R moeserve-mkmodel --preset r1 --dtype fp8 --layers 4 --config-only --mtp --out "$d" >/dev/null
+phase_mtp() { # on one EP8 rank's share (r1-ep8: every layer MoE, 32 experts, the module too), so steps scale to 61 layers
+    local d=$W/r1ep8m
+    [ -f "$d/config.json" ] || $R moeserve-mkmodel --preset r1-ep8 --dtype fp8 --layers 4 --config-only --mtp --out "$d" >/dev/null
     for b in $(echo "${MTP_BATCHES:-1,32}" | tr ',' ' '); do
         timeout 300 $R moeserve-bench-ops --batch '' --rows '' --model "$d" --step-batch $b --step-ctx 1024 \
             --step-tokens 1024 --moe-cap 512 --moe-compute fp8 --kv-dtype fp8 --mtp ${MTP_N:-1} --graphs 1 \

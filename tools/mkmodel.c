@@ -31,6 +31,7 @@ static const mk_preset_t mk_presets[] = {
     {"tiny", "q-LoRA, YaRN, 4 groups (top 2), 1 dense + 2 MoE layers, vocab 512; sharded (4 MiB)", 4},
     {"tiny-noq", "no q-LoRA, 1 group, no rope scaling, 2 shared experts, norm_topk_prob false; one file", 0},
     {"r1", "DeepSeek-R1 geometry (671B); --layers N truncates", 4096},
+    {"r1-ep8", "one EP8 rank of R1: R1's layers with 32 experts (top 8, 8 groups top 4), all MoE; --layers N", 4096},
 };
 
 static void mk_preset_tiny(mcfg_t *c)
@@ -386,6 +387,10 @@ int main(int argc, char **argv)
     if (strcmp(p->name, "tiny") == 0) mk_preset_tiny(&c);
     else if (strcmp(p->name, "tiny-noq") == 0) mk_preset_tiny_noq(&c);
     else mk_preset_r1(&c);
+    if (strcmp(p->name, "r1-ep8") == 0) { /* what one of 8 EP ranks holds and reads each step (issue 10 item 6) */
+        c.first_k_dense_replace = 0;
+        c.n_routed_experts = 32;
+    }
     c.num_key_value_heads = c.num_attention_heads;
     if (have_layers) {
         if (layers < 1 || layers > 1000) {
