@@ -60,6 +60,11 @@ phase_golden() {
             "$B/bin/moeserve-mkmodel" "$B/bin/moeserve" --device cuda "${a[@]}" >"$out/golden_${fx/:/_}.log" 2>&1
         echo "golden $fx (cuda, ${a[*]}): exit $? | $(grep -E 'max \|logit diff\| over|: passed|: FAILED' "$out/golden_${fx/:/_}.log" | tr '\n' ' ')"
     done
+    for fx in mtp_tiny_bf16 mtp_tiny_fp8; do # the MTP module's draft logits (tests/reference/mtp_fixtures.py)
+        timeout 240 $R python3 "$root/tests/golden/run_mtp_golden.py" "$root/tests/fixtures/golden/$fx.json" \
+            "$B/bin/moeserve-mkmodel" "$B/bin/moeserve" --device cuda --moe-compute dequant >"$out/golden_$fx.log" 2>&1
+        echo "golden $fx (cuda, dequant): exit $? | $(grep -E 'max \|logit diff\||: pass|: FAIL' "$out/golden_$fx.log" | tr '\n' ' ')"
+    done
 }
 
 phase_generate() {

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """run_mtp_golden.py — moeserve's MTP draft logits against a PyTorch fixture (standard library only).
 
-usage: run_mtp_golden.py FIXTURE.json MKMODEL MOESERVE [--device cpu|cuda|auto]
+usage: run_mtp_golden.py FIXTURE.json MKMODEL MOESERVE [--device cpu|cuda|auto] [--moe-compute dequant|fp8|auto]
+
+--moe-compute is passed to generate: on CUDA its auto is the fp8 mode (off transformers' numerics by
+design), so a GPU run checks the fixture in the dequant mode.
 
 The fixture comes from tests/reference/mtp_fixtures.py (transformers' modules, the MTP module computed
 from its definition). This script regenerates the fixture's checkpoint with moeserve-mkmodel, checks every
@@ -27,6 +30,10 @@ def main():
     if "--device" in args:
         i = args.index("--device")
         device = ["--device", args[i + 1]]
+        del args[i:i + 2]
+    if "--moe-compute" in args:
+        i = args.index("--moe-compute")
+        device += ["--moe-compute", args[i + 1]]
         del args[i:i + 2]
     if len(args) != 3:
         print(__doc__, file=sys.stderr)
