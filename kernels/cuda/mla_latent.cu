@@ -18,7 +18,11 @@
  * the softmax is normalized at the end, so results agree to fp32 rounding
  * (the harness states the tolerance), not bit for bit. A block-table entry
  * outside [0, n_blocks) raises KERN_FAULT_BLOCK and its keys are left out;
- * with every key left out o_lat is zero, as on the CPU. */
+ * with every key left out o_lat is zero, as on the CPU.
+ *
+ * The op runs the tensor-core kernel (mla_latent_mma.cu: 7-20x faster at R1
+ * decode shapes) wherever its shapes fit; this SIMT kernel otherwise, or for
+ * every call while MS_MLA_KERNEL=simt. */
 #include "mla_latent.cuh"
 
 #include <stdlib.h>
@@ -144,16 +148,17 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
     if (n_seqs <= 0 || heads <= 0) return MS_OK;
     mll_args a = {q_lat, qdt, odt, q_pe, ld_pe, ld_pe_head, *kv, block_tables, seqs, heads, 1, scale, o_lat,
                   (float *)cx->ws, cx->fault};
-    /* MS_MLA_KERNEL=mma: the tensor-core kernel (mla_latent_mma.cu) where its shapes fit; the SIMT one otherwise.
-     * Read per call (host side only: a captured graph keeps the kernel it was captured with). */
+    /* The tensor-core kernel (mla_latent_mma.cu) where its shapes fit, the SIMT one otherwise or with
+     * MS_MLA_KERNEL=simt. Read per call (host side only: a captured graph keeps the kernel it was captured with). */
     const char *mk = getenv("MS_MLA_KERNEL");
-    const bool mma = mk && !strcmp(mk, "mma") && mll_mma_fits(a);
+    const bool mma = !(mk && !strcmp(mk, "simt")) && mll_mma_fits(a);
     const int32_t n_hg = mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
     if (n_hg > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: %d heads", heads);
-    /* context splits: enough CTAs for ~2 waves of 132 SMs, bounded by the workspace */
+    /* context splits: enough CTAs for ~2 waves of 132 SMs, bounded by the workspace (the tensor-core kernel runs
+     * one CTA of 2 heads blocks per SM: up to 64 splits, so one sequence's 2 CTAs still fill the GPU) */
     const int64_t ctas = (int64_t)n_seqs * n_hg;
     int64_t splits = (264 + ctas - 1) / ctas;
-    if (splits > MLL_SPLIT_MAX) splits = MLL_SPLIT_MAX;
+    if (splits > (mma ? MLL_SPLIT_MAX : MLL_SPLIT_SIMT)) splits = mma ? MLL_SPLIT_MAX : MLL_SPLIT_SIMT;
     const size_t per_split = (size_t)n_seqs * heads * (kv->d_c + 2) * sizeof(float);
     if (splits > 1 && (size_t)splits * per_split > cx->ws_bytes) splits = (int64_t)(cx->ws_bytes / per_split);
     if (splits < 1) splits = 1;
