@@ -31,6 +31,7 @@
 #include "mla_latent.cuh"
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #define MM_TILE 32     /* cache rows per tile: 2 n-tiles of S per warp, 2 k-steps of P V */
 #define MM_STAGES 3    /* tiles in flight: the one computed and two loading */
@@ -86,37 +87,39 @@ __device__ __forceinline__ void mm_pair_sync(int32_t hb)
     asm volatile("bar.sync %0, 64;\n" ::"r"(hb + 1) : "memory");
 }
 
-/* e4m3fn -> fp32, the values of cu_fp8_f by bit assembly */
-__device__ __forceinline__ float mm_fp8_f(uint32_t v)
+/* two e4m3fn (lo byte first) -> bf16x2 of bf16(e4m3 * s): e4m3 -> f16 is exact, so the f32 product is cu_fp8_f's
+ * and both roundings are RNE, as mll_stage's (a NaN code gives a NaN, possibly of another payload) */
+__device__ __forceinline__ uint32_t mm_fp8x2_bf16x2(uint32_t x2, float s)
 {
-    const uint32_t ex = (v >> 3) & 0xf, man = v & 0x7;
-    if (ex == 0xf && man == 0x7) return __int_as_float(0x7fc00000);
-    if (ex == 0) {
-        const float r = (float)man * 0x1p-9f;
-        return v & 0x80 ? -r : r;
-    }
-    return __uint_as_float((v & 0x80) << 24 | (ex + 120) << 23 | man << 20);
+    uint32_t h2;
+    asm("{.reg .b16 t; cvt.u16.u32 t, %1; cvt.rn.f16x2.e4m3x2 %0, t;}" : "=r"(h2) : "r"(x2));
+    const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&h2));
+    const __nv_bfloat162 b = __floats2bfloat162_rn(__fmul_rn(f.x, s), __fmul_rn(f.y, s));
+    return *reinterpret_cast<const uint32_t *>(&b);
 }
 
 /* Start the copies of the tile at key tb (n <= MM_TILE rows of it are keys) into slot `dst` (row stride rs
- * bytes); ok[r] says whether row r holds a key. */
+ * bytes); ok[r] says whether row r holds a key. Lane r of every warp looks up row r's block (one load each,
+ * all in flight at once); then a warp per row, a lane per chunk. */
 __device__ static void mm_issue(const mll_args &a, const int32_t *bt, int32_t tb, int32_t n, uint8_t *dst,
                                 int32_t rs, int *ok, int32_t cb)
 {
+    static_assert(MM_TILE == 32, "a lane per tile row");
     const kern_kv_t &kv = a.kv;
-    const int32_t cpr = kv.row_bytes / cb;
-    for (int32_t idx = threadIdx.x; idx < MM_TILE * cpr; idx += blockDim.x) {
-        const int32_t r = idx / cpr, c = idx - r * cpr, p = tb + r;
-        const uint8_t *src = (const uint8_t *)kv.data;
-        int k = 0;
-        if (r < n) {
-            const int32_t blk = bt[p / kv.block_size];
-            k = blk >= 0 && blk < kv.n_blocks;
-            if (k) src += ((int64_t)blk * kv.block_size + p % kv.block_size) * kv.row_bytes + c * cb;
-            else if (c == 0) cu_fault(a.fault, KERN_FAULT_BLOCK);
-        }
-        if (c == 0) ok[r] = k;
-        mm_cp(dst + r * rs + c * cb, src, k, cb);
+    const int32_t cpr = kv.row_bytes / cb, lane = threadIdx.x & 31, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    const uint8_t *src = (const uint8_t *)kv.data;
+    int k = 0;
+    if (lane < n) {
+        const int32_t p = tb + lane, bi = p / kv.block_size, blk = bt[bi];
+        k = blk >= 0 && blk < kv.n_blocks;
+        if (k) src += ((int64_t)blk * kv.block_size + (p - bi * kv.block_size)) * kv.row_bytes;
+        else if (warp == 0) cu_fault(a.fault, KERN_FAULT_BLOCK);
+    }
+    if (warp == 0) ok[lane] = k;
+    for (int32_t r = warp; r < MM_TILE; r += nw) {
+        const uint8_t *rsrc = (const uint8_t *)__shfl_sync(0xffffffffu, (unsigned long long)src, r);
+        const int kr = __shfl_sync(0xffffffffu, k, r);
+        for (int32_t c = lane; c < cpr; c += 32) mm_cp(dst + r * rs + c * cb, rsrc + (kr ? c * cb : 0), kr, cb);
     }
 }
 
@@ -129,14 +132,9 @@ __device__ static void mm_dequant(const kern_kv_t &kv, const uint8_t *raw, int32
         const uint8_t *row = raw + r * rs;
         const uint2 v = *reinterpret_cast<const uint2 *>(row + c);
         const float s = *reinterpret_cast<const float *>(row + dc + 4 * (c / KERN_FP8_BLOCK));
-        uint32_t w[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const uint32_t x = i < 2 ? v.x >> (16 * i) : v.y >> (16 * (i - 2));
-            w[i] = (uint32_t)cu_f_bf16(__fmul_rn(mm_fp8_f(x & 0xff), s)) |
-                   (uint32_t)cu_f_bf16(__fmul_rn(mm_fp8_f((x >> 8) & 0xff), s)) << 16;
-        }
-        *reinterpret_cast<uint4 *>(kb + r * S + c) = make_uint4(w[0], w[1], w[2], w[3]);
+        *reinterpret_cast<uint4 *>(kb + r * S + c) =
+            make_uint4(mm_fp8x2_bf16x2(v.x & 0xffff, s), mm_fp8x2_bf16x2(v.x >> 16, s),
+                       mm_fp8x2_bf16x2(v.y & 0xffff, s), mm_fp8x2_bf16x2(v.y >> 16, s));
     }
     const int32_t w2 = dr / 2;
     for (int32_t u = threadIdx.x; u < MM_TILE * w2; u += blockDim.x) {
@@ -144,6 +142,70 @@ __device__ static void mm_dequant(const kern_kv_t &kv, const uint8_t *raw, int32
         *reinterpret_cast<uint32_t *>(kb + r * S + dc + 2 * k) =
             *reinterpret_cast<const uint32_t *>(raw + r * rs + pe + 4 * k);
     }
+}
+
+/* Q rows h0 .. h0 + rows - 1 of query row tq as bf16 (q_lat rounded, then q_pe) into sq (stride S), 8 values a
+ * step and MM_QB steps' loads in flight per thread before their stores (16-byte loads where aligned) */
+#define MM_QB 6
+__device__ static void mm_stage_q(const mll_args &a, int32_t tq, int32_t h0, int32_t rows, uint16_t *sq, int32_t S)
+{
+    const int32_t dc = a.kv.d_c, c8 = (dc + a.kv.d_r) / 8, total = rows * c8;
+    const bool f32 = a.qdt == MS_DT_F32, vq = ((uintptr_t)a.q & 15) == 0;
+    const bool vpe = (((uintptr_t)a.qpe | (uintptr_t)(a.ld_pe * 2) | (uintptr_t)(a.ld_pe_head * 2)) & 15) == 0;
+    for (int32_t b = threadIdx.x; b < total; b += MM_QB * blockDim.x) {
+        uint4 v[MM_QB];
+        float f[MM_QB][8];
+#pragma unroll
+        for (int k = 0; k < MM_QB; k++) {
+            const int32_t idx = b + k * blockDim.x, r = idx / c8, c = 8 * (idx - r * c8), h = h0 + r;
+            v[k] = make_uint4(0, 0, 0, 0);
+#pragma unroll
+            for (int e = 0; e < 8; e++) f[k][e] = 0.f;
+            if (idx >= total || h >= a.H) continue;
+            if (c >= dc) {
+                const uint16_t *pe = a.qpe + tq * a.ld_pe + h * a.ld_pe_head + (c - dc);
+                if (vpe) v[k] = *reinterpret_cast<const uint4 *>(pe);
+                else v[k] = make_uint4(pe[0] | pe[1] << 16, pe[2] | pe[3] << 16, pe[4] | pe[5] << 16, pe[6] | pe[7] << 16);
+                continue;
+            }
+            const int64_t o = ((int64_t)tq * a.H + h) * dc + c;
+            if (f32) {
+                const float *qf = (const float *)a.q + o;
+                if (vq) {
+                    const float4 x = reinterpret_cast<const float4 *>(qf)[0], y = reinterpret_cast<const float4 *>(qf)[1];
+                    f[k][0] = x.x, f[k][1] = x.y, f[k][2] = x.z, f[k][3] = x.w;
+                    f[k][4] = y.x, f[k][5] = y.y, f[k][6] = y.z, f[k][7] = y.w;
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; e++) f[k][e] = qf[e];
+                }
+            } else {
+                const uint16_t *qh = (const uint16_t *)a.q + o;
+                if (vq) v[k] = *reinterpret_cast<const uint4 *>(qh);
+                else v[k] = make_uint4(qh[0] | qh[1] << 16, qh[2] | qh[3] << 16, qh[4] | qh[5] << 16, qh[6] | qh[7] << 16);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < MM_QB; k++) {
+            const int32_t idx = b + k * blockDim.x, r = idx / c8, c = 8 * (idx - r * c8);
+            if (idx >= total) continue;
+            const uint4 w = f32 && c < dc ? make_uint4(mm_pack(f[k][0], f[k][1]), mm_pack(f[k][2], f[k][3]),
+                                                       mm_pack(f[k][4], f[k][5]), mm_pack(f[k][6], f[k][7]))
+                                          : v[k];
+            *reinterpret_cast<uint4 *>(sq + (size_t)r * S + c) = w;
+        }
+    }
+}
+
+/* The keys [x, y) of this CTA's context split: tile-aligned chunks of at least one tile, so that a short context
+ * leaves the last splits empty (they write m = -inf, l = 0, o = 0, which the merge skips) rather than giving every
+ * split a few keys. The layout of the results is the SIMT kernel's (mll_keys splits otherwise). */
+__device__ static inline int2 mm_keys(int32_t nk, bool ctx_split, int32_t splits)
+{
+    if (!ctx_split) return make_int2(0, nk);
+    const int32_t per = ((nk + splits - 1) / splits + MM_TILE - 1) / MM_TILE * MM_TILE;
+    const int32_t j0 = min(nk, (int32_t)blockIdx.z * per);
+    return make_int2(j0, min(nk, j0 + per));
 }
 
 /* shared bytes of one raw FP8 row in the ring: the row rounded up to 16 */
@@ -173,7 +235,7 @@ __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int3
     uint16_t *spb = sp + (size_t)hb * 16 * MM_PS;
     for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
         const int32_t tq = sd.q_off + i, nk = sd.pos0 + i + 1;
-        const int2 keys = mll_keys(nk, ctx_split, a.splits);
+        const int2 keys = mm_keys(nk, ctx_split, a.splits);
         const int32_t j0 = keys.x, j1 = keys.y, ntiles = (j1 - j0 + MM_TILE - 1) / MM_TILE;
         __syncthreads(); /* the previous row's Q, tiles and probabilities are no longer read */
         for (int32_t t = 0; t < MM_STAGES - 1; t++) {
@@ -182,21 +244,7 @@ __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int3
                          ring + (size_t)t * MM_TILE * rs, rs, okf + t * MM_TILE, cb);
             mm_commit();
         }
-        for (int32_t r = warp; r < HB * 16; r += nwarps) { /* Q while the first tiles load */
-            const int32_t h = h0 + r;
-            uint16_t *dst = sq + (size_t)r * S;
-            if (h >= a.H) {
-                for (int32_t c = lane; c < rw; c += 32) dst[c] = 0;
-                continue;
-            }
-            const int64_t qo = ((int64_t)tq * a.H + h) * dc;
-            if (a.qdt == MS_DT_F32)
-                for (int32_t c = lane; c < dc; c += 32) dst[c] = cu_f_bf16(((const float *)a.q)[qo + c]);
-            else
-                for (int32_t c = lane; c < dc; c += 32) dst[c] = ((const uint16_t *)a.q)[qo + c];
-            const uint16_t *pe = a.qpe + tq * a.ld_pe + h * a.ld_pe_head;
-            for (int32_t c = lane; c < dr; c += 32) dst[dc + c] = pe[c];
-        }
+        if (ntiles > 0) mm_stage_q(a, tq, h0, HB * 16, sq, S); /* while the first tiles load */
         float o[MM_NT_MAX][4];
 #pragma unroll
         for (int j = 0; j < MM_NT_MAX; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
@@ -267,14 +315,14 @@ __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int3
 #pragma unroll
             for (int rr = 0; rr < 2; rr++) {
                 const float mn = fmaxf(m_r[rr], fmaxf(mx[rr], smax[(warp ^ 1) * 16 + g + 8 * rr]));
-                corr[rr] = mn == -INFINITY ? 1.f : expf(m_r[rr] - mn); /* first keys: m_r -inf, corr 0 */
+                corr[rr] = mn == -INFINITY ? 1.f : __expf(m_r[rr] - mn); /* first keys: m_r -inf, corr 0 */
                 m_r[rr] = mn;
             }
 #pragma unroll
             for (int nt = 0; nt < 2; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const float p = s[nt][e] == -INFINITY ? 0.f : expf(s[nt][e] - m_r[e >> 1]);
+                    const float p = s[nt][e] == -INFINITY ? 0.f : __expf(s[nt][e] - m_r[e >> 1]);
                     s[nt][e] = p;
                     ls[e >> 1] += p;
                 }
@@ -294,11 +342,12 @@ __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int3
 #pragma unroll
             for (int rr = 0; rr < 2; rr++) /* ls + partner: the same sum in both warps (+ commutes) */
                 l_r[rr] = l_r[rr] * corr[rr] + (ls[rr] + ssum[(warp ^ 1) * 16 + g + 8 * rr]);
+            if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) /* the max moved for some head */
 #pragma unroll
-            for (int j = 0; j < MM_NT_MAX; j++) {
-                if (j >= nto) break;
-                o[j][0] *= corr[0], o[j][1] *= corr[0], o[j][2] *= corr[1], o[j][3] *= corr[1];
-            }
+                for (int j = 0; j < MM_NT_MAX; j++) {
+                    if (j >= nto) break;
+                    o[j][0] *= corr[0], o[j][1] *= corr[0], o[j][2] *= corr[1], o[j][3] *= corr[1];
+                }
             /* O += P V over this warp's channels: two k-steps of 16 cache rows */
 #pragma unroll
             for (int kk = 0; kk < 2; kk++) {
