@@ -23,8 +23,8 @@
  *
  * Numerics differ from the CPU spec (kernels/cpu/mla_latent.c) by two bf16
  * roundings the spec does not make — of q_lat and of the probabilities before
- * P V — besides the summation order; the softmax normalizer sums the fp32
- * probabilities. That is FlashMLA's precision. Splits, the workspace layout
+ * P V — besides the summation order and the fast exponential (__expf); the
+ * softmax normalizer sums the fp32 probabilities. That is FlashMLA's precision. Splits, the workspace layout
  * and the merge are the SIMT kernel's (mla_latent.cu), and so is the fault
  * rule: a block outside the cache raises KERN_FAULT_BLOCK and its keys are
  * left out. */
@@ -211,7 +211,9 @@ __device__ static inline int2 mm_keys(int32_t nk, bool ctx_split, int32_t splits
 /* shared bytes of one raw FP8 row in the ring: the row rounded up to 16 */
 __device__ __host__ static inline int32_t mm_raw_stride(const kern_kv_t &kv) { return (kv.row_bytes + 15) / 16 * 16; }
 
-__global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int32_t HB)
+/* NT: the n-tiles of a warp's channels (d_c / 16) when known at compile time (R1's 512: 32), so the P V and
+ * rescale loops unroll without per-tile bound checks and ldmatrix runs ahead of the mma; 0: read from d_c */
+template <int NT> __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int32_t HB)
 {
     extern __shared__ __align__(16) uint8_t mm_smem[];
     const int32_t dc = a.kv.d_c, dr = a.kv.d_r, rw = dc + dr, S = rw + MM_PAD;
@@ -229,7 +231,7 @@ __global__ static void __launch_bounds__(256, 1) mll_mma_kernel(mll_args a, int3
     if (sd.n_q <= 0 || sd.q_off < 0) return;
     const int32_t warp = threadIdx.x / 32, lane = threadIdx.x & 31;
     const int32_t g = lane >> 2, t4 = lane & 3, hb = warp >> 1, half = warp & 1;
-    const int32_t h0 = blockIdx.y * HB * 16, dvh = dc / 2, nto = dvh / 8;
+    const int32_t h0 = blockIdx.y * HB * 16, dvh = dc / 2, nto = NT ? NT : dvh / 8;
     const bool ctx_split = sd.n_q == 1 && a.splits > 1;
     const int32_t *bt = a.bt + sd.blk_off;
     uint16_t *spb = sp + (size_t)hb * 16 * MM_PS;
@@ -424,13 +426,14 @@ cudaError_t mll_mma_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cu
 {
     const int32_t HB = mm_hb(a.H);
     const size_t smem = mm_smem_bytes(a.kv, HB);
-    static size_t smem_set; /* the attribute is per function: raise it once to the largest size asked */
-    if (smem > smem_set) {
-        cudaError_t e = cudaFuncSetAttribute(mll_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    const bool r1 = a.kv.d_c == 512;
+    void (*const k)(mll_args, int32_t) = r1 ? mll_mma_kernel<32> : mll_mma_kernel<0>;
+    static size_t smem_set[2]; /* the attribute is per function: raise it once to the largest size asked */
+    if (smem > smem_set[r1]) {
+        cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
-        smem_set = smem;
+        smem_set[r1] = smem;
     }
-    mll_mma_kernel<<<dim3((unsigned)n_seqs, (unsigned)mll_mma_head_groups(a.H), (unsigned)splits), 64 * HB, smem,
-                     stream>>>(a, HB);
+    k<<<dim3((unsigned)n_seqs, (unsigned)mll_mma_head_groups(a.H), (unsigned)splits), 64 * HB, smem, stream>>>(a, HB);
     return cudaGetLastError();
 }
