@@ -22,8 +22,8 @@
 #     mtp       MTP on a 4-layer r1-ep8 model (one EP8 rank: 32 experts, all MoE) with its module: one verify+draft step by op (main vs
 #               draft passes; bench-ops --mtp MTP_N, default 1) eager and as a graph at MTP_BATCHES (default
 #               1,32), and bench-mtp's step times for N = 0, 1, 3 eager and graphed
-#     mla       the tensor-core mla_latent (MS_MLA_KERNEL=mma): harness cases, golden fixtures, greedy tokens
-#               against the SIMT kernel's, both kernels' op times at batch 1/32/128, context 1024
+#     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core one: harness cases,
+#               golden fixtures, greedy tokens of both, both kernels' op times at batch 1/32/128, context 1024
 #   default: all but mla and mtp. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
@@ -192,21 +192,22 @@ phase_bench() {
 }
 
 phase_mla() {
-    # the tensor-core mla_latent (MS_MLA_KERNEL=mma): its harness cases, the golden fixtures, greedy tokens
-    # against the SIMT kernel's, and both kernels' op times at R1 decode shapes
-    timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" mla >"$out/mla_cases.log" 2>&1 # the mla_mma cases set it
+    # mla_latent's two kernels — the tensor-core one (mla_latent_mma.cu, the default) and the SIMT one
+    # (MS_MLA_KERNEL=simt): their harness cases, the golden fixtures on the SIMT one (the default's run in
+    # phase golden), greedy tokens of both, and both kernels' op times at R1 decode shapes
+    timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" mla >"$out/mla_cases.log" 2>&1 # the cases set the kernel
     echo "mla cases: exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_cases.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
     for fx in tiny_bf16 tiny_fp8; do
-        MS_MLA_KERNEL=mma timeout 240 $R python3 "$root/tests/golden/run_golden.py" "$root/tests/fixtures/golden/$fx.json" \
+        MS_MLA_KERNEL=simt timeout 240 $R python3 "$root/tests/golden/run_golden.py" "$root/tests/fixtures/golden/$fx.json" \
             "$B/bin/moeserve-mkmodel" "$B/bin/moeserve" --device cuda --moe-compute dequant >"$out/mla_golden_$fx.log" 2>&1
-        echo "mla golden $fx: exit $? | $(grep -E 'max \|logit diff\| over|: passed|: FAILED' "$out/mla_golden_$fx.log" | tr '\n' ' ')"
+        echo "mla golden $fx (simt): exit $? | $(grep -E 'max \|logit diff\| over|: passed|: FAILED' "$out/mla_golden_$fx.log" | tr '\n' ' ')"
     done
     local ids=0,100,344,201,440,33,7,19
     for m in tiny tiny8; do
         a=(generate "$W/$m" --prompt-ids $ids --max-tokens 24 --ignore-eos --mla auto --device cuda)
-        e=$($R moeserve "${a[@]}" 2>/dev/null | tail -1)
-        g=$(MS_MLA_KERNEL=mma $R moeserve "${a[@]}" 2>/dev/null | tail -1)
-        echo "mla generate $m simt vs mma: $([ "$e" = "$g" ] && echo same || echo DIFFER) simt=[$e] mma=[$g]"
+        e=$(MS_MLA_KERNEL=simt $R moeserve "${a[@]}" 2>/dev/null | tail -1)
+        g=$($R moeserve "${a[@]}" 2>/dev/null | tail -1)
+        echo "mla generate $m simt vs mma: $([ -n "$g" ] && [ "$e" = "$g" ] && echo same || echo DIFFER) simt=[$e] mma=[$g]"
     done
     timeout 300 $R moeserve-bench-ops --reps 20 --batch 1,32,128 --rows '' --ctx 1024 >"$out/mla_ops.md" 2>&1
     echo "mla ops: $(grep -E '^\| mla_latent' "$out/mla_ops.md" | cut -d'|' -f2-5 | tr '\n' ';')"

@@ -328,21 +328,20 @@ static void bench_batch(int B, int ctx)
             CK(K->upload(CX, sq, hq, sizeof *hq * (size_t)B));
             float *qlat = dfill(MS_DT_F32, (int64_t)B * H * DC, 0.01f);
             bf16_t *olat = dalloc((size_t)B * H * DC * 2);
-            TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H, 0.1f,
-                                      olat, MS_DT_BF16));
             snprintf(shape, sizeof shape, "%d seqs x %d ctx, %d heads, %s KV", B, ctx, H, fp8 ? "fp8" : "bf16");
-            row("mla_latent", shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
-                2.0 * B * H * ctx * (2.0 * DC + DR), 0);
-            /* the tensor-core kernel (kernels/cuda/mla_latent_mma.cu), chosen per call by MS_MLA_KERNEL */
+            /* both kernels (kernels/cuda/mla_latent*.cu), chosen per call by MS_MLA_KERNEL (default: mma) */
             char prevbuf[32] = "";
             const char *prev = getenv("MS_MLA_KERNEL") ? strncpy(prevbuf, getenv("MS_MLA_KERNEL"), 31) : NULL;
-            setenv("MS_MLA_KERNEL", "mma", 1);
-            TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H, 0.1f,
-                                      olat, MS_DT_BF16));
+            static const char *const mk[] = {"simt", "mma"}, *const mrow[] = {"mla_latent (simt)", "mla_latent (mma)"};
+            for (int k = 0; k < 2; k++) {
+                setenv("MS_MLA_KERNEL", mk[k], 1);
+                TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H,
+                                          0.1f, olat, MS_DT_BF16));
+                row(mrow[k], shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
+                    2.0 * B * H * ctx * (2.0 * DC + DR), 0);
+            }
             if (prev) setenv("MS_MLA_KERNEL", prev, 1);
             else unsetenv("MS_MLA_KERNEL");
-            row("mla_latent (mma)", shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
-                2.0 * B * H * ctx * (2.0 * DC + DR), 0);
             K->free(kv.data), K->free(ckv), K->free(bt), K->free(slots), K->free(sq), K->free(qlat), K->free(olat);
             free(hs), free(hq);
         }

@@ -8,6 +8,8 @@ The result is compared with an fp64 softmax(q k) v reference: with the kernel's 
 and the probabilities before P V) the error is bf16-sized; with them switched off (--exact) it must be
 float rounding only. A mismatch of the index expressions between this file and the kernel is not caught:
 keep them in step when changing either.
+STALE: this models the kernel before its cp.async ring / S split over the warp pair / ldmatrix rewrite
+(commit 08ccc72 and later); its fragment layouts and softmax still hold, its lane-to-key assignment does not.
 
 usage: /usr/bin/python3 tools/mla_mma_emulate.py [--exact]     (numpy; a few seconds)
 """

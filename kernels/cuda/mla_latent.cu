@@ -19,8 +19,13 @@
  * the softmax is normalized at the end, so results agree to fp32 rounding
  * (the harness states the tolerance), not bit for bit. A block-table entry
  * outside [0, n_blocks) raises KERN_FAULT_BLOCK and its keys are left out;
- * with every key left out o_lat is zero, as on the CPU. */
+ * with every key left out o_lat is zero, as on the CPU.
+ *
+ * The op runs the tensor-core kernel (mla_latent_mma.cu: 1.3-22x faster at R1
+ * decode shapes, batch 1-128) wherever its shapes fit; this SIMT kernel otherwise, or for
+ * every call while MS_MLA_KERNEL=simt. */
 #include "mla_latent.cuh"
+#include "wgmma.cuh" /* mg_num_sms */
 
 #include <stdlib.h>
 #include <string.h>
@@ -104,36 +109,47 @@ __global__ static void __launch_bounds__(MLL_THREADS) mll_kernel(mll_args a)
     }
 }
 
-/* row i of sequence sq, head blockIdx.y: one rounding of the splits' softmax-weighted sum */
-__device__ static void mll_merge_row(const mll_args &a, const kern_attn_seq_t &sq, int32_t i)
+/* row i of sequence sq, head blockIdx.y: one rounding of the splits' softmax-weighted sum. The first warp weighs
+ * the splits (an empty one, m = -inf, weighs 0 and is skipped), then every thread sums its channels; wz and
+ * inv_l are the block's shared scratch, free again when it returns. */
+__device__ static void mll_merge_row(const mll_args &a, const kern_attn_seq_t &sq, int32_t i, float *wz, float *inv_l)
 {
     const int32_t h = blockIdx.y, dc = a.kv.d_c, S = a.splits;
     const float *pp = mll_part(a, blockIdx.x, i, h, 0);
-    float M = -INFINITY, L = 0.f;
-    for (int32_t z = 0; z < S; z++) M = fmaxf(M, pp[z * (dc + 2)]);
-    float wz[MLL_SPLIT_MAX];
-    for (int32_t z = 0; z < S; z++) {
-        const float mz = pp[z * (dc + 2)];
-        wz[z] = mz == -INFINITY ? 0.f : expf(mz - M);
-        L += pp[z * (dc + 2) + 1] * wz[z];
+    if (threadIdx.x < 32) {
+        float M = -INFINITY, L = 0.f;
+        for (int32_t z = threadIdx.x; z < S; z += 32) M = fmaxf(M, pp[z * (dc + 2)]);
+        for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+        for (int32_t z = threadIdx.x; z < S; z += 32) {
+            const float mz = pp[z * (dc + 2)], w = mz == -INFINITY ? 0.f : expf(mz - M);
+            wz[z] = w;
+            L += pp[z * (dc + 2) + 1] * w;
+        }
+        for (int off = 16; off > 0; off >>= 1) L += __shfl_xor_sync(0xffffffffu, L, off);
+        if (threadIdx.x == 0) *inv_l = L > 0.f ? 1.0f / L : 0.f;
     }
-    const float inv = L > 0.f ? 1.0f / L : 0.f;
+    __syncthreads();
+    const float inv = *inv_l;
     const int64_t base = ((int64_t)(sq.q_off + i) * a.H + h) * dc;
     for (int32_t c = threadIdx.x; c < dc; c += blockDim.x) {
         float v = 0.f;
-        for (int32_t z = 0; z < S; z++) v += pp[z * (dc + 2) + 2 + c] * wz[z];
+#pragma unroll 4
+        for (int32_t z = 0; z < S; z++)
+            if (wz[z] != 0.f) v += pp[z * (dc + 2) + 2 + c] * wz[z];
         v *= inv;
         if (a.odt == MS_DT_F32) ((float *)a.o)[base + c] = v;
         else ((uint16_t *)a.o)[base + c] = cu_f_bf16(v);
     }
+    __syncthreads();
 }
 
 /* merge the context chunks of the sequences that split them: grid (n_seqs, H), a row at a time */
 __global__ static void mll_merge_kernel(mll_args a)
 {
+    __shared__ float wz[MLL_SPLIT_MAX], inv_l;
     const kern_attn_seq_t sq = a.seqs[blockIdx.x];
     if (sq.n_q <= 0 || sq.q_off < 0 || !mll_ctx_split(sq, a.splits)) return;
-    for (int32_t i = 0; i < sq.n_q; i++) mll_merge_row(a, sq, i);
+    for (int32_t i = 0; i < sq.n_q; i++) mll_merge_row(a, sq, i, wz, &inv_l);
 }
 
 extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, ms_dtype_t qdt, const bf16_t *q_pe,
@@ -151,16 +167,18 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
     if (n_seqs <= 0 || heads <= 0) return MS_OK;
     mll_args a = {q_lat, qdt, odt, q_pe, ld_pe, ld_pe_head, *kv, block_tables, seqs, heads, 1, scale, o_lat,
                   (float *)cx->ws, cx->fault};
-    /* MS_MLA_KERNEL=mma: the tensor-core kernel (mla_latent_mma.cu) where its shapes fit; the SIMT one otherwise.
-     * Read per call (host side only: a captured graph keeps the kernel it was captured with). */
+    /* The tensor-core kernel (mla_latent_mma.cu) where its shapes fit, the SIMT one otherwise or with
+     * MS_MLA_KERNEL=simt. Read per call (host side only: a captured graph keeps the kernel it was captured with). */
     const char *mk = getenv("MS_MLA_KERNEL");
-    const bool mma = mk && !strcmp(mk, "mma") && mll_mma_fits(a);
+    const bool mma = !(mk && !strcmp(mk, "simt")) && mll_mma_fits(a);
     const int32_t n_hg = mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
     if (n_hg > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: %d heads", heads);
-    /* context splits: enough CTAs for ~2 waves of 132 SMs, bounded by the workspace */
+    /* context splits, bounded by the workspace: SIMT, enough CTAs for ~2 waves of 132 SMs; the tensor-core kernel
+     * (one CTA per SM) as many splits as still fit in one wave — none once the batch fills the GPU, as a split
+     * costs its partial results' round trip and the merge — up to 64, so one sequence's 2 CTAs fill it too */
     const int64_t ctas = (int64_t)n_seqs * n_hg;
-    int64_t splits = (264 + ctas - 1) / ctas;
-    if (splits > MLL_SPLIT_MAX) splits = MLL_SPLIT_MAX;
+    int64_t splits = mma ? mg_num_sms() / ctas : (264 + ctas - 1) / ctas;
+    if (splits > (mma ? MLL_SPLIT_MAX : MLL_SPLIT_SIMT)) splits = mma ? MLL_SPLIT_MAX : MLL_SPLIT_SIMT;
     const size_t per_split = (size_t)n_seqs * MLL_SPLIT_ROWS * heads * (kv->d_c + 2) * sizeof(float);
     if (splits > 1 && (size_t)splits * per_split > cx->ws_bytes) splits = (int64_t)(cx->ws_bytes / per_split);
     if (splits < 1) splits = 1;

@@ -11,8 +11,9 @@
 #define MLL_MAXC 16              /* d_c / 32 channels per lane: d_c <= 512 */
 #define MLL_MAXR 2               /* d_r <= 64 */
 #define MLL_TILE 32
-#define MLL_SPLIT_MAX 16
-#define MLL_SPLIT_ROWS 4         /* a sequence of at most this many query rows (decode, MTP verify) splits its context */
+#define MLL_SPLIT_MAX 64        /* the merge's bound; the tensor-core kernel goes this far */
+#define MLL_SPLIT_SIMT 16       /* the SIMT kernel's: 8 CTAs of heads per sequence already */
+#define MLL_SPLIT_ROWS 4        /* a sequence of at most this many query rows (decode, MTP verify) splits its context */
 
 struct mll_args {
     const void *q;

@@ -391,9 +391,11 @@ void cc_run_mla_latent(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     kern_kv_t kd = kv;
     kd.data = dcache;
     const float scale = 0.0722f;
+    if (!g_mla_mma) setenv("MS_MLA_KERNEL", "simt", 1); /* these cases are the SIMT kernel's (tighter bounds) */
     const int64_t pe_off = ld_pe_head - dr; /* q_pe sits after the nope part of each head's row */
     cc_ok(r, K->mla_latent(CX, dq, qdt, (bf16_t *)dpe + pe_off, ld_pe, ld_pe_head, &kd, db, ds, n_seqs, H, scale, dout,
                            odt), "mla_latent");
+    if (!g_mla_mma) unsetenv("MS_MLA_KERNEL");
     cc_get(env, got, dout, (size_t)no * oe);
     uint32_t cpu_fault = 0;
     kern_ctx_t ccx = {.fault = &cpu_fault};
@@ -409,8 +411,8 @@ void cc_run_mla_latent(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(bt), free(kv.data), free(q), free(qpe), free(want), free(got);
 }
 
-/* The same cases through the tensor-core kernel (MS_MLA_KERNEL=mma, read by the op at each call; shapes it does
- * not take fall back to the SIMT kernel). */
+/* The same cases through the tensor-core kernel (the default; MS_MLA_KERNEL=mma said explicitly, read by the op
+ * at each call; shapes it does not take fall back to the SIMT kernel). */
 void cc_run_mla_latent_mma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
     setenv("MS_MLA_KERNEL", "mma", 1);
