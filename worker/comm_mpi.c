@@ -9,6 +9,7 @@
  * with a contiguous datatype of row_bytes, so an int count covers 2^31 rows
  * rather than 2^31 bytes. */
 #include "worker/comm_mpi.h"
+#include "worker/comm_moe_plan.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -26,13 +27,7 @@ typedef struct {
     int64_t *c64;           /* scratch for counts */
     float *gather;          /* allreduce scratch: size * n floats */
     size_t gather_cap;
-    /* MoE: kept from a dispatch for its combine */
-    int32_t *moe_in;        /* [size][slots_per_rank] rows each source sends to each of my local slots */
-    int32_t *moe_out;       /* [n_slots] my rows per global slot */
-    int32_t *moe_pre;       /* [size][slots_per_rank] rows of lower sources before source s's in local slot j */
-    int32_t *moe_start;     /* [n_slots] first send row of each global slot */
-    size_t moe_in_cap, moe_out_cap, moe_pre_cap, moe_start_cap;
-    int64_t *moe_srows, *moe_rrows; /* [size] rows to / from each rank */
+    comm_moe_plan_t moe;    /* MoE: kept from a dispatch for its combine */
     char *stage;            /* received rows in source order (pinned mirror) */
     size_t stage_cap;
     /* pinned host mirrors of device buffers (allocated with hk, the ops of the first cx seen) */
@@ -199,26 +194,6 @@ static ms_status_t mpic_allgatherv(comm_t *c, comm_group_t g, const void *send, 
  * A local slot j gets source 0's rows first, then source 1's, ...: row
  * (j, Σ_{s'<s} in[s'][j] + i) for source s's i-th row. */
 
-static ms_status_t grow(void **p, size_t *cap, size_t need, const char *what)
-{
-    if (need <= *cap) return MS_OK;
-    void *q = realloc(*p, need);
-    if (!q) return MS_ERR(MS_ERR_NOMEM, "comm_mpi: out of memory for %zu bytes of %s", need, what);
-    *p = q, *cap = need;
-    return MS_OK;
-}
-
-/* Source s's rows for local slot j: the first one's row in recv / expert_out, and how many fit under cap. */
-static int64_t moe_run(const mpic_t *m, const comm_moe_t *mo, int s, int j, int32_t *keep)
-{
-    const int spr = mo->place.slots_per_rank;
-    const int64_t pre = m->moe_pre[(size_t)s * spr + j], n = m->moe_in[(size_t)s * spr + j];
-    int64_t k = mo->cap - pre;
-    k = k < 0 ? 0 : (k > n ? n : k);
-    *keep = (int32_t)k;
-    return (int64_t)j * mo->cap + pre;
-}
-
 static ms_status_t mpic_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, const bf16_t *x, kern_ctx_t *cx)
 {
     mpic_t *m = c->impl;
@@ -230,10 +205,8 @@ static ms_status_t mpic_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, 
                       mo->n_local, size);
     const size_t row = sizeof(bf16_t) * (size_t)mo->D;
     const int64_t P = (int64_t)mo->T * mo->K;
-    MS_TRY(grow((void **)&m->moe_out, &m->moe_out_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
-    MS_TRY(grow((void **)&m->moe_in, &m->moe_in_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
-    MS_TRY(grow((void **)&m->moe_pre, &m->moe_pre_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
-    MS_TRY(grow((void **)&m->moe_start, &m->moe_start_cap, sizeof(int32_t) * (size_t)S, "MoE counts"));
+    comm_moe_plan_t *pl = &m->moe;
+    MS_TRY(comm_moe_plan_reserve(pl, size, spr));
     /* plan ints: slot_of_pair | rank_in_slot | row_of_pair [P each], recv_count [spr], slot_counts [S] */
     MS_TRY(hgrow(m, cx, &m->h_c, &m->h_c_cap, sizeof(int32_t) * (size_t)(3 * P + spr + S) + 1));
     MS_TRY(hgrow(m, cx, &m->h_a, &m->h_a_cap, (size_t)mo->T * row + 1));
@@ -244,51 +217,31 @@ static ms_status_t mpic_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, 
     MS_TRY(k->download(cx, ris, mo->rank_in_slot, sizeof(int32_t) * (size_t)P));
     MS_TRY(k->download(cx, m->h_a, x, (size_t)mo->T * row));
     MS_TRY(k->synchronize(cx));
-    memcpy(m->moe_out, scnt, sizeof(int32_t) * (size_t)S);
-    MPI_CHECK(MPI_Alltoall(m->moe_out, spr, MPI_INT32_T, m->moe_in, spr, MPI_INT32_T, m->comm[g]));
-    /* send buffer in slot order: start of each global slot's rows */
-    int64_t off = 0;
-    int32_t *start = m->moe_start;
-    for (int j = 0; j < spr; j++)
-        for (int s = 0, pre = 0; s < size; s++) {
-            m->moe_pre[(size_t)s * spr + j] = pre;
-            pre += m->moe_in[(size_t)s * spr + j];
-        }
-    for (int r = 0; r < size; r++) {
-        int64_t n = 0, in = 0;
-        for (int j = 0; j < spr; j++) {
-            start[r * spr + j] = (int32_t)(off + n);
-            n += m->moe_out[r * spr + j];
-            in += m->moe_in[r * spr + j];
-        }
-        m->moe_srows[r] = n, m->moe_rrows[r] = in;
-        off += n;
-    }
-    for (int64_t p = 0; p < P; p++) {
+    memcpy(pl->out, scnt, sizeof(int32_t) * (size_t)S);
+    MPI_CHECK(MPI_Alltoall(pl->out, spr, MPI_INT32_T, pl->in, spr, MPI_INT32_T, m->comm[g]));
+    comm_moe_plan_layout(pl);
+    for (int64_t p = 0; p < P; p++) { /* the send buffer in global-slot order */
         const int32_t sl = sop[p];
         rop[p] = -1;
         if (sl < 0) continue;
-        const int32_t j = start[sl] + ris[p];
+        const int32_t j = pl->start[sl] + ris[p];
         memcpy(m->h_b + (size_t)j * row, m->h_a + (size_t)(p / mo->K) * row, row);
         rop[p] = j; /* where combine finds it in `back` */
     }
-    int64_t in_total = 0;
-    for (int r = 0; r < size; r++) in_total += m->moe_rrows[r];
-    MS_TRY(hgrow(m, cx, &m->stage, &m->stage_cap, (size_t)in_total * row + 1));
-    MS_TRY(mpic_a2av_raw(m, g, m->h_b, m->moe_srows, m->stage, m->moe_rrows, row));
+    MS_TRY(hgrow(m, cx, &m->stage, &m->stage_cap, (size_t)pl->recv_total * row + 1));
+    MS_TRY(mpic_a2av_raw(m, g, m->h_b, pl->srows, m->stage, pl->rrows, row));
     /* place rows by local slot; counts beyond cap are a fault (the excess is dropped, never silently) */
     const char *src = m->stage;
     for (int s = 0; s < size; s++)
         for (int j = 0; j < spr; j++) {
             int32_t keep;
-            const int64_t r0 = moe_run(m, mo, s, j, &keep);
+            const int64_t r0 = comm_moe_plan_run(pl, mo->cap, s, j, &keep);
             if (keep) MS_TRY(k->upload(cx, (char *)mo->recv + (size_t)r0 * row, src, (size_t)keep * row));
-            src += (size_t)m->moe_in[(size_t)s * spr + j] * row;
+            src += (size_t)pl->in[(size_t)s * spr + j] * row;
         }
     bool over = false;
     for (int j = 0; j < spr; j++) {
-        int64_t n = 0;
-        for (int s = 0; s < size; s++) n += m->moe_in[(size_t)s * spr + j];
+        const int64_t n = comm_moe_plan_slot_rows(pl, j);
         if (n > mo->cap) {
             (void)MS_ERR(MS_ERR_INVALID, "comm_mpi: local slot %d receives %lld rows, capacity is %d (moe_config.max_num_tokens): rows "
                      "dropped, the step faults", j, (long long)n, mo->cap);
@@ -315,24 +268,23 @@ static ms_status_t mpic_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *mo, c
     const kern_ops_t *k = cx->ops;
     const int size = m->size[g], spr = mo->place.slots_per_rank;
     if (size == 1) return comm_moe_combine_self(mo, expert_out, out, cx);
+    const comm_moe_plan_t *pl = &m->moe;
     const size_t row = sizeof(bf16_t) * (size_t)mo->D;
     const int64_t P = (int64_t)mo->T * mo->K;
     char *dst = m->stage; /* same order as received; a dropped row goes back as zeros (its step faulted) */
     for (int s = 0; s < size; s++)
         for (int j = 0; j < spr; j++) {
             int32_t keep;
-            const int64_t r0 = moe_run(m, mo, s, j, &keep);
-            const int64_t n = m->moe_in[(size_t)s * spr + j];
+            const int64_t r0 = comm_moe_plan_run(pl, mo->cap, s, j, &keep);
+            const int64_t n = pl->in[(size_t)s * spr + j];
             if (keep) MS_TRY(k->download(cx, dst, (const char *)expert_out + (size_t)r0 * row, (size_t)keep * row));
             if (n > keep) memset(dst + (size_t)keep * row, 0, (size_t)(n - keep) * row);
             dst += (size_t)n * row;
         }
     MS_TRY(k->synchronize(cx));
     MS_TRY(hgrow(m, cx, &m->h_b, &m->h_b_cap, (size_t)P * row + 1));
-    MS_TRY(mpic_a2av_raw(m, g, m->stage, m->moe_rrows, m->h_b, m->moe_srows, row));
-    int64_t back_rows = 0;
-    for (int r = 0; r < size; r++) back_rows += m->moe_srows[r];
-    MS_TRY(k->upload(cx, mo->back, m->h_b, (size_t)back_rows * row));
+    MS_TRY(mpic_a2av_raw(m, g, m->stage, pl->rrows, m->h_b, pl->srows, row));
+    MS_TRY(k->upload(cx, mo->back, m->h_b, (size_t)pl->send_total * row));
     MS_TRY(k->moe_combine(cx, mo->back, mo->row_of_pair, mo->idx, mo->w, mo->T, mo->K, mo->D, out));
     return k->synchronize(cx); /* h_b is reused by the next call */
 }
@@ -419,7 +371,7 @@ static void mpic_destroy(comm_t *c)
         free(m->displs);
         free(m->c64);
         free(m->gather);
-        free(m->moe_in), free(m->moe_out), free(m->moe_pre), free(m->moe_start), free(m->moe_srows), free(m->moe_rrows);
+        comm_moe_plan_free(&m->moe);
         if (m->hk) {
             if (m->stage) m->hk->host_free(m->stage);
             if (m->h_a) m->hk->host_free(m->h_a);
@@ -483,9 +435,7 @@ ms_status_t comm_mpi_create(MPI_Comm world, int ep_size, const kern_ops_t *ops, 
     m->counts = calloc(2 * (size_t)ws, sizeof(int));
     m->displs = calloc(2 * (size_t)ws, sizeof(int));
     m->c64 = calloc((size_t)ws, sizeof(int64_t));
-    m->moe_srows = calloc((size_t)ws, sizeof(int64_t));
-    m->moe_rrows = calloc((size_t)ws, sizeof(int64_t));
-    if (!m->counts || !m->displs || !m->c64 || !m->moe_srows || !m->moe_rrows) {
+    if (!m->counts || !m->displs || !m->c64) {
         mpic_destroy(c);
         return MS_ERR(MS_ERR_NOMEM, "comm_mpi: out of memory");
     }
