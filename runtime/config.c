@@ -33,6 +33,8 @@ const cfg_enum_t cfg_enum_attn[] = {
 const cfg_enum_t cfg_enum_spec[] = {{"MTP", MS_SPEC_MTP}, {NULL, 0}};
 const cfg_enum_t cfg_enum_moe_compute[] = {
     {"auto", MS_MOE_COMPUTE_AUTO}, {"dequant", MS_MOE_COMPUTE_DEQUANT}, {"fp8", MS_MOE_COMPUTE_FP8}, {NULL, 0}};
+const cfg_enum_t cfg_enum_data_plane[] = {
+    {"auto", MS_DATA_PLANE_AUTO}, {"mpi", MS_DATA_PLANE_MPI}, {"nccl", MS_DATA_PLANE_NCCL}, {NULL, 0}};
 const cfg_enum_t cfg_enum_device[] = {
     {"auto", MS_DEVICE_AUTO}, {"cpu", MS_DEVICE_CPU}, {"cuda", MS_DEVICE_CUDA}, {NULL, 0}};
 const cfg_enum_t cfg_enum_load_format[] = {{"auto", MS_LOAD_AUTO}, {"dummy", MS_LOAD_DUMMY}, {NULL, 0}};
@@ -54,6 +56,7 @@ static const char *enum_name(const cfg_enum_t *e, int v)
 const char *cfg_kv_dtype_name(ms_kv_dtype_t d) { return enum_name(cfg_enum_kv_dtype, (int)d); }
 const char *cfg_moe_backend_name(ms_moe_backend_t b) { return enum_name(cfg_enum_moe_backend, (int)b); }
 const char *cfg_moe_compute_name(ms_moe_compute_t m) { return enum_name(cfg_enum_moe_compute, (int)m); }
+const char *cfg_data_plane_name(ms_data_plane_t d) { return enum_name(cfg_enum_data_plane, (int)d); }
 
 int cfg_moe_fp8(const ms_config_t *c, int on_cuda)
 {
@@ -193,6 +196,7 @@ static const cfg_key_t keys_attention_dp[] = {
 static const cfg_key_t keys_moeserve[] = {
     KENUM("device", ms.device, cfg_enum_device),
     KENUM("moe_compute", ms.moe_compute, cfg_enum_moe_compute),
+    KENUM("data_plane", ms.data_plane, cfg_enum_data_plane),
     KINT("max_queue_size", ms.max_queue_size, 1, I32MAX, 0),
     KI64("max_body_bytes", ms.max_body_bytes, 1024, I64MAX, 0),
     KINT("max_connections", ms.max_connections, 16, I32MAX, 0),
@@ -582,9 +586,10 @@ void cfg_print(const ms_config_t *c, FILE *f)
     }
     fprintf(f, "}\n");
     fprintf(f,
-            "  moeserve: {device: %s, moe_compute: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
+            "  moeserve: {device: %s, moe_compute: %s, data_plane: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
             "request_timeout: %g, drain_timeout: %g, eplb_window_steps: %d, eplb_stats_interval: %d, eplb_min_gain: %g%s%s}\n",
-            cfg_device_name(c->ms.device), cfg_moe_compute_name(c->ms.moe_compute), c->ms.max_queue_size,
+            cfg_device_name(c->ms.device), cfg_moe_compute_name(c->ms.moe_compute), cfg_data_plane_name(c->ms.data_plane),
+            c->ms.max_queue_size,
             (long long)c->ms.max_body_bytes, c->ms.max_connections, c->ms.request_timeout, c->ms.drain_timeout,
             c->ms.eplb_window_steps, c->ms.eplb_stats_interval, c->ms.eplb_min_gain, c->ms.eplb_dump[0] ? ", eplb_dump: " : "",
             c->ms.eplb_dump);

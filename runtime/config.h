@@ -69,6 +69,10 @@ typedef enum { MS_DEVICE_AUTO = 0, MS_DEVICE_CPU, MS_DEVICE_CUDA } ms_device_t;
  * spec, transformers' numerics) or fp8 (act_quant'ed rows, FP8×FP8 as DeepSeek's inference code). auto
  * follows moe_config.backend: see cfg_moe_fp8. */
 typedef enum { MS_MOE_COMPUTE_AUTO = 0, MS_MOE_COMPUTE_DEQUANT, MS_MOE_COMPUTE_FP8 } ms_moe_compute_t;
+/* The data plane between ranks (moeserve.data_plane; worker/comm.h): auto = mpi until the NCCL plane has run on
+ * several GPUs (issue 15), mpi = worker/comm_mpi.c (any backend, ranks may share a GPU), nccl =
+ * worker/comm_nccl.c (CUDA ranks, one GPU each; builds with NCCL only). */
+typedef enum { MS_DATA_PLANE_AUTO = 0, MS_DATA_PLANE_MPI, MS_DATA_PLANE_NCCL } ms_data_plane_t;
 
 /* load_format (TensorRT-LLM's key): auto reads the checkpoint; dummy makes deterministic random weights
  * on the device from config.json alone (worker/weights.h), for measuring without weight files. */
@@ -154,6 +158,7 @@ typedef struct {
     struct {
         ms_device_t device;     /* --device, default auto */
         ms_moe_compute_t moe_compute; /* --moe_compute, default auto */
+        ms_data_plane_t data_plane;   /* --data_plane, default auto */
         int max_queue_size;     /* --max_queue_size: waiting requests before 429, default 4096 */
         int64_t max_body_bytes; /* HTTP request body limit (413 above it), default 16 MiB */
         int max_connections;    /* open HTTP connections at most (503 above), default 8192; the gateway
@@ -239,6 +244,7 @@ int cfg_moe_fp8(const ms_config_t *c, int on_cuda);
  * list); 0 when cuda_graph_config is null. The engine drops sizes above its step limits. */
 int cfg_graph_sizes(const ms_config_t *c, int *out, int max);
 const char *cfg_moe_compute_name(ms_moe_compute_t m);
+const char *cfg_data_plane_name(ms_data_plane_t d);
 const char *cfg_attn_backend_name(ms_attn_backend_t b);
 const char *cfg_device_name(ms_device_t d);
 const char *cfg_load_format_name(ms_load_format_t f);

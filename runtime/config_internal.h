@@ -49,7 +49,7 @@ extern const cfg_key_t cfg_yaml_keys[];
 
 extern const cfg_enum_t cfg_enum_backend[], cfg_enum_kv_dtype[], cfg_enum_moe_backend[], cfg_enum_attn[],
     cfg_enum_spec[], cfg_enum_device[], cfg_enum_log_level[],
-    cfg_enum_load_format[], cfg_enum_moe_compute[];
+    cfg_enum_load_format[], cfg_enum_moe_compute[], cfg_enum_data_plane[];
 
 /* Decimal integer, optional sign, '_' between digits (YAML 1.1). 0 or -1. */
 int cfg_int_parse(const char *s, long long *out);

@@ -43,6 +43,9 @@
 #include "kernels/kernels.h"
 #include "ms_build_config.h"
 #include "worker/comm_mpi.h"
+#if MS_HAVE_NCCL
+#include "worker/comm_nccl.h"
+#endif
 #include "worker/sizing.h"
 
 /* Every rank says whether its stage went well; true when all did. */
@@ -310,6 +313,17 @@ int cmd_serve(int argc, char **argv)
     /* ---- data plane ---- */
     if (size == 1) {
         ok = comm_local_create(kops, &comm) == MS_OK;
+    } else if (cfg.ms.data_plane == MS_DATA_PLANE_NCCL) { /* auto stays mpi until NCCL has run on several GPUs */
+#if MS_HAVE_NCCL
+        if (strcmp(kops->name, "cuda") != 0)
+            ok = MS_ERR(MS_ERR_INVALID, "moeserve.data_plane: nccl needs the cuda backend (moeserve.device), this rank "
+                        "runs %s", kops->name) == MS_OK;
+        else
+            ok = comm_nccl_create(MPI_COMM_WORLD, ep, kops, &comm) == MS_OK;
+#else
+        ok = MS_ERR(MS_ERR_UNSUPPORTED, "moeserve.data_plane: nccl: this build has no NCCL data plane (nccl.h was not "
+                    "found when it was built)") == MS_OK;
+#endif
     } else {
         ok = comm_mpi_create(MPI_COMM_WORLD, ep, kops, &comm) == MS_OK;
     }

@@ -34,7 +34,10 @@ if [ "$(id -u)" -eq 0 ]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 
+# NVLink multicast stays off on these machines (moeserve.data_plane nccl; every rank gets it through -x)
+export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
+
 echo "serve: http://$HOST:$PORT  (try: curl localhost:$PORT/v1/completions -H 'Content-Type: application/json'" \
      "-d '{\"model\": \"$MODEL\", \"prompt\": \"Where is New York?\", \"max_tokens\": 16, \"temperature\": 0}')"
-exec mpirun -np "$NP" --oversubscribe build/moeserve serve "$MODEL" --host "$HOST" --port "$PORT" \
+exec mpirun -np "$NP" --oversubscribe -x NCCL_NVLS_ENABLE build/moeserve serve "$MODEL" --host "$HOST" --port "$PORT" \
     --tp_size "$NP" --ep_size "$NP" --extra_llm_api_options configs/tiny-cpu.yaml "$@"

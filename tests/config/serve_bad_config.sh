@@ -43,5 +43,20 @@ if [ -n "$mk" ]; then
     sed -e 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": 1000/' -e 's/"hidden_size": *[0-9]*/"hidden_size": 30000/' \
         "$dir/config.orig" >"$dir/m/config.json"
     check too-big 2 "GiB free for it: lower max_batch_size" "$dir/m" --load_format dummy --port 18559
+    cp "$dir/config.orig" "$dir/m/config.json"
+    # the NCCL data plane on CPU ranks (or a build without NCCL): refused at startup, both ranks exit
+    if command -v mpirun >/dev/null; then
+        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+            timeout 60 mpirun -np 2 --oversubscribe "$exe" serve "$dir/m" --load_format dummy --device cpu \
+            --data_plane nccl --port 18561 >"$dir/out" 2>"$dir/err"
+        rc=$?
+        if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
+            echo "FAIL nccl-on-cpu: exit $rc (want a startup error)"; cat "$dir/err"; fail=1
+        elif ! grep -qE "moeserve.data_plane: nccl( needs the cuda backend|: this build has no NCCL)" "$dir/err"; then
+            echo "FAIL nccl-on-cpu: stderr lacks the moeserve.data_plane error:"; cat "$dir/err"; fail=1
+        else
+            echo "ok nccl-on-cpu (exit $rc)"
+        fi
+    fi
 fi
 exit $fail
