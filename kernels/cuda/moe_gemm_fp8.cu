@@ -81,6 +81,28 @@ struct mg_args {
 /* Real rows of slot s (the dense GEMM passes no counts: its one slot has g.rows). */
 __device__ __forceinline__ int mg_count(const mg_args &g, int s) { return g.counts ? min(g.counts[s], g.cap) : g.rows; }
 
+/* A CTA's walk over the grid's tiles, skipping the token blocks past each slot's count: tile i of the walk is
+ * the i-th non-empty one in (slot, weight block, token block) order, token block fastest, as the full grid's
+ * order (a full slot keeps it: its token blocks run side by side and share the weight tile in L2). Walking the
+ * full grid instead, with CTAs 132 tiles apart and 4 token blocks a (512-row) slot, left every CTA one token
+ * block: three CTAs in four met only empty tiles at decode. i only grows, so a CTA scans the counts once. */
+struct mg_walk {
+    int s, base, per, nt; /* the current slot, its first tile's index, its tiles, its token blocks */
+};
+
+__device__ __forceinline__ bool mg_walk_to(const mg_args &g, int bnt, mg_walk &w, int i, int &s, int &nb, int &tb)
+{
+    while (i >= w.base + w.per) {
+        w.base += w.per;
+        if (++w.s >= g.S) return false;
+        const int c = max(mg_count(g, w.s), 0);
+        w.nt = (c + bnt - 1) / bnt, w.per = w.nt * g.n_nblk;
+    }
+    const int r = i - w.base;
+    s = w.s, nb = r / w.nt, tb = r % w.nt;
+    return true;
+}
+
 __device__ __forceinline__ float mg_bf16r(float f) { return __bfloat162float(__float2bfloat16_rn(f)); }
 
 /* Tile shapes (template): BN = the wgmma N (tokens per instruction), NWG
@@ -124,7 +146,6 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
 
     const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
     const int kchunks = g.K / MG_KC;
-    const int ntiles = g.S * g.n_nblk * g.n_tblk;
     if (threadIdx.x == 0) {
         for (int i = 0; i < ST; i++) {
             mg_bar_init(&full[i], 1);
@@ -137,10 +158,9 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     if (wg == NWG) { /* producer */
         if (NWG > 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (t != 0) return;
-        int it = 0;
-        for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
-            const int s = tile / (g.n_nblk * g.n_tblk), nb = (tile / g.n_tblk) % g.n_nblk, tb = tile % g.n_tblk;
-            if (tb * BNT >= mg_count(g, s)) continue;
+        int it = 0, s, nb, tb;
+        mg_walk w = {-1, 0, 0, 0};
+        for (int i = blockIdx.x; mg_walk_to(g, BNT, w, i, s, nb, tb); i += gridDim.x) {
             const int r0 = GATEUP ? nb * 64 : nb * 128; /* row within expert s */
             const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
             const int arow = s * g.cap + tb * BNT;
@@ -163,11 +183,10 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     if (NWG > 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
     const int warp = t / 32, lane = t % 32;
     float acc[NT][NACC];
-    int it = 0;
-    for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
-        const int s = tile / (g.n_nblk * g.n_tblk), nb = (tile / g.n_tblk) % g.n_nblk, tb = tile % g.n_tblk;
+    int it = 0, s, nb, tb;
+    mg_walk w = {-1, 0, 0, 0};
+    for (int i = blockIdx.x; mg_walk_to(g, BNT, w, i, s, nb, tb); i += gridDim.x) {
         const int cnt = mg_count(g, s);
-        if (tb * BNT >= cnt) continue;
         const int tok0 = tb * BNT + (RS ? 0 : wg * BN); /* this warpgroup's first token in the slot */
         const int h0 = RS ? wg : 0;                     /* first m64 half this warpgroup computes */
         const int rb0 = GATEUP ? nb * 64 / 128 : nb, rb1 = GATEUP ? (g.inter + nb * 64) / 128 : nb;
