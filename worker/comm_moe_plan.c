@@ -2,6 +2,7 @@
 #include "worker/comm_moe_plan.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 ms_status_t comm_moe_plan_reserve(comm_moe_plan_t *p, int size, int spr)
 {
@@ -62,4 +63,24 @@ void comm_moe_plan_free(comm_moe_plan_t *p)
 {
     free(p->out), free(p->in), free(p->pre), free(p->start), free(p->srows), free(p->rrows);
     p->out = p->in = p->pre = p->start = NULL, p->srows = p->rrows = NULL, p->cap = 0;
+}
+
+ms_status_t comm_moe_plan_exchange(comm_moe_plan_t *p, const comm_moe_t *mo, int size, MPI_Comm comm, kern_ctx_t *cx,
+                                   int32_t *h)
+{
+    const int spr = mo->place.slots_per_rank, S = mo->place.n_slots;
+    if (S != size * spr || mo->n_local != spr)
+        return MS_ERR(MS_ERR_INTERNAL, "comm moe_dispatch: %d slots, %d per rank, %d local, %d ranks", S, spr,
+                      mo->n_local, size);
+    const int64_t P = (int64_t)mo->T * mo->K;
+    const kern_ops_t *k = cx->ops;
+    MS_TRY(comm_moe_plan_reserve(p, size, spr));
+    MS_TRY(k->download(cx, h, mo->slot_counts, sizeof(int32_t) * (size_t)S));
+    MS_TRY(k->download(cx, h + S, mo->slot_of_pair, sizeof(int32_t) * (size_t)P));
+    MS_TRY(k->download(cx, h + S + P, mo->rank_in_slot, sizeof(int32_t) * (size_t)P));
+    MS_TRY(k->synchronize(cx));
+    memcpy(p->out, h, sizeof(int32_t) * (size_t)S);
+    MPI_CHECK(MPI_Alltoall(p->out, spr, MPI_INT32_T, p->in, spr, MPI_INT32_T, comm));
+    comm_moe_plan_layout(p);
+    return MS_OK;
 }

@@ -12,9 +12,11 @@
 #ifndef MS_COMM_MOE_PLAN_H
 #define MS_COMM_MOE_PLAN_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "status.h"
+#include "worker/comm.h"
 
 typedef struct {
     int size, spr;           /* ranks of the group, slots per rank */
@@ -29,6 +31,12 @@ typedef struct {
 
 /* Arrays for a group of `size` ranks with spr slots each (grow only; contents are not kept). */
 ms_status_t comm_moe_plan_reserve(comm_moe_plan_t *p, int size, int spr);
+/* A dispatch's host half, for a group of size ranks over `comm` (comm_moe_t's plan already made on the device
+ * by moe_plan): checks the layout, downloads slot_counts [S], slot_of_pair [P] and rank_in_slot [P] into h
+ * (S + 2P ints, pinned: h, h + S, h + S + P), synchronizes cx (so downloads the caller queued before have
+ * landed too), exchanges the counts (MPI_Alltoall, spr a rank) and lays the plan out. */
+ms_status_t comm_moe_plan_exchange(comm_moe_plan_t *p, const comm_moe_t *mo, int size, MPI_Comm comm, kern_ctx_t *cx,
+                                   int32_t *h);
 /* pre, start, srows, rrows and the totals from out and in. */
 void comm_moe_plan_layout(comm_moe_plan_t *p);
 /* Source s's rows for local slot j: the first one's row in [spr, cap] (j*cap + pre), and in *keep how many

@@ -200,26 +200,16 @@ static ms_status_t mpic_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, 
     const kern_ops_t *k = cx->ops;
     const int size = m->size[g], spr = mo->place.slots_per_rank, S = mo->place.n_slots;
     if (size == 1) return comm_moe_dispatch_self(mo, x, cx);
-    if (S != size * spr || mo->n_local != spr)
-        return MS_ERR(MS_ERR_INTERNAL, "comm_mpi moe_dispatch: %d slots, %d per rank, %d local, %d ranks", S, spr,
-                      mo->n_local, size);
     const size_t row = sizeof(bf16_t) * (size_t)mo->D;
     const int64_t P = (int64_t)mo->T * mo->K;
     comm_moe_plan_t *pl = &m->moe;
-    MS_TRY(comm_moe_plan_reserve(pl, size, spr));
-    /* plan ints: slot_of_pair | rank_in_slot | row_of_pair [P each], recv_count [spr], slot_counts [S] */
+    /* plan ints: slot_counts [S] | slot_of_pair | rank_in_slot | row_of_pair [P each] | recv_count [spr] */
     MS_TRY(hgrow(m, cx, &m->h_c, &m->h_c_cap, sizeof(int32_t) * (size_t)(3 * P + spr + S) + 1));
     MS_TRY(hgrow(m, cx, &m->h_a, &m->h_a_cap, (size_t)mo->T * row + 1));
     MS_TRY(hgrow(m, cx, &m->h_b, &m->h_b_cap, (size_t)P * row + 1));
-    int32_t *sop = (int32_t *)m->h_c, *ris = sop + P, *rop = ris + P, *rcnt = rop + P, *scnt = rcnt + spr;
-    MS_TRY(k->download(cx, scnt, mo->slot_counts, sizeof(int32_t) * (size_t)S));
-    MS_TRY(k->download(cx, sop, mo->slot_of_pair, sizeof(int32_t) * (size_t)P));
-    MS_TRY(k->download(cx, ris, mo->rank_in_slot, sizeof(int32_t) * (size_t)P));
-    MS_TRY(k->download(cx, m->h_a, x, (size_t)mo->T * row));
-    MS_TRY(k->synchronize(cx));
-    memcpy(pl->out, scnt, sizeof(int32_t) * (size_t)S);
-    MPI_CHECK(MPI_Alltoall(pl->out, spr, MPI_INT32_T, pl->in, spr, MPI_INT32_T, m->comm[g]));
-    comm_moe_plan_layout(pl);
+    int32_t *scnt = (int32_t *)m->h_c, *sop = scnt + S, *ris = sop + P, *rop = ris + P, *rcnt = rop + P;
+    MS_TRY(k->download(cx, m->h_a, x, (size_t)mo->T * row)); /* lands by the exchange's synchronize */
+    MS_TRY(comm_moe_plan_exchange(pl, mo, size, m->comm[g], cx, scnt));
     for (int64_t p = 0; p < P; p++) { /* the send buffer in global-slot order */
         const int32_t sl = sop[p];
         rop[p] = -1;

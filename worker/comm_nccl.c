@@ -186,23 +186,13 @@ static ms_status_t ncc_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, c
     const kern_ops_t *k = cx->ops;
     const int size = m->size[g], spr = mo->place.slots_per_rank, S = mo->place.n_slots;
     if (size == 1) return comm_moe_dispatch_self(mo, x, cx);
-    if (S != size * spr || mo->n_local != spr)
-        return MS_ERR(MS_ERR_INTERNAL, "comm_nccl moe_dispatch: %d slots, %d per rank, %d local, %d ranks", S, spr,
-                      mo->n_local, size);
     const size_t row = sizeof(bf16_t) * (size_t)mo->D;
     const int64_t P = (int64_t)mo->T * mo->K;
     comm_moe_plan_t *pl = &m->moe;
-    MS_TRY(comm_moe_plan_reserve(pl, size, spr));
     /* the plan (moe_plan's device results): slot_counts [S] | slot_of_pair [P] | rank_in_slot [P] */
     MS_TRY(ncc_grow(m, (void **)&m->h_ints, &m->h_ints_cap, sizeof(int32_t) * (size_t)(S + 2 * P) + 4, 1));
-    int32_t *scnt = m->h_ints, *sop = scnt + S, *ris = sop + P;
-    MS_TRY(k->download(cx, scnt, mo->slot_counts, sizeof(int32_t) * (size_t)S));
-    MS_TRY(k->download(cx, sop, mo->slot_of_pair, sizeof(int32_t) * (size_t)P));
-    MS_TRY(k->download(cx, ris, mo->rank_in_slot, sizeof(int32_t) * (size_t)P));
-    MS_TRY(k->synchronize(cx));
-    memcpy(pl->out, scnt, sizeof(int32_t) * (size_t)S);
-    MPI_CHECK(MPI_Alltoall(pl->out, spr, MPI_INT32_T, pl->in, spr, MPI_INT32_T, m->mc[g]));
-    comm_moe_plan_layout(pl);
+    int32_t *sop = m->h_ints + S, *ris = sop + P;
+    MS_TRY(comm_moe_plan_exchange(pl, mo, size, m->mc[g], cx, m->h_ints));
     const int64_t R = pl->recv_total, NS = pl->send_total;
     const size_t n_ints = (size_t)(P + NS + 4 * R + spr);
     int32_t *blk = malloc(sizeof(int32_t) * (n_ints ? n_ints : 1));
