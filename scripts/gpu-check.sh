@@ -22,9 +22,11 @@
 #     mtp       MTP on a 4-layer r1-ep8 model (one EP8 rank: 32 experts, all MoE) with its module: one verify+draft step by op (main vs
 #               draft passes; bench-ops --mtp MTP_N, default 1) eager and as a graph at MTP_BATCHES (default
 #               1,32), and bench-mtp's step times for N = 0, 1, 3 eager and graphed
+#     nccl      (2+ GPUs) test_layout.py np2-tp, np2-dp (np4-dp with 4 GPUs) with the server on CUDA over the
+#               NCCL data plane (moeserve.data_plane nccl, one GPU a rank), references from the CPU
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core one: harness cases,
 #               golden fixtures, greedy tokens of both, both kernels' op times at batch 1/32/128, context 1024
-#   default: all but mla and mtp. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
+#   default: all but nccl, mla and mtp. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
 set -uo pipefail
@@ -98,6 +100,19 @@ wait_ready() { # port seconds
         sleep 1
     done
     return 1
+}
+
+phase_nccl() {
+    local n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+    [ "$n" -ge 2 ] || { echo "nccl: $n GPU(s): needs 2 or more, skipped"; return; }
+    local ls="np2-tp np2-dp"
+    [ "$n" -ge 4 ] && ls="$ls np4-dp"
+    for L in $ls; do
+        MS_SERVE_DEVICE=cuda MS_SERVE_DATA_PLANE=nccl NCCL_NVLS_ENABLE=0 timeout 300 $R python3 \
+            "$root/tests/integration/test_layout.py" "$L" --moeserve "$B/bin/moeserve" --mkmodel "$B/bin/moeserve-mkmodel" \
+            --tokdir "$tok" --workdir "$W/nccl" --configs "$root/configs" >"$out/nccl_$L.log" 2>&1
+        echo "nccl layout $L (server on cuda, NCCL data plane): exit $? | $(grep -m1 'comm_nccl' "$W/nccl"/*.log 2>/dev/null | head -c 200) $(tail -3 "$out/nccl_$L.log" | tr '\n' ' ')"
+    done
 }
 
 phase_server() {
@@ -285,6 +300,7 @@ for p in golden generate layouts server; do has $p && cat "$out/phase_$p.txt" >>
 has graphs && { phase_graphs >"$out/phase_graphs.txt" 2>&1; cat "$out/phase_graphs.txt" >>"$S"; }
 has trace && { phase_trace >"$out/phase_trace.txt" 2>&1; cat "$out/phase_trace.txt" >>"$S"; }
 has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; }
+has nccl && { phase_nccl >"$out/phase_nccl.txt" 2>&1; cat "$out/phase_nccl.txt" >>"$S"; }
 has mla && { phase_mla >"$out/phase_mla.txt" 2>&1; cat "$out/phase_mla.txt" >>"$S"; }
 has mtp && { phase_mtp >"$out/phase_mtp.txt" 2>&1; cat "$out/phase_mtp.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }

@@ -217,12 +217,15 @@ class Server:
         cfg = config or os.path.join(env.configs, "tiny-cpu.yaml")
         # MS_SERVE_DEVICE=cuda|auto runs the server on that kernels backend (the GPU host's layout
         # runs); the reference `generate` stays on the CPU, so parity compares CUDA with the CPU.
-        device = os.environ.get("MS_SERVE_DEVICE")
-        if yaml_extra or device:
+        # MS_SERVE_DATA_PLANE=mpi|nccl picks moeserve.data_plane (the several-GPU host's NCCL runs).
+        device, plane = os.environ.get("MS_SERVE_DEVICE"), os.environ.get("MS_SERVE_DATA_PLANE")
+        if yaml_extra or device or plane:
             with open(cfg) as f:
                 base = f.read()
             if device:
                 base = base.replace("device: cpu", "device: " + device)
+            if plane:
+                base = base.replace("moeserve:\n", "moeserve:\n  data_plane: " + plane + "\n", 1)
             tmp = tempfile.NamedTemporaryFile(mode="w", dir=env.workdir, suffix=".yaml", delete=False)
             tmp.write(base + "\n" + yaml_extra + "\n")
             tmp.close()
