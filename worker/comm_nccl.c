@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nccl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,8 +28,17 @@ static struct {
 static ms_status_t nccl_load(void)
 {
     if (nccl.group_end) return MS_OK;
-    void *h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_GLOBAL);
-    if (!h) return MS_ERR(MS_ERR_NCCL, "moeserve.data_plane nccl: cannot load libnccl.so.2 (%s)", dlerror());
+    /* MS_NCCL_LIBRARY, else the loader's path, else where the CUDA toolkit keeps it */
+    const char *env = getenv("MS_NCCL_LIBRARY"), *where[] = {env, "libnccl.so.2", "/usr/local/cuda/lib/libnccl.so.2",
+                                                              "/usr/local/cuda/lib64/libnccl.so.2"};
+    void *h = NULL;
+    char why[256] = "";
+    for (size_t i = 0; !h && i < sizeof where / sizeof where[0]; i++) {
+        if (!where[i] || !where[i][0]) continue;
+        h = dlopen(where[i], RTLD_NOW | RTLD_GLOBAL);
+        if (!h && !why[0]) snprintf(why, sizeof why, "%s", dlerror());
+    }
+    if (!h) return MS_ERR(MS_ERR_NCCL, "moeserve.data_plane nccl: cannot load libnccl.so.2 (%s; MS_NCCL_LIBRARY names it)", why);
     struct { void **fn; const char *name; } t[] = {
         {(void **)&nccl.get_unique_id, "ncclGetUniqueId"}, {(void **)&nccl.comm_init_rank, "ncclCommInitRank"},
         {(void **)&nccl.comm_destroy, "ncclCommDestroy"},  {(void **)&nccl.all_reduce, "ncclAllReduce"},
