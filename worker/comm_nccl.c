@@ -11,19 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* NCCL's entry points, from libnccl.so.2 loaded at creation (a build needs only nccl.h) */
-static struct {
-    ncclResult_t (*get_unique_id)(ncclUniqueId *);
-    ncclResult_t (*comm_init_rank)(ncclComm_t *, int, ncclUniqueId, int);
-    ncclResult_t (*comm_destroy)(ncclComm_t);
-    ncclResult_t (*all_reduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
-    ncclResult_t (*send)(const void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t);
-    ncclResult_t (*recv)(void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t);
-    ncclResult_t (*group_start)(void);
-    ncclResult_t (*group_end)(void);
-    const char *(*error_string)(ncclResult_t);
-    ncclResult_t (*get_version)(int *);
-} nccl;
+/* NCCL's entry points: libnccl.so.2's (a build needs only nccl.h), or a test's stand-in */
+static comm_nccl_api_t nccl;
 
 static ms_status_t nccl_load(void)
 {
@@ -89,7 +78,7 @@ static ms_status_t ncc_comm(ncc_t *m, comm_group_t g, kern_ctx_t *cx, ncclComm_t
         ncclUniqueId id;
         if (m->rank[g] == 0) NCCL_TRY(nccl.get_unique_id(&id));
         MPI_CHECK(MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, m->mc[g]));
-        if (cx && cudaSetDevice(cx->device) != cudaSuccess)
+        if (cx && !strcmp(cx->ops->name, "cuda") && cudaSetDevice(cx->device) != cudaSuccess)
             return MS_ERR(MS_ERR_CUDA, "comm_nccl: cudaSetDevice(%d) failed", cx->device);
         NCCL_TRY(nccl.comm_init_rank(&m->nc[g], m->size[g], id, m->rank[g]));
     }
@@ -326,6 +315,14 @@ ms_status_t comm_nccl_create(MPI_Comm world, int ep_size, const kern_ops_t *ops,
                       ops ? ops->name : "none");
     MS_TRY(nccl_load());
     setenv("NCCL_NVLS_ENABLE", "0", 0); /* NVLink multicast stays off on these machines (unless set) */
+    return comm_nccl_create_with(world, ep_size, ops, &nccl, out);
+}
+
+ms_status_t comm_nccl_create_with(MPI_Comm world, int ep_size, const kern_ops_t *ops, const comm_nccl_api_t *api,
+                                  comm_t **out)
+{
+    if (!ops || !api) return MS_ERR(MS_ERR_INVALID, "comm_nccl: no backend or no NCCL entry points");
+    if (api != &nccl) nccl = *api;
     int wr;
     MPI_Comm_rank(world, &wr);
     comm_t *c = calloc(1, sizeof *c);

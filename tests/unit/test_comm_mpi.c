@@ -9,23 +9,133 @@
  * rank's routing, every received row is a row some source routed there, and
  * after a per-expert transform the combined output is bit-identical to the
  * single-process moe_combine of the same rows; the load counter equals a host
- * recount of idx; a capacity below a slot's rows raises KERN_FAULT_CAPACITY. */
+ * recount of idx; a capacity below a slot's rows raises KERN_FAULT_CAPACITY.
+ * Builds with NCCL run all of it again through the NCCL data plane (worker/comm_nccl.c) over an MPI
+ * stand-in for NCCL's entry points on CPU ranks: its group setup, exchanges and MoE placement are its own
+ * code, only the transport underneath is MPI (so the NCCL calls' arguments are checked, not NCCL). */
 #include "../test.h"
+#include "ms_build_config.h"
 #include "worker/comm_mpi.h"
 #include "worker/placement.h"
 
 #include <stdint.h>
 
+/* the data plane under test: made for a world and an ep_size */
+typedef ms_status_t (*mk_comm_t)(MPI_Comm world, int ep, comm_t **out);
+static ms_status_t mk_mpi(MPI_Comm world, int ep, comm_t **out) { return comm_mpi_create(world, ep, NULL, out); }
+
+#if MS_HAVE_NCCL
+#include "worker/comm_nccl.h"
+
+/* The stand-in: a communicator is an MPI communicator split from the world by the id (every rank reaches a
+ * group's first collective together, so the split is collective); send/recv inside a group are posted at
+ * its end and waited for; all-reduce sums in rank order. Buffers are host memory (the CPU backend's). */
+typedef struct {
+    MPI_Comm mc;
+    int n;
+} fk_comm_t;
+static struct {
+    int send, peer;
+    void *buf;
+    size_t bytes;
+    fk_comm_t *c;
+} fk_q[512];
+static int fk_depth, fk_n, fk_ids;
+
+static ncclResult_t fk_flush(void)
+{
+    MPI_Request rq[512];
+    for (int i = 0; i < fk_n; i++) {
+        if (fk_q[i].send) MPI_Isend(fk_q[i].buf, (int)fk_q[i].bytes, MPI_BYTE, fk_q[i].peer, 7, fk_q[i].c->mc, &rq[i]);
+        else MPI_Irecv(fk_q[i].buf, (int)fk_q[i].bytes, MPI_BYTE, fk_q[i].peer, 7, fk_q[i].c->mc, &rq[i]);
+    }
+    MPI_Waitall(fk_n, rq, MPI_STATUSES_IGNORE);
+    fk_n = 0;
+    return ncclSuccess;
+}
+static ncclResult_t fk_push(int send, void *buf, size_t n, ncclDataType_t dt, int peer, ncclComm_t c)
+{
+    if (dt != ncclUint8 || fk_n >= 512) return ncclInvalidArgument;
+    fk_q[fk_n].send = send, fk_q[fk_n].peer = peer, fk_q[fk_n].buf = buf, fk_q[fk_n].bytes = n;
+    fk_q[fk_n++].c = (fk_comm_t *)c;
+    return fk_depth ? ncclSuccess : fk_flush();
+}
+static ncclResult_t fk_get_id(ncclUniqueId *id)
+{
+    int wr;
+    MPI_Comm_rank(MPI_COMM_WORLD, &wr);
+    memset(id, 0, sizeof *id);
+    const int v = wr * 4096 + ++fk_ids;
+    memcpy(id->internal, &v, sizeof v);
+    return ncclSuccess;
+}
+static ncclResult_t fk_init(ncclComm_t *out, int n, ncclUniqueId id, int rank)
+{
+    int v, sz;
+    memcpy(&v, id.internal, sizeof v);
+    fk_comm_t *c = calloc(1, sizeof *c);
+    MPI_Comm_split(MPI_COMM_WORLD, v, rank, &c->mc);
+    MPI_Comm_size(c->mc, &sz);
+    c->n = n;
+    *out = (ncclComm_t)c;
+    return sz == n ? ncclSuccess : ncclInvalidArgument;
+}
+static ncclResult_t fk_destroy(ncclComm_t c)
+{
+    MPI_Comm_free(&((fk_comm_t *)c)->mc);
+    free(c);
+    return ncclSuccess;
+}
+static ncclResult_t fk_allreduce(const void *s, void *r, size_t n, ncclDataType_t dt, ncclRedOp_t op, ncclComm_t c,
+                                 cudaStream_t st)
+{
+    (void)st;
+    fk_comm_t *f = (fk_comm_t *)c;
+    if (dt != ncclFloat32 || op != ncclSum) return ncclInvalidArgument;
+    float *all = malloc(sizeof(float) * n * (size_t)f->n), *src = malloc(sizeof(float) * n);
+    memcpy(src, s, sizeof(float) * n); /* s may be r */
+    MPI_Allgather(src, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, f->mc);
+    for (size_t i = 0; i < n; i++) {
+        float a = all[i];
+        for (int k = 1; k < f->n; k++) a += all[(size_t)k * n + i];
+        ((float *)r)[i] = a;
+    }
+    free(all), free(src);
+    return ncclSuccess;
+}
+static ncclResult_t fk_send(const void *b, size_t n, ncclDataType_t dt, int peer, ncclComm_t c, cudaStream_t st)
+{
+    (void)st;
+    return fk_push(1, (void *)b, n, dt, peer, c);
+}
+static ncclResult_t fk_recv(void *b, size_t n, ncclDataType_t dt, int peer, ncclComm_t c, cudaStream_t st)
+{
+    (void)st;
+    return fk_push(0, b, n, dt, peer, c);
+}
+static ncclResult_t fk_group_start(void) { return fk_depth++, ncclSuccess; }
+static ncclResult_t fk_group_end(void) { return --fk_depth ? ncclSuccess : fk_flush(); }
+static const char *fk_error(ncclResult_t r) { return r == ncclSuccess ? "ok" : "stand-in error"; }
+static ncclResult_t fk_version(int *v) { return *v = 22800, ncclSuccess; }
+static const comm_nccl_api_t fk_api = {fk_get_id, fk_init, fk_destroy, fk_allreduce, fk_send, fk_recv,
+                                       fk_group_start, fk_group_end, fk_error, fk_version};
+static ms_status_t mk_nccl(MPI_Comm world, int ep, comm_t **out)
+{
+    return comm_nccl_create_with(world, ep, &kern_cpu_ops, &fk_api, out);
+}
+#endif
+
 /* Value of row i sent from rank a to rank b, word w. */
 static int32_t val(int a, int b, int i, int w) { return a * 1000000 + b * 10000 + i * 10 + w; }
 
-static void run(MPI_Comm world, int ep)
+/* cx: NULL with the MPI plane (host buffers without a context), a CPU context with NCCL's (device buffers) */
+static void run(MPI_Comm world, int ep, mk_comm_t mk, kern_ctx_t *cx)
 {
     int wr, ws;
     MPI_Comm_rank(world, &wr);
     MPI_Comm_size(world, &ws);
     comm_t *c = NULL;
-    T_CHECK(comm_mpi_create(world, ep, NULL, &c) == MS_OK);
+    T_CHECK(mk(world, ep, &c) == MS_OK);
     if (!c) return;
     T_CHECK(comm_size(c, COMM_TP) == ws && comm_rank(c, COMM_TP) == wr);
     T_CHECK(comm_size(c, COMM_EP) == ep && comm_rank(c, COMM_EP) == wr % ep);
@@ -44,9 +154,9 @@ static void run(MPI_Comm world, int ep)
             }
             want[i] = acc;
         }
-        T_CHECK(comm_allreduce_sum(c, (comm_group_t)g, buf, N, MS_DT_F32, NULL) == MS_OK);
+        T_CHECK(comm_allreduce_sum(c, (comm_group_t)g, buf, N, MS_DT_F32, cx) == MS_OK);
         T_CHECK(!memcmp(buf, want, sizeof buf)); /* rank-order sum, bit for bit */
-        T_CHECK(comm_allreduce_sum(c, (comm_group_t)g, buf, N, MS_DT_BF16, NULL) == MS_ERR_UNSUPPORTED || n == 1);
+        T_CHECK(comm_allreduce_sum(c, (comm_group_t)g, buf, N, MS_DT_BF16, cx) == MS_ERR_UNSUPPORTED || n == 1);
 
         /* all-to-all: rank me sends (me + r) % 3 rows of 3 int32 to group rank r */
         int64_t send_rows[16], recv_rows[16], got[16];
@@ -64,7 +174,7 @@ static void run(MPI_Comm world, int ep)
         for (int r = 0; r < n; r++)
             for (int i = 0; i < send_rows[r]; i++)
                 for (int w = 0; w < 3; w++) sb[k++] = val(me, r, i, w);
-        T_CHECK(comm_alltoallv(c, (comm_group_t)g, sb, send_rows, rb, recv_rows, 12, NULL) == MS_OK);
+        T_CHECK(comm_alltoallv(c, (comm_group_t)g, sb, send_rows, rb, recv_rows, 12, cx) == MS_OK);
         k = 0;
         int bad = 0;
         for (int r = 0; r < n; r++)
@@ -83,14 +193,14 @@ static void run(MPI_Comm world, int ep)
         }
         int32_t *out = calloc((size_t)total * 2, 4), mine[32];
         for (int i = 0; i < rows[me] * 2; i++) mine[i] = val(me, 0, i, 0);
-        T_CHECK(comm_allgatherv(c, (comm_group_t)g, mine, out, rows, 8, NULL) == MS_OK);
+        T_CHECK(comm_allgatherv(c, (comm_group_t)g, mine, out, rows, 8, cx) == MS_OK);
         bad = 0;
         k = 0;
         for (int r = 0; r < n; r++)
             for (int i = 0; i < rows[r] * 2; i++) bad += out[k++] != val(r, 0, i, 0);
         memset(out, 0, (size_t)total * 8);
         memcpy(out + off * 2, mine, (size_t)rows[me] * 8); /* in place */
-        T_CHECK(comm_allgatherv(c, (comm_group_t)g, out + off * 2, out, rows, 8, NULL) == MS_OK);
+        T_CHECK(comm_allgatherv(c, (comm_group_t)g, out + off * 2, out, rows, 8, cx) == MS_OK);
         k = 0;
         for (int r = 0; r < n; r++)
             for (int i = 0; i < rows[r] * 2; i++) bad += out[k++] != val(r, 0, i, 0);
@@ -109,13 +219,13 @@ static bf16_t moe_x(int r, int t, int d) { return f32_to_bf16((float)(r * 100 + 
 /* the "expert": row * (1 + e/8), rounded to bf16 */
 static bf16_t moe_f(bf16_t v, int e) { return f32_to_bf16(bf16_to_f32(v) * (1.0f + (float)e / 8)); }
 
-static void run_moe(MPI_Comm world, int ep, int cap_small)
+static void run_moe(MPI_Comm world, int ep, int cap_small, mk_comm_t mk)
 {
     int wr;
     MPI_Comm_rank(world, &wr);
     comm_t *c = NULL;
     placement_t pl;
-    T_CHECK(comm_mpi_create(world, ep, NULL, &c) == MS_OK && placement_create(1, ME, MS, ep, NULL, &pl) == MS_OK);
+    T_CHECK(mk(world, ep, &c) == MS_OK && placement_create(1, ME, MS, ep, NULL, &pl) == MS_OK);
     if (!c) return;
     const int er = wr % ep, g0 = wr - er, spr = pl.slots_per_rank, T = moe_T(wr), P = T * MK;
     int total = 0;
@@ -197,9 +307,20 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &ws);
     for (int ep = 1; ep <= ws; ep++)
         if (ws % ep == 0) {
-            run(MPI_COMM_WORLD, ep);
-            if (MS % ep == 0) run_moe(MPI_COMM_WORLD, ep, 0), run_moe(MPI_COMM_WORLD, ep, 1);
+            run(MPI_COMM_WORLD, ep, mk_mpi, NULL);
+            if (MS % ep == 0) run_moe(MPI_COMM_WORLD, ep, 0, mk_mpi), run_moe(MPI_COMM_WORLD, ep, 1, mk_mpi);
         }
+#if MS_HAVE_NCCL
+    kern_ctx_t *cx = NULL;
+    T_CHECK(kern_cpu_ops.ctx_create(0, 0, &cx) == MS_OK);
+    for (int ep = 1; ep <= ws; ep++)
+        if (ws % ep == 0) {
+            run(MPI_COMM_WORLD, ep, mk_nccl, cx);
+            if (MS % ep == 0) run_moe(MPI_COMM_WORLD, ep, 0, mk_nccl), run_moe(MPI_COMM_WORLD, ep, 1, mk_nccl);
+        }
+    kern_cpu_ops.ctx_destroy(cx);
+    if (ws > 1 && fk_n == 0) printf("comm_nccl (MPI stand-in for NCCL): every case above ran through it\n");
+#endif
     comm_t *c = NULL;
     if (ws > 1) T_CHECK(comm_mpi_create(MPI_COMM_WORLD, ws + 1, NULL, &c) == MS_ERR_INVALID);
     MPI_Finalize();
