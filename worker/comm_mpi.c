@@ -354,8 +354,7 @@ static void mpic_destroy(comm_t *c)
     if (m) {
         int fin = 0;
         MPI_Finalized(&fin);
-        for (int g = 0; g < COMM_N_GROUPS; g++)
-            if (!fin && m->comm[g] != MPI_COMM_NULL) MPI_Comm_free(&m->comm[g]);
+        comm_mpi_groups_free(m->comm);
         if (!fin && m->move != MPI_COMM_NULL) MPI_Comm_free(&m->move);
         free(m->counts);
         free(m->displs);
@@ -407,21 +406,16 @@ ms_status_t comm_mpi_create(MPI_Comm world, int ep_size, const kern_ops_t *ops, 
     m->k = ops;
     for (int g = 0; g < COMM_N_GROUPS; g++) m->comm[g] = MPI_COMM_NULL;
     m->move = MPI_COMM_NULL;
-    if (MPI_Comm_dup(world, &m->comm[COMM_TP]) != MPI_SUCCESS ||
-        MPI_Comm_split(world, wr / ep_size, wr, &m->comm[COMM_EP]) != MPI_SUCCESS) {
+    ms_status_t st = comm_mpi_groups(world, ep_size, m->comm, m->rank, m->size);
+    if (st != MS_OK) {
         mpic_destroy(c);
-        return MS_ERR(MS_ERR_MPI, "comm_mpi: creating the TP/EP communicators failed");
+        return st;
     }
     if (MPI_Comm_dup(m->comm[COMM_EP], &m->move) != MPI_SUCCESS) {
         mpic_destroy(c);
         return MS_ERR(MS_ERR_MPI, "comm_mpi: creating the record-move communicator failed");
     }
     MPI_Comm_set_errhandler(m->move, MPI_ERRORS_RETURN);
-    for (int g = 0; g < COMM_N_GROUPS; g++) {
-        MPI_Comm_set_errhandler(m->comm[g], MPI_ERRORS_ARE_FATAL);
-        MPI_Comm_rank(m->comm[g], &m->rank[g]);
-        MPI_Comm_size(m->comm[g], &m->size[g]);
-    }
     m->counts = calloc(2 * (size_t)ws, sizeof(int));
     m->displs = calloc(2 * (size_t)ws, sizeof(int));
     m->c64 = calloc((size_t)ws, sizeof(int64_t));
@@ -438,4 +432,31 @@ ms_status_t comm_mpi_create(MPI_Comm world, int ep_size, const kern_ops_t *ops, 
                               : "stage through pinned host memory on the step's stream (this Open MPI is not CUDA-aware)");
     *out = c;
     return MS_OK;
+}
+
+ms_status_t comm_mpi_groups(MPI_Comm world, int ep_size, MPI_Comm comm[COMM_N_GROUPS], int rank[COMM_N_GROUPS],
+                            int size[COMM_N_GROUPS])
+{
+    int wr;
+    MPI_Comm_rank(world, &wr);
+    for (int g = 0; g < COMM_N_GROUPS; g++) comm[g] = MPI_COMM_NULL;
+    if (ep_size < 1 || MPI_Comm_dup(world, &comm[COMM_TP]) != MPI_SUCCESS ||
+        MPI_Comm_split(world, wr / ep_size, wr, &comm[COMM_EP]) != MPI_SUCCESS) {
+        comm_mpi_groups_free(comm);
+        return MS_ERR(MS_ERR_MPI, "comm: creating the TP/EP communicators failed");
+    }
+    for (int g = 0; g < COMM_N_GROUPS; g++) {
+        MPI_Comm_set_errhandler(comm[g], MPI_ERRORS_ARE_FATAL);
+        MPI_Comm_rank(comm[g], &rank[g]);
+        MPI_Comm_size(comm[g], &size[g]);
+    }
+    return MS_OK;
+}
+
+void comm_mpi_groups_free(MPI_Comm comm[COMM_N_GROUPS])
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    for (int g = 0; g < COMM_N_GROUPS; g++)
+        if (!fin && comm[g] != MPI_COMM_NULL) MPI_Comm_free(&comm[g]);
 }

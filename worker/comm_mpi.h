@@ -17,4 +17,10 @@
 /* Duplicates `world` (the caller keeps it). Borrows ops. */
 ms_status_t comm_mpi_create(MPI_Comm world, int ep_size, const kern_ops_t *ops, comm_t **out);
 
+/* The groups above as new communicators (errors fatal), with this rank's rank and size in each: for every data
+ * plane built on MPI. comm_mpi_groups_free frees them (MPI_COMM_NULL entries and a finalized MPI are fine). */
+ms_status_t comm_mpi_groups(MPI_Comm world, int ep_size, MPI_Comm comm[COMM_N_GROUPS], int rank[COMM_N_GROUPS],
+                            int size[COMM_N_GROUPS]);
+void comm_mpi_groups_free(MPI_Comm comm[COMM_N_GROUPS]);
+
 #endif

@@ -278,10 +278,7 @@ static void ncc_destroy(comm_t *c)
     if (m) {
         for (int g = 0; g < COMM_N_GROUPS; g++)
             if (m->nc[g]) nccl.comm_destroy(m->nc[g]);
-        int fin = 0;
-        MPI_Finalized(&fin);
-        for (int g = 0; g < COMM_N_GROUPS; g++)
-            if (!fin && m->mc[g] != MPI_COMM_NULL) MPI_Comm_free(&m->mc[g]);
+        comm_mpi_groups_free(m->mc);
         comm_moe_plan_free(&m->moe);
         if (m->h_ints) m->k->host_free(m->h_ints);
         if (m->d_ints) m->k->free(m->d_ints);
@@ -340,14 +337,10 @@ ms_status_t comm_nccl_create_with(MPI_Comm world, int ep_size, const kern_ops_t 
         ncc_destroy(c);
         return st;
     }
-    if (MPI_Comm_dup(world, &m->mc[COMM_TP]) != MPI_SUCCESS ||
-        MPI_Comm_split(world, wr / ep_size, wr, &m->mc[COMM_EP]) != MPI_SUCCESS) {
+    st = comm_mpi_groups(world, ep_size, m->mc, m->rank, m->size);
+    if (st != MS_OK) {
         ncc_destroy(c);
-        return MS_ERR(MS_ERR_MPI, "comm_nccl: creating the TP/EP communicators failed");
-    }
-    for (int g = 0; g < COMM_N_GROUPS; g++) {
-        MPI_Comm_rank(m->mc[g], &m->rank[g]);
-        MPI_Comm_size(m->mc[g], &m->size[g]);
+        return st;
     }
     int v = 0;
     nccl.get_version(&v);
