@@ -19,7 +19,8 @@
 #               with --cuda-graphs on vs off, the server at 1/3/8 concurrent greedy requests with and
 #               without graphs, and eager vs graph decode-step time of a 4-layer R1-geometry model at batch
 #               GRAPH_BATCHES (default 1,32,128) with the batch-1 graph's kernels timed by ncu when present
-#     mtp       MTP on a 4-layer r1-ep8 model (one EP8 rank: 32 experts, all MoE) with its module: one verify+draft step by op (main vs
+#     mtp       test_mtp.py np1/np2-dp with the server on CUDA (greedy = CPU generate without MTP, ...), then
+#               MTP on a 4-layer r1-ep8 model (one EP8 rank: 32 experts, all MoE) with its module: one verify+draft step by op (main vs
 #               draft passes; bench-ops --mtp MTP_N, default 1) eager and as a graph at MTP_BATCHES (default
 #               1,32), and bench-mtp's step times for N = 0, 1, 3 eager and graphed
 #     nccl      (2+ GPUs) test_layout.py np2-tp, np2-dp (np4-dp with 4 GPUs) with the server on CUDA over the
@@ -229,6 +230,14 @@ phase_mla() {
 }
 
 phase_mtp() { # on one EP8 rank's share (r1-ep8: every layer MoE, 32 experts, the module too), so steps scale to 61 layers
+    # first MTP served on CUDA: greedy output = the CPU's `generate` without MTP, seeded sampling = the same
+    # layout without MTP, max_tokens, stop strings, streaming, metrics, preemption (tests/integration/test_mtp.py)
+    for L in np1 np2-dp; do
+        MS_SERVE_DEVICE=cuda timeout 300 $R python3 "$root/tests/integration/test_mtp.py" --moeserve "$B/bin/moeserve" \
+            --mkmodel "$B/bin/moeserve-mkmodel" --tokdir "$tok" --workdir "$W/mtp_int" --configs "$root/configs" "$L" \
+            >"$out/mtp_serve_$L.log" 2>&1
+        echo "mtp serve $L (server on cuda): exit $? | $(tail -2 "$out/mtp_serve_$L.log" | tr '\n' ' ')"
+    done
     local d=$W/r1ep8m
     [ -f "$d/config.json" ] || $R moeserve-mkmodel --preset r1-ep8 --dtype fp8 --layers 4 --config-only --mtp --out "$d" >/dev/null
     for b in $(echo "${MTP_BATCHES:-1,32}" | tr ',' ' '); do
