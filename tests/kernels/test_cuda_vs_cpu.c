@@ -154,7 +154,7 @@ static const cc_case_t g_cases[] = {
     {"mla_naive",   "128 heads 128+64/128, 3 seqs", "bf16",    cc_run_mla_naive,   {128, 128, 64, 128, 0},              1e-6},
     {"mla_naive",   "2 heads 128+64/128, ctx 9001", "bf16",    cc_run_mla_naive,   {2, 128, 64, 128, 1},                1e-6},
     /* mla_latent p[] = heads, d_c, d_r, block, fp8 rows, variant (0: 24 decode seqs <=1500, 1: prefill chunks +
-     * decode, 2: ctx 9001, 3: faulted blocks), q/o (0 f32/f32, 1 bf16/bf16, 2 bf16/f32), ld_pe_head;
+     * decode, 2: ctx 9001, 3: faulted blocks, 4: MTP verify rows over long contexts), q/o (0 f32/f32, 1 bf16/bf16, 2 bf16/f32), ld_pe_head;
      * tol = nmse; max-abs 1e-4 (f32 out) or 2 bf16 ulps of max|ref|: online softmax, split contexts */
     {"mla_latent",  "4 heads 16+8 bs=16 mixed",   "bf16 kv f32", cc_run_mla_latent, {4, 16, 8, 16, 0, 1, 0, 11},       1e-8},
     {"mla_latent",  "4 heads 16+8 bs=16 decode",  "fp8 kv bf16", cc_run_mla_latent, {4, 16, 8, 16, 1, 0, 1, 11},       1e-5},
