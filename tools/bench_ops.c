@@ -445,7 +445,7 @@ static void bench_experts(const int *rows, int n)
 /* ---- one decode step, by op ---- */
 #define MAXEV 65536
 static cudaEvent_t g_ev[MAXEV];
-static int g_op[MAXEV], g_nev, g_on;
+static int g_op[MAXEV], g_tag[MAXEV], g_nev, g_on; /* g_tag: see gemm_tag */
 static const char *const g_extra[] = {"upload", "download", "copy", "memset", "graph replay"};
 #define OP_UPLOAD (KERN_N_OPS + 0)
 #define OP_DOWNLOAD (KERN_N_OPS + 1)
@@ -475,6 +475,7 @@ static void mark(kern_ctx_t *cx, int op)
     }
     if (!g_on || g_nev >= MAXEV) return;
     cudaEventRecord(g_ev[g_nev], (cudaStream_t)cx->stream);
+    g_tag[g_nev] = -1;
     g_op[g_nev++] = op;
 }
 
@@ -504,7 +505,58 @@ WRAP(rmsnorm, KERN_OP_RMSNORM,
 WRAP(add_rmsnorm, KERN_OP_ADD_RMSNORM,
      (kern_ctx_t * cx, bf16_t *x, const bf16_t *rs, const bf16_t *w, bf16_t *y, int32_t r, int32_t d, float e),
      (cx, x, rs, w, y, r, d, e))
-WRAP(gemm, KERN_OP_GEMM, (kern_ctx_t * cx, const kern_gemm_t *g), (cx, g))
+/* gemm calls by shape (the step table's gemm row split by weight): a shape = W rows x cols x dtype, x dtype,
+ * m, batch, epilogue; g_tag[i] names the shape of event i's gemm (-1: not a gemm) */
+typedef struct {
+    int32_t n, k, m, batch;
+    ms_dtype_t wdt, xdt;
+    kern_epi_t epi;
+} gemm_shape_t;
+#define MAXSHAPE 64
+static gemm_shape_t g_shape[MAXSHAPE];
+static int g_nshape;
+static int gemm_tag(const kern_gemm_t *g)
+{
+    const gemm_shape_t s = {g->w->rows, g->w->cols, g->m, g->batch > 1 ? g->batch : 1, g->w->dtype, g->xdt, g->epi};
+    for (int i = 0; i < g_nshape; i++)
+        if (!memcmp(&g_shape[i], &s, sizeof s)) return i;
+    if (g_nshape == MAXSHAPE) return -1;
+    g_shape[g_nshape] = s;
+    return g_nshape++;
+}
+static ms_status_t w_gemm(kern_ctx_t *cx, const kern_gemm_t *g)
+{
+    ms_status_t st = kern_cuda_ops.gemm(cx, g);
+    const int tag = gemm_tag(g), i = g_nev;
+    mark(cx, KERN_OP_GEMM);
+    if (g_nev > i) g_tag[i] = tag;
+    return st;
+}
+/* The step's gemm row by weight shape: time per call and the weight-read rate (W bytes incl. fp8 scales) */
+static void print_gemm_shapes(void)
+{
+    double ms[MAXSHAPE] = {0};
+    int calls[MAXSHAPE] = {0};
+    for (int i = 1; i < g_nev; i++) {
+        if (g_op[i] != KERN_OP_GEMM || g_tag[i] < 0) continue;
+        float t;
+        CKC(cudaEventElapsedTime(&t, g_ev[i - 1], g_ev[i]));
+        ms[g_tag[i]] += t, calls[g_tag[i]]++;
+    }
+    printf("\n| gemm W rows x cols (dtype), x dtype, m, batch | calls | ms | us a call | W MB | W GB/s |\n"
+           "|---|---|---|---|---|---|\n");
+    for (int j = 0; j < g_nshape; j++) {
+        if (!calls[j]) continue;
+        const gemm_shape_t *s = &g_shape[j];
+        const double wb = (double)s->batch * s->n * s->k * ms_dtype_size(s->wdt) +
+                          (s->wdt == MS_DT_F8E4M3 ? 4.0 * s->batch * kern_fp8_blocks(s->n) * kern_fp8_blocks(s->k) : 0);
+        const double per = 1e3 * ms[j] / calls[j];
+        printf("| %d x %d (%s)%s, %s, m %d, batch %d | %d | %.4f | %.1f | %.1f | %.0f |\n", s->n, s->k,
+               ms_dtype_name(s->wdt), s->epi == KERN_EPI_SILU_MUL ? " silu_mul" : "", ms_dtype_name(s->xdt), s->m,
+               s->batch, calls[j], ms[j], per, wb * 1e-6, per > 0 ? wb / (per * 1e3) : 0);
+    }
+}
+
 WRAP(act_quant, KERN_OP_ACT_QUANT,
      (kern_ctx_t * cx, const bf16_t *x, int64_t lx, int32_t r, int32_t c, uint8_t *q, int64_t lq, float *s, int64_t ls),
      (cx, x, lx, r, c, q, lq, s, ls))
@@ -751,6 +803,7 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
         printf("| **total (first to last op)** | %d | %.4f | 100%% |", g_nev, tot);
         if (g_mtp) printf(" %.4f | %.4f |", ph[0], ph[1]);
         printf("\n\nHost wall time of engine_step: %.3f ms.\n", wall[reps - 1]);
+        print_gemm_shapes();
     }
     int ng;
     long gsteps, gpad;
