@@ -346,6 +346,19 @@ static inline size_t kern_moe_ws_bytes(int64_t cap, int64_t inter)
     return (size_t)cap * (size_t)inter * 2 * 2 + 64;
 }
 
+/* Workspace bytes with which moe_experts runs all n_local slots in one pass: besides kern_moe_ws_bytes,
+ * the fp8 mode's quantized copies of every slot's rows (x and h in e4m3 with their 1x128 scales, h in bf16).
+ * Given less, a backend goes in chunks of slots through its context workspace: on the GPU each chunk is
+ * four more launches over fewer experts, which at R1's 32 slots of 512 rows cost ~1.5x the layer. */
+static inline size_t kern_moe_ws_bytes_all(int64_t n_local, int64_t cap, int64_t hidden, int64_t inter)
+{
+    const size_t rows = (size_t)(n_local * cap), bh = (size_t)kern_fp8_blocks((int32_t)hidden),
+                 bi = (size_t)kern_fp8_blocks((int32_t)inter);
+    const size_t fp8 = rows * ((size_t)hidden + 4 * bh + 3 * (size_t)inter + 4 * bi) + 5 * 256;
+    const size_t one = kern_moe_ws_bytes(cap, inter);
+    return fp8 > one ? fp8 : one;
+}
+
 typedef struct kern_ops {
     const char *name; /* "cpu", "cuda" */
     int graphs;       /* 1: graph_begin .. graph_destroy capture and replay CUDA graphs (below); 0: none */
@@ -519,7 +532,8 @@ typedef struct kern_ops {
     /* Routed experts in the masked grouped-GEMM shape: x and out are [n_local, cap, hidden]; local slot j
      * runs its record's expert on rows 0 .. counts[j] (device counts) and leaves rows beyond untouched.
      * out row = bf16(down(bf16(bf16(silu(gate x)) * bf16(up x)))) unweighted. A count outside [0, cap]
-     * raises KERN_FAULT_CAPACITY and is clamped. ws has kern_moe_ws_bytes(cap, inter). FP8 records are
+     * raises KERN_FAULT_CAPACITY and is clamped. ws has kern_moe_ws_bytes(cap, inter), or
+     * kern_moe_ws_bytes_all(n_local, cap, hidden, inter) to run every slot in one pass. FP8 records are
      * computed in w->mode (kern_moe_mode_t): dequant, or fp8 (act_quant'ed rows, FP8×FP8). */
     ms_status_t (*moe_experts)(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local, int32_t cap,
                                const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);

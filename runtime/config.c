@@ -63,6 +63,11 @@ int cfg_moe_fp8(const ms_config_t *c, int on_cuda)
     if (c->ms.moe_compute != MS_MOE_COMPUTE_AUTO) return c->ms.moe_compute == MS_MOE_COMPUTE_FP8;
     return on_cuda && c->moe.backend != MS_MOE_BACKEND_VANILLA;
 }
+int cfg_dense_fp8(const ms_config_t *c, int on_cuda)
+{
+    if (c->ms.dense_compute != MS_MOE_COMPUTE_AUTO) return c->ms.dense_compute == MS_MOE_COMPUTE_FP8;
+    return cfg_moe_fp8(c, on_cuda);
+}
 int cfg_graph_sizes(const ms_config_t *c, int *out, int max)
 {
     if (!c->cuda_graph.enabled) return 0;
@@ -196,6 +201,7 @@ static const cfg_key_t keys_attention_dp[] = {
 static const cfg_key_t keys_moeserve[] = {
     KENUM("device", ms.device, cfg_enum_device),
     KENUM("moe_compute", ms.moe_compute, cfg_enum_moe_compute),
+    KENUM("dense_compute", ms.dense_compute, cfg_enum_moe_compute),
     KENUM("data_plane", ms.data_plane, cfg_enum_data_plane),
     KINT("max_queue_size", ms.max_queue_size, 1, I32MAX, 0),
     KI64("max_body_bytes", ms.max_body_bytes, 1024, I64MAX, 0),
@@ -586,9 +592,10 @@ void cfg_print(const ms_config_t *c, FILE *f)
     }
     fprintf(f, "}\n");
     fprintf(f,
-            "  moeserve: {device: %s, moe_compute: %s, data_plane: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
+            "  moeserve: {device: %s, moe_compute: %s, dense_compute: %s, data_plane: %s, max_queue_size: %d, max_body_bytes: %lld, max_connections: %d, "
             "request_timeout: %g, drain_timeout: %g, eplb_window_steps: %d, eplb_stats_interval: %d, eplb_min_gain: %g%s%s}\n",
-            cfg_device_name(c->ms.device), cfg_moe_compute_name(c->ms.moe_compute), cfg_data_plane_name(c->ms.data_plane),
+            cfg_device_name(c->ms.device), cfg_moe_compute_name(c->ms.moe_compute),
+            cfg_moe_compute_name(c->ms.dense_compute), cfg_data_plane_name(c->ms.data_plane),
             c->ms.max_queue_size,
             (long long)c->ms.max_body_bytes, c->ms.max_connections, c->ms.request_timeout, c->ms.drain_timeout,
             c->ms.eplb_window_steps, c->ms.eplb_stats_interval, c->ms.eplb_min_gain, c->ms.eplb_dump[0] ? ", eplb_dump: " : "",

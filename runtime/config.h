@@ -158,6 +158,7 @@ typedef struct {
     struct {
         ms_device_t device;     /* --device, default auto */
         ms_moe_compute_t moe_compute; /* --moe_compute, default auto */
+        ms_moe_compute_t dense_compute; /* --dense_compute, default auto (= the routed experts' mode) */
         ms_data_plane_t data_plane;   /* --data_plane, default auto */
         int max_queue_size;     /* --max_queue_size: waiting requests before 429, default 4096 */
         int64_t max_body_bytes; /* HTTP request body limit (413 above it), default 16 MiB */
@@ -239,6 +240,10 @@ const char *cfg_moe_backend_name(ms_moe_backend_t b);
  * (CUTLASS, DEEPGEMM, TRTLLM: FP8 block-scale GEMMs in TensorRT-LLM; AUTO: fp8 is the faster mode and
  * passes tests/golden at its looser tolerance; WIDEEP/CUTEDSL/TRITON: no kernel of their own, as AUTO). */
 int cfg_moe_fp8(const ms_config_t *c, int on_cuda);
+/* 1 when FP8 dense linears (attention projections, shared experts, dense MLPs) take act_quant'ed input
+ * (moeserve.dense_compute fp8); auto = the routed experts' mode (cfg_moe_fp8), so one knob moves the whole
+ * FP8 path. */
+int cfg_dense_fp8(const ms_config_t *c, int on_cuda);
 /* The batch sizes cuda_graph_config captures, ascending, into out[0..max): batch_sizes when given, else
  * TensorRT-LLM's list generated from max_batch_size (128 when unset; enable_padding picks the coarser
  * list); 0 when cuda_graph_config is null. The engine drops sizes above its step limits. */

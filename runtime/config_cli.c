@@ -64,6 +64,8 @@ static const cli_flag_t g_flags[] = {
      "moeserve: kernels backend (default auto: CUDA when built with it and a GPU is visible)"},
     {{"moe_compute"}, {.kind = CK_ENUM, .off = OFF(ms.moe_compute), .enums = cfg_enum_moe_compute},
      "auto|dequant|fp8", "moeserve: FP8 routed experts' numerics (default auto: moe_config.backend decides)"},
+    {{"dense_compute"}, {.kind = CK_ENUM, .off = OFF(ms.dense_compute), .enums = cfg_enum_moe_compute},
+     "auto|dequant|fp8", "moeserve: FP8 dense linears' numerics (default auto: as the routed experts)"},
     {{"data_plane"}, {.kind = CK_ENUM, .off = OFF(ms.data_plane), .enums = cfg_enum_data_plane}, "auto|mpi|nccl",
      "moeserve: the data plane between ranks (default auto = mpi; nccl: CUDA ranks, one GPU each)"},
     {{"load_format"}, {.kind = CK_ENUM, .off = OFF(load_format), .enums = cfg_enum_load_format}, "auto|dummy",

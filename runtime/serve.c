@@ -238,6 +238,10 @@ int cmd_serve(int argc, char **argv)
             MS_INFO("routed experts: %s compute (moeserve.moe_compute %s, moe_config.backend %s; configs/README.md)",
                     cfg_moe_fp8(&cfg, !strcmp(kops->name, "cuda")) ? "fp8 (act_quant + FP8xFP8)" : "dequant (bf16)",
                     cfg_moe_compute_name(cfg.ms.moe_compute), cfg_moe_backend_name(cfg.moe.backend));
+        if (rank == 0 && mc.weight_dtype == MS_DT_F8E4M3)
+            MS_INFO("dense linears: %s compute (moeserve.dense_compute %s)",
+                    cfg_dense_fp8(&cfg, !strcmp(kops->name, "cuda")) ? "fp8 (act_quant + FP8xFP8)" : "dequant (bf16)",
+                    cfg_moe_compute_name(cfg.ms.dense_compute));
     }
     int kv_blocks = kv_blocks_for_cfg(&cfg, &mc, &par, &lim, max_seq_len, kops, device, sharing);
     {   /* one pool size for every rank: the scheduler plans with one number */
@@ -279,6 +283,7 @@ int cmd_serve(int argc, char **argv)
         .load_dummy = cfg.load_format == MS_LOAD_DUMMY,
         .mla = ENGINE_MLA_AUTO,
         .moe_fp8 = cfg_moe_fp8(&cfg, !strcmp(kops->name, "cuda")),
+        .dense_fp8 = cfg_dense_fp8(&cfg, !strcmp(kops->name, "cuda")),
         .num_slots = lim.num_slots,
         .assignment = assign,
         .moe_max_num_tokens = lim.moe_max_num_tokens,

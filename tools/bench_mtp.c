@@ -67,7 +67,7 @@ static int bench_one(const bench_t *b, int B, int N, double *ms, double *acc)
     const int max_tok = b->ctx > B * (1 + N) ? b->ctx : B * (1 + N);
     engine_opts_t o = {.kv_blocks = nbpp * B, .block_size = bs, .kv_fp8 = b->kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = b->backend, .load_dummy = 1,
-                       .mla = ENGINE_MLA_AUTO, .moe_max_num_tokens = b->moe_cap, .moe_fp8 = b->moe_fp8,
+                       .mla = ENGINE_MLA_AUTO, .moe_max_num_tokens = b->moe_cap, .moe_fp8 = b->moe_fp8, .dense_fp8 = b->moe_fp8,
                        .mtp_drafts = N, .n_graph_sizes = b->graphs ? 1 : 0, .graph_sizes = &B,
                        .graph_padding = 1};
     const kern_ops_t *k;

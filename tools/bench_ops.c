@@ -13,7 +13,8 @@
  *   moeserve-bench-ops [--batch 1,32,128] [--rows 4,32,128] [--ctx 1024] [--reps 20]
  *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8] [--load dummy|auto]
  *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]
- *                       [--graphs 1] [--mtp N]]
+ *                       [--graphs 1] [--mtp N] [--moe-tile BNxNWG[r]]
+ *                       [--dense-compute auto|dequant|fp8]]
  * (the routed-experts table times both moe_experts modes; --moe-compute picks the step's, default dequant)
  * (--batch "" --rows "" skip the op tables; --trace-faults 1 synchronizes after every op of the step run and
  * names the first op after which the device fault word is set: a debugging aid, not a timing.)
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/cuda/moe_gemm.h"
 #include "kernels/kernels.h"
 #include "ms_build_config.h"
 
@@ -426,7 +428,7 @@ static void bench_experts(const int *rows, int n)
         int32_t hc[32];
         for (int j = 0; j < NL; j++) hc[j] = cap;
         int32_t *cnt = dints(hc, NL);
-        size_t wsb = kern_moe_ws_bytes(cap, IM);
+        size_t wsb = kern_moe_ws_bytes_all(NL, cap, D, IM); /* the engine's: every slot in one pass */
         void *ws = dalloc(wsb);
         float ms;
         for (int md = 0; md < 2; md++) {
@@ -454,6 +456,7 @@ static const char *const g_extra[] = {"upload", "download", "copy", "memset", "g
 #define OP_GRAPH (KERN_N_OPS + 4)
 #define N_TRACK (KERN_N_OPS + 5)
 
+static int g_dense = -1; /* --dense-compute: dense linears' mode (-1 = auto: as --moe-compute) */
 static int g_mtp; /* --mtp N: the step's engine drafts N tokens a step (MTP), every decode step verifies them */
 static int g_trace, g_traced; /* --trace-faults: synchronize after every op and name the first that raises a fault */
 static const char *op_label(int op)
@@ -681,7 +684,7 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
     const int gsize[1] = {B};
     engine_opts_t o = {.kv_blocks = nblk, .block_size = bs, .kv_fp8 = kv_fp8, .max_batch = B,
                        .max_tokens_per_step = max_tok, .backend = "cuda", .load_dummy = dummy, .mla = ENGINE_MLA_AUTO,
-                       .moe_max_num_tokens = moe_cap, .moe_fp8 = moe_fp8, .ops = tops_p,
+                       .moe_max_num_tokens = moe_cap, .moe_fp8 = moe_fp8, .dense_fp8 = g_dense < 0 ? moe_fp8 : g_dense, .ops = tops_p,
                        .n_graph_sizes = graph ? 1 : 0, .graph_sizes = gsize, .graph_padding = 1,
                        .mtp_drafts = g_mtp};
     par_t par = par_single();
@@ -786,9 +789,10 @@ static int bench_step_mode(const char *model, int B, int ctx, int kv_fp8, int du
             per[phase][g_op[i]] += ms, calls[g_op[i]]++, tot += ms, ph[phase] += ms;
         }
         if (g_nev > 0) calls[g_op[0]]++;
-        printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode%s (GPU time between "
+        printf("\n#### One decode step: %s, batch %d, context %d, %s KV, moe_experts %s mode%s, dense %s (GPU time between "
                "consecutive ops, charged to the later op)\n\n", model, B, ctx, kv_fp8 ? "fp8" : "bf16",
-               moe_fp8 ? "fp8" : "dequant", g_mtp ? ", MTP verify+draft" : "");
+               moe_fp8 ? "fp8" : "dequant", g_mtp ? ", MTP verify+draft" : "",
+               (g_dense < 0 ? moe_fp8 : g_dense) ? "fp8" : "dequant");
         if (g_mtp) printf("MTP: %d drafts a step, %.2f accepted a sequence-step (dummy weights: meaningless).\n\n", g_mtp,
                           (double)accepted / ((double)(warm + 2 * reps + prof) * B));
         printf(g_mtp ? "| op | calls | ms | share | main pass ms | draft passes ms |\n|---|---|---|---|---|---|\n"
@@ -892,8 +896,17 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--step-tokens")) step_tok = atoi(v);
         else if (!strcmp(a, "--trace-faults")) g_trace = atoi(v);
         else if (!strcmp(a, "--moe-compute")) moe_fp8 = !strcmp(v, "fp8");
+        else if (!strcmp(a, "--dense-compute")) g_dense = !strcmp(v, "auto") ? -1 : !strcmp(v, "fp8");
         else if (!strcmp(a, "--graphs")) graphs = atoi(v);
         else if (!strcmp(a, "--mtp")) g_mtp = atoi(v);
+        else if (!strcmp(a, "--moe-tile")) { /* BNxNWG[r]: force the grouped FP8 kernel's tile (kern_cuda_moe_fp8_tile) */
+            int bn = 0, nwg = 0;
+            char r = 0;
+            if (sscanf(v, "%dx%d%c", &bn, &nwg, &r) < 2 || kern_cuda_moe_fp8_tile(bn, nwg, r == 'r')) {
+                fprintf(stderr, "moeserve-bench-ops: --moe-tile %s is not a tile of the grouped FP8 kernel\n", v);
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "moeserve-bench-ops: unknown option %s\n", a);
             return 2;

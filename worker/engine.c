@@ -222,6 +222,7 @@ ms_status_t engine_create(const char *model_dir, const par_t *par, const engine_
     if (o->max_naive_ctx <= 0) o->max_naive_ctx = sizing_naive_ctx((int64_t)o->kv_blocks * o->block_size, T);
     MS_TRY_GOTO(st, fwd_create(&e->f, &e->cfg, par, e->k, e->cx, comm, &e->w, &e->kv, &e->pl, T, B_rows,
                                o->max_naive_ctx, blk_max, o->moe_max_num_tokens), out_kv);
+    e->f.dense_fp8 = o->dense_fp8;
     if (o->mtp_drafts > 0) {
         MS_TRY_GOTO(st, mtp_create(&e->mtp, &e->f, e->ck, o->mtp_drafts, B, o->num_slots, o->kv_blocks,
                                    o->block_size, o->kv_fp8 ? MS_DT_F8E4M3 : MS_DT_BF16), out_fwd);

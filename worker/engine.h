@@ -38,6 +38,7 @@ typedef struct {
                               * (weights.h); config.json alone describes the model */
     engine_mla_t mla;
     int moe_fp8;             /* FP8 routed experts in the fp8 mode (kern_moe_mode_t; runtime cfg_moe_fp8), else dequant */
+    int dense_fp8;           /* FP8 dense linears take act_quant'ed input (fwd_linear; runtime cfg_dense_fp8) */
     int max_naive_ctx;       /* gathered latent rows per step for the naive path; 0 = sizing_naive_ctx()
                               * (bounded, never the whole pool). In AUTO, prefill seqs beyond it fall back
                               * to the absorbed path. */

@@ -68,8 +68,10 @@ static void fwd_layout(fwd_t *f, char *base)
     m->send = f->par.ep_size > 1 ? fwd_carve(&cv, 2 * P * f->D) : NULL;
     m->back = f->par.ep_size > 1 ? fwd_carve(&cv, 2 * P * f->D) : NULL;
     f->eout = fwd_carve(&cv, 2 * RR * f->D);
-    f->moe_ws_bytes = f->E ? kern_moe_ws_bytes(f->moe_cap, f->Im) : 0;
+    f->moe_ws_bytes = f->E ? kern_moe_ws_bytes_all((int64_t)Sl, f->moe_cap, f->D, f->Im) : 0;
     f->moe_ws = fwd_carve(&cv, f->moe_ws_bytes);
+    f->xq = fwd_carve(&cv, T * (size_t)f->Kq);
+    f->xqs = fwd_carve(&cv, 4 * T * (size_t)kern_fp8_blocks(f->Kq));
     f->routed = fwd_carve(&cv, 2 * T * f->D);
     f->shared = fwd_carve(&cv, 2 * T * f->D);
     f->lastn = fwd_carve(&cv, 2 * B * f->D);
@@ -121,6 +123,7 @@ static ms_status_t fwd_dims(fwd_t *f, const mcfg_t *c, const par_t *p, const pla
     f->E = c->n_routed_experts, f->K = c->num_experts_per_tok;
     f->Im = c->moe_intermediate_size, f->Is = c->moe_intermediate_size * c->n_shared_experts;
     f->T_max = T_max, f->B_max = B_max, f->S_max = S_max, f->blk_max = blk_max;
+    f->Kq = imax(imax(f->D, f->q_lora), imax(f->H * f->dv, imax(f->I, f->Is)));
     if (f->E) {
         if (!pl || pl->n_layers != c->num_hidden_layers || pl->n_experts != f->E || pl->ep_size != p->ep_size)
             return MS_ERR(MS_ERR_INVALID, "forward: the expert placement does not match the model and layout");
@@ -173,15 +176,30 @@ void fwd_destroy(fwd_t *f)
 }
 
 /* down(silu(gate(xn)) * up(xn)) into out, for n rows */
+ms_status_t fwd_linear(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const kern_mat_t *w, void *y, ms_dtype_t ydt,
+                       int64_t ldy, int requant)
+{
+    const kern_ops_t *k = f->k;
+    const int32_t K = w->cols;
+    if (!f->dense_fp8 || w->dtype != MS_DT_F8E4M3 || ydt != MS_DT_BF16 || K % KERN_FP8_BLOCK || K > f->Kq || n <= 0)
+        return kern_gemm_plain(k, f->cx, x, MS_DT_BF16, ldx, w, y, ydt, ldy, n);
+    const int64_t lds = kern_fp8_blocks(K);
+    if (requant || f->xq_of != x) MS_TRY(k->act_quant(f->cx, x, ldx, n, K, f->xq, K, f->xqs, lds));
+    f->xq_of = x;
+    kern_gemm_t g = {.x = f->xq, .x_scale = f->xqs, .xdt = MS_DT_F8E4M3, .ldx = K, .ld_xs = lds, .w = w, .y = y,
+                     .ydt = ydt, .ldy = ldy, .m = n};
+    return k->gemm(f->cx, &g);
+}
+
 ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down,
                            const bf16_t *xn, int n, bf16_t *out)
 {
     const kern_ops_t *k = f->k;
     const int F = gate->rows;
-    MS_TRY(kern_gemm_plain(k, f->cx, xn, MS_DT_BF16, f->D, gate, f->g, MS_DT_BF16, F, n));
-    MS_TRY(kern_gemm_plain(k, f->cx, xn, MS_DT_BF16, f->D, up, f->u, MS_DT_BF16, F, n));
+    MS_TRY(fwd_linear(f, xn, f->D, n, gate, f->g, MS_DT_BF16, F, 1));
+    MS_TRY(fwd_linear(f, xn, f->D, n, up, f->u, MS_DT_BF16, F, 0));
     MS_TRY(k->silu_mul(f->cx, f->g, f->u, f->g, (int64_t)n * F));
-    return kern_gemm_plain(k, f->cx, f->g, MS_DT_BF16, F, down, out, MS_DT_BF16, f->D, n);
+    return fwd_linear(f, f->g, F, n, down, out, MS_DT_BF16, f->D, 1);
 }
 
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out)

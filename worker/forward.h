@@ -74,6 +74,12 @@ typedef struct {
     bf16_t *eout;                     /* (Sl, moe_cap, D) expert outputs, slot-grouped like moe.recv */
     void *moe_ws;
     size_t moe_ws_bytes;
+    /* dense fp8 mode (fwd_linear): FP8 linears take x act_quant'ed 1x128, as the routed experts' fp8 mode */
+    int dense_fp8;
+    int Kq;                           /* the widest input a linear quantizes: max(D, q_lora, H*dv, I, Is) */
+    uint8_t *xq;                      /* (T, Kq) e4m3 rows of the last quantized input */
+    float *xqs;                       /* (T, Kq/128) their scales */
+    const bf16_t *xq_of;              /* the x they were quantized from (a requant 0 on another x requantizes) */
     bf16_t *routed, *shared;          /* (T, D) */
     /* logits and sampling, B_max rows */
     bf16_t *lastn;                    /* (B, D) final-normed rows of the sampled tokens */
@@ -153,6 +159,11 @@ void fwd_point_io(fwd_t *f, const struct step_io_layout *L);
 /* MLA of one layer on f->xn (= RMSNorm_input(x), made by the caller's fused add+norm), output in f->tb */
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st);
 ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
+/* y = x·Wᵀ for n rows of bf16 x (row stride ldx) into y (ydt, row stride ldy). In the dense fp8 mode an FP8 W
+ * with bf16 y takes x act_quant'ed (1x128 e4m3 + scales) and the FP8xFP8 gemm; requant 0 says x is the
+ * input the previous fwd_linear quantized, unchanged since (two linears of one input quantize it once). */
+ms_status_t fwd_linear(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const kern_mat_t *w, void *y, ms_dtype_t ydt,
+                       int64_t ldy, int requant);
 /* down(silu(gate(xn)) * up(xn)) into out for n rows: the dense MLP */
 ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down, const bf16_t *xn,
                     int n, bf16_t *out);

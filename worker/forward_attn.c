@@ -11,7 +11,9 @@
  *     o_lat = latent attention of q_lat, q_pe over the paged cache (fp32)
  *     att[t,h] = W_UV[h]·o_lat[t,h]           batched GEMM over heads, one bf16 rounding
  *   naive seqs: gather the seq's latents, kv_b over them, attention (transformers' form)
- *   o = o_proj(att) in fp32, all-reduced over the TP group (heads split), one bf16 rounding
+ *   o = o_proj(att): with attention TP in fp32, all-reduced over the group (heads split), then one bf16
+ *   rounding; without, the gemm stores bf16 (the same one rounding)
+ *   linears run through fwd_linear (the dense fp8 mode quantizes their input)
  *
  * The absorbed GEMMs run over all T rows (absorbed rows are scattered among
  * the step's rows); the naive path runs after them and overwrites its own
@@ -53,17 +55,19 @@ ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st)
     const int T = st->T, D = f->D, H = f->H, rw = f->dc + f->dr;
     const float eps = f->c->rms_norm_eps;
     const kern_kv_t kv = kvc_layer(f->kv, layer);
+    const int tp_sum = !f->par.attention_dp && f->par.tp_size > 1;
 
     if (T > 0) {
+        /* q_a (or q) and kv_a both read xn: in the dense fp8 mode it is quantized once */
         if (f->q_lora > 0) {
-            MS_TRY(kern_gemm_plain(k, f->cx, f->xn, MS_DT_BF16, D, &y->q_a, f->qa, MS_DT_BF16, f->q_lora, T));
+            MS_TRY(fwd_linear(f, f->xn, D, T, &y->q_a, f->qa, MS_DT_BF16, f->q_lora, 1));
+            MS_TRY(fwd_linear(f, f->xn, D, T, &y->kv_a, f->kva, MS_DT_BF16, rw, 0));
             MS_TRY(k->rmsnorm(f->cx, f->qa, f->q_lora, y->q_a_norm, f->qa, f->q_lora, T, f->q_lora, eps));
-            MS_TRY(kern_gemm_plain(k, f->cx, f->qa, MS_DT_BF16, f->q_lora, &y->q_b, f->q, MS_DT_BF16,
-                                   (int64_t)H * f->qk, T));
+            MS_TRY(fwd_linear(f, f->qa, f->q_lora, T, &y->q_b, f->q, MS_DT_BF16, (int64_t)H * f->qk, 1));
         } else {
-            MS_TRY(kern_gemm_plain(k, f->cx, f->xn, MS_DT_BF16, D, &y->q, f->q, MS_DT_BF16, (int64_t)H * f->qk, T));
+            MS_TRY(fwd_linear(f, f->xn, D, T, &y->q, f->q, MS_DT_BF16, (int64_t)H * f->qk, 1));
+            MS_TRY(fwd_linear(f, f->xn, D, T, &y->kv_a, f->kva, MS_DT_BF16, rw, 0));
         }
-        MS_TRY(kern_gemm_plain(k, f->cx, f->xn, MS_DT_BF16, D, &y->kv_a, f->kva, MS_DT_BF16, rw, T));
         MS_TRY(k->rmsnorm(f->cx, f->kva, rw, y->kv_a_norm, f->kva, rw, T, f->dc, eps));
         const int il = f->c->rope_interleave ? 1 : 0;
         MS_TRY(k->rope(f->cx, f->q + f->dn, T, H, (int64_t)H * f->qk, f->qk, f->pos, f->inv_freq, f->rp.attn_factor,
@@ -78,10 +82,12 @@ ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st)
             MS_TRY(k->mla_naive(f->cx, f->q, f->kvb, f->gkv + f->dc, rw, f->seqs, st->n_naive, H, f->dn, f->dr, f->dv,
                                 f->rp.softmax_scale, f->att));
         }
+        /* without a TP all-reduce the one bf16 rounding of the fp32 sums is the gemm's own store */
+        if (!tp_sum) return fwd_linear(f, f->att, (int64_t)H * f->dv, T, &y->o, f->tb, MS_DT_BF16, D, 1);
         MS_TRY(kern_gemm_plain(k, f->cx, f->att, MS_DT_BF16, (int64_t)H * f->dv, &y->o, f->of32, MS_DT_F32, D, T));
     }
-    /* attention TP: heads are split, partial o_proj sums add up over the group */
-    if (!f->par.attention_dp && f->par.tp_size > 1)
-        MS_TRY(comm_allreduce_sum(f->comm, COMM_TP, f->of32, (int64_t)T * D, MS_DT_F32, f->cx));
+    if (!tp_sum) return MS_OK;
+    /* attention TP: heads are split, partial o_proj sums add up over the group (fp32, one rounding after) */
+    MS_TRY(comm_allreduce_sum(f->comm, COMM_TP, f->of32, (int64_t)T * D, MS_DT_F32, f->cx));
     return k->cast(f->cx, f->of32, MS_DT_F32, f->tb, MS_DT_BF16, (int64_t)T * D);
 }

@@ -36,7 +36,8 @@ static int usage(void)
     fprintf(stderr, "usage: moeserve generate MODEL_DIR --prompt-ids ID,ID,... [--max-tokens N] [--dump-logits FILE]\n"
                     "       [--ignore-eos] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--chunk N]\n"
                     "       [--mla naive|absorbed|auto] [--block-size N] [--kv-dtype bf16|fp8] [--device auto|cpu|cuda]\n"
-                    "       [--load-format auto|dummy] [--moe-compute auto|dequant|fp8] [--cuda-graphs on|off]\n"
+                    "       [--load-format auto|dummy] [--moe-compute auto|dequant|fp8]\n"
+                    "       [--dense-compute auto|dequant|fp8] [--cuda-graphs on|off]\n"
                     "       [--dump-mtp-logits FILE]\n"
                     "  --device: kernels backend (alias --backend); auto = CUDA when built with it and a GPU is\n"
                     "  visible (GPU 0), else CPU\n");
@@ -114,7 +115,7 @@ int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *dump = NULL, *dump_mtp = NULL, *backend = "auto";
     int load_dummy = 0;
-    const char *moe_compute = "auto";
+    const char *moe_compute = "auto", *dense_compute = "auto";
     int32_t *prompt = NULL;
     int n_prompt = 0, rc = 1;
     long max_tokens = 16, top_k = 0, chunk = 0, block_size = 32, seed = 0;
@@ -182,6 +183,12 @@ int cmd_generate(int argc, char **argv)
                 goto out_usage;
             }
             moe_compute = v;
+        } else if (!strcmp(a, "--dense-compute")) { /* auto: as --moe-compute resolves (cfg_dense_fp8) */
+            if (strcmp(v, "auto") && strcmp(v, "dequant") && strcmp(v, "fp8")) {
+                fprintf(stderr, "moeserve generate: --dense-compute: '%s' is not auto, dequant or fp8\n", v);
+                goto out_usage;
+            }
+            dense_compute = v;
         } else if (!strcmp(a, "--load-format")) {
             if (strcmp(v, "auto") && strcmp(v, "dummy")) {
                 fprintf(stderr, "moeserve generate: --load-format: '%s' is not auto or dummy\n", v);
@@ -223,6 +230,7 @@ int cmd_generate(int argc, char **argv)
         backend = kern_backend_devices("cuda") > 0 ? "cuda" : "cpu";
     }
     const long total = n_prompt + max_tokens;
+    const int moe_fp8 = !strcmp(moe_compute, "fp8") || (!strcmp(moe_compute, "auto") && !strcmp(backend, "cuda"));
     engine_opts_t opts = {
         .kv_blocks = (int)((total + block_size - 1) / block_size) + 1,
         .block_size = (int)block_size,
@@ -231,7 +239,8 @@ int cmd_generate(int argc, char **argv)
         .backend = backend,
         .load_dummy = load_dummy,
         .mla = mla,
-        .moe_fp8 = !strcmp(moe_compute, "fp8") || (!strcmp(moe_compute, "auto") && !strcmp(backend, "cuda")),
+        .moe_fp8 = moe_fp8,
+        .dense_fp8 = !strcmp(dense_compute, "fp8") || (!strcmp(dense_compute, "auto") && moe_fp8),
         .kv_fp8 = kv_fp8,
         .mtp_drafts = dump_mtp ? 1 : 0,
         .n_graph_sizes = graphs,

@@ -53,13 +53,15 @@ __global__ static void moe_count_check_kernel(const int32_t *counts, int32_t n, 
         if (counts[j] < 0 || counts[j] > cap) cu_fault(fault, KERN_FAULT_CAPACITY);
 }
 
-/* fp8 mode on the grouped kernel: slots in chunks whose quantized copies fit the context workspace. */
+/* fp8 mode on the grouped kernel: all slots at once in the caller's workspace when it holds every slot's
+ * quantized copies (kern_moe_ws_bytes_all), else slots in chunks that fit the context workspace. */
 static ms_status_t moe_experts_grouped(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int32_t n_local,
-                                       int32_t cap, const kern_moe_slots_t *w, bf16_t *out)
+                                       int32_t cap, const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes)
 {
     const int32_t H = w->hidden, I = w->inter;
-    char *scratch = (char *)cx->ws + KERN_CUDA_BLAS_WS;
-    const size_t scratch_bytes = cx->ws_bytes > KERN_CUDA_BLAS_WS ? cx->ws_bytes - KERN_CUDA_BLAS_WS : 0;
+    const int all = ws && ws_bytes >= kern_cuda_moe_fp8_ws_bytes(n_local, cap, H, I);
+    char *scratch = all ? (char *)ws : (char *)cx->ws + KERN_CUDA_BLAS_WS;
+    const size_t scratch_bytes = all ? ws_bytes : cx->ws_bytes > KERN_CUDA_BLAS_WS ? cx->ws_bytes - KERN_CUDA_BLAS_WS : 0;
     const size_t per_slot = kern_cuda_moe_fp8_ws_bytes(1, cap, H, I);
     int64_t chunk = (int64_t)(scratch_bytes / per_slot);
     if (chunk < 1)
@@ -85,7 +87,8 @@ extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, co
                                              int32_t cap, const kern_moe_slots_t *w, bf16_t *out, void *ws,
                                              size_t ws_bytes)
 {
-    (void)ws; /* the CPU's per-slot scratch; the GPU batches slots and takes its scratch from cx->ws */
+    /* ws: the fp8 mode's quantized copies when it holds all slots' (kern_moe_ws_bytes_all); the other paths
+     * batch slots in chunks of the context workspace */
     const int32_t H = w->hidden, I = w->inter;
     if (H < 1 || I < 1 || n_local < 0 || cap < 0 || (w->dtype != MS_DT_BF16 && w->dtype != MS_DT_F8E4M3))
         return MS_ERR(MS_ERR_INVALID, "cuda moe_experts: hidden %d, inter %d, n_local %d, cap %d, dtype %s", H, I,
@@ -97,7 +100,7 @@ extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, co
     const int fp8 = w->dtype == MS_DT_F8E4M3, fused = !fp8 || I % KERN_FP8_BLOCK == 0;
     const int qx = fp8 && w->mode == KERN_MOE_FP8; /* fp8 mode: act_quant'ed x and h */
     if (qx && H % KERN_FP8_BLOCK == 0 && I % KERN_FP8_BLOCK == 0 && cap % 4 == 0 && w->stride % 16 == 0)
-        return moe_experts_grouped(cx, x, counts, n_local, cap, w, out);
+        return moe_experts_grouped(cx, x, counts, n_local, cap, w, out, ws, ws_bytes);
     const int32_t bh = kern_fp8_blocks(H), bi = kern_fp8_blocks(I);
     const size_t es = ms_dtype_size(w->dtype);
     if (w->stride % 4 || w->stride % es) return MS_ERR(MS_ERR_INVALID, "cuda moe_experts: record stride %zu", w->stride);

@@ -83,6 +83,25 @@ static void expect_cli_err(const char *flag_in_msg, const char *also, ...)
     if (also) T_CHECK_MSG(has(also), "message '%s' lacks '%s'", ms_error_last(), also);
 }
 
+/* moeserve.dense_compute: auto follows the routed experts' resolved mode; explicit values win; a bad value
+ * names the key */
+static void test_dense_compute(void)
+{
+    ms_config_t c;
+    T_CHECK(parse(&c, "m", NULL) == MS_OK);
+    T_CHECK(c.ms.dense_compute == MS_MOE_COMPUTE_AUTO);
+    T_CHECK(cfg_dense_fp8(&c, 1) == cfg_moe_fp8(&c, 1) && cfg_dense_fp8(&c, 1) == 1 && cfg_dense_fp8(&c, 0) == 0);
+    T_CHECK(parse(&c, "--moe_compute", "dequant", "m", NULL) == MS_OK);
+    T_CHECK(cfg_dense_fp8(&c, 1) == 0);
+    T_CHECK(parse(&c, "--moe_compute", "dequant", "--dense_compute", "fp8", "m", NULL) == MS_OK);
+    T_CHECK(cfg_dense_fp8(&c, 1) == 1 && cfg_dense_fp8(&c, 0) == 1 && cfg_moe_fp8(&c, 1) == 0);
+    const char *path = tmp_write("dense.yaml", "moeserve:\n  dense_compute: dequant\n");
+    T_CHECK(parse(&c, "--extra_llm_api_options", path, "m", NULL) == MS_OK);
+    T_CHECK(c.ms.dense_compute == MS_MOE_COMPUTE_DEQUANT && cfg_dense_fp8(&c, 1) == 0 && cfg_moe_fp8(&c, 1) == 1);
+    expect_yaml_err("moeserve:\n  dense_compute: int4\n", MS_ERR_INVALID, 2, "moeserve.dense_compute", "int4");
+    expect_cli_err("--dense_compute", "int4", "--dense_compute", "int4", "m", NULL);
+}
+
 static void test_defaults(void)
 {
     ms_config_t c;
@@ -512,6 +531,7 @@ int main(int argc, char **argv)
         return 1;
     }
     test_defaults();
+    test_dense_compute();
     test_repo_configs(argv[1]);
     test_inactive(argv[1]);
     test_cli_forms();

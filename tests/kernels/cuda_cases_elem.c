@@ -253,7 +253,8 @@ void cc_run_gemm(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 /* The descriptor modes of the gemm op. p[] = m, n (outputs), k, batch, mode, y dtype:
  *   mode 0 BF16 W, batched with row and batch strides; 1 BF16 W stored transposed (ldw > n);
  *   2 BF16 W with ldw > k; 3 SiLU·mul over a fused gate|up BF16 W; 4 SiLU·mul over an FP8 W (dequant);
- *   5 FP8×FP8 (x from the CPU's act_quant, W block-scaled fp8, stacked per batch); 6 FP8 W dequant, batched.
+ *   5 FP8×FP8 (x from the CPU's act_quant, W block-scaled fp8, stacked per batch); 6 FP8 W dequant, batched;
+ *   7 F32 x, BF16 W, batched (absorbed MLA's att = o_lat·W_UVᵀ over fp32 latents: the SIMT tiled kernel).
  * Every operand sits in a larger buffer (gaps between rows and batches), y is zero-initialized on both
  * sides and compared whole (gaps must stay zero). */
 void cc_run_gemm_ex(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
@@ -261,7 +262,8 @@ void cc_run_gemm_ex(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     const int32_t m = (int32_t)c->p[0], n = (int32_t)c->p[1], Kd = (int32_t)c->p[2], B = (int32_t)c->p[3];
     const int mode = (int)c->p[4];
     const ms_dtype_t ydt = (ms_dtype_t)c->p[5];
-    const int silu = mode == 3 || mode == 4, fp8w = mode >= 4, fp8x = mode == 5, trans = mode == 1;
+    const int silu = mode == 3 || mode == 4, fp8w = mode >= 4 && mode <= 6, fp8x = mode == 5, trans = mode == 1;
+    const int f32x = mode == 7;
     const int32_t rows = silu ? 2 * n : n; /* W rows */
     kr_seed(108);
     const int64_t ldx = Kd + 3, bsx = (int64_t)m * ldx + 5;
@@ -269,12 +271,13 @@ void cc_run_gemm_ex(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     const int64_t wmat = trans ? (int64_t)Kd * ldw : (int64_t)rows * ldw; /* one stored matrix */
     const int64_t bsw = B > 1 ? wmat + (fp8w ? 0 : 11) : 0;                /* fp8: stacked, as the op requires */
     const int64_t ldy = n + 2, bsy = (int64_t)m * ldy + 7;
-    const size_t xe = fp8x ? 1 : 2, we = fp8w ? 1 : 2, ye = ms_dtype_size(ydt);
+    const size_t xe = fp8x ? 1 : f32x ? 4 : 2, we = fp8w ? 1 : 2, ye = ms_dtype_size(ydt);
     const int64_t nx = (int64_t)(B - 1) * bsx + m * ldx, nw = (int64_t)(B - 1) * bsw + wmat,
                   ny = (int64_t)(B - 1) * bsy + m * ldy;
     /* x */
-    bf16_t *xb = kr_bf16(nx, 1.0);
-    void *x = xb;
+    bf16_t *xb = f32x ? NULL : kr_bf16(nx, 1.0);
+    float *xf = f32x ? kr_f32(nx, 1.0) : NULL;
+    void *x = f32x ? (void *)xf : (void *)xb;
     uint8_t *xq = NULL;
     float *xs = NULL;
     const int64_t ld_xs = kern_fp8_blocks(Kd), bs_xs = (int64_t)m * ld_xs + 1;
@@ -302,7 +305,7 @@ void cc_run_gemm_ex(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
          *dsc = sc ? cc_dev(env, sc, sizeof(float) * (size_t)(sgrid * B)) : NULL,
          *dxs = fp8x ? cc_dev(env, xs, nxs) : NULL, *dy = cc_dev(env, NULL, (size_t)ny * ye);
     void *want = calloc((size_t)ny, ye), *got = calloc((size_t)ny, ye);
-    const ms_dtype_t wdt = fp8w ? MS_DT_F8E4M3 : MS_DT_BF16, xdt = fp8x ? MS_DT_F8E4M3 : MS_DT_BF16;
+    const ms_dtype_t wdt = fp8w ? MS_DT_F8E4M3 : MS_DT_BF16, xdt = fp8x ? MS_DT_F8E4M3 : f32x ? MS_DT_F32 : MS_DT_BF16;
     kern_mat_t wd = {dw, dsc, wdt, rows, Kd}, wh = {w, sc, wdt, rows, Kd};
     kern_gemm_t g = {.x = dx, .x_scale = dxs, .w = &wd, .y = dy, .xdt = xdt, .ydt = ydt, .m = m, .batch = B,
                      .ldx = ldx, .bsx = bsx, .ld_xs = ld_xs, .bs_xs = bs_xs, .ldw = ldw, .bsw = bsw, .ldy = ldy,
@@ -314,7 +317,7 @@ void cc_run_gemm_ex(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     /* tol = nmse; max-abs 2 bf16 ulps of max|ref| (4 after silu_mul: either input may round the other way) */
     if (ydt == MS_DT_BF16) cc_cmp_bf16(r, "y", got, want, ny, c->tol, (silu ? 4.0 : 2.0) / 256);
     else cc_cmp_f32(r, "y", got, want, ny, c->tol, 1e-5);
-    free(xb), free(xq), free(xs), free(w), free(sc), free(want), free(got);
+    free(xb), free(xf), free(xq), free(xs), free(w), free(sc), free(want), free(got);
 }
 
 /* p[] = rows, cols, extra ldx: codes and scales bit-identical (row 1 all zeros: the 1e-4 amax floor) */

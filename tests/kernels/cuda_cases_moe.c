@@ -178,14 +178,17 @@ void cc_run_moe_experts(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     bf16_t *got = malloc(sizeof(bf16_t) * (size_t)n), *want = malloc(sizeof(bf16_t) * (size_t)n);
     memcpy(want, init, sizeof(bf16_t) * (size_t)n);
     const size_t wsb = kern_moe_ws_bytes(cap, I);
+    /* the device op gets the engine's workspace (every slot in one pass) for an even slot count, the minimal
+     * one (the fp8 mode then goes in chunks of the context workspace) for an odd one */
+    const size_t dwsb = nl % 2 == 0 ? kern_moe_ws_bytes_all(nl, cap, Hd, I) : wsb;
     void *hws = malloc(wsb);
     void *drec = cc_dev(env, rec, recb), *dx = cc_dev(env, x, sizeof(bf16_t) * (size_t)n),
          *dc = cc_dev(env, counts, sizeof(int32_t) * (size_t)nl), *dout = cc_dev(env, init, sizeof(bf16_t) * (size_t)n),
-         *dws = cc_dev(env, NULL, wsb);
+         *dws = cc_dev(env, NULL, dwsb);
     kern_moe_slots_t wd = lay, wh = lay;
     wd.base = drec, wh.base = rec;
     wd.mode = wh.mode = c->p[5] ? KERN_MOE_FP8 : KERN_MOE_DEQUANT;
-    cc_ok(r, K->moe_experts(CX, dx, dc, nl, cap, &wd, dout, dws, wsb), "moe_experts");
+    cc_ok(r, K->moe_experts(CX, dx, dc, nl, cap, &wd, dout, dws, dwsb), "moe_experts");
     cc_get(env, got, dout, sizeof(bf16_t) * (size_t)n);
     uint32_t cpu_fault = 0;
     kern_ctx_t ccx = {.fault = &cpu_fault};
