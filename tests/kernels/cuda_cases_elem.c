@@ -254,7 +254,8 @@ void cc_run_gemm(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
  *   mode 0 BF16 W, batched with row and batch strides; 1 BF16 W stored transposed (ldw > n);
  *   2 BF16 W with ldw > k; 3 SiLU·mul over a fused gate|up BF16 W; 4 SiLU·mul over an FP8 W (dequant);
  *   5 FP8×FP8 (x from the CPU's act_quant, W block-scaled fp8, stacked per batch); 6 FP8 W dequant, batched;
- *   7 F32 x, BF16 W, batched (absorbed MLA's att = o_lat·W_UVᵀ over fp32 latents: the SIMT tiled kernel).
+ *   7 F32 x, BF16 W, batched (absorbed MLA's att = o_lat·W_UVᵀ over fp32 latents) with odd strides (the
+ *   generic tiled kernel); 8 the same with 16-byte aligned strides (the vector-load kernel, as the engine's).
  * Every operand sits in a larger buffer (gaps between rows and batches), y is zero-initialized on both
  * sides and compared whole (gaps must stay zero). */
 void cc_run_gemm_ex(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
@@ -263,13 +264,13 @@ void cc_run_gemm_ex(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     const int mode = (int)c->p[4];
     const ms_dtype_t ydt = (ms_dtype_t)c->p[5];
     const int silu = mode == 3 || mode == 4, fp8w = mode >= 4 && mode <= 6, fp8x = mode == 5, trans = mode == 1;
-    const int f32x = mode == 7;
+    const int f32x = mode == 7 || mode == 8, al = mode == 8;
     const int32_t rows = silu ? 2 * n : n; /* W rows */
     kr_seed(108);
-    const int64_t ldx = Kd + 3, bsx = (int64_t)m * ldx + 5;
+    const int64_t ldx = Kd + (al ? 4 : 3), bsx = (int64_t)m * ldx + (al ? 4 : 5);
     const int64_t ldw = trans ? rows + 5 : mode == 2 || fp8w ? Kd + (fp8w ? 130 : 9) : Kd;
     const int64_t wmat = trans ? (int64_t)Kd * ldw : (int64_t)rows * ldw; /* one stored matrix */
-    const int64_t bsw = B > 1 ? wmat + (fp8w ? 0 : 11) : 0;                /* fp8: stacked, as the op requires */
+    const int64_t bsw = B > 1 ? wmat + (fp8w ? 0 : al ? 8 : 11) : 0;                /* fp8: stacked, as the op requires */
     const int64_t ldy = n + 2, bsy = (int64_t)m * ldy + 7;
     const size_t xe = fp8x ? 1 : f32x ? 4 : 2, we = fp8w ? 1 : 2, ye = ms_dtype_size(ydt);
     const int64_t nx = (int64_t)(B - 1) * bsx + m * ldx, nw = (int64_t)(B - 1) * bsw + wmat,

@@ -62,11 +62,14 @@ static const cc_case_t g_cases[] = {
     {"gemm",        "m=4 n=256 k=7168",           "w f32->f32", cc_run_gemm,       {4, 256, 7168, BF, F32, F32, 0},     1e-9},
     /* gemm descriptor modes, p[] = m, n, k, batch, mode, y dtype (cc_run_gemm_ex: 0 batched strided, 1 W stored
      * transposed, 2 ldw > k, 3 silu_mul bf16, 4 silu_mul fp8 dequant, 5 FP8xFP8, 6 fp8 dequant batched,
-     * 7 f32 x batched);
+     * 7 f32 x batched, 8 the same 16-byte aligned);
      * tol = nmse, max-abs 2 bf16 ulps (4 after silu_mul) or 1e-5 (f32) of max|ref| */
     {"gemm",        "4x m=3 n=40 k=72 strided",   "bf16 batch", cc_run_gemm_ex,    {3, 40, 72, 4, 0, BF},               1e-5},
     {"gemm",        "128 heads m=4 n=128 k=512 (W_UV)", "bf16 batch", cc_run_gemm_ex, {4, 128, 512, 128, 0, BF},       1e-5},
     {"gemm",        "128 heads m=128 n=128 k=512 (W_UV)", "f32 x batch", cc_run_gemm_ex, {128, 128, 512, 128, 7, BF},  1e-5},
+    {"gemm",        "128 heads m=128 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {128, 128, 512, 128, 8, BF}, 1e-5},
+    {"gemm",        "128 heads m=1 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {1, 128, 512, 128, 8, BF},    1e-5},
+    {"gemm",        "3 heads m=70 n=130 k=96",    "f32 x aligned", cc_run_gemm_ex, {70, 130, 96, 3, 8, F32},            1e-9},
     {"gemm",        "5 heads m=67 n=70 k=40",     "f32 x batch", cc_run_gemm_ex,   {67, 70, 40, 5, 7, BF},              1e-5},
     {"gemm",        "3 heads m=5 n=9 k=21",       "f32 x f32", cc_run_gemm_ex,     {5, 9, 21, 3, 7, F32},               1e-9},
     {"gemm",        "128 heads m=4 n=512 k=128 (W_UK)", "bf16 trans", cc_run_gemm_ex, {4, 512, 128, 128, 1, BF},       1e-5},
