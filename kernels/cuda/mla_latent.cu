@@ -168,10 +168,13 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
     mll_args a = {q_lat, qdt, odt, q_pe, ld_pe, ld_pe_head, *kv, block_tables, seqs, heads, 1, scale, o_lat,
                   (float *)cx->ws, cx->fault};
     /* The tensor-core kernel (mla_latent_mma.cu) where its shapes fit, the SIMT one otherwise or with
-     * MS_MLA_KERNEL=simt. Read per call (host side only: a captured graph keeps the kernel it was captured with). */
+     * MS_MLA_KERNEL=simt; the Hopper one (mla_latent_wgmma.cu) with MS_MLA_KERNEL=wgmma where its shapes fit (the
+     * mma rules otherwise; its CTAs, one per SM too, count as the mma kernel's for the splits). Read per call (host side only: a captured graph keeps the
+     * kernel it was captured with). */
     const char *mk = getenv("MS_MLA_KERNEL");
-    const bool mma = !(mk && !strcmp(mk, "simt")) && mll_mma_fits(a);
-    const int32_t n_hg = mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
+    const bool wg = mk && !strcmp(mk, "wgmma") && mll_wg_fits(a);
+    const bool mma = wg || (!(mk && !strcmp(mk, "simt")) && mll_mma_fits(a));
+    const int32_t n_hg = wg ? heads / 64 : mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
     if (n_hg > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: %d heads", heads);
     /* context splits, bounded by the workspace: SIMT, enough CTAs for ~2 waves of 132 SMs; the tensor-core kernel
      * (one CTA per SM) as many splits as still fit in one wave — none once the batch fills the GPU, as a split
@@ -183,7 +186,9 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
     if (splits > 1 && (size_t)splits * per_split > cx->ws_bytes) splits = (int64_t)(cx->ws_bytes / per_split);
     if (splits < 1) splits = 1;
     a.splits = (int32_t)splits;
-    if (mma) {
+    if (wg) {
+        CUDA_CHECK(mll_wg_launch(a, n_seqs, (int32_t)splits, CU_STREAM(cx)));
+    } else if (mma) {
         CUDA_CHECK(mll_mma_launch(a, n_seqs, (int32_t)splits, CU_STREAM(cx)));
     } else {
         const size_t smem = (size_t)MLL_TILE * (kv->d_c + kv->d_r) * sizeof(uint16_t);

@@ -421,3 +421,14 @@ void cc_run_mla_latent_mma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     g_mla_mma = 0;
     unsetenv("MS_MLA_KERNEL");
 }
+
+/* The same cases through the Hopper kernel (mla_latent_wgmma.cu, MS_MLA_KERNEL=wgmma; the mma kernel's bounds, as
+ * its numerics are the same; shapes it does not take — heads not a multiple of 64 — fall back to the mma kernel). */
+void cc_run_mla_latent_wgmma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    setenv("MS_MLA_KERNEL", "wgmma", 1);
+    g_mla_mma = 1;
+    cc_run_mla_latent(env, c, r);
+    g_mla_mma = 0;
+    unsetenv("MS_MLA_KERNEL");
+}
