@@ -172,7 +172,7 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
      * mma rules otherwise; its CTAs, one per SM too, count as the mma kernel's for the splits). Read per call (host side only: a captured graph keeps the
      * kernel it was captured with). */
     const char *mk = getenv("MS_MLA_KERNEL");
-    const bool wg = mk && !strcmp(mk, "wgmma") && mll_wg_fits(a);
+    const bool wg = mk && !strcmp(mk, "wgmma") && n_seqs <= 65535 && mll_wg_fits(a); /* sequences: its grid's y */
     const bool mma = wg || (!(mk && !strcmp(mk, "simt")) && mll_mma_fits(a));
     const int32_t n_hg = wg ? heads / 64 : mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
     if (n_hg > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: %d heads", heads);

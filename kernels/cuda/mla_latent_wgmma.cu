@@ -40,9 +40,8 @@
 #define MW_DR 64
 #define MW_CB_Q (MW_H * 128)         /* bytes of one 64-channel column block of Q */
 #define MW_Q_BYTES (9 * MW_CB_Q)     /* 576 channels */
-#define MW_P_BYTES (MW_H * 128)      /* the P tile: 64 rows of 128 bytes (T <= 64 keys) */
-#define MW_UNIT 96                   /* FP8 raw bytes a thread copies per tile: 64 e4m3, 16 rope, 4 scale (+pad) */
-#define MW_RAW_STAGE (MW_THREADS * MW_UNIT)
+#define MW_UNIT 80                   /* FP8 raw bytes a thread copies per tile: 64 e4m3, 16 rope (+ a 4-byte scale) */
+#define MW_RAW_STAGE (MW_THREADS * (MW_UNIT + 4))
 #define MW_RAW_STAGES 3
 
 template <int T> struct mw_shape {
@@ -51,8 +50,9 @@ template <int T> struct mw_shape {
     static constexpr int CB = T * 128;          /* bytes of one column block of a K tile */
     static constexpr int TILE = 9 * CB;
     static constexpr int OFF_K = MW_Q_BYTES;    /* two tiles */
-    static constexpr int OFF_P = OFF_K + 2 * TILE;
-    static constexpr int OFF_RAW = OFF_P + MW_P_BYTES;
+    /* BF16: the P tile, 64 rows of 128 bytes; FP8: the two warpgroups' partial S, 64 x 32 fp32 each */
+    static constexpr int OFF_P = OFF_K + 2 * TILE, P_BYTES = FP8 ? 2 * MW_H * T * 4 : MW_H * 128;
+    static constexpr int OFF_RAW = OFF_P + P_BYTES;
     static constexpr int OFF_OK = OFF_RAW + (FP8 ? MW_RAW_STAGES * MW_RAW_STAGE : 0); /* [3][T] row holds a key */
     static constexpr int OFF_RED = OFF_OK + 3 * T * 4;                               /* smax[2][64], ssum[2][64] */
     static constexpr int BYTES = OFF_RED + 4 * MW_H * 4;
@@ -73,7 +73,8 @@ __device__ static __forceinline__ uint64_t mw_desc(const void *p, uint32_t lbo)
 
 __device__ static __forceinline__ void mw_fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
-/* wgmma m64nNk16, A and B from shared memory (SS); S: both K-major, acc 0 starts from zero; P V: B N-major */
+/* wgmma m64nNk16, A and B from shared memory (SS); S: both K-major, acc 0 starts from zero; P V: B N-major
+ * (mw_pv_rs: A, the probabilities, from registers) */
 __device__ static __forceinline__ void mw_s16(float *d, uint64_t da, uint64_t db, int acc)
 {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
@@ -96,6 +97,14 @@ __device__ static __forceinline__ void mw_pv(float *d, uint64_t da, uint64_t db)
                  "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 1;\n}\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
                  : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ static __forceinline__ void mw_pv_rs(float *d, const uint32_t *a, uint64_t db)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, {%128,%129,%130,%131}, %132, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
 template <int N> __device__ static __forceinline__ void mw_s(float *d, uint64_t da, uint64_t db, int acc)
@@ -128,8 +137,8 @@ __device__ static __forceinline__ const uint8_t *mw_row(const mll_args &a, const
 }
 
 /* Start the copies of tile t (keys tb = j0 + t*T ..). BF16: 8 threads a row, 128 contiguous bytes a step,
- * straight into tile slot t & 1. FP8: thread (row tid / 8, u = tid % 8) copies channels 64u .. 64u + 63, rope
- * chunk u and the scale of group u / 2 into its own unit of raw slot t % 3. */
+ * straight into tile slot t & 1. FP8: thread (row tid / 8, u = tid % 8) copies channels 64u .. 64u + 63 and rope
+ * chunk u into its own unit of raw slot t % 3, and the scale of group u / 2 beside the units. */
 template <int T>
 __device__ static void mw_issue(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1, int32_t t, uint8_t *sk,
                                 uint8_t *raw, int *okf)
@@ -154,11 +163,11 @@ __device__ static void mw_issue(const mll_args &a, const int32_t *bt, int32_t tb
         const int ok = src != NULL;
         if (u == 0) okf[(t % 3) * T + r] = ok;
         if (!ok) src = (const uint8_t *)a.kv.data;
-        uint8_t *un = raw + (t % MW_RAW_STAGES) * MW_RAW_STAGE + tid * MW_UNIT;
+        uint8_t *st = raw + (t % MW_RAW_STAGES) * MW_RAW_STAGE, *un = st + tid * MW_UNIT;
 #pragma unroll
         for (int c = 0; c < 4; c++) mm_cp(un + 16 * c, src + (ok ? 64 * u + 16 * c : 0), ok, 16);
         mm_cp(un + 64, src + (ok ? MW_DC + 16 + 16 * u : 0), ok, 16); /* rope after 512 e4m3 + 4 fp32 scales */
-        mm_cp(un + 80, src + (ok ? MW_DC + 4 * (u >> 1) : 0), ok, 4);
+        mm_cp(st + MW_THREADS * MW_UNIT + 4 * tid, src + (ok ? MW_DC + 4 * (u >> 1) : 0), ok, 4);
     }
 }
 
@@ -167,9 +176,9 @@ template <int T> __device__ static void mw_dequant(int32_t t, const uint8_t *raw
 {
     typedef mw_shape<T> sh;
     const int32_t tid = threadIdx.x, r = tid >> 3, u = tid & 7;
-    const uint8_t *un = raw + (t % MW_RAW_STAGES) * MW_RAW_STAGE + tid * MW_UNIT;
+    const uint8_t *st = raw + (t % MW_RAW_STAGES) * MW_RAW_STAGE, *un = st + tid * MW_UNIT;
     uint8_t *dst = sk + (t & 1) * sh::TILE;
-    const float s = *reinterpret_cast<const float *>(un + 80);
+    const float s = *reinterpret_cast<const float *>(st + MW_THREADS * MW_UNIT + 4 * tid);
 #pragma unroll
     for (int c = 0; c < 4; c++) {
         const uint4 v = *reinterpret_cast<const uint4 *>(un + 16 * c);
@@ -189,17 +198,21 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
     __trap(); /* wgmma needs sm_90a machine code */
 #else
     typedef mw_shape<T> sh;
-    constexpr int NS = sh::NS, NSR = NS / 2; /* S accumulator registers */
+    /* KS (FP8): the warpgroups split S's K (channels) and add their partials, each then holds S of all T keys;
+     * otherwise (BF16) they split its keys and swap row maxima */
+    constexpr bool KS = sh::FP8;
+    constexpr int NS = KS ? T : sh::NS, NSR = NS / 2, NK = KS ? 18 : 36; /* S keys, registers, k-steps a warpgroup */
     extern __shared__ __align__(16) uint8_t mw_smem[];
     uint8_t *sm = mw_smem + ((1024 - (mm_sa(mw_smem) & 1023)) & 1023);
     uint8_t *sq = sm, *sk = sm + sh::OFF_K, *sp = sm + sh::OFF_P, *raw = sm + sh::OFF_RAW;
     int *okf = reinterpret_cast<int *>(sm + sh::OFF_OK);
     float *smax = reinterpret_cast<float *>(sm + sh::OFF_RED), *ssum = smax + 2 * MW_H;
-    const kern_attn_seq_t sd = a.seqs[blockIdx.x];
+    const int32_t seq = blockIdx.y; /* the head groups of a sequence are adjacent CTAs: the second reads L2 */
+    const kern_attn_seq_t sd = a.seqs[seq];
     if (sd.n_q <= 0 || sd.q_off < 0) return;
     const int32_t tid = threadIdx.x, wg = tid >> 7, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     const int32_t r0 = ((tid >> 5) & 3) * 16 + g; /* this thread's rows (heads h0 + r0, h0 + r0 + 8) */
-    const int32_t h0 = blockIdx.y * MW_H;
+    const int32_t h0 = blockIdx.x * MW_H;
     const bool ctx_split = mll_ctx_split(sd, a.splits);
     const int32_t *bt = a.bt + sd.blk_off;
     for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
@@ -224,7 +237,7 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
         float o[128];
 #pragma unroll
         for (int j = 0; j < 128; j++) o[j] = 0.f;
-        float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys only */
+        float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys (KS: of all T) */
         for (int32_t t = 0; t < ntiles; t++) {
             const int32_t tb = j0 + t * T;
             if constexpr (!sh::FP8) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
@@ -236,9 +249,11 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
             for (int e = 0; e < NSR; e++) s[e] = 0.f;
             mg_wg_fence();
 #pragma unroll
-            for (int k = 0; k < 36; k++)
-                mw_s<NS>(s, mw_desc(sq + (k >> 2) * MW_CB_Q + (k & 3) * 32, 0),
-                         mw_desc(kt + (k >> 2) * sh::CB + wg * NS * 128 + (k & 3) * 32, 0), k > 0);
+            for (int k = 0; k < NK; k++) {
+                const int kk = KS ? wg * NK + k : k;
+                mw_s<NS>(s, mw_desc(sq + (kk >> 2) * MW_CB_Q + (kk & 3) * 32, 0),
+                         mw_desc(kt + (kk >> 2) * sh::CB + (KS ? 0 : wg * NS * 128) + (kk & 3) * 32, 0), k > 0);
+            }
             mg_wg_commit();
             if constexpr (!sh::FP8) {
                 if (t + 1 < ntiles) mw_issue<T>(a, bt, tb + T, j1, t + 1, sk, raw, okf);
@@ -252,12 +267,25 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
             mg_wg_wait0();
 #pragma unroll
             for (int e = 0; e < NSR; e++) mg_reg_fence(s[e]);
-            /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys wg*NS + 8j + 2*t4 + (e & 1) */
+            if constexpr (KS) { /* the partner thread of the other warpgroup holds the same fragment's other half */
+                float4 *xw = reinterpret_cast<float4 *>(sp) + wg * (NSR / 4) * 128 + (tid & 127);
+                const float4 *xr = reinterpret_cast<const float4 *>(sp) + (wg ^ 1) * (NSR / 4) * 128 + (tid & 127);
+#pragma unroll
+                for (int q = 0; q < NSR / 4; q++) xw[q * 128] = make_float4(s[4 * q], s[4 * q + 1], s[4 * q + 2], s[4 * q + 3]);
+                __syncthreads();
+#pragma unroll
+                for (int q = 0; q < NSR / 4; q++) { /* + commutes: both warpgroups get the same S */
+                    const float4 v = xr[q * 128];
+                    s[4 * q] += v.x, s[4 * q + 1] += v.y, s[4 * q + 2] += v.z, s[4 * q + 3] += v.w;
+                }
+            }
+            /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys (KS ? 0 : wg*NS) + 8j + 2*t4 +
+             * (e & 1) */
             const int *ok = okf + (t % 3) * T;
             float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
             for (int e = 0; e < NSR; e++) {
-                const int32_t col = wg * NS + 8 * (e >> 2) + 2 * t4 + (e & 1);
+                const int32_t col = (KS ? 0 : wg * NS) + 8 * (e >> 2) + 2 * t4 + (e & 1);
                 const float v = tb + col < j1 && ok[col] ? s[e] * a.scale : -INFINITY;
                 s[e] = v;
                 mx[(e >> 1) & 1] = fmaxf(mx[(e >> 1) & 1], v);
@@ -267,12 +295,16 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
                 mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
                 mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
             }
-            if (t4 == 0) smax[wg * MW_H + r0] = mx[0], smax[wg * MW_H + r0 + 8] = mx[1];
-            __syncthreads();
+            if constexpr (!KS) {
+                if (t4 == 0) smax[wg * MW_H + r0] = mx[0], smax[wg * MW_H + r0 + 8] = mx[1];
+                __syncthreads();
+#pragma unroll
+                for (int rr = 0; rr < 2; rr++) mx[rr] = fmaxf(mx[rr], smax[(wg ^ 1) * MW_H + r0 + 8 * rr]);
+            }
             float corr[2];
 #pragma unroll
             for (int rr = 0; rr < 2; rr++) {
-                const float mn = fmaxf(m_r[rr], fmaxf(mx[rr], smax[(wg ^ 1) * MW_H + r0 + 8 * rr]));
+                const float mn = fmaxf(m_r[rr], mx[rr]);
                 corr[rr] = mn == -INFINITY ? 1.f : __expf(m_r[rr] - mn); /* first keys: m_r -inf, corr 0 */
                 m_r[rr] = mn;
                 l_r[rr] *= corr[rr];
@@ -283,22 +315,35 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
                 s[e] = p;
                 l_r[(e >> 1) & 1] += p;
             }
+            if constexpr (!KS)
 #pragma unroll
-            for (int j = 0; j < NS / 8; j++) { /* P rows r0, r0 + 8, keys wg*NS + 8j + 2*t4 (+1): chunk wg*NS/8 + j */
-                const int32_t ch = wg * (NS / 8) + j;
-                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
-                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) = mm_pack(s[4 * j + 2], s[4 * j + 3]);
-            }
+                for (int j = 0; j < NS / 8; j++) { /* P rows r0, r0 + 8, keys wg*NS + 8j + 2*t4 (+1): chunk wg*NS/8 + j */
+                    const int32_t ch = wg * (NS / 8) + j;
+                    *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
+                    *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) = mm_pack(s[4 * j + 2], s[4 * j + 3]);
+                }
             if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) /* the max moved for some head */
 #pragma unroll
                 for (int j = 0; j < 32; j++)
                     o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0], o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
-            mw_fence_async();
-            __syncthreads(); /* both halves of P are in */
-            mg_wg_fence();
+            if constexpr (KS) { /* P as the A fragments of k-step kk: n8 blocks 2kk (e 0-3) and 2kk + 1 (e 4-7) */
+                uint32_t pa[T / 16][4];
 #pragma unroll
-            for (int kk = 0; kk < T / 16; kk++)
-                mw_pv(o, mw_desc(sp + kk * 32, 0), mw_desc(kt + wg * 4 * sh::CB + kk * 16 * 128, sh::CB));
+                for (int kk = 0; kk < T / 16; kk++)
+#pragma unroll
+                    for (int q = 0; q < 4; q++) pa[kk][q] = mm_pack(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
+                mg_wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < T / 16; kk++)
+                    mw_pv_rs(o, pa[kk], mw_desc(kt + wg * 4 * sh::CB + kk * 16 * 128, sh::CB));
+            } else {
+                mw_fence_async();
+                __syncthreads(); /* both halves of P are in */
+                mg_wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < T / 16; kk++)
+                    mw_pv(o, mw_desc(sp + kk * 32, 0), mw_desc(kt + wg * 4 * sh::CB + kk * 16 * 128, sh::CB));
+            }
             mg_wg_commit();
             mg_wg_wait0();
 #pragma unroll
@@ -310,15 +355,15 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
             l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 1);
             l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 2);
         }
-        if (t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
-        __syncthreads();
+        if (!KS && t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
+        if (!KS) __syncthreads();
         /* results: rows r0, r0 + 8, channels wg*256 + 8j + 2*t4 (+1) */
 #pragma unroll
         for (int rr = 0; rr < 2; rr++) {
             const int32_t r = r0 + 8 * rr, h = h0 + r;
-            const float l = ssum[r] + ssum[MW_H + r];
+            const float l = KS ? l_r[rr] : ssum[r] + ssum[MW_H + r];
             if (ctx_split) {
-                float *pp = mll_part(a, blockIdx.x, i, h, blockIdx.z);
+                float *pp = mll_part(a, seq, i, h, blockIdx.z);
                 if (t4 == 0 && wg == 0) pp[0] = m_r[rr], pp[1] = l;
 #pragma unroll
                 for (int j = 0; j < 32; j++)
@@ -364,7 +409,7 @@ template <int T> static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs,
         if (e != cudaSuccess) return e;
         set = true;
     }
-    mw_kernel<T><<<dim3((unsigned)n_seqs, (unsigned)(a.H / MW_H), (unsigned)splits), MW_THREADS, mw_shape<T>::SMEM,
+    mw_kernel<T><<<dim3((unsigned)(a.H / MW_H), (unsigned)n_seqs, (unsigned)splits), MW_THREADS, mw_shape<T>::SMEM,
                    stream>>>(a);
     return cudaGetLastError();
 }
