@@ -329,7 +329,7 @@ static void bench_batch(int B, int ctx)
             float *qlat = dfill(MS_DT_F32, (int64_t)B * H * DC, 0.01f);
             bf16_t *olat = dalloc((size_t)B * H * DC * 2);
             snprintf(shape, sizeof shape, "%d seqs x %d ctx, %d heads, %s KV", B, ctx, H, fp8 ? "fp8" : "bf16");
-            /* the three kernels (kernels/cuda/mla_latent*.cu), chosen per call by MS_MLA_KERNEL (default: mma) */
+            /* the three kernels (kernels/cuda/mla_latent*.cu), chosen per call by MS_MLA_KERNEL (default: wgmma) */
             char prevbuf[32] = "";
             const char *prev = getenv("MS_MLA_KERNEL") ? strncpy(prevbuf, getenv("MS_MLA_KERNEL"), 31) : NULL;
             static const char *const mk[] = {"simt", "mma", "wgmma"},

@@ -71,6 +71,7 @@ __device__ static __forceinline__ uint64_t mw_desc(const void *p, uint32_t lbo)
            (1ull << 62);
 }
 
+__device__ static __forceinline__ void mw_reg_fence(uint32_t &r) { asm volatile("" : "+r"(r)::"memory"); }
 __device__ static __forceinline__ void mw_fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 /* wgmma m64nNk16, A and B from shared memory (SS); S: both K-major, acc 0 starts from zero; P V: B N-major
@@ -136,29 +137,37 @@ __device__ static __forceinline__ const uint8_t *mw_row(const mll_args &a, const
     return (const uint8_t *)kv.data + ((int64_t)blk * kv.block_size + (p - bi * kv.block_size)) * kv.row_bytes;
 }
 
-/* Start the copies of tile t (keys tb = j0 + t*T ..). BF16: 8 threads a row, 128 contiguous bytes a step,
- * straight into tile slot t & 1. FP8: thread (row tid / 8, u = tid % 8) copies channels 64u .. 64u + 63 and rope
- * chunk u into its own unit of raw slot t % 3, and the scale of group u / 2 beside the units. */
+/* Start the copies of tile t (keys tb = j0 + t*T ..). Warpgroup w copies only what its own P V reads — column
+ * blocks 4w .. 4w + 3 — and half of the rope block (rows 32w ..), so it may refill a tile its own P V is done
+ * with while the other's still runs. BF16: thread (u = chunk, rows r + 16p) straight into tile slot t & 1, 128
+ * contiguous bytes of a row a step. FP8: thread (row r, u = 4w + 0..3) copies channels 64u .. 64u + 63 and rope
+ * chunk u into its own unit of raw slot t % 3, the scale of group u / 2 beside the units. */
 template <int T>
 __device__ static void mw_issue(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1, int32_t t, uint8_t *sk,
                                 uint8_t *raw, int *okf)
 {
     typedef mw_shape<T> sh;
-    const int32_t tid = threadIdx.x, r = tid >> 3, u = tid & 7;
+    const int32_t tid = threadIdx.x, wg = tid >> 7, wt = tid & 127;
     if constexpr (!sh::FP8) {
+        const int32_t r = wt >> 3, u = wt & 7;
         uint8_t *dst = sk + (t & 1) * sh::TILE;
 #pragma unroll
-        for (int pass = 0; pass < T / 32; pass++) {
-            const int32_t row = r + 32 * pass;
-            const uint8_t *src = mw_row(a, bt, tb + row, j1, u == 0);
+        for (int p = 0; p < 4; p++) {
+            const int32_t row = r + 16 * p;
+            const bool first = wg == 0 && u == 0; /* the row's flag and fault, once */
+            const uint8_t *src = mw_row(a, bt, tb + row, j1, first);
             const int ok = src != NULL;
-            if (u == 0) okf[(t % 3) * T + row] = ok;
+            if (first) okf[(t % 3) * T + row] = ok;
             if (!ok) src = (const uint8_t *)a.kv.data;
 #pragma unroll
-            for (int c = 0; c < 9; c++) /* chunk 8c + u: column block c, chunk u */
-                mm_cp(dst + c * sh::CB + mw_sw(row, u), src + (ok ? (8 * c + u) * 16 : 0), ok, 16);
+            for (int c = 0; c < 4; c++) { /* chunk 8cb + u: column block cb, chunk u */
+                const int32_t cb = 4 * wg + c;
+                mm_cp(dst + cb * sh::CB + mw_sw(row, u), src + (ok ? (8 * cb + u) * 16 : 0), ok, 16);
+            }
+            if ((p >> 1) == wg) mm_cp(dst + 8 * sh::CB + mw_sw(row, u), src + (ok ? (64 + u) * 16 : 0), ok, 16);
         }
     } else {
+        const int32_t r = wt >> 2, u = 4 * wg + (wt & 3);
         const uint8_t *src = mw_row(a, bt, tb + r, j1, u == 0);
         const int ok = src != NULL;
         if (u == 0) okf[(t % 3) * T + r] = ok;
@@ -171,11 +180,12 @@ __device__ static void mw_issue(const mll_args &a, const int32_t *bt, int32_t tb
     }
 }
 
-/* FP8: this thread's unit of raw slot t % 3 -> bf16 tile slot t & 1 (its own copies: wait_group suffices) */
+/* FP8: this thread's unit of raw slot t % 3 -> bf16 tile slot t & 1 (its own copies: wait_group suffices; its
+ * warpgroup's column blocks only, as mw_issue) */
 template <int T> __device__ static void mw_dequant(int32_t t, const uint8_t *raw, uint8_t *sk)
 {
     typedef mw_shape<T> sh;
-    const int32_t tid = threadIdx.x, r = tid >> 3, u = tid & 7;
+    const int32_t tid = threadIdx.x, wt = tid & 127, r = wt >> 2, u = 4 * (tid >> 7) + (wt & 3);
     const uint8_t *st = raw + (t % MW_RAW_STAGES) * MW_RAW_STAGE, *un = st + tid * MW_UNIT;
     uint8_t *dst = sk + (t & 1) * sh::TILE;
     const float s = *reinterpret_cast<const float *>(st + MW_THREADS * MW_UNIT + 4 * tid);
@@ -238,12 +248,16 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
 #pragma unroll
         for (int j = 0; j < 128; j++) o[j] = 0.f;
         float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys (KS: of all T) */
+        uint32_t pa[T / 16][4] = {}; /* KS: P V's A fragments, live until its wait */
+        const uint64_t dq = mw_desc(sq, 0), dp = mw_desc(sp, 0);
         for (int32_t t = 0; t < ntiles; t++) {
             const int32_t tb = j0 + t * T;
             if constexpr (!sh::FP8) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
             mw_fence_async(); /* this thread's copies / stores, to wgmma's (async) proxy */
-            __syncthreads();  /* tile t complete; every warpgroup done with tile t - 1 */
+            __syncthreads();  /* tile t complete (P V of tile t - 1 may still run: it reads the other slot) */
             const uint8_t *kt = sk + (t & 1) * sh::TILE;
+            /* descriptors: a base plus an offset in 16-byte units (addresses stay below 2^18: no carry) */
+            const uint64_t dk = mw_desc(kt, 0), dv = mw_desc(kt + wg * 4 * sh::CB, sh::CB);
             float s[NSR];
 #pragma unroll
             for (int e = 0; e < NSR; e++) s[e] = 0.f;
@@ -251,22 +265,29 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
 #pragma unroll
             for (int k = 0; k < NK; k++) {
                 const int kk = KS ? wg * NK + k : k;
-                mw_s<NS>(s, mw_desc(sq + (kk >> 2) * MW_CB_Q + (kk & 3) * 32, 0),
-                         mw_desc(kt + (kk >> 2) * sh::CB + (KS ? 0 : wg * NS * 128) + (kk & 3) * 32, 0), k > 0);
+                mw_s<NS>(s, dq + (((kk >> 2) * MW_CB_Q + (kk & 3) * 32) >> 4),
+                         dk + (((kk >> 2) * sh::CB + (KS ? 0 : wg * NS * 128) + (kk & 3) * 32) >> 4), k > 0);
             }
             mg_wg_commit();
-            if constexpr (!sh::FP8) {
-                if (t + 1 < ntiles) mw_issue<T>(a, bt, tb + T, j1, t + 1, sk, raw, okf);
-                mm_commit();
-            } else {
+            if constexpr (sh::FP8) { /* its own raw units: no other thread's reads to wait for */
                 if (t + 2 < ntiles) mw_issue<T>(a, bt, tb + 2 * T, j1, t + 2, sk, raw, okf);
                 mm_commit();
-                asm volatile("cp.async.wait_group 1;\n" ::: "memory"); /* tile t + 1's own copies */
-                if (t + 1 < ntiles) mw_dequant<T>(t + 1, raw, sk);
             }
+            /* S of tile t, and this warpgroup's P V of tile t - 1 (wait_group 1 would serialize the wgmmas: ptxas
+             * C7514): its tile slot and registers are free again */
             mg_wg_wait0();
 #pragma unroll
             for (int e = 0; e < NSR; e++) mg_reg_fence(s[e]);
+#pragma unroll
+            for (int j = 0; j < 128; j++) mg_reg_fence(o[j]);
+#pragma unroll
+            for (int kk = 0; kk < T / 16; kk++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) mw_reg_fence(pa[kk][q]);
+            if constexpr (!sh::FP8) {
+                if (t + 1 < ntiles) mw_issue<T>(a, bt, tb + T, j1, t + 1, sk, raw, okf);
+                mm_commit();
+            }
             if constexpr (KS) { /* the partner thread of the other warpgroup holds the same fragment's other half */
                 float4 *xw = reinterpret_cast<float4 *>(sp) + wg * (NSR / 4) * 128 + (tid & 127);
                 const float4 *xr = reinterpret_cast<const float4 *>(sp) + (wg ^ 1) * (NSR / 4) * 128 + (tid & 127);
@@ -327,28 +348,29 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
                 for (int j = 0; j < 32; j++)
                     o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0], o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
             if constexpr (KS) { /* P as the A fragments of k-step kk: n8 blocks 2kk (e 0-3) and 2kk + 1 (e 4-7) */
-                uint32_t pa[T / 16][4];
 #pragma unroll
                 for (int kk = 0; kk < T / 16; kk++)
 #pragma unroll
                     for (int q = 0; q < 4; q++) pa[kk][q] = mm_pack(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
                 mg_wg_fence();
 #pragma unroll
-                for (int kk = 0; kk < T / 16; kk++)
-                    mw_pv_rs(o, pa[kk], mw_desc(kt + wg * 4 * sh::CB + kk * 16 * 128, sh::CB));
+                for (int kk = 0; kk < T / 16; kk++) mw_pv_rs(o, pa[kk], dv + kk * 16 * 128 / 16);
             } else {
                 mw_fence_async();
                 __syncthreads(); /* both halves of P are in */
                 mg_wg_fence();
 #pragma unroll
-                for (int kk = 0; kk < T / 16; kk++)
-                    mw_pv(o, mw_desc(sp + kk * 32, 0), mw_desc(kt + wg * 4 * sh::CB + kk * 16 * 128, sh::CB));
+                for (int kk = 0; kk < T / 16; kk++) mw_pv(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
             }
-            mg_wg_commit();
-            mg_wg_wait0();
-#pragma unroll
-            for (int j = 0; j < 128; j++) mg_reg_fence(o[j]);
+            mg_wg_commit(); /* P V runs on while the next tile's S is issued */
+            if constexpr (sh::FP8) { /* tile t + 1 into the slot of tile t - 1, whose P V (ours) is done */
+                asm volatile("cp.async.wait_group 1;\n" ::: "memory"); /* tile t + 1's own copies */
+                if (t + 1 < ntiles) mw_dequant<T>(t + 1, raw, sk);
+            }
         }
+        mg_wg_wait0();
+#pragma unroll
+        for (int j = 0; j < 128; j++) mg_reg_fence(o[j]);
         /* the two warpgroups' row sums */
 #pragma unroll
         for (int rr = 0; rr < 2; rr++) {

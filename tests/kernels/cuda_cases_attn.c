@@ -411,8 +411,8 @@ void cc_run_mla_latent(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(bt), free(kv.data), free(q), free(qpe), free(want), free(got);
 }
 
-/* The same cases through the tensor-core kernel (the default; MS_MLA_KERNEL=mma said explicitly, read by the op
- * at each call; shapes it does not take fall back to the SIMT kernel). */
+/* The same cases through the tensor-core kernel (MS_MLA_KERNEL=mma, read by the op at each call; shapes it does
+ * not take fall back to the SIMT kernel). */
 void cc_run_mla_latent_mma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
     setenv("MS_MLA_KERNEL", "mma", 1);
@@ -422,8 +422,9 @@ void cc_run_mla_latent_mma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     unsetenv("MS_MLA_KERNEL");
 }
 
-/* The same cases through the Hopper kernel (mla_latent_wgmma.cu, MS_MLA_KERNEL=wgmma; the mma kernel's bounds, as
- * its numerics are the same; shapes it does not take — heads not a multiple of 64 — fall back to the mma kernel). */
+/* The same cases through the Hopper kernel (mla_latent_wgmma.cu: the default, MS_MLA_KERNEL=wgmma said explicitly;
+ * the mma kernel's bounds, as its numerics are the same; shapes it does not take — heads not a multiple of 64 —
+ * fall back to the mma kernel). */
 void cc_run_mla_latent_wgmma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
     setenv("MS_MLA_KERNEL", "wgmma", 1);
