@@ -209,8 +209,9 @@ phase_bench() {
 
 phase_mla() {
     # mla_latent's kernels — the default tensor-core ones (mla_latent_wgmma.cu at R1's shapes, mla_latent_mma.cu
-    # otherwise, e.g. the tiny models' heads) and the SIMT one (MS_MLA_KERNEL=simt): their harness cases, the golden fixtures on the SIMT one (the default's run in
-    # phase golden), greedy tokens of both, and both kernels' op times at R1 decode shapes
+    # otherwise, e.g. the tiny models' heads) and the SIMT one (MS_MLA_KERNEL=simt): their harness cases, the
+    # golden fixtures on the SIMT one (the default's run in phase golden), greedy tokens of both, and the kernels'
+    # op times at R1 decode shapes
     timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" mla >"$out/mla_cases.log" 2>&1 # the cases set the kernel
     echo "mla cases: exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_cases.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
     for fx in tiny_bf16 tiny_fp8; do
