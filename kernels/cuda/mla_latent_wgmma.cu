@@ -4,29 +4,42 @@
  * otherwise).
  *
  * A CTA of two warpgroups takes one query row of one sequence, 64 heads (the
- * wgmma M) and one context split. Its Q (q_lat rounded to bf16, then q_pe:
- * 64 x 576) sits in shared memory; the cache rows stream through tiles of T
- * keys (64 for BF16 KV, 32 for FP8) in the 128-byte-swizzled layout wgmma
- * reads: nine column blocks of 64 channels, T rows of 128 bytes each. One tile
- * serves both products, so a cache row is read once: S = Q K^T takes it as a
- * K-major B (keys are N), O += P V takes its first 512 channels as an N-major
- * B (channels are N, keys are K; imm-trans-b). Warpgroup w computes S for keys
- * w*T/2 .. of the tile (m64n32 / m64n16, K = 576 from shared memory), the two
- * swap their row maxima through shared memory, write their bf16 probabilities
- * into one 64 x T P tile, and then each adds P V for its 256 output channels
- * (m64n256k16, a 64 x 256 fp32 accumulator, 128 registers a thread). Each
- * keeps its own partial row sum (both rescale by the same running max); the
- * two are added once at the end.
+ * wgmma M) and one context split; a sequence's head groups are adjacent CTAs,
+ * so the second reads the cache rows from L2. Its Q (q_lat rounded to bf16,
+ * then q_pe: 64 x 576) sits in shared memory; the cache rows stream through
+ * tiles of T keys (64 for BF16 KV, 32 for FP8) in the 128-byte-swizzled layout
+ * wgmma reads: nine column blocks of 64 channels, T rows of 128 bytes each.
+ * One tile serves both products, so a cache row is read once: S = Q K^T takes
+ * it as a K-major B (keys are N), O += P V takes its first 512 channels as an
+ * N-major B (channels are N, keys are K; imm-trans-b). Each warpgroup adds
+ * P V for its 256 output channels (m64n256k16, a 64 x 256 fp32 accumulator,
+ * 128 registers a thread). S is shared out two ways:
+ *  - BF16 (T 64): warpgroup w computes S for keys 32w .. (m64n32, K 576), the
+ *    two swap row maxima through shared memory and write their bf16
+ *    probabilities into one 64 x 64 P tile that both read (P V from shared
+ *    memory); each keeps the row sum of its keys, added once at the end;
+ *  - FP8 (T 32): warpgroup w computes S of all 32 keys over channels 288w ..
+ *    (m64n32, K 288), the two add each other's partial through shared memory
+ *    (the same sum in both), and each runs P V from its own registers (RS).
+ * Either way both apply the same running max, so their states agree.
  *
- * Loads: cp.async by every thread, the next tile while this one computes
- * (its issue sits under the S wgmma). BF16 rows go straight to their swizzled
- * place (two tiles). FP8 rows (656 bytes) land raw in a three-deep ring, a
- * thread's copies in its own slot, and the same thread dequantizes them to
- * bf16(e4m3 * s_g) (mll_stage's values) into the bf16 tile after its
- * wait_group alone — no barrier between the copy and the dequant — while the
- * previous tile's S runs. Rows past the keys or of a bad block are zero-filled
- * by the copy (src-size 0), so P V never sees stale or NaN bytes; a bad block
- * raises KERN_FAULT_BLOCK and its keys are left out, as in the other kernels.
+ * Pipeline: P V of tile t runs on under the barrier and the S issue of tile
+ * t + 1; the wait after that S frees tile t's slot. A warpgroup refills only
+ * what its own P V read (column blocks 4w .. 4w + 3, half the rope block), so
+ * it need not wait for the other's P V. Loads are cp.async by every thread.
+ * BF16 rows go straight to their swizzled place (two tiles); the next tile's
+ * copies start once this tile's S is done. FP8 rows (656 bytes) land raw in a
+ * three-deep ring, a thread's copies in its own unit, and the same thread
+ * dequantizes them to bf16(e4m3 * s_g) (mll_stage's values) into the bf16
+ * tile after its own wait_group alone — no barrier between copy and dequant —
+ * while this tile's P V runs. Rows past the keys or of a bad block are
+ * zero-filled by the copy (src-size 0), so P V never sees stale or NaN bytes;
+ * a bad block raises KERN_FAULT_BLOCK and its keys are left out, as in the
+ * other kernels.
+ *
+ * Where it stands (BENCHMARKS.md, ncu at batch 128, context 1k): ~1,850 warp
+ * instructions a 64-key tile, IPC 1.7 with 8 warps an SM — issue- and
+ * latency-bound between barriers, not by HBM (DRAM 26 %) or the tensor pipe.
  *
  * Numerics are mla_latent_mma.cu's (q_lat and the probabilities rounded to
  * bf16, fp32 sums, __expf); the splits, the workspace layout and the merge are
