@@ -174,6 +174,7 @@ static const cc_case_t g_cases[] = {
     {"mla_mma",     "128 heads 512+64 MTP verify", "bf16 kv f32", cc_run_mla_latent_mma, {128, 512, 64, 64, 0, 4, 0, 192}, 1e-4},
     {"mla_mma",     "40 heads 512+64 24 decode",  "bf16 kv f32", cc_run_mla_latent_mma, {40, 512, 64, 64, 0, 0, 0, 192}, 1e-4},
     {"mla_mma",     "blocks -2/end fault",        "bf16 kv f32", cc_run_mla_latent_mma, {8, 512, 64, 64, 0, 3, 0, 192}, 1e-4, 2},
+    /* the Hopper kernel, the default at R1 shapes (the mma kernel's bounds; 40 heads falls back to mma) */
     {"mla_wgmma",   "128 heads 512+64 24 decode", "bf16 kv f32", cc_run_mla_latent_wgmma, {128, 512, 64, 64, 0, 0, 0, 192}, 1e-4},
     {"mla_wgmma",   "128 heads 512+64 24 decode", "fp8 kv bf16", cc_run_mla_latent_wgmma, {128, 512, 64, 64, 1, 0, 1, 192}, 1e-4},
     {"mla_wgmma",   "128 heads 512+64 24 decode", "bf16 kv bf16", cc_run_mla_latent_wgmma, {128, 512, 64, 64, 0, 0, 1, 192}, 1e-4},
