@@ -25,8 +25,8 @@
 #               1,32), and bench-mtp's step times for N = 0, 1, 3 eager and graphed
 #     nccl      (2+ GPUs) test_layout.py np2-tp, np2-dp (np4-dp with 4 GPUs) with the server on CUDA over the
 #               NCCL data plane (moeserve.data_plane nccl, one GPU a rank), references from the CPU
-#     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core one: harness cases,
-#               golden fixtures, greedy tokens of both, both kernels' op times at batch 1/32/128, context 1024
+#     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
+#               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024
 #   default: all but nccl, mla and mtp. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
@@ -208,9 +208,10 @@ phase_bench() {
 }
 
 phase_mla() {
-    # mla_latent's two kernels — the tensor-core one (mla_latent_mma.cu, the default) and the SIMT one
-    # (MS_MLA_KERNEL=simt): their harness cases, the golden fixtures on the SIMT one (the default's run in
-    # phase golden), greedy tokens of both, and both kernels' op times at R1 decode shapes
+    # mla_latent's kernels — the default tensor-core ones (mla_latent_wgmma.cu at R1's shapes, mla_latent_mma.cu
+    # otherwise, e.g. the tiny models' heads) and the SIMT one (MS_MLA_KERNEL=simt): their harness cases, the
+    # golden fixtures on the SIMT one (the default's run in phase golden), greedy tokens of both, and the kernels'
+    # op times at R1 decode shapes
     timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" mla >"$out/mla_cases.log" 2>&1 # the cases set the kernel
     echo "mla cases: exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_cases.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
     for fx in tiny_bf16 tiny_fp8; do

@@ -331,11 +331,12 @@ static void bench_batch(int B, int ctx)
             float *qlat = dfill(MS_DT_F32, (int64_t)B * H * DC, 0.01f);
             bf16_t *olat = dalloc((size_t)B * H * DC * 2);
             snprintf(shape, sizeof shape, "%d seqs x %d ctx, %d heads, %s KV", B, ctx, H, fp8 ? "fp8" : "bf16");
-            /* both kernels (kernels/cuda/mla_latent*.cu), chosen per call by MS_MLA_KERNEL (default: mma) */
+            /* the three kernels (kernels/cuda/mla_latent*.cu), chosen per call by MS_MLA_KERNEL (default: wgmma) */
             char prevbuf[32] = "";
             const char *prev = getenv("MS_MLA_KERNEL") ? strncpy(prevbuf, getenv("MS_MLA_KERNEL"), 31) : NULL;
-            static const char *const mk[] = {"simt", "mma"}, *const mrow[] = {"mla_latent (simt)", "mla_latent (mma)"};
-            for (int k = 0; k < 2; k++) {
+            static const char *const mk[] = {"simt", "mma", "wgmma"},
+                                     *const mrow[] = {"mla_latent (simt)", "mla_latent (mma)", "mla_latent (wgmma)"};
+            for (int k = 0; k < 3; k++) {
                 setenv("MS_MLA_KERNEL", mk[k], 1);
                 TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H,
                                           0.1f, olat, MS_DT_BF16));

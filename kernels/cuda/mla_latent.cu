@@ -21,9 +21,12 @@
  * outside [0, n_blocks) raises KERN_FAULT_BLOCK and its keys are left out;
  * with every key left out o_lat is zero, as on the CPU.
  *
- * The op runs the tensor-core kernel (mla_latent_mma.cu: 1.3-22x faster at R1
- * decode shapes, batch 1-128) wherever its shapes fit; this SIMT kernel otherwise, or for
- * every call while MS_MLA_KERNEL=simt. */
+ * The op runs the Hopper kernel (mla_latent_wgmma.cu: R1's shapes, heads a
+ * multiple of 64 on an sm_90 GPU; 1.3-2.6x faster than the mma kernel at batch
+ * 1-128, context 1k-16k) where it fits, else the tensor-core kernel
+ * (mla_latent_mma.cu: 1.3-22x faster than this one) wherever its shapes fit,
+ * else this SIMT kernel. MS_MLA_KERNEL=mma or =simt picks one for every call
+ * (shapes it does not take fall back as above). */
 #include "mla_latent.cuh"
 #include "wgmma.cuh" /* mg_num_sms */
 
@@ -167,11 +170,15 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
     if (n_seqs <= 0 || heads <= 0) return MS_OK;
     mll_args a = {q_lat, qdt, odt, q_pe, ld_pe, ld_pe_head, *kv, block_tables, seqs, heads, 1, scale, o_lat,
                   (float *)cx->ws, cx->fault};
-    /* The tensor-core kernel (mla_latent_mma.cu) where its shapes fit, the SIMT one otherwise or with
-     * MS_MLA_KERNEL=simt. Read per call (host side only: a captured graph keeps the kernel it was captured with). */
+    /* The Hopper kernel (mla_latent_wgmma.cu) where it fits, unless MS_MLA_KERNEL says mma or simt; the
+     * tensor-core one (mla_latent_mma.cu) where its shapes fit, unless it says simt; the SIMT one otherwise. The
+     * Hopper kernel's CTAs (one per SM too) count as the mma kernel's for the splits. Read per call (host side
+     * only: a captured graph keeps the kernel it was captured with). */
     const char *mk = getenv("MS_MLA_KERNEL");
-    const bool mma = !(mk && !strcmp(mk, "simt")) && mll_mma_fits(a);
-    const int32_t n_hg = mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
+    const bool simt = mk && !strcmp(mk, "simt"), pick_mma = mk && !strcmp(mk, "mma");
+    const bool wg = !simt && !pick_mma && n_seqs <= 65535 && mll_wg_fits(a); /* sequences: its grid's y */
+    const bool mma = wg || (!simt && mll_mma_fits(a));
+    const int32_t n_hg = wg ? heads / 64 : mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
     if (n_hg > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: %d heads", heads);
     /* context splits, bounded by the workspace: SIMT, enough CTAs for ~2 waves of 132 SMs; the tensor-core kernel
      * (one CTA per SM) as many splits as still fit in one wave — none once the batch fills the GPU, as a split
@@ -183,7 +190,9 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
     if (splits > 1 && (size_t)splits * per_split > cx->ws_bytes) splits = (int64_t)(cx->ws_bytes / per_split);
     if (splits < 1) splits = 1;
     a.splits = (int32_t)splits;
-    if (mma) {
+    if (wg) {
+        CUDA_CHECK(mll_wg_launch(a, n_seqs, (int32_t)splits, CU_STREAM(cx)));
+    } else if (mma) {
         CUDA_CHECK(mll_mma_launch(a, n_seqs, (int32_t)splits, CU_STREAM(cx)));
     } else {
         const size_t smem = (size_t)MLL_TILE * (kv->d_c + kv->d_r) * sizeof(uint16_t);

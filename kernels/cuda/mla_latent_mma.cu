@@ -47,13 +47,7 @@ __device__ __forceinline__ void mm_bf16(float *c, const uint32_t *a, uint32_t b0
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* bf16x2 of (lo, hi), round to nearest even: the lower k index in the low half, as mma reads it */
-__device__ __forceinline__ uint32_t mm_pack(float lo, float hi)
-{
-    return (uint32_t)cu_f_bf16(lo) | (uint32_t)cu_f_bf16(hi) << 16;
-}
 
-__device__ __forceinline__ uint32_t mm_sa(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 /* four 8x8 bf16 matrices; lane l gives the row address of matrix l/8, row l%8 */
 __device__ __forceinline__ void mm_ldsm4(uint32_t *r, const uint16_t *p)
@@ -70,16 +64,7 @@ __device__ __forceinline__ void mm_ldsm4t(uint32_t *r, const uint16_t *p)
                  : "r"(mm_sa(p)));
 }
 
-/* copy `n` (16 or 4) bytes, or zero-fill them where ok is 0 (nothing is read then) */
-__device__ __forceinline__ void mm_cp(void *dst, const void *src, int ok, int n)
-{
-    if (n == 16)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(mm_sa(dst)), "l"(src), "r"(ok ? 16 : 0));
-    else
-        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(mm_sa(dst)), "l"(src), "r"(ok ? 4 : 0));
-}
 
-__device__ __forceinline__ void mm_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 
 /* the two warps of a head block (ids 1 .. HB; 0 is __syncthreads) */
 __device__ __forceinline__ void mm_pair_sync(int32_t hb)
@@ -87,16 +72,6 @@ __device__ __forceinline__ void mm_pair_sync(int32_t hb)
     asm volatile("bar.sync %0, 64;\n" ::"r"(hb + 1) : "memory");
 }
 
-/* two e4m3fn (lo byte first) -> bf16x2 of bf16(e4m3 * s): e4m3 -> f16 is exact, so the f32 product is cu_fp8_f's
- * and both roundings are RNE, as mll_stage's (a NaN code gives a NaN, possibly of another payload) */
-__device__ __forceinline__ uint32_t mm_fp8x2_bf16x2(uint32_t x2, float s)
-{
-    uint32_t h2;
-    asm("{.reg .b16 t; cvt.u16.u32 t, %1; cvt.rn.f16x2.e4m3x2 %0, t;}" : "=r"(h2) : "r"(x2));
-    const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&h2));
-    const __nv_bfloat162 b = __floats2bfloat162_rn(__fmul_rn(f.x, s), __fmul_rn(f.y, s));
-    return *reinterpret_cast<const uint32_t *>(&b);
-}
 
 /* Start the copies of the tile at key tb (n <= MM_TILE rows of it are keys) into slot `dst` (row stride rs
  * bytes); ok[r] says whether row r holds a key. Lane r of every warp looks up row r's block (one load each,
@@ -141,59 +116,6 @@ __device__ static void mm_dequant(const kern_kv_t &kv, const uint8_t *raw, int32
         const int32_t r = u / w2, k = u - r * w2;
         *reinterpret_cast<uint32_t *>(kb + r * S + dc + 2 * k) =
             *reinterpret_cast<const uint32_t *>(raw + r * rs + pe + 4 * k);
-    }
-}
-
-/* Q rows h0 .. h0 + rows - 1 of query row tq as bf16 (q_lat rounded, then q_pe) into sq (stride S), 8 values a
- * step and MM_QB steps' loads in flight per thread before their stores (16-byte loads where aligned) */
-#define MM_QB 6
-__device__ static void mm_stage_q(const mll_args &a, int32_t tq, int32_t h0, int32_t rows, uint16_t *sq, int32_t S)
-{
-    const int32_t dc = a.kv.d_c, c8 = (dc + a.kv.d_r) / 8, total = rows * c8;
-    const bool f32 = a.qdt == MS_DT_F32, vq = ((uintptr_t)a.q & 15) == 0;
-    const bool vpe = (((uintptr_t)a.qpe | (uintptr_t)(a.ld_pe * 2) | (uintptr_t)(a.ld_pe_head * 2)) & 15) == 0;
-    for (int32_t b = threadIdx.x; b < total; b += MM_QB * blockDim.x) {
-        uint4 v[MM_QB];
-        float f[MM_QB][8];
-#pragma unroll
-        for (int k = 0; k < MM_QB; k++) {
-            const int32_t idx = b + k * blockDim.x, r = idx / c8, c = 8 * (idx - r * c8), h = h0 + r;
-            v[k] = make_uint4(0, 0, 0, 0);
-#pragma unroll
-            for (int e = 0; e < 8; e++) f[k][e] = 0.f;
-            if (idx >= total || h >= a.H) continue;
-            if (c >= dc) {
-                const uint16_t *pe = a.qpe + tq * a.ld_pe + h * a.ld_pe_head + (c - dc);
-                if (vpe) v[k] = *reinterpret_cast<const uint4 *>(pe);
-                else v[k] = make_uint4(pe[0] | pe[1] << 16, pe[2] | pe[3] << 16, pe[4] | pe[5] << 16, pe[6] | pe[7] << 16);
-                continue;
-            }
-            const int64_t o = ((int64_t)tq * a.H + h) * dc + c;
-            if (f32) {
-                const float *qf = (const float *)a.q + o;
-                if (vq) {
-                    const float4 x = reinterpret_cast<const float4 *>(qf)[0], y = reinterpret_cast<const float4 *>(qf)[1];
-                    f[k][0] = x.x, f[k][1] = x.y, f[k][2] = x.z, f[k][3] = x.w;
-                    f[k][4] = y.x, f[k][5] = y.y, f[k][6] = y.z, f[k][7] = y.w;
-                } else {
-#pragma unroll
-                    for (int e = 0; e < 8; e++) f[k][e] = qf[e];
-                }
-            } else {
-                const uint16_t *qh = (const uint16_t *)a.q + o;
-                if (vq) v[k] = *reinterpret_cast<const uint4 *>(qh);
-                else v[k] = make_uint4(qh[0] | qh[1] << 16, qh[2] | qh[3] << 16, qh[4] | qh[5] << 16, qh[6] | qh[7] << 16);
-            }
-        }
-#pragma unroll
-        for (int k = 0; k < MM_QB; k++) {
-            const int32_t idx = b + k * blockDim.x, r = idx / c8, c = 8 * (idx - r * c8);
-            if (idx >= total) continue;
-            const uint4 w = f32 && c < dc ? make_uint4(mm_pack(f[k][0], f[k][1]), mm_pack(f[k][2], f[k][3]),
-                                                       mm_pack(f[k][4], f[k][5]), mm_pack(f[k][6], f[k][7]))
-                                          : v[k];
-            *reinterpret_cast<uint4 *>(sq + (size_t)r * S + c) = w;
-        }
     }
 }
 
@@ -246,7 +168,7 @@ template <int NT> __global__ static void __launch_bounds__(256, 1) mll_mma_kerne
                          ring + (size_t)t * MM_TILE * rs, rs, okf + t * MM_TILE, cb);
             mm_commit();
         }
-        if (ntiles > 0) mm_stage_q(a, tq, h0, HB * 16, sq, S); /* while the first tiles load */
+        if (ntiles > 0) mm_stage_q(a, tq, h0, HB * 16, [&](int32_t r, int32_t c, uint4 w) { *reinterpret_cast<uint4 *>(sq + (size_t)r * S + c) = w; }); /* while the first tiles load */
         float o[MM_NT_MAX][4];
 #pragma unroll
         for (int j = 0; j < MM_NT_MAX; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;

@@ -411,13 +411,24 @@ void cc_run_mla_latent(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(bt), free(kv.data), free(q), free(qpe), free(want), free(got);
 }
 
-/* The same cases through the tensor-core kernel (the default; MS_MLA_KERNEL=mma said explicitly, read by the op
- * at each call; shapes it does not take fall back to the SIMT kernel). */
-void cc_run_mla_latent_mma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+/* The cases of cc_run_mla_latent through the kernel MS_MLA_KERNEL names (read by the op at each call), with the
+ * tensor-core kernels' bounds */
+static void mla_latent_forced(cc_env_t *env, const cc_case_t *c, cc_result_t *r, const char *kernel)
 {
-    setenv("MS_MLA_KERNEL", "mma", 1);
+    setenv("MS_MLA_KERNEL", kernel, 1);
     g_mla_mma = 1;
     cc_run_mla_latent(env, c, r);
     g_mla_mma = 0;
     unsetenv("MS_MLA_KERNEL");
+}
+
+/* The tensor-core kernel (mla_latent_mma.cu; shapes it does not take fall back to the SIMT kernel). */
+void cc_run_mla_latent_mma(cc_env_t *env, const cc_case_t *c, cc_result_t *r) { mla_latent_forced(env, c, r, "mma"); }
+
+/* The same cases through the Hopper kernel (mla_latent_wgmma.cu: the default, MS_MLA_KERNEL=wgmma said explicitly;
+ * the mma kernel's bounds, as its numerics are the same; shapes it does not take — heads not a multiple of 64 —
+ * fall back to the mma kernel). */
+void cc_run_mla_latent_wgmma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    mla_latent_forced(env, c, r, "wgmma");
 }
