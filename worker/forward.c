@@ -176,26 +176,36 @@ void fwd_destroy(fwd_t *f)
 }
 
 /* down(silu(gate(xn)) * up(xn)) into out, for n rows */
-ms_status_t fwd_linear(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const kern_mat_t *w, void *y, ms_dtype_t ydt,
-                       int64_t ldy, int requant)
+ms_status_t fwd_linear_epi(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const kern_mat_t *w, void *y, ms_dtype_t ydt,
+                           int64_t ldy, int requant, kern_epi_t epi)
 {
     const kern_ops_t *k = f->k;
     const int32_t K = w->cols;
+    kern_gemm_t g = {.x = x, .xdt = MS_DT_BF16, .ldx = ldx, .w = w, .y = y, .ydt = ydt, .ldy = ldy, .m = n, .epi = epi};
     if (!f->dense_fp8 || w->dtype != MS_DT_F8E4M3 || ydt != MS_DT_BF16 || K % KERN_FP8_BLOCK || K > f->Kq || n <= 0)
-        return kern_gemm_plain(k, f->cx, x, MS_DT_BF16, ldx, w, y, ydt, ldy, n);
+        return n > 0 ? k->gemm(f->cx, &g) : MS_OK;
     const int64_t lds = kern_fp8_blocks(K);
     if (requant || f->xq_of != x) MS_TRY(k->act_quant(f->cx, x, ldx, n, K, f->xq, K, f->xqs, lds));
     f->xq_of = x;
-    kern_gemm_t g = {.x = f->xq, .x_scale = f->xqs, .xdt = MS_DT_F8E4M3, .ldx = K, .ld_xs = lds, .w = w, .y = y,
-                     .ydt = ydt, .ldy = ldy, .m = n};
+    g.x = f->xq, g.x_scale = f->xqs, g.xdt = MS_DT_F8E4M3, g.ldx = K, g.ld_xs = lds;
     return k->gemm(f->cx, &g);
 }
 
-ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down,
-                           const bf16_t *xn, int n, bf16_t *out)
+ms_status_t fwd_linear(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const kern_mat_t *w, void *y, ms_dtype_t ydt,
+                       int64_t ldy, int requant)
+{
+    return fwd_linear_epi(f, x, ldx, n, w, y, ydt, ldy, requant, KERN_EPI_NONE);
+}
+
+ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate_up, const kern_mat_t *gate, const kern_mat_t *up,
+                    const kern_mat_t *down, const bf16_t *xn, int n, bf16_t *out)
 {
     const kern_ops_t *k = f->k;
     const int F = gate->rows;
+    if (gate_up->data) { /* one GEMM over [gate | up] with the SiLU·mul epilogue: the same roundings */
+        MS_TRY(fwd_linear_epi(f, xn, f->D, n, gate_up, f->g, MS_DT_BF16, F, 1, KERN_EPI_SILU_MUL));
+        return fwd_linear(f, f->g, F, n, down, out, MS_DT_BF16, f->D, 1);
+    }
     MS_TRY(fwd_linear(f, xn, f->D, n, gate, f->g, MS_DT_BF16, F, 1));
     MS_TRY(fwd_linear(f, xn, f->D, n, up, f->u, MS_DT_BF16, F, 0));
     MS_TRY(k->silu_mul(f->cx, f->g, f->u, f->g, (int64_t)n * F));
@@ -204,7 +214,7 @@ ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, cons
 
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out)
 {
-    return fwd_mlp(f, &y->sh_gate, &y->sh_up, &y->sh_down, xn, n, out);
+    return fwd_mlp(f, &y->sh_gate_up, &y->sh_gate, &y->sh_up, &y->sh_down, xn, n, out);
 }
 
 void fwd_point_io(fwd_t *f, const step_io_layout_t *L)
@@ -235,7 +245,7 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
         MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, y->post_norm, f->xn, T, D, eps));
         /* out = h + FFN(RMSNorm_post(h)) */
         if (y->is_moe) MS_TRY(fwd_moe(f, l, st));
-        else MS_TRY(fwd_mlp(f, &y->gate, &y->up, &y->down, f->xn, T, f->tb));
+        else MS_TRY(fwd_mlp(f, &y->gate_up, &y->gate, &y->up, &y->down, f->xn, T, f->tb));
         MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, l + 1 < L ? f->w->layers[l + 1].input_norm : f->w->norm, f->xn, T,
                               D, eps));
     }

@@ -164,9 +164,13 @@ ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st);
  * input the previous fwd_linear quantized, unchanged since (two linears of one input quantize it once). */
 ms_status_t fwd_linear(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const kern_mat_t *w, void *y, ms_dtype_t ydt,
                        int64_t ldy, int requant);
-/* down(silu(gate(xn)) * up(xn)) into out for n rows: the dense MLP */
-ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate, const kern_mat_t *up, const kern_mat_t *down, const bf16_t *xn,
-                    int n, bf16_t *out);
+/* fwd_linear with an epilogue (KERN_EPI_SILU_MUL: w is a fused [gate | up], y gets n-wide SiLU·mul rows) */
+ms_status_t fwd_linear_epi(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const kern_mat_t *w, void *y, ms_dtype_t ydt,
+                           int64_t ldy, int requant, kern_epi_t epi);
+/* down(silu(gate(xn)) * up(xn)) into out for n rows: the dense MLP; one GEMM over gate_up when the loader
+ * fused them (gate_up->data set), else gate, up and silu_mul */
+ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate_up, const kern_mat_t *gate, const kern_mat_t *up,
+                    const kern_mat_t *down, const bf16_t *xn, int n, bf16_t *out);
 /* the shared experts of an MoE layer on n rows of xn (forward.c, beside the dense MLP it equals) */
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out);
 

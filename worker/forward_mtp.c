@@ -204,7 +204,7 @@ static ms_status_t mtp_block(fwd_t *v, const fwd_step_t *st)
     MS_TRY(fwd_attention(v, 0, st));
     if (st->T > 0) MS_TRY(k->add_rmsnorm(v->cx, v->x, v->tb, y->post_norm, v->xn, st->T, v->D, eps));
     if (y->is_moe) MS_TRY(fwd_moe(v, 0, st));
-    else if (st->T > 0) MS_TRY(fwd_mlp(v, &y->gate, &y->up, &y->down, v->xn, st->T, v->tb));
+    else if (st->T > 0) MS_TRY(fwd_mlp(v, &y->gate_up, &y->gate, &y->up, &y->down, v->xn, st->T, v->tb));
     if (st->T > 0) MS_TRY(k->add_rmsnorm(v->cx, v->x, v->tb, v->w->norm, v->xn, st->T, v->D, eps));
     return MS_OK;
 }

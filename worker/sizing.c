@@ -35,6 +35,13 @@ static size_t linear(const mcfg_t *c, int64_t rows, int64_t cols, bool allow_fp8
     return take((size_t)(rows * cols) * 2);
 }
 
+/* gate and up [I, D]: one fused [2I, D] carve unless an FP8 I is not a multiple of 128 (weights.c's wl_gate_up) */
+static size_t gate_up(const mcfg_t *c, int64_t I, int64_t D)
+{
+    if (c->weight_dtype == MS_DT_F8E4M3 && I % KERN_FP8_BLOCK) return 2 * linear(c, I, D, true);
+    return linear(c, 2 * I, D, true);
+}
+
 /* One decoder layer l of this rank (weights.c's wl_layer). */
 static size_t layer_bytes(const mcfg_t *c, const par_t *p, int num_slots, int l)
 {
@@ -49,10 +56,10 @@ static size_t layer_bytes(const mcfg_t *c, const par_t *p, int num_slots, int l)
     else b += linear(c, Hl * qk, D, true);
     b += linear(c, dc + dr, D, true) + take(2 * (size_t)dc); /* kv_a, its norm */
     b += linear(c, Hl * (dn + dv), dc, false) + linear(c, D, Hl * dv, true); /* kv_b dequantized at load */
-    if (!mcfg_layer_is_moe(c, l)) return b + 3 * linear(c, c->intermediate_size, D, true);
+    if (!mcfg_layer_is_moe(c, l)) return b + gate_up(c, c->intermediate_size, D) + linear(c, D, c->intermediate_size, true);
     b += linear(c, E, D, false) + take(4 * (size_t)E); /* router, its fp32 bias */
     b += take(kern_moe_slots_layout(edt, (int32_t)D, (int32_t)Im).stride * (size_t)spr); /* slot records */
-    if (Is > 0) b += 2 * linear(c, Is, D, true) + linear(c, D, Is, true);
+    if (Is > 0) b += gate_up(c, Is, D) + linear(c, D, Is, true);
     return b;
 }
 

@@ -298,6 +298,31 @@ static ms_status_t wl_linear_bf16(wl_t *L, kern_mat_t *m, int64_t rows, int64_t 
 
 #define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
+/* gate and up ([I, D] each) as one [2I, D] matrix, gate rows first, so one GEMM with the SiLU·mul epilogue
+ * reads both (kern_epi_t); gate and up become views of its halves. Kept apart (gu->data NULL) when their
+ * dtypes differ or an FP8 I is not a multiple of 128 (the halves' scale blocks would straddle). */
+static ms_status_t wl_gate_up(wl_t *L, int64_t I, int64_t D, const char *gname, const char *uname, kern_mat_t *gate,
+                              kern_mat_t *up, kern_mat_t *gu)
+{
+    ms_dtype_t dg, du;
+    MS_TRY(wl_linear_dtype(L, gname, true, &dg));
+    MS_TRY(wl_linear_dtype(L, uname, true, &du));
+    memset(gu, 0, sizeof *gu);
+    if (dg != du || (dg == MS_DT_F8E4M3 && I % KERN_FP8_BLOCK)) {
+        MS_TRY(wl_linear(L, gate, true, I, D, 0, I, 0, D, gname));
+        return wl_linear(L, up, true, I, D, 0, I, 0, D, uname);
+    }
+    wl_reserve(L, gu, dg, 2 * I, D);
+    const size_t half = (size_t)(I * D) * ms_dtype_size(dg);
+    const size_t shalf = dg == MS_DT_F8E4M3 ? (size_t)kern_fp8_blocks((int32_t)I) * kern_fp8_blocks((int32_t)D) : 0;
+    *gate = *gu, *up = *gu;
+    gate->rows = up->rows = (int32_t)I;
+    up->data = gu->data ? (const char *)gu->data + half : NULL; /* NULL in the sizing pass */
+    up->scale_inv = gu->scale_inv ? gu->scale_inv + shalf : NULL;
+    MS_TRY(wl_linear_part(L, gname, dg, I, D, 0, I, 0, D, (void *)gate->data, (float *)gate->scale_inv));
+    return wl_linear_part(L, uname, dg, I, D, 0, I, 0, D, (void *)up->data, (float *)up->scale_inv);
+}
+
 /* One decoder layer (checkpoint index l; its experts placed by layer pl_layer of pl). */
 static ms_status_t wl_layer(wl_t *L, const mcfg_t *c, const par_t *p, const placement_t *pl, int l, int pl_layer,
                             wlayer_t *y)
@@ -326,8 +351,9 @@ static ms_status_t wl_layer(wl_t *L, const mcfg_t *c, const par_t *p, const plac
     y->is_moe = mcfg_layer_is_moe(c, l);
     if (!y->is_moe) {
         const int64_t I = c->intermediate_size;
-        MS_TRY(wl_linear(L, &y->gate, true, I, D, 0, I, 0, D, LN("mlp.gate_proj.weight")));
-        MS_TRY(wl_linear(L, &y->up, true, I, D, 0, I, 0, D, LN("mlp.up_proj.weight")));
+        char un[256];
+        MS_TRY(wl_gate_up(L, I, D, LN("mlp.gate_proj.weight"), NAME(un, "model.layers.%d.mlp.up_proj.weight", l),
+                          &y->gate, &y->up, &y->gate_up));
         MS_TRY(wl_linear(L, &y->down, true, D, I, 0, D, 0, I, LN("mlp.down_proj.weight")));
         return MS_OK;
     }
@@ -335,8 +361,10 @@ static ms_status_t wl_layer(wl_t *L, const mcfg_t *c, const par_t *p, const plac
     MS_TRY(wl_vec(L, (void **)&y->router_bias, MS_DT_F32, E, LN("mlp.gate.e_score_correction_bias")));
     MS_TRY(wl_experts(L, c, p, pl, l, pl_layer, &y->experts));
     if (Is > 0) {
-        MS_TRY(wl_linear(L, &y->sh_gate, true, Is, D, 0, Is, 0, D, LN("mlp.shared_experts.gate_proj.weight")));
-        MS_TRY(wl_linear(L, &y->sh_up, true, Is, D, 0, Is, 0, D, LN("mlp.shared_experts.up_proj.weight")));
+        char un[256];
+        MS_TRY(wl_gate_up(L, Is, D, LN("mlp.shared_experts.gate_proj.weight"),
+                          NAME(un, "model.layers.%d.mlp.shared_experts.up_proj.weight", l), &y->sh_gate, &y->sh_up,
+                          &y->sh_gate_up));
         MS_TRY(wl_linear(L, &y->sh_down, true, D, Is, 0, D, 0, Is, LN("mlp.shared_experts.down_proj.weight")));
     }
 #undef LN

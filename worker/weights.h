@@ -33,6 +33,8 @@ typedef struct {
     /* FFN: dense layers */
     bool is_moe;
     kern_mat_t gate, up; /* (I, D) */
+    kern_mat_t gate_up;  /* (2I, D) [gate | up] in one allocation, gate and up being views of it; data NULL
+                          * when they could not be fused (an FP8 I not a multiple of 128: scale blocks) */
     kern_mat_t down;     /* (D, I) */
     /* FFN: MoE layers */
     kern_mat_t router;   /* (E, D) bf16 (fp32 GEMM) */
@@ -40,6 +42,7 @@ typedef struct {
     kern_moe_slots_t experts; /* slots_per_rank records [gate|up (2*Im, D), down (D, Im), fp8 scales]; local
                                * slot j holds expert phy2log[layer][ep_rank*slots_per_rank + j] (placement.h) */
     kern_mat_t sh_gate, sh_up; /* (Is, D) shared experts */
+    kern_mat_t sh_gate_up; /* (2Is, D) fused as gate_up */
     kern_mat_t sh_down;  /* (D, Is) */
 } wlayer_t;
 
