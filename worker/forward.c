@@ -35,9 +35,11 @@ static void fwd_layout(fwd_t *f, char *base)
     f->neg_row = fwd_carve(&cv, 4 * (size_t)f->K);
     f->x = fwd_carve(&cv, 2 * T * f->D);
     f->xn = fwd_carve(&cv, 2 * T * f->D);
-    f->qa = fwd_carve(&cv, 2 * T * (size_t)f->q_lora);
+    /* qa and kva side by side in rows of ld_qkva, as the fused q_a|kv_a GEMM writes them */
+    f->ld_qkva = f->q_lora + f->dc + f->dr;
+    f->qa = fwd_carve(&cv, 2 * T * (size_t)f->ld_qkva);
+    f->kva = f->qa ? f->qa + f->q_lora : NULL;
     f->q = fwd_carve(&cv, 2 * T * f->H * f->qk);
-    f->kva = fwd_carve(&cv, 2 * T * (f->dc + f->dr));
     f->att = fwd_carve(&cv, 2 * T * f->H * f->dv);
     f->of32 = fwd_carve(&cv, 4 * T * f->D);
     f->tb = fwd_carve(&cv, 2 * T * f->D);

@@ -55,9 +55,11 @@ typedef struct {
     /* residual stream and attention */
     bf16_t *x;        /* (T, D) residual */
     bf16_t *xn;       /* (T, D) normed input of attention / FFN */
-    bf16_t *qa;       /* (T, q_lora) */
+    int ld_qkva;      /* row stride of qa and kva: q_lora + dc + dr (one [T, ld_qkva] region) */
+    bf16_t *qa;       /* (T, q_lora) row stride ld_qkva */
     bf16_t *q;        /* (T, H*qk) per head [nope | roped pe] */
-    bf16_t *kva;      /* (T, dc+dr) [RMSNorm_kva(c_kv) | RoPE(k_pe)] after normalization in place */
+    bf16_t *kva;      /* (T, dc+dr) row stride ld_qkva, = qa + q_lora: [RMSNorm_kva(c_kv) | RoPE(k_pe)] after
+                       * normalization in place */
     bf16_t *att;      /* (T, H*dv) */
     float *of32;      /* (T, D) o_proj partial sums (fp32 so a TP all-reduce rounds once) */
     bf16_t *tb;       /* (T, D) attention / FFN output before the residual add */

@@ -58,22 +58,28 @@ ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st)
     const int tp_sum = !f->par.attention_dp && f->par.tp_size > 1;
 
     if (T > 0) {
-        /* q_a (or q) and kv_a both read xn: in the dense fp8 mode it is quantized once */
+        /* q_a (or q) and kv_a both read xn: one GEMM over the fused [q_a | kv_a] when the loader fused them
+         * (qa and kva are the two column ranges of its rows), else two with xn quantized once (fp8 mode) */
+        const int64_t lq = f->ld_qkva;
         if (f->q_lora > 0) {
-            MS_TRY(fwd_linear(f, f->xn, D, T, &y->q_a, f->qa, MS_DT_BF16, f->q_lora, 1));
-            MS_TRY(fwd_linear(f, f->xn, D, T, &y->kv_a, f->kva, MS_DT_BF16, rw, 0));
-            MS_TRY(k->rmsnorm(f->cx, f->qa, f->q_lora, y->q_a_norm, f->qa, f->q_lora, T, f->q_lora, eps));
-            MS_TRY(fwd_linear(f, f->qa, f->q_lora, T, &y->q_b, f->q, MS_DT_BF16, (int64_t)H * f->qk, 1));
+            if (y->qkv_a.data) {
+                MS_TRY(fwd_linear(f, f->xn, D, T, &y->qkv_a, f->qa, MS_DT_BF16, lq, 1));
+            } else {
+                MS_TRY(fwd_linear(f, f->xn, D, T, &y->q_a, f->qa, MS_DT_BF16, lq, 1));
+                MS_TRY(fwd_linear(f, f->xn, D, T, &y->kv_a, f->kva, MS_DT_BF16, lq, 0));
+            }
+            MS_TRY(k->rmsnorm(f->cx, f->qa, lq, y->q_a_norm, f->qa, lq, T, f->q_lora, eps));
+            MS_TRY(fwd_linear(f, f->qa, lq, T, &y->q_b, f->q, MS_DT_BF16, (int64_t)H * f->qk, 1));
         } else {
             MS_TRY(fwd_linear(f, f->xn, D, T, &y->q, f->q, MS_DT_BF16, (int64_t)H * f->qk, 1));
-            MS_TRY(fwd_linear(f, f->xn, D, T, &y->kv_a, f->kva, MS_DT_BF16, rw, 0));
+            MS_TRY(fwd_linear(f, f->xn, D, T, &y->kv_a, f->kva, MS_DT_BF16, lq, 0));
         }
-        MS_TRY(k->rmsnorm(f->cx, f->kva, rw, y->kv_a_norm, f->kva, rw, T, f->dc, eps));
+        MS_TRY(k->rmsnorm(f->cx, f->kva, lq, y->kv_a_norm, f->kva, lq, T, f->dc, eps));
         const int il = f->c->rope_interleave ? 1 : 0;
         MS_TRY(k->rope(f->cx, f->q + f->dn, T, H, (int64_t)H * f->qk, f->qk, f->pos, f->inv_freq, f->rp.attn_factor,
                        f->dr, il));
-        MS_TRY(k->rope(f->cx, f->kva + f->dc, T, 1, rw, 0, f->pos, f->inv_freq, f->rp.attn_factor, f->dr, il));
-        MS_TRY(k->kv_store(f->cx, &kv, f->kva, rw, f->kva + f->dc, rw, f->slots, T));
+        MS_TRY(k->rope(f->cx, f->kva + f->dc, T, 1, lq, 0, f->pos, f->inv_freq, f->rp.attn_factor, f->dr, il));
+        MS_TRY(k->kv_store(f->cx, &kv, f->kva, lq, f->kva + f->dc, lq, f->slots, T));
         if (st->n_abs > 0) MS_TRY(fwd_absorbed(f, y, &kv, st));
         if (st->n_naive > 0) {
             MS_TRY(k->kv_gather(f->cx, &kv, f->seqs, st->n_naive, f->blocks, f->gkv));

@@ -35,11 +35,12 @@ static size_t linear(const mcfg_t *c, int64_t rows, int64_t cols, bool allow_fp8
     return take((size_t)(rows * cols) * 2);
 }
 
-/* gate and up [I, D]: one fused [2I, D] carve unless an FP8 I is not a multiple of 128 (weights.c's wl_gate_up) */
-static size_t gate_up(const mcfg_t *c, int64_t I, int64_t D)
+/* Two linears [r1, D], [r2, D] of one input: one fused carve unless an FP8 r1 is not a multiple of 128
+ * (weights.c's wl_fused) */
+static size_t fused(const mcfg_t *c, int64_t r1, int64_t r2, int64_t D)
 {
-    if (c->weight_dtype == MS_DT_F8E4M3 && I % KERN_FP8_BLOCK) return 2 * linear(c, I, D, true);
-    return linear(c, 2 * I, D, true);
+    if (c->weight_dtype == MS_DT_F8E4M3 && r1 % KERN_FP8_BLOCK) return linear(c, r1, D, true) + linear(c, r2, D, true);
+    return linear(c, r1 + r2, D, true);
 }
 
 /* One decoder layer l of this rank (weights.c's wl_layer). */
@@ -52,14 +53,14 @@ static size_t layer_bytes(const mcfg_t *c, const par_t *p, int num_slots, int l)
     const int64_t spr = (num_slots > 0 ? num_slots : E) / p->ep_size; /* expert slot records on this rank */
     const ms_dtype_t edt = c->weight_dtype == MS_DT_F8E4M3 ? MS_DT_F8E4M3 : MS_DT_BF16;
     size_t b = 2 * take(2 * (size_t)D); /* input and post-attention norms */
-    if (R > 0) b += linear(c, R, D, true) + take(2 * (size_t)R) + linear(c, Hl * qk, R, true);
-    else b += linear(c, Hl * qk, D, true);
-    b += linear(c, dc + dr, D, true) + take(2 * (size_t)dc); /* kv_a, its norm */
+    if (R > 0) b += fused(c, R, dc + dr, D) + take(2 * (size_t)R) + linear(c, Hl * qk, R, true); /* q_a|kv_a */
+    else b += linear(c, Hl * qk, D, true) + linear(c, dc + dr, D, true);
+    b += take(2 * (size_t)dc); /* kv_a's norm */
     b += linear(c, Hl * (dn + dv), dc, false) + linear(c, D, Hl * dv, true); /* kv_b dequantized at load */
-    if (!mcfg_layer_is_moe(c, l)) return b + gate_up(c, c->intermediate_size, D) + linear(c, D, c->intermediate_size, true);
+    if (!mcfg_layer_is_moe(c, l)) return b + fused(c, c->intermediate_size, c->intermediate_size, D) + linear(c, D, c->intermediate_size, true);
     b += linear(c, E, D, false) + take(4 * (size_t)E); /* router, its fp32 bias */
     b += take(kern_moe_slots_layout(edt, (int32_t)D, (int32_t)Im).stride * (size_t)spr); /* slot records */
-    if (Is > 0) b += gate_up(c, Is, D) + linear(c, D, Is, true);
+    if (Is > 0) b += fused(c, Is, Is, D) + linear(c, D, Is, true);
     return b;
 }
 

@@ -298,29 +298,30 @@ static ms_status_t wl_linear_bf16(wl_t *L, kern_mat_t *m, int64_t rows, int64_t 
 
 #define NAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
 
-/* gate and up ([I, D] each) as one [2I, D] matrix, gate rows first, so one GEMM with the SiLU·mul epilogue
- * reads both (kern_epi_t); gate and up become views of its halves. Kept apart (gu->data NULL) when their
- * dtypes differ or an FP8 I is not a multiple of 128 (the halves' scale blocks would straddle). */
-static ms_status_t wl_gate_up(wl_t *L, int64_t I, int64_t D, const char *gname, const char *uname, kern_mat_t *gate,
-                              kern_mat_t *up, kern_mat_t *gu)
+/* Two linears of one input, [r1, D] and [r2, D], as one [r1 + r2, D] matrix (first rows first), so one GEMM
+ * reads both; m1 and m2 become views of its parts. Kept apart (fused->data NULL) when their dtypes differ or
+ * an FP8 r1 is not a multiple of 128 (the second part's scale blocks would straddle). For gate|up (r1 = r2)
+ * the GEMM's SiLU·mul epilogue takes the fused matrix as it is (kern_epi_t). */
+static ms_status_t wl_fused(wl_t *L, int64_t r1, int64_t r2, int64_t D, const char *n1, const char *n2, kern_mat_t *m1,
+                            kern_mat_t *m2, kern_mat_t *fused)
 {
-    ms_dtype_t dg, du;
-    MS_TRY(wl_linear_dtype(L, gname, true, &dg));
-    MS_TRY(wl_linear_dtype(L, uname, true, &du));
-    memset(gu, 0, sizeof *gu);
-    if (dg != du || (dg == MS_DT_F8E4M3 && I % KERN_FP8_BLOCK)) {
-        MS_TRY(wl_linear(L, gate, true, I, D, 0, I, 0, D, gname));
-        return wl_linear(L, up, true, I, D, 0, I, 0, D, uname);
+    ms_dtype_t d1, d2;
+    MS_TRY(wl_linear_dtype(L, n1, true, &d1));
+    MS_TRY(wl_linear_dtype(L, n2, true, &d2));
+    memset(fused, 0, sizeof *fused);
+    if (d1 != d2 || (d1 == MS_DT_F8E4M3 && r1 % KERN_FP8_BLOCK)) {
+        MS_TRY(wl_linear(L, m1, true, r1, D, 0, r1, 0, D, n1));
+        return wl_linear(L, m2, true, r2, D, 0, r2, 0, D, n2);
     }
-    wl_reserve(L, gu, dg, 2 * I, D);
-    const size_t half = (size_t)(I * D) * ms_dtype_size(dg);
-    const size_t shalf = dg == MS_DT_F8E4M3 ? (size_t)kern_fp8_blocks((int32_t)I) * kern_fp8_blocks((int32_t)D) : 0;
-    *gate = *gu, *up = *gu;
-    gate->rows = up->rows = (int32_t)I;
-    up->data = gu->data ? (const char *)gu->data + half : NULL; /* NULL in the sizing pass */
-    up->scale_inv = gu->scale_inv ? gu->scale_inv + shalf : NULL;
-    MS_TRY(wl_linear_part(L, gname, dg, I, D, 0, I, 0, D, (void *)gate->data, (float *)gate->scale_inv));
-    return wl_linear_part(L, uname, dg, I, D, 0, I, 0, D, (void *)up->data, (float *)up->scale_inv);
+    wl_reserve(L, fused, d1, r1 + r2, D);
+    const size_t off = (size_t)(r1 * D) * ms_dtype_size(d1);
+    const size_t soff = d1 == MS_DT_F8E4M3 ? (size_t)kern_fp8_blocks((int32_t)r1) * kern_fp8_blocks((int32_t)D) : 0;
+    *m1 = *fused, *m2 = *fused;
+    m1->rows = (int32_t)r1, m2->rows = (int32_t)r2;
+    m2->data = fused->data ? (const char *)fused->data + off : NULL; /* NULL in the sizing pass */
+    m2->scale_inv = fused->scale_inv ? fused->scale_inv + soff : NULL;
+    MS_TRY(wl_linear_part(L, n1, d1, r1, D, 0, r1, 0, D, (void *)m1->data, (float *)m1->scale_inv));
+    return wl_linear_part(L, n2, d1, r2, D, 0, r2, 0, D, (void *)m2->data, (float *)m2->scale_inv);
 }
 
 /* One decoder layer (checkpoint index l; its experts placed by layer pl_layer of pl). */
@@ -335,15 +336,19 @@ static ms_status_t wl_layer(wl_t *L, const mcfg_t *c, const par_t *p, const plac
 #define LN(...) NAME(nm, "model.layers.%d.%s", l, __VA_ARGS__)
     MS_TRY(wl_vec(L, (void **)&y->input_norm, MS_DT_BF16, D, LN("input_layernorm.weight")));
     MS_TRY(wl_vec(L, (void **)&y->post_norm, MS_DT_BF16, D, LN("post_attention_layernorm.weight")));
+    memset(&y->qkv_a, 0, sizeof y->qkv_a);
     if (c->q_lora_rank > 0) {
         const int64_t R = c->q_lora_rank;
-        MS_TRY(wl_linear(L, &y->q_a, true, R, D, 0, R, 0, D, LN("self_attn.q_a_proj.weight")));
+        char kn[256];
+        MS_TRY(wl_fused(L, R, dc + dr, D, LN("self_attn.q_a_proj.weight"),
+                        NAME(kn, "model.layers.%d.self_attn.kv_a_proj_with_mqa.weight", l), &y->q_a, &y->kv_a,
+                        &y->qkv_a));
         MS_TRY(wl_vec(L, (void **)&y->q_a_norm, MS_DT_BF16, R, LN("self_attn.q_a_layernorm.weight")));
         MS_TRY(wl_linear(L, &y->q_b, true, H * qk, R, h0 * qk, Hl * qk, 0, R, LN("self_attn.q_b_proj.weight")));
     } else {
         MS_TRY(wl_linear(L, &y->q, true, H * qk, D, h0 * qk, Hl * qk, 0, D, LN("self_attn.q_proj.weight")));
+        MS_TRY(wl_linear(L, &y->kv_a, true, dc + dr, D, 0, dc + dr, 0, D, LN("self_attn.kv_a_proj_with_mqa.weight")));
     }
-    MS_TRY(wl_linear(L, &y->kv_a, true, dc + dr, D, 0, dc + dr, 0, D, LN("self_attn.kv_a_proj_with_mqa.weight")));
     MS_TRY(wl_vec(L, (void **)&y->kv_a_norm, MS_DT_BF16, dc, LN("self_attn.kv_a_layernorm.weight")));
     MS_TRY(wl_linear_bf16(L, &y->kv_b, H * (dn + dv), dc, h0 * (dn + dv), Hl * (dn + dv),
                           LN("self_attn.kv_b_proj.weight")));
@@ -352,7 +357,7 @@ static ms_status_t wl_layer(wl_t *L, const mcfg_t *c, const par_t *p, const plac
     if (!y->is_moe) {
         const int64_t I = c->intermediate_size;
         char un[256];
-        MS_TRY(wl_gate_up(L, I, D, LN("mlp.gate_proj.weight"), NAME(un, "model.layers.%d.mlp.up_proj.weight", l),
+        MS_TRY(wl_fused(L, I, I, D, LN("mlp.gate_proj.weight"), NAME(un, "model.layers.%d.mlp.up_proj.weight", l),
                           &y->gate, &y->up, &y->gate_up));
         MS_TRY(wl_linear(L, &y->down, true, D, I, 0, D, 0, I, LN("mlp.down_proj.weight")));
         return MS_OK;
@@ -362,7 +367,7 @@ static ms_status_t wl_layer(wl_t *L, const mcfg_t *c, const par_t *p, const plac
     MS_TRY(wl_experts(L, c, p, pl, l, pl_layer, &y->experts));
     if (Is > 0) {
         char un[256];
-        MS_TRY(wl_gate_up(L, Is, D, LN("mlp.shared_experts.gate_proj.weight"),
+        MS_TRY(wl_fused(L, Is, Is, D, LN("mlp.shared_experts.gate_proj.weight"),
                           NAME(un, "model.layers.%d.mlp.shared_experts.up_proj.weight", l), &y->sh_gate, &y->sh_up,
                           &y->sh_gate_up));
         MS_TRY(wl_linear(L, &y->sh_down, true, D, Is, 0, D, 0, Is, LN("mlp.shared_experts.down_proj.weight")));

@@ -26,6 +26,9 @@ typedef struct {
     kern_mat_t q_b;      /* (H*qk, q_lora)       rows of this rank's heads */
     kern_mat_t q;        /* (H*qk, D)            when q_lora_rank == 0 */
     kern_mat_t kv_a;     /* (dc+dr, D)           kv_a_proj_with_mqa */
+    kern_mat_t qkv_a;    /* (q_lora+dc+dr, D)    [q_a | kv_a] in one allocation (q_a and kv_a views of it), so one
+                          * GEMM reads both; data NULL when not fused (no q-LoRA, or an FP8 q_lora not a
+                          * multiple of 128) */
     bf16_t *kv_a_norm;   /* (dc) */
     kern_mat_t kv_b;     /* (H*(dn+dv), dc)      per head [W_UK dn rows | W_UV dv rows]; always BF16
                           * (an FP8 checkpoint's kv_b is dequantized once at load) */

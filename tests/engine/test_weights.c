@@ -97,6 +97,16 @@ int main(int argc, char **argv)
         ok &= mat_rows_equal(&d->q_b, &f->q_b, 0, f->q_b.rows, 0, f->q_b.cols); /* DP: all heads */
         ok &= mat_rows_equal(&d->o, &f->o, 0, D, 0, f->o.cols);
         ok &= !memcmp(s->input_norm, f->input_norm, 2 * (size_t)D);
+        /* BF16: q_a|kv_a and gate|up are loaded fused, the parts views of one matrix (weights.c wl_fused) */
+        const int64_t R = c.q_lora_rank, rw = c.kv_lora_rank + c.qk_rope_head_dim;
+        if (R > 0)
+            ok &= f->qkv_a.data == f->q_a.data && f->qkv_a.rows == R + rw && f->q_a.rows == R &&
+                  f->kv_a.data == (const char *)f->qkv_a.data + 2 * (size_t)(R * D) && f->kv_a.rows == rw;
+        const kern_mat_t *gu = f->is_moe ? &f->sh_gate_up : &f->gate_up, *g = f->is_moe ? &f->sh_gate : &f->gate,
+                         *u = f->is_moe ? &f->sh_up : &f->up;
+        if (g->rows > 0)
+            ok &= gu->data == g->data && gu->rows == 2 * g->rows &&
+                  u->data == (const char *)g->data + 2 * (size_t)g->rows * (size_t)D;
         if (!f->is_moe) continue;
         moe_layers++;
         ok &= mat_rows_equal(&s->router, &f->router, 0, f->router.rows, 0, D);
@@ -129,6 +139,13 @@ int main(int argc, char **argv)
     weights_t rep;
     T_CHECK(weights_load(k, NULL, ck, &c8, &ep_only, &plr4, &rep) == MS_OK);
     T_CHECK(slots_match(&c8, &pl4, 1, &part, &full) && slots_match(&c8, &plr4, 1, &rep, &full));
+    /* FP8: fused only where the first part ends on a 128-row scale block */
+    for (int l = 0; l < c8.num_hidden_layers; l++) {
+        const wlayer_t *y = &full.layers[l];
+        T_CHECK((y->qkv_a.data != NULL) == (c8.q_lora_rank > 0 && c8.q_lora_rank % 128 == 0));
+        const int64_t I = y->is_moe ? (int64_t)c8.moe_intermediate_size * c8.n_shared_experts : c8.intermediate_size;
+        T_CHECK(((y->is_moe ? y->sh_gate_up.data : y->gate_up.data) != NULL) == (I > 0 && I % 128 == 0));
+    }
     weights_free(&part), weights_free(&full), weights_free(&rep);
     placement_free(&pl1), placement_free(&pl2), placement_free(&plr), placement_free(&pl4), placement_free(&plr4);
     free(as);
