@@ -80,6 +80,15 @@ __device__ static inline float gemm_w(const gemm_args &a, const void *wb, const 
     }
 }
 
+/* y_b[row, col] = v in y's dtype (one rounding for bf16); out-of-range elements are not written */
+__device__ static inline void gemm_store(const gemm_args &a, int32_t b, int32_t row, int32_t col, float v)
+{
+    if (row >= a.m || col >= a.n) return;
+    const int64_t o = (int64_t)b * a.bsy + (int64_t)row * a.ldy + col;
+    if (a.ydt == MS_DT_F32) ((float *)a.y)[o] = v;
+    else ((uint16_t *)a.y)[o] = cu_f_bf16(v);
+}
+
 /* The fp8 mode off the grouped kernel: 16×16 output tiles through shared memory, gridDim.z = batch, with
  * exactly the CPU's K blocking (per 128-wide block an fp32 sum of raw e4m3 products, then both scales). */
 __global__ static void gemm_fp8x_simt_kernel(gemm_args a)
@@ -111,11 +120,7 @@ __global__ static void gemm_fp8x_simt_kernel(gemm_args a)
         }
         __syncthreads();
     }
-    if (row < a.m && col < a.n) {
-        const int64_t o = (int64_t)b * a.bsy + (int64_t)row * a.ldy + col;
-        if (a.ydt == MS_DT_F32) ((float *)a.y)[o] = acc;
-        else ((uint16_t *)a.y)[o] = cu_f_bf16(acc);
-    }
+    gemm_store(a, b, row, col, acc);
 }
 
 /* Register-blocked fp32 GEMM for what has no tensor-core path (F32 x or W, e.g. absorbed MLA's
@@ -160,13 +165,7 @@ __global__ static void __launch_bounds__(256) gemm_tiled_kernel(gemm_args a)
 #pragma unroll
     for (int32_t i = 0; i < 4; i++)
 #pragma unroll
-        for (int32_t j = 0; j < 4; j++) {
-            const int32_t row = r0 + ty + 16 * i, col = c0 + tx + 16 * j;
-            if (row >= a.m || col >= a.n) continue;
-            const int64_t o = (int64_t)b * a.bsy + (int64_t)row * a.ldy + col;
-            if (a.ydt == MS_DT_F32) ((float *)a.y)[o] = acc[i][j];
-            else ((uint16_t *)a.y)[o] = cu_f_bf16(acc[i][j]);
-        }
+        for (int32_t j = 0; j < 4; j++) gemm_store(a, b, r0 + ty + 16 * i, c0 + tx + 16 * j, acc[i][j]);
 }
 
 /* F32 x · BF16 Wᵀ with 16-byte loads (absorbed MLA's W_UV over fp32 latents; gemm_f32w_fits): 64 rows x
@@ -218,13 +217,8 @@ __global__ static void __launch_bounds__(256) gemm_f32w_kernel(gemm_args a)
 #pragma unroll
     for (int32_t i = 0; i < 4; i++)
 #pragma unroll
-        for (int32_t j = 0; j < 8; j++) {
-            const int32_t row = r0 + ty * 4 + i, col = c0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4);
-            if (row >= a.m || col >= a.n) continue;
-            const int64_t o = (int64_t)b * a.bsy + (int64_t)row * a.ldy + col;
-            if (a.ydt == MS_DT_F32) ((float *)a.y)[o] = acc[i][j];
-            else ((uint16_t *)a.y)[o] = cu_f_bf16(acc[i][j]);
-        }
+        for (int32_t j = 0; j < 8; j++)
+            gemm_store(a, b, r0 + ty * 4 + i, c0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4), acc[i][j]);
 }
 
 /* gemm_f32w_kernel's 16-byte loads: K a multiple of 32, strides and bases 16-byte aligned */
