@@ -30,7 +30,7 @@ ninja -C "$build"
 
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/tests"
-for exe in "$build"/moeserve "$build"/moeserve-*; do
+for exe in "$build"/moeserve "$build"/moeserve-* "$build"/tools/moeserve-bench-moe; do # bench-moe: BENCHMARKS item 1
     [ -f "$exe" ] && [ -x "$exe" ] && cp "$exe" "$out/bin/"
 done
 for t in kern_cuda_vs_cpu cuda_moe_fp8 graphs graphs_mtp; do

@@ -25,9 +25,12 @@
 #               1,32), and bench-mtp's step times for N = 0, 1, 3 eager and graphed
 #     nccl      (2+ GPUs) test_layout.py np2-tp, np2-dp (np4-dp with 4 GPUs) with the server on CUDA over the
 #               NCCL data plane (moeserve.data_plane nccl, one GPU a rank), references from the CPU
+#     step      one EP8 rank's decode step (r1-ep8: 4 MoE layers of 32 experts, FP8, batch STEP_BATCHES, default
+#               1,32,128, context 1k) by op, gemm by weight, eager vs graph, and the replayed step's kernels by
+#               ncu (tools/ncu_kernels.py) into OUTDIR/step_tables.md
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024
-#   default: all but nccl, mla and mtp. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
+#   default: all but nccl, mla, mtp and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
 set -uo pipefail
@@ -207,6 +210,26 @@ phase_bench() {
     cat "$out/bench_ep8.md" >>"$out/bench_ops.md"
 }
 
+phase_step() { # issue 10 item 6: one EP8 rank's decode step (r1-ep8, 4 MoE layers of 32 experts), by op and by kernel
+    local e=$W/r1ep8 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+    [ -f "$e/config.json" ] || $R moeserve-mkmodel --preset r1-ep8 --dtype fp8 --layers 4 --config-only --out "$e" >/dev/null
+    local a=(--batch '' --rows '' --model "$e" --step-ctx 1024 --step-tokens 1024 --moe-cap 512 --moe-compute fp8
+        --kv-dtype fp8 --graphs 1)
+    : >"$final/step_tables.md"
+    for b in $(echo "${STEP_BATCHES:-1,32,128}" | tr ',' ' '); do
+        timeout 150 $R moeserve-bench-ops "${a[@]}" --step-batch $b >"$out/step_$b.md" 2>"$out/step_$b.err"
+        echo "step batch $b: exit $? | $(grep -E '^\| (mla_latent|moe_experts|gemm|\*\*total|graph) ' "$out/step_$b.md" | cut -d'|' -f2-5 | tr '\n' ';')"
+        cat "$out/step_$b.md" >>"$final/step_tables.md"
+        [ -n "$ncu" ] || continue
+        MS_BENCH_PROFILE_STEP=1 timeout 200 $R "$ncu" --clock-control none --cache-control none --profile-from-start off \
+            --graph-profiling node --metrics gpu__time_duration.sum --csv "$B/bin/moeserve-bench-ops" "${a[@]}" \
+            --step-batch $b >"$out/step_ncu_$b.csv" 2>"$out/step_ncu_$b.err"
+        { echo; echo "#### ncu, one replayed step at batch $b (tools/ncu_kernels.py)"; echo '```'
+          python3 "$root/tools/ncu_kernels.py" "$out/step_ncu_$b.csv" 30; echo '```'; } >>"$final/step_tables.md"
+        echo "step batch $b ncu: $(python3 "$root/tools/ncu_kernels.py" "$out/step_ncu_$b.csv" 0)"
+    done
+}
+
 phase_mla() {
     # mla_latent's kernels — the default tensor-core ones (mla_latent_wgmma.cu at R1's shapes, mla_latent_mma.cu
     # otherwise, e.g. the tiny models' heads) and the SIMT one (MS_MLA_KERNEL=simt): their harness cases, the
@@ -285,15 +308,7 @@ phase_graphs() {
             --profile-from-start off --graph-profiling node --metrics gpu__time_duration.sum --csv "$B/bin/moeserve-bench-ops" --batch '' \
             --rows '' --model "$d" --step-batch 1 --step-ctx 1024 --step-tokens 1024 --moe-cap 512 --moe-compute fp8 \
             --kv-dtype fp8 --graphs 1 >"$out/graphs_ncu.csv" 2>"$out/graphs_ncu.err"
-        echo "graphs ncu batch 1 (kernels of one replayed step): exit $? | $(python3 -c '
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1])))
-hi = [i for i, r in enumerate(rows) if "Metric Value" in r and "Kernel Name" in r]
-if not hi: print("no ncu rows"); sys.exit()
-h = rows[hi[0]]; v = h.index("Metric Value"); u = h.index("Metric Unit")
-us = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
-t = [float(r[v].replace(",", "")) * us[r[u]] for r in rows[hi[0] + 1:] if len(r) == len(h) and r[u] in us]
-print("%d kernels, sum %.1f us" % (len(t), sum(t)))' "$out/graphs_ncu.csv" 2>&1)"
+        echo "graphs ncu batch 1 (kernels of one replayed step): exit $? | $(python3 "$root/tools/ncu_kernels.py" "$out/graphs_ncu.csv" 0 2>&1)"
     else
         echo "graphs ncu: no ncu on this host"
     fi
@@ -311,6 +326,7 @@ has graphs && { phase_graphs >"$out/phase_graphs.txt" 2>&1; cat "$out/phase_grap
 has trace && { phase_trace >"$out/phase_trace.txt" 2>&1; cat "$out/phase_trace.txt" >>"$S"; }
 has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; }
 has nccl && { phase_nccl >"$out/phase_nccl.txt" 2>&1; cat "$out/phase_nccl.txt" >>"$S"; }
+has step && { phase_step >"$out/phase_step.txt" 2>&1; cat "$out/phase_step.txt" >>"$S"; }
 has mla && { phase_mla >"$out/phase_mla.txt" 2>&1; cat "$out/phase_mla.txt" >>"$S"; }
 has mtp && { phase_mtp >"$out/phase_mtp.txt" 2>&1; cat "$out/phase_mtp.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }
