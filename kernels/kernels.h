@@ -349,7 +349,8 @@ static inline size_t kern_moe_ws_bytes(int64_t cap, int64_t inter)
 /* Workspace bytes with which moe_experts runs all n_local slots in one pass: besides kern_moe_ws_bytes,
  * the fp8 mode's quantized copies of every slot's rows (x and h in e4m3 with their 1x128 scales, h in bf16).
  * Given less, a backend goes in chunks of slots through its context workspace: on the GPU each chunk is
- * four more launches over fewer experts, which at R1's 32 slots of 512 rows cost ~1.5x the layer. */
+ * four more launches over fewer experts, which at R1's 32 slots of 512 rows cost ~1.5x the layer. The CUDA
+ * carve (moe_gemm_fp8.cu kern_cuda_moe_fp8_ws_bytes) is these five pieces, each padded to 256 bytes. */
 static inline size_t kern_moe_ws_bytes_all(int64_t n_local, int64_t cap, int64_t hidden, int64_t inter)
 {
     const size_t rows = (size_t)(n_local * cap), bh = (size_t)kern_fp8_blocks((int32_t)hidden),

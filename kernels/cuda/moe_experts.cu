@@ -59,7 +59,10 @@ static ms_status_t moe_experts_grouped(kern_ctx_t *cx, const bf16_t *x, const in
                                        int32_t cap, const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes)
 {
     const int32_t H = w->hidden, I = w->inter;
-    const int all = ws && ws_bytes >= kern_cuda_moe_fp8_ws_bytes(n_local, cap, H, I);
+    /* the contract's size decides (kernels.h); the grouped kernel's carve is never larger (5 pieces, each padded
+     * to 256 bytes: the 5 * 256 there), and kern_cuda_moe_fp8 refuses a short workspace, so the two cannot drift
+     * into a silent fallback to chunks */
+    const int all = ws && ws_bytes >= kern_moe_ws_bytes_all(n_local, cap, H, I);
     char *scratch = all ? (char *)ws : (char *)cx->ws + KERN_CUDA_BLAS_WS;
     const size_t scratch_bytes = all ? ws_bytes : cx->ws_bytes > KERN_CUDA_BLAS_WS ? cx->ws_bytes - KERN_CUDA_BLAS_WS : 0;
     const size_t per_slot = kern_cuda_moe_fp8_ws_bytes(1, cap, H, I);
