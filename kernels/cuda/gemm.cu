@@ -23,8 +23,9 @@
  *    cuBLASLt 13 has VEC128/BLK128x128 scale modes, but its Hopper kernels
  *    promote partial sums on their own schedule; a kernel of ours keeps the
  *    blocking the CPU reference (and DeepSeek's fp8_gemm) defines.
- *  - F32 x or W, or what cuBLASLt declines: register-blocked SIMT kernels (gemm_f32w_kernel for F32 x with
- *    BF16 W and 16-byte aligned operands, gemm_tiled_kernel for the rest).
+ *  - F32 x with BF16 W and 16-byte aligned operands (absorbed MLA's W_UV): gemm_f32x.cu, tensor cores over
+ *    an exact three-way bf16 split of x.
+ *  - Other F32 x or W, or what cuBLASLt declines: the register-blocked SIMT gemm_tiled_kernel.
  *  - SiLU·mul (fused gate|up W of 2n rows): the GEMM writes the 2n bf16 sums
  *    (= bf16(g), bf16(u): the CPU's first rounding) to scratch, then one pass
  *    writes bf16(bf16(silu(g))·u) into y. cuBLASLt has no epilogue with those
@@ -33,6 +34,7 @@
  * moe_experts passes its own scratch to kern_cuda_gemm_run. */
 #include "common.cuh"
 #include "blas.h"
+#include "gemm_f32x.h"
 #include "moe_gemm.h"
 
 #define GEMM_TILE 16
@@ -168,74 +170,12 @@ __global__ static void __launch_bounds__(256) gemm_tiled_kernel(gemm_args a)
         for (int32_t j = 0; j < 4; j++) gemm_store(a, b, r0 + ty + 16 * i, c0 + tx + 16 * j, acc[i][j]);
 }
 
-/* F32 x · BF16 Wᵀ with 16-byte loads (absorbed MLA's W_UV over fp32 latents; gemm_f32w_fits): 64 rows x
- * 128 outputs a CTA of 256 threads, 4 x 8 outputs a thread (rows ty*4.., columns tx*4.. and 64+tx*4..), K in
- * steps of 32 staged as fp32 through shared memory; float4 shared reads (three per 32 FMAs). Same fmaf chain in
- * ascending k as gemm_tiled_kernel. */
-#define GF_BM 64
-#define GF_BN 128
-#define GF_BK 32
-__global__ static void __launch_bounds__(256) gemm_f32w_kernel(gemm_args a)
-{
-    __shared__ __align__(16) float xt[GF_BK][GF_BM + 4];
-    __shared__ __align__(16) float wt[GF_BK][GF_BN + 4];
-    const int32_t t = threadIdx.x, tx = t % 16, ty = t / 16, b = blockIdx.z;
-    const int32_t r0 = blockIdx.y * GF_BM, c0 = blockIdx.x * GF_BN;
-    const float *xb = (const float *)a.x + (size_t)b * a.bsx;
-    const uint16_t *wb = (const uint16_t *)a.w + (size_t)b * a.bsw;
-    float acc[4][8] = {};
-    for (int32_t k0 = 0; k0 < a.k; k0 += GF_BK) {
-#pragma unroll
-        for (int32_t r = 0; r < 2; r++) { /* x: 64 rows x 8 float4; W: 128 rows x 4 uint4 (8 bf16 each) */
-            const int32_t e = t + 256 * r;
-            const int32_t xr = e / 8, xk = (e % 8) * 4, wn = e / 4, wk = (e % 4) * 8;
-            float4 xv = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (r0 + xr < a.m && k0 + xk < a.k) xv = *(const float4 *)(xb + (int64_t)(r0 + xr) * a.ldx + k0 + xk);
-            xt[xk][xr] = xv.x, xt[xk + 1][xr] = xv.y, xt[xk + 2][xr] = xv.z, xt[xk + 3][xr] = xv.w;
-            uint4 wv = make_uint4(0, 0, 0, 0);
-            if (c0 + wn < a.n && k0 + wk < a.k) wv = *(const uint4 *)(wb + (int64_t)(c0 + wn) * a.ldw + k0 + wk);
-            const uint32_t wq[4] = {wv.x, wv.y, wv.z, wv.w};
-#pragma unroll
-            for (int32_t j = 0; j < 4; j++) {
-                wt[wk + 2 * j][wn] = __uint_as_float(wq[j] << 16);
-                wt[wk + 2 * j + 1][wn] = __uint_as_float(wq[j] & 0xffff0000u);
-            }
-        }
-        __syncthreads();
-#pragma unroll 8
-        for (int32_t kk = 0; kk < GF_BK; kk++) {
-            const float4 xv = *(const float4 *)&xt[kk][ty * 4];
-            const float4 w0 = *(const float4 *)&wt[kk][tx * 4], w1 = *(const float4 *)&wt[kk][64 + tx * 4];
-            const float xs[4] = {xv.x, xv.y, xv.z, xv.w}, ws[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-#pragma unroll
-            for (int32_t i = 0; i < 4; i++)
-#pragma unroll
-                for (int32_t j = 0; j < 8; j++) acc[i][j] = fmaf(xs[i], ws[j], acc[i][j]);
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int32_t i = 0; i < 4; i++)
-#pragma unroll
-        for (int32_t j = 0; j < 8; j++)
-            gemm_store(a, b, r0 + ty * 4 + i, c0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4), acc[i][j]);
-}
-
-/* gemm_f32w_kernel's 16-byte loads: K a multiple of 32, strides and bases 16-byte aligned */
-static bool gemm_f32w_fits(const gemm_args &a)
-{
-    return a.xdt == MS_DT_F32 && a.wdt == MS_DT_BF16 && !a.w_trans && a.k % GF_BK == 0 && a.ldx % 4 == 0 &&
-           a.bsx % 4 == 0 && a.ldw % 8 == 0 && a.bsw % 8 == 0 && (uintptr_t)a.x % 16 == 0 && (uintptr_t)a.w % 16 == 0;
-}
-
 static ms_status_t gemm_simt(kern_ctx_t *cx, const gemm_args &a)
 {
-    if (gemm_f32w_fits(a)) {
-        dim3 grid((unsigned)((a.n + GF_BN - 1) / GF_BN), (unsigned)((a.m + GF_BM - 1) / GF_BM), (unsigned)a.batch);
-        gemm_f32w_kernel<<<grid, 256, 0, CU_STREAM(cx)>>>(a);
-        CU_LAUNCHED();
-        return MS_OK;
-    }
+    if (a.xdt == MS_DT_F32 && a.wdt == MS_DT_BF16 && !a.w_trans &&
+        cu_gemm_f32x_fits(a.ldx, a.bsx, a.x, a.ldw, a.bsw, a.w, a.k))
+        return cu_gemm_f32x(CU_STREAM(cx), (const float *)a.x, a.ldx, a.bsx, (const uint16_t *)a.w, a.ldw, a.bsw, a.y,
+                            a.ydt == MS_DT_F32, a.ldy, a.bsy, a.m, a.n, a.k, a.batch);
     if (a.xdt == MS_DT_F8E4M3) { /* the fp8 mode's K blocking: the 16x16 kernel */
         dim3 grid((unsigned)((a.n + GEMM_TILE - 1) / GEMM_TILE), (unsigned)((a.m + GEMM_TILE - 1) / GEMM_TILE),
                   (unsigned)a.batch);

@@ -3,44 +3,64 @@
  * bf16 row × fp32 weight in fp32, added in ascending expert id (ties keep
  * their k order), one rounding to bf16. The products and sums are
  * __fmul_rn/__fadd_rn in the CPU's order, so the result is bit-identical.
- * One block per token; the pair order is sorted once per block. */
+ *
+ * Grid: token × slice of the hidden dim, so even one token spreads over
+ * several SMs; a thread owns one 8-element chunk and issues its K row loads
+ * as 16-byte accesses (vec: aligned rows, hidden a multiple of 8; else element
+ * by element). Each block ranks the token's K pairs in parallel (rank of k =
+ * pairs with a smaller expert id, or the same id and a smaller k: the CPU's
+ * stable insertion sort). */
 #include "common.cuh"
 
-#define MC_THREADS 256
+#define MC_THREADS 128
 #define MC_MAX_K 64
 
 __global__ static void __launch_bounds__(MC_THREADS)
-    moe_combine_kernel(const uint16_t *rows, const int32_t *row_of_pair, const int32_t *idx, const float *w, int32_t K,
-                       int32_t hidden, uint16_t *out)
+    moe_combine_kernel(const uint16_t *__restrict__ rows, const int32_t *row_of_pair, const int32_t *idx,
+                       const float *w, int32_t K, int32_t hidden, uint16_t *out, bool vec)
 {
     __shared__ int32_t srow[MC_MAX_K];
     __shared__ float sw[MC_MAX_K];
     const int64_t t = blockIdx.x;
-    if (threadIdx.x == 0) {
-        int32_t ord[MC_MAX_K];
-        const int32_t *it = idx + t * K;
-        for (int32_t k = 0; k < K; k++) { /* insertion sort of k by expert id, as the CPU */
-            int32_t j = k;
-            while (j > 0 && it[ord[j - 1]] > it[k]) {
-                ord[j] = ord[j - 1];
-                j--;
-            }
-            ord[j] = k;
-        }
-        for (int32_t j = 0; j < K; j++) {
-            srow[j] = row_of_pair[t * K + ord[j]];
-            sw[j] = w[t * K + ord[j]];
-        }
+    const int32_t *it = idx + t * K;
+    for (int32_t k = threadIdx.x; k < K; k += MC_THREADS) {
+        const int32_t e = it[k];
+        int32_t rank = 0;
+        for (int32_t j = 0; j < K; j++) rank += it[j] < e || (it[j] == e && j < k);
+        srow[rank] = row_of_pair[t * K + k];
+        sw[rank] = w[t * K + k];
     }
     __syncthreads();
-    uint16_t *o = out + t * hidden;
-    for (int32_t d = threadIdx.x; d < hidden; d += MC_THREADS) {
-        float acc = 0.0f;
-        for (int32_t j = 0; j < K; j++) {
-            if (srow[j] < 0) continue; /* padding, or dropped by a fault */
-            acc = __fadd_rn(acc, __fmul_rn(cu_bf16_f(rows[(int64_t)srow[j] * hidden + d]), sw[j]));
+    const int32_t c = blockIdx.y * MC_THREADS + threadIdx.x, d0 = 8 * c;
+    if (d0 >= hidden) return;
+    const int n = min(8, hidden - d0);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int32_t j = 0; j < K; j++) {
+        if (srow[j] < 0) continue; /* padding, or dropped by a fault */
+        const uint16_t *r = rows + (int64_t)srow[j] * hidden + d0;
+        uint16_t v[8];
+        if (vec) {
+            const uint4 q = __ldg((const uint4 *)r);
+            const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[e] = (uint16_t)(u[e >> 1] >> (16 * (e & 1)));
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[e] = e < n ? r[e] : 0;
         }
-        o[d] = cu_f_bf16(acc);
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[e] = __fadd_rn(acc[e], __fmul_rn(cu_bf16_f(v[e]), sw[j]));
+    }
+    uint16_t *o = out + t * hidden + d0;
+    if (vec) {
+        uint4 q;
+        q.x = cu_f_bf16(acc[0]) | (uint32_t)cu_f_bf16(acc[1]) << 16;
+        q.y = cu_f_bf16(acc[2]) | (uint32_t)cu_f_bf16(acc[3]) << 16;
+        q.z = cu_f_bf16(acc[4]) | (uint32_t)cu_f_bf16(acc[5]) << 16;
+        q.w = cu_f_bf16(acc[6]) | (uint32_t)cu_f_bf16(acc[7]) << 16;
+        *(uint4 *)o = q;
+    } else {
+        for (int e = 0; e < n; e++) o[e] = cu_f_bf16(acc[e]);
     }
 }
 
@@ -50,7 +70,10 @@ extern "C" ms_status_t kern_cuda_moe_combine(kern_ctx_t *cx, const bf16_t *rows,
 {
     if (K > MC_MAX_K) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda moe_combine: top_k %d > %d", K, MC_MAX_K);
     if (T <= 0 || hidden <= 0) return MS_OK;
-    moe_combine_kernel<<<(unsigned)T, MC_THREADS, 0, CU_STREAM(cx)>>>(rows, row_of_pair, idx, w, K, hidden, out);
+    const bool vec = ((uintptr_t)rows | (uintptr_t)out) % 16 == 0 && hidden % 8 == 0;
+    const dim3 grid((unsigned)T, (unsigned)((hidden + 8 * MC_THREADS - 1) / (8 * MC_THREADS)));
+    moe_combine_kernel<<<grid, MC_THREADS, 0, CU_STREAM(cx)>>>((const uint16_t *)rows, row_of_pair, idx, w, K, hidden,
+                                                               (uint16_t *)out, vec);
     CU_LAUNCHED();
     return MS_OK;
 }

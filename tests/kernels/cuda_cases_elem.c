@@ -191,14 +191,16 @@ void cc_run_silu_mul(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 
 void cc_run_rmsnorm(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
+    /* p[2]: x's row stride past dim (a view inside a wider row, e.g. kv_a's 512 in q_a|kv_a's 2112) */
     const int32_t rows = (int32_t)c->p[0], dim = (int32_t)c->p[1];
-    const int64_t n = (int64_t)rows * dim;
+    const int64_t n = (int64_t)rows * dim, ldx = dim + c->p[2];
     kr_seed(106);
-    bf16_t *x = kr_bf16(n, 1.0), *w = kr_bf16(dim, 1.0), *want = malloc((size_t)n * 2), *got = malloc((size_t)n * 2);
-    void *dx = cc_dev(env, x, (size_t)n * 2), *dw = cc_dev(env, w, (size_t)dim * 2), *dy = cc_dev(env, NULL, (size_t)n * 2);
-    cc_ok(r, K->rmsnorm(CX, dx, dim, dw, dy, dim, rows, dim, 1e-6f), "rmsnorm");
+    bf16_t *x = kr_bf16(rows * ldx, 1.0), *w = kr_bf16(dim, 1.0), *want = malloc((size_t)n * 2), *got = malloc((size_t)n * 2);
+    void *dx = cc_dev(env, x, (size_t)(rows * ldx) * 2), *dw = cc_dev(env, w, (size_t)dim * 2);
+    void *dy = cc_dev(env, NULL, (size_t)n * 2);
+    cc_ok(r, K->rmsnorm(CX, dx, ldx, dw, dy, dim, rows, dim, 1e-6f), "rmsnorm");
     cc_get(env, got, dy, (size_t)n * 2);
-    kern_cpu_ops.rmsnorm(NULL, x, dim, w, want, dim, rows, dim, 1e-6f);
+    kern_cpu_ops.rmsnorm(NULL, x, ldx, w, want, dim, rows, dim, 1e-6f);
     double worst = 0;
     int64_t ndiff = 0;
     for (int64_t i = 0; i < n; i++) {

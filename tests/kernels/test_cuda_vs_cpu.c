@@ -42,6 +42,12 @@ static const cc_case_t g_cases[] = {
     {"rmsnorm",     "4x7168",                     "bf16",      cc_run_rmsnorm,     {4, 7168},                           1.0 / 64},
     {"rmsnorm",     "32x1536 (q_a)",              "bf16",      cc_run_rmsnorm,     {32, 1536},                          1.0 / 64},
     {"rmsnorm",     "32x512 (kv_a)",              "bf16",      cc_run_rmsnorm,     {32, 512},                           1.0 / 64},
+    {"rmsnorm",     "128x7168 (decode batch)",    "bf16",      cc_run_rmsnorm,     {128, 7168},                         1.0 / 64},
+    {"rmsnorm",     "1x7168",                     "bf16",      cc_run_rmsnorm,     {1, 7168},                           1.0 / 64},
+    {"rmsnorm",     "128x512 ld 2112 (kv_a view)", "bf16",     cc_run_rmsnorm,     {128, 512, 1600},                    1.0 / 64},
+    {"rmsnorm",     "5x9000 (past registers)",    "bf16",      cc_run_rmsnorm,     {5, 9000},                           1.0 / 64},
+    {"rmsnorm",     "3x8200 ld +3 (unaligned)",   "bf16",      cc_run_rmsnorm,     {3, 8200, 3},                        1.0 / 64},
+    {"rmsnorm",     "7x100 ld +5",                "bf16",      cc_run_rmsnorm,     {7, 100, 5},                         1.0 / 64},
     /* gemm p[] = m, n, k, x dtype, w dtype, y dtype, extra ldx columns; tol = nmse bound, max-abs bound is
      * 2 bf16 ulps (bf16 out) or 1e-5·max(1, sqrt(k/4096)) (f32 out) of max|ref|: cuBLASLt sums in another
      * order than the CPU */
@@ -141,6 +147,9 @@ static const cc_case_t g_cases[] = {
     {"add_rmsnorm", "4x7168",                     "bf16",      cc_run_add_rmsnorm, {4, 7168},                           1.0 / 64},
     {"add_rmsnorm", "32x1536",                    "bf16",      cc_run_add_rmsnorm, {32, 1536},                          1.0 / 64},
     {"add_rmsnorm", "3x100",                      "bf16",      cc_run_add_rmsnorm, {3, 100},                            1.0 / 64},
+    {"add_rmsnorm", "128x7168 (decode batch)",    "bf16",      cc_run_add_rmsnorm, {128, 7168},                         1.0 / 64},
+    {"add_rmsnorm", "1x7168",                     "bf16",      cc_run_add_rmsnorm, {1, 7168},                           1.0 / 64},
+    {"add_rmsnorm", "2x9001 (past registers)",    "bf16",      cc_run_add_rmsnorm, {2, 9001},                           1.0 / 64},
     /* rope p[] = rows, heads, ld_row, ld_head, offset of the rope slice, dim, interleaved, attn_factor*1000 */
     {"rope",        "32 rows x 128 heads q_pe",   "bf16",      cc_run_rope,        {32, 128, 128 * 192, 192, 128, 64, 1, 1000}, 0},
     {"rope",        "64 rows k_pe (ld 576)",      "bf16",      cc_run_rope,        {64, 1, 576, 576, 512, 64, 1, 1000}, 0},
@@ -211,6 +220,9 @@ static const cc_case_t g_cases[] = {
     /* moe_combine p[] = T, K, E, hidden: bit-identical */
     {"moe_combine", "T=5 K=4 hidden=64",          "bf16",      cc_run_moe_combine, {5, 4, 16, 64},                      0},
     {"moe_combine", "T=128 K=8 hidden=7168",      "bf16",      cc_run_moe_combine, {128, 8, 256, 7168},                 0},
+    {"moe_combine", "T=1 K=8 hidden=7168",        "bf16",      cc_run_moe_combine, {1, 8, 32, 7168},                    0},
+    {"moe_combine", "T=3 K=8 hidden=100 (scalar)", "bf16",     cc_run_moe_combine, {3, 8, 4, 100},                      0},
+    {"moe_combine", "T=64 K=8 E=8 (ties)",        "bf16",      cc_run_moe_combine, {64, 8, 8, 7168},                    0},
     /* moe_experts p[] = n_local, cap, hidden, inter, fp8 records (dequant mode): tol = nmse, max-abs 4 bf16
      * ulps of max|ref|; rows past the counts untouched */
     {"moe_experts", "3 slots cap 8 64/32",        "bf16",      cc_run_moe_experts, {3, 8, 64, 32, 0},                   1e-5},
