@@ -221,8 +221,8 @@ static const cc_case_t g_cases[] = {
     {"moe_combine", "T=5 K=4 hidden=64",          "bf16",      cc_run_moe_combine, {5, 4, 16, 64},                      0},
     {"moe_combine", "T=128 K=8 hidden=7168",      "bf16",      cc_run_moe_combine, {128, 8, 256, 7168},                 0},
     {"moe_combine", "T=1 K=8 hidden=7168",        "bf16",      cc_run_moe_combine, {1, 8, 32, 7168},                    0},
-    {"moe_combine", "T=3 K=8 hidden=100 (scalar)", "bf16",     cc_run_moe_combine, {3, 8, 4, 100},                      0},
-    {"moe_combine", "T=64 K=8 E=8 (ties)",        "bf16",      cc_run_moe_combine, {64, 8, 8, 7168},                    0},
+    {"moe_combine", "T=3 K=8 hidden=100 (scalar)", "bf16",     cc_run_moe_combine, {3, 8, 16, 100},                     0},
+    {"moe_combine", "T=64 K=8 E=8 (every expert)", "bf16",     cc_run_moe_combine, {64, 8, 8, 7168},                    0},
     /* moe_experts p[] = n_local, cap, hidden, inter, fp8 records (dequant mode): tol = nmse, max-abs 4 bf16
      * ulps of max|ref|; rows past the counts untouched */
     {"moe_experts", "3 slots cap 8 64/32",        "bf16",      cc_run_moe_experts, {3, 8, 64, 32, 0},                   1e-5},
