@@ -1,7 +1,7 @@
 /* act_quant.cu — DeepSeek's act_quant on the masked MoE layout (moe_gemm.h):
  * per token, per 128 channels, s = max(amax, 1e-4)/448 (the act_quant op's rule) and q = e4m3(x/s), scales stored
- * slot-transposed [S, K/128, cap] for the grouped GEMM's tiles. One block per
- * row; 16 threads of 8 channels (16-byte loads, 8 in flight each) per group;
+ * slot-transposed [S, K/128, cap] for the grouped GEMM's tiles. A block per
+ * (slot, row stride), a row at a time; 16 threads of 8 channels (16-byte loads, 8 in flight each) per group;
  * padding rows return before reading anything. The float division is IEEE
  * (no fast math), so a CPU reference doing x/s in fp32 gets the same bytes. */
 #include <cuda_fp8.h>
@@ -11,15 +11,14 @@
 #include "moe_gemm.h"
 
 #define AQ_THREADS 128
+#define AQ_ROW_BLOCKS 32 /* blocks a slot */
 #define AQ_UNROLL 8 /* 16-byte loads in flight per thread: 8 x 128 x 8 = 8192 channels a pass */
 
-__global__ static void __launch_bounds__(AQ_THREADS)
-act_quant_kernel(const uint16_t *__restrict__ x, const int32_t *__restrict__ counts, int cap, int K,
-                 uint8_t *__restrict__ q, float *__restrict__ qs)
+/* one real row (slot, tok) of K channels */
+__device__ static void aq_row(const uint16_t *__restrict__ x, int slot, int tok, int cap, int K, int n8, int groups,
+                              uint8_t *__restrict__ q, float *__restrict__ qs)
 {
-    const int row = blockIdx.x, slot = row / cap, tok = row % cap;
-    if (tok >= min(counts[slot], cap)) return;
-    const int n8 = K / 8, groups = K / 128; /* 16 consecutive threads (8 channels each) form a group */
+    const int row = slot * cap + tok;
     const uint4 *xr = reinterpret_cast<const uint4 *>(x + (size_t)row * K);
     uint2 *qr = reinterpret_cast<uint2 *>(q + (size_t)row * K);
     for (int base = 0; base < n8; base += AQ_THREADS * AQ_UNROLL) {
@@ -54,13 +53,25 @@ act_quant_kernel(const uint16_t *__restrict__ x, const int32_t *__restrict__ cou
     }
 }
 
+__global__ static void __launch_bounds__(AQ_THREADS)
+act_quant_kernel(const uint16_t *__restrict__ x, const int32_t *__restrict__ counts, int cap, int K,
+                 uint8_t *__restrict__ q, float *__restrict__ qs)
+{
+    const int slot = blockIdx.x, n = min(counts[slot], cap);
+    const int n8 = K / 8, groups = K / 128; /* 16 consecutive threads (8 channels each) form a group */
+    for (int tok = blockIdx.y; tok < n; tok += gridDim.y) aq_row(x, slot, tok, cap, K, n8, groups, q, qs);
+}
+
 extern "C" ms_status_t kern_cuda_act_quant(kern_ctx_t *cx, const bf16_t *x, const int32_t *counts, int S, int cap,
                                            int K, uint8_t *q, float *qs)
 {
     if (S < 0 || cap <= 0 || K <= 0 || K % 128 != 0)
         return MS_ERR(MS_ERR_INVALID, "act_quant: bad shape S=%d cap=%d K=%d (K a multiple of 128)", S, cap, K);
     if (S == 0) return MS_OK;
-    act_quant_kernel<<<(unsigned)(S * cap), AQ_THREADS, 0, (cudaStream_t)cx->stream>>>(x, counts, cap, K, q, qs);
+    /* slot x AQ_ROW_BLOCKS blocks striding over the slot's real rows: a grid of S * cap blocks spent ~12 µs
+     * launching blocks that returned at once (32 slots of cap 512 at decode, a few real rows each) */
+    const dim3 grid((unsigned)S, (unsigned)(cap < AQ_ROW_BLOCKS ? cap : AQ_ROW_BLOCKS));
+    act_quant_kernel<<<grid, AQ_THREADS, 0, (cudaStream_t)cx->stream>>>(x, counts, cap, K, q, qs);
     CUDA_CHECK(cudaGetLastError());
     return MS_OK;
 }
