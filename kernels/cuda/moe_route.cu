@@ -3,8 +3,9 @@
  * operations in the same order (sigmoid as 1/(1+exp(-x)) with exp rounded as
  * glibc's expf, c = s + bias, group score = top-2 sum, masked c := 0.0, the
  * stable top-k with ties to the lower index, weights normalized by a
- * sequential sum in selection order). One block per token; the top-k rounds
- * are block-wide argmax reductions over (value, lower index). */
+ * sequential sum in selection order). Up to 256 experts: a warp per token
+ * (moe_route_warp_kernel); beyond, one block per token whose top-k rounds are
+ * block-wide argmax reductions over (value, lower index). */
 #include "common.cuh"
 
 #define ROUTE_THREADS 256
@@ -109,6 +110,102 @@ __global__ static void moe_route_kernel(const float *logits, const float *bias, 
     }
 }
 
+/* The same selection with one warp per token, for E <= 256 (DeepSeek-V3/R1: 256 experts, or one EP rank's
+ * view of them): lane l holds experts l, l + 32, ..., every top-1/top-2/top-k round is a shuffle reduction
+ * with route_better's order (larger value, then lower index) and no block barrier. The block kernel spent
+ * ~11 µs a call on its 2 barriers per round; four tokens share a block here. */
+#define RW_WARPS 4
+#define RW_PER_LANE 8 /* E <= 32 * RW_PER_LANE */
+
+__device__ static inline route_best route_warp_argmax(route_best x)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        route_best y = {__shfl_xor_sync(0xffffffffu, x.v, o), __shfl_xor_sync(0xffffffffu, x.i, o)};
+        if (route_better(y, x)) x = y;
+    }
+    return x;
+}
+
+__global__ static void __launch_bounds__(RW_WARPS * 32)
+    moe_route_warp_kernel(const float *logits, const float *bias, int32_t T, int32_t E, int32_t n_group,
+                          int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling, int32_t *idx,
+                          float *w)
+{
+    __shared__ float s_sg[RW_WARPS][32 * RW_PER_LANE], s_gs[RW_WARPS][64];
+    __shared__ int32_t s_id[RW_WARPS][32 * RW_PER_LANE];
+    const int32_t lane = threadIdx.x & 31, wp = threadIdx.x >> 5, t = blockIdx.x * RW_WARPS + wp, gs = E / n_group;
+    if (t >= T) return;
+    const float *lg = logits + (int64_t)t * E;
+    float c[RW_PER_LANE];
+#pragma unroll
+    for (int j = 0; j < RW_PER_LANE; j++) {
+        const int32_t e = lane + 32 * j;
+        if (e < E) {
+            const float sg = __fdiv_rn(1.0f, __fadd_rn(1.0f, cu_expf(-lg[e])));
+            s_sg[wp][e] = sg;
+            c[j] = __fadd_rn(sg, bias ? bias[e] : 0.0f);
+        }
+    }
+    for (int32_t g = 0; g < n_group; g++) { /* group score: the sum of its two best values */
+        route_best b1 = {0.f, -1}, b2 = {0.f, -1};
+#pragma unroll
+        for (int j = 0; j < RW_PER_LANE; j++) {
+            const int32_t e = lane + 32 * j;
+            const route_best y = {c[j], e < E && e / gs == g ? e : -1};
+            if (route_better(y, b1)) b1 = y;
+        }
+        b1 = route_warp_argmax(b1);
+#pragma unroll
+        for (int j = 0; j < RW_PER_LANE; j++) {
+            const int32_t e = lane + 32 * j;
+            const route_best y = {c[j], e < E && e / gs == g && e != b1.i ? e : -1};
+            if (route_better(y, b2)) b2 = y;
+        }
+        b2 = route_warp_argmax(b2);
+        if (lane == 0) s_gs[wp][g] = __fadd_rn(b1.v, b2.v);
+    }
+    __syncwarp();
+    uint64_t keep = 0; /* every lane picks the same topk_group groups: the first best score each round */
+    for (int32_t j = 0; j < topk_group; j++) {
+        int32_t best = -1;
+        for (int32_t g = 0; g < n_group; g++)
+            if (!(keep >> g & 1) && (best < 0 || s_gs[wp][g] > s_gs[wp][best])) best = g;
+        keep |= 1ull << best;
+    }
+    uint32_t taken = 0;
+#pragma unroll
+    for (int j = 0; j < RW_PER_LANE; j++) {
+        const int32_t e = lane + 32 * j;
+        if (e < E && !(keep >> (e / gs) & 1)) c[j] = 0.0f;
+    }
+    int32_t *it = idx + (int64_t)t * top_k;
+    float *wt = w + (int64_t)t * top_k;
+    for (int32_t k = 0; k < top_k; k++) {
+        route_best b = {0.f, -1};
+#pragma unroll
+        for (int j = 0; j < RW_PER_LANE; j++) {
+            const int32_t e = lane + 32 * j;
+            const route_best y = {c[j], e < E && !(taken >> j & 1) ? e : -1};
+            if (route_better(y, b)) b = y;
+        }
+        b = route_warp_argmax(b);
+        if ((b.i & 31) == lane) taken |= 1u << (b.i >> 5);
+        if (lane == 0) s_id[wp][k] = b.i, it[k] = b.i;
+    }
+    __syncwarp();
+    if (lane == 0) { /* as the block kernel: a sequential sum in selection order */
+        float sum = 0;
+        for (int32_t k = 0; k < top_k; k++) {
+            wt[k] = s_sg[wp][s_id[wp][k]];
+            sum = __fadd_rn(sum, wt[k]);
+        }
+        for (int32_t k = 0; k < top_k; k++) {
+            if (norm_topk_prob) wt[k] = __fdiv_rn(wt[k], __fadd_rn(sum, 1e-20f));
+            wt[k] = __fmul_rn(wt[k], scaling);
+        }
+    }
+}
+
 extern "C" ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T,
                                            int32_t E, int32_t n_group, int32_t topk_group, int32_t top_k,
                                            int32_t norm_topk_prob, float scaling, int32_t *idx, float *w)
@@ -118,6 +215,12 @@ extern "C" ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, 
         return MS_ERR(MS_ERR_INVALID, "cuda moe_route: bad geometry E=%d n_group=%d topk_group=%d top_k=%d", E,
                       n_group, topk_group, top_k);
     if (T <= 0) return MS_OK;
+    if (E <= 32 * RW_PER_LANE) {
+        moe_route_warp_kernel<<<(T + RW_WARPS - 1) / RW_WARPS, RW_WARPS * 32, 0, CU_STREAM(cx)>>>(
+            logits, bias, T, E, n_group, topk_group, top_k, norm_topk_prob, scaling, idx, w);
+        CU_LAUNCHED();
+        return MS_OK;
+    }
     size_t smem = (size_t)E * (2 * sizeof(float) + 1);
     moe_route_kernel<<<T, ROUTE_THREADS, smem, CU_STREAM(cx)>>>(logits, bias, E, n_group, topk_group, top_k,
                                                                norm_topk_prob, scaling, idx, w);

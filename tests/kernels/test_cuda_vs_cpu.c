@@ -208,6 +208,11 @@ static const cc_case_t g_cases[] = {
     {"moe_route",   "T=5 E=16 g=4/2 k=4",         "f32",       cc_run_moe_route,   {5, 16, 4, 2, 4, 0},                 0},
     {"moe_route",   "T=128 E=256 g=8/4 k=8",      "f32",       cc_run_moe_route,   {128, 256, 8, 4, 8, 0},              0},
     {"moe_route",   "T=64 E=256 g=8/4 k=8 ties",  "f32",       cc_run_moe_route,   {64, 256, 8, 4, 8, 1},               0},
+    {"moe_route",   "T=1 E=256 g=8/4 k=8",        "f32",       cc_run_moe_route,   {1, 256, 8, 4, 8, 0},                0},
+    {"moe_route",   "T=128 E=32 g=8/4 k=8 (r1-ep8)", "f32",    cc_run_moe_route,   {128, 32, 8, 4, 8, 0},               0},
+    {"moe_route",   "T=33 E=32 g=8/4 k=8 ties",   "f32",       cc_run_moe_route,   {33, 32, 8, 4, 8, 1},                0},
+    {"moe_route",   "T=7 E=48 g=6/3 k=6",         "f32",       cc_run_moe_route,   {7, 48, 6, 3, 6, 0},                 0},
+    {"moe_route",   "T=9 E=320 g=64/8 k=12 (block kernel)", "f32", cc_run_moe_route, {9, 320, 64, 8, 12, 1},            0},
     /* moe_plan p[] = T, K, E, n_slots (experts 0.. with a 2nd replica): bit-identical, load accumulated */
     {"moe_plan",    "T=5 K=4 E=16 slots=24",      "i32",       cc_run_moe_plan,    {5, 4, 16, 24},                      0},
     {"moe_plan",    "T=128 K=8 E=256 slots=384",  "i32",       cc_run_moe_plan,    {128, 8, 256, 384},                  0},
