@@ -25,6 +25,7 @@ static const cc_case_t g_cases[] = {
     {"embed",       "n=8 vocab=1000 dim=576",     "bf16",      cc_run_embed,       {8, 1000, 576},                      0},
     {"embed",       "n=64 vocab=32768 dim=7168",  "bf16",      cc_run_embed,       {64, 32768, 7168},                   0},
     {"embed",       "n=64 vocab=129280 dim=64",   "bf16",      cc_run_embed,       {64, 129280, 64},                    0},
+    {"embed",       "n=5 vocab=100 dim=100 (scalar)", "bf16",  cc_run_embed,       {5, 100, 100},                       0},
     {"embed",       "pad -1, id 129280 faults",   "bf16",      cc_run_embed,       {6, 129280, 64},                     0, 1},
     {"add",         "n=1001",                     "bf16",      cc_run_add,         {1001},                              0},
     {"add",         "128x7168",                   "bf16",      cc_run_add,         {128 * 7168},                        0},
