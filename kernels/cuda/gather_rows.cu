@@ -16,7 +16,8 @@ __global__ static void gather_kernel(const T *src, const int32_t *idx, size_t ro
     }
     const T *a = src + (size_t)s * row_elems;
     T *b = dst + (size_t)blockIdx.x * row_elems;
-    for (size_t i = threadIdx.x; i < row_elems; i += blockDim.x) b[i] = a[i];
+#pragma unroll 4 /* several loads in flight: dst rows never alias src */
+    for (size_t i = threadIdx.x; i < row_elems; i += blockDim.x) b[i] = __ldg(a + i);
 }
 
 extern "C" ms_status_t kern_cuda_gather_rows(kern_ctx_t *cx, const void *src, const int32_t *idx, int32_t n,

@@ -38,7 +38,8 @@ __global__ static void __launch_bounds__(MS_THREADS)
     if (vec) {
         const uint4 *s4 = (const uint4 *)src;
         uint4 *d4 = (uint4 *)dst;
-        for (int32_t i = threadIdx.x; i < D / 8; i += MS_THREADS) d4[i] = s4[i];
+#pragma unroll 4 /* loads through the read-only path, several in flight (recv never aliases x) */
+        for (int32_t i = threadIdx.x; i < D / 8; i += MS_THREADS) d4[i] = __ldg(s4 + i);
     } else {
         for (int32_t i = threadIdx.x; i < D; i += MS_THREADS) dst[i] = src[i];
     }
