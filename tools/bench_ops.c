@@ -393,12 +393,12 @@ static void bench_batch(int B, int ctx)
         CK(K->upload(CX, sp, hp, sizeof *hp * (size_t)B));
         int32_t *tok = dalloc(sizeof(int32_t) * (size_t)B), *tid = dalloc(sizeof(int32_t) * (size_t)B * KERN_MAX_LOGPROBS);
         float *lp = dalloc(sizeof(float) * (size_t)B), *tlp = dalloc(sizeof(float) * (size_t)B * KERN_MAX_LOGPROBS);
-        TIME_MS(ms, K->sample(CX, lg, V, B, V, sp, tok, lp, tid, tlp));
+        TIME_MS(ms, K->sample(CX, lg, MS_DT_F32, V, B, V, sp, tok, lp, tid, tlp));
         row("sample greedy", shape, ms, 4.0 * B * V, 0, 0);
         for (int i = 0; i < B; i++) hp[i] = (kern_sample_t){.temperature = 0.7f, .top_p = 0.95f, .top_k = 50,
                                                             .mask_token = -1, .position = i, .seed = 1};
         CK(K->upload(CX, sp, hp, sizeof *hp * (size_t)B));
-        TIME_MS(ms, K->sample(CX, lg, V, B, V, sp, tok, lp, tid, tlp));
+        TIME_MS(ms, K->sample(CX, lg, MS_DT_F32, V, B, V, sp, tok, lp, tid, tlp));
         row("sample T0.7 top-k 50 top-p 0.95", shape, ms, 4.0 * B * V, 0, 0);
         K->free(lg), K->free(ly), K->free(sp), K->free(tok), K->free(tid), K->free(lp), K->free(tlp);
         free(hp);
@@ -607,9 +607,9 @@ WRAP(log_softmax, KERN_OP_LOG_SOFTMAX, (kern_ctx_t * cx, const float *x, int64_t
      (cx, x, ld, r, n, y))
 WRAP(mtp_prep, KERN_OP_MTP_PREP, (kern_ctx_t * cx, const kern_mtp_prep_t *p), (cx, p))
 WRAP(sample, KERN_OP_SAMPLE,
-     (kern_ctx_t * cx, const float *l, int64_t ld, int32_t r, int32_t v, const kern_sample_t *p, int32_t *t, float *lp,
-      int32_t *ti, float *tl),
-     (cx, l, ld, r, v, p, t, lp, ti, tl))
+     (kern_ctx_t * cx, const void *l, ms_dtype_t dt, int64_t ld, int32_t r, int32_t v, const kern_sample_t *p,
+      int32_t *t, float *lp, int32_t *ti, float *tl),
+     (cx, l, dt, ld, r, v, p, t, lp, ti, tl))
 
 /* Host clock stamps of a step (--graphs): upload entry and return, graph launch entry and return (eager: the
  * same stamps as the upload's return), synchronize entry and return. */

@@ -248,12 +248,12 @@ void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     void *dl = cc_dev(env, lg, sizeof(float) * (size_t)(rows * ld)), *dp = cc_dev(env, ps, sizeof *ps * (size_t)rows),
          *dt = cc_dev(env, NULL, 4 * (size_t)rows), *dlp = cc_dev(env, NULL, 4 * (size_t)rows),
          *di = cc_dev(env, NULL, 4 * nt), *dtl = cc_dev(env, NULL, 4 * nt);
-    cc_ok(r, K->sample(CX, dl, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
+    cc_ok(r, K->sample(CX, dl, MS_DT_F32, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
     cc_get(env, tg, dt, 4 * (size_t)rows), cc_get(env, lpg, dlp, 4 * (size_t)rows);
     const uint32_t f = cc_fault_take(env), want_f = c->p[2] == 2 ? KERN_FAULT_LOGITS : 0;
     cc_check(r, f == want_f, "fault word 0x%x == 0x%x", f, want_f);
     cc_get(env, ig, di, 4 * nt), cc_get(env, tlg, dtl, 4 * nt);
-    cc_ok(r, kern_cpu_ops.sample(NULL, lg, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
+    cc_ok(r, kern_cpu_ops.sample(NULL, lg, MS_DT_F32, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
     int32_t bad_tok = 0, bad_ids = 0, first_bad = -1;
     double worst_lp = 0;
     for (int32_t i = 0; i < rows; i++) {
@@ -313,13 +313,13 @@ void cc_run_logits_adjust(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
          *di = cc_dev(env, NULL, 4 * (size_t)rows * KERN_MAX_LOGPROBS),
          *dtl = cc_dev(env, NULL, 4 * (size_t)rows * KERN_MAX_LOGPROBS);
     cc_ok(r, K->logits_adjust(CX, dl, ld, rows, V, da, dli, cap, dse, n_sets), "logits_adjust");
-    cc_ok(r, K->sample(CX, dl, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
+    cc_ok(r, K->sample(CX, dl, MS_DT_F32, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
     float *lgg = malloc(sizeof(float) * (size_t)(rows * ld));
     int32_t *tg = calloc((size_t)rows, 4), *tc = calloc((size_t)rows, 4), *ic = calloc((size_t)rows * KERN_MAX_LOGPROBS, 4);
     float *lpc = calloc((size_t)rows, 4), *tlc = calloc((size_t)rows * KERN_MAX_LOGPROBS, 4);
     cc_get(env, lgg, dl, sizeof(float) * (size_t)(rows * ld)), cc_get(env, tg, dt, 4 * (size_t)rows);
     cc_ok(r, kern_cpu_ops.logits_adjust(NULL, lc, ld, rows, V, adj, lists, cap, sets, n_sets), "cpu logits_adjust");
-    cc_ok(r, kern_cpu_ops.sample(NULL, lc, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
+    cc_ok(r, kern_cpu_ops.sample(NULL, lc, MS_DT_F32, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
     cc_cmp_bytes(r, "adjusted logits", lgg, lc, sizeof(float) * (size_t)(rows * ld));
     int32_t bad = 0;
     for (int32_t i = 0; i < rows; i++) bad += tg[i] != tc[i];
