@@ -253,38 +253,38 @@ __global__ static void __launch_bounds__(SPL_THREADS)
     const int32_t mask = p.mask_token >= 0 && p.mask_token < vocab ? p.mask_token : -1;
     const float temp = p.temperature;
 
+    /* one pass: each thread keeps running maxima and sums relative to them (rescaled when its maximum
+     * grows), merged below; NaN and +inf make s NaN or infinite: the row's fault */
+    const bool need_sv = temp > 0.0f && !(p.top_k > 0 && p.top_k <= SMP_ROW_CANDS / 2);
     float m = -INFINITY, vm = -INFINITY;
+    double s = 0, sv = 0;
     uint64_t best = ~0ull;
     int32_t nf = 0;
-#pragma unroll 8
+#pragma unroll 4
     for (int32_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
         const float x = smp_ld(lg, i);
-        m = fmaxf(m, x);
+        if (x > m) s = s * (double)expf(m - x) + 1.0, m = x;
+        else if (x != -INFINITY) s += (double)expf(x - m);
         if (i == mask) continue;
         best = min(best, smp_key(x, i));
         if (temp > 0.0f) {
             const float v = __fdiv_rn(x, temp);
-            vm = fmaxf(vm, v), nf += v != -INFINITY;
+            if (v == -INFINITY) continue;
+            nf++;
+            if (!need_sv) vm = fmaxf(vm, v);
+            else if (v > vm) sv = sv * exp((double)vm - v) + 1.0, vm = v;
+            else sv += exp((double)v - vm);
         }
     }
+    const float mt = m, vmt = vm;
     m = cu_block_reduce(m, cu_op_max(), sh.shf, -INFINITY);
+    s = cu_block_reduce(s != 0 ? s * exp((double)mt - m) : 0.0, cu_op_sumd(), sh.shd, 0.0);
     best = cu_block_reduce<uint64_t>(best, smp_op_minu(), sh.shu, ~0ull);
-    vm = cu_block_reduce(vm, cu_op_max(), sh.shf, -INFINITY);
-    nf = (int32_t)cu_block_reduce((double)nf, cu_op_sumd(), sh.shd, 0.0);
-    /* the mass of v beyond the candidates is needed unless the row keeps only its top_k */
-    const bool need_sv = temp > 0.0f && !(p.top_k > 0 && p.top_k <= SMP_ROW_CANDS / 2);
-    double s = 0, sv = 0;
-#pragma unroll 8
-    for (int32_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
-        const float x = smp_ld(lg, i);
-        if (x != -INFINITY) s += (double)expf(x - m); /* NaN and +inf make s NaN: the row's fault */
-        if (need_sv && i != mask) {
-            const float v = __fdiv_rn(x, temp);
-            if (v != -INFINITY) sv += exp((double)v - vm);
-        }
+    if (temp > 0.0f) {
+        vm = cu_block_reduce(vm, cu_op_max(), sh.shf, -INFINITY);
+        nf = (int32_t)cu_block_reduce((double)nf, cu_op_sumd(), sh.shd, 0.0);
+        if (need_sv) sv = cu_block_reduce(sv != 0 ? sv * exp((double)vmt - vm) : 0.0, cu_op_sumd(), sh.shd, 0.0);
     }
-    s = cu_block_reduce(s, cu_op_sumd(), sh.shd, 0.0);
-    if (need_sv) sv = cu_block_reduce(sv, cu_op_sumd(), sh.shd, 0.0);
 
     smp_part *pt = &parts[ps];
     const int32_t nl = p.n_logprobs < 0 ? 0 : p.n_logprobs > KERN_MAX_LOGPROBS ? KERN_MAX_LOGPROBS : p.n_logprobs;
@@ -339,6 +339,7 @@ struct smp_merge_shared {
     float shf[32];
     uint64_t shu[32];
     double wsum[SMP_THREADS / 32];
+    int32_t cnt[SMP_MAX_SLICES];
     int32_t n, found;
 };
 
@@ -383,18 +384,25 @@ __device__ static int32_t smp_first(const double *a, int32_t n, double thr, bool
     return f == INT32_MAX ? -1 : f;
 }
 
-/* Gather the keys < bound of every slice's list into k; their count. */
+/* Gather the keys < bound of every slice's list into k; their count. All lists at once (a slice at a time
+ * would wait on S dependent loads), one shared add a warp. */
 __device__ static int32_t smp_gather(const uint64_t *lists, int32_t cap, const smp_part *pt, int32_t S, bool lp,
                                      uint64_t bound, uint64_t *k, smp_merge_shared *sh)
 {
     if (threadIdx.x == 0) sh->n = 0;
+    if (threadIdx.x < S) sh->cnt[threadIdx.x] = lp ? pt[threadIdx.x].n_lp : pt[threadIdx.x].n_c;
     __syncthreads();
-    for (int32_t s = 0; s < S; s++) {
-        const int32_t n = lp ? pt[s].n_lp : pt[s].n_c;
-        for (int32_t j = threadIdx.x; j < n; j += blockDim.x) {
-            const uint64_t key = lists[(int64_t)s * cap + j];
-            if (key < bound) k[atomicAdd(&sh->n, 1)] = key;
-        }
+    const int32_t total = S * cap, lane = threadIdx.x & 31;
+    for (int32_t base = threadIdx.x - lane; base < total; base += blockDim.x) {
+        const int32_t i = base + lane, s = i / cap;
+        uint64_t key = ~0ull;
+        if (i < total && i - s * cap < sh->cnt[s]) key = lists[i];
+        const bool take = key < bound;
+        const uint32_t m = __ballot_sync(0xffffffffu, take);
+        int32_t at = 0;
+        if (lane == 0 && m) at = atomicAdd(&sh->n, __popc(m));
+        at = __shfl_sync(0xffffffffu, at, 0);
+        if (take) k[at + __popc(m & ((1u << lane) - 1))] = key;
     }
     __syncthreads();
     return sh->n;
