@@ -548,12 +548,14 @@ typedef struct kern_ops {
     /* y[r] = log_softmax(x[r]) in fp32 (max-subtracted, double-free); y may be x (in place: each row is
      * reduced before any of it is written) */
     ms_status_t (*log_softmax)(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
-    /* Sample one token per row of fp32 logits [rows, vocab] (ld between rows). logprob and the top-N list
+    /* Sample one token per row of logits [rows, vocab] (ld elements between rows), dt MS_DT_F32 or MS_DT_BF16
+     * (bf16 values are read exactly as floats: the same results as casting to fp32 first, so the engine
+     * skips the cast unless logits_adjust needs fp32 logits). logprob and the top-N list
      * are under the unmodified distribution (log_softmax of the raw logits). top_ids/top_lp: [rows,
      * KERN_MAX_LOGPROBS], the first n_logprobs filled, descending. A row with nothing to draw from (a NaN
      * or +inf logit, or every logit -inf: its log-sum-exp is not finite) raises KERN_FAULT_LOGITS and gets
      * token -1 and logprob 0, its top-N left as they were; the other rows are unaffected. */
-    ms_status_t (*sample)(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+    ms_status_t (*sample)(kern_ctx_t *cx, const void *logits, ms_dtype_t dt, int64_t ld, int32_t rows, int32_t vocab,
                           const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                           float *top_lp);
     /* vLLM's logits processing, in place on fp32 logits [rows, vocab] (ld between rows), before sample:

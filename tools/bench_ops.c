@@ -14,8 +14,11 @@
  *                      [--model DIR --step-batch 32 --step-ctx 1024 [--kv-dtype fp8] [--load dummy|auto]
  *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]
  *                       [--graphs 1] [--mtp N] [--moe-tile BNxNWG[r]]
- *                       [--dense-compute auto|dequant|fp8]]
+ *                       [--dense-compute auto|dequant|fp8]] [--sample 1,128]
  * (the routed-experts table times both moe_experts modes; --moe-compute picks the step's, default dequant)
+ * (--sample B,..: the sampler alone at those batches, DeepSeek's vocabulary, fp32 and bf16 logits, greedy and
+ * temperature draws on peaked logits (a language model's: the merge resolves the draw) and on flat ones
+ * (the whole-row fallback), beside the bf16 -> fp32 cast the engine no longer runs.)
  * (--batch "" --rows "" skip the op tables; --trace-faults 1 synchronizes after every op of the step run and
  * names the first op after which the device fault word is set: a debugging aid, not a timing.)
  * (--mtp N: the step's engine drafts N tokens (MTP; the model needs num_nextn_predict_layers, e.g. mkmodel
@@ -393,12 +396,12 @@ static void bench_batch(int B, int ctx)
         CK(K->upload(CX, sp, hp, sizeof *hp * (size_t)B));
         int32_t *tok = dalloc(sizeof(int32_t) * (size_t)B), *tid = dalloc(sizeof(int32_t) * (size_t)B * KERN_MAX_LOGPROBS);
         float *lp = dalloc(sizeof(float) * (size_t)B), *tlp = dalloc(sizeof(float) * (size_t)B * KERN_MAX_LOGPROBS);
-        TIME_MS(ms, K->sample(CX, lg, V, B, V, sp, tok, lp, tid, tlp));
+        TIME_MS(ms, K->sample(CX, lg, MS_DT_F32, V, B, V, sp, tok, lp, tid, tlp));
         row("sample greedy", shape, ms, 4.0 * B * V, 0, 0);
         for (int i = 0; i < B; i++) hp[i] = (kern_sample_t){.temperature = 0.7f, .top_p = 0.95f, .top_k = 50,
                                                             .mask_token = -1, .position = i, .seed = 1};
         CK(K->upload(CX, sp, hp, sizeof *hp * (size_t)B));
-        TIME_MS(ms, K->sample(CX, lg, V, B, V, sp, tok, lp, tid, tlp));
+        TIME_MS(ms, K->sample(CX, lg, MS_DT_F32, V, B, V, sp, tok, lp, tid, tlp));
         row("sample T0.7 top-k 50 top-p 0.95", shape, ms, 4.0 * B * V, 0, 0);
         K->free(lg), K->free(ly), K->free(sp), K->free(tok), K->free(tid), K->free(lp), K->free(tlp);
         free(hp);
@@ -607,9 +610,9 @@ WRAP(log_softmax, KERN_OP_LOG_SOFTMAX, (kern_ctx_t * cx, const float *x, int64_t
      (cx, x, ld, r, n, y))
 WRAP(mtp_prep, KERN_OP_MTP_PREP, (kern_ctx_t * cx, const kern_mtp_prep_t *p), (cx, p))
 WRAP(sample, KERN_OP_SAMPLE,
-     (kern_ctx_t * cx, const float *l, int64_t ld, int32_t r, int32_t v, const kern_sample_t *p, int32_t *t, float *lp,
-      int32_t *ti, float *tl),
-     (cx, l, ld, r, v, p, t, lp, ti, tl))
+     (kern_ctx_t * cx, const void *l, ms_dtype_t dt, int64_t ld, int32_t r, int32_t v, const kern_sample_t *p,
+      int32_t *t, float *lp, int32_t *ti, float *tl),
+     (cx, l, dt, ld, r, v, p, t, lp, ti, tl))
 
 /* Host clock stamps of a step (--graphs): upload entry and return, graph launch entry and return (eager: the
  * same stamps as the upload's return), synchronize entry and return. */
@@ -866,6 +869,60 @@ static int bench_step(const char *model, int B, int ctx, int kv_fp8, int dummy, 
     return 0;
 }
 
+/* The sampler at batch B (--sample): peaked logits (a few dozen tokens carry most of the mass) or flat ones. */
+static void bench_sample(int B)
+{
+    const int V = 129280;
+    const int64_t n = (int64_t)B * V;
+    float *hf = malloc(sizeof(float) * (size_t)n);
+    bf16_t *hb = malloc(sizeof(bf16_t) * (size_t)n);
+    uint64_t st = 12345;
+    for (int64_t i = 0; i < n; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        const double u = (double)(st >> 11) / 9007199254740992.0;
+        hf[i] = (float)(u * 4.0 - 6.0 + ((st >> 7) % 4096 == 0 ? 14.0 * u : 0.0));
+        hb[i] = f32_to_bf16(hf[i]), hf[i] = bf16_to_f32(hb[i]);
+    }
+    float *lf = dalloc(sizeof(float) * (size_t)n);
+    bf16_t *lb = dalloc(sizeof(bf16_t) * (size_t)n), *flat = dfill(MS_DT_BF16, n, 0);
+    CK(K->upload(CX, lf, hf, sizeof(float) * (size_t)n));
+    CK(K->upload(CX, lb, hb, sizeof(bf16_t) * (size_t)n));
+    kern_sample_t *hp = calloc((size_t)B, sizeof *hp), *sp = dalloc(sizeof *hp * (size_t)B);
+    int32_t *tok = dalloc(sizeof(int32_t) * (size_t)B), *tid = dalloc(sizeof(int32_t) * (size_t)B * KERN_MAX_LOGPROBS);
+    float *lp = dalloc(sizeof(float) * (size_t)B), *tlp = dalloc(sizeof(float) * (size_t)B * KERN_MAX_LOGPROBS);
+    float *cast = dalloc(sizeof(float) * (size_t)n);
+    char shape[64];
+    double ms;
+    snprintf(shape, sizeof shape, "[%d, %d]", B, V);
+    TIME_MS(ms, K->cast(CX, lb, MS_DT_BF16, cast, MS_DT_F32, n));
+    row("cast bf16->f32 (no longer before sample)", shape, ms, 6.0 * n, 0, 0);
+    static const struct {
+        const char *name;
+        float temp, top_p;
+        int top_k, nlp;
+    } kinds[] = {{"greedy", 0, 1, 0, 0},       {"greedy + 5 logprobs", 0, 1, 0, 5}, {"T1.0", 1.0f, 1, 0, 0},
+                 {"T0.7 top-p 0.95", 0.7f, 0.95f, 0, 0}, {"T0.7 top-k 50 top-p 0.95", 0.7f, 0.95f, 50, 0}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        for (int i = 0; i < B; i++)
+            hp[i] = (kern_sample_t){.temperature = kinds[k].temp, .top_p = kinds[k].top_p, .top_k = kinds[k].top_k,
+                                    .n_logprobs = kinds[k].nlp, .seed = 1, .position = i, .mask_token = -1};
+        CK(K->upload(CX, sp, hp, sizeof *hp * (size_t)B));
+        char name[96];
+        for (int f = 0; f < 3; f++) {
+            const void *src = f == 0 ? (const void *)lb : f == 1 ? (const void *)lf : (const void *)flat;
+            const ms_dtype_t dt = f == 1 ? MS_DT_F32 : MS_DT_BF16;
+            if (f == 2 && kinds[k].temp <= 0) continue; /* flat logits only matter to a draw */
+            snprintf(name, sizeof name, "sample %s, %s%s", kinds[k].name, f == 1 ? "f32" : "bf16",
+                     f == 2 ? " flat (fallback)" : " peaked");
+            TIME_MS(ms, K->sample(CX, src, dt, V, B, V, sp, tok, lp, tid, tlp));
+            row(name, shape, ms, (f == 1 ? 4.0 : 2.0) * n, 0, 0);
+        }
+    }
+    K->free(lf), K->free(lb), K->free(flat), K->free(sp), K->free(tok), K->free(tid), K->free(lp), K->free(tlp);
+    K->free(cast);
+    free(hf), free(hb), free(hp);
+}
+
 static int parse_list(const char *s, int *out, int max)
 {
     int n = 0;
@@ -882,10 +939,12 @@ int main(int argc, char **argv)
     int batch[8] = {1, 32, 128}, nb = 3, rows[8] = {4, 32, 128}, nr = 3, ctx = 1024, sb = 32, sctx = 1024, kvf = 0;
     int dummy = 1, moe_cap = 512, step_tok = 1024, moe_fp8 = 0, graphs = 0;
     const char *model = NULL;
+    int sbatch[8], ns = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--batch")) nb = parse_list(v, batch, 8);
         else if (!strcmp(a, "--rows")) nr = parse_list(v, rows, 8);
+        else if (!strcmp(a, "--sample")) ns = parse_list(v, sbatch, 8);
         else if (!strcmp(a, "--ctx")) ctx = atoi(v);
         else if (!strcmp(a, "--reps")) REPS = atoi(v);
         else if (!strcmp(a, "--model")) model = v;
@@ -927,6 +986,7 @@ int main(int argc, char **argv)
     if (nb > 0 || nr > 0) ceilings();
     for (int i = 0; i < nb; i++) bench_batch(batch[i], ctx);
     if (nr > 0) bench_experts(rows, nr);
+    for (int i = 0; i < ns; i++) bench_sample(sbatch[i]);
     int rc = 0;
     if (model) {
         K->ctx_destroy(CX);

@@ -641,6 +641,7 @@ static ms_status_t step_launch(engine_t *e, const proto_plan_t *p)
     st.T = T, st.S_naive = S, st.n_sample = nsample;
 
     e->cur_L = L;
+    e->cur_adjusted = st.adjust; /* a graph step never adjusts (below) */
     e->cur_inject_slot = e->inject_slot;
     e->inject_slot = -1; /* the hook is for one step */
     e->cur_ran = T > 0 || e->par.ep_size > 1 || e->par.tp_size > 1;
@@ -753,23 +754,36 @@ static ms_status_t step_complete(engine_t *e, const proto_plan_t *p, proto_resul
     return MS_OK;
 }
 
+/* One row of bf16 head output to fp32 on the host (exact: what the sampler read). The bf16 values go into
+ * the top half of out and are widened upward, so no scratch is needed. */
+static ms_status_t logits_bf16_download(engine_t *e, const bf16_t *row, float *out)
+{
+    const size_t V = (size_t)e->cfg.vocab_size;
+    bf16_t *h = (bf16_t *)out + V;
+    MS_TRY(e->k->download(e->cx, h, row, sizeof(bf16_t) * V));
+    MS_TRY(e->k->synchronize(e->cx));
+    for (size_t i = 0; i < V; i++) out[i] = bf16_to_f32(h[i]);
+    return MS_OK;
+}
+
 ms_status_t engine_logits(engine_t *e, int seq_index, float *out)
 {
     if (seq_index < 0 || seq_index >= e->n_seqs_last || e->sample_of_seq[seq_index] < 0 ||
         e->sample_of_seq[seq_index] >= e->n_sample_last)
         return MS_ERR(MS_ERR_NOT_FOUND, "engine: plan sequence %d was not sampled in the last step", seq_index);
-    const size_t V = (size_t)e->cfg.vocab_size;
-    MS_TRY(e->k->download(e->cx, out, e->f.logits + (size_t)e->sample_of_seq[seq_index] * V, sizeof(float) * V));
-    return e->k->synchronize(e->cx);
+    const size_t V = (size_t)e->cfg.vocab_size, r = (size_t)e->sample_of_seq[seq_index];
+    if (e->cur_adjusted) {
+        MS_TRY(e->k->download(e->cx, out, e->f.logits + r * V, sizeof(float) * V));
+        return e->k->synchronize(e->cx);
+    }
+    return logits_bf16_download(e, e->f.lg16 + r * V, out);
 }
 
 ms_status_t engine_mtp_logits(engine_t *e, int seq_index, float *out)
 {
     if (seq_index < 0 || seq_index >= e->n_seqs_last || e->draft_of_seq[seq_index] < 0)
         return MS_ERR(MS_ERR_NOT_FOUND, "engine: plan sequence %d drafted nothing in the last step", seq_index);
-    const size_t V = (size_t)e->cfg.vocab_size;
-    MS_TRY(e->k->download(e->cx, out, e->mtp.logits + (size_t)e->draft_of_seq[seq_index] * V, sizeof(float) * V));
-    return e->k->synchronize(e->cx);
+    return logits_bf16_download(e, e->mtp.lg16 + (size_t)e->draft_of_seq[seq_index] * (size_t)e->cfg.vocab_size, out);
 }
 
 void engine_graph_stats(const engine_t *e, int *n_graphs, long *steps, long *pad_rows)

@@ -76,6 +76,7 @@ struct engine {
     /* the launched step not yet completed (step_launch -> step_complete) */
     step_io_layout_t cur_L;
     mtp_step_t cur_ms;     /* the launched step's MTP block (mtp.N > 0) */
+    bool cur_adjusted;     /* the step adjusted its logits: f.logits holds them in fp32 (else only f.lg16) */
     bool cur_ran;          /* the forward ran (something to synchronize and read) */
     int32_t *last_tok;     /* per slot (max_batch): the token this rank sampled there in its last completed
                             * step, -1 when none (PROTO_SEQ_FEED_LAST) */

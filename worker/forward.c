@@ -259,9 +259,12 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
     if (B == 0) return MS_OK;
     MS_TRY(k->gather_rows(f->cx, f->xn, f->last_row, B, sizeof(bf16_t) * (size_t)D, f->lastn));
     MS_TRY(kern_gemm_plain(k, f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, f->V, B));
+    /* the sampler reads the bf16 head output as it is (exactly as its fp32 cast); logits_adjust works in
+     * place on fp32 logits, so only a step that adjusts casts (engine_logits reads whichever was sampled) */
+    if (!st->adjust) return k->sample(f->cx, f->lg16, MS_DT_BF16, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids,
+                                      f->top_lp);
     MS_TRY(k->cast(f->cx, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)B * f->V));
-    if (st->adjust)
-        MS_TRY(k->logits_adjust(f->cx, f->logits, f->V, B, f->V, f->adj, st->lists, st->lists_cap, st->sets,
-                                st->n_sets));
-    return k->sample(f->cx, f->logits, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids, f->top_lp);
+    MS_TRY(k->logits_adjust(f->cx, f->logits, f->V, B, f->V, f->adj, st->lists, st->lists_cap, st->sets,
+                            st->n_sets));
+    return k->sample(f->cx, f->logits, MS_DT_F32, f->V, B, f->V, f->sp, f->tok, f->lp, f->top_ids, f->top_lp);
 }

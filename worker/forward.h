@@ -86,7 +86,7 @@ typedef struct {
     /* logits and sampling, B_max rows */
     bf16_t *lastn;                    /* (B, D) final-normed rows of the sampled tokens */
     bf16_t *lg16;                     /* (B, V) lm_head output (bf16, as transformers) */
-    float *logits;                    /* (B, V) the same values in fp32 */
+    float *logits;                    /* (B, V) the same values in fp32 (cast only in steps that adjust them) */
     int32_t *tok;                     /* (B) */
     float *lp;                        /* (B) */
     int32_t *top_ids;                 /* (B, KERN_MAX_LOGPROBS) */

@@ -51,7 +51,6 @@ static size_t mtp_layout_at(mtp_t *t, char *base, size_t E, size_t NS, size_t R,
     t->xn = fwd_carve(&cv, 2 * (size_t)T * D);
     t->hprev = fwd_carve(&cv, 2 * Bs * D);
     t->lg16 = fwd_carve(&cv, 2 * Bs * V);
-    t->logits = fwd_carve(&cv, 4 * Bs * V);
     /* made on the device each step by mtp_prep (never transferred) */
     t->next = fwd_carve(&cv, 4 * (size_t)T);
     t->row = fwd_carve(&cv, 4 * Bs);
@@ -232,8 +231,7 @@ static ms_status_t mtp_head(mtp_t *t, fwd_t *v, const int32_t *rows, int n, int3
         src = v->lastn;
     }
     MS_TRY(kern_gemm_plain(k, v->cx, src, MS_DT_BF16, v->D, &t->m.w.lm_head, t->lg16, MS_DT_BF16, v->V, n));
-    MS_TRY(k->cast(v->cx, t->lg16, MS_DT_BF16, t->logits, MS_DT_F32, (int64_t)n * v->V));
-    return k->sample(v->cx, t->logits, v->V, n, v->V, t->sp, out, t->s_lp, t->s_top_ids, t->s_top_lp);
+    return k->sample(v->cx, t->lg16, MS_DT_BF16, v->V, n, v->V, t->sp, out, t->s_lp, t->s_top_ids, t->s_top_lp);
 }
 
 /* The N passes (mtp_run) on view v, with the module's fault word current. */

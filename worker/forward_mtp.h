@@ -49,8 +49,8 @@ typedef struct {
     bf16_t *eh;           /* (T, 2D) eh_proj input */
     bf16_t *xn;           /* (T, D) the module's normed rows (the passes' view has its own: f->xn survives them) */
     bf16_t *hprev;        /* (B, D) output residual rows of the last pass (the next pass's h) */
-    bf16_t *lg16;         /* (B, V) the last pass's head output (its own: the main pass's logits stay readable) */
-    float *logits;        /* (B, V) the same in fp32 (engine_mtp_logits) */
+    bf16_t *lg16;         /* (B, V) the last pass's head output (its own: the main pass's logits stay readable;
+                           * sampled as bf16, engine_mtp_logits converts on the host) */
     /* made by mtp_prep each step (kernels.h) */
     int32_t *next;        /* (T) pass 1's token per row */
     int32_t *row;         /* (B) the drafting row of each entry */

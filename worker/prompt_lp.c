@@ -38,7 +38,7 @@ ms_status_t plp_run(fwd_t *f, void *stage, const plp_row_t *rows, int n, proto_p
                               f->lastn));
         MS_TRY(kern_gemm_plain(k, f->cx, f->lastn, MS_DT_BF16, D, &f->w->lm_head, f->lg16, MS_DT_BF16, V, nb));
         MS_TRY(k->cast(f->cx, f->lg16, MS_DT_BF16, f->logits, MS_DT_F32, (int64_t)nb * V));
-        MS_TRY(k->sample(f->cx, f->logits, V, nb, V, (const kern_sample_t *)(d + L.sp), (int32_t *)(d + L.tok),
+        MS_TRY(k->sample(f->cx, f->logits, MS_DT_F32, V, nb, V, (const kern_sample_t *)(d + L.sp), (int32_t *)(d + L.tok),
                          (float *)(d + L.lp), (int32_t *)(d + L.top_ids), (float *)(d + L.top_lp)));
         /* in place: the sampler above has read the logits */
         MS_TRY(k->log_softmax(f->cx, f->logits, V, nb, V, f->logits));

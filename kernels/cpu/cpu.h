@@ -94,7 +94,7 @@ ms_status_t kern_cpu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t 
 ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                  const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
 ms_status_t kern_cpu_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
-ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+ms_status_t kern_cpu_sample(kern_ctx_t *cx, const void *logits, ms_dtype_t dt, int64_t ld, int32_t rows, int32_t vocab,
                             const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                             float *top_lp);
 ms_status_t kern_cpu_mtp_prep(kern_ctx_t *cx, const kern_mtp_prep_t *p);

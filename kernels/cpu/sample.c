@@ -1,4 +1,5 @@
-/* sample.c — pick one token per row of fp32 logits.
+/* sample.c — pick one token per row of fp32 or bf16 logits (a bf16 row is
+ * converted exactly to fp32 first, so it samples as its cast would).
  *
  * Greedy (temperature 0): argmax, first index on ties (torch.argmax).
  * Otherwise: logits / temperature, keep the top_k largest (ties: lower id),
@@ -42,14 +43,24 @@ static void top_n(const float *lg, int32_t vocab, int32_t n, int32_t *ids)
     }
 }
 
-ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
-                            const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
-                            float *top_lp)
+ms_status_t kern_cpu_sample(kern_ctx_t *cx, const void *logits, ms_dtype_t dt, int64_t ld, int32_t rows,
+                            int32_t vocab, const kern_sample_t *params, int32_t *tokens, float *logprob,
+                            int32_t *top_ids, float *top_lp)
 {
+    if (dt != MS_DT_F32 && dt != MS_DT_BF16)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "sample: %s logits", ms_dtype_name(dt));
     cand_t *c = malloc(sizeof(cand_t) * (size_t)vocab);
-    if (!c) return MS_ERR(MS_ERR_NOMEM, "sample: out of memory");
+    float *row = dt == MS_DT_BF16 ? malloc(sizeof(float) * (size_t)vocab) : NULL;
+    if (!c || (dt == MS_DT_BF16 && !row)) {
+        free(c), free(row);
+        return MS_ERR(MS_ERR_NOMEM, "sample: out of memory");
+    }
     for (int32_t r = 0; r < rows; r++) {
-        const float *lg = logits + r * ld;
+        const float *lg = (const float *)logits + r * ld;
+        if (row) {
+            kern_cpu_bf16_to_f32((const bf16_t *)logits + r * ld, row, vocab);
+            lg = row;
+        }
         const kern_sample_t *p = &params[r];
         const int32_t mask = p->mask_token >= 0 && p->mask_token < vocab ? p->mask_token : -1;
         float mx = -INFINITY;
@@ -110,6 +121,6 @@ ms_status_t kern_cpu_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int
         top_n(lg, vocab, nl, ti);
         for (int32_t j = 0; j < nl; j++) tl[j] = (float)(lg[ti[j]] - lse);
     }
-    free(c);
+    free(c), free(row);
     return MS_OK;
 }

@@ -121,7 +121,7 @@ ms_status_t kern_cuda_mtp_prep(kern_ctx_t *cx, const kern_mtp_prep_t *p);
 ms_status_t kern_cuda_logits_adjust(kern_ctx_t *cx, float *logits, int64_t ld, int32_t rows, int32_t vocab,
                                     const kern_adjust_t *adj, kern_pen_t *lists, int64_t lists_cap,
                                     const kern_pen_set_t *sets, int32_t n_sets);
-ms_status_t kern_cuda_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
+ms_status_t kern_cuda_sample(kern_ctx_t *cx, const void *logits, ms_dtype_t dt, int64_t ld, int32_t rows, int32_t vocab,
                              const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                              float *top_lp);
 

@@ -1,23 +1,64 @@
-/* sample.cu — one token per row of fp32 logits, with kernels/cpu/sample.c's
- * semantics so the same (seed, position) draws the same token:
+/* sample.cu — one token per row of fp32 or bf16 logits (bf16 read exactly as
+ * fp32), with kernels/cpu/sample.c's semantics so the same (seed, position)
+ * draws the same token:
  *   greedy: argmax excluding mask_token, first index on ties;
  *   otherwise v = logit / temperature, order by (v descending, id ascending),
  *   keep the first top_k, then the shortest prefix whose mass reaches top_p,
  *   and invert the CDF at u = kern_rng_uniform(seed, position) * mass.
- * Nothing is sorted. Every "k-th in order" or "first where the prefix mass
- * passes a threshold" is a radix select over 64-bit keys (order-preserving
- * bits of v, then the id), 8 bits a pass, each pass a 256-bin histogram of
- * counts and of masses exp(v - max) in double, stopping as soon as the
- * chosen bin holds one element. Greedy is one argmax reduction. The top-N
- * logprobs are a count select over the raw logits and a sort of those N.
- * Masses are summed in a different order than the CPU's sequential double
- * sum, so a draw can differ only when u falls within ~1e-15 of a boundary.
+ * Order is that of 64-bit keys (order-preserving bits of v, then the id).
+ *
+ * The vocabulary of a row is split into S slices, one block each (S blocks
+ * per row at batch 1 fill the GPU; fewer at large batches):
+ *  1. smp_split_kernel: per slice the raw max and Σ exp(x - max), the greedy
+ *     key, the max of v, Σ exp(v - vmax) in double (rows whose mass is not
+ *     only their top-k's), and two candidate lists: every key of the slice
+ *     below a bound, at least `target` of them (or all), found by a count-only
+ *     radix descent over the slice — the top-N raw keys for logprobs, and the
+ *     first keys of v for a temperature draw.
+ *  2. smp_merge_kernel (a block per row): log-sum-exp, the greedy token, the
+ *     top-N (sorted merged candidates), and the draw. Keys below the smallest
+ *     slice bound are exactly the row's first keys, so sorted they are the
+ *     CPU's candidate order; their masses exp(v - vmax) in double are summed
+ *     by a block scan, and top-k / top-p / the CDF inversion are resolved in
+ *     them when the kept set or the draw lies inside them. A row whose draw
+ *     lies beyond them (a flat distribution) is left to
+ *  3. smp_fallback_kernel (a block per row, others return at once): the
+ *     single-block radix select over the whole row, each pass a 256-bin
+ *     histogram of counts and of masses.
+ * Masses are summed in another order than the CPU's sequential double sum,
+ * so a draw can differ only when u falls within ~1e-15 of a boundary. The
+ * log-sum-exp sums expf terms in double (|error| ~1e-7 in the logprobs).
  * Logits of -inf (removed by logits_adjust's min_p) are never candidates of a
- * temperature draw, as on the CPU. One block of 1024 threads per row. */
+ * temperature draw, as on the CPU. bf16 and fp32 inputs of the same values
+ * take the same path and give bit-identical results. */
 #include "common.cuh"
 
-#define SMP_THREADS 1024
+#define SMP_THREADS 1024     /* merge and fallback blocks */
+#define SPL_THREADS 256      /* slice blocks */
+#define SMP_MAX_SLICES 128
+#define SMP_ROW_CANDS 2048   /* sampling candidates of a row, all slices together */
+#define SMP_LP_CAP 32        /* logprob candidates of a slice (>= KERN_MAX_LOGPROBS) */
 
+/* what a slice leaves for the merge */
+struct smp_part {
+    double s;        /* Σ exp(x - m) over x != -inf (raw logits) */
+    double sv;       /* Σ exp(v - vmax) over finite v != mask (when computed, else -1) */
+    uint64_t best;   /* smallest raw key != mask (greedy) */
+    uint64_t bound;  /* every sampling key of the slice < bound is in its list (~0: all of them) */
+    uint64_t lp_bound;
+    float m, vmax;   /* raw max; max of v over ids != mask */
+    int32_t n_fin;   /* ids != mask with v finite */
+    int32_t n_c, n_lp;
+    int32_t pad_;
+};
+/* per row, merge -> fallback */
+struct smp_row {
+    double lse;
+    int32_t pending; /* the draw is the fallback's */
+    int32_t pad_;
+};
+
+/* the fallback's shared state */
 struct smp_shared {
     uint32_t cnt[256];
     double mass[256];
@@ -26,8 +67,6 @@ struct smp_shared {
     uint64_t prefix;
     double base;
     int done, fallback;
-    uint32_t n_top;
-    uint64_t top_keys[KERN_MAX_LOGPROBS];
 };
 
 /* The ascending-order key of v at id: descending v, -0 as +0, then ascending id. */
@@ -37,15 +76,20 @@ __device__ static inline uint64_t smp_key(float v, int32_t id)
     uint32_t asc = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
     return ((uint64_t)(~asc) << 32) | (uint32_t)id;
 }
-__device__ static inline float smp_val(const float *lg, int32_t i, float temp)
+/* a logit as fp32: bf16 (uint16_t bits) exactly, as kern_ops_t.cast would */
+__device__ static inline float smp_ld(const float *lg, int64_t i) { return lg[i]; }
+__device__ static inline float smp_ld(const uint16_t *lg, int64_t i) { return cu_bf16_f(lg[i]); }
+template <typename T>
+__device__ static inline float smp_val(const T *lg, int32_t i, float temp)
 {
-    return temp > 0.0f ? __fdiv_rn(lg[i], temp) : lg[i];
+    return temp > 0.0f ? __fdiv_rn(smp_ld(lg, i), temp) : smp_ld(lg, i);
 }
 
 /* Over ids i != excl with key <= limit (v = logit/temp, or raw when temp <= 0)
  * and weight 1 (count) or exp(v - cm) (mass): the smallest key K with
  * W(key <= K) >= thr (ge) or > thr (!ge); the largest key when no K does. */
-__device__ static uint64_t smp_select(const float *lg, int32_t vocab, float temp, int32_t excl, uint64_t limit,
+template <typename T>
+__device__ static uint64_t smp_select(const T *lg, int32_t vocab, float temp, int32_t excl, uint64_t limit,
                                       bool use_mass, double cm, double thr, bool ge, smp_shared *sh)
 {
     __syncthreads(); /* every thread has read the previous select's result */
@@ -106,7 +150,8 @@ __device__ static uint64_t smp_select(const float *lg, int32_t vocab, float temp
 }
 
 /* Σ exp(v - cm) over ids != excl with key <= limit */
-__device__ static double smp_mass(const float *lg, int32_t vocab, float temp, int32_t excl, uint64_t limit, double cm,
+template <typename T>
+__device__ static double smp_mass(const T *lg, int32_t vocab, float temp, int32_t excl, uint64_t limit, double cm,
                                   smp_shared *sh)
 {
     double s = 0;
@@ -119,103 +164,430 @@ __device__ static double smp_mass(const float *lg, int32_t vocab, float temp, in
     return cu_block_reduce(s, cu_op_sumd(), sh->shd, 0.0);
 }
 
-__global__ static void __launch_bounds__(SMP_THREADS)
-    sample_kernel(const float *logits, int64_t ld, int32_t vocab, const kern_sample_t *params, int32_t *tokens,
-                  float *logprob, int32_t *top_ids, float *top_lp, uint32_t *fault)
+struct smp_op_minu { __device__ uint64_t operator()(uint64_t a, uint64_t b) const { return a < b ? a : b; } };
+
+/* The sampling key of id i (or ~0 when it is no candidate: the mask, or v = -inf at a temperature). */
+template <typename T>
+__device__ static inline uint64_t smp_ckey(const T *lg, int32_t i, float temp, int32_t excl)
 {
-    __shared__ smp_shared sh;
-    const int32_t r = blockIdx.x;
-    const float *lg = logits + r * ld;
+    if (i == excl) return ~0ull;
+    const float v = smp_val(lg, i, temp);
+    if (temp > 0.0f && v == -INFINITY) return ~0ull;
+    return smp_key(v, i);
+}
+
+struct spl_shared {
+    uint32_t cnt[256];
+    uint64_t shu[32];
+    double shd[32];
+    float shf[32];
+    uint64_t prefix, bound;
+    int32_t taken, done, n;
+};
+
+/* The slice's keys (smp_ckey) below a bound into out (count <= cap, >= target unless that is all of
+ * them): a radix descent, 8 bits a pass, taking whole bins while they fit. */
+template <typename T>
+__device__ static void spl_list(const T *lg, int32_t i0, int32_t i1, float temp, int32_t excl, int32_t target,
+                                int32_t cap, uint64_t *out, int32_t *n_out, uint64_t *bound_out, spl_shared *sh)
+{
+    __syncthreads();
+    if (threadIdx.x == 0) sh->prefix = 0, sh->taken = 0, sh->done = 0, sh->bound = ~0ull, sh->n = 0;
+    for (int shift = 56; shift >= 0; shift -= 8) {
+        const uint64_t hi = shift == 56 ? 0 : ~0ull << (shift + 8);
+        for (int b = threadIdx.x; b < 256; b += blockDim.x) sh->cnt[b] = 0;
+        __syncthreads();
+        const uint64_t prefix = sh->prefix;
+#pragma unroll 4
+        for (int32_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+            const uint64_t key = smp_ckey(lg, i, temp, excl);
+            if (key != ~0ull && (key & hi) == prefix) { /* one add per bin and warp: keys crowd a few bins */
+                const uint32_t b = (uint32_t)(key >> shift) & 255u, peers = __match_any_sync(__activemask(), b);
+                if ((threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&sh->cnt[b], (uint32_t)__popc(peers));
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int32_t t = sh->taken, ob = -1;
+            for (int b = 0; b < 256; b++) {
+                if (t + (int32_t)sh->cnt[b] > cap) {
+                    ob = b;
+                    break;
+                }
+                t += (int32_t)sh->cnt[b];
+            }
+            if (ob < 0) { /* the whole region fits: the bound is its end */
+                const uint64_t end = shift == 56 ? 0 : prefix + (1ull << (shift + 8));
+                sh->bound = end == 0 ? ~0ull : end, sh->done = 1;
+            } else if (t >= target || shift == 0) {
+                sh->bound = prefix | ((uint64_t)ob << shift), sh->done = 1;
+            } else {
+                sh->prefix = prefix | ((uint64_t)ob << shift), sh->taken = t;
+            }
+        }
+        __syncthreads();
+        if (sh->done) break;
+    }
+    const uint64_t bound = sh->bound;
+    for (int32_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+        const uint64_t key = smp_ckey(lg, i, temp, excl);
+        if (key < bound) {
+            const int32_t slot = atomicAdd(&sh->n, 1);
+            if (slot < cap) out[slot] = key;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) *n_out = min(sh->n, cap), *bound_out = bound;
+}
+
+template <typename T>
+__global__ static void __launch_bounds__(SPL_THREADS)
+    smp_split_kernel(const T *logits, int64_t ld, int32_t vocab, int32_t slice, const kern_sample_t *params,
+                     smp_part *parts, uint64_t *cand, int32_t cap, uint64_t *lpc)
+{
+    __shared__ spl_shared sh;
+    const int32_t r = blockIdx.y, S = gridDim.x, ps = r * S + blockIdx.x;
+    const T *lg = logits + r * ld;
+    const int32_t i0 = blockIdx.x * slice, i1 = min(vocab, i0 + slice);
     const kern_sample_t p = params[r];
     const int32_t mask = p.mask_token >= 0 && p.mask_token < vocab ? p.mask_token : -1;
+    const float temp = p.temperature;
 
-    float mx = -INFINITY;
-    for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) mx = fmaxf(mx, lg[i]);
-    mx = cu_block_reduce(mx, cu_op_max(), sh.shf, -INFINITY);
-    double s = 0;
-    for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) s += exp((double)lg[i] - mx);
-    const double lse = mx + log(cu_block_reduce(s, cu_op_sumd(), sh.shd, 0.0));
+    /* one pass: each thread keeps running maxima and sums relative to them (rescaled when its maximum
+     * grows), merged below; NaN and +inf make s NaN or infinite: the row's fault */
+    const bool need_sv = temp > 0.0f && !(p.top_k > 0 && p.top_k <= SMP_ROW_CANDS / 2);
+    float m = -INFINITY, vm = -INFINITY;
+    double s = 0, sv = 0;
+    uint64_t best = ~0ull;
+    int32_t nf = 0;
+#pragma unroll 4
+    for (int32_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+        const float x = smp_ld(lg, i);
+        if (x > m) s = s * (double)expf(m - x) + 1.0, m = x;
+        else if (x != -INFINITY) s += (double)expf(x - m);
+        if (i == mask) continue;
+        best = min(best, smp_key(x, i));
+        if (temp > 0.0f) {
+            const float v = __fdiv_rn(x, temp);
+            if (v == -INFINITY) continue;
+            nf++;
+            if (!need_sv) vm = fmaxf(vm, v);
+            else if (v > vm) sv = sv * exp((double)vm - v) + 1.0, vm = v;
+            else sv += exp((double)v - vm);
+        }
+    }
+    const float mt = m, vmt = vm;
+    m = cu_block_reduce(m, cu_op_max(), sh.shf, -INFINITY);
+    s = cu_block_reduce(s != 0 ? s * exp((double)mt - m) : 0.0, cu_op_sumd(), sh.shd, 0.0);
+    best = cu_block_reduce<uint64_t>(best, smp_op_minu(), sh.shu, ~0ull);
+    if (temp > 0.0f) {
+        vm = cu_block_reduce(vm, cu_op_max(), sh.shf, -INFINITY);
+        nf = (int32_t)cu_block_reduce((double)nf, cu_op_sumd(), sh.shd, 0.0);
+        if (need_sv) sv = cu_block_reduce(sv != 0 ? sv * exp((double)vmt - vm) : 0.0, cu_op_sumd(), sh.shd, 0.0);
+    }
+
+    smp_part *pt = &parts[ps];
+    const int32_t nl = p.n_logprobs < 0 ? 0 : p.n_logprobs > KERN_MAX_LOGPROBS ? KERN_MAX_LOGPROBS : p.n_logprobs;
+    if (nl > 0) spl_list(lg, i0, i1, 0.0f, -1, nl, SMP_LP_CAP, lpc + (int64_t)ps * SMP_LP_CAP, &pt->n_lp,
+                         &pt->lp_bound, &sh);
+    if (temp > 0.0f) {
+        const int32_t target = p.top_k > 0 && p.top_k <= cap ? p.top_k : max(1, cap * 3 / 4);
+        spl_list(lg, i0, i1, temp, mask, target, cap, cand + (int64_t)ps * cap, &pt->n_c, &pt->bound, &sh);
+    }
+    if (threadIdx.x == 0) {
+        pt->s = s, pt->sv = need_sv ? sv : -1.0, pt->best = best, pt->m = m, pt->vmax = vm, pt->n_fin = nf;
+        if (nl <= 0) pt->n_lp = 0, pt->lp_bound = 0;
+        if (temp <= 0.0f) pt->n_c = 0, pt->bound = 0;
+    }
+}
+
+/* Ascending bitonic sort of k[0..n) in shared memory, padded with ~0 to a power of two (<= room). */
+__device__ static void smp_sort(uint64_t *k, int32_t n)
+{
+    int32_t P = 1;
+    while (P < n) P <<= 1;
+    for (int32_t i = n + threadIdx.x; i < P; i += blockDim.x) k[i] = ~0ull;
+    __syncthreads();
+    for (int32_t size = 2; size <= P; size <<= 1)
+        for (int32_t stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int32_t i = threadIdx.x; i < P / 2; i += blockDim.x) {
+                const int32_t lo = 2 * i - (i & (stride - 1)), hi = lo + stride;
+                const bool up = (lo & size) == 0;
+                const uint64_t a = k[lo], b = k[hi];
+                if ((a > b) == up) k[lo] = b, k[hi] = a;
+            }
+            __syncthreads();
+        }
+}
+
+/* The v of a key (smp_key inverted; -0 comes back as +0, which has the same mass). */
+__device__ static inline float smp_key_val(uint64_t key)
+{
+    const uint32_t asc = ~(uint32_t)(key >> 32);
+    return __uint_as_float((asc & 0x80000000u) ? (asc & 0x7fffffffu) : ~asc);
+}
+
+struct smp_merge_shared {
+    union {
+        uint64_t lp[SMP_MAX_SLICES * SMP_LP_CAP];
+        struct {
+            uint64_t keys[SMP_ROW_CANDS];
+            double mass[SMP_ROW_CANDS]; /* inclusive prefix sums after the scan */
+        } c;
+    } u;
+    double shd[32];
+    float shf[32];
+    uint64_t shu[32];
+    double wsum[SMP_THREADS / 32];
+    int32_t cnt[SMP_MAX_SLICES];
+    int32_t n, found;
+};
+
+/* Inclusive prefix sums of a[0..n) in place (n <= 4 * blockDim.x). */
+__device__ static void smp_scan(double *a, int32_t n, smp_merge_shared *sh)
+{
+    const int32_t per = (n + blockDim.x - 1) / blockDim.x, b = threadIdx.x * per, e = min(n, b + per);
+    double t = 0;
+    for (int32_t i = b; i < e; i++) t += a[i];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    double x = t;
+    for (int o = 1; o < 32; o <<= 1) {
+        const double y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    if (lane == 31) sh->wsum[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        double w = lane < (int)(blockDim.x >> 5) ? sh->wsum[lane] : 0;
+        for (int o = 1; o < 32; o <<= 1) {
+            const double y = __shfl_up_sync(0xffffffffu, w, o);
+            if (lane >= o) w += y;
+        }
+        sh->wsum[lane] = w;
+    }
+    __syncthreads();
+    double acc = x - t + (warp > 0 ? sh->wsum[warp - 1] : 0);
+    for (int32_t i = b; i < e; i++) acc += a[i], a[i] = acc;
+    __syncthreads();
+}
+
+/* The first i < n with a[i] >= thr (ge) or > thr (!ge); -1 when none. */
+__device__ static int32_t smp_first(const double *a, int32_t n, double thr, bool ge, smp_merge_shared *sh)
+{
+    if (threadIdx.x == 0) sh->found = INT32_MAX;
+    __syncthreads();
+    for (int32_t i = threadIdx.x; i < n; i += blockDim.x)
+        if (ge ? a[i] >= thr : a[i] > thr) atomicMin(&sh->found, i);
+    __syncthreads();
+    const int32_t f = sh->found;
+    __syncthreads();
+    return f == INT32_MAX ? -1 : f;
+}
+
+/* Gather the keys < bound of every slice's list into k; their count. All lists at once (a slice at a time
+ * would wait on S dependent loads), one shared add a warp. */
+__device__ static int32_t smp_gather(const uint64_t *lists, int32_t cap, const smp_part *pt, int32_t S, bool lp,
+                                     uint64_t bound, uint64_t *k, smp_merge_shared *sh)
+{
+    if (threadIdx.x == 0) sh->n = 0;
+    if (threadIdx.x < S) sh->cnt[threadIdx.x] = lp ? pt[threadIdx.x].n_lp : pt[threadIdx.x].n_c;
+    __syncthreads();
+    const int32_t total = S * cap, lane = threadIdx.x & 31;
+    for (int32_t base = threadIdx.x - lane; base < total; base += blockDim.x) {
+        const int32_t i = base + lane, s = i / cap;
+        uint64_t key = ~0ull;
+        if (i < total && i - s * cap < sh->cnt[s]) key = lists[i];
+        const bool take = key < bound;
+        const uint32_t m = __ballot_sync(0xffffffffu, take);
+        int32_t at = 0;
+        if (lane == 0 && m) at = atomicAdd(&sh->n, __popc(m));
+        at = __shfl_sync(0xffffffffu, at, 0);
+        if (take) k[at + __popc(m & ((1u << lane) - 1))] = key;
+    }
+    __syncthreads();
+    return sh->n;
+}
+
+template <typename T>
+__global__ static void __launch_bounds__(SMP_THREADS)
+    smp_merge_kernel(const T *logits, int64_t ld, int32_t vocab, int32_t S, const kern_sample_t *params,
+                     const smp_part *parts, const uint64_t *cand, int32_t cap, const uint64_t *lpc, smp_row *rows,
+                     int32_t *tokens, float *logprob, int32_t *top_ids, float *top_lp, uint32_t *fault)
+{
+    __shared__ smp_merge_shared sh;
+    const int32_t r = blockIdx.x;
+    const T *lg = logits + r * ld;
+    const smp_part *pt = parts + (int64_t)r * S;
+    const kern_sample_t p = params[r];
+    const int32_t mask = p.mask_token >= 0 && p.mask_token < vocab ? p.mask_token : -1;
+    const int32_t t = threadIdx.x;
+
+    /* log-sum-exp of the raw logits from the slices' (max, sum) */
+    const float M = cu_block_reduce(t < S ? pt[t].m : -INFINITY, cu_op_max(), sh.shf, -INFINITY);
+    double part = 0;
+    if (t < S && pt[t].s != 0) part = pt[t].s * exp((double)pt[t].m - M); /* NaN stays NaN */
+    const double lse = (double)M + log(cu_block_reduce(part, cu_op_sumd(), sh.shd, 0.0));
     if (!isfinite(lse)) { /* as the CPU: nothing to draw from; every thread has the same lse */
-        if (threadIdx.x == 0) {
-            tokens[r] = -1, logprob[r] = 0;
+        if (t == 0) {
+            tokens[r] = -1, logprob[r] = 0, rows[r].pending = 0;
             cu_fault(fault, KERN_FAULT_LOGITS);
         }
         return;
     }
 
-    int32_t tok;
-    if (p.temperature <= 0.0f) {
-        /* argmax = the smallest raw key (ties: lower id) */
-        uint64_t best = ~0ull;
-        for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x)
-            if (i != mask) best = min(best, smp_key(lg[i], i));
-        for (int o = 16; o > 0; o >>= 1) best = min(best, (uint64_t)__shfl_xor_sync(0xffffffffu, best, o));
-        __syncthreads();
-        if ((threadIdx.x & 31) == 0) sh.top_keys[0] = ~0ull; /* scratch: reset below */
-        __syncthreads();
-        if ((threadIdx.x & 31) == 0) atomicMin((unsigned long long *)&sh.top_keys[0], (unsigned long long)best);
-        __syncthreads();
-        tok = (int32_t)(uint32_t)sh.top_keys[0];
-        __syncthreads();
-    } else {
-        const float temp = p.temperature;
-        const int32_t n = vocab - (mask >= 0);
-        float vmax = -INFINITY;
-        for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x)
-            if (i != mask) vmax = fmaxf(vmax, smp_val(lg, i, temp));
-        const double cm = cu_block_reduce(vmax, cu_op_max(), sh.shf, -INFINITY);
-        uint64_t limit = ~0ull;
-        if (p.top_k > 0 && p.top_k < n) limit = smp_select(lg, vocab, temp, mask, limit, false, 0, p.top_k, true, &sh);
-        double tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
-        if (p.top_p > 0.0f && p.top_p < 1.0f) {
-            limit = smp_select(lg, vocab, temp, mask, limit, true, cm, (double)p.top_p * tot, true, &sh);
-            tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
+    /* top-N logprobs: the keys below every slice's bound are the row's first, sorted */
+    const int32_t nl = p.n_logprobs < 0 ? 0 : p.n_logprobs > KERN_MAX_LOGPROBS ? KERN_MAX_LOGPROBS : p.n_logprobs;
+    if (nl > 0) {
+        const uint64_t bl = cu_block_reduce<uint64_t>(t < S ? pt[t].lp_bound : ~0ull, smp_op_minu(), sh.shu, ~0ull);
+        const int32_t n = smp_gather(lpc + (int64_t)r * S * SMP_LP_CAP, SMP_LP_CAP, pt, S, true, bl, sh.u.lp, &sh);
+        smp_sort(sh.u.lp, n);
+        if (t < min(n, nl)) {
+            const int32_t id = (int32_t)(uint32_t)sh.u.lp[t];
+            top_ids[(int64_t)r * KERN_MAX_LOGPROBS + t] = id;
+            top_lp[(int64_t)r * KERN_MAX_LOGPROBS + t] = (float)((double)smp_ld(lg, id) - lse);
         }
-        const double u = kern_rng_uniform(p.seed, p.position) * tot;
-        tok = (int32_t)(uint32_t)smp_select(lg, vocab, temp, mask, limit, true, cm, u, false, &sh);
-    }
-    if (threadIdx.x == 0) {
-        tokens[r] = tok;
-        logprob[r] = (float)((double)lg[tok] - lse);
+        __syncthreads();
     }
 
-    const int32_t nl = p.n_logprobs < 0 ? 0 : p.n_logprobs > KERN_MAX_LOGPROBS ? KERN_MAX_LOGPROBS : p.n_logprobs;
-    if (nl == 0) return;
-    const uint64_t kn = smp_select(lg, vocab, 0.0f, -1, ~0ull, false, 0, nl, true, &sh);
-    if (threadIdx.x == 0) sh.n_top = 0;
-    __syncthreads();
-    for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const uint64_t key = smp_key(lg[i], i);
-        if (key <= kn) {
-            uint32_t slot = atomicAdd(&sh.n_top, 1u);
-            if (slot < KERN_MAX_LOGPROBS) sh.top_keys[slot] = key;
+    int32_t tok = -1;
+    if (p.temperature <= 0.0f) {
+        tok = (int32_t)(uint32_t)cu_block_reduce<uint64_t>(t < S ? pt[t].best : ~0ull, smp_op_minu(), sh.shu, ~0ull);
+    } else {
+        const float vmax = cu_block_reduce(t < S ? pt[t].vmax : -INFINITY, cu_op_max(), sh.shf, -INFINITY);
+        const int32_t n_fin = (int32_t)cu_block_reduce(t < S ? (double)pt[t].n_fin : 0.0, cu_op_sumd(), sh.shd, 0.0);
+        const bool have_sv = pt[0].sv >= 0;
+        double svp = 0;
+        if (have_sv && t < S && pt[t].sv > 0) svp = pt[t].sv * exp((double)pt[t].vmax - vmax);
+        const double sv = cu_block_reduce(svp, cu_op_sumd(), sh.shd, 0.0);
+        const uint64_t bound = cu_block_reduce<uint64_t>(t < S ? pt[t].bound : ~0ull, smp_op_minu(), sh.shu, ~0ull);
+        const int32_t G = smp_gather(cand + (int64_t)r * S * cap, cap, pt, S, false, bound, sh.u.c.keys, &sh);
+        smp_sort(sh.u.c.keys, G);
+        for (int32_t i = t; i < G; i += blockDim.x)
+            sh.u.c.mass[i] = exp((double)smp_key_val(sh.u.c.keys[i]) - vmax);
+        __syncthreads();
+        smp_scan(sh.u.c.mass, G, &sh);
+        const double *acc = sh.u.c.mass;
+        /* as the CPU: n candidates (finite v), the first top_k kept, then top_p, then the draw; any step
+         * that needs keys beyond the G known ones goes to the fallback (tok -1) */
+        if (n_fin == 0) {
+            tok = mask == 0 ? 1 : 0; /* every v -inf: the CPU keeps its first candidate, the lowest id */
+        } else {
+            int32_t keep = n_fin;
+            double tot = -1;
+            if (p.top_k > 0 && p.top_k < n_fin) {
+                keep = p.top_k;
+                if (keep <= G) tot = acc[keep - 1];
+            } else if (G >= n_fin) {
+                tot = acc[n_fin - 1];
+            } else if (have_sv) {
+                tot = sv;
+            }
+            if (tot >= 0 && p.top_p > 0.0f && p.top_p < 1.0f) {
+                const int32_t i = smp_first(acc, min(keep, G), (double)p.top_p * tot, true, &sh);
+                if (i >= 0) keep = i + 1, tot = acc[i];
+                else if (keep > G) tot = -1;
+            }
+            if (tot >= 0) {
+                const double u = kern_rng_uniform(p.seed, p.position) * tot;
+                const int32_t j = smp_first(acc, min(keep, G), u, false, &sh);
+                if (j >= 0) tok = (int32_t)(uint32_t)sh.u.c.keys[j];
+                else if (keep <= G) tok = (int32_t)(uint32_t)sh.u.c.keys[keep - 1];
+            }
         }
     }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const int32_t m = min((int32_t)sh.n_top, nl);
-        for (int32_t a = 1; a < m; a++) /* insertion sort of at most 20 keys */
-            for (int32_t b = a; b > 0 && sh.top_keys[b] < sh.top_keys[b - 1]; b--) {
-                uint64_t t = sh.top_keys[b];
-                sh.top_keys[b] = sh.top_keys[b - 1], sh.top_keys[b - 1] = t;
-            }
-        int32_t *ti = top_ids + (int64_t)r * KERN_MAX_LOGPROBS;
-        float *tl = top_lp + (int64_t)r * KERN_MAX_LOGPROBS;
-        for (int32_t j = 0; j < m; j++) {
-            ti[j] = (int32_t)(uint32_t)sh.top_keys[j];
-            tl[j] = (float)((double)lg[ti[j]] - lse);
-        }
+    if (t == 0) {
+        rows[r].pending = tok < 0, rows[r].lse = lse;
+        if (tok >= 0) tokens[r] = tok, logprob[r] = (float)((double)smp_ld(lg, tok) - lse);
     }
 }
 
-extern "C" ms_status_t kern_cuda_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows,
-                                        int32_t vocab, const kern_sample_t *params, int32_t *tokens, float *logprob,
-                                        int32_t *top_ids, float *top_lp)
+/* A row the merge left: the whole-row radix select of a temperature draw. */
+template <typename T>
+__global__ static void __launch_bounds__(SMP_THREADS)
+    smp_fallback_kernel(const T *logits, int64_t ld, int32_t vocab, const kern_sample_t *params, const smp_row *rows,
+                        int32_t *tokens, float *logprob)
+{
+    __shared__ smp_shared sh;
+    const int32_t r = blockIdx.x;
+    if (!rows[r].pending) return;
+    const T *lg = logits + r * ld;
+    const kern_sample_t p = params[r];
+    const int32_t mask = p.mask_token >= 0 && p.mask_token < vocab ? p.mask_token : -1;
+    const float temp = p.temperature;
+    const int32_t n = vocab - (mask >= 0);
+    float vmax = -INFINITY;
+    for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x)
+        if (i != mask) vmax = fmaxf(vmax, smp_val(lg, i, temp));
+    const double cm = cu_block_reduce(vmax, cu_op_max(), sh.shf, -INFINITY);
+    uint64_t limit = ~0ull;
+    if (p.top_k > 0 && p.top_k < n) limit = smp_select(lg, vocab, temp, mask, limit, false, 0, p.top_k, true, &sh);
+    double tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
+    if (p.top_p > 0.0f && p.top_p < 1.0f) {
+        limit = smp_select(lg, vocab, temp, mask, limit, true, cm, (double)p.top_p * tot, true, &sh);
+        tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
+    }
+    const double u = kern_rng_uniform(p.seed, p.position) * tot;
+    const int32_t tok = (int32_t)(uint32_t)smp_select(lg, vocab, temp, mask, limit, true, cm, u, false, &sh);
+    if (threadIdx.x == 0) tokens[r] = tok, logprob[r] = (float)((double)smp_ld(lg, tok) - rows[r].lse);
+}
+
+template <typename T>
+static ms_status_t smp_launch(kern_ctx_t *cx, const T *logits, int64_t ld, int32_t rows, int32_t vocab,
+                              const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
+                              float *top_lp)
+{
+    int sms = 132;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cx->device) != cudaSuccess) sms = 132;
+    /* the workspace after cuBLASLt's (gemm.cu): rows are sampled in chunks that fit it */
+    const size_t off = cx->ws_bytes > KERN_CUDA_BLAS_WS ? KERN_CUDA_BLAS_WS : cx->ws_bytes;
+    char *ws = (char *)cx->ws + off;
+    const size_t room = cx->ws_bytes - off;
+    for (int32_t r0 = 0; r0 < rows;) {
+        int32_t nr = rows - r0, S, slice;
+        size_t need;
+        for (;;) {
+            S = (4 * sms + nr - 1) / nr; /* ~4 slice blocks an SM */
+            S = max(1, min(S, min(SMP_MAX_SLICES, (vocab + 511) / 512)));
+            slice = (vocab + S - 1) / S;
+            slice = (slice + 31) / 32 * 32;
+            S = (vocab + slice - 1) / slice;
+            need = (size_t)nr * (S * (sizeof(smp_part) + 8 * (size_t)(SMP_ROW_CANDS / S + SMP_LP_CAP)) +
+                                 sizeof(smp_row)) + 1024;
+            if (need <= room || nr == 1) break;
+            nr = (nr + 1) / 2;
+        }
+        if (need > room) return MS_ERR(MS_ERR_NOMEM, "cuda sample: workspace of %zu bytes, %zu needed", room, need);
+        const int32_t cap = SMP_ROW_CANDS / S;
+        smp_part *parts = (smp_part *)ws;
+        uint64_t *cand = (uint64_t *)(parts + (size_t)nr * S);
+        uint64_t *lpc = cand + (size_t)nr * S * cap;
+        smp_row *rs = (smp_row *)(lpc + (size_t)nr * S * SMP_LP_CAP);
+        const T *lg = logits + (int64_t)r0 * ld;
+        const kern_sample_t *pr = params + r0;
+        smp_split_kernel<T><<<dim3(S, nr), SPL_THREADS, 0, CU_STREAM(cx)>>>(lg, ld, vocab, slice, pr, parts, cand,
+                                                                            cap, lpc);
+        CU_LAUNCHED();
+        smp_merge_kernel<T><<<nr, SMP_THREADS, 0, CU_STREAM(cx)>>>(
+            lg, ld, vocab, S, pr, parts, cand, cap, lpc, rs, tokens + r0, logprob + r0,
+            top_ids + (int64_t)r0 * KERN_MAX_LOGPROBS, top_lp + (int64_t)r0 * KERN_MAX_LOGPROBS, cx->fault);
+        CU_LAUNCHED();
+        smp_fallback_kernel<T><<<nr, SMP_THREADS, 0, CU_STREAM(cx)>>>(lg, ld, vocab, pr, rs, tokens + r0,
+                                                                      logprob + r0);
+        CU_LAUNCHED();
+        r0 += nr;
+    }
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_sample(kern_ctx_t *cx, const void *logits, ms_dtype_t dt, int64_t ld,
+                                        int32_t rows, int32_t vocab, const kern_sample_t *params, int32_t *tokens,
+                                        float *logprob, int32_t *top_ids, float *top_lp)
 {
     if (vocab < 2) return MS_ERR(MS_ERR_INVALID, "cuda sample: vocabulary of %d", vocab);
     if (rows <= 0) return MS_OK;
-    sample_kernel<<<rows, SMP_THREADS, 0, CU_STREAM(cx)>>>(logits, ld, vocab, params, tokens, logprob, top_ids,
-                                                           top_lp, cx->fault);
-    CU_LAUNCHED();
-    return MS_OK;
+    if (dt == MS_DT_F32)
+        return smp_launch(cx, (const float *)logits, ld, rows, vocab, params, tokens, logprob, top_ids, top_lp);
+    if (dt == MS_DT_BF16)
+        return smp_launch(cx, (const uint16_t *)logits, ld, rows, vocab, params, tokens, logprob, top_ids, top_lp);
+    return MS_ERR(MS_ERR_UNSUPPORTED, "cuda sample: %s logits", ms_dtype_name(dt));
 }

@@ -270,12 +270,13 @@ static void test_kv_fp8_vs_bf16(const char *dir)
 
 /* The CPU table, but the sampler sees a NaN in row 1's logits: a numerics fault of one sequence's row. */
 static kern_ops_t nan_ops;
-static ms_status_t nan_sample(kern_ctx_t *cx, const float *logits, int64_t ld, int32_t rows, int32_t vocab,
-                              const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
-                              float *top_lp)
+static ms_status_t nan_sample(kern_ctx_t *cx, const void *logits, ms_dtype_t dt, int64_t ld, int32_t rows,
+                              int32_t vocab, const kern_sample_t *params, int32_t *tokens, float *logprob,
+                              int32_t *top_ids, float *top_lp)
 {
-    if (rows > 1) ((float *)logits)[ld + 3] = NAN;
-    return kern_cpu_ops.sample(cx, logits, ld, rows, vocab, params, tokens, logprob, top_ids, top_lp);
+    if (rows > 1 && dt == MS_DT_F32) ((float *)logits)[ld + 3] = NAN;
+    if (rows > 1 && dt == MS_DT_BF16) ((bf16_t *)logits)[ld + 3] = 0x7fc0; /* a bf16 quiet NaN */
+    return kern_cpu_ops.sample(cx, logits, dt, ld, rows, vocab, params, tokens, logprob, top_ids, top_lp);
 }
 
 static void test_bad(const char *dir)

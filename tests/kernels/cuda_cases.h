@@ -78,8 +78,9 @@ void cc_run_mla_latent_mma(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_mla_latent_wgmma(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_route(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_log_softmax(cc_env_t *, const cc_case_t *, cc_result_t *);
-void cc_run_sample(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_logits_adjust(cc_env_t *, const cc_case_t *, cc_result_t *);
+/* runner (cuda_cases_sample.c) */
+void cc_run_sample(cc_env_t *, const cc_case_t *, cc_result_t *);
 /* runners (cuda_cases_moe.c) */
 void cc_run_moe_plan(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_scatter(cc_env_t *, const cc_case_t *, cc_result_t *);

@@ -1,5 +1,5 @@
 /* cuda_cases_attn.c — harness runners for rope, the KV cache, naive MLA, the
- * router, log_softmax and the sampler (table and tolerances:
+ * router, log_softmax and logits_adjust (table and tolerances:
  * test_cuda_vs_cpu.c). */
 #include "cuda_cases.h"
 
@@ -216,63 +216,6 @@ void cc_run_log_softmax(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(x), free(want), free(got);
 }
 
-void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
-{
-    const int32_t rows = (int32_t)c->p[0], V = (int32_t)c->p[1];
-    const int64_t ld = V + 1;
-    kr_seed(207);
-    float *lg = kr_f32(rows * ld, 3.0);
-    if (c->p[2] == 1) /* ties: logits on a coarse grid, so order rests on the lower-id rule */
-        for (int64_t i = 0; i < rows * ld; i++) lg[i] = (float)((int)(kr_uniform() * 16)) * 0.5f;
-    for (int32_t i = 0; c->p[2] == 2 && i < rows; i++) /* non-finite rows: KERN_FAULT_LOGITS, token -1 */
-        if (i % 6 == 1) lg[i * ld + (i * 977) % V] = NAN;
-        else if (i % 6 == 4) lg[i * ld + (i * 131) % V] = INFINITY;
-    kern_sample_t *ps = calloc((size_t)rows, sizeof *ps);
-    static const float temps[] = {0.0f, 0.7f, 1.0f, 1.3f};
-    static const float top_ps[] = {1.0f, 0.9f, 0.5f, 0.97f};
-    static const int32_t top_ks[] = {0, 1, 50, 1000};
-    for (int32_t i = 0; i < rows; i++) {
-        ps[i] = (kern_sample_t){.temperature = temps[i % 4], .top_p = top_ps[(i / 4) % 4],
-                                .top_k = top_ks[(i / 16) % 4 < 3 ? (i / 16) % 4 : 0], .n_logprobs = (i * 7) % 21,
-                                .seed = 1000 + (uint64_t)i * 7919, .position = i * 13, .mask_token = -1};
-        if (i % 5 == 2) { /* mask the argmax (EOS under min_tokens) */
-            int32_t best = 0;
-            for (int32_t v = 1; v < V; v++)
-                if (lg[i * ld + v] > lg[i * ld + best]) best = v;
-            ps[i].mask_token = best;
-        }
-    }
-    const size_t nt = (size_t)rows * KERN_MAX_LOGPROBS;
-    int32_t *tg = calloc((size_t)rows, 4), *tc = calloc((size_t)rows, 4), *ig = calloc(nt, 4), *ic = calloc(nt, 4);
-    float *lpg = calloc((size_t)rows, 4), *lpc = calloc((size_t)rows, 4), *tlg = calloc(nt, 4), *tlc = calloc(nt, 4);
-    void *dl = cc_dev(env, lg, sizeof(float) * (size_t)(rows * ld)), *dp = cc_dev(env, ps, sizeof *ps * (size_t)rows),
-         *dt = cc_dev(env, NULL, 4 * (size_t)rows), *dlp = cc_dev(env, NULL, 4 * (size_t)rows),
-         *di = cc_dev(env, NULL, 4 * nt), *dtl = cc_dev(env, NULL, 4 * nt);
-    cc_ok(r, K->sample(CX, dl, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
-    cc_get(env, tg, dt, 4 * (size_t)rows), cc_get(env, lpg, dlp, 4 * (size_t)rows);
-    const uint32_t f = cc_fault_take(env), want_f = c->p[2] == 2 ? KERN_FAULT_LOGITS : 0;
-    cc_check(r, f == want_f, "fault word 0x%x == 0x%x", f, want_f);
-    cc_get(env, ig, di, 4 * nt), cc_get(env, tlg, dtl, 4 * nt);
-    cc_ok(r, kern_cpu_ops.sample(NULL, lg, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
-    int32_t bad_tok = 0, bad_ids = 0, first_bad = -1;
-    double worst_lp = 0;
-    for (int32_t i = 0; i < rows; i++) {
-        if (tg[i] != tc[i] && !bad_tok++) first_bad = i;
-        worst_lp = fmax(worst_lp, fabs((double)lpg[i] - lpc[i]));
-        for (int32_t j = 0; tc[i] >= 0 && j < ps[i].n_logprobs; j++) { /* a faulted row's top-N: untouched */
-            bad_ids += ig[i * KERN_MAX_LOGPROBS + j] != ic[i * KERN_MAX_LOGPROBS + j];
-            worst_lp = fmax(worst_lp, fabs((double)tlg[i * KERN_MAX_LOGPROBS + j] - tlc[i * KERN_MAX_LOGPROBS + j]));
-        }
-    }
-    if (bad_tok)
-        cc_check(r, 0, "tokens: %d/%d differ (first row %d: gpu %d cpu %d)", bad_tok, rows, first_bad, tg[first_bad],
-                 tc[first_bad]);
-    if (bad_ids) cc_check(r, 0, "top-N ids: %d differ", bad_ids);
-    cc_check(r, worst_lp <= c->tol, "logprobs max |d| %.3g <= %.3g; tokens and top-N ids identical over %d rows",
-             worst_lp, c->tol, rows);
-    free(lg), free(ps), free(tg), free(tc), free(ig), free(ic), free(lpg), free(lpc), free(tlg), free(tlc);
-}
-
 /* p[] = rows, vocab, list length per row. Penalty lists (distinct tokens, prompt / generated / biased),
  * half of them written through `sets`, knobs cycling over presence, frequency, repetition, min_p and
  * temperature (greedy rows leave min_p off); then sample on the adjusted logits. tol 0: the adjusted
@@ -313,13 +256,13 @@ void cc_run_logits_adjust(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
          *di = cc_dev(env, NULL, 4 * (size_t)rows * KERN_MAX_LOGPROBS),
          *dtl = cc_dev(env, NULL, 4 * (size_t)rows * KERN_MAX_LOGPROBS);
     cc_ok(r, K->logits_adjust(CX, dl, ld, rows, V, da, dli, cap, dse, n_sets), "logits_adjust");
-    cc_ok(r, K->sample(CX, dl, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
+    cc_ok(r, K->sample(CX, dl, MS_DT_F32, ld, rows, V, dp, dt, dlp, di, dtl), "sample");
     float *lgg = malloc(sizeof(float) * (size_t)(rows * ld));
     int32_t *tg = calloc((size_t)rows, 4), *tc = calloc((size_t)rows, 4), *ic = calloc((size_t)rows * KERN_MAX_LOGPROBS, 4);
     float *lpc = calloc((size_t)rows, 4), *tlc = calloc((size_t)rows * KERN_MAX_LOGPROBS, 4);
     cc_get(env, lgg, dl, sizeof(float) * (size_t)(rows * ld)), cc_get(env, tg, dt, 4 * (size_t)rows);
     cc_ok(r, kern_cpu_ops.logits_adjust(NULL, lc, ld, rows, V, adj, lists, cap, sets, n_sets), "cpu logits_adjust");
-    cc_ok(r, kern_cpu_ops.sample(NULL, lc, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
+    cc_ok(r, kern_cpu_ops.sample(NULL, lc, MS_DT_F32, ld, rows, V, ps, tc, lpc, ic, tlc), "cpu sample");
     cc_cmp_bytes(r, "adjusted logits", lgg, lc, sizeof(float) * (size_t)(rows * ld));
     int32_t bad = 0;
     for (int32_t i = 0; i < rows; i++) bad += tg[i] != tc[i];

@@ -248,12 +248,32 @@ static const cc_case_t g_cases[] = {
     /* log_softmax: |got - want| <= tol */
     {"log_softmax", "4x129280",                   "f32",       cc_run_log_softmax, {4, 129280},                         2e-6},
     {"log_softmax", "3x1000",                     "f32",       cc_run_log_softmax, {3, 1000},                           2e-6},
-    /* sample p[] = rows, vocab, variant (0 random logits, 1 heavy ties, 2 NaN/inf rows: fault, token -1):
-     * tokens and top ids identical, logprobs within tol */
-    {"sample",      "48 rows vocab=129280",       "f32",       cc_run_sample,      {48, 129280, 0},                     2e-6},
-    {"sample",      "48 rows vocab=129280 ties",  "f32",       cc_run_sample,      {48, 129280, 1},                     2e-6},
-    {"sample",      "16 rows vocab=50",           "f32",       cc_run_sample,      {16, 50, 0},                         2e-6},
-    {"sample",      "48 rows vocab=129280 NaN/inf rows", "f32", cc_run_sample,     {48, 129280, 2},                     2e-6},
+    /* sample p[] = rows, vocab, variant (0 random logits, 1 heavy ties, 2 NaN/inf rows: fault, token -1,
+     * 3 peaked with -inf), dtype, params (0 mixed, 1 greedy, 2 temperature, 3 top-k 50, 4 top-p 0.9,
+     * 5 greedy + 20 logprobs): tokens and top ids identical, logprobs within tol; bf16 cases also
+     * bit-identical to the GPU's sampling of their fp32 cast */
+    {"sample",      "48 rows vocab=129280",       "f32",       cc_run_sample,      {48, 129280, 0, F32, 0},             2e-6},
+    {"sample",      "48 rows vocab=129280 ties",  "f32",       cc_run_sample,      {48, 129280, 1, F32, 0},             2e-6},
+    {"sample",      "16 rows vocab=50",           "f32",       cc_run_sample,      {16, 50, 0, F32, 0},                 2e-6},
+    {"sample",      "48 rows vocab=129280 NaN/inf rows", "f32", cc_run_sample,     {48, 129280, 2, F32, 0},             2e-6},
+    {"sample",      "48 rows vocab=129280 peaked", "f32",      cc_run_sample,      {48, 129280, 3, F32, 0},             2e-6},
+    {"sample",      "48 rows vocab=129280",       "bf16",      cc_run_sample,      {48, 129280, 0, BF, 0},              2e-6},
+    {"sample",      "48 rows vocab=129280 ties",  "bf16",      cc_run_sample,      {48, 129280, 1, BF, 0},              2e-6},
+    {"sample",      "48 rows vocab=129280 NaN/inf rows", "bf16", cc_run_sample,    {48, 129280, 2, BF, 0},              2e-6},
+    {"sample",      "48 rows vocab=129280 peaked", "bf16",     cc_run_sample,      {48, 129280, 3, BF, 0},              2e-6},
+    {"sample",      "16 rows vocab=50",           "bf16",      cc_run_sample,      {16, 50, 0, BF, 0},                  2e-6},
+    {"sample",      "1 row vocab=129280 greedy",  "bf16",      cc_run_sample,      {1, 129280, 0, BF, 5},               2e-6},
+    {"sample",      "1 row vocab=129280 greedy",  "f32",       cc_run_sample,      {1, 129280, 3, F32, 5},              2e-6},
+    {"sample",      "1 row vocab=129280 temperature", "bf16",  cc_run_sample,      {1, 129280, 3, BF, 2},               2e-6},
+    {"sample",      "1 row vocab=129280 temperature", "f32",   cc_run_sample,      {1, 129280, 0, F32, 2},              2e-6},
+    {"sample",      "1 row vocab=129280 top-p",   "bf16",      cc_run_sample,      {1, 129280, 3, BF, 4},               2e-6},
+    {"sample",      "128 rows vocab=129280 greedy", "bf16",    cc_run_sample,      {128, 129280, 0, BF, 1},             2e-6},
+    {"sample",      "128 rows vocab=129280 greedy+logprobs", "bf16", cc_run_sample, {128, 129280, 3, BF, 5},            2e-6},
+    {"sample",      "128 rows vocab=129280 mixed", "bf16",     cc_run_sample,      {128, 129280, 3, BF, 0},             2e-6},
+    {"sample",      "24 rows vocab=129280 temperature", "bf16", cc_run_sample,     {24, 129280, 3, BF, 2},              2e-6},
+    {"sample",      "24 rows vocab=129280 temperature", "f32", cc_run_sample,      {24, 129280, 0, F32, 2},             2e-6},
+    {"sample",      "24 rows vocab=129280 top-k 50", "bf16",   cc_run_sample,      {24, 129280, 0, BF, 3},              2e-6},
+    {"sample",      "24 rows vocab=129280 top-p", "bf16",      cc_run_sample,      {24, 129280, 3, BF, 4},              2e-6},
     /* logits_adjust p[] = rows, vocab, list entries per row; adjusted logits and sampled tokens bit-identical */
     {"logits_adjust", "24 rows vocab=129280 list 64", "f32",   cc_run_logits_adjust, {24, 129280, 64},                  0},
     {"logits_adjust", "12 rows vocab=50 list 8",      "f32",   cc_run_logits_adjust, {12, 50, 8},                       0},

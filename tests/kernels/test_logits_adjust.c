@@ -107,7 +107,7 @@ int main(void)
         kern_sample_t sp = {.temperature = 0.5f, .top_p = 1.0f, .seed = 9, .position = pos, .mask_token = best};
         int32_t t, ti[KERN_MAX_LOGPROBS];
         float lp, tl[KERN_MAX_LOGPROBS];
-        T_CHECK(kern_cpu_ops.sample(NULL, m, V, 1, V, &sp, &t, &lp, ti, tl) == MS_OK);
+        T_CHECK(kern_cpu_ops.sample(NULL, m, MS_DT_F32, V, 1, V, &sp, &t, &lp, ti, tl) == MS_OK);
         if (m[t] == -INFINITY || t == best) {
             T_CHECK(!"sampled a removed token");
             break;
