@@ -34,6 +34,8 @@
  *    thread, and the MMA loop is the BF16 one (64-key tiles, the same barriers
  *    a key) — before, FP8 ran 32-key tiles through a raw shared ring (no room
  *    for two 64-key bf16 tiles beside it) at twice the barriers a key.
+ * A tile starts at a multiple of 64 keys, so with R1's 64-token blocks (any multiple of 64) its rows share one
+ * block: one block-table look-up a tile and thread (mw_tile_rows), not one a row.
  * Rows past the keys or of a bad block are zero-filled (cp.async src-size 0,
  * or zero registers), so P V never sees stale or NaN bytes; a bad block raises
  * KERN_FAULT_BLOCK and its keys are left out, as in the other kernels.
@@ -116,6 +118,32 @@ __device__ static __forceinline__ const uint8_t *mw_row(const mll_args &a, const
     return (const uint8_t *)kv.data + ((int64_t)blk * kv.block_size + (p - bi * kv.block_size)) * kv.row_bytes;
 }
 
+/* The rows of one tile (keys tb .., tb a multiple of 64): blocks of a multiple of 64 tokens hold the whole tile, so
+ * its block is looked up once (each row then checks only its key against j1); other block sizes look up per row */
+struct mw_tile_rows {
+    const mll_args &a;
+    const int32_t *bt;
+    int32_t tb, j1;
+    bool whole;
+    const uint8_t *first; /* whole: the tile's first row, NULL for a bad block */
+    __device__ __forceinline__ mw_tile_rows(const mll_args &a_, const int32_t *bt_, int32_t tb_, int32_t j1_)
+        : a(a_), bt(bt_), tb(tb_), j1(j1_), whole(a_.kv.block_size % MW_T == 0)
+    {
+        first = whole ? mw_row(a, bt, tb, j1, false) : NULL;
+    }
+    /* row `row` of the tile or NULL (past the keys; a bad block, raising the fault when `report`) */
+    __device__ __forceinline__ const uint8_t *operator()(int32_t row, bool report) const
+    {
+        if (!whole) return mw_row(a, bt, tb + row, j1, report);
+        if (tb + row >= j1) return NULL;
+        if (!first) {
+            if (report) cu_fault(a.fault, KERN_FAULT_BLOCK);
+            return NULL;
+        }
+        return first + (int64_t)row * a.kv.row_bytes;
+    }
+};
+
 /* BF16: start the copies of tile t (keys tb ..) into slot t & 1. Warpgroup w copies only what its own P V reads —
  * column blocks 4w .. 4w + 3 — and the rope rows 32w .. of its own S keys; thread (u = chunk, rows r + 16p), 128
  * contiguous bytes of a row a step. */
@@ -125,11 +153,12 @@ __device__ static void mw_issue(const mll_args &a, const int32_t *bt, int32_t tb
     const int32_t tid = threadIdx.x, wg = tid >> 7, wt = tid & 127;
     const int32_t r = wt >> 3, u = wt & 7;
     uint8_t *dst = sk + (t & 1) * MW_TILE;
+    const mw_tile_rows rows(a, bt, tb, j1);
 #pragma unroll
     for (int p = 0; p < 4; p++) {
         const int32_t row = r + 16 * p;
         const bool first = wg == 0 && u == 0; /* the row's flag and fault, once */
-        const uint8_t *src = mw_row(a, bt, tb + row, j1, first);
+        const uint8_t *src = rows(row, first);
         const int ok = src != NULL;
         if (first) okf[(t % 3) * MW_T + row] = ok;
         if (!ok) src = (const uint8_t *)a.kv.data;
@@ -157,9 +186,10 @@ __device__ static __forceinline__ void mw_load8(const mll_args &a, const int32_t
 {
     const int32_t tid = threadIdx.x, wg = tid >> 7, wt = tid & 127, k = wt >> 3, rr = wt & 7;
     const int32_t cofs = 256 * wg + 16 * k, sofs = MW_DC + 4 * (2 * wg + (k >> 3));
+    const mw_tile_rows rows(a, bt, tb, j1);
 #pragma unroll
     for (int p = 0; p < 8; p++) {
-        const uint8_t *src = mw_row(a, bt, tb + rr + 8 * p, j1, false);
+        const uint8_t *src = rows(rr + 8 * p, false);
         f.v[p] = make_uint4(0, 0, 0, 0), f.s[p] = 0.f;
         if (src) {
             f.v[p] = __ldg(reinterpret_cast<const uint4 *>(src + cofs));
@@ -169,7 +199,7 @@ __device__ static __forceinline__ void mw_load8(const mll_args &a, const int32_t
 #pragma unroll
     for (int q = 0; q < 2; q++) {
         const int32_t row = 32 * wg + k + 16 * q;
-        const uint8_t *src = mw_row(a, bt, tb + row, j1, rr == 0); /* the row's flag and fault, once */
+        const uint8_t *src = rows(row, rr == 0); /* the row's flag and fault, once */
         if (rr == 0) okf[(t % 3) * MW_T + row] = src != NULL;
         f.pe[q] = make_uint4(0, 0, 0, 0);
         if (src) f.pe[q] = __ldg(reinterpret_cast<const uint4 *>(src + MW_DC + 16 + 16 * rr)); /* after the 4 scales */
