@@ -15,6 +15,9 @@
  *                       [--moe-cap 512] [--step-tokens 1024] [--trace-faults 1] [--moe-compute dequant|fp8]
  *                       [--graphs 1] [--mtp N] [--moe-tile BNxNWG[r]]
  *                       [--dense-compute auto|dequant|fp8]] [--sample 1,128]
+ *                      [--mla-batch 32,128 [--mla-ctx 1024,4096,16384]]
+ * (--mla-batch: mla_latent alone at each batch x context, BF16 and FP8 KV; with --batch '' --rows '' nothing
+ * else but the ceilings.)
  * (the routed-experts table times both moe_experts modes; --moe-compute picks the step's, default dequant)
  * (--sample B,..: the sampler alone at those batches, DeepSeek's vocabulary, fp32 and bf16 logits, greedy and
  * temperature draws on peaked logits (a language model's: the merge resolves the draw) and on flat ones
@@ -923,6 +926,49 @@ static void bench_sample(int B)
     free(hf), free(hb), free(hp);
 }
 
+/* --mla-batch/--mla-ctx: mla_latent alone (the default kernel, mla_latent_wgmma.cu at R1's shapes) at decode
+ * shapes — B sequences of one query row each over ctx positions, 64-token blocks, BF16 then FP8 KV — so long
+ * contexts are timed without the whole op table. Each KV dtype's cache is filled through kv_store. */
+static void bench_mla(int B, int ctx)
+{
+    char shape[160];
+    float ms;
+    bf16_t *q = dfill(MS_DT_BF16, (int64_t)B * H * (DN + DR), 0);
+    float *qlat = dfill(MS_DT_F32, (int64_t)B * H * DC, 0.01f);
+    bf16_t *olat = dalloc((size_t)B * H * DC * 2);
+    for (int fp8 = 0; fp8 < 2; fp8++) {
+        const int bs = 64, nbpp = (ctx + bs - 1) / bs, nblk = nbpp * B;
+        const ms_dtype_t kdt = fp8 ? MS_DT_F8E4M3 : MS_DT_BF16;
+        kern_kv_t kv = {.dtype = kdt, .d_c = DC, .d_r = DR, .block_size = bs, .n_blocks = nblk,
+                        .row_bytes = kern_kv_row_bytes(kdt, DC, DR)};
+        kv.data = dalloc((size_t)nblk * bs * kv.row_bytes);
+        int32_t *hs = malloc(sizeof(int32_t) * (size_t)nblk * bs);
+        for (int i = 0; i < nblk; i++) hs[i] = (int32_t)(((int64_t)i * 7 + 3) % nblk); /* scattered blocks */
+        int32_t *bt = dints(hs, nblk);
+        for (int c = 0; c < B; c++) { /* a sequence's rows, a chunk at a time through kv_store */
+            const int nrow = nbpp * bs;
+            for (int i = 0; i < nrow; i++) hs[i] = c * nrow + i;
+            int32_t *sl = dints(hs, nrow);
+            bf16_t *all = dfill(MS_DT_BF16, (int64_t)nrow * (DC + DR), 0);
+            CK(K->kv_store(CX, &kv, all, DC + DR, all + DC, DC + DR, sl, nrow));
+            CK(K->synchronize(CX));
+            K->free(sl), K->free(all);
+        }
+        kern_attn_seq_t *hq = calloc((size_t)B, sizeof *hq);
+        for (int i = 0; i < B; i++) hq[i] = (kern_attn_seq_t){.q_off = i, .n_q = 1, .pos0 = ctx - 1, .blk_off = i * nbpp};
+        kern_attn_seq_t *sq = dalloc(sizeof *hq * (size_t)B);
+        CK(K->upload(CX, sq, hq, sizeof *hq * (size_t)B));
+        TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H, 0.1f, olat,
+                                  MS_DT_BF16));
+        snprintf(shape, sizeof shape, "%d seqs x %d ctx, %d heads, %s KV", B, ctx, H, fp8 ? "fp8" : "bf16");
+        row("mla_latent", shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
+            2.0 * B * H * ctx * (2.0 * DC + DR), 0);
+        K->free(kv.data), K->free(bt), K->free(sq);
+        free(hs), free(hq);
+    }
+    K->free(q), K->free(qlat), K->free(olat);
+}
+
 static int parse_list(const char *s, int *out, int max)
 {
     int n = 0;
@@ -938,6 +984,7 @@ int main(int argc, char **argv)
 {
     int batch[8] = {1, 32, 128}, nb = 3, rows[8] = {4, 32, 128}, nr = 3, ctx = 1024, sb = 32, sctx = 1024, kvf = 0;
     int dummy = 1, moe_cap = 512, step_tok = 1024, moe_fp8 = 0, graphs = 0;
+    int mla_b[8], nmb = 0, mla_c[8] = {1024}, nmc = 1;
     const char *model = NULL;
     int sbatch[8], ns = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -947,6 +994,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--sample")) ns = parse_list(v, sbatch, 8);
         else if (!strcmp(a, "--ctx")) ctx = atoi(v);
         else if (!strcmp(a, "--reps")) REPS = atoi(v);
+        else if (!strcmp(a, "--mla-batch")) nmb = parse_list(v, mla_b, 8);
+        else if (!strcmp(a, "--mla-ctx")) nmc = parse_list(v, mla_c, 8);
         else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--step-batch")) sb = atoi(v);
         else if (!strcmp(a, "--step-ctx")) sctx = atoi(v);
@@ -983,8 +1032,12 @@ int main(int argc, char **argv)
     cudaGetDeviceProperties(&pr, 0);
     printf("Device: %s, %d SMs. Times are means of %d launches after 3 warm-ups.\n\n", pr.name, pr.multiProcessorCount,
            REPS);
-    if (nb > 0 || nr > 0) ceilings();
+    if (nb > 0 || nr > 0 || nmb > 0) ceilings();
     for (int i = 0; i < nb; i++) bench_batch(batch[i], ctx);
+    if (nmb > 0)
+        printf("\n#### mla_latent alone\n\n| op | shape | ms | GB/s | TFLOP/s | %% of ceiling (bound) |\n|---|---|---|---|---|---|\n");
+    for (int i = 0; i < nmb; i++)
+        for (int j = 0; j < nmc; j++) bench_mla(mla_b[i], mla_c[j]);
     if (nr > 0) bench_experts(rows, nr);
     for (int i = 0; i < ns; i++) bench_sample(sbatch[i]);
     int rc = 0;

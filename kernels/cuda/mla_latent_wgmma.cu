@@ -7,39 +7,38 @@
  * wgmma M) and one context split; a sequence's head groups are adjacent CTAs,
  * so the second reads the cache rows from L2. Its Q (q_lat rounded to bf16,
  * then q_pe: 64 x 576) sits in shared memory; the cache rows stream through
- * tiles of T keys (64 for BF16 KV, 32 for FP8) in the 128-byte-swizzled layout
- * wgmma reads: nine column blocks of 64 channels, T rows of 128 bytes each.
- * One tile serves both products, so a cache row is read once: S = Q K^T takes
- * it as a K-major B (keys are N), O += P V takes its first 512 channels as an
- * N-major B (channels are N, keys are K; imm-trans-b). Each warpgroup adds
- * P V for its 256 output channels (m64n256k16, a 64 x 256 fp32 accumulator,
- * 128 registers a thread). S is shared out two ways:
- *  - BF16 (T 64): warpgroup w computes S for keys 32w .. (m64n32, K 576), the
- *    two swap row maxima through shared memory and write their bf16
- *    probabilities into one 64 x 64 P tile that both read (P V from shared
- *    memory); each keeps the row sum of its keys, added once at the end;
- *  - FP8 (T 32): warpgroup w computes S of all 32 keys over channels 288w ..
- *    (m64n32, K 288), the two add each other's partial through shared memory
- *    (the same sum in both), and each runs P V from its own registers (RS).
- * Either way both apply the same running max, so their states agree.
+ * bf16 tiles of 64 keys in the 128-byte-swizzled layout wgmma reads: nine
+ * column blocks of 64 channels, 64 rows of 128 bytes each. One tile serves
+ * both products, so a cache row is read once: S = Q K^T takes it as a K-major
+ * B (keys are N), O += P V takes its first 512 channels as an N-major B
+ * (channels are N, keys are K; imm-trans-b). Each warpgroup adds P V for its
+ * 256 output channels (m64n256k16, a 64 x 256 fp32 accumulator, 128 registers
+ * a thread). Warpgroup w computes S for keys 32w .. (m64n32, K 576), the two
+ * swap row maxima through shared memory and write their bf16 probabilities
+ * into one 64 x 64 P tile that both read (P V from shared memory); each keeps
+ * the row sum of its keys, added once at the end. Both apply the same running
+ * max, so their states agree.
  *
- * Pipeline: P V of tile t runs on under the barrier and the S issue of tile
- * t + 1; the wait after that S frees tile t's slot. A warpgroup refills only
- * what its own P V read (column blocks 4w .. 4w + 3, half the rope block), so
- * it need not wait for the other's P V. Loads are cp.async by every thread.
- * BF16 rows go straight to their swizzled place (two tiles); the next tile's
- * copies start once this tile's S is done. FP8 rows (656 bytes) land raw in a
- * three-deep ring, a thread's copies in its own unit, and the same thread
- * dequantizes them to bf16(e4m3 * s_g) (mll_stage's values) into the bf16
- * tile after its own wait_group alone — no barrier between copy and dequant —
- * while this tile's P V runs. Rows past the keys or of a bad block are
- * zero-filled by the copy (src-size 0), so P V never sees stale or NaN bytes;
- * a bad block raises KERN_FAULT_BLOCK and its keys are left out, as in the
- * other kernels.
- *
- * Where it stands (BENCHMARKS.md, ncu at batch 128, context 1k): ~1,850 warp
- * instructions a 64-key tile, IPC 1.7 with 8 warps an SM — issue- and
- * latency-bound between barriers, not by HBM (DRAM 26 %) or the tensor pipe.
+ * Pipeline (two tile slots): P V of tile t runs on under the barrier and the
+ * S issue of tile t + 1; the wait after that S frees tile t - 1's slot for
+ * tile t + 1. A warpgroup fills only what its own P V reads (column blocks
+ * 4w .. 4w + 3) and the rope rows of its own S keys (32w ..), so it need not
+ * wait for the other's P V.
+ *  - BF16 KV: cp.async by every thread straight to the swizzled place; tile
+ *    t + 1's copies start once tile t's S is done.
+ *  - FP8 KV (656-byte rows): the same tile, filled from registers. Tile t + 1's
+ *    e4m3 bytes, scales and rope are loaded (plain 16-byte loads, 48 registers
+ *    a thread) while tile t's S runs; after the wait the thread dequantizes
+ *    them to bf16(e4m3 * s_g) (mll_stage's values) into the free slot while
+ *    tile t's P V runs. So each FP8 value is converted once per CTA, by one
+ *    thread, and the MMA loop is the BF16 one (64-key tiles, the same barriers
+ *    a key) — before, FP8 ran 32-key tiles through a raw shared ring (no room
+ *    for two 64-key bf16 tiles beside it) at twice the barriers a key.
+ * A tile starts at a multiple of 64 keys, so with R1's 64-token blocks (any multiple of 64) its rows share one
+ * block: one block-table look-up a tile and thread (mw_tile_rows), not one a row.
+ * Rows past the keys or of a bad block are zero-filled (cp.async src-size 0,
+ * or zero registers), so P V never sees stale or NaN bytes; a bad block raises
+ * KERN_FAULT_BLOCK and its keys are left out, as in the other kernels.
  *
  * Numerics are mla_latent_mma.cu's (q_lat and the probabilities rounded to
  * bf16, fp32 sums, __expf); the splits, the workspace layout and the merge are
@@ -49,29 +48,21 @@
 
 #define MW_H 64            /* heads per CTA: the wgmma M */
 #define MW_THREADS 256     /* two warpgroups */
+#define MW_T 64            /* keys a tile */
+#define MW_NS 32           /* keys of S a warpgroup */
 #define MW_DC 512
 #define MW_DR 64
 #define MW_CB_Q (MW_H * 128)         /* bytes of one 64-channel column block of Q */
 #define MW_Q_BYTES (9 * MW_CB_Q)     /* 576 channels */
-#define MW_UNIT 80                   /* FP8 raw bytes a thread copies per tile: 64 e4m3, 16 rope (+ a 4-byte scale) */
-#define MW_RAW_STAGE (MW_THREADS * (MW_UNIT + 4))
-#define MW_RAW_STAGES 3
-
-template <int T> struct mw_shape {
-    static constexpr bool FP8 = T == 32;
-    static constexpr int NS = T / 2;            /* keys of S per warpgroup */
-    static constexpr int CB = T * 128;          /* bytes of one column block of a K tile */
-    static constexpr int TILE = 9 * CB;
-    static constexpr int OFF_K = MW_Q_BYTES;    /* two tiles */
-    /* BF16: the P tile, 64 rows of 128 bytes; FP8: the two warpgroups' partial S, 64 x 32 fp32 each */
-    static constexpr int OFF_P = OFF_K + 2 * TILE, P_BYTES = FP8 ? 2 * MW_H * T * 4 : MW_H * 128;
-    static constexpr int OFF_RAW = OFF_P + P_BYTES;
-    static constexpr int OFF_OK = OFF_RAW + (FP8 ? MW_RAW_STAGES * MW_RAW_STAGE : 0); /* [3][T] row holds a key */
-    static constexpr int OFF_RED = OFF_OK + 3 * T * 4;                               /* smax[2][64], ssum[2][64] */
-    static constexpr int BYTES = OFF_RED + 4 * MW_H * 4;
-    static constexpr int SMEM = BYTES + 1024; /* + slack to align the base to the 1024-byte swizzle atom */
-};
-static_assert(mw_shape<64>::SMEM <= 227 * 1024 && mw_shape<32>::SMEM <= 227 * 1024, "shared memory");
+#define MW_CB (MW_T * 128)           /* bytes of one column block of a K tile */
+#define MW_TILE (9 * MW_CB)
+#define MW_OFF_K MW_Q_BYTES          /* two tiles */
+#define MW_OFF_P (MW_OFF_K + 2 * MW_TILE) /* the P tile, 64 rows of 128 bytes */
+#define MW_OFF_OK (MW_OFF_P + MW_H * 128) /* [3][MW_T] row holds a key */
+#define MW_OFF_RED (MW_OFF_OK + 3 * MW_T * 4) /* smax[2][64], ssum[2][64] */
+#define MW_BYTES (MW_OFF_RED + 4 * MW_H * 4)
+#define MW_SMEM (MW_BYTES + 1024) /* + slack to align the base to the 1024-byte swizzle atom */
+static_assert(MW_SMEM <= 227 * 1024, "shared memory");
 
 /* byte offset of 16-byte chunk j (0..7) of row r in a 128-byte-swizzled column block */
 __device__ static __forceinline__ int32_t mw_sw(int32_t r, int32_t j) { return r * 128 + ((j ^ (r & 7)) << 4); }
@@ -84,19 +75,9 @@ __device__ static __forceinline__ uint64_t mw_desc(const void *p, uint32_t lbo)
            (1ull << 62);
 }
 
-__device__ static __forceinline__ void mw_reg_fence(uint32_t &r) { asm volatile("" : "+r"(r)::"memory"); }
 __device__ static __forceinline__ void mw_fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
-/* wgmma m64nNk16, A and B from shared memory (SS); S: both K-major, acc 0 starts from zero; P V: B N-major
- * (mw_pv_rs: A, the probabilities, from registers) */
-__device__ static __forceinline__ void mw_s16(float *d, uint64_t da, uint64_t db, int acc)
-{
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7}, %8, %9, p, 1, 1, 0, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-                 : "l"(da), "l"(db), "r"(acc));
-}
-
+/* wgmma m64nNk16, A and B from shared memory (SS); S: both K-major, acc 0 starts from zero; P V: B N-major */
 __device__ static __forceinline__ void mw_s32(float *d, uint64_t da, uint64_t db, int acc)
 {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
@@ -113,36 +94,23 @@ __device__ static __forceinline__ void mw_pv(float *d, uint64_t da, uint64_t db)
                  : "l"(da), "l"(db), "r"(1));
 }
 
-__device__ static __forceinline__ void mw_pv_rs(float *d, const uint32_t *a, uint64_t db)
-{
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, {%128,%129,%130,%131}, %132, p, 1, 1, 1;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-
-template <int N> __device__ static __forceinline__ void mw_s(float *d, uint64_t da, uint64_t db, int acc)
-{
-    if constexpr (N == 32) mw_s32(d, da, db, acc);
-    else mw_s16(d, da, db, acc);
-}
-
 /* The keys [x, y) of this CTA's split: chunks of whole tiles, as mm_keys (empty splits write m = -inf) */
-template <int T> __device__ static inline int2 mw_keys(int32_t nk, bool ctx_split, int32_t splits)
+__device__ static inline int2 mw_keys(int32_t nk, bool ctx_split, int32_t splits)
 {
     if (!ctx_split) return make_int2(0, nk);
-    const int32_t per = ((nk + splits - 1) / splits + T - 1) / T * T;
+    const int32_t per = ((nk + splits - 1) / splits + MW_T - 1) / MW_T * MW_T;
     const int32_t j0 = min(nk, (int32_t)blockIdx.z * per);
     return make_int2(j0, min(nk, j0 + per));
 }
 
-/* The cache row of key p (< j1) or NULL (past the keys, or a bad block: raises the fault when `report`) */
+/* The cache row of key p (< j1) or NULL (past the keys, or a bad block: raises the fault when `report`).
+ * R1's 64-token blocks take a shift, not a division. */
 __device__ static __forceinline__ const uint8_t *mw_row(const mll_args &a, const int32_t *bt, int32_t p, int32_t j1,
                                                         bool report)
 {
     if (p >= j1) return NULL;
     const kern_kv_t &kv = a.kv;
-    const int32_t bi = p / kv.block_size, blk = bt[bi];
+    const int32_t bi = kv.block_size == 64 ? p >> 6 : p / kv.block_size, blk = bt[bi];
     if (blk < 0 || blk >= kv.n_blocks) {
         if (report) cu_fault(a.fault, KERN_FAULT_BLOCK);
         return NULL;
@@ -150,86 +118,127 @@ __device__ static __forceinline__ const uint8_t *mw_row(const mll_args &a, const
     return (const uint8_t *)kv.data + ((int64_t)blk * kv.block_size + (p - bi * kv.block_size)) * kv.row_bytes;
 }
 
-/* Start the copies of tile t (keys tb = j0 + t*T ..). Warpgroup w copies only what its own P V reads — column
- * blocks 4w .. 4w + 3 — and half of the rope block (rows 32w ..), so it may refill a tile its own P V is done
- * with while the other's still runs. BF16: thread (u = chunk, rows r + 16p) straight into tile slot t & 1, 128
- * contiguous bytes of a row a step. FP8: thread (row r, u = 4w + 0..3) copies channels 64u .. 64u + 63 and rope
- * chunk u into its own unit of raw slot t % 3, the scale of group u / 2 beside the units. */
-template <int T>
-__device__ static void mw_issue(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1, int32_t t, uint8_t *sk,
-                                uint8_t *raw, int *okf)
-{
-    typedef mw_shape<T> sh;
-    const int32_t tid = threadIdx.x, wg = tid >> 7, wt = tid & 127;
-    if constexpr (!sh::FP8) {
-        const int32_t r = wt >> 3, u = wt & 7;
-        uint8_t *dst = sk + (t & 1) * sh::TILE;
-#pragma unroll
-        for (int p = 0; p < 4; p++) {
-            const int32_t row = r + 16 * p;
-            const bool first = wg == 0 && u == 0; /* the row's flag and fault, once */
-            const uint8_t *src = mw_row(a, bt, tb + row, j1, first);
-            const int ok = src != NULL;
-            if (first) okf[(t % 3) * T + row] = ok;
-            if (!ok) src = (const uint8_t *)a.kv.data;
-#pragma unroll
-            for (int c = 0; c < 4; c++) { /* chunk 8cb + u: column block cb, chunk u */
-                const int32_t cb = 4 * wg + c;
-                mm_cp(dst + cb * sh::CB + mw_sw(row, u), src + (ok ? (8 * cb + u) * 16 : 0), ok, 16);
-            }
-            if ((p >> 1) == wg) mm_cp(dst + 8 * sh::CB + mw_sw(row, u), src + (ok ? (64 + u) * 16 : 0), ok, 16);
+/* The rows of one tile (keys tb .., tb a multiple of 64): blocks of a multiple of 64 tokens hold the whole tile, so
+ * its block is looked up once (each row then checks only its key against j1); other block sizes look up per row */
+struct mw_tile_rows {
+    const mll_args &a;
+    const int32_t *bt;
+    int32_t tb, j1;
+    bool whole;
+    const uint8_t *first; /* whole: the tile's first row, NULL for a bad block */
+    __device__ __forceinline__ mw_tile_rows(const mll_args &a_, const int32_t *bt_, int32_t tb_, int32_t j1_)
+        : a(a_), bt(bt_), tb(tb_), j1(j1_), whole(a_.kv.block_size % MW_T == 0)
+    {
+        first = whole ? mw_row(a, bt, tb, j1, false) : NULL;
+    }
+    /* row `row` of the tile or NULL (past the keys; a bad block, raising the fault when `report`) */
+    __device__ __forceinline__ const uint8_t *operator()(int32_t row, bool report) const
+    {
+        if (!whole) return mw_row(a, bt, tb + row, j1, report);
+        if (tb + row >= j1) return NULL;
+        if (!first) {
+            if (report) cu_fault(a.fault, KERN_FAULT_BLOCK);
+            return NULL;
         }
-    } else {
-        const int32_t r = wt >> 2, u = 4 * wg + (wt & 3);
-        const uint8_t *src = mw_row(a, bt, tb + r, j1, u == 0);
-        const int ok = src != NULL;
-        if (u == 0) okf[(t % 3) * T + r] = ok;
-        if (!ok) src = (const uint8_t *)a.kv.data;
-        uint8_t *st = raw + (t % MW_RAW_STAGES) * MW_RAW_STAGE, *un = st + tid * MW_UNIT;
+        return first + (int64_t)row * a.kv.row_bytes;
+    }
+};
+
+/* BF16: start the copies of tile t (keys tb ..) into slot t & 1. Warpgroup w copies only what its own P V reads —
+ * column blocks 4w .. 4w + 3 — and the rope rows 32w .. of its own S keys; thread (u = chunk, rows r + 16p), 128
+ * contiguous bytes of a row a step. */
+__device__ static void mw_issue(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1, int32_t t, uint8_t *sk,
+                                int *okf)
+{
+    const int32_t tid = threadIdx.x, wg = tid >> 7, wt = tid & 127;
+    const int32_t r = wt >> 3, u = wt & 7;
+    uint8_t *dst = sk + (t & 1) * MW_TILE;
+    const mw_tile_rows rows(a, bt, tb, j1);
 #pragma unroll
-        for (int c = 0; c < 4; c++) mm_cp(un + 16 * c, src + (ok ? 64 * u + 16 * c : 0), ok, 16);
-        mm_cp(un + 64, src + (ok ? MW_DC + 16 + 16 * u : 0), ok, 16); /* rope after 512 e4m3 + 4 fp32 scales */
-        mm_cp(st + MW_THREADS * MW_UNIT + 4 * tid, src + (ok ? MW_DC + 4 * (u >> 1) : 0), ok, 4);
+    for (int p = 0; p < 4; p++) {
+        const int32_t row = r + 16 * p;
+        const bool first = wg == 0 && u == 0; /* the row's flag and fault, once */
+        const uint8_t *src = rows(row, first);
+        const int ok = src != NULL;
+        if (first) okf[(t % 3) * MW_T + row] = ok;
+        if (!ok) src = (const uint8_t *)a.kv.data;
+#pragma unroll
+        for (int c = 0; c < 4; c++) { /* chunk 8cb + u: column block cb, chunk u */
+            const int32_t cb = 4 * wg + c;
+            mm_cp(dst + cb * MW_CB + mw_sw(row, u), src + (ok ? (8 * cb + u) * 16 : 0), ok, 16);
+        }
+        if ((p >> 1) == wg) mm_cp(dst + 8 * MW_CB + mw_sw(row, u), src + (ok ? (64 + u) * 16 : 0), ok, 16);
     }
 }
 
-/* FP8: this thread's unit of raw slot t % 3 -> bf16 tile slot t & 1 (its own copies: wait_group suffices; its
- * warpgroup's column blocks only, as mw_issue) */
-template <int T> __device__ static void mw_dequant(int32_t t, const uint8_t *raw, uint8_t *sk)
+/* FP8: one thread's share of a tile in registers — the same share of the tile as mw_issue's (its warpgroup's
+ * column blocks, the rope rows of its S keys), cut for conflict-free stores: e4m3 chunk k = wt >> 3 (16 channels
+ * 256w + 16k .., in column block 4w + k / 4) of rows (wt & 7) + 8p with its group's scale, and rope chunk wt & 7
+ * of rows 32w + k + 16q. Zeros (and scale 0) for a row past the keys or of a bad block. */
+struct mw_f8 {
+    uint4 v[8];
+    float s[8];
+    uint4 pe[2];
+};
+
+__device__ static __forceinline__ void mw_load8(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1,
+                                                int32_t t, int *okf, mw_f8 &f)
 {
-    typedef mw_shape<T> sh;
-    const int32_t tid = threadIdx.x, wt = tid & 127, r = wt >> 2, u = 4 * (tid >> 7) + (wt & 3);
-    const uint8_t *st = raw + (t % MW_RAW_STAGES) * MW_RAW_STAGE, *un = st + tid * MW_UNIT;
-    uint8_t *dst = sk + (t & 1) * sh::TILE;
-    const float s = *reinterpret_cast<const float *>(st + MW_THREADS * MW_UNIT + 4 * tid);
+    const int32_t tid = threadIdx.x, wg = tid >> 7, wt = tid & 127, k = wt >> 3, rr = wt & 7;
+    const int32_t cofs = 256 * wg + 16 * k, sofs = MW_DC + 4 * (2 * wg + (k >> 3));
+    const mw_tile_rows rows(a, bt, tb, j1);
 #pragma unroll
-    for (int c = 0; c < 4; c++) {
-        const uint4 v = *reinterpret_cast<const uint4 *>(un + 16 * c);
-        *reinterpret_cast<uint4 *>(dst + u * sh::CB + mw_sw(r, 2 * c)) =
+    for (int p = 0; p < 8; p++) {
+        const uint8_t *src = rows(rr + 8 * p, false);
+        f.v[p] = make_uint4(0, 0, 0, 0), f.s[p] = 0.f;
+        if (src) {
+            f.v[p] = __ldg(reinterpret_cast<const uint4 *>(src + cofs));
+            f.s[p] = __ldg(reinterpret_cast<const float *>(src + sofs));
+        }
+    }
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+        const int32_t row = 32 * wg + k + 16 * q;
+        const uint8_t *src = rows(row, rr == 0); /* the row's flag and fault, once */
+        if (rr == 0) okf[(t % 3) * MW_T + row] = src != NULL;
+        f.pe[q] = make_uint4(0, 0, 0, 0);
+        if (src) f.pe[q] = __ldg(reinterpret_cast<const uint4 *>(src + MW_DC + 16 + 16 * rr)); /* after the 4 scales */
+    }
+}
+
+/* FP8: mw_load8's registers -> bf16 tile slot t & 1 (bf16(e4m3 * s), mll_stage's values) */
+__device__ static __forceinline__ void mw_store8(const mw_f8 &f, int32_t t, uint8_t *sk)
+{
+    const int32_t tid = threadIdx.x, wg = tid >> 7, wt = tid & 127, k = wt >> 3, rr = wt & 7;
+    uint8_t *dst = sk + (t & 1) * MW_TILE, *cb = dst + (4 * wg + (k >> 2)) * MW_CB;
+    const int32_t j = 2 * (k & 3);
+#pragma unroll
+    for (int p = 0; p < 8; p++) {
+        const int32_t row = rr + 8 * p;
+        const uint4 v = f.v[p];
+        const float s = f.s[p];
+        *reinterpret_cast<uint4 *>(cb + mw_sw(row, j)) =
             make_uint4(mm_fp8x2_bf16x2(v.x & 0xffff, s), mm_fp8x2_bf16x2(v.x >> 16, s),
                        mm_fp8x2_bf16x2(v.y & 0xffff, s), mm_fp8x2_bf16x2(v.y >> 16, s));
-        *reinterpret_cast<uint4 *>(dst + u * sh::CB + mw_sw(r, 2 * c + 1)) =
+        *reinterpret_cast<uint4 *>(cb + mw_sw(row, j + 1)) =
             make_uint4(mm_fp8x2_bf16x2(v.z & 0xffff, s), mm_fp8x2_bf16x2(v.z >> 16, s),
                        mm_fp8x2_bf16x2(v.w & 0xffff, s), mm_fp8x2_bf16x2(v.w >> 16, s));
     }
-    *reinterpret_cast<uint4 *>(dst + 8 * sh::CB + mw_sw(r, u)) = *reinterpret_cast<const uint4 *>(un + 64);
+#pragma unroll
+    for (int q = 0; q < 2; q++) *reinterpret_cast<uint4 *>(dst + 8 * MW_CB + mw_sw(32 * wg + k + 16 * q, rr)) = f.pe[q];
 }
 
-template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kernel(mll_args a)
+template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kernel(mll_args a)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code */
 #else
-    typedef mw_shape<T> sh;
-    /* KS (FP8): the warpgroups split S's K (channels) and add their partials, each then holds S of all T keys;
-     * otherwise (BF16) they split its keys and swap row maxima */
-    constexpr bool KS = sh::FP8;
-    constexpr int NS = KS ? T : sh::NS, NSR = NS / 2, NK = KS ? 18 : 36; /* S keys, registers, k-steps a warpgroup */
+    constexpr int NSR = MW_NS / 2, NK = 36; /* S registers, k-steps */
     extern __shared__ __align__(16) uint8_t mw_smem[];
     uint8_t *sm = mw_smem + ((1024 - (mm_sa(mw_smem) & 1023)) & 1023);
-    uint8_t *sq = sm, *sk = sm + sh::OFF_K, *sp = sm + sh::OFF_P, *raw = sm + sh::OFF_RAW;
-    int *okf = reinterpret_cast<int *>(sm + sh::OFF_OK);
-    float *smax = reinterpret_cast<float *>(sm + sh::OFF_RED), *ssum = smax + 2 * MW_H;
+    uint8_t *sq = sm, *sk = sm + MW_OFF_K, *sp = sm + MW_OFF_P;
+    int *okf = reinterpret_cast<int *>(sm + MW_OFF_OK);
+    float *smax = reinterpret_cast<float *>(sm + MW_OFF_RED), *ssum = smax + 2 * MW_H;
     const int32_t seq = blockIdx.y; /* the head groups of a sequence are adjacent CTAs: the second reads L2 */
     const kern_attn_seq_t sd = a.seqs[seq];
     if (sd.n_q <= 0 || sd.q_off < 0) return;
@@ -240,52 +249,46 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
     const int32_t *bt = a.bt + sd.blk_off;
     for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
         const int32_t tq = sd.q_off + i, nk = sd.pos0 + i + 1;
-        const int2 keys = mw_keys<T>(nk, ctx_split, a.splits);
-        const int32_t j0 = keys.x, j1 = keys.y, ntiles = (j1 - j0 + T - 1) / T;
+        const int2 keys = mw_keys(nk, ctx_split, a.splits);
+        const int32_t j0 = keys.x, j1 = keys.y, ntiles = (j1 - j0 + MW_T - 1) / MW_T;
         __syncthreads(); /* the previous row is done with Q, the tiles, P and the flags */
-        if (ntiles > 0) mw_issue<T>(a, bt, j0, j1, 0, sk, raw, okf);
-        mm_commit();
-        if constexpr (sh::FP8) {
-            if (ntiles > 1) mw_issue<T>(a, bt, j0 + T, j1, 1, sk, raw, okf);
+        mw_f8 f8;
+        if constexpr (F8) {
+            if (ntiles > 0) mw_load8(a, bt, j0, j1, 0, okf, f8);
+        } else {
+            if (ntiles > 0) mw_issue(a, bt, j0, j1, 0, sk, okf);
             mm_commit();
         }
-        if (ntiles > 0) /* while the first tiles load */
+        if (ntiles > 0) /* while the first tile loads */
             mm_stage_q(a, tq, h0, MW_H, [&](int32_t r, int32_t c, uint4 w) {
                 *reinterpret_cast<uint4 *>(sq + (c >> 6) * MW_CB_Q + mw_sw(r, (c >> 3) & 7)) = w;
             });
-        if constexpr (sh::FP8) {
-            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-            if (ntiles > 0) mw_dequant<T>(0, raw, sk);
-        }
+        if constexpr (F8)
+            if (ntiles > 0) mw_store8(f8, 0, sk);
         float o[128];
 #pragma unroll
         for (int j = 0; j < 128; j++) o[j] = 0.f;
-        float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys (KS: of all T) */
-        uint32_t pa[T / 16][4] = {}; /* KS: P V's A fragments, live until its wait */
+        float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys */
         const uint64_t dq = mw_desc(sq, 0), dp = mw_desc(sp, 0);
         for (int32_t t = 0; t < ntiles; t++) {
-            const int32_t tb = j0 + t * T;
-            if constexpr (!sh::FP8) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+            const int32_t tb = j0 + t * MW_T;
+            if constexpr (!F8) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
             mw_fence_async(); /* this thread's copies / stores, to wgmma's (async) proxy */
             __syncthreads();  /* tile t complete (P V of tile t - 1 may still run: it reads the other slot) */
-            const uint8_t *kt = sk + (t & 1) * sh::TILE;
+            const uint8_t *kt = sk + (t & 1) * MW_TILE;
             /* descriptors: a base plus an offset in 16-byte units (addresses stay below 2^18: no carry) */
-            const uint64_t dk = mw_desc(kt, 0), dv = mw_desc(kt + wg * 4 * sh::CB, sh::CB);
+            const uint64_t dk = mw_desc(kt, 0), dv = mw_desc(kt + wg * 4 * MW_CB, MW_CB);
             float s[NSR];
 #pragma unroll
             for (int e = 0; e < NSR; e++) s[e] = 0.f;
             mg_wg_fence();
 #pragma unroll
-            for (int k = 0; k < NK; k++) {
-                const int kk = KS ? wg * NK + k : k;
-                mw_s<NS>(s, dq + (((kk >> 2) * MW_CB_Q + (kk & 3) * 32) >> 4),
-                         dk + (((kk >> 2) * sh::CB + (KS ? 0 : wg * NS * 128) + (kk & 3) * 32) >> 4), k > 0);
-            }
+            for (int k = 0; k < NK; k++)
+                mw_s32(s, dq + (((k >> 2) * MW_CB_Q + (k & 3) * 32) >> 4),
+                       dk + (((k >> 2) * MW_CB + wg * MW_NS * 128 + (k & 3) * 32) >> 4), k > 0);
             mg_wg_commit();
-            if constexpr (sh::FP8) { /* its own raw units: no other thread's reads to wait for */
-                if (t + 2 < ntiles) mw_issue<T>(a, bt, tb + 2 * T, j1, t + 2, sk, raw, okf);
-                mm_commit();
-            }
+            if constexpr (F8) /* tile t + 1's bytes land while S runs */
+                if (t + 1 < ntiles) mw_load8(a, bt, tb + MW_T, j1, t + 1, okf, f8);
             /* S of tile t, and this warpgroup's P V of tile t - 1 (wait_group 1 would serialize the wgmmas: ptxas
              * C7514): its tile slot and registers are free again */
             mg_wg_wait0();
@@ -293,33 +296,16 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
             for (int e = 0; e < NSR; e++) mg_reg_fence(s[e]);
 #pragma unroll
             for (int j = 0; j < 128; j++) mg_reg_fence(o[j]);
-#pragma unroll
-            for (int kk = 0; kk < T / 16; kk++)
-#pragma unroll
-                for (int q = 0; q < 4; q++) mw_reg_fence(pa[kk][q]);
-            if constexpr (!sh::FP8) {
-                if (t + 1 < ntiles) mw_issue<T>(a, bt, tb + T, j1, t + 1, sk, raw, okf);
+            if constexpr (!F8) {
+                if (t + 1 < ntiles) mw_issue(a, bt, tb + MW_T, j1, t + 1, sk, okf);
                 mm_commit();
             }
-            if constexpr (KS) { /* the partner thread of the other warpgroup holds the same fragment's other half */
-                float4 *xw = reinterpret_cast<float4 *>(sp) + wg * (NSR / 4) * 128 + (tid & 127);
-                const float4 *xr = reinterpret_cast<const float4 *>(sp) + (wg ^ 1) * (NSR / 4) * 128 + (tid & 127);
-#pragma unroll
-                for (int q = 0; q < NSR / 4; q++) xw[q * 128] = make_float4(s[4 * q], s[4 * q + 1], s[4 * q + 2], s[4 * q + 3]);
-                __syncthreads();
-#pragma unroll
-                for (int q = 0; q < NSR / 4; q++) { /* + commutes: both warpgroups get the same S */
-                    const float4 v = xr[q * 128];
-                    s[4 * q] += v.x, s[4 * q + 1] += v.y, s[4 * q + 2] += v.z, s[4 * q + 3] += v.w;
-                }
-            }
-            /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys (KS ? 0 : wg*NS) + 8j + 2*t4 +
-             * (e & 1) */
-            const int *ok = okf + (t % 3) * T;
+            /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys wg*32 + 8j + 2*t4 + (e & 1) */
+            const int *ok = okf + (t % 3) * MW_T;
             float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
             for (int e = 0; e < NSR; e++) {
-                const int32_t col = (KS ? 0 : wg * NS) + 8 * (e >> 2) + 2 * t4 + (e & 1);
+                const int32_t col = wg * MW_NS + 8 * (e >> 2) + 2 * t4 + (e & 1);
                 const float v = tb + col < j1 && ok[col] ? s[e] * a.scale : -INFINITY;
                 s[e] = v;
                 mx[(e >> 1) & 1] = fmaxf(mx[(e >> 1) & 1], v);
@@ -329,12 +315,10 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
                 mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
                 mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
             }
-            if constexpr (!KS) {
-                if (t4 == 0) smax[wg * MW_H + r0] = mx[0], smax[wg * MW_H + r0 + 8] = mx[1];
-                __syncthreads();
+            if (t4 == 0) smax[wg * MW_H + r0] = mx[0], smax[wg * MW_H + r0 + 8] = mx[1];
+            __syncthreads();
 #pragma unroll
-                for (int rr = 0; rr < 2; rr++) mx[rr] = fmaxf(mx[rr], smax[(wg ^ 1) * MW_H + r0 + 8 * rr]);
-            }
+            for (int rr = 0; rr < 2; rr++) mx[rr] = fmaxf(mx[rr], smax[(wg ^ 1) * MW_H + r0 + 8 * rr]);
             float corr[2];
 #pragma unroll
             for (int rr = 0; rr < 2; rr++) {
@@ -349,37 +333,24 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
                 s[e] = p;
                 l_r[(e >> 1) & 1] += p;
             }
-            if constexpr (!KS)
 #pragma unroll
-                for (int j = 0; j < NS / 8; j++) { /* P rows r0, r0 + 8, keys wg*NS + 8j + 2*t4 (+1): chunk wg*NS/8 + j */
-                    const int32_t ch = wg * (NS / 8) + j;
-                    *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
-                    *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) = mm_pack(s[4 * j + 2], s[4 * j + 3]);
-                }
+            for (int j = 0; j < MW_NS / 8; j++) { /* P rows r0, r0 + 8, keys wg*32 + 8j + 2*t4 (+1): chunk wg*4 + j */
+                const int32_t ch = wg * (MW_NS / 8) + j;
+                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
+                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) = mm_pack(s[4 * j + 2], s[4 * j + 3]);
+            }
             if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) /* the max moved for some head */
 #pragma unroll
                 for (int j = 0; j < 32; j++)
                     o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0], o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
-            if constexpr (KS) { /* P as the A fragments of k-step kk: n8 blocks 2kk (e 0-3) and 2kk + 1 (e 4-7) */
+            mw_fence_async();
+            __syncthreads(); /* both halves of P are in */
+            mg_wg_fence();
 #pragma unroll
-                for (int kk = 0; kk < T / 16; kk++)
-#pragma unroll
-                    for (int q = 0; q < 4; q++) pa[kk][q] = mm_pack(s[8 * kk + 2 * q], s[8 * kk + 2 * q + 1]);
-                mg_wg_fence();
-#pragma unroll
-                for (int kk = 0; kk < T / 16; kk++) mw_pv_rs(o, pa[kk], dv + kk * 16 * 128 / 16);
-            } else {
-                mw_fence_async();
-                __syncthreads(); /* both halves of P are in */
-                mg_wg_fence();
-#pragma unroll
-                for (int kk = 0; kk < T / 16; kk++) mw_pv(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
-            }
+            for (int kk = 0; kk < MW_T / 16; kk++) mw_pv(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
             mg_wg_commit(); /* P V runs on while the next tile's S is issued */
-            if constexpr (sh::FP8) { /* tile t + 1 into the slot of tile t - 1, whose P V (ours) is done */
-                asm volatile("cp.async.wait_group 1;\n" ::: "memory"); /* tile t + 1's own copies */
-                if (t + 1 < ntiles) mw_dequant<T>(t + 1, raw, sk);
-            }
+            if constexpr (F8) /* tile t + 1 into the slot of tile t - 1, whose P V (ours) and S (both) are done */
+                if (t + 1 < ntiles) mw_store8(f8, t + 1, sk);
         }
         mg_wg_wait0();
 #pragma unroll
@@ -390,13 +361,13 @@ template <int T> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kern
             l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 1);
             l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 2);
         }
-        if (!KS && t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
-        if (!KS) __syncthreads();
+        if (t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
+        __syncthreads();
         /* results: rows r0, r0 + 8, channels wg*256 + 8j + 2*t4 (+1) */
 #pragma unroll
         for (int rr = 0; rr < 2; rr++) {
             const int32_t r = r0 + 8 * rr, h = h0 + r;
-            const float l = KS ? l_r[rr] : ssum[r] + ssum[MW_H + r];
+            const float l = ssum[r] + ssum[MW_H + r];
             if (ctx_split) {
                 float *pp = mll_part(a, seq, i, h, blockIdx.z);
                 if (t4 == 0 && wg == 0) pp[0] = m_r[rr], pp[1] = l;
@@ -436,20 +407,19 @@ bool mll_wg_fits(const mll_args &a)
            (kv.dtype == MS_DT_BF16 || kv.dtype == MS_DT_F8E4M3) && kv.row_bytes == kern_kv_row_bytes(kv.dtype, MW_DC, MW_DR);
 }
 
-template <int T> static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
+template <bool F8> static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
 {
     static bool set; /* the attribute is per function */
     if (!set) {
-        cudaError_t e = cudaFuncSetAttribute(mw_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, mw_shape<T>::SMEM);
+        cudaError_t e = cudaFuncSetAttribute(mw_kernel<F8>, cudaFuncAttributeMaxDynamicSharedMemorySize, MW_SMEM);
         if (e != cudaSuccess) return e;
         set = true;
     }
-    mw_kernel<T><<<dim3((unsigned)(a.H / MW_H), (unsigned)n_seqs, (unsigned)splits), MW_THREADS, mw_shape<T>::SMEM,
-                   stream>>>(a);
+    mw_kernel<F8><<<dim3((unsigned)(a.H / MW_H), (unsigned)n_seqs, (unsigned)splits), MW_THREADS, MW_SMEM, stream>>>(a);
     return cudaGetLastError();
 }
 
 cudaError_t mll_wg_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
 {
-    return a.kv.dtype == MS_DT_F8E4M3 ? mw_launch<32>(a, n_seqs, splits, stream) : mw_launch<64>(a, n_seqs, splits, stream);
+    return a.kv.dtype == MS_DT_F8E4M3 ? mw_launch<true>(a, n_seqs, splits, stream) : mw_launch<false>(a, n_seqs, splits, stream);
 }

@@ -375,3 +375,58 @@ void cc_run_mla_latent_wgmma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
     mla_latent_forced(env, c, r, "wgmma");
 }
+
+/* p[] = heads, fp8 rows, q/o dtype (as cc_run_mla_latent), sequences, context, checked sequences. R1 decode at
+ * serving shapes through the Hopper kernel: `sequences` decode rows over ~`context` positions each (even ones the
+ * full context, odd ones a ragged tail), 64-token blocks. The cache holds at most 31 blocks (the CPU's FP8
+ * kv_store, which builds it, takes ~1 ms a row) that every sequence maps in its own order (block i of sequence s:
+ * (7i + 3s) mod pool, 7 prime to the pool), a block recurring every `pool` positions of a long context, so host memory
+ * stays small while the kernel reads the whole batch; the CPU reference runs on the first `checked` sequences only
+ * (its cost is a sequence's, ~1 s at 16k). Bounds: the mma kernels' (nmse = tol, max-abs as
+ * cc_run_mla_latent's). */
+void cc_run_mla_wgmma_batch(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t H = (int32_t)c->p[0], dc = 512, dr = 64, bs = 64, B = (int32_t)c->p[3], ctx = (int32_t)c->p[4];
+    const int32_t nchk = (int32_t)c->p[5] < B ? (int32_t)c->p[5] : B;
+    const ms_dtype_t kdt = c->p[1] ? MS_DT_F8E4M3 : MS_DT_BF16;
+    const ms_dtype_t qdt = c->p[2] == 0 ? MS_DT_F32 : MS_DT_BF16, odt = c->p[2] == 1 ? MS_DT_BF16 : MS_DT_F32;
+    const int32_t nbps = (ctx + bs - 1) / bs, pool0 = nbps + 5 < 31 ? nbps + 5 : 31, pool = pool0 % 7 ? pool0 : pool0 + 1;
+    kr_seed(209);
+    kern_attn_seq_t *seqs = calloc((size_t)B, sizeof *seqs);
+    int32_t *bt = malloc(sizeof(int32_t) * (size_t)B * nbps);
+    for (int32_t s = 0; s < B; s++) {
+        const int32_t len = s % 2 ? ctx - 1 - (s * 13) % 63 : ctx;
+        seqs[s] = (kern_attn_seq_t){.q_off = s, .n_q = 1, .pos0 = len - 1, .blk_off = s * nbps};
+        for (int32_t i = 0; i < nbps; i++) bt[s * nbps + i] = (int32_t)(((int64_t)i * 7 + s * 3) % pool);
+    }
+    kern_kv_t kv = cc_make_cache(pool, bs, dc, dr, kdt);
+    const size_t cb = (size_t)pool * bs * kv.row_bytes, qe = ms_dtype_size(qdt), oe = ms_dtype_size(odt);
+    const int64_t ld_pe_head = 192, ld_pe = H * ld_pe_head, nq = (int64_t)B * H * dc;
+    void *q = qdt == MS_DT_F32 ? (void *)kr_f32(nq, 1.0) : (void *)kr_bf16(nq, 1.0);
+    bf16_t *qpe = kr_bf16((int64_t)B * ld_pe, 1.0);
+    void *want = calloc((size_t)nq, oe), *got = calloc((size_t)nq, oe);
+    void *dcache = cc_dev(env, kv.data, cb), *dq = cc_dev(env, q, (size_t)nq * qe),
+         *dpe = cc_dev(env, qpe, sizeof(bf16_t) * (size_t)(B * ld_pe)),
+         *ds = cc_dev(env, seqs, sizeof(kern_attn_seq_t) * (size_t)B),
+         *db = cc_dev(env, bt, sizeof(int32_t) * (size_t)B * nbps), *dout = cc_dev(env, NULL, (size_t)nq * oe);
+    kern_kv_t kd = kv;
+    kd.data = dcache;
+    const float scale = 0.0722f;
+    const int64_t pe_off = ld_pe_head - dr;
+    setenv("MS_MLA_KERNEL", "wgmma", 1);
+    cc_ok(r, K->mla_latent(CX, dq, qdt, (bf16_t *)dpe + pe_off, ld_pe, ld_pe_head, &kd, db, ds, B, H, scale, dout, odt),
+          "mla_latent");
+    unsetenv("MS_MLA_KERNEL");
+    cc_get(env, got, dout, (size_t)nq * oe);
+    uint32_t cpu_fault = 0;
+    kern_ctx_t ccx = {.fault = &cpu_fault};
+    cc_ok(r, kern_cpu_ops.mla_latent(&ccx, q, qdt, qpe + pe_off, ld_pe, ld_pe_head, &kv, bt, seqs, nchk, H, scale, want,
+                                     odt), "cpu mla_latent"); /* the first nchk sequences: rows 0 .. nchk - 1 */
+    const int64_t nc = (int64_t)nchk * H * dc;
+    if (odt == MS_DT_F32) cc_cmp_f32(r, "o_lat", got, want, nc, c->tol, 3e-2);
+    else cc_cmp_bf16(r, "o_lat", got, want, nc, c->tol, 4.0 / 256);
+    const uint32_t f = cc_fault_take(env);
+    cc_check(r, f == 0 && cpu_fault == 0, "fault word 0x%x (cpu 0x%x) == 0 over %d sequences (%d checked)", f,
+             cpu_fault, B, nchk);
+    free(seqs), free(bt), free(kv.data), free(q), free(qpe), free(want), free(got);
+}
