@@ -10,7 +10,10 @@
  * have evicted this one's. --out writes name<TAB>m<TAB>mode<TAB>ms lines for
  * the PyTorch peer (tools/bench_dense_torch.py). --tiles times forced tiles
  * of the grouped kernel (kern_cuda_moe_fp8_tile) in the fp8 mode.
- *   moeserve-bench-dense [--m 1,32,128,4096] [--reps 20] [--out FILE] [--tiles 64x2,128x2r] [--only NAME] */
+ *   moeserve-bench-dense [--m 1,32,128,4096] [--reps 20] [--out FILE] [--tiles 64x2,128x2r] [--only NAME]
+ *                        [--fp8-only]
+ * The fp8 mode at m <= 128 runs gemm_fp8x.cu's stream-K kernel; MS_GEMM_FP8X=0 (or a forced tile) times the
+ * grouped kernel instead. */
 #include <string.h>
 
 #include "kernels/cuda/cuda.h"
@@ -32,6 +35,7 @@ int main(int argc, char **argv)
     std::vector<int> ms_list = {1, 32, 128, 4096};
     int reps = 20;
     const char *out_path = NULL, *only = NULL;
+    int fp8_only = 0; /* --fp8-only: skip the dequant mode (the fp8 mode's own before/after runs) */
     std::vector<std::vector<int>> tiles = {{0, 0, 0}};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--m") && i + 1 < argc) {
@@ -43,11 +47,13 @@ int main(int argc, char **argv)
             only = argv[++i];
         } else if (!strcmp(argv[i], "--tiles") && i + 1 < argc) {
             if (parse_tiles(argv[++i], tiles)) return 2;
+        } else if (!strcmp(argv[i], "--fp8-only")) {
+            fp8_only = 1;
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
             out_path = argv[++i];
         } else {
             fprintf(stderr, "usage: %s [--m 1,32,128,4096] [--reps N] [--out FILE] [--tiles BNxNWG[r],...] "
-                            "[--only NAME]\n", argv[0]);
+                            "[--only NAME] [--fp8-only]\n", argv[0]);
             return 2;
         }
     }
@@ -105,9 +111,11 @@ int main(int argc, char **argv)
             kern_gemm_t g = {};
             g.x = x, g.w = &wm, g.y = y, g.xdt = MS_DT_BF16, g.ydt = MS_DT_BF16, g.m = m, g.batch = 1, g.ldx = K;
             g.ldy = s.n, g.epi = s.silu ? KERN_EPI_SILU_MUL : KERN_EPI_NONE;
-            const double t_dq = time_ms_after(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &g)); });
-            row("dequant", "auto", t_dq, 0);
-            if (fo) fprintf(fo, "%s\t%d\tdequant\t%.5f\n", s.name, m, t_dq);
+            if (!fp8_only) {
+                const double t_dq = time_ms_after(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &g)); });
+                row("dequant", "auto", t_dq, 0);
+                if (fo) fprintf(fo, "%s\t%d\tdequant\t%.5f\n", s.name, m, t_dq);
+            }
             const double t_q = time_ms_after(st, reps, flush, [&] {
                 CKS(kern_cuda_ops.act_quant(cx, (const bf16_t *)x, K, m, K, xq, K, xs, kb));
             });

@@ -13,7 +13,10 @@
  *    batched cuBLASLt GEMM writing its column slice of y. The whole weight is
  *    never expanded.
  *  - x F8E4M3 with act_quant's 1×128 scales and W F8E4M3 (`fp8` mode), batch 1,
- *    contiguous rows, K a multiple of 128, y BF16: the FP8 grouped expert
+ *    contiguous rows, K a multiple of 128, y BF16, m <= 128: gemm_fp8x.cu's
+ *    stream-K decode kernel (every SM streams weights; deterministic
+ *    partial-tile reduce; SiLU·mul fused), the grouped kernel's numerics.
+ *  - The same at m > 128 (or what gemm_fp8x.cu declines): the FP8 grouped expert
  *    kernel (moe_gemm_fp8.cu) as one slot of m rows, SiLU·mul fused in its
  *    registers. Its wgmma sums a 128-K block's products in the tensor core's
  *    own order and precision before the per-block promotion (DeepGEMM's
@@ -256,9 +259,26 @@ static int gemm_fp8x_fits(const gemm_args &a, int silu, size_t scratch_bytes)
            cap * (size_t)(a.k / KERN_FP8_BLOCK) * sizeof(float) <= scratch_bytes;
 }
 
-/* the fp8 mode on the grouped kernel (gemm_fp8x_fits holds); silu: y = SiLU·mul of the fused gate|up */
-static ms_status_t gemm_fp8x(kern_ctx_t *cx, const gemm_args &a, int silu, void *scratch)
+/* MS_GEMM_FP8X=0 turns the fp8 mode's stream-K decode kernel off (the grouped kernel instead): a switch to
+ * time and tell the two apart on a real model. Read once. */
+static bool gemm_fp8x_sk_on(void)
 {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MS_GEMM_FP8X");
+        on = !(e && !strcmp(e, "0"));
+    }
+    return on;
+}
+
+/* the fp8 mode (gemm_fp8x_fits holds): m <= 128 on gemm_fp8x.cu's stream-K kernel, else (or when it does
+ * not fit, or the bench forces a grouped tile) on the grouped kernel; silu: y = SiLU·mul of the fused gate|up */
+static ms_status_t gemm_fp8x(kern_ctx_t *cx, const gemm_args &a, int silu, void *scratch, size_t scratch_bytes)
+{
+    if (gemm_fp8x_sk_on() && !kern_cuda_moe_fp8_tile_forced() &&
+        kern_cuda_gemm_fp8x_fits(a.m, a.n, a.k, silu, a.x, a.xs, a.ld_xs, a.w, scratch_bytes))
+        return kern_cuda_gemm_fp8x(cx, (const uint8_t *)a.x, a.xs, a.ld_xs, a.m, (const uint8_t *)a.w, a.ws, a.n, a.k,
+                                   silu, (bf16_t *)a.y, a.ldy, scratch, scratch_bytes);
     const int32_t cap = (a.m + 3) / 4 * 4, kb = a.k / KERN_FP8_BLOCK;
     float *xs_t = (float *)scratch;
     const int64_t blocks = ((int64_t)kb * cap + 255) / 256;
@@ -284,7 +304,7 @@ static bool gemm_fp8w_on(void)
 /* y = x·Wᵀ for resolved args, no epilogue */
 static ms_status_t gemm_plain(kern_ctx_t *cx, const gemm_args &a, void *scratch, size_t scratch_bytes)
 {
-    if (gemm_fp8x_fits(a, 0, scratch_bytes)) return gemm_fp8x(cx, a, 0, scratch);
+    if (gemm_fp8x_fits(a, 0, scratch_bytes)) return gemm_fp8x(cx, a, 0, scratch, scratch_bytes);
     if (a.xdt == MS_DT_F8E4M3) return gemm_simt(cx, a);
     if (a.xdt == MS_DT_BF16 && a.wdt == MS_DT_F8E4M3 && a.batch == 1 && !a.w_trans && gemm_fp8w_on() &&
         kern_cuda_gemm_fp8w_fits(a.m, a.n, a.k, a.ldx, a.ldw, a.x, a.w, a.ydt, scratch_bytes))
@@ -336,7 +356,7 @@ extern "C" ms_status_t kern_cuda_gemm_run(kern_ctx_t *cx, const kern_gemm_t *g, 
     if (a.k <= 0) return MS_ERR(MS_ERR_INVALID, "cuda gemm: K = %d", a.k);
     if (a.batch > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: batch %d > 65535", a.batch);
     if (!silu) return gemm_plain(cx, a, scratch, scratch_bytes);
-    if (gemm_fp8x_fits(a, 1, scratch_bytes)) return gemm_fp8x(cx, a, 1, scratch);
+    if (gemm_fp8x_fits(a, 1, scratch_bytes)) return gemm_fp8x(cx, a, 1, scratch, scratch_bytes);
 
     /* SiLU·mul: the 2n sums of a chunk of rows into scratch as bf16, then the gated pass into y */
     const int32_t n = a.n / 2;

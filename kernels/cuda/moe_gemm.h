@@ -80,6 +80,8 @@ ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const flo
  * restores it. Returns -1 for a shape the kernel does not instantiate. Not
  * thread-safe; not for serving. */
 int kern_cuda_moe_fp8_tile(int bn, int nwg, int row_split);
+/* Whether a tile is forced (the gemm op's fp8 mode then keeps to this kernel, so the bench times the tile). */
+int kern_cuda_moe_fp8_tile_forced(void);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /* cuda_cases_dense.c — the dense FP8 GEMMs of an R1 layer (q_a|kv_a, q_b, o_proj, shared and dense MLP)
  * through the gemm op with contiguous operands as the engine passes them, so the fast paths run:
  * gemm_fp8w.cu for the dequant mode at m <= 128, the grouped FP8 kernel (moe_gemm_fp8.cu) for the fp8
- * mode (cc_run_gemm_ex pads every stride and so keeps the other paths covered).
+ * mode at m > 128 and gemm_fp8x.cu's stream-K kernel at m <= 128 (cc_run_gemm_ex pads every stride and so
+ * keeps the other paths covered). The fp8 mode runs twice and must be bit-identical.
  * The CPU reference recomputes a sample of rows (rows are independent): evenly spread, first and last
  * included, as many as ~1 GMAC of CPU work allows (all rows for the small matrices), so a case at
  * m = 4096 still crosses many token blocks without minutes of CPU time. */
@@ -60,6 +61,18 @@ void cc_run_gemm_dense(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     cc_ok(r, K->gemm(CX, &g), "gemm");
     uint8_t *got = malloc((size_t)m * n * ye);
     cc_get(env, got, dy, (size_t)m * n * ye);
+    if (fp8x) { /* the stream-K split must not change a bit run to run, and must write every element: again
+                 * into a buffer of 0xff bytes (a NaN pattern), all of y compared */
+        void *dy2 = cc_dev(env, NULL, (size_t)m * n * ye);
+        uint8_t *got2 = malloc((size_t)m * n * ye);
+        cc_ok(r, K->memset(CX, dy2, 0xff, (size_t)m * n * ye), "memset");
+        g.y = dy2;
+        cc_ok(r, K->gemm(CX, &g), "gemm again");
+        cc_get(env, got2, dy2, (size_t)m * n * ye);
+        if (memcmp(got, got2, (size_t)m * n * ye)) cc_check(r, 0, "second run bit-identical, every element written");
+        g.y = dy;
+        free(got2);
+    }
     /* the sampled rows, gathered, on the CPU */
     int64_t ns = (int64_t)(1e9 / ((double)rows * Kd));
     ns = ns < 4 ? 4 : ns;

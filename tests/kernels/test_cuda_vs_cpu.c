@@ -11,7 +11,7 @@
  * MS_CUDA_CASES_BACKEND=cpu runs the table with the CPU backend on both
  * sides (a self-check of the harness on a machine without a GPU; every
  * non-contract case must then be bit-identical). An argument selects the
- * cases whose op contains it. */
+ * cases whose op contains it, a second those whose dtype column contains it. */
 #include "cuda_cases.h"
 
 #include <stdarg.h>
@@ -139,6 +139,37 @@ static const cc_case_t g_cases[] = {
     {"gemm_dense",  "m=128 n=18432 k=7168 (dense gate|up)", "fp8",       cc_run_gemm_dense,  {128, 18432, 7168, 3, BF},           2e-4},
     {"gemm_dense",  "m=128 n=7168 k=16384 (o_proj)", "fp8",       cc_run_gemm_dense,  {128, 7168, 16384, 2, BF},           2e-4},
     {"gemm_dense",  "m=96 n=2112 k=7168 (q_a|kv_a)", "fp8",       cc_run_gemm_dense,  {96, 2112, 7168, 2, BF},             2e-4},
+    /* fp8 sk: m <= 128 on gemm_fp8x.cu's stream-K kernel (R1's shapes at m = 1, an odd m and 128; every
+     * token block width; one CTA; the gate|up exchange), the last one on the grouped kernel (ld_xs % 4) */
+    {"gemm_dense",  "m=1 n=2112 k=7168 (q_a|kv_a)",    "fp8 sk",    cc_run_gemm_dense,  {1, 2112, 7168, 2, BF},     2e-4},
+    {"gemm_dense",  "m=37 n=2112 k=7168 (q_a|kv_a)",   "fp8 sk",    cc_run_gemm_dense,  {37, 2112, 7168, 2, BF},    2e-4},
+    {"gemm_dense",  "m=128 n=2112 k=7168 (q_a|kv_a)",  "fp8 sk",    cc_run_gemm_dense,  {128, 2112, 7168, 2, BF},   2e-4},
+    {"gemm_dense",  "m=1 n=24576 k=1536 (q_b)",        "fp8 sk",    cc_run_gemm_dense,  {1, 24576, 1536, 2, BF},    2e-4},
+    {"gemm_dense",  "m=37 n=24576 k=1536 (q_b)",       "fp8 sk",    cc_run_gemm_dense,  {37, 24576, 1536, 2, BF},   2e-4},
+    {"gemm_dense",  "m=128 n=24576 k=1536 (q_b)",      "fp8 sk",    cc_run_gemm_dense,  {128, 24576, 1536, 2, BF},  2e-4},
+    {"gemm_dense",  "m=1 n=7168 k=16384 (o_proj)",     "fp8 sk",    cc_run_gemm_dense,  {1, 7168, 16384, 2, BF},    2e-4},
+    {"gemm_dense",  "m=37 n=7168 k=16384 (o_proj)",    "fp8 sk",    cc_run_gemm_dense,  {37, 7168, 16384, 2, BF},   2e-4},
+    {"gemm_dense",  "m=1 n=2048 k=7168 (shared gate|up)", "fp8 sk",    cc_run_gemm_dense,  {1, 2048, 7168, 3, BF},     2e-4},
+    {"gemm_dense",  "m=37 n=2048 k=7168 (shared gate|up)", "fp8 sk",    cc_run_gemm_dense,  {37, 2048, 7168, 3, BF},    2e-4},
+    {"gemm_dense",  "m=128 n=2048 k=7168 (shared gate|up)", "fp8 sk",    cc_run_gemm_dense,  {128, 2048, 7168, 3, BF},   2e-4},
+    {"gemm_dense",  "m=1 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {1, 7168, 2048, 2, BF},     2e-4},
+    {"gemm_dense",  "m=37 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {37, 7168, 2048, 2, BF},    2e-4},
+    {"gemm_dense",  "m=128 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {128, 7168, 2048, 2, BF},   2e-4},
+    {"gemm_dense",  "m=1 n=18432 k=7168 (dense gate|up)", "fp8 sk",    cc_run_gemm_dense,  {1, 18432, 7168, 3, BF},    2e-4},
+    {"gemm_dense",  "m=1 n=7168 k=18432 (dense down)", "fp8 sk",    cc_run_gemm_dense,  {1, 7168, 18432, 2, BF},    2e-4},
+    {"gemm_dense",  "m=128 n=7168 k=18432 (dense down)", "fp8 sk",    cc_run_gemm_dense,  {128, 7168, 18432, 2, BF},  2e-4},
+    {"gemm_dense",  "m=8 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {8, 7168, 2048, 2, BF},     2e-4},
+    {"gemm_dense",  "m=9 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {9, 7168, 2048, 2, BF},     2e-4},
+    {"gemm_dense",  "m=16 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {16, 7168, 2048, 2, BF},    2e-4},
+    {"gemm_dense",  "m=17 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {17, 7168, 2048, 2, BF},    2e-4},
+    {"gemm_dense",  "m=33 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {33, 7168, 2048, 2, BF},    2e-4},
+    {"gemm_dense",  "m=64 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {64, 7168, 2048, 2, BF},    2e-4},
+    {"gemm_dense",  "m=65 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {65, 7168, 2048, 2, BF},    2e-4},
+    {"gemm_dense",  "m=127 n=7168 k=2048 (shared down)", "fp8 sk",    cc_run_gemm_dense,  {127, 7168, 2048, 2, BF},   2e-4},
+    {"gemm_dense",  "m=3 n=80 k=512 (tiny, one CTA)",  "fp8 sk",    cc_run_gemm_dense,  {3, 80, 512, 2, BF},        2e-4},
+    {"gemm_dense",  "m=3 n=64 k=512 (tiny gate|up inter 64)", "fp8 sk",  cc_run_gemm_dense,  {3, 64, 512, 3, BF},        2e-4},
+    {"gemm_dense",  "m=3 n=128 k=512 (tiny gate|up)",  "fp8 sk",    cc_run_gemm_dense,  {3, 128, 512, 3, BF},       2e-4},
+    {"gemm_dense",  "m=6 n=96 k=256 (tiny q_a, ld_xs 2: grouped)", "fp8 sk",    cc_run_gemm_dense,  {6, 96, 256, 2, BF},        2e-4},
     /* act_quant p[] = rows, cols, extra ldx: codes and scales bit-identical */
     {"act_quant",   "5x300 (short group, zero row)", "bf16->fp8", cc_run_act_quant, {5, 300, 3},                        0},
     {"act_quant",   "128x7168",                   "bf16->fp8", cc_run_act_quant,   {128, 7168, 0},                      0},
@@ -418,7 +449,7 @@ static double cc_now(void)
 int main(int argc, char **argv)
 {
     const int n_cases = (int)(sizeof g_cases / sizeof g_cases[0]);
-    const char *filter = argc > 1 ? argv[1] : NULL;
+    const char *filter = argc > 1 ? argv[1] : NULL, *dfilter = argc > 2 ? argv[2] : NULL;
     const char *mode = getenv("MS_CUDA_CASES_BACKEND");
     const int self_check = mode && !strcmp(mode, "cpu");
     const char *skip = NULL;
@@ -443,6 +474,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_cases; i++) {
         const cc_case_t *c = &g_cases[i];
         if (filter && !strstr(c->op, filter)) continue;
+        if (dfilter && !strstr(c->dtype, dfilter)) continue;
         if (self_check && c->contract == 1) {
             printf("SKIP  %-12s %-32s %-12s (contract case: GPU only)\n", c->op, c->shape, c->dtype);
             skipped++;

@@ -1,0 +1,322 @@
+/* gemm_fp8x.cu — the gemm op's fp8 mode at decode (m <= 128 rows): y = x·Wᵀ
+ * with x e4m3 and act_quant's 1x128 scales, W e4m3 and its 128x128
+ * scale_inv blocks, DeepSeek's fp8_gemm numerics (each 128-K chunk's product
+ * summed by the tensor core, then promoted into the fp32 accumulator times
+ * weight block scale x token group scale), optionally the fused gate|up's
+ * SiLU·mul with the CPU's roundings.
+ *
+ * Why not the grouped expert kernel (moe_gemm_fp8.cu) as one slot: at decode
+ * a dense layer's GEMM is a stream of weights, and its tiles x token blocks
+ * are too few for 132 SMs (q_a|kv_a: 17 tiles, o_proj: 56 at 128 rows), so
+ * most SMs idled (0.5-2 TB/s of 4.3). Here the work is tiles x 128-K chunks,
+ * split evenly over one CTA per SM (stream-K, as gemm_fp8w.cu): a CTA writes
+ * a tile it covers whole straight to y and the (at most two) tiles it shares
+ * as fp32 partials; a second pass sums a shared tile's partials in CTA order
+ * and rounds once. Deterministic (the split depends on the shape and the SM
+ * count alone). One tile = 128 weight rows, one m64 half per consumer
+ * warpgroup, times the whole token block (BN >= m tokens, the wgmma N), so
+ * every weight byte is read once. The token scales come straight from
+ * act_quant's row-major [m, ld_xs] layout by a TMA box of 4 chunks x BN
+ * tokens per stage (column 0 used), so no transpose kernel runs first.
+ * gate|up: a tile's halves are gate rows j..j+63 and the matching up rows;
+ * a whole tile hands the up half to the gate warpgroup through shared
+ * memory, a shared tile's partials carry both halves into the reduce pass.
+ *
+ * Shapes (kern_cuda_gemm_fp8x_fits): 1 <= m <= 128, K a multiple of 128, x
+ * and W contiguous ([m, K], [n, K]) and 16-byte aligned, ld_xs a multiple
+ * of 4 and xs 16-byte aligned, any n (rows past n are TMA zero fill), for
+ * SiLU·mul n = 2*inter with inter a multiple of 64; y BF16. */
+#include <cuda_bf16.h>
+
+#include "common.cuh"
+#include "wgmma.cuh"
+
+#define FX_ROWS 128                  /* weight rows per tile: one m64 half per consumer warpgroup */
+#define FX_W_BYTES (FX_ROWS * MG_KC) /* fp8 weight bytes per stage */
+#define FX_SMEM_BUDGET (227 * 1024) /* the H100/H200 opt-in maximum per block */
+#define FX_MIN_CHUNKS 4              /* fewest 128-K chunks per CTA (pipeline fill) */
+
+template <int BN, bool GATEUP> struct fx_shape {
+    static constexpr int XB = BN * MG_KC;                      /* x tile: BN tokens x 128 K bytes */
+    static constexpr int SB = BN * 16;                         /* token scales: BN rows of 4 floats */
+    static constexpr int STAGE = (FX_W_BYTES + XB + SB + 1023) / 1024 * 1024; /* swizzled tiles 1024-aligned */
+    static constexpr int UB = GATEUP ? 128 * BN : 0;           /* gate|up exchange: BN/2 x 128 bf16 */
+    static constexpr int ST0 = (FX_SMEM_BUDGET - UB - 2048) / STAGE;
+    static constexpr int ST = ST0 > 8 ? 8 : ST0;
+    static constexpr int SMEM = ST * STAGE + UB + 1024;        /* + 1024-byte alignment slack */
+};
+
+struct fx_args {
+    const float *ws;  /* W scale_inv [ceil(n/128), K/128] */
+    uint16_t *y;      /* [m, ldy] bf16 */
+    float *part;      /* [2 * grid][m][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
+    int64_t ldy, total;
+    int m, n, K, ntile, inter; /* inter > 0: SiLU·mul over gate|up (n = 2 * inter outputs' rows) */
+};
+
+/* CTA i's range of the tiles x chunks work, [c0, c1); fx_owner(x) = the CTA whose range holds work item x. */
+__host__ __device__ __forceinline__ int64_t fx_c0(int64_t i, int64_t total, int64_t p) { return i * total / p; }
+__host__ __device__ __forceinline__ int64_t fx_owner(int64_t x, int64_t total, int64_t p)
+{
+    const int64_t i = ((x + 1) * p - 1) / total;
+    return i < p ? i : p - 1;
+}
+
+__device__ __forceinline__ void fx_named_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void fx_named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+
+template <int BN, bool GATEUP>
+__global__ void __launch_bounds__(384, 1)
+fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_x,
+          const __grid_constant__ CUtensorMap tm_s, const fx_args g)
+{
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __trap(); /* wgmma needs sm_90a machine code */
+#else
+    typedef fx_shape<BN, GATEUP> sh;
+    constexpr int STAGE = sh::STAGE, ST = sh::ST, NACC = BN / 2;
+    __shared__ __align__(8) uint64_t full[ST], empty[ST];
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint16_t *xbuf = (uint16_t *)(smem + ST * STAGE); /* gate|up: [NACC][128] bf16 up values */
+    const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
+    const int kchunks = g.K / MG_KC;
+    const int64_t c0 = fx_c0(blockIdx.x, g.total, gridDim.x), c1 = fx_c0(blockIdx.x + 1, g.total, gridDim.x);
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < ST; i++) {
+            mg_bar_init(&full[i], 1);
+            mg_bar_init(&empty[i], 2 * 128);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 2) { /* producer: one thread streams the range's chunks through the ring */
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        if (t != 0) return;
+        int it = 0;
+        for (int64_t c = c0; c < c1; c++, it++) {
+            const int tile = (int)(c / kchunks), kc = (int)(c % kchunks), st = it % ST;
+            const int r0 = GATEUP ? tile * 64 : tile * FX_ROWS, r1 = GATEUP ? g.inter + r0 : r0 + 64;
+            mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
+            uint8_t *sa = smem + st * STAGE;
+            mg_bar_expect(&full[st], FX_W_BYTES + sh::XB + sh::SB);
+            mg_tma_2d(sa, &tm_w, kc * MG_KC, r0, &full[st]);
+            mg_tma_2d(sa + FX_W_BYTES / 2, &tm_w, kc * MG_KC, r1, &full[st]);
+            mg_tma_2d(sa + FX_W_BYTES, &tm_x, kc * MG_KC, 0, &full[st]);
+            mg_tma_2d(sa + FX_W_BYTES + sh::XB, &tm_s, kc, 0, &full[st]);
+        }
+        return;
+    }
+
+    /* consumers: warpgroup wg owns half wg of each tile (rows wg*64.., or gate / up) over all BN tokens */
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+    const int warp = t / 32, lane = t % 32;
+    int it = 0;
+    for (int64_t c = c0; c < c1;) {
+        const int tile = (int)(c / kchunks), k0 = (int)(c % kchunks);
+        const int64_t tend = (int64_t)(tile + 1) * kchunks;
+        const int nk = (int)((c1 < tend ? c1 : tend) - c);
+        const int rb = GATEUP ? (wg ? g.inter + tile * 64 : tile * 64) / 128 : tile; /* scale block row */
+        const float *wsr = g.ws + (size_t)rb * kchunks + k0;
+        float acc[NACC];
+#pragma unroll
+        for (int i = 0; i < NACC; i++) acc[i] = 0.f;
+        /* Two partial-product sets: chunk j+1's MMAs run while chunk j is promoted (the grouped kernel's
+         * schedule), so the tensor cores never wait on the promotion. */
+        float ta[NACC], tb[NACC], wa, wb;
+        auto issue = [&](float (&d)[NACC], float &w, int j) {
+            const int st = (it + j) % ST;
+            w = __ldg(wsr + j);
+            mg_bar_wait(&full[st], ((it + j) / ST) & 1);
+            const uint8_t *sa = smem + st * STAGE + wg * (FX_W_BYTES / 2), *sb = smem + st * STAGE + FX_W_BYTES;
+            mg_wg_fence();
+#pragma unroll
+            for (int k = 0; k < MG_KC / 32; k++) wgmma_fp8<BN>(d, mg_desc(sa + k * 32), mg_desc(sb + k * 32), k);
+            mg_wg_commit();
+        };
+        auto retire = [&](float (&d)[NACC], float w, int j) { /* after the wait that completed chunk j */
+            const int st = (it + j) % ST;
+#pragma unroll
+            for (int i = 0; i < NACC; i++) mg_reg_fence(d[i]);
+            /* token scales: row tok of the stage's [BN][4] box, column 0 = this chunk */
+            const float *scs = (const float *)(smem + st * STAGE + FX_W_BYTES + sh::XB) + 4 * 2 * (lane % 4);
+            float sc[BN / 4];
+#pragma unroll
+            for (int i = 0; i < BN / 8; i++) sc[2 * i] = w * scs[32 * i], sc[2 * i + 1] = w * scs[32 * i + 4];
+            mg_bar_arrive(&empty[st]);
+#pragma unroll
+            for (int i = 0; i < NACC; i++) /* d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1) */
+                acc[i] = fmaf(d[i], sc[2 * (i / 4) + (i & 1)], acc[i]);
+        };
+        issue(ta, wa, 0);
+        int j = 1;
+        for (; j + 1 < nk; j += 2) {
+            issue(tb, wb, j);
+            mg_wg_wait1();
+            retire(ta, wa, j - 1);
+            issue(ta, wa, j + 1);
+            mg_wg_wait1();
+            retire(tb, wb, j);
+        }
+        if (j < nk) {
+            issue(tb, wb, j);
+            mg_wg_wait1();
+            retire(ta, wa, j - 1);
+            mg_wg_wait0();
+            retire(tb, wb, j);
+        } else {
+            mg_wg_wait0();
+            retire(ta, wa, j - 1);
+        }
+        it += nk;
+        /* epilogue: accumulator (row, col) = (output feature, token) */
+        const bool whole = k0 == 0 && nk == kchunks;
+        const int slot = 2 * blockIdx.x + (c == c0 ? 0 : 1);
+        c += nk;
+        if (!whole) { /* fp32 partials of both halves (gate|up: gate rows 0..63, up rows 64..127) */
+#pragma unroll
+            for (int i = 0; i < NACC; i++) {
+                const int rr = wg * 64 + warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
+                const int tok = 8 * (i / 4) + 2 * (lane % 4) + (i & 1);
+                if (tok < g.m) g.part[((size_t)slot * g.m + tok) * FX_ROWS + rr] = acc[i];
+            }
+            continue;
+        }
+        if (GATEUP && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
+#pragma unroll
+            for (int i = 0; i < NACC; i++) xbuf[i * 128 + t] = cu_f_bf16(acc[i]);
+            fx_named_arrive(1, 256);
+            fx_named_sync(2, 256);
+            continue;
+        }
+        if (GATEUP) fx_named_sync(1, 256);
+#pragma unroll
+        for (int i = 0; i < NACC; i++) {
+            const int row = warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
+            const int tok = 8 * (i / 4) + 2 * (lane % 4) + (i & 1);
+            if (tok >= g.m) continue;
+            if (GATEUP) {
+                g.y[tok * g.ldy + tile * 64 + row] = cu_silu_mul1(cu_bf16_round(acc[i]), cu_bf16_f(xbuf[i * 128 + t]));
+            } else {
+                const int n = tile * FX_ROWS + wg * 64 + row;
+                if (n < g.n) g.y[tok * g.ldy + n] = cu_f_bf16(acc[i]);
+            }
+        }
+        if (GATEUP) fx_named_arrive(2, 256);
+    }
+#endif
+}
+
+/* The shared tiles: y = one rounding of the sum of the partials of the CTAs that share the tile, in CTA
+ * order (gate|up: both halves' sums, then SiLU·mul). Tiles one CTA covered are skipped (already in y). CTAs
+ * after the tile's first owner all start inside it, so their partial is their first slot (2i); only the
+ * first owner's slot needs its start. */
+__global__ static void fx_reduce_kernel(fx_args g, int64_t p)
+{
+    const int kchunks = g.K / MG_KC, cols = g.inter ? 64 : FX_ROWS;
+    const int64_t items = (int64_t)g.ntile * g.m * cols, slot_stride = (int64_t)g.m * FX_ROWS;
+    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < items;
+         idx += (int64_t)gridDim.x * blockDim.x) {
+        const int tile = (int)(idx / ((int64_t)g.m * cols)), rem = (int)(idx % ((int64_t)g.m * cols));
+        const int tok = rem / cols, rr = rem % cols;
+        const int n = g.inter ? tile * 64 + rr : tile * FX_ROWS + rr;
+        if (!g.inter && n >= g.n) continue;
+        const int64_t x0 = (int64_t)tile * kchunks;
+        const int64_t i0 = fx_owner(x0, g.total, p), i1 = fx_owner(x0 + kchunks - 1, g.total, p);
+        if (i0 == i1) continue;
+        const float *pp = g.part + (int64_t)tok * FX_ROWS + rr;
+        const int64_t first = (2 * i0 + (fx_c0(i0, g.total, p) == x0 ? 0 : 1)) * slot_stride;
+        float s = pp[first], u = g.inter ? pp[first + 64] : 0.f;
+        for (int64_t i = i0 + 1; i <= i1; i++) {
+            s = __fadd_rn(s, pp[2 * i * slot_stride]);
+            if (g.inter) u = __fadd_rn(u, pp[2 * i * slot_stride + 64]);
+        }
+        g.y[tok * g.ldy + n] = g.inter ? cu_silu_mul1(cu_bf16_round(s), cu_bf16_round(u)) : cu_f_bf16(s);
+    }
+}
+
+/* CTAs for a call: one per SM, fewer when a CTA would get under FX_MIN_CHUNKS chunks. */
+static int64_t fx_grid(int64_t total)
+{
+    int64_t p = mg_num_sms();
+    if (p > (total + FX_MIN_CHUNKS - 1) / FX_MIN_CHUNKS) p = (total + FX_MIN_CHUNKS - 1) / FX_MIN_CHUNKS;
+    return p < 1 ? 1 : p;
+}
+
+static int fx_ntile(int32_t n, int silu) { return silu ? n / 2 / 64 : (n + FX_ROWS - 1) / FX_ROWS; }
+
+/* The token scales' map: act_quant's [m, ld_xs] fp32, boxes of 4 chunks x BN tokens, unswizzled (16-byte rows). */
+static ms_status_t fx_scale_map(CUtensorMap *m, const float *xs, int64_t ld_xs, int32_t rows, int32_t kb, uint32_t bn)
+{
+    PFN_cuTensorMapEncodeTiled_v12000 enc = mg_encode_fn();
+    if (!enc) return MS_ERR(MS_ERR_CUDA, "gemm_fp8x: cuTensorMapEncodeTiled not available from the driver");
+    cuuint64_t dims[2] = {(cuuint64_t)kb, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)ld_xs * 4};
+    cuuint32_t box[2] = {4, bn}, estr[2] = {1, 1};
+    CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, (void *)xs, dims, strides, box, estr,
+                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) return MS_ERR(MS_ERR_CUDA, "gemm_fp8x: cuTensorMapEncodeTiled (scales) failed (%d)", (int)r);
+    return MS_OK;
+}
+
+extern "C" int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int silu, const void *x, const float *xs,
+                                        int64_t ld_xs, const void *w, size_t scratch_bytes)
+{
+    if (m < 1 || m > 128 || n < 1 || k < MG_KC || k % MG_KC || (silu && (n % 2 || (n / 2) % 64)) || ld_xs % 4 ||
+        ld_xs < k / MG_KC || (uintptr_t)x % 16 || (uintptr_t)xs % 16 || (uintptr_t)w % 16)
+        return 0;
+    const int64_t total = (int64_t)fx_ntile(n, silu) * (k / MG_KC);
+    return (size_t)2 * fx_grid(total) * m * FX_ROWS * sizeof(float) <= scratch_bytes;
+}
+
+template <int BN, bool GATEUP>
+static ms_status_t fx_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtensorMap &tx, const CUtensorMap &ts,
+                             const fx_args &g, int64_t p)
+{
+    typedef fx_shape<BN, GATEUP> sh;
+    CUDA_CHECK(cudaFuncSetAttribute(fx_kernel<BN, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
+    fx_kernel<BN, GATEUP><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, ts, g);
+    CU_LAUNCHED();
+    return MS_OK;
+}
+
+template <bool GATEUP>
+static ms_status_t fx_dispatch(kern_ctx_t *cx, int bn, const CUtensorMap &tw, const CUtensorMap &tx,
+                               const CUtensorMap &ts, const fx_args &g, int64_t p)
+{
+    switch (bn) {
+    case 8: return fx_launch<8, GATEUP>(cx, tw, tx, ts, g, p);
+    case 16: return fx_launch<16, GATEUP>(cx, tw, tx, ts, g, p);
+    case 32: return fx_launch<32, GATEUP>(cx, tw, tx, ts, g, p);
+    case 64: return fx_launch<64, GATEUP>(cx, tw, tx, ts, g, p);
+    default: return fx_launch<128, GATEUP>(cx, tw, tx, ts, g, p);
+    }
+}
+
+extern "C" ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, const float *xs, int64_t ld_xs,
+                                           int32_t m, const uint8_t *w, const float *ws, int32_t n, int32_t k,
+                                           int silu, bf16_t *y, int64_t ldy, void *scratch, size_t scratch_bytes)
+{
+    if (!kern_cuda_gemm_fp8x_fits(m, n, k, silu, xq, xs, ld_xs, w, scratch_bytes))
+        return MS_ERR(MS_ERR_INVALID, "cuda gemm_fp8x: m=%d n=%d k=%d ld_xs=%lld%s does not fit the kernel", m, n, k,
+                      (long long)ld_xs, silu ? " silu" : "");
+    const int bn = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    CUtensorMap tw, tx, ts;
+    MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)k, MG_KC, 64));
+    MS_TRY(mg_map_2d(&tx, xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)m, (uint64_t)k, (uint64_t)k, MG_KC,
+                     (uint32_t)bn));
+    MS_TRY(fx_scale_map(&ts, xs, ld_xs, m, k / MG_KC, (uint32_t)bn));
+    fx_args g;
+    g.ws = ws, g.y = (uint16_t *)y, g.part = (float *)scratch, g.ldy = ldy;
+    g.m = m, g.n = n, g.K = k, g.ntile = fx_ntile(n, silu), g.inter = silu ? n / 2 : 0;
+    g.total = (int64_t)g.ntile * (k / MG_KC);
+    const int64_t p = fx_grid(g.total);
+    MS_TRY(silu ? fx_dispatch<true>(cx, bn, tw, tx, ts, g, p) : fx_dispatch<false>(cx, bn, tw, tx, ts, g, p));
+    if (g.total % p == 0 && (g.total / p) % (k / MG_KC) == 0) return MS_OK; /* every CTA took whole tiles */
+    const int64_t items = (int64_t)g.ntile * m * (silu ? 64 : FX_ROWS);
+    const int64_t blocks = (items + 255) / 256;
+    fx_reduce_kernel<<<(unsigned)(blocks < 1024 ? blocks : 1024), 256, 0, CU_STREAM(cx)>>>(g, p);
+    CU_LAUNCHED();
+    return MS_OK;
+}
