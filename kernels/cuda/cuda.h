@@ -84,7 +84,7 @@ ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, in
 /* The fp8 mode's decode kernel (gemm_fp8x.cu): y [m, ldy] bf16 = (xq, xs)·Wᵀ, xq [m, k] e4m3 with act_quant's
  * scales xs [m, ld_xs], W [n, k] e4m3 with scale_inv ws [ceil(n/128), k/128]; silu: W is a fused gate|up of
  * n = 2*inter rows and y gets the inter columns of SiLU·mul. scratch holds the stream-K partial tiles. _fits
- * says whether a call qualifies (m <= 128, k % 128 == 0, ld_xs % 4 == 0, 16-byte aligned, enough scratch). */
+ * says whether a call qualifies (m <= 128, k % 128 == 0, 16-byte aligned x and W, enough scratch). */
 int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int silu, const void *x, const float *xs, int64_t ld_xs,
                              const void *w, size_t scratch_bytes);
 ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, const float *xs, int64_t ld_xs, int32_t m,

@@ -16,15 +16,16 @@
  * count alone). One tile = 128 weight rows, one m64 half per consumer
  * warpgroup, times the whole token block (BN >= m tokens, the wgmma N), so
  * every weight byte is read once. The token scales come straight from
- * act_quant's row-major [m, ld_xs] layout by a TMA box of 4 chunks x BN
- * tokens per stage (column 0 used), so no transpose kernel runs first.
+ * act_quant's row-major [m, ld_xs] layout (L1-resident: a token's line
+ * holds 32 chunks' scales), so no transpose kernel runs first and the ring
+ * holds weights and x alone.
  * gate|up: a tile's halves are gate rows j..j+63 and the matching up rows;
  * a whole tile hands the up half to the gate warpgroup through shared
  * memory, a shared tile's partials carry both halves into the reduce pass.
  *
  * Shapes (kern_cuda_gemm_fp8x_fits): 1 <= m <= 128, K a multiple of 128, x
- * and W contiguous ([m, K], [n, K]) and 16-byte aligned, ld_xs a multiple
- * of 4 and xs 16-byte aligned, any n (rows past n are TMA zero fill), for
+ * and W contiguous ([m, K], [n, K]) and 16-byte aligned, ld_xs >= K/128,
+ * any n (rows past n are TMA zero fill), for
  * SiLU·mul n = 2*inter with inter a multiple of 64; y BF16. */
 #include <cuda_bf16.h>
 
@@ -38,8 +39,7 @@
 
 template <int BN, bool GATEUP> struct fx_shape {
     static constexpr int XB = BN * MG_KC;                      /* x tile: BN tokens x 128 K bytes */
-    static constexpr int SB = BN * 16;                         /* token scales: BN rows of 4 floats */
-    static constexpr int STAGE = (FX_W_BYTES + XB + SB + 1023) / 1024 * 1024; /* swizzled tiles 1024-aligned */
+    static constexpr int STAGE = (FX_W_BYTES + XB + 1023) / 1024 * 1024; /* swizzled tiles 1024-aligned */
     static constexpr int UB = GATEUP ? 128 * BN : 0;           /* gate|up exchange: BN/2 x 128 bf16 */
     static constexpr int ST0 = (FX_SMEM_BUDGET - UB - 2048) / STAGE;
     static constexpr int ST = ST0 > 8 ? 8 : ST0;
@@ -48,9 +48,10 @@ template <int BN, bool GATEUP> struct fx_shape {
 
 struct fx_args {
     const float *ws;  /* W scale_inv [ceil(n/128), K/128] */
+    const float *xs;  /* x scales [m, ld_xs] (act_quant's layout) */
     uint16_t *y;      /* [m, ldy] bf16 */
     float *part;      /* [2 * grid][m][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
-    int64_t ldy, total;
+    int64_t ldy, ld_xs, total;
     int m, n, K, ntile, inter; /* inter > 0: SiLU·mul over gate|up (n = 2 * inter outputs' rows) */
 };
 
@@ -67,8 +68,7 @@ __device__ __forceinline__ void fx_named_arrive(int id, int n) { asm volatile("b
 
 template <int BN, bool GATEUP>
 __global__ void __launch_bounds__(384, 1)
-fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_x,
-          const __grid_constant__ CUtensorMap tm_s, const fx_args g)
+fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_x, const fx_args g)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code */
@@ -100,11 +100,10 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             const int r0 = GATEUP ? tile * 64 : tile * FX_ROWS, r1 = GATEUP ? g.inter + r0 : r0 + 64;
             mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
             uint8_t *sa = smem + st * STAGE;
-            mg_bar_expect(&full[st], FX_W_BYTES + sh::XB + sh::SB);
+            mg_bar_expect(&full[st], FX_W_BYTES + sh::XB);
             mg_tma_2d(sa, &tm_w, kc * MG_KC, r0, &full[st]);
             mg_tma_2d(sa + FX_W_BYTES / 2, &tm_w, kc * MG_KC, r1, &full[st]);
             mg_tma_2d(sa + FX_W_BYTES, &tm_x, kc * MG_KC, 0, &full[st]);
-            mg_tma_2d(sa + FX_W_BYTES + sh::XB, &tm_s, kc, 0, &full[st]);
         }
         return;
     }
@@ -125,6 +124,7 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         /* Two partial-product sets: chunk j+1's MMAs run while chunk j is promoted (the grouped kernel's
          * schedule), so the tensor cores never wait on the promotion. */
         float ta[NACC], tb[NACC], wa, wb;
+
         auto issue = [&](float (&d)[NACC], float &w, int j) {
             const int st = (it + j) % ST;
             w = __ldg(wsr + j);
@@ -139,16 +139,28 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             const int st = (it + j) % ST;
 #pragma unroll
             for (int i = 0; i < NACC; i++) mg_reg_fence(d[i]);
-            /* token scales: row tok of the stage's [BN][4] box, column 0 = this chunk */
-            const float *scs = (const float *)(smem + st * STAGE + FX_W_BYTES + sh::XB) + 4 * 2 * (lane % 4);
-            float sc[BN / 4];
-#pragma unroll
-            for (int i = 0; i < BN / 8; i++) sc[2 * i] = w * scs[32 * i], sc[2 * i + 1] = w * scs[32 * i + 4];
             mg_bar_arrive(&empty[st]);
+            /* weight block scale x token group scale for this thread's tokens 8i + 2(lane%4) + {0,1}; a
+             * token's row of scales spans 32 chunks a 128-byte line, so these are L1 hits but one in 32 */
+            const float *xsj = g.xs + k0 + j;
 #pragma unroll
-            for (int i = 0; i < NACC; i++) /* d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1) */
-                acc[i] = fmaf(d[i], sc[2 * (i / 4) + (i & 1)], acc[i]);
+            for (int q = 0; q < BN / 8; q++) { /* d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1) */
+                const int tok = 8 * q + 2 * (lane % 4);
+                const float s0 = tok < g.m ? w * __ldg(xsj + (int64_t)tok * g.ld_xs) : 0.f;
+                const float s1 = tok + 1 < g.m ? w * __ldg(xsj + (int64_t)(tok + 1) * g.ld_xs) : 0.f;
+                acc[4 * q] = fmaf(d[4 * q], s0, acc[4 * q]);
+                acc[4 * q + 1] = fmaf(d[4 * q + 1], s1, acc[4 * q + 1]);
+                acc[4 * q + 2] = fmaf(d[4 * q + 2], s0, acc[4 * q + 2]);
+                acc[4 * q + 3] = fmaf(d[4 * q + 3], s1, acc[4 * q + 3]);
+            }
         };
+        if (BN == 128) { /* one set (two would spill): the other warpgroup's MMAs fill this one's promotion */
+            for (int j = 0; j < nk; j++) {
+                issue(ta, wa, j);
+                mg_wg_wait0();
+                retire(ta, wa, j);
+            }
+        } else {
         issue(ta, wa, 0);
         int j = 1;
         for (; j + 1 < nk; j += 2) {
@@ -168,6 +180,7 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         } else {
             mg_wg_wait0();
             retire(ta, wa, j - 1);
+        }
         }
         it += nk;
         /* epilogue: accumulator (row, col) = (output feature, token) */
@@ -246,51 +259,37 @@ static int64_t fx_grid(int64_t total)
 
 static int fx_ntile(int32_t n, int silu) { return silu ? n / 2 / 64 : (n + FX_ROWS - 1) / FX_ROWS; }
 
-/* The token scales' map: act_quant's [m, ld_xs] fp32, boxes of 4 chunks x BN tokens, unswizzled (16-byte rows). */
-static ms_status_t fx_scale_map(CUtensorMap *m, const float *xs, int64_t ld_xs, int32_t rows, int32_t kb, uint32_t bn)
-{
-    PFN_cuTensorMapEncodeTiled_v12000 enc = mg_encode_fn();
-    if (!enc) return MS_ERR(MS_ERR_CUDA, "gemm_fp8x: cuTensorMapEncodeTiled not available from the driver");
-    cuuint64_t dims[2] = {(cuuint64_t)kb, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)ld_xs * 4};
-    cuuint32_t box[2] = {4, bn}, estr[2] = {1, 1};
-    CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, (void *)xs, dims, strides, box, estr,
-                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
-                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) return MS_ERR(MS_ERR_CUDA, "gemm_fp8x: cuTensorMapEncodeTiled (scales) failed (%d)", (int)r);
-    return MS_OK;
-}
-
 extern "C" int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int silu, const void *x, const float *xs,
                                         int64_t ld_xs, const void *w, size_t scratch_bytes)
 {
-    if (m < 1 || m > 128 || n < 1 || k < MG_KC || k % MG_KC || (silu && (n % 2 || (n / 2) % 64)) || ld_xs % 4 ||
-        ld_xs < k / MG_KC || (uintptr_t)x % 16 || (uintptr_t)xs % 16 || (uintptr_t)w % 16)
+    if (m < 1 || m > 128 || n < 1 || k < MG_KC || k % MG_KC || (silu && (n % 2 || (n / 2) % 64)) || !xs ||
+        ld_xs < k / MG_KC || (uintptr_t)x % 16 || (uintptr_t)w % 16)
         return 0;
     const int64_t total = (int64_t)fx_ntile(n, silu) * (k / MG_KC);
     return (size_t)2 * fx_grid(total) * m * FX_ROWS * sizeof(float) <= scratch_bytes;
 }
 
 template <int BN, bool GATEUP>
-static ms_status_t fx_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtensorMap &tx, const CUtensorMap &ts,
-                             const fx_args &g, int64_t p)
+static ms_status_t fx_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtensorMap &tx, const fx_args &g,
+                             int64_t p)
 {
     typedef fx_shape<BN, GATEUP> sh;
     CUDA_CHECK(cudaFuncSetAttribute(fx_kernel<BN, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
-    fx_kernel<BN, GATEUP><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, ts, g);
+    fx_kernel<BN, GATEUP><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, g);
     CU_LAUNCHED();
     return MS_OK;
 }
 
 template <bool GATEUP>
 static ms_status_t fx_dispatch(kern_ctx_t *cx, int bn, const CUtensorMap &tw, const CUtensorMap &tx,
-                               const CUtensorMap &ts, const fx_args &g, int64_t p)
+                               const fx_args &g, int64_t p)
 {
     switch (bn) {
-    case 8: return fx_launch<8, GATEUP>(cx, tw, tx, ts, g, p);
-    case 16: return fx_launch<16, GATEUP>(cx, tw, tx, ts, g, p);
-    case 32: return fx_launch<32, GATEUP>(cx, tw, tx, ts, g, p);
-    case 64: return fx_launch<64, GATEUP>(cx, tw, tx, ts, g, p);
-    default: return fx_launch<128, GATEUP>(cx, tw, tx, ts, g, p);
+    case 8: return fx_launch<8, GATEUP>(cx, tw, tx, g, p);
+    case 16: return fx_launch<16, GATEUP>(cx, tw, tx, g, p);
+    case 32: return fx_launch<32, GATEUP>(cx, tw, tx, g, p);
+    case 64: return fx_launch<64, GATEUP>(cx, tw, tx, g, p);
+    default: return fx_launch<128, GATEUP>(cx, tw, tx, g, p);
     }
 }
 
@@ -302,17 +301,16 @@ extern "C" ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, co
         return MS_ERR(MS_ERR_INVALID, "cuda gemm_fp8x: m=%d n=%d k=%d ld_xs=%lld%s does not fit the kernel", m, n, k,
                       (long long)ld_xs, silu ? " silu" : "");
     const int bn = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
-    CUtensorMap tw, tx, ts;
+    CUtensorMap tw, tx;
     MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)k, MG_KC, 64));
     MS_TRY(mg_map_2d(&tx, xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)m, (uint64_t)k, (uint64_t)k, MG_KC,
                      (uint32_t)bn));
-    MS_TRY(fx_scale_map(&ts, xs, ld_xs, m, k / MG_KC, (uint32_t)bn));
     fx_args g;
-    g.ws = ws, g.y = (uint16_t *)y, g.part = (float *)scratch, g.ldy = ldy;
+    g.ws = ws, g.xs = xs, g.y = (uint16_t *)y, g.part = (float *)scratch, g.ldy = ldy, g.ld_xs = ld_xs;
     g.m = m, g.n = n, g.K = k, g.ntile = fx_ntile(n, silu), g.inter = silu ? n / 2 : 0;
     g.total = (int64_t)g.ntile * (k / MG_KC);
     const int64_t p = fx_grid(g.total);
-    MS_TRY(silu ? fx_dispatch<true>(cx, bn, tw, tx, ts, g, p) : fx_dispatch<false>(cx, bn, tw, tx, ts, g, p));
+    MS_TRY(silu ? fx_dispatch<true>(cx, bn, tw, tx, g, p) : fx_dispatch<false>(cx, bn, tw, tx, g, p));
     if (g.total % p == 0 && (g.total / p) % (k / MG_KC) == 0) return MS_OK; /* every CTA took whole tiles */
     const int64_t items = (int64_t)g.ntile * m * (silu ? 64 : FX_ROWS);
     const int64_t blocks = (items + 255) / 256;
