@@ -83,6 +83,33 @@ __device__ static inline T cu_block_reduce(T v, Op op, T *sh, T id)
 struct cu_op_max { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
 struct cu_op_sumd { __device__ double operator()(double a, double b) const { return a + b; } };
 
+/* n (<= 8) bf16 elements of a chunk at p: one 16-byte access when vec, else scalar (the rest zero) */
+__device__ static inline void cu_ld8(const uint16_t *p, int n, bool vec, uint16_t v[8])
+{
+    if (vec) {
+        const uint4 q = *(const uint4 *)p;
+        const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int e = 0; e < 8; e++) v[e] = (uint16_t)(w[e >> 1] >> (16 * (e & 1)));
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) v[e] = e < n ? p[e] : 0;
+    }
+}
+__device__ static inline void cu_st8(uint16_t *p, int n, bool vec, const uint16_t v[8])
+{
+    if (vec) {
+        uint4 q;
+        q.x = v[0] | (uint32_t)v[1] << 16, q.y = v[2] | (uint32_t)v[3] << 16;
+        q.z = v[4] | (uint32_t)v[5] << 16, q.w = v[6] | (uint32_t)v[7] << 16;
+        *(uint4 *)p = q;
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            if (e < n) p[e] = v[e];
+    }
+}
+
 /* Launch-error check after <<<>>>: shape errors were rejected before launch. */
 #define CU_LAUNCHED() CUDA_CHECK(cudaGetLastError())
 

@@ -39,29 +39,14 @@ __global__ static void __launch_bounds__(MC_THREADS)
         if (srow[j] < 0) continue; /* padding, or dropped by a fault */
         const uint16_t *r = rows + (int64_t)srow[j] * hidden + d0;
         uint16_t v[8];
-        if (vec) {
-            const uint4 q = __ldg((const uint4 *)r);
-            const uint32_t u[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-            for (int e = 0; e < 8; e++) v[e] = (uint16_t)(u[e >> 1] >> (16 * (e & 1)));
-        } else {
-#pragma unroll
-            for (int e = 0; e < 8; e++) v[e] = e < n ? r[e] : 0;
-        }
+        cu_ld8(r, n, vec, v);
 #pragma unroll
         for (int e = 0; e < 8; e++) acc[e] = __fadd_rn(acc[e], __fmul_rn(cu_bf16_f(v[e]), sw[j]));
     }
-    uint16_t *o = out + t * hidden + d0;
-    if (vec) {
-        uint4 q;
-        q.x = cu_f_bf16(acc[0]) | (uint32_t)cu_f_bf16(acc[1]) << 16;
-        q.y = cu_f_bf16(acc[2]) | (uint32_t)cu_f_bf16(acc[3]) << 16;
-        q.z = cu_f_bf16(acc[4]) | (uint32_t)cu_f_bf16(acc[5]) << 16;
-        q.w = cu_f_bf16(acc[6]) | (uint32_t)cu_f_bf16(acc[7]) << 16;
-        *(uint4 *)o = q;
-    } else {
-        for (int e = 0; e < n; e++) o[e] = cu_f_bf16(acc[e]);
-    }
+    uint16_t o[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) o[e] = cu_f_bf16(acc[e]);
+    cu_st8(out + t * hidden + d0, n, vec, o);
 }
 
 extern "C" ms_status_t kern_cuda_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair,

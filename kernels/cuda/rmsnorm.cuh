@@ -20,33 +20,6 @@
 #define RMS_THREADS 256
 #define RMS_KEEP 4
 
-/* n (<= 8) elements of a chunk at p: one 16-byte access when vec, else scalar (the rest zero) */
-__device__ static inline void cu_rms_ld8(const uint16_t *p, int n, bool vec, uint16_t v[8])
-{
-    if (vec) {
-        const uint4 q = *(const uint4 *)p;
-        const uint32_t w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-        for (int e = 0; e < 8; e++) v[e] = (uint16_t)(w[e >> 1] >> (16 * (e & 1)));
-    } else {
-#pragma unroll
-        for (int e = 0; e < 8; e++) v[e] = e < n ? p[e] : 0;
-    }
-}
-__device__ static inline void cu_rms_st8(uint16_t *p, int n, bool vec, const uint16_t v[8])
-{
-    if (vec) {
-        uint4 q;
-        q.x = v[0] | (uint32_t)v[1] << 16, q.y = v[2] | (uint32_t)v[3] << 16;
-        q.z = v[4] | (uint32_t)v[5] << 16, q.w = v[6] | (uint32_t)v[7] << 16;
-        *(uint4 *)p = q;
-    } else {
-#pragma unroll
-        for (int e = 0; e < 8; e++)
-            if (e < n) p[e] = v[e];
-    }
-}
-
 /* x := bf16(x + r) elementwise (add.cu's one rounding) */
 __device__ static inline void cu_rms_add8(uint16_t v[8], const uint16_t r[8])
 {
@@ -67,11 +40,11 @@ __device__ static inline void cu_rms_out8(uint16_t *yp, const uint16_t *wp, cons
                                           float inv)
 {
     uint16_t wv[8], o[8];
-    cu_rms_ld8(wp, n, vec, wv);
+    cu_ld8(wp, n, vec, wv);
 #pragma unroll
     for (int e = 0; e < 8; e++)
         o[e] = cu_f_bf16(__fmul_rn(cu_bf16_f(wv[e]), cu_bf16_round(__fmul_rn(cu_bf16_f(v[e]), inv))));
-    cu_rms_st8(yp, n, vec, o);
+    cu_st8(yp, n, vec, o);
 }
 
 /* 1 / sqrt(Σ ss / dim + eps) over the block: a fixed xor-shuffle tree per warp, then the warps in order */
@@ -103,8 +76,8 @@ __global__ static void __launch_bounds__(RMS_THREADS)
     for (int j = 0; j < RMS_KEEP; j++) { /* every load first: one round trip */
         const int32_t c = threadIdx.x + j * RMS_THREADS;
         if (c < nch) {
-            cu_rms_ld8(xr + 8 * c, min(8, dim - 8 * c), vec, keep[j]);
-            if (ADD) cu_rms_ld8(rr + 8 * c, min(8, dim - 8 * c), vec, rk[j]);
+            cu_ld8(xr + 8 * c, min(8, dim - 8 * c), vec, keep[j]);
+            if (ADD) cu_ld8(rr + 8 * c, min(8, dim - 8 * c), vec, rk[j]);
         }
     }
     float ss = 0.f;
@@ -113,18 +86,18 @@ __global__ static void __launch_bounds__(RMS_THREADS)
         const int32_t c = threadIdx.x + j * RMS_THREADS;
         if (c < nch) {
             const int n = min(8, dim - 8 * c);
-            if (ADD) cu_rms_add8(keep[j], rk[j]), cu_rms_st8(xr + 8 * c, n, vec, keep[j]);
+            if (ADD) cu_rms_add8(keep[j], rk[j]), cu_st8(xr + 8 * c, n, vec, keep[j]);
             ss = cu_rms_ss8(ss, keep[j], n);
         }
     }
     for (int32_t c = threadIdx.x + RMS_KEEP * RMS_THREADS; c < nch; c += RMS_THREADS) {
         const int n = min(8, dim - 8 * c);
         uint16_t v[8];
-        cu_rms_ld8(xr + 8 * c, n, vec, v);
+        cu_ld8(xr + 8 * c, n, vec, v);
         if (ADD) {
             uint16_t r[8];
-            cu_rms_ld8(rr + 8 * c, n, vec, r);
-            cu_rms_add8(v, r), cu_rms_st8(xr + 8 * c, n, vec, v); /* read back below by this thread only */
+            cu_ld8(rr + 8 * c, n, vec, r);
+            cu_rms_add8(v, r), cu_st8(xr + 8 * c, n, vec, v); /* read back below by this thread only */
         }
         ss = cu_rms_ss8(ss, v, n);
     }
@@ -137,7 +110,7 @@ __global__ static void __launch_bounds__(RMS_THREADS)
     for (int32_t c = threadIdx.x + RMS_KEEP * RMS_THREADS; c < nch; c += RMS_THREADS) {
         const int n = min(8, dim - 8 * c);
         uint16_t v[8];
-        cu_rms_ld8(xr + 8 * c, n, vec, v);
+        cu_ld8(xr + 8 * c, n, vec, v);
         cu_rms_out8(yr + 8 * c, w + 8 * c, v, n, vec, inv);
     }
 }
