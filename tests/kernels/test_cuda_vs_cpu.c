@@ -77,6 +77,10 @@ static const cc_case_t g_cases[] = {
     {"gemm",        "128 heads m=128 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {128, 128, 512, 128, 8, BF}, 1e-5},
     {"gemm",        "128 heads m=1 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {1, 128, 512, 128, 8, BF},    1e-5},
     {"gemm",        "3 heads m=70 n=130 k=96",    "f32 x aligned", cc_run_gemm_ex, {70, 130, 96, 3, 8, F32},            1e-9},
+    /* gemm_f32x's smaller tiles: 32 rows (2 warps along the rows), 16 or fewer (1) */
+    {"gemm",        "128 heads m=32 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {32, 128, 512, 128, 8, BF}, 1e-5},
+    {"gemm",        "3 heads m=20 n=130 k=96",    "f32 x aligned", cc_run_gemm_ex, {20, 130, 96, 3, 8, F32},            1e-9},
+    {"gemm",        "3 heads m=13 n=70 k=64",     "f32 x aligned", cc_run_gemm_ex, {13, 70, 64, 3, 8, BF},              1e-5},
     {"gemm",        "5 heads m=67 n=70 k=40",     "f32 x batch", cc_run_gemm_ex,   {67, 70, 40, 5, 7, BF},              1e-5},
     {"gemm",        "3 heads m=5 n=9 k=21",       "f32 x f32", cc_run_gemm_ex,     {5, 9, 21, 3, 7, F32},               1e-9},
     {"gemm",        "128 heads m=4 n=512 k=128 (W_UK)", "bf16 trans", cc_run_gemm_ex, {4, 512, 128, 128, 1, BF},       1e-5},
