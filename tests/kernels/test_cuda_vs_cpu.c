@@ -191,6 +191,8 @@ static const cc_case_t g_cases[] = {
     {"rope",        "32 rows x 128 heads q_pe",   "bf16",      cc_run_rope,        {32, 128, 128 * 192, 192, 128, 64, 1, 1000}, 0},
     {"rope",        "64 rows k_pe (ld 576)",      "bf16",      cc_run_rope,        {64, 1, 576, 576, 512, 64, 1, 1000}, 0},
     {"rope",        "5 rows x 3 heads halves",    "bf16",      cc_run_rope,        {5, 3, 3 * 24, 24, 8, 16, 0, 707},   0},
+    {"rope",        "3 rows x 37 heads (2 blocks)", "bf16",    cc_run_rope,        {3, 37, 37 * 24, 24, 8, 16, 1, 707}, 0},
+    {"rope",        "128 rows x 128 heads q_pe",  "bf16",      cc_run_rope,        {128, 128, 128 * 192, 192, 128, 64, 1, 1000}, 0},
     {"rope",        "pad: pos -1 row untouched",  "bf16",      cc_run_rope,        {4, 2, 2 * 64, 64, 0, 64, 1, 1000},  0, 1},
     /* kv_store p[] = rows, cache rows, d_c, d_r, fp8: the cache rows bit-identical to the CPU's */
     {"kv_store",    "64 rows 512+64",             "bf16",      cc_run_kv_store,    {64, 256, 512, 64, 0},               0},
