@@ -13,20 +13,35 @@
  * summation rounding, not bit for bit. A non-finite x keeps hi alone (an inf
  * stays inf instead of becoming inf - inf).
  *
- * Tiles: a CTA of 4 warps computes 64 rows × 128 outputs of one batch, K in
- * steps of 32 through a ring of FX_STAGES shared-memory stages filled by
- * cp.async (a one-step register prefetch left each CTA waiting on HBM latency
- * 16 times: 50 µs at 128 rows, 38 µs at one); a warp owns 16 rows × 128 outputs. */
+ * Tiles: a CTA of 4 warps computes BM = 16·MW rows × 128 outputs of one batch;
+ * the warps stand MW along the rows and 4/MW along the outputs, each owning 16
+ * rows × 128·MW/4 outputs (NT n8 tiles). MW = 4 (BM 64) when m > 32, 2 when
+ * m > 16, else 1 (BM 16: at decode batch 1 the 64-row tile was 63 rows of
+ * zeros). K runs in steps of 32 through a ring of stages filled by cp.async (a
+ * one-step register prefetch left each CTA waiting on HBM latency 16 times).
+ *
+ * The three terms' MMAs go term by term over the NT tiles: the first version
+ * issued lo, mid, hi of one tile back to back (asm volatile keeps that order),
+ * a chain of dependent MMAs on one accumulator; it took 47.9 µs at one row and
+ * 59.9 µs at 128 (ncu, H200), against ~4 µs of bytes. Each accumulator still
+ * sees lo, mid, hi of every k16 step in ascending k. Measured at one row (the
+ * 16-row tile and this order together, not apart): 26.6 µs, still ~6x its
+ * bytes; 128 rows not yet timed.
+ * MS_GEMM_F32X=v1 runs the first version's order and tile (to time the two). */
 #include "common.cuh"
 #include "gemm_f32x.h"
 
-#define FX_BM 64
+#include <stdlib.h>
+#include <string.h>
+
 #define FX_BN 128
 #define FX_BK 32
 #define FX_XP (FX_BK + 8) /* padded row strides: conflict-free fragment reads */
 #define FX_WP (FX_BK + 8)
-#define FX_STAGES 4 /* three K steps in flight a CTA: enough bytes to cover HBM latency at 1-2 CTAs an SM */
-#define FX_STAGE (FX_BM * FX_XP * 4 + FX_BN * FX_WP * 2)
+/* K steps in flight a CTA, less one: enough bytes to cover HBM latency at 1-2 CTAs an SM (the small tiles
+ * run one CTA an SM at decode batch 1, so they keep more W in flight) */
+#define FX_STAGES(MW) ((MW) == 4 ? 4 : 6)
+#define FX_STAGE(MW) (16 * (MW) * FX_XP * 4 + FX_BN * FX_WP * 2)
 
 struct fx_args {
     const float *x;
@@ -68,68 +83,93 @@ __device__ static inline void fx_cp16(void *dst, const void *src, bool ok)
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 16 : 0) : "memory");
 }
 
+template <int MW, bool V1>
 __global__ static void __launch_bounds__(128) gemm_f32x_kernel(fx_args a)
 {
+    constexpr int BM = 16 * MW, NW = 4 / MW, NT = 16 / NW, ST = FX_STAGES(MW), XC = BM * 8 / 128;
     extern __shared__ __align__(16) unsigned char fx_smem[];
     const int32_t tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    const int32_t b = blockIdx.z, r0 = blockIdx.y * FX_BM, c0 = blockIdx.x * FX_BN, nk = a.k / FX_BK;
+    const int32_t wm = warp / NW, wn = warp % NW;
+    const int32_t b = blockIdx.z, r0 = blockIdx.y * BM, c0 = blockIdx.x * FX_BN, nk = a.k / FX_BK;
     const float *xb = a.x + (int64_t)b * a.bsx;
     const uint16_t *wb = a.w + (int64_t)b * a.bsw;
-    auto xs = [&](int st) { return (float(*)[FX_XP])(fx_smem + (size_t)st * FX_STAGE); };
-    auto ws = [&](int st) { return (uint16_t(*)[FX_WP])(fx_smem + (size_t)st * FX_STAGE + FX_BM * FX_XP * 4); };
-    /* one K step into stage st: x 64 rows × 8 float4, W 128 rows × 4 uint4 (zeros past the edges) */
+    auto xs = [&](int st) { return (float(*)[FX_XP])(fx_smem + (size_t)st * FX_STAGE(MW)); };
+    auto ws = [&](int st) { return (uint16_t(*)[FX_WP])(fx_smem + (size_t)st * FX_STAGE(MW) + BM * FX_XP * 4); };
+    /* one K step into stage st: x BM rows × 8 float4, W 128 rows × 4 uint4 (zeros past the edges) */
     auto issue = [&](int32_t kt, int st) {
         const int32_t k0 = kt * FX_BK;
         float(*xd)[FX_XP] = xs(st);
         uint16_t(*wd)[FX_WP] = ws(st);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int32_t e = tid + 128 * i, xrow = e / 8, xk = (e % 8) * 4, wn = e / 4, wk = (e % 4) * 8;
-            const bool xo = r0 + xrow < a.m, wo = c0 + wn < a.n;
+        for (int i = 0; i < XC; i++) {
+            const int32_t e = tid + 128 * i, xrow = e / 8, xk = (e % 8) * 4;
+            const bool xo = r0 + xrow < a.m;
             fx_cp16(&xd[xrow][xk], xo ? xb + (int64_t)(r0 + xrow) * a.ldx + k0 + xk : xb, xo);
-            fx_cp16(&wd[wn][wk], wo ? wb + (int64_t)(c0 + wn) * a.ldw + k0 + wk : wb, wo);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int32_t e = tid + 128 * i, wn_ = e / 4, wk = (e % 4) * 8;
+            const bool wo = c0 + wn_ < a.n;
+            fx_cp16(&wd[wn_][wk], wo ? wb + (int64_t)(c0 + wn_) * a.ldw + k0 + wk : wb, wo);
         }
     };
-    float acc[16][4] = {};
+    /* a warp whose 16 rows all lie past m skips the MMAs (warp-uniform; it still loads and syncs) */
+    const bool live = r0 + wm * 16 < a.m;
+    float acc[NT][4] = {};
 #pragma unroll
-    for (int st = 0; st < FX_STAGES - 1; st++) {
+    for (int st = 0; st < ST - 1; st++) {
         if (st < nk) issue(st, st);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     }
     for (int32_t kt = 0; kt < nk; kt++) {
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(FX_STAGES - 2) : "memory");
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(ST - 2) : "memory");
         __syncthreads(); /* step kt is in; every warp is done with step kt - 1, whose stage is refilled next */
-        if (kt + FX_STAGES - 1 < nk) issue(kt + FX_STAGES - 1, (kt + FX_STAGES - 1) % FX_STAGES);
+        if (kt + ST - 1 < nk) issue(kt + ST - 1, (kt + ST - 1) % ST);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
-        const float(*xc)[FX_XP] = xs(kt % FX_STAGES);
-        const uint16_t(*wc)[FX_WP] = ws(kt % FX_STAGES);
+        if (!live) continue;
+        const float(*xc)[FX_XP] = xs(kt % ST);
+        const uint16_t(*wc)[FX_WP] = ws(kt % ST);
 #pragma unroll
         for (int32_t kk = 0; kk < FX_BK; kk += 16) {
             uint32_t hi[4], mid[4], lo[4], tt[3];
-            const int32_t ra = warp * 16 + g;
+            const int32_t ra = wm * 16 + g;
 #pragma unroll
             for (int q = 0; q < 4; q++) { /* A fragment: rows g, g+8; k pairs 2t, 2t+8 */
                 const float2 v = *(const float2 *)&xc[ra + 8 * (q & 1)][kk + 2 * t4 + 8 * (q >> 1)];
                 fx_split2(v.x, v.y, tt);
                 hi[q] = tt[0], mid[q] = tt[1], lo[q] = tt[2];
             }
+            uint32_t b0[NT], b1[NT]; /* B fragments: output n = g of each n8 tile, k pairs 2t, 2t+8 */
 #pragma unroll
-            for (int nt = 0; nt < 16; nt++) {
-                const uint32_t b0 = *(const uint32_t *)&wc[nt * 8 + g][kk + 2 * t4];
-                const uint32_t b1 = *(const uint32_t *)&wc[nt * 8 + g][kk + 2 * t4 + 8];
-                fx_mma(acc[nt], lo, b0, b1); /* smallest terms first */
-                fx_mma(acc[nt], mid, b0, b1);
-                fx_mma(acc[nt], hi, b0, b1);
+            for (int nt = 0; nt < NT; nt++) {
+                const int32_t n = wn * NT * 8 + nt * 8 + g;
+                b0[nt] = *(const uint32_t *)&wc[n][kk + 2 * t4];
+                b1[nt] = *(const uint32_t *)&wc[n][kk + 2 * t4 + 8];
+            }
+            if (V1) { /* the first version's order: a tile's three terms back to back */
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    fx_mma(acc[nt], lo, b0[nt], b1[nt]);
+                    fx_mma(acc[nt], mid, b0[nt], b1[nt]);
+                    fx_mma(acc[nt], hi, b0[nt], b1[nt]);
+                }
+            } else { /* smallest terms first, each over all NT tiles: NT independent MMAs between dependent ones */
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) fx_mma(acc[nt], lo, b0[nt], b1[nt]);
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) fx_mma(acc[nt], mid, b0[nt], b1[nt]);
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) fx_mma(acc[nt], hi, b0[nt], b1[nt]);
             }
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     /* C fragment: rows g, g+8; columns 2t, 2t+1 of each n8 tile */
 #pragma unroll
-    for (int nt = 0; nt < 16; nt++)
+    for (int nt = 0; nt < NT; nt++)
 #pragma unroll
         for (int q = 0; q < 4; q++) {
-            const int32_t row = r0 + warp * 16 + g + 8 * (q >> 1), col = c0 + nt * 8 + 2 * t4 + (q & 1);
+            const int32_t row = r0 + wm * 16 + g + 8 * (q >> 1), col = c0 + wn * NT * 8 + nt * 8 + 2 * t4 + (q & 1);
             if (row >= a.m || col >= a.n) continue;
             const int64_t o = (int64_t)b * a.bsy + (int64_t)row * a.ldy + col;
             if (a.y_f32) ((float *)a.y)[o] = acc[nt][q];
@@ -143,19 +183,35 @@ bool cu_gemm_f32x_fits(int64_t ldx, int64_t bsx, const void *x, int64_t ldw, int
            (uintptr_t)x % 16 == 0 && (uintptr_t)w % 16 == 0;
 }
 
+template <int MW, bool V1>
+static ms_status_t fx_launch(cudaStream_t s, const fx_args &a, int32_t batch)
+{
+    const size_t smem = (size_t)FX_STAGES(MW) * FX_STAGE(MW);
+    static bool attr; /* once a process and instance: the ring is more than the 48 KiB default */
+    if (!attr) {
+        CUDA_CHECK(cudaFuncSetAttribute(gemm_f32x_kernel<MW, V1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
+        attr = true;
+    }
+    const dim3 grid((unsigned)((a.n + FX_BN - 1) / FX_BN), (unsigned)((a.m + 16 * MW - 1) / (16 * MW)),
+                    (unsigned)batch);
+    gemm_f32x_kernel<MW, V1><<<grid, 128, smem, s>>>(a);
+    CU_LAUNCHED();
+    return MS_OK;
+}
+
 ms_status_t cu_gemm_f32x(cudaStream_t s, const float *x, int64_t ldx, int64_t bsx, const uint16_t *w, int64_t ldw,
                          int64_t bsw, void *y, int y_f32, int64_t ldy, int64_t bsy, int32_t m, int32_t n, int32_t k,
                          int32_t batch)
 {
     const fx_args a = {x, w, y, ldx, bsx, ldw, bsw, ldy, bsy, m, n, k, y_f32};
-    const dim3 grid((unsigned)((n + FX_BN - 1) / FX_BN), (unsigned)((m + FX_BM - 1) / FX_BM), (unsigned)batch);
-    static bool attr; /* once a process: the ring is more than the 48 KiB default */
-    if (!attr) {
-        CUDA_CHECK(cudaFuncSetAttribute(gemm_f32x_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        FX_STAGES * FX_STAGE));
-        attr = true;
+    static int v1 = -1; /* read once */
+    if (v1 < 0) {
+        const char *e = getenv("MS_GEMM_F32X");
+        v1 = e && !strcmp(e, "v1");
     }
-    gemm_f32x_kernel<<<grid, 128, FX_STAGES * FX_STAGE, s>>>(a);
-    CU_LAUNCHED();
-    return MS_OK;
+    if (v1) return fx_launch<4, true>(s, a, batch);
+    if (m > 32) return fx_launch<4, false>(s, a, batch);
+    if (m > 16) return fx_launch<2, false>(s, a, batch);
+    return fx_launch<1, false>(s, a, batch);
 }

@@ -3,10 +3,14 @@
  * operations in the same order (sigmoid as 1/(1+exp(-x)) with exp rounded as
  * glibc's expf, c = s + bias, group score = top-2 sum, masked c := 0.0, the
  * stable top-k with ties to the lower index, weights normalized by a
- * sequential sum in selection order). Up to 256 experts: a warp per token
- * (moe_route_warp_kernel); beyond, one block per token whose top-k rounds are
+ * sequential sum in selection order). Up to 32 experts: a lane per expert
+ * and selection by rank counts (moe_route_lane_kernel); up to 256: a warp per
+ * token (moe_route_warp_kernel); beyond, one block per token whose top-k rounds are
  * block-wide argmax reductions over (value, lower index). */
 #include "common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
 
 #define ROUTE_THREADS 256
 
@@ -206,6 +210,80 @@ __global__ static void __launch_bounds__(RW_WARPS * 32)
     }
 }
 
+/* E <= 32 (one EP8 rank's view of R1's experts: 32): lane e holds expert e, and every selection is a rank
+ * count instead of rounds of argmax. The warp kernel above took ~24 µs a call for 32 experts at batch 1 and
+ * 128 alike (ncu, H200), most likely one warp's latency through 8 groups × 2 and 8 top-k shuffle reductions of 5 dependent
+ * rounds each, with 8 values a lane (7 of them empty here). This one: 3.1 µs at batch 1 (batch 128 not yet
+ * timed). Here an element's place in the order (larger value, then lower
+ * index: route_better's) is the number of elements before it, counted from one broadcast a peer: the
+ * selected set and its order are the CPU's sequential selection's whenever the values are ordered (not NaN).
+ *   - group score: the sum of the two largest values of the group (the CPU adds the values of its two first
+ *     picks; which of equal values it picked does not change the sum, or only the sign of a zero, and the
+ *     scores are compared only);
+ *   - a group is kept when fewer than topk_group groups come before it;
+ *   - expert e is the r-th pick when r experts come before it (masked experts at 0.0, as the CPU);
+ *   - weights as the CPU: sigmoid values of the picks, summed one by one in pick order. */
+__global__ static void __launch_bounds__(RW_WARPS * 32)
+    moe_route_lane_kernel(const float *logits, const float *bias, int32_t T, int32_t E, int32_t n_group,
+                          int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling, int32_t *idx,
+                          float *w)
+{
+    __shared__ float s_sg[RW_WARPS][32];
+    __shared__ int32_t s_id[RW_WARPS][32];
+    const unsigned all = 0xffffffffu;
+    const int32_t lane = threadIdx.x & 31, wp = threadIdx.x >> 5, t = blockIdx.x * RW_WARPS + wp, gs = E / n_group;
+    if (t >= T) return; /* warp-uniform */
+    const bool on = lane < E;
+    const float lg = on ? logits[(int64_t)t * E + lane] : 0.0f, bv = on && bias ? bias[lane] : 0.0f;
+    const float sg = __fdiv_rn(1.0f, __fadd_rn(1.0f, cu_expf(-lg)));
+    float c = __fadd_rn(sg, bv);
+    /* the lane's group score (lanes past E compute a meaningless one, never read) */
+    const int32_t grp = lane / gs, g0 = grp * gs;
+    float m1 = __shfl_sync(all, c, g0), m2 = __shfl_sync(all, c, g0 + 1);
+    if (m2 > m1) {
+        const float tmp = m1;
+        m1 = m2, m2 = tmp;
+    }
+    for (int32_t i = 2; i < gs; i++) {
+        const float v = __shfl_sync(all, c, g0 + i);
+        if (v > m1) m2 = m1, m1 = v;
+        else if (v > m2) m2 = v;
+    }
+    const float gsc = __fadd_rn(m1, m2);
+    int32_t grank = 0; /* groups before the lane's group */
+    for (int32_t h = 0; h < n_group; h++) {
+        const float v = __shfl_sync(all, gsc, h * gs);
+        grank += v > gsc || (v == gsc && h < grp);
+    }
+    if (grank >= topk_group) c = 0.0f;
+    int32_t rank = 0; /* experts before the lane's */
+    for (int32_t f = 0; f < E; f++) {
+        const float v = __shfl_sync(all, c, f);
+        rank += v > c || (v == c && f < lane);
+    }
+    if (on && rank < top_k) s_sg[wp][rank] = sg, s_id[wp][rank] = lane;
+    __syncwarp();
+    if (lane < top_k) { /* every lane sums the same values in the same order: the CPU's sequential sum */
+        float sum = 0;
+        for (int32_t k = 0; k < top_k; k++) sum = __fadd_rn(sum, s_sg[wp][k]);
+        float wk = s_sg[wp][lane];
+        if (norm_topk_prob) wk = __fdiv_rn(wk, __fadd_rn(sum, 1e-20f));
+        idx[(int64_t)t * top_k + lane] = s_id[wp][lane];
+        w[(int64_t)t * top_k + lane] = __fmul_rn(wk, scaling);
+    }
+}
+
+/* MS_MOE_ROUTE=v1: the warp kernel for E <= 32 too (to time the two apart); read once */
+static bool route_v1(void)
+{
+    static int v1 = -1;
+    if (v1 < 0) {
+        const char *e = getenv("MS_MOE_ROUTE");
+        v1 = e && !strcmp(e, "v1");
+    }
+    return v1;
+}
+
 extern "C" ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T,
                                            int32_t E, int32_t n_group, int32_t topk_group, int32_t top_k,
                                            int32_t norm_topk_prob, float scaling, int32_t *idx, float *w)
@@ -215,6 +293,12 @@ extern "C" ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, 
         return MS_ERR(MS_ERR_INVALID, "cuda moe_route: bad geometry E=%d n_group=%d topk_group=%d top_k=%d", E,
                       n_group, topk_group, top_k);
     if (T <= 0) return MS_OK;
+    if (E <= 32 && !route_v1()) {
+        moe_route_lane_kernel<<<(T + RW_WARPS - 1) / RW_WARPS, RW_WARPS * 32, 0, CU_STREAM(cx)>>>(
+            logits, bias, T, E, n_group, topk_group, top_k, norm_topk_prob, scaling, idx, w);
+        CU_LAUNCHED();
+        return MS_OK;
+    }
     if (E <= 32 * RW_PER_LANE) {
         moe_route_warp_kernel<<<(T + RW_WARPS - 1) / RW_WARPS, RW_WARPS * 32, 0, CU_STREAM(cx)>>>(
             logits, bias, T, E, n_group, topk_group, top_k, norm_topk_prob, scaling, idx, w);

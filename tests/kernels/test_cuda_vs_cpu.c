@@ -77,6 +77,10 @@ static const cc_case_t g_cases[] = {
     {"gemm",        "128 heads m=128 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {128, 128, 512, 128, 8, BF}, 1e-5},
     {"gemm",        "128 heads m=1 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {1, 128, 512, 128, 8, BF},    1e-5},
     {"gemm",        "3 heads m=70 n=130 k=96",    "f32 x aligned", cc_run_gemm_ex, {70, 130, 96, 3, 8, F32},            1e-9},
+    /* gemm_f32x's smaller tiles: 32 rows (2 warps along the rows), 16 or fewer (1) */
+    {"gemm",        "128 heads m=32 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {32, 128, 512, 128, 8, BF}, 1e-5},
+    {"gemm",        "3 heads m=20 n=130 k=96",    "f32 x aligned", cc_run_gemm_ex, {20, 130, 96, 3, 8, F32},            1e-9},
+    {"gemm",        "3 heads m=13 n=70 k=64",     "f32 x aligned", cc_run_gemm_ex, {13, 70, 64, 3, 8, BF},              1e-5},
     {"gemm",        "5 heads m=67 n=70 k=40",     "f32 x batch", cc_run_gemm_ex,   {67, 70, 40, 5, 7, BF},              1e-5},
     {"gemm",        "3 heads m=5 n=9 k=21",       "f32 x f32", cc_run_gemm_ex,     {5, 9, 21, 3, 7, F32},               1e-9},
     {"gemm",        "128 heads m=4 n=512 k=128 (W_UK)", "bf16 trans", cc_run_gemm_ex, {4, 512, 128, 128, 1, BF},       1e-5},
@@ -187,6 +191,8 @@ static const cc_case_t g_cases[] = {
     {"rope",        "32 rows x 128 heads q_pe",   "bf16",      cc_run_rope,        {32, 128, 128 * 192, 192, 128, 64, 1, 1000}, 0},
     {"rope",        "64 rows k_pe (ld 576)",      "bf16",      cc_run_rope,        {64, 1, 576, 576, 512, 64, 1, 1000}, 0},
     {"rope",        "5 rows x 3 heads halves",    "bf16",      cc_run_rope,        {5, 3, 3 * 24, 24, 8, 16, 0, 707},   0},
+    {"rope",        "3 rows x 37 heads (2 blocks)", "bf16",    cc_run_rope,        {3, 37, 37 * 24, 24, 8, 16, 1, 707}, 0},
+    {"rope",        "128 rows x 128 heads q_pe",  "bf16",      cc_run_rope,        {128, 128, 128 * 192, 192, 128, 64, 1, 1000}, 0},
     {"rope",        "pad: pos -1 row untouched",  "bf16",      cc_run_rope,        {4, 2, 2 * 64, 64, 0, 64, 1, 1000},  0, 1},
     /* kv_store p[] = rows, cache rows, d_c, d_r, fp8: the cache rows bit-identical to the CPU's */
     {"kv_store",    "64 rows 512+64",             "bf16",      cc_run_kv_store,    {64, 256, 512, 64, 0},               0},
@@ -253,6 +259,10 @@ static const cc_case_t g_cases[] = {
     {"moe_route",   "T=1 E=256 g=8/4 k=8",        "f32",       cc_run_moe_route,   {1, 256, 8, 4, 8, 0},                0},
     {"moe_route",   "T=128 E=32 g=8/4 k=8 (r1-ep8)", "f32",    cc_run_moe_route,   {128, 32, 8, 4, 8, 0},               0},
     {"moe_route",   "T=33 E=32 g=8/4 k=8 ties",   "f32",       cc_run_moe_route,   {33, 32, 8, 4, 8, 1},                0},
+    {"moe_route",   "T=1 E=32 g=8/4 k=8 (r1-ep8)", "f32",      cc_run_moe_route,   {1, 32, 8, 4, 8, 0},                 0},
+    {"moe_route",   "T=7 E=30 g=5/2 k=7 (lanes past E)", "f32", cc_run_moe_route,  {7, 30, 5, 2, 7, 0},                 0},
+    {"moe_route",   "T=9 E=32 g=16/3 k=5 ties",   "f32",       cc_run_moe_route,   {9, 32, 16, 3, 5, 1},                0},
+    {"moe_route",   "T=4 E=32 g=2/1 k=32 ties",   "f32",       cc_run_moe_route,   {4, 32, 2, 1, 32, 1},                0},
     {"moe_route",   "T=7 E=48 g=6/3 k=6",         "f32",       cc_run_moe_route,   {7, 48, 6, 3, 6, 0},                 0},
     {"moe_route",   "T=9 E=320 g=64/8 k=12 (block kernel)", "f32", cc_run_moe_route, {9, 320, 64, 8, 12, 1},            0},
     /* moe_plan p[] = T, K, E, n_slots (experts 0.. with a 2nd replica): bit-identical, load accumulated */
