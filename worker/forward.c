@@ -45,13 +45,13 @@ static void fwd_layout(fwd_t *f, char *base)
     f->tb = fwd_carve(&cv, 2 * T * f->D);
     {   /* naive scratch and absorbed latents are used one after the other inside a layer: one region */
         size_t naive = ((2 * S * (f->dc + f->dr) + 255) & ~(size_t)255) + 2 * S * f->H * (f->dn + f->dv);
-        size_t lat = ((4 * T * f->H * f->dc + 255) & ~(size_t)255) + 4 * T * f->H * f->dc;
+        size_t lat = ((2 * T * f->H * f->dc + 255) & ~(size_t)255) + 2 * T * f->H * f->dc;
         fwd_carve_t un = {cv.base ? cv.base + cv.off : NULL, 0};
         f->gkv = fwd_carve(&un, 2 * S * (f->dc + f->dr));
         f->kvb = fwd_carve(&un, 2 * S * f->H * (f->dn + f->dv));
         un.off = 0;
-        f->qlat = fwd_carve(&un, 4 * T * f->H * f->dc);
-        f->olat = fwd_carve(&un, 4 * T * f->H * f->dc);
+        f->qlat = fwd_carve(&un, 2 * T * f->H * f->dc);
+        f->olat = fwd_carve(&un, 2 * T * f->H * f->dc);
         fwd_carve(&cv, naive > lat ? naive : lat);
     }
     f->g = fwd_carve(&cv, 2 * T * F);

@@ -65,8 +65,8 @@ typedef struct {
     bf16_t *tb;       /* (T, D) attention / FFN output before the residual add */
     bf16_t *gkv;      /* (S_max, dc+dr) gathered latents (naive path) */
     bf16_t *kvb;      /* (S_max, H*(dn+dv)) kv_b_proj over them */
-    float *qlat;      /* (T, H, dc) q_nope·W_UK (absorbed path; shares memory with gkv/kvb: used before them) */
-    float *olat;      /* (T, H, dc) latent attention output */
+    bf16_t *qlat;     /* (T, H, dc) q_nope·W_UK (absorbed path; shares memory with gkv/kvb: used before them) */
+    bf16_t *olat;     /* (T, H, dc) latent attention output */
     /* FFN */
     bf16_t *g, *u;    /* (T, max(I, Is)) gate / up, then silu(gate)*up in g */
     float *rlog;      /* (T, E) router logits fp32 */

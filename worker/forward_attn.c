@@ -7,8 +7,8 @@
  *   RoPE on q's pe part of every head and on kva's k_pe, at each token's position
  *   kv_store: the cache row of each token = kva row  (ckv | kpe), in the cache's row layout
  *   absorbed seqs (three ops, FlashMLA's shape):
- *     q_lat[t,h] = q_nope[t,h]·W_UK[h]        batched GEMM over heads, fp32 out
- *     o_lat = latent attention of q_lat, q_pe over the paged cache (fp32)
+ *     q_lat[t,h] = q_nope[t,h]·W_UK[h]        batched GEMM over heads, bf16 out
+ *     o_lat = latent attention of q_lat, q_pe over the paged cache (bf16 out)
  *     att[t,h] = W_UV[h]·o_lat[t,h]           batched GEMM over heads, one bf16 rounding
  *   naive seqs: gather the seq's latents, kv_b over them, attention (transformers' form)
  *   o = o_proj(att): with attention TP in fp32, all-reduced over the group (heads split), then one bf16
@@ -18,15 +18,17 @@
  * The absorbed GEMMs run over all T rows (absorbed rows are scattered among
  * the step's rows); the naive path runs after them and overwrites its own
  * rows of att, so what the absorbed GEMMs wrote there does not matter. The
- * latents stay fp32 between the three ops, as the fused op before them did,
- * so absorbed decode rounds as before (only the summation order of the
- * q_nope·W_UK product changed).
+ * latents are bf16 between the three ops, one rounding each as transformers'
+ * unabsorbed form rounds V, P and P·V (its V = C·W_UVᵀ is bf16, so bf16 latents
+ * are no further from it than fp32 ones); the tensor-core MLA kernels round
+ * q_lat to bf16 for their MMAs anyway, and fp32 latents made W_UV an fp32-x GEMM
+ * that cost ~4x a bf16 one and twice the bytes of both latents at decode.
  *
  * The cache is written before attention reads it, so a sequence's new tokens
  * attend to themselves through the cache like earlier ones. */
 #include "worker/forward.h"
 
-/* q_lat = q_nope·W_UK and att = o_lat·W_UVᵀ, per head, for T rows */
+/* q_lat = q_nope·W_UK and att = o_lat·W_UVᵀ, per head, for T rows (bf16 latents: see the top) */
 static ms_status_t fwd_absorbed(fwd_t *f, const wlayer_t *y, const kern_kv_t *kv, const fwd_step_t *st)
 {
     const kern_ops_t *k = f->k;
@@ -35,14 +37,14 @@ static ms_status_t fwd_absorbed(fwd_t *f, const wlayer_t *y, const kern_kv_t *kv
     /* W_UK[h]: rows h*(dn+dv) .. +dn of kv_b, [dn, dc]; read transposed as a [dc out, dn in] weight */
     kern_mat_t wuk = {.data = kvb, .dtype = MS_DT_BF16, .rows = dc, .cols = dn};
     kern_gemm_t g1 = {.x = f->q, .xdt = MS_DT_BF16, .ldx = (int64_t)H * qk, .bsx = qk, .w = &wuk, .w_trans = 1,
-                      .ldw = dc, .bsw = (int64_t)(dn + dv) * dc, .y = f->qlat, .ydt = MS_DT_F32,
+                      .ldw = dc, .bsw = (int64_t)(dn + dv) * dc, .y = f->qlat, .ydt = MS_DT_BF16,
                       .ldy = (int64_t)H * dc, .bsy = dc, .m = T, .batch = H};
     MS_TRY(k->gemm(f->cx, &g1));
-    MS_TRY(k->mla_latent(f->cx, f->qlat, MS_DT_F32, f->q + dn, (int64_t)H * qk, qk, kv, f->blocks,
-                         f->seqs + st->n_naive, st->n_abs, H, f->rp.softmax_scale, f->olat, MS_DT_F32));
+    MS_TRY(k->mla_latent(f->cx, f->qlat, MS_DT_BF16, f->q + dn, (int64_t)H * qk, qk, kv, f->blocks,
+                         f->seqs + st->n_naive, st->n_abs, H, f->rp.softmax_scale, f->olat, MS_DT_BF16));
     /* W_UV[h]: rows h*(dn+dv)+dn .. +dv of kv_b, [dv out, dc in] */
     kern_mat_t wuv = {.data = kvb + (size_t)dn * dc, .dtype = MS_DT_BF16, .rows = dv, .cols = dc};
-    kern_gemm_t g2 = {.x = f->olat, .xdt = MS_DT_F32, .ldx = (int64_t)H * dc, .bsx = dc, .w = &wuv, .ldw = dc,
+    kern_gemm_t g2 = {.x = f->olat, .xdt = MS_DT_BF16, .ldx = (int64_t)H * dc, .bsx = dc, .w = &wuv, .ldw = dc,
                       .bsw = (int64_t)(dn + dv) * dc, .y = f->att, .ydt = MS_DT_BF16, .ldy = (int64_t)H * dv,
                       .bsy = dv, .m = T, .batch = H};
     return k->gemm(f->cx, &g2);

@@ -73,6 +73,10 @@ static const cc_case_t g_cases[] = {
      * tol = nmse, max-abs 2 bf16 ulps (4 after silu_mul) or 1e-5 (f32) of max|ref| */
     {"gemm",        "4x m=3 n=40 k=72 strided",   "bf16 batch", cc_run_gemm_ex,    {3, 40, 72, 4, 0, BF},               1e-5},
     {"gemm",        "128 heads m=4 n=128 k=512 (W_UV)", "bf16 batch", cc_run_gemm_ex, {4, 128, 512, 128, 0, BF},       1e-5},
+    /* the engine's absorbed decode since bf16 latents (worker/forward_attn.c): W_UV and W_UK at batch 1 and 128 */
+    {"gemm",        "128 heads m=1 n=128 k=512 (W_UV)", "bf16 batch", cc_run_gemm_ex, {1, 128, 512, 128, 0, BF},       1e-5},
+    {"gemm",        "128 heads m=128 n=128 k=512 (W_UV)", "bf16 batch", cc_run_gemm_ex, {128, 128, 512, 128, 0, BF},   1e-5},
+    {"gemm",        "128 heads m=128 n=512 k=128 (W_UK)", "bf16 trans", cc_run_gemm_ex, {128, 512, 128, 128, 1, BF},   1e-5},
     {"gemm",        "128 heads m=128 n=128 k=512 (W_UV)", "f32 x batch", cc_run_gemm_ex, {128, 128, 512, 128, 7, BF},  1e-5},
     {"gemm",        "128 heads m=128 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {128, 128, 512, 128, 8, BF}, 1e-5},
     {"gemm",        "128 heads m=1 n=128 k=512 (W_UV)", "f32 x aligned", cc_run_gemm_ex, {1, 128, 512, 128, 8, BF},    1e-5},
