@@ -124,26 +124,26 @@ __device__ static __forceinline__ const uint8_t *mw_row(const mll_args &a, const
 /* The rows of one tile (keys tb .., tb a multiple of 64): blocks of a multiple of 64 tokens hold the whole tile, so
  * its block is looked up once (each row then checks only its key against j1); other block sizes look up per row */
 struct mw_tile_rows {
-    const mll_args &a;
+    const mll_args *ap; /* a pointer, not a reference: the producer reassigns its rows a tile */
     const int32_t *bt;
     int32_t tb, j1;
     bool whole;
     const uint8_t *first; /* whole: the tile's first row, NULL for a bad block */
     __device__ __forceinline__ mw_tile_rows(const mll_args &a_, const int32_t *bt_, int32_t tb_, int32_t j1_)
-        : a(a_), bt(bt_), tb(tb_), j1(j1_), whole(a_.kv.block_size % MW_T == 0)
+        : ap(&a_), bt(bt_), tb(tb_), j1(j1_), whole(a_.kv.block_size % MW_T == 0)
     {
-        first = whole ? mw_row(a, bt, tb, j1, false) : NULL;
+        first = whole ? mw_row(a_, bt, tb, j1, false) : NULL;
     }
     /* row `row` of the tile or NULL (past the keys; a bad block, raising the fault when `report`) */
     __device__ __forceinline__ const uint8_t *operator()(int32_t row, bool report) const
     {
-        if (!whole) return mw_row(a, bt, tb + row, j1, report);
+        if (!whole) return mw_row(*ap, bt, tb + row, j1, report);
         if (tb + row >= j1) return NULL;
         if (!first) {
-            if (report) cu_fault(a.fault, KERN_FAULT_BLOCK);
+            if (report) cu_fault(ap->fault, KERN_FAULT_BLOCK);
             return NULL;
         }
-        return first + (int64_t)row * a.kv.row_bytes;
+        return first + (int64_t)row * ap->kv.row_bytes;
     }
 };
 
@@ -394,7 +394,7 @@ template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_ke
 #endif
 }
 
-/* ---- The warp-specialized kernel (mw2, the default; MS_MLA_WGMMA=1 picks mw_kernel above) ----
+/* ---- The warp-specialized kernel (mw2_kernel, the default; MS_MLA_WGMMA=1 picks mw_kernel above) ----
  * The same CTA (one query row x 64 heads x one split), the same shared layout and the same consumer math
  * (warpgroups 0 and 1: S split by keys, P through shared memory, each a 64 x 256 O), plus a third, producer
  * warpgroup that alone fills the two tile slots, so no load or FP8 dequant runs on the consumers' issue slots and
@@ -436,13 +436,16 @@ __device__ static __forceinline__ void mw2_prefetch(const mll_args &a, const int
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(n) : "memory");
 }
 
-/* BF16 producer: tile (keys tb ..) into slot s, thread wt (0..127): rows r + 16p, chunk u of each column block */
-__device__ static void mw2_fill16(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1, int32_t s, uint8_t *sk,
-                                  int *okf, int32_t wt)
+/* Producer, thread wt: the flags, faults and cp.async copies of rows r + 16p (r = wt >> 3, p < 4), chunk u = wt & 7
+ * of column blocks cb0 .. cb1 - 1 (mw_issue's layout), read from byte src_ofs(cb, u) of the cache row; zeros for a
+ * row past the keys or of a bad block */
+template <class Ofs>
+__device__ static __forceinline__ void mw2_copy_rows(const mll_args &a, const mw_tile_rows &rows, int32_t s,
+                                                     uint8_t *sk, int *okf, int32_t wt, int32_t cb0, int32_t cb1,
+                                                     Ofs src_ofs)
 {
     const int32_t r = wt >> 3, u = wt & 7;
     uint8_t *dst = sk + s * MW_TILE;
-    const mw_tile_rows rows(a, bt, tb, j1);
 #pragma unroll
     for (int p = 0; p < 4; p++) {
         const int32_t row = r + 16 * p;
@@ -451,93 +454,95 @@ __device__ static void mw2_fill16(const mll_args &a, const int32_t *bt, int32_t 
         if (u == 0) okf[s * MW_T + row] = ok;
         if (!ok) src = (const uint8_t *)a.kv.data;
 #pragma unroll
-        for (int cb = 0; cb < 9; cb++)
-            mm_cp(dst + cb * MW_CB + mw_sw(row, u), src + (ok ? (8 * cb + u) * 16 : 0), ok, 16);
+        for (int cb = cb0; cb < cb1; cb++)
+            mm_cp(dst + cb * MW_CB + mw_sw(row, u), src + (ok ? src_ofs(cb, u) : 0), ok, 16);
     }
 }
 
-/* FP8 producer, half h of a tile: e4m3 chunk c = 16h + k (k = wt >> 3: channels 16c ..) of rows (wt & 7) + 8p with
- * its group's scale, and rope chunk wt & 7 of rows k + 16(2h + q) (those rows' flags and faults) */
-struct mw2_h8 {
-    uint4 v[8];
-    float s[8];
-    uint4 pe[2];
-    int ok[2]; /* the rope rows' flags, written by mw2_store8: slot s may still be read when the loads are issued */
+/* FP8 producer's registers for a tile's e4m3 bytes: thread wt holds group gq = wt >> 5 (channels 128gq ..: its
+ * 8 chunks of 16, one scale) of rows (wt & 7) + 8((wt >> 3 & 3) + 4q), q < 2 — a phase of 8 lanes stores 8 rows
+ * of the same chunk, so the swizzled stores do not conflict. The rope (bf16 already) goes by cp.async. */
+struct mw2_f8 {
+    uint4 v[2][8];
+    float s[2];
 };
 
-__device__ static __forceinline__ void mw2_load8(const mw_tile_rows &rows, int32_t h, int32_t wt, mw2_h8 &f)
+__device__ static __forceinline__ int32_t mw2_f8_row(int32_t wt, int q) { return (wt & 7) + 8 * (((wt >> 3) & 3) + 4 * q); }
+
+__device__ static __forceinline__ void mw2_load8(const mw_tile_rows &rows, int32_t wt, mw2_f8 &f)
 {
-    const int32_t k = wt >> 3, rr = wt & 7, c = 16 * h + k, cofs = 16 * c, sofs = MW_DC + 4 * (c >> 3);
+    const int32_t gq = wt >> 5;
 #pragma unroll
-    for (int p = 0; p < 8; p++) {
-        const uint8_t *src = rows(rr + 8 * p, false);
-        f.v[p] = make_uint4(0, 0, 0, 0), f.s[p] = 0.f;
+    for (int q = 0; q < 2; q++) {
+        const uint8_t *src = rows(mw2_f8_row(wt, q), false);
+#pragma unroll
+        for (int e = 0; e < 8; e++) f.v[q][e] = make_uint4(0, 0, 0, 0);
+        f.s[q] = 0.f;
         if (src) {
-            f.v[p] = __ldg(reinterpret_cast<const uint4 *>(src + cofs));
-            f.s[p] = __ldg(reinterpret_cast<const float *>(src + sofs));
+#pragma unroll
+            for (int e = 0; e < 8; e++) f.v[q][e] = __ldg(reinterpret_cast<const uint4 *>(src + 128 * gq + 16 * e));
+            f.s[q] = __ldg(reinterpret_cast<const float *>(src + MW_DC + 4 * gq));
         }
     }
-#pragma unroll
-    for (int q = 0; q < 2; q++) {
-        const int32_t row = k + 16 * (2 * h + q);
-        const uint8_t *src = rows(row, rr == 0);
-        f.ok[q] = src != NULL;
-        f.pe[q] = make_uint4(0, 0, 0, 0);
-        if (src) f.pe[q] = __ldg(reinterpret_cast<const uint4 *>(src + MW_DC + 16 + 16 * rr)); /* after the 4 scales */
-    }
 }
 
-__device__ static __forceinline__ void mw2_store8(const mw2_h8 &f, int32_t h, int32_t s, uint8_t *sk, int *okf,
-                                                  int32_t wt)
+/* bf16(e4m3 * s) (mll_stage's values) into slot s: chunk c = 8gq + e is column block c >> 2, chunks 2(c & 3) (+1) */
+__device__ static __forceinline__ void mw2_store8(const mw2_f8 &f, int32_t s, uint8_t *sk, int32_t wt)
 {
-    const int32_t k = wt >> 3, rr = wt & 7, j = 2 * (k & 3);
-    uint8_t *dst = sk + s * MW_TILE, *cb = dst + (4 * h + (k >> 2)) * MW_CB;
-#pragma unroll
-    for (int p = 0; p < 8; p++) {
-        const int32_t row = rr + 8 * p;
-        const uint4 v = f.v[p];
-        const float sc = f.s[p];
-        *reinterpret_cast<uint4 *>(cb + mw_sw(row, j)) =
-            make_uint4(mm_fp8x2_bf16x2(v.x & 0xffff, sc), mm_fp8x2_bf16x2(v.x >> 16, sc),
-                       mm_fp8x2_bf16x2(v.y & 0xffff, sc), mm_fp8x2_bf16x2(v.y >> 16, sc));
-        *reinterpret_cast<uint4 *>(cb + mw_sw(row, j + 1)) =
-            make_uint4(mm_fp8x2_bf16x2(v.z & 0xffff, sc), mm_fp8x2_bf16x2(v.z >> 16, sc),
-                       mm_fp8x2_bf16x2(v.w & 0xffff, sc), mm_fp8x2_bf16x2(v.w >> 16, sc));
-    }
+    const int32_t gq = wt >> 5;
+    uint8_t *dst = sk + s * MW_TILE;
 #pragma unroll
     for (int q = 0; q < 2; q++) {
-        const int32_t row = k + 16 * (2 * h + q);
-        *reinterpret_cast<uint4 *>(dst + 8 * MW_CB + mw_sw(row, rr)) = f.pe[q];
-        if (rr == 0) okf[s * MW_T + row] = f.ok[q];
+        const int32_t row = mw2_f8_row(wt, q);
+        const float sc = f.s[q];
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const uint4 v = f.v[q][e];
+            uint8_t *cb = dst + (2 * gq + (e >> 2)) * MW_CB;
+            const int32_t j = 2 * (e & 3);
+            *reinterpret_cast<uint4 *>(cb + mw_sw(row, j)) =
+                make_uint4(mm_fp8x2_bf16x2(v.x & 0xffff, sc), mm_fp8x2_bf16x2(v.x >> 16, sc),
+                           mm_fp8x2_bf16x2(v.y & 0xffff, sc), mm_fp8x2_bf16x2(v.y >> 16, sc));
+            *reinterpret_cast<uint4 *>(cb + mw_sw(row, j + 1)) =
+                make_uint4(mm_fp8x2_bf16x2(v.z & 0xffff, sc), mm_fp8x2_bf16x2(v.z >> 16, sc),
+                           mm_fp8x2_bf16x2(v.w & 0xffff, sc), mm_fp8x2_bf16x2(v.w >> 16, sc));
+        }
     }
 }
 
-/* The producer warpgroup's part of one query row: tiles 0 .. ntiles - 1 of keys [j0, j1) into slot t & 1 */
+/* The producer warpgroup's part of one query row: tiles 0 .. ntiles - 1 of keys [j0, j1) into slot t & 1. Nothing
+ * of global memory is waited on between a slot's EMPTY and its FULL but the slot's own copies: the block-table
+ * look-up and (FP8) the e4m3 loads of a tile are issued after the previous tile's FULL — after, because the fence
+ * before FULL (MEMBAR.ALL.CTA in the SASS) would wait for them. */
 template <bool F8>
 __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1, int32_t ntiles,
                                    uint8_t *sk, int *okf)
 {
     const int32_t wt = (int32_t)threadIdx.x - 256;
-    mw2_h8 f;
+    mw2_f8 f;
+    mw_tile_rows rows(a, bt, j0, j1);
     if constexpr (F8)
-        if (ntiles > 0) mw2_load8(mw_tile_rows(a, bt, j0, j1), 0, wt, f);
+        if (ntiles > 0) mw2_load8(rows, wt, f);
+    if (wt == 0) mw2_prefetch(a, bt, j0 + MW_T, j1);
     for (int32_t t = 0; t < ntiles; t++) {
         const int32_t s = t & 1, tb = j0 + t * MW_T;
-        if (wt == 0) mw2_prefetch(a, bt, tb + MW_T, j1);
         if (t >= 2) mw_bar_sync(MW2_BAR_EMPTY + s, MW2_THREADS); /* the consumers are done with tile t - 2 */
         if constexpr (F8) {
-            const mw_tile_rows rows(a, bt, tb, j1);
-            mw2_store8(f, 0, s, sk, okf, wt);
-            mw2_load8(rows, 1, wt, f);
-            mw2_store8(f, 1, s, sk, okf, wt);
-            if (t + 1 < ntiles) mw2_load8(mw_tile_rows(a, bt, tb + MW_T, j1), 0, wt, f);
-        } else {
-            mw2_fill16(a, bt, tb, j1, s, sk, okf, wt);
+            mw2_copy_rows(a, rows, s, sk, okf, wt, 8, 9, [](int32_t, int32_t u) { return MW_DC + 16 + 16 * u; });
             mm_commit();
-            asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+            mw2_store8(f, s, sk, wt);
+        } else {
+            mw2_copy_rows(a, rows, s, sk, okf, wt, 0, 9, [](int32_t cb, int32_t u) { return (8 * cb + u) * 16; });
+            mm_commit();
         }
+        asm volatile("cp.async.wait_group 0;\n" ::: "memory");
         mw_fence_async(); /* this thread's copies / stores, to wgmma's proxy */
         mw_bar_arrive(MW2_BAR_FULL + s, MW2_THREADS);
+        if (t + 1 < ntiles) {
+            rows = mw_tile_rows(a, bt, tb + MW_T, j1);
+            if constexpr (F8) mw2_load8(rows, wt, f);
+            if (wt == 0) mw2_prefetch(a, bt, tb + 2 * MW_T, j1);
+        }
     }
 }
 
@@ -743,11 +748,11 @@ static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, 
     return cudaGetLastError();
 }
 
-/* MS_MLA_WGMMA=2: the warp-specialized kernel (mw2_kernel); otherwise mw_kernel (read per call, host side) */
+/* The warp-specialized kernel (mw2_kernel) unless MS_MLA_WGMMA=1 picks mw_kernel (read per call, host side) */
 cudaError_t mll_wg_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
 {
     const char *v = getenv("MS_MLA_WGMMA");
-    const bool ws = v && !strcmp(v, "2");
+    const bool ws = !(v && !strcmp(v, "1"));
     if (a.kv.dtype == MS_DT_F8E4M3)
         return ws ? mw_launch<true, true>(a, n_seqs, splits, stream) : mw_launch<true, false>(a, n_seqs, splits, stream);
     return ws ? mw_launch<false, true>(a, n_seqs, splits, stream) : mw_launch<false, false>(a, n_seqs, splits, stream);
