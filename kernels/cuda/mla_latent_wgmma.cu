@@ -42,7 +42,11 @@
  *
  * Numerics are mla_latent_mma.cu's (q_lat and the probabilities rounded to
  * bf16, fp32 sums, __expf); the splits, the workspace layout and the merge are
- * mla_latent.cu's. */
+ * mla_latent.cu's.
+ *
+ * This file holds two kernels with that math: mw_kernel (above: both
+ * warpgroups load and compute) and mw2_kernel (below: a third, producer
+ * warpgroup loads), the default; MS_MLA_WGMMA=1 picks mw_kernel. */
 #include "mla_latent.cuh"
 #include "wgmma.cuh" /* mg_wg_fence, mg_wg_commit, mg_wg_wait0, mg_reg_fence */
 
@@ -407,11 +411,15 @@ template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_ke
  *  EMPTY[s] the consumers arrive once S and P V of tile t are done (only where tile t + 2 exists), the producer
  *           waits before filling slot s with tile t + 2;
  *  CONS     the consumers' own (row maxima, P halves, row sums), in place of __syncthreads.
- * Producer, BF16: cp.async of all nine column blocks, then wait, fence, arrive. FP8: a tile in two halves of
- * 256 channels (48 registers each): half 0 of tile t + 1 is loaded right after tile t is stored, so its latency
- * hides under a tile of MMAs; half 1 is loaded once half 0 is stored, from L2 (the whole tile was prefetched into
- * L2 a tile earlier, cp.async.bulk.prefetch, where a block holds whole tiles). An empty split (no keys) writes only
- * its m = -inf and l = 0: the merge gives it weight 0 and never reads its o (at batch 1 most of the 64 splits). */
+ * Producer, BF16: cp.async of all nine column blocks, then wait, fence, arrive. FP8: the e4m3 bytes and scales
+ * of a whole tile in registers (66 a thread), loaded right after the previous tile's FULL so their latency hides
+ * under a tile of MMAs; after EMPTY the rope goes by cp.async (bf16 already) and the bytes are dequantized into
+ * the slot. Tiles two ahead are prefetched into L2 (cp.async.bulk.prefetch, where a block holds whole tiles).
+ * An empty split (no keys) writes only its m = -inf and l = 0: the merge gives it weight 0 and never reads its o
+ * (at batch 1 most of the 64 splits).
+ * H200 (BENCHMARKS, 2026-12-02): BF16 KV 1.2-1.3x mw_kernel at batch 32/128 x context 1k-16k; FP8 KV within
+ * -7 %..+6 % of it (faster at 1k, slower at 16k): what limits both is latency between the consumers' barriers
+ * (S -> softmax -> P V drains the tensor pipe twice a tile), not HBM or the tensor pipe. */
 #define MW2_THREADS 384
 #define MW2_BAR_CONS 1
 #define MW2_BAR_FULL 2  /* + slot */
