@@ -26,7 +26,8 @@
  * 1-128, context 1k-16k) where it fits, else the tensor-core kernel
  * (mla_latent_mma.cu: 1.3-22x faster than this one) wherever its shapes fit,
  * else this SIMT kernel. MS_MLA_KERNEL=mma or =simt picks one for every call
- * (shapes it does not take fall back as above). */
+ * (shapes it does not take fall back as above); MS_MLA_WGMMA=1 picks the Hopper
+ * file's first kernel (mw_kernel) over its warp-specialized one (mw2_kernel). */
 #include "mla_latent.cuh"
 #include "wgmma.cuh" /* mg_num_sms */
 

@@ -117,19 +117,21 @@ __device__ static __forceinline__ uint32_t mm_fp8x2_bf16x2(uint32_t x2, float s)
 
 /* Q rows h0 .. h0 + rows - 1 of query row tq as bf16 (q_lat rounded, then q_pe), 8 values a step handed to
  * st(row, channel, uint4) (each kernel's shared layout), MM_QB steps' loads in flight per thread before their
- * stores (16-byte loads where aligned) */
+ * stores (16-byte loads where aligned); threads tid of nthr (default: the whole block) share the work */
 #define MM_QB 6
-template <class St> __device__ static void mm_stage_q(const mll_args &a, int32_t tq, int32_t h0, int32_t rows, St st)
+template <class St>
+__device__ static void mm_stage_q(const mll_args &a, int32_t tq, int32_t h0, int32_t rows, St st,
+                                  int32_t tid = (int32_t)threadIdx.x, int32_t nthr = (int32_t)blockDim.x)
 {
     const int32_t dc = a.kv.d_c, c8 = (dc + a.kv.d_r) / 8, total = rows * c8;
     const bool f32 = a.qdt == MS_DT_F32, vq = ((uintptr_t)a.q & 15) == 0;
     const bool vpe = (((uintptr_t)a.qpe | (uintptr_t)(a.ld_pe * 2) | (uintptr_t)(a.ld_pe_head * 2)) & 15) == 0;
-    for (int32_t b = threadIdx.x; b < total; b += MM_QB * blockDim.x) {
+    for (int32_t b = tid; b < total; b += MM_QB * nthr) {
         uint4 v[MM_QB];
         float f[MM_QB][8];
 #pragma unroll
         for (int k = 0; k < MM_QB; k++) {
-            const int32_t idx = b + k * blockDim.x, r = idx / c8, c = 8 * (idx - r * c8), h = h0 + r;
+            const int32_t idx = b + k * nthr, r = idx / c8, c = 8 * (idx - r * c8), h = h0 + r;
             v[k] = make_uint4(0, 0, 0, 0);
 #pragma unroll
             for (int e = 0; e < 8; e++) f[k][e] = 0.f;
@@ -159,7 +161,7 @@ template <class St> __device__ static void mm_stage_q(const mll_args &a, int32_t
         }
 #pragma unroll
         for (int k = 0; k < MM_QB; k++) {
-            const int32_t idx = b + k * blockDim.x, r = idx / c8, c = 8 * (idx - r * c8);
+            const int32_t idx = b + k * nthr, r = idx / c8, c = 8 * (idx - r * c8);
             if (idx >= total) continue;
             const uint4 w = f32 && c < dc ? make_uint4(mm_pack(f[k][0], f[k][1]), mm_pack(f[k][2], f[k][3]),
                                                        mm_pack(f[k][4], f[k][5]), mm_pack(f[k][6], f[k][7]))

@@ -42,9 +42,16 @@
  *
  * Numerics are mla_latent_mma.cu's (q_lat and the probabilities rounded to
  * bf16, fp32 sums, __expf); the splits, the workspace layout and the merge are
- * mla_latent.cu's. */
+ * mla_latent.cu's.
+ *
+ * This file holds two kernels with that math: mw_kernel (above: both
+ * warpgroups load and compute) and mw2_kernel (below: a third, producer
+ * warpgroup loads), the default; MS_MLA_WGMMA=1 picks mw_kernel. */
 #include "mla_latent.cuh"
 #include "wgmma.cuh" /* mg_wg_fence, mg_wg_commit, mg_wg_wait0, mg_reg_fence */
+
+#include <stdlib.h>
+#include <string.h>
 
 #define MW_H 64            /* heads per CTA: the wgmma M */
 #define MW_THREADS 256     /* two warpgroups */
@@ -121,26 +128,26 @@ __device__ static __forceinline__ const uint8_t *mw_row(const mll_args &a, const
 /* The rows of one tile (keys tb .., tb a multiple of 64): blocks of a multiple of 64 tokens hold the whole tile, so
  * its block is looked up once (each row then checks only its key against j1); other block sizes look up per row */
 struct mw_tile_rows {
-    const mll_args &a;
+    const mll_args *ap; /* a pointer, not a reference: the producer reassigns its rows a tile */
     const int32_t *bt;
     int32_t tb, j1;
     bool whole;
     const uint8_t *first; /* whole: the tile's first row, NULL for a bad block */
     __device__ __forceinline__ mw_tile_rows(const mll_args &a_, const int32_t *bt_, int32_t tb_, int32_t j1_)
-        : a(a_), bt(bt_), tb(tb_), j1(j1_), whole(a_.kv.block_size % MW_T == 0)
+        : ap(&a_), bt(bt_), tb(tb_), j1(j1_), whole(a_.kv.block_size % MW_T == 0)
     {
-        first = whole ? mw_row(a, bt, tb, j1, false) : NULL;
+        first = whole ? mw_row(a_, bt, tb, j1, false) : NULL;
     }
     /* row `row` of the tile or NULL (past the keys; a bad block, raising the fault when `report`) */
     __device__ __forceinline__ const uint8_t *operator()(int32_t row, bool report) const
     {
-        if (!whole) return mw_row(a, bt, tb + row, j1, report);
+        if (!whole) return mw_row(*ap, bt, tb + row, j1, report);
         if (tb + row >= j1) return NULL;
         if (!first) {
-            if (report) cu_fault(a.fault, KERN_FAULT_BLOCK);
+            if (report) cu_fault(ap->fault, KERN_FAULT_BLOCK);
             return NULL;
         }
-        return first + (int64_t)row * a.kv.row_bytes;
+        return first + (int64_t)row * ap->kv.row_bytes;
     }
 };
 
@@ -391,6 +398,333 @@ template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_ke
 #endif
 }
 
+/* ---- The warp-specialized kernel (mw2_kernel, the default; MS_MLA_WGMMA=1 picks mw_kernel above) ----
+ * The same CTA (one query row x 64 heads x one split), the same shared layout and the same consumer math
+ * (warpgroups 0 and 1: S split by keys, P through shared memory, each a 64 x 256 O), plus a third, producer
+ * warpgroup that alone fills the two tile slots, so no load or FP8 dequant runs on the consumers' issue slots and
+ * a tile is filled during the whole of the previous tile's S, softmax and P V (mw_kernel's loads had only the
+ * softmax, or only S, to hide under). setmaxnreg moves registers from the producer (104) to the consumers
+ * (200): 104 + 2 x 200 <= 504, the CTA's 168 x 384 at launch (ptxas -v: no spills; 88 spilled the FP8 producer).
+ * Hand-offs are named barriers, each one producer-consumer pair in strict alternation:
+ *  FULL[s]  producer arrives (its copies landed, or its stores done, and fenced to the async proxy), the
+ *           consumers wait: slot s holds tile t (and its key flags);
+ *  EMPTY[s] the consumers arrive once S and P V of tile t are done (only where tile t + 2 exists), the producer
+ *           waits before filling slot s with tile t + 2;
+ *  CONS     the consumers' own (row maxima, P halves, row sums), in place of __syncthreads.
+ * Producer, BF16: cp.async of all nine column blocks, then wait, fence, arrive. FP8: the e4m3 bytes and scales
+ * of a whole tile in registers (66 a thread), loaded right after the previous tile's FULL so their latency hides
+ * under a tile of MMAs; after EMPTY the rope goes by cp.async (bf16 already) and the bytes are dequantized into
+ * the slot. Tiles two ahead are prefetched into L2 (cp.async.bulk.prefetch, where a block holds whole tiles).
+ * An empty split (no keys) writes only its m = -inf and l = 0: the merge gives it weight 0 and never reads its o
+ * (at batch 1 most of the 64 splits).
+ * H200 (BENCHMARKS, 2026-12-02): BF16 KV 1.2-1.3x mw_kernel at batch 32/128 x context 1k-16k; FP8 KV within
+ * -7 %..+6 % of it (faster at 1k, slower at 16k): what limits both is latency between the consumers' barriers
+ * (S -> softmax -> P V drains the tensor pipe twice a tile), not HBM or the tensor pipe. */
+#define MW2_THREADS 384
+#define MW2_BAR_CONS 1
+#define MW2_BAR_FULL 2  /* + slot */
+#define MW2_BAR_EMPTY 4 /* + slot */
+
+__device__ static __forceinline__ void mw_bar_sync(int id, int n)
+{
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+__device__ static __forceinline__ void mw_bar_arrive(int id, int n)
+{
+    asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+
+/* L2 prefetch of the tile at keys tb .. (blocks of whole tiles only; nothing for a bad block or past the keys) */
+__device__ static __forceinline__ void mw2_prefetch(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1)
+{
+    if (tb >= j1 || a.kv.block_size % MW_T) return;
+    const uint8_t *p = mw_row(a, bt, tb, j1, false);
+    if (!p) return;
+    const uint32_t n = (uint32_t)min(MW_T, j1 - tb) * (uint32_t)a.kv.row_bytes; /* row_bytes: a multiple of 16 */
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(n) : "memory");
+}
+
+/* Producer, thread wt: the flags, faults and cp.async copies of rows r + 16p (r = wt >> 3, p < 4), chunk u = wt & 7
+ * of column blocks cb0 .. cb1 - 1 (mw_issue's layout), read from byte src_ofs(cb, u) of the cache row; zeros for a
+ * row past the keys or of a bad block */
+template <class Ofs>
+__device__ static __forceinline__ void mw2_copy_rows(const mll_args &a, const mw_tile_rows &rows, int32_t s,
+                                                     uint8_t *sk, int *okf, int32_t wt, int32_t cb0, int32_t cb1,
+                                                     Ofs src_ofs)
+{
+    const int32_t r = wt >> 3, u = wt & 7;
+    uint8_t *dst = sk + s * MW_TILE;
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+        const int32_t row = r + 16 * p;
+        const uint8_t *src = rows(row, u == 0); /* the row's flag and fault, once */
+        const int ok = src != NULL;
+        if (u == 0) okf[s * MW_T + row] = ok;
+        if (!ok) src = (const uint8_t *)a.kv.data;
+#pragma unroll
+        for (int cb = cb0; cb < cb1; cb++)
+            mm_cp(dst + cb * MW_CB + mw_sw(row, u), src + (ok ? src_ofs(cb, u) : 0), ok, 16);
+    }
+}
+
+/* FP8 producer's registers for a tile's e4m3 bytes: thread wt holds group gq = wt >> 5 (channels 128gq ..: its
+ * 8 chunks of 16, one scale) of rows (wt & 7) + 8((wt >> 3 & 3) + 4q), q < 2 — a phase of 8 lanes stores 8 rows
+ * of the same chunk, so the swizzled stores do not conflict. The rope (bf16 already) goes by cp.async. */
+struct mw2_f8 {
+    uint4 v[2][8];
+    float s[2];
+};
+
+__device__ static __forceinline__ int32_t mw2_f8_row(int32_t wt, int q) { return (wt & 7) + 8 * (((wt >> 3) & 3) + 4 * q); }
+
+__device__ static __forceinline__ void mw2_load8(const mw_tile_rows &rows, int32_t wt, mw2_f8 &f)
+{
+    const int32_t gq = wt >> 5;
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+        const uint8_t *src = rows(mw2_f8_row(wt, q), false);
+#pragma unroll
+        for (int e = 0; e < 8; e++) f.v[q][e] = make_uint4(0, 0, 0, 0);
+        f.s[q] = 0.f;
+        if (src) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) f.v[q][e] = __ldg(reinterpret_cast<const uint4 *>(src + 128 * gq + 16 * e));
+            f.s[q] = __ldg(reinterpret_cast<const float *>(src + MW_DC + 4 * gq));
+        }
+    }
+}
+
+/* bf16(e4m3 * s) (mll_stage's values) into slot s: chunk c = 8gq + e is column block c >> 2, chunks 2(c & 3) (+1) */
+__device__ static __forceinline__ void mw2_store8(const mw2_f8 &f, int32_t s, uint8_t *sk, int32_t wt)
+{
+    const int32_t gq = wt >> 5;
+    uint8_t *dst = sk + s * MW_TILE;
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+        const int32_t row = mw2_f8_row(wt, q);
+        const float sc = f.s[q];
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const uint4 v = f.v[q][e];
+            uint8_t *cb = dst + (2 * gq + (e >> 2)) * MW_CB;
+            const int32_t j = 2 * (e & 3);
+            *reinterpret_cast<uint4 *>(cb + mw_sw(row, j)) =
+                make_uint4(mm_fp8x2_bf16x2(v.x & 0xffff, sc), mm_fp8x2_bf16x2(v.x >> 16, sc),
+                           mm_fp8x2_bf16x2(v.y & 0xffff, sc), mm_fp8x2_bf16x2(v.y >> 16, sc));
+            *reinterpret_cast<uint4 *>(cb + mw_sw(row, j + 1)) =
+                make_uint4(mm_fp8x2_bf16x2(v.z & 0xffff, sc), mm_fp8x2_bf16x2(v.z >> 16, sc),
+                           mm_fp8x2_bf16x2(v.w & 0xffff, sc), mm_fp8x2_bf16x2(v.w >> 16, sc));
+        }
+    }
+}
+
+/* The producer warpgroup's part of one query row: tiles 0 .. ntiles - 1 of keys [j0, j1) into slot t & 1. Nothing
+ * of global memory is waited on between a slot's EMPTY and its FULL but the slot's own copies: the block-table
+ * look-up and (FP8) the e4m3 loads of a tile are issued after the previous tile's FULL — after, because the fence
+ * before FULL (MEMBAR.ALL.CTA in the SASS) would wait for them. */
+template <bool F8>
+__device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1, int32_t ntiles,
+                                   uint8_t *sk, int *okf)
+{
+    const int32_t wt = (int32_t)threadIdx.x - 256;
+    mw2_f8 f;
+    mw_tile_rows rows(a, bt, j0, j1);
+    if constexpr (F8)
+        if (ntiles > 0) mw2_load8(rows, wt, f);
+    if (wt == 0) mw2_prefetch(a, bt, j0 + MW_T, j1);
+    for (int32_t t = 0; t < ntiles; t++) {
+        const int32_t s = t & 1, tb = j0 + t * MW_T;
+        if (t >= 2) mw_bar_sync(MW2_BAR_EMPTY + s, MW2_THREADS); /* the consumers are done with tile t - 2 */
+        if constexpr (F8) {
+            mw2_copy_rows(a, rows, s, sk, okf, wt, 8, 9, [](int32_t, int32_t u) { return MW_DC + 16 + 16 * u; });
+            mm_commit();
+            mw2_store8(f, s, sk, wt);
+        } else {
+            mw2_copy_rows(a, rows, s, sk, okf, wt, 0, 9, [](int32_t cb, int32_t u) { return (8 * cb + u) * 16; });
+            mm_commit();
+        }
+        asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+        mw_fence_async(); /* this thread's copies / stores, to wgmma's proxy */
+        mw_bar_arrive(MW2_BAR_FULL + s, MW2_THREADS);
+        if (t + 1 < ntiles) {
+            rows = mw_tile_rows(a, bt, tb + MW_T, j1);
+            if constexpr (F8) mw2_load8(rows, wt, f);
+            if (wt == 0) mw2_prefetch(a, bt, tb + 2 * MW_T, j1);
+        }
+    }
+}
+
+template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a)
+{
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __trap(); /* wgmma needs sm_90a machine code */
+#else
+    constexpr int NSR = MW_NS / 2, NK = 36; /* S registers, k-steps */
+    extern __shared__ __align__(16) uint8_t mw_smem[];
+    uint8_t *sm = mw_smem + ((1024 - (mm_sa(mw_smem) & 1023)) & 1023);
+    uint8_t *sq = sm, *sk = sm + MW_OFF_K, *sp = sm + MW_OFF_P;
+    int *okf = reinterpret_cast<int *>(sm + MW_OFF_OK);
+    float *smax = reinterpret_cast<float *>(sm + MW_OFF_RED), *ssum = smax + 2 * MW_H;
+    const int32_t seq = blockIdx.y; /* the head groups of a sequence are adjacent CTAs: the second reads L2 */
+    const kern_attn_seq_t sd = a.seqs[seq];
+    if (sd.n_q <= 0 || sd.q_off < 0) return;
+    const int32_t tid = threadIdx.x;
+    const bool ctx_split = mll_ctx_split(sd, a.splits);
+    const int32_t *bt = a.bt + sd.blk_off;
+    if (tid >= 256) { /* the producer */
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+        for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
+            const int2 keys = mw_keys(sd.pos0 + i + 1, ctx_split, a.splits);
+            const int32_t ntiles = (keys.y - keys.x + MW_T - 1) / MW_T;
+            mw_bar_sync(0, MW2_THREADS); /* the previous row is done with the tiles and flags */
+            mw2_produce<F8>(a, bt, keys.x, keys.y, ntiles, sk, okf);
+        }
+        return;
+    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
+    const int32_t wg = tid >> 7, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int32_t r0 = ((tid >> 5) & 3) * 16 + g; /* this thread's rows (heads h0 + r0, h0 + r0 + 8) */
+    const int32_t h0 = blockIdx.x * MW_H;
+    for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
+        const int32_t tq = sd.q_off + i, nk = sd.pos0 + i + 1;
+        const int2 keys = mw_keys(nk, ctx_split, a.splits);
+        const int32_t j0 = keys.x, j1 = keys.y, ntiles = (j1 - j0 + MW_T - 1) / MW_T;
+        mw_bar_sync(0, MW2_THREADS); /* the previous row is done with Q, the tiles, P and the flags */
+        if (ntiles == 0) { /* an empty split: weight 0 in the merge, which never reads its o */
+            if (ctx_split && wg == 0 && t4 == 0)
+#pragma unroll
+                for (int rr = 0; rr < 2; rr++) {
+                    float *pp = mll_part(a, seq, i, h0 + r0 + 8 * rr, blockIdx.z);
+                    pp[0] = -INFINITY, pp[1] = 0.f;
+                }
+            if (!ctx_split) { /* a prefill row with no keys (cannot happen: nk >= 1) keeps the old result, zeros */
+#pragma unroll
+                for (int rr = 0; rr < 2; rr++) {
+                    const int64_t base = ((int64_t)tq * a.H + h0 + r0 + 8 * rr) * MW_DC + wg * 256 + 2 * t4;
+#pragma unroll
+                    for (int j = 0; j < 32; j++) {
+                        if (a.odt == MS_DT_F32) *reinterpret_cast<float2 *>((float *)a.o + base + 8 * j) = make_float2(0.f, 0.f);
+                        else *reinterpret_cast<uint32_t *>((uint16_t *)a.o + base + 8 * j) = 0u;
+                    }
+                }
+            }
+            continue;
+        }
+        mm_stage_q(a, tq, h0, MW_H, [&](int32_t r, int32_t c, uint4 w) {
+            *reinterpret_cast<uint4 *>(sq + (c >> 6) * MW_CB_Q + mw_sw(r, (c >> 3) & 7)) = w;
+        }, tid, 256);
+        mw_fence_async(); /* Q, to wgmma's proxy (the first FULL wait orders it for the other consumers) */
+        float o[128];
+#pragma unroll
+        for (int j = 0; j < 128; j++) o[j] = 0.f;
+        float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys */
+        const uint64_t dq = mw_desc(sq, 0), dp = mw_desc(sp, 0);
+        for (int32_t t = 0; t < ntiles; t++) {
+            const int32_t tb = j0 + t * MW_T, slot = t & 1;
+            mw_bar_sync(MW2_BAR_FULL + slot, MW2_THREADS); /* tile t is in (our P V of tile t - 1 is done) */
+            const uint8_t *kt = sk + slot * MW_TILE;
+            const uint64_t dk = mw_desc(kt, 0), dv = mw_desc(kt + wg * 4 * MW_CB, MW_CB);
+            float s[NSR];
+#pragma unroll
+            for (int e = 0; e < NSR; e++) s[e] = 0.f;
+            mg_wg_fence();
+#pragma unroll
+            for (int k = 0; k < NK; k++)
+                mw_s32(s, dq + (((k >> 2) * MW_CB_Q + (k & 3) * 32) >> 4),
+                       dk + (((k >> 2) * MW_CB + wg * MW_NS * 128 + (k & 3) * 32) >> 4), k > 0);
+            mg_wg_commit();
+            mg_wg_wait0();
+#pragma unroll
+            for (int e = 0; e < NSR; e++) mg_reg_fence(s[e]);
+            /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys wg*32 + 8j + 2*t4 + (e & 1) */
+            const int *ok = okf + slot * MW_T;
+            float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+            for (int e = 0; e < NSR; e++) {
+                const int32_t col = wg * MW_NS + 8 * (e >> 2) + 2 * t4 + (e & 1);
+                const float v = tb + col < j1 && ok[col] ? s[e] * a.scale : -INFINITY;
+                s[e] = v;
+                mx[(e >> 1) & 1] = fmaxf(mx[(e >> 1) & 1], v);
+            }
+#pragma unroll
+            for (int rr = 0; rr < 2; rr++) {
+                mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
+                mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
+            }
+            if (t4 == 0) smax[wg * MW_H + r0] = mx[0], smax[wg * MW_H + r0 + 8] = mx[1];
+            mw_bar_sync(MW2_BAR_CONS, 256);
+#pragma unroll
+            for (int rr = 0; rr < 2; rr++) mx[rr] = fmaxf(mx[rr], smax[(wg ^ 1) * MW_H + r0 + 8 * rr]);
+            float corr[2];
+#pragma unroll
+            for (int rr = 0; rr < 2; rr++) {
+                const float mn = fmaxf(m_r[rr], mx[rr]);
+                corr[rr] = mn == -INFINITY ? 1.f : __expf(m_r[rr] - mn); /* first keys: m_r -inf, corr 0 */
+                m_r[rr] = mn;
+                l_r[rr] *= corr[rr];
+            }
+#pragma unroll
+            for (int e = 0; e < NSR; e++) {
+                const float p = s[e] == -INFINITY ? 0.f : __expf(s[e] - m_r[(e >> 1) & 1]);
+                s[e] = p;
+                l_r[(e >> 1) & 1] += p;
+            }
+#pragma unroll
+            for (int j = 0; j < MW_NS / 8; j++) { /* P rows r0, r0 + 8, keys wg*32 + 8j + 2*t4 (+1): chunk wg*4 + j */
+                const int32_t ch = wg * (MW_NS / 8) + j;
+                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
+                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) = mm_pack(s[4 * j + 2], s[4 * j + 3]);
+            }
+            if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) /* the max moved for some head */
+#pragma unroll
+                for (int j = 0; j < 32; j++)
+                    o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0], o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
+            mw_fence_async();
+            mw_bar_sync(MW2_BAR_CONS, 256); /* both halves of P are in (and both read the other's maxima) */
+            mg_wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < MW_T / 16; kk++) mw_pv(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
+            mg_wg_commit();
+            mg_wg_wait0();
+#pragma unroll
+            for (int j = 0; j < 128; j++) mg_reg_fence(o[j]);
+            if (t + 2 < ntiles) mw_bar_arrive(MW2_BAR_EMPTY + slot, MW2_THREADS); /* slot free for tile t + 2 */
+        }
+        /* the two warpgroups' row sums */
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 1);
+            l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 2);
+        }
+        if (t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
+        mw_bar_sync(MW2_BAR_CONS, 256);
+        /* results: rows r0, r0 + 8, channels wg*256 + 8j + 2*t4 (+1) */
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            const int32_t r = r0 + 8 * rr, h = h0 + r;
+            const float l = ssum[r] + ssum[MW_H + r];
+            if (ctx_split) {
+                float *pp = mll_part(a, seq, i, h, blockIdx.z);
+                if (t4 == 0 && wg == 0) pp[0] = m_r[rr], pp[1] = l;
+#pragma unroll
+                for (int j = 0; j < 32; j++)
+                    *reinterpret_cast<float2 *>(pp + 2 + wg * 256 + 8 * j + 2 * t4) =
+                        make_float2(o[4 * j + 2 * rr], o[4 * j + 2 * rr + 1]);
+                continue;
+            }
+            const float inv = l > 0.f ? 1.0f / l : 0.f;
+            const int64_t base = ((int64_t)tq * a.H + h) * MW_DC + wg * 256 + 2 * t4;
+#pragma unroll
+            for (int j = 0; j < 32; j++) {
+                const float v0 = o[4 * j + 2 * rr] * inv, v1 = o[4 * j + 2 * rr + 1] * inv;
+                if (a.odt == MS_DT_F32) *reinterpret_cast<float2 *>((float *)a.o + base + 8 * j) = make_float2(v0, v1);
+                else *reinterpret_cast<uint32_t *>((uint16_t *)a.o + base + 8 * j) = mm_pack(v0, v1);
+            }
+        }
+    }
+#endif
+}
+
 bool mll_wg_fits(const mll_args &a)
 {
     static int cc = -1; /* sm_90 only: the machine code is sm_90a's */
@@ -407,19 +741,27 @@ bool mll_wg_fits(const mll_args &a)
            (kv.dtype == MS_DT_BF16 || kv.dtype == MS_DT_F8E4M3) && kv.row_bytes == kern_kv_row_bytes(kv.dtype, MW_DC, MW_DR);
 }
 
-template <bool F8> static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
+template <bool F8, bool WS>
+static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
 {
     static bool set; /* the attribute is per function */
+    void (*k)(mll_args) = WS ? mw2_kernel<F8> : mw_kernel<F8>;
     if (!set) {
-        cudaError_t e = cudaFuncSetAttribute(mw_kernel<F8>, cudaFuncAttributeMaxDynamicSharedMemorySize, MW_SMEM);
+        cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, MW_SMEM);
         if (e != cudaSuccess) return e;
         set = true;
     }
-    mw_kernel<F8><<<dim3((unsigned)(a.H / MW_H), (unsigned)n_seqs, (unsigned)splits), MW_THREADS, MW_SMEM, stream>>>(a);
+    k<<<dim3((unsigned)(a.H / MW_H), (unsigned)n_seqs, (unsigned)splits), WS ? MW2_THREADS : MW_THREADS, MW_SMEM,
+        stream>>>(a);
     return cudaGetLastError();
 }
 
+/* The warp-specialized kernel (mw2_kernel) unless MS_MLA_WGMMA=1 picks mw_kernel (read per call, host side) */
 cudaError_t mll_wg_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
 {
-    return a.kv.dtype == MS_DT_F8E4M3 ? mw_launch<true>(a, n_seqs, splits, stream) : mw_launch<false>(a, n_seqs, splits, stream);
+    const char *v = getenv("MS_MLA_WGMMA");
+    const bool ws = !(v && !strcmp(v, "1"));
+    if (a.kv.dtype == MS_DT_F8E4M3)
+        return ws ? mw_launch<true, true>(a, n_seqs, splits, stream) : mw_launch<true, false>(a, n_seqs, splits, stream);
+    return ws ? mw_launch<false, true>(a, n_seqs, splits, stream) : mw_launch<false, false>(a, n_seqs, splits, stream);
 }

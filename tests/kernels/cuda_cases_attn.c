@@ -376,6 +376,15 @@ void cc_run_mla_latent_wgmma(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     mla_latent_forced(env, c, r, "wgmma");
 }
 
+/* The same cases through the Hopper kernel's first version (mw_kernel, MS_MLA_WGMMA=1; the default is the
+ * warp-specialized mw2_kernel), still selectable */
+void cc_run_mla_latent_wgmma1(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    setenv("MS_MLA_WGMMA", "1", 1);
+    mla_latent_forced(env, c, r, "wgmma");
+    unsetenv("MS_MLA_WGMMA");
+}
+
 /* p[] = heads, fp8 rows, q/o dtype (as cc_run_mla_latent), sequences, context, checked sequences. R1 decode at
  * serving shapes through the Hopper kernel: `sequences` decode rows over ~`context` positions each (even ones the
  * full context, odd ones a ragged tail), 64-token blocks. The cache holds at most 31 blocks (the CPU's FP8

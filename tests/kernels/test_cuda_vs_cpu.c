@@ -247,6 +247,10 @@ static const cc_case_t g_cases[] = {
     {"mla_wgmma",   "40 heads (mma fallback)",    "bf16 kv f32", cc_run_mla_latent_wgmma, {40, 512, 64, 64, 0, 0, 0, 192}, 1e-4},
     {"mla_wgmma",   "128 heads blocks -2/end fault", "bf16 kv f32", cc_run_mla_latent_wgmma, {128, 512, 64, 64, 0, 3, 0, 192}, 1e-4, 2},
     {"mla_wgmma",   "128 heads blocks -2/end fault", "fp8 kv f32", cc_run_mla_latent_wgmma, {128, 512, 64, 64, 1, 3, 0, 192}, 1e-4, 2},
+    /* the first Hopper kernel (mw_kernel, MS_MLA_WGMMA=1), kept selectable */
+    {"mla_wgmma1",  "128 heads 512+64 24 decode", "bf16 kv f32", cc_run_mla_latent_wgmma1, {128, 512, 64, 64, 0, 0, 0, 192}, 1e-4},
+    {"mla_wgmma1",  "128 heads 512+64 mixed",     "fp8 kv bf->f32", cc_run_mla_latent_wgmma1, {128, 512, 64, 64, 1, 1, 2, 192}, 1e-4},
+    {"mla_wgmma1",  "128 heads blocks -2/end fault", "fp8 kv f32", cc_run_mla_latent_wgmma1, {128, 512, 64, 64, 1, 3, 0, 192}, 1e-4, 2},
     /* R1 decode batches (cc_run_mla_wgmma_batch p[] = heads, fp8 rows, q/o, sequences, context, checked sequences) */
     {"mla_wgmma",   "b32 ctx 1k",                 "bf16 kv f32", cc_run_mla_wgmma_batch, {128, 0, 0, 32, 1024, 2},    1e-4},
     {"mla_wgmma",   "b32 ctx 1k",                 "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2},    1e-4},
