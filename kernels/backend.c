@@ -47,6 +47,8 @@ const char *kern_op_name(kern_op_t op)
         [KERN_OP_MOE_EXPERTS] = "moe_experts", [KERN_OP_MOE_COMBINE] = "moe_combine",
         [KERN_OP_LOG_SOFTMAX] = "log_softmax", [KERN_OP_SAMPLE] = "sample",
         [KERN_OP_LOGITS_ADJUST] = "logits_adjust", [KERN_OP_MTP_PREP] = "mtp_prep",
+        [KERN_OP_RMSNORM_QUANT] = "rmsnorm_quant", [KERN_OP_MOE_COMBINE_ADD] = "moe_combine_add",
+        [KERN_OP_KV_STORE_ROPE] = "kv_store_rope",
     };
     return (op >= 0 && op < KERN_N_OPS && names[op]) ? names[op] : "?";
 }

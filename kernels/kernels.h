@@ -92,6 +92,7 @@ typedef enum {
     KERN_OP_MOE_ROUTE, KERN_OP_MOE_PLAN, KERN_OP_MOE_SCATTER, KERN_OP_MOE_EXPERTS, KERN_OP_MOE_COMBINE,
     KERN_OP_LOG_SOFTMAX,
     KERN_OP_SAMPLE, KERN_OP_LOGITS_ADJUST, KERN_OP_MTP_PREP,
+    KERN_OP_RMSNORM_QUANT, KERN_OP_MOE_COMBINE_ADD, KERN_OP_KV_STORE_ROPE,
     KERN_N_OPS
 } kern_op_t;
 
@@ -451,6 +452,14 @@ typedef struct kern_ops {
      * and contiguous (x, res, y: [rows, dim]); y must not alias x or res. */
     ms_status_t (*add_rmsnorm)(kern_ctx_t *cx, bf16_t *x, const bf16_t *res, const bf16_t *w, bf16_t *y, int32_t rows,
                                int32_t dim, float eps);
+    /* rmsnorm (res NULL) or add_rmsnorm (res set: x[r] := bf16(x[r] + res[r]) first, res rows dim wide and
+     * contiguous; y must not alias x or res) whose bf16 output is also act_quant'ed: y exactly as that op,
+     * then q, scale = act_quant(y) (1x128 groups of the bf16 y values, the act_quant rule; q row r at r*ldq,
+     * scale[r*lds + g]). Bit-identical to the norm op followed by act_quant. Without res, y may be x (in
+     * place, as rmsnorm). What feeds an FP8-activation GEMM (the dense fp8 mode) quantized in the norm's pass. */
+    ms_status_t (*rmsnorm_quant)(kern_ctx_t *cx, bf16_t *x, int64_t ldx, const bf16_t *res, const bf16_t *w, bf16_t *y,
+                                 int64_t ldy, int32_t rows, int32_t dim, float eps, uint8_t *q, int64_t ldq,
+                                 float *scale, int64_t lds);
     /* y = x · Wᵀ per batch, with strides, epilogue and FP8 activations: see kern_gemm_t. */
     ms_status_t (*gemm)(kern_ctx_t *cx, const kern_gemm_t *g);
     /* FP8 activation quantization as DeepSeek's act_quant (1×128 per-token groups): for row r and group
@@ -473,6 +482,13 @@ typedef struct kern_ops {
      * KERN_FAULT_BLOCK and is skipped. */
     ms_status_t (*kv_store)(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
                             int64_t ld_kpe, const int32_t *slots, int32_t n);
+    /* rope on the rows' k_pe followed by kv_store, in one pass: kpe row i (d_r = kv->d_r values at
+     * kpe + i*ld_kpe, one head) is rotated in place at pos[i] exactly as rope(kpe, n, 1, ld_kpe, 0, pos,
+     * inv_freq, attn_factor, kv->d_r, interleaved), then the cache rows are written as kv_store. Bit-identical
+     * to that sequence (a row is roped whatever its slot; padding as each of the two ops treats it). */
+    ms_status_t (*kv_store_rope)(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv, bf16_t *kpe,
+                                 int64_t ld_kpe, const int32_t *slots, int32_t n, const int32_t *pos,
+                                 const float *inv_freq, float attn_factor, int32_t interleaved);
     /* For each seq: out rows kv_off .. kv_off+pos0+n_q-1 = the bf16 rows [ckv | kpe] (d_c+d_r wide,
      * dequantized for FP8) of positions 0 .. pos0+n_q-1; with kv_len > 0 only positions kv_pos0 ..
      * kv_pos0+kv_len-1, into rows kv_off .. kv_off+kv_len-1 (a bounded window: prefill attention in chunks).
@@ -543,6 +559,12 @@ typedef struct kern_ops {
      * A pair with row -1 (padding, or dropped by a fault) adds nothing. */
     ms_status_t (*moe_combine)(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
+    /* moe_combine followed by add of the shared expert's output: out[t] = bf16(bf16(Σ) + add[t]) with Σ the
+     * moe_combine sum (two roundings, as combine then add). add: [T, hidden]; out may be add (each element
+     * is read before it is written) but must not alias rows. Bit-identical to moe_combine then add. */
+    ms_status_t (*moe_combine_add)(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
+                                   const float *w, int32_t T, int32_t K, int32_t hidden, const bf16_t *add,
+                                   bf16_t *out);
 
     /* ---- logits ---- */
     /* y[r] = log_softmax(x[r]) in fp32 (max-subtracted, double-free); y may be x (in place: each row is

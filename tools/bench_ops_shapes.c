@@ -60,6 +60,9 @@ void bench_batch(int B, int ctx)
     float *qs = dalloc(sizeof(float) * (size_t)kern_act_scales(B, D));
     TIME_MS(ms, K->act_quant(CX, x, D, B, D, q8, D, qs, kern_fp8_blocks(D)));
     row("act_quant", shape, ms, 3.0 * B * D, 0, 0);
+    /* the fused add_rmsnorm + act_quant (the norm before an FP8 linear in the dense fp8 mode) */
+    TIME_MS(ms, K->rmsnorm_quant(CX, x, D, r, nw, y, D, B, D, 1e-6f, q8, D, qs, kern_fp8_blocks(D)));
+    row("rmsnorm_quant (add)", shape, ms, 4.0 * B * D * 2 + 1.0 * B * D, 0, 0);
     int32_t *hid = malloc(sizeof(int32_t) * (size_t)B);
     for (int i = 0; i < B; i++) hid[i] = (i * 7919) % V;
     int32_t *ids = dints(hid, B);
@@ -151,6 +154,10 @@ void bench_batch(int B, int ctx)
             TIME_MS(ms, K->kv_store(CX, &kv, ckv, DC + DR, ckv + DC, DC + DR, slots, B));
             snprintf(shape, sizeof shape, "%d rows, %s", B, fp8 ? "fp8" : "bf16");
             row("kv_store", shape, ms, (double)B * (2 * (DC + DR) + kv.row_bytes), 0, 0);
+            TIME_MS(ms, K->rope(CX, ckv + DC, B, 1, DC + DR, 0, pos, invf, 1.0f, DR, 1));
+            row("rope k_pe", shape, ms, 4.0 * B * DR, 0, 0);
+            TIME_MS(ms, K->kv_store_rope(CX, &kv, ckv, DC + DR, ckv + DC, DC + DR, slots, B, pos, invf, 1.0f, 1));
+            row("kv_store_rope", shape, ms, (double)B * (2 * (DC + DR) + 2 * DR + kv.row_bytes), 0, 0);
             kern_attn_seq_t *hq = calloc((size_t)B, sizeof *hq);
             for (int i = 0; i < B; i++) hq[i] = (kern_attn_seq_t){.q_off = i, .n_q = 1, .pos0 = ctx - 1, .blk_off = i * nbpp};
             kern_attn_seq_t *sq = dalloc(sizeof *hq * (size_t)B);
@@ -205,6 +212,8 @@ void bench_batch(int B, int ctx)
         row("moe_scatter", shape, ms, 2.0 * B * TOPK * D * 2, 0, 0);
         TIME_MS(ms, K->moe_combine(CX, recv, rop, idx, wt, B, TOPK, D, y));
         row("moe_combine", shape, ms, (double)B * TOPK * D * 2 + (double)B * D * 2, 0, 0);
+        TIME_MS(ms, K->moe_combine_add(CX, recv, rop, idx, wt, B, TOPK, D, r, y));
+        row("moe_combine_add", shape, ms, (double)B * TOPK * D * 2 + (double)B * D * 4, 0, 0);
         K->free(lg), K->free(bias), K->free(idx), K->free(wt), K->free((void *)pl.log2phy), K->free((void *)pl.n_rep);
         K->free(sop), K->free(ris), K->free(cnt), K->free(rcnt), K->free(rop), K->free(recv);
     }

@@ -177,6 +177,18 @@ WRAP(moe_combine, KERN_OP_MOE_COMBINE,
      (kern_ctx_t * cx, const bf16_t *r, const int32_t *rp, const int32_t *i, const float *w, int32_t T, int32_t K_,
       int32_t h, bf16_t *o),
      (cx, r, rp, i, w, T, K_, h, o))
+WRAP(moe_combine_add, KERN_OP_MOE_COMBINE_ADD,
+     (kern_ctx_t * cx, const bf16_t *r, const int32_t *rp, const int32_t *i, const float *w, int32_t T, int32_t K_,
+      int32_t h, const bf16_t *a, bf16_t *o),
+     (cx, r, rp, i, w, T, K_, h, a, o))
+WRAP(rmsnorm_quant, KERN_OP_RMSNORM_QUANT,
+     (kern_ctx_t * cx, bf16_t *x, int64_t lx, const bf16_t *rs, const bf16_t *w, bf16_t *y, int64_t ly, int32_t r,
+      int32_t d, float e, uint8_t *q, int64_t lq, float *sc, int64_t ls),
+     (cx, x, lx, rs, w, y, ly, r, d, e, q, lq, sc, ls))
+WRAP(kv_store_rope, KERN_OP_KV_STORE_ROPE,
+     (kern_ctx_t * cx, const kern_kv_t *kv, const bf16_t *c, int64_t lc, bf16_t *kp, int64_t lk, const int32_t *sl,
+      int32_t n, const int32_t *p, const float *inv, float af, int32_t il),
+     (cx, kv, c, lc, kp, lk, sl, n, p, inv, af, il))
 WRAP(log_softmax, KERN_OP_LOG_SOFTMAX, (kern_ctx_t * cx, const float *x, int64_t ld, int32_t r, int32_t n, float *y),
      (cx, x, ld, r, n, y))
 WRAP(mtp_prep, KERN_OP_MTP_PREP, (kern_ctx_t * cx, const kern_mtp_prep_t *p), (cx, p))
@@ -236,7 +248,8 @@ static kern_ops_t timed_ops(void)
     t.rope = w_rope, t.kv_store = w_kv_store, t.kv_gather = w_kv_gather, t.mla_naive = w_mla_naive;
     t.mla_latent = w_mla_latent, t.moe_route = w_moe_route, t.moe_plan = w_moe_plan, t.moe_scatter = w_moe_scatter;
     t.moe_experts = w_moe_experts, t.moe_combine = w_moe_combine, t.log_softmax = w_log_softmax, t.sample = w_sample;
-    t.mtp_prep = w_mtp_prep;
+    t.mtp_prep = w_mtp_prep, t.moe_combine_add = w_moe_combine_add, t.rmsnorm_quant = w_rmsnorm_quant;
+    t.kv_store_rope = w_kv_store_rope;
     t.graph_launch = w_graph_launch, t.upload = w_stamped_upload, t.synchronize = w_synchronize;
     return t;
 }

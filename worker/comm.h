@@ -42,6 +42,8 @@ typedef struct {
     int32_t T, K, D;
     kern_moe_place_t place; /* the layer's placement (device tables) */
     int64_t *load;          /* device [E] the layer's routed-pair counter (accumulated), or NULL */
+    const bf16_t *add;      /* device [T, D] added to each token's rounded sum (the shared expert's output: the
+                             * moe_combine_add op, one pass instead of combine then add), or NULL */
     /* device buffers, carved once for T_max tokens */
     int32_t cap, n_local;   /* rows per slot; local slots = place.slots_per_rank */
     int32_t *slot_of_pair, *rank_in_slot, *row_of_pair; /* [T_max*K] */
@@ -84,7 +86,8 @@ typedef struct {
      * caller's moe_plan filled slot_of_pair / rank_in_slot / slot_counts (comm_moe_dispatch does both). A slot
      * receiving more than cap rows raises KERN_FAULT_CAPACITY and the excess is dropped. */
     ms_status_t (*moe_dispatch)(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *x, kern_ctx_t *cx);
-    /* expert_out [n_local, cap, D] → out [T, D]: each token's K outputs summed on its home rank (moe_combine) */
+    /* expert_out [n_local, cap, D] → out [T, D]: each token's K outputs summed on its home rank (comm_moe_sum:
+     * moe_combine, plus m->add when set) */
     ms_status_t (*moe_combine)(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *expert_out, bf16_t *out,
                                kern_ctx_t *cx);
     /* EPLB record moves (comm_xfer_t above); NULL: the data plane has none (a one-rank job never
@@ -139,6 +142,9 @@ static inline ms_status_t comm_moe_combine(comm_t *c, comm_group_t g, comm_moe_t
 /* Both halves when the whole placement is on this rank (a group of one): device ops only. */
 ms_status_t comm_moe_dispatch_self(comm_moe_t *m, const bf16_t *x, kern_ctx_t *cx);
 ms_status_t comm_moe_combine_self(comm_moe_t *m, const bf16_t *expert_out, bf16_t *out, kern_ctx_t *cx);
+/* The per-token sum once a combine's rows are home (rows as moe_combine reads them): moe_combine, or
+ * moe_combine_add with m->add when it is set. Every transport ends its combine with it. */
+ms_status_t comm_moe_sum(const comm_moe_t *m, const bf16_t *rows, bf16_t *out, kern_ctx_t *cx);
 
 static inline void comm_destroy(comm_t *c)
 {

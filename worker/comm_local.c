@@ -48,9 +48,15 @@ ms_status_t comm_moe_dispatch_self(comm_moe_t *m, const bf16_t *x, kern_ctx_t *c
                                 m->n_local, m->cap, m->recv, m->recv_count, m->row_of_pair);
 }
 
+ms_status_t comm_moe_sum(const comm_moe_t *m, const bf16_t *rows, bf16_t *out, kern_ctx_t *cx)
+{
+    if (m->add) return cx->ops->moe_combine_add(cx, rows, m->row_of_pair, m->idx, m->w, m->T, m->K, m->D, m->add, out);
+    return cx->ops->moe_combine(cx, rows, m->row_of_pair, m->idx, m->w, m->T, m->K, m->D, out);
+}
+
 ms_status_t comm_moe_combine_self(comm_moe_t *m, const bf16_t *expert_out, bf16_t *out, kern_ctx_t *cx)
 {
-    return cx->ops->moe_combine(cx, expert_out, m->row_of_pair, m->idx, m->w, m->T, m->K, m->D, out);
+    return comm_moe_sum(m, expert_out, out, cx);
 }
 
 static ms_status_t local_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *m, const bf16_t *x, kern_ctx_t *cx)

@@ -275,7 +275,7 @@ static ms_status_t mpic_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *mo, c
     MS_TRY(hgrow(m, cx, &m->h_b, &m->h_b_cap, (size_t)P * row + 1));
     MS_TRY(mpic_a2av_raw(m, g, m->stage, pl->rrows, m->h_b, pl->srows, row));
     MS_TRY(k->upload(cx, mo->back, m->h_b, (size_t)pl->send_total * row));
-    MS_TRY(k->moe_combine(cx, mo->back, mo->row_of_pair, mo->idx, mo->w, mo->T, mo->K, mo->D, out));
+    MS_TRY(comm_moe_sum(mo, mo->back, out, cx));
     return k->synchronize(cx); /* h_b is reused by the next call */
 }
 

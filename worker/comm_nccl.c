@@ -235,7 +235,7 @@ static ms_status_t ncc_moe_dispatch(comm_t *c, comm_group_t g, comm_moe_t *mo, c
 }
 
 /* Combine: each received row's expert output back to its source, in the order it came; then the weighted sum
- * per token on its home rank (moe_combine). */
+ * per token on its home rank (comm_moe_sum: moe_combine, or moe_combine_add). */
 static ms_status_t ncc_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *mo, const bf16_t *expert_out, bf16_t *out,
                                    kern_ctx_t *cx)
 {
@@ -245,7 +245,7 @@ static ms_status_t ncc_moe_combine(comm_t *c, comm_group_t g, comm_moe_t *mo, co
     const size_t row = sizeof(bf16_t) * (size_t)mo->D;
     if (m->n_recv) MS_TRY(k->gather_rows(cx, expert_out, m->d_rrow, (int32_t)m->n_recv, row, m->d_rows));
     MS_TRY(ncc_exchange(m, g, cx, m->d_rows, m->moe.rrows, mo->back, m->moe.srows, row));
-    return k->moe_combine(cx, mo->back, mo->row_of_pair, mo->idx, mo->w, mo->T, mo->K, mo->D, out);
+    return comm_moe_sum(mo, mo->back, out, cx);
 }
 
 /* ---- host-side collectives: the inner comm_mpi ---- */

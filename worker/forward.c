@@ -137,6 +137,13 @@ static ms_status_t fwd_dims(fwd_t *f, const mcfg_t *c, const par_t *p, const pla
     return MS_OK;
 }
 
+/* A fused path's switch: on unless the variable is set to 0. */
+static int fwd_env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return !(v && !strcmp(v, "0"));
+}
+
 size_t fwd_bytes(const mcfg_t *c, const par_t *p, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
                  int moe_max_tokens)
 {
@@ -155,6 +162,9 @@ ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops
     memset(f, 0, sizeof *f);
     f->k = k, f->cx = cx, f->comm = comm, f->w = w, f->kv = kv;
     MS_TRY(rope_params_compute(c, &f->rp));
+    f->fuse_combine_add = fwd_env_on("MS_FUSE_COMBINE_ADD") && k->supports_op(KERN_OP_MOE_COMBINE_ADD);
+    f->fuse_norm_quant = fwd_env_on("MS_FUSE_NORM_QUANT") && k->supports_op(KERN_OP_RMSNORM_QUANT);
+    f->fuse_rope_kv = fwd_env_on("MS_FUSE_ROPE_KV") && k->supports_op(KERN_OP_KV_STORE_ROPE);
     MS_TRY(fwd_dims(f, c, p, pl, T_max, B_max, S_max, blk_max, moe_max_tokens));
     fwd_layout(f, NULL);
     MS_TRY(k->alloc(f->bytes, &f->mem));
@@ -187,10 +197,31 @@ ms_status_t fwd_linear_epi(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const 
     if (!f->dense_fp8 || w->dtype != MS_DT_F8E4M3 || ydt != MS_DT_BF16 || K % KERN_FP8_BLOCK || K > f->Kq || n <= 0)
         return n > 0 ? k->gemm(f->cx, &g) : MS_OK;
     const int64_t lds = kern_fp8_blocks(K);
-    if (requant || f->xq_of != x) MS_TRY(k->act_quant(f->cx, x, ldx, n, K, f->xq, K, f->xqs, lds));
-    f->xq_of = x;
+    const int have = f->xq_of == x && f->xq_k == K && (!requant || f->xq_fresh);
+    if (!have) MS_TRY(k->act_quant(f->cx, x, ldx, n, K, f->xq, K, f->xqs, lds));
+    f->xq_of = x, f->xq_k = K, f->xq_fresh = 0;
     g.x = f->xq, g.x_scale = f->xqs, g.xdt = MS_DT_F8E4M3, g.ldx = K, g.ld_xs = lds;
     return k->gemm(f->cx, &g);
+}
+
+ms_status_t fwd_norm(fwd_t *f, bf16_t *x, int64_t ldx, const bf16_t *res, const bf16_t *w, bf16_t *y, int64_t ldy,
+                     int rows, int dim, const kern_mat_t *next)
+{
+    const kern_ops_t *k = f->k;
+    const float eps = f->c->rms_norm_eps;
+    if (f->xq_of == y) f->xq_of = NULL; /* y changes: xq no longer holds its codes */
+    f->xq_fresh = 0;
+    /* fwd_linear_epi's condition for quantizing its x, for the linear `next` of width dim */
+    const int quant = f->fuse_norm_quant && f->dense_fp8 && next && next->data && next->dtype == MS_DT_F8E4M3 &&
+                      next->cols == dim && dim % KERN_FP8_BLOCK == 0 && dim <= f->Kq && rows > 0;
+    if (quant) {
+        MS_TRY(k->rmsnorm_quant(f->cx, x, ldx, res, w, y, ldy, rows, dim, eps, f->xq, dim, f->xqs,
+                                kern_fp8_blocks(dim)));
+        f->xq_of = y, f->xq_k = dim, f->xq_fresh = 1;
+        return MS_OK;
+    }
+    if (res) return k->add_rmsnorm(f->cx, x, res, w, y, rows, dim, eps);
+    return k->rmsnorm(f->cx, x, ldx, w, y, ldy, rows, dim, eps);
 }
 
 ms_status_t fwd_linear(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const kern_mat_t *w, void *y, ms_dtype_t ydt,
@@ -235,21 +266,26 @@ ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
 {
     const kern_ops_t *k = f->k;
     const int T = st->T, D = f->D, L = f->w->n_layers;
-    const float eps = f->c->rms_norm_eps;
     MS_TRY(k->embed(f->cx, f->ids, T, f->w->embed, f->V, D, f->x));
     /* Each residual add is fused with the RMSNorm that follows it (the next sublayer's input norm, or the
      * final norm after the last layer): xn always holds the normed input of what runs next. */
-    MS_TRY(k->rmsnorm(f->cx, f->x, D, L > 0 ? f->w->layers[0].input_norm : f->w->norm, f->xn, D, T, D, eps));
+    /* (fwd_norm: in the dense fp8 mode the norm also quantizes xn for the FP8 linear that reads it next) */
+    MS_TRY(fwd_norm(f, f->x, D, NULL, L > 0 ? f->w->layers[0].input_norm : f->w->norm, f->xn, D, T, D,
+                    L > 0 ? fwd_attn_first(f, &f->w->layers[0]) : NULL));
     for (int l = 0; l < L; l++) {
         const wlayer_t *y = &f->w->layers[l];
         /* h = x + MLA(RMSNorm_input(x)) */
         MS_TRY(fwd_attention(f, l, st));
-        MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, y->post_norm, f->xn, T, D, eps));
+        /* the FFN's first FP8 linear on xn: the shared expert's (the router's GEMM is bf16) or the MLP's */
+        const kern_mat_t *ffn_in = !y->is_moe ? fwd_mlp_first(&y->gate_up, &y->gate)
+                                   : f->Is > 0 ? fwd_mlp_first(&y->sh_gate_up, &y->sh_gate)
+                                               : NULL;
+        MS_TRY(fwd_norm(f, f->x, D, f->tb, y->post_norm, f->xn, D, T, D, ffn_in));
         /* out = h + FFN(RMSNorm_post(h)) */
         if (y->is_moe) MS_TRY(fwd_moe(f, l, st));
         else MS_TRY(fwd_mlp(f, &y->gate_up, &y->gate, &y->up, &y->down, f->xn, T, f->tb));
-        MS_TRY(k->add_rmsnorm(f->cx, f->x, f->tb, l + 1 < L ? f->w->layers[l + 1].input_norm : f->w->norm, f->xn, T,
-                              D, eps));
+        MS_TRY(fwd_norm(f, f->x, D, f->tb, l + 1 < L ? f->w->layers[l + 1].input_norm : f->w->norm, f->xn, D, T, D,
+                        l + 1 < L ? fwd_attn_first(f, &f->w->layers[l + 1]) : NULL));
     }
     const int B = st->n_sample;
     /* penalty-list writes land even in a step that samples nothing (a prefill chunk) */

@@ -82,6 +82,15 @@ typedef struct {
     uint8_t *xq;                      /* (T, Kq) e4m3 rows of the last quantized input */
     float *xqs;                       /* (T, Kq/128) their scales */
     const bf16_t *xq_of;              /* the x they were quantized from (a requant 0 on another x requantizes) */
+    int xq_k;                         /* ... and its width (the K of that linear) */
+    int xq_fresh;                     /* 1: a norm just wrote xq for xq_of (fwd_norm); the next FP8 linear of
+                                       * that x takes it even with requant 1 */
+    /* fused paths, each bit-identical to the sequence it replaces; on unless the environment says 0 (read
+     * at fwd_create, so a GPU failure can be worked around without a rebuild) */
+    int fuse_combine_add;             /* MS_FUSE_COMBINE_ADD: the shared expert's add inside the MoE combine */
+    int fuse_norm_quant;              /* MS_FUSE_NORM_QUANT: a norm that feeds an FP8 linear (dense fp8 mode)
+                                       * quantizes its output in the same kernel (rmsnorm_quant) */
+    int fuse_rope_kv;                 /* MS_FUSE_ROPE_KV: k_pe's rope inside the cache store (kv_store_rope) */
     bf16_t *routed, *shared;          /* (T, D) */
     /* logits and sampling, B_max rows */
     bf16_t *lastn;                    /* (B, D) final-normed rows of the sampled tokens */
@@ -173,6 +182,19 @@ ms_status_t fwd_linear_epi(fwd_t *f, const bf16_t *x, int64_t ldx, int n, const 
  * fused them (gate_up->data set), else gate, up and silu_mul */
 ms_status_t fwd_mlp(fwd_t *f, const kern_mat_t *gate_up, const kern_mat_t *gate, const kern_mat_t *up,
                     const kern_mat_t *down, const bf16_t *xn, int n, bf16_t *out);
+/* The norm in front of a linear, rows x dim into y (row stride ldy): add_rmsnorm when res is set (x := x +
+ * res first; x, res, y contiguous dim-wide rows) or rmsnorm (x at ldx; y may be x). `next` is the first
+ * linear that reads y (NULL: none, or not one that quantizes): in the dense fp8 mode with an FP8 next of
+ * width dim, the fused rmsnorm_quant also leaves y's act_quant in xq for it, so fwd_linear skips its own. */
+ms_status_t fwd_norm(fwd_t *f, bf16_t *x, int64_t ldx, const bf16_t *res, const bf16_t *w, bf16_t *y, int64_t ldy,
+                     int rows, int dim, const kern_mat_t *next);
+/* the first linear of a layer's attention (what reads xn: q_a|kv_a, q_a or q; forward_attn.c) and of an
+ * MLP (gate|up or gate) */
+const kern_mat_t *fwd_attn_first(const fwd_t *f, const wlayer_t *y);
+static inline const kern_mat_t *fwd_mlp_first(const kern_mat_t *gate_up, const kern_mat_t *gate)
+{
+    return gate_up->data ? gate_up : gate;
+}
 /* the shared experts of an MoE layer on n rows of xn (forward.c, beside the dense MLP it equals) */
 ms_status_t fwd_shared_expert(fwd_t *f, const wlayer_t *y, const bf16_t *xn, int n, bf16_t *out);
 

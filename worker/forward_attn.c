@@ -6,6 +6,7 @@
  *   kva = kv_a(xn); kva[:, :dc] = RMSNorm_kva(kva[:, :dc]) (in place)
  *   RoPE on q's pe part of every head and on kva's k_pe, at each token's position
  *   kv_store: the cache row of each token = kva row  (ckv | kpe), in the cache's row layout
+ *     (k_pe's rope and the store are one op, kv_store_rope, unless MS_FUSE_ROPE_KV=0)
  *   absorbed seqs (three ops, FlashMLA's shape):
  *     q_lat[t,h] = q_nope[t,h]·W_UK[h]        batched GEMM over heads, bf16 out
  *     o_lat = latent attention of q_lat, q_pe over the paged cache (bf16 out)
@@ -50,6 +51,11 @@ static ms_status_t fwd_absorbed(fwd_t *f, const wlayer_t *y, const kern_kv_t *kv
     return k->gemm(f->cx, &g2);
 }
 
+const kern_mat_t *fwd_attn_first(const fwd_t *f, const wlayer_t *y)
+{
+    return f->q_lora > 0 ? (y->qkv_a.data ? &y->qkv_a : &y->q_a) : &y->q;
+}
+
 ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st)
 {
     const kern_ops_t *k = f->k;
@@ -70,7 +76,7 @@ ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st)
                 MS_TRY(fwd_linear(f, f->xn, D, T, &y->q_a, f->qa, MS_DT_BF16, lq, 1));
                 MS_TRY(fwd_linear(f, f->xn, D, T, &y->kv_a, f->kva, MS_DT_BF16, lq, 0));
             }
-            MS_TRY(k->rmsnorm(f->cx, f->qa, lq, y->q_a_norm, f->qa, lq, T, f->q_lora, eps));
+            MS_TRY(fwd_norm(f, f->qa, lq, NULL, y->q_a_norm, f->qa, lq, T, f->q_lora, &y->q_b));
             MS_TRY(fwd_linear(f, f->qa, lq, T, &y->q_b, f->q, MS_DT_BF16, (int64_t)H * f->qk, 1));
         } else {
             MS_TRY(fwd_linear(f, f->xn, D, T, &y->q, f->q, MS_DT_BF16, (int64_t)H * f->qk, 1));
@@ -80,8 +86,13 @@ ms_status_t fwd_attention(fwd_t *f, int layer, const fwd_step_t *st)
         const int il = f->c->rope_interleave ? 1 : 0;
         MS_TRY(k->rope(f->cx, f->q + f->dn, T, H, (int64_t)H * f->qk, f->qk, f->pos, f->inv_freq, f->rp.attn_factor,
                        f->dr, il));
-        MS_TRY(k->rope(f->cx, f->kva + f->dc, T, 1, lq, 0, f->pos, f->inv_freq, f->rp.attn_factor, f->dr, il));
-        MS_TRY(k->kv_store(f->cx, &kv, f->kva, lq, f->kva + f->dc, lq, f->slots, T));
+        if (f->fuse_rope_kv) { /* the k_pe rope inside the store (bit-identical to the two ops below) */
+            MS_TRY(k->kv_store_rope(f->cx, &kv, f->kva, lq, f->kva + f->dc, lq, f->slots, T, f->pos, f->inv_freq,
+                                    f->rp.attn_factor, il));
+        } else {
+            MS_TRY(k->rope(f->cx, f->kva + f->dc, T, 1, lq, 0, f->pos, f->inv_freq, f->rp.attn_factor, f->dr, il));
+            MS_TRY(k->kv_store(f->cx, &kv, f->kva, lq, f->kva + f->dc, lq, f->slots, T));
+        }
         if (st->n_abs > 0) MS_TRY(fwd_absorbed(f, y, &kv, st));
         if (st->n_naive > 0) {
             MS_TRY(k->kv_gather(f->cx, &kv, f->seqs, st->n_naive, f->blocks, f->gkv));

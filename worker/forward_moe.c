@@ -7,7 +7,8 @@
  *   → local experts (masked grouped GEMM over the slot blocks)
  *   → comm_moe_combine (rows home; weights, fp32 sum in ascending expert id,
  *     one rounding, as transformers v5)
- *   + shared expert
+ *   + shared expert (inside the combine: moe_combine_add, unless
+ *     MS_FUSE_COMBINE_ADD=0 — then after it, as an add)
  *
  * The combine always sums a token's expert outputs in ascending expert id on
  * the token's home rank, and replicas are identical copies on row-independent
@@ -61,8 +62,17 @@ ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st)
     MS_TRY(comm_moe_dispatch(f->comm, COMM_EP, m, xs, f->cx));
     MS_TRY(k->moe_experts(f->cx, m->recv, m->recv_count, m->n_local, m->cap, &y->experts, f->eout, f->moe_ws,
                           f->moe_ws_bytes));
-    MS_TRY(comm_moe_combine(f->comm, COMM_EP, m, f->eout, f->routed, f->cx));
-    if (tn > 0) {
+    /* The shared expert's output added inside the combine (moe_combine_add, the same two roundings as
+     * combine then add): it runs first, into f->shared, which no part of the combine reads or writes
+     * (its scratch g/u/xq are the dense path's; the combine reads eout, the plan and its transport's
+     * buffers), and the sum lands in out directly. */
+    m->add = NULL;
+    if (tn > 0 && f->Is > 0 && f->fuse_combine_add) {
+        MS_TRY(fwd_shared_expert(f, y, xs, tn, f->shared));
+        m->add = f->shared;
+    }
+    MS_TRY(comm_moe_combine(f->comm, COMM_EP, m, f->eout, m->add ? out : f->routed, f->cx));
+    if (tn > 0 && !m->add) {
         if (f->Is > 0) {
             MS_TRY(fwd_shared_expert(f, y, xs, tn, f->shared));
             MS_TRY(k->add(f->cx, f->routed, f->shared, out, (int64_t)tn * D));

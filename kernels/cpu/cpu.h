@@ -59,6 +59,9 @@ ms_status_t kern_cpu_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const
                              int32_t rows, int32_t dim, float eps);
 ms_status_t kern_cpu_add_rmsnorm(kern_ctx_t *cx, bf16_t *x, const bf16_t *res, const bf16_t *w, bf16_t *y, int32_t rows,
                                  int32_t dim, float eps);
+ms_status_t kern_cpu_rmsnorm_quant(kern_ctx_t *cx, bf16_t *x, int64_t ldx, const bf16_t *res, const bf16_t *w,
+                                   bf16_t *y, int64_t ldy, int32_t rows, int32_t dim, float eps, uint8_t *q,
+                                   int64_t ldq, float *scale, int64_t lds);
 ms_status_t kern_cpu_gemm_ex(kern_ctx_t *cx, const kern_gemm_t *g);
 /* One plain GEMM (batch 1, no epilogue, natural strides): the table's gemm with a descriptor built here;
  * for ops that call a GEMM inside (moe_experts). */
@@ -71,6 +74,9 @@ ms_status_t kern_cpu_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads
                           int32_t interleaved);
 ms_status_t kern_cpu_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
                               int64_t ld_kpe, const int32_t *slots, int32_t n);
+ms_status_t kern_cpu_kv_store_rope(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv, bf16_t *kpe,
+                                   int64_t ld_kpe, const int32_t *slots, int32_t n, const int32_t *pos,
+                                   const float *inv_freq, float attn_factor, int32_t interleaved);
 ms_status_t kern_cpu_kv_gather(kern_ctx_t *cx, const kern_kv_t *kv, const kern_attn_seq_t *seqs, int32_t n_seqs,
                                const int32_t *block_tables, bf16_t *out);
 ms_status_t kern_cpu_mla_naive(kern_ctx_t *cx, const bf16_t *q, const bf16_t *kv, const bf16_t *kpe, int64_t ld_kpe,
@@ -93,6 +99,9 @@ ms_status_t kern_cpu_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t 
                                  const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);
 ms_status_t kern_cpu_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                  const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
+ms_status_t kern_cpu_moe_combine_add(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair,
+                                     const int32_t *idx, const float *w, int32_t T, int32_t K, int32_t hidden,
+                                     const bf16_t *add, bf16_t *out);
 ms_status_t kern_cpu_log_softmax(kern_ctx_t *cx, const float *x, int64_t ld, int32_t rows, int32_t n, float *y);
 ms_status_t kern_cpu_sample(kern_ctx_t *cx, const void *logits, ms_dtype_t dt, int64_t ld, int32_t rows, int32_t vocab,
                             const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,

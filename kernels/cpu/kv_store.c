@@ -81,3 +81,13 @@ ms_status_t kern_cpu_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t 
     }
     return MS_OK;
 }
+
+/* The spec of the fused op is the sequence itself: rope on the k_pe rows in place, then the store. */
+ms_status_t kern_cpu_kv_store_rope(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv, bf16_t *kpe,
+                                   int64_t ld_kpe, const int32_t *slots, int32_t n, const int32_t *pos,
+                                   const float *inv_freq, float attn_factor, int32_t interleaved)
+{
+    MS_TRY(kern_cpu_kv_check(kv, "kv_store_rope"));
+    MS_TRY(kern_cpu_rope(cx, kpe, n, 1, ld_kpe, 0, pos, inv_freq, attn_factor, kv->d_r, interleaved));
+    return kern_cpu_kv_store(cx, kv, ckv, ld_ckv, kpe, ld_kpe, slots, n);
+}

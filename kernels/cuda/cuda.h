@@ -65,6 +65,9 @@ ms_status_t kern_cuda_gather_rows(kern_ctx_t *cx, const void *src, const int32_t
 ms_status_t kern_cuda_silu_mul(kern_ctx_t *cx, const bf16_t *gate, const bf16_t *up, bf16_t *out, int64_t n);
 ms_status_t kern_cuda_add_rmsnorm(kern_ctx_t *cx, bf16_t *x, const bf16_t *res, const bf16_t *w, bf16_t *y,
                                   int32_t rows, int32_t dim, float eps);
+ms_status_t kern_cuda_rmsnorm_quant(kern_ctx_t *cx, bf16_t *x, int64_t ldx, const bf16_t *res, const bf16_t *w,
+                                    bf16_t *y, int64_t ldy, int32_t rows, int32_t dim, float eps, uint8_t *q,
+                                    int64_t ldq, float *scale, int64_t lds);
 /* the gemm op (kern_gemm_t) */
 ms_status_t kern_cuda_gemm(kern_ctx_t *cx, const kern_gemm_t *g);
 /* The gemm op's engine with what the op derives made explicit, for ops that run GEMMs inside
@@ -99,6 +102,9 @@ ms_status_t kern_cuda_act_quant_op(kern_ctx_t *cx, const bf16_t *x, int64_t ldx,
 ms_status_t kern_cuda_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                            const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim,
                            int32_t interleaved);
+ms_status_t kern_cuda_kv_store_rope(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv,
+                                    bf16_t *kpe, int64_t ld_kpe, const int32_t *slots, int32_t n, const int32_t *pos,
+                                    const float *inv_freq, float attn_factor, int32_t interleaved);
 ms_status_t kern_cuda_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv,
                                const bf16_t *kpe, int64_t ld_kpe, const int32_t *slots, int32_t n);
 /* the KV layout checks kv_store and kv_gather share (kv_store.cu) */
@@ -122,6 +128,9 @@ ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, const int32_t
                                   int32_t cap, const kern_moe_slots_t *w, bf16_t *out, void *ws, size_t ws_bytes);
 ms_status_t kern_cuda_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
                                   const float *w, int32_t T, int32_t K, int32_t hidden, bf16_t *out);
+ms_status_t kern_cuda_moe_combine_add(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair,
+                                      const int32_t *idx, const float *w, int32_t T, int32_t K, int32_t hidden,
+                                      const bf16_t *add, bf16_t *out);
 ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, const float *bias, int32_t T, int32_t E,
                                 int32_t n_group, int32_t topk_group, int32_t top_k, int32_t norm_topk_prob,
                                 float scaling, int32_t *idx, float *w);

@@ -5,16 +5,38 @@
  * nearest even and saturated) with the fp32 scales after the codes, then the
  * bf16 kpe. One block per row, one warp per 128-channel group. Slot -1 is a
  * padded row (nothing written); a slot outside [0, n_blocks*block_size) is a
- * data fault (KERN_FAULT_BLOCK) and is skipped. */
+ * data fault (KERN_FAULT_BLOCK) and is skipped.
+ *
+ * kv_store_rope (ROPE): warp 0 first rotates the row's k_pe in place with
+ * rope.cu's per-warp code (rope.cuh; a negative position is padding, left as
+ * it was, as rope does), whatever the slot; after a block barrier the store
+ * reads the rotated values like any kpe. One launch and one read of k_pe less
+ * than rope followed by kv_store, bit-identical to them. */
 #include <cuda_fp8.h>
-#include "common.cuh"
+#include "rope.cuh"
 
 #define KVS_WARPS 4
 
+/* the rope of kv_store_rope (ROPE); unused by plain kv_store */
+typedef struct {
+    const int32_t *pos;
+    const float *inv_freq;
+    float attn_factor;
+    int32_t interleaved;
+} kvs_rope_t;
+
+template <bool ROPE>
 __global__ static void __launch_bounds__(KVS_WARPS * 32)
-    kv_store_kernel(kern_kv_t kv, const uint16_t *ckv, int64_t ld_ckv, const uint16_t *kpe, int64_t ld_kpe,
-                    const int32_t *slots, uint32_t *fault)
+    kv_store_kernel(kern_kv_t kv, const uint16_t *ckv, int64_t ld_ckv, uint16_t *kpe, int64_t ld_kpe,
+                    const int32_t *slots, uint32_t *fault, kvs_rope_t rp)
 {
+    if (ROPE) {
+        const int32_t p = rp.pos[blockIdx.x];
+        if (threadIdx.x < 32 && p >= 0)
+            cu_rope_head(kpe + (int64_t)blockIdx.x * ld_kpe, threadIdx.x, kv.d_r / 2, (float)p, rp.inv_freq,
+                         rp.attn_factor, rp.interleaved);
+        __syncthreads(); /* the store below reads the rotated k_pe (global writes of this block) */
+    }
     const int32_t i = blockIdx.x, s = slots[i];
     const int64_t rows = (int64_t)kv.n_blocks * kv.block_size;
     if (s < 0 || s >= rows) {
@@ -63,7 +85,25 @@ extern "C" ms_status_t kern_cuda_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, c
 {
     MS_TRY(kern_cuda_kv_check(kv, "kv_store"));
     if (n <= 0) return MS_OK;
-    kv_store_kernel<<<n, KVS_WARPS * 32, 0, CU_STREAM(cx)>>>(*kv, ckv, ld_ckv, kpe, ld_kpe, slots, cx->fault);
+    kv_store_kernel<false><<<n, KVS_WARPS * 32, 0, CU_STREAM(cx)>>>(*kv, ckv, ld_ckv, (uint16_t *)kpe, ld_kpe, slots,
+                                                                    cx->fault, kvs_rope_t{});
+    CU_LAUNCHED();
+    return MS_OK;
+}
+
+extern "C" ms_status_t kern_cuda_kv_store_rope(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv,
+                                               bf16_t *kpe, int64_t ld_kpe, const int32_t *slots, int32_t n,
+                                               const int32_t *pos, const float *inv_freq, float attn_factor,
+                                               int32_t interleaved)
+{
+    MS_TRY(kern_cuda_kv_check(kv, "kv_store_rope"));
+    if (kv->d_r <= 0 || kv->d_r % 2 || kv->d_r / 2 > 32 * ROPE_MAX_PER_LANE)
+        return MS_ERR(MS_ERR_INVALID, "cuda kv_store_rope: d_r %d must be even, in 2..%d", kv->d_r,
+                      64 * ROPE_MAX_PER_LANE);
+    if (n <= 0) return MS_OK;
+    const kvs_rope_t rp = {pos, inv_freq, attn_factor, interleaved};
+    kv_store_kernel<true><<<n, KVS_WARPS * 32, 0, CU_STREAM(cx)>>>(*kv, ckv, ld_ckv, (uint16_t *)kpe, ld_kpe, slots,
+                                                                   cx->fault, rp);
     CU_LAUNCHED();
     return MS_OK;
 }

@@ -9,7 +9,12 @@
  * as 16-byte accesses (vec: aligned rows, hidden a multiple of 8; else element
  * by element). Each block ranks the token's K pairs in parallel (rank of k =
  * pairs with a smaller expert id, or the same id and a smaller k: the CPU's
- * stable insertion sort). */
+ * stable insertion sort).
+ *
+ * moe_combine_add (add != NULL) adds the shared expert's output to the
+ * rounded sum and rounds again — add.cu's __fadd_rn of two bf16 values, so
+ * bit-identical to moe_combine then add — saving the routed tensor's store
+ * and the add kernel's two reads and one launch. */
 #include "common.cuh"
 
 #define MC_THREADS 128
@@ -17,7 +22,7 @@
 
 __global__ static void __launch_bounds__(MC_THREADS)
     moe_combine_kernel(const uint16_t *__restrict__ rows, const int32_t *row_of_pair, const int32_t *idx,
-                       const float *w, int32_t K, int32_t hidden, uint16_t *out, bool vec)
+                       const float *w, int32_t K, int32_t hidden, const uint16_t *add, uint16_t *out, bool vec)
 {
     __shared__ int32_t srow[MC_MAX_K];
     __shared__ float sw[MC_MAX_K];
@@ -46,19 +51,40 @@ __global__ static void __launch_bounds__(MC_THREADS)
     uint16_t o[8];
 #pragma unroll
     for (int e = 0; e < 8; e++) o[e] = cu_f_bf16(acc[e]);
+    if (add) { /* the add op's one rounding of bf16 + bf16 */
+        uint16_t a[8];
+        cu_ld8(add + t * hidden + d0, n, vec, a);
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[e] = cu_f_bf16(__fadd_rn(cu_bf16_f(o[e]), cu_bf16_f(a[e])));
+    }
     cu_st8(out + t * hidden + d0, n, vec, o);
+}
+
+static ms_status_t mc_launch(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair, const int32_t *idx,
+                             const float *w, int32_t T, int32_t K, int32_t hidden, const bf16_t *add, bf16_t *out,
+                             const char *op)
+{
+    if (K > MC_MAX_K) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda %s: top_k %d > %d", op, K, MC_MAX_K);
+    if (T <= 0 || hidden <= 0) return MS_OK;
+    const bool vec = ((uintptr_t)rows | (uintptr_t)out | (uintptr_t)add) % 16 == 0 && hidden % 8 == 0;
+    const dim3 grid((unsigned)T, (unsigned)((hidden + 8 * MC_THREADS - 1) / (8 * MC_THREADS)));
+    moe_combine_kernel<<<grid, MC_THREADS, 0, CU_STREAM(cx)>>>((const uint16_t *)rows, row_of_pair, idx, w, K, hidden,
+                                                               (const uint16_t *)add, (uint16_t *)out, vec);
+    CU_LAUNCHED();
+    return MS_OK;
 }
 
 extern "C" ms_status_t kern_cuda_moe_combine(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair,
                                              const int32_t *idx, const float *w, int32_t T, int32_t K, int32_t hidden,
                                              bf16_t *out)
 {
-    if (K > MC_MAX_K) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda moe_combine: top_k %d > %d", K, MC_MAX_K);
-    if (T <= 0 || hidden <= 0) return MS_OK;
-    const bool vec = ((uintptr_t)rows | (uintptr_t)out) % 16 == 0 && hidden % 8 == 0;
-    const dim3 grid((unsigned)T, (unsigned)((hidden + 8 * MC_THREADS - 1) / (8 * MC_THREADS)));
-    moe_combine_kernel<<<grid, MC_THREADS, 0, CU_STREAM(cx)>>>((const uint16_t *)rows, row_of_pair, idx, w, K, hidden,
-                                                               (uint16_t *)out, vec);
-    CU_LAUNCHED();
-    return MS_OK;
+    return mc_launch(cx, rows, row_of_pair, idx, w, T, K, hidden, NULL, out, "moe_combine");
+}
+
+extern "C" ms_status_t kern_cuda_moe_combine_add(kern_ctx_t *cx, const bf16_t *rows, const int32_t *row_of_pair,
+                                                 const int32_t *idx, const float *w, int32_t T, int32_t K,
+                                                 int32_t hidden, const bf16_t *add, bf16_t *out)
+{
+    if (!add) return MS_ERR(MS_ERR_INVALID, "cuda moe_combine_add: no addend");
+    return mc_launch(cx, rows, row_of_pair, idx, w, T, K, hidden, add, out, "moe_combine_add");
 }

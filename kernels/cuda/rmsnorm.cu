@@ -10,7 +10,8 @@ extern "C" ms_status_t kern_cuda_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_
     if (rows <= 0) return MS_OK;
     if (dim <= 0) return MS_ERR(MS_ERR_INVALID, "cuda rmsnorm: dim %d", dim);
     const bool vec = cu_rms_vec(x, ldx, NULL, w, y, ldy, dim);
-    rms_row_kernel<false><<<rows, RMS_THREADS, 0, CU_STREAM(cx)>>>((uint16_t *)x, ldx, NULL, w, y, ldy, dim, eps, vec);
+    rms_row_kernel<false, false>
+        <<<rows, RMS_THREADS, 0, CU_STREAM(cx)>>>((uint16_t *)x, ldx, NULL, w, y, ldy, dim, eps, vec, {});
     CU_LAUNCHED();
     return MS_OK;
 }

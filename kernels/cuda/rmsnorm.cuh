@@ -1,5 +1,6 @@
-/* rmsnorm.cuh — the RMSNorm row kernel shared by rmsnorm.cu and add_rmsnorm.cu,
- * so the fused op is bit-identical to add followed by rmsnorm: one kernel, the
+/* rmsnorm.cuh — the RMSNorm row kernel shared by rmsnorm.cu, add_rmsnorm.cu and
+ * rmsnorm_quant.cu, so the fused ops are bit-identical to add followed by rmsnorm
+ * (and act_quant of its output): one kernel, the
  * same element-to-thread assignment, the same per-thread sum order and the same
  * reduction tree whichever op launches it.
  *
@@ -35,16 +36,58 @@ __device__ static inline float cu_rms_ss8(float ss, const uint16_t v[8], int n)
     return ss;
 }
 
-/* y = bf16(w * bf16(x * inv)) for a chunk */
+/* y = bf16(w * bf16(x * inv)) for a chunk, stored and left in o */
 __device__ static inline void cu_rms_out8(uint16_t *yp, const uint16_t *wp, const uint16_t v[8], int n, bool vec,
-                                          float inv)
+                                          float inv, uint16_t o[8])
 {
-    uint16_t wv[8], o[8];
+    uint16_t wv[8];
     cu_ld8(wp, n, vec, wv);
 #pragma unroll
     for (int e = 0; e < 8; e++)
         o[e] = cu_f_bf16(__fmul_rn(cu_bf16_f(wv[e]), cu_bf16_round(__fmul_rn(cu_bf16_f(v[e]), inv))));
     cu_st8(yp, n, vec, o);
+}
+
+/* Where rmsnorm_quant puts the e4m3 codes and 1x128 scales of the output row (q == NULL: no quantization). */
+typedef struct {
+    uint8_t *q;
+    int64_t ldq;
+    float *scale;
+    int64_t lds;
+    bool vec; /* 8-byte code stores: q and ldq 8-aligned, whole chunks */
+} cu_rms_quant_t;
+
+/* act_quant of the output chunk o (n valid elements; n = 0: a lane past the row that still joins the
+ * shuffles) of chunk c: a 128-group is 16 chunks, owned by 16 consecutive lanes (c and the lane agree mod
+ * 16), so its amax is a 4-step xor shuffle inside those lanes. fmaxf selects, so any order gives the
+ * act_quant op's amax; the scale and codes are common.cuh's rule (act_quant_op.cu's very functions).
+ * Every lane of the warp must call it. */
+__device__ static inline void cu_rms_quant8(const cu_rms_quant_t &qt, int64_t row, int32_t c, const uint16_t o[8],
+                                            int n)
+{
+    float amax = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+        if (e < n) amax = fmaxf(amax, fabsf(cu_bf16_f(o[e])));
+#pragma unroll
+    for (int off = 8; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    if (n <= 0) return;
+    const float s = cu_quant_scale(amax);
+    uint8_t b[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) b[e] = cu_quant_e4m3(cu_bf16_f(o[e]), s);
+    uint8_t *qp = qt.q + row * qt.ldq + 8 * (int64_t)c;
+    if (qt.vec) {
+        uint2 u;
+        u.x = b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        u.y = b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
+        *(uint2 *)qp = u;
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            if (e < n) qp[e] = b[e];
+    }
+    if ((c & 15) == 0) qt.scale[row * qt.lds + (c >> 4)] = s;
 }
 
 /* 1 / sqrt(Σ ss / dim + eps) over the block: a fixed xor-shuffle tree per warp, then the warps in order */
@@ -61,11 +104,13 @@ __device__ static inline float cu_rms_inv(float ss, int32_t dim, float eps)
     return 1.0f / sqrtf(tot / dim + eps); /* as the CPU: correctly rounded sqrt and division */
 }
 
-/* One row: ADD first makes x := bf16(x + res) (stored back), then y = rmsnorm(x) * w. */
-template <bool ADD>
+/* One row: ADD first makes x := bf16(x + res) (stored back), then y = rmsnorm(x) * w; QUANT also writes
+ * act_quant(y) into qt (rmsnorm_quant.cu). The output loops run block-uniformly (a chunk index past the row
+ * is a lane with nothing to do) so QUANT's shuffles see every lane; the arithmetic is the same either way. */
+template <bool ADD, bool QUANT>
 __global__ static void __launch_bounds__(RMS_THREADS)
     rms_row_kernel(uint16_t *x, int64_t ldx, const uint16_t *__restrict__ res, const uint16_t *__restrict__ w,
-                   uint16_t *y, int64_t ldy, int32_t dim, float eps, bool vec)
+                   uint16_t *y, int64_t ldy, int32_t dim, float eps, bool vec, cu_rms_quant_t qt)
 {
     uint16_t *xr = x + (int64_t)blockIdx.x * ldx;
     const uint16_t *rr = ADD ? res + (int64_t)blockIdx.x * dim : nullptr;
@@ -104,14 +149,22 @@ __global__ static void __launch_bounds__(RMS_THREADS)
     const float inv = cu_rms_inv(ss, dim, eps);
 #pragma unroll
     for (int j = 0; j < RMS_KEEP; j++) {
+        if (j * RMS_THREADS >= nch) break; /* the same for every thread */
         const int32_t c = threadIdx.x + j * RMS_THREADS;
-        if (c < nch) cu_rms_out8(yr + 8 * c, w + 8 * c, keep[j], min(8, dim - 8 * c), vec, inv);
+        const int n = c < nch ? min(8, dim - 8 * c) : 0;
+        uint16_t o[8];
+        if (n > 0) cu_rms_out8(yr + 8 * c, w + 8 * c, keep[j], n, vec, inv, o);
+        if (QUANT) cu_rms_quant8(qt, blockIdx.x, c, o, n);
     }
-    for (int32_t c = threadIdx.x + RMS_KEEP * RMS_THREADS; c < nch; c += RMS_THREADS) {
-        const int n = min(8, dim - 8 * c);
-        uint16_t v[8];
-        cu_ld8(xr + 8 * c, n, vec, v);
-        cu_rms_out8(yr + 8 * c, w + 8 * c, v, n, vec, inv);
+    for (int32_t c0 = RMS_KEEP * RMS_THREADS; c0 < nch; c0 += RMS_THREADS) {
+        const int32_t c = c0 + threadIdx.x;
+        const int n = c < nch ? min(8, dim - 8 * c) : 0;
+        uint16_t v[8], o[8];
+        if (n > 0) {
+            cu_ld8(xr + 8 * c, n, vec, v);
+            cu_rms_out8(yr + 8 * c, w + 8 * c, v, n, vec, inv, o);
+        }
+        if (QUANT) cu_rms_quant8(qt, blockIdx.x, c, o, n);
     }
 }
 

@@ -3,9 +3,9 @@
  * cos/sin in double, times attn_factor, rounded to bf16; the rotation in bf16
  * (each product and the sum rounded). interleaved: pairs (2i, 2i+1) are
  * permuted to halves first and the result stays in halves layout.
- * One warp per (row, head): every lane loads its pairs before any lane
- * writes, so the in-place permutation is safe. A row whose position is
- * negative is padding and left as it was.
+ * One warp per (row, head) (rope.cuh, shared with kv_store_rope): every
+ * lane loads its pairs before any lane writes, so the in-place permutation is
+ * safe. A row whose position is negative is padding and left as it was.
  *
  * MS_ROPE=row (opt-in): a block per (row, slice of up to 4 heads a warp) that
  * computes the row's cos/sin once into shared memory instead of in every
@@ -14,12 +14,11 @@
  * it was slower at decode batch 1 (4.2 against 3.4 µs a call: the 4 heads of a
  * warp run one after another, each waiting on its loads) and batch 128 was not
  * timed, so the per-warp kernel stays the default. */
-#include "common.cuh"
+#include "rope.cuh"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define ROPE_MAX_PER_LANE 4 /* half <= 128 */
 #define ROPE_HEADS_PER_WARP 4
 
 __global__ static void rope_kernel(uint16_t *x, int32_t heads, int64_t ld_row, int64_t ld_head, const int32_t *pos,
@@ -28,30 +27,7 @@ __global__ static void rope_kernel(uint16_t *x, int32_t heads, int64_t ld_row, i
     const int32_t r = blockIdx.x, lane = threadIdx.x & 31;
     const int32_t h = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32;
     if (h >= heads || pos[r] < 0) return;
-    const int32_t half = dim / 2;
-    const float p = (float)pos[r];
-    uint16_t *xh = x + r * ld_row + h * ld_head;
-    float a[ROPE_MAX_PER_LANE], b[ROPE_MAX_PER_LANE];
-#pragma unroll
-    for (int j = 0; j < ROPE_MAX_PER_LANE; j++) {
-        int32_t i = lane + 32 * j;
-        if (i < half) {
-            a[j] = cu_bf16_f(interleaved ? xh[2 * i] : xh[i]);
-            b[j] = cu_bf16_f(interleaved ? xh[2 * i + 1] : xh[half + i]);
-        }
-    }
-    __syncwarp();
-#pragma unroll
-    for (int j = 0; j < ROPE_MAX_PER_LANE; j++) {
-        int32_t i = lane + 32 * j;
-        if (i < half) {
-            float f = __fmul_rn(inv_freq[i], p);
-            float cs = cu_bf16_round(__fmul_rn((float)cos((double)f), attn_factor));
-            float sn = cu_bf16_round(__fmul_rn((float)sin((double)f), attn_factor));
-            xh[i] = cu_f_bf16(__fadd_rn(cu_bf16_round(__fmul_rn(a[j], cs)), cu_bf16_round(__fmul_rn(-b[j], sn))));
-            xh[half + i] = cu_f_bf16(__fadd_rn(cu_bf16_round(__fmul_rn(b[j], cs)), cu_bf16_round(__fmul_rn(a[j], sn))));
-        }
-    }
+    cu_rope_head(x + r * ld_row + h * ld_head, lane, dim / 2, (float)pos[r], inv_freq, attn_factor, interleaved);
 }
 
 /* MS_ROPE=row: cos/sin once a row (see the top) */

@@ -68,9 +68,11 @@ void cc_run_gemm(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_gemm_ex(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_act_quant(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_add_rmsnorm(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_rmsnorm_quant(cc_env_t *, const cc_case_t *, cc_result_t *);
 /* runners (cuda_cases_attn.c) */
 void cc_run_rope(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_kv_store(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_kv_store_rope(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_kv_gather(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_mla_naive(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_mla_latent(cc_env_t *, const cc_case_t *, cc_result_t *);
@@ -87,6 +89,7 @@ void cc_run_sample(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_plan(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_scatter(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_combine(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_moe_combine_add(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_experts(cc_env_t *, const cc_case_t *, cc_result_t *);
 /* runners (cuda_cases_dense.c) */
 void cc_run_gemm_dense(cc_env_t *, const cc_case_t *, cc_result_t *);

@@ -88,6 +88,51 @@ void cc_run_kv_store(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(kv.data), free(ckv), free(kpe), free(want), free(got), free(slots);
 }
 
+/* p[] = rows, cache rows, d_c, d_r, fp8, row pad: the engine's kva layout (rows of ld = d_c + d_r + pad, k_pe at
+ * d_c). The fused op against this backend's rope + kv_store: cache and kva bytes identical; and (outside contract
+ * cases: the CPU ropes a pos -1 row, the GPU leaves it) against the CPU's fused op. contract: slot -1, -3 and past
+ * the end, one row at pos -1 (left unrotated, still stored) */
+void cc_run_kv_store_rope(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t n = (int32_t)c->p[0], rows = (int32_t)c->p[1], dc = (int32_t)c->p[2], dr = (int32_t)c->p[3];
+    const ms_dtype_t dt = c->p[4] ? MS_DT_F8E4M3 : MS_DT_BF16;
+    const int64_t ld = dc + dr + c->p[5];
+    const float af = 1.2f;
+    kr_seed(203);
+    kern_kv_t kv = cc_make_cache(rows / 16, 16, dc, dr, dt);
+    const size_t cb = (size_t)rows * kv.row_bytes, xb = sizeof(bf16_t) * (size_t)(n * ld);
+    bf16_t *kva = kr_bf16(n * ld, 1.0), *xg = malloc(xb), *x2 = malloc(xb), *xc = malloc(xb);
+    unsigned char *got = malloc(cb), *g2 = malloc(cb);
+    int32_t *slots = malloc(sizeof(int32_t) * (size_t)n), *pos = malloc(sizeof(int32_t) * (size_t)n);
+    for (int32_t i = 0; i < n; i++)
+        slots[i] = (int32_t)((i * 37 + 11) % rows), pos[i] = i == 0 ? 163839 : (int32_t)(kr_uniform() * 8192);
+    if (c->contract) slots[2] = -1, slots[4] = -3, slots[5] = rows, pos[3] = -1, pos[4] = 9;
+    float *inv = malloc(sizeof(float) * (size_t)dr / 2);
+    for (int32_t i = 0; i < dr / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / dr) * (i > dr / 4 ? 0.025f : 1.0f);
+    void *dcache = cc_dev(env, kv.data, cb), *dcache2 = cc_dev(env, kv.data, cb), *dx = cc_dev(env, kva, xb),
+         *dx2 = cc_dev(env, kva, xb), *ds = cc_dev(env, slots, sizeof(int32_t) * (size_t)n),
+         *dp = cc_dev(env, pos, sizeof(int32_t) * (size_t)n), *di = cc_dev(env, inv, sizeof(float) * (size_t)dr / 2);
+    kern_kv_t kd = kv, kd2 = kv;
+    kd.data = dcache, kd2.data = dcache2;
+    cc_ok(r, K->kv_store_rope(CX, &kd, dx, ld, (bf16_t *)dx + dc, ld, ds, n, dp, di, af, 1), "kv_store_rope");
+    const uint32_t f1 = cc_fault_take(env);
+    cc_ok(r, K->rope(CX, (bf16_t *)dx2 + dc, n, 1, ld, 0, dp, di, af, dr, 1), "rope");
+    cc_ok(r, K->kv_store(CX, &kd2, dx2, ld, (bf16_t *)dx2 + dc, ld, ds, n), "kv_store");
+    const uint32_t f2 = cc_fault_take(env);
+    cc_get(env, got, dcache, cb), cc_get(env, g2, dcache2, cb), cc_get(env, xg, dx, xb), cc_get(env, x2, dx2, xb);
+    cc_cmp_bytes(r, "cache rows vs this backend's rope + kv_store", got, g2, cb);
+    cc_cmp_bytes(r, "kva (roped k_pe) vs rope + kv_store", xg, x2, xb);
+    cc_check(r, f1 == f2 && (c->contract ? f1 == KERN_FAULT_BLOCK : f1 == 0), "fault word 0x%x (unfused 0x%x)", f1, f2);
+    if (!c->contract) {
+        memcpy(xc, kva, xb);
+        cc_ok(r, kern_cpu_ops.kv_store_rope(NULL, &kv, xc, ld, xc + dc, ld, slots, n, pos, inv, af, 1),
+              "cpu kv_store_rope");
+        cc_cmp_bytes(r, "cache rows vs cpu", got, kv.data, cb);
+        cc_cmp_bytes(r, "kva vs cpu", xg, xc, xb);
+    }
+    free(kv.data), free(kva), free(xg), free(x2), free(xc), free(got), free(g2), free(slots), free(pos), free(inv);
+}
+
 /* n_seqs sequences with lengths up to max_len over a shuffled block pool */
 static void cc_make_seqs(int32_t n_seqs, int32_t max_len, int32_t bs, kern_attn_seq_t *seqs, int32_t **bt_out,
                          int32_t *n_bt, int32_t *n_blocks, int32_t *total_rows, int32_t *total_q)

@@ -370,3 +370,60 @@ void cc_run_add_rmsnorm(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     cc_check(r, worst <= 1.0, "y vs cpu: per element |d| <= %.4g|ref| (worst %.3g x tol)", c->tol, worst);
     free(x), free(res), free(w), free(xg), free(yg), free(x2), free(y2), free(yc);
 }
+
+/* p[] = rows, dim, add (1: add_rmsnorm's form; 0: rmsnorm over rows of ldx = dim + p[3], in place), code
+ * stride pad p[4]: y (and x) bit-identical to this backend's norm op, codes and scales bit-identical to this
+ * backend's act_quant of that y and to the CPU's act_quant of the same y; y within rmsnorm's tolerance (tol)
+ * of the CPU's */
+void cc_run_rmsnorm_quant(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t rows = (int32_t)c->p[0], dim = (int32_t)c->p[1], add = (int32_t)c->p[2];
+    const int64_t ldx = add ? dim : dim + c->p[3], ldq = dim + c->p[4], lds = kern_fp8_blocks(dim) + 1;
+    const int64_t n = (int64_t)rows * ldx;
+    const size_t nb = sizeof(bf16_t) * (size_t)n, nq = (size_t)(rows * ldq), ns = sizeof(float) * (size_t)(rows * lds);
+    kr_seed(111);
+    bf16_t *x = kr_bf16(n, 1.0), *res = kr_bf16((int64_t)rows * dim, 0.3), *w = kr_bf16(dim, 1.0);
+    if (rows > 1) memset(x + ldx, 0, sizeof(bf16_t) * (size_t)dim); /* a zero row: the amax floor */
+    if (rows > 2) x[2 * ldx + 5] = f32_to_bf16(500.0f);             /* an outlier sets one group's scale */
+    bf16_t *xg = malloc(nb), *yg = malloc(nb), *x2 = malloc(nb), *y2 = malloc(nb), *yc = malloc(nb), *xc = malloc(nb);
+    uint8_t *qg = calloc(nq, 1), *q2 = calloc(nq, 1), *qc = calloc(nq, 1);
+    float *sg = calloc(ns, 1), *s2 = calloc(ns, 1), *sc = calloc(ns, 1);
+    void *dx = cc_dev(env, x, nb), *dr = cc_dev(env, res, (size_t)rows * dim * 2), *dw = cc_dev(env, w, (size_t)dim * 2),
+         *dy = cc_dev(env, NULL, nb), *dx2 = cc_dev(env, x, nb), *dy2 = cc_dev(env, NULL, nb);
+    void *dq = cc_dev(env, NULL, nq), *ds = cc_dev(env, NULL, ns), *dq2 = cc_dev(env, NULL, nq),
+         *ds2 = cc_dev(env, NULL, ns);
+    /* the fused op, and the sequence it replaces on the same backend */
+    if (add) {
+        cc_ok(r, K->rmsnorm_quant(CX, dx, dim, dr, dw, dy, dim, rows, dim, 1e-6f, dq, ldq, ds, lds), "rmsnorm_quant");
+        cc_ok(r, K->add_rmsnorm(CX, dx2, dr, dw, dy2, rows, dim, 1e-6f), "add_rmsnorm");
+    } else {
+        dy = dx, dy2 = dx2; /* in place, as the q_a norm */
+        cc_ok(r, K->rmsnorm_quant(CX, dx, ldx, NULL, dw, dy, ldx, rows, dim, 1e-6f, dq, ldq, ds, lds), "rmsnorm_quant");
+        cc_ok(r, K->rmsnorm(CX, dx2, ldx, dw, dy2, ldx, rows, dim, 1e-6f), "rmsnorm");
+    }
+    cc_ok(r, K->act_quant(CX, dy2, ldx, rows, dim, dq2, ldq, ds2, lds), "act_quant");
+    cc_get(env, xg, dx, nb), cc_get(env, yg, dy, nb), cc_get(env, x2, dx2, nb), cc_get(env, y2, dy2, nb);
+    cc_get(env, qg, dq, nq), cc_get(env, sg, ds, ns), cc_get(env, q2, dq2, nq), cc_get(env, s2, ds2, ns);
+    cc_cmp_bytes(r, "x vs this backend's norm", xg, x2, nb);
+    cc_cmp_bytes(r, "y vs this backend's norm", yg, y2, nb);
+    cc_cmp_bytes(r, "codes vs this backend's norm + act_quant", qg, q2, nq);
+    cc_cmp_bytes(r, "scales vs this backend's norm + act_quant", sg, s2, ns);
+    /* the CPU's act_quant of the y this backend produced: the quantization rule itself, bit for bit */
+    cc_ok(r, kern_cpu_ops.act_quant(NULL, yg, ldx, rows, dim, qc, ldq, sc, lds), "cpu act_quant");
+    cc_cmp_bytes(r, "codes vs cpu act_quant of y", qg, qc, nq);
+    cc_cmp_bytes(r, "scales vs cpu act_quant of y", sg, sc, ns);
+    /* and y against the CPU's fused op (the norm's own tolerance: fp32 vs double statistics) */
+    memcpy(xc, x, nb);
+    bf16_t *yo = add ? yc : xc;
+    cc_ok(r, kern_cpu_ops.rmsnorm_quant(NULL, xc, ldx, add ? res : NULL, w, yo, ldx, rows, dim, 1e-6f, qc, ldq, sc, lds),
+          "cpu rmsnorm_quant");
+    double worst = 0;
+    for (int32_t i = 0; i < rows; i++)
+        for (int32_t j = 0; j < dim; j++) {
+            const int64_t e = (int64_t)i * ldx + j;
+            worst = fmax(worst, fabs(kr_b(yg[e]) - kr_b(yo[e])) / (fabs(kr_b(yo[e])) * c->tol + 1e-30));
+        }
+    cc_check(r, worst <= 1.0, "y vs cpu: per element |d| <= %.4g|ref| (worst %.3g x tol)", c->tol, worst);
+    free(x), free(res), free(w), free(xg), free(yg), free(x2), free(y2), free(yc), free(xc);
+    free(qg), free(q2), free(qc), free(sg), free(s2), free(sc);
+}

@@ -136,6 +136,33 @@ void cc_run_moe_combine(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(idx), free(rop), free(w), free(rows), free(og), free(oc);
 }
 
+/* p[] = T, K, E, hidden, in place (out = add): bit-identical to the CPU's moe_combine_add and to this
+ * backend's moe_combine then add */
+void cc_run_moe_combine_add(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    const int32_t T = (int32_t)c->p[0], Kk = (int32_t)c->p[1], E = (int32_t)c->p[2], Hd = (int32_t)c->p[3];
+    const int inplace = (int)c->p[4];
+    const int64_t P = (int64_t)T * Kk, R = P + 9, n = (int64_t)T * Hd;
+    const size_t ob = sizeof(bf16_t) * (size_t)n;
+    kr_seed(305);
+    int32_t *idx = cc_make_idx(T, Kk, E), *rop = malloc(sizeof(int32_t) * (size_t)P);
+    for (int64_t p = 0; p < P; p++) rop[p] = idx[p] < 0 || p % 11 == 5 ? -1 : (int32_t)((p * 37 + 3) % R);
+    float *w = kr_f32(P, 0.3);
+    bf16_t *rows = kr_bf16(R * Hd, 1.0), *sh = kr_bf16(n, 0.5), *og = malloc(ob), *o2 = malloc(ob), *oc = malloc(ob);
+    void *drows = cc_dev(env, rows, sizeof(bf16_t) * (size_t)(R * Hd)), *drop = cc_dev(env, rop, sizeof(int32_t) * (size_t)P),
+         *di = cc_dev(env, idx, sizeof(int32_t) * (size_t)P), *dw = cc_dev(env, w, sizeof(float) * (size_t)P),
+         *dsh = cc_dev(env, sh, ob), *dout = inplace ? dsh : cc_dev(env, NULL, ob), *dr = cc_dev(env, NULL, ob),
+         *dsh2 = cc_dev(env, sh, ob);
+    cc_ok(r, K->moe_combine_add(CX, drows, drop, di, dw, T, Kk, Hd, dsh, dout), "moe_combine_add");
+    cc_ok(r, K->moe_combine(CX, drows, drop, di, dw, T, Kk, Hd, dr), "moe_combine");
+    cc_ok(r, K->add(CX, dr, dsh2, dr, n), "add");
+    cc_get(env, og, dout, ob), cc_get(env, o2, dr, ob);
+    cc_ok(r, kern_cpu_ops.moe_combine_add(NULL, rows, rop, idx, w, T, Kk, Hd, sh, oc), "cpu moe_combine_add");
+    cc_cmp_bytes(r, "out vs cpu", og, oc, ob);
+    cc_cmp_bytes(r, "out vs this backend's moe_combine + add", og, o2, ob);
+    free(idx), free(rop), free(w), free(rows), free(sh), free(og), free(o2), free(oc);
+}
+
 /* p[] = n_local, cap, hidden, inter, fp8 records; counts per slot cycle through cap, 0, 3, 1, cap-1;
  * contract (shared with the CPU): counts cap+5 and -2 are CAPACITY faults, clamped. The whole out buffer is
  * compared (rows past the counts must keep their initial bits); tol = nmse, max-abs 4 bf16 ulps of

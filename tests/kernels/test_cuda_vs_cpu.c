@@ -191,6 +191,15 @@ static const cc_case_t g_cases[] = {
     {"add_rmsnorm", "128x7168 (decode batch)",    "bf16",      cc_run_add_rmsnorm, {128, 7168},                         1.0 / 64},
     {"add_rmsnorm", "1x7168",                     "bf16",      cc_run_add_rmsnorm, {1, 7168},                           1.0 / 64},
     {"add_rmsnorm", "2x9001 (past registers)",    "bf16",      cc_run_add_rmsnorm, {2, 9001},                           1.0 / 64},
+    /* rmsnorm_quant p[] = rows, dim, add, ldx pad (no add: in place), ldq pad: x, y, codes, scales bit-identical to
+     * this backend's norm + act_quant (and codes to the CPU's act_quant of y); y within 2 ulps of the CPU */
+    {"rmsnorm_quant", "1x7168 add (decode b1)",     "bf16->fp8", cc_run_rmsnorm_quant, {1, 7168, 1, 0, 0},             1.0 / 64},
+    {"rmsnorm_quant", "128x7168 add (decode b128)", "bf16->fp8", cc_run_rmsnorm_quant, {128, 7168, 1, 0, 0},           1.0 / 64},
+    {"rmsnorm_quant", "1x1536 ldx=2112 in place",   "bf16->fp8", cc_run_rmsnorm_quant, {1, 1536, 0, 576, 0},           1.0 / 64},
+    {"rmsnorm_quant", "128x1536 ldx=2112 in place", "bf16->fp8", cc_run_rmsnorm_quant, {128, 1536, 0, 576, 0},         1.0 / 64},
+    {"rmsnorm_quant", "3x100 add (short group)",    "bf16->fp8", cc_run_rmsnorm_quant, {3, 100, 1, 0, 0},              1.0 / 64},
+    {"rmsnorm_quant", "2x9001 add (past registers)", "bf16->fp8", cc_run_rmsnorm_quant, {2, 9001, 1, 0, 3},            1.0 / 64},
+    {"rmsnorm_quant", "5x300 ldx=301 ldq=303",      "bf16->fp8", cc_run_rmsnorm_quant, {5, 300, 0, 1, 3},              1.0 / 64},
     /* rope p[] = rows, heads, ld_row, ld_head, offset of the rope slice, dim, interleaved, attn_factor*1000 */
     {"rope",        "32 rows x 128 heads q_pe",   "bf16",      cc_run_rope,        {32, 128, 128 * 192, 192, 128, 64, 1, 1000}, 0},
     {"rope",        "64 rows k_pe (ld 576)",      "bf16",      cc_run_rope,        {64, 1, 576, 576, 512, 64, 1, 1000}, 0},
@@ -202,6 +211,13 @@ static const cc_case_t g_cases[] = {
     {"kv_store",    "64 rows 512+64",             "bf16",      cc_run_kv_store,    {64, 256, 512, 64, 0},               0},
     {"kv_store",    "64 rows 512+64",             "fp8 rows",  cc_run_kv_store,    {64, 256, 512, 64, 1},               0},
     {"kv_store",    "pad -1, slots -3/end fault", "fp8 rows",  cc_run_kv_store,    {8, 64, 512, 64, 1},                 0, 2},
+    /* kv_store_rope p[] = rows, cache rows, d_c, d_r, fp8, row pad (kva rows of d_c + d_r + pad, as the engine's
+     * ld_qkva): cache and kva bit-identical to rope + kv_store on this backend and to the CPU */
+    {"kv_store_rope", "1 row 512+64 (decode b1)",   "fp8 rows", cc_run_kv_store_rope, {1, 256, 512, 64, 1, 1536},      0},
+    {"kv_store_rope", "128 rows 512+64 (b128)",     "fp8 rows", cc_run_kv_store_rope, {128, 256, 512, 64, 1, 1536},    0},
+    {"kv_store_rope", "128 rows 512+64 (b128)",     "bf16",     cc_run_kv_store_rope, {128, 256, 512, 64, 0, 1536},    0},
+    {"kv_store_rope", "7 rows 100+16 (odd)",        "fp8 rows", cc_run_kv_store_rope, {7, 64, 100, 16, 1, 3},          0},
+    {"kv_store_rope", "pad pos -1, slot faults",    "fp8 rows", cc_run_kv_store_rope, {8, 64, 512, 64, 1, 0},          0, 1},
     /* kv_gather p[] = seqs, max length, block size, d_c, d_r, fp8, window: bit-identical to the CPU's */
     {"kv_gather",   "3 seqs <=300 bs=64 512+64",  "bf16",      cc_run_kv_gather,   {3, 300, 64, 512, 64, 0, 0},         0},
     {"kv_gather",   "3 seqs <=300 bs=64 512+64",  "fp8 rows",  cc_run_kv_gather,   {3, 300, 64, 512, 64, 1, 0},         0},
@@ -288,6 +304,12 @@ static const cc_case_t g_cases[] = {
     {"moe_combine", "T=1 K=8 hidden=7168",        "bf16",      cc_run_moe_combine, {1, 8, 32, 7168},                    0},
     {"moe_combine", "T=3 K=8 hidden=100 (scalar)", "bf16",     cc_run_moe_combine, {3, 8, 16, 100},                     0},
     {"moe_combine", "T=64 K=8 E=8 (every expert)", "bf16",     cc_run_moe_combine, {64, 8, 8, 7168},                    0},
+    /* moe_combine_add p[] = T, K, E, hidden, in place: bit-identical to the CPU and to moe_combine + add */
+    {"moe_combine_add", "T=1 K=8 hidden=7168",     "bf16",     cc_run_moe_combine_add, {1, 8, 32, 7168, 0},             0},
+    {"moe_combine_add", "T=128 K=8 hidden=7168",   "bf16",     cc_run_moe_combine_add, {128, 8, 256, 7168, 0},          0},
+    {"moe_combine_add", "T=128 K=8 in place",      "bf16",     cc_run_moe_combine_add, {128, 8, 32, 7168, 1},           0},
+    {"moe_combine_add", "T=3 K=8 hidden=100 (scalar)", "bf16", cc_run_moe_combine_add, {3, 8, 16, 100, 0},              0},
+    {"moe_combine_add", "T=5 K=4 hidden=1001",     "bf16",     cc_run_moe_combine_add, {5, 4, 16, 1001, 1},             0},
     /* moe_experts p[] = n_local, cap, hidden, inter, fp8 records (dequant mode): tol = nmse, max-abs 4 bf16
      * ulps of max|ref|; rows past the counts untouched */
     {"moe_experts", "3 slots cap 8 64/32",        "bf16",      cc_run_moe_experts, {3, 8, 64, 32, 0},                   1e-5},

@@ -300,7 +300,24 @@ static void test_combine(void)
     int32_t p3[2] = {-1, 0}; /* expert 1's pair is padding */
     T_CHECK(kern_cpu_ops.moe_combine(NULL, r2, p3, i2, w2, 1, 2, 1, &o2) == MS_OK);
     T_CHECK(bf16_to_f32(o2) == bf16_round(bf16_to_f32(r2[0]) * 0.7f));
-    free(rows);
+    /* moe_combine_add is bit-identical to moe_combine then add (the shared expert's output), also in place
+     * (out = add) and with a padding pair */
+    bf16_t *sh = kr_bf16(T * HD, 2.0), out2[T * HD], sum[T * HD], in[T * HD];
+    pos[5] = -1;
+    T_CHECK(kern_cpu_ops.moe_combine(NULL, rows, pos, idx, w, T, K, HD, out) == MS_OK);
+    T_CHECK(kern_cpu_ops.add(NULL, out, sh, sum, T * HD) == MS_OK);
+    T_CHECK(kern_cpu_ops.moe_combine_add(NULL, rows, pos, idx, w, T, K, HD, sh, out2) == MS_OK);
+    T_CHECK_MSG(!memcmp(out2, sum, sizeof sum), "moe_combine_add differs from moe_combine + add");
+    memcpy(in, sh, sizeof in);
+    T_CHECK(kern_cpu_ops.moe_combine_add(NULL, rows, pos, idx, w, T, K, HD, in, in) == MS_OK);
+    T_CHECK_MSG(!memcmp(in, sum, sizeof sum), "moe_combine_add in place differs");
+    /* the two roundings are really there: 1 + 2^-8 rounds to 1 in the combine, then + 2^-8 stays 1 */
+    float w3[1] = {1};
+    int32_t i3[1] = {0}, p3b[1] = {0};
+    bf16_t r3[1] = {f32_to_bf16(1.0f)}, a3 = f32_to_bf16(1.0f / 256), o3;
+    T_CHECK(kern_cpu_ops.moe_combine_add(NULL, r3, p3b, i3, w3, 1, 1, 1, &a3, &o3) == MS_OK);
+    T_CHECK(bf16_to_f32(o3) == 1.0f);
+    free(rows), free(sh);
 }
 
 int main(void)

@@ -32,6 +32,45 @@ static void run(int rows, int dim, int ldx, int ldy, float eps, double xs)
     free(x), free(w), free(y);
 }
 
+/* rmsnorm_quant: y (and x) bit-identical to the norm op, codes and scales bit-identical to act_quant of
+ * that y. add: add_rmsnorm's form; else rmsnorm over strided rows (ldx), in place when inplace. */
+static void quant_case(int rows, int dim, int add, int ldx, int inplace, int ldq)
+{
+    const int ldy = add ? dim : ldx, lds = kern_fp8_blocks(dim) + 1;
+    const size_t nx = (size_t)rows * ldx, nq = (size_t)rows * ldq, ns = (size_t)rows * lds;
+    bf16_t *x = kr_bf16(nx, 1.0), *res = kr_bf16((size_t)rows * dim, 0.5), *w = kr_bf16(dim, 1.0);
+    if (rows > 1) memset(x + ldx, 0, sizeof(bf16_t) * (size_t)dim); /* a zero row: amax floor */
+    bf16_t *x1 = malloc(2 * nx), *x2 = malloc(2 * nx), *y1 = calloc(nx, 2), *y2 = calloc(nx, 2);
+    uint8_t *q1 = calloc(nq, 1), *q2 = calloc(nq, 1);
+    float *s1 = calloc(ns, 4), *s2 = calloc(ns, 4);
+    memcpy(x1, x, 2 * nx), memcpy(x2, x, 2 * nx);
+    if (add) {
+        T_CHECK(kern_cpu_ops.add_rmsnorm(NULL, x1, res, w, y1, rows, dim, 1e-6f) == MS_OK);
+        T_CHECK(kern_cpu_ops.rmsnorm_quant(NULL, x2, dim, res, w, y2, dim, rows, dim, 1e-6f, q2, ldq, s2, lds) ==
+                MS_OK);
+    } else {
+        bf16_t *yo1 = inplace ? x1 : y1, *yo2 = inplace ? x2 : y2;
+        T_CHECK(kern_cpu_ops.rmsnorm(NULL, x1, ldx, w, yo1, ldy, rows, dim, 1e-6f) == MS_OK);
+        T_CHECK(kern_cpu_ops.rmsnorm_quant(NULL, x2, ldx, NULL, w, yo2, ldy, rows, dim, 1e-6f, q2, ldq, s2, lds) ==
+                MS_OK);
+        if (inplace) memcpy(y1, x1, 2 * nx), memcpy(y2, x2, 2 * nx);
+    }
+    T_CHECK(kern_cpu_ops.act_quant(NULL, y1, ldy, rows, dim, q1, ldq, s1, lds) == MS_OK);
+    T_CHECK_MSG(!memcmp(x1, x2, 2 * nx), "rmsnorm_quant %dx%d add=%d: x differs", rows, dim, add);
+    T_CHECK_MSG(!memcmp(y1, y2, 2 * nx), "rmsnorm_quant %dx%d add=%d: y differs", rows, dim, add);
+    T_CHECK_MSG(!memcmp(q1, q2, nq), "rmsnorm_quant %dx%d add=%d: codes differ", rows, dim, add);
+    T_CHECK_MSG(!memcmp(s1, s2, 4 * ns), "rmsnorm_quant %dx%d add=%d: scales differ", rows, dim, add);
+    free(x), free(res), free(w), free(x1), free(x2), free(y1), free(y2), free(q1), free(q2), free(s1), free(s2);
+}
+
+static void quant_cases(void)
+{
+    quant_case(3, 7168, 1, 7168, 0, 7168); /* the residual add + norm before q_a|kv_a and the experts */
+    quant_case(2, 1536, 0, 2112, 1, 1536); /* q_a_layernorm in place in the ld_qkva rows, before q_b */
+    quant_case(4, 300, 1, 300, 0, 303);    /* a short last group, odd code stride */
+    quant_case(3, 100, 0, 104, 0, 100);
+}
+
 int main(void)
 {
     kr_seed(2);
@@ -58,5 +97,6 @@ int main(void)
     T_CHECK(memcmp(y1, y2, R * DIM * 2) == 0);
     T_CHECK(memcmp(a2, a, R * DIM * 2) != 0); /* the residual did change */
     free(a), free(r), free(wn), free(s1), free(y1), free(y2), free(a2);
+    quant_cases();
     return t_done();
 }

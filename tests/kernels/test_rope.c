@@ -59,9 +59,34 @@ static void run(int rows, int heads, int ld_row, int ld_head, int off, int dim, 
     free(x), free(x0), free(pos);
 }
 
+/* kv_store_rope equals rope on the k_pe rows then kv_store, bit for bit: cache rows and the roped kva rows,
+ * in both row layouts; a padding slot is roped but not stored */
+static void store_rope(ms_dtype_t dt)
+{
+    enum { N = 5, DC = 512, DR = 64, LD = 2112, BS = 4, NB = 4 };
+    const int32_t rb = kern_kv_row_bytes(dt, DC, DR);
+    kern_kv_t kv = {.dtype = dt, .d_c = DC, .d_r = DR, .block_size = BS, .n_blocks = NB, .row_bytes = rb};
+    unsigned char *c1 = calloc(NB * BS, (size_t)rb), *c2 = calloc(NB * BS, (size_t)rb);
+    bf16_t *x1 = kr_bf16(N * LD, 1.0), *x2 = malloc(sizeof(bf16_t) * N * LD);
+    memcpy(x2, x1, sizeof(bf16_t) * N * LD);
+    int32_t slots[N] = {3, 0, -1, 15, 7}, pos[N] = {0, 5, 9, 163839, 70};
+    float inv[DR / 2];
+    for (int i = 0; i < DR / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / DR);
+    kv.data = c1;
+    T_CHECK(kern_cpu_ops.rope(NULL, x1 + DC, N, 1, LD, 0, pos, inv, 1.1f, DR, 1) == MS_OK);
+    T_CHECK(kern_cpu_ops.kv_store(NULL, &kv, x1, LD, x1 + DC, LD, slots, N) == MS_OK);
+    kv.data = c2;
+    T_CHECK(kern_cpu_ops.kv_store_rope(NULL, &kv, x2, LD, x2 + DC, LD, slots, N, pos, inv, 1.1f, 1) == MS_OK);
+    T_CHECK_MSG(!memcmp(c1, c2, (size_t)NB * BS * rb), "kv_store_rope %s: cache rows differ", ms_dtype_name(dt));
+    T_CHECK_MSG(!memcmp(x1, x2, sizeof(bf16_t) * N * LD), "kv_store_rope %s: roped rows differ", ms_dtype_name(dt));
+    free(c1), free(c2), free(x1), free(x2);
+}
+
 int main(void)
 {
     kr_seed(3);
+    store_rope(MS_DT_BF16);
+    store_rope(MS_DT_F8E4M3);
     run(4, 128, 128 * 192, 192, 128, 64, 1, 1.0f, 163839); /* q_pe of DeepSeek-V3 */
     run(6, 1, 576, 576, 512, 64, 1, 1.0f, 163839);         /* k_pe inside the kv_a row */
     run(5, 3, 3 * 40, 40, 8, 32, 0, 1.0f, 4096);            /* non-interleaved */
