@@ -13,12 +13,12 @@
  * before the MMA, so the fp32 accumulator needs no per-block promotion.
  * Two A-fragment sets: chunk k+1 is dequantized while chunk k's MMAs run.
  *
- * Filling 132 SMs at m = 1 (q_a|kv_a has 17 tiles): stream-K. The grid's
- * CTAs split the tiles x 128-K chunks evenly; a CTA walks its range, writing a
- * tile it covers whole straight to y and the (at most two) tiles it shares as
- * fp32 partials; a second pass sums a shared tile's partials in CTA order and
- * rounds once. Deterministic, and only a CTA's first and last tile cost
- * partial traffic.
+ * Filling 132 SMs at m = 1 (q_a|kv_a has 17 tiles): stream-K (stream_k.cuh,
+ * shared with gemm_fp8x.cu). The grid's CTAs split the tiles x 128-K chunks
+ * evenly; a CTA walks its range, writing a tile it covers whole straight to y
+ * and the (at most two) tiles it shares as fp32 partials; a second pass sums
+ * a shared tile's partials in CTA order and rounds once. Deterministic, and
+ * only a CTA's first and last tile cost partial traffic.
  *
  * Shapes: K a multiple of 128; W rows 16-byte aligned (ldw % 16 == 0), x rows
  * too (ldx % 8 == 0); any n (rows past n are TMA zero fill and not stored);
@@ -29,11 +29,11 @@
 
 #include "common.cuh"
 #include "wgmma.cuh"
+#include "stream_k.cuh"
 
-#define FW_ROWS 128                    /* weight rows per tile: one m64 half per consumer warpgroup */
+#define FW_ROWS SK_ROWS                /* weight rows per tile: one m64 half per consumer warpgroup */
 #define FW_A_BYTES (FW_ROWS * MG_KC)   /* fp8 weight bytes per stage */
 #define FW_SMEM_BUDGET (200 * 1024)
-#define FW_MIN_CHUNKS 4                /* fewest 128-K chunks per CTA (pipeline fill) */
 
 /* wgmma m64nBNk16, A = bf16 fragments in registers, B = K-major bf16 in shared memory (descriptor), fp32 accumulate */
 template <int N> __device__ __forceinline__ void fw_wgmma(float *d, const uint32_t *a, uint64_t db);
@@ -93,14 +93,6 @@ struct fw_args {
     int m, n, K, sbc, y_f32;
 };
 
-/* CTA i's range of the tiles x chunks work, [c0, c1); fw_owner(x) = the CTA whose range holds work item x. */
-__host__ __device__ __forceinline__ int64_t fw_c0(int64_t i, int64_t total, int64_t p) { return i * total / p; }
-__host__ __device__ __forceinline__ int64_t fw_owner(int64_t x, int64_t total, int64_t p)
-{
-    const int64_t i = ((x + 1) * p - 1) / total;
-    return i < p ? i : p - 1;
-}
-
 /* two e4m3 (low byte = lower k) -> bf16x2 of bf16(fp8 * s) each, the CPU's rounding */
 __device__ __forceinline__ uint32_t fw_dq2(uint16_t v, float s)
 {
@@ -125,29 +117,19 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
     const int kchunks = g.K / MG_KC;
-    const int64_t c0 = fw_c0(blockIdx.x, g.total, gridDim.x), c1 = fw_c0(blockIdx.x + 1, g.total, gridDim.x);
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < ST; i++) {
-            mg_bar_init(&full[i], 1);
-            mg_bar_init(&empty[i], 2 * 128);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
+    const int64_t c0 = sk_c0(blockIdx.x, g.total, gridDim.x), c1 = sk_c0(blockIdx.x + 1, g.total, gridDim.x);
+    sk_ring_init<ST>(full, empty, 1, 2 * 128);
 
     if (wg == 2) { /* producer: one thread streams the range's chunks through the ring */
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (t != 0) return;
-        int it = 0;
-        for (int64_t c = c0; c < c1; c++, it++) {
-            const int tile = (int)(c / kchunks), kc = (int)(c % kchunks), st = it % ST;
-            mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
+        sk_produce<ST>(c0, c1, kchunks, empty, [&](int st, int tile, int kc) {
             uint8_t *sa = smem + st * STAGE;
             mg_bar_expect(&full[st], STAGE);
             mg_tma_2d(sa, &tm_w, kc * MG_KC, tile * FW_ROWS, &full[st]);
             mg_tma_2d(sa + FW_A_BYTES, &tm_x, kc * 128, 0, &full[st]);
             mg_tma_2d(sa + FW_A_BYTES + XB, &tm_x, kc * 128 + 64, 0, &full[st]);
-        }
+        });
         return;
     }
 
@@ -157,9 +139,8 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     const int r = wg * 64 + warp * 16 + gq; /* this thread's A rows r and r+8 (swizzle phase r % 8 = gq) */
     int it = 0;
     for (int64_t c = c0; c < c1;) {
-        const int tile = (int)(c / kchunks), k0 = (int)(c % kchunks);
-        const int64_t tend = (int64_t)(tile + 1) * kchunks;
-        const int nk = (int)((c1 < tend ? c1 : tend) - c);
+        const sk_seg sg = sk_seg_at(c, c0, c1, kchunks);
+        const int tile = sg.tile, k0 = sg.k0, nk = sg.nk;
         const float *wsr = g.ws + (size_t)tile * g.sbc;
         float acc[NACC];
 #pragma unroll
@@ -217,15 +198,13 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         for (int i = 0; i < NACC; i++) mg_reg_fence(acc[i]);
         it += nk;
         /* epilogue: accumulator (row, col) = (output feature, token) */
-        const bool whole = k0 == 0 && nk == kchunks;
-        const int slot = 2 * blockIdx.x + (c == c0 ? 0 : 1);
         c += nk;
 #pragma unroll
         for (int i = 0; i < NACC; i++) {
             const int rr = warp * 16 + gq + ((i & 2) ? 8 : 0) + wg * 64;
             const int n = tile * FW_ROWS + rr, tok = 8 * (i / 4) + 2 * tq + (i & 1);
             if (tok >= g.m || n >= g.n) continue;
-            if (!whole) g.part[((size_t)slot * g.m + tok) * FW_ROWS + rr] = acc[i];
+            if (!sg.whole) g.part[((size_t)sg.slot * g.m + tok) * FW_ROWS + rr] = acc[i];
             else if (g.y_f32) ((float *)g.y)[tok * g.ldy + n] = acc[i];
             else ((uint16_t *)g.y)[tok * g.ldy + n] = cu_f_bf16(acc[i]);
         }
@@ -233,51 +212,14 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
 #endif
 }
 
-/* The shared tiles: y[tok, n] = one rounding of the sum of the partials of the CTAs that share n's tile,
- * in CTA order. Tiles one CTA covered are skipped (already in y). CTAs after the tile's first owner all
- * start inside it, so their partial is their first slot (2i); only the first owner's slot needs its start:
- * the loads are independent and issue back to back (a tile of q_a|kv_a at m = 1 has ~8 owners). */
-__global__ static void fw_reduce_kernel(fw_args g, int64_t p)
-{
-    const int kchunks = g.K / MG_KC, ntile = (g.n + FW_ROWS - 1) / FW_ROWS;
-    const int64_t items = (int64_t)ntile * g.m * FW_ROWS, slot_stride = (int64_t)g.m * FW_ROWS;
-    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < items;
-         idx += (int64_t)gridDim.x * blockDim.x) {
-        const int tile = (int)(idx / slot_stride), rem = (int)(idx % slot_stride);
-        const int tok = rem / FW_ROWS, rr = rem % FW_ROWS, n = tile * FW_ROWS + rr;
-        if (n >= g.n) continue;
-        const int64_t x0 = (int64_t)tile * kchunks;
-        const int64_t i0 = fw_owner(x0, g.total, p), i1 = fw_owner(x0 + kchunks - 1, g.total, p);
-        if (i0 == i1) continue;
-        const float *pp = g.part + (int64_t)tok * FW_ROWS + rr;
-        float s = pp[(2 * i0 + (fw_c0(i0, g.total, p) == x0 ? 0 : 1)) * slot_stride];
-#pragma unroll 4
-        for (int64_t i = i0 + 1; i <= i1; i++) s = __fadd_rn(s, pp[2 * i * slot_stride]);
-        if (g.y_f32) ((float *)g.y)[tok * g.ldy + n] = s;
-        else ((uint16_t *)g.y)[tok * g.ldy + n] = cu_f_bf16(s);
-    }
-}
-
-/* CTAs for a call: one per SM, fewer when a CTA would get under FW_MIN_CHUNKS chunks. */
-static int64_t fw_grid(int32_t n, int32_t k)
-{
-    const int64_t total = (int64_t)((n + FW_ROWS - 1) / FW_ROWS) * (k / MG_KC);
-    int64_t p = mg_num_sms();
-    if (p > (total + FW_MIN_CHUNKS - 1) / FW_MIN_CHUNKS) p = (total + FW_MIN_CHUNKS - 1) / FW_MIN_CHUNKS;
-    return p < 1 ? 1 : p;
-}
-
-static size_t fw_part_bytes(int32_t m, int32_t n, int32_t k)
-{
-    return (size_t)2 * fw_grid(n, k) * m * FW_ROWS * sizeof(float);
-}
+static int64_t fw_total(int32_t n, int32_t k) { return (int64_t)((n + FW_ROWS - 1) / FW_ROWS) * (k / MG_KC); }
 
 extern "C" int kern_cuda_gemm_fp8w_fits(int32_t m, int32_t n, int32_t k, int64_t ldx, int64_t ldw, const void *x,
                                         const void *w, ms_dtype_t ydt, size_t scratch_bytes)
 {
     return m >= 1 && m <= 128 && n >= 1 && k >= MG_KC && k % MG_KC == 0 && ldx % 8 == 0 && ldw % 16 == 0 &&
            (uintptr_t)x % 16 == 0 && (uintptr_t)w % 16 == 0 && (ydt == MS_DT_BF16 || ydt == MS_DT_F32) &&
-           fw_part_bytes(m, n, k) <= scratch_bytes;
+           sk_part_bytes(sk_grid(fw_total(n, k)), m) <= scratch_bytes;
 }
 
 template <int BN>
@@ -303,10 +245,10 @@ extern "C" ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int6
     MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)ldw, MG_KC, FW_ROWS));
     MS_TRY(mg_map_2d(&tx, x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, (uint64_t)m, (uint64_t)k, (uint64_t)ldx * 2, 64,
                      (uint32_t)bn));
-    const int64_t p = fw_grid(n, k);
     fw_args g;
     g.ws = ws, g.y = y, g.part = (float *)scratch, g.ldy = ldy;
-    g.total = (int64_t)((n + FW_ROWS - 1) / FW_ROWS) * (k / MG_KC);
+    g.total = fw_total(n, k);
+    const int64_t p = sk_grid(g.total);
     g.m = m, g.n = n, g.K = k, g.sbc = kern_fp8_blocks((int32_t)ldw), g.y_f32 = ydt == MS_DT_F32;
     switch (bn) {
     case 8: MS_TRY(fw_launch<8>(cx, tw, tx, g, p)); break;
@@ -315,10 +257,6 @@ extern "C" ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int6
     case 64: MS_TRY(fw_launch<64>(cx, tw, tx, g, p)); break;
     default: MS_TRY(fw_launch<128>(cx, tw, tx, g, p)); break;
     }
-    if (g.total % p == 0 && (g.total / p) % (k / MG_KC) == 0) return MS_OK; /* every CTA took whole tiles */
-    const int64_t items = (int64_t)((n + FW_ROWS - 1) / FW_ROWS) * m * FW_ROWS;
-    const int64_t blocks = (items + 255) / 256;
-    fw_reduce_kernel<<<(unsigned)(blocks < 1024 ? blocks : 1024), 256, 0, CU_STREAM(cx)>>>(g, p);
-    CU_LAUNCHED();
-    return MS_OK;
+    const sk_reduce_args r = {g.part, y, ldy, g.total, p, m, n, k / MG_KC, 0, g.y_f32};
+    return sk_reduce(CU_STREAM(cx), r, (n + FW_ROWS - 1) / FW_ROWS);
 }
