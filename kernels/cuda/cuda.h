@@ -47,6 +47,8 @@ ms_status_t kern_cuda_fill_dummy(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64
 /* The first bytes of a context's workspace are cuBLASLt's; ops that need
  * scratch of their own take it after these (gemm.cu, moe_experts.cu). */
 #define KERN_CUDA_BLAS_WS ((size_t)32 << 20)
+/* Tile counters each context holds for the stream-K decode GEMMs (kernels/cuda/stream_k.cuh): their most tiles. */
+#define KERN_CUDA_SK_COUNTERS 4096
 
 /* the cuBLASLt handle of a main context (blas.cu) */
 ms_status_t kern_cuda_blas_create(void **out);

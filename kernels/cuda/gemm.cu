@@ -13,10 +13,10 @@
  *    batched cuBLASLt GEMM writing its column slice of y. The whole weight is
  *    never expanded.
  *  - x F8E4M3 with act_quant's 1×128 scales and W F8E4M3 (`fp8` mode), batch 1,
- *    contiguous rows, K a multiple of 128, y BF16, m <= 128, MS_GEMM_FP8X=1
- *    (opt-in for now, see gemm_fp8x_sk_on): gemm_fp8x.cu's stream-K decode
- *    kernel (every SM streams weights; deterministic partial-tile reduce;
- *    SiLU·mul fused), the grouped kernel's numerics.
+ *    contiguous rows, K a multiple of 128, y BF16, m <= 128: gemm_fp8x.cu's
+ *    stream-K decode kernel (every SM streams weights; deterministic
+ *    partial-tile sums in the kernel; SiLU·mul fused; act_quant's scale layout
+ *    as is), the grouped kernel's numerics. MS_GEMM_FP8X=0 switches it off.
  *  - The same at m > 128 (or what gemm_fp8x.cu declines): the FP8 grouped expert
  *    kernel (moe_gemm_fp8.cu) as one slot of m rows, SiLU·mul fused in its
  *    registers. Its wgmma sums a 128-K block's products in the tensor core's
@@ -260,16 +260,15 @@ static int gemm_fp8x_fits(const gemm_args &a, int silu, size_t scratch_bytes)
            cap * (size_t)(a.k / KERN_FP8_BLOCK) * sizeof(float) <= scratch_bytes;
 }
 
-/* MS_GEMM_FP8X=1 turns the fp8 mode's stream-K decode kernel on (default: the grouped kernel). Opt-in
- * until its harness cases have passed on an H200: its first version raised an illegal instruction there
- * and the fix (scales read in the promotion instead of by an fp32 TMA box) has not run on a GPU yet. Then
- * the default flips here, and =0 stays the switch to time and tell the two apart. Read once. */
+/* MS_GEMM_FP8X=0 turns the fp8 mode's stream-K decode kernel off (the grouped kernel with its scale
+ * transpose instead): the switch to time and tell the two apart. On by default: on the H200 it beat the
+ * grouped kernel at m = 1..128 on R1's dense shapes (BENCHMARKS.md). Read once. */
 static bool gemm_fp8x_sk_on(void)
 {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("MS_GEMM_FP8X");
-        on = e && !strcmp(e, "1");
+        on = !(e && !strcmp(e, "0"));
     }
     return on;
 }

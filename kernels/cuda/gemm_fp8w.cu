@@ -16,9 +16,9 @@
  * Filling 132 SMs at m = 1 (q_a|kv_a has 17 tiles): stream-K (stream_k.cuh,
  * shared with gemm_fp8x.cu). The grid's CTAs split the tiles x 128-K chunks
  * evenly; a CTA walks its range, writing a tile it covers whole straight to y
- * and the (at most two) tiles it shares as fp32 partials; a second pass sums
- * a shared tile's partials in CTA order and rounds once. Deterministic, and
- * only a CTA's first and last tile cost partial traffic.
+ * and the (at most two) tiles it shares as fp32 partials; the last of a shared
+ * tile's CTAs to finish sums its partials in CTA order and rounds once.
+ * Deterministic, and only a CTA's first and last tile cost partial traffic.
  *
  * Shapes: K a multiple of 128; W rows 16-byte aligned (ldw % 16 == 0), x rows
  * too (ldx % 8 == 0); any n (rows past n are TMA zero fill and not stored);
@@ -89,6 +89,7 @@ struct fw_args {
     const float *ws;  /* W scale_inv [ceil(n/128), sbc] */
     void *y;          /* [m, ldy] bf16 or f32 */
     float *part;      /* [2 * grid][m][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
+    uint32_t *cnt;    /* [tiles] arrivals at each shared tile (kern_ctx_t.sk_count, zero between calls) */
     int64_t ldy, total;
     int m, n, K, sbc, y_f32;
 };
@@ -113,6 +114,7 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     typedef fw_shape<BN> sh;
     constexpr int STAGE = sh::STAGE, ST = sh::ST, XB = sh::XB, NACC = BN / 2;
     __shared__ __align__(8) uint64_t full[ST], empty[ST];
+    __shared__ int sh_last;
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
@@ -197,15 +199,24 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
 #pragma unroll
         for (int i = 0; i < NACC; i++) mg_reg_fence(acc[i]);
         it += nk;
-        /* epilogue: accumulator (row, col) = (output feature, token) */
+        /* epilogue: accumulator (row, col) = (output feature, token); a shared tile is stored by the last
+         * of its CTAs to finish (sk_fixup) */
         c += nk;
+        if (!sg.whole) {
+#pragma unroll
+            for (int i = 0; i < NACC; i++) {
+                const int rr = sk_frag_row(i, wg, warp, lane), tok = sk_frag_tok(i, lane);
+                if (tok < g.m && tile * FW_ROWS + rr < g.n) g.part[((size_t)sg.slot * g.m + tok) * FW_ROWS + rr] = acc[i];
+            }
+            if (!sk_fixup<NACC>(acc, g.part, g.cnt, &sh_last, tile, kchunks, g.total, gridDim.x, g.m,
+                                g.n - tile * FW_ROWS, wg, warp, lane))
+                continue;
+        }
 #pragma unroll
         for (int i = 0; i < NACC; i++) {
-            const int rr = warp * 16 + gq + ((i & 2) ? 8 : 0) + wg * 64;
-            const int n = tile * FW_ROWS + rr, tok = 8 * (i / 4) + 2 * tq + (i & 1);
+            const int n = tile * FW_ROWS + sk_frag_row(i, wg, warp, lane), tok = sk_frag_tok(i, lane);
             if (tok >= g.m || n >= g.n) continue;
-            if (!sg.whole) g.part[((size_t)sg.slot * g.m + tok) * FW_ROWS + rr] = acc[i];
-            else if (g.y_f32) ((float *)g.y)[tok * g.ldy + n] = acc[i];
+            if (g.y_f32) ((float *)g.y)[tok * g.ldy + n] = acc[i];
             else ((uint16_t *)g.y)[tok * g.ldy + n] = cu_f_bf16(acc[i]);
         }
     }
@@ -219,7 +230,7 @@ extern "C" int kern_cuda_gemm_fp8w_fits(int32_t m, int32_t n, int32_t k, int64_t
 {
     return m >= 1 && m <= 128 && n >= 1 && k >= MG_KC && k % MG_KC == 0 && ldx % 8 == 0 && ldw % 16 == 0 &&
            (uintptr_t)x % 16 == 0 && (uintptr_t)w % 16 == 0 && (ydt == MS_DT_BF16 || ydt == MS_DT_F32) &&
-           sk_part_bytes(sk_grid(fw_total(n, k)), m) <= scratch_bytes;
+           (n + FW_ROWS - 1) / FW_ROWS <= SK_COUNTERS && sk_part_bytes(sk_grid(fw_total(n, k)), m) <= scratch_bytes;
 }
 
 template <int BN>
@@ -245,8 +256,9 @@ extern "C" ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int6
     MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)ldw, MG_KC, FW_ROWS));
     MS_TRY(mg_map_2d(&tx, x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, (uint64_t)m, (uint64_t)k, (uint64_t)ldx * 2, 64,
                      (uint32_t)bn));
+    if (!cx->sk_count) return MS_ERR(MS_ERR_INTERNAL, "cuda gemm_fp8w: the context has no stream-K counters");
     fw_args g;
-    g.ws = ws, g.y = y, g.part = (float *)scratch, g.ldy = ldy;
+    g.ws = ws, g.y = y, g.part = (float *)scratch, g.cnt = cx->sk_count, g.ldy = ldy;
     g.total = fw_total(n, k);
     const int64_t p = sk_grid(g.total);
     g.m = m, g.n = n, g.K = k, g.sbc = kern_fp8_blocks((int32_t)ldw), g.y_f32 = ydt == MS_DT_F32;
@@ -257,6 +269,5 @@ extern "C" ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int6
     case 64: MS_TRY(fw_launch<64>(cx, tw, tx, g, p)); break;
     default: MS_TRY(fw_launch<128>(cx, tw, tx, g, p)); break;
     }
-    const sk_reduce_args r = {g.part, y, ldy, g.total, p, m, n, k / MG_KC, 0, g.y_f32};
-    return sk_reduce(CU_STREAM(cx), r, (n + FW_ROWS - 1) / FW_ROWS);
+    return MS_OK;
 }

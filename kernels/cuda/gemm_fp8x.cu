@@ -11,9 +11,10 @@
  * most SMs idled (0.5-2 TB/s of 4.3). Here the work is tiles x 128-K chunks,
  * split evenly over one CTA per SM (stream-K, stream_k.cuh, shared with
  * gemm_fp8w.cu): a CTA writes a tile it covers whole straight to y and the
- * (at most two) tiles it shares as fp32 partials; a second pass sums a shared
- * tile's partials in CTA order and rounds once. Deterministic (the split
- * depends on the shape and the SM count alone). One tile = 128 weight rows,
+ * (at most two) tiles it shares as fp32 partials; the last of a shared tile's
+ * CTAs to finish sums its partials in CTA order and rounds once, in the same
+ * kernel. Deterministic (the split depends on the shape and the SM count
+ * alone). One tile = 128 weight rows,
  * one m64 half per consumer warpgroup, times the whole token block (BN >= m
  * tokens, the wgmma N), so every weight byte is read once.
  * The token scales come straight from act_quant's row-major [m, ld_xs]
@@ -25,8 +26,8 @@
  * instruction) put 32 dependent-latency loads of 4 lines each per thread on
  * every chunk's critical path.
  * gate|up: a tile's halves are gate rows j..j+63 and the matching up rows;
- * a whole tile hands the up half to the gate warpgroup through shared
- * memory, a shared tile's partials carry both halves into the reduce pass.
+ * a tile hands the up half to the gate warpgroup through shared memory (a
+ * shared tile's partials carry both halves to its last CTA).
  *
  * Shapes (kern_cuda_gemm_fp8x_fits): 1 <= m <= 128, K a multiple of 128, x
  * and W contiguous ([m, K], [n, K]) and 16-byte aligned, ld_xs >= K/128,
@@ -57,6 +58,7 @@ struct fx_args {
     const float *xs;  /* x scales [m, ld_xs] (act_quant's layout) */
     uint16_t *y;      /* [m, ldy] bf16 */
     float *part;      /* [2 * grid][m][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
+    uint32_t *cnt;    /* [ntile] arrivals at each shared tile (kern_ctx_t.sk_count, zero between calls) */
     int64_t ldy, ld_xs, total;
     int m, n, K, ntile, inter; /* inter > 0: SiLU·mul over gate|up (n = 2 * inter outputs' rows) */
 };
@@ -74,6 +76,7 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     typedef fx_shape<BN, GATEUP> sh;
     constexpr int STAGE = sh::STAGE, ST = sh::ST, NACC = BN / 2;
     __shared__ __align__(8) uint64_t full[ST], empty[ST];
+    __shared__ int sh_last;
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint16_t *xbuf = (uint16_t *)(smem + ST * STAGE); /* gate|up: [NACC][128] bf16 up values */
@@ -179,16 +182,18 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         }
         }
         it += nk;
-        /* epilogue: accumulator (row, col) = (output feature, token) */
+        /* epilogue: accumulator (row, col) = (output feature, token); a shared tile is stored by the last
+         * of its CTAs to finish (sk_fixup), with the sums of its partials in acc */
         c += nk;
         if (!sg.whole) { /* fp32 partials of both halves (gate|up: gate rows 0..63, up rows 64..127) */
 #pragma unroll
             for (int i = 0; i < NACC; i++) {
-                const int rr = wg * 64 + warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
-                const int tok = 8 * (i / 4) + 2 * (lane % 4) + (i & 1);
-                if (tok < g.m) g.part[((size_t)sg.slot * g.m + tok) * FX_ROWS + rr] = acc[i];
+                const int tok = sk_frag_tok(i, lane);
+                if (tok < g.m) g.part[((size_t)sg.slot * g.m + tok) * FX_ROWS + sk_frag_row(i, wg, warp, lane)] = acc[i];
             }
-            continue;
+            if (!sk_fixup<NACC>(acc, g.part, g.cnt, &sh_last, tile, kchunks, g.total, gridDim.x, g.m, FX_ROWS, wg,
+                                warp, lane))
+                continue;
         }
         if (GATEUP && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
 #pragma unroll
@@ -224,7 +229,7 @@ extern "C" int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int sil
         ld_xs < k / MG_KC || (uintptr_t)x % 16 || (uintptr_t)w % 16)
         return 0;
     const int64_t total = (int64_t)fx_ntile(n, silu) * (k / MG_KC);
-    return sk_part_bytes(sk_grid(total), m) <= scratch_bytes;
+    return fx_ntile(n, silu) <= SK_COUNTERS && sk_part_bytes(sk_grid(total), m) <= scratch_bytes;
 }
 
 template <int BN, bool GATEUP>
@@ -264,11 +269,11 @@ extern "C" ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, co
     MS_TRY(mg_map_2d(&tx, xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)m, (uint64_t)k, (uint64_t)k, MG_KC,
                      (uint32_t)bn));
     fx_args g;
-    g.ws = ws, g.xs = xs, g.y = (uint16_t *)y, g.part = (float *)scratch, g.ldy = ldy, g.ld_xs = ld_xs;
+    if (!cx->sk_count) return MS_ERR(MS_ERR_INTERNAL, "cuda gemm_fp8x: the context has no stream-K counters");
+    g.ws = ws, g.xs = xs, g.y = (uint16_t *)y, g.part = (float *)scratch, g.cnt = cx->sk_count, g.ldy = ldy,
+    g.ld_xs = ld_xs;
     g.m = m, g.n = n, g.K = k, g.ntile = fx_ntile(n, silu), g.inter = silu ? n / 2 : 0;
     g.total = (int64_t)g.ntile * (k / MG_KC);
     const int64_t p = sk_grid(g.total);
-    MS_TRY(silu ? fx_dispatch<true>(cx, bn, tw, tx, g, p) : fx_dispatch<false>(cx, bn, tw, tx, g, p));
-    const sk_reduce_args r = {g.part, y, ldy, g.total, p, m, n, k / MG_KC, g.inter, 0};
-    return sk_reduce(CU_STREAM(cx), r, g.ntile);
+    return silu ? fx_dispatch<true>(cx, bn, tw, tx, g, p) : fx_dispatch<false>(cx, bn, tw, tx, g, p);
 }

@@ -10,9 +10,10 @@
  *  - sk_seg_next: the consumers' walk, one tile's contiguous chunks at a time.
  *  - Partials: a CTA writes a tile it covers whole straight to y and the (at
  *    most two) tiles it shares as fp32 [m][128] partials, slot 2i = CTA i's
- *    first tile, 2i+1 its last; sk_reduce sums a shared tile's partials in
- *    CTA order and rounds once (SiLU·mul for a gate|up tile: gate rows 0..63,
- *    up rows 64..127 of the partial).
+ *    first tile, 2i+1 its last; sk_fixup lets the last of a shared tile's
+ *    CTAs to finish sum its partials in CTA order and store it (a separate
+ *    reduce pass cost 18-23 us at m = 128, more than the tile work of the
+ *    small matrices, and a launch).
  * Needs wgmma.cuh (barriers) and common.cuh (roundings) first. */
 #ifndef MS_KERN_CUDA_STREAM_K_CUH
 #define MS_KERN_CUDA_STREAM_K_CUH
@@ -42,12 +43,6 @@ static inline int64_t sk_grid(int64_t total)
     if (cap > 0 && p > cap) p = cap;
     if (p > (total + SK_MIN_CHUNKS - 1) / SK_MIN_CHUNKS) p = (total + SK_MIN_CHUNKS - 1) / SK_MIN_CHUNKS;
     return p < 1 ? 1 : p;
-}
-
-/* Whether every CTA took whole tiles (then no partials and no reduce pass). */
-static inline bool sk_whole_tiles(int64_t total, int64_t p, int kchunks)
-{
-    return total % p == 0 && (total / p) % kchunks == 0;
 }
 
 /* Bytes of partials a call needs: two [m][128] fp32 slots a CTA. */
@@ -98,60 +93,54 @@ __device__ __forceinline__ sk_seg sk_seg_at(int64_t c, int64_t c0, int64_t c1, i
     return s;
 }
 
-struct sk_reduce_args {
-    const float *part; /* [2 * p][m][128] */
-    void *y;           /* [m, ldy] bf16, or f32 (y_f32) */
-    int64_t ldy, total, p;
-    int m, n, kchunks, inter, y_f32; /* inter > 0: gate|up tiles of 64 outputs, y = SiLU·mul (bf16) */
-};
-
-/* One block a tile; a tile one CTA covered is in y already. CTAs after the tile's first owner all start
- * inside it, so their piece is their first slot (2i); only the first owner's slot needs its start. Each
- * thread sums four outputs' partials (16-byte loads, independent across owners). */
-__global__ static void __launch_bounds__(256) sk_reduce_kernel(const sk_reduce_args r)
+/* This thread's accumulator element i of a tile (wgmma m64nN fragment of warpgroup wg): weight row within the
+ * 128-row tile and token. d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1). */
+__device__ __forceinline__ int sk_frag_row(int i, int wg, int warp, int lane)
 {
-    const int64_t x0 = (int64_t)blockIdx.x * r.kchunks;
-    const int64_t i0 = sk_owner(x0, r.total, r.p), i1 = sk_owner(x0 + r.kchunks - 1, r.total, r.p);
-    if (i0 == i1) return;
-    const int64_t ss = (int64_t)r.m * SK_ROWS;
-    const float *first = r.part + (2 * i0 + (sk_c0(i0, r.total, r.p) == x0 ? 0 : 1)) * ss;
-    const int q4 = r.inter ? 16 : SK_ROWS / 4, cols = r.inter ? 64 : SK_ROWS;
-    for (int e = threadIdx.x; e < r.m * q4; e += blockDim.x) {
-        const int tok = e / q4, c = (e % q4) * 4;
-        const int64_t off = (int64_t)tok * SK_ROWS + c;
-        float4 s = *(const float4 *)(first + off), u = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (r.inter) u = *(const float4 *)(first + off + 64);
-#pragma unroll 4
-        for (int64_t i = i0 + 1; i <= i1; i++) {
-            const float *pi = r.part + 2 * i * ss + off;
-            const float4 v = *(const float4 *)pi;
-            s.x = __fadd_rn(s.x, v.x), s.y = __fadd_rn(s.y, v.y), s.z = __fadd_rn(s.z, v.z), s.w = __fadd_rn(s.w, v.w);
-            if (r.inter) {
-                const float4 w = *(const float4 *)(pi + 64);
-                u.x = __fadd_rn(u.x, w.x), u.y = __fadd_rn(u.y, w.y), u.z = __fadd_rn(u.z, w.z), u.w = __fadd_rn(u.w, w.w);
-            }
-        }
-        const float sv[4] = {s.x, s.y, s.z, s.w}, uv[4] = {u.x, u.y, u.z, u.w};
-        const int64_t o = (int64_t)tok * r.ldy + (int64_t)blockIdx.x * cols + c;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            if (r.inter) {
-                ((uint16_t *)r.y)[o + j] = cu_silu_mul1(cu_bf16_round(sv[j]), cu_bf16_round(uv[j]));
-            } else if ((int64_t)blockIdx.x * cols + c + j < r.n) {
-                if (r.y_f32) ((float *)r.y)[o + j] = sv[j];
-                else ((uint16_t *)r.y)[o + j] = cu_f_bf16(sv[j]);
-            }
-        }
+    return wg * 64 + warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
+}
+__device__ __forceinline__ int sk_frag_tok(int i, int lane) { return 8 * (i / 4) + 2 * (lane % 4) + (i & 1); }
+
+/* The shared tile's fixup, in the kernel (no second pass): every consumer thread (256, named barrier 3) has
+ * written its elements of the CTA's partial of `tile` to part (fp32 [m][128] per slot, rows < nrow). The
+ * CTAs that share the tile count their arrivals on cnt[tile]; the last to arrive sums the tile's partials
+ * in CTA order (the first owner's slot, then slot 2i of each later owner: they all start inside the tile),
+ * leaves the sums in acc and returns true (the caller stores the tile as if it had covered it whole), and
+ * zeroes the counter for the next call. The others return false. The order of the sum does not depend on
+ * which CTA is last, so the result is the same bits run to run; nothing waits on another CTA. */
+template <int NACC>
+__device__ __forceinline__ bool sk_fixup(float (&acc)[NACC], const float *part, uint32_t *cnt, int *sh_last, int tile,
+                                         int kchunks, int64_t total, int64_t p, int m, int nrow, int wg, int warp,
+                                         int lane)
+{
+    const int64_t x0 = (int64_t)tile * kchunks;
+    const int64_t i0 = sk_owner(x0, total, p), i1 = sk_owner(x0 + kchunks - 1, total, p);
+    __threadfence(); /* this thread's partial stores before the count that publishes them */
+    asm volatile("bar.sync 3, 256;" ::: "memory");
+    if (threadIdx.x == 0) {
+        const uint32_t before = atomicAdd(&cnt[tile], 1u);
+        const int last = before == (uint32_t)(i1 - i0);
+        if (last) cnt[tile] = 0; /* every other owner has arrived: none touches it again in this call */
+        *sh_last = last;
     }
+    asm volatile("bar.sync 3, 256;" ::: "memory");
+    if (!*sh_last) return false;
+    __threadfence(); /* the other owners' partials after their count */
+    const int64_t ss = (int64_t)m * SK_ROWS;
+    const float *first = part + (2 * i0 + (sk_c0(i0, total, p) == x0 ? 0 : 1)) * ss;
+#pragma unroll
+    for (int i = 0; i < NACC; i++) {
+        const int rr = sk_frag_row(i, wg, warp, lane), tok = sk_frag_tok(i, lane);
+        if (tok >= m || rr >= nrow) continue;
+        const int64_t off = (int64_t)tok * SK_ROWS + rr;
+        float s = __ldcg(first + off);
+        for (int64_t o = i0 + 1; o <= i1; o++) s = __fadd_rn(s, __ldcg(part + 2 * o * ss + off));
+        acc[i] = s;
+    }
+    return true;
 }
 
-/* The reduce pass over ntile tiles, unless every CTA took whole tiles. */
-static inline ms_status_t sk_reduce(cudaStream_t s, const sk_reduce_args &r, int ntile)
-{
-    if (sk_whole_tiles(r.total, r.p, r.kchunks)) return MS_OK;
-    sk_reduce_kernel<<<(unsigned)ntile, 256, 0, s>>>(r);
-    CU_LAUNCHED();
-    return MS_OK;
-}
+/* Tile counters a context holds (kern_ctx_t.sk_count, zero between calls): the most tiles a call may have. */
+#define SK_COUNTERS KERN_CUDA_SK_COUNTERS
 
 #endif
