@@ -12,8 +12,8 @@
  * of the grouped kernel (kern_cuda_moe_fp8_tile) in the fp8 mode.
  *   moeserve-bench-dense [--m 1,32,128,4096] [--reps 20] [--out FILE] [--tiles 64x2,128x2r] [--only NAME]
  *                        [--fp8-only]
- * The fp8 mode at m <= 128 runs gemm_fp8x.cu's stream-K kernel; MS_GEMM_FP8X=0 times the grouped kernel
- * instead (so does a forced tile). */
+ * The fp8 mode at m <= 64 with K >= 4096 runs gemm_fp8x.cu's stream-K kernel, the rest the grouped kernel;
+ * MS_GEMM_FP8X=1 times the stream-K kernel at every m <= 128, =0 the grouped kernel (so does a forced tile). */
 #include <string.h>
 
 #include "kernels/cuda/cuda.h"

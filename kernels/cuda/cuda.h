@@ -89,6 +89,8 @@ ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, in
  * says whether a call qualifies (m <= 128, k % 128 == 0, 16-byte aligned x and W, enough scratch). */
 int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int silu, const void *x, const float *xs, int64_t ld_xs,
                              const void *w, size_t scratch_bytes);
+/* Whether the stream-K kernel measured faster than the grouped kernel at m rows and depth k (gemm_fp8x.cu). */
+int kern_cuda_gemm_fp8x_wins(int32_t m, int32_t k);
 ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, const float *xs, int64_t ld_xs, int32_t m,
                                 const uint8_t *w, const float *ws, int32_t n, int32_t k, int silu, bf16_t *y,
                                 int64_t ldy, void *scratch, size_t scratch_bytes);

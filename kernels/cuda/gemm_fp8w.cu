@@ -88,7 +88,7 @@ template <int BN> struct fw_shape {
 struct fw_args {
     const float *ws;  /* W scale_inv [ceil(n/128), sbc] */
     void *y;          /* [m, ldy] bf16 or f32 */
-    float *part;      /* [2 * grid][m][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
+    float *part;      /* [2 * grid][BN][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
     uint32_t *cnt;    /* [tiles] arrivals at each shared tile (kern_ctx_t.sk_count, zero between calls) */
     int64_t ldy, total;
     int m, n, K, sbc, y_f32;
@@ -203,13 +203,8 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
          * of its CTAs to finish (sk_fixup) */
         c += nk;
         if (!sg.whole) {
-#pragma unroll
-            for (int i = 0; i < NACC; i++) {
-                const int rr = sk_frag_row(i, wg, warp, lane), tok = sk_frag_tok(i, lane);
-                if (tok < g.m && tile * FW_ROWS + rr < g.n) g.part[((size_t)sg.slot * g.m + tok) * FW_ROWS + rr] = acc[i];
-            }
-            if (!sk_fixup<NACC>(acc, g.part, g.cnt, &sh_last, tile, kchunks, g.total, gridDim.x, g.m,
-                                g.n - tile * FW_ROWS, wg, warp, lane))
+            sk_part_store<BN>(acc, g.part, sg.slot, wg, warp, lane);
+            if (!sk_fixup<BN>(acc, g.part, g.cnt, &sh_last, tile, kchunks, g.total, gridDim.x, wg, warp, lane))
                 continue;
         }
 #pragma unroll
@@ -251,7 +246,7 @@ extern "C" ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int6
     if (!kern_cuda_gemm_fp8w_fits(m, n, k, ldx, ldw, x, w, ydt, scratch_bytes))
         return MS_ERR(MS_ERR_INVALID, "cuda gemm_fp8w: m=%d n=%d k=%d ldx=%lld ldw=%lld does not fit the kernel", m,
                       n, k, (long long)ldx, (long long)ldw);
-    const int bn = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    const int bn = sk_bn(m);
     CUtensorMap tw, tx;
     MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)ldw, MG_KC, FW_ROWS));
     MS_TRY(mg_map_2d(&tx, x, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, (uint64_t)m, (uint64_t)k, (uint64_t)ldx * 2, 64,

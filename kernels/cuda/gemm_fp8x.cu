@@ -57,7 +57,7 @@ struct fx_args {
     const float *ws;  /* W scale_inv [ceil(n/128), K/128] */
     const float *xs;  /* x scales [m, ld_xs] (act_quant's layout) */
     uint16_t *y;      /* [m, ldy] bf16 */
-    float *part;      /* [2 * grid][m][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
+    float *part;      /* [2 * grid][BN][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
     uint32_t *cnt;    /* [ntile] arrivals at each shared tile (kern_ctx_t.sk_count, zero between calls) */
     int64_t ldy, ld_xs, total;
     int m, n, K, ntile, inter; /* inter > 0: SiLU·mul over gate|up (n = 2 * inter outputs' rows) */
@@ -186,13 +186,8 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
          * of its CTAs to finish (sk_fixup), with the sums of its partials in acc */
         c += nk;
         if (!sg.whole) { /* fp32 partials of both halves (gate|up: gate rows 0..63, up rows 64..127) */
-#pragma unroll
-            for (int i = 0; i < NACC; i++) {
-                const int tok = sk_frag_tok(i, lane);
-                if (tok < g.m) g.part[((size_t)sg.slot * g.m + tok) * FX_ROWS + sk_frag_row(i, wg, warp, lane)] = acc[i];
-            }
-            if (!sk_fixup<NACC>(acc, g.part, g.cnt, &sh_last, tile, kchunks, g.total, gridDim.x, g.m, FX_ROWS, wg,
-                                warp, lane))
+            sk_part_store<BN>(acc, g.part, sg.slot, wg, warp, lane);
+            if (!sk_fixup<BN>(acc, g.part, g.cnt, &sh_last, tile, kchunks, g.total, gridDim.x, wg, warp, lane))
                 continue;
         }
         if (GATEUP && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
@@ -232,6 +227,14 @@ extern "C" int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int sil
     return fx_ntile(n, silu) <= SK_COUNTERS && sk_part_bytes(sk_grid(total), m) <= scratch_bytes;
 }
 
+/* Measured on the H200 (2026-12-02, moeserve-bench-dense, cold L2, BENCHMARKS.md) against the grouped kernel
+ * as one slot: faster at m = 1 and 37 wherever K >= 7168 (q_a|kv_a 13.7 vs 20.6 us at m = 1, 25.4 vs 32.3 at
+ * 37; o_proj 51.5 vs 65.3 at 37), slower on the short-K matrices (q_b K = 1536, shared down 2048: their tiles
+ * of 12-16 chunks are mostly shared, so partial stores and fixups outweigh the SMs it fills) and at m = 128
+ * on every shape (o_proj 62.7 vs 60.4, shared gate|up 49.9 vs 35.6: the BN = 128 tile re-reads the x block
+ * from L2 for every weight tile, and its fixups are not yet understood). K between 2048 and 7168 is unmeasured. */
+extern "C" int kern_cuda_gemm_fp8x_wins(int32_t m, int32_t k) { return m <= 64 && k >= 4096; }
+
 template <int BN, bool GATEUP>
 static ms_status_t fx_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtensorMap &tx, const fx_args &g,
                              int64_t p)
@@ -263,7 +266,7 @@ extern "C" ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, co
     if (!kern_cuda_gemm_fp8x_fits(m, n, k, silu, xq, xs, ld_xs, w, scratch_bytes))
         return MS_ERR(MS_ERR_INVALID, "cuda gemm_fp8x: m=%d n=%d k=%d ld_xs=%lld%s does not fit the kernel", m, n, k,
                       (long long)ld_xs, silu ? " silu" : "");
-    const int bn = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    const int bn = sk_bn(m);
     CUtensorMap tw, tx;
     MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)k, MG_KC, 64));
     MS_TRY(mg_map_2d(&tx, xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)m, (uint64_t)k, (uint64_t)k, MG_KC,

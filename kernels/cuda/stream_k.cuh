@@ -9,7 +9,7 @@
  *    over the range (wait for the stage to be free, then load chunk kc of tile).
  *  - sk_seg_next: the consumers' walk, one tile's contiguous chunks at a time.
  *  - Partials: a CTA writes a tile it covers whole straight to y and the (at
- *    most two) tiles it shares as fp32 [m][128] partials, slot 2i = CTA i's
+ *    most two) tiles it shares as fp32 [BN][128] partials, slot 2i = CTA i's
  *    first tile, 2i+1 its last; sk_fixup lets the last of a shared tile's
  *    CTAs to finish sum its partials in CTA order and store it (a separate
  *    reduce pass cost 18-23 us at m = 128, more than the tile work of the
@@ -17,8 +17,6 @@
  * Needs wgmma.cuh (barriers) and common.cuh (roundings) first. */
 #ifndef MS_KERN_CUDA_STREAM_K_CUH
 #define MS_KERN_CUDA_STREAM_K_CUH
-
-#include <stdlib.h>
 
 #define SK_ROWS 128      /* weight rows per tile: one m64 half per consumer warpgroup */
 #define SK_MIN_CHUNKS 4  /* fewest 128-K chunks per CTA (pipeline fill) */
@@ -30,23 +28,21 @@ __host__ __device__ __forceinline__ int64_t sk_owner(int64_t x, int64_t total, i
     return i < p ? i : p - 1;
 }
 
-/* CTAs for `total` work items: one per SM, fewer when a CTA would get under SK_MIN_CHUNKS chunks.
- * MS_SK_CTAS=N caps the grid (a bench knob, to weigh partial traffic against idle SMs). */
+/* CTAs for `total` work items: one per SM, fewer when a CTA would get under SK_MIN_CHUNKS chunks (half the
+ * SMs measured 1.0-1.1x faster on the small matrices at m = 37..128 and up to 1.6x slower on the large, with
+ * the reduce pass this file had before its fixup). */
 static inline int64_t sk_grid(int64_t total)
 {
-    static int cap = -1;
-    if (cap < 0) {
-        const char *e = getenv("MS_SK_CTAS");
-        cap = e ? atoi(e) : 0;
-    }
     int64_t p = mg_num_sms();
-    if (cap > 0 && p > cap) p = cap;
     if (p > (total + SK_MIN_CHUNKS - 1) / SK_MIN_CHUNKS) p = (total + SK_MIN_CHUNKS - 1) / SK_MIN_CHUNKS;
     return p < 1 ? 1 : p;
 }
 
-/* Bytes of partials a call needs: two [m][128] fp32 slots a CTA. */
-static inline size_t sk_part_bytes(int64_t p, int32_t m) { return (size_t)2 * p * m * SK_ROWS * sizeof(float); }
+/* The token block (the wgmma N) for m tokens. */
+static inline int sk_bn(int32_t m) { return m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128; }
+
+/* Bytes of partials a call needs: two [BN][128] fp32 slots a CTA. */
+static inline size_t sk_part_bytes(int64_t p, int32_t m) { return (size_t)2 * p * sk_bn(m) * SK_ROWS * sizeof(float); }
 
 /* The ring's barriers: full[i] completes when its stage's bytes (and full_count - 1 other arrivals) are in,
  * empty[i] when empty_count consumer threads have released it. Whole CTA. */
@@ -93,25 +89,37 @@ __device__ __forceinline__ sk_seg sk_seg_at(int64_t c, int64_t c0, int64_t c1, i
     return s;
 }
 
-/* This thread's accumulator element i of a tile (wgmma m64nN fragment of warpgroup wg): weight row within the
- * 128-row tile and token. d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1). */
+/* This thread's accumulator element i of a tile (wgmma m64nN fragment of warpgroup wg; d[4q+{0,1,2,3}] =
+ * (r, c), (r, c+1), (r+8, c), (r+8, c+1)): weight row within the 128-row tile and token. In a [BN][128]
+ * partial, element i sits sk_frag_off(i) floats after element 0 (a constant once i is unrolled). */
 __device__ __forceinline__ int sk_frag_row(int i, int wg, int warp, int lane)
 {
     return wg * 64 + warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
 }
 __device__ __forceinline__ int sk_frag_tok(int i, int lane) { return 8 * (i / 4) + 2 * (lane % 4) + (i & 1); }
+__device__ __forceinline__ int sk_frag_off(int i) { return (8 * (i / 4) + (i & 1)) * SK_ROWS + ((i & 2) ? 8 : 0); }
+
+/* Partials are whole [BN][128] fp32 tiles (tokens past m and rows past n are the zeros of TMA's fill), so
+ * neither the stores nor the fixup's loads need a bound. */
+template <int BN>
+__device__ __forceinline__ void sk_part_store(const float (&acc)[BN / 2], float *part, int slot, int wg, int warp,
+                                              int lane)
+{
+    float *ps = part + (size_t)slot * BN * SK_ROWS + sk_frag_tok(0, lane) * SK_ROWS + sk_frag_row(0, wg, warp, lane);
+#pragma unroll
+    for (int i = 0; i < BN / 2; i++) ps[sk_frag_off(i)] = acc[i];
+}
 
 /* The shared tile's fixup, in the kernel (no second pass): every consumer thread (256, named barrier 3) has
- * written its elements of the CTA's partial of `tile` to part (fp32 [m][128] per slot, rows < nrow). The
- * CTAs that share the tile count their arrivals on cnt[tile]; the last to arrive sums the tile's partials
- * in CTA order (the first owner's slot, then slot 2i of each later owner: they all start inside the tile),
- * leaves the sums in acc and returns true (the caller stores the tile as if it had covered it whole), and
- * zeroes the counter for the next call. The others return false. The order of the sum does not depend on
- * which CTA is last, so the result is the same bits run to run; nothing waits on another CTA. */
-template <int NACC>
-__device__ __forceinline__ bool sk_fixup(float (&acc)[NACC], const float *part, uint32_t *cnt, int *sh_last, int tile,
-                                         int kchunks, int64_t total, int64_t p, int m, int nrow, int wg, int warp,
-                                         int lane)
+ * stored its part of the CTA's partial of `tile` (sk_part_store). The CTAs that share the tile count their
+ * arrivals on cnt[tile]; the last to arrive sums the tile's partials in CTA order (the first owner's slot,
+ * then slot 2i of each later owner: they all start inside the tile), leaves the sums in acc and returns
+ * true (the caller stores the tile as if it had covered it whole), and zeroes the counter for the next
+ * call. The others return false. The order of the sum does not depend on which CTA is last, so the result
+ * is the same bits run to run; nothing waits on another CTA. */
+template <int BN>
+__device__ __forceinline__ bool sk_fixup(float (&acc)[BN / 2], const float *part, uint32_t *cnt, int *sh_last,
+                                         int tile, int kchunks, int64_t total, int64_t p, int wg, int warp, int lane)
 {
     const int64_t x0 = (int64_t)tile * kchunks;
     const int64_t i0 = sk_owner(x0, total, p), i1 = sk_owner(x0 + kchunks - 1, total, p);
@@ -126,16 +134,17 @@ __device__ __forceinline__ bool sk_fixup(float (&acc)[NACC], const float *part, 
     asm volatile("bar.sync 3, 256;" ::: "memory");
     if (!*sh_last) return false;
     __threadfence(); /* the other owners' partials after their count */
-    const int64_t ss = (int64_t)m * SK_ROWS;
-    const float *first = part + (2 * i0 + (sk_c0(i0, total, p) == x0 ? 0 : 1)) * ss;
+    /* a partial at a time, its BN/2 loads independent (one element's chain of loads at a time cost ~60 us
+     * at m = 128 on the H200) */
+    const int64_t ss = (int64_t)BN * SK_ROWS;
+    const int base = sk_frag_tok(0, lane) * SK_ROWS + sk_frag_row(0, wg, warp, lane);
+    const float *first = part + (2 * i0 + (sk_c0(i0, total, p) == x0 ? 0 : 1)) * ss + base;
 #pragma unroll
-    for (int i = 0; i < NACC; i++) {
-        const int rr = sk_frag_row(i, wg, warp, lane), tok = sk_frag_tok(i, lane);
-        if (tok >= m || rr >= nrow) continue;
-        const int64_t off = (int64_t)tok * SK_ROWS + rr;
-        float s = __ldcg(first + off);
-        for (int64_t o = i0 + 1; o <= i1; o++) s = __fadd_rn(s, __ldcg(part + 2 * o * ss + off));
-        acc[i] = s;
+    for (int i = 0; i < BN / 2; i++) acc[i] = __ldcg(first + sk_frag_off(i));
+    for (int64_t o = i0 + 1; o <= i1; o++) {
+        const float *po = part + 2 * o * ss + base;
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) acc[i] = __fadd_rn(acc[i], __ldcg(po + sk_frag_off(i)));
     }
     return true;
 }
