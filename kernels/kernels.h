@@ -76,6 +76,7 @@ typedef struct kern_ctx {
     size_t ws_bytes;
     uint32_t *fault;            /* device word: OR of KERN_FAULT_* raised by ops; owned unless repointed */
     uint32_t *own_fault;        /* the word ctx_create allocated (freed by ctx_destroy) */
+    uint32_t *sk_count;         /* CUDA: the stream-K GEMMs' tile counters (stream_k.cuh), zero between calls, owned */
     int device;                 /* CUDA device ordinal; 0 on CPU */
     int is_side;                /* made by ctx_create_side: shares blas and fault */
 } kern_ctx_t;

@@ -12,8 +12,8 @@
  * of the grouped kernel (kern_cuda_moe_fp8_tile) in the fp8 mode.
  *   moeserve-bench-dense [--m 1,32,128,4096] [--reps 20] [--out FILE] [--tiles 64x2,128x2r] [--only NAME]
  *                        [--fp8-only]
- * The fp8 mode at m <= 128 runs the grouped kernel; MS_GEMM_FP8X=1 times gemm_fp8x.cu's stream-K kernel
- * instead (a forced tile keeps the grouped one). */
+ * The fp8 mode runs the grouped kernel; MS_GEMM_FP8X=1 times gemm_fp8x.cu's stream-K kernel at every m <= 128,
+ * =auto where it measured faster (m <= 64 with K >= 4096); a forced tile always runs the grouped kernel. */
 #include <string.h>
 
 #include "kernels/cuda/cuda.h"

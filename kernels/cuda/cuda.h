@@ -47,6 +47,8 @@ ms_status_t kern_cuda_fill_dummy(kern_ctx_t *cx, void *dst, ms_dtype_t dt, int64
 /* The first bytes of a context's workspace are cuBLASLt's; ops that need
  * scratch of their own take it after these (gemm.cu, moe_experts.cu). */
 #define KERN_CUDA_BLAS_WS ((size_t)32 << 20)
+/* Tile counters each context holds for the stream-K decode GEMMs (kernels/cuda/stream_k.cuh): their most tiles. */
+#define KERN_CUDA_SK_COUNTERS 4096
 
 /* the cuBLASLt handle of a main context (blas.cu) */
 ms_status_t kern_cuda_blas_create(void **out);
@@ -90,6 +92,8 @@ ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, in
  * says whether a call qualifies (m <= 128, k % 128 == 0, 16-byte aligned x and W, enough scratch). */
 int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int silu, const void *x, const float *xs, int64_t ld_xs,
                              const void *w, size_t scratch_bytes);
+/* Whether the stream-K kernel measured faster than the grouped kernel at m rows and depth k (gemm_fp8x.cu). */
+int kern_cuda_gemm_fp8x_wins(int32_t m, int32_t k);
 ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, const float *xs, int64_t ld_xs, int32_t m,
                                 const uint8_t *w, const float *ws, int32_t n, int32_t k, int silu, bf16_t *y,
                                 int64_t ldy, void *scratch, size_t scratch_bytes);

@@ -13,10 +13,12 @@
  *    batched cuBLASLt GEMM writing its column slice of y. The whole weight is
  *    never expanded.
  *  - x F8E4M3 with act_quant's 1×128 scales and W F8E4M3 (`fp8` mode), batch 1,
- *    contiguous rows, K a multiple of 128, y BF16, m <= 128, MS_GEMM_FP8X=1
- *    (opt-in for now, see gemm_fp8x_sk_on): gemm_fp8x.cu's stream-K decode
- *    kernel (every SM streams weights; deterministic partial-tile reduce;
- *    SiLU·mul fused), the grouped kernel's numerics.
+ *    contiguous rows, K a multiple of 128, y BF16, m <= 128, opt-in
+ *    (MS_GEMM_FP8X=auto: m <= 64 and K >= 4096, where it measured faster; see
+ *    gemm_fp8x_sk_on): gemm_fp8x.cu's stream-K decode
+ *    kernel (every SM streams weights; deterministic partial-tile sums in the
+ *    kernel; SiLU·mul fused; act_quant's scale layout as is), the grouped
+ *    kernel's numerics.
  *  - The same at m > 128 (or what gemm_fp8x.cu declines): the FP8 grouped expert
  *    kernel (moe_gemm_fp8.cu) as one slot of m rows, SiLU·mul fused in its
  *    registers. Its wgmma sums a 128-K block's products in the tensor core's
@@ -260,25 +262,28 @@ static int gemm_fp8x_fits(const gemm_args &a, int silu, size_t scratch_bytes)
            cap * (size_t)(a.k / KERN_FP8_BLOCK) * sizeof(float) <= scratch_bytes;
 }
 
-/* MS_GEMM_FP8X=1 turns the fp8 mode's stream-K decode kernel on (default: the grouped kernel). Opt-in
- * until its harness cases have passed on an H200: its first version raised an illegal instruction there
- * and the fix (scales read in the promotion instead of by an fp32 TMA box) has not run on a GPU yet. Then
- * the default flips here, and =0 stays the switch to time and tell the two apart. Read once. */
-static bool gemm_fp8x_sk_on(void)
+/* Where the fp8 mode's stream-K decode kernel runs. MS_GEMM_FP8X=auto: where it measured faster than the
+ * grouped kernel (kern_cuda_gemm_fp8x_wins: m <= 64 and K >= 4096); =1 wherever it fits (m <= 128: the harness
+ * and the bench reach its other shapes so); unset or 0: nowhere, the grouped kernel. Opt-in until a
+ * whole-model decode step has run with it on an H200 (its harness cases pass there, but its first version
+ * passed them too and then raised an illegal instruction inside the model); then `auto` becomes the default.
+ * Read once. */
+static bool gemm_fp8x_sk_on(int32_t m, int32_t k)
 {
-    static int on = -1;
-    if (on < 0) {
+    static int mode = -1;
+    if (mode < 0) {
         const char *e = getenv("MS_GEMM_FP8X");
-        on = e && !strcmp(e, "1");
+        mode = e && !strcmp(e, "1") ? 1 : e && !strcmp(e, "auto") ? 2 : 0;
     }
-    return on;
+    return mode == 1 || (mode == 2 && kern_cuda_gemm_fp8x_wins(m, k));
 }
 
-/* the fp8 mode (gemm_fp8x_fits holds): m <= 128 on gemm_fp8x.cu's stream-K kernel, else (or when it does
- * not fit, or the bench forces a grouped tile) on the grouped kernel; silu: y = SiLU·mul of the fused gate|up */
+/* the fp8 mode (gemm_fp8x_fits holds): gemm_fp8x.cu's stream-K kernel where gemm_fp8x_sk_on says, else (or
+ * when it does not fit, or the bench forces a grouped tile) the grouped kernel; silu: y = SiLU·mul of the
+ * fused gate|up */
 static ms_status_t gemm_fp8x(kern_ctx_t *cx, const gemm_args &a, int silu, void *scratch, size_t scratch_bytes)
 {
-    if (gemm_fp8x_sk_on() && !kern_cuda_moe_fp8_tile_forced() &&
+    if (gemm_fp8x_sk_on(a.m, a.k) && !kern_cuda_moe_fp8_tile_forced() &&
         kern_cuda_gemm_fp8x_fits(a.m, a.n, a.k, silu, a.x, a.xs, a.ld_xs, a.w, scratch_bytes))
         return kern_cuda_gemm_fp8x(cx, (const uint8_t *)a.x, a.xs, a.ld_xs, a.m, (const uint8_t *)a.w, a.ws, a.n, a.k,
                                    silu, (bf16_t *)a.y, a.ldy, scratch, scratch_bytes);

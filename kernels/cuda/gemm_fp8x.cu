@@ -9,19 +9,25 @@
  * a dense layer's GEMM is a stream of weights, and its tiles x token blocks
  * are too few for 132 SMs (q_a|kv_a: 17 tiles, o_proj: 56 at 128 rows), so
  * most SMs idled (0.5-2 TB/s of 4.3). Here the work is tiles x 128-K chunks,
- * split evenly over one CTA per SM (stream-K, as gemm_fp8w.cu): a CTA writes
- * a tile it covers whole straight to y and the (at most two) tiles it shares
- * as fp32 partials; a second pass sums a shared tile's partials in CTA order
- * and rounds once. Deterministic (the split depends on the shape and the SM
- * count alone). One tile = 128 weight rows, one m64 half per consumer
- * warpgroup, times the whole token block (BN >= m tokens, the wgmma N), so
- * every weight byte is read once. The token scales come straight from
- * act_quant's row-major [m, ld_xs] layout (L1-resident: a token's line
- * holds 32 chunks' scales), so no transpose kernel runs first and the ring
- * holds weights and x alone.
+ * split evenly over one CTA per SM (stream-K, stream_k.cuh, shared with
+ * gemm_fp8w.cu): a CTA writes a tile it covers whole straight to y and the
+ * (at most two) tiles it shares as fp32 partials; the last of a shared tile's
+ * CTAs to finish sums its partials in CTA order and rounds once, in the same
+ * kernel. Deterministic (the split depends on the shape and the SM count
+ * alone). One tile = 128 weight rows,
+ * one m64 half per consumer warpgroup, times the whole token block (BN >= m
+ * tokens, the wgmma N), so every weight byte is read once.
+ * The token scales come straight from act_quant's row-major [m, ld_xs]
+ * layout, so no transpose kernel runs first: a second producer warp copies
+ * column kc of it (BN floats) into the stage beside the TMA tiles and
+ * arrives on the stage's barrier, and the promotion reads them from shared
+ * memory (one conflict-free 8-byte load per two tokens). Reading them from
+ * global memory in the promotion instead (the first fix of an illegal
+ * instruction) put 32 dependent-latency loads of 4 lines each per thread on
+ * every chunk's critical path.
  * gate|up: a tile's halves are gate rows j..j+63 and the matching up rows;
- * a whole tile hands the up half to the gate warpgroup through shared
- * memory, a shared tile's partials carry both halves into the reduce pass.
+ * a tile hands the up half to the gate warpgroup through shared memory (a
+ * shared tile's partials carry both halves to its last CTA).
  *
  * Shapes (kern_cuda_gemm_fp8x_fits): 1 <= m <= 128, K a multiple of 128, x
  * and W contiguous ([m, K], [n, K]) and 16-byte aligned, ld_xs >= K/128,
@@ -31,37 +37,31 @@
 
 #include "common.cuh"
 #include "wgmma.cuh"
+#include "stream_k.cuh"
 
-#define FX_ROWS 128                  /* weight rows per tile: one m64 half per consumer warpgroup */
+#define FX_ROWS SK_ROWS              /* weight rows per tile: one m64 half per consumer warpgroup */
 #define FX_W_BYTES (FX_ROWS * MG_KC) /* fp8 weight bytes per stage */
 #define FX_SMEM_BUDGET (227 * 1024) /* the H100/H200 opt-in maximum per block */
-#define FX_MIN_CHUNKS 4              /* fewest 128-K chunks per CTA (pipeline fill) */
 
 template <int BN, bool GATEUP> struct fx_shape {
     static constexpr int XB = BN * MG_KC;                      /* x tile: BN tokens x 128 K bytes */
     static constexpr int STAGE = (FX_W_BYTES + XB + 1023) / 1024 * 1024; /* swizzled tiles 1024-aligned */
     static constexpr int UB = GATEUP ? 128 * BN : 0;           /* gate|up exchange: BN/2 x 128 bf16 */
-    static constexpr int ST0 = (FX_SMEM_BUDGET - UB - 2048) / STAGE;
+    static constexpr int SB = BN * 4;                          /* a stage's token scales */
+    static constexpr int ST0 = (FX_SMEM_BUDGET - UB - 2048) / (STAGE + SB);
     static constexpr int ST = ST0 > 8 ? 8 : ST0;
-    static constexpr int SMEM = ST * STAGE + UB + 1024;        /* + 1024-byte alignment slack */
+    static constexpr int SMEM = ST * (STAGE + SB) + UB + 1024; /* + 1024-byte alignment slack */
 };
 
 struct fx_args {
     const float *ws;  /* W scale_inv [ceil(n/128), K/128] */
     const float *xs;  /* x scales [m, ld_xs] (act_quant's layout) */
     uint16_t *y;      /* [m, ldy] bf16 */
-    float *part;      /* [2 * grid][m][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
+    float *part;      /* [2 * grid][BN][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
+    uint32_t *cnt;    /* [ntile] arrivals at each shared tile (kern_ctx_t.sk_count, zero between calls) */
     int64_t ldy, ld_xs, total;
     int m, n, K, ntile, inter; /* inter > 0: SiLU·mul over gate|up (n = 2 * inter outputs' rows) */
 };
-
-/* CTA i's range of the tiles x chunks work, [c0, c1); fx_owner(x) = the CTA whose range holds work item x. */
-__host__ __device__ __forceinline__ int64_t fx_c0(int64_t i, int64_t total, int64_t p) { return i * total / p; }
-__host__ __device__ __forceinline__ int64_t fx_owner(int64_t x, int64_t total, int64_t p)
-{
-    const int64_t i = ((x + 1) * p - 1) / total;
-    return i < p ? i : p - 1;
-}
 
 __device__ __forceinline__ void fx_named_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void fx_named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
@@ -76,34 +76,36 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     typedef fx_shape<BN, GATEUP> sh;
     constexpr int STAGE = sh::STAGE, ST = sh::ST, NACC = BN / 2;
     __shared__ __align__(8) uint64_t full[ST], empty[ST];
+    __shared__ int sh_last;
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint16_t *xbuf = (uint16_t *)(smem + ST * STAGE); /* gate|up: [NACC][128] bf16 up values */
+    float *ssc = (float *)(smem + ST * STAGE + sh::UB);  /* [ST][BN] token scales of each stage's chunk */
     const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
     const int kchunks = g.K / MG_KC;
-    const int64_t c0 = fx_c0(blockIdx.x, g.total, gridDim.x), c1 = fx_c0(blockIdx.x + 1, g.total, gridDim.x);
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < ST; i++) {
-            mg_bar_init(&full[i], 1);
-            mg_bar_init(&empty[i], 2 * 128);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
-    __syncthreads();
+    const int64_t c0 = sk_c0(blockIdx.x, g.total, gridDim.x), c1 = sk_c0(blockIdx.x + 1, g.total, gridDim.x);
+    /* full: the TMA thread's expect_tx plus the 32 lanes of the scale warp */
+    sk_ring_init<ST>(full, empty, 1 + 32, 2 * 128);
 
-    if (wg == 2) { /* producer: one thread streams the range's chunks through the ring */
+    if (wg == 2) { /* producers: warp 0's lane 0 streams the range's tiles, warp 1 its token scales */
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
-        if (t != 0) return;
-        int it = 0;
-        for (int64_t c = c0; c < c1; c++, it++) {
-            const int tile = (int)(c / kchunks), kc = (int)(c % kchunks), st = it % ST;
-            const int r0 = GATEUP ? tile * 64 : tile * FX_ROWS, r1 = GATEUP ? g.inter + r0 : r0 + 64;
-            mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
-            uint8_t *sa = smem + st * STAGE;
-            mg_bar_expect(&full[st], FX_W_BYTES + sh::XB);
-            mg_tma_2d(sa, &tm_w, kc * MG_KC, r0, &full[st]);
-            mg_tma_2d(sa + FX_W_BYTES / 2, &tm_w, kc * MG_KC, r1, &full[st]);
-            mg_tma_2d(sa + FX_W_BYTES, &tm_x, kc * MG_KC, 0, &full[st]);
+        const int pw = t / 32, lane = t % 32;
+        if (pw == 0 && lane == 0) {
+            sk_produce<ST>(c0, c1, kchunks, empty, [&](int st, int tile, int kc) {
+                const int r0 = GATEUP ? tile * 64 : tile * FX_ROWS, r1 = GATEUP ? g.inter + r0 : r0 + 64;
+                uint8_t *sa = smem + st * STAGE;
+                mg_bar_expect(&full[st], FX_W_BYTES + sh::XB);
+                mg_tma_2d(sa, &tm_w, kc * MG_KC, r0, &full[st]);
+                mg_tma_2d(sa + FX_W_BYTES / 2, &tm_w, kc * MG_KC, r1, &full[st]);
+                mg_tma_2d(sa + FX_W_BYTES, &tm_x, kc * MG_KC, 0, &full[st]);
+            });
+        } else if (pw == 1) { /* column kc of [m, ld_xs], zero past m; each lane's arrive releases its stores */
+            sk_produce<ST>(c0, c1, kchunks, empty, [&](int st, int, int kc) {
+                float *d = ssc + st * BN;
+                for (int tok = lane; tok < BN; tok += 32)
+                    d[tok] = tok < g.m ? __ldg(g.xs + (int64_t)tok * g.ld_xs + kc) : 0.f;
+                mg_bar_arrive(&full[st]);
+            });
         }
         return;
     }
@@ -113,9 +115,8 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     const int warp = t / 32, lane = t % 32;
     int it = 0;
     for (int64_t c = c0; c < c1;) {
-        const int tile = (int)(c / kchunks), k0 = (int)(c % kchunks);
-        const int64_t tend = (int64_t)(tile + 1) * kchunks;
-        const int nk = (int)((c1 < tend ? c1 : tend) - c);
+        const sk_seg sg = sk_seg_at(c, c0, c1, kchunks);
+        const int tile = sg.tile, k0 = sg.k0, nk = sg.nk;
         const int rb = GATEUP ? (wg ? g.inter + tile * 64 : tile * 64) / 128 : tile; /* scale block row */
         const float *wsr = g.ws + (size_t)rb * kchunks + k0;
         float acc[NACC];
@@ -139,20 +140,18 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             const int st = (it + j) % ST;
 #pragma unroll
             for (int i = 0; i < NACC; i++) mg_reg_fence(d[i]);
-            mg_bar_arrive(&empty[st]);
-            /* weight block scale x token group scale for this thread's tokens 8i + 2(lane%4) + {0,1}; a
-             * token's row of scales spans 32 chunks a 128-byte line, so these are L1 hits but one in 32 */
-            const float *xsj = g.xs + k0 + j;
+            /* weight block scale x token group scale for this thread's tokens 8q + 2(lane%4) + {0,1} (0 past m) */
+            const float *scs = ssc + st * BN + 2 * (lane % 4);
 #pragma unroll
             for (int q = 0; q < BN / 8; q++) { /* d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1) */
-                const int tok = 8 * q + 2 * (lane % 4);
-                const float s0 = tok < g.m ? w * __ldg(xsj + (int64_t)tok * g.ld_xs) : 0.f;
-                const float s1 = tok + 1 < g.m ? w * __ldg(xsj + (int64_t)(tok + 1) * g.ld_xs) : 0.f;
+                const float2 v = *reinterpret_cast<const float2 *>(scs + 8 * q);
+                const float s0 = w * v.x, s1 = w * v.y;
                 acc[4 * q] = fmaf(d[4 * q], s0, acc[4 * q]);
                 acc[4 * q + 1] = fmaf(d[4 * q + 1], s1, acc[4 * q + 1]);
                 acc[4 * q + 2] = fmaf(d[4 * q + 2], s0, acc[4 * q + 2]);
                 acc[4 * q + 3] = fmaf(d[4 * q + 3], s1, acc[4 * q + 3]);
             }
+            mg_bar_arrive(&empty[st]);
         };
         if (BN == 128) { /* one set (two would spill): the other warpgroup's MMAs fill this one's promotion */
             for (int j = 0; j < nk; j++) {
@@ -183,18 +182,13 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         }
         }
         it += nk;
-        /* epilogue: accumulator (row, col) = (output feature, token) */
-        const bool whole = k0 == 0 && nk == kchunks;
-        const int slot = 2 * blockIdx.x + (c == c0 ? 0 : 1);
+        /* epilogue: accumulator (row, col) = (output feature, token); a shared tile is stored by the last
+         * of its CTAs to finish (sk_fixup), with the sums of its partials in acc */
         c += nk;
-        if (!whole) { /* fp32 partials of both halves (gate|up: gate rows 0..63, up rows 64..127) */
-#pragma unroll
-            for (int i = 0; i < NACC; i++) {
-                const int rr = wg * 64 + warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
-                const int tok = 8 * (i / 4) + 2 * (lane % 4) + (i & 1);
-                if (tok < g.m) g.part[((size_t)slot * g.m + tok) * FX_ROWS + rr] = acc[i];
-            }
-            continue;
+        if (!sg.whole) { /* fp32 partials of both halves (gate|up: gate rows 0..63, up rows 64..127) */
+            sk_part_store<BN>(acc, g.part, sg.slot, wg, warp, lane);
+            if (!sk_fixup<BN>(acc, g.part, g.cnt, &sh_last, tile, kchunks, g.total, gridDim.x, wg, warp, lane))
+                continue;
         }
         if (GATEUP && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
 #pragma unroll
@@ -221,42 +215,6 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
 #endif
 }
 
-/* The shared tiles: y = one rounding of the sum of the partials of the CTAs that share the tile, in CTA
- * order (gate|up: both halves' sums, then SiLU·mul). Tiles one CTA covered are skipped (already in y). CTAs
- * after the tile's first owner all start inside it, so their partial is their first slot (2i); only the
- * first owner's slot needs its start. */
-__global__ static void fx_reduce_kernel(fx_args g, int64_t p)
-{
-    const int kchunks = g.K / MG_KC, cols = g.inter ? 64 : FX_ROWS;
-    const int64_t items = (int64_t)g.ntile * g.m * cols, slot_stride = (int64_t)g.m * FX_ROWS;
-    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < items;
-         idx += (int64_t)gridDim.x * blockDim.x) {
-        const int tile = (int)(idx / ((int64_t)g.m * cols)), rem = (int)(idx % ((int64_t)g.m * cols));
-        const int tok = rem / cols, rr = rem % cols;
-        const int n = g.inter ? tile * 64 + rr : tile * FX_ROWS + rr;
-        if (!g.inter && n >= g.n) continue;
-        const int64_t x0 = (int64_t)tile * kchunks;
-        const int64_t i0 = fx_owner(x0, g.total, p), i1 = fx_owner(x0 + kchunks - 1, g.total, p);
-        if (i0 == i1) continue;
-        const float *pp = g.part + (int64_t)tok * FX_ROWS + rr;
-        const int64_t first = (2 * i0 + (fx_c0(i0, g.total, p) == x0 ? 0 : 1)) * slot_stride;
-        float s = pp[first], u = g.inter ? pp[first + 64] : 0.f;
-        for (int64_t i = i0 + 1; i <= i1; i++) {
-            s = __fadd_rn(s, pp[2 * i * slot_stride]);
-            if (g.inter) u = __fadd_rn(u, pp[2 * i * slot_stride + 64]);
-        }
-        g.y[tok * g.ldy + n] = g.inter ? cu_silu_mul1(cu_bf16_round(s), cu_bf16_round(u)) : cu_f_bf16(s);
-    }
-}
-
-/* CTAs for a call: one per SM, fewer when a CTA would get under FX_MIN_CHUNKS chunks. */
-static int64_t fx_grid(int64_t total)
-{
-    int64_t p = mg_num_sms();
-    if (p > (total + FX_MIN_CHUNKS - 1) / FX_MIN_CHUNKS) p = (total + FX_MIN_CHUNKS - 1) / FX_MIN_CHUNKS;
-    return p < 1 ? 1 : p;
-}
-
 static int fx_ntile(int32_t n, int silu) { return silu ? n / 2 / 64 : (n + FX_ROWS - 1) / FX_ROWS; }
 
 extern "C" int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int silu, const void *x, const float *xs,
@@ -266,8 +224,16 @@ extern "C" int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int sil
         ld_xs < k / MG_KC || (uintptr_t)x % 16 || (uintptr_t)w % 16)
         return 0;
     const int64_t total = (int64_t)fx_ntile(n, silu) * (k / MG_KC);
-    return (size_t)2 * fx_grid(total) * m * FX_ROWS * sizeof(float) <= scratch_bytes;
+    return fx_ntile(n, silu) <= SK_COUNTERS && sk_part_bytes(sk_grid(total), m) <= scratch_bytes;
 }
+
+/* Measured on the H200 (2026-12-02, moeserve-bench-dense, cold L2, BENCHMARKS.md) against the grouped kernel
+ * as one slot: faster at m = 1 and 37 wherever K >= 7168 (q_a|kv_a 13.7 vs 20.6 us at m = 1, 25.4 vs 32.3 at
+ * 37; o_proj 51.5 vs 65.3 at 37), slower on the short-K matrices (q_b K = 1536, shared down 2048: their tiles
+ * of 12-16 chunks are mostly shared, so partial stores and fixups outweigh the SMs it fills) and at m = 128
+ * on every shape (o_proj 62.7 vs 60.4, shared gate|up 49.9 vs 35.6: the BN = 128 tile re-reads the x block
+ * from L2 for every weight tile, and its fixups are not yet understood). K between 2048 and 7168 is unmeasured. */
+extern "C" int kern_cuda_gemm_fp8x_wins(int32_t m, int32_t k) { return m <= 64 && k >= 4096; }
 
 template <int BN, bool GATEUP>
 static ms_status_t fx_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtensorMap &tx, const fx_args &g,
@@ -300,21 +266,17 @@ extern "C" ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, co
     if (!kern_cuda_gemm_fp8x_fits(m, n, k, silu, xq, xs, ld_xs, w, scratch_bytes))
         return MS_ERR(MS_ERR_INVALID, "cuda gemm_fp8x: m=%d n=%d k=%d ld_xs=%lld%s does not fit the kernel", m, n, k,
                       (long long)ld_xs, silu ? " silu" : "");
-    const int bn = m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    const int bn = sk_bn(m);
     CUtensorMap tw, tx;
     MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)k, MG_KC, 64));
     MS_TRY(mg_map_2d(&tx, xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)m, (uint64_t)k, (uint64_t)k, MG_KC,
                      (uint32_t)bn));
     fx_args g;
-    g.ws = ws, g.xs = xs, g.y = (uint16_t *)y, g.part = (float *)scratch, g.ldy = ldy, g.ld_xs = ld_xs;
+    if (!cx->sk_count) return MS_ERR(MS_ERR_INTERNAL, "cuda gemm_fp8x: the context has no stream-K counters");
+    g.ws = ws, g.xs = xs, g.y = (uint16_t *)y, g.part = (float *)scratch, g.cnt = cx->sk_count, g.ldy = ldy,
+    g.ld_xs = ld_xs;
     g.m = m, g.n = n, g.K = k, g.ntile = fx_ntile(n, silu), g.inter = silu ? n / 2 : 0;
     g.total = (int64_t)g.ntile * (k / MG_KC);
-    const int64_t p = fx_grid(g.total);
-    MS_TRY(silu ? fx_dispatch<true>(cx, bn, tw, tx, g, p) : fx_dispatch<false>(cx, bn, tw, tx, g, p));
-    if (g.total % p == 0 && (g.total / p) % (k / MG_KC) == 0) return MS_OK; /* every CTA took whole tiles */
-    const int64_t items = (int64_t)g.ntile * m * (silu ? 64 : FX_ROWS);
-    const int64_t blocks = (items + 255) / 256;
-    fx_reduce_kernel<<<(unsigned)(blocks < 1024 ? blocks : 1024), 256, 0, CU_STREAM(cx)>>>(g, p);
-    CU_LAUNCHED();
-    return MS_OK;
+    const int64_t p = sk_grid(g.total);
+    return silu ? fx_dispatch<true>(cx, bn, tw, tx, g, p) : fx_dispatch<false>(cx, bn, tw, tx, g, p);
 }

@@ -88,10 +88,17 @@ static ms_status_t cu_ctx_make(int device, size_t ws_bytes, kern_ctx_t *main, ke
     if (ws_bytes < KERN_CUDA_WS_MIN) ws_bytes = KERN_CUDA_WS_MIN;
     MS_TRY_GOTO(st, kern_cuda_alloc(ws_bytes, &cx->ws), out_stream);
     cx->ws_bytes = ws_bytes;
+    /* per context, so GEMMs on two streams never share them; each call leaves them zero */
+    MS_TRY_GOTO(st, kern_cuda_alloc(KERN_CUDA_SK_COUNTERS * sizeof(uint32_t), (void **)&cx->sk_count), out_ws);
+    rc = cudaMemset(cx->sk_count, 0, KERN_CUDA_SK_COUNTERS * sizeof(uint32_t));
+    if (rc != cudaSuccess) {
+        st = MS_ERR(MS_ERR_CUDA, "cudaMemset (stream-K counters) failed: %s", cudaGetErrorString(rc));
+        goto out_count;
+    }
     if (main) {
         cx->blas = main->blas, cx->fault = main->fault, cx->is_side = 1;
     } else {
-        MS_TRY_GOTO(st, kern_cuda_alloc(sizeof(uint32_t), (void **)&cx->own_fault), out_ws);
+        MS_TRY_GOTO(st, kern_cuda_alloc(sizeof(uint32_t), (void **)&cx->own_fault), out_count);
         cx->fault = cx->own_fault;
         MS_TRY_GOTO(st, kern_cuda_blas_create(&cx->blas), out_fault);
     }
@@ -99,6 +106,8 @@ static ms_status_t cu_ctx_make(int device, size_t ws_bytes, kern_ctx_t *main, ke
     return MS_OK;
 out_fault:
     kern_cuda_free(cx->own_fault);
+out_count:
+    kern_cuda_free(cx->sk_count);
 out_ws:
     kern_cuda_free(cx->ws);
 out_stream:
@@ -124,6 +133,7 @@ extern "C" void kern_cuda_ctx_destroy(kern_ctx_t *cx)
     cudaStreamSynchronize((cudaStream_t)cx->stream);
     if (!cx->is_side) kern_cuda_blas_destroy(cx->blas);
     kern_cuda_free(cx->own_fault);
+    kern_cuda_free(cx->sk_count);
     kern_cuda_free(cx->ws);
     cudaStreamDestroy((cudaStream_t)cx->stream);
     free(cx);

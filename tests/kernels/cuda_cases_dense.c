@@ -1,8 +1,8 @@
 /* cuda_cases_dense.c — the dense FP8 GEMMs of an R1 layer (q_a|kv_a, q_b, o_proj, shared and dense MLP)
  * through the gemm op with contiguous operands as the engine passes them, so the fast paths run:
- * gemm_fp8w.cu for the dequant mode at m <= 128, the grouped FP8 kernel (moe_gemm_fp8.cu) for the fp8
- * mode (gemm_fp8x.cu's stream-K kernel at m <= 128 under MS_GEMM_FP8X=1) (cc_run_gemm_ex pads every stride and so
- * keeps the other paths covered). The fp8 mode runs twice and must be bit-identical.
+ * gemm_fp8w.cu for the dequant mode at m <= 128; for the fp8 mode the grouped FP8 kernel, moe_gemm_fp8.cu,
+ * or, opt-in, gemm_fp8x.cu's stream-K kernel (MS_GEMM_FP8X=1 at every m <= 128, =auto at m <= 64 with
+ * K >= 4096) (cc_run_gemm_ex pads every stride and so keeps the other paths covered). The fp8 mode runs twice and must be bit-identical.
  * The CPU reference recomputes a sample of rows (rows are independent): evenly spread, first and last
  * included, as many as ~1 GMAC of CPU work allows (all rows for the small matrices), so a case at
  * m = 4096 still crosses many token blocks without minutes of CPU time. */

@@ -100,8 +100,9 @@ static const cc_case_t g_cases[] = {
     {"gemm",        "m=4 n=7168 k=18432 (down)",  "fp8xfp8",   cc_run_gemm_ex,     {4, 7168, 18432, 1, 5, BF},          1e-5},
     {"gemm",        "3x m=3 n=200 k=300",         "fp8 dq batch", cc_run_gemm_ex,  {3, 200, 300, 3, 6, BF},             1e-5},
     /* gemm_dense p[] = m, n (outputs), k, mode (0 dequant, 1 dequant SiLU·mul, 2 fp8, 3 fp8 SiLU·mul), y dtype:
-     * contiguous operands, so the TMA kernels run (gemm_fp8w.cu at m <= 128 in the dequant mode, the grouped
-     * FP8 kernel in the fp8 mode); the CPU recomputes a sample of rows. tol = nmse; max-abs 2 bf16 ulps of
+     * contiguous operands, so the TMA kernels run (gemm_fp8w.cu at m <= 128 in the dequant mode; in the fp8
+     * mode gemm_fp8x.cu at m <= 64 with K >= 4096, the grouped FP8 kernel otherwise); the CPU recomputes a
+     * sample of rows. tol = nmse; max-abs 2 bf16 ulps of
      * max|ref| (4 after SiLU·mul) for dequant, 16 for fp8 (cuda_cases_dense.c) */
     {"gemm_dense",  "m=1 n=2112 k=7168 (q_a|kv_a)", "dequant",   cc_run_gemm_dense,  {1, 2112, 7168, 0, BF},              1e-5},
     {"gemm_dense",  "m=32 n=2112 k=7168 (q_a|kv_a)", "dequant",   cc_run_gemm_dense,  {32, 2112, 7168, 0, BF},             1e-5},
@@ -147,9 +148,9 @@ static const cc_case_t g_cases[] = {
     {"gemm_dense",  "m=128 n=18432 k=7168 (dense gate|up)", "fp8",       cc_run_gemm_dense,  {128, 18432, 7168, 3, BF},           2e-4},
     {"gemm_dense",  "m=128 n=7168 k=16384 (o_proj)", "fp8",       cc_run_gemm_dense,  {128, 7168, 16384, 2, BF},           2e-4},
     {"gemm_dense",  "m=96 n=2112 k=7168 (q_a|kv_a)", "fp8",       cc_run_gemm_dense,  {96, 2112, 7168, 2, BF},             2e-4},
-    /* fp8 sk: m <= 128, gemm_fp8x.cu's stream-K kernel under MS_GEMM_FP8X=1 (opt-in until it has passed
-     * here on an H200; the grouped kernel otherwise): R1's shapes at m = 1, an odd m and 128; every token
-     * block width; one CTA; the gate|up exchange */
+    /* fp8 sk: m <= 128, gemm_fp8x.cu's stream-K kernel under MS_GEMM_FP8X=1 (every case) or =auto (m <= 64,
+     * K >= 4096); the grouped kernel by default: R1's shapes at m = 1, an odd m and 128; every
+     * token block width; one CTA; the gate|up exchange */
     {"gemm_dense",  "m=1 n=2112 k=7168 (q_a|kv_a)",    "fp8 sk",    cc_run_gemm_dense,  {1, 2112, 7168, 2, BF},     2e-4},
     {"gemm_dense",  "m=37 n=2112 k=7168 (q_a|kv_a)",   "fp8 sk",    cc_run_gemm_dense,  {37, 2112, 7168, 2, BF},    2e-4},
     {"gemm_dense",  "m=128 n=2112 k=7168 (q_a|kv_a)",  "fp8 sk",    cc_run_gemm_dense,  {128, 2112, 7168, 2, BF},   2e-4},
