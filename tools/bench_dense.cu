@@ -13,7 +13,8 @@
  *   moeserve-bench-dense [--m 1,32,128,4096] [--reps 20] [--out FILE] [--tiles 64x2,128x2r] [--only NAME]
  *                        [--fp8-only]
  * The fp8 mode runs the grouped kernel; MS_GEMM_FP8X=1 times gemm_fp8x.cu's stream-K kernel at every m <= 128,
- * =auto where it measured faster (m <= 64 with K >= 4096); a forced tile always runs the grouped kernel. */
+ * =auto where it measured faster (m <= 64 with K >= 4096); MS_GEMM_FP8X_MC=1 (4) on top, its 2- (4-)CTA cluster
+ * variant that multicasts the x block; a forced tile always runs the grouped kernel. */
 #include <string.h>
 
 #include "kernels/cuda/cuda.h"

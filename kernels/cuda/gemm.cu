@@ -18,7 +18,9 @@
  *    gemm_fp8x_sk_on): gemm_fp8x.cu's stream-K decode
  *    kernel (every SM streams weights; deterministic partial-tile sums in the
  *    kernel; SiLU·mul fused; act_quant's scale layout as is), the grouped
- *    kernel's numerics.
+ *    kernel's numerics. MS_GEMM_FP8X_MC=1 (or 4) on top runs its cluster
+ *    variant, 2 (4) CTAs sharing the x block by TMA multicast (not yet run on
+ *    a GPU).
  *  - The same at m > 128 (or what gemm_fp8x.cu declines): the FP8 grouped expert
  *    kernel (moe_gemm_fp8.cu) as one slot of m rows, SiLU·mul fused in its
  *    registers. Its wgmma sums a 128-K block's products in the tensor core's

@@ -29,11 +29,32 @@
  * a tile hands the up half to the gate warpgroup through shared memory (a
  * shared tile's partials carry both halves to its last CTA).
  *
+ * Multicast (opt-in, MS_GEMM_FP8X_MC=1 on top of MS_GEMM_FP8X=1; not yet run
+ * on a GPU): at m = 128 the L2->SM path was the limit (ncu, o_proj: L2 75 %,
+ * DRAM 56 %) because every 128-row tile re-read the 128-token x block, so SMs
+ * read 2x the weight bytes. With CL = 2 the CTAs of a 2-CTA cluster take
+ * adjacent tiles over the same chunks in step (stream-K over tile pairs,
+ * stream_k.cuh's units); each CTA's TMA fetches half the x block (whole
+ * 8-row swizzle atoms; all of it from rank 0 when BN = 8) and multicasts it
+ * into both CTAs' stage, whose barriers each expect the whole stage's bytes,
+ * so x crosses L2->SM once per pair (1.5x the weight bytes at m = 128). A
+ * stage is refilled only when both CTAs' consumers have released it (each
+ * consumer warp arrives on both CTAs' empty barrier), and neither CTA exits
+ * before the other is done with its shared memory (cluster barrier). The
+ * arithmetic is the same (chunk products promoted in chunk order, a shared
+ * tile's partials summed in unit order), so a tile that one CTA covers whole
+ * in both variants has the same bits; a split tile is split at other chunks
+ * and may differ in the last bits. With an odd tile count the last pair's
+ * second CTA computes a copy of the last tile (the x multicast needs it) and
+ * stores nothing.
+ *
  * Shapes (kern_cuda_gemm_fp8x_fits): 1 <= m <= 128, K a multiple of 128, x
  * and W contiguous ([m, K], [n, K]) and 16-byte aligned, ld_xs >= K/128,
  * any n (rows past n are TMA zero fill), for
  * SiLU·mul n = 2*inter with inter a multiple of 64; y BF16. */
 #include <cuda_bf16.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common.cuh"
 #include "wgmma.cuh"
@@ -59,14 +80,15 @@ struct fx_args {
     uint16_t *y;      /* [m, ldy] bf16 */
     float *part;      /* [2 * grid][BN][128] fp32 partial tiles: slot 2i = CTA i's first tile, 2i+1 its last */
     uint32_t *cnt;    /* [ntile] arrivals at each shared tile (kern_ctx_t.sk_count, zero between calls) */
-    int64_t ldy, ld_xs, total;
+    int64_t ldy, ld_xs, total; /* total: work items, (group of CL tiles, chunk) */
     int m, n, K, ntile, inter; /* inter > 0: SiLU·mul over gate|up (n = 2 * inter outputs' rows) */
 };
 
 __device__ __forceinline__ void fx_named_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void fx_named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 
-template <int BN, bool GATEUP>
+/* CL: CTAs per cluster sharing the x block by multicast (1: no cluster) */
+template <int BN, bool GATEUP, int CL>
 __global__ void __launch_bounds__(384, 1)
 fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_x, const fx_args g)
 {
@@ -83,21 +105,31 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     float *ssc = (float *)(smem + ST * STAGE + sh::UB);  /* [ST][BN] token scales of each stage's chunk */
     const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
     const int kchunks = g.K / MG_KC;
-    const int64_t c0 = sk_c0(blockIdx.x, g.total, gridDim.x), c1 = sk_c0(blockIdx.x + 1, g.total, gridDim.x);
-    /* full: the TMA thread's expect_tx plus the 32 lanes of the scale warp */
-    sk_ring_init<ST>(full, empty, 1 + 32, 2 * 128);
+    /* x rows each CTA fetches for the cluster: whole 8-row swizzle atoms, else rank 0 fetches all */
+    constexpr int XH = CL > 1 && BN / CL >= 8 ? BN / CL : BN;
+    const int rank = CL > 1 ? (int)mg_cluster_rank() : 0, unit = (int)blockIdx.x / CL, units = (int)gridDim.x / CL;
+    const int64_t c0 = sk_c0(unit, g.total, units), c1 = sk_c0(unit + 1, g.total, units);
+    /* full: the TMA thread's expect_tx plus the 32 lanes of the scale warp; empty: each consumer thread, or
+     * with a cluster one arrival per consumer warp of every CTA (the peers' multicast writes this stage too) */
+    sk_ring_init<ST>(full, empty, 1 + 32, CL > 1 ? 8 * CL : 2 * 128);
+    if (CL > 1) mg_cluster_sync(); /* the peers' barriers are initialized before anything reaches them */
 
     if (wg == 2) { /* producers: warp 0's lane 0 streams the range's tiles, warp 1 its token scales */
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         const int pw = t / 32, lane = t % 32;
         if (pw == 0 && lane == 0) {
-            sk_produce<ST>(c0, c1, kchunks, empty, [&](int st, int tile, int kc) {
+            sk_produce<ST>(c0, c1, kchunks, empty, [&](int st, int grp, int kc) {
+                const int tile = min(grp * CL + rank, g.ntile - 1); /* past the last: a copy, not stored */
                 const int r0 = GATEUP ? tile * 64 : tile * FX_ROWS, r1 = GATEUP ? g.inter + r0 : r0 + 64;
                 uint8_t *sa = smem + st * STAGE;
                 mg_bar_expect(&full[st], FX_W_BYTES + sh::XB);
                 mg_tma_2d(sa, &tm_w, kc * MG_KC, r0, &full[st]);
                 mg_tma_2d(sa + FX_W_BYTES / 2, &tm_w, kc * MG_KC, r1, &full[st]);
-                mg_tma_2d(sa + FX_W_BYTES, &tm_x, kc * MG_KC, 0, &full[st]);
+                if (CL == 1)
+                    mg_tma_2d(sa + FX_W_BYTES, &tm_x, kc * MG_KC, 0, &full[st]);
+                else if (XH < BN || rank == 0)
+                    mg_tma_2d_mc(sa + FX_W_BYTES + rank * XH * MG_KC, &tm_x, kc * MG_KC, rank * XH, &full[st],
+                                 (uint16_t)((1u << CL) - 1)); /* XH == BN: rank 0 alone, at row 0 */
             });
         } else if (pw == 1) { /* column kc of [m, ld_xs], zero past m; each lane's arrive releases its stores */
             sk_produce<ST>(c0, c1, kchunks, empty, [&](int st, int, int kc) {
@@ -107,6 +139,7 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
                 mg_bar_arrive(&full[st]);
             });
         }
+        if (CL > 1) mg_cluster_sync(); /* the peers may still fill or release this CTA's stages */
         return;
     }
 
@@ -115,8 +148,8 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     const int warp = t / 32, lane = t % 32;
     int it = 0;
     for (int64_t c = c0; c < c1;) {
-        const sk_seg sg = sk_seg_at(c, c0, c1, kchunks);
-        const int tile = sg.tile, k0 = sg.k0, nk = sg.nk;
+        const sk_seg sg = sk_seg_at(c, c0, c1, kchunks, (int)blockIdx.x);
+        const int own = sg.tile * CL + rank, tile = min(own, g.ntile - 1), k0 = sg.k0, nk = sg.nk;
         const int rb = GATEUP ? (wg ? g.inter + tile * 64 : tile * 64) / 128 : tile; /* scale block row */
         const float *wsr = g.ws + (size_t)rb * kchunks + k0;
         float acc[NACC];
@@ -151,7 +184,12 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
                 acc[4 * q + 2] = fmaf(d[4 * q + 2], s0, acc[4 * q + 2]);
                 acc[4 * q + 3] = fmaf(d[4 * q + 3], s1, acc[4 * q + 3]);
             }
-            mg_bar_arrive(&empty[st]);
+            if (CL == 1) {
+                mg_bar_arrive(&empty[st]);
+            } else { /* the warp's reads are done (wgmma wait, then its scale loads): lane r tells CTA r */
+                __syncwarp();
+                if (lane < CL) mg_bar_arrive_cta(&empty[st], (uint32_t)lane);
+            }
         };
         if (BN == 128) { /* one set (two would spill): the other warpgroup's MMAs fill this one's promotion */
             for (int j = 0; j < nk; j++) {
@@ -185,9 +223,11 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         /* epilogue: accumulator (row, col) = (output feature, token); a shared tile is stored by the last
          * of its CTAs to finish (sk_fixup), with the sums of its partials in acc */
         c += nk;
+        if (own >= g.ntile) continue; /* the copy of the last tile */
         if (!sg.whole) { /* fp32 partials of both halves (gate|up: gate rows 0..63, up rows 64..127) */
             sk_part_store<BN>(acc, g.part, sg.slot, wg, warp, lane);
-            if (!sk_fixup<BN>(acc, g.part, g.cnt, &sh_last, tile, kchunks, g.total, gridDim.x, wg, warp, lane))
+            if (!sk_fixup<BN>(acc, g.part, g.cnt, &sh_last, sg.tile, tile, kchunks, g.total, units, CL, rank, wg,
+                              warp, lane))
                 continue;
         }
         if (GATEUP && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
@@ -212,6 +252,7 @@ fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         }
         if (GATEUP) fx_named_arrive(2, 256);
     }
+    if (CL > 1) mg_cluster_sync();
 #endif
 }
 
@@ -235,27 +276,121 @@ extern "C" int kern_cuda_gemm_fp8x_fits(int32_t m, int32_t n, int32_t k, int sil
  * from L2 for every weight tile, and its fixups are not yet understood). K between 2048 and 7168 is unmeasured. */
 extern "C" int kern_cuda_gemm_fp8x_wins(int32_t m, int32_t k) { return m <= 64 && k >= 4096; }
 
-template <int BN, bool GATEUP>
+/* CTAs per cluster: MS_GEMM_FP8X_MC=1 the 2-CTA cluster with the x block multicast, =4 four CTAs (x over
+ * L2->SM once per 4 tiles, but up to 3 copies of the last tile and a tighter fit on the GPCs: to be measured),
+ * else 1 (opt-in: neither has run on a GPU yet). Read at every call (a getenv, no device work) so the harness
+ * can run the variants in one process. */
+static int fx_mc_ctas(void)
+{
+    const char *e = getenv("MS_GEMM_FP8X_MC");
+    return !e ? 1 : !strcmp(e, "1") ? 2 : !strcmp(e, "4") ? 4 : 1;
+}
+
+/* A launch of `grid` CTAs of 384 threads in clusters of cl (at: its one attribute) */
+static void fx_cluster_cfg(cudaLaunchConfig_t &cfg, cudaLaunchAttribute *at, unsigned grid, int cl, size_t smem,
+                           cudaStream_t stream)
+{
+    cfg = cudaLaunchConfig_t{};
+    cfg.gridDim = dim3(grid), cfg.blockDim = dim3(384), cfg.dynamicSmemBytes = smem, cfg.stream = stream;
+    at[0].id = cudaLaunchAttributeClusterDimension, at[0].val.clusterDim.x = (unsigned)cl, at[0].val.clusterDim.y = 1,
+    at[0].val.clusterDim.z = 1;
+    cfg.attrs = at, cfg.numAttrs = 1;
+}
+
+/* Clusters of CL CTAs of this kernel that fit on the device at once (the GPCs' SM counts need not be
+ * multiples of CL), 0 if the query fails (not kept: it may have failed inside a graph capture, then the
+ * call runs the one-CTA kernel and a later call asks again). Once per instantiation. */
+template <int BN, bool GATEUP, int CL> static int fx_max_units(void)
+{
+    static int n = -1;
+    if (n < 0) {
+        typedef fx_shape<BN, GATEUP> sh;
+        cudaLaunchConfig_t cfg;
+        cudaLaunchAttribute at[1];
+        fx_cluster_cfg(cfg, at, (unsigned)(mg_num_sms() / CL * CL), CL, sh::SMEM, 0);
+        int c = 0;
+        if (cudaFuncSetAttribute(fx_kernel<BN, GATEUP, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM) !=
+                cudaSuccess ||
+            cudaOccupancyMaxActiveClusters(&c, fx_kernel<BN, GATEUP, CL>, &cfg) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return 0;
+        }
+        n = c;
+    }
+    return n;
+}
+
+/* The call's work for CL-CTA units: g.total (groups x chunks) and the grid (CTAs), 0 if none fits (the
+ * caller falls back to CL = 1). */
+template <int BN, bool GATEUP, int CL>
+static int64_t fx_grid(fx_args &g, size_t scratch_bytes)
+{
+    const int64_t groups = (g.ntile + CL - 1) / CL;
+    g.total = groups * (g.K / MG_KC);
+    if (CL == 1) return sk_grid(g.total);
+    const int mx = fx_max_units<BN, GATEUP, CL>();
+    if (mx < 1) return 0;
+    const int64_t p = CL * sk_grid_max(g.total, mx);
+    return sk_part_bytes(p, g.m) <= scratch_bytes ? p : 0;
+}
+
+template <int BN, bool GATEUP, int CL>
 static ms_status_t fx_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtensorMap &tx, const fx_args &g,
                              int64_t p)
 {
     typedef fx_shape<BN, GATEUP> sh;
-    CUDA_CHECK(cudaFuncSetAttribute(fx_kernel<BN, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
-    fx_kernel<BN, GATEUP><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, g);
+    CUDA_CHECK(cudaFuncSetAttribute(fx_kernel<BN, GATEUP, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
+    if (CL == 1) {
+        fx_kernel<BN, GATEUP, CL><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, g);
+    } else {
+        cudaLaunchConfig_t cfg;
+        cudaLaunchAttribute at[1];
+        fx_cluster_cfg(cfg, at, (unsigned)p, CL, sh::SMEM, CU_STREAM(cx));
+        CUDA_CHECK(cudaLaunchKernelEx(&cfg, fx_kernel<BN, GATEUP, CL>, tw, tx, g));
+    }
     CU_LAUNCHED();
     return MS_OK;
 }
 
+/* The CL-CTA variant if it fits (a cluster grid, its partials in the scratch; 1 always does), and then
+ * true. x's tensor map boxes are the rows one CTA fetches. */
+template <int BN, bool GATEUP, int CL>
+static bool fx_try(kern_ctx_t *cx, const CUtensorMap &tw, const uint8_t *xq, fx_args g, size_t scratch_bytes,
+                   ms_status_t *st)
+{
+    constexpr int XH = CL > 1 && BN / CL >= 8 ? BN / CL : BN;
+    const int64_t p = fx_grid<BN, GATEUP, CL>(g, scratch_bytes);
+    if (p < 1) return false;
+    CUtensorMap tx;
+    *st = mg_map_2d(&tx, xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)g.m, (uint64_t)g.K, (uint64_t)g.K, MG_KC,
+                    (uint32_t)XH);
+    if (*st == MS_OK) *st = fx_launch<BN, GATEUP, CL>(cx, tw, tx, g, p);
+    return true;
+}
+
+template <int BN, bool GATEUP>
+static ms_status_t fx_run(kern_ctx_t *cx, const uint8_t *xq, const uint8_t *w, const fx_args &g, size_t scratch_bytes)
+{
+    CUtensorMap tw;
+    MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)g.n, (uint64_t)g.K, (uint64_t)g.K, MG_KC, 64));
+    ms_status_t st = MS_OK;
+    const int cl = fx_mc_ctas();
+    if (cl == 4 && fx_try<BN, GATEUP, 4>(cx, tw, xq, g, scratch_bytes, &st)) return st;
+    if (cl == 2 && fx_try<BN, GATEUP, 2>(cx, tw, xq, g, scratch_bytes, &st)) return st;
+    fx_try<BN, GATEUP, 1>(cx, tw, xq, g, scratch_bytes, &st);
+    return st;
+}
+
 template <bool GATEUP>
-static ms_status_t fx_dispatch(kern_ctx_t *cx, int bn, const CUtensorMap &tw, const CUtensorMap &tx,
-                               const fx_args &g, int64_t p)
+static ms_status_t fx_dispatch(kern_ctx_t *cx, int bn, const uint8_t *xq, const uint8_t *w, const fx_args &g,
+                               size_t scratch_bytes)
 {
     switch (bn) {
-    case 8: return fx_launch<8, GATEUP>(cx, tw, tx, g, p);
-    case 16: return fx_launch<16, GATEUP>(cx, tw, tx, g, p);
-    case 32: return fx_launch<32, GATEUP>(cx, tw, tx, g, p);
-    case 64: return fx_launch<64, GATEUP>(cx, tw, tx, g, p);
-    default: return fx_launch<128, GATEUP>(cx, tw, tx, g, p);
+    case 8: return fx_run<8, GATEUP>(cx, xq, w, g, scratch_bytes);
+    case 16: return fx_run<16, GATEUP>(cx, xq, w, g, scratch_bytes);
+    case 32: return fx_run<32, GATEUP>(cx, xq, w, g, scratch_bytes);
+    case 64: return fx_run<64, GATEUP>(cx, xq, w, g, scratch_bytes);
+    default: return fx_run<128, GATEUP>(cx, xq, w, g, scratch_bytes);
     }
 }
 
@@ -266,17 +401,11 @@ extern "C" ms_status_t kern_cuda_gemm_fp8x(kern_ctx_t *cx, const uint8_t *xq, co
     if (!kern_cuda_gemm_fp8x_fits(m, n, k, silu, xq, xs, ld_xs, w, scratch_bytes))
         return MS_ERR(MS_ERR_INVALID, "cuda gemm_fp8x: m=%d n=%d k=%d ld_xs=%lld%s does not fit the kernel", m, n, k,
                       (long long)ld_xs, silu ? " silu" : "");
-    const int bn = sk_bn(m);
-    CUtensorMap tw, tx;
-    MS_TRY(mg_map_2d(&tw, w, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)n, (uint64_t)k, (uint64_t)k, MG_KC, 64));
-    MS_TRY(mg_map_2d(&tx, xq, CU_TENSOR_MAP_DATA_TYPE_UINT8, (uint64_t)m, (uint64_t)k, (uint64_t)k, MG_KC,
-                     (uint32_t)bn));
     fx_args g;
     if (!cx->sk_count) return MS_ERR(MS_ERR_INTERNAL, "cuda gemm_fp8x: the context has no stream-K counters");
     g.ws = ws, g.xs = xs, g.y = (uint16_t *)y, g.part = (float *)scratch, g.cnt = cx->sk_count, g.ldy = ldy,
     g.ld_xs = ld_xs;
-    g.m = m, g.n = n, g.K = k, g.ntile = fx_ntile(n, silu), g.inter = silu ? n / 2 : 0;
-    g.total = (int64_t)g.ntile * (k / MG_KC);
-    const int64_t p = sk_grid(g.total);
-    return silu ? fx_dispatch<true>(cx, bn, tw, tx, g, p) : fx_dispatch<false>(cx, bn, tw, tx, g, p);
+    g.m = m, g.n = n, g.K = k, g.ntile = fx_ntile(n, silu), g.inter = silu ? n / 2 : 0, g.total = 0;
+    const int bn = sk_bn(m);
+    return silu ? fx_dispatch<true>(cx, bn, xq, w, g, scratch_bytes) : fx_dispatch<false>(cx, bn, xq, w, g, scratch_bytes);
 }

@@ -14,6 +14,11 @@
  *    CTAs to finish sum its partials in CTA order and store it (a separate
  *    reduce pass cost 18-23 us at m = 128, more than the tile work of the
  *    small matrices, and a launch).
+ *  - Units: the split is over units of CL CTAs (a thread-block cluster, CL = 1
+ *    when there is none); a unit's work item is (group of CL adjacent tiles,
+ *    chunk), the CTA of cluster rank r takes tile CL*group + r, so the CL CTAs
+ *    walk the same chunks in step (gemm_fp8x.cu's multicast of the x block).
+ *    CTA u*CL + r owns partial slots 2(u*CL + r) and +1.
  * Needs wgmma.cuh (barriers) and common.cuh (roundings) first. */
 #ifndef MS_KERN_CUDA_STREAM_K_CUH
 #define MS_KERN_CUDA_STREAM_K_CUH
@@ -31,12 +36,12 @@ __host__ __device__ __forceinline__ int64_t sk_owner(int64_t x, int64_t total, i
 /* CTAs for `total` work items: one per SM, fewer when a CTA would get under SK_MIN_CHUNKS chunks (half the
  * SMs measured 1.0-1.1x faster on the small matrices at m = 37..128 and up to 1.6x slower on the large, with
  * the reduce pass this file had before its fixup). */
-static inline int64_t sk_grid(int64_t total)
+static inline int64_t sk_grid_max(int64_t total, int64_t p)
 {
-    int64_t p = mg_num_sms();
     if (p > (total + SK_MIN_CHUNKS - 1) / SK_MIN_CHUNKS) p = (total + SK_MIN_CHUNKS - 1) / SK_MIN_CHUNKS;
     return p < 1 ? 1 : p;
 }
+static inline int64_t sk_grid(int64_t total) { return sk_grid_max(total, mg_num_sms()); }
 
 /* The token block (the wgmma N) for m tokens. */
 static inline int sk_bn(int32_t m) { return m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : m <= 64 ? 64 : 128; }
@@ -72,20 +77,21 @@ __device__ __forceinline__ void sk_produce(int64_t c0, int64_t c1, int kchunks, 
     }
 }
 
-/* One tile's contiguous piece of the range starting at c: its chunks [k0, k0 + nk); whole: the CTA covers all of
- * it (store to y), else its partial goes to slot (first piece of the range: 2i, else 2i+1). */
+/* One tile's (unit work tile's) contiguous piece of the range starting at c: its chunks [k0, k0 + nk); whole:
+ * the unit covers all of it (store to y), else CTA cta's partial goes to slot (first piece of the range:
+ * 2 cta, else 2 cta + 1). */
 struct sk_seg {
     int tile, k0, nk, slot;
     bool whole;
 };
-__device__ __forceinline__ sk_seg sk_seg_at(int64_t c, int64_t c0, int64_t c1, int kchunks)
+__device__ __forceinline__ sk_seg sk_seg_at(int64_t c, int64_t c0, int64_t c1, int kchunks, int cta)
 {
     sk_seg s;
     s.tile = (int)(c / kchunks), s.k0 = (int)(c % kchunks);
     const int64_t tend = (int64_t)(s.tile + 1) * kchunks;
     s.nk = (int)((c1 < tend ? c1 : tend) - c);
     s.whole = s.k0 == 0 && s.nk == kchunks;
-    s.slot = 2 * (int)blockIdx.x + (c == c0 ? 0 : 1);
+    s.slot = 2 * cta + (c == c0 ? 0 : 1);
     return s;
 }
 
@@ -111,24 +117,26 @@ __device__ __forceinline__ void sk_part_store(const float (&acc)[BN / 2], float 
 }
 
 /* The shared tile's fixup, in the kernel (no second pass): every consumer thread (256, named barrier 3) has
- * stored its part of the CTA's partial of `tile` (sk_part_store). The CTAs that share the tile count their
- * arrivals on cnt[tile]; the last to arrive sums the tile's partials in CTA order (the first owner's slot,
- * then slot 2i of each later owner: they all start inside the tile), leaves the sums in acc and returns
+ * stored its part of the CTA's partial of unit work tile `tile` (sk_part_store; its own tile is ct, of
+ * cluster rank `rank` in units of cl CTAs). The CTAs of that rank in the units that share the tile count
+ * their arrivals on cnt[ct]; the last to arrive sums the partials in unit order (the first owner's slot,
+ * then slot 2i of each later owner's CTA: they all start inside the tile), leaves the sums in acc and returns
  * true (the caller stores the tile as if it had covered it whole), and zeroes the counter for the next
  * call. The others return false. The order of the sum does not depend on which CTA is last, so the result
  * is the same bits run to run; nothing waits on another CTA. */
 template <int BN>
 __device__ __forceinline__ bool sk_fixup(float (&acc)[BN / 2], const float *part, uint32_t *cnt, int *sh_last,
-                                         int tile, int kchunks, int64_t total, int64_t p, int wg, int warp, int lane)
+                                         int tile, int ct, int kchunks, int64_t total, int64_t p, int cl, int rank,
+                                         int wg, int warp, int lane)
 {
     const int64_t x0 = (int64_t)tile * kchunks;
     const int64_t i0 = sk_owner(x0, total, p), i1 = sk_owner(x0 + kchunks - 1, total, p);
     __threadfence(); /* this thread's partial stores before the count that publishes them */
     asm volatile("bar.sync 3, 256;" ::: "memory");
     if (threadIdx.x == 0) {
-        const uint32_t before = atomicAdd(&cnt[tile], 1u);
+        const uint32_t before = atomicAdd(&cnt[ct], 1u);
         const int last = before == (uint32_t)(i1 - i0);
-        if (last) cnt[tile] = 0; /* every other owner has arrived: none touches it again in this call */
+        if (last) cnt[ct] = 0; /* every other owner has arrived: none touches it again in this call */
         *sh_last = last;
     }
     asm volatile("bar.sync 3, 256;" ::: "memory");
@@ -138,11 +146,11 @@ __device__ __forceinline__ bool sk_fixup(float (&acc)[BN / 2], const float *part
      * at m = 128 on the H200) */
     const int64_t ss = (int64_t)BN * SK_ROWS;
     const int base = sk_frag_tok(0, lane) * SK_ROWS + sk_frag_row(0, wg, warp, lane);
-    const float *first = part + (2 * i0 + (sk_c0(i0, total, p) == x0 ? 0 : 1)) * ss + base;
+    const float *first = part + (2 * (i0 * cl + rank) + (sk_c0(i0, total, p) == x0 ? 0 : 1)) * ss + base;
 #pragma unroll
     for (int i = 0; i < BN / 2; i++) acc[i] = __ldcg(first + sk_frag_off(i));
     for (int64_t o = i0 + 1; o <= i1; o++) {
-        const float *po = part + 2 * o * ss + base;
+        const float *po = part + 2 * (o * cl + rank) * ss + base;
 #pragma unroll
         for (int i = 0; i < BN / 2; i++) acc[i] = __fadd_rn(acc[i], __ldcg(po + sk_frag_off(i)));
     }

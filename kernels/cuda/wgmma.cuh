@@ -52,6 +52,35 @@ __device__ static __forceinline__ void mg_tma_2d(void *dst, const CUtensorMap *m
                  ::"r"(mg_smem(dst)), "l"(map), "r"(c0), "r"(c1), "r"(mg_smem(bar))
                  : "memory");
 }
+/* ---- thread-block clusters (gemm_fp8x.cu's multicast variant) ---- */
+/* The 2-D box into the same shared-memory offset of every CTA in mask (bit r = cluster rank r), each CTA's
+ * barrier at bar's offset counting the bytes that land in it. */
+__device__ static __forceinline__ void mg_tma_2d_mc(void *dst, const CUtensorMap *map, int c0, int c1, uint64_t *bar,
+                                                    uint16_t mask)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;"
+                 ::"r"(mg_smem(dst)), "l"(map), "r"(c0), "r"(c1), "r"(mg_smem(bar)), "h"(mask)
+                 : "memory");
+}
+/* One arrival on the barrier at b's offset in cluster CTA `rank` (this one's own included), releasing this
+ * thread's earlier shared-memory reads to that CTA. */
+__device__ static __forceinline__ void mg_bar_arrive_cta(uint64_t *b, uint32_t rank)
+{
+    asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
+                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}\n" ::"r"(mg_smem(b)), "r"(rank)
+                 : "memory");
+}
+__device__ static __forceinline__ uint32_t mg_cluster_rank()
+{
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+/* Every thread of every CTA of the cluster (no .aligned: callers may be divergent). */
+__device__ static __forceinline__ void mg_cluster_sync()
+{
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
+}
 /* K-major operand, 128-byte swizzle, 8-row atoms 1024 bytes apart. */
 __device__ static __forceinline__ uint64_t mg_desc(const void *p)
 {

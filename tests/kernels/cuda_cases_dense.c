@@ -2,7 +2,8 @@
  * through the gemm op with contiguous operands as the engine passes them, so the fast paths run:
  * gemm_fp8w.cu for the dequant mode at m <= 128; for the fp8 mode the grouped FP8 kernel, moe_gemm_fp8.cu,
  * or, opt-in, gemm_fp8x.cu's stream-K kernel (MS_GEMM_FP8X=1 at every m <= 128, =auto at m <= 64 with
- * K >= 4096) (cc_run_gemm_ex pads every stride and so keeps the other paths covered). The fp8 mode runs twice and must be bit-identical.
+ * K >= 4096; its 2-CTA cluster variant that multicasts the x block with MS_GEMM_FP8X_MC=1 on top, which the
+ * "fp8 sk mc" cases set for themselves) (cc_run_gemm_ex pads every stride and so keeps the other paths covered). The fp8 mode runs twice and must be bit-identical.
  * The CPU reference recomputes a sample of rows (rows are independent): evenly spread, first and last
  * included, as many as ~1 GMAC of CPU work allows (all rows for the small matrices), so a case at
  * m = 4096 still crosses many token blocks without minutes of CPU time. */
@@ -58,6 +59,12 @@ void cc_run_gemm_dense(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     kern_mat_t wd = {dw, dsc, MS_DT_F8E4M3, rows, Kd}, wh = {w, sc, MS_DT_F8E4M3, rows, Kd};
     kern_gemm_t g = {.x = dx, .x_scale = dxs, .w = &wd, .y = dy, .xdt = xdt, .ydt = ydt, .m = m, .batch = 1,
                      .ldx = Kd, .ld_xs = kb, .ldy = n, .epi = silu ? KERN_EPI_SILU_MUL : KERN_EPI_NONE};
+    /* "fp8 sk mc": both runs with gemm_fp8x.cu's multicast variant (read at every call); the stream-K kernel
+     * itself still needs MS_GEMM_FP8X=1 (read once), else these run the grouped kernel as the other sk cases */
+    const int mc = strstr(c->dtype, "mc") != NULL; /* "mc4": the 4-CTA cluster (MS_GEMM_FP8X_MC=4) */
+    const char *mc_env = getenv("MS_GEMM_FP8X_MC");
+    char *mc_prev = mc && mc_env ? strdup(mc_env) : NULL;
+    if (mc) setenv("MS_GEMM_FP8X_MC", strstr(c->dtype, "mc4") ? "4" : "1", 1);
     cc_ok(r, K->gemm(CX, &g), "gemm");
     uint8_t *got = malloc((size_t)m * n * ye);
     cc_get(env, got, dy, (size_t)m * n * ye);
@@ -73,6 +80,9 @@ void cc_run_gemm_dense(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
         g.y = dy;
         free(got2);
     }
+    if (mc && mc_prev) setenv("MS_GEMM_FP8X_MC", mc_prev, 1);
+    else if (mc) unsetenv("MS_GEMM_FP8X_MC");
+    free(mc_prev);
     /* the sampled rows, gathered, on the CPU */
     int64_t ns = (int64_t)(1e9 / ((double)rows * Kd));
     ns = ns < 4 ? 4 : ns;

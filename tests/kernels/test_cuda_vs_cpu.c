@@ -180,6 +180,36 @@ static const cc_case_t g_cases[] = {
     {"gemm_dense",  "m=3 n=64 k=512 (tiny gate|up inter 64)", "fp8 sk",  cc_run_gemm_dense,  {3, 64, 512, 3, BF},        2e-4},
     {"gemm_dense",  "m=3 n=128 k=512 (tiny gate|up)",  "fp8 sk",    cc_run_gemm_dense,  {3, 128, 512, 3, BF},       2e-4},
     {"gemm_dense",  "m=6 n=96 k=256 (tiny q_a, 2 chunks)", "fp8 sk",  cc_run_gemm_dense,  {6, 96, 256, 2, BF},        2e-4},
+    /* fp8 sk mc: the same under gemm_fp8x.cu's 2-CTA multicast variant (the case sets MS_GEMM_FP8X_MC=1; with
+     * MS_GEMM_FP8X=1 they reach it): every token block width, half-x boxes with rows past m (m = 9, 37), an
+     * odd tile count (q_a|kv_a: 17, the last pair's second CTA stores nothing), one tile (its pair's second
+     * CTA only multicasts), the gate|up exchange */
+    {"gemm_dense",  "m=1 n=7168 k=16384 (o_proj)", "fp8 sk mc", cc_run_gemm_dense,  {1, 7168, 16384, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=1 n=24576 k=1536 (q_b)", "fp8 sk mc", cc_run_gemm_dense,  {1, 24576, 1536, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=1 n=2112 k=7168 (q_a|kv_a)", "fp8 sk mc", cc_run_gemm_dense,  {1, 2112, 7168, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=1 n=2048 k=7168 (shared gate|up)", "fp8 sk mc", cc_run_gemm_dense,  {1, 2048, 7168, 3, BF}, 2e-4},
+    {"gemm_dense",  "m=37 n=7168 k=16384 (o_proj)", "fp8 sk mc", cc_run_gemm_dense,  {37, 7168, 16384, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=37 n=24576 k=1536 (q_b)", "fp8 sk mc", cc_run_gemm_dense,  {37, 24576, 1536, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=37 n=2112 k=7168 (q_a|kv_a)", "fp8 sk mc", cc_run_gemm_dense,  {37, 2112, 7168, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=37 n=2048 k=7168 (shared gate|up)", "fp8 sk mc", cc_run_gemm_dense,  {37, 2048, 7168, 3, BF}, 2e-4},
+    {"gemm_dense",  "m=128 n=7168 k=16384 (o_proj)", "fp8 sk mc", cc_run_gemm_dense,  {128, 7168, 16384, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=128 n=24576 k=1536 (q_b)", "fp8 sk mc", cc_run_gemm_dense,  {128, 24576, 1536, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=128 n=2112 k=7168 (q_a|kv_a)", "fp8 sk mc", cc_run_gemm_dense,  {128, 2112, 7168, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=128 n=2048 k=7168 (shared gate|up)", "fp8 sk mc", cc_run_gemm_dense,  {128, 2048, 7168, 3, BF}, 2e-4},
+    {"gemm_dense",  "m=128 n=7168 k=2048 (shared down)", "fp8 sk mc", cc_run_gemm_dense,  {128, 7168, 2048, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=9 n=7168 k=2048 (shared down)", "fp8 sk mc", cc_run_gemm_dense,  {9, 7168, 2048, 2, BF},   2e-4},
+    {"gemm_dense",  "m=3 n=80 k=512 (tiny, one tile)", "fp8 sk mc", cc_run_gemm_dense,  {3, 80, 512, 2, BF},      2e-4},
+    {"gemm_dense",  "m=3 n=64 k=512 (tiny gate|up, one tile)", "fp8 sk mc", cc_run_gemm_dense, {3, 64, 512, 3, BF}, 2e-4},
+    {"gemm_dense",  "m=6 n=384 k=256 (tiny, 3 tiles)", "fp8 sk mc", cc_run_gemm_dense,  {6, 384, 256, 2, BF},     2e-4},
+    /* fp8 sk mc4: the 4-CTA cluster (MS_GEMM_FP8X_MC=4): quarter-x boxes (BN >= 32), rank 0 alone below;
+     * q_a|kv_a's 17 tiles leave 3 copies in the last group */
+    {"gemm_dense",  "m=1 n=7168 k=16384 (o_proj)", "fp8 sk mc4", cc_run_gemm_dense, {1, 7168, 16384, 2, BF},   2e-4},
+    {"gemm_dense",  "m=128 n=7168 k=16384 (o_proj)", "fp8 sk mc4", cc_run_gemm_dense, {128, 7168, 16384, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=37 n=24576 k=1536 (q_b)", "fp8 sk mc4", cc_run_gemm_dense,  {37, 24576, 1536, 2, BF},    2e-4},
+    {"gemm_dense",  "m=128 n=2112 k=7168 (q_a|kv_a)", "fp8 sk mc4", cc_run_gemm_dense, {128, 2112, 7168, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=128 n=2048 k=7168 (shared gate|up)", "fp8 sk mc4", cc_run_gemm_dense, {128, 2048, 7168, 3, BF}, 2e-4},
+    {"gemm_dense",  "m=17 n=7168 k=2048 (shared down)", "fp8 sk mc4", cc_run_gemm_dense, {17, 7168, 2048, 2, BF}, 2e-4},
+    {"gemm_dense",  "m=3 n=64 k=512 (tiny gate|up, one tile)", "fp8 sk mc4", cc_run_gemm_dense, {3, 64, 512, 3, BF}, 2e-4},
     /* act_quant p[] = rows, cols, extra ldx: codes and scales bit-identical */
     {"act_quant",   "5x300 (short group, zero row)", "bf16->fp8", cc_run_act_quant, {5, 300, 3},                        0},
     {"act_quant",   "128x7168",                   "bf16->fp8", cc_run_act_quant,   {128, 7168, 0},                      0},
