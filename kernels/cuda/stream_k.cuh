@@ -33,9 +33,9 @@ __host__ __device__ __forceinline__ int64_t sk_owner(int64_t x, int64_t total, i
     return i < p ? i : p - 1;
 }
 
-/* CTAs for `total` work items: one per SM, fewer when a CTA would get under SK_MIN_CHUNKS chunks (half the
- * SMs measured 1.0-1.1x faster on the small matrices at m = 37..128 and up to 1.6x slower on the large, with
- * the reduce pass this file had before its fixup). */
+/* Units for `total` work items: at most p (sk_grid: one CTA per SM), fewer when a unit would get under
+ * SK_MIN_CHUNKS chunks (half the SMs measured 1.0-1.1x faster on the small matrices at m = 37..128 and up
+ * to 1.6x slower on the large, with the reduce pass this file had before its fixup). */
 static inline int64_t sk_grid_max(int64_t total, int64_t p)
 {
     if (p > (total + SK_MIN_CHUNKS - 1) / SK_MIN_CHUNKS) p = (total + SK_MIN_CHUNKS - 1) / SK_MIN_CHUNKS;

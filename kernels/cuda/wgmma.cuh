@@ -1,5 +1,5 @@
 /* wgmma.cuh — Hopper machinery the FP8-weight GEMMs share (moe_gemm_fp8.cu,
- * gemm_fp8w.cu, gemm_fp8x.cu): mbarrier, TMA and wgmma PTX wrappers, the 128-byte-swizzled
+ * gemm_fp8w.cu, gemm_fp8x.cu): mbarrier, TMA (and its cluster multicast) and wgmma PTX wrappers, the 128-byte-swizzled
  * K-major shared-memory descriptor, and the host side (tensor maps through the
  * driver's cuTensorMapEncodeTiled, the SM count). Header-only so the
  * standalone tools (tools/meson.build ms_moe_fp8_src) need no extra source. */
