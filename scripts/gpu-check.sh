@@ -27,7 +27,8 @@
 #               NCCL data plane (moeserve.data_plane nccl, one GPU a rank), references from the CPU
 #     step      one EP8 rank's decode step (r1-ep8: 4 MoE layers of 32 experts, FP8, batch STEP_BATCHES, default
 #               1,32,128, context 1k) by op, gemm by weight, eager vs graph, and the replayed step's kernels by
-#               ncu (tools/ncu_kernels.py) into OUTDIR/step_tables.md
+#               ncu (tools/ncu_kernels.py) into OUTDIR/step_tables.md; with STEP_AB_ENV="VAR=x VAR2=y" the same
+#               step once more with those variables set (e.g. MS_FUSE_COMBINE_ADD=0 ...: the fusions' A/B)
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024
 #   default: all but nccl, mla, mtp and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
@@ -220,6 +221,11 @@ phase_step() { # issue 10 item 6: one EP8 rank's decode step (r1-ep8, 4 MoE laye
         timeout 150 $R moeserve-bench-ops "${a[@]}" --step-batch $b >"$out/step_$b.md" 2>"$out/step_$b.err"
         echo "step batch $b: exit $? | $(grep -E '^\| (mla_latent|moe_experts|gemm|\*\*total|graph) ' "$out/step_$b.md" | cut -d'|' -f2-5 | tr '\n' ';')"
         cat "$out/step_$b.md" >>"$final/step_tables.md"
+        if [ -n "${STEP_AB_ENV:-}" ]; then # the same step with these variables set (e.g. the fusions off): an A/B
+            env $STEP_AB_ENV timeout 150 $R moeserve-bench-ops "${a[@]}" --step-batch $b >"$out/step_ab_$b.md" 2>"$out/step_ab_$b.err"
+            echo "step batch $b with $STEP_AB_ENV: exit $? | $(grep -E '^\| (\*\*total|graph) ' "$out/step_ab_$b.md" | cut -d'|' -f2-5 | tr '\n' ';')"
+            { echo; echo "#### The same step with $STEP_AB_ENV"; cat "$out/step_ab_$b.md"; } >>"$final/step_tables.md"
+        fi
         [ -n "$ncu" ] || continue
         MS_BENCH_PROFILE_STEP=1 timeout 200 $R "$ncu" --clock-control none --cache-control none --profile-from-start off \
             --graph-profiling node --metrics gpu__time_duration.sum --csv "$B/bin/moeserve-bench-ops" "${a[@]}" \
