@@ -16,7 +16,7 @@
  *                       [--graphs 1] [--mtp N] [--moe-tile BNxNWG[r]]
  *                       [--dense-compute auto|dequant|fp8]] [--sample 1,128]
  *                      [--mla-batch 32,128 [--mla-ctx 1024,4096,16384]]
- * (--mla-batch: mla_latent alone at each batch x context, BF16 and FP8 KV; with --batch '' --rows '' nothing
+ * (--mla-batch: mla_latent alone at each batch x context, BF16 and FP8 KV — MS_BENCH_MLA_KV=bf16|fp8 one of them; with --batch '' --rows '' nothing
  * else but the ceilings.)
  * (the routed-experts table times both moe_experts modes; --moe-compute picks the step's, default dequant)
  * (--sample B,..: the sampler alone at those batches, DeepSeek's vocabulary, fp32 and bf16 logits, greedy and

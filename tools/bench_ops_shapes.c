@@ -162,7 +162,7 @@ void bench_batch(int B, int ctx)
             for (int i = 0; i < B; i++) hq[i] = (kern_attn_seq_t){.q_off = i, .n_q = 1, .pos0 = ctx - 1, .blk_off = i * nbpp};
             kern_attn_seq_t *sq = dalloc(sizeof *hq * (size_t)B);
             CK(K->upload(CX, sq, hq, sizeof *hq * (size_t)B));
-            float *qlat = dfill(MS_DT_F32, (int64_t)B * H * DC, 0.01f);
+            bf16_t *qlat = dfill(MS_DT_BF16, (int64_t)B * H * DC, 0.01f); /* bf16 q_lat, as the decode step passes it */
             bf16_t *olat = dalloc((size_t)B * H * DC * 2);
             snprintf(shape, sizeof shape, "%d seqs x %d ctx, %d heads, %s KV", B, ctx, H, fp8 ? "fp8" : "bf16");
             /* the three kernels (kernels/cuda/mla_latent*.cu), chosen per call by MS_MLA_KERNEL (default: wgmma) */
@@ -172,7 +172,7 @@ void bench_batch(int B, int ctx)
                                      *const mrow[] = {"mla_latent (simt)", "mla_latent (mma)", "mla_latent (wgmma)"};
             for (int k = 0; k < 3; k++) {
                 setenv("MS_MLA_KERNEL", mk[k], 1);
-                TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H,
+                TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_BF16, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H,
                                           0.1f, olat, MS_DT_BF16));
                 row(mrow[k], shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
                     2.0 * B * H * ctx * (2.0 * DC + DR), 0);
@@ -343,9 +343,11 @@ void bench_mla(int B, int ctx)
     char shape[160];
     float ms;
     bf16_t *q = dfill(MS_DT_BF16, (int64_t)B * H * (DN + DR), 0);
-    float *qlat = dfill(MS_DT_F32, (int64_t)B * H * DC, 0.01f);
+    bf16_t *qlat = dfill(MS_DT_BF16, (int64_t)B * H * DC, 0.01f); /* bf16 q_lat, as the decode step passes it */
     bf16_t *olat = dalloc((size_t)B * H * DC * 2);
+    const char *only = getenv("MS_BENCH_MLA_KV"); /* "bf16" or "fp8": that KV dtype alone (e.g. under ncu) */
     for (int fp8 = 0; fp8 < 2; fp8++) {
+        if (only && strcmp(only, fp8 ? "fp8" : "bf16")) continue;
         const int bs = 64, nbpp = (ctx + bs - 1) / bs, nblk = nbpp * B;
         const ms_dtype_t kdt = fp8 ? MS_DT_F8E4M3 : MS_DT_BF16;
         kern_kv_t kv = {.dtype = kdt, .d_c = DC, .d_r = DR, .block_size = bs, .n_blocks = nblk,
@@ -367,10 +369,10 @@ void bench_mla(int B, int ctx)
         for (int i = 0; i < B; i++) hq[i] = (kern_attn_seq_t){.q_off = i, .n_q = 1, .pos0 = ctx - 1, .blk_off = i * nbpp};
         kern_attn_seq_t *sq = dalloc(sizeof *hq * (size_t)B);
         CK(K->upload(CX, sq, hq, sizeof *hq * (size_t)B));
-        TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_F32, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H, 0.1f, olat,
+        TIME_MS(ms, K->mla_latent(CX, qlat, MS_DT_BF16, q + DN, H * (DN + DR), DN + DR, &kv, bt, sq, B, H, 0.1f, olat,
                                   MS_DT_BF16));
         snprintf(shape, sizeof shape, "%d seqs x %d ctx, %d heads, %s KV", B, ctx, H, fp8 ? "fp8" : "bf16");
-        row("mla_latent", shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 4 + DC * 2),
+        row("mla_latent", shape, ms, (double)B * ctx * kv.row_bytes + (double)B * H * (DC * 2 + DR * 2 + DC * 2),
             2.0 * B * H * ctx * (2.0 * DC + DR), 0);
         K->free(kv.data), K->free(bt), K->free(sq);
         free(hs), free(hq);

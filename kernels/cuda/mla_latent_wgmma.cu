@@ -93,6 +93,16 @@ __device__ static __forceinline__ void mw_s32(float *d, uint64_t da, uint64_t db
                  : "l"(da), "l"(db), "r"(acc));
 }
 
+/* mw_s32 with B's descriptor given as its two words: the 64-bit value is formed inside the PTX, so the
+ * per-step change is one 32-bit add to the low word (the high word is the same for every step) */
+__device__ static __forceinline__ void mw_s32w(float *d, uint64_t da, uint32_t db_lo, uint32_t db_hi, int acc)
+{
+    asm volatile("{\n.reg .pred p;\n.reg .b64 db;\nsetp.ne.b32 p, %19, 0;\nmov.b64 db, {%17, %18};\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, db, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                 : "l"(da), "r"(db_lo), "r"(db_hi), "r"(acc));
+}
+
 __device__ static __forceinline__ void mw_pv(float *d, uint64_t da, uint64_t db)
 {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
@@ -518,17 +528,44 @@ __device__ static __forceinline__ void mw2_store8(const mw2_f8 &f, int32_t s, ui
     }
 }
 
+/* Whether the producer stages Q by cp.async (bf16 q_lat and q_pe, 16-byte aligned rows: what the decode step
+ * passes); otherwise the consumers stage it through mm_stage_q (f32 q_lat, odd strides). Uniform over the CTA. */
+__device__ static __forceinline__ bool mw2_q_async(const mll_args &a)
+{
+    return a.qdt == MS_DT_BF16 && (((uintptr_t)a.q | (uintptr_t)a.qpe | (uintptr_t)(a.ld_pe * 2) |
+                                     (uintptr_t)(a.ld_pe_head * 2)) & 15) == 0;
+}
+
+/* Producer, thread wt: cp.async of Q (q_lat then q_pe of heads h0 .. h0 + 63 of query row tq, 576 bf16 each) into
+ * its swizzled place, chunk u = wt & 7 of rows r + 16p of every column block (mw2_copy_rows' layout). Committed
+ * with tile 0's copies, so tile 0's FULL covers it. Before, the consumers staged Q through mm_stage_q's generic
+ * path (runtime divisions, ~3,600 instructions a warp): ~18 % of their time at batch 128 x context 1k (ncu). */
+__device__ static __forceinline__ void mw2_copy_q(const mll_args &a, int32_t tq, int32_t h0, uint8_t *sq, int32_t wt)
+{
+    const int32_t r = wt >> 3, u = wt & 7;
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+        const int32_t row = r + 16 * p, h = h0 + row;
+        const uint16_t *ql = (const uint16_t *)a.q + ((int64_t)tq * a.H + h) * MW_DC;
+        const uint16_t *qp = a.qpe + tq * a.ld_pe + h * a.ld_pe_head;
+#pragma unroll
+        for (int cb = 0; cb < 9; cb++)
+            mm_cp(sq + cb * MW_CB_Q + mw_sw(row, u), cb < 8 ? ql + 64 * cb + 8 * u : qp + 8 * u, 1, 16);
+    }
+}
+
 /* The producer warpgroup's part of one query row: tiles 0 .. ntiles - 1 of keys [j0, j1) into slot t & 1. Nothing
  * of global memory is waited on between a slot's EMPTY and its FULL but the slot's own copies: the block-table
  * look-up and (FP8) the e4m3 loads of a tile are issued after the previous tile's FULL — after, because the fence
  * before FULL (MEMBAR.ALL.CTA in the SASS) would wait for them. */
 template <bool F8>
 __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1, int32_t ntiles,
-                                   uint8_t *sk, int *okf)
+                                   uint8_t *sk, int *okf, uint8_t *sq, int32_t tq, int32_t h0)
 {
     const int32_t wt = (int32_t)threadIdx.x - 256;
     mw2_f8 f;
     mw_tile_rows rows(a, bt, j0, j1);
+    if (ntiles > 0 && mw2_q_async(a)) mw2_copy_q(a, tq, h0, sq, wt); /* in flight while tile 0 loads */
     if constexpr (F8)
         if (ntiles > 0) mw2_load8(rows, wt, f);
     if (wt == 0) mw2_prefetch(a, bt, j0 + MW_T, j1);
@@ -576,8 +613,8 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
         for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
             const int2 keys = mw_keys(sd.pos0 + i + 1, ctx_split, a.splits);
             const int32_t ntiles = (keys.y - keys.x + MW_T - 1) / MW_T;
-            mw_bar_sync(0, MW2_THREADS); /* the previous row is done with the tiles and flags */
-            mw2_produce<F8>(a, bt, keys.x, keys.y, ntiles, sk, okf);
+            mw_bar_sync(0, MW2_THREADS); /* the previous row is done with Q, the tiles and flags */
+            mw2_produce<F8>(a, bt, keys.x, keys.y, ntiles, sk, okf, sq, sd.q_off + i, blockIdx.x * MW_H);
         }
         return;
     }
@@ -610,10 +647,12 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
             }
             continue;
         }
-        mm_stage_q(a, tq, h0, MW_H, [&](int32_t r, int32_t c, uint4 w) {
-            *reinterpret_cast<uint4 *>(sq + (c >> 6) * MW_CB_Q + mw_sw(r, (c >> 3) & 7)) = w;
-        }, tid, 256);
-        mw_fence_async(); /* Q, to wgmma's proxy (the first FULL wait orders it for the other consumers) */
+        if (!mw2_q_async(a)) { /* else the producer copies Q with tile 0 */
+            mm_stage_q(a, tq, h0, MW_H, [&](int32_t r, int32_t c, uint4 w) {
+                *reinterpret_cast<uint4 *>(sq + (c >> 6) * MW_CB_Q + mw_sw(r, (c >> 3) & 7)) = w;
+            }, tid, 256);
+            mw_fence_async(); /* Q, to wgmma's proxy (the first FULL wait orders it for the other consumers) */
+        }
         float o[128];
 #pragma unroll
         for (int j = 0; j < 128; j++) o[j] = 0.f;
@@ -623,15 +662,22 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
             const int32_t tb = j0 + t * MW_T, slot = t & 1;
             mw_bar_sync(MW2_BAR_FULL + slot, MW2_THREADS); /* tile t is in (our P V of tile t - 1 is done) */
             const uint8_t *kt = sk + slot * MW_TILE;
-            const uint64_t dk = mw_desc(kt, 0), dv = mw_desc(kt + wg * 4 * MW_CB, MW_CB);
+            /* B descriptors: the tile's, with this warpgroup's key offset added to the low word once; a k step adds an
+             * immediate to that word alone (addresses stay below 2^18: no carry). Written as a 64-bit sum with the
+             * warpgroup term inside, ptxas rebuilt each one with a sign extension, a 64-bit add and two R2UR (~12
+             * instructions a wgmma, 435 a warp a tile: ~22 % of the consumers' time at batch 128 x context 1k, ncu,
+             * the S issue slower than its MMAs). A consumer copy per warpgroup made the index a constant but doubled
+             * the hot code: instruction-cache misses cost more than it saved (H200, 2026-12-02). */
+            const uint64_t dk = mw_desc(kt, 0);
+            const uint32_t dk_hi = (uint32_t)(dk >> 32), dk_lo = (uint32_t)dk + (uint32_t)wg * (MW_NS * 128 / 16);
             float s[NSR];
 #pragma unroll
             for (int e = 0; e < NSR; e++) s[e] = 0.f;
             mg_wg_fence();
 #pragma unroll
             for (int k = 0; k < NK; k++)
-                mw_s32(s, dq + (((k >> 2) * MW_CB_Q + (k & 3) * 32) >> 4),
-                       dk + (((k >> 2) * MW_CB + wg * MW_NS * 128 + (k & 3) * 32) >> 4), k > 0);
+                mw_s32w(s, dq + (((k >> 2) * MW_CB_Q + (k & 3) * 32) >> 4),
+                        dk_lo + (uint32_t)(((k >> 2) * MW_CB + (k & 3) * 32) >> 4), dk_hi, k > 0);
             mg_wg_commit();
             mg_wg_wait0();
 #pragma unroll
@@ -682,6 +728,7 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
             mw_fence_async();
             mw_bar_sync(MW2_BAR_CONS, 256); /* both halves of P are in (and both read the other's maxima) */
             mg_wg_fence();
+            const uint64_t dv = mw_desc(kt + wg * 4 * MW_CB, MW_CB);
 #pragma unroll
             for (int kk = 0; kk < MW_T / 16; kk++) mw_pv(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
             mg_wg_commit();
