@@ -148,6 +148,16 @@ struct mw_tile_rows {
     {
         first = whole ? mw_row(a_, bt, tb, j1, false) : NULL;
     }
+    /* whole-tile blocks, the block id already loaded (blk = bt[block of tb]: mw2_produce loads it a tile early) */
+    __device__ __forceinline__ mw_tile_rows(const mll_args &a_, const int32_t *bt_, int32_t tb_, int32_t j1_, int32_t blk)
+        : ap(&a_), bt(bt_), tb(tb_), j1(j1_), whole(true)
+    {
+        const kern_kv_t &kv = a_.kv;
+        const int32_t bi = kv.block_size == 64 ? tb >> 6 : tb / kv.block_size;
+        first = tb < j1 && blk >= 0 && blk < kv.n_blocks
+                    ? (const uint8_t *)kv.data + ((int64_t)blk * kv.block_size + (tb - bi * kv.block_size)) * kv.row_bytes
+                    : NULL;
+    }
     /* row `row` of the tile or NULL (past the keys; a bad block, raising the fault when `report`) */
     __device__ __forceinline__ const uint8_t *operator()(int32_t row, bool report) const
     {
@@ -568,7 +578,15 @@ __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t
     if (ntiles > 0 && mw2_q_async(a)) mw2_copy_q(a, tq, h0, sq, wt); /* in flight while tile 0 loads */
     if constexpr (F8)
         if (ntiles > 0) mw2_load8(rows, wt, f);
-    if (wt == 0) mw2_prefetch(a, bt, j0 + MW_T, j1);
+    if (wt == 0) mw2_prefetch(a, bt, j0 + MW_T, j1), mw2_prefetch(a, bt, j0 + 2 * MW_T, j1);
+    /* whole-tile blocks: the next tile's block id, loaded a tile early, so the row look-up after a FULL waits on no
+     * global load (ncu, FP8 b128 x ctx 1k: that load's latency was ~8 % of the producer's time, and the producer
+     * the bottleneck); L2 prefetches run three tiles ahead (two before) */
+    const bool whole = a.kv.block_size % MW_T == 0;
+    const auto blk_of = [&](int32_t tb) {
+        return tb < j1 ? __ldg(bt + (a.kv.block_size == 64 ? tb >> 6 : tb / a.kv.block_size)) : -1;
+    };
+    int32_t nblk = whole ? blk_of(j0 + MW_T) : -1;
     for (int32_t t = 0; t < ntiles; t++) {
         const int32_t s = t & 1, tb = j0 + t * MW_T;
         if (t >= 2) mw_bar_sync(MW2_BAR_EMPTY + s, MW2_THREADS); /* the consumers are done with tile t - 2 */
@@ -584,9 +602,10 @@ __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t
         mw_fence_async(); /* this thread's copies / stores, to wgmma's proxy */
         mw_bar_arrive(MW2_BAR_FULL + s, MW2_THREADS);
         if (t + 1 < ntiles) {
-            rows = mw_tile_rows(a, bt, tb + MW_T, j1);
+            rows = whole ? mw_tile_rows(a, bt, tb + MW_T, j1, nblk) : mw_tile_rows(a, bt, tb + MW_T, j1);
             if constexpr (F8) mw2_load8(rows, wt, f);
-            if (wt == 0) mw2_prefetch(a, bt, tb + 2 * MW_T, j1);
+            if (whole) nblk = blk_of(tb + 2 * MW_T);
+            if (wt == 0) mw2_prefetch(a, bt, tb + 3 * MW_T, j1);
         }
     }
 }
