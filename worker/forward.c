@@ -154,6 +154,14 @@ size_t fwd_bytes(const mcfg_t *c, const par_t *p, const placement_t *pl, int T_m
     return f.bytes;
 }
 
+static void fwd_destroy_side(fwd_t *f)
+{
+    if (f->ev_fork) f->k->event_destroy(f->ev_fork);
+    if (f->ev_join) f->k->event_destroy(f->ev_join);
+    if (f->side) f->k->ctx_destroy(f->side);
+    f->side = NULL, f->ev_fork = f->ev_join = NULL;
+}
+
 ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops_t *k, kern_ctx_t *cx, comm_t *comm,
                        weights_t *w, kvc_t *kv, const placement_t *pl, int T_max, int B_max, int S_max, int blk_max,
                        int moe_max_tokens)
@@ -167,15 +175,24 @@ ms_status_t fwd_create(fwd_t *f, const mcfg_t *c, const par_t *p, const kern_ops
     f->fuse_rope_kv = fwd_env_on("MS_FUSE_ROPE_KV") && k->supports_op(KERN_OP_KV_STORE_ROPE);
     MS_TRY(fwd_dims(f, c, p, pl, T_max, B_max, S_max, blk_max, moe_max_tokens));
     fwd_layout(f, NULL);
-    MS_TRY(k->alloc(f->bytes, &f->mem));
+    if (fwd_env_on("MS_SHARED_OVERLAP") && !strcmp(k->name, "cuda") && f->E > 0 && f->Is > 0 && f->fuse_combine_add) {
+        /* its own workspace, as large as the main one (the shared expert's GEMMs take their scratch from it) */
+        MS_TRY_GOTO(st, k->ctx_create_side(cx, cx->ws_bytes, &f->side), out_side);
+        MS_TRY_GOTO(st, k->event_create(cx, &f->ev_fork), out_side);
+        MS_TRY_GOTO(st, k->event_create(cx, &f->ev_join), out_side);
+    }
+    MS_TRY_GOTO(st, k->alloc(f->bytes, &f->mem), out_side);
     fwd_layout(f, f->mem);
     MS_TRY_GOTO(st, k->upload(cx, f->inv_freq, f->rp.inv_freq, sizeof(float) * (size_t)(f->dr / 2)), out_mem);
     if (f->E) MS_TRY_GOTO(st, fwd_upload_placement(f), out_mem);
-    MS_INFO("forward: %.1f MiB of activations for %d tokens, %d sequences per step (MoE: %d slots x %d rows)",
-            (double)f->bytes / (1 << 20), T_max, B_max, f->moe.n_local, f->moe_cap);
+    MS_INFO("forward: %.1f MiB of activations for %d tokens, %d sequences per step (MoE: %d slots x %d rows%s)",
+            (double)f->bytes / (1 << 20), T_max, B_max, f->moe.n_local, f->moe_cap,
+            f->side ? "; the shared expert on a second stream" : "");
     return MS_OK;
 out_mem:
     k->free(f->mem);
+out_side:
+    fwd_destroy_side(f);
     memset(f, 0, sizeof *f);
     return st;
 }
@@ -184,6 +201,7 @@ void fwd_destroy(fwd_t *f)
 {
     if (!f || !f->k) return;
     f->k->free(f->mem);
+    fwd_destroy_side(f);
     memset(f, 0, sizeof *f);
 }
 
@@ -260,6 +278,7 @@ void fwd_point_io(fwd_t *f, const step_io_layout_t *L)
     f->tok = (int32_t *)(d + L->tok), f->lp = (float *)(d + L->lp);
     f->top_ids = (int32_t *)(d + L->top_ids), f->top_lp = (float *)(d + L->top_lp);
     f->cx->fault = (uint32_t *)(d + L->fault); /* ops' data faults land in the downloaded block */
+    if (f->side) f->side->fault = f->cx->fault;  /* the shared expert's too */
 }
 
 ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)

@@ -91,6 +91,11 @@ typedef struct {
     int fuse_norm_quant;              /* MS_FUSE_NORM_QUANT: a norm that feeds an FP8 linear (dense fp8 mode)
                                        * quantizes its output in the same kernel (rmsnorm_quant) */
     int fuse_rope_kv;                 /* MS_FUSE_ROPE_KV: k_pe's rope inside the cache store (kv_store_rope) */
+    /* MS_SHARED_OVERLAP (CUDA, MoE layers with a shared expert, combine_add fused): the shared expert runs on a
+     * second stream, forked after the post-attention norm and joined before the combine, beside the router,
+     * dispatch and routed experts — the same ops on the same inputs, so the same bits */
+    kern_ctx_t *side;
+    kern_event_t ev_fork, ev_join;
     bf16_t *routed, *shared;          /* (T, D) */
     /* logits and sampling, B_max rows */
     bf16_t *lastn;                    /* (B, D) final-normed rows of the sampled tokens */

@@ -8,7 +8,9 @@
  *   → comm_moe_combine (rows home; weights, fp32 sum in ascending expert id,
  *     one rounding, as transformers v5)
  *   + shared expert (inside the combine: moe_combine_add, unless
- *     MS_FUSE_COMBINE_ADD=0 — then after it, as an add)
+ *     MS_FUSE_COMBINE_ADD=0 — then after it, as an add); on CUDA it runs on a
+ *     second stream beside the router, dispatch and routed experts
+ *     (MS_SHARED_OVERLAP=0: in line, before the combine)
  *
  * The combine always sums a token's expert outputs in ascending expert id on
  * the token's home rank, and replicas are identical copies on row-independent
@@ -46,6 +48,20 @@ ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st)
     const bf16_t *xs = f->xn + (size_t)t0 * D;
     bf16_t *out = f->tb + (size_t)t0 * D;
 
+    /* the shared expert forked onto the side stream (MS_SHARED_OVERLAP): it reads xs (and the codes the norm
+     * wrote into xq) and writes g, u, xq and shared, which nothing on the main stream touches before the join */
+    const bool fork = f->side && tn > 0 && f->Is > 0 && f->fuse_combine_add;
+    if (fork) {
+        kern_ctx_t *main_cx = f->cx;
+        f->side->fault = main_cx->fault; /* faults land where the main stream's do now (the MTP module repoints) */
+        MS_TRY(k->event_record(main_cx, f->ev_fork));
+        MS_TRY(k->event_wait(f->side, f->ev_fork));
+        f->cx = f->side;
+        const ms_status_t st_sh = fwd_shared_expert(f, y, xs, tn, f->shared);
+        f->cx = main_cx;
+        MS_TRY(st_sh);
+        MS_TRY(k->event_record(f->side, f->ev_join));
+    }
     if (tn > 0) {
         MS_TRY(kern_gemm_plain(k, f->cx, xs, MS_DT_BF16, D, &y->router, f->rlog, MS_DT_F32, E, tn));
         MS_TRY(k->moe_route(f->cx, f->rlog, y->router_bias, tn, E, f->c->n_group, f->c->topk_group, K,
@@ -67,7 +83,10 @@ ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st)
      * (its scratch g/u/xq are the dense path's; the combine reads eout, the plan and its transport's
      * buffers), and the sum lands in out directly. */
     m->add = NULL;
-    if (tn > 0 && f->Is > 0 && f->fuse_combine_add) {
+    if (fork) {
+        MS_TRY(k->event_wait(f->cx, f->ev_join));
+        m->add = f->shared;
+    } else if (tn > 0 && f->Is > 0 && f->fuse_combine_add) {
         MS_TRY(fwd_shared_expert(f, y, xs, tn, f->shared));
         m->add = f->shared;
     }
