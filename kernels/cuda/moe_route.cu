@@ -14,6 +14,9 @@
 
 #define ROUTE_THREADS 256
 
+/* x, or -inf for a NaN (the lane kernel's ranks need a total order) */
+__device__ static __forceinline__ float cu_nan_low(float x) { return x != x ? -INFINITY : x; }
+
 struct route_best {
     float v;
     int32_t i;
@@ -249,13 +252,18 @@ __global__ static void __launch_bounds__(RW_WARPS * 32)
         if (v > m1) m2 = m1, m1 = v;
         else if (v > m2) m2 = v;
     }
-    const float gsc = __fadd_rn(m1, m2);
+    /* NaN scores (a NaN row of logits) order as -inf, so the ranks below stay a permutation: with NaN compared
+     * as is, no lane counted a NaN lane and a NaN lane counted none, so ranks repeated, some of the top_k slots
+     * were never written and the row routed to stale shared-memory ids (a KERN_FAULT_SLOT in the MTP graph test).
+     * Rows without NaN rank exactly as before. */
+    const float gsc = cu_nan_low(__fadd_rn(m1, m2));
     int32_t grank = 0; /* groups before the lane's group */
     for (int32_t h = 0; h < n_group; h++) {
         const float v = __shfl_sync(all, gsc, h * gs);
         grank += v > gsc || (v == gsc && h < grp);
     }
     if (grank >= topk_group) c = 0.0f;
+    c = cu_nan_low(c);
     int32_t rank = 0; /* experts before the lane's */
     for (int32_t f = 0; f < E; f++) {
         const float v = __shfl_sync(all, c, f);
