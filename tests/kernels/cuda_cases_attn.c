@@ -222,7 +222,10 @@ void cc_run_moe_route(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
                   k = (int32_t)c->p[4];
     kr_seed(205);
     float *lg = kr_f32((int64_t)T * E, 2.0), *bias = kr_f32(E, 0.1);
-    if (c->p[5]) { /* ties: few distinct logits and biases, so selection rests on the lower-index rule */
+    if (c->p[5] == 2) /* NaN: every third row's logits NaN, all of them (t % 6 == 0) or every other one */
+        for (int32_t t = 0; t < T; t += 3)
+            for (int32_t e = t % 6 ? 1 : 0; e < E; e += t % 6 ? 2 : 1) lg[(int64_t)t * E + e] = NAN;
+    else if (c->p[5]) { /* ties: few distinct logits and biases, so selection rests on the lower-index rule */
         for (int64_t i = 0; i < (int64_t)T * E; i++) lg[i] = (float)((int)(kr_uniform() * 4) - 2);
         for (int32_t e = 0; e < E; e++) bias[e] = (e % 3) * 0.25f;
     }
@@ -234,6 +237,24 @@ void cc_run_moe_route(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     cc_get(env, ig, di, sizeof(int32_t) * (size_t)T * k);
     cc_get(env, wg, dw, sizeof(float) * (size_t)T * k);
     cc_ok(r, kern_cpu_ops.moe_route(NULL, lg, bias, T, E, ng, tg, k, 1, 2.5f, ic, wc), "cpu moe_route");
+    if (c->p[5] == 2) { /* NaN rows (see above): k distinct ids in [0, E); the other rows as the CPU's, bit for bit */
+        int bad = 0;
+        for (int32_t t = 0; t < T; t++) {
+            if (t % 3 == 0) {
+                for (int32_t j = 0; j < k; j++) {
+                    const int32_t id = ig[(int64_t)t * k + j];
+                    bad += id < 0 || id >= E;
+                    for (int32_t i = 0; i < j; i++) bad += id == ig[(int64_t)t * k + i];
+                }
+                continue;
+            }
+            bad += memcmp(ig + (int64_t)t * k, ic + (int64_t)t * k, sizeof(int32_t) * (size_t)k) != 0;
+            bad += memcmp(wg + (int64_t)t * k, wc + (int64_t)t * k, sizeof(float) * (size_t)k) != 0;
+        }
+        cc_check(r, bad == 0, "NaN rows: valid distinct ids, clean rows as the CPU's (%d bad)", bad);
+        free(lg), free(bias), free(ig), free(ic), free(wg), free(wc);
+        return;
+    }
     cc_cmp_bytes(r, "expert ids", ig, ic, sizeof(int32_t) * (size_t)T * k);
     cc_cmp_bytes(r, "weights", wg, wc, sizeof(float) * (size_t)T * k);
     free(lg), free(bias), free(ig), free(ic), free(wg), free(wc);

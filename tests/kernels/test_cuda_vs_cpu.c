@@ -317,6 +317,10 @@ static const cc_case_t g_cases[] = {
     {"moe_route",   "T=1 E=32 g=8/4 k=8 (r1-ep8)", "f32",      cc_run_moe_route,   {1, 32, 8, 4, 8, 0},                 0},
     {"moe_route",   "T=7 E=30 g=5/2 k=7 (lanes past E)", "f32", cc_run_moe_route,  {7, 30, 5, 2, 7, 0},                 0},
     {"moe_route",   "T=9 E=32 g=16/3 k=5 ties",   "f32",       cc_run_moe_route,   {9, 32, 16, 3, 5, 1},                0},
+    /* NaN rows (a NaN activation upstream): k valid distinct ids, as the CPU gives (which ones may differ); added
+     * with 6e17da6, not yet run on a GPU */
+    {"moe_route",   "T=12 E=32 g=8/4 k=8 NaN rows", "f32",     cc_run_moe_route,   {12, 32, 8, 4, 8, 2},                0},
+    {"moe_route",   "T=12 E=256 g=8/4 k=8 NaN rows", "f32",    cc_run_moe_route,   {12, 256, 8, 4, 8, 2},               0},
     {"moe_route",   "T=4 E=32 g=2/1 k=32 ties",   "f32",       cc_run_moe_route,   {4, 32, 2, 1, 32, 1},                0},
     {"moe_route",   "T=7 E=48 g=6/3 k=6",         "f32",       cc_run_moe_route,   {7, 48, 6, 3, 6, 0},                 0},
     {"moe_route",   "T=9 E=320 g=64/8 k=12 (block kernel)", "f32", cc_run_moe_route, {9, 320, 64, 8, 12, 1},            0},
