@@ -278,7 +278,6 @@ void fwd_point_io(fwd_t *f, const step_io_layout_t *L)
     f->tok = (int32_t *)(d + L->tok), f->lp = (float *)(d + L->lp);
     f->top_ids = (int32_t *)(d + L->top_ids), f->top_lp = (float *)(d + L->top_lp);
     f->cx->fault = (uint32_t *)(d + L->fault); /* ops' data faults land in the downloaded block */
-    if (f->side) f->side->fault = f->cx->fault;  /* the shared expert's too */
 }
 
 ms_status_t fwd_run(fwd_t *f, const fwd_step_t *st)
