@@ -23,9 +23,11 @@
  *    a GPU).
  *  - The same at m > 128 (or what gemm_fp8x.cu declines): the FP8 grouped expert
  *    kernel (moe_gemm_fp8.cu) as one slot of m rows, SiLU·mul fused in its
- *    registers. Its wgmma sums a 128-K block's products in the tensor core's
- *    own order and precision before the per-block promotion (DeepGEMM's
- *    numerics), so it matches the CPU to a stated tolerance, not bit for bit.
+ *    registers, reading act_quant's row-major scales as they are (its producer's
+ *    second warp copies each chunk's column: no transpose kernel before it).
+ *    Its wgmma sums a 128-K block's products in the tensor core's own order
+ *    and precision before the per-block promotion (DeepGEMM's numerics), so
+ *    it matches the CPU to a stated tolerance, not bit for bit.
  *  - Other `fp8` calls: our own SIMT kernel, exactly the CPU's blocking (per 128-wide K block an fp32 sum
  *    of raw e4m3 products, then × x_scale·w_scale into the fp32 accumulator).
  *    cuBLASLt 13 has VEC128/BLK128x128 scale modes, but its Hopper kernels
@@ -244,24 +246,12 @@ static ms_status_t gemm_fp8_dequant(kern_ctx_t *cx, const gemm_args &a, void *sc
     return MS_OK;
 }
 
-/* act_quant's row-major scales [m, ld_xs] -> [K/128, cap] (cap = m rounded up to 4, zero past m): the
- * grouped kernel's slot-transposed layout (moe_gemm.h) */
-__global__ static void gemm_xs_t_kernel(const float *xs, int64_t ld_xs, int32_t m, int32_t cap, int32_t kb, float *t)
+static int gemm_fp8x_fits(const gemm_args &a, int silu)
 {
-    const int64_t total = (int64_t)kb * cap;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        const int32_t b = (int32_t)(i / cap), r = (int32_t)(i % cap);
-        t[i] = r < m ? xs[(int64_t)r * ld_xs + b] : 0.f;
-    }
-}
-
-static int gemm_fp8x_fits(const gemm_args &a, int silu, size_t scratch_bytes)
-{
-    const size_t cap = ((size_t)a.m + 3) / 4 * 4;
     return a.xdt == MS_DT_F8E4M3 && a.wdt == MS_DT_F8E4M3 && a.ws && a.batch == 1 && !a.w_trans &&
            a.ydt == MS_DT_BF16 && a.k % KERN_FP8_BLOCK == 0 && a.ldx == a.k && a.ldw == a.k &&
-           (uintptr_t)a.x % 16 == 0 && (uintptr_t)a.w % 16 == 0 && (!silu || (a.n / 2) % 64 == 0) &&
-           cap * (size_t)(a.k / KERN_FP8_BLOCK) * sizeof(float) <= scratch_bytes;
+           a.ld_xs >= a.k / KERN_FP8_BLOCK && (uintptr_t)a.x % 16 == 0 && (uintptr_t)a.w % 16 == 0 &&
+           (!silu || (a.n / 2) % 64 == 0);
 }
 
 /* Where the fp8 mode's stream-K decode kernel runs. MS_GEMM_FP8X=auto: where it measured faster than the
@@ -289,14 +279,8 @@ static ms_status_t gemm_fp8x(kern_ctx_t *cx, const gemm_args &a, int silu, void 
         kern_cuda_gemm_fp8x_fits(a.m, a.n, a.k, silu, a.x, a.xs, a.ld_xs, a.w, scratch_bytes))
         return kern_cuda_gemm_fp8x(cx, (const uint8_t *)a.x, a.xs, a.ld_xs, a.m, (const uint8_t *)a.w, a.ws, a.n, a.k,
                                    silu, (bf16_t *)a.y, a.ldy, scratch, scratch_bytes);
-    const int32_t cap = (a.m + 3) / 4 * 4, kb = a.k / KERN_FP8_BLOCK;
-    float *xs_t = (float *)scratch;
-    const int64_t blocks = ((int64_t)kb * cap + 255) / 256;
-    gemm_xs_t_kernel<<<(unsigned)(blocks < 1024 ? blocks : 1024), 256, 0, CU_STREAM(cx)>>>(a.xs, a.ld_xs, a.m, cap, kb,
-                                                                                        xs_t);
-    CU_LAUNCHED();
-    return kern_cuda_moe_fp8_dense(cx, (const uint8_t *)a.x, xs_t, a.m, cap, (const uint8_t *)a.w, a.ws, a.n, a.k, silu,
-                                   (bf16_t *)a.y, (int32_t)a.ldy);
+    return kern_cuda_moe_fp8_dense(cx, (const uint8_t *)a.x, a.xs, a.ld_xs, a.m, (const uint8_t *)a.w, a.ws, a.n, a.k,
+                                   silu, (bf16_t *)a.y, (int32_t)a.ldy);
 }
 
 /* MS_GEMM_FP8W=0 turns the weight-streaming decode kernel off (the dequantized-tile path instead): a switch
@@ -314,7 +298,7 @@ static bool gemm_fp8w_on(void)
 /* y = x·Wᵀ for resolved args, no epilogue */
 static ms_status_t gemm_plain(kern_ctx_t *cx, const gemm_args &a, void *scratch, size_t scratch_bytes)
 {
-    if (gemm_fp8x_fits(a, 0, scratch_bytes)) return gemm_fp8x(cx, a, 0, scratch, scratch_bytes);
+    if (gemm_fp8x_fits(a, 0)) return gemm_fp8x(cx, a, 0, scratch, scratch_bytes);
     if (a.xdt == MS_DT_F8E4M3) return gemm_simt(cx, a);
     if (a.xdt == MS_DT_BF16 && a.wdt == MS_DT_F8E4M3 && a.batch == 1 && !a.w_trans && gemm_fp8w_on() &&
         kern_cuda_gemm_fp8w_fits(a.m, a.n, a.k, a.ldx, a.ldw, a.x, a.w, a.ydt, scratch_bytes))
@@ -366,7 +350,7 @@ extern "C" ms_status_t kern_cuda_gemm_run(kern_ctx_t *cx, const kern_gemm_t *g, 
     if (a.k <= 0) return MS_ERR(MS_ERR_INVALID, "cuda gemm: K = %d", a.k);
     if (a.batch > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda gemm: batch %d > 65535", a.batch);
     if (!silu) return gemm_plain(cx, a, scratch, scratch_bytes);
-    if (gemm_fp8x_fits(a, 1, scratch_bytes)) return gemm_fp8x(cx, a, 1, scratch, scratch_bytes);
+    if (gemm_fp8x_fits(a, 1)) return gemm_fp8x(cx, a, 1, scratch, scratch_bytes);
 
     /* SiLU·mul: the 2n sums of a chunk of rows into scratch as bf16, then the gated pass into y */
     const int32_t n = a.n / 2;

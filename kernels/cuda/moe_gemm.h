@@ -67,12 +67,12 @@ ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *xq, const fl
 ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq, const float *hs, const int32_t *counts,
                                    int S, int cap, const moe_fp8_weights_t *w, bf16_t *out);
 
-/* A dense GEMM on the same kernel, as one slot of m real rows (cap = m rounded up to 4): xq [m, K] e4m3
- * rows K apart, xs_t [K/128, cap] fp32 (act_quant's scales transposed), W [n, K] e4m3 with its
+/* A dense GEMM on the same kernel, as one slot of m real rows: xq [m, K] e4m3 rows K apart, xs [m, ld_xs]
+ * fp32 (act_quant's 1x128 scales, row-major as it writes them; ld_xs >= K/128), W [n, K] e4m3 with its
  * [ceil(n/128), K/128] scale_inv. silu = 0: y [m, ldy] bf16 = bf16((xq,xs)·Wᵀ), any n (rows past n are TMA
  * zero fill). silu = 1: W is a fused gate|up of n = 2*inter rows (inter a multiple of 64) and y gets the
  * inter columns of SiLU·mul with the roundings above. K a multiple of 128; xq, W 16-byte aligned. */
-ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const float *xs_t, int m, int cap,
+ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const float *xs, int64_t ld_xs, int m,
                                     const uint8_t *w, const float *w_s, int n, int K, int silu, bf16_t *y, int ldy);
 
 /* Tuning hook for the bench: force the GEMM tile (wgmma N per instruction,

@@ -31,10 +31,11 @@
 struct mg_args {
     const float *wsc;      /* weight scales [n_w_rows/128, K/128] per expert, wsc_stride floats apart */
     size_t wsc_stride;
-    const float *asc;      /* activation scales [S, K/128, cap] */
+    const float *asc;      /* activation scales [S, K/128, cap]; ld_asc > 0: row-major [rows, ld_asc] (dense) */
     const int32_t *counts; /* [S]; NULL: one dense matrix (S = 1) of `rows` real rows */
     uint16_t *out;         /* [S, cap, ldo] bf16 */
     int S, cap, K, n_w_rows, n_nblk, n_tblk, inter, ldo, rows;
+    int64_t ld_asc; /* 0: the slot layout above */
 };
 
 /* Real rows of slot s (the dense GEMM passes no counts: its one slot has g.rows). */
@@ -105,9 +106,12 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
 
     const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
     const int kchunks = g.K / MG_KC;
+    /* row-major scales (a dense GEMM fed by act_quant's [m, K/128] layout, no transpose kernel first): the
+     * producer's warp 1 copies each chunk's column into the stage and its 32 lanes arrive on full */
+    const bool xrow = g.ld_asc > 0;
     if (threadIdx.x == 0) {
         for (int i = 0; i < ST; i++) {
-            mg_bar_init(&full[i], 1);
+            mg_bar_init(&full[i], xrow ? 1 + 32 : 1);
             mg_bar_init(&empty[i], NWG * 128);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -116,24 +120,38 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
 
     if (wg == NWG) { /* producer */
         if (NWG > 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
-        if (t != 0) return;
-        int it = 0, s, nb, tb;
-        mg_walk w = {-1, 0, 0, 0};
-        for (int i = blockIdx.x; mg_walk_to(g, BNT, w, i, s, nb, tb); i += gridDim.x) {
-            const int r0 = GATEUP ? nb * 64 : nb * 128; /* row within expert s */
-            const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
-            const int arow = s * g.cap + tb * BNT;
-            const int nsc = min(BNT, g.cap - tb * BNT); /* a multiple of 4: 16-byte bulk copies */
-            for (int kc = 0; kc < kchunks; kc++, it++) {
-                const int st = it % ST;
-                mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
+        /* every (tile, chunk) of this CTA in order, each once its stage is free */
+        auto produce = [&](auto &&fill) {
+            int it = 0, s, nb, tb;
+            mg_walk w = {-1, 0, 0, 0};
+            for (int i = blockIdx.x; mg_walk_to(g, BNT, w, i, s, nb, tb); i += gridDim.x)
+                for (int kc = 0; kc < kchunks; kc++, it++) {
+                    const int st = it % ST;
+                    mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
+                    fill(st, s, nb, tb, kc);
+                }
+        };
+        if (t == 0) {
+            produce([&](int st, int s, int nb, int tb, int kc) {
+                const int r0 = GATEUP ? nb * 64 : nb * 128; /* row within expert s */
+                const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
+                const int nsc = min(BNT, g.cap - tb * BNT); /* a multiple of 4: 16-byte bulk copies */
                 uint8_t *sa = smem + st * STAGE;
-                mg_bar_expect(&full[st], STAGE + nsc * 4);
-                mg_bulk(ssc + st * BNT, g.asc + ((size_t)s * kchunks + kc) * g.cap + tb * BNT, nsc * 4, &full[st]);
+                mg_bar_expect(&full[st], STAGE + (xrow ? 0 : nsc * 4));
+                if (!xrow)
+                    mg_bulk(ssc + st * BNT, g.asc + ((size_t)s * kchunks + kc) * g.cap + tb * BNT, nsc * 4, &full[st]);
                 mg_tma_3d(sa, &tm_w, kc * MG_KC, r0, s, &full[st]);
                 mg_tma_3d(sa + MG_A_BYTES / 2, &tm_w, kc * MG_KC, r1, s, &full[st]);
-                mg_tma_2d(sa + MG_A_BYTES, &tm_a, kc * MG_KC, arow, &full[st]);
-            }
+                mg_tma_2d(sa + MG_A_BYTES, &tm_a, kc * MG_KC, s * g.cap + tb * BNT, &full[st]);
+            });
+        } else if (xrow && t / 32 == 1) { /* column kc of [rows, ld_asc], zero past the real rows */
+            produce([&](int st, int, int, int tb, int kc) {
+                for (int j = t % 32; j < BNT; j += 32) {
+                    const int tok = tb * BNT + j;
+                    ssc[st * BNT + j] = tok < g.rows ? __ldg(g.asc + (int64_t)tok * g.ld_asc + kc) : 0.f;
+                }
+                mg_bar_arrive(&full[st]); /* releases this lane's stores to the consumers' wait */
+            });
         }
         return;
     }
@@ -330,7 +348,7 @@ extern "C" ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *x
     if (S == 0) return MS_OK;
     const size_t rows = 2 * (size_t)w->inter, ws = w->stride ? w->stride : rows * w->hidden;
     const size_t ss = w->stride ? w->stride / 4 : rows / 128 * (w->hidden / 128);
-    mg_args g = {w->w13_s, ss, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter, 0};
+    mg_args g = {w->w13_s, ss, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter, 0, 0};
     return mg_dispatch<true>(cx, w->w13, xq, g, w->n_experts, ws);
 }
 
@@ -342,24 +360,25 @@ extern "C" ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq,
     if (S == 0) return MS_OK;
     const size_t ws = w->stride ? w->stride : (size_t)w->hidden * w->inter;
     const size_t ss = w->stride ? w->stride / 4 : (size_t)(w->hidden / 128) * (w->inter / 128);
-    mg_args g = {w->w2_s, ss, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden, 0};
+    mg_args g = {w->w2_s, ss, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden, 0, 0};
     return mg_dispatch<false>(cx, w->w2, hq, g, w->n_experts, ws);
 }
 
-extern "C" ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const float *xs_t, int m, int cap,
-                                               const uint8_t *w, const float *w_s, int n, int K, int silu, bf16_t *y,
-                                               int ldy)
+extern "C" ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const float *xs, int64_t ld_xs,
+                                               int m, const uint8_t *w, const float *w_s, int n, int K, int silu,
+                                               bf16_t *y, int ldy)
 {
     if (m <= 0) return MS_OK;
-    if (cap < m || cap % 4 || n <= 0 || K <= 0 || K % MG_KC || (silu && (n % 2 || (n / 2) % 64)))
-        return MS_ERR(MS_ERR_INVALID, "moe_fp8 dense: bad shape m=%d cap=%d n=%d K=%d%s", m, cap, n, K,
-                      silu ? " silu (n/2 a multiple of 64)" : "");
+    const int cap = (m + 3) / 4 * 4; /* the token blocks' extent: rows past m are TMA zero fill, scales 0 */
+    if (n <= 0 || K <= 0 || K % MG_KC || ld_xs < K / MG_KC || (silu && (n % 2 || (n / 2) % 64)))
+        return MS_ERR(MS_ERR_INVALID, "moe_fp8 dense: bad shape m=%d n=%d K=%d ld_xs=%lld%s", m, n, K,
+                      (long long)ld_xs, silu ? " silu (n/2 a multiple of 64)" : "");
     const size_t wstride = (size_t)n * K;
     if (silu) {
-        mg_args g = {w_s, 0, xs_t, NULL, y, 1, cap, K, n, n / 2 / 64, 0, n / 2, ldy, m};
+        mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, n / 2 / 64, 0, n / 2, ldy, m, ld_xs};
         return mg_dispatch<true>(cx, w, xq, g, 1, wstride);
     }
-    mg_args g = {w_s, 0, xs_t, NULL, y, 1, cap, K, n, (n + 127) / 128, 0, 0, ldy, m};
+    mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, (n + 127) / 128, 0, 0, ldy, m, ld_xs};
     return mg_dispatch<false>(cx, w, xq, g, 1, wstride);
 }
 
