@@ -27,7 +27,7 @@
 #               NCCL data plane (moeserve.data_plane nccl, one GPU a rank), references from the CPU
 #     step      one EP8 rank's decode step (r1-ep8: 4 MoE layers of 32 experts, FP8, batch STEP_BATCHES, default
 #               1,32,128, context 1k) by op, gemm by weight, eager vs graph, and the replayed step's kernels by
-#               ncu (tools/ncu_kernels.py) into OUTDIR/step_tables.md; with STEP_AB_ENV="VAR=x VAR2=y" the same
+#               ncu (tools/ncu_kernels.py; STEP_NCU=0 skips it) into OUTDIR/step_tables.md; with STEP_AB_ENV="VAR=x VAR2=y" the same
 #               step once more with those variables set (e.g. MS_FUSE_COMBINE_ADD=0 ...: the fusions' A/B)
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024
@@ -213,6 +213,7 @@ phase_bench() {
 
 phase_step() { # issue 10 item 6: one EP8 rank's decode step (r1-ep8, 4 MoE layers of 32 experts), by op and by kernel
     local e=$W/r1ep8 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+    [ "${STEP_NCU:-1}" = 0 ] && ncu= # STEP_NCU=0: op and graph tables only
     [ -f "$e/config.json" ] || $R moeserve-mkmodel --preset r1-ep8 --dtype fp8 --layers 4 --config-only --out "$e" >/dev/null
     local a=(--batch '' --rows '' --model "$e" --step-ctx 1024 --step-tokens 1024 --moe-cap 512 --moe-compute fp8
         --kv-dtype fp8 --graphs 1)

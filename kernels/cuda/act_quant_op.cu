@@ -14,6 +14,7 @@ __global__ static void __launch_bounds__(AQO_WARPS * 32)
     act_quant_op_kernel(const uint16_t *x, int64_t ldx, int32_t rows, int32_t cols, uint8_t *q, int64_t ldq,
                         float *scale, int64_t lds)
 {
+    cu_pdl_enter();
     const int32_t ng = (cols + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK, lane = threadIdx.x & 31;
     const int64_t item = (int64_t)blockIdx.x * AQO_WARPS + threadIdx.x / 32; /* (row, group) */
     if (item >= (int64_t)rows * ng) return;
@@ -44,8 +45,8 @@ extern "C" ms_status_t kern_cuda_act_quant_op(kern_ctx_t *cx, const bf16_t *x, i
     if (rows < 0 || cols < 0) return MS_ERR(MS_ERR_INVALID, "cuda act_quant: rows %d, cols %d", rows, cols);
     const int64_t items = (int64_t)rows * kern_fp8_blocks(cols);
     if (!items) return MS_OK;
-    act_quant_op_kernel<<<(unsigned)((items + AQO_WARPS - 1) / AQO_WARPS), AQO_WARPS * 32, 0, CU_STREAM(cx)>>>(
-        x, ldx, rows, cols, q, ldq, scale, lds);
+    cu_launch(act_quant_op_kernel, (unsigned)((items + AQO_WARPS - 1) / AQO_WARPS), AQO_WARPS * 32, 0, CU_STREAM(cx),
+              x, ldx, rows, cols, q, ldq, scale, lds);
     CU_LAUNCHED();
     return MS_OK;
 }

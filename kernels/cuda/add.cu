@@ -8,6 +8,7 @@
 
 __global__ static void add_kernel(const uint16_t *a, const uint16_t *b, uint16_t *y, int64_t n, bool vec)
 {
+    cu_pdl_enter();
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; 8 * c < n; c += (int64_t)gridDim.x * blockDim.x) {
         const int64_t i = 8 * c;
         const int m = n - i < 8 ? (int)(n - i) : 8;
@@ -25,8 +26,9 @@ extern "C" ms_status_t kern_cuda_add(kern_ctx_t *cx, const bf16_t *a, const bf16
     if (n <= 0) return MS_OK;
     const bool vec = ((uintptr_t)a | (uintptr_t)b | (uintptr_t)y) % 16 == 0;
     const int64_t blocks = (n + 8 * 256 - 1) / (8 * 256);
-    add_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, CU_STREAM(cx)>>>(
-        (const uint16_t *)a, (const uint16_t *)b, (uint16_t *)y, n, vec);
+    cu_launch(add_kernel,
+              (unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, CU_STREAM(cx), (const uint16_t *)a,
+              (const uint16_t *)b, (uint16_t *)y, n, vec);
     CU_LAUNCHED();
     return MS_OK;
 }

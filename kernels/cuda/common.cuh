@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include "cuda.h"
+#include "pdl.cuh"
 
 #define CU_STREAM(cx) ((cudaStream_t)(cx)->stream)
 

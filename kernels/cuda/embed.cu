@@ -9,6 +9,7 @@
 __global__ static void embed_kernel(const int32_t *ids, const uint16_t *__restrict__ table, int64_t vocab,
                                     int32_t dim, uint16_t *__restrict__ out, uint32_t *fault, bool vec)
 {
+    cu_pdl_enter();
     int64_t t = blockIdx.x;
     int32_t id = ids[t];
     uint16_t *o = out + t * dim;
@@ -31,8 +32,8 @@ extern "C" ms_status_t kern_cuda_embed(kern_ctx_t *cx, const int32_t *ids, int32
 {
     if (n <= 0) return MS_OK;
     const bool vec = dim % 8 == 0 && ((uintptr_t)table | (uintptr_t)out) % 16 == 0;
-    embed_kernel<<<n, 256, 0, CU_STREAM(cx)>>>(ids, (const uint16_t *)table, vocab, dim, (uint16_t *)out, cx->fault,
-                                               vec);
+    cu_launch(embed_kernel, n, 256, 0, CU_STREAM(cx), ids, (const uint16_t *)table, vocab, dim, (uint16_t *)out,
+              cx->fault, vec);
     CU_LAUNCHED();
     return MS_OK;
 }

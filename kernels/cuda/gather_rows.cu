@@ -9,6 +9,7 @@
 template <typename T>
 __global__ static void gather_kernel(const T *src, const int32_t *idx, size_t row_elems, T *dst, uint32_t *fault)
 {
+    cu_pdl_enter();
     int32_t s = idx[blockIdx.x];
     if (s < 0) {
         if (s != -1 && threadIdx.x == 0) cu_fault(fault, KERN_FAULT_SLOT);
@@ -27,14 +28,14 @@ extern "C" ms_status_t kern_cuda_gather_rows(kern_ctx_t *cx, const void *src, co
     if (n > 2147483647) return MS_ERR(MS_ERR_INVALID, "cuda gather_rows: %d rows", n);
     const uintptr_t al = (uintptr_t)src | (uintptr_t)dst | (uintptr_t)row_bytes;
     if (al % 16 == 0)
-        gather_kernel<uint4><<<n, 128, 0, CU_STREAM(cx)>>>((const uint4 *)src, idx, row_bytes / 16, (uint4 *)dst,
-                                                           cx->fault);
+        cu_launch(gather_kernel<uint4>, n, 128, 0, CU_STREAM(cx), (const uint4 *)src, idx, row_bytes / 16,
+                  (uint4 *)dst, cx->fault);
     else if (al % 4 == 0)
-        gather_kernel<uint32_t><<<n, 256, 0, CU_STREAM(cx)>>>((const uint32_t *)src, idx, row_bytes / 4,
-                                                              (uint32_t *)dst, cx->fault);
+        cu_launch(gather_kernel<uint32_t>, n, 256, 0, CU_STREAM(cx), (const uint32_t *)src, idx, row_bytes / 4,
+                  (uint32_t *)dst, cx->fault);
     else
-        gather_kernel<uint8_t><<<n, 256, 0, CU_STREAM(cx)>>>((const uint8_t *)src, idx, row_bytes, (uint8_t *)dst,
-                                                             cx->fault);
+        cu_launch(gather_kernel<uint8_t>, n, 256, 0, CU_STREAM(cx), (const uint8_t *)src, idx, row_bytes,
+                  (uint8_t *)dst, cx->fault);
     CU_LAUNCHED();
     return MS_OK;
 }

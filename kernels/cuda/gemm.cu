@@ -105,6 +105,7 @@ __device__ static inline void gemm_store(const gemm_args &a, int32_t b, int32_t 
  * exactly the CPU's K blocking (per 128-wide block an fp32 sum of raw e4m3 products, then both scales). */
 __global__ static void gemm_fp8x_simt_kernel(gemm_args a)
 {
+    cu_pdl_enter();
     __shared__ float xt[GEMM_TILE][GEMM_TILE + 1], wt[GEMM_TILE][GEMM_TILE + 1];
     const int32_t tx = threadIdx.x, ty = threadIdx.y, b = blockIdx.z;
     const int32_t row = blockIdx.y * GEMM_TILE + ty, col = blockIdx.x * GEMM_TILE + tx;
@@ -144,6 +145,7 @@ __global__ static void gemm_fp8x_simt_kernel(gemm_args a)
 #define GT_K 16
 __global__ static void __launch_bounds__(256) gemm_tiled_kernel(gemm_args a)
 {
+    cu_pdl_enter();
     __shared__ float xt[GT_K][GT_MN + 4], wt[GT_K][GT_MN + 4];
     const int32_t t = threadIdx.x, tx = t % 16, ty = t / 16, b = blockIdx.z;
     const int32_t r0 = blockIdx.y * GT_MN, c0 = blockIdx.x * GT_MN;
@@ -189,10 +191,10 @@ static ms_status_t gemm_simt(kern_ctx_t *cx, const gemm_args &a)
     if (a.xdt == MS_DT_F8E4M3) { /* the fp8 mode's K blocking: the 16x16 kernel */
         dim3 grid((unsigned)((a.n + GEMM_TILE - 1) / GEMM_TILE), (unsigned)((a.m + GEMM_TILE - 1) / GEMM_TILE),
                   (unsigned)a.batch);
-        gemm_fp8x_simt_kernel<<<grid, dim3(GEMM_TILE, GEMM_TILE), 0, CU_STREAM(cx)>>>(a);
+        cu_launch(gemm_fp8x_simt_kernel, grid, dim3(GEMM_TILE, GEMM_TILE), 0, CU_STREAM(cx), a);
     } else {
         dim3 grid((unsigned)((a.n + GT_MN - 1) / GT_MN), (unsigned)((a.m + GT_MN - 1) / GT_MN), (unsigned)a.batch);
-        gemm_tiled_kernel<<<grid, 256, 0, CU_STREAM(cx)>>>(a);
+        cu_launch(gemm_tiled_kernel, grid, 256, 0, CU_STREAM(cx), a);
     }
     CU_LAUNCHED();
     return MS_OK;
@@ -201,6 +203,7 @@ static ms_status_t gemm_simt(kern_ctx_t *cx, const gemm_args &a)
 /* rows [n0, n0+nt) of every batch's fp8 weight -> bf16 tile [batch, nt, K] (gridDim.y = batch) */
 __global__ static void gemm_dequant_kernel(gemm_args a, int32_t n0, int32_t nt, uint16_t *tile)
 {
+    cu_pdl_enter();
     const int32_t K = a.k, b = blockIdx.y;
     const int64_t total = (int64_t)nt * K;
     const uint8_t *src = (const uint8_t *)a.w + (size_t)b * a.bsw + (int64_t)n0 * a.ldw;
@@ -228,8 +231,9 @@ static ms_status_t gemm_fp8_dequant(kern_ctx_t *cx, const gemm_args &a, void *sc
     for (int32_t n0 = 0; n0 < N; n0 += (int32_t)nt) {
         const int32_t rows = (int32_t)(N - n0 < nt ? N - n0 : nt);
         const int64_t blocks = ((int64_t)rows * K + 255) / 256;
-        gemm_dequant_kernel<<<dim3((unsigned)(blocks < 4096 ? blocks : 4096), (unsigned)a.batch), 256, 0,
-                              CU_STREAM(cx)>>>(a, n0, rows, tile);
+        cu_launch(gemm_dequant_kernel,
+                  dim3((unsigned)(blocks < 4096 ? blocks : 4096), (unsigned)a.batch), 256, 0, CU_STREAM(cx), a, n0,
+                  rows, tile);
         CU_LAUNCHED();
         void *y = (char *)a.y + (size_t)n0 * ysz;
         kern_cuda_mm_t mm = {a.m, rows, K, a.batch, a.x, a.xdt, a.ldx, a.bsx, tile, MS_DT_BF16, K,
@@ -317,6 +321,7 @@ static ms_status_t gemm_plain(kern_ctx_t *cx, const gemm_args &a, void *scratch,
 /* y[b, i, j] = silu_mul1(t[b, i, j], t[b, i, n + j]) for j < n; t is [batch, m, 2n] bf16 */
 __global__ static void gemm_silu_kernel(const uint16_t *t, int32_t m, int32_t n, uint16_t *y, int64_t ldy, int64_t bsy)
 {
+    cu_pdl_enter();
     const int32_t b = blockIdx.z, i = blockIdx.y;
     const uint16_t *tr = t + ((size_t)b * m + i) * 2 * (size_t)n;
     uint16_t *yr = y + (size_t)b * bsy + (size_t)i * ldy;
@@ -329,7 +334,7 @@ extern "C" ms_status_t kern_cuda_gemm_silu_pass(kern_ctx_t *cx, const bf16_t *t,
 {
     if (m <= 0 || n <= 0 || batch <= 0) return MS_OK;
     dim3 grid((unsigned)((n + 255) / 256 < 64 ? (n + 255) / 256 : 64), (unsigned)m, (unsigned)batch);
-    gemm_silu_kernel<<<grid, 256, 0, CU_STREAM(cx)>>>(t, m, n, y, ldy, bsy);
+    cu_launch(gemm_silu_kernel, grid, 256, 0, CU_STREAM(cx), t, m, n, y, ldy, bsy);
     CU_LAUNCHED();
     return MS_OK;
 }

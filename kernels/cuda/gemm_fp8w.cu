@@ -115,6 +115,7 @@ template <int BN>
 __global__ void __launch_bounds__(384, 1)
 fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_x, const fw_args g)
 {
+    cu_pdl_enter();
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code */
 #else
@@ -239,6 +240,7 @@ fw_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
  * the loads are independent and issue back to back (a tile of q_a|kv_a at m = 1 has ~8 owners). */
 __global__ static void fw_reduce_kernel(fw_args g, int64_t p)
 {
+    cu_pdl_enter();
     const int kchunks = g.K / MG_KC, ntile = (g.n + FW_ROWS - 1) / FW_ROWS;
     const int64_t items = (int64_t)ntile * g.m * FW_ROWS, slot_stride = (int64_t)g.m * FW_ROWS;
     for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < items;
@@ -286,7 +288,7 @@ static ms_status_t fw_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtens
 {
     typedef fw_shape<BN> sh;
     CUDA_CHECK(cudaFuncSetAttribute(fw_kernel<BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
-    fw_kernel<BN><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, g);
+    cu_launch(fw_kernel<BN>, (unsigned)p, 384, sh::SMEM, CU_STREAM(cx), tw, tx, g);
     CU_LAUNCHED();
     return MS_OK;
 }
@@ -318,7 +320,7 @@ extern "C" ms_status_t kern_cuda_gemm_fp8w(kern_ctx_t *cx, const bf16_t *x, int6
     if (g.total % p == 0 && (g.total / p) % (k / MG_KC) == 0) return MS_OK; /* every CTA took whole tiles */
     const int64_t items = (int64_t)((n + FW_ROWS - 1) / FW_ROWS) * m * FW_ROWS;
     const int64_t blocks = (items + 255) / 256;
-    fw_reduce_kernel<<<(unsigned)(blocks < 1024 ? blocks : 1024), 256, 0, CU_STREAM(cx)>>>(g, p);
+    cu_launch(fw_reduce_kernel, (unsigned)(blocks < 1024 ? blocks : 1024), 256, 0, CU_STREAM(cx), g, p);
     CU_LAUNCHED();
     return MS_OK;
 }

@@ -92,6 +92,7 @@ template <int BN, bool GATEUP, int CL>
 __global__ void __launch_bounds__(384, 1)
 fx_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_x, const fx_args g)
 {
+    cu_pdl_enter();
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code */
 #else
@@ -341,7 +342,7 @@ static ms_status_t fx_launch(kern_ctx_t *cx, const CUtensorMap &tw, const CUtens
     typedef fx_shape<BN, GATEUP> sh;
     CUDA_CHECK(cudaFuncSetAttribute(fx_kernel<BN, GATEUP, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
     if (CL == 1) {
-        fx_kernel<BN, GATEUP, CL><<<(unsigned)p, 384, sh::SMEM, CU_STREAM(cx)>>>(tw, tx, g);
+        cu_launch(fx_kernel<BN, GATEUP, CL>, (unsigned)p, 384, sh::SMEM, CU_STREAM(cx), tw, tx, g);
     } else {
         cudaLaunchConfig_t cfg;
         cudaLaunchAttribute at[1];

@@ -13,6 +13,7 @@
 __global__ static void kv_gather_kernel(kern_kv_t kv, const kern_attn_seq_t *seqs, const int32_t *block_tables,
                                         uint16_t *out, uint32_t *fault)
 {
+    cu_pdl_enter();
     const kern_attn_seq_t sq = seqs[blockIdx.x];
     const int32_t p0 = sq.kv_len > 0 ? sq.kv_pos0 : 0, len = sq.kv_len > 0 ? sq.kv_len : sq.pos0 + sq.n_q;
     const int32_t warps = blockDim.x / 32, lane = threadIdx.x & 31, rw = kv.d_c + kv.d_r;
@@ -48,8 +49,8 @@ extern "C" ms_status_t kern_cuda_kv_gather(kern_ctx_t *cx, const kern_kv_t *kv, 
 {
     MS_TRY(kern_cuda_kv_check(kv, "kv_gather"));
     if (n_seqs <= 0) return MS_OK;
-    kv_gather_kernel<<<dim3((unsigned)n_seqs, KVG_SPLIT), 256, 0, CU_STREAM(cx)>>>(*kv, seqs, block_tables, out,
-                                                                                  cx->fault);
+    cu_launch(kv_gather_kernel, dim3((unsigned)n_seqs, KVG_SPLIT), 256, 0, CU_STREAM(cx), *kv, seqs, block_tables, out,
+              cx->fault);
     CU_LAUNCHED();
     return MS_OK;
 }

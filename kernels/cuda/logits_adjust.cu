@@ -13,6 +13,7 @@
 __global__ static void la_sets_kernel(kern_pen_t *lists, int64_t cap, const kern_pen_set_t *sets, int32_t n,
                                       uint32_t *fault)
 {
+    cu_pdl_enter();
     const int32_t i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const kern_pen_set_t s = sets[i];
@@ -27,6 +28,7 @@ __global__ static void __launch_bounds__(LA_THREADS)
     la_rows_kernel(float *logits, int64_t ld, int32_t vocab, const kern_adjust_t *adj, const kern_pen_t *lists,
                    int64_t cap, uint32_t *fault)
 {
+    cu_pdl_enter();
     __shared__ float shf[32];
     const kern_adjust_t a = adj[blockIdx.x];
     float *lg = logits + (int64_t)blockIdx.x * ld;
@@ -67,11 +69,13 @@ extern "C" ms_status_t kern_cuda_logits_adjust(kern_ctx_t *cx, float *logits, in
         return MS_ERR(MS_ERR_INVALID, "cuda logits_adjust: %d rows, vocab %d, %d sets, cap %lld", rows, vocab, n_sets,
                       (long long)lists_cap);
     if (n_sets > 0) {
-        la_sets_kernel<<<(n_sets + 255) / 256, 256, 0, CU_STREAM(cx)>>>(lists, lists_cap, sets, n_sets, cx->fault);
+        cu_launch(la_sets_kernel, (n_sets + 255) / 256, 256, 0, CU_STREAM(cx), lists, lists_cap, sets, n_sets,
+                  cx->fault);
         CU_LAUNCHED();
     }
     if (rows > 0) {
-        la_rows_kernel<<<rows, LA_THREADS, 0, CU_STREAM(cx)>>>(logits, ld, vocab, adj, lists, lists_cap, cx->fault);
+        cu_launch(la_rows_kernel, rows, LA_THREADS, 0, CU_STREAM(cx), logits, ld, vocab, adj, lists, lists_cap,
+                  cx->fault);
         CU_LAUNCHED();
     }
     return MS_OK;

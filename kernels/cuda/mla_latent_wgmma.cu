@@ -52,6 +52,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "pdl.cuh"
 
 #define MW_H 64            /* heads per CTA: the wgmma M */
 #define MW_THREADS 256     /* two warpgroups */
@@ -257,6 +258,7 @@ __device__ static __forceinline__ void mw_store8(const mw_f8 &f, int32_t t, uint
 
 template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_kernel(mll_args a)
 {
+    cu_pdl_enter();
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code */
 #else
@@ -612,6 +614,7 @@ __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t
 
 template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a)
 {
+    cu_pdl_enter();
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code */
 #else
@@ -817,8 +820,8 @@ static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, 
         if (e != cudaSuccess) return e;
         set = true;
     }
-    k<<<dim3((unsigned)(a.H / MW_H), (unsigned)n_seqs, (unsigned)splits), WS ? MW2_THREADS : MW_THREADS, MW_SMEM,
-        stream>>>(a);
+    cu_launch(k, dim3((unsigned)(a.H / MW_H), (unsigned)n_seqs, (unsigned)splits), WS ? MW2_THREADS : MW_THREADS,
+              MW_SMEM, stream, a);
     return cudaGetLastError();
 }
 

@@ -24,6 +24,7 @@ __global__ static void __launch_bounds__(MC_THREADS)
     moe_combine_kernel(const uint16_t *__restrict__ rows, const int32_t *row_of_pair, const int32_t *idx,
                        const float *w, int32_t K, int32_t hidden, const uint16_t *add, uint16_t *out, bool vec)
 {
+    cu_pdl_enter();
     __shared__ int32_t srow[MC_MAX_K];
     __shared__ float sw[MC_MAX_K];
     const int64_t t = blockIdx.x;
@@ -68,8 +69,8 @@ static ms_status_t mc_launch(kern_ctx_t *cx, const bf16_t *rows, const int32_t *
     if (T <= 0 || hidden <= 0) return MS_OK;
     const bool vec = ((uintptr_t)rows | (uintptr_t)out | (uintptr_t)add) % 16 == 0 && hidden % 8 == 0;
     const dim3 grid((unsigned)T, (unsigned)((hidden + 8 * MC_THREADS - 1) / (8 * MC_THREADS)));
-    moe_combine_kernel<<<grid, MC_THREADS, 0, CU_STREAM(cx)>>>((const uint16_t *)rows, row_of_pair, idx, w, K, hidden,
-                                                               (const uint16_t *)add, (uint16_t *)out, vec);
+    cu_launch(moe_combine_kernel, grid, MC_THREADS, 0, CU_STREAM(cx), (const uint16_t *)rows, row_of_pair, idx, w, K,
+              hidden, (const uint16_t *)add, (uint16_t *)out, vec);
     CU_LAUNCHED();
     return MS_OK;
 }

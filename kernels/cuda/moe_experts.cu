@@ -35,6 +35,7 @@
 __global__ static void moe_copy_kernel(const uint16_t *d, const int32_t *counts, int32_t cap, int32_t H, uint16_t *out,
                                        uint32_t *fault)
 {
+    cu_pdl_enter();
     const int32_t j = blockIdx.y, r = blockIdx.x;
     int32_t n = counts[j];
     if (n < 0 || n > cap) {
@@ -49,6 +50,7 @@ __global__ static void moe_copy_kernel(const uint16_t *d, const int32_t *counts,
 /* What the fp8 grouped kernel does not check: a count outside [0, cap] is a fault (it clamps by itself). */
 __global__ static void moe_count_check_kernel(const int32_t *counts, int32_t n, int32_t cap, uint32_t *fault)
 {
+    cu_pdl_enter();
     for (int32_t j = threadIdx.x; j < n; j += blockDim.x)
         if (counts[j] < 0 || counts[j] > cap) cu_fault(fault, KERN_FAULT_CAPACITY);
 }
@@ -71,7 +73,7 @@ static ms_status_t moe_experts_grouped(kern_ctx_t *cx, const bf16_t *x, const in
         return MS_ERR(MS_ERR_INVALID, "cuda moe_experts (fp8): context workspace of %zu bytes cannot hold one slot of "
                       "%d rows (%zu bytes)", cx->ws_bytes, cap, per_slot + KERN_CUDA_BLAS_WS);
     if (chunk > n_local) chunk = n_local;
-    moe_count_check_kernel<<<1, 256, 0, CU_STREAM(cx)>>>(counts, n_local, cap, cx->fault);
+    cu_launch(moe_count_check_kernel, 1, 256, 0, CU_STREAM(cx), counts, n_local, cap, cx->fault);
     CU_LAUNCHED();
     const size_t sblk = (size_t)(H / KERN_FP8_BLOCK) * (I / KERN_FP8_BLOCK);
     for (int32_t j0 = 0; j0 < n_local; j0 += (int32_t)chunk) {
@@ -176,8 +178,8 @@ extern "C" ms_status_t kern_cuda_moe_experts(kern_ctx_t *cx, const bf16_t *x, co
             dg.x = hq, dg.xdt = MS_DT_F8E4M3, dg.x_scale = hs, dg.ld_xs = bi, dg.bs_xs = (int64_t)cap * bi;
         }
         MS_TRY(kern_cuda_gemm_run(cx, &dg, bss, rest, rest_bytes));
-        moe_copy_kernel<<<dim3((unsigned)cap, (unsigned)nc), 256, 0, CU_STREAM(cx)>>>(
-            d, counts + j0, cap, H, out + (size_t)j0 * cap * H, cx->fault);
+        cu_launch(moe_copy_kernel, dim3((unsigned)cap, (unsigned)nc), 256, 0, CU_STREAM(cx), d, counts + j0, cap, H,
+                  out + (size_t)j0 * cap * H, cx->fault);
         CU_LAUNCHED();
     }
     return MS_OK;

@@ -22,6 +22,7 @@
 #include "cuda.h"
 #include "moe_gemm.h"
 #include "wgmma.cuh"
+#include "pdl.cuh"
 
 #define MG_TILE_ROWS 128   /* weight rows per tile (2 x m64) */
 #define MG_A_BYTES (MG_TILE_ROWS * MG_KC)
@@ -92,6 +93,7 @@ template <int BN, int NWG, bool RS, bool GATEUP>
 __global__ void __launch_bounds__((NWG + 1) * 128, 1)
 mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a, const mg_args g)
 {
+    cu_pdl_enter();
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code; the compute_90 PTX cannot run this */
 #else
@@ -279,7 +281,7 @@ static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *a
     const int grid = ntiles < mg_num_sms() ? ntiles : mg_num_sms();
     CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, RS, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     sh::SMEM));
-    mg_kernel<BN, NWG, RS, GATEUP><<<grid, (NWG + 1) * 128, sh::SMEM, (cudaStream_t)cx->stream>>>(tw, ta, g);
+    cu_launch(mg_kernel<BN, NWG, RS, GATEUP>, grid, (NWG + 1) * 128, sh::SMEM, (cudaStream_t)cx->stream, tw, ta, g);
     CUDA_CHECK(cudaGetLastError());
     return MS_OK;
 }

@@ -18,6 +18,7 @@ __global__ static void __launch_bounds__(MP_THREADS)
     moe_plan_kernel(const int32_t *idx, int32_t T, int32_t K, kern_moe_place_t pl, int32_t *slot_of_pair,
                     int32_t *rank_in_slot, int32_t *slot_counts, int64_t *load, uint32_t *fault)
 {
+    cu_pdl_enter();
     extern __shared__ int32_t sh[]; /* [n_slots] running counts, then [E] routed pairs per expert */
     int32_t *cnt = sh, *ecnt = sh + pl.n_slots;
     for (int32_t i = threadIdx.x; i < pl.n_slots + pl.E; i += MP_THREADS) sh[i] = 0;
@@ -80,8 +81,8 @@ extern "C" ms_status_t kern_cuda_moe_plan(kern_ctx_t *cx, const int32_t *idx, in
                       pl->E);
     if (smem > 48 * 1024)
         CUDA_CHECK(cudaFuncSetAttribute(moe_plan_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    moe_plan_kernel<<<1, MP_THREADS, smem, CU_STREAM(cx)>>>(idx, T, K, *pl, slot_of_pair, rank_in_slot, slot_counts,
-                                                             load, cx->fault);
+    cu_launch(moe_plan_kernel, 1, MP_THREADS, smem, CU_STREAM(cx), idx, T, K, *pl, slot_of_pair, rank_in_slot,
+              slot_counts, load, cx->fault);
     CU_LAUNCHED();
     return MS_OK;
 }

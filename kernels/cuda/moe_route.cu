@@ -52,6 +52,7 @@ __global__ static void moe_route_kernel(const float *logits, const float *bias, 
                                         int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling,
                                         int32_t *idx, float *w)
 {
+    cu_pdl_enter();
     extern __shared__ float sm[];
     __shared__ route_best shb[32];
     __shared__ float gscore[64];
@@ -138,6 +139,7 @@ __global__ static void __launch_bounds__(RW_WARPS * 32)
                           int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling, int32_t *idx,
                           float *w)
 {
+    cu_pdl_enter();
     __shared__ float s_sg[RW_WARPS][32 * RW_PER_LANE], s_gs[RW_WARPS][64];
     __shared__ int32_t s_id[RW_WARPS][32 * RW_PER_LANE];
     const int32_t lane = threadIdx.x & 31, wp = threadIdx.x >> 5, t = blockIdx.x * RW_WARPS + wp, gs = E / n_group;
@@ -231,6 +233,7 @@ __global__ static void __launch_bounds__(RW_WARPS * 32)
                           int32_t topk_group, int32_t top_k, int32_t norm_topk_prob, float scaling, int32_t *idx,
                           float *w)
 {
+    cu_pdl_enter();
     __shared__ float s_sg[RW_WARPS][32];
     __shared__ int32_t s_id[RW_WARPS][32];
     const unsigned all = 0xffffffffu;
@@ -302,20 +305,20 @@ extern "C" ms_status_t kern_cuda_moe_route(kern_ctx_t *cx, const float *logits, 
                       n_group, topk_group, top_k);
     if (T <= 0) return MS_OK;
     if (E <= 32 && !route_v1()) {
-        moe_route_lane_kernel<<<(T + RW_WARPS - 1) / RW_WARPS, RW_WARPS * 32, 0, CU_STREAM(cx)>>>(
-            logits, bias, T, E, n_group, topk_group, top_k, norm_topk_prob, scaling, idx, w);
+        cu_launch(moe_route_lane_kernel, (T + RW_WARPS - 1) / RW_WARPS, RW_WARPS * 32, 0, CU_STREAM(cx), logits, bias,
+                  T, E, n_group, topk_group, top_k, norm_topk_prob, scaling, idx, w);
         CU_LAUNCHED();
         return MS_OK;
     }
     if (E <= 32 * RW_PER_LANE) {
-        moe_route_warp_kernel<<<(T + RW_WARPS - 1) / RW_WARPS, RW_WARPS * 32, 0, CU_STREAM(cx)>>>(
-            logits, bias, T, E, n_group, topk_group, top_k, norm_topk_prob, scaling, idx, w);
+        cu_launch(moe_route_warp_kernel, (T + RW_WARPS - 1) / RW_WARPS, RW_WARPS * 32, 0, CU_STREAM(cx), logits, bias,
+                  T, E, n_group, topk_group, top_k, norm_topk_prob, scaling, idx, w);
         CU_LAUNCHED();
         return MS_OK;
     }
     size_t smem = (size_t)E * (2 * sizeof(float) + 1);
-    moe_route_kernel<<<T, ROUTE_THREADS, smem, CU_STREAM(cx)>>>(logits, bias, E, n_group, topk_group, top_k,
-                                                               norm_topk_prob, scaling, idx, w);
+    cu_launch(moe_route_kernel, T, ROUTE_THREADS, smem, CU_STREAM(cx), logits, bias, E, n_group, topk_group, top_k,
+              norm_topk_prob, scaling, idx, w);
     CU_LAUNCHED();
     return MS_OK;
 }

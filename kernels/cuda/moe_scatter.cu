@@ -15,6 +15,7 @@ __global__ static void __launch_bounds__(MS_THREADS)
                        int32_t cap, uint16_t *recv, int32_t *recv_count, int32_t *row_of_pair, int vec,
                        uint32_t *fault)
 {
+    cu_pdl_enter();
     const int64_t p = blockIdx.x;
     if (p == P) { /* the counts block */
         for (int32_t j = threadIdx.x; j < n_local; j += MS_THREADS) recv_count[j] = min(slot_counts[slot0 + j], cap);
@@ -56,9 +57,8 @@ extern "C" ms_status_t kern_cuda_moe_scatter(kern_ctx_t *cx, const bf16_t *x, in
     const int64_t P = (int64_t)T * K;
     if (P + 1 > 0x7fffffff) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda moe_scatter: %lld pairs", (long long)P);
     const int vec = D % 8 == 0 && ((uintptr_t)x % 16) == 0 && ((uintptr_t)recv % 16) == 0;
-    moe_scatter_kernel<<<(unsigned)(P + 1), MS_THREADS, 0, CU_STREAM(cx)>>>(x, P, K, D, slot_of_pair, rank_in_slot,
-                                                                           slot_counts, slot0, n_local, cap, recv,
-                                                                           recv_count, row_of_pair, vec, cx->fault);
+    cu_launch(moe_scatter_kernel, (unsigned)(P + 1), MS_THREADS, 0, CU_STREAM(cx), x, P, K, D, slot_of_pair,
+              rank_in_slot, slot_counts, slot0, n_local, cap, recv, recv_count, row_of_pair, vec, cx->fault);
     CU_LAUNCHED();
     return MS_OK;
 }

@@ -6,6 +6,7 @@
 
 __global__ static void mtp_prep_kernel(kern_mtp_prep_t p)
 {
+    cu_pdl_enter();
     const int32_t i = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x);
     if (i < p.T) kern_mtp_prep_row(&p, i);
     if (i < p.n) kern_mtp_prep_entry(&p, i);
@@ -18,7 +19,7 @@ extern "C" ms_status_t kern_cuda_mtp_prep(kern_ctx_t *cx, const kern_mtp_prep_t 
                       p->block_size);
     const int32_t m = p->T > p->n ? p->T : p->n;
     if (m == 0) return MS_OK;
-    mtp_prep_kernel<<<(m + 127) / 128, 128, 0, CU_STREAM(cx)>>>(*p);
+    cu_launch(mtp_prep_kernel, (m + 127) / 128, 128, 0, CU_STREAM(cx), *p);
     CU_LAUNCHED();
     return MS_OK;
 }
