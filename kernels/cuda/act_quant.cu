@@ -1,7 +1,7 @@
 /* act_quant.cu — DeepSeek's act_quant on the masked MoE layout (moe_gemm.h):
  * per token, per 128 channels, s = max(amax, 1e-4)/448 (the act_quant op's rule) and q = e4m3(x/s), scales stored
  * slot-transposed [S, K/128, cap] for the grouped GEMM's tiles. A block per
- * (slot, row stride), a row at a time; 16 threads of 8 channels (16-byte loads, 8 in flight each) per group;
+ * (slot, row stride), a row at a time; 16 threads of 8 channels (16-byte loads, up to 8 in flight each) per group;
  * padding rows return before reading anything. The float division is IEEE
  * (no fast math), so a CPU reference doing x/s in fp32 gets the same bytes. */
 #include <cuda_fp8.h>
@@ -25,11 +25,16 @@ __device__ static void aq_row(const uint16_t *__restrict__ x, int slot, int tok,
         uint4 v[AQ_UNROLL];
 #pragma unroll
         for (int u = 0; u < AQ_UNROLL; u++) {
+            if (base + u * AQ_THREADS >= n8) break; /* block-uniform, as below */
             const int j = base + u * AQ_THREADS + threadIdx.x;
             v[u] = j < n8 ? xr[j] : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
         for (int u = 0; u < AQ_UNROLL; u++) {
+            /* A slot wholly past the row is skipped by the whole block: before, every thread unpacked and
+             * shuffled all AQ_UNROLL slots (at K = 2048, 6 of the 8 hold nothing; at 7168, 1). Whole slots
+             * only, so the shuffles below still see every lane. */
+            if (base + u * AQ_THREADS >= n8) break;
             const int j = base + u * AQ_THREADS + threadIdx.x;
             const uint32_t w[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
             float f[8], amax = 0.f;
@@ -40,20 +45,23 @@ __device__ static void aq_row(const uint16_t *__restrict__ x, int slot, int tok,
             }
             for (int o = 8; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
             if (j >= n8) continue;
-            const float s = fmaxf(amax, 1e-4f) / 448.f; /* the act_quant op's rule (kernels.h), so fp8 mode matches the CPU */
-            uint32_t lo = 0, hi = 0;
+            /* the act_quant op's rule (kernels.h), so fp8 mode matches the CPU */
+            const float s = fmaxf(amax, 1e-4f) / 448.f;
+            /* two codes a conversion (low byte the first): the very cvt.rn.satfinite.e4m3x2 that the one-value
+             * __nv_cvt_float_to_fp8 issues with a zero partner, so the same codes in half the conversions */
+            uint32_t h[4];
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                lo |= (uint32_t)__nv_cvt_float_to_fp8(f[i] / s, __NV_SATFINITE, __NV_E4M3) << (8 * i);
-                hi |= (uint32_t)__nv_cvt_float_to_fp8(f[4 + i] / s, __NV_SATFINITE, __NV_E4M3) << (8 * i);
-            }
-            qr[j] = make_uint2(lo, hi);
+            for (int i = 0; i < 4; i++)
+                h[i] = __nv_cvt_float2_to_fp8x2(make_float2(f[2 * i] / s, f[2 * i + 1] / s), __NV_SATFINITE,
+                                                __NV_E4M3);
+            qr[j] = make_uint2(h[0] | h[1] << 16, h[2] | h[3] << 16);
             if ((j & 15) == 0) qs[((size_t)slot * groups + j / 16) * cap + tok] = s;
         }
     }
 }
 
-__global__ static void __launch_bounds__(AQ_THREADS)
+/* at most 64 registers: 8 blocks an SM, 1056 on the H200, so ep8's 32 x 32 blocks are all resident at once */
+__global__ static void __launch_bounds__(AQ_THREADS, 8)
 act_quant_kernel(const uint16_t *__restrict__ x, const int32_t *__restrict__ counts, int cap, int K,
                  uint8_t *__restrict__ q, float *__restrict__ qs)
 {

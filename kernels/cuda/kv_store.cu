@@ -8,8 +8,8 @@
  * data fault (KERN_FAULT_BLOCK) and is skipped.
  *
  * kv_store_rope (ROPE): warp 0 first rotates the row's k_pe in place with
- * rope.cu's per-warp code (rope.cuh; a negative position is padding, left as
- * it was, as rope does), whatever the slot; after a block barrier the store
+ * rope.cuh's per-warp cu_rope_head (the arithmetic of rope.cu's kernel; a
+ * negative position is padding, left as it was, as rope does), whatever the slot; after a block barrier the store
  * reads the rotated values like any kpe. One launch and one read of k_pe less
  * than rope followed by kv_store, bit-identical to them. */
 #include <cuda_fp8.h>

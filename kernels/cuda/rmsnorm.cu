@@ -1,7 +1,8 @@
 /* rmsnorm.cu — RMSNorm with the CPU reference's rounding (kernels/cpu/rmsnorm.c):
  * fp32 statistics, y = bf16(w * bf16(x * rsqrt(mean(x^2) + eps))). The row kernel
  * lives in rmsnorm.cuh (shared with add_rmsnorm); the sum of squares is reduced
- * in fp32 (the CPU sums in double: results agree to fp32 rounding of the mean). */
+ * in fp32 (the CPU sums in double: results agree to fp32 rounding of the mean);
+ * the threads a row and the summation tree depend on dim only (cu_rms_threads). */
 #include "rmsnorm.cuh"
 
 extern "C" ms_status_t kern_cuda_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_t ldx, const bf16_t *w, bf16_t *y,
@@ -11,7 +12,7 @@ extern "C" ms_status_t kern_cuda_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_
     if (dim <= 0) return MS_ERR(MS_ERR_INVALID, "cuda rmsnorm: dim %d", dim);
     const bool vec = cu_rms_vec(x, ldx, NULL, w, y, ldy, dim);
     rms_row_kernel<false, false>
-        <<<rows, RMS_THREADS, 0, CU_STREAM(cx)>>>((uint16_t *)x, ldx, NULL, w, y, ldy, dim, eps, vec, {});
+        <<<rows, cu_rms_threads(dim), 0, CU_STREAM(cx)>>>((uint16_t *)x, ldx, NULL, w, y, ldy, dim, eps, vec, {});
     CU_LAUNCHED();
     return MS_OK;
 }

@@ -16,10 +16,11 @@ extern "C" ms_status_t kern_cuda_rmsnorm_quant(kern_ctx_t *cx, bf16_t *x, int64_
     if (!q || !scale) return MS_ERR(MS_ERR_INVALID, "cuda rmsnorm_quant: no output for the codes or scales");
     const bool vec = cu_rms_vec(x, ldx, res, w, y, ldy, dim);
     cu_rms_quant_t qt = {q, ldq, scale, lds, (uintptr_t)q % 8 == 0 && ldq % 8 == 0 && dim % 8 == 0};
+    const int threads = cu_rms_threads(dim);
     if (res)
-        rms_row_kernel<true, true><<<rows, RMS_THREADS, 0, CU_STREAM(cx)>>>(x, ldx, res, w, y, ldy, dim, eps, vec, qt);
+        rms_row_kernel<true, true><<<rows, threads, 0, CU_STREAM(cx)>>>(x, ldx, res, w, y, ldy, dim, eps, vec, qt);
     else
-        rms_row_kernel<false, true><<<rows, RMS_THREADS, 0, CU_STREAM(cx)>>>(x, ldx, NULL, w, y, ldy, dim, eps, vec, qt);
+        rms_row_kernel<false, true><<<rows, threads, 0, CU_STREAM(cx)>>>(x, ldx, NULL, w, y, ldy, dim, eps, vec, qt);
     CU_LAUNCHED();
     return MS_OK;
 }
