@@ -9,6 +9,7 @@
 
 #include "cuda.h"
 #include "moe_gemm.h"
+#include "pdl.cuh"
 
 #define AQ_THREADS 128
 #define AQ_ROW_BLOCKS 32 /* blocks a slot */
@@ -65,6 +66,7 @@ __global__ static void __launch_bounds__(AQ_THREADS, 8)
 act_quant_kernel(const uint16_t *__restrict__ x, const int32_t *__restrict__ counts, int cap, int K,
                  uint8_t *__restrict__ q, float *__restrict__ qs)
 {
+    cu_pdl_enter();
     const int slot = blockIdx.x, n = min(counts[slot], cap);
     const int n8 = K / 8, groups = K / 128; /* 16 consecutive threads (8 channels each) form a group */
     for (int tok = blockIdx.y; tok < n; tok += gridDim.y) aq_row(x, slot, tok, cap, K, n8, groups, q, qs);
@@ -79,7 +81,7 @@ extern "C" ms_status_t kern_cuda_act_quant(kern_ctx_t *cx, const bf16_t *x, cons
     /* slot x AQ_ROW_BLOCKS blocks striding over the slot's real rows: a grid of S * cap blocks spent ~12 µs
      * launching blocks that returned at once (32 slots of cap 512 at decode, a few real rows each) */
     const dim3 grid((unsigned)S, (unsigned)(cap < AQ_ROW_BLOCKS ? cap : AQ_ROW_BLOCKS));
-    act_quant_kernel<<<grid, AQ_THREADS, 0, (cudaStream_t)cx->stream>>>(x, counts, cap, K, q, qs);
+    cu_launch(act_quant_kernel, grid, AQ_THREADS, 0, (cudaStream_t)cx->stream, x, counts, cap, K, q, qs);
     CUDA_CHECK(cudaGetLastError());
     return MS_OK;
 }

@@ -10,8 +10,8 @@ extern "C" ms_status_t kern_cuda_add_rmsnorm(kern_ctx_t *cx, bf16_t *x, const bf
     if (rows <= 0) return MS_OK;
     if (dim <= 0) return MS_ERR(MS_ERR_INVALID, "cuda add_rmsnorm: dim %d", dim);
     const bool vec = cu_rms_vec(x, dim, res, w, y, dim, dim);
-    rms_row_kernel<true, false>
-        <<<rows, cu_rms_threads(dim), 0, CU_STREAM(cx)>>>(x, dim, res, w, y, dim, dim, eps, vec, {});
+    cu_launch(rms_row_kernel<true, false>, rows, cu_rms_threads(dim), 0, CU_STREAM(cx), (uint16_t *)x, (int64_t)dim,
+              (const uint16_t *)res, (const uint16_t *)w, (uint16_t *)y, (int64_t)dim, dim, eps, vec, cu_rms_quant_t{});
     CU_LAUNCHED();
     return MS_OK;
 }

@@ -30,6 +30,7 @@ __global__ static void __launch_bounds__(KVS_WARPS * 32)
     kv_store_kernel(kern_kv_t kv, const uint16_t *ckv, int64_t ld_ckv, uint16_t *kpe, int64_t ld_kpe,
                     const int32_t *slots, uint32_t *fault, kvs_rope_t rp)
 {
+    cu_pdl_enter();
     if (ROPE) {
         const int32_t p = rp.pos[blockIdx.x];
         if (threadIdx.x < 32 && p >= 0)
@@ -85,8 +86,8 @@ extern "C" ms_status_t kern_cuda_kv_store(kern_ctx_t *cx, const kern_kv_t *kv, c
 {
     MS_TRY(kern_cuda_kv_check(kv, "kv_store"));
     if (n <= 0) return MS_OK;
-    kv_store_kernel<false><<<n, KVS_WARPS * 32, 0, CU_STREAM(cx)>>>(*kv, ckv, ld_ckv, (uint16_t *)kpe, ld_kpe, slots,
-                                                                    cx->fault, kvs_rope_t{});
+    cu_launch(kv_store_kernel<false>, n, KVS_WARPS * 32, 0, CU_STREAM(cx), *kv, (const uint16_t *)ckv, ld_ckv,
+              (uint16_t *)kpe, ld_kpe, slots, cx->fault, kvs_rope_t{});
     CU_LAUNCHED();
     return MS_OK;
 }
@@ -102,8 +103,8 @@ extern "C" ms_status_t kern_cuda_kv_store_rope(kern_ctx_t *cx, const kern_kv_t *
                       64 * ROPE_MAX_PER_LANE);
     if (n <= 0) return MS_OK;
     const kvs_rope_t rp = {pos, inv_freq, attn_factor, interleaved};
-    kv_store_kernel<true><<<n, KVS_WARPS * 32, 0, CU_STREAM(cx)>>>(*kv, ckv, ld_ckv, (uint16_t *)kpe, ld_kpe, slots,
-                                                                   cx->fault, rp);
+    cu_launch(kv_store_kernel<true>, n, KVS_WARPS * 32, 0, CU_STREAM(cx), *kv, (const uint16_t *)ckv, ld_ckv,
+              (uint16_t *)kpe, ld_kpe, slots, cx->fault, rp);
     CU_LAUNCHED();
     return MS_OK;
 }

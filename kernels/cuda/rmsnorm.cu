@@ -11,8 +11,8 @@ extern "C" ms_status_t kern_cuda_rmsnorm(kern_ctx_t *cx, const bf16_t *x, int64_
     if (rows <= 0) return MS_OK;
     if (dim <= 0) return MS_ERR(MS_ERR_INVALID, "cuda rmsnorm: dim %d", dim);
     const bool vec = cu_rms_vec(x, ldx, NULL, w, y, ldy, dim);
-    rms_row_kernel<false, false>
-        <<<rows, cu_rms_threads(dim), 0, CU_STREAM(cx)>>>((uint16_t *)x, ldx, NULL, w, y, ldy, dim, eps, vec, {});
+    cu_launch(rms_row_kernel<false, false>, rows, cu_rms_threads(dim), 0, CU_STREAM(cx), (uint16_t *)x, ldx,
+              (const uint16_t *)NULL, (const uint16_t *)w, (uint16_t *)y, ldy, dim, eps, vec, cu_rms_quant_t{});
     CU_LAUNCHED();
     return MS_OK;
 }

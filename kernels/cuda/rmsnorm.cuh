@@ -129,6 +129,7 @@ __global__ static void __launch_bounds__(RMS_MAX_THREADS)
     rms_row_kernel(uint16_t *x, int64_t ldx, const uint16_t *__restrict__ res, const uint16_t *__restrict__ w,
                    uint16_t *y, int64_t ldy, int32_t dim, float eps, bool vec, cu_rms_quant_t qt)
 {
+    cu_pdl_enter();
     uint16_t *xr = x + (int64_t)blockIdx.x * ldx;
     const uint16_t *rr = ADD ? res + (int64_t)blockIdx.x * dim : nullptr;
     uint16_t *yr = y + (int64_t)blockIdx.x * ldy;

@@ -18,9 +18,11 @@ extern "C" ms_status_t kern_cuda_rmsnorm_quant(kern_ctx_t *cx, bf16_t *x, int64_
     cu_rms_quant_t qt = {q, ldq, scale, lds, (uintptr_t)q % 8 == 0 && ldq % 8 == 0 && dim % 8 == 0};
     const int threads = cu_rms_threads(dim);
     if (res)
-        rms_row_kernel<true, true><<<rows, threads, 0, CU_STREAM(cx)>>>(x, ldx, res, w, y, ldy, dim, eps, vec, qt);
+        cu_launch(rms_row_kernel<true, true>, rows, threads, 0, CU_STREAM(cx), (uint16_t *)x, ldx,
+                  (const uint16_t *)res, (const uint16_t *)w, (uint16_t *)y, ldy, dim, eps, vec, qt);
     else
-        rms_row_kernel<false, true><<<rows, threads, 0, CU_STREAM(cx)>>>(x, ldx, NULL, w, y, ldy, dim, eps, vec, qt);
+        cu_launch(rms_row_kernel<false, true>, rows, threads, 0, CU_STREAM(cx), (uint16_t *)x, ldx,
+                  (const uint16_t *)NULL, (const uint16_t *)w, (uint16_t *)y, ldy, dim, eps, vec, qt);
     CU_LAUNCHED();
     return MS_OK;
 }

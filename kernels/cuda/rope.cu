@@ -31,6 +31,7 @@ __global__ static void __launch_bounds__(ROPE_WARPS * 32)
                 const float *inv_freq, float attn_factor, int32_t dim, int32_t interleaved)
 {
     __shared__ float cs[32 * ROPE_MAX_PER_LANE], sn[32 * ROPE_MAX_PER_LANE];
+    cu_pdl_enter();
     const int32_t r = blockIdx.x, lane = threadIdx.x & 31, half = dim / 2;
     const int32_t p = pos[r];
     if (p < 0) return; /* block-uniform: no thread reaches the barrier */
@@ -69,8 +70,8 @@ extern "C" ms_status_t kern_cuda_rope(kern_ctx_t *cx, bf16_t *x, int32_t rows, i
     const int32_t hwarps = (heads + ROPE_HEADS_A_WARP - 1) / ROPE_HEADS_A_WARP;
     const int32_t warps = hwarps < ROPE_WARPS ? hwarps : ROPE_WARPS;
     dim3 grid((unsigned)rows, (unsigned)((hwarps + warps - 1) / warps));
-    rope_kernel<<<grid, 32 * warps, 0, CU_STREAM(cx)>>>((uint16_t *)x, heads, ld_row, ld_head, pos, inv_freq,
-                                                        attn_factor, dim, interleaved);
+    cu_launch(rope_kernel, grid, 32 * warps, 0, CU_STREAM(cx), (uint16_t *)x, heads, ld_row, ld_head, pos, inv_freq,
+              attn_factor, dim, interleaved);
     CU_LAUNCHED();
     return MS_OK;
 }
