@@ -284,7 +284,7 @@ static ms_status_t gemm_fp8x(kern_ctx_t *cx, const gemm_args &a, int silu, void 
         return kern_cuda_gemm_fp8x(cx, (const uint8_t *)a.x, a.xs, a.ld_xs, a.m, (const uint8_t *)a.w, a.ws, a.n, a.k,
                                    silu, (bf16_t *)a.y, a.ldy, scratch, scratch_bytes);
     return kern_cuda_moe_fp8_dense(cx, (const uint8_t *)a.x, a.xs, a.ld_xs, a.m, (const uint8_t *)a.w, a.ws, a.n, a.k,
-                                   silu, (bf16_t *)a.y, (int32_t)a.ldy);
+                                   silu, (bf16_t *)a.y, (int32_t)a.ldy, scratch, scratch_bytes);
 }
 
 /* MS_GEMM_FP8W=0 turns the weight-streaming decode kernel off (the dequantized-tile path instead): a switch

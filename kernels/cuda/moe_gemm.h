@@ -71,9 +71,11 @@ ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq, const floa
  * fp32 (act_quant's 1x128 scales, row-major as it writes them; ld_xs >= K/128), W [n, K] e4m3 with its
  * [ceil(n/128), K/128] scale_inv. silu = 0: y [m, ldy] bf16 = bf16((xq,xs)·Wᵀ), any n (rows past n are TMA
  * zero fill). silu = 1: W is a fused gate|up of n = 2*inter rows (inter a multiple of 64) and y gets the
- * inter columns of SiLU·mul with the roundings above. K a multiple of 128; xq, W 16-byte aligned. */
+ * inter columns of SiLU·mul with the roundings above. K a multiple of 128; xq, W 16-byte aligned. scratch
+ * (may be NULL) holds split-K's fp32 partials when few tiles would leave SMs idle (MS_MG_KSPLIT=0: never). */
 ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const float *xs, int64_t ld_xs, int m,
-                                    const uint8_t *w, const float *w_s, int n, int K, int silu, bf16_t *y, int ldy);
+                                    const uint8_t *w, const float *w_s, int n, int K, int silu, bf16_t *y, int ldy,
+                                    void *scratch, size_t scratch_bytes);
 
 /* Tuning hook for the bench: force the GEMM tile (wgmma N per instruction,
  * consumer warpgroups, row split) instead of the choice from cap; (0,0,0)

@@ -37,6 +37,11 @@ struct mg_args {
     uint16_t *out;         /* [S, cap, ldo] bf16 */
     int S, cap, K, n_w_rows, n_nblk, n_tblk, inter, ldo, rows;
     int64_t ld_asc; /* 0: the slot layout above */
+    /* split-K (a dense GEMM only): ksplit > 1 CTAs share a tile's chunks, each writes its fp32 sums to
+     * part [ksplit][rows][n_w_rows] (part_bytes of room) and mg_reduce_kernel adds them and rounds */
+    float *part;
+    size_t part_bytes;
+    int ksplit;
 };
 
 /* Real rows of slot s (the dense GEMM passes no counts: its one slot has g.rows). */
@@ -61,6 +66,23 @@ __device__ __forceinline__ bool mg_walk_to(const mg_args &g, int bnt, mg_walk &w
     }
     const int r = i - w.base;
     s = w.s, nb = r / w.nt, tb = r % w.nt;
+    return true;
+}
+
+/* Unit i of the grid: a tile in mg_walk_to's order and its 128-K chunks [k0, k1). With ksplit > 1 (dense: no
+ * counts, so any tile is found from scratch at once) unit i is split ks = i / tiles of tile i % tiles, so
+ * CTAs side by side take adjacent tiles over the same chunks. */
+__device__ __forceinline__ bool mg_unit(const mg_args &g, int bnt, int kchunks, mg_walk &w, int i, int &s, int &nb,
+                                        int &tb, int &ks, int &k0, int &k1)
+{
+    ks = 0, k0 = 0, k1 = kchunks;
+    if (g.ksplit <= 1) return mg_walk_to(g, bnt, w, i, s, nb, tb);
+    const int tiles = g.n_nblk * ((g.rows + bnt - 1) / bnt);
+    ks = i / tiles;
+    if (ks >= g.ksplit) return false;
+    w = {-1, 0, 0, 0};
+    if (!mg_walk_to(g, bnt, w, i - ks * tiles, s, nb, tb)) return false;
+    k0 = ks * kchunks / g.ksplit, k1 = (ks + 1) * kchunks / g.ksplit;
     return true;
 }
 
@@ -93,7 +115,6 @@ template <int BN, int NWG, bool RS, bool GATEUP>
 __global__ void __launch_bounds__((NWG + 1) * 128, 1)
 mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a, const mg_args g)
 {
-    cu_pdl_enter();
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code; the compute_90 PTX cannot run this */
 #else
@@ -119,35 +140,54 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
+    /* A dense GEMM's tiles do not depend on the previous kernel (no counts) and its weights are constant, so
+     * the producer requests the first ring's weight tiles before waiting for that kernel (PDL: it may still
+     * be running); their stages' barriers expect the whole stage, the rest follows after the wait. */
+    auto weight_tiles = [&](int st, int s, int nb, int kc) {
+        const int r0 = GATEUP ? nb * 64 : nb * 128; /* row within expert s */
+        const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
+        uint8_t *sa = smem + st * STAGE;
+        mg_tma_3d(sa, &tm_w, kc * MG_KC, r0, s, &full[st]);
+        mg_tma_3d(sa + MG_A_BYTES / 2, &tm_w, kc * MG_KC, r1, s, &full[st]);
+    };
+    auto stage_bytes = [&](int tb) { /* a multiple of 4: 16-byte bulk copies */
+        return STAGE + (xrow ? 0 : min(BNT, g.cap - tb * BNT) * 4);
+    };
+    int pre = 0; /* stages already requested */
+    if (wg == NWG && t == 0 && !g.counts) {
+        int s, nb, tb, ks, k0, k1;
+        mg_walk w = {-1, 0, 0, 0};
+        for (int i = blockIdx.x; pre < ST && mg_unit(g, BNT, kchunks, w, i, s, nb, tb, ks, k0, k1); i += gridDim.x)
+            for (int kc = k0; kc < k1 && pre < ST; kc++, pre++) {
+                mg_bar_expect(&full[pre], stage_bytes(tb));
+                weight_tiles(pre, s, nb, kc);
+            }
+    }
+    cu_pdl_enter();
 
     if (wg == NWG) { /* producer */
         if (NWG > 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         /* every (tile, chunk) of this CTA in order, each once its stage is free */
         auto produce = [&](auto &&fill) {
-            int it = 0, s, nb, tb;
+            int it = 0, s, nb, tb, ks, k0, k1;
             mg_walk w = {-1, 0, 0, 0};
-            for (int i = blockIdx.x; mg_walk_to(g, BNT, w, i, s, nb, tb); i += gridDim.x)
-                for (int kc = 0; kc < kchunks; kc++, it++) {
+            for (int i = blockIdx.x; mg_unit(g, BNT, kchunks, w, i, s, nb, tb, ks, k0, k1); i += gridDim.x)
+                for (int kc = k0; kc < k1; kc++, it++) {
                     const int st = it % ST;
                     mg_bar_wait(&empty[st], ((it / ST) & 1) ^ 1);
-                    fill(st, s, nb, tb, kc);
+                    fill(it, st, s, nb, tb, kc);
                 }
         };
         if (t == 0) {
-            produce([&](int st, int s, int nb, int tb, int kc) {
-                const int r0 = GATEUP ? nb * 64 : nb * 128; /* row within expert s */
-                const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
-                const int nsc = min(BNT, g.cap - tb * BNT); /* a multiple of 4: 16-byte bulk copies */
-                uint8_t *sa = smem + st * STAGE;
-                mg_bar_expect(&full[st], STAGE + (xrow ? 0 : nsc * 4));
+            produce([&](int it, int st, int s, int nb, int tb, int kc) {
+                if (it >= pre) mg_bar_expect(&full[st], stage_bytes(tb)), weight_tiles(st, s, nb, kc);
                 if (!xrow)
-                    mg_bulk(ssc + st * BNT, g.asc + ((size_t)s * kchunks + kc) * g.cap + tb * BNT, nsc * 4, &full[st]);
-                mg_tma_3d(sa, &tm_w, kc * MG_KC, r0, s, &full[st]);
-                mg_tma_3d(sa + MG_A_BYTES / 2, &tm_w, kc * MG_KC, r1, s, &full[st]);
-                mg_tma_2d(sa + MG_A_BYTES, &tm_a, kc * MG_KC, s * g.cap + tb * BNT, &full[st]);
+                    mg_bulk(ssc + st * BNT, g.asc + ((size_t)s * kchunks + kc) * g.cap + tb * BNT,
+                            min(BNT, g.cap - tb * BNT) * 4, &full[st]);
+                mg_tma_2d(smem + st * STAGE + MG_A_BYTES, &tm_a, kc * MG_KC, s * g.cap + tb * BNT, &full[st]);
             });
         } else if (xrow && t / 32 == 1) { /* column kc of [rows, ld_asc], zero past the real rows */
-            produce([&](int st, int, int, int tb, int kc) {
+            produce([&](int, int st, int, int, int tb, int kc) {
                 for (int j = t % 32; j < BNT; j += 32) {
                     const int tok = tb * BNT + j;
                     ssc[st * BNT + j] = tok < g.rows ? __ldg(g.asc + (int64_t)tok * g.ld_asc + kc) : 0.f;
@@ -162,15 +202,15 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     if (NWG > 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
     const int warp = t / 32, lane = t % 32;
     float acc[NT][NACC];
-    int it = 0, s, nb, tb;
+    int it = 0, s, nb, tb, ks, k0, k1;
     mg_walk w = {-1, 0, 0, 0};
-    for (int i = blockIdx.x; mg_walk_to(g, BNT, w, i, s, nb, tb); i += gridDim.x) {
-        const int cnt = mg_count(g, s);
+    for (int i = blockIdx.x; mg_unit(g, BNT, kchunks, w, i, s, nb, tb, ks, k0, k1); i += gridDim.x) {
+        const int cnt = mg_count(g, s), nk = k1 - k0;
         const int tok0 = tb * BNT + (RS ? 0 : wg * BN); /* this warpgroup's first token in the slot */
         const int h0 = RS ? wg : 0;                     /* first m64 half this warpgroup computes */
         const int rb0 = GATEUP ? nb * 64 / 128 : nb, rb1 = GATEUP ? (g.inter + nb * 64) / 128 : nb;
-        const float *ws0 = g.wsc + (size_t)s * g.wsc_stride + (size_t)(h0 ? rb1 : rb0) * kchunks;
-        const float *ws1 = g.wsc + (size_t)s * g.wsc_stride + (size_t)rb1 * kchunks;
+        const float *ws0 = g.wsc + (size_t)s * g.wsc_stride + (size_t)(h0 ? rb1 : rb0) * kchunks + k0;
+        const float *ws1 = g.wsc + (size_t)s * g.wsc_stride + (size_t)rb1 * kchunks + k0;
 #pragma unroll
         for (int j = 0; j < NT; j++)
 #pragma unroll
@@ -214,9 +254,9 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
                 for (int i = 0; i < NACC; i++) /* d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1) */
                     acc[j][i] = fmaf(d[j][i], sc[j][2 * (i / 4) + (i & 1)], acc[j][i]);
         };
-        issue(ta, wa, 0);
+        issue(ta, wa, 0); /* kc: the chunk within [k0, k1) */
         int kc = 1;
-        for (; kc + 1 < kchunks; kc += 2) {
+        for (; kc + 1 < nk; kc += 2) {
             issue(tb_, wb, kc);
             mg_wg_wait1();
             retire(ta, wa, kc - 1);
@@ -224,7 +264,7 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             mg_wg_wait1();
             retire(tb_, wb, kc);
         }
-        if (kc < kchunks) {
+        if (kc < nk) {
             issue(tb_, wb, kc);
             mg_wg_wait1();
             retire(ta, wa, kc - 1);
@@ -234,8 +274,23 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             mg_wg_wait0();
             retire(ta, wa, kc - 1);
         }
-        it += kchunks;
+        it += nk;
         /* epilogue: token = column, output feature = row */
+        if (g.ksplit > 1) { /* this split's sums, every weight row of both halves; mg_reduce_kernel rounds */
+            float *pp = g.part + (size_t)ks * g.rows * g.n_w_rows;
+#pragma unroll
+            for (int i = 0; i < NACC; i++) {
+                const int row = warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
+                const int tok = tok0 + 8 * (i / 4) + 2 * (lane % 4) + (i & 1);
+                if (tok >= cnt) continue;
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    const int f = GATEUP ? ((h0 + j) ? g.inter : 0) + nb * 64 + row : nb * 128 + (h0 + j) * 64 + row;
+                    if (f < g.n_w_rows) pp[(size_t)tok * g.n_w_rows + f] = acc[j][i];
+                }
+            }
+            continue;
+        }
         if (GATEUP && RS && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
 #pragma unroll
             for (int i = 0; i < NACC; i++) xbuf[i * 128 + t] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[0][i]));
@@ -267,6 +322,81 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
 #endif
 }
 
+/* Split-K's second pass: y = the epilogue above (bf16 rounding, or gate|up's SiLU·mul with its roundings)
+ * of the splits' sums, added in split order (deterministic). A block a row (blockIdx.y) and VEC outputs a
+ * thread (16-byte loads when VEC = 4: the first version's one element a thread and 64-bit division per
+ * element took 4 µs for q_a|kv_a's 3 MB). */
+template <bool GATEUP, int VEC>
+__global__ void __launch_bounds__(256)
+mg_reduce_kernel(const float *__restrict__ part, int ksplit, int rows, int n_w_rows, int inter, uint16_t *out, int ldo)
+{
+    cu_pdl_enter();
+    const int nout = GATEUP ? inter : n_w_rows, tok = blockIdx.y;
+    const int f0 = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (f0 >= nout) return;
+    const size_t kst = (size_t)rows * n_w_rows;
+    const float *p = part + (size_t)tok * n_w_rows + f0;
+    float a[VEC], u[VEC];
+    auto load = [&](const float *q, float *v) {
+        if (VEC == 4) {
+            const float4 x = *reinterpret_cast<const float4 *>(q);
+            v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+        } else {
+            v[0] = q[0];
+        }
+    };
+    load(p, a);
+    if (GATEUP) load(p + inter, u);
+    for (int k = 1; k < ksplit; k++) {
+        float b[VEC];
+        load(p + k * kst, b);
+#pragma unroll
+        for (int j = 0; j < VEC; j++) a[j] += b[j];
+        if (GATEUP) {
+            load(p + k * kst + inter, b);
+#pragma unroll
+            for (int j = 0; j < VEC; j++) u[j] += b[j];
+        }
+    }
+    uint16_t *o = out + (size_t)tok * ldo + f0;
+#pragma unroll
+    for (int j = 0; j < VEC; j++) {
+        float y = a[j];
+        if (GATEUP) {
+            const float gt = mg_bf16r(a[j]), si = mg_bf16r(gt / (1.f + expf(-gt)));
+            y = si * mg_bf16r(u[j]);
+        }
+        o[j] = __bfloat16_as_ushort(__float2bfloat16_rn(y));
+    }
+}
+
+/* MS_MG_KSPLIT=0: no split-K (the A/B). Read once. */
+static bool mg_ksplit_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MS_MG_KSPLIT");
+        on = !(e && !strcmp(e, "0"));
+    }
+    return on;
+}
+
+/* Splits of a dense GEMM's tiles: as many as fill the SMs with one unit each (a persistent CTA per SM; units
+ * past the SM count would make a second, partial wave), at least MG_SPLIT_CHUNKS chunks a split, and
+ * partials that fit the scratch. Why: q_a|kv_a has 34 tiles at 128 rows (17 at 1), o_proj 56 at one row, so
+ * most SMs idled while the tiles' CTAs streamed 56-128 chunks each. */
+#define MG_SPLIT_CHUNKS 8
+static int mg_ksplit(const mg_args &g, int ntiles)
+{
+    /* short K (shared down: 16 chunks) measured slower split (13.5 vs 11.0 µs at one row): the second pass
+     * costs more than the idle SMs */
+    if (g.counts || !g.part || !mg_ksplit_on() || g.K / MG_KC < 32) return 1;
+    int ks = ntiles < mg_num_sms() ? mg_num_sms() / ntiles : 1;
+    if (ks > g.K / MG_KC / MG_SPLIT_CHUNKS) ks = g.K / MG_KC / MG_SPLIT_CHUNKS;
+    while (ks > 1 && (size_t)ks * g.rows * g.n_w_rows * 4 > g.part_bytes) ks--;
+    return ks < 1 ? 1 : ks;
+}
+
 template <int BN, int NWG, bool RS, bool GATEUP>
 static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, mg_args g, int n_experts,
                              size_t wstride)
@@ -278,11 +408,22 @@ static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *a
                      g.K, MG_KC, sh::BNT));
     g.n_tblk = (g.cap + sh::BNT - 1) / sh::BNT;
     const int ntiles = g.S * g.n_nblk * g.n_tblk;
-    const int grid = ntiles < mg_num_sms() ? ntiles : mg_num_sms();
+    g.ksplit = mg_ksplit(g, ntiles);
+    const int units = ntiles * g.ksplit, grid = units < mg_num_sms() ? units : mg_num_sms();
     CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, RS, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     sh::SMEM));
     cu_launch(mg_kernel<BN, NWG, RS, GATEUP>, grid, (NWG + 1) * 128, sh::SMEM, (cudaStream_t)cx->stream, tw, ta, g);
     CUDA_CHECK(cudaGetLastError());
+    if (g.ksplit > 1) {
+        const int nout = GATEUP ? g.inter : g.n_w_rows;
+        const bool v4 = nout % 4 == 0 && g.n_w_rows % 4 == 0 && g.inter % 4 == 0; /* part is 16-byte aligned */
+        const int per = 256 * (v4 ? 4 : 1);
+        const dim3 grid2((unsigned)((nout + per - 1) / per), (unsigned)g.rows);
+        cu_launch(v4 ? mg_reduce_kernel<GATEUP, 4> : mg_reduce_kernel<GATEUP, 1>, grid2, 256, 0,
+                  (cudaStream_t)cx->stream, (const float *)g.part, g.ksplit, g.rows, g.n_w_rows, g.inter, g.out,
+                  g.ldo);
+        CUDA_CHECK(cudaGetLastError());
+    }
     return MS_OK;
 }
 
@@ -368,7 +509,7 @@ extern "C" ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq,
 
 extern "C" ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const float *xs, int64_t ld_xs,
                                                int m, const uint8_t *w, const float *w_s, int n, int K, int silu,
-                                               bf16_t *y, int ldy)
+                                               bf16_t *y, int ldy, void *scratch, size_t scratch_bytes)
 {
     if (m <= 0) return MS_OK;
     const int cap = (m + 3) / 4 * 4; /* the token blocks' extent: rows past m are TMA zero fill, scales 0 */
@@ -376,11 +517,14 @@ extern "C" ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq
         return MS_ERR(MS_ERR_INVALID, "moe_fp8 dense: bad shape m=%d n=%d K=%d ld_xs=%lld%s", m, n, K,
                       (long long)ld_xs, silu ? " silu (n/2 a multiple of 64)" : "");
     const size_t wstride = (size_t)n * K;
+    /* split-K partials: 16-byte aligned scratch, else no split */
+    float *part = scratch && (uintptr_t)scratch % 16 == 0 ? (float *)scratch : NULL;
+    const size_t part_bytes = part ? scratch_bytes : 0;
     if (silu) {
-        mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, n / 2 / 64, 0, n / 2, ldy, m, ld_xs};
+        mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, n / 2 / 64, 0, n / 2, ldy, m, ld_xs, part, part_bytes, 1};
         return mg_dispatch<true>(cx, w, xq, g, 1, wstride);
     }
-    mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, (n + 127) / 128, 0, 0, ldy, m, ld_xs};
+    mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, (n + 127) / 128, 0, 0, ldy, m, ld_xs, part, part_bytes, 1};
     return mg_dispatch<false>(cx, w, xq, g, 1, wstride);
 }
 
