@@ -24,12 +24,15 @@ limit=$((64 * 1024 * 1024))
 
 die() { echo "gpu-bundle: $*" >&2; exit 1; }
 command -v nvcc >/dev/null || die "nvcc not found (install the CUDA toolkit or put it on PATH)"
-[ -f "$build/build.ninja" ] || meson setup "$build" -Dcuda=enabled
+[ -f "$build/build.ninja" ] || meson setup "$build" -Dcuda=enabled --native-file "$(bash "$root/scripts/nvcc-deps.sh" --native-file)"
 grep -q 'MS_HAVE_CUDA 1' "$build/ms_build_config.h" || die "$build is not a CUDA build (meson setup --reconfigure $build -Dcuda=enabled)"
 # meson 1.0 (Debian 12) writes no depfiles for nvcc, so ninja does not rebuild a .cu whose headers changed: a
-# bundle could mix objects built against old and new struct layouts. When any header is newer than the oldest
-# CUDA object, rebuild them all (~1.5 min).
-oldest=$(find "$build" -name '*.cu.o' -printf '%T@ %p\n' 2>/dev/null | sort -n | head -1 | cut -d' ' -f2-)
+# bundle could mix objects built against old and new struct layouts. A build configured through nvcc-deps.sh
+# (setup.sh, above) has them; in any other, when a header is newer than the oldest CUDA object, rebuild them all
+# (~1.5 min).
+oldest=
+grep -q 'nvcc-deps.sh' "$build/build.ninja" ||
+    oldest=$(find "$build" -name '*.cu.o' -printf '%T@ %p\n' 2>/dev/null | sort -n | head -1 | cut -d' ' -f2-)
 if [ -n "$oldest" ] && [ -n "$(find "$root/kernels" "$root/runtime" "$root/proto" "$root/worker" "$root/tools" \( -name '*.h' -o -name '*.cuh' \) -newer "$oldest" -print -quit)" ]; then
     echo "gpu-bundle: a header is newer than $(basename "$oldest"): rebuilding every CUDA object" >&2
     find "$build" -name '*.cu.o' -delete

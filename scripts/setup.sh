@@ -39,6 +39,9 @@ fi
 # where GitHub or a clone of it is reachable; without it test_lmeval skips, saying so.
 
 if [ ! -f build/build.ninja ]; then
-    meson setup build ${MESON_ARGS:-}
+    # with nvcc here, meson compiles .cu files through nvcc-deps.sh, which writes their header dependencies
+    native=()
+    if command -v nvcc >/dev/null; then native=(--native-file "$(bash scripts/nvcc-deps.sh --native-file)"); fi
+    meson setup build ${MESON_ARGS:-} "${native[@]}"
 fi
 ninja -C build
