@@ -125,7 +125,7 @@ __device__ static inline float smp_val(const T *lg, int32_t i, float temp)
  * W(key <= K) >= thr (ge) or > thr (!ge); the largest key when no K does. */
 template <typename T>
 __device__ static uint64_t smp_select(const T *lg, int32_t vocab, float temp, int32_t excl, uint64_t limit,
-                                      bool use_mass, double cm, double thr, bool ge, smp_shared *sh)
+                                      bool use_mass, double cm, double thr, bool ge, bool warp_bins, smp_shared *sh)
 {
     __syncthreads(); /* every thread has read the previous select's result */
     if (threadIdx.x == 0) sh->prefix = 0, sh->base = 0, sh->done = 0, sh->fallback = 0;
@@ -135,15 +135,49 @@ __device__ static uint64_t smp_select(const T *lg, int32_t vocab, float temp, in
         for (int b = threadIdx.x; b < 256; b += blockDim.x) sh->cnt[b] = 0, sh->mass[b] = 0;
         __syncthreads();
         const uint64_t prefix = sh->prefix;
-        for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-            if (i == excl) continue;
-            const float v = smp_val(lg, i, temp);
-            if (temp > 0.0f && v == -INFINITY) continue; /* as the CPU: -inf logits are not candidates */
-            const uint64_t key = smp_key(v, i);
-            if (key > limit || (key & hi) != prefix) continue;
-            const int b = (int)((key >> shift) & 255);
-            atomicAdd(&sh->cnt[b], 1u);
-            if (use_mass) atomicAdd(&sh->mass[b], exp((double)v - cm));
+        if (!warp_bins) {
+            for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+                if (i == excl) continue;
+                const float v = smp_val(lg, i, temp);
+                if (temp > 0.0f && v == -INFINITY) continue; /* as the CPU: -inf logits are not candidates */
+                const uint64_t key = smp_key(v, i);
+                if (key > limit || (key & hi) != prefix) continue;
+                const int b = (int)((key >> shift) & 255);
+                atomicAdd(&sh->cnt[b], 1u);
+                if (use_mass) atomicAdd(&sh->mass[b], exp((double)v - cm));
+            }
+        } else {
+            /* warp_bins (MS_SMP_WARP_BINS=1, opt-in: NOT YET RUN ON A GPU): whole warps a step, and one shared
+             * add a bin and warp — the keys of a pass crowd a few bins, and per-element double atomics on them
+             * are the suspect of T 1.0's 3-5 ms at batch 128 (BENCHMARKS, session 10). The warp walks its
+             * distinct bins (few: a pass's keys crowd, and lanes that match no prefix take none); a bin's masses
+             * are summed by a shuffle tree, in another order than before (already so across warps). */
+            const int lane = threadIdx.x & 31;
+            for (int32_t i0 = threadIdx.x - lane; i0 < vocab; i0 += blockDim.x) {
+                const int32_t i = i0 + lane;
+                int b = -1; /* no bin */
+                double m = 0;
+                if (i < vocab && i != excl) {
+                    const float v = smp_val(lg, i, temp);
+                    const uint64_t key = smp_key(v, i);
+                    /* as the CPU: -inf logits are not candidates at a temperature */
+                    if (!(temp > 0.0f && v == -INFINITY) && key <= limit && (key & hi) == prefix) {
+                        b = (int)((key >> shift) & 255);
+                        if (use_mass) m = exp((double)v - cm);
+                    }
+                }
+                for (uint32_t todo = __ballot_sync(0xffffffffu, b >= 0); todo;) {
+                    const int leader = __ffs(todo) - 1, bl = __shfl_sync(0xffffffffu, b, leader);
+                    const uint32_t grp = __ballot_sync(0xffffffffu, b == bl);
+                    if (use_mass) {
+                        double x = b == bl ? m : 0.0;
+                        for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+                        if (lane == leader) atomicAdd(&sh->mass[bl], x);
+                    }
+                    if (lane == leader) atomicAdd(&sh->cnt[bl], (uint32_t)__popc(grp));
+                    todo &= ~grp;
+                }
+            }
         }
         __syncthreads();
         if (threadIdx.x == 0) {
@@ -570,10 +604,21 @@ __global__ static void __launch_bounds__(SMP_THREADS)
 }
 
 /* A row the merge left: the whole-row radix select of a temperature draw. */
+/* MS_SMP_WARP_BINS=1: smp_select's warp-aggregated bins (opt-in until it has run on a GPU). Read once. */
+static bool smp_warp_bins(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MS_SMP_WARP_BINS");
+        on = e && !strcmp(e, "1");
+    }
+    return on;
+}
+
 template <typename T>
 __global__ static void __launch_bounds__(SMP_THREADS)
     smp_fallback_kernel(const T *logits, int64_t ld, int32_t vocab, const kern_sample_t *params, const smp_row *rows,
-                        int32_t *tokens, float *logprob)
+                        int32_t *tokens, float *logprob, bool warp_bins)
 {
     __shared__ smp_shared sh;
     cu_pdl_enter();
@@ -589,14 +634,16 @@ __global__ static void __launch_bounds__(SMP_THREADS)
         if (i != mask) vmax = fmaxf(vmax, smp_val(lg, i, temp));
     const double cm = cu_block_reduce(vmax, cu_op_max(), sh.shf, -INFINITY);
     uint64_t limit = ~0ull;
-    if (p.top_k > 0 && p.top_k < n) limit = smp_select(lg, vocab, temp, mask, limit, false, 0, p.top_k, true, &sh);
+    if (p.top_k > 0 && p.top_k < n)
+        limit = smp_select(lg, vocab, temp, mask, limit, false, 0, p.top_k, true, warp_bins, &sh);
     double tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
     if (p.top_p > 0.0f && p.top_p < 1.0f) {
-        limit = smp_select(lg, vocab, temp, mask, limit, true, cm, (double)p.top_p * tot, true, &sh);
+        limit = smp_select(lg, vocab, temp, mask, limit, true, cm, (double)p.top_p * tot, true, warp_bins,
+                           &sh);
         tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
     }
     const double u = kern_rng_uniform(p.seed, p.position) * tot;
-    const int32_t tok = (int32_t)(uint32_t)smp_select(lg, vocab, temp, mask, limit, true, cm, u, false, &sh);
+    const int32_t tok = (int32_t)(uint32_t)smp_select(lg, vocab, temp, mask, limit, true, cm, u, false, warp_bins, &sh);
     if (threadIdx.x == 0) tokens[r] = tok, logprob[r] = (float)((double)smp_ld(lg, tok) - rows[r].lse);
 }
 
@@ -641,7 +688,7 @@ static ms_status_t smp_launch(kern_ctx_t *cx, const T *logits, int64_t ld, int32
                   top_ids + (int64_t)r0 * KERN_MAX_LOGPROBS, top_lp + (int64_t)r0 * KERN_MAX_LOGPROBS, cx->fault);
         CU_LAUNCHED();
         cu_launch(smp_fallback_kernel<T>, nr, SMP_THREADS, 0, CU_STREAM(cx), lg, ld, vocab, pr, (const smp_row *)rs,
-                  tokens + r0, logprob + r0);
+                  tokens + r0, logprob + r0, smp_warp_bins());
         CU_LAUNCHED();
         r0 += nr;
     }
