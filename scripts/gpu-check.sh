@@ -29,9 +29,11 @@
 #               1,32,128, context 1k) by op, gemm by weight, eager vs graph, and the replayed step's kernels by
 #               ncu (tools/ncu_kernels.py; STEP_NCU=0 skips it) into OUTDIR/step_tables.md; with STEP_AB_ENV="VAR=x VAR2=y" the same
 #               step once more with those variables set (e.g. MS_FUSE_COMBINE_ADD=0 ...: the fusions' A/B)
+#     sample    the sampler's and logits_adjust's harness cases and the sample op's times (batch 1, 128), default
+#               and with MS_SMP_WARP_BINS=1 (the fallback's warp-aggregated select, opt-in)
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024
-#   default: all but nccl, mla, mtp and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
+#   default: all but nccl, mla, mtp, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
 set -uo pipefail
@@ -237,6 +239,20 @@ phase_step() { # issue 10 item 6: one EP8 rank's decode step (r1-ep8, 4 MoE laye
     done
 }
 
+phase_sample() {
+    # the sampler (sample.cu) and logits_adjust: their harness cases and the sample op's times at batch 1 and 128
+    # (greedy, logprobs, temperature, top-p, the flat rows of the fallback), default and MS_SMP_WARP_BINS=1
+    local v
+    for v in 0 1; do
+        MS_SMP_WARP_BINS=$v timeout 200 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases_$v.log" 2>&1
+        echo "sample cases (MS_SMP_WARP_BINS=$v): exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases_$v.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+        MS_SMP_WARP_BINS=$v timeout 100 $R "$B/tests/test_kern_cuda_vs_cpu" logits_adjust >"$out/ladj_cases_$v.log" 2>&1
+        echo "logits_adjust cases (MS_SMP_WARP_BINS=$v): exit $? | $(grep -E '^(PASS|FAIL)' "$out/ladj_cases_$v.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+        MS_SMP_WARP_BINS=$v timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops_$v.md" 2>&1
+        echo "sample ops (MS_SMP_WARP_BINS=$v): $(grep -E '^\| sample' "$out/sample_ops_$v.md" | cut -d'|' -f2-4 | tr '\n' ';')"
+    done
+}
+
 phase_mla() {
     # mla_latent's kernels — the default tensor-core ones (mla_latent_wgmma.cu at R1's shapes, mla_latent_mma.cu
     # otherwise, e.g. the tiny models' heads) and the SIMT one (MS_MLA_KERNEL=simt): their harness cases, the
@@ -335,6 +351,7 @@ has r1 && { phase_r1 >"$out/phase_r1.txt" 2>&1; cat "$out/phase_r1.txt" >>"$S"; 
 has nccl && { phase_nccl >"$out/phase_nccl.txt" 2>&1; cat "$out/phase_nccl.txt" >>"$S"; }
 has step && { phase_step >"$out/phase_step.txt" 2>&1; cat "$out/phase_step.txt" >>"$S"; }
 has mla && { phase_mla >"$out/phase_mla.txt" 2>&1; cat "$out/phase_mla.txt" >>"$S"; }
+has sample && { phase_sample >"$out/phase_sample.txt" 2>&1; cat "$out/phase_sample.txt" >>"$S"; }
 has mtp && { phase_mtp >"$out/phase_mtp.txt" 2>&1; cat "$out/phase_mtp.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }
 say "gpu-check: $(( $(date +%s) - t0 )) s"
