@@ -254,6 +254,19 @@ struct spl_shared {
     int32_t taken, done, n;
 };
 
+/* f(key) for the sampling key (smp_ckey) of every id of the slice [i0, i1), read in smp_ld_chunk's chunks */
+template <typename T, typename F>
+__device__ static inline void spl_each_key(const T *lg, int32_t i0, int32_t i1, bool vec, float temp, int32_t excl,
+                                           F &&f)
+{
+    for (int32_t c = i0 + SMP_CHUNK * threadIdx.x; c < i1; c += SMP_CHUNK * blockDim.x) {
+        float x[SMP_CHUNK];
+        smp_ld_chunk(lg, c, i1, vec, x);
+#pragma unroll
+        for (int j = 0; j < SMP_CHUNK; j++) f(c + j < i1 ? smp_ckey(x[j], c + j, temp, excl) : ~0ull);
+    }
+}
+
 /* The slice's keys (smp_ckey) below a bound into out (count <= cap, >= target unless that is all of
  * them): a radix descent, 8 bits a pass, taking whole bins while they fit. */
 template <typename T>
@@ -268,18 +281,12 @@ __device__ static void spl_list(const T *lg, int32_t i0, int32_t i1, bool vec, f
         for (int b = threadIdx.x; b < 256; b += blockDim.x) sh->cnt[b] = 0;
         __syncthreads();
         const uint64_t prefix = sh->prefix;
-        for (int32_t c = i0 + SMP_CHUNK * threadIdx.x; c < i1; c += SMP_CHUNK * blockDim.x) {
-            float x[SMP_CHUNK];
-            smp_ld_chunk(lg, c, i1, vec, x);
-#pragma unroll
-            for (int j = 0; j < SMP_CHUNK; j++) {
-                const uint64_t key = c + j < i1 ? smp_ckey(x[j], c + j, temp, excl) : ~0ull;
-                if (key != ~0ull && (key & hi) == prefix) { /* one add per bin and warp: keys crowd a few bins */
-                    const uint32_t b = (uint32_t)(key >> shift) & 255u, peers = __match_any_sync(__activemask(), b);
-                    if ((threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&sh->cnt[b], (uint32_t)__popc(peers));
-                }
+        spl_each_key(lg, i0, i1, vec, temp, excl, [&](uint64_t key) {
+            if (key != ~0ull && (key & hi) == prefix) { /* one add per bin and warp: keys crowd a few bins */
+                const uint32_t b = (uint32_t)(key >> shift) & 255u, peers = __match_any_sync(__activemask(), b);
+                if ((threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&sh->cnt[b], (uint32_t)__popc(peers));
             }
-        }
+        });
         __syncthreads();
         if (threadIdx.x == 0) {
             int32_t t = sh->taken, ob = -1;
@@ -303,18 +310,12 @@ __device__ static void spl_list(const T *lg, int32_t i0, int32_t i1, bool vec, f
         if (sh->done) break;
     }
     const uint64_t bound = sh->bound;
-    for (int32_t c = i0 + SMP_CHUNK * threadIdx.x; c < i1; c += SMP_CHUNK * blockDim.x) {
-        float x[SMP_CHUNK];
-        smp_ld_chunk(lg, c, i1, vec, x);
-#pragma unroll
-        for (int j = 0; j < SMP_CHUNK; j++) {
-            const uint64_t key = c + j < i1 ? smp_ckey(x[j], c + j, temp, excl) : ~0ull;
-            if (key < bound) {
-                const int32_t slot = atomicAdd(&sh->n, 1);
-                if (slot < cap) out[slot] = key;
-            }
+    spl_each_key(lg, i0, i1, vec, temp, excl, [&](uint64_t key) {
+        if (key < bound) {
+            const int32_t slot = atomicAdd(&sh->n, 1);
+            if (slot < cap) out[slot] = key;
         }
-    }
+    });
     __syncthreads();
     if (threadIdx.x == 0) *n_out = min(sh->n, cap), *bound_out = bound;
 }
