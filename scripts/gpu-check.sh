@@ -29,8 +29,7 @@
 #               1,32,128, context 1k) by op, gemm by weight, eager vs graph, and the replayed step's kernels by
 #               ncu (tools/ncu_kernels.py; STEP_NCU=0 skips it) into OUTDIR/step_tables.md; with STEP_AB_ENV="VAR=x VAR2=y" the same
 #               step once more with those variables set (e.g. MS_FUSE_COMBINE_ADD=0 ...: the fusions' A/B)
-#     sample    the sampler's and logits_adjust's harness cases and the sample op's times (batch 1, 128), default
-#               and with MS_SMP_WARP_BINS=1 (the fallback's warp-aggregated select, opt-in)
+#     sample    the sampler's and logits_adjust's harness cases and the sample op's times (batch 1, 128)
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024
 #   default: all but nccl, mla, mtp, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
@@ -241,16 +240,13 @@ phase_step() { # issue 10 item 6: one EP8 rank's decode step (r1-ep8, 4 MoE laye
 
 phase_sample() {
     # the sampler (sample.cu) and logits_adjust: their harness cases and the sample op's times at batch 1 and 128
-    # (greedy, logprobs, temperature, top-p, the flat rows of the fallback), default and MS_SMP_WARP_BINS=1
-    local v
-    for v in 0 1; do
-        MS_SMP_WARP_BINS=$v timeout 200 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases_$v.log" 2>&1
-        echo "sample cases (MS_SMP_WARP_BINS=$v): exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases_$v.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
-        MS_SMP_WARP_BINS=$v timeout 100 $R "$B/tests/test_kern_cuda_vs_cpu" logits_adjust >"$out/ladj_cases_$v.log" 2>&1
-        echo "logits_adjust cases (MS_SMP_WARP_BINS=$v): exit $? | $(grep -E '^(PASS|FAIL)' "$out/ladj_cases_$v.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
-        MS_SMP_WARP_BINS=$v timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops_$v.md" 2>&1
-        echo "sample ops (MS_SMP_WARP_BINS=$v): $(grep -E '^\| sample' "$out/sample_ops_$v.md" | cut -d'|' -f2-4 | tr '\n' ';')"
-    done
+    # (greedy, logprobs, temperature, top-p, the flat rows of the fallback)
+    timeout 200 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases.log" 2>&1
+    echo "sample cases: exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    timeout 100 $R "$B/tests/test_kern_cuda_vs_cpu" logits_adjust >"$out/ladj_cases.log" 2>&1
+    echo "logits_adjust cases: exit $? | $(grep -E '^(PASS|FAIL)' "$out/ladj_cases.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops.md" 2>&1
+    echo "sample ops: $(grep -E '^\| sample' "$out/sample_ops.md" | cut -d'|' -f2-4 | tr '\n' ';')"
 }
 
 phase_mla() {

@@ -23,8 +23,8 @@
  *     them when the kept set or the draw lies inside them. A row whose draw
  *     lies beyond them (a flat distribution) is left to
  *  3. smp_fallback_kernel (a block per row, others return at once): the
- *     single-block radix select over the whole row, each pass a 256-bin
- *     histogram of counts and of masses.
+ *     single-block radix select over the whole row (4 bits a pass, per-thread
+ *     histograms of counts and masses, no atomics; the id among equal values by a block scan).
  * Masses are summed in another order than the CPU's sequential double sum,
  * so a draw can differ only when u falls within ~1e-15 of a boundary. The
  * log-sum-exp sums expf terms, eight in fp32 then in double (|error| ~1e-7 in the logprobs).
@@ -54,19 +54,9 @@ struct smp_part {
 /* per row, merge -> fallback */
 struct smp_row {
     double lse;
+    double sv;       /* Σ exp(v - vmax) over the row's candidates, or -1 (not computed) */
+    float vmax;      /* max of v over ids != mask */
     int32_t pending; /* the draw is the fallback's */
-    int32_t pad_;
-};
-
-/* the fallback's shared state */
-struct smp_shared {
-    uint32_t cnt[256];
-    double mass[256];
-    double shd[32];
-    float shf[32];
-    uint64_t prefix;
-    double base;
-    int done, fallback;
 };
 
 /* The ascending-order key of v at id: descending v, -0 as +0, then ascending id. */
@@ -112,125 +102,6 @@ __device__ static inline void smp_ld_chunk(const uint16_t *lg, int32_t i, int32_
 template <typename T> __device__ static inline bool smp_vec_ok(const T *lg, int32_t i0)
 {
     return (((uintptr_t)(lg + i0)) & 15) == 0;
-}
-
-template <typename T>
-__device__ static inline float smp_val(const T *lg, int32_t i, float temp)
-{
-    return temp > 0.0f ? __fdiv_rn(smp_ld(lg, i), temp) : smp_ld(lg, i);
-}
-
-/* Over ids i != excl with key <= limit (v = logit/temp, or raw when temp <= 0)
- * and weight 1 (count) or exp(v - cm) (mass): the smallest key K with
- * W(key <= K) >= thr (ge) or > thr (!ge); the largest key when no K does. */
-template <typename T>
-__device__ static uint64_t smp_select(const T *lg, int32_t vocab, float temp, int32_t excl, uint64_t limit,
-                                      bool use_mass, double cm, double thr, bool ge, bool warp_bins, smp_shared *sh)
-{
-    __syncthreads(); /* every thread has read the previous select's result */
-    if (threadIdx.x == 0) sh->prefix = 0, sh->base = 0, sh->done = 0, sh->fallback = 0;
-    int shift = 56;
-    for (; shift >= 0; shift -= 8) {
-        const uint64_t hi = shift == 56 ? 0 : ~0ull << (shift + 8);
-        for (int b = threadIdx.x; b < 256; b += blockDim.x) sh->cnt[b] = 0, sh->mass[b] = 0;
-        __syncthreads();
-        const uint64_t prefix = sh->prefix;
-        if (!warp_bins) {
-            for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-                if (i == excl) continue;
-                const float v = smp_val(lg, i, temp);
-                if (temp > 0.0f && v == -INFINITY) continue; /* as the CPU: -inf logits are not candidates */
-                const uint64_t key = smp_key(v, i);
-                if (key > limit || (key & hi) != prefix) continue;
-                const int b = (int)((key >> shift) & 255);
-                atomicAdd(&sh->cnt[b], 1u);
-                if (use_mass) atomicAdd(&sh->mass[b], exp((double)v - cm));
-            }
-        } else {
-            /* warp_bins (MS_SMP_WARP_BINS=1, opt-in: NOT YET RUN ON A GPU): whole warps a step, and one shared
-             * add a bin and warp — the keys of a pass crowd a few bins, and per-element double atomics on them
-             * are the suspect of T 1.0's 3-5 ms at batch 128 (BENCHMARKS, session 10). The warp walks its
-             * distinct bins (few: a pass's keys crowd, and lanes that match no prefix take none); a bin's masses
-             * are summed by a shuffle tree, in another order than before (already so across warps). */
-            const int lane = threadIdx.x & 31;
-            for (int32_t i0 = threadIdx.x - lane; i0 < vocab; i0 += blockDim.x) {
-                const int32_t i = i0 + lane;
-                int b = -1; /* no bin */
-                double m = 0;
-                if (i < vocab && i != excl) {
-                    const float v = smp_val(lg, i, temp);
-                    const uint64_t key = smp_key(v, i);
-                    /* as the CPU: -inf logits are not candidates at a temperature */
-                    if (!(temp > 0.0f && v == -INFINITY) && key <= limit && (key & hi) == prefix) {
-                        b = (int)((key >> shift) & 255);
-                        if (use_mass) m = exp((double)v - cm);
-                    }
-                }
-                for (uint32_t todo = __ballot_sync(0xffffffffu, b >= 0); todo;) {
-                    const int leader = __ffs(todo) - 1, bl = __shfl_sync(0xffffffffu, b, leader);
-                    const uint32_t grp = __ballot_sync(0xffffffffu, b == bl);
-                    if (use_mass) {
-                        double x = b == bl ? m : 0.0;
-                        for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-                        if (lane == leader) atomicAdd(&sh->mass[bl], x);
-                    }
-                    if (lane == leader) atomicAdd(&sh->cnt[bl], (uint32_t)__popc(grp));
-                    todo &= ~grp;
-                }
-            }
-        }
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            int chosen = -1, last = -1;
-            double base = sh->base;
-            for (int b = 0; b < 256; b++) {
-                if (!sh->cnt[b]) continue;
-                last = b;
-                if (sh->fallback) continue;
-                const double wb = use_mass ? sh->mass[b] : (double)sh->cnt[b];
-                if (ge ? base + wb >= thr : base + wb > thr) {
-                    chosen = b;
-                    break;
-                }
-                base += wb;
-            }
-            if (chosen < 0) chosen = last, sh->fallback = 1; /* threshold beyond the set: its last key */
-            if (chosen < 0) chosen = 0;                       /* empty set (cannot happen for vocab >= 2) */
-            sh->base = base;
-            sh->prefix |= (uint64_t)chosen << shift;
-            sh->done = sh->cnt[chosen] <= 1;
-        }
-        __syncthreads();
-        if (sh->done) break;
-    }
-    if (shift <= 0) return sh->prefix; /* all 64 bits chosen */
-    /* one element carries the chosen high bits: find it */
-    const uint64_t hi = ~0ull << shift, prefix = sh->prefix;
-    __syncthreads();
-    for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-        if (i == excl) continue;
-        const float v = smp_val(lg, i, temp);
-        if (temp > 0.0f && v == -INFINITY) continue;
-        const uint64_t key = smp_key(v, i);
-        if (key <= limit && (key & hi) == prefix) sh->prefix = key;
-    }
-    __syncthreads();
-    return sh->prefix;
-}
-
-/* Σ exp(v - cm) over ids != excl with key <= limit */
-template <typename T>
-__device__ static double smp_mass(const T *lg, int32_t vocab, float temp, int32_t excl, uint64_t limit, double cm,
-                                  smp_shared *sh)
-{
-    double s = 0;
-    for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-        if (i == excl) continue;
-        const float v = smp_val(lg, i, temp);
-        if (temp > 0.0f && v == -INFINITY) continue; /* removed by logits_adjust: never a candidate */
-        if (smp_key(v, i) <= limit) s += exp((double)v - cm);
-    }
-    return cu_block_reduce(s, cu_op_sumd(), sh->shd, 0.0);
 }
 
 struct smp_op_minu { __device__ uint64_t operator()(uint64_t a, uint64_t b) const { return a < b ? a : b; } };
@@ -553,15 +424,18 @@ __global__ static void __launch_bounds__(SMP_THREADS)
     }
 
     int32_t tok = -1;
+    float vmax = -INFINITY; /* for the fallback */
+    double sv = -1;
     if (p.temperature <= 0.0f) {
         tok = (int32_t)(uint32_t)cu_block_reduce<uint64_t>(t < S ? pt[t].best : ~0ull, smp_op_minu(), sh.shu, ~0ull);
     } else {
-        const float vmax = cu_block_reduce(t < S ? pt[t].vmax : -INFINITY, cu_op_max(), sh.shf, -INFINITY);
+        vmax = cu_block_reduce(t < S ? pt[t].vmax : -INFINITY, cu_op_max(), sh.shf, -INFINITY);
         const int32_t n_fin = (int32_t)cu_block_reduce(t < S ? (double)pt[t].n_fin : 0.0, cu_op_sumd(), sh.shd, 0.0);
         const bool have_sv = pt[0].sv >= 0;
         double svp = 0;
         if (have_sv && t < S && pt[t].sv > 0) svp = pt[t].sv * exp((double)pt[t].vmax - vmax);
-        const double sv = cu_block_reduce(svp, cu_op_sumd(), sh.shd, 0.0);
+        sv = cu_block_reduce(svp, cu_op_sumd(), sh.shd, 0.0);
+        if (!have_sv) sv = -1;
         const uint64_t bound = cu_block_reduce<uint64_t>(t < S ? pt[t].bound : ~0ull, smp_op_minu(), sh.shu, ~0ull);
         const int32_t G = smp_gather(cand + (int64_t)r * S * cap, cap, pt, S, false, bound, sh.u.c.keys, &sh);
         smp_sort(sh.u.c.keys, G);
@@ -599,27 +473,159 @@ __global__ static void __launch_bounds__(SMP_THREADS)
         }
     }
     if (t == 0) {
-        rows[r].pending = tok < 0, rows[r].lse = lse;
+        rows[r].pending = tok < 0, rows[r].lse = lse, rows[r].vmax = vmax, rows[r].sv = sv;
         if (tok >= 0) tokens[r] = tok, logprob[r] = (float)((double)smp_ld(lg, tok) - lse);
     }
 }
 
-/* A row the merge left: the whole-row radix select of a temperature draw. */
-/* MS_SMP_WARP_BINS=1: smp_select's warp-aggregated bins (opt-in until it has run on a GPU). Read once. */
-static bool smp_warp_bins(void)
+/* A row the merge left: the whole-row radix select of a temperature draw, by one block.
+ * On sm_90 a shared-memory atomicAdd of a double (or a float, or a 64-bit integer) is a compare-and-swap
+ * loop (ATOMS.CAST.SPIN in the SASS), and a pass's keys crowd a few bins: such atomics made the old
+ * fallback take 1-2 ms a row (T 1.0, vocab 129280). Here a pass has no atomics: every thread counts and
+ * sums into its own column of a 16-bin histogram in shared memory (4 bits of the key a pass), the columns
+ * are added in a fixed order (so the select is deterministic), and once the value bits (the key's high 32)
+ * are fixed, the ids left all have the same v and mass: the k-th of them in id order is found in one pass
+ * by a block scan of per-thread counts instead of 8 more radix passes over the id. */
+#define SFB_BITS 4
+#define SFB_BINS 16
+#define SFB_SMEM ((size_t)SFB_BINS * SMP_THREADS * (sizeof(double) + sizeof(uint32_t)))
+
+struct smp_shared {
+    double wm[SMP_THREADS / 32]; /* a pass's bin totals, two warps a bin */
+    uint32_t wc[SMP_THREADS / 32];
+    int32_t ws[SMP_THREADS / 32]; /* the id step's scan */
+    double shd[32];
+    float shf[32];
+    uint64_t prefix, found;
+    double base, mbase; /* weight (count or mass) and mass of the keys below the prefix's bin */
+    uint32_t cnt;       /* keys in the chosen bin */
+    int32_t k;
+    int done, fallback;
+};
+
+/* The chosen key of smp_select and the mass exp(v - cm) of the keys <= it. */
+struct smp_sel {
+    uint64_t key;
+    double mass;
+};
+
+/* Over ids i != excl with key <= limit (v = logit/temp) and weight 1 (count) or exp(v - cm) (mass): the
+ * smallest key K with W(key <= K) >= thr (ge) or > thr (!ge); the largest key when no K does. */
+template <typename T>
+__device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float temp, int32_t excl,
+                                     uint64_t limit, bool use_mass, double cm, double thr, bool ge, smp_shared *sh)
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("MS_SMP_WARP_BINS");
-        on = e && !strcmp(e, "1");
+    extern __shared__ double sfb_dyn[]; /* [SFB_BINS][SMP_THREADS] masses, then as many counts */
+    double *hm = sfb_dyn;
+    uint32_t *hc = (uint32_t *)(sfb_dyn + SFB_BINS * SMP_THREADS);
+    const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+    auto cand = [&](uint64_t key) { return key != ~0ull && key <= limit; };
+    __syncthreads(); /* every thread has read the previous select's result */
+    if (t == 0) sh->prefix = 0, sh->base = 0, sh->mbase = 0, sh->done = 0, sh->fallback = 0;
+    int shift = 64 - SFB_BITS;
+    for (; shift >= 32; shift -= SFB_BITS) {
+        __syncthreads();
+        const uint64_t hi = shift == 64 - SFB_BITS ? 0 : ~0ull << (shift + SFB_BITS), prefix = sh->prefix;
+        for (int b = 0; b < SFB_BINS; b++) hm[b * SMP_THREADS + t] = 0, hc[b * SMP_THREADS + t] = 0;
+        spl_each_key(lg, 0, vocab, vec, temp, excl, [&](uint64_t key) {
+            if (cand(key) && (key & hi) == prefix) {
+                const int b = (int)(key >> shift) & (SFB_BINS - 1);
+                hc[b * SMP_THREADS + t] += 1;
+                hm[b * SMP_THREADS + t] += exp((double)smp_key_val(key) - cm);
+            }
+        });
+        __syncthreads();
+        static_assert(SMP_THREADS / SFB_BINS == 64, "two warps a bin");
+        { /* bin b's column sums: threads [64 b, 64 b + 64), each 16 entries, then two warps */
+            const int per = SMP_THREADS / SFB_BINS, b = t / per;
+            double m = 0;
+            uint32_t c = 0;
+            for (int i = t % per; i < SMP_THREADS; i += per) m += hm[b * SMP_THREADS + i], c += hc[b * SMP_THREADS + i];
+            for (int o = 16; o > 0; o >>= 1) m += __shfl_xor_sync(0xffffffffu, m, o), c += __shfl_xor_sync(0xffffffffu, c, o);
+            if (lane == 0) sh->wm[warp] = m, sh->wc[warp] = c;
+        }
+        __syncthreads();
+        if (t == 0) { /* bin b's totals: warps 2b and 2b + 1 (read from shared: no local arrays) */
+            auto bm = [&](int b) { return sh->wm[2 * b] + sh->wm[2 * b + 1]; };
+            auto bc = [&](int b) { return sh->wc[2 * b] + sh->wc[2 * b + 1]; };
+            int chosen = -1, last = -1;
+            double base = sh->base;
+            for (int b = 0; b < SFB_BINS; b++) {
+                if (!bc(b)) continue;
+                last = b;
+                if (sh->fallback) continue;
+                const double wb = use_mass ? bm(b) : (double)bc(b);
+                if (ge ? base + wb >= thr : base + wb > thr) {
+                    chosen = b;
+                    break;
+                }
+                base += wb;
+            }
+            if (chosen < 0) chosen = last, sh->fallback = 1; /* threshold beyond the set: its last key */
+            if (chosen < 0) chosen = 0;                       /* empty set (cannot happen: the merge saw one) */
+            double w = sh->base, mb = sh->mbase;
+            for (int b = 0; b < chosen; b++) w += use_mass ? bm(b) : (double)bc(b), mb += bm(b);
+            sh->base = w, sh->mbase = mb, sh->cnt = bc(chosen);
+            sh->done = bc(chosen) <= 1;
+            sh->prefix |= (uint64_t)chosen << shift;
+        }
+        __syncthreads();
+        if (sh->done) break;
     }
-    return on;
+    /* The keys with the chosen high bits: one (done), or all of one v (the value bits fixed), so the k-th
+     * of them in id order is the answer, k from the weights: all 1, or all the same mass w. */
+    const uint64_t hi = ~0ull << (shift < 32 ? 32 : shift), prefix = sh->prefix;
+    if (t == 0) {
+        const uint32_t n = sh->cnt;
+        int64_t k = n;
+        if (n > 1 && !sh->fallback) {
+            const double w = use_mass ? exp((double)smp_key_val(prefix) - cm) : 1.0, base = sh->base;
+            auto hit = [&](int64_t j) { const double a = base + (double)j * w; return ge ? a >= thr : a > thr; };
+            const double q = w > 0 ? (thr - base) / w : (double)n;
+            k = q >= 1 && q < (double)n ? (int64_t)q : q < 1 ? 1 : n;
+            while (k > 1 && hit(k - 1)) k--;
+            while (k < n && !hit(k)) k++;
+        }
+        sh->k = (int32_t)k, sh->found = ~0ull;
+    }
+    __syncthreads();
+    const int32_t per = (vocab + SMP_CHUNK * SMP_THREADS - 1) / (SMP_CHUNK * SMP_THREADS) * SMP_CHUNK;
+    const int32_t a = min(vocab, t * per), e = min(vocab, a + per);
+    auto each = [&](auto &&f) { /* this thread's ids in order */
+        for (int32_t c = a; c < e; c += SMP_CHUNK) {
+            float x[SMP_CHUNK];
+            smp_ld_chunk(lg, c, e, vec, x);
+            for (int j = 0; j < SMP_CHUNK && c + j < e; j++) {
+                const uint64_t key = smp_ckey(x[j], c + j, temp, excl);
+                if (cand(key) && (key & hi) == prefix) f(key);
+            }
+        }
+    };
+    int32_t n = 0;
+    each([&](uint64_t) { n++; });
+    int32_t x = n; /* inclusive block scan of n */
+    for (int o = 1; o < 32; o <<= 1) {
+        const int32_t y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    if (lane == 31) sh->ws[warp] = x;
+    __syncthreads();
+    int32_t before = x - n;
+    for (int w = 0; w < warp; w++) before += sh->ws[w];
+    const int32_t k = sh->k;
+    if (before < k && k <= before + n) {
+        int32_t j = before;
+        each([&](uint64_t key) { if (++j == k) sh->found = key; });
+    }
+    __syncthreads();
+    const uint64_t key = sh->found;
+    return {key, sh->mbase + (double)k * exp((double)smp_key_val(key) - cm)}; /* k > 1: all of key's v */
 }
 
 template <typename T>
 __global__ static void __launch_bounds__(SMP_THREADS)
     smp_fallback_kernel(const T *logits, int64_t ld, int32_t vocab, const kern_sample_t *params, const smp_row *rows,
-                        int32_t *tokens, float *logprob, bool warp_bins)
+                        int32_t *tokens, float *logprob)
 {
     __shared__ smp_shared sh;
     cu_pdl_enter();
@@ -630,21 +636,22 @@ __global__ static void __launch_bounds__(SMP_THREADS)
     const int32_t mask = p.mask_token >= 0 && p.mask_token < vocab ? p.mask_token : -1;
     const float temp = p.temperature;
     const int32_t n = vocab - (mask >= 0);
-    float vmax = -INFINITY;
-    for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x)
-        if (i != mask) vmax = fmaxf(vmax, smp_val(lg, i, temp));
-    const double cm = cu_block_reduce(vmax, cu_op_max(), sh.shf, -INFINITY);
+    const bool vec = smp_vec_ok(lg, 0);
+    const double cm = rows[r].vmax; /* the merge's max of v over ids != mask */
     uint64_t limit = ~0ull;
-    if (p.top_k > 0 && p.top_k < n)
-        limit = smp_select(lg, vocab, temp, mask, limit, false, 0, p.top_k, true, warp_bins, &sh);
-    double tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
+    double tot = rows[r].sv; /* the merge's Σ exp(v - vmax) over every candidate, or -1 */
+    if (p.top_k > 0 && p.top_k < n) {
+        const smp_sel s = smp_select(lg, vocab, vec, temp, mask, limit, false, cm, p.top_k, true, &sh);
+        limit = s.key, tot = s.mass;
+    } else if (tot < 0) {
+        tot = smp_select(lg, vocab, vec, temp, mask, limit, false, cm, INFINITY, true, &sh).mass;
+    }
     if (p.top_p > 0.0f && p.top_p < 1.0f) {
-        limit = smp_select(lg, vocab, temp, mask, limit, true, cm, (double)p.top_p * tot, true, warp_bins,
-                           &sh);
-        tot = smp_mass(lg, vocab, temp, mask, limit, cm, &sh);
+        const smp_sel s = smp_select(lg, vocab, vec, temp, mask, limit, true, cm, (double)p.top_p * tot, true, &sh);
+        limit = s.key, tot = s.mass;
     }
     const double u = kern_rng_uniform(p.seed, p.position) * tot;
-    const int32_t tok = (int32_t)(uint32_t)smp_select(lg, vocab, temp, mask, limit, true, cm, u, false, warp_bins, &sh);
+    const int32_t tok = (int32_t)(uint32_t)smp_select(lg, vocab, vec, temp, mask, limit, true, cm, u, false, &sh).key;
     if (threadIdx.x == 0) tokens[r] = tok, logprob[r] = (float)((double)smp_ld(lg, tok) - rows[r].lse);
 }
 
@@ -653,6 +660,12 @@ static ms_status_t smp_launch(kern_ctx_t *cx, const T *logits, int64_t ld, int32
                               const kern_sample_t *params, int32_t *tokens, float *logprob, int32_t *top_ids,
                               float *top_lp)
 {
+    static bool smem_set; /* per T: the fallback's histograms are over the default 48 KB */
+    if (!smem_set) {
+        CUDA_CHECK(cudaFuncSetAttribute(smp_fallback_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)SFB_SMEM));
+        smem_set = true;
+    }
     int sms = 132;
     if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cx->device) != cudaSuccess) sms = 132;
     /* the workspace after cuBLASLt's (gemm.cu): rows are sampled in chunks that fit it */
@@ -688,8 +701,8 @@ static ms_status_t smp_launch(kern_ctx_t *cx, const T *logits, int64_t ld, int32
                   (const uint64_t *)cand, cap, (const uint64_t *)lpc, rs, tokens + r0, logprob + r0,
                   top_ids + (int64_t)r0 * KERN_MAX_LOGPROBS, top_lp + (int64_t)r0 * KERN_MAX_LOGPROBS, cx->fault);
         CU_LAUNCHED();
-        cu_launch(smp_fallback_kernel<T>, nr, SMP_THREADS, 0, CU_STREAM(cx), lg, ld, vocab, pr, (const smp_row *)rs,
-                  tokens + r0, logprob + r0, smp_warp_bins());
+        cu_launch(smp_fallback_kernel<T>, nr, SMP_THREADS, SFB_SMEM, CU_STREAM(cx), lg, ld, vocab, pr,
+                  (const smp_row *)rs, tokens + r0, logprob + r0);
         CU_LAUNCHED();
         r0 += nr;
     }

@@ -33,7 +33,8 @@ static void sample_logits(float *lg, int32_t rows, int32_t V, int64_t ld, int64_
 /* p[] = rows, vocab, variant (0 normal logits, 1 heavy ties, 2 NaN/inf/all -inf rows: fault, token -1,
  * 3 peaked with -inf), dtype (MS_DT_F32 or MS_DT_BF16: the logits rounded to bf16 first), params
  * (0 a mix of greedy/temperature/top-k/top-p/masks/logprobs, 1 greedy, 2 temperature only, 3 top-k 50,
- * 4 top-p 0.9, 5 greedy with 20 logprobs). Tokens and top ids identical to the CPU's, logprobs within tol. */
+ * 4 top-p 0.9, 5 greedy with 20 logprobs, 6 top-k 5000+ with and without top-p 0.95). Tokens and top ids
+ * identical to the CPU's, logprobs within tol. */
 void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
     const int32_t rows = (int32_t)c->p[0], V = (int32_t)c->p[1];
@@ -60,6 +61,10 @@ void cc_run_sample(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
         if (mode >= 2 && mode <= 4) {
             ps[i].temperature = i % 2 ? 0.7f : 1.0f, ps[i].top_p = mode == 4 ? 0.9f : 1.0f;
             ps[i].top_k = mode == 3 ? 50 : 0, ps[i].n_logprobs = i % 3 ? 0 : 5;
+        }
+        if (mode == 6) { /* a top-k beyond the merge's candidates: the fallback's count select, then top-p */
+            ps[i].temperature = i % 2 ? 0.7f : 1.0f, ps[i].top_k = 5000 + 37 * i, ps[i].top_p = i % 3 ? 1.0f : 0.95f;
+            ps[i].n_logprobs = 0;
         }
         if (i % 5 == 2) { /* mask the argmax (EOS under min_tokens) */
             int32_t best = 0;

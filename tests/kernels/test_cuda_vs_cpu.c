@@ -366,7 +366,7 @@ static const cc_case_t g_cases[] = {
     {"log_softmax", "3x1000",                     "f32",       cc_run_log_softmax, {3, 1000},                           2e-6},
     /* sample p[] = rows, vocab, variant (0 random logits, 1 heavy ties, 2 NaN/inf rows: fault, token -1,
      * 3 peaked with -inf), dtype, params (0 mixed, 1 greedy, 2 temperature, 3 top-k 50, 4 top-p 0.9,
-     * 5 greedy + 20 logprobs): tokens and top ids identical, logprobs within tol; bf16 cases also
+     * 5 greedy + 20 logprobs, 6 top-k 5000+ and top-p): tokens and top ids identical, logprobs within tol; bf16 cases also
      * bit-identical to the GPU's sampling of their fp32 cast */
     {"sample",      "48 rows vocab=129280",       "f32",       cc_run_sample,      {48, 129280, 0, F32, 0},             2e-6},
     {"sample",      "48 rows vocab=129280 ties",  "f32",       cc_run_sample,      {48, 129280, 1, F32, 0},             2e-6},
@@ -390,6 +390,8 @@ static const cc_case_t g_cases[] = {
     {"sample",      "24 rows vocab=129280 temperature", "f32", cc_run_sample,      {24, 129280, 0, F32, 2},             2e-6},
     {"sample",      "24 rows vocab=129280 top-k 50", "bf16",   cc_run_sample,      {24, 129280, 0, BF, 3},              2e-6},
     {"sample",      "24 rows vocab=129280 top-p", "bf16",      cc_run_sample,      {24, 129280, 3, BF, 4},              2e-6},
+    {"sample",      "24 rows vocab=129280 top-k 5000+", "bf16", cc_run_sample,     {24, 129280, 0, BF, 6},              2e-6},
+    {"sample",      "24 rows vocab=129280 ties top-k 5000+", "f32", cc_run_sample, {24, 129280, 1, F32, 6},             2e-6},
     /* logits_adjust p[] = rows, vocab, list entries per row; adjusted logits and sampled tokens bit-identical */
     {"logits_adjust", "24 rows vocab=129280 list 64", "f32",   cc_run_logits_adjust, {24, 129280, 64},                  0},
     {"logits_adjust", "12 rows vocab=50 list 8",      "f32",   cc_run_logits_adjust, {12, 50, 8},                       0},
