@@ -111,7 +111,7 @@ struct smp_op_minu { __device__ uint64_t operator()(uint64_t a, uint64_t b) cons
 __device__ static inline uint64_t smp_ckey(float x, int32_t i, float temp, int32_t excl)
 {
     if (i == excl) return ~0ull;
-    const float v = temp > 0.0f ? __fdiv_rn(x, temp) : x;
+    const float v = temp > 0.0f && temp != 1.0f ? __fdiv_rn(x, temp) : x; /* x / 1 is x */
     if (temp > 0.0f && v == -INFINITY) return ~0ull;
     return smp_key(v, i);
 }
@@ -240,7 +240,7 @@ __global__ static void __launch_bounds__(SPL_THREADS)
                 if (k < best) best = k, bx = x;
             }
             if (temp > 0.0f) {
-                const float v = __fdiv_rn(x, temp);
+                const float v = temp != 1.0f ? __fdiv_rn(x, temp) : x; /* x / 1 is x */
                 if (v == -INFINITY) continue;
                 nf++;
                 if (!need_sv) vm = fmaxf(vm, v);
@@ -482,13 +482,19 @@ __global__ static void __launch_bounds__(SMP_THREADS)
  * On sm_90 a shared-memory atomicAdd of a double (or a float, or a 64-bit integer) is a compare-and-swap
  * loop (ATOMS.CAST.SPIN in the SASS), and a pass's keys crowd a few bins: such atomics made the old
  * fallback take 1-2 ms a row (T 1.0, vocab 129280). Here a pass has no atomics: every thread counts and
- * sums into its own column of a 16-bin histogram in shared memory (4 bits of the key a pass), the columns
- * are added in a fixed order (so the select is deterministic), and once the value bits (the key's high 32)
- * are fixed, the ids left all have the same v and mass: the k-th of them in id order is found in one pass
- * by a block scan of per-thread counts instead of 8 more radix passes over the id. */
+ * sums into its own column of a 16-bin histogram in shared memory (4 bits of the key a pass), and the
+ * columns are added in a fixed order (so the select is deterministic). Each pass over the row reads and
+ * divides every logit again, so once the chosen bin holds at most SFB_LIST keys they are gathered into
+ * shared memory and the remaining passes, down to the id bits, walk that list. When the bin stays larger
+ * (many equal values), the value bits (the key's high 32) are fixed by passes over the row and the ids left
+ * all have the same v and mass: the k-th of them in id order is found in one pass by a block scan of
+ * per-thread counts. */
 #define SFB_BITS 4
 #define SFB_BINS 16
-#define SFB_SMEM ((size_t)SFB_BINS * SMP_THREADS * (sizeof(double) + sizeof(uint32_t)))
+#define SFB_LIST 8192
+#define SFB_SMEM ((size_t)SFB_BINS * SMP_THREADS * (sizeof(double) + sizeof(uint16_t)) + SFB_LIST * sizeof(uint64_t))
+/* a thread's count of a bin in a pass over the row (spl_each_key's chunks) fits the histogram's uint16_t */
+#define SFB_MAX_VOCAB (65535 / SMP_CHUNK * SMP_CHUNK * SMP_THREADS)
 
 struct smp_shared {
     double wm[SMP_THREADS / 32]; /* a pass's bin totals, two warps a bin */
@@ -499,8 +505,8 @@ struct smp_shared {
     uint64_t prefix, found;
     double base, mbase; /* weight (count or mass) and mass of the keys below the prefix's bin */
     uint32_t cnt;       /* keys in the chosen bin */
-    int32_t k;
-    int done, fallback;
+    int32_t k, nl;      /* nl: keys in the list, -1 before it is gathered */
+    int done, fallback, gather;
 };
 
 /* The chosen key of smp_select and the mass exp(v - cm) of the keys <= it. */
@@ -515,25 +521,33 @@ template <typename T>
 __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float temp, int32_t excl,
                                      uint64_t limit, bool use_mass, double cm, double thr, bool ge, smp_shared *sh)
 {
-    extern __shared__ double sfb_dyn[]; /* [SFB_BINS][SMP_THREADS] masses, then as many counts */
+    extern __shared__ double sfb_dyn[]; /* [SFB_BINS][SMP_THREADS] masses, the list, as many counts */
     double *hm = sfb_dyn;
-    uint32_t *hc = (uint32_t *)(sfb_dyn + SFB_BINS * SMP_THREADS);
+    uint64_t *list = (uint64_t *)(hm + SFB_BINS * SMP_THREADS);
+    uint16_t *hc = (uint16_t *)(list + SFB_LIST);
     const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
     auto cand = [&](uint64_t key) { return key != ~0ull && key <= limit; };
     __syncthreads(); /* every thread has read the previous select's result */
-    if (t == 0) sh->prefix = 0, sh->base = 0, sh->mbase = 0, sh->done = 0, sh->fallback = 0;
+    if (t == 0) sh->prefix = 0, sh->base = 0, sh->mbase = 0, sh->done = 0, sh->fallback = 0, sh->nl = -1;
+    if (t == 0) sh->gather = 0;
     int shift = 64 - SFB_BITS;
-    for (; shift >= 32; shift -= SFB_BITS) {
+    for (;; shift -= SFB_BITS) {
         __syncthreads();
+        const bool listed = sh->nl >= 0;
+        if (shift < (listed ? 0 : 32)) break;
         const uint64_t hi = shift == 64 - SFB_BITS ? 0 : ~0ull << (shift + SFB_BITS), prefix = sh->prefix;
         for (int b = 0; b < SFB_BINS; b++) hm[b * SMP_THREADS + t] = 0, hc[b * SMP_THREADS + t] = 0;
-        spl_each_key(lg, 0, vocab, vec, temp, excl, [&](uint64_t key) {
+        auto add = [&](uint64_t key) {
             if (cand(key) && (key & hi) == prefix) {
                 const int b = (int)(key >> shift) & (SFB_BINS - 1);
                 hc[b * SMP_THREADS + t] += 1;
                 hm[b * SMP_THREADS + t] += exp((double)smp_key_val(key) - cm);
             }
-        });
+        };
+        if (listed)
+            for (int32_t i = t; i < sh->nl; i += SMP_THREADS) add(list[i]);
+        else
+            spl_each_key(lg, 0, vocab, vec, temp, excl, add);
         __syncthreads();
         static_assert(SMP_THREADS / SFB_BINS == 64, "two warps a bin");
         { /* bin b's column sums: threads [64 b, 64 b + 64), each 16 entries, then two warps */
@@ -541,7 +555,8 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
             double m = 0;
             uint32_t c = 0;
             for (int i = t % per; i < SMP_THREADS; i += per) m += hm[b * SMP_THREADS + i], c += hc[b * SMP_THREADS + i];
-            for (int o = 16; o > 0; o >>= 1) m += __shfl_xor_sync(0xffffffffu, m, o), c += __shfl_xor_sync(0xffffffffu, c, o);
+            for (int o = 16; o > 0; o >>= 1)
+                m += __shfl_xor_sync(0xffffffffu, m, o), c += __shfl_xor_sync(0xffffffffu, c, o);
             if (lane == 0) sh->wm[warp] = m, sh->wc[warp] = c;
         }
         __syncthreads();
@@ -568,13 +583,23 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
             sh->base = w, sh->mbase = mb, sh->cnt = bc(chosen);
             sh->done = bc(chosen) <= 1;
             sh->prefix |= (uint64_t)chosen << shift;
+            sh->gather = !listed && !sh->done && bc(chosen) <= SFB_LIST; /* below; its own flag, as nl moves */
+            if (sh->gather) sh->nl = 0;
         }
         __syncthreads();
         if (sh->done) break;
+        if (sh->gather) { /* the chosen bin's keys into the list (in no particular order) */
+            const uint64_t hl = ~0ull << shift, pl = sh->prefix;
+            spl_each_key(lg, 0, vocab, vec, temp, excl, [&](uint64_t key) {
+                if (cand(key) && (key & hl) == pl) list[atomicAdd(&sh->nl, 1)] = key; /* native: 32-bit */
+            });
+        }
     }
-    /* The keys with the chosen high bits: one (done), or all of one v (the value bits fixed), so the k-th
-     * of them in id order is the answer, k from the weights: all 1, or all the same mass w. */
-    const uint64_t hi = ~0ull << (shift < 32 ? 32 : shift), prefix = sh->prefix;
+    /* The keys with the chosen high bits: one (done), one key (listed, all 64 bits chosen), or all of one v
+     * (the value bits fixed), so the k-th of them in id order is the answer, k from the weights: all 1, or
+     * all the same mass w. */
+    const bool listed = sh->nl >= 0;
+    const uint64_t hi = shift < 0 ? ~0ull : ~0ull << (listed || shift >= 32 ? shift : 32), prefix = sh->prefix;
     if (t == 0) {
         const uint32_t n = sh->cnt;
         int64_t k = n;
@@ -589,33 +614,38 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
         sh->k = (int32_t)k, sh->found = ~0ull;
     }
     __syncthreads();
-    const int32_t per = (vocab + SMP_CHUNK * SMP_THREADS - 1) / (SMP_CHUNK * SMP_THREADS) * SMP_CHUNK;
-    const int32_t a = min(vocab, t * per), e = min(vocab, a + per);
-    auto each = [&](auto &&f) { /* this thread's ids in order */
-        for (int32_t c = a; c < e; c += SMP_CHUNK) {
-            float x[SMP_CHUNK];
-            smp_ld_chunk(lg, c, e, vec, x);
-            for (int j = 0; j < SMP_CHUNK && c + j < e; j++) {
-                const uint64_t key = smp_ckey(x[j], c + j, temp, excl);
-                if (cand(key) && (key & hi) == prefix) f(key);
-            }
-        }
-    };
-    int32_t n = 0;
-    each([&](uint64_t) { n++; });
-    int32_t x = n; /* inclusive block scan of n */
-    for (int o = 1; o < 32; o <<= 1) {
-        const int32_t y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
-    }
-    if (lane == 31) sh->ws[warp] = x;
-    __syncthreads();
-    int32_t before = x - n;
-    for (int w = 0; w < warp; w++) before += sh->ws[w];
     const int32_t k = sh->k;
-    if (before < k && k <= before + n) {
-        int32_t j = before;
-        each([&](uint64_t key) { if (++j == k) sh->found = key; });
+    if (listed) { /* n <= 1 here: the list's passes went down to the id bits */
+        for (int32_t i = t; i < sh->nl; i += SMP_THREADS)
+            if ((list[i] & hi) == prefix) sh->found = list[i];
+    } else {
+        const int32_t per = (vocab + SMP_CHUNK * SMP_THREADS - 1) / (SMP_CHUNK * SMP_THREADS) * SMP_CHUNK;
+        const int32_t a = min(vocab, t * per), e = min(vocab, a + per);
+        auto each = [&](auto &&f) { /* this thread's ids in order */
+            for (int32_t c = a; c < e; c += SMP_CHUNK) {
+                float x[SMP_CHUNK];
+                smp_ld_chunk(lg, c, e, vec, x);
+                for (int j = 0; j < SMP_CHUNK && c + j < e; j++) {
+                    const uint64_t key = smp_ckey(x[j], c + j, temp, excl);
+                    if (cand(key) && (key & hi) == prefix) f(key);
+                }
+            }
+        };
+        int32_t n = 0;
+        each([&](uint64_t) { n++; });
+        int32_t x = n; /* inclusive block scan of n */
+        for (int o = 1; o < 32; o <<= 1) {
+            const int32_t y = __shfl_up_sync(0xffffffffu, x, o);
+            if (lane >= o) x += y;
+        }
+        if (lane == 31) sh->ws[warp] = x;
+        __syncthreads();
+        int32_t before = x - n;
+        for (int w = 0; w < warp; w++) before += sh->ws[w];
+        if (before < k && k <= before + n) {
+            int32_t j = before;
+            each([&](uint64_t key) { if (++j == k) sh->found = key; });
+        }
     }
     __syncthreads();
     const uint64_t key = sh->found;
@@ -714,6 +744,8 @@ extern "C" ms_status_t kern_cuda_sample(kern_ctx_t *cx, const void *logits, ms_d
                                         float *logprob, int32_t *top_ids, float *top_lp)
 {
     if (vocab < 2) return MS_ERR(MS_ERR_INVALID, "cuda sample: vocabulary of %d", vocab);
+    if (vocab > SFB_MAX_VOCAB)
+        return MS_ERR(MS_ERR_UNSUPPORTED, "cuda sample: vocabulary of %d (at most %d)", vocab, SFB_MAX_VOCAB);
     if (rows <= 0) return MS_OK;
     if (dt == MS_DT_F32)
         return smp_launch(cx, (const float *)logits, ld, rows, vocab, params, tokens, logprob, top_ids, top_lp);
