@@ -12,34 +12,12 @@ FILE (moeserve-bench-ops --sample markdown) prints ratio = torch / ours.
     python3 tools/bench_sample_torch.py [--batch 1,128] [--reps 30] [--ours FILE]"""
 import argparse
 import re
-import statistics
 
 import torch
 
+from bench_moe_torch import time_graph  # beside this script: a CUDA graph's replays, median ms
+
 V = 129280
-
-
-def time_graph(fn, reps):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    for _ in range(3):
-        g.replay()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def logits(B, flat):
