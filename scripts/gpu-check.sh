@@ -30,7 +30,8 @@
 #               ncu (tools/ncu_kernels.py; STEP_NCU=0 skips it) into OUTDIR/step_tables.md; with STEP_AB_ENV="VAR=x VAR2=y" the same
 #               step once more with those variables set (e.g. MS_FUSE_COMBINE_ADD=0 ...: the fusions' A/B)
 #     sample    the sampler's and logits_adjust's harness cases and the sample op's times (batch 1, 128), beside
-#               PyTorch's sampling of the same shapes (tools/bench_sample_torch.py) with the ratios
+#               PyTorch's sampling of the same shapes (tools/bench_sample_torch.py) with the ratios, and the
+#               cases and times once more with the opt-in MS_SMP_FB_EST=1 (the fallback's estimated passes)
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024
 #   default: all but nccl, mla, mtp, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
@@ -248,6 +249,11 @@ phase_sample() {
     echo "logits_adjust cases: exit $? | $(grep -E '^(PASS|FAIL)' "$out/ladj_cases.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
     timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops.md" 2>&1
     echo "sample ops: $(grep -E '^\| sample' "$out/sample_ops.md" | cut -d'|' -f2-4 | tr '\n' ';')"
+    # the opt-in estimated fallback passes (MS_SMP_FB_EST=1, not yet run on a GPU): the same cases and times
+    MS_SMP_FB_EST=1 timeout 200 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases_est.log" 2>&1
+    echo "sample cases (MS_SMP_FB_EST=1): exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases_est.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    MS_SMP_FB_EST=1 timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops_est.md" 2>&1
+    echo "sample ops (MS_SMP_FB_EST=1): $(grep -E '^\| sample' "$out/sample_ops_est.md" | cut -d'|' -f2-4 | tr '\n' ';')"
     # the PyTorch peer on the same shapes and GPU, with ratios torch / ours (needs torch; skipped without it)
     if python3 -c 'import torch' 2>/dev/null; then
         timeout 150 python3 "$root/tools/bench_sample_torch.py" --batch 1,128 --ours "$out/sample_ops.md" \

@@ -506,20 +506,34 @@ struct smp_shared {
     double base, mbase; /* weight (count or mass) and mass of the keys below the prefix's bin */
     uint32_t cnt;       /* keys in the chosen bin */
     int32_t k, nl;      /* nl: keys in the list, -1 before it is gathered */
-    int done, fallback, gather;
+    int done, fallback, gather, redo;
 };
 
-/* The chosen key of smp_select and the mass exp(v - cm) of the keys <= it. */
+/* The chosen key of smp_select and the mass exp(v - cm) of the keys <= it; redo: an estimated pass could not
+ * tell the bin (est), select again exactly. */
 struct smp_sel {
     uint64_t key;
     double mass;
+    bool redo;
 };
+
+/* est (MS_SMP_FB_EST=1, opt-in, NOT YET RUN ON A GPU): the passes over the row weigh a key by an fp32 expf
+ * instead of the double exp, which is most of a pass's instructions where every key matches (the first passes:
+ * sign and exponent bits; ncu: the fallback is bound by one SM's issue rate). A key's estimate is within
+ * SMP_EST_REL of its mass (the fp32 v - vmax rounds by 2^-24 of |v - vmax| <= ~40 where the mass matters, expf
+ * by 2 ulp) and keys beyond that range add < SMP_EST_ABS in all, so a bin is taken only when the threshold
+ * clears both of its edges by that margin, and otherwise the select is redone exactly. The masses below the
+ * answer, which the draw needs exactly, are summed in double once, in the pass that gathers the list (or
+ * counts the equal values' ids) — one double exp a key instead of one a key and pass. */
+#define SMP_EST_REL 4e-6
+#define SMP_EST_ABS 1e-12
 
 /* Over ids i != excl with key <= limit (v = logit/temp) and weight 1 (count) or exp(v - cm) (mass): the
  * smallest key K with W(key <= K) >= thr (ge) or > thr (!ge); the largest key when no K does. */
 template <typename T>
 __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float temp, int32_t excl,
-                                     uint64_t limit, bool use_mass, double cm, double thr, bool ge, smp_shared *sh)
+                                     uint64_t limit, bool use_mass, double cm, double thr, bool ge, bool est,
+                                     smp_shared *sh)
 {
     extern __shared__ double sfb_dyn[]; /* [SFB_BINS][SMP_THREADS] masses, the list, as many counts */
     double *hm = sfb_dyn;
@@ -529,7 +543,8 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
     auto cand = [&](uint64_t key) { return key != ~0ull && key <= limit; };
     __syncthreads(); /* every thread has read the previous select's result */
     if (t == 0) sh->prefix = 0, sh->base = 0, sh->mbase = 0, sh->done = 0, sh->fallback = 0, sh->nl = -1;
-    if (t == 0) sh->gather = 0;
+    if (t == 0) sh->gather = 0, sh->redo = 0;
+    const float cmf = (float)cm; /* cm is a float's value (the merge's vmax) */
     int shift = 64 - SFB_BITS;
     for (;; shift -= SFB_BITS) {
         __syncthreads();
@@ -537,11 +552,13 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
         if (shift < (listed ? 0 : 32)) break;
         const uint64_t hi = shift == 64 - SFB_BITS ? 0 : ~0ull << (shift + SFB_BITS), prefix = sh->prefix;
         for (int b = 0; b < SFB_BINS; b++) hm[b * SMP_THREADS + t] = 0, hc[b * SMP_THREADS + t] = 0;
+        const bool rough = est && !listed; /* the list's passes are exact */
         auto add = [&](uint64_t key) {
             if (cand(key) && (key & hi) == prefix) {
                 const int b = (int)(key >> shift) & (SFB_BINS - 1);
                 hc[b * SMP_THREADS + t] += 1;
-                hm[b * SMP_THREADS + t] += exp((double)smp_key_val(key) - cm);
+                hm[b * SMP_THREADS + t] +=
+                    rough ? (double)expf(smp_key_val(key) - cmf) : exp((double)smp_key_val(key) - cm);
             }
         };
         if (listed)
@@ -580,8 +597,13 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
             if (chosen < 0) chosen = 0;                       /* empty set (cannot happen: the merge saw one) */
             double w = sh->base, mb = sh->mbase;
             for (int b = 0; b < chosen; b++) w += use_mass ? bm(b) : (double)bc(b), mb += bm(b);
+            if (rough && use_mass) { /* estimated masses: the threshold must clear the bin's edges */
+                const double hi_w = sh->fallback ? base : w + bm(chosen);
+                const double m = SMP_EST_REL * hi_w + SMP_EST_ABS;
+                if (sh->fallback ? hi_w >= thr - m : !(w <= thr - m && hi_w >= thr + m)) sh->redo = 1;
+            }
             sh->base = w, sh->mbase = mb, sh->cnt = bc(chosen);
-            sh->done = bc(chosen) <= 1;
+            sh->done = bc(chosen) <= 1 || sh->redo;
             sh->prefix |= (uint64_t)chosen << shift;
             sh->gather = !listed && !sh->done && bc(chosen) <= SFB_LIST; /* below; its own flag, as nl moves */
             if (sh->gather) sh->nl = 0;
@@ -590,21 +612,29 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
         if (sh->done) break;
         if (sh->gather) { /* the chosen bin's keys into the list (in no particular order) */
             const uint64_t hl = ~0ull << shift, pl = sh->prefix;
+            double below = 0; /* est: the exact mass of the keys below the bin */
             spl_each_key(lg, 0, vocab, vec, temp, excl, [&](uint64_t key) {
-                if (cand(key) && (key & hl) == pl) list[atomicAdd(&sh->nl, 1)] = key; /* native: 32-bit */
+                if (!cand(key)) return;
+                if ((key & hl) == pl) list[atomicAdd(&sh->nl, 1)] = key; /* native: 32-bit */
+                else if (est && key < pl) below += exp((double)smp_key_val(key) - cm);
             });
+            if (est) {
+                below = cu_block_reduce(below, cu_op_sumd(), sh->shd, 0.0);
+                if (t == 0) sh->mbase = below, sh->base = use_mass ? below : sh->base;
+            }
         }
     }
     /* The keys with the chosen high bits: one (done), one key (listed, all 64 bits chosen), or all of one v
      * (the value bits fixed), so the k-th of them in id order is the answer, k from the weights: all 1, or
      * all the same mass w. */
+    if (sh->redo) return {~0ull, 0.0, true}; /* uniform: read after the pass's barrier */
     const bool listed = sh->nl >= 0;
     const uint64_t hi = shift < 0 ? ~0ull : ~0ull << (listed || shift >= 32 ? shift : 32), prefix = sh->prefix;
-    if (t == 0) {
+    auto pick = [&](double base) { /* thread 0: k, from the weight of the keys below the prefix */
         const uint32_t n = sh->cnt;
         int64_t k = n;
         if (n > 1 && !sh->fallback) {
-            const double w = use_mass ? exp((double)smp_key_val(prefix) - cm) : 1.0, base = sh->base;
+            const double w = use_mass ? exp((double)smp_key_val(prefix) - cm) : 1.0;
             auto hit = [&](int64_t j) { const double a = base + (double)j * w; return ge ? a >= thr : a > thr; };
             const double q = w > 0 ? (thr - base) / w : (double)n;
             k = q >= 1 && q < (double)n ? (int64_t)q : q < 1 ? 1 : n;
@@ -612,10 +642,10 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
             while (k < n && !hit(k)) k++;
         }
         sh->k = (int32_t)k, sh->found = ~0ull;
-    }
-    __syncthreads();
-    const int32_t k = sh->k;
+    };
     if (listed) { /* n <= 1 here: the list's passes went down to the id bits */
+        if (t == 0) pick(sh->base);
+        __syncthreads();
         for (int32_t i = t; i < sh->nl; i += SMP_THREADS)
             if ((list[i] & hi) == prefix) sh->found = list[i];
     } else {
@@ -633,6 +663,24 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
         };
         int32_t n = 0;
         each([&](uint64_t) { n++; });
+        if (est) { /* the exact mass of the keys below the prefix (the passes' sums were estimates) */
+            double below = 0;
+            for (int32_t c = a; c < e; c += SMP_CHUNK) {
+                float xs[SMP_CHUNK];
+                smp_ld_chunk(lg, c, e, vec, xs);
+                for (int j = 0; j < SMP_CHUNK && c + j < e; j++) {
+                    const uint64_t key = smp_ckey(xs[j], c + j, temp, excl);
+                    if (cand(key) && key < prefix) below += exp((double)smp_key_val(key) - cm);
+                }
+            }
+            below = cu_block_reduce(below, cu_op_sumd(), sh->shd, 0.0);
+            if (t == 0) sh->mbase = below;
+            if (t == 0) pick(use_mass ? below : sh->base);
+        } else if (t == 0) {
+            pick(sh->base);
+        }
+        __syncthreads();
+        const int32_t k = sh->k;
         int32_t x = n; /* inclusive block scan of n */
         for (int o = 1; o < 32; o <<= 1) {
             const int32_t y = __shfl_up_sync(0xffffffffu, x, o);
@@ -649,13 +697,13 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
     }
     __syncthreads();
     const uint64_t key = sh->found;
-    return {key, sh->mbase + (double)k * exp((double)smp_key_val(key) - cm)}; /* k > 1: all of key's v */
+    return {key, sh->mbase + (double)sh->k * exp((double)smp_key_val(key) - cm), false}; /* k > 1: all of key's v */
 }
 
 template <typename T>
 __global__ static void __launch_bounds__(SMP_THREADS)
     smp_fallback_kernel(const T *logits, int64_t ld, int32_t vocab, const kern_sample_t *params, const smp_row *rows,
-                        int32_t *tokens, float *logprob)
+                        int32_t *tokens, float *logprob, bool est)
 {
     __shared__ smp_shared sh;
     cu_pdl_enter();
@@ -670,19 +718,34 @@ __global__ static void __launch_bounds__(SMP_THREADS)
     const double cm = rows[r].vmax; /* the merge's max of v over ids != mask */
     uint64_t limit = ~0ull;
     double tot = rows[r].sv; /* the merge's Σ exp(v - vmax) over every candidate, or -1 */
+    auto sel = [&](bool use_mass, double thr, bool ge) { /* est's select, exactly again where it could not tell */
+        const smp_sel s = smp_select(lg, vocab, vec, temp, mask, limit, use_mass, cm, thr, ge, est, &sh);
+        return s.redo ? smp_select(lg, vocab, vec, temp, mask, limit, use_mass, cm, thr, ge, false, &sh) : s;
+    };
     if (p.top_k > 0 && p.top_k < n) {
-        const smp_sel s = smp_select(lg, vocab, vec, temp, mask, limit, false, cm, p.top_k, true, &sh);
+        const smp_sel s = sel(false, p.top_k, true);
         limit = s.key, tot = s.mass;
     } else if (tot < 0) {
-        tot = smp_select(lg, vocab, vec, temp, mask, limit, false, cm, INFINITY, true, &sh).mass;
+        tot = sel(false, INFINITY, true).mass;
     }
     if (p.top_p > 0.0f && p.top_p < 1.0f) {
-        const smp_sel s = smp_select(lg, vocab, vec, temp, mask, limit, true, cm, (double)p.top_p * tot, true, &sh);
+        const smp_sel s = sel(true, (double)p.top_p * tot, true);
         limit = s.key, tot = s.mass;
     }
     const double u = kern_rng_uniform(p.seed, p.position) * tot;
-    const int32_t tok = (int32_t)(uint32_t)smp_select(lg, vocab, vec, temp, mask, limit, true, cm, u, false, &sh).key;
+    const int32_t tok = (int32_t)(uint32_t)sel(true, u, false).key;
     if (threadIdx.x == 0) tokens[r] = tok, logprob[r] = (float)((double)smp_ld(lg, tok) - rows[r].lse);
+}
+
+/* MS_SMP_FB_EST=1: the fallback's estimated passes (opt-in until it has run on a GPU). Read once. */
+static bool smp_fb_est(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("MS_SMP_FB_EST");
+        on = e && !strcmp(e, "1");
+    }
+    return on;
 }
 
 template <typename T>
@@ -732,7 +795,7 @@ static ms_status_t smp_launch(kern_ctx_t *cx, const T *logits, int64_t ld, int32
                   top_ids + (int64_t)r0 * KERN_MAX_LOGPROBS, top_lp + (int64_t)r0 * KERN_MAX_LOGPROBS, cx->fault);
         CU_LAUNCHED();
         cu_launch(smp_fallback_kernel<T>, nr, SMP_THREADS, SFB_SMEM, CU_STREAM(cx), lg, ld, vocab, pr,
-                  (const smp_row *)rs, tokens + r0, logprob + r0);
+                  (const smp_row *)rs, tokens + r0, logprob + r0, smp_fb_est());
         CU_LAUNCHED();
         r0 += nr;
     }
