@@ -17,6 +17,7 @@ import fcntl
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -42,8 +43,33 @@ def skip(why):
     sys.exit(SKIP)
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A port nobody listens on right now (bind to 0, read it back, close)."""
+    """A port nobody listens on right now, chosen below the kernel's ephemeral
+    range. A port read back from bind(0) is an ephemeral one: between our close
+    and the server's bind, mpirun's out-of-band TCP listener (which binds 0 too)
+    can take it, the server then fails to bind, and our /health probe lands on
+    Open MPI ("tcp_peer_recv_connect_ack: invalid header type") -- seen in CI."""
+    lo, _ = _ephemeral_range()
+    top = min(lo, 65536) - 1
+    base = max(1024, top - 12000)
+    rng = random.Random(os.getpid() ^ int(time.time() * 1e6))
+    for _ in range(200):
+        port = rng.randint(base, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
