@@ -36,6 +36,7 @@
 #ifndef MS_KERNELS_H
 #define MS_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,14 @@ extern "C" {
 
 #include "status.h"
 #include "dtype.h"
+
+/* Helpers every backend must compute alike (the sampler's random numbers, the FP8 KV scale, dummy
+ * weights): CUDA sources compile them for the device too. */
+#ifdef __CUDACC__
+#define KERN_HOST_DEVICE __host__ __device__
+#else
+#define KERN_HOST_DEVICE
+#endif
 
 #define KERN_FP8_BLOCK 128
 #define KERN_MAX_LOGPROBS 20 /* = PROTO_MAX_LOGPROBS */
@@ -160,11 +169,14 @@ static inline int64_t kern_act_scales(int32_t rows, int32_t cols) { return (int6
  * data + r * row_bytes (see kern_kv_row_bytes). Two row layouts, typed by bytes:
  *  - BF16 (kv_cache_config.dtype bf16/auto): [d_c bf16 ckv | d_r bf16 kpe], 2*(d_c+d_r) bytes
  *    (1152 for DeepSeek-V3).
- *  - F8E4M3 (kv_cache_config.dtype fp8; FlashMLA's FP8 row): [d_c e4m3 ckv | ceil(d_c/128) fp32 scales |
- *    d_r bf16 kpe], d_c + 4*ceil(d_c/128) + 2*d_r bytes (656 for DeepSeek-V3). Group g of ckv
- *    (channels 128g..128g+127) is stored as e4m3(ckv / s_g) with s_g = max(amax_g, 1e-4) / 448, the same
- *    rule as act_quant; readers dequantize to bf16(e4m3 · s_g), as FP8 weights are. kpe stays bf16: rope
- *    keys are small and position-sensitive. d_c must be a multiple of 4 (scale alignment). */
+ *  - F8E4M3 (kv_cache_config.dtype fp8; FlashMLA's FP8 row): [d_c e4m3 ckv | ceil(d_c/128) fp32 scale
+ *    slots | d_r bf16 kpe], d_c + 4*ceil(d_c/128) + 2*d_r bytes (656 for DeepSeek-V3, 16-byte aligned
+ *    rows and kpe). One scale a token: s = kern_kv_fp8_scale(amax of the token's d_c channels), a power
+ *    of two, written into every slot (so a reader of FlashMLA's per-128-channel slots reads it right),
+ *    ckv stored as e4m3(ckv / s). A reader's e4m3 · s is then exact in bf16 and f32, and one scale a
+ *    key lets an attention kernel take the e4m3 codes as they are and scale its scores and
+ *    probabilities by s instead of dequantizing every value. kpe stays bf16: rope keys are small and
+ *    position-sensitive. d_c must be a multiple of 4 (scale alignment). */
 typedef struct {
     void *data;          /* this layer's rows (device) */
     ms_dtype_t dtype;    /* MS_DT_BF16 or MS_DT_F8E4M3 (of the ckv part) */
@@ -177,6 +189,19 @@ typedef struct {
 static inline int32_t kern_kv_row_bytes(ms_dtype_t dt, int32_t d_c, int32_t d_r)
 {
     return dt == MS_DT_F8E4M3 ? d_c + 4 * kern_fp8_blocks(d_c) + 2 * d_r : 2 * (d_c + d_r);
+}
+
+/* The FP8 KV row's scale for a token whose ckv channels have max |x| = amax: the smallest power of two
+ * s with max(amax, 1e-4) / s <= 448 (act_quant's floor; DeepSeek-V3.2's UE8M0 scales are powers of two
+ * too). Against act_quant's amax/448 it gives up at most one bit at the bottom of e4m3's 2^17 range;
+ * it buys exact dequantization. An infinite or NaN amax gives act_quant's scale, amax/448. */
+KERN_HOST_DEVICE static inline float kern_kv_fp8_scale(float amax)
+{
+    const float x = (amax > 1e-4f ? amax : 1e-4f) / 448.0f;
+    if (!(x <= 3.0e38f)) return x;
+    int e;
+    const float m = frexpf(x, &e); /* x = m * 2^e, m in [0.5, 1) */
+    return ldexpf(1.0f, m == 0.5f ? e - 1 : e);
 }
 
 /* One sequence's slice of a batched attention call (device array of these).
@@ -478,9 +503,9 @@ typedef struct kern_ops {
      * out_i = bf16(bf16(x_i*cos_i) + bf16(rot_i*sin_i)). */
     ms_status_t (*rope)(kern_ctx_t *cx, bf16_t *x, int32_t rows, int32_t heads, int64_t ld_row, int64_t ld_head,
                         const int32_t *pos, const float *inv_freq, float attn_factor, int32_t dim, int32_t interleaved);
-    /* cache row slots[i] = [ckv[i*ld_ckv ..] | kpe[i*ld_kpe ..]] in kv's row layout (FP8: quantized per
-     * 128 channels, see kern_kv_t). slot -1: padding, nothing written; a slot outside the cache raises
-     * KERN_FAULT_BLOCK and is skipped. */
+    /* cache row slots[i] = [ckv[i*ld_ckv ..] | kpe[i*ld_kpe ..]] in kv's row layout (FP8: one
+     * power-of-two scale a token, see kern_kv_t). slot -1: padding, nothing written; a slot outside the
+     * cache raises KERN_FAULT_BLOCK and is skipped. */
     ms_status_t (*kv_store)(kern_ctx_t *cx, const kern_kv_t *kv, const bf16_t *ckv, int64_t ld_ckv, const bf16_t *kpe,
                             int64_t ld_kpe, const int32_t *slots, int32_t n);
     /* rope on the rows' k_pe followed by kv_store, in one pass: kpe row i (d_r = kv->d_r values at
@@ -636,13 +661,7 @@ ms_status_t kern_backend_get(const char *name, const kern_ops_t **out);
 int kern_backend_devices(const char *name);
 
 /* The sampler's counter-based random number: uniform in [0,1), a pure
- * function of (seed, position). Shared by all backends so they agree: CUDA
- * sources compile it for the device too (KERN_HOST_DEVICE). */
-#ifdef __CUDACC__
-#define KERN_HOST_DEVICE __host__ __device__
-#else
-#define KERN_HOST_DEVICE
-#endif
+ * function of (seed, position). Shared by all backends so they agree. */
 KERN_HOST_DEVICE static inline double kern_rng_uniform(uint64_t seed, int64_t position)
 {
     /* splitmix64 finalizer over a mix of seed and position (two rounds so

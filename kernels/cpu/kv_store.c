@@ -2,7 +2,8 @@
  * (slot = block * block_size + offset, computed by the engine from the
  * sequence's block table), and the row layout's reader that kv_gather and
  * mla_latent share. Layouts (kernels.h, kern_kv_t): BF16 [ckv | kpe], or FP8
- * [e4m3 ckv | fp32 scale per 128 channels | bf16 kpe]. */
+ * [e4m3 ckv | the token's power-of-two scale in each 128-channel fp32 slot |
+ * bf16 kpe]. */
 #include "cpu.h"
 
 #include <string.h>
@@ -15,14 +16,12 @@ void kern_cpu_kv_row_write(const kern_kv_t *kv, int64_t row, const bf16_t *ckv, 
         memcpy(p + 2 * (size_t)kv->d_c, kpe, sizeof(bf16_t) * (size_t)kv->d_r);
         return;
     }
-    float buf[KERN_FP8_BLOCK];
+    float amax = 0;
+    for (int32_t c = 0; c < kv->d_c; c++) amax = fmaxf(amax, fabsf(bf16_to_f32(ckv[c])));
+    const float s = kern_kv_fp8_scale(amax);
+    for (int32_t c = 0; c < kv->d_c; c++) ((uint8_t *)p)[c] = f32_to_fp8e4m3(bf16_to_f32(ckv[c]) / s);
     const int32_t ng = kern_fp8_blocks(kv->d_c);
-    for (int32_t g = 0; g < ng; g++) {
-        int32_t c0 = g * KERN_FP8_BLOCK, n = kv->d_c - c0 < KERN_FP8_BLOCK ? kv->d_c - c0 : KERN_FP8_BLOCK;
-        kern_cpu_bf16_to_f32(ckv + c0, buf, n);
-        float s = kern_cpu_quant_group(buf, n, (uint8_t *)p + c0);
-        memcpy(p + kv->d_c + 4 * (size_t)g, &s, 4);
-    }
+    for (int32_t g = 0; g < ng; g++) memcpy(p + kv->d_c + 4 * (size_t)g, &s, 4);
     memcpy(p + kv->d_c + 4 * (size_t)ng, kpe, sizeof(bf16_t) * (size_t)kv->d_r);
 }
 
@@ -33,16 +32,14 @@ void kern_cpu_kv_row_read(const kern_kv_t *kv, int64_t row, float *out)
         kern_cpu_bf16_to_f32((const bf16_t *)p, out, kv->d_c + kv->d_r);
         return;
     }
+    /* slot 0 holds the token's scale (the writer fills every slot with it); e4m3 * s is exact, so the
+     * bf16 rounding below changes nothing and is the same rule as FP8 weights' dequantization. */
     const float *lut = kern_cpu_fp8_lut();
-    const int32_t ng = kern_fp8_blocks(kv->d_c);
     const uint8_t *q = (const uint8_t *)p;
-    for (int32_t g = 0; g < ng; g++) {
-        float s;
-        memcpy(&s, p + kv->d_c + 4 * (size_t)g, 4);
-        int32_t c0 = g * KERN_FP8_BLOCK, c1 = kv->d_c - c0 < KERN_FP8_BLOCK ? kv->d_c : c0 + KERN_FP8_BLOCK;
-        for (int32_t c = c0; c < c1; c++) out[c] = bf16_round(lut[q[c]] * s);
-    }
-    kern_cpu_bf16_to_f32((const bf16_t *)(p + kv->d_c + 4 * (size_t)ng), out + kv->d_c, kv->d_r);
+    float s;
+    memcpy(&s, p + kv->d_c, 4);
+    for (int32_t c = 0; c < kv->d_c; c++) out[c] = bf16_round(lut[q[c]] * s);
+    kern_cpu_bf16_to_f32((const bf16_t *)(p + kv->d_c + 4 * (size_t)kern_fp8_blocks(kv->d_c)), out + kv->d_c, kv->d_r);
 }
 
 int64_t kern_cpu_kv_slot(kern_ctx_t *cx, const kern_kv_t *kv, const int32_t *bt, int32_t p)

@@ -1,9 +1,9 @@
 /* kv_store.cu — write each token's latent [ckv | kpe] into its paged-cache row
  * in the layer's row layout (kern_kv_t): BF16 rows are copied; FP8 rows get
- * ckv quantized per 128 channels exactly as kernels/cpu/kv_store.c
- * (s = max(amax, 1e-4) / 448 by IEEE division, q = e4m3(x / s) rounded to
- * nearest even and saturated) with the fp32 scales after the codes, then the
- * bf16 kpe. One block per row, one warp per 128-channel group. Slot -1 is a
+ * ckv quantized with one scale a token exactly as kernels/cpu/kv_store.c
+ * (s = kern_kv_fp8_scale(amax of the row), a power of two; q = e4m3(x / s)
+ * rounded to nearest even and saturated), s in every fp32 scale slot after
+ * the codes, then the bf16 kpe. One block per row. Slot -1 is a
  * padded row (nothing written); a slot outside [0, n_blocks*block_size) is a
  * data fault (KERN_FAULT_BLOCK) and is skipped.
  *
@@ -52,16 +52,15 @@ __global__ static void __launch_bounds__(KVS_WARPS * 32)
             r16[j] = j < kv.d_c ? c[j] : k[j - kv.d_c];
         return;
     }
-    const int32_t ng = (kv.d_c + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK, lane = threadIdx.x & 31;
-    for (int32_t g = threadIdx.x / 32; g < ng; g += blockDim.x / 32) {
-        const int32_t c0 = g * KERN_FP8_BLOCK, c1 = min(kv.d_c, c0 + KERN_FP8_BLOCK);
-        float amax = 0.f;
-        for (int32_t j = c0 + lane; j < c1; j += 32) amax = fmaxf(amax, fabsf(cu_bf16_f(c[j])));
-        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float sc = cu_quant_scale(amax);
-        for (int32_t j = c0 + lane; j < c1; j += 32) row[j] = cu_quant_e4m3(cu_bf16_f(c[j]), sc);
-        if (lane < 4) row[kv.d_c + 4 * g + lane] = (uint8_t)(__float_as_uint(sc) >> (8 * lane)); /* unaligned-safe */
-    }
+    __shared__ float red[32];
+    float amax = 0.f;
+    for (int32_t j = threadIdx.x; j < kv.d_c; j += blockDim.x) amax = fmaxf(amax, fabsf(cu_bf16_f(c[j])));
+    amax = cu_block_reduce(amax, cu_op_max(), red, 0.f); /* the slot test above is uniform in the block */
+    const float sc = kern_kv_fp8_scale(amax);
+    for (int32_t j = threadIdx.x; j < kv.d_c; j += blockDim.x) row[j] = cu_quant_e4m3(cu_bf16_f(c[j]), sc);
+    const int32_t ng = (kv.d_c + KERN_FP8_BLOCK - 1) / KERN_FP8_BLOCK;
+    for (int32_t j = threadIdx.x; j < 4 * ng; j += blockDim.x) /* bytewise: a row need not be 4-byte aligned */
+        row[kv.d_c + j] = (uint8_t)(__float_as_uint(sc) >> (8 * (j & 3)));
     uint8_t *kp = row + kv.d_c + 4 * ng;
     for (int32_t j = threadIdx.x; j < kv.d_r; j += blockDim.x) {
         kp[2 * j] = (uint8_t)k[j];

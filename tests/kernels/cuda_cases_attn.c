@@ -68,7 +68,7 @@ void cc_run_kv_store(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     int32_t *slots = malloc(sizeof(int32_t) * (size_t)n);
     for (int32_t i = 0; i < n; i++) slots[i] = (int32_t)((i * 37 + 11) % rows); /* distinct while n <= rows */
     if (c->contract) slots[2] = -1, slots[4] = -3, slots[5] = rows;
-    if (n > 6) ckv[6 * ld_ckv + 1] = f32_to_bf16(5000.0f); /* a group whose scale is set by one outlier */
+    if (n > 6) ckv[6 * ld_ckv + 1] = f32_to_bf16(5000.0f); /* a row whose scale is set by one outlier */
     void *dcache = cc_dev(env, kv.data, cb), *dk = cc_dev(env, ckv, (size_t)n * ld_ckv * 2),
          *dp = cc_dev(env, kpe, (size_t)n * ld_kpe * 2), *ds = cc_dev(env, slots, sizeof(int32_t) * (size_t)n);
     kern_kv_t kd = kv;

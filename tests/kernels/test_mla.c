@@ -9,7 +9,7 @@
  *    over the paged cache, batched o_lat·W_UV GEMM) against a double reference
  *    that materializes k_nope and v from kv_b (bf16, and fp8 dequantized to
  *    bf16 as weights.c does), over BF16 and FP8 cache rows, blocks of 4 and 64;
- *  - FP8 KV rows round-trip within half an e4m3 step (+ bf16 rounding), kpe exact;
+ *  - FP8 KV rows: one power-of-two scale a token, ckv round-trips within half an e4m3 step, kpe exact;
  *  - data faults: bad slots / block ids set KERN_FAULT_BLOCK, slot -1 is a no-op;
  *  - kv_gather's bounded window equals the matching rows of a full gather;
  *  - naive (kv_b via gemm) and absorbed agree (they differ only by the bf16
@@ -113,19 +113,27 @@ static void run(geo_t g, ms_dtype_t kvb_dt, ms_dtype_t kv_dt, int BS)
     T_CHECK(kern_cpu_ops.kv_gather(NULL, &kv, seqs, 3, bt, gat) == MS_OK);
     if (kv_dt == MS_DT_BF16) {
         T_CHECK(memcmp(gat, lat, (size_t)S * rw * 2) == 0);
-    } else { /* FP8 rows: ckv within half an e4m3 step of its group scale's grid (+ the bf16 rounding); kpe exact */
+    } else { /* FP8 rows: one power-of-two scale a token, the smallest with amax / s <= 448, in every slot;
+              * ckv within half an e4m3 step of that scale's grid (dequantization exact); kpe exact */
         kr_err_t ek = {.what = "fp8 KV round trip"};
-        int kpe_exact = 1;
-        for (int r = 0; r < S; r++)
-            for (int gq = 0; gq * 128 < dc; gq++) {
-                double amax = 0;
-                for (int c = gq * 128; c < dc && c < gq * 128 + 128; c++) amax = fmax(amax, fabs(kr_b(lat[r * rw + c])));
-                double sc = fmax(amax, 1e-4) / 448;
-                for (int c = gq * 128; c < dc && c < gq * 128 + 128; c++) {
-                    double x = kr_b(lat[r * rw + c]);
-                    kr_err_add(&ek, kr_b(gat[r * rw + c]), x, fabs(x) * (1.0 / 16 + 1.0 / 256) + sc / 512);
-                }
+        int kpe_exact = 1, scales_ok = 1;
+        const int ng = kern_fp8_blocks(dc);
+        for (int r = 0; r < S; r++) {
+            double amax = 0;
+            for (int c = 0; c < dc; c++) amax = fmax(amax, fabs(kr_b(lat[r * rw + c])));
+            amax = fmax(amax, 1e-4);
+            const int32_t row = slots[r];
+            float sc;
+            memcpy(&sc, (char *)cache + (size_t)row * rb + dc, 4);
+            int e;
+            scales_ok &= frexpf(sc, &e) == 0.5f && amax / sc <= 448 && amax / sc > 224;
+            for (int g = 1; g < ng; g++) scales_ok &= memcmp((char *)cache + (size_t)row * rb + dc + 4 * g, &sc, 4) == 0;
+            for (int c = 0; c < dc; c++) {
+                double x = kr_b(lat[r * rw + c]);
+                kr_err_add(&ek, kr_b(gat[r * rw + c]), x, fabs(x) / 16 + sc / 1024);
             }
+        }
+        T_CHECK_MSG(scales_ok, "fp8 KV rows: every slot holds the token's power-of-two scale");
         for (int r = 0; r < S; r++) kpe_exact &= memcmp(gat + r * rw + dc, lat + r * rw + dc, 2 * dr) == 0;
         KR_ERR_CHECK(ek);
         T_CHECK(kpe_exact);
