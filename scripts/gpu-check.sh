@@ -33,7 +33,8 @@
 #               PyTorch's sampling of the same shapes (tools/bench_sample_torch.py) with the ratios, and the
 #               cases and times once more with the opt-in MS_SMP_FB_EST=1 (the fallback's estimated passes)
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
-#               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024
+#               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024;
+#               then the opt-in MS_MLA_FP8_FOLD=1 (FP8 KV's scale folded into S and P): its cases and A/B times
 #   default: all but nccl, mla, mtp, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
@@ -285,6 +286,14 @@ phase_mla() {
     done
     timeout 300 $R moeserve-bench-ops --reps 20 --batch 1,32,128 --rows '' --ctx 1024 >"$out/mla_ops.md" 2>&1
     echo "mla ops: $(grep -E '^\| mla_latent' "$out/mla_ops.md" | cut -d'|' -f2-5 | tr '\n' ';')"
+    # the opt-in folded FP8 path (MS_MLA_FP8_FOLD=1, not yet run on a GPU): the harness cases, then FP8 KV's
+    # times at batch 32/128 x context 1k/4k/16k without and with it, in one command
+    MS_MLA_FP8_FOLD=1 timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" mla >"$out/mla_cases_fold.log" 2>&1
+    echo "mla cases (MS_MLA_FP8_FOLD=1): exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_cases_fold.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    local fa=(--batch '' --rows '' --reps 10 --mla-batch 32,128 --mla-ctx 1024,4096,16384)
+    { MS_BENCH_MLA_KV=fp8 timeout 200 $R moeserve-bench-ops "${fa[@]}"
+      MS_BENCH_MLA_KV=fp8 MS_MLA_FP8_FOLD=1 timeout 200 $R moeserve-bench-ops "${fa[@]}"; } >"$out/mla_fold_ops.md" 2>&1
+    echo "mla fp8 ops, dequant then fold: $(grep -E '^\| mla_latent' "$out/mla_fold_ops.md" | cut -d'|' -f3-4 | tr '\n' ';')"
 }
 
 phase_mtp() { # on one EP8 rank's share (r1-ep8: every layer MoE, 32 experts, the module too), so steps scale to 61 layers

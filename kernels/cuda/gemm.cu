@@ -266,11 +266,7 @@ static int gemm_fp8x_fits(const gemm_args &a, int silu)
  * Read once. */
 static bool gemm_fp8x_sk_on(int32_t m, int32_t k)
 {
-    static int mode = -1;
-    if (mode < 0) {
-        const char *e = getenv("MS_GEMM_FP8X");
-        mode = e && !strcmp(e, "1") ? 1 : e && !strcmp(e, "auto") ? 2 : 0;
-    }
+    static const int mode = cu_env_is("MS_GEMM_FP8X", "1") ? 1 : cu_env_is("MS_GEMM_FP8X", "auto") ? 2 : 0;
     return mode == 1 || (mode == 2 && kern_cuda_gemm_fp8x_wins(m, k));
 }
 
@@ -291,11 +287,7 @@ static ms_status_t gemm_fp8x(kern_ctx_t *cx, const gemm_args &a, int silu, void 
  * to tell its numerics from the rest of the FP8 path on a real model. Read once. */
 static bool gemm_fp8w_on(void)
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("MS_GEMM_FP8W");
-        on = !(e && !strcmp(e, "0"));
-    }
+    static const bool on = !cu_env_is("MS_GEMM_FP8W", "0");
     return on;
 }
 

@@ -205,11 +205,7 @@ ms_status_t cu_gemm_f32x(cudaStream_t s, const float *x, int64_t ldx, int64_t bs
                          int32_t batch)
 {
     const fx_args a = {x, w, y, ldx, bsx, ldw, bsw, ldy, bsy, m, n, k, y_f32};
-    static int v1 = -1; /* read once */
-    if (v1 < 0) {
-        const char *e = getenv("MS_GEMM_F32X");
-        v1 = e && !strcmp(e, "v1");
-    }
+    static const bool v1 = cu_env_is("MS_GEMM_F32X", "v1"); /* read once */
     if (v1) return fx_launch<4, true>(s, a, batch);
     if (m > 32) return fx_launch<4, false>(s, a, batch);
     if (m > 16) return fx_launch<2, false>(s, a, batch);

@@ -95,22 +95,33 @@ __device__ static __forceinline__ void mw_s32(float *d, uint64_t da, uint64_t db
 }
 
 /* mw_s32 with B's descriptor given as its two words: the 64-bit value is formed inside the PTX, so the
- * per-step change is one 32-bit add to the low word (the high word is the same for every step) */
+ * per-step change is one 32-bit add to the low word (the high word is the same for every step). F16: f16 A and B
+ * (the folded FP8 path's latent channels), else bf16. */
+#define MW_S32W_ASM(TY)                                                                                                \
+    asm volatile("{\n.reg .pred p;\n.reg .b64 db;\nsetp.ne.b32 p, %19, 0;\nmov.b64 db, {%17, %18};\n"                \
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, db, p, 1, 1, 0, 0;\n}\n" \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]) \
+                 : "l"(da), "r"(db_lo), "r"(db_hi), "r"(acc))
+template <bool F16>
 __device__ static __forceinline__ void mw_s32w(float *d, uint64_t da, uint32_t db_lo, uint32_t db_hi, int acc)
 {
-    asm volatile("{\n.reg .pred p;\n.reg .b64 db;\nsetp.ne.b32 p, %19, 0;\nmov.b64 db, {%17, %18};\n"
-                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, db, p, 1, 1, 0, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-                 : "l"(da), "r"(db_lo), "r"(db_hi), "r"(acc));
+    if constexpr (F16) MW_S32W_ASM("f16");
+    else MW_S32W_ASM("bf16");
 }
+#undef MW_S32W_ASM
 
-__device__ static __forceinline__ void mw_pv(float *d, uint64_t da, uint64_t db)
+/* P V: m64n256k16, B N-major; F16 as mw_s32w */
+#define MW_PV_ASM(TY) \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32." TY "." TY " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 1;\n}\n" \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
+                 : "l"(da), "l"(db), "r"(1))
+template <bool F16> __device__ static __forceinline__ void mw_pv(float *d, uint64_t da, uint64_t db)
 {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 1;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-                 : "l"(da), "l"(db), "r"(1));
+    if constexpr (F16) MW_PV_ASM("f16");
+    else MW_PV_ASM("bf16");
 }
+#undef MW_PV_ASM
 
 /* The keys [x, y) of this CTA's split: chunks of whole tiles, as mm_keys (empty splits write m = -inf) */
 __device__ static inline int2 mw_keys(int32_t nk, bool ctx_split, int32_t splits)
@@ -376,7 +387,7 @@ template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_ke
             __syncthreads(); /* both halves of P are in */
             mg_wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < MW_T / 16; kk++) mw_pv(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
+            for (int kk = 0; kk < MW_T / 16; kk++) mw_pv<false>(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
             mg_wg_commit(); /* P V runs on while the next tile's S is issued */
             if constexpr (F8) /* tile t + 1 into the slot of tile t - 1, whose P V (ours) and S (both) are done */
                 if (t + 1 < ntiles) mw_store8(f8, t + 1, sk);
@@ -472,7 +483,7 @@ __device__ static __forceinline__ void mw2_prefetch(const mll_args &a, const int
 template <class Ofs>
 __device__ static __forceinline__ void mw2_copy_rows(const mll_args &a, const mw_tile_rows &rows, int32_t s,
                                                      uint8_t *sk, int *okf, int32_t wt, int32_t cb0, int32_t cb1,
-                                                     Ofs src_ofs)
+                                                     Ofs src_ofs, bool flags = true)
 {
     const int32_t r = wt >> 3, u = wt & 7;
     uint8_t *dst = sk + s * MW_TILE;
@@ -481,7 +492,7 @@ __device__ static __forceinline__ void mw2_copy_rows(const mll_args &a, const mw
         const int32_t row = r + 16 * p;
         const uint8_t *src = rows(row, u == 0); /* the row's flag and fault, once */
         const int ok = src != NULL;
-        if (u == 0) okf[s * MW_T + row] = ok;
+        if (u == 0 && flags) okf[s * MW_T + row] = ok;
         if (!ok) src = (const uint8_t *)a.kv.data;
 #pragma unroll
         for (int cb = cb0; cb < cb1; cb++)
@@ -516,9 +527,56 @@ __device__ static __forceinline__ void mw2_load8(const mw_tile_rows &rows, int32
     }
 }
 
-/* bf16(e4m3 * s) (mll_stage's values) into slot s: chunk c = 8gq + e is column block c >> 2, chunks 2(c & 3) (+1) */
-__device__ static __forceinline__ void mw2_store8(const mw2_f8 &f, int32_t s, uint8_t *sk, int32_t wt)
+/* e4m3x2 -> f16x2, exact (every e4m3 value, subnormals too, is an f16): one instruction a pair */
+__device__ static __forceinline__ uint32_t mw_fp8x2_f16x2(uint32_t x2)
 {
+    uint32_t h2;
+    asm("{.reg .b16 t; cvt.u16.u32 t, %1; cvt.rn.f16x2.e4m3x2 %0, t;}" : "=r"(h2) : "r"(x2));
+    return h2;
+}
+
+/* The folded FP8 path's per-slot key scales, in the flag region (which that path does not use: a scale of 0 marks
+ * a row past the keys or of a bad block): sks[slot * 64 + row]; the tile's largest at sks[2 * 64 + slot]. */
+__device__ static __forceinline__ float *mw_fold_scales(int *okf) { return reinterpret_cast<float *>(okf); }
+
+/* FOLD: the e4m3 codes as f16, unscaled, and (warp 0, whose lanes hold all 64 rows' scales, each row's one
+ * scale being in every slot) the rows' scales and the tile's largest, for the consumers to fold into S and P.
+ * Else bf16(e4m3 * s) (mll_stage's values). Into slot s: chunk c = 8gq + e is column block c >> 2, chunks
+ * 2(c & 3) (+1). */
+template <bool FOLD>
+__device__ static __forceinline__ void mw2_store8(const mw2_f8 &f, int32_t s, uint8_t *sk, int32_t wt, int *okf)
+{
+    if constexpr (FOLD) {
+        uint8_t *dst = sk + s * MW_TILE;
+        const int32_t gq = wt >> 5;
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            const int32_t row = mw2_f8_row(wt, q);
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const uint4 v = f.v[q][e];
+                uint8_t *cb = dst + (2 * gq + (e >> 2)) * MW_CB;
+                const int32_t j = 2 * (e & 3);
+                *reinterpret_cast<uint4 *>(cb + mw_sw(row, j)) =
+                    make_uint4(mw_fp8x2_f16x2(v.x & 0xffff), mw_fp8x2_f16x2(v.x >> 16), mw_fp8x2_f16x2(v.y & 0xffff),
+                               mw_fp8x2_f16x2(v.y >> 16));
+                *reinterpret_cast<uint4 *>(cb + mw_sw(row, j + 1)) =
+                    make_uint4(mw_fp8x2_f16x2(v.z & 0xffff), mw_fp8x2_f16x2(v.z >> 16), mw_fp8x2_f16x2(v.w & 0xffff),
+                               mw_fp8x2_f16x2(v.w >> 16));
+            }
+        }
+        if (gq == 0) {
+            float *sc = mw_fold_scales(okf);
+            sc[s * MW_T + mw2_f8_row(wt, 0)] = f.s[0];
+            sc[s * MW_T + mw2_f8_row(wt, 1)] = f.s[1];
+            float m = fmaxf(f.s[0], f.s[1]);
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            if (wt == 0) sc[2 * MW_T + s] = m;
+        }
+        return;
+    }
+
     const int32_t gq = wt >> 5;
     uint8_t *dst = sk + s * MW_TILE;
 #pragma unroll
@@ -570,7 +628,7 @@ __device__ static __forceinline__ void mw2_copy_q(const mll_args &a, int32_t tq,
  * of global memory is waited on between a slot's EMPTY and its FULL but the slot's own copies: the block-table
  * look-up and (FP8) the e4m3 loads of a tile are issued after the previous tile's FULL — after, because the fence
  * before FULL (MEMBAR.ALL.CTA in the SASS) would wait for them. */
-template <bool F8>
+template <bool F8, bool FOLD>
 __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1, int32_t ntiles,
                                    uint8_t *sk, int *okf, uint8_t *sq, int32_t tq, int32_t h0)
 {
@@ -593,9 +651,10 @@ __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t
         const int32_t s = t & 1, tb = j0 + t * MW_T;
         if (t >= 2) mw_bar_sync(MW2_BAR_EMPTY + s, MW2_THREADS); /* the consumers are done with tile t - 2 */
         if constexpr (F8) {
-            mw2_copy_rows(a, rows, s, sk, okf, wt, 8, 9, [](int32_t, int32_t u) { return MW_DC + 16 + 16 * u; });
+            mw2_copy_rows(a, rows, s, sk, okf, wt, 8, 9, [](int32_t, int32_t u) { return MW_DC + 16 + 16 * u; },
+                          !FOLD);
             mm_commit();
-            mw2_store8(f, s, sk, wt);
+            mw2_store8<FOLD>(f, s, sk, wt, okf);
         } else {
             mw2_copy_rows(a, rows, s, sk, okf, wt, 0, 9, [](int32_t cb, int32_t u) { return (8 * cb + u) * 16; });
             mm_commit();
@@ -612,7 +671,62 @@ __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t
     }
 }
 
-template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a)
+/* The folded FP8 path's Q: column blocks 0..7 (q_lat, bf16 as staged) rewritten in place as f16, for the f16
+ * products with the e4m3 codes; the rope block stays bf16 (its product with the bf16 k_pe is a bf16 wgmma of its
+ * own). A head whose |q_lat| exceeds 2^15 is scaled by a power of two first so f16 cannot overflow (exact, as is
+ * bf16 -> f16 in f16's normal range); inv[row] gets the factor that undoes it. Consumer thread tid (< 256) takes
+ * row tid >> 2, column blocks 2(tid & 3) and 2(tid & 3) + 1; two passes over shared memory (the amax, then the
+ * conversion) keep the registers for O. */
+__device__ static __forceinline__ void mw_fold_q(uint8_t *sq, float *inv, int32_t tid)
+{
+    const int32_t row = tid >> 2, cb0 = 2 * (tid & 3);
+    float amax = 0.f;
+#pragma unroll 4
+    for (int32_t x = 0; x < 16; x++) {
+        const uint4 w = *reinterpret_cast<const uint4 *>(sq + (cb0 + (x >> 3)) * MW_CB_Q + mw_sw(row, x & 7));
+        const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            amax = fmaxf(amax, fmaxf(fabsf(__uint_as_float(ws[e] << 16)), fabsf(__uint_as_float(ws[e] & 0xffff0000u))));
+    }
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    int ex = 0;
+    if (amax > 32768.f && amax <= 3.0e38f) {
+        frexpf(amax, &ex); /* amax <= 2^ex */
+        ex -= 15;
+    }
+    const float d = ldexpf(1.f, -ex);
+    if ((tid & 3) == 0) inv[row] = ldexpf(1.f, ex);
+#pragma unroll 4
+    for (int32_t x = 0; x < 16; x++) {
+        uint4 *pw = reinterpret_cast<uint4 *>(sq + (cb0 + (x >> 3)) * MW_CB_Q + mw_sw(row, x & 7));
+        const uint4 w = *pw;
+        uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const __half2 h =
+                __floats2half2_rn(__uint_as_float(ws[e] << 16) * d, __uint_as_float(ws[e] & 0xffff0000u) * d);
+            ws[e] = *reinterpret_cast<const uint32_t *>(&h);
+        }
+        *pw = make_uint4(ws[0], ws[1], ws[2], ws[3]);
+    }
+}
+
+__device__ static __forceinline__ uint32_t mw_pack_h(float lo, float hi)
+{
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+
+/* FOLD (FP8 KV only, MS_MLA_FP8_FOLD=1, opt-in until run on a GPU): the KV rows' one power-of-two scale a token
+ * (kern_kv_t) is folded instead of dequantized. The producer writes the e4m3 codes as f16 (one cvt a pair, against
+ * ~6 instructions a pair for bf16(e4m3 * s)) and the rows' scales s_k; S = (Q_lat . codes_k) * s_k * inv_row +
+ * Q_pe . k_pe (an f16 and a bf16 accumulator); P V takes P_k * s_k / s_ref as f16, s_ref the largest scale seen so
+ * far in the split (O rescaled when it grows, beside the softmax correction; the result times s_ref), so P stays
+ * in [0, 1]. With power-of-two scales every rescaling is exact: what differs from the dequantizing path is only the
+ * f16 (not bf16) rounding of q_lat and of P. */
+template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a)
 {
     cu_pdl_enter();
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -636,7 +750,7 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
             const int2 keys = mw_keys(sd.pos0 + i + 1, ctx_split, a.splits);
             const int32_t ntiles = (keys.y - keys.x + MW_T - 1) / MW_T;
             mw_bar_sync(0, MW2_THREADS); /* the previous row is done with Q, the tiles and flags */
-            mw2_produce<F8>(a, bt, keys.x, keys.y, ntiles, sk, okf, sq, sd.q_off + i, blockIdx.x * MW_H);
+            mw2_produce<F8, FOLD>(a, bt, keys.x, keys.y, ntiles, sk, okf, sq, sd.q_off + i, blockIdx.x * MW_H);
         }
         return;
     }
@@ -679,10 +793,19 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
 #pragma unroll
         for (int j = 0; j < 128; j++) o[j] = 0.f;
         float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys */
+        float iq[2] = {1.f, 1.f}, sref = FOLD ? 0.f : 1.f; /* FOLD: Q's row factors, the split's scale reference */
+        const float *fsc = mw_fold_scales(okf);
         const uint64_t dq = mw_desc(sq, 0), dp = mw_desc(sp, 0);
         for (int32_t t = 0; t < ntiles; t++) {
             const int32_t tb = j0 + t * MW_T, slot = t & 1;
             mw_bar_sync(MW2_BAR_FULL + slot, MW2_THREADS); /* tile t is in (our P V of tile t - 1 is done) */
+            if constexpr (FOLD)
+                if (t == 0) { /* Q is in (with tile 0, or staged above): to f16, then both warpgroups' S may read it */
+                    mw_fold_q(sq, ssum, tid);
+                    mw_fence_async();
+                    mw_bar_sync(MW2_BAR_CONS, 256);
+                    iq[0] = ssum[r0], iq[1] = ssum[r0 + 8]; /* ssum is next written after this row's tiles */
+                }
             const uint8_t *kt = sk + slot * MW_TILE;
             /* B descriptors: the tile's, with this warpgroup's key offset added to the low word once; a k step adds an
              * immediate to that word alone (addresses stay below 2^18: no carry). Written as a 64-bit sum with the
@@ -692,25 +815,53 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
              * the hot code: instruction-cache misses cost more than it saved (H200, 2026-12-02). */
             const uint64_t dk = mw_desc(kt, 0);
             const uint32_t dk_hi = (uint32_t)(dk >> 32), dk_lo = (uint32_t)dk + (uint32_t)wg * (MW_NS * 128 / 16);
-            float s[NSR];
+            float s[NSR], spe[FOLD ? NSR : 1]; /* FOLD: S of the latent channels (f16) and of the rope ones (bf16) */
 #pragma unroll
             for (int e = 0; e < NSR; e++) s[e] = 0.f;
-            mg_wg_fence();
+            if constexpr (FOLD)
 #pragma unroll
-            for (int k = 0; k < NK; k++)
-                mw_s32w(s, dq + (((k >> 2) * MW_CB_Q + (k & 3) * 32) >> 4),
-                        dk_lo + (uint32_t)(((k >> 2) * MW_CB + (k & 3) * 32) >> 4), dk_hi, k > 0);
+                for (int e = 0; e < NSR; e++) spe[e] = 0.f;
+            mg_wg_fence();
+            if constexpr (FOLD) {
+#pragma unroll
+                for (int k = 0; k < 32; k++)
+                    mw_s32w<true>(s, dq + (((k >> 2) * MW_CB_Q + (k & 3) * 32) >> 4),
+                                  dk_lo + (uint32_t)(((k >> 2) * MW_CB + (k & 3) * 32) >> 4), dk_hi, k > 0);
+#pragma unroll
+                for (int k = 32; k < NK; k++)
+                    mw_s32w<false>(spe, dq + (((k >> 2) * MW_CB_Q + (k & 3) * 32) >> 4),
+                                   dk_lo + (uint32_t)(((k >> 2) * MW_CB + (k & 3) * 32) >> 4), dk_hi, k > 32);
+            } else {
+#pragma unroll
+                for (int k = 0; k < NK; k++)
+                    mw_s32w<false>(s, dq + (((k >> 2) * MW_CB_Q + (k & 3) * 32) >> 4),
+                                   dk_lo + (uint32_t)(((k >> 2) * MW_CB + (k & 3) * 32) >> 4), dk_hi, k > 0);
+            }
             mg_wg_commit();
             mg_wg_wait0();
 #pragma unroll
             for (int e = 0; e < NSR; e++) mg_reg_fence(s[e]);
+            if constexpr (FOLD)
+#pragma unroll
+                for (int e = 0; e < NSR; e++) mg_reg_fence(spe[e]);
             /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys wg*32 + 8j + 2*t4 + (e & 1) */
             const int *ok = okf + slot * MW_T;
+            float ks[FOLD ? MW_NS / 4 : 1]; /* FOLD: the scales of this thread's 8 keys (0: no key) */
+            if constexpr (FOLD)
+#pragma unroll
+                for (int c = 0; c < MW_NS / 4; c++)
+                    ks[c] = fsc[slot * MW_T + wg * MW_NS + 8 * (c >> 1) + 2 * t4 + (c & 1)];
             float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
             for (int e = 0; e < NSR; e++) {
                 const int32_t col = wg * MW_NS + 8 * (e >> 2) + 2 * t4 + (e & 1);
-                const float v = tb + col < j1 && ok[col] ? s[e] * a.scale : -INFINITY;
+                float v;
+                if constexpr (FOLD) {
+                    const float kc = ks[2 * (e >> 2) + (e & 1)];
+                    v = tb + col < j1 && kc > 0.f ? (s[e] * kc * iq[(e >> 1) & 1] + spe[e]) * a.scale : -INFINITY;
+                } else {
+                    v = tb + col < j1 && ok[col] ? s[e] * a.scale : -INFINITY;
+                }
                 s[e] = v;
                 mx[(e >> 1) & 1] = fmaxf(mx[(e >> 1) & 1], v);
             }
@@ -737,11 +888,28 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
                 s[e] = p;
                 l_r[(e >> 1) & 1] += p;
             }
+            if constexpr (FOLD) { /* P V's P: P_k * s_k / s_ref as f16; O moves to the new reference with corr */
+                const float snew = fmaxf(sref, fsc[2 * MW_T + slot]), rs = snew > 0.f ? sref / snew : 1.f;
+                const float inv_ref = snew > 0.f ? 1.f / snew : 0.f; /* powers of two: exact */
+                sref = snew;
+                corr[0] *= rs, corr[1] *= rs; /* l_r, above, took the softmax correction alone */
 #pragma unroll
-            for (int j = 0; j < MW_NS / 8; j++) { /* P rows r0, r0 + 8, keys wg*32 + 8j + 2*t4 (+1): chunk wg*4 + j */
-                const int32_t ch = wg * (MW_NS / 8) + j;
-                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
-                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) = mm_pack(s[4 * j + 2], s[4 * j + 3]);
+                for (int j = 0; j < MW_NS / 8; j++) {
+                    const int32_t ch = wg * (MW_NS / 8) + j;
+                    const float k0 = ks[2 * j] * inv_ref, k1 = ks[2 * j + 1] * inv_ref;
+                    *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) =
+                        mw_pack_h(s[4 * j] * k0, s[4 * j + 1] * k1);
+                    *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) =
+                        mw_pack_h(s[4 * j + 2] * k0, s[4 * j + 3] * k1);
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < MW_NS / 8; j++) { /* P rows r0, r0 + 8, keys wg*32 + 8j + 2*t4 (+1): chunk wg*4+j */
+                    const int32_t ch = wg * (MW_NS / 8) + j;
+                    *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
+                    *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) =
+                        mm_pack(s[4 * j + 2], s[4 * j + 3]);
+                }
             }
             if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) /* the max moved for some head */
 #pragma unroll
@@ -752,7 +920,7 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
             mg_wg_fence();
             const uint64_t dv = mw_desc(kt + wg * 4 * MW_CB, MW_CB);
 #pragma unroll
-            for (int kk = 0; kk < MW_T / 16; kk++) mw_pv(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
+            for (int kk = 0; kk < MW_T / 16; kk++) mw_pv<FOLD>(o, dp + kk * 2, dv + kk * 16 * 128 / 16);
             mg_wg_commit();
             mg_wg_wait0();
 #pragma unroll
@@ -776,12 +944,12 @@ template <bool F8> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_
                 float *pp = mll_part(a, seq, i, h, blockIdx.z);
                 if (t4 == 0 && wg == 0) pp[0] = m_r[rr], pp[1] = l;
 #pragma unroll
-                for (int j = 0; j < 32; j++)
+                for (int j = 0; j < 32; j++) /* FOLD: O in units of sref (1 otherwise) */
                     *reinterpret_cast<float2 *>(pp + 2 + wg * 256 + 8 * j + 2 * t4) =
-                        make_float2(o[4 * j + 2 * rr], o[4 * j + 2 * rr + 1]);
+                        make_float2(o[4 * j + 2 * rr] * sref, o[4 * j + 2 * rr + 1] * sref);
                 continue;
             }
-            const float inv = l > 0.f ? 1.0f / l : 0.f;
+            const float inv = l > 0.f ? sref / l : 0.f;
             const int64_t base = ((int64_t)tq * a.H + h) * MW_DC + wg * 256 + 2 * t4;
 #pragma unroll
             for (int j = 0; j < 32; j++) {
@@ -810,11 +978,11 @@ bool mll_wg_fits(const mll_args &a)
            (kv.dtype == MS_DT_BF16 || kv.dtype == MS_DT_F8E4M3) && kv.row_bytes == kern_kv_row_bytes(kv.dtype, MW_DC, MW_DR);
 }
 
-template <bool F8, bool WS>
+template <bool F8, bool WS, bool FOLD = false>
 static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
 {
     static bool set; /* the attribute is per function */
-    void (*k)(mll_args) = WS ? mw2_kernel<F8> : mw_kernel<F8>;
+    void (*k)(mll_args) = WS ? mw2_kernel<F8, FOLD> : mw_kernel<F8>;
     if (!set) {
         cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, MW_SMEM);
         if (e != cudaSuccess) return e;
@@ -825,12 +993,15 @@ static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, 
     return cudaGetLastError();
 }
 
-/* The warp-specialized kernel (mw2_kernel) unless MS_MLA_WGMMA=1 picks mw_kernel (read per call, host side) */
+/* The warp-specialized kernel (mw2_kernel) unless MS_MLA_WGMMA=1 picks mw_kernel; for FP8 KV, MS_MLA_FP8_FOLD=1 its
+ * folded-scale variant (opt-in until it has run on a GPU). Read per call (host side) so a bench can flip them. */
 cudaError_t mll_wg_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
 {
-    const char *v = getenv("MS_MLA_WGMMA");
-    const bool ws = !(v && !strcmp(v, "1"));
-    if (a.kv.dtype == MS_DT_F8E4M3)
-        return ws ? mw_launch<true, true>(a, n_seqs, splits, stream) : mw_launch<true, false>(a, n_seqs, splits, stream);
+    const bool ws = !cu_env_is("MS_MLA_WGMMA", "1");
+    if (a.kv.dtype == MS_DT_F8E4M3) {
+        if (ws && cu_env_is("MS_MLA_FP8_FOLD", "1")) return mw_launch<true, true, true>(a, n_seqs, splits, stream);
+        return ws ? mw_launch<true, true>(a, n_seqs, splits, stream)
+                  : mw_launch<true, false>(a, n_seqs, splits, stream);
+    }
     return ws ? mw_launch<false, true>(a, n_seqs, splits, stream) : mw_launch<false, false>(a, n_seqs, splits, stream);
 }

@@ -373,11 +373,7 @@ mg_reduce_kernel(const float *__restrict__ part, int ksplit, int rows, int n_w_r
 /* MS_MG_KSPLIT=0: no split-K (the A/B). Read once. */
 static bool mg_ksplit_on(void)
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("MS_MG_KSPLIT");
-        on = !(e && !strcmp(e, "0"));
-    }
+    static const bool on = !cu_env_is("MS_MG_KSPLIT", "0");
     return on;
 }
 

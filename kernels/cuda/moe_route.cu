@@ -287,11 +287,7 @@ __global__ static void __launch_bounds__(RW_WARPS * 32)
 /* MS_MOE_ROUTE=v1: the warp kernel for E <= 32 too (to time the two apart); read once */
 static bool route_v1(void)
 {
-    static int v1 = -1;
-    if (v1 < 0) {
-        const char *e = getenv("MS_MOE_ROUTE");
-        v1 = e && !strcmp(e, "v1");
-    }
+    static const bool v1 = cu_env_is("MS_MOE_ROUTE", "v1");
     return v1;
 }
 

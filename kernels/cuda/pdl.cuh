@@ -33,14 +33,19 @@ __device__ static __forceinline__ void cu_pdl_enter()
 #endif
 }
 
+/* Whether environment variable `name` is set to exactly `value`: the ops' A/B switches (MS_*), host side. A
+ * switch read once is a function-local static (`static const bool on = cu_env_is(...)`); one read per call is
+ * for benchmarks that flip it within a process. */
+static inline bool cu_env_is(const char *name, const char *value)
+{
+    const char *e = getenv(name);
+    return e && !strcmp(e, value);
+}
+
 /* MS_PDL=0: no PDL launches. Read once per translation unit. */
 static inline bool cu_pdl_on()
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("MS_PDL");
-        on = !(e && !strcmp(e, "0"));
-    }
+    static const bool on = !cu_env_is("MS_PDL", "0");
     return on;
 }
 

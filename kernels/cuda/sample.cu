@@ -740,11 +740,7 @@ __global__ static void __launch_bounds__(SMP_THREADS)
 /* MS_SMP_FB_EST=1: the fallback's estimated passes (opt-in until it has run on a GPU). Read once. */
 static bool smp_fb_est(void)
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("MS_SMP_FB_EST");
-        on = e && !strcmp(e, "1");
-    }
+    static const bool on = cu_env_is("MS_SMP_FB_EST", "1");
     return on;
 }
 
