@@ -46,7 +46,9 @@
  *
  * This file holds two kernels with that math: mw_kernel (above: both
  * warpgroups load and compute) and mw2_kernel (below: a third, producer
- * warpgroup loads), the default; MS_MLA_WGMMA=1 picks mw_kernel. */
+ * warpgroup loads), the default; MS_MLA_WGMMA=1 picks mw_kernel. For FP8 KV,
+ * MS_MLA_FP8_FOLD=1 picks mw2_kernel's folded variant (FOLD, opt-in; ignored
+ * with MS_MLA_WGMMA=1), whose q_lat and P are f16 instead: see mw2_kernel. */
 #include "mla_latent.cuh"
 #include "wgmma.cuh" /* mg_wg_fence, mg_wg_commit, mg_wg_wait0, mg_reg_fence */
 
@@ -673,13 +675,14 @@ __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t
 
 /* The folded FP8 path's Q: column blocks 0..7 (q_lat, bf16 as staged) rewritten in place as f16, for the f16
  * products with the e4m3 codes; the rope block stays bf16 (its product with the bf16 k_pe is a bf16 wgmma of its
- * own). A head whose |q_lat| exceeds 2^15 is scaled by a power of two first so f16 cannot overflow (exact, as is
- * bf16 -> f16 in f16's normal range); inv[row] gets the factor that undoes it. Consumer thread tid (< 256) takes
- * row tid >> 2, column blocks 2(tid & 3) and 2(tid & 3) + 1; two passes over shared memory (the amax, then the
- * conversion) keep the registers for O. */
+ * own). Each head is first scaled by a power of two that puts its max |q_lat| in [2^14, 2^15], so f16 neither
+ * overflows nor drops small values into its subnormals (exact: bf16's 8 bits fit f16's 11); inv[row] gets the
+ * factor that undoes it. Consumer thread tid (< 256) takes row 8(tid >> 5) + (tid & 7), column blocks 2q and
+ * 2q + 1 for q = (tid >> 3) & 3: a quarter-warp's 16-byte accesses are 8 rows of one chunk, which the swizzle puts
+ * in distinct banks. Two passes over shared memory (the amax, then the conversion) keep the registers for O. */
 __device__ static __forceinline__ void mw_fold_q(uint8_t *sq, float *inv, int32_t tid)
 {
-    const int32_t row = tid >> 2, cb0 = 2 * (tid & 3);
+    const int32_t row = 8 * (tid >> 5) + (tid & 7), cb0 = 2 * ((tid >> 3) & 3);
     float amax = 0.f;
 #pragma unroll 4
     for (int32_t x = 0; x < 16; x++) {
@@ -689,15 +692,15 @@ __device__ static __forceinline__ void mw_fold_q(uint8_t *sq, float *inv, int32_
         for (int e = 0; e < 4; e++)
             amax = fmaxf(amax, fmaxf(fabsf(__uint_as_float(ws[e] << 16)), fabsf(__uint_as_float(ws[e] & 0xffff0000u))));
     }
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    int ex = 0;
-    if (amax > 32768.f && amax <= 3.0e38f) {
-        frexpf(amax, &ex); /* amax <= 2^ex */
-        ex -= 15;
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 8)); /* the row's four lanes: l, l + 8, l + 16, l + 24 */
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 16));
+    int ex = 0; /* q * 2^-ex goes to f16 */
+    if (amax > 0.f && isfinite(amax)) {
+        frexpf(amax, &ex); /* amax in [2^(ex-1), 2^ex) */
+        ex = max(ex - 15, -100); /* -100: 2^100 stays a float (bf16's smallest normal is 2^-126) */
     }
     const float d = ldexpf(1.f, -ex);
-    if ((tid & 3) == 0) inv[row] = ldexpf(1.f, ex);
+    if (((tid >> 3) & 3) == 0) inv[row] = ldexpf(1.f, ex);
 #pragma unroll 4
     for (int32_t x = 0; x < 16; x++) {
         uint4 *pw = reinterpret_cast<uint4 *>(sq + (cb0 + (x >> 3)) * MW_CB_Q + mw_sw(row, x & 7));
@@ -725,7 +728,8 @@ __device__ static __forceinline__ uint32_t mw_pack_h(float lo, float hi)
  * Q_pe . k_pe (an f16 and a bf16 accumulator); P V takes P_k * s_k / s_ref as f16, s_ref the largest scale seen so
  * far in the split (O rescaled when it grows, beside the softmax correction; the result times s_ref), so P stays
  * in [0, 1]. With power-of-two scales every rescaling is exact: what differs from the dequantizing path is only the
- * f16 (not bf16) rounding of q_lat and of P. */
+ * f16 (not bf16) rounding of q_lat and of P. It assumes kv_store's rows (kern_kv_t): one scale a token in every
+ * slot (it reads slot 0 for all 512 channels), and a scale of 0 only where there is no key (a row's validity). */
 template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a)
 {
     cu_pdl_enter();
@@ -793,7 +797,8 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
 #pragma unroll
         for (int j = 0; j < 128; j++) o[j] = 0.f;
         float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys */
-        float iq[2] = {1.f, 1.f}, sref = FOLD ? 0.f : 1.f; /* FOLD: Q's row factors, the split's scale reference */
+        /* FOLD: Q's row factors; O's unit, s_ref / 2^15 (s_ref the split's largest key scale so far); else 1 */
+        float iq[2] = {1.f, 1.f}, sref = FOLD ? 0.f : 1.f;
         const float *fsc = mw_fold_scales(okf);
         const uint64_t dq = mw_desc(sq, 0), dp = mw_desc(sp, 0);
         for (int32_t t = 0; t < ntiles; t++) {
@@ -888,9 +893,10 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
                 s[e] = p;
                 l_r[(e >> 1) & 1] += p;
             }
-            if constexpr (FOLD) { /* P V's P: P_k * s_k / s_ref as f16; O moves to the new reference with corr */
+            if constexpr (FOLD) { /* P V's P: 2^15 P_k s_k / s_ref as f16; O moves to the new reference with corr */
                 const float snew = fmaxf(sref, fsc[2 * MW_T + slot]), rs = snew > 0.f ? sref / snew : 1.f;
-                const float inv_ref = snew > 0.f ? 1.f / snew : 0.f; /* powers of two: exact */
+                /* P' = P s_k / s_ref in [0, 2^15]: f16's normal range for all but P < 2^-29 (powers of two: exact) */
+                const float inv_ref = snew > 0.f ? 32768.f / snew : 0.f;
                 sref = snew;
                 corr[0] *= rs, corr[1] *= rs; /* l_r, above, took the softmax correction alone */
 #pragma unroll
@@ -935,6 +941,7 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
         }
         if (t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
         mw_bar_sync(MW2_BAR_CONS, 256);
+        const float ou = FOLD ? sref * (1.f / 32768.f) : 1.f; /* O's unit */
         /* results: rows r0, r0 + 8, channels wg*256 + 8j + 2*t4 (+1) */
 #pragma unroll
         for (int rr = 0; rr < 2; rr++) {
@@ -944,12 +951,12 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
                 float *pp = mll_part(a, seq, i, h, blockIdx.z);
                 if (t4 == 0 && wg == 0) pp[0] = m_r[rr], pp[1] = l;
 #pragma unroll
-                for (int j = 0; j < 32; j++) /* FOLD: O in units of sref (1 otherwise) */
+                for (int j = 0; j < 32; j++)
                     *reinterpret_cast<float2 *>(pp + 2 + wg * 256 + 8 * j + 2 * t4) =
-                        make_float2(o[4 * j + 2 * rr] * sref, o[4 * j + 2 * rr + 1] * sref);
+                        make_float2(o[4 * j + 2 * rr] * ou, o[4 * j + 2 * rr + 1] * ou);
                 continue;
             }
-            const float inv = l > 0.f ? sref / l : 0.f;
+            const float inv = l > 0.f ? ou / l : 0.f;
             const int64_t base = ((int64_t)tq * a.H + h) * MW_DC + wg * 256 + 2 * t4;
 #pragma unroll
             for (int j = 0; j < 32; j++) {
