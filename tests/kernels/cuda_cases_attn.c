@@ -451,7 +451,17 @@ void cc_run_mla_latent_wgmma1(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     unsetenv("MS_MLA_WGMMA");
 }
 
-/* p[] = heads, fp8 rows, q/o dtype (as cc_run_mla_latent), sequences, context, checked sequences. R1 decode at
+/* The Hopper kernel's folded FP8 path (MS_MLA_FP8_FOLD=1: the key scales folded into S and P, f16 products),
+ * opt-in until it has run on a GPU: the FP8 cases again through it, with the same bounds */
+void cc_run_mla_latent_wgmma_fold(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+{
+    setenv("MS_MLA_FP8_FOLD", "1", 1);
+    mla_latent_forced(env, c, r, "wgmma");
+    unsetenv("MS_MLA_FP8_FOLD");
+}
+
+/* p[] = heads, fp8 rows, q/o dtype (as cc_run_mla_latent), sequences, context, checked sequences, fold
+ * (MS_MLA_FP8_FOLD=1). R1 decode at
  * serving shapes through the Hopper kernel: `sequences` decode rows over ~`context` positions each (even ones the
  * full context, odd ones a ragged tail), 64-token blocks. The cache holds at most 31 blocks (the CPU's FP8
  * kv_store, which builds it, takes ~1 ms a row) that every sequence maps in its own order (block i of sequence s:
@@ -489,9 +499,11 @@ void cc_run_mla_wgmma_batch(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     const float scale = 0.0722f;
     const int64_t pe_off = ld_pe_head - dr;
     setenv("MS_MLA_KERNEL", "wgmma", 1);
+    if (c->p[6]) setenv("MS_MLA_FP8_FOLD", "1", 1);
     cc_ok(r, K->mla_latent(CX, dq, qdt, (bf16_t *)dpe + pe_off, ld_pe, ld_pe_head, &kd, db, ds, B, H, scale, dout, odt),
           "mla_latent");
     unsetenv("MS_MLA_KERNEL");
+    unsetenv("MS_MLA_FP8_FOLD");
     cc_get(env, got, dout, (size_t)nq * oe);
     uint32_t cpu_fault = 0;
     kern_ctx_t ccx = {.fault = &cpu_fault};
