@@ -487,7 +487,8 @@ void cc_run_mla_wgmma_batch(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     kern_kv_t kv = cc_make_cache(pool, bs, dc, dr, kdt);
     const size_t cb = (size_t)pool * bs * kv.row_bytes, qe = ms_dtype_size(qdt), oe = ms_dtype_size(odt);
     const int64_t ld_pe_head = 192, ld_pe = H * ld_pe_head, nq = (int64_t)B * H * dc;
-    void *q = qdt == MS_DT_F32 ? (void *)kr_f32(nq, 1.0) : (void *)kr_bf16(nq, 1.0);
+    const double qamp = ldexp(1.0, (int)c->p[7]); /* |q_lat| up to 2^p7 (the fold's f16 range), scale / 2^p7 */
+    void *q = qdt == MS_DT_F32 ? (void *)kr_f32(nq, qamp) : (void *)kr_bf16(nq, qamp);
     bf16_t *qpe = kr_bf16((int64_t)B * ld_pe, 1.0);
     void *want = calloc((size_t)nq, oe), *got = calloc((size_t)nq, oe);
     void *dcache = cc_dev(env, kv.data, cb), *dq = cc_dev(env, q, (size_t)nq * qe),
@@ -496,7 +497,7 @@ void cc_run_mla_wgmma_batch(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
          *db = cc_dev(env, bt, sizeof(int32_t) * (size_t)B * nbps), *dout = cc_dev(env, NULL, (size_t)nq * oe);
     kern_kv_t kd = kv;
     kd.data = dcache;
-    const float scale = 0.0722f;
+    const float scale = (float)(0.0722 / qamp);
     const int64_t pe_off = ld_pe_head - dr;
     setenv("MS_MLA_KERNEL", "wgmma", 1);
     if (c->p[6]) setenv("MS_MLA_FP8_FOLD", "1", 1);

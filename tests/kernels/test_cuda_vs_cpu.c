@@ -317,6 +317,8 @@ static const cc_case_t g_cases[] = {
     {"mla_fold",    "b32 ctx 1k",                 "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2, 1},    1e-4},
     {"mla_fold",    "b128 ctx 1k",                "fp8 kv bf->f32", cc_run_mla_wgmma_batch, {128, 1, 2, 128, 1024, 2, 1}, 1e-4},
     {"mla_fold",    "b32 ctx 16k",                "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 16384, 1, 1},   1e-4},
+    {"mla_fold",    "b32 ctx 1k |q| 2^17",        "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2, 1, 17}, 1e-4},
+    {"mla_wgmma",   "b32 ctx 1k |q| 2^17",        "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2, 0, 17}, 1e-4},
     /* moe_route p[] = T, E, n_group, topk_group, top_k, ties: selection and weights bit-identical */
     {"moe_route",   "T=5 E=16 g=4/2 k=4",         "f32",       cc_run_moe_route,   {5, 16, 4, 2, 4, 0},                 0},
     {"moe_route",   "T=128 E=256 g=8/4 k=8",      "f32",       cc_run_moe_route,   {128, 256, 8, 4, 8, 0},              0},
