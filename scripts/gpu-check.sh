@@ -253,6 +253,8 @@ phase_sample() {
     # the opt-in estimated fallback passes (MS_SMP_FB_EST=1, not yet run on a GPU): the same cases and times
     MS_SMP_FB_EST=1 timeout 200 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases_est.log" 2>&1
     echo "sample cases (MS_SMP_FB_EST=1): exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases_est.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    MS_SMP_FB_EST=redo timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases_redo.log" 2>&1
+    echo "sample cases (MS_SMP_FB_EST=redo: every estimated select redone exactly): exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases_redo.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
     MS_SMP_FB_EST=1 timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops_est.md" 2>&1
     echo "sample ops (MS_SMP_FB_EST=1): $(grep -E '^\| sample' "$out/sample_ops_est.md" | cut -d'|' -f2-4 | tr '\n' ';')"
     # the PyTorch peer on the same shapes and GPU, with ratios torch / ours (needs torch; skipped without it)

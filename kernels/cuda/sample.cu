@@ -520,21 +520,26 @@ struct smp_sel {
 /* est (MS_SMP_FB_EST=1, opt-in, NOT YET RUN ON A GPU): the passes over the row weigh a key by an fp32 expf
  * instead of the double exp, which is most of a pass's instructions where every key matches (the first passes:
  * sign and exponent bits; ncu: the fallback is bound by one SM's issue rate). A key's estimate is within
- * SMP_EST_REL of its mass (the fp32 v - vmax rounds by 2^-24 of |v - vmax| <= ~40 where the mass matters, expf
- * by 2 ulp) and keys beyond that range add < SMP_EST_ABS in all, so a bin is taken only when the threshold
+ * SMP_EST_REL of its mass (the fp32 d = v - vmax <= 0 rounds by 2^-24 |d|, expf by 2 ulp: 2.4e-7 + 6e-8 |d|,
+ * under 4e-6 for |d| <= 63; a key past that weighs < e^-63 relative, and its error less again; fp32 underflow
+ * below d ~ -87 loses < 1e-38 a key, which SMP_EST_ABS covers), so a bin is taken only when the threshold
  * clears both of its edges by that margin, and otherwise the select is redone exactly. The masses below the
  * answer, which the draw needs exactly, are summed in double once, in the pass that gathers the list (or
  * counts the equal values' ids) — one double exp a key instead of one a key and pass. */
 #define SMP_EST_REL 4e-6
 #define SMP_EST_ABS 1e-12
+#ifdef __USE_FAST_MATH__
+#error "sample.cu: the estimate's margin assumes expf's 2-ulp bound; --use_fast_math makes it __expf's"
+#endif
 
 /* Over ids i != excl with key <= limit (v = logit/temp) and weight 1 (count) or exp(v - cm) (mass): the
  * smallest key K with W(key <= K) >= thr (ge) or > thr (!ge); the largest key when no K does. */
-template <typename T>
+template <typename T, bool EST>
 __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float temp, int32_t excl,
-                                     uint64_t limit, bool use_mass, double cm, double thr, bool ge, bool est,
+                                     uint64_t limit, bool use_mass, double cm, double thr, bool ge, double est_rel,
                                      smp_shared *sh)
 {
+    constexpr bool est = EST; /* a template parameter: the default kernel is the exact code alone */
     extern __shared__ double sfb_dyn[]; /* [SFB_BINS][SMP_THREADS] masses, the list, as many counts */
     double *hm = sfb_dyn;
     uint64_t *list = (uint64_t *)(hm + SFB_BINS * SMP_THREADS);
@@ -599,7 +604,7 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
             for (int b = 0; b < chosen; b++) w += use_mass ? bm(b) : (double)bc(b), mb += bm(b);
             if (rough && use_mass) { /* estimated masses: the threshold must clear the bin's edges */
                 const double hi_w = sh->fallback ? base : w + bm(chosen);
-                const double m = SMP_EST_REL * hi_w + SMP_EST_ABS;
+                const double m = est_rel * hi_w + SMP_EST_ABS;
                 if (sh->fallback ? hi_w >= thr - m : !(w <= thr - m && hi_w >= thr + m)) sh->redo = 1;
             }
             sh->base = w, sh->mbase = mb, sh->cnt = bc(chosen);
@@ -700,10 +705,10 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
     return {key, sh->mbase + (double)sh->k * exp((double)smp_key_val(key) - cm), false}; /* k > 1: all of key's v */
 }
 
-template <typename T>
+template <typename T, bool EST>
 __global__ static void __launch_bounds__(SMP_THREADS)
     smp_fallback_kernel(const T *logits, int64_t ld, int32_t vocab, const kern_sample_t *params, const smp_row *rows,
-                        int32_t *tokens, float *logprob, bool est)
+                        int32_t *tokens, float *logprob, double est_rel)
 {
     __shared__ smp_shared sh;
     cu_pdl_enter();
@@ -719,8 +724,10 @@ __global__ static void __launch_bounds__(SMP_THREADS)
     uint64_t limit = ~0ull;
     double tot = rows[r].sv; /* the merge's Σ exp(v - vmax) over every candidate, or -1 */
     auto sel = [&](bool use_mass, double thr, bool ge) { /* est's select, exactly again where it could not tell */
-        const smp_sel s = smp_select(lg, vocab, vec, temp, mask, limit, use_mass, cm, thr, ge, est, &sh);
-        return s.redo ? smp_select(lg, vocab, vec, temp, mask, limit, use_mass, cm, thr, ge, false, &sh) : s;
+        const smp_sel s = smp_select<T, EST>(lg, vocab, vec, temp, mask, limit, use_mass, cm, thr, ge, est_rel, &sh);
+        if constexpr (EST)
+            if (s.redo) return smp_select<T, false>(lg, vocab, vec, temp, mask, limit, use_mass, cm, thr, ge, 0.0, &sh);
+        return s;
     };
     if (p.top_k > 0 && p.top_k < n) {
         const smp_sel s = sel(false, p.top_k, true);
@@ -737,11 +744,15 @@ __global__ static void __launch_bounds__(SMP_THREADS)
     if (threadIdx.x == 0) tokens[r] = tok, logprob[r] = (float)((double)smp_ld(lg, tok) - rows[r].lse);
 }
 
-/* MS_SMP_FB_EST=1: the fallback's estimated passes (opt-in until it has run on a GPU). Read once. */
-static bool smp_fb_est(void)
+/* MS_SMP_FB_EST=1: the fallback's estimated passes (opt-in until it has run on a GPU); =redo: the same with a
+ * margin no estimate clears, so every estimated select is redone exactly (the redo path, for the harness). The
+ * margin's relative part, 0 when off. Read once. */
+static double smp_fb_est_rel(void)
 {
-    static const bool on = cu_env_is("MS_SMP_FB_EST", "1");
-    return on;
+    static const double rel = cu_env_is("MS_SMP_FB_EST", "1")      ? SMP_EST_REL
+                              : cu_env_is("MS_SMP_FB_EST", "redo") ? 1e300 /* margin inf or 1e300 x mass */
+                                                                   : 0.0;
+    return rel;
 }
 
 template <typename T>
@@ -751,10 +762,13 @@ static ms_status_t smp_launch(kern_ctx_t *cx, const T *logits, int64_t ld, int32
 {
     static bool smem_set; /* per T: the fallback's histograms are over the default 48 KB */
     if (!smem_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(smp_fallback_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_CHECK(cudaFuncSetAttribute(smp_fallback_kernel<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)SFB_SMEM));
+        CUDA_CHECK(cudaFuncSetAttribute(smp_fallback_kernel<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)SFB_SMEM));
         smem_set = true;
     }
+    const double est_rel = smp_fb_est_rel();
     int sms = 132;
     if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cx->device) != cudaSuccess) sms = 132;
     /* the workspace after cuBLASLt's (gemm.cu): rows are sampled in chunks that fit it */
@@ -790,8 +804,12 @@ static ms_status_t smp_launch(kern_ctx_t *cx, const T *logits, int64_t ld, int32
                   (const uint64_t *)cand, cap, (const uint64_t *)lpc, rs, tokens + r0, logprob + r0,
                   top_ids + (int64_t)r0 * KERN_MAX_LOGPROBS, top_lp + (int64_t)r0 * KERN_MAX_LOGPROBS, cx->fault);
         CU_LAUNCHED();
-        cu_launch(smp_fallback_kernel<T>, nr, SMP_THREADS, SFB_SMEM, CU_STREAM(cx), lg, ld, vocab, pr,
-                  (const smp_row *)rs, tokens + r0, logprob + r0, smp_fb_est());
+        if (est_rel > 0)
+            cu_launch(smp_fallback_kernel<T, true>, nr, SMP_THREADS, SFB_SMEM, CU_STREAM(cx), lg, ld, vocab, pr,
+                      (const smp_row *)rs, tokens + r0, logprob + r0, est_rel);
+        else
+            cu_launch(smp_fallback_kernel<T, false>, nr, SMP_THREADS, SFB_SMEM, CU_STREAM(cx), lg, ld, vocab, pr,
+                      (const smp_row *)rs, tokens + r0, logprob + r0, 0.0);
         CU_LAUNCHED();
         r0 += nr;
     }
