@@ -293,9 +293,27 @@ static void test_window(void)
     free(cache), free(full), free(win);
 }
 
+/* kern_kv_fp8_scale over every positive finite bf16 amax (and 0): a power of two s, the smallest with
+ * max(amax, 1e-4) / s <= 448 */
+static void test_kv_scale(void)
+{
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x7f80; h++) {
+        const float a = bf16_to_f32((bf16_t)h), s = kern_kv_fp8_scale(a), x = a > 1e-4f ? a : 1e-4f;
+        int e;
+        const int pow2 = frexpf(s, &e) == 0.5f;
+        if (!pow2 || !(x / s <= 448.0f) || !(x / s > 224.0f)) {
+            if (bad++ < 3) fprintf(stderr, "kv scale of amax %g: %g (amax/s %g)\n", a, s, x / s);
+        }
+    }
+    T_CHECK_MSG(bad == 0, "kern_kv_fp8_scale: %d of 32640 bf16 amax values break its rule", bad);
+    T_CHECK(isinf(kern_kv_fp8_scale(INFINITY)));
+}
+
 int main(void)
 {
     kr_seed(4);
+    test_kv_scale();
     run((geo_t){2, 128, 64, 128, 512}, MS_DT_BF16, MS_DT_BF16, 4);
     run((geo_t){2, 128, 64, 128, 512}, MS_DT_F8E4M3, MS_DT_BF16, 64);
     run((geo_t){2, 128, 64, 128, 512}, MS_DT_BF16, MS_DT_F8E4M3, 64);
