@@ -34,7 +34,8 @@
 #               cases and times once more with the opt-in MS_SMP_FB_EST=1 (the fallback's estimated passes)
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024;
-#               then the opt-in MS_MLA_FP8_FOLD=1 (FP8 KV's scale folded into S and P): its cases and A/B times
+#               then the opt-in MS_MLA_FP8_FOLD=1 (FP8 KV's scale folded into S and P): its cases and A/B times;
+#               and batch 32/128 x context 1k-16k beside PyTorch's (tools/bench_mla_torch.py) with the ratios
 #   default: all but nccl, mla, mtp, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
@@ -296,6 +297,14 @@ phase_mla() {
     { MS_BENCH_MLA_KV=fp8 timeout 200 $R moeserve-bench-ops "${fa[@]}"
       MS_BENCH_MLA_KV=fp8 MS_MLA_FP8_FOLD=1 timeout 200 $R moeserve-bench-ops "${fa[@]}"; } >"$out/mla_fold_ops.md" 2>&1
     echo "mla fp8 ops, dequant then fold: $(grep -E '^\| mla_latent' "$out/mla_fold_ops.md" | cut -d'|' -f3-4 | tr '\n' ';')"
+    # the PyTorch peer (gather, dequantize, bmm, softmax, bmm) on the default kernel's shapes, ratios torch / ours
+    timeout 200 $R moeserve-bench-ops "${fa[@]}" >"$out/mla_batch_ops.md" 2>&1
+    if python3 -c 'import torch' 2>/dev/null; then
+        timeout 300 python3 "$root/tools/bench_mla_torch.py" --ours "$out/mla_batch_ops.md" >"$out/mla_torch.txt" 2>&1
+        echo "mla torch peer: exit $?"; cat "$out/mla_torch.txt"
+    else
+        echo "mla torch peer: SKIP (no torch)"
+    fi
 }
 
 phase_mtp() { # on one EP8 rank's share (r1-ep8: every layer MoE, 32 experts, the module too), so steps scale to 61 layers
