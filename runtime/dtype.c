@@ -2,6 +2,7 @@
 #include "dtype.h"
 
 #include <math.h>
+#include <string.h>
 
 static const struct { const char *name; size_t size; } g_dt[MS_DT_COUNT] = {
     [MS_DT_F32] = {"F32", 4},   [MS_DT_BF16] = {"BF16", 2}, [MS_DT_F16] = {"F16", 2},
@@ -32,22 +33,23 @@ float fp8e4m3_to_f32(fp8e4m3_t v)
     return sign ? -r : r;
 }
 
+/* Round to nearest even, saturating at 448 (PyTorch's float8_e4m3fn cast with saturation, as DeepSeek's
+ * act_quant clamps first). Called per value by the CPU backend's act_quant and FP8 KV store, so it works on
+ * the bits; tests/unit/test_dtype.c checks it against a search over the 127 finite codes at every rounding
+ * boundary. */
 fp8e4m3_t f32_to_fp8e4m3(float f)
 {
     if (isnan(f)) return 0x7f;
-    uint8_t sign = signbit(f) ? 0x80 : 0;
-    float a = fabsf(f);
+    const uint8_t sign = signbit(f) ? 0x80 : 0;
+    const float a = fabsf(f);
     if (a >= 448.0f) return sign | 0x7e; /* saturate to max finite */
-    /* Pick the nearest representable value by search over the 127 finite codes;
-     * conversions happen only when writing checkpoints, so clarity wins. */
-    uint8_t best = 0;
-    float bestd = INFINITY;
-    for (int c = 0; c < 0x7f; c++) {
-        float d = fabsf(fp8e4m3_to_f32((fp8e4m3_t)c) - a);
-        if (d < bestd || (d == bestd && (c & 1) == 0 && (best & 1))) {
-            bestd = d;
-            best = (uint8_t)c;
-        }
-    }
-    return sign | best;
+    if (a < 0.015625f) /* below 2^-6: subnormal codes m * 2^-9 (m = 8 is 2^-6, the smallest normal) */
+        return sign | (uint8_t)rintf(a * 512.0f); /* exact scaling; rintf rounds half to even */
+    uint32_t u;
+    memcpy(&u, &a, 4);
+    uint32_t e = (u >> 23) - 127 + 7, r = (u >> 20) & 7; /* e4m3 exponent field, top 3 mantissa bits */
+    const uint32_t rest = u & 0xfffff;
+    if (rest > 0x80000 || (rest == 0x80000 && (r & 1))) r++;
+    if (r == 8) r = 0, e++; /* a < 448 keeps the result at or below 0x7e */
+    return sign | (uint8_t)(e << 3 | r);
 }
