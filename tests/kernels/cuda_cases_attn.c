@@ -461,8 +461,7 @@ void cc_run_mla_latent_wgmma_fold(cc_env_t *env, const cc_case_t *c, cc_result_t
 }
 
 /* p[] = heads, fp8 rows, q/o dtype (as cc_run_mla_latent), sequences, context, checked sequences, fold
- * (MS_MLA_FP8_FOLD=1). R1 decode at
- * serving shapes through the Hopper kernel: `sequences` decode rows over ~`context` positions each (even ones the
+ * (MS_MLA_FP8_FOLD=1), log2 of q_lat's amplitude (0: 1; the scale divided by it). R1 decode at serving shapes through the Hopper kernel: `sequences` decode rows over ~`context` positions each (even ones the
  * full context, odd ones a ragged tail), 64-token blocks. The cache holds at most 31 blocks (small: it
  * is built and uploaded once a case) that every sequence maps in its own order (block i of sequence s:
  * (7i + 3s) mod pool, 7 prime to the pool), a block recurring every `pool` positions of a long context, so host memory
