@@ -562,8 +562,11 @@ __device__ static smp_sel smp_select(const T *lg, int32_t vocab, bool vec, float
             if (cand(key) && (key & hi) == prefix) {
                 const int b = (int)(key >> shift) & (SFB_BINS - 1);
                 hc[b * SMP_THREADS + t] += 1;
-                hm[b * SMP_THREADS + t] +=
-                    rough ? (double)expf(smp_key_val(key) - cmf) : exp((double)smp_key_val(key) - cm);
+                /* a count select's estimated masses would go unused: est sums the exact masses below the answer
+                 * in the gather or id pass, whichever ends the select */
+                if (!rough || use_mass)
+                    hm[b * SMP_THREADS + t] +=
+                        rough ? (double)expf(smp_key_val(key) - cmf) : exp((double)smp_key_val(key) - cm);
             }
         };
         if (listed)
