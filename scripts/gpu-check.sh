@@ -293,6 +293,14 @@ phase_mla() {
     # times at batch 32/128 x context 1k/4k/16k without and with it, in one command
     MS_MLA_FP8_FOLD=1 timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" mla >"$out/mla_cases_fold.log" 2>&1
     echo "mla cases (MS_MLA_FP8_FOLD=1): exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_cases_fold.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    local cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    if [ -n "$cs" ]; then # the fold's shared-memory hand-offs and its bounds: its two "fp8 kv f32" cases
+        for tool in racecheck memcheck; do
+            timeout 300 $R "$cs" --tool $tool "$B/tests/test_kern_cuda_vs_cpu" mla_fold "fp8 kv f32" \
+                >"$out/mla_fold_$tool.log" 2>&1
+            echo "mla fold $tool: exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_fold_$tool.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$out/mla_fold_$tool.log" | tr '\n' ' ')"
+        done
+    fi
     local fa=(--batch '' --rows '' --reps 10 --mla-batch 32,128 --mla-ctx 1024,4096,16384)
     { MS_BENCH_MLA_KV=fp8 timeout 200 $R moeserve-bench-ops "${fa[@]}"
       MS_BENCH_MLA_KV=fp8 MS_MLA_FP8_FOLD=1 timeout 200 $R moeserve-bench-ops "${fa[@]}"; } >"$out/mla_fold_ops.md" 2>&1
