@@ -181,6 +181,105 @@ struct mw_tile_rows {
     }
 };
 
+/* ---- The consumers' softmax and results, the same in both kernels. A thread holds rows r0 (elements e of its S
+ * with (e >> 1) & 1 == 0) and r0 + 8 of its warpgroup's S, keys wg*32 + 8(e >> 2) + 2 t4 + (e & 1). ---- */
+
+/* The tile's row maxima mx over the row's 4 lanes, published in smax for the other warpgroup (a barrier follows) */
+__device__ static __forceinline__ void mw_max_publish(float mx[2], float *smax, int32_t wg, int32_t r0, int32_t t4)
+{
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
+        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
+    }
+    if (t4 == 0) smax[wg * MW_H + r0] = mx[0], smax[wg * MW_H + r0 + 8] = mx[1];
+}
+
+/* After the barrier: the running max m_r takes both warpgroups' maxima (corr: the factor O must take; l_r takes it
+ * here), and s (scores, -inf for no key) becomes the probabilities exp(s - m_r), added to l_r */
+template <int NSR>
+__device__ static __forceinline__ void mw_softmax(float *s, float m_r[2], float l_r[2], float mx[2], const float *smax,
+                                                  int32_t wg, int32_t r0, float corr[2])
+{
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) mx[rr] = fmaxf(mx[rr], smax[(wg ^ 1) * MW_H + r0 + 8 * rr]);
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        const float mn = fmaxf(m_r[rr], mx[rr]);
+        corr[rr] = mn == -INFINITY ? 1.f : __expf(m_r[rr] - mn); /* first keys: m_r -inf, corr 0 */
+        m_r[rr] = mn;
+        l_r[rr] *= corr[rr];
+    }
+#pragma unroll
+    for (int e = 0; e < NSR; e++) {
+        const float p = s[e] == -INFINITY ? 0.f : __expf(s[e] - m_r[(e >> 1) & 1]);
+        s[e] = p;
+        l_r[(e >> 1) & 1] += p;
+    }
+}
+
+/* The bf16 probabilities into the P tile: rows r0, r0 + 8, keys wg*32 + 8j + 2*t4 (+1), chunk wg*4 + j */
+__device__ static __forceinline__ void mw_store_p(uint8_t *sp, const float *s, int32_t wg, int32_t r0, int32_t t4)
+{
+#pragma unroll
+    for (int j = 0; j < MW_NS / 8; j++) {
+        const int32_t ch = wg * (MW_NS / 8) + j;
+        *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
+        *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) = mm_pack(s[4 * j + 2], s[4 * j + 3]);
+    }
+}
+
+/* O (64 x 256 a warpgroup: rows r0 at 4j, 4j + 1, r0 + 8 at 4j + 2, 4j + 3) times corr, where some head's max moved */
+__device__ static __forceinline__ void mw_rescale_o(float *o, const float corr[2])
+{
+    if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f))
+#pragma unroll
+        for (int j = 0; j < 32; j++)
+            o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0], o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
+}
+
+/* The row sums l_r over the row's 4 lanes, published in ssum for the other warpgroup (a barrier follows) */
+__device__ static __forceinline__ void mw_sum_publish(float l_r[2], float *ssum, int32_t wg, int32_t r0, int32_t t4)
+{
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 1);
+        l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 2);
+    }
+    if (t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
+}
+
+/* After the barrier, query row i (tq) of heads h0 ..: a split's partials (m, l, O * ou) into the workspace, or the
+ * result O * ou / l in a.odt; rows r0, r0 + 8, channels wg*256 + 8j + 2*t4 (+1). ou: O's unit (1, or the folded
+ * FP8 path's s_ref / 2^15). */
+__device__ static __forceinline__ void mw_write(const mll_args &a, const float *o, const float m_r[2],
+                                                const float *ssum, int32_t seq, int32_t i, int32_t tq, int32_t h0,
+                                                int32_t r0, int32_t wg, int32_t t4, bool ctx_split, float ou)
+{
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        const int32_t r = r0 + 8 * rr, h = h0 + r;
+        const float l = ssum[r] + ssum[MW_H + r];
+        if (ctx_split) {
+            float *pp = mll_part(a, seq, i, h, blockIdx.z);
+            if (t4 == 0 && wg == 0) pp[0] = m_r[rr], pp[1] = l;
+#pragma unroll
+            for (int j = 0; j < 32; j++)
+                *reinterpret_cast<float2 *>(pp + 2 + wg * 256 + 8 * j + 2 * t4) =
+                    make_float2(o[4 * j + 2 * rr] * ou, o[4 * j + 2 * rr + 1] * ou);
+            continue;
+        }
+        const float inv = l > 0.f ? ou / l : 0.f;
+        const int64_t base = ((int64_t)tq * a.H + h) * MW_DC + wg * 256 + 2 * t4;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            const float v0 = o[4 * j + 2 * rr] * inv, v1 = o[4 * j + 2 * rr + 1] * inv;
+            if (a.odt == MS_DT_F32) *reinterpret_cast<float2 *>((float *)a.o + base + 8 * j) = make_float2(v0, v1);
+            else *reinterpret_cast<uint32_t *>((uint16_t *)a.o + base + 8 * j) = mm_pack(v0, v1);
+        }
+    }
+}
+
 /* mla_latent_wgmma1.cu: mw_kernel (MS_MLA_WGMMA=1) for this KV dtype (fp8: F8E4M3 rows) */
 cudaError_t mw1_launch(const mll_args &a, bool fp8, int32_t n_seqs, int32_t splits, cudaStream_t stream);
 

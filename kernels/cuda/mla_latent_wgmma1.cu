@@ -180,39 +180,12 @@ template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_ke
                 s[e] = v;
                 mx[(e >> 1) & 1] = fmaxf(mx[(e >> 1) & 1], v);
             }
-#pragma unroll
-            for (int rr = 0; rr < 2; rr++) {
-                mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
-                mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
-            }
-            if (t4 == 0) smax[wg * MW_H + r0] = mx[0], smax[wg * MW_H + r0 + 8] = mx[1];
+            mw_max_publish(mx, smax, wg, r0, t4);
             __syncthreads();
-#pragma unroll
-            for (int rr = 0; rr < 2; rr++) mx[rr] = fmaxf(mx[rr], smax[(wg ^ 1) * MW_H + r0 + 8 * rr]);
             float corr[2];
-#pragma unroll
-            for (int rr = 0; rr < 2; rr++) {
-                const float mn = fmaxf(m_r[rr], mx[rr]);
-                corr[rr] = mn == -INFINITY ? 1.f : __expf(m_r[rr] - mn); /* first keys: m_r -inf, corr 0 */
-                m_r[rr] = mn;
-                l_r[rr] *= corr[rr];
-            }
-#pragma unroll
-            for (int e = 0; e < NSR; e++) {
-                const float p = s[e] == -INFINITY ? 0.f : __expf(s[e] - m_r[(e >> 1) & 1]);
-                s[e] = p;
-                l_r[(e >> 1) & 1] += p;
-            }
-#pragma unroll
-            for (int j = 0; j < MW_NS / 8; j++) { /* P rows r0, r0 + 8, keys wg*32 + 8j + 2*t4 (+1): chunk wg*4 + j */
-                const int32_t ch = wg * (MW_NS / 8) + j;
-                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0, ch) + 4 * t4) = mm_pack(s[4 * j], s[4 * j + 1]);
-                *reinterpret_cast<uint32_t *>(sp + mw_sw(r0 + 8, ch) + 4 * t4) = mm_pack(s[4 * j + 2], s[4 * j + 3]);
-            }
-            if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) /* the max moved for some head */
-#pragma unroll
-                for (int j = 0; j < 32; j++)
-                    o[4 * j] *= corr[0], o[4 * j + 1] *= corr[0], o[4 * j + 2] *= corr[1], o[4 * j + 3] *= corr[1];
+            mw_softmax<NSR>(s, m_r, l_r, mx, smax, wg, r0, corr);
+            mw_store_p(sp, s, wg, r0, t4);
+            mw_rescale_o(o, corr);
             mw_fence_async();
             __syncthreads(); /* both halves of P are in */
             mg_wg_fence();
@@ -225,37 +198,9 @@ template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_ke
         mg_wg_wait0();
 #pragma unroll
         for (int j = 0; j < 128; j++) mg_reg_fence(o[j]);
-        /* the two warpgroups' row sums */
-#pragma unroll
-        for (int rr = 0; rr < 2; rr++) {
-            l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 1);
-            l_r[rr] += __shfl_xor_sync(0xffffffffu, l_r[rr], 2);
-        }
-        if (t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
+        mw_sum_publish(l_r, ssum, wg, r0, t4); /* the two warpgroups' row sums */
         __syncthreads();
-        /* results: rows r0, r0 + 8, channels wg*256 + 8j + 2*t4 (+1) */
-#pragma unroll
-        for (int rr = 0; rr < 2; rr++) {
-            const int32_t r = r0 + 8 * rr, h = h0 + r;
-            const float l = ssum[r] + ssum[MW_H + r];
-            if (ctx_split) {
-                float *pp = mll_part(a, seq, i, h, blockIdx.z);
-                if (t4 == 0 && wg == 0) pp[0] = m_r[rr], pp[1] = l;
-#pragma unroll
-                for (int j = 0; j < 32; j++)
-                    *reinterpret_cast<float2 *>(pp + 2 + wg * 256 + 8 * j + 2 * t4) =
-                        make_float2(o[4 * j + 2 * rr], o[4 * j + 2 * rr + 1]);
-                continue;
-            }
-            const float inv = l > 0.f ? 1.0f / l : 0.f;
-            const int64_t base = ((int64_t)tq * a.H + h) * MW_DC + wg * 256 + 2 * t4;
-#pragma unroll
-            for (int j = 0; j < 32; j++) {
-                const float v0 = o[4 * j + 2 * rr] * inv, v1 = o[4 * j + 2 * rr + 1] * inv;
-                if (a.odt == MS_DT_F32) *reinterpret_cast<float2 *>((float *)a.o + base + 8 * j) = make_float2(v0, v1);
-                else *reinterpret_cast<uint32_t *>((uint16_t *)a.o + base + 8 * j) = mm_pack(v0, v1);
-            }
-        }
+        mw_write(a, o, m_r, ssum, seq, i, tq, h0, r0, wg, t4, ctx_split, 1.f);
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory"); /* nothing left in flight when the CTA ends */
 #endif
