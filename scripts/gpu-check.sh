@@ -31,10 +31,11 @@
 #               step once more with those variables set (e.g. MS_FUSE_COMBINE_ADD=0 ...: the fusions' A/B)
 #     sample    the sampler's and logits_adjust's harness cases and the sample op's times (batch 1, 128), beside
 #               PyTorch's sampling of the same shapes (tools/bench_sample_torch.py) with the ratios, and the
-#               cases and times once more with the opt-in MS_SMP_FB_EST=1 (the fallback's estimated passes)
+#               cases once more with MS_SMP_FB_EST=0 (the fallback's exact passes alone) and =redo, and the exact
+#               passes' times
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024;
-#               then the opt-in MS_MLA_FP8_FOLD=1 (FP8 KV's scale folded into S and P): its cases and A/B times;
+#               the FP8 fold (the default; MS_MLA_FP8_FOLD=0 dequantizes) under compute-sanitizer, and its A/B times;
 #               and batch 32/128 x context 1k-16k beside PyTorch's (tools/bench_mla_torch.py) with the ratios
 #   default: all but nccl, mla, mtp, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
@@ -251,13 +252,14 @@ phase_sample() {
     echo "logits_adjust cases: exit $? | $(grep -E '^(PASS|FAIL)' "$out/ladj_cases.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
     timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops.md" 2>&1
     echo "sample ops: $(grep -E '^\| sample' "$out/sample_ops.md" | cut -d'|' -f2-4 | tr '\n' ';')"
-    # the opt-in estimated fallback passes (MS_SMP_FB_EST=1, not yet run on a GPU): the same cases and times
-    MS_SMP_FB_EST=1 timeout 200 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases_est.log" 2>&1
-    echo "sample cases (MS_SMP_FB_EST=1): exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases_est.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    # the fallback's exact passes alone (MS_SMP_FB_EST=0; the default estimates first) and the estimates with
+    # every select redone exactly (=redo): the same cases, and the exact passes' times beside the default's
+    MS_SMP_FB_EST=0 timeout 200 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases_exact.log" 2>&1
+    echo "sample cases (MS_SMP_FB_EST=0: exact passes): exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases_exact.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
     MS_SMP_FB_EST=redo timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" sample >"$out/sample_cases_redo.log" 2>&1
     echo "sample cases (MS_SMP_FB_EST=redo: every estimated select redone exactly): exit $? | $(grep -E '^(PASS|FAIL)' "$out/sample_cases_redo.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
-    MS_SMP_FB_EST=1 timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops_est.md" 2>&1
-    echo "sample ops (MS_SMP_FB_EST=1): $(grep -E '^\| sample' "$out/sample_ops_est.md" | cut -d'|' -f2-4 | tr '\n' ';')"
+    MS_SMP_FB_EST=0 timeout 100 $R moeserve-bench-ops --batch '' --rows '' --sample 1,128 >"$out/sample_ops_exact.md" 2>&1
+    echo "sample ops (MS_SMP_FB_EST=0): $(grep -E '^\| sample' "$out/sample_ops_exact.md" | cut -d'|' -f2-4 | tr '\n' ';')"
     # the PyTorch peer on the same shapes and GPU, with ratios torch / ours (needs torch; skipped without it)
     if python3 -c 'import torch' 2>/dev/null; then
         timeout 150 python3 "$root/tools/bench_sample_torch.py" --batch 1,128 --ours "$out/sample_ops.md" \
@@ -289,22 +291,22 @@ phase_mla() {
     done
     timeout 300 $R moeserve-bench-ops --reps 20 --batch 1,32,128 --rows '' --ctx 1024 >"$out/mla_ops.md" 2>&1
     echo "mla ops: $(grep -E '^\| mla_latent' "$out/mla_ops.md" | cut -d'|' -f2-5 | tr '\n' ';')"
-    # the opt-in folded FP8 path (MS_MLA_FP8_FOLD=1, not yet run on a GPU): the harness cases, then FP8 KV's
-    # times at batch 32/128 x context 1k/4k/16k without and with it, in one command
-    MS_MLA_FP8_FOLD=1 timeout 300 $R "$B/tests/test_kern_cuda_vs_cpu" mla >"$out/mla_cases_fold.log" 2>&1
-    echo "mla cases (MS_MLA_FP8_FOLD=1): exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_cases_fold.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')"
+    # the mla cases above cover both FP8 paths of the Hopper kernel: the default folds the key scales into S and
+    # P (mla_wgmma), MS_MLA_FP8_FOLD=0 dequantizes (mla_dequant). The fold's shared-memory hand-offs and bounds
+    # under compute-sanitizer (its two small "fp8 kv f32" cases), then FP8 KV's times at batch 32/128 x context
+    # 1k/4k/16k with and without the fold, in one command
     local cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-    if [ -n "$cs" ]; then # the fold's shared-memory hand-offs and its bounds: its two "fp8 kv f32" cases
+    if [ -n "$cs" ]; then
         for tool in racecheck memcheck; do
-            timeout 300 $R "$cs" --tool $tool "$B/tests/test_kern_cuda_vs_cpu" mla_fold "fp8 kv f32" \
+            timeout 300 $R "$cs" --tool $tool "$B/tests/test_kern_cuda_vs_cpu" mla_wgmma "fp8 kv f32" heads \
                 >"$out/mla_fold_$tool.log" 2>&1
             echo "mla fold $tool: exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_fold_$tool.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$out/mla_fold_$tool.log" | tr '\n' ' ')"
         done
     fi
     local fa=(--batch '' --rows '' --reps 10 --mla-batch 32,128 --mla-ctx 1024,4096,16384)
     { MS_BENCH_MLA_KV=fp8 timeout 200 $R moeserve-bench-ops "${fa[@]}"
-      MS_BENCH_MLA_KV=fp8 MS_MLA_FP8_FOLD=1 timeout 200 $R moeserve-bench-ops "${fa[@]}"; } >"$out/mla_fold_ops.md" 2>&1
-    echo "mla fp8 ops, dequant then fold: $(grep -E '^\| mla_latent' "$out/mla_fold_ops.md" | cut -d'|' -f3-4 | tr '\n' ';')"
+      MS_BENCH_MLA_KV=fp8 MS_MLA_FP8_FOLD=0 timeout 200 $R moeserve-bench-ops "${fa[@]}"; } >"$out/mla_fold_ops.md" 2>&1
+    echo "mla fp8 ops, fold (default) then dequant: $(grep -E '^\| mla_latent' "$out/mla_fold_ops.md" | cut -d'|' -f3-4 | tr '\n' ';')"
     # the PyTorch peer (gather, dequantize, bmm, softmax, bmm) on the default kernel's shapes, ratios torch / ours
     timeout 200 $R moeserve-bench-ops "${fa[@]}" >"$out/mla_batch_ops.md" 2>&1
     if python3 -c 'import torch' 2>/dev/null; then

@@ -49,8 +49,8 @@
  * producer warpgroup loads), the default; MS_MLA_WGMMA=1 picks mw_kernel. This
  * header holds what both use: the shared layout, the descriptors, the wgmma
  * wrappers and the key/row look-ups. For FP8 KV,
- * MS_MLA_FP8_FOLD=1 picks mw2_kernel's folded variant (FOLD, opt-in; ignored
- * with MS_MLA_WGMMA=1), whose q_lat and P are f16 instead: see mw2_kernel. */
+ * mw2_kernel runs its folded variant (FOLD; MS_MLA_FP8_FOLD=0 the dequantizing
+ * one; mw_kernel dequantizes), whose q_lat and P are f16 instead: see mw2_kernel. */
 #ifndef MS_KERN_CUDA_MLA_LATENT_WGMMA_CUH
 #define MS_KERN_CUDA_MLA_LATENT_WGMMA_CUH
 

@@ -517,7 +517,7 @@ struct smp_sel {
     bool redo;
 };
 
-/* est (MS_SMP_FB_EST=1, opt-in, NOT YET RUN ON A GPU): the passes over the row weigh a key by an fp32 expf
+/* est (the default; MS_SMP_FB_EST=0 runs the exact passes alone): the passes over the row weigh a key by an fp32 expf
  * instead of the double exp, which is most of a pass's instructions where every key matches (the first passes:
  * sign and exponent bits; ncu: the fallback is bound by one SM's issue rate). A key's estimate is within
  * SMP_EST_REL of its mass (the fp32 d = v - vmax <= 0 rounds by 2^-24 |d|, expf by 2 ulp: 2.4e-7 + 6e-8 |d|,
@@ -747,14 +747,14 @@ __global__ static void __launch_bounds__(SMP_THREADS)
     if (threadIdx.x == 0) tokens[r] = tok, logprob[r] = (float)((double)smp_ld(lg, tok) - rows[r].lse);
 }
 
-/* MS_SMP_FB_EST=1: the fallback's estimated passes (opt-in until it has run on a GPU); =redo: the same with a
+/* The fallback's estimated passes unless MS_SMP_FB_EST=0 (exact passes only); =redo: the estimates with a
  * margin no estimate clears, so every estimated select is redone exactly (the redo path, for the harness). The
  * margin's relative part, 0 when off. Read once. */
 static double smp_fb_est_rel(void)
 {
-    static const double rel = cu_env_is("MS_SMP_FB_EST", "1")      ? SMP_EST_REL
+    static const double rel = cu_env_is("MS_SMP_FB_EST", "0")      ? 0.0
                               : cu_env_is("MS_SMP_FB_EST", "redo") ? 1e300 /* margin inf or 1e300 x mass */
-                                                                   : 0.0;
+                                                                   : SMP_EST_REL;
     return rel;
 }
 

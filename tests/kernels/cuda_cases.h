@@ -80,7 +80,7 @@ void cc_run_mla_latent_mma(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_mla_latent_wgmma(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_mla_latent_wgmma1(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_mla_wgmma_batch(cc_env_t *, const cc_case_t *, cc_result_t *);
-void cc_run_mla_latent_wgmma_fold(cc_env_t *, const cc_case_t *, cc_result_t *);
+void cc_run_mla_latent_wgmma_dequant(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_moe_route(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_log_softmax(cc_env_t *, const cc_case_t *, cc_result_t *);
 void cc_run_logits_adjust(cc_env_t *, const cc_case_t *, cc_result_t *);

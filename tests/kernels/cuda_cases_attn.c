@@ -451,17 +451,17 @@ void cc_run_mla_latent_wgmma1(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     unsetenv("MS_MLA_WGMMA");
 }
 
-/* The Hopper kernel's folded FP8 path (MS_MLA_FP8_FOLD=1: the key scales folded into S and P, f16 products),
- * opt-in until it has run on a GPU: the FP8 cases again through it, with the same bounds */
-void cc_run_mla_latent_wgmma_fold(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
+/* The Hopper kernel's dequantizing FP8 path (MS_MLA_FP8_FOLD=0; the default folds the key scales into S and P,
+ * with f16 products), still selectable: the FP8 cases again through it, with the same bounds */
+void cc_run_mla_latent_wgmma_dequant(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
-    setenv("MS_MLA_FP8_FOLD", "1", 1);
+    setenv("MS_MLA_FP8_FOLD", "0", 1);
     mla_latent_forced(env, c, r, "wgmma");
     unsetenv("MS_MLA_FP8_FOLD");
 }
 
-/* p[] = heads, fp8 rows, q/o dtype (as cc_run_mla_latent), sequences, context, checked sequences, fold
- * (MS_MLA_FP8_FOLD=1), log2 of q_lat's amplitude (0: 1; the scale divided by it). R1 decode at serving shapes through the Hopper kernel: `sequences` decode rows over ~`context` positions each (even ones the
+/* p[] = heads, fp8 rows, q/o dtype (as cc_run_mla_latent), sequences, context, checked sequences, dequant
+ * (MS_MLA_FP8_FOLD=0), log2 of q_lat's amplitude (0: 1; the scale divided by it). R1 decode at serving shapes through the Hopper kernel: `sequences` decode rows over ~`context` positions each (even ones the
  * full context, odd ones a ragged tail), 64-token blocks. The cache holds at most 31 blocks (small: it
  * is built and uploaded once a case) that every sequence maps in its own order (block i of sequence s:
  * (7i + 3s) mod pool, 7 prime to the pool), a block recurring every `pool` positions of a long context, so host memory
@@ -499,7 +499,7 @@ void cc_run_mla_wgmma_batch(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     const float scale = (float)(0.0722 / qamp);
     const int64_t pe_off = ld_pe_head - dr;
     setenv("MS_MLA_KERNEL", "wgmma", 1);
-    if (c->p[6]) setenv("MS_MLA_FP8_FOLD", "1", 1);
+    if (c->p[6]) setenv("MS_MLA_FP8_FOLD", "0", 1);
     cc_ok(r, K->mla_latent(CX, dq, qdt, (bf16_t *)dpe + pe_off, ld_pe, ld_pe_head, &kd, db, ds, B, H, scale, dout, odt),
           "mla_latent");
     unsetenv("MS_MLA_KERNEL");

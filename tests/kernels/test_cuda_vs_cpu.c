@@ -307,17 +307,17 @@ static const cc_case_t g_cases[] = {
     {"mla_wgmma",   "b32 ctx 16k",                "bf16 kv f32", cc_run_mla_wgmma_batch, {128, 0, 0, 32, 16384, 1},   1e-4},
     {"mla_wgmma",   "b32 ctx 16k",                "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 16384, 1},   1e-4},
     {"mla_wgmma",   "b128 ctx 16k",               "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 128, 16384, 1},  1e-4},
-    /* the folded FP8 path (MS_MLA_FP8_FOLD=1, opt-in): FP8 cases of both tables again through it */
-    {"mla_fold",    "128 heads 512+64 24 decode", "fp8 kv bf16", cc_run_mla_latent_wgmma_fold, {128, 512, 64, 64, 1, 0, 1, 192}, 1e-4},
-    {"mla_fold",    "128 heads 512+64 mixed",     "fp8 kv bf->f32", cc_run_mla_latent_wgmma_fold, {128, 512, 64, 64, 1, 1, 2, 192}, 1e-4},
-    {"mla_fold",    "64 heads 512+64 ctx 9001",   "fp8 kv f32", cc_run_mla_latent_wgmma_fold, {64, 512, 64, 64, 1, 2, 0, 192}, 1e-4},
-    {"mla_fold",    "128 heads 512+64 MTP verify", "fp8 kv bf16", cc_run_mla_latent_wgmma_fold, {128, 512, 64, 64, 1, 4, 1, 192}, 1e-4},
-    {"mla_fold",    "128 heads bs=16 decode",     "fp8 kv bf16", cc_run_mla_latent_wgmma_fold, {128, 512, 64, 16, 1, 0, 1, 192}, 1e-4},
-    {"mla_fold",    "128 heads blocks -2/end fault", "fp8 kv f32", cc_run_mla_latent_wgmma_fold, {128, 512, 64, 64, 1, 3, 0, 192}, 1e-4, 2},
-    {"mla_fold",    "b32 ctx 1k",                 "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2, 1},    1e-4},
-    {"mla_fold",    "b128 ctx 1k",                "fp8 kv bf->f32", cc_run_mla_wgmma_batch, {128, 1, 2, 128, 1024, 2, 1}, 1e-4},
-    {"mla_fold",    "b32 ctx 16k",                "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 16384, 1, 1},   1e-4},
-    {"mla_fold",    "b32 ctx 1k |q| 2^17",        "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2, 1, 17}, 1e-4},
+    /* the dequantizing FP8 path (MS_MLA_FP8_FOLD=0; the default folds the scales): FP8 cases of both tables again */
+    {"mla_dequant", "128 heads 512+64 24 decode", "fp8 kv bf16", cc_run_mla_latent_wgmma_dequant, {128, 512, 64, 64, 1, 0, 1, 192}, 1e-4},
+    {"mla_dequant", "128 heads 512+64 mixed",     "fp8 kv bf->f32", cc_run_mla_latent_wgmma_dequant, {128, 512, 64, 64, 1, 1, 2, 192}, 1e-4},
+    {"mla_dequant", "64 heads 512+64 ctx 9001",   "fp8 kv f32", cc_run_mla_latent_wgmma_dequant, {64, 512, 64, 64, 1, 2, 0, 192}, 1e-4},
+    {"mla_dequant", "128 heads 512+64 MTP verify", "fp8 kv bf16", cc_run_mla_latent_wgmma_dequant, {128, 512, 64, 64, 1, 4, 1, 192}, 1e-4},
+    {"mla_dequant", "128 heads bs=16 decode",     "fp8 kv bf16", cc_run_mla_latent_wgmma_dequant, {128, 512, 64, 16, 1, 0, 1, 192}, 1e-4},
+    {"mla_dequant", "128 heads blocks -2/end fault", "fp8 kv f32", cc_run_mla_latent_wgmma_dequant, {128, 512, 64, 64, 1, 3, 0, 192}, 1e-4, 2},
+    {"mla_dequant", "b32 ctx 1k",                 "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2, 1},    1e-4},
+    {"mla_dequant", "b128 ctx 1k",                "fp8 kv bf->f32", cc_run_mla_wgmma_batch, {128, 1, 2, 128, 1024, 2, 1}, 1e-4},
+    {"mla_dequant", "b32 ctx 16k",                "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 16384, 1, 1},   1e-4},
+    {"mla_dequant", "b32 ctx 1k |q| 2^17",        "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2, 1, 17}, 1e-4},
     {"mla_wgmma",   "b32 ctx 1k |q| 2^17",        "fp8 kv bf16", cc_run_mla_wgmma_batch, {128, 1, 1, 32, 1024, 2, 0, 17}, 1e-4},
     /* moe_route p[] = T, E, n_group, topk_group, top_k, ties: selection and weights bit-identical */
     {"moe_route",   "T=5 E=16 g=4/2 k=4",         "f32",       cc_run_moe_route,   {5, 16, 4, 2, 4, 0},                 0},
@@ -539,7 +539,9 @@ static double cc_now(void)
 int main(int argc, char **argv)
 {
     const int n_cases = (int)(sizeof g_cases / sizeof g_cases[0]);
-    const char *filter = argc > 1 ? argv[1] : NULL, *dfilter = argc > 2 ? argv[2] : NULL;
+    /* [OP [DTYPE [SHAPE]]]: substrings of the cases' columns, e.g. mla_wgmma "fp8 kv f32" heads */
+    const char *filter = argc > 1 ? argv[1] : NULL, *dfilter = argc > 2 ? argv[2] : NULL,
+               *sfilter = argc > 3 ? argv[3] : NULL;
     const char *mode = getenv("MS_CUDA_CASES_BACKEND");
     const int self_check = mode && !strcmp(mode, "cpu");
     const char *skip = NULL;
@@ -565,6 +567,7 @@ int main(int argc, char **argv)
         const cc_case_t *c = &g_cases[i];
         if (filter && !strstr(c->op, filter)) continue;
         if (dfilter && !strstr(c->dtype, dfilter)) continue;
+        if (sfilter && !strstr(c->shape, sfilter)) continue;
         if (self_check && c->contract == 1) {
             printf("SKIP  %-12s %-32s %-12s (contract case: GPU only)\n", c->op, c->shape, c->dtype);
             skipped++;
