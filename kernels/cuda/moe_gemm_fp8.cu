@@ -458,7 +458,10 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
         else if (g.cap <= 32) bn = 32, nwg = 1, rs = 0;
         else if (g.cap <= 64) bn = 32, nwg = 2, rs = 0;
         /* not 64x2 token split: it failed test_cuda_moe_fp8 intermittently on the H200 (max error 0.98 against
-         * 0.22 for every other tile, 2026-12-01; a race not found yet) — row split computes the same tiles */
+         * 0.22 for every other tile, 2026-12-01; a race not found yet) — row split computes the same tiles.
+         * 128x2r (128-token blocks) is 16-25 % faster than 64x2r where slots hold 128-512 real rows, but 1.4x
+         * slower at 32 (H200, BENCHMARKS session 14), and this choice sees only the capacity (512 in serving,
+         * decode or prefill alike): it needs the step's row bound from the host first */
         else bn = 64, nwg = 2, rs = 1;
     }
 #define MG_CASE(B, W, R) \
