@@ -335,6 +335,8 @@ typedef struct {
     int32_t hidden, inter;
     size_t off_down, off_scale;
     kern_moe_mode_t mode;   /* FP8 records: dequant (default) or fp8 compute, above */
+    int32_t rows_hint;      /* the rows a slot is expected to hold this step (0: unknown): a backend may pick its
+                             * kernel by it (CUDA's grouped FP8 GEMM: the token block); results do not depend on it */
 } kern_moe_slots_t;
 
 static inline size_t kern_align256(size_t n) { return (n + 255) & ~(size_t)255; }
@@ -342,7 +344,7 @@ static inline size_t kern_align256(size_t n) { return (n + 255) & ~(size_t)255; 
 /* The record layout for dtype/hidden/inter (base NULL). */
 static inline kern_moe_slots_t kern_moe_slots_layout(ms_dtype_t dt, int32_t hidden, int32_t inter)
 {
-    kern_moe_slots_t w = {NULL, 0, dt, hidden, inter, 0, 0, KERN_MOE_DEQUANT};
+    kern_moe_slots_t w = {NULL, 0, dt, hidden, inter, 0, 0, KERN_MOE_DEQUANT, 0};
     size_t es = ms_dtype_size(dt), mat = (size_t)hidden * (size_t)inter * es;
     w.off_down = kern_align256(2 * mat);
     w.off_scale = kern_align256(w.off_down + mat);

@@ -76,7 +76,13 @@ ms_status_t fwd_moe(fwd_t *f, int layer, const fwd_step_t *st)
     m->load = f->load + (size_t)layer * E;
     /* collective over COMM_EP: a rank with no tokens still takes part */
     MS_TRY(comm_moe_dispatch(f->comm, COMM_EP, m, xs, f->cx));
-    MS_TRY(k->moe_experts(f->cx, m->recv, m->recv_count, m->n_local, m->cap, &y->experts, f->eout, f->moe_ws,
+    /* the rows a slot is expected to get: every EP rank's tn tokens times top-k over the E experts (~32 at an
+     * R1 decode batch of 128 a rank, against a slot capacity of 512); the CUDA grouped GEMM picks its token
+     * block by it, a hint only: any count is computed whole */
+    kern_moe_slots_t ex = y->experts;
+    const int64_t per = ((int64_t)tn * (f->par.ep_size > 1 ? f->par.ep_size : 1) * K + E - 1) / E;
+    ex.rows_hint = (int32_t)(per < 1 ? 1 : per > m->cap ? m->cap : per);
+    MS_TRY(k->moe_experts(f->cx, m->recv, m->recv_count, m->n_local, m->cap, &ex, f->eout, f->moe_ws,
                           f->moe_ws_bytes));
     /* The shared expert's output added inside the combine (moe_combine_add, the same two roundings as
      * combine then add): it runs first, into f->shared, which no part of the combine reads or writes

@@ -81,7 +81,7 @@ static ms_status_t moe_experts_grouped(kern_ctx_t *cx, const bf16_t *x, const in
         const char *rec = (const char *)w->base + (size_t)j0 * w->stride;
         const float *sc = (const float *)(rec + w->off_scale);
         moe_fp8_weights_t mw = {(const uint8_t *)rec, sc, (const uint8_t *)rec + w->off_down, sc + 2 * sblk,
-                                nc, H, I, w->stride};
+                                nc, H, I, w->stride, w->rows_hint};
         MS_TRY(kern_cuda_moe_fp8(cx, x + (size_t)j0 * cap * H, counts + j0, nc, cap, &mw,
                                  out + (size_t)j0 * cap * H, scratch, scratch_bytes));
     }

@@ -43,6 +43,7 @@ typedef struct {
     size_t stride;       /* 0: the four arrays are stacked as above; else bytes from expert e to e+1 in every
                           * array (slot records, kernels.h kern_moe_slots_t: all four point into record 0;
                           * a multiple of 16, and of 4 for the scales) */
+    int32_t rows_hint;   /* expected real rows a slot (kern_moe_slots_t.rows_hint; 0: choose by the capacity) */
 } moe_fp8_weights_t;
 
 /* Workspace kern_cuda_moe_fp8 needs: xq, xs, h, hq, hs. */

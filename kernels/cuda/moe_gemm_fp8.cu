@@ -42,6 +42,7 @@ struct mg_args {
     float *part;
     size_t part_bytes;
     int ksplit;
+    int hint; /* the routed experts' expected rows a slot (moe_fp8_weights_t.rows_hint; 0: unknown) */
 };
 
 /* Real rows of slot s (the dense GEMM passes no counts: its one slot has g.rows). */
@@ -423,6 +424,13 @@ static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *a
     return MS_OK;
 }
 
+/* MS_MG_HINT=0: the routed experts' tile from the slot capacity alone, not the host's row hint (the A/B). Read once. */
+static bool mg_hint_on(void)
+{
+    static const bool on = !cu_env_is("MS_MG_HINT", "0");
+    return on;
+}
+
 /* Tile shape forced by kern_cuda_moe_fp8_tile (0 = chosen from cap). */
 static int mg_force_bn, mg_force_nwg, mg_force_rs;
 
@@ -451,17 +459,24 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
 {
     int bn = mg_force_bn, nwg = mg_force_nwg, rs = mg_force_rs;
     if (!bn) {
+        /* the routed experts' slots: by twice the rows the host expects a slot to hold this step (counts spread
+         * around the mean, and a slot past the token block goes by two: at r1-ep8 b128, mean 32, blocks of 32
+         * made the step 3 % slower than 64), where that is below the capacity (serving's capacity is 512 at
+         * decode too); without a hint, by the capacity */
+        const bool hinted = g.counts && g.hint > 0 && 2 * g.hint < g.cap && mg_hint_on();
+        const int rows = hinted ? 2 * g.hint : g.cap;
         /* one dense matrix of 65..128 rows: row split measured 1.2-1.6x faster than token split on every
          * non-gated R1 shape (moeserve-bench-dense, BENCHMARKS.md); the gated dense MLP stays token split */
         if (!g.counts && !GATEUP && g.cap > 64 && g.cap <= 128) bn = 64, nwg = 2, rs = 1;
-        else if (g.cap <= 8) bn = 8, nwg = 1, rs = 0;
-        else if (g.cap <= 32) bn = 32, nwg = 1, rs = 0;
-        else if (g.cap <= 64) bn = 32, nwg = 2, rs = 0;
+        else if (rows <= 8) bn = 8, nwg = 1, rs = 0;
+        else if (rows <= 32) bn = 32, nwg = 1, rs = 0;
+        /* hinted 33..64 (r1-ep8 b128): 64x2r, measured 1 % faster there than 32x2 (the step, H200) */
+        else if (rows <= 64) bn = hinted ? 64 : 32, nwg = 2, rs = hinted;
         /* not 64x2 token split: it failed test_cuda_moe_fp8 intermittently on the H200 (max error 0.98 against
          * 0.22 for every other tile, 2026-12-01; a race not found yet) — row split computes the same tiles.
-         * 128x2r (128-token blocks) is 16-25 % faster than 64x2r where slots hold 128-512 real rows, but 1.4x
-         * slower at 32 (H200, BENCHMARKS session 14), and this choice sees only the capacity (512 in serving,
-         * decode or prefill alike): it needs the step's row bound from the host first */
+         * Routed experts hinted past 64 rows take 128x2r (128-token blocks: a weight tile read once a 128 rows,
+         * where 64x2r reads it twice), 16-25 % faster at 128-512 real rows a slot (H200, BENCHMARKS session 14) */
+        else if (hinted) bn = 128, nwg = 2, rs = 1;
         else bn = 64, nwg = 2, rs = 1;
     }
 #define MG_CASE(B, W, R) \
@@ -491,6 +506,7 @@ extern "C" ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *x
     const size_t rows = 2 * (size_t)w->inter, ws = w->stride ? w->stride : rows * w->hidden;
     const size_t ss = w->stride ? w->stride / 4 : rows / 128 * (w->hidden / 128);
     mg_args g = {w->w13_s, ss, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter, 0, 0};
+    g.hint = w->rows_hint;
     return mg_dispatch<true>(cx, w->w13, xq, g, w->n_experts, ws);
 }
 
@@ -503,6 +519,7 @@ extern "C" ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq,
     const size_t ws = w->stride ? w->stride : (size_t)w->hidden * w->inter;
     const size_t ss = w->stride ? w->stride / 4 : (size_t)(w->hidden / 128) * (w->inter / 128);
     mg_args g = {w->w2_s, ss, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden, 0, 0};
+    g.hint = w->rows_hint;
     return mg_dispatch<false>(cx, w->w2, hq, g, w->n_experts, ws);
 }
 

@@ -163,7 +163,7 @@ void cc_run_moe_combine_add(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     free(idx), free(rop), free(w), free(rows), free(sh), free(og), free(o2), free(oc);
 }
 
-/* p[] = n_local, cap, hidden, inter, fp8 records; counts per slot cycle through cap, 0, 3, 1, cap-1;
+/* p[] = n_local, cap, hidden, inter, fp8 records, fp8 mode, rows hint (kern_moe_slots_t); counts per slot cycle through cap, 0, 3, 1, cap-1;
  * contract (shared with the CPU): counts cap+5 and -2 are CAPACITY faults, clamped. The whole out buffer is
  * compared (rows past the counts must keep their initial bits); tol = nmse, max-abs 4 bf16 ulps of
  * max|ref| (h may round the other way before down). Padding rows of x hold huge values: they must not
@@ -215,6 +215,7 @@ void cc_run_moe_experts(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     kern_moe_slots_t wd = lay, wh = lay;
     wd.base = drec, wh.base = rec;
     wd.mode = wh.mode = c->p[5] ? KERN_MOE_FP8 : KERN_MOE_DEQUANT;
+    wd.rows_hint = wh.rows_hint = (int32_t)c->p[6]; /* the tile choice only: the same results */
     cc_ok(r, K->moe_experts(CX, dx, dc, nl, cap, &wd, dout, dws, dwsb), "moe_experts");
     cc_get(env, got, dout, sizeof(bf16_t) * (size_t)n);
     uint32_t cpu_fault = 0;

@@ -372,6 +372,12 @@ static const cc_case_t g_cases[] = {
     {"moe_experts", "4 slots cap 6 128/96 fp8 mode", "fp8",   cc_run_moe_experts, {4, 6, 128, 96, 1, 1},               2e-4},
     {"moe_experts", "8 slots cap 8 7168/2048 fp8 mode", "fp8", cc_run_moe_experts, {8, 8, 7168, 2048, 1, 1},           2e-4},
     {"moe_experts", "3 slots cap 64 7168/2048 fp8 mode", "fp8", cc_run_moe_experts, {3, 64, 7168, 2048, 1, 1},         2e-4},
+    /* the row hint (x2) picks the token block: 4 -> 8x1 (slot 0's 64 rows in 8 blocks), 12 -> 32x1, 24 of cap 136
+     * -> 64x2r, 40 of cap 136 -> 128x2r */
+    {"moe_experts", "3 slots cap 64 fp8 mode hint 4", "fp8",    cc_run_moe_experts, {3, 64, 7168, 2048, 1, 1, 4},      2e-4},
+    {"moe_experts", "3 slots cap 64 fp8 mode hint 12", "fp8",   cc_run_moe_experts, {3, 64, 7168, 2048, 1, 1, 12},     2e-4},
+    {"moe_experts", "3 slots cap 136 fp8 mode hint 24", "fp8",  cc_run_moe_experts, {3, 136, 7168, 2048, 1, 1, 24},    2e-4},
+    {"moe_experts", "3 slots cap 136 fp8 mode hint 40", "fp8",  cc_run_moe_experts, {3, 136, 7168, 2048, 1, 1, 40},    2e-4},
     {"moe_experts", "fp8 mode counts cap+5/-2 fault", "fp8",  cc_run_moe_experts, {5, 8, 256, 128, 1, 1},              2e-4, 2},
     /* log_softmax: |got - want| <= tol */
     {"log_softmax", "4x129280",                   "f32",       cc_run_log_softmax, {4, 129280},                         2e-6},
