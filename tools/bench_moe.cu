@@ -72,7 +72,7 @@ int main(int argc, char **argv)
     fill_fp8<<<2048, 256, 0, st>>>(w2, n2, 2, 300.f);
     fill_f32<<<256, 256, 0, st>>>(s13, ns13, 3, 1e-4f, 3e-4f);
     fill_f32<<<256, 256, 0, st>>>(s2, ns2, 4, 2e-4f, 6e-4f);
-    moe_fp8_weights_t w = {w13, s13, w2, s2, E, H, I};
+    moe_fp8_weights_t w = {w13, s13, w2, s2, E, H, I, 0, 0};
     const double wbytes = (double)(n13 + n2) + (ns13 + ns2) * 4.0;
 
     FILE *fo = out_path ? fopen(out_path, "w") : NULL;
@@ -88,6 +88,7 @@ int main(int argc, char **argv)
         CK(cudaMalloc(&cnt, E * 4));
         fill_bf16<<<1024, 256, 0, st>>>(x, nx, 5 + rows, 2.f);
         std::vector<int32_t> hc(E, rows);
+        w.rows_hint = rows; /* what the forward would expect of full slots (kern_moe_slots_t.rows_hint) */
         CK(cudaMemcpyAsync(cnt, hc.data(), E * 4, cudaMemcpyHostToDevice, st));
         const size_t wsb = kern_cuda_moe_fp8_ws_bytes(E, cap, H, I);
         uint8_t *ws;

@@ -461,10 +461,10 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
     if (!bn) {
         /* the routed experts' slots: by twice the rows the host expects a slot to hold this step (counts spread
          * around the mean, and a slot past the token block goes by two: at r1-ep8 b128, mean 32, blocks of 32
-         * made the step 3 % slower than 64), where that is below the capacity (serving's capacity is 512 at
-         * decode too); without a hint, by the capacity */
-        const bool hinted = g.counts && g.hint > 0 && 2 * g.hint < g.cap && mg_hint_on();
-        const int rows = hinted ? 2 * g.hint : g.cap;
+         * made the step 3 % slower than 64), at most the capacity (serving's is 512 at decode too); without a
+         * hint, by the capacity */
+        const bool hinted = g.counts && g.hint > 0 && mg_hint_on();
+        const int rows = hinted ? min(2 * g.hint, g.cap) : g.cap;
         /* one dense matrix of 65..128 rows: row split measured 1.2-1.6x faster than token split on every
          * non-gated R1 shape (moeserve-bench-dense, BENCHMARKS.md); the gated dense MLP stays token split */
         if (!g.counts && !GATEUP && g.cap > 64 && g.cap <= 128) bn = 64, nwg = 2, rs = 1;
