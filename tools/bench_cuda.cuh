@@ -104,11 +104,13 @@ static int parse_tiles(char *arg, std::vector<std::vector<int>> &tiles)
     for (char *t = strtok(arg, ","); t; t = strtok(NULL, ",")) {
         int bn = 0, nwg = 0;
         char r = 0;
-        if (sscanf(t, "%dx%d%c", &bn, &nwg, &r) < 2 || kern_cuda_moe_fp8_tile(bn, nwg, r == 'r')) {
+        const int n = sscanf(t, "%dx%d%c", &bn, &nwg, &r);
+        const int mode = r == 'w' ? 2 : r == 'r'; /* kern_cuda_moe_fp8_tile_suffix's letters */
+        if (n < 2 || kern_cuda_moe_fp8_tile(bn, nwg, mode)) {
             fprintf(stderr, "bad --tiles entry '%s'\n", t);
             return -1;
         }
-        tiles.push_back({bn, nwg, r == 'r'});
+        tiles.push_back({bn, nwg, mode});
     }
     kern_cuda_moe_fp8_tile(0, 0, 0);
     return 0;

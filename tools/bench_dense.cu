@@ -125,7 +125,8 @@ int main(int argc, char **argv)
             for (const std::vector<int> &tl : tiles) {
                 kern_cuda_moe_fp8_tile(tl[0], tl[1], tl[2]);
                 char tname[16] = "auto";
-                if (tl[0]) snprintf(tname, sizeof tname, "%dx%d%s", tl[0], tl[1], tl[2] ? "r" : "");
+                if (tl[0])
+                    snprintf(tname, sizeof tname, "%dx%d%s", tl[0], tl[1], kern_cuda_moe_fp8_tile_suffix(tl[2]));
                 const double t_f8 = time_ms_after(st, reps, flush, [&] { CKS(kern_cuda_ops.gemm(cx, &gf)); });
                 row("fp8", tname, t_f8, t_q);
                 if (fo && !tl[0]) fprintf(fo, "%s\t%d\tfp8\t%.5f\n", s.name, m, t_f8);

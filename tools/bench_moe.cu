@@ -105,7 +105,7 @@ int main(int argc, char **argv)
         for (const std::vector<int> &tl : tiles) {
             kern_cuda_moe_fp8_tile(tl[0], tl[1], tl[2]);
             char tname[16] = "auto";
-            if (tl[0]) snprintf(tname, sizeof tname, "%dx%d%s", tl[0], tl[1], tl[2] ? "r" : "");
+            if (tl[0]) snprintf(tname, sizeof tname, "%dx%d%s", tl[0], tl[1], kern_cuda_moe_fp8_tile_suffix(tl[2]));
             double t_layer = time_ms(st, reps, [&] { CKS(kern_cuda_moe_fp8(&cx, x, cnt, E, cap, &w, out, ws, wsb)); });
             double t_q1 = time_ms(st, reps, [&] { CKS(kern_cuda_act_quant(&cx, x, cnt, E, cap, H, xq, xs)); });
             double t_g1 = time_ms(st, reps, [&] { CKS(kern_cuda_moe_fp8_gateup(&cx, xq, xs, cnt, E, cap, &w, h)); });

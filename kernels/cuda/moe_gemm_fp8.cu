@@ -5,9 +5,9 @@
  *
  * Why this shape: at decode a rank's experts see 4..128 rows each, so the
  * layer is a stream of 1.41 GB of weights. The kernel is "swap AB": a weight
- * tile of 128 rows (2 x wgmma m64) is the A operand and a block of tokens the
- * N dimension (8..64 per consumer warpgroup), so small token counts waste no
- * weight bytes. Every 128-K chunk's partial product is promoted into the fp32
+ * tile of 128 or 256 rows (2 or 4 x wgmma m64) is the A operand and a block of
+ * tokens the N dimension (8..128 per consumer warpgroup), so small token
+ * counts waste no weight bytes. Every 128-K chunk's partial product is promoted into the fp32
  * accumulator times (weight block scale x token's group scale), as DeepGEMM
  * does. A persistent grid (one CTA per SM) walks the tiles of all slots; one
  * producer thread keeps a ring of TMA stages full across tile boundaries, so
@@ -24,8 +24,7 @@
 #include "wgmma.cuh"
 #include "pdl.cuh"
 
-#define MG_TILE_ROWS 128   /* weight rows per tile (2 x m64) */
-#define MG_A_BYTES (MG_TILE_ROWS * MG_KC)
+#define MG_HALF_BYTES (64 * MG_KC) /* one m64 box of weight rows over a 128-K chunk */
 #define MG_SMEM_BUDGET (200 * 1024)
 
 /* ---- the grouped GEMM kernel ---- */
@@ -90,37 +89,64 @@ __device__ __forceinline__ bool mg_unit(const mg_args &g, int bnt, int kchunks, 
 __device__ __forceinline__ float mg_bf16r(float f) { return __bfloat162float(__float2bfloat16_rn(f)); }
 
 /* Tile shapes (template): BN = the wgmma N (tokens per instruction), NWG
- * consumer warpgroups, one producer warpgroup (a single thread issues TMA).
+ * consumer warpgroups, one producer warpgroup (a single thread issues TMA),
+ * TR weight rows a tile (m64 boxes: 2, or 4 for TR = 256).
  * RS = false ("token split"): each consumer warpgroup takes both m64 halves of
  * the weight tile over its own BN tokens (token block BN*NWG); gate|up's
  * SiLU·mul is in registers. RS = true ("row split", NWG = 2): warpgroup w
  * takes half w over all BN tokens, so each instruction is twice as wide and
  * the shared-memory reads per FLOP drop by a third (what limits large token
  * blocks); gate|up's up half crosses to the gate warpgroup through shared
- * memory, in the same fragment order, behind two named barriers. */
-template <int BN, int NWG, bool RS> struct mg_shape {
+ * memory, in the same fragment order, behind two named barriers.
+ * TR = 256 ("wide", RS, BN = 128): warpgroup w takes two boxes over all 128
+ * tokens — rows 128w.. of a 256-row tile, or for gate|up gate rows 64w.. and
+ * the matching up rows (SiLU·mul in registers again). Why: at 128 tokens a
+ * 128-row tile's x block is as large as its weights, so SMs read twice the
+ * weight bytes from L2, and L2 -> SM was the limit (ncu, 128x2r at 128 rows:
+ * L2 78 %, DRAM 56 %, ~5 TB/s from L2); a 256-row tile reads 1.5x. Its two
+ * accumulators leave room for one partial set, so each box's chunk product is
+ * promoted right after its MMAs, under the other warpgroup's. */
+template <int BN, int NWG, bool RS, int TR = 128> struct mg_shape {
+    static_assert(TR == 128 || (TR == 256 && RS && NWG == 2), "the 256-row tile is row split");
     static constexpr int BNT = RS ? BN : BN * NWG;           /* tokens per tile */
-    static constexpr int NT = RS ? 1 : 2;                    /* m64 halves per warpgroup */
-    static constexpr int STAGE = MG_A_BYTES + BNT * MG_KC;   /* bytes per ring stage */
-    static constexpr int XB = RS ? 128 * BN : 0;             /* up-half exchange (bf16) */
+    static constexpr int NT = RS ? TR / 128 : 2;             /* m64 boxes per warpgroup */
+    static constexpr bool ONE_SET = NT * BN > 128;           /* one partial set (registers: 128x2w) */
+    static constexpr int A_BYTES = TR * MG_KC;               /* weight bytes per ring stage */
+    static constexpr int STAGE = A_BYTES + BNT * MG_KC;      /* bytes per ring stage */
+    static constexpr int XB = RS && TR == 128 ? 128 * BN : 0; /* up-half exchange (bf16) */
     static constexpr int ST0 = (MG_SMEM_BUDGET + 16 * 1024 - XB) / STAGE;
     static constexpr int ST = ST0 > 8 ? 8 : ST0;
     static constexpr int SC = ST * BNT * 4;                  /* token scales, one row a stage */
     static constexpr int SMEM = ST * STAGE + XB + SC + 1024; /* + 1024-byte alignment slack */
 };
 
+/* m64 box hh of weight block nb: its first row in the expert. TR = 128: gate rows 64nb and the matching up rows,
+ * or rows 128nb + 64hh; TR = 256: gate rows 128nb, 128nb + 64 and their up rows, or rows 256nb + 64hh. A box's
+ * scale block row is its first row / 128 (inter is a multiple of 128 for TR = 256). */
+template <int TR, bool GATEUP> __device__ __forceinline__ int mg_box_row(const mg_args &g, int nb, int hh)
+{
+    constexpr int HP = TR / 128; /* gate (or up) boxes a tile */
+    return GATEUP ? (hh >= HP ? g.inter : 0) + nb * 64 * HP + 64 * (hh % HP) : nb * TR + 64 * hh;
+}
+
+/* The box of a tile's stage that warpgroup wg's j-th accumulator computes (see mg_shape) */
+template <int TR, bool RS, bool GATEUP> __device__ __forceinline__ int mg_box_of(int wg, int j)
+{
+    return !RS ? j : TR == 128 ? wg : GATEUP ? wg + 2 * j : 2 * wg + j;
+}
+
 __device__ __forceinline__ void mg_named_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void mg_named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 
-template <int BN, int NWG, bool RS, bool GATEUP>
+template <int BN, int NWG, bool RS, bool GATEUP, int TR>
 __global__ void __launch_bounds__((NWG + 1) * 128, 1)
 mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a, const mg_args g)
 {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap(); /* wgmma needs sm_90a machine code; the compute_90 PTX cannot run this */
 #else
-    typedef mg_shape<BN, NWG, RS> sh;
-    constexpr int BNT = sh::BNT, STAGE = sh::STAGE, ST = sh::ST, NT = sh::NT, NACC = BN / 2;
+    typedef mg_shape<BN, NWG, RS, TR> sh;
+    constexpr int BNT = sh::BNT, STAGE = sh::STAGE, ST = sh::ST, NT = sh::NT, NACC = BN / 2, AB = sh::A_BYTES;
     static_assert(!RS || NWG == 2, "row split needs two consumer warpgroups");
     __shared__ __align__(8) uint64_t full[ST], empty[ST];
     extern __shared__ uint8_t smem_raw[];
@@ -145,11 +171,10 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
      * the producer requests the first ring's weight tiles before waiting for that kernel (PDL: it may still
      * be running); their stages' barriers expect the whole stage, the rest follows after the wait. */
     auto weight_tiles = [&](int st, int s, int nb, int kc) {
-        const int r0 = GATEUP ? nb * 64 : nb * 128; /* row within expert s */
-        const int r1 = GATEUP ? r0 + g.inter : r0 + 64;
         uint8_t *sa = smem + st * STAGE;
-        mg_tma_3d(sa, &tm_w, kc * MG_KC, r0, s, &full[st]);
-        mg_tma_3d(sa + MG_A_BYTES / 2, &tm_w, kc * MG_KC, r1, s, &full[st]);
+#pragma unroll
+        for (int hh = 0; hh < TR / 64; hh++)
+            mg_tma_3d(sa + hh * MG_HALF_BYTES, &tm_w, kc * MG_KC, mg_box_row<TR, GATEUP>(g, nb, hh), s, &full[st]);
     };
     auto stage_bytes = [&](int tb) { /* a multiple of 4: 16-byte bulk copies */
         return STAGE + (xrow ? 0 : min(BNT, g.cap - tb * BNT) * 4);
@@ -185,7 +210,7 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
                 if (!xrow)
                     mg_bulk(ssc + st * BNT, g.asc + ((size_t)s * kchunks + kc) * g.cap + tb * BNT,
                             min(BNT, g.cap - tb * BNT) * 4, &full[st]);
-                mg_tma_2d(smem + st * STAGE + MG_A_BYTES, &tm_a, kc * MG_KC, s * g.cap + tb * BNT, &full[st]);
+                mg_tma_2d(smem + st * STAGE + AB, &tm_a, kc * MG_KC, s * g.cap + tb * BNT, &full[st]);
             });
         } else if (xrow && t / 32 == 1) { /* column kc of [rows, ld_asc], zero past the real rows */
             produce([&](int, int st, int, int, int tb, int kc) {
@@ -202,36 +227,76 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     /* consumers */
     if (NWG > 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
     const int warp = t / 32, lane = t % 32;
+    constexpr bool XCH = GATEUP && RS && TR == 128; /* the up half crosses warpgroups */
     float acc[NT][NACC];
     int it = 0, s, nb, tb, ks, k0, k1;
     mg_walk w = {-1, 0, 0, 0};
     for (int i = blockIdx.x; mg_unit(g, BNT, kchunks, w, i, s, nb, tb, ks, k0, k1); i += gridDim.x) {
         const int cnt = mg_count(g, s), nk = k1 - k0;
         const int tok0 = tb * BNT + (RS ? 0 : wg * BN); /* this warpgroup's first token in the slot */
-        const int h0 = RS ? wg : 0;                     /* first m64 half this warpgroup computes */
-        const int rb0 = GATEUP ? nb * 64 / 128 : nb, rb1 = GATEUP ? (g.inter + nb * 64) / 128 : nb;
-        const float *ws0 = g.wsc + (size_t)s * g.wsc_stride + (size_t)(h0 ? rb1 : rb0) * kchunks + k0;
-        const float *ws1 = g.wsc + (size_t)s * g.wsc_stride + (size_t)rb1 * kchunks + k0;
+        const float *wsj[NT]; /* each accumulator's weight scales along K, from chunk k0 */
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+            wsj[j] = g.wsc + (size_t)s * g.wsc_stride +
+                     (size_t)(mg_box_row<TR, GATEUP>(g, nb, mg_box_of<TR, RS, GATEUP>(wg, j)) / 128) * kchunks + k0;
 #pragma unroll
         for (int j = 0; j < NT; j++)
 #pragma unroll
             for (int i = 0; i < NACC; i++) acc[j][i] = 0.f;
+        const uint8_t *sa0 = smem, *sb0 = smem + AB + (RS ? 0 : wg * BN * MG_KC); /* + stage: its tokens */
+        /* d (one box's chunk product) times (weight block scale x token group scale), per column, into acc[j] */
+        auto promote = [&](const float (&d)[NACC], float wj, int st, int j) {
+            const float *scs = ssc + st * BNT + (RS ? 0 : wg * BN) + 2 * (lane % 4);
+#pragma unroll
+            for (int q = 0; q < BN / 8; q++) { /* d[4q+{0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1) */
+                const float2 v = *reinterpret_cast<const float2 *>(scs + 8 * q);
+                const float s0 = wj * v.x, s1 = wj * v.y;
+                acc[j][4 * q] = fmaf(d[4 * q], s0, acc[j][4 * q]);
+                acc[j][4 * q + 1] = fmaf(d[4 * q + 1], s1, acc[j][4 * q + 1]);
+                acc[j][4 * q + 2] = fmaf(d[4 * q + 2], s0, acc[j][4 * q + 2]);
+                acc[j][4 * q + 3] = fmaf(d[4 * q + 3], s1, acc[j][4 * q + 3]);
+            }
+        };
+        if constexpr (sh::ONE_SET) {
+            /* per chunk and box: MMAs, wait, promote; the other warpgroup's MMAs keep the tensor cores busy */
+            float d[NACC];
+            for (int kc = 0; kc < nk; kc++) {
+                const int st = (it + kc) % ST;
+                float wj[NT];
+#pragma unroll
+                for (int j = 0; j < NT; j++) wj[j] = __ldg(wsj[j] + kc);
+                mg_bar_wait(&full[st], ((it + kc) / ST) & 1);
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    const uint8_t *sa = smem + st * STAGE + mg_box_of<TR, RS, GATEUP>(wg, j) * MG_HALF_BYTES;
+                    mg_wg_fence();
+#pragma unroll
+                    for (int k = 0; k < MG_KC / 32; k++)
+                        wgmma_fp8<BN>(d, mg_desc(sa + k * 32), mg_desc(sb0 + st * STAGE + k * 32), k);
+                    mg_wg_commit();
+                    mg_wg_wait0();
+#pragma unroll
+                    for (int i = 0; i < NACC; i++) mg_reg_fence(d[i]);
+                    promote(d, wj[j], st, j);
+                }
+                mg_bar_arrive(&empty[st]); /* this warpgroup's MMAs and scale reads of the stage are done */
+            }
+        } else {
         /* Two partial-product sets: chunk kc+1's MMAs run while chunk kc is
          * promoted (scaled into acc), so the tensor cores never wait on it. */
         float ta[NT][NACC], tb_[NT][NACC], wa[NT], wb[NT];
         auto issue = [&](float (&d)[NT][NACC], float (&w)[NT], int kc) {
             const int st = (it + kc) % ST;
-            w[0] = __ldg(ws0 + kc);
-            if (NT > 1) w[NT - 1] = __ldg(ws1 + kc);
+#pragma unroll
+            for (int j = 0; j < NT; j++) w[j] = __ldg(wsj[j] + kc);
             mg_bar_wait(&full[st], ((it + kc) / ST) & 1);
-            const uint8_t *sa = smem + st * STAGE + h0 * (MG_A_BYTES / 2);
-            const uint8_t *sb = smem + st * STAGE + MG_A_BYTES + (RS ? 0 : wg * BN * MG_KC);
             mg_wg_fence();
 #pragma unroll
             for (int k = 0; k < MG_KC / 32; k++)
 #pragma unroll
                 for (int j = 0; j < NT; j++)
-                    wgmma_fp8<BN>(d[j], mg_desc(sa + j * (MG_A_BYTES / 2) + k * 32), mg_desc(sb + k * 32), k);
+                    wgmma_fp8<BN>(d[j], mg_desc(sa0 + st * STAGE + mg_box_of<TR, RS, GATEUP>(wg, j) * MG_HALF_BYTES + k * 32),
+                                  mg_desc(sb0 + st * STAGE + k * 32), k);
             mg_wg_commit();
         };
         auto retire = [&](float (&d)[NT][NACC], const float (&w)[NT], int kc) { /* after its wgmma wait */
@@ -275,8 +340,9 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             mg_wg_wait0();
             retire(ta, wa, kc - 1);
         }
+        }
         it += nk;
-        /* epilogue: token = column, output feature = row */
+        /* epilogue: token = column, output feature = row (accumulator j: box mg_box_of(wg, j)) */
         if (g.ksplit > 1) { /* this split's sums, every weight row of both halves; mg_reduce_kernel rounds */
             float *pp = g.part + (size_t)ks * g.rows * g.n_w_rows;
 #pragma unroll
@@ -286,20 +352,21 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
                 if (tok >= cnt) continue;
 #pragma unroll
                 for (int j = 0; j < NT; j++) {
-                    const int f = GATEUP ? ((h0 + j) ? g.inter : 0) + nb * 64 + row : nb * 128 + (h0 + j) * 64 + row;
+                    const int f = mg_box_row<TR, GATEUP>(g, nb, mg_box_of<TR, RS, GATEUP>(wg, j)) + row;
                     if (f < g.n_w_rows) pp[(size_t)tok * g.n_w_rows + f] = acc[j][i];
                 }
             }
             continue;
         }
-        if (GATEUP && RS && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
+        if (XCH && wg == 1) { /* hand the up half to warpgroup 0; wait until it has read it */
 #pragma unroll
             for (int i = 0; i < NACC; i++) xbuf[i * 128 + t] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[0][i]));
             mg_named_arrive(1, 256);
             mg_named_sync(2, 256);
             continue;
         }
-        if (GATEUP && RS) mg_named_sync(1, 256);
+        if (XCH) mg_named_sync(1, 256);
+        const int f0 = mg_box_row<TR, GATEUP>(g, nb, mg_box_of<TR, RS, GATEUP>(wg, 0)); /* gate|up: the gate rows */
 #pragma unroll
         for (int i = 0; i < NACC; i++) {
             const int row = warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
@@ -308,17 +375,19 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             uint16_t *o = g.out + ((size_t)s * g.cap + tok) * g.ldo;
             if (GATEUP) {
                 const float gt = mg_bf16r(acc[0][i]);
-                const float up = RS ? __bfloat162float(__ushort_as_bfloat16(xbuf[i * 128 + t])) : mg_bf16r(acc[NT - 1][i]);
+                const float up = XCH ? __bfloat162float(__ushort_as_bfloat16(xbuf[i * 128 + t]))
+                                     : mg_bf16r(acc[NT - 1][i]);
                 const float si = mg_bf16r(gt / (1.f + expf(-gt)));
-                o[nb * 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(si * up));
+                o[f0 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(si * up));
             } else {
 #pragma unroll
-                for (int j = 0; j < NT; j++) /* a dense N tail: rows past n_w_rows were TMA zero fill */
-                    if (nb * 128 + (h0 + j) * 64 + row < g.n_w_rows)
-                        o[nb * 128 + (h0 + j) * 64 + row] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[j][i]));
+                for (int j = 0; j < NT; j++) { /* a dense N tail: rows past n_w_rows were TMA zero fill */
+                    const int f = mg_box_row<TR, GATEUP>(g, nb, mg_box_of<TR, RS, GATEUP>(wg, j)) + row;
+                    if (f < g.n_w_rows) o[f] = __bfloat16_as_ushort(__float2bfloat16_rn(acc[j][i]));
+                }
             }
         }
-        if (GATEUP && RS) mg_named_arrive(2, 256);
+        if (XCH) mg_named_arrive(2, 256);
     }
 #endif
 }
@@ -394,11 +463,16 @@ static int mg_ksplit(const mg_args &g, int ntiles)
     return ks < 1 ? 1 : ks;
 }
 
-template <int BN, int NWG, bool RS, bool GATEUP>
+template <int BN, int NWG, bool RS, bool GATEUP, int TR = 128>
 static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, mg_args g, int n_experts,
                              size_t wstride)
 {
-    typedef mg_shape<BN, NWG, RS> sh;
+    typedef mg_shape<BN, NWG, RS, TR> sh;
+    if (TR == 256) { /* the callers count 128-row weight blocks */
+        if (GATEUP && g.inter % 128)
+            return MS_ERR(MS_ERR_INVALID, "moe_fp8: the 256-row tile needs inter a multiple of 128 (%d)", g.inter);
+        g.n_nblk = GATEUP ? g.inter / 128 : (g.n_w_rows + 255) / 256;
+    }
     CUtensorMap tw, ta;
     MS_TRY(mg_weight_map(&tw, wq, (uint64_t)n_experts, wstride, g.n_w_rows, g.K));
     MS_TRY(mg_map_2d(&ta, aq, CU_TENSOR_MAP_DATA_TYPE_UINT8, g.counts ? (uint64_t)g.S * g.cap : (uint64_t)g.rows, g.K,
@@ -407,9 +481,9 @@ static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *a
     const int ntiles = g.S * g.n_nblk * g.n_tblk;
     g.ksplit = mg_ksplit(g, ntiles);
     const int units = ntiles * g.ksplit, grid = units < mg_num_sms() ? units : mg_num_sms();
-    CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, RS, GATEUP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, RS, GATEUP, TR>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     sh::SMEM));
-    cu_launch(mg_kernel<BN, NWG, RS, GATEUP>, grid, (NWG + 1) * 128, sh::SMEM, (cudaStream_t)cx->stream, tw, ta, g);
+    cu_launch(mg_kernel<BN, NWG, RS, GATEUP, TR>, grid, (NWG + 1) * 128, sh::SMEM, (cudaStream_t)cx->stream, tw, ta, g);
     CUDA_CHECK(cudaGetLastError());
     if (g.ksplit > 1) {
         const int nout = GATEUP ? g.inter : g.n_w_rows;
@@ -431,16 +505,23 @@ static bool mg_hint_on(void)
     return on;
 }
 
+/* MS_MG_WIDE=0: no 256-row tiles chosen (the A/B: 64x2r and 128x2r where 64x2w and 128x2w). Read once. */
+static bool mg_wide_on(void)
+{
+    static const bool on = !cu_env_is("MS_MG_WIDE", "0");
+    return on;
+}
+
 /* Tile shape forced by kern_cuda_moe_fp8_tile (0 = chosen from cap). */
 static int mg_force_bn, mg_force_nwg, mg_force_rs;
 
-extern "C" int kern_cuda_moe_fp8_tile(int bn, int nwg, int row_split)
+extern "C" int kern_cuda_moe_fp8_tile(int bn, int nwg, int mode)
 {
     static const int ok[][3] = {{8, 1, 0}, {16, 1, 0}, {32, 1, 0}, {64, 1, 0}, {16, 2, 0}, {32, 2, 0}, {64, 2, 0},
-                                {64, 2, 1}, {128, 2, 1}};
+                                {64, 2, 1}, {128, 2, 1}, {64, 2, 2}, {128, 2, 2}};
     for (unsigned i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (bn == ok[i][0] && nwg == ok[i][1] && !!row_split == ok[i][2]) {
-            mg_force_bn = bn, mg_force_nwg = nwg, mg_force_rs = !!row_split;
+        if (bn == ok[i][0] && nwg == ok[i][1] && mode == ok[i][2]) {
+            mg_force_bn = bn, mg_force_nwg = nwg, mg_force_rs = mode;
             return 0;
         }
     mg_force_bn = mg_force_nwg = mg_force_rs = 0;
@@ -465,26 +546,37 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
          * hint, by the capacity */
         const bool hinted = g.counts && g.hint > 0 && mg_hint_on();
         const int rows = hinted ? min(2 * g.hint, g.cap) : g.cap;
+        /* MS_MG_WIDE=0: none of the 256-row tiles (rs = 2) chosen below */
+        const bool wide = mg_wide_on() && (!GATEUP || g.inter % 128 == 0);
         /* one dense matrix of 65..128 rows: row split measured 1.2-1.6x faster than token split on every
-         * non-gated R1 shape (moeserve-bench-dense, BENCHMARKS.md); the gated dense MLP stays token split */
-        if (!g.counts && !GATEUP && g.cap > 64 && g.cap <= 128) bn = 64, nwg = 2, rs = 1;
+         * non-gated R1 shape (moeserve-bench-dense, BENCHMARKS.md); with K >= 4096 and 7168+ weight rows (o_proj,
+         * the dense MLP's two) the 256-row tile, 64x2w: 7-9 % faster there, 5-25 % slower on the smaller
+         * ones (q_a|kv_a, q_b, the shared expert; H200, BENCHMARKS session 15) */
+        if (!g.counts && g.cap > 64 && g.cap <= 128)
+            bn = 64, nwg = 2, rs = wide && g.K >= 4096 && g.n_w_rows >= 7168 ? 2 : 1;
         else if (rows <= 8) bn = 8, nwg = 1, rs = 0;
         else if (rows <= 32) bn = 32, nwg = 1, rs = 0;
-        /* hinted 33..64 (r1-ep8 b128): 64x2r, measured 1 % faster there than 32x2 (the step, H200) */
-        else if (rows <= 64) bn = hinted ? 64 : 32, nwg = 2, rs = hinted;
+        /* hinted 33..64 (r1-ep8 b128): 64x2r, measured 1 % faster there than 32x2 (the step, H200); now its
+         * 256-row tile, 64x2w (x read once a 256 weight rows): the b128 step 2.2 % faster (session 15) */
+        else if (rows <= 64) bn = hinted ? 64 : 32, nwg = 2, rs = hinted ? (wide ? 2 : 1) : 0;
         /* not 64x2 token split: it failed test_cuda_moe_fp8 intermittently on the H200 (max error 0.98 against
          * 0.22 for every other tile, 2026-12-01; a race not found yet) — row split computes the same tiles.
          * Routed experts hinted past 64 rows take 128x2r (128-token blocks: a weight tile read once a 128 rows,
-         * where 64x2r reads it twice), 16-25 % faster at 128-512 real rows a slot (H200, BENCHMARKS session 14) */
-        else if (hinted) bn = 128, nwg = 2, rs = 1;
+         * where 64x2r reads it twice), 16-25 % faster at 128-512 real rows a slot (H200, BENCHMARKS session 14);
+         * gate|up there the 256-row tile (128x2w: x read once a 256 weight rows), 19 % faster than 128x2r at
+         * 128 and 256 rows a slot, 9 % at 512; not down (K = 2048: within +-3 %, 6 % slower at 512). H200,
+         * BENCHMARKS session 15; MS_MG_WIDE=0: 128x2r for both */
+        else if (hinted) bn = 128, nwg = 2, rs = GATEUP && wide ? 2 : 1;
         else bn = 64, nwg = 2, rs = 1;
     }
 #define MG_CASE(B, W, R) \
     if (bn == B && nwg == W && rs == R) return mg_launch<B, W, R, GATEUP>(cx, wq, aq, g, E, wstride);
     MG_CASE(8, 1, 0) MG_CASE(16, 1, 0) MG_CASE(32, 1, 0) MG_CASE(64, 1, 0) MG_CASE(16, 2, 0) MG_CASE(32, 2, 0)
     MG_CASE(64, 2, 0) MG_CASE(64, 2, 1) MG_CASE(128, 2, 1)
+    if (bn == 64 && nwg == 2 && rs == 2) return mg_launch<64, 2, true, GATEUP, 256>(cx, wq, aq, g, E, wstride);
+    if (bn == 128 && nwg == 2 && rs == 2) return mg_launch<128, 2, true, GATEUP, 256>(cx, wq, aq, g, E, wstride);
 #undef MG_CASE
-    return MS_ERR(MS_ERR_INTERNAL, "moe_fp8: no kernel for tile %dx%d%s", bn, nwg, rs ? " row-split" : "");
+    return MS_ERR(MS_ERR_INTERNAL, "moe_fp8: no kernel for tile %dx%d%s", bn, nwg, kern_cuda_moe_fp8_tile_suffix(rs));
 }
 
 static ms_status_t mg_check(int S, int cap, const moe_fp8_weights_t *w)

@@ -119,7 +119,7 @@ static int run_case(int cap, const int *counts, const uint8_t *w13, const float 
 
     /* the automatic tile, then every forced one: all must match the one reference */
     static const int tiles[][3] = {{0, 0, 0}, {8, 1, 0}, {16, 1, 0}, {32, 1, 0}, {64, 1, 0}, {16, 2, 0},
-                                   {32, 2, 0}, {64, 2, 0}, {64, 2, 1}, {128, 2, 1}};
+                                   {32, 2, 0}, {64, 2, 0}, {64, 2, 1}, {128, 2, 1}, {64, 2, 2}, {128, 2, 2}};
     int all_ok = 1;
     kern_ctx_t cx = {0};
     for (unsigned v = 0; v < sizeof tiles / sizeof tiles[0]; v++) {
@@ -158,7 +158,9 @@ static int run_case(int cap, const int *counts, const uint8_t *w13, const float 
         const double rel = sqrt(se / (sr > 0 ? sr : 1));
         const int ok = checked > 0 && rel <= 8e-3 && maxerr <= 3e-2 * maxref && !bad_pad && !unwritten && !nan_out;
         char tname[16] = "auto";
-        if (tiles[v][0]) snprintf(tname, sizeof tname, "%dx%d%s", tiles[v][0], tiles[v][1], tiles[v][2] ? "r" : "");
+        if (tiles[v][0])
+            snprintf(tname, sizeof tname, "%dx%d%s", tiles[v][0], tiles[v][1],
+                     kern_cuda_moe_fp8_tile_suffix(tiles[v][2]));
         printf("%s cap=%d counts={%d,%d,%d,%d} tile %-5s: rel_l2=%.3e max_err=%.3e (max|ref| %.3f) checked=%ld "
                "pad_touched=%ld unwritten=%ld nan=%ld\n", ok ? "ok  " : "FAIL", cap, counts[0], counts[1], counts[2],
                counts[3], tname, rel, maxerr, maxref, checked, bad_pad, unwritten, nan_out);
