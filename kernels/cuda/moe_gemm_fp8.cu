@@ -98,14 +98,15 @@ __device__ __forceinline__ float mg_bf16r(float f) { return __bfloat162float(__f
  * the shared-memory reads per FLOP drop by a third (what limits large token
  * blocks); gate|up's up half crosses to the gate warpgroup through shared
  * memory, in the same fragment order, behind two named barriers.
- * TR = 256 ("wide", RS, BN = 128): warpgroup w takes two boxes over all 128
- * tokens — rows 128w.. of a 256-row tile, or for gate|up gate rows 64w.. and
+ * TR = 256 ("wide", RS, BN = 64 or 128: 64x2w, 128x2w): warpgroup w takes two
+ * boxes over all BN tokens — rows 128w.. of a 256-row tile, or for gate|up gate rows 64w.. and
  * the matching up rows (SiLU·mul in registers again). Why: at 128 tokens a
  * 128-row tile's x block is as large as its weights, so SMs read twice the
  * weight bytes from L2, and L2 -> SM was the limit (ncu, 128x2r at 128 rows:
  * L2 78 %, DRAM 56 %, ~5 TB/s from L2); a 256-row tile reads 1.5x. Its two
- * accumulators leave room for one partial set, so each box's chunk product is
- * promoted right after its MMAs, under the other warpgroup's. */
+ * accumulators leave 128x2w room for one partial set, so each box's chunk
+ * product is promoted right after its MMAs, under the other warpgroup's
+ * (64x2w keeps the two sets). */
 template <int BN, int NWG, bool RS, int TR = 128> struct mg_shape {
     static_assert(TR == 128 || (TR == 256 && RS && NWG == 2), "the 256-row tile is row split");
     static constexpr int BNT = RS ? BN : BN * NWG;           /* tokens per tile */
