@@ -34,7 +34,7 @@ struct mg_args {
     const float *asc;      /* activation scales [S, K/128, cap]; ld_asc > 0: row-major [rows, ld_asc] (dense) */
     const int32_t *counts; /* [S]; NULL: one dense matrix (S = 1) of `rows` real rows */
     uint16_t *out;         /* [S, cap, ldo] bf16 */
-    int S, cap, K, n_w_rows, n_nblk, n_tblk, inter, ldo, rows;
+    int S, cap, K, n_w_rows, n_nblk, n_tblk, inter, ldo, rows; /* n_nblk, n_tblk: set by mg_launch */
     int64_t ld_asc; /* 0: the slot layout above */
     /* split-K (a dense GEMM only): ksplit > 1 CTAs share a tile's chunks, each writes its fp32 sums to
      * part [ksplit][rows][n_w_rows] (part_bytes of room) and mg_reduce_kernel adds them and rounds */
@@ -469,11 +469,11 @@ static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *a
                              size_t wstride)
 {
     typedef mg_shape<BN, NWG, RS, TR> sh;
-    if (TR == 256) { /* the callers count 128-row weight blocks */
-        if (GATEUP && g.inter % 128)
-            return MS_ERR(MS_ERR_INVALID, "moe_fp8: the 256-row tile needs inter a multiple of 128 (%d)", g.inter);
-        g.n_nblk = GATEUP ? g.inter / 128 : (g.n_w_rows + 255) / 256;
-    }
+    /* weight blocks of TR rows: gate|up's hold TR / 2 gate rows and the matching up rows */
+    if (GATEUP && g.inter % (TR / 2))
+        return MS_ERR(MS_ERR_INVALID, "moe_fp8: the %d-row tile needs inter a multiple of %d (%d)", TR, TR / 2,
+                      g.inter);
+    g.n_nblk = GATEUP ? g.inter / (TR / 2) : (g.n_w_rows + TR - 1) / TR;
     CUtensorMap tw, ta;
     MS_TRY(mg_weight_map(&tw, wq, (uint64_t)n_experts, wstride, g.n_w_rows, g.K));
     MS_TRY(mg_map_2d(&ta, aq, CU_TENSOR_MAP_DATA_TYPE_UINT8, g.counts ? (uint64_t)g.S * g.cap : (uint64_t)g.rows, g.K,
@@ -511,6 +511,19 @@ static bool mg_wide_on(void)
 {
     static const bool on = !cu_env_is("MS_MG_WIDE", "0");
     return on;
+}
+
+/* One dense matrix past 128 rows (prefill): a 256-row weight tile, 128x2w (x read once a 256 weight rows, a
+ * token block read once a 128 tokens), or 64x2w where 128x2w's last wave of tiles would leave most SMs idle
+ * (q_a|kv_a at m = 4096: 288 tiles, 2.2 waves). Both are compute-bound there: a wave of 64x2w costs about half
+ * one of 128x2w, 10 % more per FLOP. At m = 4096 128x2w is 1.24-1.52x faster than 64x2r on q_b, o_proj, the
+ * shared expert and the dense MLP, 64x2w 1.10x on q_a|kv_a (H200, BENCHMARKS session 16). */
+static void mg_dense_large(const mg_args &g, bool gateup, int &bn, int &nwg, int &rs)
+{
+    const long nblk = gateup ? g.inter / 128 : (g.n_w_rows + 255) / 256, sms = mg_num_sms();
+    const long w128 = (nblk * ((g.cap + 127) / 128) + sms - 1) / sms; /* waves of tiles */
+    const long w64 = (nblk * ((g.cap + 63) / 64) + sms - 1) / sms;
+    bn = 20 * w128 <= 11 * w64 ? 128 : 64, nwg = 2, rs = 2;
 }
 
 /* Tile shape forced by kern_cuda_moe_fp8_tile (0 = chosen from cap). */
@@ -568,6 +581,7 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
          * 128 and 256 rows a slot, 9 % at 512; not down (K = 2048: within +-3 %, 6 % slower at 512). H200,
          * BENCHMARKS session 15; MS_MG_WIDE=0: 128x2r for both */
         else if (hinted) bn = 128, nwg = 2, rs = GATEUP && wide ? 2 : 1;
+        else if (!g.counts && wide) mg_dense_large(g, GATEUP, bn, nwg, rs);
         else bn = 64, nwg = 2, rs = 1;
     }
 #define MG_CASE(B, W, R) \
@@ -598,7 +612,7 @@ extern "C" ms_status_t kern_cuda_moe_fp8_gateup(kern_ctx_t *cx, const uint8_t *x
     if (S == 0) return MS_OK;
     const size_t rows = 2 * (size_t)w->inter, ws = w->stride ? w->stride : rows * w->hidden;
     const size_t ss = w->stride ? w->stride / 4 : rows / 128 * (w->hidden / 128);
-    mg_args g = {w->w13_s, ss, xs, counts, h, S, cap, w->hidden, 2 * w->inter, w->inter / 64, 0, w->inter, w->inter, 0, 0};
+    mg_args g = {w->w13_s, ss, xs, counts, h, S, cap, w->hidden, 2 * w->inter, 0, 0, w->inter, w->inter, 0, 0};
     g.hint = w->rows_hint;
     return mg_dispatch<true>(cx, w->w13, xq, g, w->n_experts, ws);
 }
@@ -611,7 +625,7 @@ extern "C" ms_status_t kern_cuda_moe_fp8_down(kern_ctx_t *cx, const uint8_t *hq,
     if (S == 0) return MS_OK;
     const size_t ws = w->stride ? w->stride : (size_t)w->hidden * w->inter;
     const size_t ss = w->stride ? w->stride / 4 : (size_t)(w->hidden / 128) * (w->inter / 128);
-    mg_args g = {w->w2_s, ss, hs, counts, out, S, cap, w->inter, w->hidden, w->hidden / 128, 0, 0, w->hidden, 0, 0};
+    mg_args g = {w->w2_s, ss, hs, counts, out, S, cap, w->inter, w->hidden, 0, 0, 0, w->hidden, 0, 0};
     g.hint = w->rows_hint;
     return mg_dispatch<false>(cx, w->w2, hq, g, w->n_experts, ws);
 }
@@ -630,10 +644,10 @@ extern "C" ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq
     float *part = scratch && (uintptr_t)scratch % 16 == 0 ? (float *)scratch : NULL;
     const size_t part_bytes = part ? scratch_bytes : 0;
     if (silu) {
-        mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, n / 2 / 64, 0, n / 2, ldy, m, ld_xs, part, part_bytes, 1};
+        mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, 0, 0, n / 2, ldy, m, ld_xs, part, part_bytes, 1};
         return mg_dispatch<true>(cx, w, xq, g, 1, wstride);
     }
-    mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, (n + 127) / 128, 0, 0, ldy, m, ld_xs, part, part_bytes, 1};
+    mg_args g = {w_s, 0, xs, NULL, y, 1, cap, K, n, 0, 0, 0, ldy, m, ld_xs, part, part_bytes, 1};
     return mg_dispatch<false>(cx, w, xq, g, 1, wstride);
 }
 

@@ -144,6 +144,12 @@ static const cc_case_t g_cases[] = {
     {"gemm_dense",  "m=4096 n=7168 k=2048 (shared down)", "fp8",       cc_run_gemm_dense,  {4096, 7168, 2048, 2, BF},           2e-4},
     {"gemm_dense",  "m=4096 n=18432 k=7168 (dense gate|up)", "fp8",       cc_run_gemm_dense,  {4096, 18432, 7168, 3, BF},          2e-4},
     {"gemm_dense",  "m=4096 n=7168 k=18432 (dense down)", "fp8",       cc_run_gemm_dense,  {4096, 7168, 18432, 2, BF},          2e-4},
+    /* prefill rows between the 128-row decode rules and 4096: 64x2w (one wave either way), 128x2w, ragged m, the
+     * 2112-row N tail on the 256-row tile */
+    {"gemm_dense",  "m=200 n=7168 k=16384 (o_proj)", "fp8",       cc_run_gemm_dense,  {200, 7168, 16384, 2, BF},           2e-4},
+    {"gemm_dense",  "m=300 n=7168 k=2048 (shared down)", "fp8",       cc_run_gemm_dense,  {300, 7168, 2048, 2, BF},            2e-4},
+    {"gemm_dense",  "m=1000 n=2048 k=7168 (shared gate|up)", "fp8",       cc_run_gemm_dense,  {1000, 2048, 7168, 3, BF},           2e-4},
+    {"gemm_dense",  "m=520 n=2112 k=7168 (q_a|kv_a)", "fp8",       cc_run_gemm_dense,  {520, 2112, 7168, 2, BF},            2e-4},
     {"gemm_dense",  "m=5 n=2112 k=7168 (q_a|kv_a)", "fp8",       cc_run_gemm_dense,  {5, 2112, 7168, 2, BF},              2e-4},
     {"gemm_dense",  "m=128 n=18432 k=7168 (dense gate|up)", "fp8",       cc_run_gemm_dense,  {128, 18432, 7168, 3, BF},           2e-4},
     {"gemm_dense",  "m=128 n=7168 k=16384 (o_proj)", "fp8",       cc_run_gemm_dense,  {128, 7168, 16384, 2, BF},           2e-4},
