@@ -105,7 +105,7 @@ static int parse_tiles(char *arg, std::vector<std::vector<int>> &tiles)
         int bn = 0, nwg = 0;
         char r = 0;
         const int n = sscanf(t, "%dx%d%c", &bn, &nwg, &r);
-        const int mode = r == 'w' ? 2 : r == 'r'; /* kern_cuda_moe_fp8_tile_suffix's letters */
+        const int mode = r == 't' ? 3 : r == 'w' ? 2 : r == 'r'; /* kern_cuda_moe_fp8_tile_suffix's letters */
         if (n < 2 || kern_cuda_moe_fp8_tile(bn, nwg, mode)) {
             fprintf(stderr, "bad --tiles entry '%s'\n", t);
             return -1;

@@ -80,12 +80,16 @@ ms_status_t kern_cuda_moe_fp8_dense(kern_ctx_t *cx, const uint8_t *xq, const flo
 
 /* Tuning hook for the bench: force the GEMM tile (wgmma N per instruction,
  * consumer warpgroups, mode: 0 token split, 1 row split, 2 row split of a
- * 256-row weight tile) instead of the choice from cap; (0,0,0) restores it.
+ * 256-row weight tile, 3 that tile with the tokens as the MMAs' M) instead
+ * of the choice from cap; (0,0,0) restores it.
  * Returns -1 for a shape the kernel does not instantiate. Not thread-safe;
  * not for serving. */
 int kern_cuda_moe_fp8_tile(int bn, int nwg, int mode);
 /* The mode's letter in a tile's name (BNxNWG + it: "64x2r", "128x2w"), as the benches and tests print it. */
-static inline const char *kern_cuda_moe_fp8_tile_suffix(int mode) { return mode == 2 ? "w" : mode ? "r" : ""; }
+static inline const char *kern_cuda_moe_fp8_tile_suffix(int mode)
+{
+    return mode == 3 ? "t" : mode == 2 ? "w" : mode ? "r" : "";
+}
 /* Whether a tile is forced (the gemm op's fp8 mode then keeps to this kernel, so the bench times the tile). */
 int kern_cuda_moe_fp8_tile_forced(void);
 

@@ -88,6 +88,17 @@ __device__ __forceinline__ bool mg_unit(const mg_args &g, int bnt, int kchunks, 
 
 __device__ __forceinline__ float mg_bf16r(float f) { return __bfloat162float(__float2bfloat16_rn(f)); }
 
+/* bf16(a), bf16(b) to o[f], o[f + 1] (f even), those below n; one 4-byte store where the row's stride allows */
+__device__ __forceinline__ void mg_store2(uint16_t *o, int f, int n, int ldo, float a, float b)
+{
+    if (f + 1 < n && !(ldo & 1) && !((uintptr_t)o & 3)) {
+        *reinterpret_cast<__nv_bfloat162 *>(o + f) = __floats2bfloat162_rn(a, b);
+        return;
+    }
+    if (f < n) o[f] = __bfloat16_as_ushort(__float2bfloat16_rn(a));
+    if (f + 1 < n) o[f + 1] = __bfloat16_as_ushort(__float2bfloat16_rn(b));
+}
+
 /* Tile shapes (template): BN = the wgmma N (tokens per instruction), NWG
  * consumer warpgroups, one producer warpgroup (a single thread issues TMA),
  * TR weight rows a tile (m64 boxes: 2, or 4 for TR = 256).
@@ -106,7 +117,13 @@ __device__ __forceinline__ float mg_bf16r(float f) { return __bfloat162float(__f
  * L2 78 %, DRAM 56 %, ~5 TB/s from L2); a 256-row tile reads 1.5x. Its two
  * accumulators leave 128x2w room for one partial set, so each box's chunk
  * product is promoted right after its MMAs, under the other warpgroup's
- * (64x2w keeps the two sets). */
+ * (64x2w keeps the two sets).
+ * TT (128x2t): the 256-row tile with the tokens as the MMAs' M: warpgroup w
+ * takes tokens 64w.. (A) against each 128 weight rows (B, n128), so a thread's
+ * accumulator rows are two tokens and the promotion needs two token scales a
+ * chunk instead of a scale load and multiply a column pair per box (at m =
+ * 4096 the promotion took ~28 % of 128x2w's time: o_proj 1.14 ms, 0.82 with it
+ * skipped), and the epilogue stores feature pairs. */
 template <int BN, int NWG, bool RS, int TR = 128> struct mg_shape {
     static_assert(TR == 128 || (TR == 256 && RS && NWG == 2), "the 256-row tile is row split");
     static constexpr int BNT = RS ? BN : BN * NWG;           /* tokens per tile */
@@ -139,7 +156,7 @@ template <int TR, bool RS, bool GATEUP> __device__ __forceinline__ int mg_box_of
 __device__ __forceinline__ void mg_named_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void mg_named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 
-template <int BN, int NWG, bool RS, bool GATEUP, int TR>
+template <int BN, int NWG, bool RS, bool GATEUP, int TR, bool TT>
 __global__ void __launch_bounds__((NWG + 1) * 128, 1)
 mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a, const mg_args g)
 {
@@ -149,6 +166,7 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     typedef mg_shape<BN, NWG, RS, TR> sh;
     constexpr int BNT = sh::BNT, STAGE = sh::STAGE, ST = sh::ST, NT = sh::NT, NACC = BN / 2, AB = sh::A_BYTES;
     static_assert(!RS || NWG == 2, "row split needs two consumer warpgroups");
+    static_assert(!TT || (BN == 128 && TR == 256), "tokens as M: 128x2t only");
     __shared__ __align__(8) uint64_t full[ST], empty[ST];
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
@@ -234,17 +252,18 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
     mg_walk w = {-1, 0, 0, 0};
     for (int i = blockIdx.x; mg_unit(g, BNT, kchunks, w, i, s, nb, tb, ks, k0, k1); i += gridDim.x) {
         const int cnt = mg_count(g, s), nk = k1 - k0;
-        const int tok0 = tb * BNT + (RS ? 0 : wg * BN); /* this warpgroup's first token in the slot */
+        const int tok0 = tb * BNT + (TT ? 64 * wg : RS ? 0 : wg * BN); /* this warpgroup's first token in the slot */
         const float *wsj[NT]; /* each accumulator's weight scales along K, from chunk k0 */
 #pragma unroll
         for (int j = 0; j < NT; j++)
             wsj[j] = g.wsc + (size_t)s * g.wsc_stride +
-                     (size_t)(mg_box_row<TR, GATEUP>(g, nb, mg_box_of<TR, RS, GATEUP>(wg, j)) / 128) * kchunks + k0;
+                     (size_t)(mg_box_row<TR, GATEUP>(g, nb, TT ? 2 * j : mg_box_of<TR, RS, GATEUP>(wg, j)) / 128) *
+                         kchunks + k0;
 #pragma unroll
         for (int j = 0; j < NT; j++)
 #pragma unroll
             for (int i = 0; i < NACC; i++) acc[j][i] = 0.f;
-        const uint8_t *sa0 = smem, *sb0 = smem + AB + (RS ? 0 : wg * BN * MG_KC); /* + stage: its tokens */
+        const uint8_t *sa0 = smem, *sb0 = smem + AB + (TT ? wg * 64 * MG_KC : RS ? 0 : wg * BN * MG_KC); /* + stage */
         /* d (one box's chunk product) times (weight block scale x token group scale), per column, into acc[j] */
         auto promote = [&](const float (&d)[NACC], float wj, int st, int j) {
             const float *scs = ssc + st * BNT + (RS ? 0 : wg * BN) + 2 * (lane % 4);
@@ -259,26 +278,39 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
             }
         };
         if constexpr (sh::ONE_SET) {
-            /* per chunk and box: MMAs, wait, promote; the other warpgroup's MMAs keep the tensor cores busy */
+            /* per chunk and box: MMAs, wait, promote; the other warpgroup's MMAs keep the tensor cores busy.
+             * TT: warpgroup w's 64 tokens (A, rows 64w.. of the x block) times box j's 128 weight rows (B, m64
+             * boxes 2j and 2j + 1, adjacent in the stage); a thread's accumulator rows are two tokens, so the
+             * promotion takes two token scales a chunk, not one a column pair per box */
             float d[NACC];
+            const float *scs = ssc + 64 * wg + warp * 16 + lane / 4; /* TT: this thread's two tokens' scales */
             for (int kc = 0; kc < nk; kc++) {
                 const int st = (it + kc) % ST;
                 float wj[NT];
 #pragma unroll
                 for (int j = 0; j < NT; j++) wj[j] = __ldg(wsj[j] + kc);
                 mg_bar_wait(&full[st], ((it + kc) / ST) & 1);
+                const float x0 = TT ? scs[st * BNT] : 0.f, x1 = TT ? scs[st * BNT + 8] : 0.f;
 #pragma unroll
                 for (int j = 0; j < NT; j++) {
-                    const uint8_t *sa = smem + st * STAGE + mg_box_of<TR, RS, GATEUP>(wg, j) * MG_HALF_BYTES;
+                    const uint8_t *sw =
+                        smem + st * STAGE + (TT ? 2 * j : mg_box_of<TR, RS, GATEUP>(wg, j)) * MG_HALF_BYTES;
+                    const uint8_t *sx = sb0 + st * STAGE;
                     mg_wg_fence();
 #pragma unroll
                     for (int k = 0; k < MG_KC / 32; k++)
-                        wgmma_fp8<BN>(d, mg_desc(sa + k * 32), mg_desc(sb0 + st * STAGE + k * 32), k);
+                        wgmma_fp8<BN>(d, mg_desc((TT ? sx : sw) + k * 32), mg_desc((TT ? sw : sx) + k * 32), k);
                     mg_wg_commit();
                     mg_wg_wait0();
 #pragma unroll
                     for (int i = 0; i < NACC; i++) mg_reg_fence(d[i]);
-                    promote(d, wj[j], st, j);
+                    if constexpr (TT) {
+                        const float s0 = wj[j] * x0, s1 = wj[j] * x1;
+#pragma unroll
+                        for (int i = 0; i < NACC; i++) acc[j][i] = fmaf(d[i], (i & 2) ? s1 : s0, acc[j][i]);
+                    } else {
+                        promote(d, wj[j], st, j);
+                    }
                 }
                 mg_bar_arrive(&empty[st]); /* this warpgroup's MMAs and scale reads of the stage are done */
             }
@@ -343,6 +375,40 @@ mg_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUte
         }
         }
         it += nk;
+        if constexpr (TT) { /* token = row, output feature = column: box j's features are rows 128j.. of the tile */
+            const int fb = GATEUP ? mg_box_row<TR, GATEUP>(g, nb, 0) : nb * TR;
+#pragma unroll
+            for (int i = 0; i < NACC; i += 2) {
+                const int tok = tok0 + warp * 16 + lane / 4 + ((i & 2) ? 8 : 0);
+                const int col = 8 * (i / 4) + 2 * (lane % 4); /* and col + 1 */
+                if (tok >= cnt) continue;
+                if (g.ksplit > 1) {
+                    float *pp = g.part + (size_t)ks * g.rows * g.n_w_rows + (size_t)tok * g.n_w_rows;
+#pragma unroll
+                    for (int j = 0; j < NT; j++) {
+                        const int f = GATEUP ? mg_box_row<TR, GATEUP>(g, nb, 2 * j) + col : fb + 128 * j + col;
+                        if (f < g.n_w_rows) pp[f] = acc[j][i];
+                        if (f + 1 < g.n_w_rows) pp[f + 1] = acc[j][i + 1];
+                    }
+                    continue;
+                }
+                uint16_t *o = g.out + ((size_t)s * g.cap + tok) * g.ldo;
+                if (GATEUP) {
+                    float y[2];
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const float gt = mg_bf16r(acc[0][i + e]), up = mg_bf16r(acc[1][i + e]);
+                        y[e] = mg_bf16r(gt / (1.f + expf(-gt))) * up;
+                    }
+                    mg_store2(o, fb + col, g.inter, g.ldo, y[0], y[1]);
+                } else {
+#pragma unroll
+                    for (int j = 0; j < NT; j++)
+                        mg_store2(o, fb + 128 * j + col, g.n_w_rows, g.ldo, acc[j][i], acc[j][i + 1]);
+                }
+            }
+            continue;
+        }
         /* epilogue: token = column, output feature = row (accumulator j: box mg_box_of(wg, j)) */
         if (g.ksplit > 1) { /* this split's sums, every weight row of both halves; mg_reduce_kernel rounds */
             float *pp = g.part + (size_t)ks * g.rows * g.n_w_rows;
@@ -464,7 +530,7 @@ static int mg_ksplit(const mg_args &g, int ntiles)
     return ks < 1 ? 1 : ks;
 }
 
-template <int BN, int NWG, bool RS, bool GATEUP, int TR = 128>
+template <int BN, int NWG, bool RS, bool GATEUP, int TR = 128, bool TT = false>
 static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *aq, mg_args g, int n_experts,
                              size_t wstride)
 {
@@ -482,9 +548,10 @@ static ms_status_t mg_launch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t *a
     const int ntiles = g.S * g.n_nblk * g.n_tblk;
     g.ksplit = mg_ksplit(g, ntiles);
     const int units = ntiles * g.ksplit, grid = units < mg_num_sms() ? units : mg_num_sms();
-    CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, RS, GATEUP, TR>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    sh::SMEM));
-    cu_launch(mg_kernel<BN, NWG, RS, GATEUP, TR>, grid, (NWG + 1) * 128, sh::SMEM, (cudaStream_t)cx->stream, tw, ta, g);
+    CUDA_CHECK(cudaFuncSetAttribute(mg_kernel<BN, NWG, RS, GATEUP, TR, TT>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, sh::SMEM));
+    cu_launch(mg_kernel<BN, NWG, RS, GATEUP, TR, TT>, grid, (NWG + 1) * 128, sh::SMEM, (cudaStream_t)cx->stream, tw, ta,
+              g);
     CUDA_CHECK(cudaGetLastError());
     if (g.ksplit > 1) {
         const int nout = GATEUP ? g.inter : g.n_w_rows;
@@ -506,6 +573,13 @@ static bool mg_hint_on(void)
     return on;
 }
 
+/* MS_MG_TT=0: 128x2w where 128x2t is chosen (the A/B). Read once. */
+static bool mg_tt_on(void)
+{
+    static const bool on = !cu_env_is("MS_MG_TT", "0");
+    return on;
+}
+
 /* MS_MG_WIDE=0: no 256-row tiles chosen (the A/B: 64x2r and 128x2r where 64x2w and 128x2w). Read once. */
 static bool mg_wide_on(void)
 {
@@ -513,17 +587,20 @@ static bool mg_wide_on(void)
     return on;
 }
 
-/* One dense matrix past 128 rows (prefill): a 256-row weight tile, 128x2w (x read once a 256 weight rows, a
- * token block read once a 128 tokens), or 64x2w where 128x2w's last wave of tiles would leave most SMs idle
- * (q_a|kv_a at m = 4096: 288 tiles, 2.2 waves). Both are compute-bound there: a wave of 64x2w costs about half
- * one of 128x2w, 10 % more per FLOP. At m = 4096 128x2w is 1.24-1.52x faster than 64x2r on q_b, o_proj, the
- * shared expert and the dense MLP, 64x2w 1.10x on q_a|kv_a (H200, BENCHMARKS session 16). */
+/* One dense matrix past 128 rows (prefill): a 256-row weight tile, 128x2t (x read once a 256 weight rows, a
+ * token block once a 128 tokens), or 64x2w where 128x2t's waves of tiles would leave SMs idle for longer than
+ * its cheaper FLOPs save (measured: a 128x2t wave costs ~1.6 of 64x2w's; shared down and q_a|kv_a at m = 200),
+ * except at K >= 16384 (o_proj, dense down), where split-K gives 128x2t's few tiles the SMs. H200, BENCHMARKS
+ * session 16: at m = 4096 128x2t is 1.16-1.93x faster than the 64x2r of before (o_proj 1.52 -> 0.81 ms, 0.81x
+ * torch's per-tensor FP8); MS_MG_TT=0 the 128x2w / 64x2w rule (20 x 128x2w's waves <= 11 x 64x2w's). */
 static void mg_dense_large(const mg_args &g, bool gateup, int &bn, int &nwg, int &rs)
 {
     const long nblk = gateup ? g.inter / 128 : (g.n_w_rows + 255) / 256, sms = mg_num_sms();
     const long w128 = (nblk * ((g.cap + 127) / 128) + sms - 1) / sms; /* waves of tiles */
     const long w64 = (nblk * ((g.cap + 63) / 64) + sms - 1) / sms;
-    bn = 20 * w128 <= 11 * w64 ? 128 : 64, nwg = 2, rs = 2;
+    bn = 64, nwg = 2, rs = 2;
+    const bool tt = mg_tt_on();
+    if (tt ? 16 * w128 <= 10 * w64 || g.K >= 16384 : 20 * w128 <= 11 * w64) bn = 128, rs = tt ? 3 : 2;
 }
 
 /* Tile shape forced by kern_cuda_moe_fp8_tile (0 = chosen from cap). */
@@ -532,7 +609,7 @@ static int mg_force_bn, mg_force_nwg, mg_force_rs;
 extern "C" int kern_cuda_moe_fp8_tile(int bn, int nwg, int mode)
 {
     static const int ok[][3] = {{8, 1, 0}, {16, 1, 0}, {32, 1, 0}, {64, 1, 0}, {16, 2, 0}, {32, 2, 0}, {64, 2, 0},
-                                {64, 2, 1}, {128, 2, 1}, {64, 2, 2}, {128, 2, 2}};
+                                {64, 2, 1}, {128, 2, 1}, {64, 2, 2}, {128, 2, 2}, {128, 2, 3}};
     for (unsigned i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (bn == ok[i][0] && nwg == ok[i][1] && mode == ok[i][2]) {
             mg_force_bn = bn, mg_force_nwg = nwg, mg_force_rs = mode;
@@ -578,9 +655,11 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
          * Routed experts hinted past 64 rows take 128x2r (128-token blocks: a weight tile read once a 128 rows,
          * where 64x2r reads it twice), 16-25 % faster at 128-512 real rows a slot (H200, BENCHMARKS session 14);
          * gate|up there the 256-row tile (128x2w: x read once a 256 weight rows), 19 % faster than 128x2r at
-         * 128 and 256 rows a slot, 9 % at 512; not down (K = 2048: within +-3 %, 6 % slower at 512). H200,
-         * BENCHMARKS session 15; MS_MG_WIDE=0: 128x2r for both */
-        else if (hinted) bn = 128, nwg = 2, rs = GATEUP && wide ? 2 : 1;
+         * 128 and 256 rows a slot, 9 % at 512 (session 15). Now both GEMMs on 128x2t, the same tile with the
+         * tokens as M (its promotion two scales a chunk): against 128x2w gate|up 0.328 -> 0.291 ms at 128 rows,
+         * against 128x2r down 4-5 % faster at 128 rows, 13-24 % at 256-512 (H200, BENCHMARKS session 16).
+         * MS_MG_TT=0: 128x2w gate|up and 128x2r down; MS_MG_WIDE=0: 128x2r for both */
+        else if (hinted) bn = 128, nwg = 2, rs = wide && mg_tt_on() ? 3 : GATEUP && wide ? 2 : 1;
         else if (!g.counts && wide) mg_dense_large(g, GATEUP, bn, nwg, rs);
         else bn = 64, nwg = 2, rs = 1;
     }
@@ -590,6 +669,8 @@ static ms_status_t mg_dispatch(kern_ctx_t *cx, const uint8_t *wq, const uint8_t 
     MG_CASE(64, 2, 0) MG_CASE(64, 2, 1) MG_CASE(128, 2, 1)
     if (bn == 64 && nwg == 2 && rs == 2) return mg_launch<64, 2, true, GATEUP, 256>(cx, wq, aq, g, E, wstride);
     if (bn == 128 && nwg == 2 && rs == 2) return mg_launch<128, 2, true, GATEUP, 256>(cx, wq, aq, g, E, wstride);
+    if (bn == 128 && nwg == 2 && rs == 3)
+        return mg_launch<128, 2, true, GATEUP, 256, true>(cx, wq, aq, g, E, wstride);
 #undef MG_CASE
     return MS_ERR(MS_ERR_INTERNAL, "moe_fp8: no kernel for tile %dx%d%s", bn, nwg, kern_cuda_moe_fp8_tile_suffix(rs));
 }

@@ -119,7 +119,8 @@ static int run_case(int cap, const int *counts, const uint8_t *w13, const float 
 
     /* the automatic tile, then every forced one: all must match the one reference */
     static const int tiles[][3] = {{0, 0, 0}, {8, 1, 0}, {16, 1, 0}, {32, 1, 0}, {64, 1, 0}, {16, 2, 0},
-                                   {32, 2, 0}, {64, 2, 0}, {64, 2, 1}, {128, 2, 1}, {64, 2, 2}, {128, 2, 2}};
+                                   {32, 2, 0}, {64, 2, 0}, {64, 2, 1}, {128, 2, 1}, {64, 2, 2}, {128, 2, 2},
+                                   {128, 2, 3}};
     int all_ok = 1;
     kern_ctx_t cx = {0};
     for (unsigned v = 0; v < sizeof tiles / sizeof tiles[0]; v++) {
