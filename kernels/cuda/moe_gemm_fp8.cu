@@ -591,7 +591,7 @@ static bool mg_wide_on(void)
  * token block once a 128 tokens), or 64x2w where 128x2t's waves of tiles would leave SMs idle for longer than
  * its cheaper FLOPs save (measured: a 128x2t wave costs ~1.6 of 64x2w's; shared down and q_a|kv_a at m = 200),
  * except at K >= 16384 (o_proj, dense down), where split-K gives 128x2t's few tiles the SMs. H200, BENCHMARKS
- * session 16: at m = 4096 128x2t is 1.16-1.93x faster than the 64x2r of before (o_proj 1.52 -> 0.81 ms, 0.81x
+ * session 16: at m = 4096 128x2t is 1.27-1.95x faster than the 64x2r of before (o_proj 1.52 -> 0.81 ms, 0.81x
  * torch's per-tensor FP8); MS_MG_TT=0 the 128x2w / 64x2w rule (20 x 128x2w's waves <= 11 x 64x2w's). */
 static void mg_dense_large(const mg_args &g, bool gateup, int &bn, int &nwg, int &rs)
 {
