@@ -85,10 +85,24 @@ __device__ static inline int2 mll_keys(int32_t nk, bool ctx_split, int32_t split
 }
 
 /* ---- device helpers of the tensor-core kernels (mla_latent_mma.cu, mla_latent_wgmma.cu) ---- */
-/* bf16x2 of (lo, hi), round to nearest even: the lower k index in the low half, as mma reads it */
+/* bf16x2 of (lo, hi), round to nearest even: the lower k index in the low half, as mma reads it. One cvt
+ * (F2FP.BF16.F32.PACK_AB), not cu_f_bf16's integer rounding (~7 instructions a value: ncu put them on mw2's
+ * P store); the same bits for every non-NaN value. */
 __device__ static __forceinline__ uint32_t mm_pack(float lo, float hi)
 {
-    return (uint32_t)cu_f_bf16(lo) | (uint32_t)cu_f_bf16(hi) << 16;
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+
+#define MM_LOG2E 1.4426950408889634f
+
+/* 2^x, the hardware approximation with denormal results flushed to 0 (__expf adds a range fix-up of ~4
+ * instructions a value for them) */
+__device__ static __forceinline__ float mm_ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
 }
 
 __device__ static __forceinline__ uint32_t mm_sa(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }

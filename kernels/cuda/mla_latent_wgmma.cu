@@ -296,8 +296,8 @@ __device__ static __forceinline__ uint32_t mw_pack_h(float lo, float hi)
  * (kern_kv_t) is folded instead of dequantized. The producer writes the e4m3 codes as f16 (one cvt a pair, against
  * ~6 instructions a pair for bf16(e4m3 * s)) and the rows' scales s_k; S = (Q_lat . codes_k) * s_k * inv_row +
  * Q_pe . k_pe (an f16 and a bf16 accumulator); P V takes P_k * s_k / s_ref as f16, s_ref the largest scale seen so
- * far in the split (O rescaled when it grows, beside the softmax correction; the result times s_ref), so P stays
- * in [0, 1]. With power-of-two scales every rescaling is exact: what differs from the dequantizing path is only the
+ * far in the split (O rescaled when it grows, beside the softmax correction; the result times s_ref), times 2^7, so
+ * P' stays in [0, 2^15] (P <= 2^8 by MW_LAZY_MAX). With power-of-two scales every rescaling is exact: what differs from the dequantizing path is only the
  * f16 (not bf16) rounding of q_lat and of P. It assumes kv_store's rows (kern_kv_t): one scale a token in every
  * slot (it reads slot 0 for all 512 channels), and a scale of 0 only where there is no key (a row's validity). */
 template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a)
@@ -367,7 +367,7 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
 #pragma unroll
         for (int j = 0; j < 128; j++) o[j] = 0.f;
         float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.f, 0.f}; /* l_r: this thread's keys */
-        /* FOLD: Q's row factors; O's unit, s_ref / 2^15 (s_ref the split's largest key scale so far); else 1 */
+        /* FOLD: Q's row factors; O's unit, s_ref / 2^7 (s_ref the split's largest key scale so far); else 1 */
         float iq[2] = {1.f, 1.f}, sref = FOLD ? 0.f : 1.f;
         const float *fsc = mw_fold_scales(okf);
         const uint64_t dq = mw_desc(sq, 0), dp = mw_desc(sp, 0);
@@ -420,34 +420,45 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
 #pragma unroll
                 for (int e = 0; e < NSR; e++) mg_reg_fence(spe[e]);
             /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys wg*32 + 8j + 2*t4 + (e & 1) */
+            /* a key pair's flags (or FOLD scales) in one 8-byte load: ncu found a load (and a constant reload) a value */
             const int *ok = okf + slot * MW_T;
             float ks[FOLD ? MW_NS / 4 : 1]; /* FOLD: the scales of this thread's 8 keys (0: no key) */
-            if constexpr (FOLD)
-#pragma unroll
-                for (int c = 0; c < MW_NS / 4; c++)
-                    ks[c] = fsc[slot * MW_T + wg * MW_NS + 8 * (c >> 1) + 2 * t4 + (c & 1)];
             float mx[2] = {-INFINITY, -INFINITY};
+            const float sc = a.scale;
 #pragma unroll
-            for (int e = 0; e < NSR; e++) {
-                const int32_t col = wg * MW_NS + 8 * (e >> 2) + 2 * t4 + (e & 1);
-                float v;
+            for (int j = 0; j < NSR / 4; j++) {
+                const int32_t col = wg * MW_NS + 8 * j + 2 * t4;
+                bool v0, v1;
                 if constexpr (FOLD) {
-                    const float kc = ks[2 * (e >> 2) + (e & 1)];
-                    v = tb + col < j1 && kc > 0.f ? (s[e] * kc * iq[(e >> 1) & 1] + spe[e]) * a.scale : -INFINITY;
+                    const float2 kc = *reinterpret_cast<const float2 *>(fsc + slot * MW_T + col);
+                    ks[2 * j] = kc.x, ks[2 * j + 1] = kc.y;
+                    v0 = tb + col < j1 && kc.x > 0.f, v1 = tb + col + 1 < j1 && kc.y > 0.f;
                 } else {
-                    v = tb + col < j1 && ok[col] ? s[e] * a.scale : -INFINITY;
+                    const int2 f = *reinterpret_cast<const int2 *>(ok + col);
+                    v0 = tb + col < j1 && f.x, v1 = tb + col + 1 < j1 && f.y;
                 }
-                s[e] = v;
-                mx[(e >> 1) & 1] = fmaxf(mx[(e >> 1) & 1], v);
+#pragma unroll
+                for (int rr = 0; rr < 2; rr++) {
+                    float &x0 = s[4 * j + 2 * rr], &x1 = s[4 * j + 2 * rr + 1];
+                    if constexpr (FOLD) {
+                        x0 = v0 ? (x0 * ks[2 * j] * iq[rr] + spe[4 * j + 2 * rr]) * sc : -INFINITY;
+                        x1 = v1 ? (x1 * ks[2 * j + 1] * iq[rr] + spe[4 * j + 2 * rr + 1]) * sc : -INFINITY;
+                    } else {
+                        x0 = v0 ? x0 * sc : -INFINITY;
+                        x1 = v1 ? x1 * sc : -INFINITY;
+                    }
+                    mx[rr] = fmaxf(mx[rr], fmaxf(x0, x1));
+                }
             }
             mw_max_publish(mx, smax, wg, r0, t4);
             mw_bar_sync(MW2_BAR_CONS, 256);
             float corr[2];
             mw_softmax<NSR>(s, m_r, l_r, mx, smax, wg, r0, corr);
-            if constexpr (FOLD) { /* P V's P: 2^15 P_k s_k / s_ref as f16; O moves to the new reference with corr */
+            if constexpr (FOLD) { /* P V's P: 2^7 P_k s_k / s_ref as f16; O moves to the new reference with corr */
                 const float snew = fmaxf(sref, fsc[2 * MW_T + slot]), rs = snew > 0.f ? sref / snew : 1.f;
-                /* P' = P s_k / s_ref in [0, 2^15]: f16's normal range for all but P < 2^-29 (powers of two: exact) */
-                const float inv_ref = snew > 0.f ? 32768.f / snew : 0.f;
+                /* P <= 2^8 (MW_LAZY_MAX), so P' = 2^7 P s_k / s_ref is in [0, 2^15]: f16's normal range for all but
+                 * P s_k / s_ref < 2^-21, against a row sum >= 1 (powers of two: exact) */
+                const float inv_ref = snew > 0.f ? 128.f / snew : 0.f;
                 sref = snew;
                 corr[0] *= rs, corr[1] *= rs; /* l_r, above, took the softmax correction alone */
 #pragma unroll
@@ -477,7 +488,7 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
         }
         mw_sum_publish(l_r, ssum, wg, r0, t4); /* the two warpgroups' row sums */
         mw_bar_sync(MW2_BAR_CONS, 256);
-        const float ou = FOLD ? sref * (1.f / 32768.f) : 1.f; /* O's unit */
+        const float ou = FOLD ? sref * (1.f / 128.f) : 1.f; /* O's unit */
         mw_write(a, o, m_r, ssum, seq, i, tq, h0, r0, wg, t4, ctx_split, ou);
     }
 #endif

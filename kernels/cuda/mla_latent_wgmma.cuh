@@ -195,8 +195,15 @@ __device__ static __forceinline__ void mw_max_publish(float mx[2], float *smax, 
     if (t4 == 0) smax[wg * MW_H + r0] = mx[0], smax[wg * MW_H + r0 + 8] = mx[1];
 }
 
+/* The running max moves only when a tile's max passes it by more than this (8 ln 2): until then P may reach 2^8
+ * and O keeps its scale, so O's 128-register rescale runs on the first tiles, not on every tile where some row's
+ * max crept up (ncu, mw2 at batch 128 x context 4k, random scores: 48 % of tiles). The result is the same up to
+ * rounding; the split's m is this reference, which the merge takes as it takes any. */
+#define MW_LAZY_MAX 5.5451774f
+
 /* After the barrier: the running max m_r takes both warpgroups' maxima (corr: the factor O must take; l_r takes it
- * here), and s (scores, -inf for no key) becomes the probabilities exp(s - m_r), added to l_r */
+ * here), and s (scores, -inf for no key) becomes the probabilities exp(s - m_r), added to l_r: one FFMA and one
+ * ex2 a value, 2^(s log2e - m_r log2e), where 2^-inf = 0 needs no test for a missing key (m_r -inf: 0 instead) */
 template <int NSR>
 __device__ static __forceinline__ void mw_softmax(float *s, float m_r[2], float l_r[2], float mx[2], const float *smax,
                                                   int32_t wg, int32_t r0, float corr[2])
@@ -205,14 +212,16 @@ __device__ static __forceinline__ void mw_softmax(float *s, float m_r[2], float 
     for (int rr = 0; rr < 2; rr++) mx[rr] = fmaxf(mx[rr], smax[(wg ^ 1) * MW_H + r0 + 8 * rr]);
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
-        const float mn = fmaxf(m_r[rr], mx[rr]);
-        corr[rr] = mn == -INFINITY ? 1.f : __expf(m_r[rr] - mn); /* first keys: m_r -inf, corr 0 */
+        const float mt = fmaxf(m_r[rr], mx[rr]);
+        const float mn = m_r[rr] == -INFINITY || mt > m_r[rr] + MW_LAZY_MAX ? mt : m_r[rr];
+        corr[rr] = mn == -INFINITY ? 1.f : mm_ex2((m_r[rr] - mn) * MM_LOG2E); /* first keys: m_r -inf, corr 0 */
         m_r[rr] = mn;
         l_r[rr] *= corr[rr];
     }
+    const float ml[2] = {m_r[0] == -INFINITY ? 0.f : m_r[0] * MM_LOG2E, m_r[1] == -INFINITY ? 0.f : m_r[1] * MM_LOG2E};
 #pragma unroll
     for (int e = 0; e < NSR; e++) {
-        const float p = s[e] == -INFINITY ? 0.f : __expf(s[e] - m_r[(e >> 1) & 1]);
+        const float p = mm_ex2(fmaf(s[e], MM_LOG2E, -ml[(e >> 1) & 1]));
         s[e] = p;
         l_r[(e >> 1) & 1] += p;
     }
@@ -251,7 +260,7 @@ __device__ static __forceinline__ void mw_sum_publish(float l_r[2], float *ssum,
 
 /* After the barrier, query row i (tq) of heads h0 ..: a split's partials (m, l, O * ou) into the workspace, or the
  * result O * ou / l in a.odt; rows r0, r0 + 8, channels wg*256 + 8j + 2*t4 (+1). ou: O's unit (1, or the folded
- * FP8 path's s_ref / 2^15). */
+ * FP8 path's s_ref / 2^7). */
 __device__ static __forceinline__ void mw_write(const mll_args &a, const float *o, const float m_r[2],
                                                 const float *ssum, int32_t seq, int32_t i, int32_t tq, int32_t h0,
                                                 int32_t r0, int32_t wg, int32_t t4, bool ctx_split, float ou)
