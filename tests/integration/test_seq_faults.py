@@ -103,8 +103,11 @@ def case(c, env, model, name, kind, rank, np=1, args=(), yaml="", stream=True):
             c.check(("on rank %d " % rank) in msg, "%s: the error names rank %d: %s" % (name, rank, msg[:200]))
             m = re.search(r"the step's (\d+) other requests went on", msg)
             others = int(m.group(1)) if m else -1
-        # the point: the faulty step had company, and that company went on
-        c.check(others >= N // 2, "%s: %d other requests shared the faulty step (want >= %d)" % (name, others, N // 2))
+        # the point: the faulty step had company, and that company went on (every other request's tokens are
+        # checked below). How much company depends on how many requests the scheduler had admitted by step STEP,
+        # which a loaded machine slows: a CI run beside a build saw 3 of 9 (np2-dp mtp token) where 5 was asked
+        # for, so one is asked for
+        c.check(others >= 1, "%s: %d other requests shared the faulty step (want >= 1)" % (name, others))
         c.check(all(r[0] for r in clean), "%s: every request runs after the fault: %r" %
                 (name, [r[2] for r in clean if not r[0]][:3]))
         same = sum(1 for i in range(N) if i not in bad and faulty[i][1] == clean[i][1])
