@@ -41,8 +41,9 @@
  * KERN_FAULT_BLOCK and its keys are left out, as in the other kernels.
  *
  * Numerics are mla_latent_mma.cu's (q_lat and the probabilities rounded to
- * bf16, fp32 sums, __expf); the splits, the workspace layout and the merge are
- * mla_latent.cu's.
+ * bf16, fp32 sums) but for the exponential (ex2.approx of an FFMA, mm_ex2,
+ * against its __expf) and the lazy running max (MW_LAZY_MAX); the splits, the
+ * workspace layout and the merge are mla_latent.cu's.
  *
  * Two kernels have that math: mw_kernel (mla_latent_wgmma1.cu: both
  * warpgroups load and compute) and mw2_kernel (mla_latent_wgmma.cu: a third,
