@@ -297,7 +297,8 @@ __device__ static __forceinline__ uint32_t mw_pack_h(float lo, float hi)
  * ~6 instructions a pair for bf16(e4m3 * s)) and the rows' scales s_k; S = (Q_lat . codes_k) * s_k * inv_row +
  * Q_pe . k_pe (an f16 and a bf16 accumulator); P V takes P_k * s_k / s_ref as f16, s_ref the largest scale seen so
  * far in the split (O rescaled when it grows, beside the softmax correction; the result times s_ref), times 2^7, so
- * P' stays in [0, 2^15] (P <= 2^8 by MW_LAZY_MAX). With power-of-two scales every rescaling is exact: what differs from the dequantizing path is only the
+ * P' stays in [0, 2^15] (P <= 2^8 by MW_LAZY_MAX). With power-of-two scales every rescaling is exact: what differs
+ * from the dequantizing path is only the
  * f16 (not bf16) rounding of q_lat and of P. It assumes kv_store's rows (kern_kv_t): one scale a token in every
  * slot (it reads slot 0 for all 512 channels), and a scale of 0 only where there is no key (a row's validity). */
 template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a)
@@ -420,7 +421,8 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
 #pragma unroll
                 for (int e = 0; e < NSR; e++) mg_reg_fence(spe[e]);
             /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys wg*32 + 8j + 2*t4 + (e & 1) */
-            /* a key pair's flags (or FOLD scales) in one 8-byte load: ncu found a load (and a constant reload) a value */
+            /* a key pair's flags (or FOLD scales) in one 8-byte load: ncu found a load (and a constant reload) a
+             * value */
             const int *ok = okf + slot * MW_T;
             float ks[FOLD ? MW_NS / 4 : 1]; /* FOLD: the scales of this thread's 8 keys (0: no key) */
             float mx[2] = {-INFINITY, -INFINITY};
