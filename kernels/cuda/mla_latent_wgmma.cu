@@ -4,18 +4,25 @@
 #include "mla_latent_wgmma.cuh"
 
 /* ---- The warp-specialized kernel (mw2_kernel, the default; MS_MLA_WGMMA=1 picks mla_latent_wgmma1.cu's mw_kernel) ----
- * The same CTA (one query row x 64 heads x one split), the same shared layout and the same consumer math
+ * The same CTA (one query row x 64 heads x one split at a time), the same shared layout and the same consumer math
  * (warpgroups 0 and 1: S split by keys, P through shared memory, each a 64 x 256 O), plus a third, producer
  * warpgroup that alone fills the two tile slots, so no load or FP8 dequant runs on the consumers' issue slots and
  * a tile is filled during the whole of the previous tile's S, softmax and P V (mw_kernel's loads had only the
  * softmax, or only S, to hide under). setmaxnreg moves registers from the producer (104) to the consumers
  * (200): 104 + 2 x 200 <= 504, the CTA's 168 x 384 at launch (ptxas -v: no spills; 88 spilled the FP8 producer).
+ * Persistent (at most a CTA an SM; mw2_next's order): a CTA walks work items (sequence x head group x split) and
+ * their query rows, and the tiles of all of them go through the two slots in one count T, so the producer loads
+ * the next row's Q and first tiles while the consumers finish the last tiles of the row before and store its
+ * result; a CTA an item (MS_MLA_PERSIST=0) paid a CTA's start, Q, its first tile's latency and its stores bare,
+ * twice a SM at batch 128 (~15 us a wave at context 1k by the fits of BENCHMARKS session 17's times).
  * Hand-offs are named barriers, each one producer-consumer pair in strict alternation:
  *  FULL[s]  producer arrives (its copies landed, or its stores done, and fenced to the async proxy), the
- *           consumers wait: slot s holds tile t (and its key flags);
- *  EMPTY[s] the consumers arrive once S and P V of tile t are done (only where tile t + 2 exists), the producer
- *           waits before filling slot s with tile t + 2;
- *  CONS     the consumers' own (row maxima, P halves, row sums), in place of __syncthreads.
+ *           consumers wait: slot s holds tile T (and its key flags);
+ *  EMPTY[s] the consumers arrive once S and P V of tile T are done, the producer waits before filling slot s with
+ *           tile T + 2 (and after its last fill, for the last two tiles);
+ *  QFREE    (Q copied by the producer) the consumers arrive after a row's last S, the producer waits before
+ *           copying the next row's Q (and after its last row);
+ *  CONS     the consumers' own (row maxima, P halves, row sums, a row's start), in place of __syncthreads.
  * Producer, BF16: cp.async of all nine column blocks, then wait, fence, arrive. FP8: the e4m3 bytes and scales
  * of a whole tile in registers (66 a thread), loaded right after the previous tile's FULL so their latency hides
  * under a tile of MMAs; after EMPTY the rope goes by cp.async (bf16 already) and the bytes are dequantized into
@@ -29,6 +36,7 @@
 #define MW2_BAR_CONS 1
 #define MW2_BAR_FULL 2  /* + slot */
 #define MW2_BAR_EMPTY 4 /* + slot */
+#define MW2_BAR_QFREE 6
 
 __device__ static __forceinline__ void mw_bar_sync(int id, int n)
 {
@@ -37,16 +45,6 @@ __device__ static __forceinline__ void mw_bar_sync(int id, int n)
 __device__ static __forceinline__ void mw_bar_arrive(int id, int n)
 {
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
-}
-
-/* L2 prefetch of the tile at keys tb .. (blocks of whole tiles only; nothing for a bad block or past the keys) */
-__device__ static __forceinline__ void mw2_prefetch(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1)
-{
-    if (tb >= j1 || a.kv.block_size % MW_T) return;
-    const uint8_t *p = mw_row(a, bt, tb, j1, false);
-    if (!p) return;
-    const uint32_t n = (uint32_t)min(MW_T, j1 - tb) * (uint32_t)a.kv.row_bytes; /* row_bytes: a multiple of 16 */
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(n) : "memory");
 }
 
 /* Producer, thread wt: the flags, faults and cp.async copies of rows r + 16p (r = wt >> 3, p < 4), chunk u = wt & 7
@@ -196,32 +194,84 @@ __device__ static __forceinline__ void mw2_copy_q(const mll_args &a, int32_t tq,
     }
 }
 
-/* The producer warpgroup's part of one query row: tiles 0 .. ntiles - 1 of keys [j0, j1) into slot t & 1. Nothing
- * of global memory is waited on between a slot's EMPTY and its FULL but the slot's own copies: the block-table
- * look-up and (FP8) the e4m3 loads of a tile are issued after the previous tile's FULL — after, because the fence
- * before FULL (MEMBAR.ALL.CTA in the SASS) would wait for them. */
+/* Whole-tile blocks: the block ids of a split's tiles, lane-distributed — lane l of each producer warp holds the
+ * block of tile 32c + l in `cur` and of tile 32(c + 1) + l in `nxt`, loaded a 32-tile chunk ahead, so a tile's look-up
+ * is a shuffle and no block-table load sits on the producer's per-tile path (ncu, FP8 b128 x ctx 1k: the one-tile-
+ * early load of tile t + 2's id was moved to a uniform register at once, and its L2 latency was 18 % of the
+ * producer's samples; the producer is what the FP8 consumers wait on). */
+struct mw2_blks {
+    int32_t cur, nxt, c; /* c: the chunk `cur` holds */
+    __device__ __forceinline__ static int32_t load(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1,
+                                                   int32_t tile)
+    {
+        const int32_t tb = j0 + tile * MW_T;
+        return tb < j1 ? __ldg(bt + (a.kv.block_size == 64 ? tb >> 6 : tb / a.kv.block_size)) : -1;
+    }
+    __device__ __forceinline__ void start(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1, int32_t lane)
+    {
+        c = 0;
+        cur = load(a, bt, j0, j1, lane);
+        nxt = load(a, bt, j0, j1, 32 + lane);
+    }
+    /* at tile t (a multiple of 32, > 0): chunk t / 32 moves to cur, the next chunk's load starts */
+    __device__ __forceinline__ void advance(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1, int32_t lane)
+    {
+        c++;
+        cur = nxt;
+        nxt = load(a, bt, j0, j1, 32 * (c + 1) + lane);
+    }
+    /* the block of tile k, k in chunks c or c + 1 (the same in every lane) */
+    __device__ __forceinline__ int32_t of(int32_t k) const
+    {
+        const int32_t x = __shfl_sync(0xffffffffu, cur, k & 31), y = __shfl_sync(0xffffffffu, nxt, k & 31);
+        return (k >> 5) == c ? x : y;
+    }
+};
+
+/* L2 prefetch of the tile at keys tb .. of block blk (whole-tile blocks; nothing for a bad block or past the keys) */
+__device__ static __forceinline__ void mw2_prefetch_blk(const mll_args &a, const int32_t *bt, int32_t tb, int32_t j1,
+                                                        int32_t blk)
+{
+    const mw_tile_rows r(a, bt, tb, j1, blk);
+    if (!r.first) return;
+    const uint32_t n = (uint32_t)min(MW_T, j1 - tb) * (uint32_t)a.kv.row_bytes; /* row_bytes: a multiple of 16 */
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r.first), "r"(n) : "memory");
+}
+
+/* The producer warpgroup's part of one query row: tiles 0 .. ntiles - 1 of keys [j0, j1), the CTA's tiles T ..
+ * (T advanced past them), each into slot (T + t) & 1; Q first (the previous row's last S done: QFREE). Nothing
+ * of global memory is waited on between a slot's EMPTY and its FULL but the slot's own copies: the row look-up (a
+ * shuffle of mw2_blks, for blocks of whole tiles) and (FP8) the e4m3 loads of a tile are issued after the previous
+ * tile's FULL — after, because the fence before FULL (MEMBAR.ALL.CTA in the SASS) would wait for them. */
 template <bool F8, bool FOLD>
 __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1, int32_t ntiles,
-                                   uint8_t *sk, int *okf, uint8_t *sq, int32_t tq, int32_t h0)
+                                   uint8_t *sk, int *okf, uint8_t *sq, int32_t tq, int32_t h0, int32_t &T, bool &qprev)
 {
-    const int32_t wt = (int32_t)threadIdx.x - 256;
-    mw2_f8 f;
-    mw_tile_rows rows(a, bt, j0, j1);
-    if (ntiles > 0 && mw2_q_async(a)) mw2_copy_q(a, tq, h0, sq, wt); /* in flight while tile 0 loads */
-    if constexpr (F8)
-        if (ntiles > 0) mw2_load8(rows, wt, f);
-    if (wt == 0) mw2_prefetch(a, bt, j0 + MW_T, j1), mw2_prefetch(a, bt, j0 + 2 * MW_T, j1);
-    /* whole-tile blocks: the next tile's block id, loaded a tile early, so the row look-up after a FULL waits on no
-     * global load (ncu, FP8 b128 x ctx 1k: that load's latency was ~8 % of the producer's time, and the producer
-     * the bottleneck); L2 prefetches run three tiles ahead (two before) */
+    const int32_t wt = (int32_t)threadIdx.x - 256, lane = wt & 31;
     const bool whole = a.kv.block_size % MW_T == 0;
-    const auto blk_of = [&](int32_t tb) {
-        return tb < j1 ? __ldg(bt + (a.kv.block_size == 64 ? tb >> 6 : tb / a.kv.block_size)) : -1;
-    };
-    int32_t nblk = whole ? blk_of(j0 + MW_T) : -1;
+    /* Q in flight while tile 0 loads: the CTA's first Q before anything (ahead of the block-table load, ~1 us: BF16
+     * batch 32 was 4-8 % slower with it behind, H100), a later one once the consumers' last S of the row before
+     * is done (QFREE), which the block ids and tile 0's e4m3 loads need not wait for */
+    const bool qa = mw2_q_async(a), q_first = qa && !qprev;
+    if (q_first) mw2_copy_q(a, tq, h0, sq, wt);
+    mw2_f8 f;
+    mw2_blks blks;
+    if (whole) blks.start(a, bt, j0, j1, lane);
+    mw_tile_rows rows = whole ? mw_tile_rows(a, bt, j0, j1, blks.of(0)) : mw_tile_rows(a, bt, j0, j1);
+    if constexpr (F8) mw2_load8(rows, wt, f);
+    if (qa && !q_first) {
+        mw_bar_sync(MW2_BAR_QFREE, MW2_THREADS);
+        mw2_copy_q(a, tq, h0, sq, wt);
+    }
+    qprev = qprev || qa;
+    /* L2 prefetches run three tiles ahead (two before) */
+    if (whole) {
+        const int32_t b1 = blks.of(1), b2 = blks.of(2);
+        if (wt == 0) mw2_prefetch_blk(a, bt, j0 + MW_T, j1, b1), mw2_prefetch_blk(a, bt, j0 + 2 * MW_T, j1, b2);
+    }
     for (int32_t t = 0; t < ntiles; t++) {
-        const int32_t s = t & 1, tb = j0 + t * MW_T;
-        if (t >= 2) mw_bar_sync(MW2_BAR_EMPTY + s, MW2_THREADS); /* the consumers are done with tile t - 2 */
+        const int32_t s = (T + t) & 1, tb = j0 + t * MW_T;
+        if (T + t >= 2) mw_bar_sync(MW2_BAR_EMPTY + s, MW2_THREADS); /* the consumers are done with tile T + t - 2 */
         if constexpr (F8) {
             mw2_copy_rows(a, rows, s, sk, okf, wt, 8, 9, [](int32_t, int32_t u) { return MW_DC + 16 + 16 * u; },
                           !FOLD);
@@ -235,12 +285,20 @@ __device__ static void mw2_produce(const mll_args &a, const int32_t *bt, int32_t
         mw_fence_async(); /* this thread's copies / stores, to wgmma's proxy */
         mw_bar_arrive(MW2_BAR_FULL + s, MW2_THREADS);
         if (t + 1 < ntiles) {
-            rows = whole ? mw_tile_rows(a, bt, tb + MW_T, j1, nblk) : mw_tile_rows(a, bt, tb + MW_T, j1);
+            if (whole) {
+                if (((t + 1) & 31) == 0) blks.advance(a, bt, j0, j1, lane); /* tile t + 1 opens a chunk */
+                rows = mw_tile_rows(a, bt, tb + MW_T, j1, blks.of(t + 1));
+            } else {
+                rows = mw_tile_rows(a, bt, tb + MW_T, j1);
+            }
             if constexpr (F8) mw2_load8(rows, wt, f);
-            if (whole) nblk = blk_of(tb + 2 * MW_T);
-            if (wt == 0) mw2_prefetch(a, bt, tb + 3 * MW_T, j1);
+            if (whole) { /* (other block sizes are not prefetched) */
+                const int32_t b3 = blks.of(t + 3);
+                if (wt == 0) mw2_prefetch_blk(a, bt, tb + 3 * MW_T, j1, b3);
+            }
         }
     }
+    T += ntiles;
 }
 
 /* The folded FP8 path's Q: column blocks 0..7 (q_lat, bf16 as staged) rewritten in place as f16, for the f16
@@ -292,6 +350,37 @@ __device__ static __forceinline__ uint32_t mw_pack_h(float lo, float hi)
     return *reinterpret_cast<const uint32_t *>(&h);
 }
 
+/* The rows a CTA takes, producer and consumers alike: work items blockIdx.x, + gridDim.x, ... of the n_hg x n_seqs x
+ * splits (head group fastest, so a sequence's head groups run side by side and the second reads the cache rows
+ * from L2), each item's query rows (a context split's all, or rows z, z + splits, ...). (it, i) steps to the next
+ * row (start: it = blockIdx.x, i = -1); false past the last. The row's state is re-derived from (it, i) by mw2_row,
+ * so only those two live across a row's tiles (the FP8 producer has no registers to spare). */
+__device__ static __forceinline__ bool mw2_next(const mll_args &a, int32_t n_seqs, int32_t &it, int32_t &i)
+{
+    const int32_t n_hg = a.H / MW_H, n_items = n_hg * n_seqs * a.splits;
+    for (; it < n_items; it += gridDim.x, i = -1) {
+        const kern_attn_seq_t sd = a.seqs[it / n_hg % n_seqs];
+        if (sd.n_q <= 0 || sd.q_off < 0) continue;
+        const bool cs = mll_ctx_split(sd, a.splits);
+        i = i < 0 ? (cs ? 0 : it / (n_hg * n_seqs)) : i + (cs ? 1 : a.splits);
+        if (i < sd.n_q) return true;
+    }
+    return false;
+}
+
+struct mw2_row {
+    int32_t seq, z, h0, tq, nk; /* tq: the query row in the step, nk: its keys */
+    bool ctx_split;
+    int32_t blk_off;
+    __device__ __forceinline__ mw2_row(const mll_args &a, int32_t n_seqs, int32_t it, int32_t i)
+    {
+        const int32_t n_hg = a.H / MW_H;
+        seq = it / n_hg % n_seqs, z = it / (n_hg * n_seqs), h0 = it % n_hg * MW_H;
+        const kern_attn_seq_t sd = a.seqs[seq];
+        tq = sd.q_off + i, nk = sd.pos0 + i + 1, ctx_split = mll_ctx_split(sd, a.splits), blk_off = sd.blk_off;
+    }
+};
+
 /* FOLD (FP8 KV's default; MS_MLA_FP8_FOLD=0 picks the dequantizing variant, kept as its check): the KV rows' one power-of-two scale a token
  * (kern_kv_t) is folded instead of dequantized. The producer writes the e4m3 codes as f16 (one cvt a pair, against
  * ~6 instructions a pair for bf16(e4m3 * s)) and the rows' scales s_k; S = (Q_lat . codes_k) * s_k * inv_row +
@@ -301,7 +390,8 @@ __device__ static __forceinline__ uint32_t mw_pack_h(float lo, float hi)
  * from the dequantizing path is only the
  * f16 (not bf16) rounding of q_lat and of P. It assumes kv_store's rows (kern_kv_t): one scale a token in every
  * slot (it reads slot 0 for all 512 channels), and a scale of 0 only where there is no key (a row's validity). */
-template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a)
+template <bool F8, bool FOLD>
+__global__ static void __launch_bounds__(MW2_THREADS, 1) mw2_kernel(mll_args a, int32_t n_seqs)
 {
     cu_pdl_enter();
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -313,36 +403,39 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
     uint8_t *sq = sm, *sk = sm + MW_OFF_K, *sp = sm + MW_OFF_P;
     int *okf = reinterpret_cast<int *>(sm + MW_OFF_OK);
     float *smax = reinterpret_cast<float *>(sm + MW_OFF_RED), *ssum = smax + 2 * MW_H;
-    const int32_t seq = blockIdx.y; /* the head groups of a sequence are adjacent CTAs: the second reads L2 */
-    const kern_attn_seq_t sd = a.seqs[seq];
-    if (sd.n_q <= 0 || sd.q_off < 0) return;
     const int32_t tid = threadIdx.x;
-    const bool ctx_split = mll_ctx_split(sd, a.splits);
-    const int32_t *bt = a.bt + sd.blk_off;
+    const bool q_async = mw2_q_async(a);
+    int32_t T = 0; /* the CTA's tiles so far, over all its items and rows: tile T goes through slot T & 1 */
     if (tid >= 256) { /* the producer */
         asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
-        for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
-            const int2 keys = mw_keys(sd.pos0 + i + 1, ctx_split, a.splits);
+        bool qprev = false; /* a Q was copied: the next waits for QFREE */
+        for (int32_t it = blockIdx.x, i = -1; mw2_next(a, n_seqs, it, i);) {
+            const mw2_row w(a, n_seqs, it, i);
+            const int2 keys = mw_keys(w.nk, w.ctx_split, a.splits, w.z);
             const int32_t ntiles = (keys.y - keys.x + MW_T - 1) / MW_T;
-            mw_bar_sync(0, MW2_THREADS); /* the previous row is done with Q, the tiles and flags */
-            mw2_produce<F8, FOLD>(a, bt, keys.x, keys.y, ntiles, sk, okf, sq, sd.q_off + i, blockIdx.x * MW_H);
+            if (ntiles > 0)
+                mw2_produce<F8, FOLD>(a, a.bt + w.blk_off, keys.x, keys.y, ntiles, sk, okf, sq, w.tq, w.h0, T, qprev);
         }
+        /* the consumers' arrivals no fill waited on: EMPTY of the last two tiles, QFREE of the last row */
+        for (int32_t u = max(T - 2, 0); u < T; u++) mw_bar_sync(MW2_BAR_EMPTY + (u & 1), MW2_THREADS);
+        if (qprev) mw_bar_sync(MW2_BAR_QFREE, MW2_THREADS);
         return;
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
     const int32_t wg = tid >> 7, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     const int32_t r0 = ((tid >> 5) & 3) * 16 + g; /* this thread's rows (heads h0 + r0, h0 + r0 + 8) */
-    const int32_t h0 = blockIdx.x * MW_H;
-    for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
-        const int32_t tq = sd.q_off + i, nk = sd.pos0 + i + 1;
-        const int2 keys = mw_keys(nk, ctx_split, a.splits);
+    for (int32_t it = blockIdx.x, i = -1; mw2_next(a, n_seqs, it, i);) {
+        const mw2_row w(a, n_seqs, it, i);
+        const int32_t seq = w.seq, z = w.z, h0 = w.h0, tq = w.tq;
+        const bool ctx_split = w.ctx_split;
+        const int2 keys = mw_keys(w.nk, ctx_split, a.splits, z);
         const int32_t j0 = keys.x, j1 = keys.y, ntiles = (j1 - j0 + MW_T - 1) / MW_T;
-        mw_bar_sync(0, MW2_THREADS); /* the previous row is done with Q, the tiles, P and the flags */
+        mw_bar_sync(MW2_BAR_CONS, 256); /* both warpgroups are done with the previous row's ssum (and Q, P) */
         if (ntiles == 0) { /* an empty split: weight 0 in the merge, which never reads its o */
             if (ctx_split && wg == 0 && t4 == 0)
 #pragma unroll
                 for (int rr = 0; rr < 2; rr++) {
-                    float *pp = mll_part(a, seq, i, h0 + r0 + 8 * rr, blockIdx.z);
+                    float *pp = mll_part(a, seq, i, h0 + r0 + 8 * rr, z);
                     pp[0] = -INFINITY, pp[1] = 0.f;
                 }
             if (!ctx_split) { /* a prefill row with no keys (cannot happen: nk >= 1) keeps the old result, zeros */
@@ -358,7 +451,7 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
             }
             continue;
         }
-        if (!mw2_q_async(a)) { /* else the producer copies Q with tile 0 */
+        if (!q_async) { /* else the producer copies Q with tile 0 */
             mm_stage_q(a, tq, h0, MW_H, [&](int32_t r, int32_t c, uint4 w) {
                 *reinterpret_cast<uint4 *>(sq + (c >> 6) * MW_CB_Q + mw_sw(r, (c >> 3) & 7)) = w;
             }, tid, 256);
@@ -373,7 +466,7 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
         const float *fsc = mw_fold_scales(okf);
         const uint64_t dq = mw_desc(sq, 0), dp = mw_desc(sp, 0);
         for (int32_t t = 0; t < ntiles; t++) {
-            const int32_t tb = j0 + t * MW_T, slot = t & 1;
+            const int32_t tb = j0 + t * MW_T, slot = (T + t) & 1;
             mw_bar_sync(MW2_BAR_FULL + slot, MW2_THREADS); /* tile t is in (our P V of tile t - 1 is done) */
             if constexpr (FOLD)
                 if (t == 0) { /* Q is in (with tile 0, or staged above): to f16, then both warpgroups' S may read it */
@@ -414,17 +507,30 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
                                    dk_lo + (uint32_t)(((k >> 2) * MW_CB + (k & 3) * 32) >> 4), dk_hi, k > 0);
             }
             mg_wg_commit();
+            /* the tile's key flags (or FOLD scales, and the tile's largest) read while S runs: read after its wait,
+             * the first score multiply waited on them (ncu, FP8 b128 x ctx 1k: ~6 % of the samples). A key pair's
+             * in one 8-byte load: ncu found a load (and a constant reload) a value. */
+            int2 kf[FOLD ? 1 : NSR / 4];
+            float ks[FOLD ? MW_NS / 4 : 1]; /* FOLD: the scales of this thread's 8 keys (0: no key) */
+#pragma unroll
+            for (int j = 0; j < NSR / 4; j++) {
+                const int32_t col = wg * MW_NS + 8 * j + 2 * t4;
+                if constexpr (FOLD) {
+                    const float2 kc = *reinterpret_cast<const float2 *>(fsc + slot * MW_T + col);
+                    ks[2 * j] = kc.x, ks[2 * j + 1] = kc.y;
+                } else {
+                    kf[j] = *reinterpret_cast<const int2 *>(okf + slot * MW_T + col);
+                }
+            }
+            const float smax_t = FOLD ? fsc[2 * MW_T + slot] : 0.f;
             mg_wg_wait0();
 #pragma unroll
             for (int e = 0; e < NSR; e++) mg_reg_fence(s[e]);
+            if (q_async && t == ntiles - 1) mw_bar_arrive(MW2_BAR_QFREE, MW2_THREADS); /* the row's last read of Q */
             if constexpr (FOLD)
 #pragma unroll
                 for (int e = 0; e < NSR; e++) mg_reg_fence(spe[e]);
             /* a thread holds rows r0 (e 0, 1) and r0 + 8 (e 2, 3) of n8 block j, keys wg*32 + 8j + 2*t4 + (e & 1) */
-            /* a key pair's flags (or FOLD scales) in one 8-byte load: ncu found a load (and a constant reload) a
-             * value */
-            const int *ok = okf + slot * MW_T;
-            float ks[FOLD ? MW_NS / 4 : 1]; /* FOLD: the scales of this thread's 8 keys (0: no key) */
             float mx[2] = {-INFINITY, -INFINITY};
             const float sc = a.scale;
 #pragma unroll
@@ -432,12 +538,9 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
                 const int32_t col = wg * MW_NS + 8 * j + 2 * t4;
                 bool v0, v1;
                 if constexpr (FOLD) {
-                    const float2 kc = *reinterpret_cast<const float2 *>(fsc + slot * MW_T + col);
-                    ks[2 * j] = kc.x, ks[2 * j + 1] = kc.y;
-                    v0 = tb + col < j1 && kc.x > 0.f, v1 = tb + col + 1 < j1 && kc.y > 0.f;
+                    v0 = tb + col < j1 && ks[2 * j] > 0.f, v1 = tb + col + 1 < j1 && ks[2 * j + 1] > 0.f;
                 } else {
-                    const int2 f = *reinterpret_cast<const int2 *>(ok + col);
-                    v0 = tb + col < j1 && f.x, v1 = tb + col + 1 < j1 && f.y;
+                    v0 = tb + col < j1 && kf[j].x, v1 = tb + col + 1 < j1 && kf[j].y;
                 }
 #pragma unroll
                 for (int rr = 0; rr < 2; rr++) {
@@ -457,7 +560,7 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
             float corr[2];
             mw_softmax<NSR>(s, m_r, l_r, mx, smax, wg, r0, corr);
             if constexpr (FOLD) { /* P V's P: 2^7 P_k s_k / s_ref as f16; O moves to the new reference with corr */
-                const float snew = fmaxf(sref, fsc[2 * MW_T + slot]), rs = snew > 0.f ? sref / snew : 1.f;
+                const float snew = fmaxf(sref, smax_t), rs = snew > 0.f ? sref / snew : 1.f;
                 /* P <= 2^8 (MW_LAZY_MAX), so P' = 2^7 P s_k / s_ref is in [0, 2^15]: f16's normal range for all but
                  * P s_k / s_ref < 2^-21, against a row sum >= 1 (powers of two: exact) */
                 const float inv_ref = snew > 0.f ? 128.f / snew : 0.f;
@@ -486,12 +589,13 @@ template <bool F8, bool FOLD> __global__ static void __launch_bounds__(MW2_THREA
             mg_wg_wait0();
 #pragma unroll
             for (int j = 0; j < 128; j++) mg_reg_fence(o[j]);
-            if (t + 2 < ntiles) mw_bar_arrive(MW2_BAR_EMPTY + slot, MW2_THREADS); /* slot free for tile t + 2 */
+            mw_bar_arrive(MW2_BAR_EMPTY + slot, MW2_THREADS); /* slot free for the CTA's tile T + t + 2 */
         }
+        T += ntiles;
         mw_sum_publish(l_r, ssum, wg, r0, t4); /* the two warpgroups' row sums */
         mw_bar_sync(MW2_BAR_CONS, 256);
         const float ou = FOLD ? sref * (1.f / 128.f) : 1.f; /* O's unit */
-        mw_write(a, o, m_r, ssum, seq, i, tq, h0, r0, wg, t4, ctx_split, ou);
+        mw_write(a, o, m_r, ssum, seq, i, tq, h0, r0, wg, t4, ctx_split, ou, z);
     }
 #endif
 }
@@ -515,13 +619,17 @@ template <bool F8, bool FOLD = false>
 static cudaError_t mw_launch(const mll_args &a, int32_t n_seqs, int32_t splits, cudaStream_t stream)
 {
     static bool set; /* the attribute is per function */
-    void (*k)(mll_args) = mw2_kernel<F8, FOLD>;
+    void (*k)(mll_args, int32_t) = mw2_kernel<F8, FOLD>;
     if (!set) {
         cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, MW_SMEM);
         if (e != cudaSuccess) return e;
         set = true;
     }
-    cu_launch(k, dim3((unsigned)(a.H / MW_H), (unsigned)n_seqs, (unsigned)splits), MW2_THREADS, MW_SMEM, stream, a);
+    /* persistent: one CTA an SM walks the items (mw2_next), so an item's Q and first tiles load under the previous
+     * item's last tiles and its result stores (MS_MLA_PERSIST=0: a CTA an item, the A/B) */
+    const int64_t items = (int64_t)(a.H / MW_H) * n_seqs * splits, sms = mg_num_sms();
+    const int64_t grid = cu_env_is("MS_MLA_PERSIST", "0") || items < sms ? items : sms;
+    cu_launch(k, dim3((unsigned)grid), MW2_THREADS, MW_SMEM, stream, a, n_seqs);
     return cudaGetLastError();
 }
 

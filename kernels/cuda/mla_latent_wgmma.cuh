@@ -122,12 +122,12 @@ template <bool F16> __device__ static __forceinline__ void mw_pv(float *d, uint6
 }
 #undef MW_PV_ASM
 
-/* The keys [x, y) of this CTA's split: chunks of whole tiles, as mm_keys (empty splits write m = -inf) */
-__device__ static inline int2 mw_keys(int32_t nk, bool ctx_split, int32_t splits)
+/* The keys [x, y) of split z: chunks of whole tiles, as mm_keys (empty splits write m = -inf) */
+__device__ static inline int2 mw_keys(int32_t nk, bool ctx_split, int32_t splits, int32_t z)
 {
     if (!ctx_split) return make_int2(0, nk);
     const int32_t per = ((nk + splits - 1) / splits + MW_T - 1) / MW_T * MW_T;
-    const int32_t j0 = min(nk, (int32_t)blockIdx.z * per);
+    const int32_t j0 = min(nk, z * per);
     return make_int2(j0, min(nk, j0 + per));
 }
 
@@ -259,19 +259,19 @@ __device__ static __forceinline__ void mw_sum_publish(float l_r[2], float *ssum,
     if (t4 == 0) ssum[wg * MW_H + r0] = l_r[0], ssum[wg * MW_H + r0 + 8] = l_r[1];
 }
 
-/* After the barrier, query row i (tq) of heads h0 ..: a split's partials (m, l, O * ou) into the workspace, or the
+/* After the barrier, query row i (tq) of heads h0 ..: split z's partials (m, l, O * ou) into the workspace, or the
  * result O * ou / l in a.odt; rows r0, r0 + 8, channels wg*256 + 8j + 2*t4 (+1). ou: O's unit (1, or the folded
  * FP8 path's s_ref / 2^7). */
 __device__ static __forceinline__ void mw_write(const mll_args &a, const float *o, const float m_r[2],
                                                 const float *ssum, int32_t seq, int32_t i, int32_t tq, int32_t h0,
-                                                int32_t r0, int32_t wg, int32_t t4, bool ctx_split, float ou)
+                                                int32_t r0, int32_t wg, int32_t t4, bool ctx_split, float ou, int32_t z)
 {
 #pragma unroll
     for (int rr = 0; rr < 2; rr++) {
         const int32_t r = r0 + 8 * rr, h = h0 + r;
         const float l = ssum[r] + ssum[MW_H + r];
         if (ctx_split) {
-            float *pp = mll_part(a, seq, i, h, blockIdx.z);
+            float *pp = mll_part(a, seq, i, h, z);
             if (t4 == 0 && wg == 0) pp[0] = m_r[rr], pp[1] = l;
 #pragma unroll
             for (int j = 0; j < 32; j++)

@@ -119,7 +119,7 @@ template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_ke
     const int32_t *bt = a.bt + sd.blk_off;
     for (int32_t i = ctx_split ? 0 : blockIdx.z; i < sd.n_q; i += ctx_split ? 1 : gridDim.z) {
         const int32_t tq = sd.q_off + i, nk = sd.pos0 + i + 1;
-        const int2 keys = mw_keys(nk, ctx_split, a.splits);
+        const int2 keys = mw_keys(nk, ctx_split, a.splits, blockIdx.z);
         const int32_t j0 = keys.x, j1 = keys.y, ntiles = (j1 - j0 + MW_T - 1) / MW_T;
         __syncthreads(); /* the previous row is done with Q, the tiles, P and the flags */
         mw_f8 f8;
@@ -200,7 +200,7 @@ template <bool F8> __global__ static void __launch_bounds__(MW_THREADS, 1) mw_ke
         for (int j = 0; j < 128; j++) mg_reg_fence(o[j]);
         mw_sum_publish(l_r, ssum, wg, r0, t4); /* the two warpgroups' row sums */
         __syncthreads();
-        mw_write(a, o, m_r, ssum, seq, i, tq, h0, r0, wg, t4, ctx_split, 1.f);
+        mw_write(a, o, m_r, ssum, seq, i, tq, h0, r0, wg, t4, ctx_split, 1.f, blockIdx.z);
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory"); /* nothing left in flight when the CTA ends */
 #endif
