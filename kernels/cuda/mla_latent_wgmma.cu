@@ -14,8 +14,8 @@
  * their query rows, and the tiles of all of them go through the two slots in one count T, so the producer loads
  * the next row's Q and first tiles while the consumers finish the last tiles of the row before and store its
  * result (MS_MLA_PERSIST=0: a CTA an item). It gains little: 1-3 % at batch 128 x context 1k-4k (H100, BENCHMARKS
- * session 18), as an item's fixed cost (~17 us a wave at context 64) is mostly its Q and O bytes (137 KB an item,
- * moved at the SM's share of HBM), which overlap no better than before with the other SMs' tiles.
+ * session 18): an item's fixed cost (~17 us a wave at context 64) is its Q and O bytes (137 KB an item, ~6 us a
+ * wave at the copy rate), one tile's latency and the launch, which a CTA that stays shortens only a little.
  * Hand-offs are named barriers, each one producer-consumer pair in strict alternation:
  *  FULL[s]  producer arrives (its copies landed, or its stores done, and fenced to the async proxy), the
  *           consumers wait: slot s holds tile T (and its key flags);
