@@ -465,8 +465,8 @@ void cc_run_mla_latent_wgmma_dequant(cc_env_t *env, const cc_case_t *c, cc_resul
  * full context, odd ones a ragged tail), 64-token blocks. The cache holds at most 31 blocks (small: it
  * is built and uploaded once a case) that every sequence maps in its own order (block i of sequence s:
  * (7i + 3s) mod pool, 7 prime to the pool), a block recurring every `pool` positions of a long context, so host memory
- * stays small while the kernel reads the whole batch; the CPU reference runs on the first `checked` sequences only
- * (its cost is a sequence's, ~1 s at 16k). Bounds: the mma kernels' (nmse = tol, max-abs as
+ * stays small while the kernel reads the whole batch; the CPU reference runs on the first and the last `checked`
+ * sequences only (its cost is a sequence's, ~1 s at 16k). Bounds: the mma kernels' (nmse = tol, max-abs as
  * cc_run_mla_latent's). */
 void cc_run_mla_wgmma_batch(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
 {
@@ -507,11 +507,20 @@ void cc_run_mla_wgmma_batch(cc_env_t *env, const cc_case_t *c, cc_result_t *r)
     cc_get(env, got, dout, (size_t)nq * oe);
     uint32_t cpu_fault = 0;
     kern_ctx_t ccx = {.fault = &cpu_fault};
+    /* the first nchk sequences (rows 0 .. nchk - 1) and the last nchk: at batch 128 the Hopper kernel's CTAs (one an
+     * SM) take the last ones as their second work item, after another item's tiles went through the same slots */
+    const int32_t tail = B - nchk >= nchk ? B - nchk : nchk; /* the last nchk sequences, past the first ones */
     cc_ok(r, kern_cpu_ops.mla_latent(&ccx, q, qdt, qpe + pe_off, ld_pe, ld_pe_head, &kv, bt, seqs, nchk, H, scale, want,
-                                     odt), "cpu mla_latent"); /* the first nchk sequences: rows 0 .. nchk - 1 */
-    const int64_t nc = (int64_t)nchk * H * dc;
-    if (odt == MS_DT_F32) cc_cmp_f32(r, "o_lat", got, want, nc, c->tol, 3e-2);
-    else cc_cmp_bf16(r, "o_lat", got, want, nc, c->tol, 4.0 / 256);
+                                     odt), "cpu mla_latent");
+    if (tail < B)
+        cc_ok(r, kern_cpu_ops.mla_latent(&ccx, q, qdt, qpe + pe_off, ld_pe, ld_pe_head, &kv, bt, seqs + tail, B - tail,
+                                         H, scale, want, odt), "cpu mla_latent (last sequences)");
+    for (int32_t part = 0; part < (tail < B ? 2 : 1); part++) {
+        const int64_t off = (int64_t)(part ? tail : 0) * H * dc, nc = (int64_t)(part ? B - tail : nchk) * H * dc;
+        const char *name = part ? "o_lat (last sequences)" : "o_lat";
+        if (odt == MS_DT_F32) cc_cmp_f32(r, name, (float *)got + off, (float *)want + off, nc, c->tol, 3e-2);
+        else cc_cmp_bf16(r, name, (bf16_t *)got + off, (bf16_t *)want + off, nc, c->tol, 4.0 / 256);
+    }
     const uint32_t f = cc_fault_take(env);
     cc_check(r, f == 0 && cpu_fault == 0, "fault word 0x%x (cpu 0x%x) == 0 over %d sequences (%d checked)", f,
              cpu_fault, B, nchk);
