@@ -36,7 +36,8 @@
 #     mla       mla_latent's SIMT kernel (MS_MLA_KERNEL=simt) beside the default tensor-core ones: harness cases,
 #               golden fixtures, greedy tokens of both, the three kernels' op times at batch 1/32/128, context 1024;
 #               the FP8 fold (the default; MS_MLA_FP8_FOLD=0 dequantizes) under compute-sanitizer, and its A/B times;
-#               and batch 32/128 x context 1k-16k beside PyTorch's (tools/bench_mla_torch.py) with the ratios
+#               and batch 32/128 x context 1k-16k beside PyTorch's (tools/bench_mla_torch.py) with the ratios; the
+#               persistent grid's A/B (MS_MLA_PERSIST=0) and its batch-128 cases under racecheck
 #   default: all but nccl, mla, mtp, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
@@ -314,6 +315,19 @@ phase_mla() {
         echo "mla torch peer: exit $?"; cat "$out/mla_torch.txt"
     else
         echo "mla torch peer: SKIP (no torch)"
+    fi
+    # the persistent grid (a CTA an SM walking the work items, the default) against a CTA an item
+    # (MS_MLA_PERSIST=0), both KV dtypes, alternated; and the batch-128 cases, whose last sequences are the CTAs'
+    # second items, under racecheck (the slots and Q change hands between items there)
+    for kv in bf16 fp8; do
+        for p in 1 0 1 0; do
+            MS_BENCH_MLA_KV=$kv MS_MLA_PERSIST=$p timeout 200 $R moeserve-bench-ops "${fa[@]}" >"$out/mla_persist.md" 2>&1
+            echo "mla $kv MS_MLA_PERSIST=$p: $(grep -E '^\| mla_latent' "$out/mla_persist.md" | cut -d'|' -f3-4 | tr '\n' ';')"
+        done
+    done
+    if [ -n "$cs" ]; then
+        timeout 600 $R "$cs" --tool racecheck "$B/tests/test_kern_cuda_vs_cpu" mla_wgmma "" "b128 ctx 1k" >"$out/mla_persist_race.log" 2>&1
+        echo "mla b128 racecheck: exit $? | $(grep -E '^(PASS|FAIL)' "$out/mla_persist_race.log" | awk '{print $1}' | sort | uniq -c | tr '\n' ' ')$(grep -E 'RACECHECK SUMMARY' "$out/mla_persist_race.log" | tr '\n' ' ')"
     fi
 }
 
