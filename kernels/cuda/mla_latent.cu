@@ -193,7 +193,7 @@ extern "C" ms_status_t kern_cuda_mla_latent(kern_ctx_t *cx, const void *q_lat, m
      * Hopper kernel's CTAs (one per SM too) count as the mma kernel's for the splits. Read per call (host side
      * only: a captured graph keeps the kernel it was captured with). */
     const bool simt = cu_env_is("MS_MLA_KERNEL", "simt"), pick_mma = cu_env_is("MS_MLA_KERNEL", "mma");
-    const bool wg = !simt && !pick_mma && n_seqs <= 65535 && mll_wg_fits(a); /* sequences: its grid's y */
+    const bool wg = !simt && !pick_mma && n_seqs <= 65535 && mll_wg_fits(a); /* sequences: mw_kernel's grid y */
     const bool mma = wg || (!simt && mll_mma_fits(a));
     const int32_t n_hg = wg ? heads / 64 : mma ? mll_mma_head_groups(heads) : (heads + MLL_HG - 1) / MLL_HG;
     if (n_hg > 65535) return MS_ERR(MS_ERR_UNSUPPORTED, "cuda mla_latent: %d heads", heads);
