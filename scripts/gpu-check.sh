@@ -38,7 +38,11 @@
 #               the FP8 fold (the default; MS_MLA_FP8_FOLD=0 dequantizes) under compute-sanitizer, and its A/B times;
 #               and batch 32/128 x context 1k-16k beside PyTorch's (tools/bench_mla_torch.py) with the ratios; the
 #               persistent grid's A/B (MS_MLA_PERSIST=0) and its batch-128 cases under racecheck
-#   default: all but nccl, mla, mtp, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
+#     prof      ncu (--clock-control none) of the two kernels furthest from issue 10's targets, for their
+#               limiters: mw2_kernel (FP8 KV, batch 128 x context 1k) with source-level stall samples
+#               (OUTDIR/prof_mw2_src.csv.gz: `--page source --csv --print-source sass`), and the dense o_proj at
+#               m = 128 in its default 64x2w tile and in 128x2t (speed of light, memory, warp states)
+#   default: all but nccl, mla, mtp, prof, sample and step. OUTDIR (default $OUT or /tmp/gpu-check) gets summary.txt, bench_ops.md and
 #   logs.tgz (every log; few files, as the device tool brings back at most 8).
 # The correctness phases run concurrently; bench runs alone at the end.
 set -uo pipefail
@@ -331,6 +335,25 @@ phase_mla() {
     fi
 }
 
+phase_prof() {
+    local ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+    [ -n "$ncu" ] || { echo "prof: no ncu on this host"; return; }
+    MS_BENCH_MLA_KV=fp8 timeout 200 $R "$ncu" --clock-control none -k regex:mw2_kernel -s 2 -c 1 --import-source no \
+        --section SpeedOfLight --section SourceCounters --section WarpStateStats --section SchedulerStats \
+        -f -o "$out/prof_mw2" "$B/bin/moeserve-bench-ops" --batch '' --rows '' --reps 2 --mla-batch 128 \
+        --mla-ctx 1024 >"$out/prof_mw2.log" 2>&1
+    echo "prof mw2 (fp8, b128 x 1k): exit $?"
+    "$ncu" -i "$out/prof_mw2.ncu-rep" --page details >"$out/prof_mw2_details.txt" 2>&1
+    "$ncu" -i "$out/prof_mw2.ncu-rep" --page source --csv --print-source sass 2>/dev/null | gzip >"$final/prof_mw2_src.csv.gz"
+    grep -E 'Duration|DRAM Throughput|Compute \(SM\) Throughput|Issue Slots Busy|No Eligible' "$out/prof_mw2_details.txt" | sed 's/^ */prof mw2: /'
+    for t in 64x2w 128x2t; do
+        timeout 200 $R "$ncu" --clock-control none -k regex:mg_kernel -c 1 --section SpeedOfLight \
+            --section MemoryWorkloadAnalysis --section WarpStateStats --section LaunchStats "$B/bin/moeserve-bench-dense" \
+            --only o_proj --m 128 --reps 1 --fp8-only --tiles $t >"$out/prof_oproj_$t.txt" 2>&1
+        echo "prof o_proj m=128 $t: exit $? | $(grep -E 'Duration|DRAM Throughput|L2 Cache Throughput|Grid Size' "$out/prof_oproj_$t.txt" | tr -s ' ' | tr '\n' ';')"
+    done
+}
+
 phase_mtp() { # on one EP8 rank's share (r1-ep8: every layer MoE, 32 experts, the module too), so steps scale to 61 layers
     # first MTP served on CUDA: greedy output = the CPU's `generate` without MTP, seeded sampling = the same
     # layout without MTP, max_tokens, stop strings, streaming, metrics, preemption (tests/integration/test_mtp.py)
@@ -407,6 +430,7 @@ has nccl && { phase_nccl >"$out/phase_nccl.txt" 2>&1; cat "$out/phase_nccl.txt" 
 has step && { phase_step >"$out/phase_step.txt" 2>&1; cat "$out/phase_step.txt" >>"$S"; }
 has mla && { phase_mla >"$out/phase_mla.txt" 2>&1; cat "$out/phase_mla.txt" >>"$S"; }
 has sample && { phase_sample >"$out/phase_sample.txt" 2>&1; cat "$out/phase_sample.txt" >>"$S"; }
+has prof && { phase_prof >"$out/phase_prof.txt" 2>&1; cat "$out/phase_prof.txt" >>"$S"; }
 has mtp && { phase_mtp >"$out/phase_mtp.txt" 2>&1; cat "$out/phase_mtp.txt" >>"$S"; }
 has bench && { phase_bench >>"$S" 2>&1; }
 say "gpu-check: $(( $(date +%s) - t0 )) s"
