@@ -206,7 +206,7 @@ struct mw2_blks {
                                                    int32_t tile)
     {
         const int32_t tb = j0 + tile * MW_T;
-        return tb < j1 ? __ldg(bt + (a.kv.block_size == 64 ? tb >> 6 : tb / a.kv.block_size)) : -1;
+        return tb < j1 ? __ldg(bt + mw_blk_index(a.kv, tb)) : -1;
     }
     __device__ __forceinline__ void start(const mll_args &a, const int32_t *bt, int32_t j0, int32_t j1, int32_t lane)
     {

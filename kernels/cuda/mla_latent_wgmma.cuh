@@ -131,14 +131,19 @@ __device__ static inline int2 mw_keys(int32_t nk, bool ctx_split, int32_t splits
     return make_int2(j0, min(nk, j0 + per));
 }
 
-/* The cache row of key p (< j1) or NULL (past the keys, or a bad block: raises the fault when `report`).
- * R1's 64-token blocks take a shift, not a division. */
+/* The block-table entry of key p: R1's 64-token blocks take a shift, not a division */
+__device__ static __forceinline__ int32_t mw_blk_index(const kern_kv_t &kv, int32_t p)
+{
+    return kv.block_size == 64 ? p >> 6 : p / kv.block_size;
+}
+
+/* The cache row of key p (< j1) or NULL (past the keys, or a bad block: raises the fault when `report`) */
 __device__ static __forceinline__ const uint8_t *mw_row(const mll_args &a, const int32_t *bt, int32_t p, int32_t j1,
                                                         bool report)
 {
     if (p >= j1) return NULL;
     const kern_kv_t &kv = a.kv;
-    const int32_t bi = kv.block_size == 64 ? p >> 6 : p / kv.block_size, blk = bt[bi];
+    const int32_t bi = mw_blk_index(kv, p), blk = bt[bi];
     if (blk < 0 || blk >= kv.n_blocks) {
         if (report) cu_fault(a.fault, KERN_FAULT_BLOCK);
         return NULL;
@@ -164,7 +169,7 @@ struct mw_tile_rows {
         : ap(&a_), bt(bt_), tb(tb_), j1(j1_), whole(true)
     {
         const kern_kv_t &kv = a_.kv;
-        const int32_t bi = kv.block_size == 64 ? tb >> 6 : tb / kv.block_size;
+        const int32_t bi = mw_blk_index(kv, tb);
         first = tb < j1 && blk >= 0 && blk < kv.n_blocks
                     ? (const uint8_t *)kv.data + ((int64_t)blk * kv.block_size + (tb - bi * kv.block_size)) * kv.row_bytes
                     : NULL;
